@@ -1,0 +1,71 @@
+"""Who may do what (ACC-2), checked in the service layer for every adapter.
+
+An ``Actor`` is whoever calls a service: a user of a customer account (owner,
+sub-user or collaborator with a role), a platform operator, or the system
+itself (jobs, the demo). Money views and actions need the owner or the
+finance role; user management and renewal management need owner or admin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from feecenter.errors import PermissionDenied
+
+ROLES = ("owner", "finance", "admin", "readonly")
+FINANCE = "finance"        # balances, transactions, consumption, recharge, coupons, invoices …
+MANAGE_USERS = "manage_users"
+RENEWAL = "renewal"
+READ_PROFILE = "read_profile"
+
+_GRANTS = {
+    "owner": {FINANCE, MANAGE_USERS, RENEWAL, READ_PROFILE},
+    "finance": {FINANCE, READ_PROFILE},
+    "admin": {MANAGE_USERS, RENEWAL, READ_PROFILE},
+    "readonly": {READ_PROFILE},
+}
+
+_PERMISSION_NAMES = {
+    FINANCE: ("财务", "finance"),
+    MANAGE_USERS: ("用户管理", "user management"),
+    RENEWAL: ("续费管理", "renewal management"),
+    READ_PROFILE: ("账号信息", "account profile"),
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    kind: str  # user | operator | system
+    name: str
+    uin: int | None = None
+    user_id: int | None = None
+    role: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{self.name}" + (f"@{self.uin}" if self.uin else "")
+
+
+SYSTEM = Actor(kind="system", name="system")
+
+
+def operator(name: str) -> Actor:
+    return Actor(kind="operator", name=name)
+
+
+def require(actor: Actor, uin: int, permission: str) -> None:
+    """Raise PermissionDenied unless ``actor`` may use ``permission`` on account ``uin``."""
+    if actor.kind in ("system", "operator"):
+        return
+    zh, en = _PERMISSION_NAMES[permission]
+    if actor.uin != uin:
+        raise PermissionDenied("无权访问其他账号的数据", "no access to another account's data")
+    if permission not in _GRANTS.get(actor.role or "", set()):
+        raise PermissionDenied(f"缺少{zh}权限，请联系主账号授权",
+                               f"the {en} permission is required; ask the account owner",
+                               role=actor.role)
+
+
+def require_operator(actor: Actor) -> None:
+    if actor.kind not in ("system", "operator"):
+        raise PermissionDenied("仅平台运营人员可执行此操作", "only platform operators may do this")

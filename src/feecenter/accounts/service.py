@@ -1,0 +1,206 @@
+"""Account use cases: create customers, real-name state, sub-users, storefronts,
+account state (ACC-1..4), and the operators' audit log."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, func, insert, select, update
+from stdnum.cn import uscc as uscc_number
+from stdnum.exceptions import ValidationError
+
+from feecenter.accounts.permissions import (MANAGE_USERS, READ_PROFILE, ROLES, Actor, require,
+                                            require_operator)
+from feecenter.accounts.tables import audit_log, customers, storefronts, users
+from feecenter.clock import Clock, db_time
+from feecenter.errors import Conflict, invalid, not_found
+from feecenter.funds import service as funds
+
+FIRST_UIN = 100000000001
+DEFAULT_STOREFRONT = ("console", "云控制台 / Cloud console")
+_NAME = re.compile(r"^[\w\-. @\u4e00-\u9fff]{2,100}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^\+?[0-9][0-9\- ]{5,28}$")
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    name: str
+    personal_name: str | None = None
+    enterprise_name: str | None = None
+    uscc: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
+def _validate(new: NewAccount) -> dict:
+    name = (new.name or "").strip()
+    if not _NAME.match(name):
+        raise invalid("name", "账号名称须为 2–100 个字符（字母、数字、汉字、-_.@ 空格）",
+                      "name must be 2-100 letters, digits, CJK or -_.@ and spaces")
+    if new.personal_name and new.enterprise_name:
+        raise invalid("realname", "个人与企业实名只能选一种", "choose personal or enterprise, not both")
+    if new.email and not _EMAIL.match(new.email):
+        raise invalid("email", f"邮箱格式错误：{new.email}", f"malformed email: {new.email}")
+    if new.phone and not _PHONE.match(new.phone):
+        raise invalid("phone", f"手机号格式错误：{new.phone}", f"malformed phone: {new.phone}")
+    values = {"name": name, "email": new.email, "phone": new.phone, "realname_state": "none",
+              "entity_name": None, "uscc": None}
+    if new.personal_name:
+        values.update(realname_state="personal", entity_name=new.personal_name.strip())
+    elif new.enterprise_name or new.uscc:
+        values.update(realname_state="enterprise", entity_name=(new.enterprise_name or "").strip(),
+                      uscc=validate_uscc(new.uscc))
+        if not values["entity_name"]:
+            raise invalid("enterprise", "企业实名需要企业名称", "enterprise name is required")
+    return values
+
+
+def validate_uscc(code: str | None) -> str:
+    """Unified social credit code (统一社会信用代码), checked digit included."""
+    try:
+        return uscc_number.validate(code or "")
+    except ValidationError as exc:
+        raise invalid("uscc", f"统一社会信用代码无效：{code!r}",
+                      f"invalid unified social credit code {code!r}: {exc}") from None
+
+
+def create_account(conn: Connection, clock: Clock, actor: Actor, new: NewAccount) -> int:
+    """Create a customer account with its owner user, storefront and fee account."""
+    require_operator(actor)
+    values = _validate(new)
+    if conn.execute(select(customers.c.uin).where(customers.c.name == values["name"])).first():
+        raise Conflict(f"账号名称已存在：{values['name']}", f"name already taken: {values['name']}",
+                       field="name")
+    uin = (conn.execute(select(func.max(customers.c.uin))).scalar() or FIRST_UIN - 1) + 1
+    now = db_time(clock.now())
+    conn.execute(insert(customers).values(uin=uin, status="normal", created_at=now, **values))
+    conn.execute(insert(users).values(uin=uin, login=values["name"], role="owner", kind="owner",
+                                      created_at=now))
+    add_storefront(conn, uin, *DEFAULT_STOREFRONT)
+    funds.open_fee_account(conn, clock, uin)
+    record_audit(conn, clock, actor, "create_account", uin, {"name": values["name"]})
+    return uin
+
+
+def get_account(conn: Connection, actor: Actor, uin: int) -> dict:
+    require(actor, uin, READ_PROFILE)
+    row = conn.execute(select(customers).where(customers.c.uin == uin)).mappings().first()
+    if row is None:
+        raise not_found("uin", "账号", "account", uin)
+    return dict(row)
+
+
+def account_state(conn: Connection, clock: Clock, uin: int) -> str:
+    """ACC-4: cancelled and restricted are set; in arrears follows the arrears balance."""
+    row = get_account(conn, Actor("system", "system"), uin)
+    if row["status"] != "normal":
+        return row["status"]
+    view = funds.balance_view(conn, clock, Actor("system", "system"), uin)
+    return "arrears" if view.arrears > 0 else "normal"
+
+
+def set_status(conn: Connection, clock: Clock, actor: Actor, uin: int, status: str) -> None:
+    require_operator(actor)
+    if status not in ("normal", "restricted", "cancelled"):
+        raise invalid("status", "状态只能为 normal / restricted / cancelled",
+                      "status must be normal, restricted or cancelled")
+    get_account(conn, actor, uin)
+    conn.execute(update(customers).where(customers.c.uin == uin).values(status=status))
+    record_audit(conn, clock, actor, "set_status", uin, {"status": status})
+
+
+def set_realname(conn: Connection, clock: Clock, actor: Actor, uin: int, state: str) -> None:
+    """Operators mark real-name abnormal (or restore it); ACC-1."""
+    require_operator(actor)
+    if state not in ("none", "personal", "enterprise", "abnormal"):
+        raise invalid("realname_state", "实名状态无效", "invalid real-name state")
+    get_account(conn, actor, uin)
+    conn.execute(update(customers).where(customers.c.uin == uin).values(realname_state=state))
+    record_audit(conn, clock, actor, "set_realname", uin, {"state": state})
+
+
+# ---------------------------------------------------------------- users
+
+def add_user(conn: Connection, clock: Clock, actor: Actor, uin: int, login: str, role: str,
+             kind: str = "subuser") -> int:
+    require(actor, uin, MANAGE_USERS)
+    get_account(conn, Actor("system", "system"), uin)
+    if role not in ROLES or role == "owner":
+        raise invalid("role", "角色只能为 finance / admin / readonly",
+                      "role must be finance, admin or readonly")
+    if kind not in ("subuser", "collaborator"):
+        raise invalid("kind", "类型只能为子用户或协作者", "kind must be subuser or collaborator")
+    login = (login or "").strip()
+    if not _NAME.match(login):
+        raise invalid("login", "登录名须为 2–100 个字符", "login must be 2-100 characters")
+    if conn.execute(select(users.c.id).where(users.c.uin == uin, users.c.login == login)).first():
+        raise Conflict(f"用户已存在：{login}", f"user already exists: {login}", field="login")
+    user_id = conn.execute(insert(users).values(uin=uin, login=login, role=role, kind=kind,
+                                                created_at=db_time(clock.now()))
+                           .returning(users.c.id)).scalar_one()
+    record_audit(conn, clock, actor, "add_user", uin, {"login": login, "role": role})
+    return user_id
+
+
+def find_user(conn: Connection, uin: int, login: str | None) -> dict:
+    stmt = select(users).where(users.c.uin == uin)
+    stmt = stmt.where(users.c.login == login) if login else stmt.where(users.c.role == "owner")
+    row = conn.execute(stmt).mappings().first()
+    if row is None:
+        raise not_found("user", "用户", "user", login or f"owner of {uin}")
+    return dict(row)
+
+
+def user_actor(conn: Connection, user_id: int) -> Actor:
+    row = conn.execute(select(users).where(users.c.id == user_id)).mappings().first()
+    if row is None:
+        raise not_found("user_id", "用户", "user", user_id)
+    return Actor(kind="user", name=row["login"], uin=row["uin"], user_id=row["id"],
+                 role=row["role"])
+
+
+def list_users(conn: Connection, actor: Actor, uin: int) -> list[dict]:
+    require(actor, uin, READ_PROFILE)
+    rows = conn.execute(select(users).where(users.c.uin == uin).order_by(users.c.id)).mappings()
+    return [dict(r) for r in rows]
+
+
+# ---------------------------------------------------------------- storefronts
+
+def add_storefront(conn: Connection, uin: int, code: str, name: str) -> int:
+    """ACC-3: another storefront of the same owner; all share one fee account."""
+    return conn.execute(insert(storefronts).values(uin=uin, code=code, name=name)
+                        .returning(storefronts.c.id)).scalar_one()
+
+
+def list_storefronts(conn: Connection, actor: Actor, uin: int) -> list[dict]:
+    require(actor, uin, READ_PROFILE)
+    return [dict(r) for r in conn.execute(select(storefronts).where(storefronts.c.uin == uin)
+                                          .order_by(storefronts.c.id)).mappings()]
+
+
+def require_storefront(conn: Connection, uin: int, code: str) -> None:
+    found = conn.execute(select(storefronts.c.id).where(storefronts.c.uin == uin,
+                                                        storefronts.c.code == code)).first()
+    if found is None:
+        raise not_found("storefront", "门户", "storefront", code)
+
+
+# ---------------------------------------------------------------- audit
+
+def record_audit(conn: Connection, clock: Clock, actor: Actor, action: str, uin: int | None,
+                 detail: dict) -> None:
+    conn.execute(insert(audit_log).values(
+        actor=actor.label, action=action, uin=uin, created_at=db_time(clock.now()),
+        detail=json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str)))
+
+
+def list_audit(conn: Connection, actor: Actor, uin: int | None = None, limit: int = 100):
+    require_operator(actor)
+    stmt = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
+    if uin is not None:
+        stmt = stmt.where(audit_log.c.uin == uin)
+    return [dict(r) for r in conn.execute(stmt).mappings()]

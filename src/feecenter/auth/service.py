@@ -1,0 +1,180 @@
+"""API keys and request authentication.
+
+Secret keys are needed in plain form to check an HMAC, so they are stored
+encrypted (Fernet, master key from configuration) and shown once, at
+creation. ``authenticate`` verifies a TC3-HMAC-SHA256 request and returns
+the ``Actor`` it acts for: a customer user or an operator.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import timedelta
+
+from cryptography.fernet import Fernet
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from feecenter.accounts import service as accounts
+from feecenter.accounts.permissions import Actor, require, require_operator, MANAGE_USERS
+from feecenter.auth import tc3
+from feecenter.auth.tables import api_keys, operators, used_signatures
+from feecenter.clock import Clock, db_time
+from feecenter.errors import AuthFailed, Conflict, invalid, not_found
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+@dataclass(frozen=True)
+class NewKey:
+    secret_id: str
+    secret_key: str
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+def _new_key() -> NewKey:
+    return NewKey("AKID" + "".join(secrets.choice(_ALPHABET) for _ in range(32)),
+                  "".join(secrets.choice(_ALPHABET) for _ in range(32)))
+
+
+def create_operator(conn: Connection, clock: Clock, actor: Actor, name: str) -> tuple[int, NewKey]:
+    """A platform staff member with an API key for the operator endpoints."""
+    require_operator(actor)
+    if not name or not name.strip():
+        raise invalid("name", "运营人员名称不能为空", "operator name is required")
+    if conn.execute(select(operators.c.id).where(operators.c.name == name)).first():
+        raise Conflict(f"运营人员已存在：{name}", f"operator already exists: {name}", field="name")
+    op_id = conn.execute(insert(operators).values(name=name, created_at=db_time(clock.now()))
+                         .returning(operators.c.id)).scalar_one()
+    return op_id, _store_key(conn, clock, cipher_for(conn), operator_id=op_id)
+
+
+def create_api_key(conn: Connection, clock: Clock, actor: Actor, uin: int,
+                   login: str | None = None) -> NewKey:
+    """A key for the account owner (default) or a named sub-user."""
+    if actor.kind == "user":
+        require(actor, uin, MANAGE_USERS)
+    user = accounts.find_user(conn, uin, login)
+    key = _store_key(conn, clock, cipher_for(conn), uin=uin, user_id=user["id"])
+    accounts.record_audit(conn, clock, actor, "create_api_key", uin,
+                          {"secret_id": key.secret_id, "user": user["login"]})
+    return key
+
+
+def set_key_state(conn: Connection, clock: Clock, actor: Actor, secret_id: str,
+                  enabled: bool) -> None:
+    row = conn.execute(select(api_keys).where(api_keys.c.secret_id == secret_id)).first()
+    if row is None:
+        raise not_found("secret_id", "密钥", "API key", secret_id)
+    if row.uin is None:
+        require_operator(actor)
+    elif actor.kind == "user":
+        require(actor, row.uin, MANAGE_USERS)
+    conn.execute(update(api_keys).where(api_keys.c.secret_id == secret_id)
+                 .values(state="enabled" if enabled else "disabled"))
+    accounts.record_audit(conn, clock, actor, "set_key_state", row.uin,
+                          {"secret_id": secret_id, "enabled": enabled})
+
+
+def list_api_keys(conn: Connection, actor: Actor, uin: int) -> list[dict]:
+    require(actor, uin, MANAGE_USERS)
+    rows = conn.execute(select(api_keys.c.secret_id, api_keys.c.user_id, api_keys.c.state,
+                               api_keys.c.created_at).where(api_keys.c.uin == uin))
+    return [dict(r._mapping) for r in rows]
+
+
+def _store_key(conn, clock, cipher: Fernet, **owner) -> NewKey:
+    key = _new_key()
+    conn.execute(insert(api_keys).values(
+        secret_id=key.secret_id, secret_enc=cipher.encrypt(key.secret_key.encode()).decode(),
+        state="enabled", created_at=db_time(clock.now()), **owner))
+    return key
+
+
+_CIPHERS: dict[str, Fernet] = {}
+
+
+def configure_master_key(master_key: str) -> None:
+    """Set the process's master key (called once by every entry point)."""
+    _CIPHERS["default"] = Fernet(master_key.encode())
+
+
+def cipher_for(_conn: Connection | None = None) -> Fernet:
+    if "default" not in _CIPHERS:
+        from feecenter.config import load_settings, master_key
+
+        configure_master_key(master_key(load_settings()))
+    return _CIPHERS["default"]
+
+
+# ---------------------------------------------------------------- verification
+
+def _fail(reason: str, zh: str, en: str) -> AuthFailed:
+    return AuthFailed(reason, zh, en)
+
+
+def authenticate(engine: Engine, clock: Clock, request: SignedRequest, *,
+                 window_s: int = 300) -> Actor:
+    """Verify a TC3-HMAC-SHA256 signed request; refuse stale or replayed signatures."""
+    parsed = tc3.parse_authorization(request.headers.get("authorization", ""))
+    if parsed is None:
+        raise _fail("InvalidAuthorization", "缺少或无法解析 Authorization 签名头",
+                    "missing or malformed Authorization header")
+    timestamp = _timestamp(request.headers.get("x-tc-timestamp", ""))
+    now = int(clock.now().timestamp())
+    if abs(now - timestamp) > window_s:
+        raise _fail("SignatureExpire", "签名已过期，请检查本机时间",
+                    "signature expired: check the request timestamp")
+    with engine.connect() as conn:
+        row = conn.execute(select(api_keys).where(api_keys.c.secret_id == parsed.secret_id)).first()
+    if row is None:
+        raise _fail("SecretIdNotFound", "密钥不存在", "SecretId not found")
+    if row.state != "enabled":
+        raise _fail("SecretIdNotFound", "密钥已停用", "the key is disabled")
+    secret_key = cipher_for().decrypt(row.secret_enc.encode()).decode()
+    canonical = tc3.canonical_request(request.method, request.path, request.query,
+                                      request.headers, parsed.signed_headers, request.body)
+    expected = tc3.signature(secret_key, parsed.date, parsed.service, timestamp, canonical)
+    if not secrets.compare_digest(expected, parsed.signature):
+        raise _fail("SignatureFailure", "签名验证失败", "signature verification failed")
+    _refuse_replay(engine, clock, parsed.signature, window_s)
+    return _actor_for(engine, row)
+
+
+def _timestamp(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise _fail("InvalidAuthorization", "X-TC-Timestamp 无效",
+                    "X-TC-Timestamp is missing or invalid") from None
+
+
+def _refuse_replay(engine: Engine, clock: Clock, signature: str, window_s: int) -> None:
+    now = clock.now()
+    try:
+        with engine.begin() as conn:
+            conn.execute(delete(used_signatures).where(
+                used_signatures.c.seen_at < db_time(now - timedelta(seconds=2 * window_s))))
+            conn.execute(insert(used_signatures).values(signature=signature, seen_at=db_time(now)))
+    except IntegrityError:
+        raise _fail("SignatureFailure", "重复的请求签名（疑似重放）",
+                    "replayed request signature refused") from None
+
+
+def _actor_for(engine: Engine, row) -> Actor:
+    with engine.connect() as conn:
+        if row.operator_id is not None:
+            name = conn.execute(select(operators.c.name)
+                                .where(operators.c.id == row.operator_id)).scalar_one()
+            return Actor(kind="operator", name=name)
+        return accounts.user_actor(conn, row.user_id)

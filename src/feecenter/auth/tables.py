@@ -1,0 +1,30 @@
+"""Tables owned by auth."""
+
+from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, String, Table, Text
+
+from feecenter.db.base import IdType, metadata
+
+operators = Table(
+    "operators", metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("created_at", DateTime, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("secret_id", String(64), primary_key=True),
+    Column("uin", BigInteger, nullable=True, index=True),
+    Column("user_id", IdType, ForeignKey("users.id"), nullable=True),
+    Column("operator_id", IdType, ForeignKey("operators.id"), nullable=True),
+    Column("secret_enc", Text, nullable=False),  # Fernet token, never the plain secret
+    Column("state", String(10), nullable=False),  # enabled | disabled
+    Column("created_at", DateTime, nullable=False),
+)
+
+# Signatures seen inside the timestamp window: a second use is a replay.
+used_signatures = Table(
+    "used_signatures", metadata,
+    Column("signature", String(64), primary_key=True),
+    Column("seen_at", DateTime, nullable=False, index=True),
+)

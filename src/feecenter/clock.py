@@ -1,0 +1,85 @@
+"""Time: the injectable clock and the business time zone.
+
+No domain code reads the wall clock: services take a ``Clock``. Stored
+timestamps are naive UTC (the same on SQLite and PostgreSQL); business dates
+are Asia/Shanghai.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, datetime, timedelta, timezone
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+BUSINESS_TZ = ZoneInfo("Asia/Shanghai")
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Current instant, timezone-aware UTC."""
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+class FixedClock:
+    """A clock the tests, demo and simulator move by hand. Thread-safe."""
+
+    def __init__(self, start: datetime):
+        self._now = to_utc(start)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def set(self, when: datetime) -> None:
+        with self._lock:
+            self._now = to_utc(when)
+
+    def advance(self, **delta) -> datetime:
+        with self._lock:
+            self._now += timedelta(**delta)
+            return self._now
+
+
+def to_utc(when: datetime) -> datetime:
+    if when.tzinfo is None:
+        raise ValueError("naive datetime: say which time zone it is in")
+    return when.astimezone(timezone.utc)
+
+
+def db_time(when: datetime) -> datetime:
+    """Aware datetime -> naive UTC for storage."""
+    return to_utc(when).replace(tzinfo=None)
+
+
+def from_db_time(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc)
+
+
+def business_date(when: datetime) -> date:
+    return to_utc(when).astimezone(BUSINESS_TZ).date()
+
+
+def business_time_text(value: datetime) -> str:
+    """Stored naive-UTC or aware datetime -> "YYYY-MM-DD HH:MM:SS" in Asia/Shanghai."""
+    aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return aware.astimezone(BUSINESS_TZ).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def parse_business_time(text: str, field: str) -> datetime:
+    """Parse "YYYY-MM-DD HH:MM:SS" (or a date) given in Asia/Shanghai; aware UTC out."""
+    from feecenter.errors import invalid
+
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d"):
+        try:
+            local = datetime.strptime(text.strip(), fmt)
+        except (ValueError, AttributeError):
+            continue
+        return local.replace(tzinfo=BUSINESS_TZ).astimezone(timezone.utc)
+    raise invalid(field, f"时间格式错误：{text!r}，应为 YYYY-MM-DD HH:MM:SS",
+                  f"malformed time {text!r}, expected YYYY-MM-DD HH:MM:SS")

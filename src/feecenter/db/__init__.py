@@ -1,0 +1,1 @@
+"""Storage: engine, transactions and Alembic migrations (SQLite file or PostgreSQL)."""

@@ -1,0 +1,9 @@
+"""Imports every domain's tables so the one MetaData knows the whole schema."""
+
+from feecenter.accounts import tables as _accounts  # noqa: F401
+from feecenter.auth import tables as _auth  # noqa: F401
+from feecenter.db.base import metadata
+from feecenter.funds import tables as _funds  # noqa: F401
+from feecenter.ledger import tables as _ledger  # noqa: F401
+
+__all__ = ["metadata"]

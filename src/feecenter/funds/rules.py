@@ -1,0 +1,58 @@
+"""Pure money rules of the fee account: no database, plain integers in fen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from feecenter.errors import InsufficientBalance
+from feecenter.money import format_yuan
+
+
+@dataclass(frozen=True)
+class SpendPlan:
+    gift: int
+    cash: int
+    credit: int   # paid by credit: becomes an advance (垫付, BAL-7)
+    arrears: int  # shortfall of postpaid settlement (SET-5, BAL-4)
+
+
+def plan_spend(amount: int, *, gift: int, cash: int, credit_left: int,
+               allow_arrears: bool) -> SpendPlan:
+    """Gift first, then cash (BAL-3), then credit (BAL-7); only postpaid may overdraw (BAL-4)."""
+    if amount <= 0:
+        raise ValueError("amount must be positive")
+    from_gift = min(amount, max(gift, 0))
+    from_cash = min(amount - from_gift, max(cash, 0))
+    from_credit = min(amount - from_gift - from_cash, max(credit_left, 0))
+    short = amount - from_gift - from_cash - from_credit
+    if short and not allow_arrears:
+        raise InsufficientBalance(
+            f"余额不足，还需 {format_yuan(short)} 元", f"insufficient balance: {format_yuan(short)} "
+            "yuan more is needed", field="amount", shortfall=format_yuan(short))
+    return SpendPlan(from_gift, from_cash, from_credit, short)
+
+
+@dataclass(frozen=True)
+class IncomingPlan:
+    to_arrears: int
+    to_advances: int
+    to_balance: int
+
+
+def plan_incoming(amount: int, *, arrears: int, advances: int) -> IncomingPlan:
+    """Incoming money pays arrears, then unrepaid advances, then the balance (ARR-4)."""
+    to_arrears = min(amount, arrears)
+    to_advances = min(amount - to_arrears, advances)
+    return IncomingPlan(to_arrears, to_advances, amount - to_arrears - to_advances)
+
+
+def plan_freeze(amount: int, *, gift: int, cash: int) -> tuple[int, int]:
+    """A freeze takes gift then cash, never coupons (FRZ-1); refuses what is not there."""
+    from_gift = min(amount, gift)
+    from_cash = amount - from_gift
+    if from_cash > cash:
+        short = from_cash - cash
+        raise InsufficientBalance(f"可用余额不足以冻结，还需 {format_yuan(short)} 元",
+                                  f"available balance too low to freeze: {format_yuan(short)} "
+                                  "yuan more is needed", field="amount")
+    return from_gift, from_cash

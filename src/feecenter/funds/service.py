@@ -1,0 +1,393 @@
+"""Fee-account use cases: every money movement of a customer goes through here.
+
+Each function runs inside the caller's database transaction, locks the
+customer's balance rows first (one writer per account at a time), plans with
+the pure rules in ``funds.rules``, writes balanced ledger transactions, and
+records each as a 收支明细 entry with the sub-balances after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, and_, func, insert, select
+
+from feecenter.accounts.permissions import FINANCE, Actor, require, require_operator
+from feecenter.clock import Clock, db_time, from_db_time
+from feecenter.errors import invalid, not_found
+from feecenter.funds import rules
+from feecenter.funds.tables import credit_lines, statement_entries
+from feecenter.ledger import service as ledger
+from feecenter.ledger.tables import ledger_accounts, ledger_transactions
+from feecenter.money import MAX_AMOUNT_FEN
+
+DEFAULT_ENTITY = "default"
+
+# kind -> (min_balance, max_balance) of each customer sub-account
+SUB_ACCOUNTS = {
+    "cash": (0, None), "gift": (0, None), "income": (0, None),
+    "frozen_cash": (0, None), "frozen_gift": (0, None),
+    "arrears": (None, 0), "advance": (None, 0),
+}
+
+# 收支明细 action types (Tencent's vocabulary, see docs/transaction-types.md)
+ACTION_TYPES = ("recharge", "deduct", "return", "block", "unblock", "cash", "agentin",
+                "agentout", "advanced", "repay", "repayment", "adj_refund", "adj_deduct",
+                "present")
+
+
+@dataclass(frozen=True)
+class BalanceView:
+    uin: int
+    cash: int
+    income: int
+    gift: int
+    frozen: int
+    arrears: int
+    available: int          # BAL-2
+    credit_limit: int
+    temp_credit: int
+    credit_amount: int      # limit + temporary credit still in force
+    advances: int           # what credit paid and incoming money has not repaid
+    credit_balance: int     # BAL-7: cash + income + gift + unused credit - arrears
+    real_credit_balance: int  # credit_balance - frozen
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Movement:
+    txn_id: int
+    created: bool
+    entry_ids: tuple[int, ...] = ()
+
+
+# ---------------------------------------------------------------- accounts
+
+def open_fee_account(conn: Connection, clock: Clock, uin: int) -> dict[str, int]:
+    ids = {}
+    for kind, (low, high) in SUB_ACCOUNTS.items():
+        ids[kind] = ledger.open_account(conn, clock, f"cust:{uin}:{kind}", kind, uin=uin,
+                                        min_balance=low, max_balance=high)
+    return ids
+
+
+def platform_account(conn: Connection, clock: Clock, purpose: str,
+                     entity: str = DEFAULT_ENTITY) -> int:
+    """A platform-wide account per selling entity; uncached, so never a hot row."""
+    return ledger.open_account(conn, clock, f"platform:{entity}:{purpose}", purpose,
+                               cached=False)
+
+
+def _account_ids(conn: Connection, uin: int) -> dict[str, int]:
+    rows = conn.execute(select(ledger_accounts.c.kind, ledger_accounts.c.id)
+                        .where(ledger_accounts.c.uin == uin)).all()
+    if not rows:
+        raise not_found("uin", "账号", "account", uin)
+    return dict(rows)
+
+
+def _balances(conn: Connection, uin: int, *, lock: bool) -> tuple[dict[str, int], dict[str, int]]:
+    ids = _account_ids(conn, uin)
+    if lock:
+        by_id = ledger.lock_balances(conn, ids.values())
+    else:
+        by_id = dict(conn.execute(select(ledger_accounts.c.id, ledger_accounts.c.balance)
+                                  .where(ledger_accounts.c.uin == uin)).all())
+    return ids, {kind: by_id[i] for kind, i in ids.items()}
+
+
+def _credit(conn: Connection, uin: int, now: datetime) -> tuple[int, int, int]:
+    row = conn.execute(select(credit_lines).where(credit_lines.c.uin == uin)).first()
+    if row is None:
+        return 0, 0, 0
+    temp_in_force = row.temp_credit if (row.temp_credit_end is None
+                                        or from_db_time(row.temp_credit_end) > now) else 0
+    return row.credit_limit, row.temp_credit, row.credit_limit + temp_in_force
+
+
+def _view(conn: Connection, clock: Clock, uin: int, bal: dict[str, int]) -> BalanceView:
+    cash = bal["cash"] + bal["frozen_cash"]
+    gift = bal["gift"] + bal["frozen_gift"]
+    frozen = bal["frozen_cash"] + bal["frozen_gift"]
+    arrears, advances = -bal["arrears"], -bal["advance"]
+    limit, temp, credit_amount = _credit(conn, uin, clock.now())
+    available = cash + bal["income"] + gift - frozen - arrears
+    credit_balance = cash + bal["income"] + gift + max(credit_amount - advances, 0) - arrears
+    return BalanceView(uin, cash, bal["income"], gift, frozen, arrears, available, limit, temp,
+                       credit_amount, advances, credit_balance, credit_balance - frozen)
+
+
+def balance_view(conn: Connection, clock: Clock, actor: Actor, uin: int) -> BalanceView:
+    require(actor, uin, FINANCE)
+    _, bal = _balances(conn, uin, lock=False)
+    return _view(conn, clock, uin, bal)
+
+
+# ---------------------------------------------------------------- recording
+
+def _record(conn: Connection, clock: Clock, uin: int, txn_id: int, action_type: str,
+            amount: int, *, cash: int = 0, gift: int = 0, credit: int = 0, coupon: int = 0,
+            **fields) -> int:
+    _, bal = _balances(conn, uin, lock=False)
+    view = _view(conn, clock, uin, bal)
+    return conn.execute(insert(statement_entries).values(
+        uin=uin, txn_id=txn_id, action_type=action_type, amount=amount, cash_amount=cash,
+        gift_amount=gift, credit_amount=credit, coupon_amount=coupon,
+        balance_after=view.available, cash_after=view.cash, gift_after=view.gift,
+        frozen_after=view.frozen, created_at=db_time(clock.now()), **fields,
+    ).returning(statement_entries.c.id)).scalar_one()
+
+
+def _replayed(conn: Connection, key: str, request: dict) -> Movement | None:
+    """The first result if this idempotency key was already used for this request."""
+    txn_id = ledger.check_idempotency(conn, key, ledger.content_hash(request))
+    if txn_id is None:
+        return None
+    entries = conn.execute(select(statement_entries.c.id).join(
+        ledger_transactions, ledger_transactions.c.id == statement_entries.c.txn_id).where(
+        ledger_transactions.c.idempotency_key.in_([key, f"{key}:arrears", f"{key}:advance"]))
+        .order_by(statement_entries.c.id)).scalars().all()
+    return Movement(txn_id, created=False, entry_ids=tuple(entries))
+
+
+def _transfer(conn, clock, key, request, kind, uin, legs, **kw) -> ledger.TransferResult:
+    return ledger.transfer(conn, clock, ledger.Transfer(
+        idempotency_key=key, kind=kind, uin=uin, request_hash=ledger.content_hash(request),
+        postings=tuple(ledger.Posting(a, amt) for a, amt in legs if amt), **kw))
+
+
+# ---------------------------------------------------------------- incoming money
+
+def receive(conn: Connection, clock: Clock, uin: int, amount: int, *, key: str,
+            source_account_id: int, action_type: str = "recharge", pay_channel: str | None = None,
+            memo: str | None = None, request: dict | None = None) -> Movement:
+    """Credit incoming money to cash, then repay arrears and advances from it (ARR-4).
+
+    The whole amount is posted first as its own entry; each repayment follows
+    as an entry of its own (RMT-8).
+    """
+    request = request or {"op": "receive", "uin": uin, "amount": amount, "type": action_type}
+    if (earlier := _replayed(conn, key, request)) is not None:
+        return earlier
+    ids, bal = _balances(conn, uin, lock=True)
+    first = _transfer(conn, clock, key, request, action_type, uin,
+                      [(source_account_id, -amount), (ids["cash"], amount)], memo=memo)
+    entries = [_record(conn, clock, uin, first.txn_id, action_type, amount, cash=amount,
+                       pay_channel=pay_channel, memo=memo)]
+    plan = rules.plan_incoming(amount, arrears=-bal["arrears"], advances=-bal["advance"])
+    for part, sub, action in ((plan.to_arrears, "arrears", "repayment"),
+                              (plan.to_advances, "advance", "repay")):
+        if part:
+            result = _transfer(conn, clock, f"{key}:{sub}", [request, sub], action, uin,
+                               [(ids["cash"], -part), (ids[sub], part)])
+            entries.append(_record(conn, clock, uin, result.txn_id, action, -part, cash=-part))
+    return Movement(first.txn_id, True, tuple(entries))
+
+
+# ---------------------------------------------------------------- spending
+
+def spend(conn: Connection, clock: Clock, uin: int, amount: int, *, key: str, postpaid: bool,
+          revenue_account_id: int, deduct_mode: str = "trade", product_code: str | None = None,
+          billing_item: str | None = None, order_id: str | None = None,
+          storefront: str | None = None, memo: str | None = None) -> Movement:
+    """Deduct ``amount``: gift, cash, credit; the rest as arrears if postpaid (BAL-3/4/7)."""
+    if amount <= 0:
+        raise invalid("amount", "扣费金额必须为正数", "deduction amount must be positive")
+    request = {"op": "spend", "uin": uin, "amount": amount, "postpaid": postpaid,
+               "order": order_id, "product": product_code, "item": billing_item}
+    if (earlier := _replayed(conn, key, request)) is not None:
+        return earlier
+    ids, bal = _balances(conn, uin, lock=True)
+    _, _, credit_amount = _credit(conn, uin, clock.now())
+    plan = rules.plan_spend(amount, gift=bal["gift"], cash=bal["cash"],
+                            credit_left=credit_amount + bal["advance"], allow_arrears=postpaid)
+    result = _transfer(conn, clock, key, request, "deduct", uin, [
+        (ids["gift"], -plan.gift), (ids["cash"], -plan.cash), (ids["advance"], -plan.credit),
+        (ids["arrears"], -plan.arrears), (revenue_account_id, amount)],
+        reference=order_id, memo=memo)
+    entry = _record(conn, clock, uin, result.txn_id, "deduct", -amount, cash=-plan.cash,
+                    gift=-plan.gift, credit=-plan.credit, deduct_mode=deduct_mode,
+                    product_code=product_code, billing_item=billing_item, order_id=order_id,
+                    storefront=storefront, memo=memo)
+    return Movement(result.txn_id, True, (entry,))
+
+
+# ---------------------------------------------------------------- freezes
+
+def freeze(conn: Connection, clock: Clock, uin: int, amount: int, *, key: str,
+           reference: str | None = None, product_code: str | None = None,
+           order_id: str | None = None, memo: str | None = None) -> int:
+    """Freeze gift then cash into escrow (FRZ-1/2/4); returns the hold id."""
+    if amount <= 0:
+        raise invalid("amount", "冻结金额必须为正数", "freeze amount must be positive")
+    ids, bal = _balances(conn, uin, lock=True)
+    from_gift, from_cash = rules.plan_freeze(amount, gift=bal["gift"], cash=bal["cash"])
+    legs = [ledger.HoldLeg(ids["gift"], ids["frozen_gift"], from_gift),
+            ledger.HoldLeg(ids["cash"], ids["frozen_cash"], from_cash)]
+    hold_id = ledger.create_hold(conn, clock, key, legs, kind="block", uin=uin,
+                                 reference=reference, memo=memo)
+    hold_txn = conn.execute(select(ledger.ledger_holds.c.hold_txn_id)
+                            .where(ledger.ledger_holds.c.id == hold_id)).scalar_one()
+    exists = conn.execute(select(statement_entries.c.id)
+                          .where(statement_entries.c.txn_id == hold_txn)).scalar()
+    if exists is None:
+        _record(conn, clock, uin, hold_txn, "block", -amount, cash=-from_cash, gift=-from_gift,
+                product_code=product_code, order_id=order_id, memo=memo)
+    return hold_id
+
+
+def unfreeze(conn: Connection, clock: Clock, uin: int, hold_id: int, *,
+             memo: str | None = None) -> Movement:
+    """Release a freeze in full back to gift and cash (FRZ-3)."""
+    _balances(conn, uin, lock=True)
+    held = _hold_for(conn, uin, hold_id)
+    result = ledger.void_hold(conn, clock, hold_id, kind="unblock", memo=memo)
+    entry = _record(conn, clock, uin, result.txn_id, "unblock", held.amount, memo=memo)
+    return Movement(result.txn_id, True, (entry,))
+
+
+def deduct_frozen(conn: Connection, clock: Clock, uin: int, hold_id: int, *,
+                  revenue_account_id: int, amount: int | None = None,
+                  deduct_mode: str = "trade", product_code: str | None = None,
+                  order_id: str | None = None, memo: str | None = None) -> Movement:
+    """Pay a freeze (all, or part with the rest released) to revenue (FRZ-3)."""
+    _balances(conn, uin, lock=True)
+    held = _hold_for(conn, uin, hold_id)
+    amount = held.amount if amount is None else amount
+    result = ledger.post_hold(conn, clock, hold_id, revenue_account_id, amount, kind="deduct",
+                              memo=memo)
+    entry = _record(conn, clock, uin, result.txn_id, "deduct", -amount,
+                    deduct_mode=deduct_mode, product_code=product_code, order_id=order_id,
+                    memo=memo)
+    return Movement(result.txn_id, True, (entry,))
+
+
+def _hold_for(conn: Connection, uin: int, hold_id: int):
+    held = conn.execute(select(ledger.ledger_holds).where(
+        ledger.ledger_holds.c.id == hold_id, ledger.ledger_holds.c.uin == uin)).first()
+    if held is None:
+        raise not_found("hold_id", "冻结记录", "freeze", hold_id)
+    return held
+
+
+# ---------------------------------------------------------------- operator actions
+
+def adjust(conn: Connection, clock: Clock, actor: Actor, uin: int, *, sub_account: str,
+           amount: int, reason: str, key: str) -> Movement:
+    """Operator adjustment of cash or gift (signed fen), audited.
+
+    A positive cash adjustment is incoming money (ARR-4: arrears and advances
+    first); a negative one may not take a sub-balance below zero.
+    """
+    require_operator(actor)
+    if sub_account not in ("cash", "gift"):
+        raise invalid("sub_account", "只能调整现金或赠送账户", "only cash or gift can be adjusted")
+    if not reason or not reason.strip():
+        raise invalid("reason", "必须填写调账原因", "a reason is required")
+    if amount == 0 or abs(amount) > MAX_AMOUNT_FEN:
+        raise invalid("amount", "调账金额无效", "invalid adjustment amount")
+    request = {"op": "adjust", "uin": uin, "sub": sub_account, "amount": amount,
+               "reason": reason}
+    if (earlier := _replayed(conn, key, request)) is not None:
+        return earlier
+    counterpart = platform_account(conn, clock, "adjustments")
+    if sub_account == "cash" and amount > 0:
+        movement = receive(conn, clock, uin, amount, key=key, source_account_id=counterpart,
+                           action_type="adj_refund", memo=reason, request=request)
+    else:
+        movement = _adjust_simple(conn, clock, uin, sub_account, amount, reason, key, request,
+                                  counterpart)
+    _audit(conn, clock, actor, "adjust", uin, {**request, "txn_id": movement.txn_id})
+    return movement
+
+
+def _adjust_simple(conn, clock, uin, sub_account, amount, reason, key, request, counterpart):
+    ids, _ = _balances(conn, uin, lock=True)
+    action = "present" if amount > 0 else "adj_deduct"
+    result = _transfer(conn, clock, key, request, action, uin,
+                       [(counterpart, -amount), (ids[sub_account], amount)], memo=reason)
+    parts = {"cash": amount} if sub_account == "cash" else {"gift": amount}
+    entry = _record(conn, clock, uin, result.txn_id, action, amount, memo=reason, **parts)
+    return Movement(result.txn_id, True, (entry,))
+
+
+def grant_credit(conn: Connection, clock: Clock, actor: Actor, uin: int, *, credit_limit: int,
+                 temp_credit: int = 0, temp_credit_end: datetime | None = None) -> BalanceView:
+    """Set an account's credit amount and temporary credit (BAL-7), audited."""
+    require_operator(actor)
+    _account_ids(conn, uin)
+    for name, value in (("credit_limit", credit_limit), ("temp_credit", temp_credit)):
+        if value < 0 or value > MAX_AMOUNT_FEN:
+            raise invalid(name, "信用额度必须为非负金额", "credit must be a non-negative amount")
+    if temp_credit and temp_credit_end is None:
+        raise invalid("temp_credit_end", "临时额度必须有结束时间", "temporary credit needs an end time")
+    values = {"credit_limit": credit_limit, "temp_credit": temp_credit,
+              "temp_credit_end": db_time(temp_credit_end) if temp_credit_end else None,
+              "updated_at": db_time(clock.now())}
+    if conn.execute(select(credit_lines.c.uin).where(credit_lines.c.uin == uin)).first():
+        conn.execute(credit_lines.update().where(credit_lines.c.uin == uin).values(**values))
+    else:
+        conn.execute(insert(credit_lines).values(uin=uin, **values))
+    _audit(conn, clock, actor, "grant_credit", uin, {k: str(v) for k, v in values.items()})
+    _, bal = _balances(conn, uin, lock=False)
+    return _view(conn, clock, uin, bal)
+
+
+def _audit(conn, clock, actor: Actor, action: str, uin: int, detail: dict) -> None:
+    from feecenter.accounts.service import record_audit
+
+    record_audit(conn, clock, actor, action, uin, detail)
+
+
+# ---------------------------------------------------------------- transaction list
+
+@dataclass(frozen=True)
+class StatementQuery:
+    start: datetime | None = None
+    end: datetime | None = None
+    action_types: tuple[str, ...] = ()
+    deduct_modes: tuple[str, ...] = ()
+    product_code: str | None = None
+    offset: int = 0
+    limit: int = 20
+    with_zero: bool = True
+
+
+def list_transactions(conn: Connection, actor: Actor, uin: int, query: StatementQuery):
+    """收支明细 (BAL-5): newest first, filtered and paged, with totals per type."""
+    require(actor, uin, FINANCE)
+    _account_ids(conn, uin)
+    if query.offset < 0 or not 1 <= query.limit <= 1000:
+        raise invalid("limit", "每页条数必须为 1–1000，偏移量不能为负",
+                      "limit must be 1-1000 and offset non-negative")
+    unknown = set(query.action_types) - set(ACTION_TYPES)
+    if unknown:
+        raise invalid("action_type", f"未知的收支类型：{sorted(unknown)}",
+                      f"unknown transaction type: {sorted(unknown)}")
+    s = statement_entries.c
+    conditions = [s.uin == uin]
+    if query.start:
+        conditions.append(s.created_at >= db_time(query.start))
+    if query.end:
+        conditions.append(s.created_at <= db_time(query.end))
+    if query.action_types:
+        conditions.append(s.action_type.in_(query.action_types))
+    if query.deduct_modes:
+        conditions.append(s.deduct_mode.in_(query.deduct_modes))
+    if query.product_code:
+        conditions.append(s.product_code == query.product_code)
+    if not query.with_zero:
+        conditions.append(s.amount != 0)
+    where = and_(*conditions)
+    total = conn.execute(select(func.count()).select_from(statement_entries).where(where)).scalar_one()
+    totals = dict(conn.execute(select(s.action_type, func.sum(s.amount)).where(where)
+                               .group_by(s.action_type)).all())
+    rows = conn.execute(select(statement_entries).where(where)
+                        .order_by(s.created_at.desc(), s.id.desc())
+                        .offset(query.offset).limit(query.limit)).mappings().all()
+    return {"total": total, "totals": {k: int(v) for k, v in totals.items()},
+            "items": [dict(row) for row in rows]}
+

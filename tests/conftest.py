@@ -1,0 +1,116 @@
+"""Test fixtures: every database test runs on SQLite and on PostgreSQL.
+
+Each test gets a fresh database of its own: on SQLite a copy of a migrated
+template file, on PostgreSQL ``CREATE DATABASE … TEMPLATE`` of a migrated
+template made once per run. PostgreSQL comes from FEECENTER_TEST_PG_URL
+(default: the local server, user postgres). Without a reachable server the
+PostgreSQL cases are skipped, except under CI=true, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+import sqlalchemy as sa
+from cryptography.fernet import Fernet
+
+from feecenter.auth.service import configure_master_key
+from feecenter.clock import FixedClock
+from feecenter.db.engine import make_engine
+from feecenter.db.migrate import upgrade
+from feecenter.runtime import Runtime
+
+PG_ADMIN_URL = os.environ.get("FEECENTER_TEST_PG_URL",
+                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+BACKENDS = [b for b in os.environ.get("FEECENTER_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
+START = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)  # 10:00 in Shanghai, a Monday
+MASTER_KEY = Fernet.generate_key().decode()
+
+
+def pytest_configure(config):
+    configure_master_key(MASTER_KEY)
+
+
+def _pg_admin():
+    return sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()  # the last connection closing checkpoints the WAL into the file
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_template():
+    try:
+        admin = _pg_admin()
+        with admin.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means "no server"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required under CI=true: {exc}")
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    name = f"fc_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    engine = make_engine(_pg_url(name))
+    upgrade(engine)
+    engine.dispose()
+    yield name
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+def _pg_url(database: str) -> str:
+    return sa.engine.make_url(PG_ADMIN_URL).set(database=database).render_as_string(
+        hide_password=False)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request, tmp_path):
+    """URL of a fresh, migrated database of this test's own."""
+    if request.param == "sqlite":
+        if request.node.get_closest_marker("postgres_only"):
+            pytest.skip("PostgreSQL-only test")
+        path = tmp_path / "fc.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    template = request.getfixturevalue("pg_template")
+    name = f"fc_t_{uuid.uuid4().hex[:12]}"
+    admin = _pg_admin()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    yield _pg_url(name)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture
+def clock():
+    return FixedClock(START)
+
+
+@pytest.fixture
+def engine(database_url):
+    eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def rt(engine, clock, database_url):
+    from feecenter.config import Settings
+
+    return Runtime(engine=engine, clock=clock,
+                   settings=Settings(home=None, database_url=database_url, master_key=MASTER_KEY))
