@@ -15,12 +15,12 @@ from sqlalchemy import Connection, and_, func, insert, select
 
 from feecenter.accounts.permissions import FINANCE, Actor, require, require_operator
 from feecenter.clock import Clock, db_time, from_db_time
-from feecenter.errors import invalid, not_found
+from feecenter.errors import AccountInArrears, invalid, not_found
 from feecenter.funds import rules
 from feecenter.funds.tables import credit_lines, statement_entries
 from feecenter.ledger import service as ledger
 from feecenter.ledger.tables import ledger_accounts, ledger_transactions
-from feecenter.money import MAX_AMOUNT_FEN
+from feecenter.money import MAX_AMOUNT_FEN, format_yuan
 
 DEFAULT_ENTITY = "default"
 
@@ -201,6 +201,11 @@ def spend(conn: Connection, clock: Clock, uin: int, amount: int, *, key: str, po
     if (earlier := _replayed(conn, key, request)) is not None:
         return earlier
     ids, bal = _balances(conn, uin, lock=True)
+    if not postpaid and bal["arrears"] < 0:
+        owed = format_yuan(-bal["arrears"])
+        raise AccountInArrears(f"账号欠费 {owed} 元，请先还清欠费",
+                               f"the account owes {owed} yuan; pay the arrears first",
+                               field="uin", arrears=owed)
     _, _, credit_amount = _credit(conn, uin, clock.now())
     plan = rules.plan_spend(amount, gift=bal["gift"], cash=bal["cash"],
                             credit_left=credit_amount + bal["advance"], allow_arrears=postpaid)

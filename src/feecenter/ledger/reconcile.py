@@ -38,7 +38,7 @@ def _balance_mismatches(conn: Connection, uin: int | None) -> list[Difference]:
                    ledger_accounts.c.balance != func.coalesce(sums.c.total, 0)))
     if uin is not None:
         stmt = stmt.where(ledger_accounts.c.uin == uin)
-    return [Difference("balance_mismatch", code, total, balance)
+    return [Difference("balance_mismatch", code, int(total), balance)
             for code, balance, total in conn.execute(stmt)]
 
 
@@ -49,7 +49,7 @@ def _unbalanced(conn: Connection, uin: int | None) -> list[Difference]:
     if uin is not None:
         stmt = stmt.where(ledger_postings.c.txn_id.in_(
             select(ledger_transactions.c.id).where(ledger_transactions.c.uin == uin)))
-    return [Difference("unbalanced_transaction", f"txn:{txn}", 0, total)
+    return [Difference("unbalanced_transaction", f"txn:{txn}", 0, int(total))
             for txn, total in conn.execute(stmt)]
 
 

@@ -1,0 +1,313 @@
+"""The operator CLI (Typer + Rich). ``--json`` prints exactly one JSON object.
+
+The commands below are a scripting contract (see docs/cli.md); keep them
+stable. The database comes from FEECENTER_DATABASE_URL (default: the SQLite
+file in FEECENTER_HOME). Exit code 0 on success, 1 on a refused operation
+(the error names the field, in Chinese and English), 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+import uuid
+from contextlib import contextmanager
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from feecenter.accounts import service as accounts
+from feecenter.accounts.permissions import Actor
+from feecenter.auth import service as auth
+from feecenter.clock import business_time_text, parse_business_time
+from feecenter.errors import FeeCenterError, invalid
+from feecenter.funds import service as funds
+from feecenter.ledger.reconcile import reconcile as reconcile_ledger
+from feecenter.money import format_yuan, parse_yuan
+
+app = typer.Typer(help="Fee Center 费用中心 — operator CLI", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+account_app = typer.Typer(help="Customer accounts / 客户账号", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys / API 密钥", no_args_is_help=True)
+operator_app = typer.Typer(help="Platform operators / 运营人员", no_args_is_help=True)
+credit_app = typer.Typer(help="Credit control (BAL-7) / 信控", no_args_is_help=True)
+db_app = typer.Typer(help="Database / 数据库", no_args_is_help=True)
+for sub, name in ((account_app, "account"), (apikey_app, "apikey"), (operator_app, "operator"),
+                  (credit_app, "credit"), (db_app, "db")):
+    app.add_typer(sub, name=name)
+
+out = Console()
+err = Console(stderr=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+
+
+def _actor() -> Actor:
+    return Actor(kind="operator", name=f"cli:{getpass.getuser()}")
+
+
+def _runtime():
+    from feecenter.runtime import open_runtime
+
+    return open_runtime()
+
+
+def _emit(as_json: bool, payload: dict, render=None) -> None:
+    if as_json:
+        print(json.dumps(payload, ensure_ascii=False, default=str))
+    elif render:
+        render(payload)
+    else:
+        for key, value in payload.items():
+            out.print(f"[bold]{key}[/bold]: {value}")
+
+
+@contextmanager
+def _refusals(as_json: bool):
+    """Domain errors -> a red line (or a JSON error object) and exit code 1."""
+    try:
+        yield
+    except FeeCenterError as exc:
+        if as_json:
+            print(json.dumps({"error": exc.to_dict()}, ensure_ascii=False, default=str))
+        else:
+            err.print(f"[red]错误 / error: {exc.message}[/red]")
+        raise typer.Exit(1) from None
+
+
+def _balance_dict(view: funds.BalanceView) -> dict:
+    return {k: (format_yuan(v) if k != "uin" else v) for k, v in view.to_dict().items()}
+
+
+# ---------------------------------------------------------------- accounts
+
+@account_app.command("create")
+def account_create(
+    name: Annotated[str, typer.Option(help="account name (unique)")],
+    personal: Annotated[Optional[str], typer.Option(help="verified personal real name")] = None,
+    enterprise: Annotated[Optional[str], typer.Option(help="verified enterprise name")] = None,
+    uscc: Annotated[Optional[str], typer.Option(help="unified social credit code")] = None,
+    email: Optional[str] = None, phone: Optional[str] = None, as_json: JsonOpt = False,
+) -> None:
+    """Create a customer account; prints its UIN."""
+    with _refusals(as_json):
+        if uscc and not enterprise:
+            raise invalid("enterprise", "提供统一社会信用代码时必须提供企业名称 --enterprise",
+                          "--uscc needs --enterprise")
+        rt = _runtime()
+        with rt.engine.begin() as conn:
+            uin = accounts.create_account(conn, rt.clock, _actor(), accounts.NewAccount(
+                name=name, personal_name=personal, enterprise_name=enterprise, uscc=uscc,
+                email=email, phone=phone))
+    _emit(as_json, {"uin": uin})
+
+
+@account_app.command("show")
+def account_show(uin: Annotated[int, typer.Option()], as_json: JsonOpt = False) -> None:
+    """Show an account's profile and state (ACC-1, ACC-4)."""
+    with _refusals(as_json):
+        rt = _runtime()
+        with rt.engine.connect() as conn:
+            row = accounts.get_account(conn, _actor(), uin)
+            row["state"] = accounts.account_state(conn, rt.clock, uin)
+    row["created_at"] = business_time_text(row["created_at"])
+    _emit(as_json, row)
+
+
+@account_app.command("add-user")
+def account_add_user(uin: Annotated[int, typer.Option()], login: Annotated[str, typer.Option()],
+                     role: Annotated[str, typer.Option(help="finance | admin | readonly")],
+                     as_json: JsonOpt = False) -> None:
+    """Add a sub-user with a role (ACC-2)."""
+    with _refusals(as_json):
+        rt = _runtime()
+        with rt.engine.begin() as conn:
+            user_id = accounts.add_user(conn, rt.clock, _actor(), uin, login, role)
+    _emit(as_json, {"user_id": user_id, "login": login, "role": role})
+
+
+# ---------------------------------------------------------------- keys and operators
+
+@apikey_app.command("create")
+def apikey_create(uin: Annotated[int, typer.Option()],
+                  user: Annotated[Optional[str], typer.Option(help="sub-user login")] = None,
+                  as_json: JsonOpt = False) -> None:
+    """Create an API key for the owner or a sub-user; the secret key is shown once."""
+    with _refusals(as_json):
+        rt = _runtime()
+        with rt.engine.begin() as conn:
+            key = auth.create_api_key(conn, rt.clock, _actor(), uin, user)
+    _emit(as_json, {"secret_id": key.secret_id, "secret_key": key.secret_key})
+
+
+@operator_app.command("create")
+def operator_create(name: Annotated[str, typer.Option()], as_json: JsonOpt = False) -> None:
+    """Create a platform operator with an API key for the operator endpoints."""
+    with _refusals(as_json):
+        rt = _runtime()
+        with rt.engine.begin() as conn:
+            op_id, key = auth.create_operator(conn, rt.clock, _actor(), name)
+    _emit(as_json, {"operator_id": op_id, "secret_id": key.secret_id,
+                    "secret_key": key.secret_key})
+
+
+# ---------------------------------------------------------------- money
+
+@app.command()
+def adjust(uin: Annotated[int, typer.Option()],
+           reason: Annotated[str, typer.Option(help="why (kept in the audit log)")],
+           cash: Annotated[Optional[str], typer.Option(help='yuan, e.g. "100.00" or "-5.00"')] = None,
+           gift: Annotated[Optional[str], typer.Option(help='yuan, e.g. "20.00"')] = None,
+           idempotency_key: Annotated[Optional[str], typer.Option()] = None,
+           as_json: JsonOpt = False) -> None:
+    """Adjust an account's cash or gift balance (operator, audited)."""
+    with _refusals(as_json):
+        if (cash is None) == (gift is None):
+            raise invalid("cash", "必须且只能指定 --cash 或 --gift 之一",
+                          "give exactly one of --cash or --gift")
+        sub, text = ("cash", cash) if cash is not None else ("gift", gift)
+        amount = parse_yuan(text, sub, allow_negative=True)
+        rt = _runtime()
+        with rt.engine.begin() as conn:
+            movement = funds.adjust(conn, rt.clock, _actor(), uin, sub_account=sub, amount=amount,
+                                    reason=reason, key=idempotency_key or f"cli:{uuid.uuid4()}")
+        with rt.engine.connect() as conn:
+            view = funds.balance_view(conn, rt.clock, _actor(), uin)
+    _emit(as_json, {"txn_id": movement.txn_id, "created": movement.created,
+                    "balance": _balance_dict(view)})
+
+
+@app.command()
+def balance(uin: Annotated[int, typer.Option()], as_json: JsonOpt = False) -> None:
+    """Every BAL-1 sub-balance and the available balance (BAL-2), in yuan."""
+    with _refusals(as_json):
+        rt = _runtime()
+        with rt.engine.connect() as conn:
+            view = funds.balance_view(conn, rt.clock, _actor(), uin)
+    _emit(as_json, _balance_dict(view), _render_balance)
+
+
+def _render_balance(data: dict) -> None:
+    table = Table(title=f"账户余额 / Balance — UIN {data['uin']}")
+    table.add_column("项目 / item")
+    table.add_column("金额（元）/ yuan", justify="right")
+    labels = {"cash": "现金账户 cash", "income": "收益转入 income", "gift": "赠送账户 gift",
+              "frozen": "冻结金额 frozen", "arrears": "欠费金额 arrears",
+              "available": "可用余额 available", "credit_amount": "信用额度 credit",
+              "advances": "垫付未回款 advances", "real_credit_balance": "可用信用额度 credit available"}
+    for key, label in labels.items():
+        table.add_row(label, data[key])
+    out.print(table)
+
+
+@app.command()
+def transactions(uin: Annotated[int, typer.Option()],
+                 type: Annotated[Optional[list[str]], typer.Option(help="action type")] = None,  # noqa: A002
+                 start: Optional[str] = None, end: Optional[str] = None,
+                 product: Optional[str] = None, offset: int = 0, limit: int = 20,
+                 as_json: JsonOpt = False) -> None:
+    """The transaction list (收支明细, BAL-5), newest first."""
+    with _refusals(as_json):
+        query = funds.StatementQuery(
+            start=parse_business_time(start, "start") if start else None,
+            end=parse_business_time(end, "end") if end else None,
+            action_types=tuple(type or ()), product_code=product, offset=offset, limit=limit)
+        rt = _runtime()
+        with rt.engine.connect() as conn:
+            page = funds.list_transactions(conn, _actor(), uin, query)
+    from feecenter.api.routes import entry_json
+
+    payload = {"total": page["total"], "items": [entry_json(e) for e in page["items"]]}
+    _emit(as_json, payload, _render_transactions)
+
+
+def _render_transactions(data: dict) -> None:
+    table = Table(title=f"收支明细 / Transactions ({data['total']})")
+    for col in ("created_at", "action_type", "amount", "cash_amount", "gift_amount",
+                "balance_after", "memo"):
+        table.add_column(col)
+    for item in data["items"]:
+        table.add_row(*(str(item[c] or "") for c in ("created_at", "action_type", "amount",
+                                                     "cash_amount", "gift_amount",
+                                                     "balance_after", "memo")))
+    out.print(table)
+
+
+@credit_app.command("set")
+def credit_set(uin: Annotated[int, typer.Option()], limit: Annotated[str, typer.Option()],
+               temp: str = "0.00", temp_end: Optional[str] = None,
+               as_json: JsonOpt = False) -> None:
+    """Grant credit and temporary credit (BAL-7)."""
+    with _refusals(as_json):
+        end = parse_business_time(temp_end, "temp_end") if temp_end else None
+        rt = _runtime()
+        with rt.engine.begin() as conn:
+            view = funds.grant_credit(conn, rt.clock, _actor(), uin,
+                                      credit_limit=parse_yuan(limit, "limit", allow_zero=True),
+                                      temp_credit=parse_yuan(temp, "temp", allow_zero=True),
+                                      temp_credit_end=end)
+    _emit(as_json, _balance_dict(view))
+
+
+@app.command()
+def reconcile(uin: Annotated[Optional[int], typer.Option()] = None,
+              as_json: JsonOpt = False) -> None:
+    """Recompute every balance from its postings; exit 0 only when all agree (BAL-6)."""
+    rt = _runtime()
+    with rt.engine.connect() as conn:
+        differences = reconcile_ledger(conn, uin)
+    payload = {"clean": not differences, "differences": [d.to_dict() for d in differences]}
+    if as_json:
+        print(json.dumps(payload))
+    elif differences:
+        for d in differences:
+            err.print(f"[red]{d.kind} {d.subject}: expected {d.expected}, found {d.actual}[/red]")
+    else:
+        out.print("[green]对账无差异 / reconciliation clean[/green]")
+    raise typer.Exit(0 if not differences else 1)
+
+
+# ---------------------------------------------------------------- running
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the newest revision."""
+    from feecenter.config import load_settings
+    from feecenter.db.engine import make_engine
+    from feecenter.db.migrate import head_revision, upgrade
+
+    engine = make_engine(load_settings().database_url)
+    upgrade(engine)
+    out.print(f"schema at revision {head_revision()}")
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve the native REST API (/api/v1, /docs) and the compat endpoint (POST /)."""
+    import uvicorn
+
+    from feecenter.api.app import create_app
+
+    uvicorn.run(create_app(_runtime()), host=host, port=port)
+
+
+@app.command()
+def demo(host: str = "127.0.0.1", port: int = 8000,
+         serve_api: Annotated[bool, typer.Option("--serve/--no-serve")] = True) -> None:
+    """Create a demo database with sample accounts and keys, then serve the API."""
+    from feecenter.demo import run_demo
+
+    run_demo(host=host, port=port, serve_api=serve_api, console=out)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
