@@ -1,8 +1,8 @@
-"""foundation: ledger, accounts, funds, auth
+"""initial schema
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 08:11:28.849020
+Create Date: (regenerated)
 """
 from alembic import op
 import sqlalchemy as sa
