@@ -18,8 +18,9 @@ RATE_SCALE = 100_000_000  # rated amounts: 1e-8 yuan
 RATE_PER_FEN = RATE_SCALE // FEN_PER_YUAN
 MAX_AMOUNT_FEN = 999_999_999_999  # 9,999,999,999.99 yuan: above this an input is absurd
 
-_YUAN = re.compile(r"^(?P<sign>[+-]?)(?P<int>\d{1,13})(?:\.(?P<frac>\d{1,2}))?$")
-_RATED = re.compile(r"^(?P<sign>[+-]?)(?P<int>\d{1,13})(?:\.(?P<frac>\d{1,8}))?$")
+# re.ASCII: without it \d (and int()) accept any Unicode digit, "１２.３０" or "١٢".
+_YUAN = re.compile(r"^(?P<sign>[+-]?)(?P<int>\d{1,13})(?:\.(?P<frac>\d{1,2}))?$", re.ASCII)
+_RATED = re.compile(r"^(?P<sign>[+-]?)(?P<int>\d{1,13})(?:\.(?P<frac>\d{1,8}))?$", re.ASCII)
 
 
 def parse_yuan(text: object, field: str = "amount", *, allow_negative: bool = False,

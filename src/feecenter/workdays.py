@@ -12,8 +12,16 @@ import chinese_calendar
 
 
 def is_working_day(day: date) -> bool:
-    """True on a working day, including a weekend make-up day (调休上班)."""
-    return chinese_calendar.is_workday(day)
+    """True on a working day, including a weekend make-up day (调休上班).
+
+    For a year the package does not know yet (the State Council publishes each
+    year's schedule late in the year before), Monday to Friday count; upgrading
+    chinesecalendar brings the real schedule.
+    """
+    try:
+        return chinese_calendar.is_workday(day)
+    except NotImplementedError:
+        return day.weekday() < 5
 
 
 def add_working_days(start: date, days: int) -> date:
