@@ -126,7 +126,7 @@ def test_arr4_arrears_then_advance_then_balance(rt):
     assert_clean(rt)
 
 
-@pytest.mark.spec("BAL-1", "BAL-2", "BAL-5")
+@pytest.mark.spec("BAL-1", "BAL-2", "BAL-5", "FRZ-1", "FRZ-2", "FRZ-4")
 def test_freeze_and_release_show_in_balance_and_list(rt):
     uin = new_account(rt)
     add_cash(rt, uin, 10_000)

@@ -22,6 +22,7 @@ from rich.table import Table
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import Actor
 from feecenter.auth import service as auth
+from feecenter.cli_catalog import catalog_app
 from feecenter.clock import business_time_text, parse_business_time
 from feecenter.errors import FeeCenterError, invalid
 from feecenter.funds import service as funds
@@ -36,7 +37,7 @@ operator_app = typer.Typer(help="Platform operators / 运营人员", no_args_is_
 credit_app = typer.Typer(help="Credit control (BAL-7) / 信控", no_args_is_help=True)
 db_app = typer.Typer(help="Database / 数据库", no_args_is_help=True)
 for sub, name in ((account_app, "account"), (apikey_app, "apikey"), (operator_app, "operator"),
-                  (credit_app, "credit"), (db_app, "db")):
+                  (credit_app, "credit"), (db_app, "db"), (catalog_app, "catalog")):
     app.add_typer(sub, name=name)
 
 out = Console()
@@ -73,7 +74,7 @@ def _refusals(as_json: bool):
         if as_json:
             print(json.dumps({"error": exc.to_dict()}, ensure_ascii=False, default=str))
         else:
-            err.print(f"[red]错误 / error: {exc.message}[/red]")
+            err.print(f"错误 / error: {exc.message}", style="red", markup=False)
         raise typer.Exit(1) from None
 
 
@@ -263,7 +264,8 @@ def reconcile(uin: Annotated[Optional[int], typer.Option()] = None,
         print(json.dumps(payload))
     elif differences:
         for d in differences:
-            err.print(f"[red]{d.kind} {d.subject}: expected {d.expected}, found {d.actual}[/red]")
+            err.print(f"{d.kind} {d.subject}: expected {d.expected}, found {d.actual}",
+                      style="red", markup=False)
     else:
         out.print("[green]对账无差异 / reconciliation clean[/green]")
     raise typer.Exit(0 if not differences else 1)

@@ -83,3 +83,15 @@ def parse_business_time(text: str, field: str) -> datetime:
         return local.replace(tzinfo=BUSINESS_TZ).astimezone(timezone.utc)
     raise invalid(field, f"时间格式错误：{text!r}，应为 YYYY-MM-DD HH:MM:SS",
                   f"malformed time {text!r}, expected YYYY-MM-DD HH:MM:SS")
+
+
+def add_months(when: datetime, months: int) -> datetime:
+    """Calendar months in business time; a day past the month's end is clamped
+    (31 January + 1 month = 28/29 February). Aware UTC in and out."""
+    import calendar
+
+    local = to_utc(when).astimezone(BUSINESS_TZ)
+    month_index = local.month - 1 + months
+    year, month = local.year + month_index // 12, month_index % 12 + 1
+    day = min(local.day, calendar.monthrange(year, month)[1])
+    return local.replace(year=year, month=month, day=day).astimezone(timezone.utc)

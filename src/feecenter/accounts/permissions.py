@@ -17,11 +17,12 @@ FINANCE = "finance"        # balances, transactions, consumption, recharge, coup
 MANAGE_USERS = "manage_users"
 RENEWAL = "renewal"
 READ_PROFILE = "read_profile"
+MANAGE_RESOURCES = "manage_resources"  # projects, names, tags, moves
 
 _GRANTS = {
-    "owner": {FINANCE, MANAGE_USERS, RENEWAL, READ_PROFILE},
+    "owner": {FINANCE, MANAGE_USERS, RENEWAL, READ_PROFILE, MANAGE_RESOURCES},
     "finance": {FINANCE, READ_PROFILE},
-    "admin": {MANAGE_USERS, RENEWAL, READ_PROFILE},
+    "admin": {MANAGE_USERS, RENEWAL, READ_PROFILE, MANAGE_RESOURCES},
     "readonly": {READ_PROFILE},
 }
 
@@ -30,6 +31,7 @@ _PERMISSION_NAMES = {
     MANAGE_USERS: ("用户管理", "user management"),
     RENEWAL: ("续费管理", "renewal management"),
     READ_PROFILE: ("账号信息", "account profile"),
+    MANAGE_RESOURCES: ("资源与项目管理", "resource and project management"),
 }
 
 

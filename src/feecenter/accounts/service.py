@@ -11,14 +11,15 @@ from sqlalchemy import Connection, func, insert, select, update
 from stdnum.cn import uscc as uscc_number
 from stdnum.exceptions import ValidationError
 
-from feecenter.accounts.permissions import (MANAGE_USERS, READ_PROFILE, ROLES, Actor, require,
-                                            require_operator)
+from feecenter.accounts.permissions import (MANAGE_USERS, READ_PROFILE, ROLES, SYSTEM, Actor,
+                                            require, require_operator)
 from feecenter.accounts.tables import audit_log, customers, storefronts, users
 from feecenter.clock import Clock, db_time
 from feecenter.errors import Conflict, invalid, not_found
 from feecenter.funds import service as funds
 
 FIRST_UIN = 100000000001
+SYSTEM_ACTOR = SYSTEM
 DEFAULT_STOREFRONT = ("console", "云控制台 / Cloud console")
 _NAME = re.compile(r"^[\w\-. @\u4e00-\u9fff]{2,100}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -95,10 +96,10 @@ def get_account(conn: Connection, actor: Actor, uin: int) -> dict:
 
 def account_state(conn: Connection, clock: Clock, uin: int) -> str:
     """ACC-4: cancelled and restricted are set; in arrears follows the arrears balance."""
-    row = get_account(conn, Actor("system", "system"), uin)
+    row = get_account(conn, SYSTEM, uin)
     if row["status"] != "normal":
         return row["status"]
-    view = funds.balance_view(conn, clock, Actor("system", "system"), uin)
+    view = funds.balance_view(conn, clock, SYSTEM, uin)
     return "arrears" if view.arrears > 0 else "normal"
 
 
@@ -127,7 +128,7 @@ def set_realname(conn: Connection, clock: Clock, actor: Actor, uin: int, state: 
 def add_user(conn: Connection, clock: Clock, actor: Actor, uin: int, login: str, role: str,
              kind: str = "subuser") -> int:
     require(actor, uin, MANAGE_USERS)
-    get_account(conn, Actor("system", "system"), uin)
+    get_account(conn, SYSTEM, uin)
     if role not in ROLES or role == "owner":
         raise invalid("role", "角色只能为 finance / admin / readonly",
                       "role must be finance, admin or readonly")

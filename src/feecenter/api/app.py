@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from feecenter import __version__
+from feecenter.api import catalog as catalog_routes
 from feecenter.api import errors, routes
+from feecenter.api import orders as order_routes
 from feecenter.compat import endpoint as compat
 from feecenter.runtime import Runtime
 
@@ -17,6 +19,8 @@ def create_app(rt: Runtime) -> FastAPI:
     app.state.runtime = rt
     errors.install(app)
     app.include_router(routes.router)
+    app.include_router(catalog_routes.router)
+    app.include_router(order_routes.router)
     app.include_router(compat.router)
 
     @app.get("/healthz", include_in_schema=False)

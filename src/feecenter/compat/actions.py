@@ -99,7 +99,100 @@ def _bill_item(entry: dict) -> dict:
     }
 
 
+# Tencent Deal.Status codes <-> our order states
+DEAL_STATUS = {"unpaid": 1, "paid": 2, "delivered": 4, "delivery_failed": 5, "refunded": 6,
+               "voided": 7, "expired": 8}
+DEAL_ACTION = {"new": "purchase", "renew": "renew", "upgrade": "upgrade",
+               "downgrade": "downgrade", "refund": "refund"}
+
+
+def describe_deals_by_cond(rt: Runtime, actor: Actor, params: dict) -> dict:
+    from feecenter.api.orders import parse_order_ref
+    from feecenter.orders import service as orders
+
+    uin = _customer_uin(actor)
+    for name in ("StartTime", "EndTime"):
+        if not isinstance(params.get(name), str):
+            raise invalid(name, f"缺少参数 {name}", f"missing parameter {name}")
+    codes = params.get("StatusSet") or ([params["Status"]] if params.get("Status") else [])
+    by_code = {v: k for k, v in DEAL_STATUS.items()}
+    if not isinstance(codes, list) or any(c not in by_code for c in codes):
+        raise invalid("Status", "订单状态取值无效", "invalid order status")
+    query = orders.OrderQuery(
+        start=parse_business_time(params["StartTime"], "StartTime"),
+        end=parse_business_time(params["EndTime"], "EndTime"),
+        states=tuple(by_code[c] for c in codes),
+        order_id=parse_order_ref(params["OrderId"], "OrderId") if params.get("OrderId") else None,
+        big_deal_id=(parse_order_ref(params["BigDealId"], "BigDealId")
+                     if params.get("BigDealId") else None),
+        resource_id=params.get("ResourceId") or None,
+        offset=_int_param(params, "Offset", 0, 0, 10**9),
+        limit=_int_param(params, "Limit", 20, 1, 1000))
+    with rt.engine.connect() as conn:
+        page = orders.list_orders(conn, actor, uin, query)
+    return {"Deals": [_deal(o) for o in page["items"]], "TotalCount": page["total"]}
+
+
+def _deal(order: dict) -> dict:
+    from feecenter.orders.rules import order_no
+
+    number = order_no(order["id"], order["created_at"])
+    big = order_no(order["big_deal_id"] or order["id"], order["created_at"])
+    return {
+        "OrderId": number, "Status": DEAL_STATUS[order["state"]], "Payer": str(order["uin"]),
+        "CreateTime": business_time_text(order["created_at"]), "Creator": order["creator"],
+        "RealTotalCost": order["amount"] - order["paid_coupon"],
+        "VoucherDecline": order["paid_coupon"], "ProjectId": order["project_id"],
+        "GoodsCategoryId": 0,
+        "ProductInfo": [{"Name": "spec", "Value": order["spec_item"]},
+                        {"Name": "region", "Value": order["region"]}],
+        "TimeSpan": float(order["months"] or 0), "TimeUnit": "m", "Currency": "CNY",
+        "Policy": order["discount_bp"] / 100, "Price": float(order["unit_price"] or 0) / 10**6,
+        "TotalCost": float(order["list_amount"]), "ProductCode": order["product_code"],
+        "SubProductCode": order["spec_item"], "BigDealId": big, "Formula": "",
+        "RefReturnDeals": "", "PayMode": "prePay", "Action": DEAL_ACTION[order["kind"]],
+        "ProductName": order["product_code"], "SubProductName": order["spec_item"],
+        "ResourceId": [order["resource_id"]], "ZoneCode": order["region"],
+    }
+
+
+def pay_deals(rt: Runtime, actor: Actor, params: dict) -> dict:
+    from feecenter.api.orders import parse_order_ref
+    from feecenter.orders import service as orders
+    from feecenter.orders.rules import order_no
+
+    uin = _customer_uin(actor)
+    order_refs, big_refs = params.get("OrderIds") or [], params.get("BigDealIds") or []
+    if bool(order_refs) == bool(big_refs):
+        raise invalid("OrderIds", "OrderIds 与 BigDealIds 必须且只能传一个",
+                      "pass exactly one of OrderIds and BigDealIds")
+    if params.get("VoucherIds") or params.get("AutoVoucher"):
+        raise invalid("VoucherIds", "暂不支持代金券支付", "vouchers are not supported yet")
+    with rt.engine.begin() as conn:
+        if order_refs:
+            ids = [parse_order_ref(r, "OrderIds") for r in order_refs]
+        else:
+            ids = []
+            for ref in big_refs:
+                page = orders.list_orders(conn, actor, uin, orders.OrderQuery(
+                    big_deal_id=parse_order_ref(ref, "BigDealIds"), states=("unpaid",),
+                    limit=100))
+                ids += [o["id"] for o in page["items"]]
+            if not ids:
+                raise invalid("BigDealIds", "大订单下没有待支付的订单",
+                              "no unpaid order under these big deals")
+        key = params.get("ClientToken") or "paydeals:" + ",".join(str(i) for i in sorted(ids))
+        result = orders.pay(conn, rt.clock, actor, uin, ids, key=key)
+        rows = [orders.get_order(conn, actor, uin, i) for i in result["order_ids"]]
+    return {"OrderIds": [order_no(r["id"], r["created_at"]) for r in rows],
+            "ResourceIds": [r["resource_id"] for r in rows],
+            "BigDealIds": sorted({order_no(r["big_deal_id"] or r["id"], r["created_at"])
+                                  for r in rows})}
+
+
 ACTIONS = {
     "DescribeAccountBalance": describe_account_balance,
     "DescribeBillList": describe_bill_list,
+    "DescribeDealsByCond": describe_deals_by_cond,
+    "PayDeals": pay_deals,
 }

@@ -2,8 +2,11 @@
 
 from feecenter.accounts import tables as _accounts  # noqa: F401
 from feecenter.auth import tables as _auth  # noqa: F401
+from feecenter.catalog import tables as _catalog  # noqa: F401
 from feecenter.db.base import metadata
 from feecenter.funds import tables as _funds  # noqa: F401
 from feecenter.ledger import tables as _ledger  # noqa: F401
+from feecenter.orders import tables as _orders  # noqa: F401
+from feecenter.resources import tables as _resources  # noqa: F401
 
 __all__ = ["metadata"]

@@ -56,3 +56,51 @@ def plan_freeze(amount: int, *, gift: int, cash: int) -> tuple[int, int]:
                                   f"available balance too low to freeze: {format_yuan(short)} "
                                   "yuan more is needed", field="amount")
     return from_gift, from_cash
+
+
+def operable_shortfall(*, available: int, arrears: int, operable_balance: int) -> int:
+    """How much must come in before the account may buy again (ARR-1/ARR-2).
+
+    ``available`` excludes frozen money. In arrears the arrears must be paid
+    and the operable balance reached; otherwise only the operable balance.
+    """
+    if arrears > 0:
+        return arrears + max(operable_balance, 0)
+    return max(operable_balance - available, 0)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """What each source pays of one order in a (possibly merged) payment."""
+
+    amount: int
+    coupon: int
+    gift: int
+    cash: int
+    credit: int
+
+
+def allocate_payment(amounts: list[int], *, gift: int, cash: int, credit_left: int,
+                     coupons: list[int] | None = None) -> list[Allocation]:
+    """Coupons first (already decided per order), then gift, cash, credit (ORD-3).
+
+    Orders are served in the given order from the running balances; a
+    prepaid payment never overdraws (BAL-4): any shortfall refuses the whole.
+    """
+    coupons = coupons or [0] * len(amounts)
+    needed = sum(a - c for a, c in zip(amounts, coupons))
+    short = needed - max(gift, 0) - max(cash, 0) - max(credit_left, 0)
+    if short > 0:
+        raise InsufficientBalance(
+            f"余额不足，还需 {format_yuan(short)} 元", f"insufficient balance: {format_yuan(short)} "
+            "yuan more is needed", field="balance", shortfall=format_yuan(short))
+    left = {"gift": max(gift, 0), "cash": max(cash, 0), "credit": max(credit_left, 0)}
+    result = []
+    for amount, coupon in zip(amounts, coupons):
+        due, parts = amount - coupon, {}
+        for source in ("gift", "cash", "credit"):
+            parts[source] = min(due, left[source])
+            left[source] -= parts[source]
+            due -= parts[source]
+        result.append(Allocation(amount, coupon, parts["gift"], parts["cash"], parts["credit"]))
+    return result

@@ -142,13 +142,21 @@ def _record(conn: Connection, clock: Clock, uin: int, txn_id: int, action_type: 
 
 
 def _replayed(conn: Connection, key: str, request: dict) -> Movement | None:
-    """The first result if this idempotency key was already used for this request."""
+    """The first result if this idempotency key was already used for this request.
+
+    Call it only once the account's balance rows are locked: a concurrent call
+    with the same key has then committed and is seen here. Checked before the
+    lock, both calls would pass, the second would find the key taken inside
+    the ledger and then fail writing a second 收支明细 entry for the same
+    transaction (or write one) instead of returning the first result.
+    """
     txn_id = ledger.check_idempotency(conn, key, ledger.content_hash(request))
     if txn_id is None:
         return None
     entries = conn.execute(select(statement_entries.c.id).join(
         ledger_transactions, ledger_transactions.c.id == statement_entries.c.txn_id).where(
-        ledger_transactions.c.idempotency_key.in_([key, f"{key}:arrears", f"{key}:advance"]))
+        ledger_transactions.c.idempotency_key.in_(
+            [key, f"{key}:arrears", f"{key}:advance", f"{key}:credit"]))
         .order_by(statement_entries.c.id)).scalars().all()
     return Movement(txn_id, created=False, entry_ids=tuple(entries))
 
@@ -170,9 +178,9 @@ def receive(conn: Connection, clock: Clock, uin: int, amount: int, *, key: str,
     as an entry of its own (RMT-8).
     """
     request = request or {"op": "receive", "uin": uin, "amount": amount, "type": action_type}
+    ids, bal = _balances(conn, uin, lock=True)  # lock first: see _replayed
     if (earlier := _replayed(conn, key, request)) is not None:
         return earlier
-    ids, bal = _balances(conn, uin, lock=True)
     first = _transfer(conn, clock, key, request, action_type, uin,
                       [(source_account_id, -amount), (ids["cash"], amount)], memo=memo)
     entries = [_record(conn, clock, uin, first.txn_id, action_type, amount, cash=amount,
@@ -193,31 +201,79 @@ def spend(conn: Connection, clock: Clock, uin: int, amount: int, *, key: str, po
           revenue_account_id: int, deduct_mode: str = "trade", product_code: str | None = None,
           billing_item: str | None = None, order_id: str | None = None,
           storefront: str | None = None, memo: str | None = None) -> Movement:
-    """Deduct ``amount``: gift, cash, credit; the rest as arrears if postpaid (BAL-3/4/7)."""
+    """Deduct ``amount``: gift, cash, credit; the rest as arrears if postpaid (BAL-3/4/7).
+
+    What credit pays is first advanced into cash as an entry of its own
+    (``advanced``), then deducted with the rest.
+    """
     if amount <= 0:
         raise invalid("amount", "扣费金额必须为正数", "deduction amount must be positive")
     request = {"op": "spend", "uin": uin, "amount": amount, "postpaid": postpaid,
                "order": order_id, "product": product_code, "item": billing_item}
+    ids, bal = _balances(conn, uin, lock=True)  # lock first: see _replayed
     if (earlier := _replayed(conn, key, request)) is not None:
         return earlier
-    ids, bal = _balances(conn, uin, lock=True)
-    if not postpaid and bal["arrears"] < 0:
-        owed = format_yuan(-bal["arrears"])
-        raise AccountInArrears(f"账号欠费 {owed} 元，请先还清欠费",
-                               f"the account owes {owed} yuan; pay the arrears first",
-                               field="uin", arrears=owed)
-    _, _, credit_amount = _credit(conn, uin, clock.now())
+    if not postpaid:
+        _gate(conn, ids, bal, operable_balance=0)
     plan = rules.plan_spend(amount, gift=bal["gift"], cash=bal["cash"],
-                            credit_left=credit_amount + bal["advance"], allow_arrears=postpaid)
+                            credit_left=_credit_left(conn, clock, uin, bal), allow_arrears=postpaid)
+    entries = [_draw_credit(conn, clock, uin, ids, plan.credit, key)] if plan.credit else []
     result = _transfer(conn, clock, key, request, "deduct", uin, [
-        (ids["gift"], -plan.gift), (ids["cash"], -plan.cash), (ids["advance"], -plan.credit),
+        (ids["gift"], -plan.gift), (ids["cash"], -plan.cash - plan.credit),
         (ids["arrears"], -plan.arrears), (revenue_account_id, amount)],
         reference=order_id, memo=memo)
-    entry = _record(conn, clock, uin, result.txn_id, "deduct", -amount, cash=-plan.cash,
-                    gift=-plan.gift, credit=-plan.credit, deduct_mode=deduct_mode,
-                    product_code=product_code, billing_item=billing_item, order_id=order_id,
-                    storefront=storefront, memo=memo)
-    return Movement(result.txn_id, True, (entry,))
+    entries.append(_record(conn, clock, uin, result.txn_id, "deduct", -amount,
+                           cash=-plan.cash - plan.credit, gift=-plan.gift, credit=-plan.credit,
+                           deduct_mode=deduct_mode, product_code=product_code,
+                           billing_item=billing_item, order_id=order_id, storefront=storefront,
+                           memo=memo))
+    return Movement(result.txn_id, True, tuple(entries))
+
+
+def _credit_left(conn: Connection, clock: Clock, uin: int, bal: dict[str, int]) -> int:
+    _, _, credit_amount = _credit(conn, uin, clock.now())
+    return max(credit_amount + bal["advance"], 0)
+
+
+def _draw_credit(conn: Connection, clock: Clock, uin: int, ids: dict[str, int], amount: int,
+                 key: str) -> int:
+    """Credit pays: the platform advances ``amount`` into cash (垫付, BAL-7)."""
+    result = _transfer(conn, clock, f"{key}:credit", {"op": "advance", "of": key, "amount": amount},
+                       "advanced", uin, [(ids["advance"], -amount), (ids["cash"], amount)])
+    return _record(conn, clock, uin, result.txn_id, "advanced", amount, cash=amount,
+                   credit=amount)
+
+
+# ---------------------------------------------------------------- the arrears gate
+
+def _gate(conn: Connection, ids: dict[str, int], bal: dict[str, int],
+          operable_balance: int) -> None:
+    """ARR-1/ARR-2: no new purchase in arrears; once arrears have been repaid, not
+    below the product class's operable balance either."""
+    if bal["arrears"] == 0 and (operable_balance <= 0 or not _ever_in_arrears(conn, ids)):
+        return
+    available = bal["cash"] + bal["gift"] + bal["income"] + bal["arrears"]
+    needed = rules.operable_shortfall(available=available, arrears=-bal["arrears"],
+                                      operable_balance=operable_balance)
+    if needed:
+        owed = format_yuan(-bal["arrears"])
+        text = format_yuan(needed)
+        raise AccountInArrears(
+            f"账号欠费 {owed} 元或余额低于可操作余额，需充值 {text} 元后才能购买",
+            f"the account owes {owed} yuan or is below its operable balance: "
+            f"recharge {text} yuan before buying", field="uin", arrears=owed, needed=text)
+
+
+def _ever_in_arrears(conn: Connection, ids: dict[str, int]) -> bool:
+    return conn.execute(select(ledger.ledger_postings.c.id).where(
+        ledger.ledger_postings.c.account_id == ids["arrears"]).limit(1)).first() is not None
+
+
+def require_operable(conn: Connection, clock: Clock, uin: int, operable_balance: int = 0) -> None:
+    """Refuse a purchase or opening when the account is in arrears, or has repaid
+    arrears but is below the operable balance; the error says how much is needed."""
+    ids, bal = _balances(conn, uin, lock=False)
+    _gate(conn, ids, bal, operable_balance)
 
 
 # ---------------------------------------------------------------- freezes
@@ -242,6 +298,71 @@ def freeze(conn: Connection, clock: Clock, uin: int, amount: int, *, key: str,
         _record(conn, clock, uin, hold_txn, "block", -amount, cash=-from_cash, gift=-from_gift,
                 product_code=product_code, order_id=order_id, memo=memo)
     return hold_id
+
+
+@dataclass(frozen=True)
+class PaymentPart:
+    """One order of a payment: its freeze key, amount and what each source pays."""
+
+    hold_key: str
+    allocation: rules.Allocation
+    reference: str | None = None
+
+
+def plan_payment(conn: Connection, clock: Clock, uin: int, amounts: list[int],
+                 coupons: list[int] | None = None) -> list[rules.Allocation]:
+    """Preview (writes nothing): what coupons, gift, cash and credit pay of each amount."""
+    _, bal = _balances(conn, uin, lock=False)
+    return rules.allocate_payment(amounts, gift=bal["gift"], cash=bal["cash"],
+                                  credit_left=_credit_left(conn, clock, uin, bal), coupons=coupons)
+
+
+def freeze_for_payment(conn: Connection, clock: Clock, uin: int,
+                       orders: list[tuple[str, int, str | None]], *, key: str,
+                       operable_balance: int = 0, memo: str | None = None
+                       ) -> list[tuple[int, rules.Allocation]]:
+    """Pay prepaid orders by freezing them: one ledger transaction for the whole payment.
+
+    ``orders`` are (hold key, amount, reference). Gate (ARR-1/2) and plan run
+    under the account's row locks; the credit part is advanced into cash first.
+    Returns (hold id, allocation) per order.
+    """
+    ids, bal = _balances(conn, uin, lock=True)
+    _gate(conn, ids, bal, operable_balance)
+    allocations = rules.allocate_payment([amount for _, amount, _ in orders], gift=bal["gift"],
+                                         cash=bal["cash"],
+                                         credit_left=_credit_left(conn, clock, uin, bal))
+    credit = sum(a.credit for a in allocations)
+    if credit:
+        _draw_credit(conn, clock, uin, ids, credit, key)
+    holds = [(hold_key, [ledger.HoldLeg(ids["gift"], ids["frozen_gift"], a.gift),
+                         ledger.HoldLeg(ids["cash"], ids["frozen_cash"], a.cash + a.credit)],
+              reference) for (hold_key, _, reference), a in zip(orders, allocations)]
+    hold_ids, txn_id = ledger.create_holds(conn, clock, key, holds, kind="block", uin=uin,
+                                           memo=memo)
+    total = sum(a.amount for a in allocations)
+    _record(conn, clock, uin, txn_id, "block", -total, cash=-sum(a.cash + a.credit for a in allocations),
+            gift=-sum(a.gift for a in allocations), credit=-credit, memo=memo,
+            order_id=orders[0][2] if len(orders) == 1 else None)
+    return list(zip(hold_ids, allocations))
+
+
+def refund(conn: Connection, clock: Clock, uin: int, *, key: str, gift: int, cash: int,
+           revenue_account_id: int, product_code: str | None = None,
+           order_id: str | None = None, memo: str | None = None) -> Movement:
+    """Give money back to gift and cash from revenue (退费, ORD-4): a ``return`` entry."""
+    if gift < 0 or cash < 0 or gift + cash == 0:
+        raise invalid("amount", "退款金额必须为正数", "refund amount must be positive")
+    request = {"op": "refund", "uin": uin, "gift": gift, "cash": cash, "order": order_id}
+    if (earlier := _replayed(conn, key, request)) is not None:
+        return earlier
+    ids, _ = _balances(conn, uin, lock=True)
+    result = _transfer(conn, clock, key, request, "return", uin, [
+        (revenue_account_id, -(gift + cash)), (ids["gift"], gift), (ids["cash"], cash)],
+        reference=order_id, memo=memo)
+    entry = _record(conn, clock, uin, result.txn_id, "return", gift + cash, cash=cash, gift=gift,
+                    deduct_mode="trade", product_code=product_code, order_id=order_id, memo=memo)
+    return Movement(result.txn_id, True, (entry,))
 
 
 def unfreeze(conn: Connection, clock: Clock, uin: int, hold_id: int, *,
@@ -296,6 +417,7 @@ def adjust(conn: Connection, clock: Clock, actor: Actor, uin: int, *, sub_accoun
         raise invalid("amount", "调账金额无效", "invalid adjustment amount")
     request = {"op": "adjust", "uin": uin, "sub": sub_account, "amount": amount,
                "reason": reason}
+    _balances(conn, uin, lock=True)  # lock first: see _replayed
     if (earlier := _replayed(conn, key, request)) is not None:
         return earlier
     counterpart = platform_account(conn, clock, "adjustments")

@@ -7,11 +7,15 @@ transaction rolls back, so nothing partial is ever written.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, case, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 
 from feecenter.clock import Clock, db_time
 from feecenter.errors import (Conflict, IdempotencyConflict, InsufficientBalance,
@@ -85,13 +89,161 @@ def open_account(conn: Connection, clock: Clock, code: str, kind: str, *, uin: i
     ).returning(ledger_accounts.c.id)).scalar_one()
 
 
+# ---------------------------------------------------------------- statements
+# The hot paths (transfer, transfer_batch) run statements built once, here.
+
+class _Direct:
+    """A Core statement compiled once per dialect and run on the DB-API cursor.
+
+    SQLAlchemy's per-execution work (parameter and result processing, cursor
+    and result objects, events) costs 30-100 µs a statement: more than the
+    statement itself on SQLite, and a large part of a round trip on
+    PostgreSQL (docs/benchmarks.md). The ledger's few hot statements skip it:
+    SQLAlchemy still writes their SQL for the connection's dialect, and they
+    run on the same DB-API connection inside the caller's transaction.
+    Bind processors are applied as SQLAlchemy would, and driver errors are
+    re-raised as SQLAlchemy's (IntegrityError, …). No expanding parameters;
+    result rows are plain tuples with no type processing.
+    """
+
+    def __init__(self, statement):
+        self.statement = statement
+        self._by_dialect: dict = {}
+
+    def _compiled(self, dialect):
+        key = (type(dialect), dialect.paramstyle, dialect.server_version_info)
+        found = self._by_dialect.get(key)
+        if found is None:
+            compiled = self.statement.compile(dialect=dialect)
+            if "POSTCOMPILE" in compiled.string or compiled.escaped_bind_names:
+                raise LedgerInvariantBroken("语句无法直接执行", "statement cannot run directly")
+            processors = {}
+            for name, bind in compiled.binds.items():
+                processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+                if processor is not None:
+                    processors[name] = processor
+            if compiled.positional:
+                names = tuple(compiled.positiontup)
+                arrange = lambda params: tuple([params[n] for n in names])  # noqa: E731
+            else:
+                arrange = None
+            found = self._by_dialect[key] = (compiled.string, arrange, processors)
+        return found
+
+    @staticmethod
+    def _driver(conn: Connection):
+        if not conn.in_transaction():
+            conn.begin()  # what autobegin would do on conn.execute()
+        return conn.connection.dbapi_connection
+
+    @staticmethod
+    def _args(arrange, processors, params: list[dict]) -> list:
+        if processors:
+            done: dict = {}  # a batch repeats values (one created_at): process each once
+            processed = []
+            for row in params:
+                row = dict(row)
+                for name, processor in processors.items():
+                    if name in row:
+                        value = row[name]
+                        try:
+                            row[name] = done[name, value]
+                        except KeyError:
+                            row[name] = done[name, value] = processor(value)
+                        except TypeError:  # unhashable: no memo
+                            row[name] = processor(value)
+                processed.append(row)
+            params = processed
+        return params if arrange is None else [arrange(row) for row in params]
+
+    def rows(self, conn: Connection, params: dict) -> list[tuple]:
+        sql, arrange, processors = self._compiled(conn.dialect)
+        args = self._args(arrange, processors, [params])[0]
+        cursor = self._driver(conn).cursor()
+        try:
+            cursor.execute(sql, args)
+            return cursor.fetchall() if cursor.description else []
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _wrap(conn, sql, args, exc) from exc
+        finally:
+            cursor.close()
+
+    def many(self, conn: Connection, params: list[dict]) -> None:
+        if not params:
+            return
+        sql, arrange, processors = self._compiled(conn.dialect)
+        args = self._args(arrange, processors, params)
+        cursor = self._driver(conn).cursor()
+        try:
+            cursor.executemany(sql, args)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _wrap(conn, sql, args, exc) from exc
+        finally:
+            cursor.close()
+
+
+def _wrap(conn: Connection, sql: str, args, exc: Exception) -> Exception:
+    return DBAPIError.instance(sql, args, exc, conn.dialect.loaded_dbapi.Error,
+                               dialect=conn.dialect)
+
+
+_A = ledger_accounts.c
+_T = ledger_transactions.c
+_META_COLUMNS = (_A.id, _A.code, _A.uin, _A.kind, _A.min_balance, _A.max_balance, _A.cached)
+_TXN_COLUMNS = ("idempotency_key", "request_hash", "kind", "uin", "reference", "memo",
+                "reverses_txn_id", "created_at")
+_POSTING_COLUMNS = ("txn_id", "account_id", "uin", "amount", "balance_after")
+
+_SELECT_META = select(*_META_COLUMNS).where(_A.id.in_(bindparam("ids", expanding=True)))
+
+
+def _binds(table, names) -> dict:
+    return {name: bindparam(name, type_=table.c[name].type) for name in names}
+
+
+def _insert_txn_once(dialect_insert):
+    """INSERT the transaction unless its idempotency key exists: RETURNING id, or no row."""
+    return _Direct(dialect_insert(ledger_transactions)
+                   .values(_binds(ledger_transactions, _TXN_COLUMNS))
+                   .on_conflict_do_nothing(index_elements=[_T.idempotency_key])
+                   .returning(_T.id))
+
+
+_INSERT_TXN_ONCE = {"sqlite": _insert_txn_once(sqlite_insert),
+                    "postgresql": _insert_txn_once(pg_insert)}
+_INSERT_TXN_WITH_ID = _Direct(insert(ledger_transactions)
+                              .values(_binds(ledger_transactions, ("id", *_TXN_COLUMNS))))
+_INSERT_POSTING = _Direct(insert(ledger_postings).values(_binds(ledger_postings, _POSTING_COLUMNS)))
+_SET_BALANCE = _Direct(update(ledger_accounts).where(_A.id == bindparam("b_id", type_=_A.id.type))
+                       .values(balance=bindparam("b_balance", type_=_A.balance.type)))
+
+
+@functools.cache  # one statement per number of postings, at most MAX_POSTINGS
+def _insert_postings(count: int) -> _Direct:
+    """One INSERT of ``count`` postings: one round trip, where executemany takes several."""
+    return _Direct(insert(ledger_postings).values([
+        {name: bindparam(f"{name}_{i}", type_=ledger_postings.c[name].type)
+         for name in _POSTING_COLUMNS} for i in range(count)]))
+
+
+@functools.cache  # one statement per number of accounts, at most MAX_POSTINGS
+def _add_to_cached_balances(count: int) -> _Direct:
+    """Add amount_i to account id_i where cached; RETURNING metadata and the new balance."""
+    ids = [bindparam(f"id_{i}", type_=_A.id.type) for i in range(count)]
+    amounts = [bindparam(f"amount_{i}", type_=_A.balance.type) for i in range(count)]
+    if count == 1:
+        match, delta = _A.id == ids[0], amounts[0]
+    else:
+        match, delta = _A.id.in_(ids), case(*[(_A.id == i, a) for i, a in zip(ids, amounts)])
+    return _Direct(update(ledger_accounts).where(match, _A.cached.is_(True))
+                   .values(balance=_A.balance + delta)
+                   .returning(*_META_COLUMNS, _A.balance))
+
+
 def account_meta(conn: Connection, account_ids) -> dict[int, AccountMeta]:
     """Metadata of accounts; immutable after opening, so safe to keep per call."""
     ids = sorted(set(account_ids))
-    rows = conn.execute(select(
-        ledger_accounts.c.id, ledger_accounts.c.code, ledger_accounts.c.uin,
-        ledger_accounts.c.kind, ledger_accounts.c.min_balance, ledger_accounts.c.max_balance,
-        ledger_accounts.c.cached).where(ledger_accounts.c.id.in_(ids))).all()
+    rows = conn.execute(_SELECT_META, {"ids": ids}).all()
     metas = {row.id: AccountMeta(*row) for row in rows}
     missing = set(ids) - set(metas)
     if missing:
@@ -105,8 +257,8 @@ def balance_of(conn: Connection, account_id: int) -> int:
     if meta.cached:
         return conn.execute(select(ledger_accounts.c.balance)
                             .where(ledger_accounts.c.id == account_id)).scalar_one()
-    return conn.execute(select(func.coalesce(func.sum(ledger_postings.c.amount), 0))
-                        .where(ledger_postings.c.account_id == account_id)).scalar_one()
+    return int(conn.execute(select(func.coalesce(func.sum(ledger_postings.c.amount), 0))
+                            .where(ledger_postings.c.account_id == account_id)).scalar_one())
 
 
 def lock_balances(conn: Connection, account_ids) -> dict[int, int]:
@@ -170,41 +322,78 @@ def _within_bounds(meta: AccountMeta, value: int) -> bool:
 
 
 def transfer(conn: Connection, clock: Clock, spec: Transfer) -> TransferResult:
-    """Write one balanced transaction exactly once (by idempotency key)."""
+    """Write one balanced transaction exactly once (by idempotency key).
+
+    Three statements in the usual case: insert the transaction unless its key
+    exists (the idempotency check), add the amounts to the cached balances
+    (RETURNING the accounts' bounds, checked here), insert the postings.
+    Any failure raises and the caller's transaction rolls everything back.
+    """
     _validate(spec)
     request_hash = spec.request_hash or _postings_hash(spec)
-    earlier = check_idempotency(conn, spec.idempotency_key, request_hash)
-    if earlier is not None:
+    inserted = _INSERT_TXN_ONCE[conn.dialect.name].rows(conn, {
+        "idempotency_key": spec.idempotency_key, "request_hash": request_hash,
+        "kind": spec.kind, "uin": spec.uin, "reference": spec.reference, "memo": spec.memo,
+        "reverses_txn_id": spec.reverses_txn_id, "created_at": db_time(clock.now())})
+    if not inserted:  # the key was used before: the same request, or a conflict
+        earlier = check_idempotency(conn, spec.idempotency_key, request_hash)
+        if earlier is None:
+            raise LedgerInvariantBroken("幂等键冲突但找不到原交易",
+                                        "idempotency key conflicted but no transaction found")
         return TransferResult(earlier, created=False)
-    metas = account_meta(conn, [p.account_id for p in spec.postings])
-    balances_after = _apply_cached(conn, metas, spec.postings)
-    txn_id = conn.execute(insert(ledger_transactions).values(
-        idempotency_key=spec.idempotency_key, request_hash=request_hash, kind=spec.kind,
-        uin=spec.uin, reference=spec.reference, memo=spec.memo,
-        reverses_txn_id=spec.reverses_txn_id, created_at=db_time(clock.now()),
-    ).returning(ledger_transactions.c.id)).scalar_one()
-    conn.execute(insert(ledger_postings), [
-        {"txn_id": txn_id, "account_id": p.account_id, "uin": metas[p.account_id].uin,
-         "amount": p.amount, "balance_after": balances_after.get(p.account_id)}
-        for p in spec.postings])
+    txn_id = inserted[0][0]
+    metas, balances_after = _apply_cached(conn, spec.postings)
+    params = {}
+    for i, p in enumerate(spec.postings):
+        params[f"txn_id_{i}"] = txn_id
+        params[f"account_id_{i}"] = p.account_id
+        params[f"uin_{i}"] = metas[p.account_id].uin
+        params[f"amount_{i}"] = p.amount
+        params[f"balance_after_{i}"] = balances_after.get(p.account_id)
+    _insert_postings(len(spec.postings)).rows(conn, params)
     return TransferResult(txn_id, created=True, balances_after=balances_after)
 
 
-def _apply_cached(conn: Connection, metas: dict[int, AccountMeta], postings) -> dict[int, int]:
-    """Change cached balances atomically, refusing any that leaves its bounds."""
+def _apply_cached(conn: Connection, postings) -> tuple[dict[int, AccountMeta], dict[int, int]]:
+    """Change cached balances atomically, refusing any that leaves its bounds.
+
+    Returns every account's metadata and the cached accounts' new balances.
+    Unknown accounts raise NotFound before any bound is judged, and bounds are
+    judged in account order: the same error as checking one account at a time.
+    """
+    ordered = sorted(postings, key=lambda p: p.account_id)
+    if conn.dialect.name == "sqlite":
+        # One writer at a time (BEGIN IMMEDIATE): no row locks to order, one statement.
+        rows = _add_to_cached(conn, ordered)
+    else:
+        # Row locks taken one account at a time in id order: two transfers never deadlock.
+        rows = [row for p in ordered for row in _add_to_cached(conn, [p])]
+    metas: dict[int, AccountMeta] = {}
+    new_balances: dict[int, int] = {}
+    for row in rows:  # id, code, uin, kind, min_balance, max_balance, cached, balance
+        metas[row[0]] = AccountMeta(row[0], row[1], row[2], row[3], row[4], row[5], True)
+        new_balances[row[0]] = row[7]
+    uncached = [p.account_id for p in ordered if p.account_id not in metas]
+    if uncached:  # platform accounts (balance summed from postings) or unknown ids
+        metas.update(account_meta(conn, uncached))
     after: dict[int, int] = {}
-    for posting in sorted(postings, key=lambda p: p.account_id):  # fixed order: no deadlocks
+    for posting in ordered:
         meta = metas[posting.account_id]
         if not meta.cached:
             continue
-        new_balance = conn.execute(
-            update(ledger_accounts).where(ledger_accounts.c.id == meta.id)
-            .values(balance=ledger_accounts.c.balance + posting.amount)
-            .returning(ledger_accounts.c.balance)).scalar_one()
+        new_balance = new_balances[meta.id]
         if not _within_bounds(meta, new_balance):
             raise _bounds_error(meta, new_balance)
         after[meta.id] = new_balance
-    return after
+    return metas, after
+
+
+def _add_to_cached(conn: Connection, postings) -> list[tuple]:
+    params = {}
+    for i, p in enumerate(postings):
+        params[f"id_{i}"] = p.account_id
+        params[f"amount_{i}"] = p.amount
+    return _add_to_cached_balances(len(postings)).rows(conn, params)
 
 
 def transfer_batch(conn: Connection, clock: Clock, specs: list[Transfer]) -> list[TransferResult]:
@@ -264,23 +453,35 @@ def _write_batch(conn: Connection, clock: Clock, fresh) -> list[TransferResult]:
                     raise _bounds_error(meta, balances[meta.id])
                 after[meta.id] = balances[meta.id]
         per_spec_after.append(after)
-    if balances:
-        conn.execute(update(ledger_accounts).where(ledger_accounts.c.id == bindparam("b_id"))
-                     .values(balance=bindparam("b_balance")),
-                     [{"b_id": k, "b_balance": v} for k, v in balances.items()])
+    _SET_BALANCE.many(conn, [{"b_id": k, "b_balance": v} for k, v in balances.items()])
     now = db_time(clock.now())
-    txn_ids = conn.execute(insert(ledger_transactions).returning(
-        ledger_transactions.c.id, sort_by_parameter_order=True), [
-        {"idempotency_key": spec.idempotency_key, "request_hash": request_hash,
+    txn_ids = _reserve_txn_ids(conn, len(fresh))
+    _INSERT_TXN_WITH_ID.many(conn, [
+        {"id": txn_id, "idempotency_key": spec.idempotency_key, "request_hash": request_hash,
          "kind": spec.kind, "uin": spec.uin, "reference": spec.reference, "memo": spec.memo,
          "reverses_txn_id": spec.reverses_txn_id, "created_at": now}
-        for spec, request_hash in fresh]).scalars().all()
-    conn.execute(insert(ledger_postings), [
+        for txn_id, (spec, request_hash) in zip(txn_ids, fresh)])
+    _INSERT_POSTING.many(conn, [
         {"txn_id": txn_id, "account_id": p.account_id, "uin": metas[p.account_id].uin,
          "amount": p.amount, "balance_after": after.get(p.account_id)}
         for txn_id, (spec, _), after in zip(txn_ids, fresh, per_spec_after)
         for p in spec.postings])
     return [TransferResult(txn_id, True, after) for txn_id, after in zip(txn_ids, per_spec_after)]
+
+
+def _reserve_txn_ids(conn: Connection, count: int) -> list[int]:
+    """Ids for ``count`` new transactions, ascending, so the inserts need no RETURNING.
+
+    PostgreSQL: taken from the table's own sequence, safe under concurrency.
+    SQLite: the rowids it would assign itself (max + 1, …): the write lock of
+    BEGIN IMMEDIATE is held, so no one else inserts until the commit.
+    """
+    if conn.dialect.name == "sqlite":
+        last = conn.execute(select(func.coalesce(func.max(_T.id), 0))).scalar_one()
+        return list(range(last + 1, last + 1 + count))
+    sequence = func.pg_get_serial_sequence(ledger_transactions.name, _T.id.name)
+    return sorted(conn.execute(select(func.nextval(sequence))
+                               .select_from(func.generate_series(1, count))).scalars())
 
 
 # ---------------------------------------------------------------- reversal
@@ -321,32 +522,53 @@ def create_hold(conn: Connection, clock: Clock, idempotency_key: str, legs: list
                 kind: str = "hold", uin: int | None = None, reference: str | None = None,
                 memo: str | None = None) -> int:
     """Phase one: move money from sources to escrow accounts and record a pending hold."""
-    legs = [leg for leg in legs if leg.amount]
-    if not legs or any(leg.amount < 0 for leg in legs):
+    hold_ids, _ = create_holds(conn, clock, idempotency_key, [(idempotency_key, legs, reference)],
+                               kind=kind, uin=uin, memo=memo)
+    return hold_ids[0]
+
+
+def create_holds(conn: Connection, clock: Clock, idempotency_key: str,
+                 holds: list[tuple[str, list[HoldLeg], str | None]], *, kind: str = "hold",
+                 uin: int | None = None, memo: str | None = None) -> tuple[list[int], int]:
+    """Several pending holds written as ONE transaction (a merged payment, say).
+
+    ``holds`` are (hold key, legs, reference); each hold is later posted or
+    voided on its own. Returns the hold ids, in order, and the transaction id.
+    A repeat of the same key and content returns the first holds.
+    """
+    holds = [(key, [leg for leg in legs if leg.amount], ref) for key, legs, ref in holds]
+    if not holds or any(not legs or any(leg.amount < 0 for leg in legs) for _, legs, _ in holds):
         raise invalid("amount", "冻结金额必须为正数", "hold amount must be positive")
-    request_hash = content_hash([kind, uin, reference, [(l.source_account_id, l.escrow_account_id,
-                                                         l.amount) for l in legs]])
-    existing = conn.execute(select(ledger_holds.c.id).where(
-        ledger_holds.c.idempotency_key == idempotency_key)).scalar()
-    if existing is not None:
-        check_idempotency(conn, f"hold:{idempotency_key}", request_hash)
-        return existing
+    request_hash = content_hash([kind, uin, [(key, ref, [(l.source_account_id, l.escrow_account_id,
+                                                          l.amount) for l in legs])
+                                             for key, legs, ref in holds]])
+    txn_key = f"hold:{idempotency_key}"
+    earlier = check_idempotency(conn, txn_key, request_hash)
+    if earlier is not None:
+        ids = conn.execute(select(ledger_holds.c.id).where(ledger_holds.c.hold_txn_id == earlier)
+                           .order_by(ledger_holds.c.id)).scalars().all()
+        return list(ids), earlier
     postings = []
-    for leg in legs:
-        postings += [Posting(leg.source_account_id, -leg.amount),
-                     Posting(leg.escrow_account_id, leg.amount)]
+    for _, legs, _ in holds:
+        for leg in legs:
+            postings += [Posting(leg.source_account_id, -leg.amount),
+                         Posting(leg.escrow_account_id, leg.amount)]
     result = transfer(conn, clock, Transfer(
-        idempotency_key=f"hold:{idempotency_key}", kind=kind, uin=uin, reference=reference,
-        memo=memo, request_hash=request_hash, postings=_merge(postings)))
-    hold_id = conn.execute(insert(ledger_holds).values(
-        idempotency_key=idempotency_key, uin=uin, state="pending",
-        amount=sum(leg.amount for leg in legs), hold_txn_id=result.txn_id, reference=reference,
-        created_at=db_time(clock.now())).returning(ledger_holds.c.id)).scalar_one()
-    conn.execute(insert(ledger_hold_legs), [
-        {"hold_id": hold_id, "seq": i, "source_account_id": leg.source_account_id,
-         "escrow_account_id": leg.escrow_account_id, "amount": leg.amount}
-        for i, leg in enumerate(legs)])
-    return hold_id
+        idempotency_key=txn_key, kind=kind, uin=uin, memo=memo, request_hash=request_hash,
+        reference=holds[0][2] if len(holds) == 1 else None, postings=_merge(postings)))
+    now = db_time(clock.now())
+    hold_ids = []
+    for key, legs, ref in holds:
+        hold_id = conn.execute(insert(ledger_holds).values(
+            idempotency_key=key, uin=uin, state="pending", amount=sum(l.amount for l in legs),
+            hold_txn_id=result.txn_id, reference=ref, created_at=now,
+        ).returning(ledger_holds.c.id)).scalar_one()
+        conn.execute(insert(ledger_hold_legs), [
+            {"hold_id": hold_id, "seq": i, "source_account_id": leg.source_account_id,
+             "escrow_account_id": leg.escrow_account_id, "amount": leg.amount}
+            for i, leg in enumerate(legs)])
+        hold_ids.append(hold_id)
+    return hold_ids, result.txn_id
 
 
 def _merge(postings: list[Posting]) -> tuple[Posting, ...]:

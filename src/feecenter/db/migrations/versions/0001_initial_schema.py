@@ -28,6 +28,15 @@ def upgrade() -> None:
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.create_index('ix_audit_log_uin_id', ['uin', 'id'], unique=False)
 
+    op.create_table('catalog_loads',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('source', sa.String(length=500), nullable=False),
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('actor', sa.String(length=120), nullable=False),
+    sa.Column('summary', sa.Text(), nullable=False),
+    sa.Column('loaded_at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_catalog_loads'))
+    )
     op.create_table('credit_lines',
     sa.Column('uin', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('credit_limit', sa.BigInteger(), nullable=False),
@@ -90,6 +99,94 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_operators')),
     sa.UniqueConstraint('name', name=op.f('uq_operators_name'))
     )
+    op.create_table('orders',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('uin', sa.BigInteger(), nullable=False),
+    sa.Column('big_deal_id', sa.BigInteger(), nullable=True),
+    sa.Column('kind', sa.String(length=12), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('product_code', sa.String(length=40), nullable=False),
+    sa.Column('region', sa.String(length=40), nullable=False),
+    sa.Column('spec_item', sa.String(length=60), nullable=False),
+    sa.Column('quantity', sa.BigInteger(), nullable=False),
+    sa.Column('months', sa.Integer(), nullable=True),
+    sa.Column('resource_id', sa.String(length=40), nullable=False),
+    sa.Column('resource_name', sa.String(length=120), nullable=True),
+    sa.Column('tags', sa.Text(), nullable=True),
+    sa.Column('project_id', sa.BigInteger(), nullable=False),
+    sa.Column('project_name', sa.String(length=100), nullable=False),
+    sa.Column('price_kind', sa.String(length=10), nullable=False),
+    sa.Column('unit_price', sa.BigInteger(), nullable=True),
+    sa.Column('list_amount', sa.BigInteger(), nullable=False),
+    sa.Column('discount_bp', sa.Integer(), nullable=False),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
+    sa.Column('paid_coupon', sa.BigInteger(), nullable=False),
+    sa.Column('paid_gift', sa.BigInteger(), nullable=False),
+    sa.Column('paid_cash', sa.BigInteger(), nullable=False),
+    sa.Column('paid_credit', sa.BigInteger(), nullable=False),
+    sa.Column('refunded_gift', sa.BigInteger(), nullable=False),
+    sa.Column('refunded_cash', sa.BigInteger(), nullable=False),
+    sa.Column('hold_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('payment_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('service_start', sa.DateTime(), nullable=True),
+    sa.Column('service_end', sa.DateTime(), nullable=True),
+    sa.Column('promo', sa.Boolean(), nullable=False),
+    sa.Column('creator', sa.String(length=120), nullable=False),
+    sa.Column('failure_reason', sa.Text(), nullable=True),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('expires_at', sa.DateTime(), nullable=True),
+    sa.Column('paid_at', sa.DateTime(), nullable=True),
+    sa.Column('closed_at', sa.DateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_orders'))
+    )
+    with op.batch_alter_table('orders', schema=None) as batch_op:
+        batch_op.create_index('ix_orders_resource', ['resource_id'], unique=False)
+        batch_op.create_index('ix_orders_state_expires', ['state', 'expires_at'], unique=False)
+        batch_op.create_index('ix_orders_uin_created', ['uin', 'created_at'], unique=False)
+
+    op.create_table('payments',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('uin', sa.BigInteger(), nullable=False),
+    sa.Column('idempotency_key', sa.String(length=200), nullable=False),
+    sa.Column('request_hash', sa.String(length=64), nullable=False),
+    sa.Column('order_ids', sa.Text(), nullable=False),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
+    sa.Column('coupon', sa.BigInteger(), nullable=False),
+    sa.Column('gift', sa.BigInteger(), nullable=False),
+    sa.Column('cash', sa.BigInteger(), nullable=False),
+    sa.Column('credit', sa.BigInteger(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_payments')),
+    sa.UniqueConstraint('idempotency_key', name=op.f('uq_payments_idempotency_key'))
+    )
+    op.create_table('product_classes',
+    sa.Column('code', sa.String(length=40), nullable=False),
+    sa.Column('name_zh', sa.String(length=100), nullable=False),
+    sa.Column('name_en', sa.String(length=100), nullable=False),
+    sa.Column('operable_balance', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('code', name=op.f('pk_product_classes'))
+    )
+    op.create_table('projects',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('uin', sa.BigInteger(), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('is_default', sa.Boolean(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_projects')),
+    sa.UniqueConstraint('uin', 'name', name='uq_projects_uin_name')
+    )
+    op.create_table('regions',
+    sa.Column('code', sa.String(length=40), nullable=False),
+    sa.Column('name_zh', sa.String(length=100), nullable=False),
+    sa.Column('name_en', sa.String(length=100), nullable=False),
+    sa.PrimaryKeyConstraint('code', name=op.f('pk_regions'))
+    )
+    op.create_table('selling_entities',
+    sa.Column('code', sa.String(length=40), nullable=False),
+    sa.Column('name_zh', sa.String(length=200), nullable=False),
+    sa.Column('name_en', sa.String(length=200), nullable=False),
+    sa.PrimaryKeyConstraint('code', name=op.f('pk_selling_entities'))
+    )
     op.create_table('used_signatures',
     sa.Column('signature', sa.String(length=64), nullable=False),
     sa.Column('seen_at', sa.DateTime(), nullable=False),
@@ -132,6 +229,48 @@ def upgrade() -> None:
     with op.batch_alter_table('ledger_postings', schema=None) as batch_op:
         batch_op.create_index('ix_ledger_postings_account_id_id', ['account_id', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_ledger_postings_txn_id'), ['txn_id'], unique=False)
+
+    op.create_table('products',
+    sa.Column('code', sa.String(length=40), nullable=False),
+    sa.Column('name_zh', sa.String(length=100), nullable=False),
+    sa.Column('name_en', sa.String(length=100), nullable=False),
+    sa.Column('entity', sa.String(length=40), nullable=False),
+    sa.Column('tax_category', sa.String(length=20), nullable=False),
+    sa.Column('allow_prepaid', sa.Boolean(), nullable=False),
+    sa.Column('allow_postpaid', sa.Boolean(), nullable=False),
+    sa.Column('product_class', sa.String(length=40), nullable=False),
+    sa.Column('postpaid_cycle', sa.String(length=10), nullable=True),
+    sa.Column('freeze_amount', sa.BigInteger(), nullable=False),
+    sa.Column('freeze_release', sa.String(length=20), nullable=False),
+    sa.Column('delivery_mode', sa.String(length=10), nullable=False),
+    sa.Column('unpaid_order_days', sa.Integer(), nullable=False),
+    sa.Column('prepaid_months', sa.String(length=200), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['entity'], ['selling_entities.code'], name=op.f('fk_products_entity_selling_entities')),
+    sa.ForeignKeyConstraint(['product_class'], ['product_classes.code'], name=op.f('fk_products_product_class_product_classes')),
+    sa.PrimaryKeyConstraint('code', name=op.f('pk_products'))
+    )
+    op.create_table('resources',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('uin', sa.BigInteger(), nullable=False),
+    sa.Column('name', sa.String(length=120), nullable=True),
+    sa.Column('product_code', sa.String(length=40), nullable=False),
+    sa.Column('region', sa.String(length=40), nullable=False),
+    sa.Column('project_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('tags', sa.Text(), nullable=False),
+    sa.Column('pay_mode', sa.String(length=10), nullable=False),
+    sa.Column('spec_item', sa.String(length=60), nullable=True),
+    sa.Column('quantity', sa.BigInteger(), nullable=False),
+    sa.Column('state', sa.String(length=10), nullable=False),
+    sa.Column('period_start', sa.DateTime(), nullable=True),
+    sa.Column('period_end', sa.DateTime(), nullable=True),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('released_at', sa.DateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_resources_project_id_projects')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_resources'))
+    )
+    with op.batch_alter_table('resources', schema=None) as batch_op:
+        batch_op.create_index('ix_resources_uin_id', ['uin', 'id'], unique=False)
 
     op.create_table('statement_entries',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -182,6 +321,23 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
     sa.UniqueConstraint('uin', 'login', name='uq_users_uin_login')
     )
+    op.create_table('account_discounts',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('uin', sa.BigInteger(), nullable=False),
+    sa.Column('product_code', sa.String(length=40), nullable=True),
+    sa.Column('discount_bp', sa.Integer(), nullable=False),
+    sa.Column('starts_at', sa.DateTime(), nullable=False),
+    sa.Column('ends_at', sa.DateTime(), nullable=True),
+    sa.Column('note', sa.Text(), nullable=True),
+    sa.Column('created_by', sa.String(length=120), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['product_code'], ['products.code'], name=op.f('fk_account_discounts_product_code_products')),
+    sa.ForeignKeyConstraint(['uin'], ['customers.uin'], name=op.f('fk_account_discounts_uin_customers')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_account_discounts'))
+    )
+    with op.batch_alter_table('account_discounts', schema=None) as batch_op:
+        batch_op.create_index('ix_account_discounts_uin_product', ['uin', 'product_code', 'starts_at'], unique=False)
+
     op.create_table('api_keys',
     sa.Column('secret_id', sa.String(length=64), nullable=False),
     sa.Column('uin', sa.BigInteger(), nullable=True),
@@ -197,6 +353,20 @@ def upgrade() -> None:
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_api_keys_uin'), ['uin'], unique=False)
 
+    op.create_table('billing_items',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('product_code', sa.String(length=40), nullable=False),
+    sa.Column('code', sa.String(length=60), nullable=False),
+    sa.Column('name_zh', sa.String(length=100), nullable=False),
+    sa.Column('name_en', sa.String(length=100), nullable=False),
+    sa.Column('unit_zh', sa.String(length=20), nullable=False),
+    sa.Column('unit_en', sa.String(length=20), nullable=False),
+    sa.Column('spec', sa.Boolean(), nullable=False),
+    sa.Column('postpaid_period', sa.String(length=10), nullable=True),
+    sa.ForeignKeyConstraint(['product_code'], ['products.code'], name=op.f('fk_billing_items_product_code_products')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_billing_items')),
+    sa.UniqueConstraint('product_code', 'code', name='uq_billing_items_product_code')
+    )
     op.create_table('ledger_hold_legs',
     sa.Column('hold_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('seq', sa.Integer(), nullable=False),
@@ -208,22 +378,88 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['source_account_id'], ['ledger_accounts.id'], name=op.f('fk_ledger_hold_legs_source_account_id_ledger_accounts')),
     sa.PrimaryKeyConstraint('hold_id', 'seq', name=op.f('pk_ledger_hold_legs'))
     )
+    op.create_table('account_prices',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('uin', sa.BigInteger(), nullable=False),
+    sa.Column('kind', sa.String(length=10), nullable=False),
+    sa.Column('product_code', sa.String(length=40), nullable=False),
+    sa.Column('item_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('region_code', sa.String(length=40), nullable=True),
+    sa.Column('pay_mode', sa.String(length=10), nullable=False),
+    sa.Column('price', sa.BigInteger(), nullable=False),
+    sa.Column('starts_at', sa.DateTime(), nullable=False),
+    sa.Column('ends_at', sa.DateTime(), nullable=True),
+    sa.Column('note', sa.Text(), nullable=True),
+    sa.Column('created_by', sa.String(length=120), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['item_id'], ['billing_items.id'], name=op.f('fk_account_prices_item_id_billing_items')),
+    sa.ForeignKeyConstraint(['product_code'], ['products.code'], name=op.f('fk_account_prices_product_code_products')),
+    sa.ForeignKeyConstraint(['region_code'], ['regions.code'], name=op.f('fk_account_prices_region_code_regions')),
+    sa.ForeignKeyConstraint(['uin'], ['customers.uin'], name=op.f('fk_account_prices_uin_customers')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_account_prices'))
+    )
+    with op.batch_alter_table('account_prices', schema=None) as batch_op:
+        batch_op.create_index('ix_account_prices_uin_item', ['uin', 'item_id', 'pay_mode', 'starts_at'], unique=False)
+
+    op.create_table('price_lists',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('product_code', sa.String(length=40), nullable=False),
+    sa.Column('item_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('region_code', sa.String(length=40), nullable=False),
+    sa.Column('pay_mode', sa.String(length=10), nullable=False),
+    sa.Column('starts_at', sa.DateTime(), nullable=False),
+    sa.Column('ends_at', sa.DateTime(), nullable=True),
+    sa.Column('load_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['item_id'], ['billing_items.id'], name=op.f('fk_price_lists_item_id_billing_items')),
+    sa.ForeignKeyConstraint(['load_id'], ['catalog_loads.id'], name=op.f('fk_price_lists_load_id_catalog_loads')),
+    sa.ForeignKeyConstraint(['product_code'], ['products.code'], name=op.f('fk_price_lists_product_code_products')),
+    sa.ForeignKeyConstraint(['region_code'], ['regions.code'], name=op.f('fk_price_lists_region_code_regions')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_price_lists')),
+    sa.UniqueConstraint('item_id', 'region_code', 'pay_mode', 'starts_at', name='uq_price_lists_item_region_mode_start')
+    )
+    op.create_table('price_tiers',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('price_list_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('lower_qty', sa.BigInteger(), nullable=False),
+    sa.Column('upper_qty', sa.BigInteger(), nullable=True),
+    sa.Column('unit_price', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['price_list_id'], ['price_lists.id'], name=op.f('fk_price_tiers_price_list_id_price_lists')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_price_tiers')),
+    sa.UniqueConstraint('price_list_id', 'lower_qty', name='uq_price_tiers_list_lower')
+    )
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_table('price_tiers')
+    op.drop_table('price_lists')
+    with op.batch_alter_table('account_prices', schema=None) as batch_op:
+        batch_op.drop_index('ix_account_prices_uin_item')
+
+    op.drop_table('account_prices')
     op.drop_table('ledger_hold_legs')
+    op.drop_table('billing_items')
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_api_keys_uin'))
 
     op.drop_table('api_keys')
+    with op.batch_alter_table('account_discounts', schema=None) as batch_op:
+        batch_op.drop_index('ix_account_discounts_uin_product')
+
+    op.drop_table('account_discounts')
     op.drop_table('users')
     op.drop_table('storefronts')
     with op.batch_alter_table('statement_entries', schema=None) as batch_op:
         batch_op.drop_index('ix_statement_entries_uin_created')
 
     op.drop_table('statement_entries')
+    with op.batch_alter_table('resources', schema=None) as batch_op:
+        batch_op.drop_index('ix_resources_uin_id')
+
+    op.drop_table('resources')
+    op.drop_table('products')
     with op.batch_alter_table('ledger_postings', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_ledger_postings_txn_id'))
         batch_op.drop_index('ix_ledger_postings_account_id_id')
@@ -237,6 +473,17 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_used_signatures_seen_at'))
 
     op.drop_table('used_signatures')
+    op.drop_table('selling_entities')
+    op.drop_table('regions')
+    op.drop_table('projects')
+    op.drop_table('product_classes')
+    op.drop_table('payments')
+    with op.batch_alter_table('orders', schema=None) as batch_op:
+        batch_op.drop_index('ix_orders_uin_created')
+        batch_op.drop_index('ix_orders_state_expires')
+        batch_op.drop_index('ix_orders_resource')
+
+    op.drop_table('orders')
     op.drop_table('operators')
     with op.batch_alter_table('ledger_transactions', schema=None) as batch_op:
         batch_op.drop_index('ix_ledger_transactions_uin_id')
@@ -248,6 +495,7 @@ def downgrade() -> None:
     op.drop_table('ledger_accounts')
     op.drop_table('customers')
     op.drop_table('credit_lines')
+    op.drop_table('catalog_loads')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.drop_index('ix_audit_log_uin_id')
 

@@ -1,0 +1,250 @@
+"""/api/v1 routes for projects, resources, prepaid orders, payment and delivery."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Query
+from pydantic import BaseModel, Field
+
+from feecenter.api.deps import caller, runtime
+from feecenter.accounts.permissions import Actor
+from feecenter.clock import business_time_text, parse_business_time
+from feecenter.errors import invalid
+from feecenter.money import format_yuan
+from feecenter.orders import rules as order_rules
+from feecenter.orders import service as orders
+from feecenter.resources import service as resources
+from feecenter.runtime import Runtime
+
+router = APIRouter(prefix="/api/v1")
+Rt = Annotated[Runtime, Depends(runtime)]
+Caller = Annotated[Actor, Depends(caller)]
+
+ORDER_MONEY = ("list_amount", "amount", "paid_coupon", "paid_gift", "paid_cash", "paid_credit",
+               "refunded_gift", "refunded_cash")
+ORDER_TIMES = ("created_at", "expires_at", "paid_at", "closed_at", "service_start", "service_end")
+
+
+def order_json(order: dict) -> dict:
+    out = {k: v for k, v in order.items() if k not in ("hold_id", "tags")}
+    out["order_no"] = order_rules.order_no(order["id"], order["created_at"])
+    for key in ORDER_MONEY:
+        out[key] = format_yuan(order[key])
+    for key in ORDER_TIMES:
+        out[key] = business_time_text(order[key]) if order.get(key) else None
+    return out
+
+
+def resource_json(row: dict) -> dict:
+    out = dict(row)
+    for key in ("period_start", "period_end", "created_at", "released_at"):
+        out[key] = business_time_text(row[key]) if row.get(key) else None
+    return out
+
+
+def parse_order_ref(value: str | int, field: str = "order_ids") -> int:
+    """Accept an order number (18 digits) or its internal id."""
+    text = str(value).strip()
+    parsed = order_rules.order_id_from_no(text)
+    if parsed is not None:
+        return parsed
+    if text.isdigit() and len(text) <= 12:
+        return int(text)
+    raise invalid(field, f"订单号格式错误：{text}", f"malformed order number: {text}")
+
+
+def _key(body_key: str | None, header_key: str | None) -> str:
+    key = body_key or header_key
+    if not key:
+        raise invalid("idempotency_key", "必须提供幂等键（Idempotency-Key 头或请求体字段）",
+                      "an idempotency key is required (Idempotency-Key header or body field)")
+    return key
+
+
+# ---------------------------------------------------------------- projects and resources
+
+class ProjectBody(BaseModel):
+    name: str
+
+
+@router.get("/accounts/{uin}/projects", summary="Projects / 项目")
+def list_projects(uin: int, rt: Rt, actor: Caller) -> list[dict]:
+    with rt.engine.begin() as conn:
+        rows = resources.list_projects(conn, rt.clock, actor, uin)
+    return [{**r, "created_at": business_time_text(r["created_at"])} for r in rows]
+
+
+@router.post("/accounts/{uin}/projects", status_code=201, summary="Create a project")
+def create_project(uin: int, body: ProjectBody, rt: Rt, actor: Caller) -> dict:
+    with rt.engine.begin() as conn:
+        return {"project_id": resources.create_project(conn, rt.clock, actor, uin, body.name)}
+
+
+@router.put("/accounts/{uin}/projects/{project_id}", summary="Rename a project (SET-7)")
+def rename_project(uin: int, project_id: int, body: ProjectBody, rt: Rt, actor: Caller) -> dict:
+    with rt.engine.begin() as conn:
+        resources.rename_project(conn, rt.clock, actor, uin, project_id, body.name)
+    return {"project_id": project_id, "name": body.name}
+
+
+class MoveBody(BaseModel):
+    resource_ids: list[str]
+    project_id: int
+
+
+@router.post("/accounts/{uin}/resources/move", summary="Move resources to a project (SET-7)")
+def move_resources(uin: int, body: MoveBody, rt: Rt, actor: Caller) -> dict:
+    with rt.engine.begin() as conn:
+        resources.move_resources(conn, rt.clock, actor, uin, body.resource_ids, body.project_id)
+    return {"moved": body.resource_ids, "project_id": body.project_id}
+
+
+@router.get("/accounts/{uin}/resources", summary="Resources / 资源")
+def list_resources(uin: int, rt: Rt, actor: Caller, project_id: int | None = None,
+                   product: str | None = None, state: str | None = None) -> list[dict]:
+    with rt.engine.connect() as conn:
+        rows = resources.list_resources(conn, actor, uin, project_id=project_id,
+                                        product_code=product, state=state)
+    return [resource_json(r) for r in rows]
+
+
+# ---------------------------------------------------------------- orders
+
+class PurchaseItem(BaseModel):
+    product: str
+    region: str
+    spec_item: str
+    count: int = 1
+    months: int = 1
+    project_id: int | None = None
+    resource_name: str | None = None
+    tags: dict[str, str] | None = None
+
+
+class PurchaseBody(BaseModel):
+    items: list[PurchaseItem] = Field(min_length=1, max_length=100)
+
+
+@router.post("/accounts/{uin}/orders", status_code=201, summary="New purchase orders (ORD-1)")
+def create_purchase(uin: int, body: PurchaseBody, rt: Rt, actor: Caller) -> dict:
+    with rt.engine.begin() as conn:
+        ids = orders.create_purchase(conn, rt.clock, actor, uin,
+                                     [orders.NewPurchase(**i.model_dump()) for i in body.items])
+        return {"orders": [order_json(orders.get_order(conn, actor, uin, i)) for i in ids]}
+
+
+class ResourceOrderBody(BaseModel):
+    action: Literal["renew", "upgrade", "downgrade", "refund"]
+    months: int | None = None
+    spec_item: str | None = None
+    idempotency_key: str | None = None
+
+
+@router.post("/accounts/{uin}/resources/{resource_id}/orders", status_code=201,
+             summary="Renew, upgrade, downgrade or refund a prepaid resource (ORD-1, ORD-4)")
+def resource_order(uin: int, resource_id: str, body: ResourceOrderBody, rt: Rt, actor: Caller,
+                   idempotency_key: Annotated[str | None, Header()] = None) -> dict:
+    with rt.engine.begin() as conn:
+        if body.action == "renew":
+            order_id = orders.create_renewal(conn, rt.clock, actor, uin, resource_id,
+                                             body.months or 0)
+        elif body.action == "upgrade":
+            order_id = orders.create_upgrade(conn, rt.clock, actor, uin, resource_id,
+                                             body.spec_item or "")
+        elif body.action == "downgrade":
+            order_id = orders.downgrade(conn, rt.clock, actor, uin, resource_id,
+                                        body.spec_item or "",
+                                        key=_key(body.idempotency_key, idempotency_key))
+        else:
+            order_id = orders.refund_resource(conn, rt.clock, actor, uin, resource_id,
+                                              key=_key(body.idempotency_key, idempotency_key))
+        return order_json(orders.get_order(conn, actor, uin, order_id))
+
+
+@router.get("/accounts/{uin}/orders", summary="Orders / 订单")
+def list_orders(uin: int, rt: Rt, actor: Caller,
+                state: Annotated[list[str], Query()] = [],  # noqa: B006
+                start: str | None = None, end: str | None = None,
+                resource_id: str | None = None, offset: int = 0, limit: int = 20) -> dict:
+    query = orders.OrderQuery(start=parse_business_time(start, "start") if start else None,
+                              end=parse_business_time(end, "end") if end else None,
+                              states=tuple(state), resource_id=resource_id, offset=offset,
+                              limit=limit)
+    with rt.engine.connect() as conn:
+        page = orders.list_orders(conn, actor, uin, query)
+    return {"total": page["total"], "items": [order_json(o) for o in page["items"]]}
+
+
+@router.get("/accounts/{uin}/orders/{order_ref}", summary="One order")
+def get_order(uin: int, order_ref: str, rt: Rt, actor: Caller) -> dict:
+    with rt.engine.connect() as conn:
+        return order_json(orders.get_order(conn, actor, uin, parse_order_ref(order_ref, "order")))
+
+
+@router.post("/accounts/{uin}/orders/{order_ref}/void", summary="Void an unpaid order")
+def void_order(uin: int, order_ref: str, rt: Rt, actor: Caller) -> dict:
+    order_id = parse_order_ref(order_ref, "order")
+    with rt.engine.begin() as conn:
+        orders.void_order(conn, rt.clock, actor, uin, order_id)
+        return order_json(orders.get_order(conn, actor, uin, order_id))
+
+
+class PaymentBody(BaseModel):
+    order_ids: list[str] = Field(min_length=1, max_length=100)
+    idempotency_key: str | None = None
+
+
+def _yuan_plan(plan: dict) -> dict:
+    money = ("amount", "coupon", "gift", "cash", "credit")
+    return {"orders": [{**line, **{k: format_yuan(line[k]) for k in money}}
+                       for line in plan["orders"]],
+            "totals": {k: format_yuan(v) for k, v in plan["totals"].items()}}
+
+
+@router.post("/accounts/{uin}/payments/preview",
+             summary="What coupons, gift, cash and credit would pay (writes nothing)")
+def preview_payment(uin: int, body: PaymentBody, rt: Rt, actor: Caller) -> dict:
+    ids = [parse_order_ref(o) for o in body.order_ids]
+    with rt.engine.connect() as conn:
+        return _yuan_plan(orders.preview_payment(conn, rt.clock, actor, uin, ids))
+
+
+@router.post("/accounts/{uin}/payments", status_code=201,
+             summary="Pay one or several orders (ORD-3)")
+def pay(uin: int, body: PaymentBody, rt: Rt, actor: Caller,
+        idempotency_key: Annotated[str | None, Header()] = None) -> dict:
+    ids = [parse_order_ref(o) for o in body.order_ids]
+    with rt.engine.begin() as conn:
+        result = orders.pay(conn, rt.clock, actor, uin, ids,
+                            key=_key(body.idempotency_key, idempotency_key))
+    money = ("amount", "coupon", "gift", "cash", "credit")
+    return {**result, **{k: format_yuan(result[k]) for k in money}}
+
+
+# ---------------------------------------------------------------- operators
+
+class DeliveryBody(BaseModel):
+    uin: int
+    success: bool = True
+    reason: str | None = None
+
+
+@router.post("/ops/orders/{order_ref}/delivery", summary="Record a manual delivery (FRZ-3)")
+def delivery(order_ref: str, body: DeliveryBody, rt: Rt, actor: Caller) -> dict:
+    order_id = parse_order_ref(order_ref, "order")
+    with rt.engine.begin() as conn:
+        if body.success:
+            orders.deliver(conn, rt.clock, actor, order_id)
+        else:
+            orders.fail_delivery(conn, rt.clock, actor, order_id, body.reason or "")
+        return order_json(orders.get_order(conn, actor, body.uin, order_id))
+
+
+@router.post("/ops/orders/expire", summary="Expire unpaid orders past their term (ORD-2)")
+def expire(rt: Rt, actor: Caller) -> dict:
+    from feecenter.accounts.permissions import require_operator
+
+    require_operator(actor)
+    with rt.engine.begin() as conn:
+        return {"expired": orders.expire_unpaid(conn, rt.clock)}

@@ -1,0 +1,74 @@
+"""Pure order rules: proration, refund split, order numbers. No database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from feecenter.money import RATE_PER_FEN, round_rated_to_fen, split_proportionally
+
+MONTH = timedelta(days=30)  # upgrade/downgrade proration: a month of remaining time
+NO_REASON_REFUND_DAYS = 5
+UNPAID_ORDER_DAYS = 15
+
+
+def order_no(order_id: int, created_at: datetime) -> str:
+    """Displayed order number: YYYYMMDD + 10-digit id (e.g. 202611260000000042)."""
+    return f"{created_at:%Y%m%d}{order_id:010d}"
+
+
+def order_id_from_no(text: str) -> int | None:
+    text = str(text).strip()
+    if len(text) != 18 or not text.isdigit():
+        return None
+    return int(text[8:])
+
+
+def prorated_change(monthly_old: int, monthly_new: int, remaining: timedelta) -> int:
+    """Fen to pay (+) or refund (-) for changing spec with ``remaining`` time left.
+
+    Monthly prices are in 1e-8 yuan; the result is rounded once, half-up.
+    """
+    seconds = max(int(remaining.total_seconds()), 0)
+    rated = (monthly_new - monthly_old) * seconds // int(MONTH.total_seconds())
+    return round_rated_to_fen(rated)
+
+
+@dataclass(frozen=True)
+class PaidPart:
+    """One paying order of a resource, as the refund rule sees it."""
+
+    amount: int  # fen: positive for what was paid, negative for what was refunded already
+    gift: int
+    cash: int
+    start: datetime
+    end: datetime
+
+
+def unused_value(part: PaidPart, now: datetime) -> int:
+    """Fen of ``part`` not yet consumed at ``now`` (linear over its service period)."""
+    total = (part.end - part.start).total_seconds()
+    if total <= 0:
+        return 0
+    unused = (part.end - max(now, part.start)).total_seconds()
+    unused = min(max(unused, 0), total)
+    rated = part.amount * RATE_PER_FEN * int(unused) // int(total)
+    return round_rated_to_fen(rated)
+
+
+def refund_split(parts: list[PaidPart], now: datetime, *, full: bool) -> tuple[int, int]:
+    """(gift, cash) to give back: everything inside the no-reason window, else the
+    unused share of each part, split in the proportion that part was paid."""
+    gift = cash = 0
+    for part in parts:
+        value = part.amount if full else unused_value(part, now)
+        if value == 0:
+            continue
+        weights = [abs(part.gift), abs(part.cash)]
+        if sum(weights) == 0:
+            continue
+        part_gift, part_cash = split_proportionally(abs(value), weights)
+        sign = 1 if value > 0 else -1
+        gift += sign * part_gift
+        cash += sign * part_cash
+    return max(gift, 0), max(cash, 0)

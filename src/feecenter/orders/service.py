@@ -1,0 +1,538 @@
+"""Prepaid order use cases: create, preview and pay, deliver or fail, refund, expire.
+
+Money moves only through ``funds`` (freeze at payment, post at delivery,
+release on failure, refund back to gift and cash); prices come only from
+``catalog.quote``; resources change only through ``resources``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, and_, func, insert, select, update
+
+from feecenter.accounts import service as accounts
+from feecenter.accounts.permissions import FINANCE, Actor, require, require_operator
+from feecenter.catalog import service as catalog
+from feecenter.catalog.rules import QTY_SCALE
+from feecenter.clock import Clock, add_months, db_time, from_db_time
+from feecenter.errors import Conflict, FeeCenterError, invalid, not_found
+from feecenter.funds import service as funds
+from feecenter.ledger.service import content_hash
+from feecenter.money import round_rated_to_fen
+from feecenter.orders import rules
+from feecenter.orders.tables import orders, payments
+from feecenter.resources import service as resources
+
+KINDS = ("new", "renew", "upgrade", "downgrade", "refund")
+STATES = ("unpaid", "paid", "delivered", "delivery_failed", "refunded", "expired", "voided")
+MAX_ORDERS_PER_PAYMENT = 100
+MAX_MONTHS = 60
+
+
+class PurchaseRefused(FeeCenterError):
+    code = "PurchaseRefused"
+    http_status = 403
+
+
+@dataclass(frozen=True)
+class NewPurchase:
+    product: str
+    region: str
+    spec_item: str
+    count: int = 1
+    months: int = 1
+    project_id: int | None = None
+    resource_name: str | None = None
+    tags: dict | None = None
+    promo_term_days: int | None = None  # promotional orders: their own unpaid term
+
+
+# ---------------------------------------------------------------- helpers
+
+def _check_months(months: int) -> None:
+    if not isinstance(months, int) or isinstance(months, bool) or not 1 <= months <= MAX_MONTHS:
+        raise invalid("months", f"购买时长须为 1–{MAX_MONTHS} 个月",
+                      f"duration must be 1-{MAX_MONTHS} months")
+
+
+def _check_count(count: int) -> None:
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 1000:
+        raise invalid("count", "购买数量须为 1–1000", "count must be 1-1000")
+
+
+def purchase_gate(conn: Connection, clock: Clock, uin: int, product: catalog.Product) -> None:
+    """Who may buy: account state (ACC-4), real name (ACC-1), arrears gate (ARR-1/2)."""
+    account = accounts.get_account(conn, accounts.SYSTEM_ACTOR, uin)
+    if account["status"] in ("restricted", "cancelled"):
+        raise PurchaseRefused(f"账号状态为 {account['status']}，不能购买",
+                              f"the account is {account['status']} and cannot buy", field="uin")
+    if account["realname_state"] == "abnormal":
+        raise PurchaseRefused("实名认证状态异常，不能购买或续费",
+                              "the real-name verification is abnormal: purchases are refused",
+                              field="realname_state")
+    funds.require_operable(conn, clock, uin, product.operable_balance)
+
+
+def _project(conn: Connection, clock: Clock, uin: int, project_id: int | None) -> dict:
+    if project_id is None:
+        project_id = resources.default_project(conn, clock, uin)
+    return resources.get_project(conn, uin, project_id)
+
+
+def _insert_order(conn: Connection, clock: Clock, actor: Actor, **values) -> int:
+    now = clock.now()
+    values.setdefault("expires_at", None)
+    for money in ("paid_coupon", "paid_gift", "paid_cash", "paid_credit", "refunded_gift",
+                  "refunded_cash"):
+        values.setdefault(money, 0)
+    return conn.execute(insert(orders).values(
+        creator=actor.label, created_at=db_time(now), **values).returning(orders.c.id)
+    ).scalar_one()
+
+
+def _unpaid_term(product: catalog.Product, promo_days: int | None) -> timedelta:
+    if promo_days is not None:
+        if not isinstance(promo_days, int) or not 1 <= promo_days <= 365:
+            raise invalid("promo_term_days", "促销订单有效期须为 1–365 天",
+                          "promotional order term must be 1-365 days")
+        return timedelta(days=promo_days)
+    return timedelta(days=product.unpaid_order_days or rules.UNPAID_ORDER_DAYS)
+
+
+# ---------------------------------------------------------------- creating orders
+
+def create_purchase(conn: Connection, clock: Clock, actor: Actor, uin: int,
+                    items: list[NewPurchase]) -> list[int]:
+    """New purchases (one big deal); priced now from the price list (ORD-5)."""
+    require(actor, uin, FINANCE)
+    if not items or len(items) > MAX_ORDERS_PER_PAYMENT:
+        raise invalid("items", "一次至少购买一项、至多 100 项", "buy 1-100 items at a time")
+    order_ids: list[int] = []
+    for item in items:
+        _check_months(item.months)
+        _check_count(item.count)
+        product = catalog.get_product(conn, item.product)
+        catalog.check_prepaid_months(product, item.months)
+        purchase_gate(conn, clock, uin, product)
+        project = _project(conn, clock, uin, item.project_id)
+        quote = catalog.quote(conn, uin, item.product, item.spec_item, item.region, "prepaid",
+                              item.count * QTY_SCALE, clock.now(), months=item.months)
+        order_ids.append(_insert_order(
+            conn, clock, actor, uin=uin, big_deal_id=order_ids[0] if order_ids else None,
+            kind="new", state="unpaid", product_code=item.product, region=item.region,
+            spec_item=item.spec_item, quantity=item.count * QTY_SCALE, months=item.months,
+            resource_id=resources.new_resource_id(item.product), resource_name=item.resource_name,
+            tags=json.dumps(item.tags or {}, ensure_ascii=False), project_id=project["id"],
+            project_name=project["name"], promo=item.promo_term_days is not None,
+            expires_at=db_time(clock.now() + _unpaid_term(product, item.promo_term_days)),
+            **_priced(quote)))
+    first = order_ids[0]
+    conn.execute(update(orders).where(orders.c.id == first).values(big_deal_id=first))
+    return order_ids
+
+
+def _priced(quote) -> dict:
+    return {"price_kind": quote.price_kind, "unit_price": quote.unit_price,
+            "list_amount": round_rated_to_fen(quote.list_amount),
+            "discount_bp": quote.discount_bp, "amount": round_rated_to_fen(quote.amount)}
+
+
+def _live_resource(conn: Connection, uin: int, resource_id: str) -> dict:
+    resource = resources.get_resource(conn, uin, resource_id)
+    if resource["pay_mode"] != "prepaid":
+        raise invalid("resource_id", "只有包年包月资源可以续费、变配或退订",
+                      "only prepaid resources can be renewed, changed or refunded")
+    if resource["state"] == "recycled":
+        raise Conflict("资源已退还或销毁", "the resource is released", field="resource_id")
+    return resource
+
+
+def create_renewal(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_id: str,
+                   months: int) -> int:
+    """A renewal is priced at the price in force now: a price change mid-term
+    applies to renewals only. The new term counts from the current expiry."""
+    require(actor, uin, FINANCE)
+    _check_months(months)
+    resource = _live_resource(conn, uin, resource_id)
+    product = catalog.get_product(conn, resource["product_code"])
+    catalog.check_prepaid_months(product, months)
+    purchase_gate(conn, clock, uin, product)
+    project = _project(conn, clock, uin, resource["project_id"])
+    quote = catalog.quote(conn, uin, resource["product_code"], resource["spec_item"],
+                          resource["region"], "prepaid", resource["quantity"], clock.now(),
+                          months=months)
+    start = from_db_time(resource["period_end"])
+    return _insert_order(
+        conn, clock, actor, uin=uin, kind="renew", state="unpaid",
+        product_code=resource["product_code"], region=resource["region"],
+        spec_item=resource["spec_item"], quantity=resource["quantity"], months=months,
+        resource_id=resource_id, project_id=project["id"], project_name=project["name"],
+        service_start=db_time(start), service_end=db_time(add_months(start, months)),
+        expires_at=db_time(clock.now() + _unpaid_term(product, None)), promo=False,
+        **_priced(quote))
+
+
+def _spec_change(conn, clock, uin, resource, new_spec) -> tuple[int, object]:
+    if new_spec == resource["spec_item"]:
+        raise invalid("spec_item", "新配置与当前配置相同", "the new spec is the same as the current one")
+    now = clock.now()
+    common = (conn, uin, resource["product_code"])
+    old = catalog.quote(*common, resource["spec_item"], resource["region"], "prepaid",
+                        resource["quantity"], now, months=1)
+    new = catalog.quote(*common, new_spec, resource["region"], "prepaid", resource["quantity"],
+                        now, months=1)
+    remaining = from_db_time(resource["period_end"]) - now
+    return rules.prorated_change(old.amount, new.amount, remaining), new
+
+
+def create_upgrade(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_id: str,
+                   new_spec: str) -> int:
+    """Upgrade: pay the prorated difference for the remaining service time."""
+    require(actor, uin, FINANCE)
+    resource = _live_resource(conn, uin, resource_id)
+    product = catalog.get_product(conn, resource["product_code"])
+    purchase_gate(conn, clock, uin, product)
+    amount, quote = _spec_change(conn, clock, uin, resource, new_spec)
+    if amount <= 0:
+        raise invalid("spec_item", "新配置不高于当前配置，请使用降配",
+                      "the new spec is not more expensive: use a downgrade")
+    project = _project(conn, clock, uin, resource["project_id"])
+    return _insert_order(
+        conn, clock, actor, uin=uin, kind="upgrade", state="unpaid",
+        product_code=resource["product_code"], region=resource["region"], spec_item=new_spec,
+        quantity=resource["quantity"], months=None, resource_id=resource_id,
+        project_id=project["id"], project_name=project["name"], price_kind=quote.price_kind,
+        unit_price=quote.unit_price, list_amount=amount, discount_bp=quote.discount_bp,
+        amount=amount, service_start=db_time(clock.now()), service_end=resource["period_end"],
+        expires_at=db_time(clock.now() + _unpaid_term(product, None)), promo=False)
+
+
+# ---------------------------------------------------------------- payment
+
+def _load_payable(conn: Connection, clock: Clock, uin: int, order_ids: list[int]) -> list[dict]:
+    if not order_ids or len(order_ids) > MAX_ORDERS_PER_PAYMENT:
+        raise invalid("order_ids", "一次支付 1–100 个订单", "pay 1-100 orders at a time")
+    if len(set(order_ids)) != len(order_ids):
+        raise invalid("order_ids", "订单重复", "an order appears twice")
+    rows = {r["id"]: dict(r) for r in conn.execute(
+        select(orders).where(orders.c.id.in_(order_ids), orders.c.uin == uin)).mappings()}
+    now = clock.now()
+    for order_id in order_ids:
+        order = rows.get(order_id)
+        if order is None:
+            raise not_found("order_ids", "订单", "order", order_id)
+        expired = order["expires_at"] is not None and from_db_time(order["expires_at"]) <= now
+        if order["state"] == "expired" or (order["state"] == "unpaid" and expired):
+            raise Conflict(f"订单 {order_id} 已过期，不能支付", f"order {order_id} has expired",
+                           field="order_ids")
+        if order["state"] != "unpaid":
+            raise Conflict(f"订单 {order_id} 状态为 {order['state']}，不能支付",
+                           f"order {order_id} is {order['state']} and cannot be paid",
+                           field="order_ids")
+    return [rows[i] for i in order_ids]
+
+
+def preview_payment(conn: Connection, clock: Clock, actor: Actor, uin: int,
+                    order_ids: list[int]) -> dict:
+    """What each source would pay (coupons, gift, cash, credit); writes nothing."""
+    require(actor, uin, FINANCE)
+    payable = _load_payable(conn, clock, uin, order_ids)
+    for order in payable:
+        purchase_gate(conn, clock, uin, catalog.get_product(conn, order["product_code"]))
+    plan = funds.plan_payment(conn, clock, uin, [o["amount"] for o in payable])
+    return _plan_dict(payable, plan)
+
+
+def _plan_dict(payable, plan) -> dict:
+    lines = [{"order_id": o["id"], "amount": a.amount, "coupon": a.coupon, "gift": a.gift,
+              "cash": a.cash, "credit": a.credit} for o, a in zip(payable, plan)]
+    totals = {k: sum(line[k] for line in lines) for k in ("amount", "coupon", "gift", "cash",
+                                                          "credit")}
+    return {"orders": lines, "totals": totals}
+
+
+def pay(conn: Connection, clock: Clock, actor: Actor, uin: int, order_ids: list[int], *,
+        key: str) -> dict:
+    """Pay one order or several merged (ORD-3): freeze, then deliver auto-delivered ones.
+
+    Repeating the idempotency key returns the first payment and writes nothing.
+    """
+    require(actor, uin, FINANCE)
+    request_hash = content_hash({"uin": uin, "orders": sorted(order_ids)})
+    earlier = conn.execute(select(payments).where(payments.c.idempotency_key == key)).mappings().first()
+    if earlier is not None:
+        if earlier["request_hash"] != request_hash:
+            raise Conflict("幂等键已用于不同的支付", "idempotency key already used for another payment",
+                           field="idempotency_key")
+        return _payment_result(conn, earlier, created=False)
+    payable = _load_payable(conn, clock, uin, order_ids)
+    products = {o["product_code"]: catalog.get_product(conn, o["product_code"]) for o in payable}
+    for product in products.values():
+        purchase_gate(conn, clock, uin, product)
+    operable = max(p.operable_balance for p in products.values())
+    numbers = [rules.order_no(o["id"], o["created_at"]) for o in payable]
+    held = funds.freeze_for_payment(
+        conn, clock, uin, [(f"order:{o['id']}", o["amount"], n) for o, n in zip(payable, numbers)],
+        key=f"pay:{key}", operable_balance=operable, memo="订单支付 / order payment " + " ".join(numbers))
+    now = db_time(clock.now())
+    payment_id = conn.execute(insert(payments).values(
+        uin=uin, idempotency_key=key, request_hash=request_hash, order_ids=json.dumps(order_ids),
+        amount=sum(a.amount for _, a in held), coupon=sum(a.coupon for _, a in held),
+        gift=sum(a.gift for _, a in held), cash=sum(a.cash for _, a in held),
+        credit=sum(a.credit for _, a in held), created_at=now).returning(payments.c.id)).scalar_one()
+    for order, (hold_id, alloc) in zip(payable, held):
+        claimed = conn.execute(update(orders).where(orders.c.id == order["id"],
+                                                    orders.c.state == "unpaid").values(
+            state="paid", hold_id=hold_id, payment_id=payment_id, paid_at=now,
+            paid_coupon=alloc.coupon, paid_gift=alloc.gift, paid_cash=alloc.cash,
+            paid_credit=alloc.credit)).rowcount
+        if claimed != 1:
+            raise Conflict(f"订单 {order['id']} 已被支付", f"order {order['id']} was paid already",
+                           field="order_ids")
+    for order in payable:
+        if products[order["product_code"]].delivery_mode == "auto":
+            deliver(conn, clock, accounts.SYSTEM_ACTOR, order["id"])
+    row = conn.execute(select(payments).where(payments.c.id == payment_id)).mappings().one()
+    return _payment_result(conn, row, created=True)
+
+
+def _payment_result(conn: Connection, payment, *, created: bool) -> dict:
+    ids = json.loads(payment["order_ids"])
+    rows = conn.execute(select(orders.c.id, orders.c.state, orders.c.resource_id)
+                        .where(orders.c.id.in_(ids))).all()
+    by_id = {r.id: r for r in rows}
+    return {"payment_id": payment["id"], "created": created, "order_ids": ids,
+            "states": {i: by_id[i].state for i in ids},
+            "resource_ids": [by_id[i].resource_id for i in ids],
+            **{k: payment[k] for k in ("amount", "coupon", "gift", "cash", "credit")}}
+
+
+# ---------------------------------------------------------------- delivery
+
+def _claim(conn: Connection, order_id: int, from_state: str, to_state: str, clock: Clock,
+           **values) -> dict:
+    order = conn.execute(select(orders).where(orders.c.id == order_id)).mappings().first()
+    if order is None:
+        raise not_found("order_id", "订单", "order", order_id)
+    claimed = conn.execute(update(orders).where(orders.c.id == order_id,
+                                                orders.c.state == from_state)
+                           .values(state=to_state, closed_at=db_time(clock.now()), **values)).rowcount
+    if claimed != 1:
+        raise Conflict(f"订单 {order_id} 状态为 {order['state']}，不能{to_state}",
+                       f"order {order_id} is {order['state']}, not {from_state}", field="order_id")
+    return dict(order)
+
+
+def deliver(conn: Connection, clock: Clock, actor: Actor, order_id: int) -> None:
+    """Delivery succeeded: the freeze is posted to revenue and the resource changes (FRZ-3)."""
+    require_operator(actor)
+    order = _claim(conn, order_id, "paid", "delivered", clock)
+    product = catalog.get_product(conn, order["product_code"])
+    funds.deduct_frozen(conn, clock, order["uin"], order["hold_id"],
+                        revenue_account_id=funds.platform_account(conn, clock, "revenue",
+                                                                  product.entity),
+                        product_code=order["product_code"],
+                        order_id=rules.order_no(order["id"], order["created_at"]),
+                        memo=f"{order['kind']} {order['resource_id']}")
+    start, end = _apply_to_resource(conn, clock, order)
+    conn.execute(update(orders).where(orders.c.id == order_id).values(
+        service_start=db_time(start), service_end=db_time(end)))
+
+
+def _apply_to_resource(conn: Connection, clock: Clock, order: dict) -> tuple[datetime, datetime]:
+    now = clock.now()
+    if order["kind"] == "new":
+        end = add_months(now, order["months"])
+        resources.create_resource(
+            conn, clock, uin=order["uin"], product_code=order["product_code"],
+            region=order["region"], project_id=order["project_id"], pay_mode="prepaid",
+            spec_item=order["spec_item"], quantity=order["quantity"], period_start=now,
+            period_end=end, name=order["resource_name"],
+            tags=json.loads(order["tags"] or "{}"), resource_id=order["resource_id"])
+        return now, end
+    resource = resources.get_resource(conn, order["uin"], order["resource_id"], lock=True)
+    current_end = from_db_time(resource["period_end"])
+    if order["kind"] == "renew":
+        end = add_months(current_end, order["months"])  # counts from the old expiry (RNW-6)
+        resources.update_resource(conn, order["resource_id"], period_end=end, state="running")
+        return current_end, end
+    resources.update_resource(conn, order["resource_id"], spec_item=order["spec_item"])
+    return now, current_end
+
+
+def fail_delivery(conn: Connection, clock: Clock, actor: Actor, order_id: int,
+                  reason: str) -> None:
+    """Delivery failed: the whole freeze is released (FRZ-3)."""
+    require_operator(actor)
+    if not reason or not reason.strip():
+        raise invalid("reason", "必须说明发货失败原因", "a failure reason is required")
+    order = _claim(conn, order_id, "paid", "delivery_failed", clock, failure_reason=reason)
+    funds.unfreeze(conn, clock, order["uin"], order["hold_id"],
+                   memo=f"发货失败 / delivery failed: {reason}")
+
+
+# ---------------------------------------------------------------- refunds and downgrades
+
+def _paid_parts(conn: Connection, resource_id: str) -> list[dict]:
+    rows = conn.execute(select(orders).where(
+        orders.c.resource_id == resource_id,
+        orders.c.state.in_(("delivered",)),
+        orders.c.kind.in_(("new", "renew", "upgrade", "downgrade")))
+        .order_by(orders.c.id)).mappings()
+    return [dict(r) for r in rows]
+
+
+def _as_part(order: dict) -> rules.PaidPart:
+    if order["kind"] == "downgrade":
+        gift, cash = -order["refunded_gift"], -order["refunded_cash"]
+    else:
+        gift, cash = order["paid_gift"], order["paid_cash"] + order["paid_credit"]
+    return rules.PaidPart(order["amount"], gift, cash, from_db_time(order["service_start"]),
+                          from_db_time(order["service_end"]))
+
+
+def refund_resource(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_id: str, *,
+                    key: str) -> int:
+    """退订 (ORD-4): full refund inside the no-reason window, else the unused time,
+    back to gift and cash in the proportion they paid; the resource is released."""
+    require(actor, uin, FINANCE)
+    earlier = conn.execute(select(orders.c.id).where(orders.c.kind == "refund",
+                                                     orders.c.resource_id == resource_id,
+                                                     orders.c.uin == uin)).scalar()
+    if earlier is not None:
+        raise Conflict("该资源已退订", "the resource has been refunded already", field="resource_id")
+    resource = _live_resource(conn, uin, resource_id)
+    product = catalog.get_product(conn, resource["product_code"])
+    parts = _paid_parts(conn, resource_id)
+    if not parts:
+        raise invalid("resource_id", "资源没有可退的订单", "the resource has no paid order to refund")
+    now = clock.now()
+    window = timedelta(days=getattr(product, "refund_window_days", rules.NO_REASON_REFUND_DAYS))
+    first_paid = from_db_time(parts[0]["paid_at"])
+    full = now - first_paid <= window
+    gift, cash = rules.refund_split([_as_part(p) for p in parts], now, full=full)
+    project = _project(conn, clock, uin, resource["project_id"])
+    refund_id = _insert_order(
+        conn, clock, actor, uin=uin, kind="refund", state="refunded",
+        product_code=resource["product_code"], region=resource["region"],
+        spec_item=resource["spec_item"], quantity=resource["quantity"], months=None,
+        resource_id=resource_id, project_id=project["id"], project_name=project["name"],
+        price_kind="list", unit_price=None, list_amount=-(gift + cash), discount_bp=10000,
+        amount=-(gift + cash), refunded_gift=gift, refunded_cash=cash, promo=False,
+        service_start=db_time(now), service_end=resource["period_end"], paid_at=db_time(now),
+        closed_at=db_time(now))
+    if gift + cash:
+        funds.refund(conn, clock, uin, key=f"refund:{key}", gift=gift, cash=cash,
+                     revenue_account_id=funds.platform_account(conn, clock, "revenue",
+                                                               product.entity),
+                     product_code=resource["product_code"],
+                     order_id=rules.order_no(refund_id, now.replace(tzinfo=None)),
+                     memo=f"退订 / refund {resource_id}" + (" (无理由 / no-reason)" if full else ""))
+    conn.execute(update(orders).where(orders.c.id.in_([p["id"] for p in parts]))
+                 .values(state="refunded"))
+    resources.update_resource(conn, resource_id, state="recycled", released_at=now)
+    return refund_id
+
+
+def downgrade(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_id: str,
+              new_spec: str, *, key: str) -> int:
+    """Downgrade now: the prorated difference goes back to gift and cash (a negative order)."""
+    require(actor, uin, FINANCE)
+    resource = _live_resource(conn, uin, resource_id)
+    product = catalog.get_product(conn, resource["product_code"])
+    amount, quote = _spec_change(conn, clock, uin, resource, new_spec)
+    if amount >= 0:
+        raise invalid("spec_item", "新配置不低于当前配置，请使用升配",
+                      "the new spec is not cheaper: use an upgrade")
+    parts = [_as_part(p) for p in _paid_parts(conn, resource_id)]
+    weights = [max(sum(p.gift for p in parts), 0), max(sum(p.cash for p in parts), 0)]
+    from feecenter.money import split_proportionally
+
+    gift, cash = split_proportionally(-amount, weights) if sum(weights) else (0, -amount)
+    now = clock.now()
+    project = _project(conn, clock, uin, resource["project_id"])
+    order_id = _insert_order(
+        conn, clock, actor, uin=uin, kind="downgrade", state="delivered",
+        product_code=resource["product_code"], region=resource["region"], spec_item=new_spec,
+        quantity=resource["quantity"], months=None, resource_id=resource_id,
+        project_id=project["id"], project_name=project["name"], price_kind=quote.price_kind,
+        unit_price=quote.unit_price, list_amount=amount, discount_bp=quote.discount_bp,
+        amount=amount, refunded_gift=gift, refunded_cash=cash, promo=False,
+        service_start=db_time(now), service_end=resource["period_end"], paid_at=db_time(now),
+        closed_at=db_time(now))
+    funds.refund(conn, clock, uin, key=f"downgrade:{key}", gift=gift, cash=cash,
+                 revenue_account_id=funds.platform_account(conn, clock, "revenue",
+                                                           product.entity),
+                 product_code=resource["product_code"],
+                 order_id=rules.order_no(order_id, now.replace(tzinfo=None)),
+                 memo=f"降配 / downgrade {resource_id} → {new_spec}")
+    resources.update_resource(conn, resource_id, spec_item=new_spec)
+    return order_id
+
+
+# ---------------------------------------------------------------- closing unpaid orders
+
+def void_order(conn: Connection, clock: Clock, actor: Actor, uin: int, order_id: int) -> None:
+    require(actor, uin, FINANCE)
+    get_order(conn, actor, uin, order_id)
+    _claim(conn, order_id, "unpaid", "voided", clock)
+
+
+def expire_unpaid(conn: Connection, clock: Clock) -> int:
+    """Scheduled: unpaid orders past their term become expired (ORD-2). Set-based."""
+    now = db_time(clock.now())
+    return conn.execute(update(orders).where(orders.c.state == "unpaid",
+                                             orders.c.expires_at <= now)
+                        .values(state="expired", closed_at=now)).rowcount
+
+
+# ---------------------------------------------------------------- reading
+
+def get_order(conn: Connection, actor: Actor, uin: int, order_id: int) -> dict:
+    require(actor, uin, FINANCE)
+    row = conn.execute(select(orders).where(orders.c.id == order_id, orders.c.uin == uin)
+                       ).mappings().first()
+    if row is None:
+        raise not_found("order_id", "订单", "order", order_id)
+    return dict(row)
+
+
+@dataclass(frozen=True)
+class OrderQuery:
+    start: datetime | None = None
+    end: datetime | None = None
+    states: tuple[str, ...] = ()
+    order_id: int | None = None
+    big_deal_id: int | None = None
+    resource_id: str | None = None
+    offset: int = 0
+    limit: int = 20
+
+
+def list_orders(conn: Connection, actor: Actor, uin: int, query: OrderQuery) -> dict:
+    require(actor, uin, FINANCE)
+    if query.offset < 0 or not 1 <= query.limit <= 1000:
+        raise invalid("limit", "每页条数须为 1–1000", "limit must be 1-1000")
+    unknown = set(query.states) - set(STATES)
+    if unknown:
+        raise invalid("state", f"未知的订单状态：{sorted(unknown)}", f"unknown state: {sorted(unknown)}")
+    o = orders.c
+    conditions = [o.uin == uin]
+    for column, value in ((o.id, query.order_id), (o.big_deal_id, query.big_deal_id),
+                          (o.resource_id, query.resource_id)):
+        if value is not None:
+            conditions.append(column == value)
+    if query.start:
+        conditions.append(o.created_at >= db_time(query.start))
+    if query.end:
+        conditions.append(o.created_at <= db_time(query.end))
+    if query.states:
+        conditions.append(o.state.in_(query.states))
+    where = and_(*conditions)
+    total = conn.execute(select(func.count()).select_from(orders).where(where)).scalar_one()
+    rows = conn.execute(select(orders).where(where).order_by(o.created_at.desc(), o.id.desc())
+                        .offset(query.offset).limit(query.limit)).mappings()
+    return {"total": total, "items": [dict(r) for r in rows]}

@@ -1,0 +1,65 @@
+"""Tables owned by orders."""
+
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, String, Table,
+                        Text)
+
+from feecenter.db.base import IdType, metadata
+
+orders = Table(
+    "orders", metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("uin", BigInteger, nullable=False),
+    Column("big_deal_id", BigInteger, nullable=True),  # orders created together (大订单)
+    Column("kind", String(12), nullable=False),  # new|renew|upgrade|downgrade|refund
+    Column("state", String(16), nullable=False),
+    Column("product_code", String(40), nullable=False),
+    Column("region", String(40), nullable=False),
+    Column("spec_item", String(60), nullable=False),
+    Column("quantity", BigInteger, nullable=False),  # 1e-6 units
+    Column("months", Integer, nullable=True),
+    Column("resource_id", String(40), nullable=False),
+    Column("resource_name", String(120), nullable=True),
+    Column("tags", Text, nullable=True),
+    Column("project_id", BigInteger, nullable=False),
+    Column("project_name", String(100), nullable=False),  # at order time (SET-7)
+    Column("price_kind", String(10), nullable=False),  # list|contract|fixed
+    Column("unit_price", BigInteger, nullable=True),  # 1e-8 yuan per unit (per month)
+    Column("list_amount", BigInteger, nullable=False),  # fen
+    Column("discount_bp", Integer, nullable=False),
+    Column("amount", BigInteger, nullable=False),  # fen; negative for refunds and downgrades
+    Column("paid_coupon", BigInteger, nullable=False, default=0),
+    Column("paid_gift", BigInteger, nullable=False, default=0),
+    Column("paid_cash", BigInteger, nullable=False, default=0),
+    Column("paid_credit", BigInteger, nullable=False, default=0),
+    Column("refunded_gift", BigInteger, nullable=False, default=0),
+    Column("refunded_cash", BigInteger, nullable=False, default=0),
+    Column("hold_id", IdType, nullable=True),
+    Column("payment_id", IdType, nullable=True),
+    Column("service_start", DateTime, nullable=True),
+    Column("service_end", DateTime, nullable=True),
+    Column("promo", Boolean, nullable=False, default=False),
+    Column("creator", String(120), nullable=False),
+    Column("failure_reason", Text, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=True),
+    Column("paid_at", DateTime, nullable=True),
+    Column("closed_at", DateTime, nullable=True),  # delivered, failed, refunded, expired, voided
+    Index("ix_orders_uin_created", "uin", "created_at"),
+    Index("ix_orders_resource", "resource_id"),
+    Index("ix_orders_state_expires", "state", "expires_at"),
+)
+
+payments = Table(
+    "payments", metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("uin", BigInteger, nullable=False),
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("order_ids", Text, nullable=False),  # JSON list
+    Column("amount", BigInteger, nullable=False),
+    Column("coupon", BigInteger, nullable=False),
+    Column("gift", BigInteger, nullable=False),
+    Column("cash", BigInteger, nullable=False),
+    Column("credit", BigInteger, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)

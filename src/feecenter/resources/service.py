@@ -1,0 +1,167 @@
+"""Resource and project use cases."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+from datetime import datetime
+
+from sqlalchemy import Connection, insert, select, update
+
+from feecenter.accounts.permissions import MANAGE_RESOURCES, READ_PROFILE, Actor, require
+from feecenter.accounts.service import record_audit
+from feecenter.clock import Clock, db_time
+from feecenter.errors import Conflict, invalid, not_found
+from feecenter.resources.tables import projects, resources
+
+DEFAULT_PROJECT = "默认项目"
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+STATES = ("running", "stopped", "recycled")
+
+
+# ---------------------------------------------------------------- projects
+
+def _project_name(name: str) -> str:
+    name = (name or "").strip()
+    if not 1 <= len(name) <= 100:
+        raise invalid("name", "项目名称须为 1–100 个字符", "project name must be 1-100 characters")
+    return name
+
+
+def default_project(conn: Connection, clock: Clock, uin: int) -> int:
+    found = conn.execute(select(projects.c.id).where(projects.c.uin == uin,
+                                                     projects.c.is_default.is_(True))).scalar()
+    if found is not None:
+        return found
+    return conn.execute(insert(projects).values(uin=uin, name=DEFAULT_PROJECT, is_default=True,
+                                                created_at=db_time(clock.now()))
+                        .returning(projects.c.id)).scalar_one()
+
+
+def create_project(conn: Connection, clock: Clock, actor: Actor, uin: int, name: str) -> int:
+    require(actor, uin, MANAGE_RESOURCES)
+    name = _project_name(name)
+    default_project(conn, clock, uin)
+    if conn.execute(select(projects.c.id).where(projects.c.uin == uin,
+                                                projects.c.name == name)).first():
+        raise Conflict(f"项目已存在：{name}", f"project already exists: {name}", field="name")
+    project_id = conn.execute(insert(projects).values(uin=uin, name=name, is_default=False,
+                                                      created_at=db_time(clock.now()))
+                              .returning(projects.c.id)).scalar_one()
+    record_audit(conn, clock, actor, "create_project", uin, {"project_id": project_id, "name": name})
+    return project_id
+
+
+def get_project(conn: Connection, uin: int, project_id: int) -> dict:
+    row = conn.execute(select(projects).where(projects.c.id == project_id,
+                                              projects.c.uin == uin)).mappings().first()
+    if row is None:
+        raise not_found("project_id", "项目", "project", project_id)
+    return dict(row)
+
+
+def rename_project(conn: Connection, clock: Clock, actor: Actor, uin: int, project_id: int,
+                   name: str) -> None:
+    """Later charges carry the new name; earlier ones keep the name they had (SET-7)."""
+    require(actor, uin, MANAGE_RESOURCES)
+    name = _project_name(name)
+    get_project(conn, uin, project_id)
+    if conn.execute(select(projects.c.id).where(projects.c.uin == uin, projects.c.name == name,
+                                                projects.c.id != project_id)).first():
+        raise Conflict(f"项目已存在：{name}", f"project already exists: {name}", field="name")
+    conn.execute(update(projects).where(projects.c.id == project_id).values(name=name))
+    record_audit(conn, clock, actor, "rename_project", uin, {"project_id": project_id, "name": name})
+
+
+def list_projects(conn: Connection, clock: Clock, actor: Actor, uin: int) -> list[dict]:
+    require(actor, uin, READ_PROFILE)
+    default_project(conn, clock, uin)
+    return [dict(r) for r in conn.execute(select(projects).where(projects.c.uin == uin)
+                                          .order_by(projects.c.id)).mappings()]
+
+
+# ---------------------------------------------------------------- resources
+
+def new_resource_id(product_code: str) -> str:
+    return f"{product_code}-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(10))
+
+
+def create_resource(conn: Connection, clock: Clock, *, uin: int, product_code: str, region: str,
+                    project_id: int, pay_mode: str, spec_item: str | None, quantity: int,
+                    period_start: datetime | None = None, period_end: datetime | None = None,
+                    name: str | None = None, tags: dict | None = None,
+                    resource_id: str | None = None) -> str:
+    resource_id = resource_id or new_resource_id(product_code)
+    conn.execute(insert(resources).values(
+        id=resource_id, uin=uin, name=name, product_code=product_code, region=region,
+        project_id=project_id, tags=json.dumps(tags or {}, ensure_ascii=False, sort_keys=True),
+        pay_mode=pay_mode, spec_item=spec_item, quantity=quantity, state="running",
+        period_start=db_time(period_start) if period_start else None,
+        period_end=db_time(period_end) if period_end else None,
+        created_at=db_time(clock.now())))
+    return resource_id
+
+
+def get_resource(conn: Connection, uin: int, resource_id: str, *, lock: bool = False) -> dict:
+    stmt = select(resources).where(resources.c.id == resource_id, resources.c.uin == uin)
+    if lock and conn.dialect.name != "sqlite":
+        stmt = stmt.with_for_update()
+    row = conn.execute(stmt).mappings().first()
+    if row is None:
+        raise not_found("resource_id", "资源", "resource", resource_id)
+    out = dict(row)
+    out["tags"] = json.loads(out["tags"])
+    return out
+
+
+def list_resources(conn: Connection, actor: Actor, uin: int, *, project_id: int | None = None,
+                   product_code: str | None = None, state: str | None = None) -> list[dict]:
+    require(actor, uin, READ_PROFILE)
+    stmt = select(resources).where(resources.c.uin == uin).order_by(resources.c.created_at,
+                                                                    resources.c.id)
+    if project_id is not None:
+        stmt = stmt.where(resources.c.project_id == project_id)
+    if product_code:
+        stmt = stmt.where(resources.c.product_code == product_code)
+    if state:
+        stmt = stmt.where(resources.c.state == state)
+    rows = [dict(r) for r in conn.execute(stmt).mappings()]
+    for row in rows:
+        row["tags"] = json.loads(row["tags"])
+    return rows
+
+
+def update_resource(conn: Connection, resource_id: str, **values) -> None:
+    """Internal: orders extend periods, change specs and release resources."""
+    for key in ("period_start", "period_end", "released_at"):
+        if values.get(key) is not None:
+            values[key] = db_time(values[key])
+    conn.execute(update(resources).where(resources.c.id == resource_id).values(**values))
+
+
+def move_resources(conn: Connection, clock: Clock, actor: Actor, uin: int,
+                   resource_ids: list[str], project_id: int) -> None:
+    """SET-7: later charges belong to the new project (and its name at that time)."""
+    require(actor, uin, MANAGE_RESOURCES)
+    get_project(conn, uin, project_id)
+    if not resource_ids:
+        raise invalid("resource_ids", "至少指定一个资源", "name at least one resource")
+    for resource_id in resource_ids:
+        get_resource(conn, uin, resource_id)
+    conn.execute(update(resources).where(resources.c.uin == uin, resources.c.id.in_(resource_ids))
+                 .values(project_id=project_id))
+    record_audit(conn, clock, actor, "move_resources", uin,
+                 {"resource_ids": resource_ids, "project_id": project_id})
+
+
+def rename_resource(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_id: str,
+                    name: str | None, tags: dict | None = None) -> None:
+    require(actor, uin, MANAGE_RESOURCES)
+    get_resource(conn, uin, resource_id)
+    values: dict = {"name": (name or "").strip() or None}
+    if tags is not None:
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+            raise invalid("tags", "标签必须是字符串键值对", "tags must map strings to strings")
+        values["tags"] = json.dumps(tags, ensure_ascii=False, sort_keys=True)
+    conn.execute(update(resources).where(resources.c.id == resource_id).values(**values))

@@ -1,0 +1,36 @@
+"""Tables owned by resources."""
+
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, ForeignKey, Index, String, Table,
+                        Text, UniqueConstraint)
+
+from feecenter.db.base import IdType, metadata
+
+projects = Table(
+    "projects", metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("uin", BigInteger, nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("is_default", Boolean, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    UniqueConstraint("uin", "name", name="uq_projects_uin_name"),
+)
+
+resources = Table(
+    "resources", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("uin", BigInteger, nullable=False),
+    Column("name", String(120), nullable=True),  # shown only where the customer set one
+    Column("product_code", String(40), nullable=False),
+    Column("region", String(40), nullable=False),
+    Column("project_id", IdType, ForeignKey("projects.id"), nullable=False),
+    Column("tags", Text, nullable=False),  # JSON object
+    Column("pay_mode", String(10), nullable=False),  # prepaid | postpaid
+    Column("spec_item", String(60), nullable=True),
+    Column("quantity", BigInteger, nullable=False),  # 1e-6 units (catalog.rules.QTY_SCALE)
+    Column("state", String(10), nullable=False),  # running | stopped | recycled
+    Column("period_start", DateTime, nullable=True),
+    Column("period_end", DateTime, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("released_at", DateTime, nullable=True),
+    Index("ix_resources_uin_id", "uin", "id"),
+)
