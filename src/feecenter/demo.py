@@ -13,8 +13,11 @@ from stdnum.cn import uscc
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import operator
 from feecenter.auth import service as auth
+from feecenter.catalog import service as catalog
 from feecenter.config import Settings, load_settings
 from feecenter.funds import service as funds
+from feecenter.orders import service as orders
+from feecenter.resources import service as resources
 from feecenter.runtime import Runtime, open_runtime
 
 DEMO_OPERATOR = operator("demo")
@@ -39,7 +42,7 @@ def seed(rt: Runtime) -> list[dict]:
     code = SAMPLE_USCC_BASE + uscc.calc_check_digit(SAMPLE_USCC_BASE)
     samples = [
         ("acme-cloud", accounts.NewAccount(name="acme-cloud", enterprise_name="上海示例云计算有限公司",
-                                           uscc=code, email="finance@acme.example"), 5_000_00, 200_00),
+                                           uscc=code, email="finance@acme.example"), 20_000_00, 200_00),
         ("zhang-san", accounts.NewAccount(name="zhang-san", personal_name="张三",
                                           phone="+86 138 0000 0000"), 88_88, 10_00),
         ("new-startup", accounts.NewAccount(name="new-startup"), 0, 50_00),
@@ -65,7 +68,24 @@ def seed(rt: Runtime) -> list[dict]:
                     revenue_account_id=funds.platform_account(conn, clock, "revenue"),
                     product_code="cvm", memo="演示扣费 / demo deduction")
         funds.grant_credit(conn, clock, DEMO_OPERATOR, rows[2]["uin"], credit_limit=1_000_00)
+        catalog.load_catalog(conn, clock, DEMO_OPERATOR, catalog.sample_catalog_text(),
+                             "sample_catalog.yaml")
+        _sample_orders(conn, clock, acme)
     return rows
+
+
+def _sample_orders(conn, clock, uin: int) -> None:
+    """A delivered server, a certificate awaiting manual delivery, an unpaid disk."""
+    web = resources.create_project(conn, clock, DEMO_OPERATOR, uin, "官网 / website")
+    paid = orders.create_purchase(conn, clock, DEMO_OPERATOR, uin, [
+        orders.NewPurchase(product="cvm", region="ap-guangzhou", spec_item="S5.MEDIUM4", months=3,
+                           project_id=web, resource_name="web-1"),
+        orders.NewPurchase(product="ssl", region="mainland", spec_item="OV.single", months=12,
+                           project_id=web)])
+    orders.pay(conn, clock, DEMO_OPERATOR, uin, paid, key="demo:acme:first-payment")
+    orders.create_purchase(conn, clock, DEMO_OPERATOR, uin, [
+        orders.NewPurchase(product="cbs", region="ap-guangzhou", spec_item="premium", count=100,
+                           months=1)])
 
 
 def run_demo(*, host: str, port: int, serve_api: bool, console: Console) -> None:
