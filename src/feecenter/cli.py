@@ -23,6 +23,9 @@ from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import Actor
 from feecenter.auth import service as auth
 from feecenter.cli_catalog import catalog_app
+from feecenter.cli_jobs import jobs_app, worker_command
+from feecenter.cli_usage import usage_app
+from feecenter.cli_orders import orders_app
 from feecenter.clock import business_time_text, parse_business_time
 from feecenter.errors import FeeCenterError, invalid
 from feecenter.funds import service as funds
@@ -37,8 +40,11 @@ operator_app = typer.Typer(help="Platform operators / 运营人员", no_args_is_
 credit_app = typer.Typer(help="Credit control (BAL-7) / 信控", no_args_is_help=True)
 db_app = typer.Typer(help="Database / 数据库", no_args_is_help=True)
 for sub, name in ((account_app, "account"), (apikey_app, "apikey"), (operator_app, "operator"),
-                  (credit_app, "credit"), (db_app, "db"), (catalog_app, "catalog")):
+                  (credit_app, "credit"), (db_app, "db"), (catalog_app, "catalog"),
+                  (usage_app, "usage"), (jobs_app, "jobs"),
+                  (orders_app, "orders")):
     app.add_typer(sub, name=name)
+app.command("worker", help="Run due scheduled jobs on the wall clock / 定时任务执行器")(worker_command)
 
 out = Console()
 err = Console(stderr=True)

@@ -6,12 +6,24 @@
 - FEECENTER_MASTER_KEY: Fernet key that encrypts API secret keys at rest. If unset,
   the embedded setup creates one at $FEECENTER_HOME/master.key (mode 600).
 - FEECENTER_SIGNATURE_WINDOW_S: accepted clock skew of signed requests (default 300)
+
+Notifications (docs/notifications.md):
+- FEECENTER_SMTP_HOST: SMTP server for email; unset = email disabled (email rows stay pending)
+- FEECENTER_SMTP_PORT: default 25 (587 is usual with STARTTLS, 465 with FEECENTER_SMTP_SSL)
+- FEECENTER_SMTP_USER, FEECENTER_SMTP_PASSWORD: login, if the server needs one
+- FEECENTER_SMTP_FROM: From address (default "Fee Center <feecenter@localhost>")
+- FEECENTER_SMTP_STARTTLS: 1/true to upgrade the connection with STARTTLS (default off)
+- FEECENTER_SMTP_SSL: 1/true for implicit TLS (SMTPS, port 465) (default off)
+- FEECENTER_SMTP_TIMEOUT_S: connect and command timeout (default 30)
+- FEECENTER_SMS_SENDER: name of the registered SMS sender (default "log")
+- FEECENTER_SMS_LOG: file the "log" SMS sender appends to (default $FEECENTER_HOME/sms.log)
+- FEECENTER_NOTIFY_MAX_ATTEMPTS: sending attempts before an outbox row fails (default 5)
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -21,6 +33,17 @@ class Settings:
     database_url: str
     master_key: str | None
     signature_window_s: int = 300
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_from: str = "Fee Center <feecenter@localhost>"
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_timeout_s: float = 30.0
+    sms_sender: str = "log"
+    sms_log_path: Path | None = None  # None: $FEECENTER_HOME/sms.log
+    notify_max_attempts: int = 5
 
 
 def load_settings() -> Settings:
@@ -31,7 +54,23 @@ def load_settings() -> Settings:
         database_url=url,
         master_key=os.environ.get("FEECENTER_MASTER_KEY"),
         signature_window_s=int(os.environ.get("FEECENTER_SIGNATURE_WINDOW_S", "300")),
+        smtp_host=os.environ.get("FEECENTER_SMTP_HOST") or None,
+        smtp_port=int(os.environ.get("FEECENTER_SMTP_PORT") or "25"),
+        smtp_user=os.environ.get("FEECENTER_SMTP_USER") or None,
+        smtp_password=os.environ.get("FEECENTER_SMTP_PASSWORD") or None,
+        smtp_from=os.environ.get("FEECENTER_SMTP_FROM") or "Fee Center <feecenter@localhost>",
+        smtp_starttls=_flag(os.environ.get("FEECENTER_SMTP_STARTTLS")),
+        smtp_ssl=_flag(os.environ.get("FEECENTER_SMTP_SSL")),
+        smtp_timeout_s=float(os.environ.get("FEECENTER_SMTP_TIMEOUT_S") or "30"),
+        sms_sender=os.environ.get("FEECENTER_SMS_SENDER") or "log",
+        sms_log_path=Path(os.environ["FEECENTER_SMS_LOG"]) if os.environ.get("FEECENTER_SMS_LOG")
+        else None,
+        notify_max_attempts=int(os.environ.get("FEECENTER_NOTIFY_MAX_ATTEMPTS") or "5"),
     )
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def master_key(settings: Settings) -> str:

@@ -8,6 +8,8 @@ from feecenter import __version__
 from feecenter.api import catalog as catalog_routes
 from feecenter.api import errors, routes
 from feecenter.api import orders as order_routes
+from feecenter.api import notifications as notification_routes
+from feecenter.api import usage as usage_routes
 from feecenter.compat import endpoint as compat
 from feecenter.runtime import Runtime
 
@@ -21,6 +23,8 @@ def create_app(rt: Runtime) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(catalog_routes.router)
     app.include_router(order_routes.router)
+    app.include_router(usage_routes.router)
+    app.include_router(notification_routes.router)
     app.include_router(compat.router)
 
     @app.get("/healthz", include_in_schema=False)

@@ -9,9 +9,10 @@ from pydantic import BaseModel, Field
 
 from feecenter.api.deps import caller, runtime
 from feecenter.accounts.permissions import Actor
+from feecenter.catalog.rules import format_quantity
 from feecenter.clock import business_time_text, parse_business_time
 from feecenter.errors import invalid
-from feecenter.money import format_yuan
+from feecenter.money import format_rated, format_yuan
 from feecenter.orders import rules as order_rules
 from feecenter.orders import service as orders
 from feecenter.resources import service as resources
@@ -31,6 +32,9 @@ def order_json(order: dict) -> dict:
     out["order_no"] = order_rules.order_no(order["id"], order["created_at"])
     for key in ORDER_MONEY:
         out[key] = format_yuan(order[key])
+    # as the catalog API renders them: yuan with 8 decimals, the item's unit
+    out["unit_price"] = None if order["unit_price"] is None else format_rated(order["unit_price"])
+    out["quantity"] = format_quantity(order["quantity"])
     for key in ORDER_TIMES:
         out[key] = business_time_text(order[key]) if order.get(key) else None
     return out
@@ -145,6 +149,9 @@ class ResourceOrderBody(BaseModel):
              summary="Renew, upgrade, downgrade or refund a prepaid resource (ORD-1, ORD-4)")
 def resource_order(uin: int, resource_id: str, body: ResourceOrderBody, rt: Rt, actor: Caller,
                    idempotency_key: Annotated[str | None, Header()] = None) -> dict:
+    if body.action in ("upgrade", "downgrade") and not body.spec_item:
+        raise invalid("spec_item", "升配或降配必须指定新配置 spec_item",
+                      "an upgrade or downgrade needs the new spec_item")
     with rt.engine.begin() as conn:
         if body.action == "renew":
             order_id = orders.create_renewal(conn, rt.clock, actor, uin, resource_id,

@@ -5,11 +5,12 @@ Amounts are fen, as Tencent's API has them. See docs/compat-api.md.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
 from feecenter.accounts.permissions import Actor
 from feecenter.clock import business_time_text, parse_business_time
-from feecenter.errors import PermissionDenied, invalid
+from feecenter.errors import FeeCenterError, PermissionDenied, invalid
 from feecenter.funds import service as funds
 from feecenter.runtime import Runtime
 
@@ -181,8 +182,16 @@ def pay_deals(rt: Runtime, actor: Actor, params: dict) -> dict:
             if not ids:
                 raise invalid("BigDealIds", "大订单下没有待支付的订单",
                               "no unpaid order under these big deals")
-        key = params.get("ClientToken") or "paydeals:" + ",".join(str(i) for i in sorted(ids))
-        result = orders.pay(conn, rt.clock, actor, uin, ids, key=key)
+        # without a token the orders are the key (a repeat returns the first payment),
+        # hashed: a hundred order ids would not fit a key
+        key = params.get("ClientToken") or "paydeals:" + hashlib.sha256(
+            ",".join(str(i) for i in sorted(ids)).encode()).hexdigest()
+        try:
+            result = orders.pay(conn, rt.clock, actor, uin, ids, key=key)
+        except FeeCenterError as exc:
+            if exc.field == "order_ids":  # name the parameter the caller sent
+                exc.field = "OrderIds" if order_refs else "BigDealIds"
+            raise
         rows = [orders.get_order(conn, actor, uin, i) for i in result["order_ids"]]
     return {"OrderIds": [order_no(r["id"], r["created_at"]) for r in rows],
             "ResourceIds": [r["resource_id"] for r in rows],

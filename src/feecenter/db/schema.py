@@ -5,8 +5,11 @@ from feecenter.auth import tables as _auth  # noqa: F401
 from feecenter.catalog import tables as _catalog  # noqa: F401
 from feecenter.db.base import metadata
 from feecenter.funds import tables as _funds  # noqa: F401
+from feecenter.jobs import tables as _jobs  # noqa: F401
 from feecenter.ledger import tables as _ledger  # noqa: F401
+from feecenter.notifications import tables as _notifications  # noqa: F401
 from feecenter.orders import tables as _orders  # noqa: F401
 from feecenter.resources import tables as _resources  # noqa: F401
+from feecenter.usage import tables as _usage  # noqa: F401
 
 __all__ = ["metadata"]

@@ -12,7 +12,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, bindparam, case, func, insert, select, update
+from sqlalchemy import (Connection, Integer, bindparam, case, exists, func, insert,
+                        literal_column, select, true, update)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -79,14 +80,18 @@ def open_account(conn: Connection, clock: Clock, code: str, kind: str, *, uin: i
                  min_balance: int | None = None, max_balance: int | None = None,
                  cached: bool = True) -> int:
     """Open a ledger account by its unique code, or return the existing one's id."""
-    existing = conn.execute(select(ledger_accounts.c.id).where(ledger_accounts.c.code == code))
-    found = existing.scalar()
+    find = select(ledger_accounts.c.id).where(ledger_accounts.c.code == code)
+    found = conn.execute(find).scalar()
     if found is not None:
         return found
-    return conn.execute(insert(ledger_accounts).values(
+    # Two first uses at once (two deliveries of a new selling entity): the loser's
+    # insert does nothing and it reads the winner's row.
+    dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+    conn.execute(dialect_insert(ledger_accounts).values(
         code=code, kind=kind, uin=uin, min_balance=min_balance, max_balance=max_balance,
         cached=cached, balance=0, created_at=db_time(clock.now()),
-    ).returning(ledger_accounts.c.id)).scalar_one()
+    ).on_conflict_do_nothing(index_elements=[ledger_accounts.c.code]))
+    return conn.execute(find).scalar_one()
 
 
 # ---------------------------------------------------------------- statements
@@ -115,7 +120,9 @@ class _Direct:
         found = self._by_dialect.get(key)
         if found is None:
             compiled = self.statement.compile(dialect=dialect)
-            if "POSTCOMPILE" in compiled.string or compiled.escaped_bind_names:
+            if ("POSTCOMPILE" in compiled.string or compiled.escaped_bind_names
+                    or any(b.value is not None or b.callable for b in compiled.binds.values())):
+                # expanding, renamed or valued parameters: conn.execute() handles those
                 raise LedgerInvariantBroken("语句无法直接执行", "statement cannot run directly")
             processors = {}
             for name, bind in compiled.binds.items():
@@ -201,16 +208,11 @@ def _binds(table, names) -> dict:
     return {name: bindparam(name, type_=table.c[name].type) for name in names}
 
 
-def _insert_txn_once(dialect_insert):
-    """INSERT the transaction unless its idempotency key exists: RETURNING id, or no row."""
-    return _Direct(dialect_insert(ledger_transactions)
-                   .values(_binds(ledger_transactions, _TXN_COLUMNS))
-                   .on_conflict_do_nothing(index_elements=[_T.idempotency_key])
-                   .returning(_T.id))
-
-
-_INSERT_TXN_ONCE = {"sqlite": _insert_txn_once(sqlite_insert),
-                    "postgresql": _insert_txn_once(pg_insert)}
+# SQLite: INSERT the transaction unless its idempotency key exists: RETURNING id, or no row.
+_INSERT_TXN_ONCE = _Direct(sqlite_insert(ledger_transactions)
+                           .values(_binds(ledger_transactions, _TXN_COLUMNS))
+                           .on_conflict_do_nothing(index_elements=[_T.idempotency_key])
+                           .returning(_T.id))
 _INSERT_TXN_WITH_ID = _Direct(insert(ledger_transactions)
                               .values(_binds(ledger_transactions, ("id", *_TXN_COLUMNS))))
 _INSERT_POSTING = _Direct(insert(ledger_postings).values(_binds(ledger_postings, _POSTING_COLUMNS)))
@@ -240,15 +242,73 @@ def _add_to_cached_balances(count: int) -> _Direct:
                    .returning(*_META_COLUMNS, _A.balance))
 
 
+@functools.cache  # one statement per number of postings, at most MAX_POSTINGS
+def _pg_transfer(count: int) -> _Direct:
+    """PostgreSQL: a whole transfer in one statement, so one round trip.
+
+        WITH txn AS (INSERT INTO ledger_transactions … ON CONFLICT (idempotency_key)
+                     DO NOTHING RETURNING id),
+             locked AS MATERIALIZED (SELECT id FROM ledger_accounts WHERE id IN (…)
+                     AND cached AND EXISTS (SELECT FROM txn) ORDER BY id FOR UPDATE),
+             changed AS (UPDATE ledger_accounts SET balance = balance + CASE … END
+                     FROM locked WHERE id = locked.id RETURNING id, balance),
+             known AS (SELECT id, code, uin, … FROM ledger_accounts WHERE id IN (…)),
+             posted AS (INSERT INTO ledger_postings SELECT txn.id, known.id, known.uin,
+                     CASE … END, changed.balance FROM txn, known LEFT JOIN changed …
+                     WHERE (SELECT count(*) FROM known) = count ORDER BY CASE … END)
+        SELECT txn.id, known.*, changed.balance FROM txn, known LEFT JOIN changed …
+
+    No row: the key exists, and nothing was locked or written. Otherwise one
+    row per known account with its new balance (NULL if not cached); fewer
+    rows than accounts: an unknown account, and no posting was written. The
+    caller judges the bounds and raises, which rolls the whole transfer back.
+    Rows are locked in id order (LockRows above the sort, in a materialized
+    CTE), as one UPDATE per account in id order would be: concurrent transfers
+    cannot deadlock. A balance changed concurrently is re-read at its newest
+    version before the addition (READ COMMITTED's recheck), as in a plain
+    UPDATE. Postings get their ids in the order given (ORDER BY seq).
+
+    Bind parameters: the transaction's columns, and for each posting i its
+    id_i, amount_i and seq_i (its position in the transfer).
+    """
+    ids = [bindparam(f"id_{i}", type_=_A.id.type) for i in range(count)]
+    amounts = [bindparam(f"amount_{i}", type_=_A.balance.type) for i in range(count)]
+    seqs = [bindparam(f"seq_{i}", type_=Integer) for i in range(count)]
+    txn = (pg_insert(ledger_transactions).values(_binds(ledger_transactions, _TXN_COLUMNS))
+           .on_conflict_do_nothing(index_elements=[_T.idempotency_key])
+           .returning(_T.id).cte("txn"))
+    locked = (select(_A.id).where(_A.id.in_(ids), _A.cached.is_(True), exists(select(txn.c.id)))
+              .order_by(_A.id).with_for_update().cte("locked").prefix_with("MATERIALIZED"))
+    changed = (update(ledger_accounts).where(_A.id == locked.c.id)
+               .values(balance=_A.balance + case(*zip([_A.id == i for i in ids], amounts)))
+               .returning(_A.id, _A.balance).cte("changed"))
+    known = select(*_META_COLUMNS).where(_A.id.in_(ids)).cte("known")
+    legs = txn.join(known, true()).outerjoin(changed, changed.c.id == known.c.id)
+    posted = insert(ledger_postings).from_select(
+        list(_POSTING_COLUMNS),
+        select(txn.c.id, known.c.id, known.c.uin,
+               case(*zip([known.c.id == i for i in ids], amounts)), changed.c.balance)
+        .select_from(legs)
+        .where(select(func.count()).select_from(known).scalar_subquery()
+               == literal_column(str(count), Integer))
+        .order_by(case(*zip([known.c.id == i for i in ids], seqs)))).cte("posted")
+    return _Direct(select(txn.c.id, *known.c, changed.c.balance).select_from(legs)
+                   .add_cte(posted))
+
+
 def account_meta(conn: Connection, account_ids) -> dict[int, AccountMeta]:
     """Metadata of accounts; immutable after opening, so safe to keep per call."""
     ids = sorted(set(account_ids))
     rows = conn.execute(_SELECT_META, {"ids": ids}).all()
     metas = {row.id: AccountMeta(*row) for row in rows}
-    missing = set(ids) - set(metas)
+    _refuse_unknown(ids, metas)
+    return metas
+
+
+def _refuse_unknown(account_ids, metas: dict[int, AccountMeta]) -> None:
+    missing = set(account_ids) - set(metas)
     if missing:
         raise not_found("account_id", "账本账户", "ledger account", sorted(missing))
-    return metas
 
 
 def balance_of(conn: Connection, account_id: int) -> int:
@@ -324,58 +384,69 @@ def _within_bounds(meta: AccountMeta, value: int) -> bool:
 def transfer(conn: Connection, clock: Clock, spec: Transfer) -> TransferResult:
     """Write one balanced transaction exactly once (by idempotency key).
 
-    Three statements in the usual case: insert the transaction unless its key
-    exists (the idempotency check), add the amounts to the cached balances
-    (RETURNING the accounts' bounds, checked here), insert the postings.
-    Any failure raises and the caller's transaction rolls everything back.
+    Insert the transaction unless its key exists (that is the idempotency
+    check), add the amounts to the cached balances, insert the postings, and
+    judge the new balances against the accounts' bounds: one statement on
+    PostgreSQL, three on SQLite. Any failure raises and the caller's
+    transaction rolls everything back.
     """
     _validate(spec)
     request_hash = spec.request_hash or _postings_hash(spec)
-    inserted = _INSERT_TXN_ONCE[conn.dialect.name].rows(conn, {
-        "idempotency_key": spec.idempotency_key, "request_hash": request_hash,
-        "kind": spec.kind, "uin": spec.uin, "reference": spec.reference, "memo": spec.memo,
-        "reverses_txn_id": spec.reverses_txn_id, "created_at": db_time(clock.now())})
-    if not inserted:  # the key was used before: the same request, or a conflict
-        earlier = check_idempotency(conn, spec.idempotency_key, request_hash)
-        if earlier is None:
-            raise LedgerInvariantBroken("幂等键冲突但找不到原交易",
-                                        "idempotency key conflicted but no transaction found")
-        return TransferResult(earlier, created=False)
-    txn_id = inserted[0][0]
-    metas, balances_after = _apply_cached(conn, spec.postings)
-    params = {}
-    for i, p in enumerate(spec.postings):
-        params[f"txn_id_{i}"] = txn_id
-        params[f"account_id_{i}"] = p.account_id
-        params[f"uin_{i}"] = metas[p.account_id].uin
-        params[f"amount_{i}"] = p.amount
-        params[f"balance_after_{i}"] = balances_after.get(p.account_id)
-    _insert_postings(len(spec.postings)).rows(conn, params)
-    return TransferResult(txn_id, created=True, balances_after=balances_after)
-
-
-def _apply_cached(conn: Connection, postings) -> tuple[dict[int, AccountMeta], dict[int, int]]:
-    """Change cached balances atomically, refusing any that leaves its bounds.
-
-    Returns every account's metadata and the cached accounts' new balances.
-    Unknown accounts raise NotFound before any bound is judged, and bounds are
-    judged in account order: the same error as checking one account at a time.
-    """
-    ordered = sorted(postings, key=lambda p: p.account_id)
-    if conn.dialect.name == "sqlite":
-        # One writer at a time (BEGIN IMMEDIATE): no row locks to order, one statement.
-        rows = _add_to_cached(conn, ordered)
-    else:
-        # Row locks taken one account at a time in id order: two transfers never deadlock.
-        rows = [row for p in ordered for row in _add_to_cached(conn, [p])]
-    metas: dict[int, AccountMeta] = {}
-    new_balances: dict[int, int] = {}
-    for row in rows:  # id, code, uin, kind, min_balance, max_balance, cached, balance
+    ordered = sorted(spec.postings, key=lambda p: p.account_id)  # fixed order: no deadlocks
+    params = {"idempotency_key": spec.idempotency_key, "request_hash": request_hash,
+              "kind": spec.kind, "uin": spec.uin, "reference": spec.reference,
+              "memo": spec.memo, "reverses_txn_id": spec.reverses_txn_id,
+              "created_at": db_time(clock.now())}
+    if conn.dialect.name == "postgresql":
+        seq = {p.account_id: i for i, p in enumerate(spec.postings)}
+        for i, p in enumerate(ordered):
+            params[f"id_{i}"], params[f"amount_{i}"] = p.account_id, p.amount
+            params[f"seq_{i}"] = seq[p.account_id]
+        rows = _pg_transfer(len(ordered)).rows(conn, params)
+        if not rows:
+            return _replayed(conn, spec, request_hash)
+        metas = {row[1]: AccountMeta(*row[1:8]) for row in rows}
+        _refuse_unknown(seq, metas)
+        return TransferResult(rows[0][0], True, _judge(ordered, metas,
+                                                       {row[1]: row[8] for row in rows}))
+    # SQLite: one writer at a time (BEGIN IMMEDIATE), so no row locks to order.
+    rows = _INSERT_TXN_ONCE.rows(conn, params)
+    if not rows:
+        return _replayed(conn, spec, request_hash)
+    txn_id = rows[0][0]
+    amounts = {}
+    for i, p in enumerate(ordered):
+        amounts[f"id_{i}"], amounts[f"amount_{i}"] = p.account_id, p.amount
+    metas, new_balances = {}, {}
+    for row in _add_to_cached_balances(len(ordered)).rows(conn, amounts):
         metas[row[0]] = AccountMeta(row[0], row[1], row[2], row[3], row[4], row[5], True)
         new_balances[row[0]] = row[7]
     uncached = [p.account_id for p in ordered if p.account_id not in metas]
     if uncached:  # platform accounts (balance summed from postings) or unknown ids
         metas.update(account_meta(conn, uncached))
+    balances_after = _judge(ordered, metas, new_balances)
+    legs = {}
+    for i, p in enumerate(spec.postings):
+        legs[f"txn_id_{i}"] = txn_id
+        legs[f"account_id_{i}"] = p.account_id
+        legs[f"uin_{i}"] = metas[p.account_id].uin
+        legs[f"amount_{i}"] = p.amount
+        legs[f"balance_after_{i}"] = balances_after.get(p.account_id)
+    _insert_postings(len(spec.postings)).rows(conn, legs)
+    return TransferResult(txn_id, created=True, balances_after=balances_after)
+
+
+def _replayed(conn: Connection, spec: Transfer, request_hash: str) -> TransferResult:
+    """The key was used before: the earlier result if for the same request, else a conflict."""
+    earlier = check_idempotency(conn, spec.idempotency_key, request_hash)
+    if earlier is None:
+        raise LedgerInvariantBroken("幂等键冲突但找不到原交易",
+                                    "idempotency key conflicted but no transaction found")
+    return TransferResult(earlier, created=False)
+
+
+def _judge(ordered, metas: dict[int, AccountMeta], new_balances: dict) -> dict[int, int]:
+    """The cached accounts' new balances, refusing the first (in id order) out of bounds."""
     after: dict[int, int] = {}
     for posting in ordered:
         meta = metas[posting.account_id]
@@ -385,15 +456,7 @@ def _apply_cached(conn: Connection, postings) -> tuple[dict[int, AccountMeta], d
         if not _within_bounds(meta, new_balance):
             raise _bounds_error(meta, new_balance)
         after[meta.id] = new_balance
-    return metas, after
-
-
-def _add_to_cached(conn: Connection, postings) -> list[tuple]:
-    params = {}
-    for i, p in enumerate(postings):
-        params[f"id_{i}"] = p.account_id
-        params[f"amount_{i}"] = p.amount
-    return _add_to_cached_balances(len(postings)).rows(conn, params)
+    return after
 
 
 def transfer_batch(conn: Connection, clock: Clock, specs: list[Transfer]) -> list[TransferResult]:

@@ -13,8 +13,15 @@ UNPAID_ORDER_DAYS = 15
 
 
 def order_no(order_id: int, created_at: datetime) -> str:
-    """Displayed order number: YYYYMMDD + 10-digit id (e.g. 202611260000000042)."""
-    return f"{created_at:%Y%m%d}{order_id:010d}"
+    """Displayed order number: the business date (Asia/Shanghai) of creation as
+    YYYYMMDD + the 10-digit id (e.g. 202611260000000042). ``created_at`` is the
+    stored naive-UTC time (or an aware one)."""
+    from datetime import timezone
+
+    from feecenter.clock import business_date
+
+    aware = created_at if created_at.tzinfo else created_at.replace(tzinfo=timezone.utc)
+    return f"{business_date(aware):%Y%m%d}{order_id:010d}"
 
 
 def order_id_from_no(text: str) -> int | None:

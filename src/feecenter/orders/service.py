@@ -30,6 +30,7 @@ KINDS = ("new", "renew", "upgrade", "downgrade", "refund")
 STATES = ("unpaid", "paid", "delivered", "delivery_failed", "refunded", "expired", "voided")
 MAX_ORDERS_PER_PAYMENT = 100
 MAX_MONTHS = 60
+MAX_KEY_CHARS = 160  # with "pay:" and the UIN prefix, within the ledger's 200
 
 
 class PurchaseRefused(FeeCenterError):
@@ -56,6 +57,27 @@ def _check_months(months: int) -> None:
     if not isinstance(months, int) or isinstance(months, bool) or not 1 <= months <= MAX_MONTHS:
         raise invalid("months", f"购买时长须为 1–{MAX_MONTHS} 个月",
                       f"duration must be 1-{MAX_MONTHS} months")
+
+
+def _account_key(uin: int, key: str) -> str:
+    """Idempotency keys are the customer's own: two accounts may pick the same one.
+    Stored (and passed to the ledger) prefixed with the account's UIN."""
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_CHARS:
+        raise invalid("idempotency_key", f"幂等键须为 1–{MAX_KEY_CHARS} 个字符",
+                      f"the idempotency key must be 1-{MAX_KEY_CHARS} characters")
+    return f"{uin}:{key}"
+
+
+def _repeated(conn: Connection, uin: int, key: str, kind: str, resource_id: str) -> int | None:
+    """The order an earlier call with this key made, or None; another use of the key refuses."""
+    row = conn.execute(select(orders.c.id, orders.c.kind, orders.c.resource_id).where(
+        orders.c.idempotency_key == _account_key(uin, key))).first()
+    if row is None:
+        return None
+    if (row.kind, row.resource_id) != (kind, resource_id):
+        raise Conflict("幂等键已用于其他操作", "idempotency key already used for another request",
+                       field="idempotency_key")
+    return row.id
 
 
 def _check_count(count: int) -> None:
@@ -212,9 +234,24 @@ def create_upgrade(conn: Connection, clock: Clock, actor: Actor, uin: int, resou
 
 # ---------------------------------------------------------------- payment
 
-def _load_payable(conn: Connection, clock: Clock, uin: int, order_ids: list[int]) -> list[dict]:
+def _check_order_ids(order_ids: list[int]) -> None:
     if not order_ids or len(order_ids) > MAX_ORDERS_PER_PAYMENT:
         raise invalid("order_ids", "一次支付 1–100 个订单", "pay 1-100 orders at a time")
+
+
+def _lock_orders(conn: Connection, uin: int, order_ids: list[int]) -> None:
+    """PostgreSQL: row-lock the orders (in id order) before anything is read, so two
+    payments of one order run one after the other and the second sees the first
+    committed (its key or the order's new state) instead of failing on a unique
+    index. SQLite has one writer at a time already."""
+    _check_order_ids(order_ids)
+    if conn.dialect.name != "sqlite":
+        conn.execute(select(orders.c.id).where(orders.c.id.in_(order_ids), orders.c.uin == uin)
+                     .order_by(orders.c.id).with_for_update())
+
+
+def _load_payable(conn: Connection, clock: Clock, uin: int, order_ids: list[int]) -> list[dict]:
+    _check_order_ids(order_ids)
     if len(set(order_ids)) != len(order_ids):
         raise invalid("order_ids", "订单重复", "an order appears twice")
     rows = {r["id"]: dict(r) for r in conn.execute(
@@ -261,6 +298,8 @@ def pay(conn: Connection, clock: Clock, actor: Actor, uin: int, order_ids: list[
     Repeating the idempotency key returns the first payment and writes nothing.
     """
     require(actor, uin, FINANCE)
+    key = _account_key(uin, key)
+    _lock_orders(conn, uin, order_ids)
     request_hash = content_hash({"uin": uin, "orders": sorted(order_ids)})
     earlier = conn.execute(select(payments).where(payments.c.idempotency_key == key)).mappings().first()
     if earlier is not None:
@@ -399,6 +438,8 @@ def refund_resource(conn: Connection, clock: Clock, actor: Actor, uin: int, reso
     """退订 (ORD-4): full refund inside the no-reason window, else the unused time,
     back to gift and cash in the proportion they paid; the resource is released."""
     require(actor, uin, FINANCE)
+    if (repeat := _repeated(conn, uin, key, "refund", resource_id)) is not None:
+        return repeat
     earlier = conn.execute(select(orders.c.id).where(orders.c.kind == "refund",
                                                      orders.c.resource_id == resource_id,
                                                      orders.c.uin == uin)).scalar()
@@ -423,9 +464,10 @@ def refund_resource(conn: Connection, clock: Clock, actor: Actor, uin: int, reso
         price_kind="list", unit_price=None, list_amount=-(gift + cash), discount_bp=10000,
         amount=-(gift + cash), refunded_gift=gift, refunded_cash=cash, promo=False,
         service_start=db_time(now), service_end=resource["period_end"], paid_at=db_time(now),
-        closed_at=db_time(now))
+        closed_at=db_time(now), idempotency_key=_account_key(uin, key))
     if gift + cash:
-        funds.refund(conn, clock, uin, key=f"refund:{key}", gift=gift, cash=cash,
+        funds.refund(conn, clock, uin, key=f"refund:{_account_key(uin, key)}", gift=gift,
+                     cash=cash,
                      revenue_account_id=funds.platform_account(conn, clock, "revenue",
                                                                product.entity),
                      product_code=resource["product_code"],
@@ -441,6 +483,8 @@ def downgrade(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_i
               new_spec: str, *, key: str) -> int:
     """Downgrade now: the prorated difference goes back to gift and cash (a negative order)."""
     require(actor, uin, FINANCE)
+    if (repeat := _repeated(conn, uin, key, "downgrade", resource_id)) is not None:
+        return repeat
     resource = _live_resource(conn, uin, resource_id)
     product = catalog.get_product(conn, resource["product_code"])
     amount, quote = _spec_change(conn, clock, uin, resource, new_spec)
@@ -462,8 +506,9 @@ def downgrade(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_i
         unit_price=quote.unit_price, list_amount=amount, discount_bp=quote.discount_bp,
         amount=amount, refunded_gift=gift, refunded_cash=cash, promo=False,
         service_start=db_time(now), service_end=resource["period_end"], paid_at=db_time(now),
-        closed_at=db_time(now))
-    funds.refund(conn, clock, uin, key=f"downgrade:{key}", gift=gift, cash=cash,
+        closed_at=db_time(now), idempotency_key=_account_key(uin, key))
+    funds.refund(conn, clock, uin, key=f"downgrade:{_account_key(uin, key)}", gift=gift,
+                 cash=cash,
                  revenue_account_id=funds.platform_account(conn, clock, "revenue",
                                                            product.entity),
                  product_code=resource["product_code"],
@@ -514,6 +559,7 @@ class OrderQuery:
 
 def list_orders(conn: Connection, actor: Actor, uin: int, query: OrderQuery) -> dict:
     require(actor, uin, FINANCE)
+    accounts.get_account(conn, accounts.SYSTEM_ACTOR, uin)  # a mistyped UIN is not "no orders"
     if query.offset < 0 or not 1 <= query.limit <= 1000:
         raise invalid("limit", "每页条数须为 1–1000", "limit must be 1-1000")
     unknown = set(query.states) - set(STATES)

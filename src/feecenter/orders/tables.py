@@ -40,6 +40,8 @@ orders = Table(
     Column("promo", Boolean, nullable=False, default=False),
     Column("creator", String(120), nullable=False),
     Column("failure_reason", Text, nullable=True),
+    # refunds and downgrades run at once: the customer's key makes a retry return this order
+    Column("idempotency_key", String(200), nullable=True, unique=True),
     Column("created_at", DateTime, nullable=False),
     Column("expires_at", DateTime, nullable=True),
     Column("paid_at", DateTime, nullable=True),

@@ -32,5 +32,8 @@ resources = Table(
     Column("period_end", DateTime, nullable=True),
     Column("created_at", DateTime, nullable=False),
     Column("released_at", DateTime, nullable=True),
+    # postpaid: the opening freeze (FRZ-1) and when it is released after release (FRZ-3)
+    Column("freeze_hold_id", IdType, nullable=True),
+    Column("freeze_release_at", DateTime, nullable=True),
     Index("ix_resources_uin_id", "uin", "id"),
 )

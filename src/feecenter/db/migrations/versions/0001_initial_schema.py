@@ -58,6 +58,57 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('uin', name=op.f('pk_customers')),
     sa.UniqueConstraint('name', name=op.f('uq_customers_name'))
     )
+    op.create_table('in_site_messages',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('uin', sa.BigInteger(), nullable=False),
+    sa.Column('idempotency_key', sa.String(length=200), nullable=False),
+    sa.Column('template', sa.String(length=60), nullable=False),
+    sa.Column('params', sa.Text(), nullable=False),
+    sa.Column('title', sa.String(length=400), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('read_at', sa.DateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_in_site_messages')),
+    sa.UniqueConstraint('idempotency_key', name=op.f('uq_in_site_messages_idempotency_key'))
+    )
+    with op.batch_alter_table('in_site_messages', schema=None) as batch_op:
+        batch_op.create_index('ix_in_site_messages_uin_id', ['uin', 'id'], unique=False)
+
+    op.create_table('job_cursors',
+    sa.Column('job', sa.String(length=80), nullable=False),
+    sa.Column('cadence', sa.String(length=10), nullable=False),
+    sa.Column('first_period_start', sa.DateTime(), nullable=False),
+    sa.Column('next_period_start', sa.DateTime(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('job', name=op.f('pk_job_cursors'))
+    )
+    op.create_table('job_runs',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('job', sa.String(length=80), nullable=False),
+    sa.Column('period_key', sa.String(length=20), nullable=False),
+    sa.Column('cadence', sa.String(length=10), nullable=False),
+    sa.Column('period_start', sa.DateTime(), nullable=False),
+    sa.Column('period_end', sa.DateTime(), nullable=False),
+    sa.Column('due_at', sa.DateTime(), nullable=False),
+    sa.Column('state', sa.String(length=10), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('retry_at', sa.DateTime(), nullable=True),
+    sa.Column('claimed_by', sa.String(length=120), nullable=True),
+    sa.Column('claimed_at', sa.DateTime(), nullable=True),
+    sa.Column('lease_until', sa.DateTime(), nullable=True),
+    sa.Column('started_at', sa.DateTime(), nullable=True),
+    sa.Column('finished_at', sa.DateTime(), nullable=True),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('result', sa.Text(), nullable=True),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_job_runs')),
+    sa.UniqueConstraint('job', 'period_key', name='uq_job_runs_job_period')
+    )
+    with op.batch_alter_table('job_runs', schema=None) as batch_op:
+        batch_op.create_index('ix_job_runs_job_period_end', ['job', 'period_end'], unique=False)
+        batch_op.create_index('ix_job_runs_state_due', ['state', 'due_at'], unique=False)
+
     op.create_table('ledger_accounts',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('code', sa.String(length=120), nullable=False),
@@ -91,6 +142,30 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('ledger_transactions', schema=None) as batch_op:
         batch_op.create_index('ix_ledger_transactions_uin_id', ['uin', 'id'], unique=False)
+
+    op.create_table('notification_outbox',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('uin', sa.BigInteger(), nullable=False),
+    sa.Column('message_id', sa.BigInteger(), nullable=True),
+    sa.Column('idempotency_key', sa.String(length=420), nullable=False),
+    sa.Column('channel', sa.String(length=10), nullable=False),
+    sa.Column('recipient', sa.String(length=200), nullable=False),
+    sa.Column('template', sa.String(length=60), nullable=False),
+    sa.Column('locale', sa.String(length=10), nullable=False),
+    sa.Column('subject', sa.String(length=400), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('state', sa.String(length=10), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('next_attempt_at', sa.DateTime(), nullable=False),
+    sa.Column('sent_at', sa.DateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_notification_outbox')),
+    sa.UniqueConstraint('idempotency_key', name=op.f('uq_notification_outbox_idempotency_key'))
+    )
+    with op.batch_alter_table('notification_outbox', schema=None) as batch_op:
+        batch_op.create_index('ix_notification_outbox_state_due', ['state', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_notification_outbox_uin_id', ['uin', 'id'], unique=False)
 
     op.create_table('operators',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -133,11 +208,13 @@ def upgrade() -> None:
     sa.Column('promo', sa.Boolean(), nullable=False),
     sa.Column('creator', sa.String(length=120), nullable=False),
     sa.Column('failure_reason', sa.Text(), nullable=True),
+    sa.Column('idempotency_key', sa.String(length=200), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('expires_at', sa.DateTime(), nullable=True),
     sa.Column('paid_at', sa.DateTime(), nullable=True),
     sa.Column('closed_at', sa.DateTime(), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_orders'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_orders')),
+    sa.UniqueConstraint('idempotency_key', name=op.f('uq_orders_idempotency_key'))
     )
     with op.batch_alter_table('orders', schema=None) as batch_op:
         batch_op.create_index('ix_orders_resource', ['resource_id'], unique=False)
@@ -187,6 +264,23 @@ def upgrade() -> None:
     sa.Column('name_en', sa.String(length=200), nullable=False),
     sa.PrimaryKeyConstraint('code', name=op.f('pk_selling_entities'))
     )
+    op.create_table('usage_records',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('event_id', sa.String(length=100), nullable=False),
+    sa.Column('uin', sa.BigInteger(), nullable=False),
+    sa.Column('resource_id', sa.String(length=40), nullable=False),
+    sa.Column('billing_item', sa.String(length=60), nullable=False),
+    sa.Column('quantity', sa.BigInteger(), nullable=False),
+    sa.Column('usage_start', sa.DateTime(), nullable=False),
+    sa.Column('usage_end', sa.DateTime(), nullable=False),
+    sa.Column('received_at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_usage_records')),
+    sa.UniqueConstraint('event_id', name=op.f('uq_usage_records_event_id'))
+    )
+    with op.batch_alter_table('usage_records', schema=None) as batch_op:
+        batch_op.create_index('ix_usage_records_end', ['usage_end'], unique=False)
+        batch_op.create_index('ix_usage_records_resource_start', ['resource_id', 'usage_start'], unique=False)
+
     op.create_table('used_signatures',
     sa.Column('signature', sa.String(length=64), nullable=False),
     sa.Column('seen_at', sa.DateTime(), nullable=False),
@@ -266,6 +360,8 @@ def upgrade() -> None:
     sa.Column('period_end', sa.DateTime(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('released_at', sa.DateTime(), nullable=True),
+    sa.Column('freeze_hold_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('freeze_release_at', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_resources_project_id_projects')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_resources'))
     )
@@ -473,6 +569,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_used_signatures_seen_at'))
 
     op.drop_table('used_signatures')
+    with op.batch_alter_table('usage_records', schema=None) as batch_op:
+        batch_op.drop_index('ix_usage_records_resource_start')
+        batch_op.drop_index('ix_usage_records_end')
+
+    op.drop_table('usage_records')
     op.drop_table('selling_entities')
     op.drop_table('regions')
     op.drop_table('projects')
@@ -485,6 +586,11 @@ def downgrade() -> None:
 
     op.drop_table('orders')
     op.drop_table('operators')
+    with op.batch_alter_table('notification_outbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_notification_outbox_uin_id')
+        batch_op.drop_index('ix_notification_outbox_state_due')
+
+    op.drop_table('notification_outbox')
     with op.batch_alter_table('ledger_transactions', schema=None) as batch_op:
         batch_op.drop_index('ix_ledger_transactions_uin_id')
 
@@ -493,6 +599,16 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_ledger_accounts_uin'))
 
     op.drop_table('ledger_accounts')
+    with op.batch_alter_table('job_runs', schema=None) as batch_op:
+        batch_op.drop_index('ix_job_runs_state_due')
+        batch_op.drop_index('ix_job_runs_job_period_end')
+
+    op.drop_table('job_runs')
+    op.drop_table('job_cursors')
+    with op.batch_alter_table('in_site_messages', schema=None) as batch_op:
+        batch_op.drop_index('ix_in_site_messages_uin_id')
+
+    op.drop_table('in_site_messages')
     op.drop_table('customers')
     op.drop_table('credit_lines')
     op.drop_table('catalog_loads')

@@ -1,0 +1,66 @@
+"""/api/v1 routes for usage intake (operators: the platform's metering) and
+postpaid resources (customers open and release them)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from feecenter.accounts.permissions import Actor
+from feecenter.api.deps import caller, runtime
+from feecenter.api.orders import resource_json
+from feecenter.clock import business_time_text
+from feecenter.resources import postpaid
+from feecenter.resources import service as resources
+from feecenter.runtime import Runtime
+from feecenter.usage import service as usage
+
+router = APIRouter(prefix="/api/v1")
+Rt = Annotated[Runtime, Depends(runtime)]
+Caller = Annotated[Actor, Depends(caller)]
+MAX_BODY = 64 * 1024 * 1024
+
+
+@router.post("/ops/usage", summary="Ingest metering records (JSON lines or CSV body)")
+async def ingest_usage(request: Request, rt: Rt, actor: Caller,
+                       format: Literal["jsonl", "csv"] = "jsonl") -> dict:  # noqa: A002
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        from feecenter.errors import invalid
+
+        raise invalid("body", "单批不超过 64 MiB，请分批上报", "a batch is at most 64 MiB: split it")
+    result = await run_in_threadpool(usage.ingest, rt.engine, rt.clock, actor,
+                                     body.decode("utf-8"), format)
+    return result.to_dict()
+
+
+class OpenBody(BaseModel):
+    product: str
+    region: str
+    spec_item: str
+    count: int = 1
+    project_id: int | None = None
+    name: str | None = None
+    tags: dict[str, str] | None = None
+
+
+@router.post("/accounts/{uin}/postpaid-resources", status_code=201,
+             summary="Open a postpaid resource (arrears gate, FRZ-1 freeze)")
+def open_resource(uin: int, body: OpenBody, rt: Rt, actor: Caller) -> dict:
+    with rt.engine.begin() as conn:
+        resource_id = postpaid.open_postpaid(conn, rt.clock, actor, uin, **body.model_dump())
+        return resource_json(resources.get_resource(conn, uin, resource_id))
+
+
+@router.post("/accounts/{uin}/postpaid-resources/{resource_id}/release",
+             summary="Release a postpaid resource (FRZ-3: says when its freeze is released)")
+def release_resource(uin: int, resource_id: str, rt: Rt, actor: Caller) -> dict:
+    with rt.engine.begin() as conn:
+        done = postpaid.release_postpaid(conn, rt.clock, actor, uin, resource_id)
+    return {"resource_id": resource_id,
+            "released_at": business_time_text(done["released_at"]),
+            "freeze_release_at": (business_time_text(done["freeze_release_at"])
+                                  if done["freeze_release_at"] else None)}

@@ -1,0 +1,27 @@
+"""The one place that knows which packages register jobs.
+
+A package that schedules work registers its jobs at import time (see
+``registry``) and adds its module here; every worker, the simulator and the
+CLI call ``load_all()`` before they enqueue or run anything, so they all know
+the same jobs.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from feecenter.jobs.registry import REGISTRY, Registry
+
+JOB_MODULES: tuple[str, ...] = (
+    "feecenter.orders.jobs",  # orders.expire_unpaid (ORD-2)
+    "feecenter.resources.jobs",  # resources.release_due_freezes (FRZ-3)
+    "feecenter.notifications.jobs",  # notifications.deliver
+    # "feecenter.settlement.jobs",  # settlement registers its cycles here
+)
+
+
+def load_all() -> Registry:
+    """Import every job-registering module (idempotent) and return the registry."""
+    for module in JOB_MODULES:
+        importlib.import_module(module)
+    return REGISTRY

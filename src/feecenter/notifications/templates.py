@@ -1,0 +1,240 @@
+"""Notification templates in zh-CN and en: plain ``str.format`` with named params.
+
+Each template has, per locale, a subject (email subject, in-site title), a
+body (email, in-site message) and a short SMS text. Rendering with a missing
+param raises ``MissingTemplateParam``; extra params are ignored. Money is
+passed as yuan strings (``money.format_yuan``), times as business-time text
+(``clock.business_time_text``).
+
+``service.notify`` fills in ``uin``, ``account_name`` and ``at`` (the time of
+the event, default: now) when the caller does not give them.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+
+from feecenter.errors import InvalidInput
+
+LOCALES = ("zh-CN", "en")
+DEFAULT_LOCALE = "zh-CN"
+SMS_SIGNATURE = {"zh-CN": "【费用中心】", "en": "[Fee Center] "}
+
+_HOW_TO_PAY_ZH = (
+    "充值方式：\n"
+    "1. 登录控制台，进入「费用中心 > 在线充值」，使用微信支付、QQ 钱包或网银充值；\n"
+    "2. 或通过公司转账，汇款至您账号专属的收款账号（在「费用中心 > 公司转账」查看）。\n"
+    "到账后将自动优先偿还欠款；欠款结清后，已停止的资源将自动恢复。")
+_HOW_TO_PAY_EN = (
+    "How to pay:\n"
+    "1. Sign in to the console and open Fee Center > Recharge online (WeChat Pay, QQ Wallet "
+    "or online banking);\n"
+    "2. or make a corporate bank transfer to your account's own receiving account number "
+    "(shown under Fee Center > Corporate remittance).\n"
+    "Incoming money repays the arrears first; once they are paid, stopped resources are "
+    "restarted automatically.")
+_SIGN_ZH = "\n\n费用中心"
+_SIGN_EN = "\n\nFee Center"
+
+
+class MissingTemplateParam(InvalidInput):
+    code = "MissingTemplateParam"
+
+
+@dataclass(frozen=True)
+class Template:
+    subject: str
+    body: str
+    sms: str
+
+
+@dataclass(frozen=True)
+class Rendered:
+    template: str
+    locale: str
+    subject: str
+    body: str
+    sms: str
+
+
+TEMPLATES: dict[str, dict[str, Template]] = {
+    # ARR-3: entering arrears sends a dunning notice (催缴通知)
+    "arrears_dunning": {
+        "zh-CN": Template(
+            subject="【催缴通知】您的账号 {uin} 已欠费 {amount} 元",
+            body=("尊敬的 {account_name}：\n\n"
+                  "您的账号（UIN：{uin}）于 {at} 进入欠费状态，当前欠费金额为 {amount} 元。\n"
+                  "欠费期间无法购买新的资源。按量计费资源将按各产品的欠费策略处理：保护期内继续运行并计费，"
+                  "保护期结束后停止服务（配置与数据保留），隔离期结束后资源及其数据将被永久删除。\n\n"
+                  "请尽快充值结清欠款。\n" + _HOW_TO_PAY_ZH + _SIGN_ZH),
+            sms=("您的账号{uin}已欠费{amount}元，请尽快登录控制台「费用中心」充值或通过公司转账还款，"
+                 "以免资源停服及数据被删除。")),
+        "en": Template(
+            subject="[Payment due] Account {uin} is in arrears: CNY {amount}",
+            body=("Dear {account_name},\n\n"
+                  "Your account (UIN {uin}) went into arrears at {at} (Beijing time); "
+                  "the amount owed is CNY {amount}.\n"
+                  "While in arrears, nothing new can be bought. Pay-as-you-go resources follow "
+                  "each product's arrears policy: during the protection period they keep running "
+                  "and keep being charged; then the service stops (configuration and data are "
+                  "kept); after the isolation period the resources and their data are deleted "
+                  "for good.\n\n"
+                  "Please pay the amount owed as soon as possible.\n" + _HOW_TO_PAY_EN + _SIGN_EN),
+            sms=("Account {uin} owes CNY {amount}. Please recharge in the console (Fee Center) "
+                 "or by bank transfer to avoid your resources being stopped and deleted.")),
+    },
+    "arrears_stop_warning": {
+        "zh-CN": Template(
+            subject="【停服预警】您的账号 {uin} 欠费 {amount} 元，资源将于 {stop_at} 停止服务",
+            body=("尊敬的 {account_name}：\n\n"
+                  "您的账号（UIN：{uin}）仍欠费 {amount} 元。若在 {stop_at} 前未结清欠款，"
+                  "您的按量计费资源将停止服务（停止计费，配置与数据保留）。\n\n"
+                  + _HOW_TO_PAY_ZH + _SIGN_ZH),
+            sms="您的账号{uin}欠费{amount}元，资源将于{stop_at}停止服务，请尽快充值。"),
+        "en": Template(
+            subject="[Service stop warning] Account {uin} owes CNY {amount}; resources stop at "
+                    "{stop_at}",
+            body=("Dear {account_name},\n\n"
+                  "Your account (UIN {uin}) still owes CNY {amount}. Unless it is paid before "
+                  "{stop_at} (Beijing time), your pay-as-you-go resources will be stopped "
+                  "(charging stops; configuration and data are kept).\n\n"
+                  + _HOW_TO_PAY_EN + _SIGN_EN),
+            sms="Account {uin} owes CNY {amount}; its resources stop at {stop_at}. "
+                "Please recharge."),
+    },
+    "resources_stopped": {
+        "zh-CN": Template(
+            subject="【停服通知】您的账号 {uin} 因欠费，资源已停止服务",
+            body=("尊敬的 {account_name}：\n\n"
+                  "由于您的账号（UIN：{uin}）欠费 {amount} 元，以下资源已于 {at} 停止服务并停止计费，"
+                  "配置与数据暂时保留：\n{resources}\n\n"
+                  "若在 {destroy_at} 前未结清欠款，这些资源及其数据将被永久删除。"
+                  "结清欠款后资源将自动恢复服务。\n\n" + _HOW_TO_PAY_ZH + _SIGN_ZH),
+            sms="您的账号{uin}欠费{amount}元，资源已停服，将于{destroy_at}删除，请尽快充值恢复。"),
+        "en": Template(
+            subject="[Service stopped] Account {uin}: resources stopped for arrears",
+            body=("Dear {account_name},\n\n"
+                  "Because your account (UIN {uin}) owes CNY {amount}, these resources were "
+                  "stopped at {at} (Beijing time); charging has stopped and their configuration "
+                  "and data are kept for now:\n{resources}\n\n"
+                  "Unless the arrears are paid before {destroy_at}, these resources and their "
+                  "data will be deleted for good. Paying restores the service automatically.\n\n"
+                  + _HOW_TO_PAY_EN + _SIGN_EN),
+            sms="Account {uin} owes CNY {amount}: resources stopped, to be deleted at "
+                "{destroy_at}. Recharge to restore them."),
+    },
+    "resources_destroy_warning": {
+        "zh-CN": Template(
+            subject="【删除预警】您的账号 {uin} 欠费资源将于 {destroy_at} 被永久删除",
+            body=("尊敬的 {account_name}：\n\n"
+                  "您的账号（UIN：{uin}）仍欠费 {amount} 元。以下已停服资源及其数据将于 {destroy_at} "
+                  "被永久删除，且无法恢复：\n{resources}\n\n"
+                  "请在此之前结清欠款以保留资源。\n" + _HOW_TO_PAY_ZH + _SIGN_ZH),
+            sms="您的账号{uin}欠费{amount}元，已停服资源及数据将于{destroy_at}永久删除，请立即充值。"),
+        "en": Template(
+            subject="[Deletion warning] Account {uin}: resources will be deleted at {destroy_at}",
+            body=("Dear {account_name},\n\n"
+                  "Your account (UIN {uin}) still owes CNY {amount}. These stopped resources and "
+                  "their data will be deleted for good at {destroy_at} (Beijing time) and cannot "
+                  "be recovered:\n{resources}\n\n"
+                  "Pay the arrears before then to keep them.\n" + _HOW_TO_PAY_EN + _SIGN_EN),
+            sms="Account {uin} owes CNY {amount}: stopped resources and data will be deleted "
+                "at {destroy_at}. Recharge now."),
+    },
+    "resources_destroyed": {
+        "zh-CN": Template(
+            subject="【资源删除通知】您的账号 {uin} 欠费资源已被删除",
+            body=("尊敬的 {account_name}：\n\n"
+                  "由于您的账号（UIN：{uin}）欠费未结清，以下资源及其数据已于 {at} 被永久删除：\n"
+                  "{resources}\n\n"
+                  "当前欠费金额为 {amount} 元，请尽快结清。\n" + _HOW_TO_PAY_ZH + _SIGN_ZH),
+            sms="您的账号{uin}因欠费，资源及数据已被删除，当前欠费{amount}元，请尽快结清。"),
+        "en": Template(
+            subject="[Resources deleted] Account {uin}: resources deleted for arrears",
+            body=("Dear {account_name},\n\n"
+                  "Because the arrears of your account (UIN {uin}) were not paid, these "
+                  "resources and their data were deleted for good at {at} (Beijing time):\n"
+                  "{resources}\n\n"
+                  "The amount owed is CNY {amount}; please pay it.\n" + _HOW_TO_PAY_EN + _SIGN_EN),
+            sms="Account {uin}: resources and data deleted for arrears; CNY {amount} still "
+                "owed. Please pay it."),
+    },
+    "arrears_repaid_restored": {
+        "zh-CN": Template(
+            subject="【欠费结清】您的账号 {uin} 已结清欠款，资源已恢复",
+            body=("尊敬的 {account_name}：\n\n"
+                  "您的账号（UIN：{uin}）已于 {at} 结清欠款 {amount} 元。"
+                  "以下因欠费停止的资源已自动恢复服务：\n{resources}\n\n"
+                  "感谢您的支持。" + _SIGN_ZH),
+            sms="您的账号{uin}已结清欠款{amount}元，停服资源已恢复。"),
+        "en": Template(
+            subject="[Arrears paid] Account {uin}: arrears paid, resources restored",
+            body=("Dear {account_name},\n\n"
+                  "The arrears of your account (UIN {uin}), CNY {amount}, were paid at {at} "
+                  "(Beijing time). These resources stopped for arrears have been restarted:\n"
+                  "{resources}\n\n"
+                  "Thank you." + _SIGN_EN),
+            sms="Account {uin}: arrears of CNY {amount} paid; stopped resources restored."),
+    },
+    "balance_low": {
+        "zh-CN": Template(
+            subject="【余额预警】您的账号 {uin} 可用余额低于 {threshold} 元",
+            body=("尊敬的 {account_name}：\n\n"
+                  "截至 {at}，您的账号（UIN：{uin}）可用余额为 {available} 元，"
+                  "已低于预警阈值 {threshold} 元。余额不足时按量计费资源将产生欠费，"
+                  "请及时充值。\n\n" + _HOW_TO_PAY_ZH + _SIGN_ZH),
+            sms="您的账号{uin}可用余额{available}元，低于预警阈值{threshold}元，请及时充值。"),
+        "en": Template(
+            subject="[Low balance] Account {uin}: available balance below CNY {threshold}",
+            body=("Dear {account_name},\n\n"
+                  "At {at} (Beijing time) the available balance of your account (UIN {uin}) "
+                  "was CNY {available}, below your alert threshold of CNY {threshold}. "
+                  "Pay-as-you-go resources run into arrears when the balance runs out; "
+                  "please recharge in time.\n\n" + _HOW_TO_PAY_EN + _SIGN_EN),
+            sms="Account {uin}: available balance CNY {available}, below CNY {threshold}. "
+                "Please recharge."),
+    },
+}
+
+
+def _fields(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def params_of(code: str) -> frozenset[str]:
+    """The named params a template needs (the same in every locale)."""
+    template = _get(code, DEFAULT_LOCALE)
+    return frozenset(_fields(template.subject) | _fields(template.body) | _fields(template.sms))
+
+
+def _get(code: str, locale: str) -> Template:
+    by_locale = TEMPLATES.get(code)
+    if by_locale is None:
+        raise InvalidInput(f"通知模板不存在：{code}", f"unknown notification template: {code}",
+                           field="template")
+    if locale not in by_locale:
+        raise InvalidInput(f"不支持的语言：{locale}", f"unsupported locale: {locale}",
+                           field="locale")
+    return by_locale[locale]
+
+
+def render(code: str, locale: str, params: dict) -> Rendered:
+    """Render one template in one locale; a missing param raises MissingTemplateParam."""
+    template = _get(code, locale)
+    missing = sorted(params_of(code) - set(params))
+    if missing:
+        raise MissingTemplateParam(f"通知模板 {code} 缺少参数：{', '.join(missing)}",
+                                   f"template {code} is missing params: {', '.join(missing)}",
+                                   field="params", missing=missing)
+    values = {k: ("" if v is None else v) for k, v in params.items()}
+    return Rendered(template=code, locale=locale,
+                    subject=template.subject.format(**values),
+                    body=template.body.format(**values),
+                    sms=SMS_SIGNATURE[locale] + template.sms.format(**values))
+
+
+def render_bilingual(code: str, params: dict) -> tuple[str, str]:
+    """Title and body of an in-site message: zh first, then en."""
+    zh, en = render(code, "zh-CN", params), render(code, "en", params)
+    return f"{zh.subject} / {en.subject}", f"{zh.body}\n\n— — —\n\n{en.body}"

@@ -1,0 +1,111 @@
+"""Postpaid resources: opening (arrears gate, FRZ-1 freeze) and release (FRZ-3).
+
+Opening checks the same purchase gate as prepaid orders and freezes the
+product's configured amount from gift and cash. Releasing a resource
+releases that freeze following the product's rule: at once, or at the next
+settlement boundary of its cycle, which is stored on the resource so the
+console can say when (``release_due_freezes`` does it then).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, select, update
+
+from feecenter.accounts.permissions import MANAGE_RESOURCES, Actor, require
+from feecenter.catalog import service as catalog
+from feecenter.catalog.rules import QTY_SCALE
+from feecenter.clock import BUSINESS_TZ, Clock, add_months, db_time, from_db_time
+from feecenter.errors import Conflict, invalid
+from feecenter.funds import service as funds
+from feecenter.resources import service as resources
+from feecenter.resources.tables import resources as resources_table
+
+
+def open_postpaid(conn: Connection, clock: Clock, actor: Actor, uin: int, *, product: str,
+                  region: str, spec_item: str, count: int = 1, project_id: int | None = None,
+                  name: str | None = None, tags: dict | None = None) -> str:
+    """Open a postpaid resource: gate (ARR-1/2), freeze (FRZ-1), then create it."""
+    from feecenter.orders.service import purchase_gate
+
+    require(actor, uin, MANAGE_RESOURCES)
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 1000:
+        raise invalid("count", "数量须为 1–1000", "count must be 1-1000")
+    facts = catalog.get_product(conn, product)
+    if "postpaid" not in facts.pay_modes:
+        raise invalid("product", f"产品 {product} 不支持按量计费", f"{product} is not sold postpaid")
+    catalog.quote(conn, uin, product, spec_item, region, "postpaid", count * QTY_SCALE,
+                  clock.now())  # refuses an unknown item or region, or no price in force
+    purchase_gate(conn, clock, uin, facts)
+    project = project_id if project_id is not None else resources.default_project(conn, clock, uin)
+    resources.get_project(conn, uin, project)
+    resource_id = resources.new_resource_id(product)
+    hold_id = None
+    if facts.freeze_amount > 0:
+        hold_id = funds.freeze(conn, clock, uin, facts.freeze_amount, key=f"open:{resource_id}",
+                               reference=resource_id, product_code=product,
+                               memo=f"按量资源开通冻结 / postpaid opening freeze {resource_id}")
+    resources.create_resource(conn, clock, uin=uin, product_code=product, region=region,
+                              project_id=project, pay_mode="postpaid", spec_item=spec_item,
+                              quantity=count * QTY_SCALE, name=name, tags=tags,
+                              resource_id=resource_id)
+    if hold_id is not None:
+        resources.update_resource(conn, resource_id, freeze_hold_id=hold_id)
+    return resource_id
+
+
+def next_settlement(cycle: str | None, when: datetime) -> datetime:
+    """The next settlement boundary after ``when`` for an hourly/daily/monthly cycle."""
+    local = when.astimezone(BUSINESS_TZ)
+    if cycle == "hour":
+        boundary = local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    elif cycle == "month":
+        boundary = add_months(local.replace(day=1, hour=0, minute=0, second=0, microsecond=0),
+                              1).astimezone(BUSINESS_TZ)
+    else:
+        boundary = local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    return boundary.astimezone(when.tzinfo)
+
+
+def release_postpaid(conn: Connection, clock: Clock, actor: Actor, uin: int,
+                     resource_id: str) -> dict:
+    """Release (destroy) a postpaid resource; its freeze follows the product's rule."""
+    require(actor, uin, MANAGE_RESOURCES)
+    resource = resources.get_resource(conn, uin, resource_id, lock=True)
+    if resource["pay_mode"] != "postpaid":
+        raise invalid("resource_id", "只能释放按量计费资源", "only postpaid resources are released here")
+    if resource["state"] == "recycled":
+        raise Conflict("资源已释放", "the resource is already released", field="resource_id")
+    now = clock.now()
+    facts = catalog.get_product(conn, resource["product_code"])
+    release_at = now if facts.freeze_release == "immediate" else next_settlement(
+        facts.postpaid_cycle, now)
+    resources.update_resource(conn, resource_id, state="recycled", released_at=now,
+                              freeze_release_at=release_at if resource["freeze_hold_id"] else None)
+    if resource["freeze_hold_id"] and release_at <= now:
+        _release(conn, clock, resource)
+    return {"resource_id": resource_id, "released_at": now,
+            "freeze_release_at": release_at if resource["freeze_hold_id"] else None}
+
+
+def _release(conn: Connection, clock: Clock, resource: dict) -> None:
+    funds.unfreeze(conn, clock, resource["uin"], resource["freeze_hold_id"],
+                   memo=f"资源释放解冻 / freeze released with {resource['id']}")
+    conn.execute(update(resources_table).where(resources_table.c.id == resource["id"])
+                 .values(freeze_hold_id=None, freeze_release_at=None))
+
+
+def release_due_freezes(conn: Connection, clock: Clock) -> int:
+    """Scheduled: release the freezes of released resources whose time has come (FRZ-3)."""
+    r = resources_table.c
+    due = conn.execute(select(resources_table).where(
+        r.freeze_hold_id.is_not(None), r.freeze_release_at <= db_time(clock.now()))).mappings().all()
+    for resource in due:
+        _release(conn, clock, dict(resource))
+    return len(due)
+
+
+def freeze_release_time(resource: dict) -> datetime | None:
+    value = resource.get("freeze_release_at")
+    return from_db_time(value) if value else None
