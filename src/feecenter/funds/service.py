@@ -90,13 +90,16 @@ def _account_ids(conn: Connection, uin: int) -> dict[str, int]:
 
 
 def _balances(conn: Connection, uin: int, *, lock: bool) -> tuple[dict[str, int], dict[str, int]]:
-    ids = _account_ids(conn, uin)
-    if lock:
-        by_id = ledger.lock_balances(conn, ids.values())
-    else:
-        by_id = dict(conn.execute(select(ledger_accounts.c.id, ledger_accounts.c.balance)
-                                  .where(ledger_accounts.c.uin == uin)).all())
-    return ids, {kind: by_id[i] for kind, i in ids.items()}
+    """The customer's sub-account ids and balances by kind, in one query; with
+    ``lock`` the rows are locked (PostgreSQL, in id order) until the transaction ends."""
+    stmt = (select(ledger_accounts.c.kind, ledger_accounts.c.id, ledger_accounts.c.balance)
+            .where(ledger_accounts.c.uin == uin).order_by(ledger_accounts.c.id))
+    if lock and conn.dialect.name != "sqlite":
+        stmt = stmt.with_for_update()
+    rows = conn.execute(stmt).all()
+    if not rows:
+        raise not_found("uin", "账号", "account", uin)
+    return {kind: i for kind, i, _ in rows}, {kind: balance for kind, _, balance in rows}
 
 
 def _credit(conn: Connection, uin: int, now: datetime) -> tuple[int, int, int]:
@@ -108,13 +111,19 @@ def _credit(conn: Connection, uin: int, now: datetime) -> tuple[int, int, int]:
     return row.credit_limit, row.temp_credit, row.credit_limit + temp_in_force
 
 
-def _view(conn: Connection, clock: Clock, uin: int, bal: dict[str, int]) -> BalanceView:
+def _snapshot(bal: dict[str, int]) -> tuple[int, int, int, int]:
+    """(cash, gift, frozen, available) as customers see them (BAL-1, BAL-2):
+    frozen money stays inside cash and gift, and is taken off the available."""
     cash = bal["cash"] + bal["frozen_cash"]
     gift = bal["gift"] + bal["frozen_gift"]
     frozen = bal["frozen_cash"] + bal["frozen_gift"]
+    return cash, gift, frozen, cash + bal["income"] + gift - frozen + bal["arrears"]
+
+
+def _view(conn: Connection, clock: Clock, uin: int, bal: dict[str, int]) -> BalanceView:
+    cash, gift, frozen, available = _snapshot(bal)
     arrears, advances = -bal["arrears"], -bal["advance"]
     limit, temp, credit_amount = _credit(conn, uin, clock.now())
-    available = cash + bal["income"] + gift - frozen - arrears
     credit_balance = cash + bal["income"] + gift + max(credit_amount - advances, 0) - arrears
     return BalanceView(uin, cash, bal["income"], gift, frozen, arrears, available, limit, temp,
                        credit_amount, advances, credit_balance, credit_balance - frozen)
@@ -131,13 +140,14 @@ def balance_view(conn: Connection, clock: Clock, actor: Actor, uin: int) -> Bala
 def _record(conn: Connection, clock: Clock, uin: int, txn_id: int, action_type: str,
             amount: int, *, cash: int = 0, gift: int = 0, credit: int = 0, coupon: int = 0,
             **fields) -> int:
+    """Write the 收支明细 entry of a transaction with the sub-balances right after it."""
     _, bal = _balances(conn, uin, lock=False)
-    view = _view(conn, clock, uin, bal)
+    cash_after, gift_after, frozen, available = _snapshot(bal)
     return conn.execute(insert(statement_entries).values(
         uin=uin, txn_id=txn_id, action_type=action_type, amount=amount, cash_amount=cash,
         gift_amount=gift, credit_amount=credit, coupon_amount=coupon,
-        balance_after=view.available, cash_after=view.cash, gift_after=view.gift,
-        frozen_after=view.frozen, created_at=db_time(clock.now()), **fields,
+        balance_after=available, cash_after=cash_after, gift_after=gift_after,
+        frozen_after=frozen, created_at=db_time(clock.now()), **fields,
     ).returning(statement_entries.c.id)).scalar_one()
 
 
