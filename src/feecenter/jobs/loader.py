@@ -16,7 +16,7 @@ JOB_MODULES: tuple[str, ...] = (
     "feecenter.orders.jobs",  # orders.expire_unpaid (ORD-2)
     "feecenter.resources.jobs",  # resources.release_due_freezes (FRZ-3)
     "feecenter.notifications.jobs",  # notifications.deliver
-    # "feecenter.settlement.jobs",  # settlement registers its cycles here
+    "feecenter.settlement.jobs",  # settlement.hourly / daily / monthly (SET-1, SET-4)
 )
 
 

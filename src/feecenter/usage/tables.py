@@ -17,4 +17,5 @@ usage_records = Table(
     Column("received_at", DateTime, nullable=False),
     Index("ix_usage_records_resource_start", "resource_id", "usage_start"),
     Index("ix_usage_records_end", "usage_end"),
+    Index("ix_usage_records_received", "received_at"),  # settlement's late-usage pass
 )

@@ -28,6 +28,46 @@ def upgrade() -> None:
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.create_index('ix_audit_log_uin_id', ['uin', 'id'], unique=False)
 
+    op.create_table('bill_lines',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('uin', sa.BigInteger(), nullable=False),
+    sa.Column('resource_id', sa.String(length=40), nullable=False),
+    sa.Column('resource_name', sa.String(length=120), nullable=True),
+    sa.Column('product_code', sa.String(length=40), nullable=False),
+    sa.Column('region', sa.String(length=40), nullable=False),
+    sa.Column('billing_item', sa.String(length=60), nullable=False),
+    sa.Column('project_id', sa.BigInteger(), nullable=False),
+    sa.Column('project_name', sa.String(length=100), nullable=False),
+    sa.Column('cycle', sa.String(length=10), nullable=False),
+    sa.Column('period_key', sa.String(length=20), nullable=False),
+    sa.Column('period_start', sa.DateTime(), nullable=False),
+    sa.Column('period_end', sa.DateTime(), nullable=False),
+    sa.Column('quantity', sa.BigInteger(), nullable=False),
+    sa.Column('price_kind', sa.String(length=10), nullable=False),
+    sa.Column('unit_price', sa.BigInteger(), nullable=False),
+    sa.Column('list_amount', sa.BigInteger(), nullable=False),
+    sa.Column('discount_bp', sa.Integer(), nullable=False),
+    sa.Column('discounted_amount', sa.BigInteger(), nullable=False),
+    sa.Column('deducted', sa.BigInteger(), nullable=False),
+    sa.Column('rounding_diff', sa.BigInteger(), nullable=False),
+    sa.Column('voucher_paid', sa.BigInteger(), nullable=False),
+    sa.Column('cash_paid', sa.BigInteger(), nullable=False),
+    sa.Column('gift_paid', sa.BigInteger(), nullable=False),
+    sa.Column('credit_paid', sa.BigInteger(), nullable=False),
+    sa.Column('arrears', sa.BigInteger(), nullable=False),
+    sa.Column('txn_id', sa.BigInteger(), nullable=True),
+    sa.Column('deducted_at', sa.DateTime(), nullable=False),
+    sa.Column('kind', sa.String(length=12), nullable=False),
+    sa.Column('sequence', sa.Integer(), nullable=False),
+    sa.Column('adjusts_line_id', sa.BigInteger(), nullable=True),
+    sa.Column('reason', sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_bill_lines')),
+    sa.UniqueConstraint('resource_id', 'billing_item', 'cycle', 'period_key', 'kind', 'sequence', name='uq_bill_lines_once')
+    )
+    with op.batch_alter_table('bill_lines', schema=None) as batch_op:
+        batch_op.create_index('ix_bill_lines_uin_deducted', ['uin', 'deducted_at'], unique=False)
+        batch_op.create_index('ix_bill_lines_uin_period', ['uin', 'period_start'], unique=False)
+
     op.create_table('catalog_loads',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('source', sa.String(length=500), nullable=False),
@@ -264,6 +304,27 @@ def upgrade() -> None:
     sa.Column('name_en', sa.String(length=200), nullable=False),
     sa.PrimaryKeyConstraint('code', name=op.f('pk_selling_entities'))
     )
+    op.create_table('settled_accounts',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('uin', sa.BigInteger(), nullable=False),
+    sa.Column('cycle', sa.String(length=10), nullable=False),
+    sa.Column('period_key', sa.String(length=20), nullable=False),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
+    sa.Column('txn_id', sa.BigInteger(), nullable=True),
+    sa.Column('settled_at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_settled_accounts')),
+    sa.UniqueConstraint('uin', 'cycle', 'period_key', name='uq_settled_accounts_once')
+    )
+    op.create_table('settled_periods',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('cycle', sa.String(length=10), nullable=False),
+    sa.Column('period_key', sa.String(length=20), nullable=False),
+    sa.Column('period_start', sa.DateTime(), nullable=False),
+    sa.Column('period_end', sa.DateTime(), nullable=False),
+    sa.Column('completed_at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_settled_periods')),
+    sa.UniqueConstraint('cycle', 'period_key', name='uq_settled_periods_once')
+    )
     op.create_table('usage_records',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('event_id', sa.String(length=100), nullable=False),
@@ -279,6 +340,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('usage_records', schema=None) as batch_op:
         batch_op.create_index('ix_usage_records_end', ['usage_end'], unique=False)
+        batch_op.create_index('ix_usage_records_received', ['received_at'], unique=False)
         batch_op.create_index('ix_usage_records_resource_start', ['resource_id', 'usage_start'], unique=False)
 
     op.create_table('used_signatures',
@@ -571,9 +633,12 @@ def downgrade() -> None:
     op.drop_table('used_signatures')
     with op.batch_alter_table('usage_records', schema=None) as batch_op:
         batch_op.drop_index('ix_usage_records_resource_start')
+        batch_op.drop_index('ix_usage_records_received')
         batch_op.drop_index('ix_usage_records_end')
 
     op.drop_table('usage_records')
+    op.drop_table('settled_periods')
+    op.drop_table('settled_accounts')
     op.drop_table('selling_entities')
     op.drop_table('regions')
     op.drop_table('projects')
@@ -612,6 +677,11 @@ def downgrade() -> None:
     op.drop_table('customers')
     op.drop_table('credit_lines')
     op.drop_table('catalog_loads')
+    with op.batch_alter_table('bill_lines', schema=None) as batch_op:
+        batch_op.drop_index('ix_bill_lines_uin_period')
+        batch_op.drop_index('ix_bill_lines_uin_deducted')
+
+    op.drop_table('bill_lines')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.drop_index('ix_audit_log_uin_id')
 

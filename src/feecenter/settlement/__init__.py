@@ -1,0 +1,1 @@
+"""Postpaid settlement: rating, deduction, L3 bill lines, precision difference (SET-1..9)."""

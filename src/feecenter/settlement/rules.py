@@ -1,0 +1,64 @@
+"""Pure settlement rules: rounding a transaction, the precision difference, splits.
+
+Amounts: rated (discounted) amounts in 1e-8 yuan, deductions in fen.
+A settlement transaction is one account's deduction for one period (all its
+lines). Its exact discounted total is rounded half-up to fen once
+(``money.round_rated_to_fen``, SET-3); the fen are shared over the lines in
+proportion to their discounted amounts (largest remainder), and each line
+records ``rounding_diff = deducted * 1e6 - discounted`` (1e-8 yuan). The
+lines' differences therefore add up exactly to the transaction's rounding:
+positive means the customer paid more than the exact amount.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from feecenter.money import RATE_PER_FEN, round_rated_to_fen, split_proportionally
+
+
+@dataclass(frozen=True)
+class LineShare:
+    deducted: int  # fen
+    rounding_diff: int  # 1e-8 yuan
+
+
+def round_transaction(discounted: list[int]) -> tuple[int, list[LineShare]]:
+    """Round the transaction total once; share the fen over lines; per-line difference."""
+    if any(d < 0 for d in discounted):
+        raise ValueError("discounted amounts must not be negative")
+    total = round_rated_to_fen(sum(discounted))
+    if total == 0 or sum(discounted) == 0:
+        shares = [0] * len(discounted)
+    else:
+        shares = split_proportionally(total, discounted)
+    return total, [LineShare(s, s * RATE_PER_FEN - d) for s, d in zip(shares, discounted)]
+
+
+def split_payment(deducted: list[int], parts: list[int]) -> list[list[int]]:
+    """Split the sources of one deduction (e.g. [gift, cash, credit, arrears] in fen,
+    summing to sum(deducted)) over the lines: each source in proportion to what the
+    lines still lack, in order. Returns per line the amount of each source; every
+    line's parts sum to its ``deducted`` and every source's shares to its total."""
+    if sum(parts) != sum(deducted) or any(p < 0 for p in parts) or any(d < 0 for d in deducted):
+        raise ValueError("parts must be non-negative and sum to the deducted total")
+    remaining = list(deducted)
+    out = [[0] * len(parts) for _ in deducted]
+    for k, part in enumerate(parts):
+        if part == 0:
+            continue
+        # part <= sum(remaining): each share stays within its line's remainder
+        shares = split_proportionally(part, remaining)
+        for i, share in enumerate(shares):
+            out[i][k] = share
+            remaining[i] -= share
+    return out
+
+
+def precision_meaning(total_diff: int) -> str:
+    """SET-3: positive, the customer paid more and may claim it; negative, waived."""
+    if total_diff > 0:
+        return "customer_overpaid"
+    if total_diff < 0:
+        return "platform_waived"
+    return "none"

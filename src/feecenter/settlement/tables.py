@@ -1,0 +1,74 @@
+"""Tables owned by settlement."""
+
+from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, String, Table, Text,
+                        UniqueConstraint)
+
+from feecenter.db.base import IdType, metadata
+
+# L3 bill lines: one per resource x billing item x settlement period (kind "charge"),
+# plus adjustment lines for late usage (SET-9) that reference the lines they complete.
+bill_lines = Table(
+    "bill_lines", metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("uin", BigInteger, nullable=False),
+    Column("resource_id", String(40), nullable=False),
+    Column("resource_name", String(120), nullable=True),
+    Column("product_code", String(40), nullable=False),
+    Column("region", String(40), nullable=False),
+    Column("billing_item", String(60), nullable=False),
+    Column("project_id", BigInteger, nullable=False),  # at deduction time (SET-7)
+    Column("project_name", String(100), nullable=False),  # its name at deduction time
+    Column("cycle", String(10), nullable=False),  # hour | day | month
+    Column("period_key", String(20), nullable=False),
+    Column("period_start", DateTime, nullable=False),  # naive UTC
+    Column("period_end", DateTime, nullable=False),
+    Column("quantity", BigInteger, nullable=False),  # 1e-6 units
+    Column("price_kind", String(10), nullable=False),  # list | contract | fixed
+    Column("unit_price", BigInteger, nullable=False),  # 1e-8 yuan
+    Column("list_amount", BigInteger, nullable=False),  # original cost, 1e-8 yuan
+    Column("discount_bp", Integer, nullable=False),
+    Column("discounted_amount", BigInteger, nullable=False),  # 1e-8 yuan
+    Column("deducted", BigInteger, nullable=False),  # fen: this line's share of the rounded total
+    Column("rounding_diff", BigInteger, nullable=False),  # 1e-8: deducted*1e6 - discounted
+    Column("voucher_paid", BigInteger, nullable=False),  # fen (SET-6 not done: always 0)
+    Column("cash_paid", BigInteger, nullable=False),
+    Column("gift_paid", BigInteger, nullable=False),
+    Column("credit_paid", BigInteger, nullable=False),  # part of cash advanced by credit
+    Column("arrears", BigInteger, nullable=False),  # shortfall that became arrears (SET-5)
+    Column("txn_id", BigInteger, nullable=True),  # None when the rounded total was 0
+    Column("deducted_at", DateTime, nullable=False),
+    Column("kind", String(12), nullable=False),  # charge | adjustment
+    Column("sequence", Integer, nullable=False),  # 0 for charges; 1, 2, ... for adjustments
+    Column("adjusts_line_id", BigInteger, nullable=True),
+    Column("reason", Text, nullable=True),
+    UniqueConstraint("resource_id", "billing_item", "cycle", "period_key", "kind", "sequence",
+                     name="uq_bill_lines_once"),
+    Index("ix_bill_lines_uin_period", "uin", "period_start"),
+    Index("ix_bill_lines_uin_deducted", "uin", "deducted_at"),
+)
+
+# One row per account settled for a period (written in the account's transaction):
+# a rerun skips these accounts (SET-8).
+settled_accounts = Table(
+    "settled_accounts", metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("uin", BigInteger, nullable=False),
+    Column("cycle", String(10), nullable=False),
+    Column("period_key", String(20), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # fen deducted
+    Column("txn_id", BigInteger, nullable=True),
+    Column("settled_at", DateTime, nullable=False),
+    UniqueConstraint("uin", "cycle", "period_key", name="uq_settled_accounts_once"),
+)
+
+# A period whose settlement run completed: usage for it that arrives later is late (SET-9).
+settled_periods = Table(
+    "settled_periods", metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("cycle", String(10), nullable=False),
+    Column("period_key", String(20), nullable=False),
+    Column("period_start", DateTime, nullable=False),
+    Column("period_end", DateTime, nullable=False),
+    Column("completed_at", DateTime, nullable=False),
+    UniqueConstraint("cycle", "period_key", name="uq_settled_periods_once"),
+)

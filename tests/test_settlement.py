@@ -1,0 +1,475 @@
+"""Postpaid settlement: rating, rounding, deduction, L3 lines, idempotency (SET-1..5, 7..9)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import select
+
+from feecenter.accounts.permissions import SYSTEM
+from feecenter.catalog import service as catalog
+from feecenter.clock import BUSINESS_TZ, FixedClock, business_time_text
+from feecenter.db.engine import make_engine
+from feecenter.funds.tables import statement_entries
+from feecenter.jobs.schedule import DAILY, HOURLY, MONTHLY, period_containing
+from feecenter.ledger.reconcile import reconcile
+from feecenter.ledger.tables import ledger_postings
+from feecenter.resources import postpaid
+from feecenter.resources import service as resources
+from feecenter.settlement import rules
+from feecenter.settlement import service as settlement
+from feecenter.settlement.tables import bill_lines
+from feecenter.usage import service as usage
+from tests.conftest import START
+from tests.helpers import OPS, add_cash, add_gift, balance, new_account
+
+H = 3600
+
+
+# ---------------------------------------------------------------- pure rules
+
+def test_round_transaction_records_the_difference_per_line():
+    total, shares = rules.round_transaction([16_666_650, 9_876_560])
+    assert total == 27
+    assert sum(s.deducted for s in shares) == 27
+    assert sum(s.rounding_diff for s in shares) == 27 * 1_000_000 - 26_543_210
+    total, shares = rules.round_transaction([320_000])
+    assert (total, shares[0].deducted, shares[0].rounding_diff) == (0, 0, -320_000)
+    assert rules.round_transaction([500_000])[0] == 1  # half-up
+
+
+def test_split_payment_is_exact_both_ways():
+    deducted = [17, 10, 1, 0, 33]
+    parts = [5, 40, 3, 13]
+    out = rules.split_payment(deducted, parts)
+    assert [sum(row) for row in out] == deducted
+    assert [sum(row[k] for row in out) for k in range(4)] == parts
+    assert all(v >= 0 for row in out for v in row)
+
+
+# ---------------------------------------------------------------- helpers
+
+def load(rt, text=None):
+    with rt.engine.begin() as conn:
+        catalog.load_catalog(conn, rt.clock, OPS, text or catalog.sample_catalog_text(),
+                             "sample.yaml")
+
+
+def open_(rt, uin, product="cvm", spec="S5.MEDIUM4", region="ap-guangzhou", name=None):
+    with rt.engine.begin() as conn:
+        return postpaid.open_postpaid(conn, rt.clock, SYSTEM, uin, product=product,
+                                      region=region, spec_item=spec, name=name)
+
+
+def ingest(rt, rows):
+    """rows: (event, uin, resource, item, quantity text, start, end) aware datetimes."""
+    text = "\n".join(json.dumps({
+        "event_id": e, "uin": u, "resource_id": r, "billing_item": i, "quantity": q,
+        "usage_start": business_time_text(s), "usage_end": business_time_text(t)})
+        for e, u, r, i, q, s, t in rows)
+    result = usage.ingest(rt.engine, rt.clock, OPS, text)
+    assert result.rejected == 0, result.to_dict()
+    return result
+
+
+def hour(n):
+    """The n-th business hour after START as (start, end)."""
+    return START + timedelta(hours=n), START + timedelta(hours=n + 1)
+
+
+def settle(rt, cycle, start):
+    cadence = {"hour": HOURLY, "day": DAILY, "month": MONTHLY}[cycle]
+    return settlement.settle_period(rt.engine, rt.clock, cycle, period_containing(cadence, start))
+
+
+def lines(rt, uin=None):
+    with rt.engine.connect() as conn:
+        stmt = select(bill_lines).order_by(bill_lines.c.id)
+        if uin is not None:
+            stmt = stmt.where(bill_lines.c.uin == uin)
+        return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
+def clean(rt):
+    with rt.engine.connect() as conn:
+        assert reconcile(conn) == []
+
+
+@pytest.fixture
+def metered(rt):
+    load(rt)
+    uin = new_account(rt)
+    rid = open_(rt, uin, name="web-1")
+    return rt, uin, rid
+
+
+# ---------------------------------------------------------------- SET-1, BAL-3/5
+
+@pytest.mark.spec("SET-1", "SET-2", "BAL-3", "BAL-5")
+def test_hourly_settlement_takes_gift_then_cash_and_writes_l3_lines(metered):
+    rt, uin, rid = metered
+    add_gift(rt, uin, 30)
+    add_cash(rt, uin, 10_00)
+    s, e = hour(0)
+    rt.clock.set(e + timedelta(minutes=5))
+    ingest(rt, [("a1", uin, rid, "S5.MEDIUM4", "1", s, e)])
+    result = settle(rt, "hour", s)
+    assert (result["accounts"], result["lines"], result["amount_fen"]) == (1, 1, 50)
+    view = balance(rt, uin)
+    assert (view.gift, view.cash, view.arrears) == (0, 10_00 - 20, 0)
+    [line] = lines(rt)
+    assert line["period_key"] == "2026-03-02T10"
+    assert (line["quantity"], line["price_kind"], line["unit_price"]) == (1_000_000, "list",
+                                                                         50_000_000)
+    assert (line["list_amount"], line["discount_bp"], line["discounted_amount"]) == (
+        50_000_000, 10000, 50_000_000)
+    assert (line["deducted"], line["gift_paid"], line["cash_paid"], line["arrears"],
+            line["rounding_diff"]) == (50, 30, 20, 0, 0)
+    assert (line["resource_name"], line["product_code"], line["kind"]) == ("web-1", "cvm",
+                                                                         "charge")
+    with rt.engine.connect() as conn:
+        entry = conn.execute(select(statement_entries).where(
+            statement_entries.c.txn_id == line["txn_id"])).mappings().one()
+    assert (entry["action_type"], entry["deduct_mode"], entry["amount"], entry["gift_amount"],
+            entry["cash_amount"], entry["product_code"]) == ("deduct", "hour_h", -50, -30, -20,
+                                                             "cvm")
+    clean(rt)
+
+
+@pytest.mark.spec("SET-5", "BAL-4")
+def test_shortfall_becomes_arrears(metered):
+    rt, uin, rid = metered
+    add_cash(rt, uin, 20)
+    s, e = hour(0)
+    rt.clock.set(e)
+    ingest(rt, [("a1", uin, rid, "S5.MEDIUM4", "1", s, e)])
+    settle(rt, "hour", s)
+    view = balance(rt, uin)
+    assert (view.cash, view.arrears, view.available) == (0, 30, -30)
+    [line] = lines(rt)
+    assert (line["cash_paid"], line["arrears"], line["deducted"]) == (20, 30, 50)
+    clean(rt)
+
+
+# ---------------------------------------------------------------- SET-8
+
+def snapshot(rt):
+    """Ledger and bill lines, independent of ids and account numbers."""
+    with rt.engine.connect() as conn:
+        postings = sorted(conn.execute(select(ledger_postings.c.amount)).scalars())
+    keep = ("resource_name", "product_code", "billing_item", "cycle", "period_key", "quantity",
+            "price_kind", "unit_price", "list_amount", "discount_bp", "discounted_amount",
+            "deducted", "rounding_diff", "cash_paid", "gift_paid", "credit_paid", "arrears",
+            "kind", "sequence", "project_name")
+    return postings, sorted(tuple(line[k] for k in keep) for line in lines(rt))
+
+
+@pytest.mark.spec("SET-8")
+def test_settling_a_period_twice_changes_nothing(metered):
+    rt, uin, rid = metered
+    add_cash(rt, uin, 1_00)
+    s, e = hour(0)
+    rt.clock.set(e)
+    ingest(rt, [("a1", uin, rid, "S5.MEDIUM4", "1", s, e)])
+    first = settle(rt, "hour", s)
+    before = snapshot(rt)
+    rt.clock.advance(minutes=30)
+    again = settle(rt, "hour", s)
+    assert (first["accounts"], again["accounts"], again["skipped"]) == (1, 0, 1)
+    assert snapshot(rt) == before
+    assert balance(rt, uin).cash == 50
+    clean(rt)
+
+
+def _crash_world(url):
+    engine = make_engine(url)
+    world = SimpleNamespace(engine=engine, clock=FixedClock(START))
+    load(world)
+    for n in range(3):
+        uin = new_account(world, name=f"acct{n}")
+        rid = open_(world, uin, name=f"vm{n}")
+        add_gift(world, uin, 10 + n)
+        add_cash(world, uin, 25 * n + 5)
+        s, e = hour(0)
+        world.clock.set(e)
+        ingest(world, [(f"e{n}a", uin, rid, "S5.MEDIUM4", "1", s, e),
+                       (f"e{n}b", uin, rid, "traffic", f"0.12345{n}", s, e)])
+        world.clock.set(START)
+    world.clock.set(hour(0)[1])
+    return world
+
+
+@pytest.mark.spec("SET-8")
+def test_a_crash_mid_period_then_rerun_equals_one_clean_run(database_factory, monkeypatch):
+    clean_world = _crash_world(database_factory())
+    settle(clean_world, "hour", START)
+    expected = snapshot(clean_world)
+
+    world = _crash_world(database_factory())
+    real = settlement._settle_account
+    calls = []
+
+    def crashing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(settlement, "_settle_account", crashing)
+    with pytest.raises(RuntimeError):
+        settle(world, "hour", START)
+    assert len(lines(world)) == 2  # the first account committed, lines and all
+    monkeypatch.setattr(settlement, "_settle_account", real)
+    result = settle(world, "hour", START)
+    assert (result["accounts"], result["skipped"]) == (2, 1)
+    assert snapshot(world) == expected
+    assert len(expected[1]) == 6
+    clean(world)
+    clean(clean_world)
+    world.engine.dispose()
+    clean_world.engine.dispose()
+
+
+# ---------------------------------------------------------------- SET-3
+
+@pytest.mark.spec("SET-3")
+def test_monthly_precision_difference_is_the_sum_of_line_rounding(metered):
+    rt, uin, rid = metered
+    add_cash(rt, uin, 10_00)
+    (s0, e0), (s1, e1), (s2, e2) = hour(0), hour(1), hour(2)
+    rt.clock.set(e2)
+    ingest(rt, [("p1", uin, rid, "S5.MEDIUM4", "0.333333", s0, e0),   # 0.1666665
+                ("p2", uin, rid, "traffic", "0.123457", s0, e0),      # 0.0987656
+                ("p3", uin, rid, "traffic", "0.01", s1, e1),          # 0.008 -> 0.01
+                ("p4", uin, rid, "traffic", "0.004", s2, e2)])        # 0.0032 -> 0.00
+    for s in (s0, s1, s2):
+        settle(rt, "hour", s)
+    got = lines(rt)
+    assert [line["deducted"] for line in got if line["period_key"] == "2026-03-02T10"] and \
+        sum(line["deducted"] for line in got if line["period_key"] == "2026-03-02T10") == 27
+    assert [(line["deducted"], line["rounding_diff"]) for line in got[2:]] == [
+        (1, 200_000), (0, -320_000)]
+    assert got[3]["txn_id"] is None
+    expected = (27 * 1_000_000 - 26_543_210) + 200_000 - 320_000
+    assert sum(line["rounding_diff"] for line in got) == expected
+    with rt.engine.connect() as conn:
+        month = settlement.monthly_precision_difference(conn, SYSTEM, uin, "2026-03")
+        other = settlement.monthly_precision_difference(conn, SYSTEM, uin, "2026-02")
+    assert month["difference"] == expected > 0 and month["meaning"] == "customer_overpaid"
+    assert month["difference"] == month["deducted_total"] * 1_000_000 - month["discounted_total"]
+    assert other["difference"] == 0 and other["lines"] == 0
+    assert balance(rt, uin).cash == 10_00 - 28
+    clean(rt)
+
+
+# ---------------------------------------------------------------- SET-2
+
+@pytest.mark.spec("SET-2")
+def test_list_price_times_discount_and_contract_price(metered):
+    rt, uin, rid = metered
+    add_cash(rt, uin, 10_00)
+    with rt.engine.begin() as conn:
+        catalog.set_discount(conn, rt.clock, OPS, uin, 8500)
+        catalog.set_contract_price(conn, rt.clock, OPS, uin, product="cvm", item="traffic",
+                                   pay_mode="postpaid", unit_price=33_000_000)  # 0.33 / GB
+    s, e = hour(0)
+    rt.clock.set(e)
+    ingest(rt, [("d1", uin, rid, "S5.MEDIUM4", "1", s, e),
+                ("d2", uin, rid, "traffic", "2", s, e)])
+    settle(rt, "hour", s)
+    by_item = {line["billing_item"]: line for line in lines(rt)}
+    vm, traffic = by_item["S5.MEDIUM4"], by_item["traffic"]
+    assert (vm["price_kind"], vm["list_amount"], vm["discount_bp"], vm["discounted_amount"]) == (
+        "list", 50_000_000, 8500, 42_500_000)
+    assert (traffic["price_kind"], traffic["discounted_amount"], traffic["list_amount"]) == (
+        "contract", 66_000_000, 160_000_000)
+    assert vm["deducted"] + traffic["deducted"] == 109  # 0.425 + 0.66 = 1.085 -> 1.09
+    clean(rt)
+
+
+# ---------------------------------------------------------------- SET-7
+
+@pytest.mark.spec("SET-7")
+def test_a_moved_resource_charges_its_project_at_deduction_time(metered):
+    rt, uin, rid = metered
+    add_cash(rt, uin, 10_00)
+    (s0, e0), (s1, e1), (s2, e2) = hour(0), hour(1), hour(2)
+    rt.clock.set(e0)
+    ingest(rt, [("m0", uin, rid, "S5.MEDIUM4", "1", s0, e0)])
+    settle(rt, "hour", s0)
+    with rt.engine.begin() as conn:
+        team = resources.create_project(conn, rt.clock, SYSTEM, uin, "Team B")
+        resources.move_resources(conn, rt.clock, SYSTEM, uin, [rid], team)
+    rt.clock.set(e1)
+    ingest(rt, [("m1", uin, rid, "S5.MEDIUM4", "1", s1, e1)])
+    settle(rt, "hour", s1)
+    with rt.engine.begin() as conn:
+        resources.rename_project(conn, rt.clock, SYSTEM, uin, team, "Team Blue")
+    rt.clock.set(e2)
+    ingest(rt, [("m2", uin, rid, "S5.MEDIUM4", "1", s2, e2)])
+    settle(rt, "hour", s2)
+    got = [(line["project_id"] == team, line["project_name"]) for line in lines(rt)]
+    assert got == [(False, resources.DEFAULT_PROJECT), (True, "Team B"), (True, "Team Blue")]
+    with rt.engine.connect() as conn:
+        mine = settlement.list_bill_lines(conn, SYSTEM, uin, {"project_id": team})
+    assert mine["total"] == 2
+    clean(rt)
+
+
+# ---------------------------------------------------------------- SET-9
+
+@pytest.mark.spec("SET-9")
+def test_late_usage_posts_an_adjustment_line_referencing_the_original(metered):
+    rt, uin, rid = metered
+    add_cash(rt, uin, 10_00)
+    (s0, e0), (s1, e1), (s2, e2) = hour(0), hour(1), hour(2)
+    rt.clock.set(e0)
+    ingest(rt, [("l0", uin, rid, "S5.MEDIUM4", "1", s0, e0)])
+    settle(rt, "hour", s0)
+    [original] = lines(rt)
+    rt.clock.set(e1 + timedelta(minutes=10))
+    # late: traffic for hour 0 (a new item) and a second VM record for hour 0
+    ingest(rt, [("l1", uin, rid, "S5.MEDIUM4", "0.5", s0, e0),
+                ("l2", uin, rid, "traffic", "1", s0, e0),
+                ("l3", uin, rid, "S5.MEDIUM4", "1", s1, e1)])
+    result = settle(rt, "hour", s1)
+    assert result["adjustment_lines"] == 2
+    got = lines(rt)
+    assert got[0] == original  # never edited
+    adjustments = [line for line in got if line["kind"] == "adjustment"]
+    assert {(a["billing_item"], a["quantity"], a["period_key"], a["adjusts_line_id"])
+            for a in adjustments} == {("S5.MEDIUM4", 500_000, "2026-03-02T10", original["id"]),
+                                      ("traffic", 1_000_000, "2026-03-02T10", None)}
+    assert all(str(original["id"]) in a["reason"] for a in adjustments)
+    assert sum(a["deducted"] for a in adjustments) == 25 + 80
+    # rerunning either period, or the next one, adds nothing more
+    settle(rt, "hour", s1)
+    settle(rt, "hour", s0)
+    rt.clock.set(e2)
+    settle(rt, "hour", s2)
+    assert len(lines(rt)) == len(got)
+    assert balance(rt, uin).cash == 10_00 - 50 - 105 - 50
+    clean(rt)
+
+
+# ---------------------------------------------------------------- SET-4 through the job runner
+
+@pytest.mark.spec("SET-1", "SET-4")
+def test_last_hour_day_and_month_of_january_are_deducted_on_1_february(rt):
+    from feecenter.jobs import runner
+
+    jan31 = datetime(2026, 1, 31, 22, 0, tzinfo=BUSINESS_TZ)
+    feb1 = datetime(2026, 2, 1, 0, 0, tzinfo=BUSINESS_TZ)
+    rt.clock.set(jan31.astimezone(timezone.utc))
+    text = catalog.sample_catalog_text().replace(
+        "class: network\n    postpaid_cycle: day", "class: network\n    postpaid_cycle: month")
+    assert text != catalog.sample_catalog_text()
+    load(rt, text)
+    with rt.engine.connect() as conn:
+        assert catalog.get_product(conn, "cdn").postpaid_cycle == "month"
+        assert catalog.get_product(conn, "cos").postpaid_cycle == "day"
+    uin = new_account(rt)
+    add_cash(rt, uin, 100_00)
+    vm = open_(rt, uin)
+    bucket = open_(rt, uin, product="cos", spec="storage_std")
+    cdn = open_(rt, uin, product="cdn", spec="traffic", region="mainland")
+    last_hour = datetime(2026, 1, 31, 23, 0, tzinfo=BUSINESS_TZ)
+    rt.clock.set(feb1.astimezone(timezone.utc))
+    ingest(rt, [("j1", uin, vm, "S5.MEDIUM4", "1", last_hour, feb1),
+                ("j2", uin, bucket, "storage_std", "10", jan31, feb1),
+                ("j3", uin, cdn, "traffic", "100", jan31, feb1)])
+    runner.run_until(rt.engine, rt.clock, feb1)
+    got = {line["cycle"]: line for line in lines(rt)}
+    assert {c: (got[c]["period_key"]) for c in got} == {
+        "hour": "2026-01-31T23", "day": "2026-01-31", "month": "2026-01"}
+    assert {line["deducted_at"] for line in got.values()} == {
+        feb1.astimezone(timezone.utc).replace(tzinfo=None)}
+    with rt.engine.connect() as conn:
+        modes = sorted(conn.execute(select(statement_entries.c.deduct_mode).where(
+            statement_entries.c.uin == uin, statement_entries.c.action_type == "deduct"))
+            .scalars())
+    assert modes == ["hour_d", "hour_h", "hour_m"]
+    assert got["month"]["deducted"] == 21_00  # 100 GB x 0.21
+    clean(rt)
+
+
+def test_listing_bill_lines_pages_and_filters(metered):
+    rt, uin, rid = metered
+    add_cash(rt, uin, 10_00)
+    rt.clock.set(hour(3)[1])
+    ingest(rt, [(f"x{n}", uin, rid, "S5.MEDIUM4", "1", *hour(n)) for n in range(3)])
+    for n in range(3):
+        settle(rt, "hour", hour(n)[0])
+    with rt.engine.connect() as conn:
+        page = settlement.list_bill_lines(conn, SYSTEM, uin, {"month": "2026-03",
+                                                             "product": "cvm"}, 1, 1)
+        none = settlement.list_bill_lines(conn, SYSTEM, uin, {"month": "2026-04"})
+    assert page["total"] == 3 and len(page["items"]) == 1
+    assert page["items"][0]["period_key"] == "2026-03-02T11"
+    assert none["total"] == 0
+    other = new_account(rt, name="other")
+    from feecenter.accounts.permissions import Actor
+    from feecenter.errors import PermissionDenied
+    stranger = Actor(kind="user", name="x", uin=other, user_id=1, role="owner")
+    with rt.engine.connect() as conn, pytest.raises(PermissionDenied):
+        settlement.list_bill_lines(conn, stranger, uin)
+
+
+@pytest.mark.spec("SET-3", "BAL-5")
+def test_one_transaction_per_product_each_rounded(metered):
+    rt, uin, rid = metered
+    add_cash(rt, uin, 10_00)
+    disk = open_(rt, uin, product="cbs", spec="premium")
+    s, e = hour(0)
+    rt.clock.set(e)
+    ingest(rt, [("t1", uin, rid, "S5.MEDIUM4", "1", s, e),
+                ("t2", uin, disk, "premium", "100", s, e)])  # 100 x 0.00049 = 0.049
+    settle(rt, "hour", s)
+    by_product = {line["product_code"]: line for line in lines(rt)}
+    assert (by_product["cbs"]["deducted"], by_product["cbs"]["rounding_diff"]) == (5, 100_000)
+    assert by_product["cbs"]["txn_id"] != by_product["cvm"]["txn_id"]
+    with rt.engine.connect() as conn:
+        entries = conn.execute(select(statement_entries.c.product_code, statement_entries.c.amount)
+                               .where(statement_entries.c.uin == uin,
+                                      statement_entries.c.action_type == "deduct")).all()
+    assert sorted(entries) == [("cbs", -5), ("cvm", -50)]
+    clean(rt)
+
+
+def test_rest_adapter_renders_yuan_and_8_decimal_strings(metered):
+    from feecenter.api import bills
+
+    rt, uin, rid = metered
+    add_cash(rt, uin, 10_00)
+    s, e = hour(0)
+    rt.clock.set(e)
+    ingest(rt, [("r1", uin, rid, "S5.MEDIUM4", "0.333333", s, e)])
+    settle(rt, "hour", s)
+    page = bills.list_bill_lines(uin, rt, SYSTEM, month="2026-03", product="cvm")
+    [line] = page["items"]
+    assert (line["quantity"], line["unit_price"], line["discounted_amount"], line["deducted"],
+            line["rounding_diff"], line["cash_paid"]) == (
+        "0.333333", "0.50000000", "0.16666650", "0.17", "0.00333350", "0.17")
+    diff = bills.precision_difference(uin, "2026-03", rt, SYSTEM)
+    assert (diff["difference"], diff["deducted_total"], diff["meaning"]) == (
+        "0.00333350", "0.17", "customer_overpaid")
+
+
+@pytest.mark.spec("SET-2")
+def test_a_fixed_price_is_charged_once_a_month(metered):
+    rt, uin, rid = metered
+    add_cash(rt, uin, 100_00)
+    with rt.engine.begin() as conn:
+        catalog.set_fixed_price(conn, rt.clock, OPS, uin, product="cvm", item="S5.MEDIUM4",
+                                pay_mode="postpaid", amount_per_month=30_00_000_000)  # 30.00
+    rt.clock.set(hour(2)[1])
+    ingest(rt, [(f"f{n}", uin, rid, "S5.MEDIUM4", "1", *hour(n)) for n in range(2)])
+    for n in range(2):
+        settle(rt, "hour", hour(n)[0])
+    assert [(line["price_kind"], line["deducted"]) for line in lines(rt)] == [
+        ("fixed", 30_00), ("fixed", 0)]
+    assert balance(rt, uin).cash == 70_00
+    clean(rt)
