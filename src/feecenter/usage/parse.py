@@ -8,6 +8,7 @@ decimal string with up to 6 decimals, ≥ 0), usage_start, usage_end
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import re
@@ -69,9 +70,14 @@ def parse_quantity(text: object) -> int:
 def parse_time(text: object, field: str) -> datetime:
     """Naive UTC from "YYYY-MM-DD HH:MM:SS" (Shanghai) or ISO 8601 with an offset."""
     try:
-        when = datetime.fromisoformat(str(text).strip())
+        return _utc_of(str(text).strip())
     except ValueError:
         raise RecordError(field, f"时间格式错误：{text!r}", f"malformed time {text!r}") from None
+
+
+@functools.lru_cache(maxsize=65_536)  # metering repeats the same period boundaries
+def _utc_of(text: str) -> datetime:
+    when = datetime.fromisoformat(text)
     if when.tzinfo is None:
         when = when.replace(tzinfo=BUSINESS_TZ)
     return when.astimezone(timezone.utc).replace(tzinfo=None)

@@ -9,9 +9,10 @@ adds only what is missing.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 
 from feecenter.accounts.permissions import Actor, require_operator
 from feecenter.catalog.tables import billing_items
@@ -115,13 +116,33 @@ def _store_chunk(engine: Engine, clock: Clock, chunk: list[Record], result: Inta
             if problem:
                 result.reject(Rejection(record.line, record.event_id, *problem))
                 continue
-            rows.append({"event_id": record.event_id, "uin": record.uin,
-                         "resource_id": record.resource_id, "billing_item": record.billing_item,
-                         "quantity": record.quantity, "usage_start": record.usage_start,
-                         "usage_end": record.usage_end, "received_at": now})
+            rows.append((record.event_id, record.uin, record.resource_id, record.billing_item,
+                         record.quantity, record.usage_start, record.usage_end, now))
         if rows:
-            conn.execute(insert(usage_records), rows)
+            _insert_rows(conn, rows)
         result.accepted += len(rows)
+
+
+_COLUMNS = ("event_id", "uin", "resource_id", "billing_item", "quantity", "usage_start",
+            "usage_end", "received_at")
+
+
+def _insert_rows(conn, rows: list[tuple]) -> None:
+    """One executemany straight to the driver: the bulk path skips SQLAlchemy's
+    per-value processing. SQLite stores times in SQLAlchemy's own text format."""
+    if conn.dialect.name == "sqlite":
+        rows = [(*row[:5], _sqlite_time(row[5]), _sqlite_time(row[6]), _sqlite_time(row[7]))
+                for row in rows]
+        marks = ", ".join("?" * len(_COLUMNS))
+    else:
+        marks = ", ".join(["%s"] * len(_COLUMNS))
+    conn.exec_driver_sql(f"INSERT INTO {usage_records.name} ({', '.join(_COLUMNS)}) "
+                         f"VALUES ({marks})", rows)
+
+
+@functools.lru_cache(maxsize=65_536)  # period boundaries repeat
+def _sqlite_time(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _known_events(conn, event_ids: list[str]) -> dict:
