@@ -13,13 +13,33 @@ def test_demo_seeds_accounts_orders_and_stays_reconciled(database_url, tmp_path,
     monkeypatch.setenv("FEECENTER_MASTER_KEY", MASTER_KEY)
     monkeypatch.setenv("FEECENTER_HOME", str(tmp_path))
     console = Console(record=True, width=200)
-    run_demo(host="127.0.0.1", port=8000, serve_api=False, console=console)
+    # fewer days than the real demo's month keep the test short; 8 are enough for arrears
+    run_demo(host="127.0.0.1", port=8000, serve_api=False, console=console, simulated_days=8)
     text = console.export_text()
     assert "DescribeAccountBalance" in text and "AKID" in text
+    assert "Simulated month / 模拟一个月 (8 days)" in text
     rt = open_runtime()
     with rt.engine.connect() as conn:
         assert reconcile(conn) == []
         states = dict(conn.exec_driver_sql(
             "SELECT state, count(*) FROM orders GROUP BY state").fetchall())
+        # the simulated month: settled postpaid lines, hourly (cvm, cbs) and daily (cos, cdn)
+        cycles = dict(conn.exec_driver_sql(
+            "SELECT cycle, count(*) FROM bill_lines GROUP BY cycle").fetchall())
+        deductions = dict(conn.exec_driver_sql(
+            "SELECT deduct_mode, count(*) FROM statement_entries WHERE action_type = 'deduct'"
+            " AND deduct_mode IS NOT NULL GROUP BY deduct_mode").fetchall())
+        in_arrears = conn.exec_driver_sql(
+            "SELECT count(*) FROM bill_lines WHERE arrears > 0").scalar_one()
+        names = [row[0] for row in conn.exec_driver_sql(
+            "SELECT name FROM customers c WHERE EXISTS (SELECT 1 FROM bill_lines b"
+            " WHERE b.uin = c.uin AND b.arrears > 0)").fetchall()]
+        resource_states = dict(conn.exec_driver_sql(
+            "SELECT state, count(*) FROM resources WHERE pay_mode = 'postpaid'"
+            " GROUP BY state").fetchall())
     assert states == {"delivered": 1, "paid": 1, "unpaid": 1}
+    assert cycles["hour"] >= 8 * 3 and cycles["day"] >= 7 * 3
+    assert deductions.get("hour_h") and deductions.get("hour_d")
+    assert in_arrears > 0 and names == ["new-startup"]
+    assert resource_states.get("running", 0) >= 4  # acme-cloud's keep running
     rt.engine.dispose()

@@ -22,6 +22,7 @@ from rich.table import Table
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import Actor
 from feecenter.auth import service as auth
+from feecenter.cli_bills import bills_app
 from feecenter.cli_catalog import catalog_app
 from feecenter.cli_jobs import jobs_app, worker_command
 from feecenter.cli_usage import usage_app
@@ -41,7 +42,7 @@ credit_app = typer.Typer(help="Credit control (BAL-7) / 信控", no_args_is_help
 db_app = typer.Typer(help="Database / 数据库", no_args_is_help=True)
 for sub, name in ((account_app, "account"), (apikey_app, "apikey"), (operator_app, "operator"),
                   (credit_app, "credit"), (db_app, "db"), (catalog_app, "catalog"),
-                  (usage_app, "usage"), (jobs_app, "jobs"),
+                  (usage_app, "usage"), (jobs_app, "jobs"), (bills_app, "bills"),
                   (orders_app, "orders")):
     app.add_typer(sub, name=name)
 app.command("worker", help="Run due scheduled jobs on the wall clock / 定时任务执行器")(worker_command)
@@ -307,7 +308,8 @@ def demo(host: str = "127.0.0.1", port: int = 8000,
     """Create a demo database with sample accounts and keys, then serve the API."""
     from feecenter.demo import run_demo
 
-    run_demo(host=host, port=port, serve_api=serve_api, console=out)
+    wide = out if out.is_terminal else Console(width=200)  # keys must not be cut off in logs
+    run_demo(host=host, port=port, serve_api=serve_api, console=wide)
 
 
 def main() -> None:

@@ -1,26 +1,46 @@
 """``feecenter demo``: a fresh SQLite database with sample accounts and keys,
-served on the API, with instructions printed for calling it."""
+a simulated month of postpaid usage, served on the API, with instructions
+printed for calling it.
+
+The month (``simulate_month``) ends at the real now, so the served API (whose
+signatures use real time) shows it: postpaid resources open on two accounts
+30 days back, each day's metering goes through the real intake
+(``usage.service.ingest``, one JSON-lines batch per simulated day) and the real
+job runner (``jobs.runner.run_until`` on a FixedClock) settles the day's hours
+and the day, and escalates arrears: the poorly funded account runs into
+arrears and its resources are stopped (ARR-3).
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import random
+import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import select
 from stdnum.cn import uscc
 
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import operator
 from feecenter.auth import service as auth
 from feecenter.catalog import service as catalog
+from feecenter.clock import FixedClock, business_time_text
 from feecenter.config import Settings, load_settings
 from feecenter.funds import service as funds
+from feecenter.jobs.schedule import DAILY, HOURLY, period_containing
+from feecenter.money import format_yuan
 from feecenter.orders import service as orders
 from feecenter.resources import service as resources
+from feecenter.resources.tables import resources as resources_table
 from feecenter.runtime import Runtime, open_runtime
 
 DEMO_OPERATOR = operator("demo")
+
 SAMPLE_USCC_BASE = "91310115MA1K4LXK2"  # check digit computed below
 
 
@@ -88,10 +108,105 @@ def _sample_orders(conn, clock, uin: int) -> None:
                            months=1)])
 
 
-def run_demo(*, host: str, port: int, serve_api: bool, console: Console) -> None:
+SIMULATED_DAYS = 30
+
+# new-startup (row 3: no cash, 50.00 gift) runs into arrears within days; acme-cloud pays.
+# (account row index in seed()'s rows, product, region, spec item, name, usage:
+#  (billing item, "hour" = a quantity per hour | "day" = per whole day, quantity range));
+# quantities are drawn from a seeded random.
+POSTPAID = [
+    (1, "cvm", "ap-guangzhou", "S5.LARGE8", "api-1",
+     [("S5.LARGE8", "hour", (1, 1)), ("traffic", "hour", (0.2, 3.5))]),
+    (1, "cbs", "ap-guangzhou", "premium", "api-1-data", [("premium", "hour", (500, 500))]),
+    (1, "cos", "ap-guangzhou", "storage_std", "assets",
+     [("storage_std", "day", (800, 900)), ("requests", "day", (30, 120))]),
+    (3, "cdn", "mainland", "traffic", None, [("traffic", "day", (30, 60))]),
+    (3, "cos", "ap-shanghai", "storage_std", "uploads",
+     [("storage_std", "day", (200, 300)), ("traffic_out", "day", (5, 15))]),
+]
+
+
+def _usage_lines(opened: list, running: set[str], rng: random.Random, start: datetime,
+                 end: datetime, whole_day: bool) -> list[str]:
+    """JSON lines of the metering records of [start, end) (a day, or the part of
+    today that has passed), one per resource and billing item, for the resources
+    still running (arrears may have stopped or destroyed some, ARR-3). Hourly
+    quantities are summed over the hours: the meter reports once a day, and an
+    hourly-settled record is billed in the hour it ends (the day's last)."""
+    hours = (end - start) // timedelta(hours=1)
+    out = []
+    for uin, rid, usage in opened:
+        if rid not in running:
+            continue
+        for item, per, (low, high) in usage:
+            if per == "day" and not whole_day:
+                continue
+            draws = hours if per == "hour" else 1
+            quantity = sum(low if low == high else rng.uniform(low, high) for _ in range(draws))
+            out.append(json.dumps({
+                "event_id": f"demo:{rid}:{item}:{business_time_text(start)}", "uin": uin,
+                "resource_id": rid, "billing_item": item, "quantity": f"{quantity:.3f}",
+                "usage_start": business_time_text(start), "usage_end": business_time_text(end)}))
+    return out
+
+
+def simulate_month(rt: Runtime, rows: list[dict], *, days: int = SIMULATED_DAYS,
+                   now: datetime | None = None) -> dict:
+    """Open postpaid resources ``days`` back (from the business midnight before), feed
+    each day's usage through the real intake and run the real job runner on a
+    FixedClock ending at the last whole hour before ``now`` (the real now by default:
+    what is served lies in the past, never in the future). Returns counts."""
+    from feecenter.jobs.runner import run_until
+    from feecenter.resources.postpaid import open_postpaid
+    from feecenter.usage.service import ingest
+
+    started = time.monotonic()
+    now = now or rt.clock.now()
+    end = period_containing(HOURLY, now).start  # the last whole business hour
+    start = period_containing(DAILY, end - timedelta(days=days)).start
+    clock = FixedClock(start)
+    opened = []  # (uin, resource id, usage)
+    with rt.engine.begin() as conn:
+        for row, product, region, spec, name, usage in POSTPAID:
+            uin = rows[row]["uin"]
+            rid = open_postpaid(conn, clock, DEMO_OPERATOR, uin, product=product, region=region,
+                                spec_item=spec, name=name)
+            opened.append((uin, rid, usage))
+    rng = random.Random(20260101)
+    records = 0
+    day = period_containing(DAILY, start)
+    while day.start < end:
+        stop = min(day.end, end)
+        with rt.engine.connect() as conn:
+            running = set(conn.execute(select(resources_table.c.id).where(
+                resources_table.c.id.in_([rid for _, rid, _ in opened]),
+                resources_table.c.state == "running")).scalars())
+        batch = _usage_lines(opened, running, rng, day.start, stop, stop == day.end)
+        clock.set(stop)
+        result = ingest(rt.engine, clock, DEMO_OPERATOR, "\n".join(batch))
+        if result.rejected:
+            raise RuntimeError(f"demo usage rejected: {result.to_dict()['rejections'][:3]}")
+        records += result.accepted
+        # the worker's pass at the day's end: the day's hours, the day itself, arrears
+        run_until(rt.engine, clock, stop)
+        day = period_containing(DAILY, day.end)
+    with rt.engine.connect() as conn:
+        lines, fen = conn.exec_driver_sql(
+            "SELECT count(*), coalesce(sum(deducted), 0) FROM bill_lines").one()
+        arrears = {r["uin"]: funds.balance_view(conn, rt.clock, DEMO_OPERATOR, r["uin"]).arrears
+                   for r in rows[1:4]}
+    return {"start": start, "end": end, "resources": len(opened), "records": records,
+            "bill_lines": int(lines), "deducted_fen": int(fen),
+            "in_arrears": {uin: fen for uin, fen in arrears.items() if fen},
+            "seconds": round(time.monotonic() - started, 1)}
+
+
+def run_demo(*, host: str, port: int, serve_api: bool, console: Console,
+             simulated_days: int = SIMULATED_DAYS) -> None:
     settings = _demo_settings()
     rt = open_runtime(settings)
     rows = seed(rt)
+    month = simulate_month(rt, rows, days=simulated_days)
     table = Table(title="演示账号与密钥 / demo accounts and API keys")
     for col in ("who", "uin", "secret_id", "secret_key"):
         table.add_column(col)
@@ -99,6 +214,16 @@ def run_demo(*, host: str, port: int, serve_api: bool, console: Console) -> None
         table.add_row(row["who"], str(row["uin"]), row["secret_id"], row["secret_key"])
     console.print(table)
     owner = rows[1]
+    debtors = ", ".join(f"{uin} owes {format_yuan(fen)}" for uin, fen in
+                        month["in_arrears"].items()) or "none"
+    console.print(
+        f"Simulated month / 模拟一个月 ({simulated_days} days): "
+        f"{business_time_text(month['start'])} → {business_time_text(month['end'])}, "
+        f"{month['resources']} postpaid resources, "
+        f"{month['records']} usage records through the intake, {month['bill_lines']} bill "
+        f"lines settled by the job runner, {format_yuan(month['deducted_fen'])} yuan deducted; "
+        f"in arrears / 欠费: {debtors} ({month['seconds']} s)",
+        soft_wrap=True, highlight=False, markup=False)
     console.print(f"""
 Database / 数据库: {settings.database_url}
 API: http://{host}:{port}/api/v1   OpenAPI: http://{host}:{port}/docs

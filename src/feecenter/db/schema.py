@@ -1,6 +1,7 @@
 """Imports every domain's tables so the one MetaData knows the whole schema."""
 
 from feecenter.accounts import tables as _accounts  # noqa: F401
+from feecenter.arrears import tables as _arrears  # noqa: F401
 from feecenter.auth import tables as _auth  # noqa: F401
 from feecenter.catalog import tables as _catalog  # noqa: F401
 from feecenter.db.base import metadata

@@ -17,6 +17,7 @@ JOB_MODULES: tuple[str, ...] = (
     "feecenter.resources.jobs",  # resources.release_due_freezes (FRZ-3)
     "feecenter.notifications.jobs",  # notifications.deliver
     "feecenter.settlement.jobs",  # settlement.hourly / daily / monthly (SET-1, SET-4)
+    "feecenter.arrears.jobs",  # arrears.escalate (ARR-3)
 )
 
 

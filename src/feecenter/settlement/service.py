@@ -277,11 +277,18 @@ def settle_late_usage(engine: Engine, clock: Clock, cycle: str, period: Period) 
     cadence = CYCLES[cycle]
     u, r = usage_records.c, resources.c
     with engine.connect() as conn:
+        # Only what arrived since this cycle's previous run can be late: anything
+        # older was billed in its own period or by an earlier late pass.
+        since = db_time(period.start - LATE_LOOKBACK)
+        previous = conn.execute(select(func.max(settled_periods.c.completed_at)).where(
+            settled_periods.c.cycle == cycle,
+            settled_periods.c.period_start < db_time(period.start))).scalar()
+        if previous is not None:
+            since = max(since, previous)
         rows = conn.execute(
             select(u.uin, u.resource_id, u.billing_item, u.usage_end, r.product_code).distinct()
             .join(resources, r.id == u.resource_id)
-            .where(u.usage_end <= db_time(period.start),
-                   u.received_at >= db_time(period.start - LATE_LOOKBACK),
+            .where(u.usage_end <= db_time(period.start), u.received_at >= since,
                    r.pay_mode == "postpaid")).all()
         facts: dict = {}
         touched: dict[tuple[int, str], set[tuple[str, str]]] = defaultdict(set)

@@ -1,0 +1,64 @@
+"""``feecenter bills …``: operators read an account's postpaid L3 bill lines (BIL-1).
+
+Same contract as the rest of the CLI (docs/cli.md): ``--json`` prints exactly
+one JSON object; exit 0 done, 1 refused, 2 bad usage. Amounts as the native
+API renders them (``api.bills.bill_line_json``): fen as yuan ("12.30"), rated
+amounts with 8 decimals.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from feecenter.api.bills import bill_line_json
+from feecenter.cli_catalog import JsonOpt, _actor, _emit, _refusals, _runtime, out
+from feecenter.settlement import service as settlement
+
+bills_app = typer.Typer(help="Bills (BIL-1) / 账单", no_args_is_help=True)
+
+MAX_LINES = settlement.MAX_LIMIT
+
+
+@bills_app.command("lines")
+def lines(
+    uin: Annotated[int, typer.Option("--uin", help="the customer account")],
+    month: Annotated[Optional[str], typer.Option(help="YYYY-MM (by period start)")] = None,
+    product: Annotated[Optional[str], typer.Option(help="a product code, e.g. cvm")] = None,
+    resource_id: Annotated[Optional[str], typer.Option("--resource-id")] = None,
+    kind: Annotated[Optional[str], typer.Option(help="charge | adjustment")] = None,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_LINES)] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """L3 bill lines of an account with their components (billing item, list price,
+    discount, original and discounted cost, what gift, cash, credit paid, arrears)."""
+    filters = {"month": month, "product": product, "resource_id": resource_id, "kind": kind}
+    with _refusals(as_json):
+        rt = _runtime()
+        with rt.engine.connect() as conn:
+            page = settlement.list_bill_lines(conn, _actor(), uin, filters, offset, limit)
+    payload = {"uin": uin, "month": month, "total": page["total"], "offset": offset,
+               "limit": limit, "items": [bill_line_json(line) for line in page["items"]]}
+    _emit(as_json, payload, _render_lines)
+
+
+def _render_lines(data: dict) -> None:
+    title = f"L3 账单明细 / bill lines — {data['uin']}" + (
+        f" {data['month']}" if data["month"] else "")
+    table = Table(title=title)
+    for column in ("period", "resource", "item", "qty", "list", "disc.", "discounted",
+                   "deducted", "gift", "cash", "arrears", "kind"):
+        table.add_column(column)
+    for line in data["items"]:
+        discount = line["discount_bp"]
+        table.add_row(
+            line["period_key"], line["resource_id"], line["billing_item"], line["quantity"],
+            line["list_amount"], "-" if discount == "-" else f"{discount / 10_000:g}",
+            line["discounted_amount"], line["deducted"], line["gift_paid"], line["cash_paid"],
+            line["arrears"], line["kind"])
+    out.print(table)
+    shown = len(data["items"])
+    out.print(f"{shown} of {data['total']} lines (offset {data['offset']})", markup=False)
