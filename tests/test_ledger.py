@@ -497,3 +497,25 @@ def test_reconcile_finds_an_unbalanced_transaction_and_out_of_bounds(rt, accts):
         kinds = sorted((d.kind, d.subject, d.expected, d.actual) for d in reconcile(conn))
     assert kinds == [("balance_mismatch", "t:bob:cash", 0, -5),
                      ("out_of_bounds", "t:bob:cash", 0, -5)]
+
+
+def test_a_hold_transaction_cannot_be_reversed(rt):
+    """Reversing a hold's transaction would empty its escrow and strand the hold."""
+    import pytest as _pytest
+
+    from feecenter.errors import Conflict as _Conflict
+    from feecenter.ledger import service as _ledger
+
+    clock = rt.clock
+    with rt.engine.begin() as conn:
+        source = _ledger.open_account(conn, clock, "t:src", "cash", uin=1, min_balance=0)
+        escrow = _ledger.open_account(conn, clock, "t:esc", "frozen_cash", uin=1, min_balance=0)
+        bank = _ledger.open_account(conn, clock, "t:bank", "bank", cached=False)
+        _ledger.transfer(conn, clock, _ledger.Transfer("fund", (
+            _ledger.Posting(bank, -500), _ledger.Posting(source, 500)), kind="fund"))
+        hold = _ledger.create_hold(conn, clock, "h", [_ledger.HoldLeg(source, escrow, 200)], uin=1)
+        hold_txn = conn.execute(_ledger.select(_ledger.ledger_holds.c.hold_txn_id).where(
+            _ledger.ledger_holds.c.id == hold)).scalar_one()
+    with rt.engine.begin() as conn, _pytest.raises(_Conflict) as err:
+        _ledger.reverse(conn, clock, hold_txn, "undo-hold")
+    assert err.value.field == "txn_id"

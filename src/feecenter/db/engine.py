@@ -56,7 +56,8 @@ def _sqlite_engine(url: str, **kwargs) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _sqlite_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # straight to the driver: this runs once per unit of work, on every hot path
+        conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE")
 
     return engine
 

@@ -559,6 +559,12 @@ def reverse(conn: Connection, clock: Clock, txn_id: int, idempotency_key: str,
     earlier = check_idempotency(conn, idempotency_key, request_hash)
     if earlier is not None:
         return TransferResult(earlier, created=False)
+    hold = conn.execute(select(ledger_holds.c.id).where(
+        (ledger_holds.c.hold_txn_id == txn_id) | (ledger_holds.c.settle_txn_id == txn_id))).scalar()
+    if hold is not None:
+        raise Conflict(f"交易 {txn_id} 属于冻结 {hold}，请作废或入账该冻结，不能冲正",
+                       f"transaction {txn_id} belongs to hold {hold}: void or post the hold "
+                       "instead of reversing it", field="txn_id")
     already = conn.execute(select(ledger_transactions.c.id)
                            .where(ledger_transactions.c.reverses_txn_id == txn_id)).scalar()
     if already is not None:
