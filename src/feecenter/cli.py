@@ -8,19 +8,18 @@ file in FEECENTER_HOME). Exit code 0 on success, 1 on a refused operation
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 import uuid
-from contextlib import contextmanager
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from feecenter.cli_common import JsonOpt, emit as _emit, err, out, refusals as _refusals
+from feecenter.cli_common import operator_actor as _actor, runtime as _runtime
 from feecenter.accounts import service as accounts
-from feecenter.accounts.permissions import Actor
 from feecenter.auth import service as auth
 from feecenter.cli_bills import bills_app
 from feecenter.cli_catalog import catalog_app
@@ -28,7 +27,7 @@ from feecenter.cli_jobs import jobs_app, worker_command
 from feecenter.cli_usage import usage_app
 from feecenter.cli_orders import orders_app
 from feecenter.clock import business_time_text, parse_business_time
-from feecenter.errors import FeeCenterError, invalid
+from feecenter.errors import invalid
 from feecenter.funds import service as funds
 from feecenter.ledger.reconcile import reconcile as reconcile_ledger
 from feecenter.money import format_yuan, parse_yuan
@@ -47,42 +46,6 @@ for sub, name in ((account_app, "account"), (apikey_app, "apikey"), (operator_ap
     app.add_typer(sub, name=name)
 app.command("worker", help="Run due scheduled jobs on the wall clock / 定时任务执行器")(worker_command)
 
-out = Console()
-err = Console(stderr=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
-
-
-def _actor() -> Actor:
-    return Actor(kind="operator", name=f"cli:{getpass.getuser()}")
-
-
-def _runtime():
-    from feecenter.runtime import open_runtime
-
-    return open_runtime()
-
-
-def _emit(as_json: bool, payload: dict, render=None) -> None:
-    if as_json:
-        print(json.dumps(payload, ensure_ascii=False, default=str))
-    elif render:
-        render(payload)
-    else:
-        for key, value in payload.items():
-            out.print(f"[bold]{key}[/bold]: {value}")
-
-
-@contextmanager
-def _refusals(as_json: bool):
-    """Domain errors -> a red line (or a JSON error object) and exit code 1."""
-    try:
-        yield
-    except FeeCenterError as exc:
-        if as_json:
-            print(json.dumps({"error": exc.to_dict()}, ensure_ascii=False, default=str))
-        else:
-            err.print(f"错误 / error: {exc.message}", style="red", markup=False)
-        raise typer.Exit(1) from None
 
 
 def _balance_dict(view: funds.BalanceView) -> dict:

@@ -7,63 +7,23 @@ as ``FILE:LINE: field: 中文 / English``), 2 bad usage.
 
 from __future__ import annotations
 
-import getpass
-import json
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from feecenter.accounts.permissions import Actor
+from feecenter.cli_common import JsonOpt, emit as _emit, out, refusals as _refusals
+from feecenter.cli_common import operator_actor as _actor, runtime as _runtime
 from feecenter.api.catalog import item_json, price_list_json, product_json
 from feecenter.catalog import service as catalog
 from feecenter.clock import parse_business_time
-from feecenter.errors import FeeCenterError, invalid
+from feecenter.errors import invalid
 
 catalog_app = typer.Typer(help="Catalog and price lists (ORD-5) / 产品目录与刊例价",
                           no_args_is_help=True)
 
-out = Console()
-err = Console(stderr=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
-
-
-def _actor() -> Actor:
-    return Actor(kind="operator", name=f"cli:{getpass.getuser()}")
-
-
-def _runtime():
-    from feecenter.runtime import open_runtime
-
-    return open_runtime()
-
-
-def _emit(as_json: bool, payload: dict, render) -> None:
-    if as_json:
-        print(json.dumps(payload, ensure_ascii=False, default=str))
-    else:
-        render(payload)
-
-
-@contextmanager
-def _refusals(as_json: bool):
-    """Domain errors -> red lines (every problem of a refused file) or one JSON error; exit 1."""
-    try:
-        yield
-    except FeeCenterError as exc:
-        if as_json:
-            print(json.dumps({"error": exc.to_dict()}, ensure_ascii=False, default=str))
-        else:
-            problems = exc.details.get("errors") or []
-            for line in problems:
-                err.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
-            err.print(f"错误 / error: {exc.message}", style="red", markup=False, highlight=False,
-                      soft_wrap=True)
-        raise typer.Exit(1) from None
 
 
 @catalog_app.command("load")

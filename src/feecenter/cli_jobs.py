@@ -19,52 +19,21 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from contextlib import contextmanager
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from feecenter.cli_common import JsonOpt, emit as _emit, out, refusals as _refusals
+from feecenter.cli_common import runtime as _runtime
 from feecenter.clock import FixedClock, business_time_text, parse_business_time
-from feecenter.errors import FeeCenterError
 
 jobs_app = typer.Typer(help="Scheduled jobs / 定时任务", no_args_is_help=True)
 
-out = Console()
-err = Console(stderr=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 
 OUTCOME_LABELS = {"enqueued": "入队\nenqueued", "done": "完成\ndone", "retry": "待重试\nretry",
                   "failed": "失败\nfailed", "lost": "丢失\nlost"}
-
-
-def _runtime():
-    from feecenter.runtime import open_runtime
-
-    return open_runtime()
-
-
-def _emit(as_json: bool, payload: dict, render) -> None:
-    if as_json:
-        print(json.dumps(payload, ensure_ascii=False, default=str))
-    else:
-        render(payload)
-
-
-@contextmanager
-def _refusals(as_json: bool):
-    """Domain errors -> a red line (or one JSON error object) and exit code 1."""
-    try:
-        yield
-    except FeeCenterError as exc:
-        if as_json:
-            print(json.dumps({"error": exc.to_dict()}, ensure_ascii=False, default=str))
-        else:
-            err.print(f"错误 / error: {exc.message}", style="red", markup=False, highlight=False,
-                      soft_wrap=True)
-        raise typer.Exit(1) from None
 
 
 def _render_counts(title: str, data: dict) -> None:

@@ -9,26 +9,20 @@ error names the field), 2 bad usage.
 
 from __future__ import annotations
 
-import getpass
-import json
-from contextlib import contextmanager
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from feecenter.accounts.permissions import Actor
+from feecenter.cli_common import JsonOpt, emit as _emit, out, refusals as _refusals
+from feecenter.cli_common import operator_actor as _actor, runtime as _runtime
 from feecenter.api.orders import order_json, parse_order_ref
-from feecenter.errors import FeeCenterError, invalid
+from feecenter.errors import invalid
 from feecenter.orders import service as orders
 
 orders_app = typer.Typer(help="Prepaid orders (ORD) / 订单", no_args_is_help=True)
 
-out = Console()
-err = Console(stderr=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 UinOpt = Annotated[int, typer.Option(help="the customer account (UIN)")]
 OrderOpt = Annotated[str, typer.Option("--order", help="order number (18 digits) or order id")]
 
@@ -37,37 +31,6 @@ STATE_LABELS = {"unpaid": "未支付 unpaid", "paid": "已支付 paid", "deliver
                 "expired": "已过期 expired", "voided": "已作废 voided"}
 KIND_LABELS = {"new": "新购 new", "renew": "续费 renew", "upgrade": "升配 upgrade",
                "downgrade": "降配 downgrade", "refund": "退订 refund"}
-
-
-def _actor() -> Actor:
-    return Actor(kind="operator", name=f"cli:{getpass.getuser()}")
-
-
-def _runtime():
-    from feecenter.runtime import open_runtime
-
-    return open_runtime()
-
-
-def _emit(as_json: bool, payload: dict, render) -> None:
-    if as_json:
-        print(json.dumps(payload, ensure_ascii=False, default=str))
-    else:
-        render(payload)
-
-
-@contextmanager
-def _refusals(as_json: bool):
-    """Domain errors -> a red line (or one JSON error object) and exit code 1."""
-    try:
-        yield
-    except FeeCenterError as exc:
-        if as_json:
-            print(json.dumps({"error": exc.to_dict()}, ensure_ascii=False, default=str))
-        else:
-            err.print(f"错误 / error: {exc.message}", style="red", markup=False, highlight=False,
-                      soft_wrap=True)
-        raise typer.Exit(1) from None
 
 
 # ---------------------------------------------------------------- commands
