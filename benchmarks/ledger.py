@@ -564,16 +564,16 @@ def print_table(console, result: dict) -> None:
                   caption="floor: the raw statements run inside engine.begin() — the best "
                           "ratio any ledger code could reach there (not a target). "
                           "turns: the ratio per turn; a wide spread means a noisy machine")
-    table.add_column("measurement")
-    table.add_column("ours\ntransfers/s", justify="right")
-    table.add_column("raw ceiling\ntransfers/s", justify="right")
+    table.add_column("per\ncommit", justify="right", no_wrap=True)
+    table.add_column("ours\ntransfers/s", justify="right", no_wrap=True)
+    table.add_column("raw\ntransfers/s", justify="right", no_wrap=True)
     table.add_column("ratio", justify="right")
-    table.add_column("target", justify="right")
+    table.add_column("target", justify="right", no_wrap=True)
     table.add_column("met", justify="center")
     table.add_column("floor\nratio", justify="right", style="dim")
-    table.add_column("turns\np10–p90", justify="right", style="dim")
+    table.add_column("turns\np10–p90", justify="right", style="dim", no_wrap=True)
     for fig in result["_figures"]:
-        label = "single, 1/commit" if fig.mode == "single" else f"batch, {result['batch']}/commit"
+        label = "1" if fig.mode == "single" else f"{result['batch']:,}"
         table.add_row(label, f"{fig.tps('ours'):,.0f}", f"{fig.tps('raw'):,.0f}",
                       f"{fig.ratio:.0%}", f"≥ {fig.target:.0%}",
                       "[green]yes[/]" if fig.met else "[red]no[/]",
@@ -612,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
 
-    console = Console(stderr=args.json)
+    console = Console(stderr=args.json, width=None if sys.stdout.isatty() else 100)
     log = console.log
     load = os.getloadavg()[0]
     if load > 0.5:
