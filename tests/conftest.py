@@ -195,3 +195,40 @@ def live_server(engine, database_url):
     yield runtime, f"127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def cli(database_url, monkeypatch, tmp_path):
+    """The real `feecenter` CLI in-process on this test's database.
+
+    ``cli(*args, ok=True)`` returns the click result (asserting exit 0 unless
+    ok=False); ``cli.json(*args)`` adds --json and returns (exit code, the one
+    JSON object printed — more than one line fails the contract).
+    """
+    import json
+
+    from typer.testing import CliRunner
+
+    from feecenter.cli import app
+
+    monkeypatch.setenv("FEECENTER_DATABASE_URL", database_url)
+    monkeypatch.setenv("FEECENTER_MASTER_KEY", MASTER_KEY)
+    monkeypatch.setenv("FEECENTER_HOME", str(tmp_path))
+    runner = CliRunner()
+
+    def run(*args, ok=True):
+        result = runner.invoke(app, [str(a) for a in args])
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    def run_json(*args, ok=True):
+        result = run(*args, "--json", ok=ok)
+        lines = result.stdout.strip().splitlines()
+        assert len(lines) == 1, result.stdout  # exactly one JSON object
+        return result.exit_code, json.loads(lines[0])
+
+    run.json = run_json
+    return run

@@ -6,35 +6,10 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
 
-from feecenter.cli import app
 from tests.conftest import MASTER_KEY
 
 VALID_USCC = "91310115MA1K4LXK21"
-
-
-@pytest.fixture
-def cli(database_url, monkeypatch, tmp_path):
-    monkeypatch.setenv("FEECENTER_DATABASE_URL", database_url)
-    monkeypatch.setenv("FEECENTER_MASTER_KEY", MASTER_KEY)
-    monkeypatch.setenv("FEECENTER_HOME", str(tmp_path))
-    runner = CliRunner()
-
-    def run(*args, ok=True):
-        result = runner.invoke(app, [str(a) for a in args])
-        if result.exception and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    def run_json(*args, ok=True):
-        result = run(*args, "--json", ok=ok)
-        return result.exit_code, json.loads(result.stdout.strip().splitlines()[-1])
-
-    run.json = run_json
-    return run
 
 
 @pytest.mark.spec("ACC-1", "BAL-1", "BAL-2")

@@ -7,53 +7,24 @@ clock too (through the services, as a storefront would create them).
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
-from typer.testing import CliRunner
 
 import feecenter
 from feecenter.accounts.permissions import SYSTEM
 from feecenter.api.orders import order_json
-from feecenter.cli import app
 from feecenter.clock import SystemClock, db_time
 from feecenter.ledger.tables import ledger_transactions
 from feecenter.orders import service as orders
 from feecenter.orders.tables import orders as orders_table
 from feecenter.runtime import Runtime
-from tests.conftest import MASTER_KEY
 
 SAMPLE = Path(feecenter.__file__).parent / "catalog" / "sample_catalog.yaml"
 CVM = dict(product="cvm", region="ap-guangzhou", spec_item="S5.MEDIUM4")
 SSL = dict(product="ssl", region="mainland", spec_item="OV.single", months=12)
-
-
-@pytest.fixture
-def cli(database_url, monkeypatch, tmp_path):
-    monkeypatch.setenv("FEECENTER_DATABASE_URL", database_url)
-    monkeypatch.setenv("FEECENTER_MASTER_KEY", MASTER_KEY)
-    monkeypatch.setenv("FEECENTER_HOME", str(tmp_path))
-    runner = CliRunner()
-
-    def run(*args, ok=True):
-        result = runner.invoke(app, [str(a) for a in args])
-        if result.exception and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    def run_json(*args, ok=True):
-        result = run(*args, "--json", ok=ok)
-        lines = result.stdout.strip().splitlines()
-        assert len(lines) == 1, result.stdout  # exactly one JSON object
-        return result.exit_code, json.loads(lines[0])
-
-    run.json = run_json
-    return run
 
 
 @pytest.fixture

@@ -20,13 +20,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-import typer
 from sqlalchemy import select, text, update
-from typer.testing import CliRunner
 
 from feecenter.accounts.permissions import SYSTEM
 from feecenter.catalog import service as catalog
-from feecenter.cli_jobs import jobs_app, worker_command
 from feecenter.clock import BUSINESS_TZ, FixedClock, db_time, parse_business_time
 from feecenter.errors import InvalidInput
 from feecenter.jobs import DAILY, HOURLY, MONTHLY, REGISTRY, Registry, load_all, runner
@@ -34,7 +31,6 @@ from feecenter.jobs.schedule import (MAX_PERIODS_PER_CALL, Period, due_periods, 
                                      period_containing, period_from_key, periods_between)
 from feecenter.jobs.tables import job_cursors, job_runs
 from feecenter.orders import service as orders
-from tests.conftest import MASTER_KEY
 from tests.helpers import OPS, add_cash, new_account
 
 SH = BUSINESS_TZ
@@ -608,34 +604,6 @@ def test_the_registered_orders_job_expires_unpaid_orders_in_the_simulator(rt):
 
 
 # ---------------------------------------------------------------- CLI
-
-@pytest.fixture
-def cli(database_url, monkeypatch, tmp_path):
-    monkeypatch.setenv("FEECENTER_DATABASE_URL", database_url)
-    monkeypatch.setenv("FEECENTER_MASTER_KEY", MASTER_KEY)
-    monkeypatch.setenv("FEECENTER_HOME", str(tmp_path))
-    app = typer.Typer()
-    app.add_typer(jobs_app, name="jobs")
-    app.command("worker")(worker_command)
-    runner_ = CliRunner()
-
-    def run(*args, ok=True):
-        result = runner_.invoke(app, [str(a) for a in args])
-        if result.exception and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    def run_json(*args, ok=True):
-        result = run(*args, "--json", ok=ok)
-        lines = result.stdout.strip().splitlines()
-        assert len(lines) == 1, result.stdout  # exactly one JSON object
-        return result.exit_code, json.loads(lines[0])
-
-    run.json = run_json
-    return run
-
 
 @pytest.mark.spec("SET-8")
 def test_cli_jobs_run_until_list_and_worker(cli):
