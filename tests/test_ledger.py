@@ -120,6 +120,8 @@ BAD_LEGS = [
     [("alice", -100)],  # one leg
     [("alice", 0), ("bob", 0)],  # zero legs
     [("alice", -100), ("alice", 100)],  # same account twice
+    [("alice", -1), ("bob", True)],  # a bool is no amount, though True == 1
+    [("alice", -100), ("bob", 100.0)],  # nor a float
     [("alice", -100), ("bob", 100), ("free", 1), ("revenue", -1)] * 17,  # too many legs
 ]
 

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from sqlalchemy import (Connection, Integer, bindparam, case, exists, func, insert,
                         literal_column, select, true, update)
@@ -54,8 +55,7 @@ class TransferResult:
     balances_after: dict[int, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class AccountMeta:
+class AccountMeta(NamedTuple):  # a tuple: built for every leg on the hot path
     id: int
     code: str
     uin: int | None
@@ -65,8 +65,12 @@ class AccountMeta:
     cached: bool
 
 
+# json.dumps(payload, sort_keys=True, default=str), without building an encoder per call
+_HASH_ENCODER = json.JSONEncoder(sort_keys=True, default=str)
+
+
 def content_hash(payload: object) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(_HASH_ENCODER.encode(payload).encode()).hexdigest()
 
 
 def _postings_hash(transfer: Transfer) -> str:
@@ -114,6 +118,7 @@ class _Direct:
     def __init__(self, statement):
         self.statement = statement
         self._by_dialect: dict = {}
+        self._positional: dict = {}
 
     def _compiled(self, dialect):
         key = (type(dialect), dialect.paramstyle, dialect.server_version_info)
@@ -137,8 +142,21 @@ class _Direct:
             found = self._by_dialect[key] = (compiled.string, arrange, processors)
         return found
 
+    def positional(self, conn: Connection) -> tuple[str, tuple[str, ...], dict]:
+        """(sql, bind names in order, processors) for a positional dialect (SQLite):
+        the caller passes DB-ready arguments in that order straight to the driver."""
+        found = self._positional.get(type(conn.dialect))
+        if found is None:
+            compiled = self.statement.compile(dialect=conn.dialect)
+            sql, arrange, processors = self._compiled(conn.dialect)
+            if not compiled.positional:
+                raise LedgerInvariantBroken("语句不是位置参数形式", "statement is not positional")
+            found = self._positional[type(conn.dialect)] = (sql, tuple(compiled.positiontup),
+                                                            processors)
+        return found
+
     @staticmethod
-    def _driver(conn: Connection):
+    def driver(conn: Connection):
         if not conn.in_transaction():
             conn.begin()  # what autobegin would do on conn.execute()
         return conn.connection.dbapi_connection
@@ -165,8 +183,13 @@ class _Direct:
 
     def rows(self, conn: Connection, params: dict) -> list[tuple]:
         sql, arrange, processors = self._compiled(conn.dialect)
-        args = self._args(arrange, processors, [params])[0]
-        cursor = self._driver(conn).cursor()
+        if processors:
+            params = dict(params)
+            for name, processor in processors.items():
+                if name in params:
+                    params[name] = processor(params[name])
+        args = params if arrange is None else arrange(params)
+        cursor = self.driver(conn).cursor()
         try:
             cursor.execute(sql, args)
             return cursor.fetchall() if cursor.description else []
@@ -180,7 +203,7 @@ class _Direct:
             return
         sql, arrange, processors = self._compiled(conn.dialect)
         args = self._args(arrange, processors, params)
-        cursor = self._driver(conn).cursor()
+        cursor = self.driver(conn).cursor()
         try:
             cursor.executemany(sql, args)
         except conn.dialect.loaded_dbapi.Error as exc:
@@ -200,6 +223,8 @@ _META_COLUMNS = (_A.id, _A.code, _A.uin, _A.kind, _A.min_balance, _A.max_balance
 _TXN_COLUMNS = ("idempotency_key", "request_hash", "kind", "uin", "reference", "memo",
                 "reverses_txn_id", "created_at")
 _POSTING_COLUMNS = ("txn_id", "account_id", "uin", "amount", "balance_after")
+_ID_NAMES = tuple(f"id_{i}" for i in range(MAX_POSTINGS))
+_AMOUNT_NAMES = tuple(f"amount_{i}" for i in range(MAX_POSTINGS))
 
 _SELECT_META = select(*_META_COLUMNS).where(_A.id.in_(bindparam("ids", expanding=True)))
 
@@ -226,6 +251,12 @@ def _insert_postings(count: int) -> _Direct:
     return _Direct(insert(ledger_postings).values([
         {name: bindparam(f"{name}_{i}", type_=ledger_postings.c[name].type)
          for name in _POSTING_COLUMNS} for i in range(count)]))
+
+
+@functools.cache
+def _posting_binds(count: int) -> tuple[str, ...]:
+    """The bind names of ``_insert_postings(count)``, row by row, in column order."""
+    return tuple(f"{name}_{i}" for i in range(count) for name in _POSTING_COLUMNS)
 
 
 @functools.cache  # one statement per number of accounts, at most MAX_POSTINGS
@@ -340,10 +371,11 @@ def _validate(transfer: Transfer) -> None:
                       "idempotency key must be 1-200 characters")
     if not 2 <= len(postings) <= MAX_POSTINGS:
         raise LedgerInvariantBroken("交易至少需要两条分录", "a transaction needs 2+ postings")
-    if sum(p.amount for p in postings) != 0:
-        raise LedgerInvariantBroken("分录合计不为零", "postings do not sum to zero")
-    if any(p.amount == 0 or not isinstance(p.amount, int) for p in postings):
+    amounts = [p.amount for p in postings]
+    if not all(type(a) is int for a in amounts) or 0 in amounts:  # bool is no amount
         raise LedgerInvariantBroken("分录金额必须为非零整数", "posting amounts must be non-zero ints")
+    if sum(amounts) != 0:
+        raise LedgerInvariantBroken("分录合计不为零", "postings do not sum to zero")
     if len({p.account_id for p in postings}) != len(postings):
         raise LedgerInvariantBroken("同一账户在一笔交易中只能出现一次",
                                     "an account may appear once per transaction")
@@ -410,29 +442,48 @@ def transfer(conn: Connection, clock: Clock, spec: Transfer) -> TransferResult:
         return TransferResult(rows[0][0], True, _judge(ordered, metas,
                                                        {row[1]: row[8] for row in rows}))
     # SQLite: one writer at a time (BEGIN IMMEDIATE), so no row locks to order.
-    rows = _INSERT_TXN_ONCE.rows(conn, params)
-    if not rows:
-        return _replayed(conn, spec, request_hash)
-    txn_id = rows[0][0]
+    return _sqlite_transfer(conn, spec, request_hash, ordered, params)
+
+
+def _sqlite_transfer(conn: Connection, spec: Transfer, request_hash: str, ordered,
+                     params: dict) -> TransferResult:
+    """SQLite's three statements, run positionally on the driver (the hottest path)."""
+    txn_sql, txn_order, txn_processors = _INSERT_TXN_ONCE.positional(conn)
+    for name, processor in txn_processors.items():
+        params[name] = processor(params[name])
+    count = len(ordered)
+    balance_sql, balance_order, _ = _add_to_cached_balances(count).positional(conn)
     amounts = {}
     for i, p in enumerate(ordered):
-        amounts[f"id_{i}"], amounts[f"amount_{i}"] = p.account_id, p.amount
+        amounts[_ID_NAMES[i]], amounts[_AMOUNT_NAMES[i]] = p.account_id, p.amount
+    db = _Direct.driver(conn)
+    try:
+        row = db.execute(txn_sql, [params[n] for n in txn_order]).fetchone()
+        if row is None:
+            return _replayed(conn, spec, request_hash)
+        txn_id = row[0]
+        changed = db.execute(balance_sql, [amounts[n] for n in balance_order]).fetchall()
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _wrap(conn, txn_sql, params, exc) from exc
     metas, new_balances = {}, {}
-    for row in _add_to_cached_balances(len(ordered)).rows(conn, amounts):
+    for row in changed:
         metas[row[0]] = AccountMeta(row[0], row[1], row[2], row[3], row[4], row[5], True)
         new_balances[row[0]] = row[7]
-    uncached = [p.account_id for p in ordered if p.account_id not in metas]
-    if uncached:  # platform accounts (balance summed from postings) or unknown ids
-        metas.update(account_meta(conn, uncached))
+    if len(metas) < count:  # platform accounts (balance summed from postings) or unknown ids
+        metas.update(account_meta(conn, [p.account_id for p in ordered
+                                         if p.account_id not in metas]))
     balances_after = _judge(ordered, metas, new_balances)
-    legs = {}
-    for i, p in enumerate(spec.postings):
-        legs[f"txn_id_{i}"] = txn_id
-        legs[f"account_id_{i}"] = p.account_id
-        legs[f"uin_{i}"] = metas[p.account_id].uin
-        legs[f"amount_{i}"] = p.amount
-        legs[f"balance_after_{i}"] = balances_after.get(p.account_id)
-    _insert_postings(len(spec.postings)).rows(conn, legs)
+    legs: list = []
+    for p in spec.postings:  # the column order of _POSTING_COLUMNS
+        legs += (txn_id, p.account_id, metas[p.account_id].uin, p.amount,
+                 balances_after.get(p.account_id))
+    postings_sql, order, _ = _insert_postings(len(spec.postings)).positional(conn)
+    if order != _posting_binds(len(spec.postings)):
+        raise LedgerInvariantBroken("分录语句参数顺序不符", "postings statement binds out of order")
+    try:
+        db.execute(postings_sql, legs)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _wrap(conn, postings_sql, legs, exc) from exc
     return TransferResult(txn_id, created=True, balances_after=balances_after)
 
 
