@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from feecenter import __version__
 from feecenter.api import bills as bill_routes
 from feecenter.api import catalog as catalog_routes
+from feecenter.api import coupons as coupon_routes
 from feecenter.api import errors, routes
 from feecenter.api import orders as order_routes
 from feecenter.api import notifications as notification_routes
@@ -27,6 +28,7 @@ def create_app(rt: Runtime) -> FastAPI:
     app.include_router(usage_routes.router)
     app.include_router(notification_routes.router)
     app.include_router(bill_routes.router)
+    app.include_router(coupon_routes.router)
     app.include_router(compat.router)
 
     @app.get("/healthz", include_in_schema=False)

@@ -4,6 +4,7 @@ from feecenter.accounts import tables as _accounts  # noqa: F401
 from feecenter.arrears import tables as _arrears  # noqa: F401
 from feecenter.auth import tables as _auth  # noqa: F401
 from feecenter.catalog import tables as _catalog  # noqa: F401
+from feecenter.coupons import tables as _coupons  # noqa: F401
 from feecenter.db.base import metadata
 from feecenter.funds import tables as _funds  # noqa: F401
 from feecenter.jobs import tables as _jobs  # noqa: F401

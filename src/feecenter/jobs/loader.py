@@ -18,6 +18,7 @@ JOB_MODULES: tuple[str, ...] = (
     "feecenter.notifications.jobs",  # notifications.deliver
     "feecenter.settlement.jobs",  # settlement.hourly / daily / monthly (SET-1, SET-4)
     "feecenter.arrears.jobs",  # arrears.escalate (ARR-3)
+    "feecenter.coupons.jobs",  # coupons.expire (CPN-3)
 )
 
 
