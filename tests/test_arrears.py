@@ -84,6 +84,10 @@ def test_policy_lookup_and_validation():
 
 @pytest.fixture
 def owing(rt):
+    return make_owing(rt)
+
+
+def make_owing(rt):
     """An account with a postpaid cvm (compute) and cdb (database), 1.00 yuan in arrears."""
     with rt.engine.begin() as conn:
         catalog.load_catalog(conn, rt.clock, OPS, catalog.sample_catalog_text(), "sample.yaml")
@@ -233,3 +237,30 @@ def test_escalation_runs_as_an_hourly_job(owing):
         kinds = [r.kind for r in conn.execute(select(account_events.c.kind)
                                               .where(account_events.c.uin == uin))]
     assert kinds[:1] == ["dunning"] and "stopped" in kinds
+
+
+# ---------------------------------------------------------------- REST
+
+@pytest.mark.spec("ARR-3")
+def test_cases_and_events_over_rest(live_server):
+    from feecenter.clock import FixedClock, SystemClock
+    from tests.test_rest_api import customer_client
+
+    rt, address = live_server
+    sim = FixedClock(SystemClock().now() - 3 * H)  # the arrears began three hours ago
+    scenario = type(rt)(engine=rt.engine, clock=sim, settings=rt.settings)
+    _, uin, _ = make_owing(scenario)
+    arrears.escalate(rt.engine, sim)
+    advance(scenario, 2 * H)
+    arrears.escalate(rt.engine, sim)
+    client = customer_client(rt, address, uin)
+    [case] = client.get(f"/api/v1/accounts/{uin}/arrears/cases")["items"]
+    assert (case["state"], case["arrears_at_open"]) == ("open", "1.00")
+    kinds = [e["kind"] for e in client.get(f"/api/v1/accounts/{uin}/arrears/events",
+                                           f"case_id={case['id']}")["items"]]
+    assert kinds[0] == "dunning" and "stopped" in kinds
+    other = new_account(rt, name="outsider")
+    outsider = customer_client(rt, address, other)
+    with pytest.raises(Exception) as refused:
+        outsider.get(f"/api/v1/accounts/{uin}/arrears/events")
+    assert getattr(refused.value, "status", None) == 403

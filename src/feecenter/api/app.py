@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from feecenter import __version__
+from feecenter.api import arrears as arrears_routes
 from feecenter.api import bills as bill_routes
 from feecenter.api import catalog as catalog_routes
 from feecenter.api import coupons as coupon_routes
@@ -29,6 +30,7 @@ def create_app(rt: Runtime) -> FastAPI:
     app.include_router(notification_routes.router)
     app.include_router(bill_routes.router)
     app.include_router(coupon_routes.router)
+    app.include_router(arrears_routes.router)
     app.include_router(compat.router)
 
     @app.get("/healthz", include_in_schema=False)

@@ -1,0 +1,45 @@
+"""/api/v1 routes for the arrears lifecycle (ARR-3): an account's cases and events.
+
+Thin adapter over ``feecenter.arrears.service`` (which checks FINANCE); times
+in business time, amounts in yuan strings.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from feecenter.accounts.permissions import Actor
+from feecenter.api.deps import caller, runtime
+from feecenter.arrears import service as arrears
+from feecenter.clock import business_time_text
+from feecenter.money import format_yuan
+from feecenter.runtime import Runtime
+
+router = APIRouter(prefix="/api/v1")
+Rt = Annotated[Runtime, Depends(runtime)]
+Caller = Annotated[Actor, Depends(caller)]
+
+MAX_EVENTS = 1000
+
+
+def _time(value) -> str | None:
+    return business_time_text(value) if value is not None else None
+
+
+@router.get("/accounts/{uin}/arrears/cases", summary="ARR-3: arrears cases, oldest first")
+def list_cases(uin: int, rt: Rt, actor: Caller) -> dict:
+    with rt.engine.connect() as conn:
+        cases = arrears.list_cases(conn, actor, uin)
+    return {"items": [{"id": c["id"], "state": c["state"], "started_at": _time(c["started_at"]),
+                       "opened_at": _time(c["opened_at"]), "ended_at": _time(c["ended_at"]),
+                       "arrears_at_open": format_yuan(c["arrears_at_open"])} for c in cases]}
+
+
+@router.get("/accounts/{uin}/arrears/events",
+            summary="ARR-3: account events of the arrears lifecycle (reminders, stop, recycle, restore)")
+def list_events(uin: int, rt: Rt, actor: Caller, case_id: int | None = None) -> dict:
+    with rt.engine.connect() as conn:
+        events = arrears.list_events(conn, actor, uin, case_id=case_id, limit=MAX_EVENTS)
+    return {"items": [{**e, "at": _time(e["at"])} for e in events]}
