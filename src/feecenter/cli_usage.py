@@ -24,11 +24,10 @@ def import_file(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False
     from feecenter.runtime import open_runtime
     from feecenter.usage import service as usage
 
-    fmt = format or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
     rt = open_runtime()
     try:
-        result = usage.ingest(rt.engine, rt.clock, Actor("operator", f"cli:{getpass.getuser()}"),
-                              path.read_text(encoding="utf-8"), fmt)
+        result = usage.ingest_file(rt.engine, rt.clock,
+                                   Actor("operator", f"cli:{getpass.getuser()}"), path, format)
     except Exception as exc:  # a domain error: print it the CLI way
         from feecenter.errors import FeeCenterError
 

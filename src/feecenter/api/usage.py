@@ -13,6 +13,7 @@ from feecenter.accounts.permissions import Actor
 from feecenter.api.deps import caller, runtime
 from feecenter.api.orders import resource_json
 from feecenter.clock import business_time_text
+from feecenter.errors import invalid
 from feecenter.resources import postpaid
 from feecenter.resources import service as resources
 from feecenter.runtime import Runtime
@@ -27,13 +28,16 @@ MAX_BODY = 64 * 1024 * 1024
 @router.post("/ops/usage", summary="Ingest metering records (JSON lines or CSV body)")
 async def ingest_usage(request: Request, rt: Rt, actor: Caller,
                        format: Literal["jsonl", "csv"] = "jsonl") -> dict:  # noqa: A002
+    """The body is read whole (at most 64 MiB), then goes through the same chunked
+    intake as a file (usage.service)."""
     body = await request.body()
     if len(body) > MAX_BODY:
-        from feecenter.errors import invalid
-
         raise invalid("body", "单批不超过 64 MiB，请分批上报", "a batch is at most 64 MiB: split it")
-    result = await run_in_threadpool(usage.ingest, rt.engine, rt.clock, actor,
-                                     body.decode("utf-8"), format)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise invalid("body", "请求体不是 UTF-8 编码", "the body is not UTF-8") from None
+    result = await run_in_threadpool(usage.ingest, rt.engine, rt.clock, actor, text, format)
     return result.to_dict()
 
 

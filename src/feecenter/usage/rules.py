@@ -1,0 +1,84 @@
+"""Usage rules on plain values: may a parsed record be stored, and is it new?
+
+Records are the tuples of ``usage.parse`` (times as fixed-width UTC text, so
+comparing texts compares times). Both functions walk a whole chunk in one
+loop: this is the per-record cost of the bulk intake.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from feecenter.usage.parse import Rejection
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceFacts:
+    """What intake needs to know of a resource (times as UTC text)."""
+
+    uin: int
+    postpaid: bool
+    created: str
+    released: str | None
+    product_code: str
+    items: frozenset[str]  # the product's billing item codes
+
+
+def check(records: list[tuple], lines: list[int], facts: dict[str, ResourceFacts],
+          now: str) -> tuple[list[tuple], list[int], list[Rejection]]:
+    """The rows to store (each record plus its received_at, ``now``), their lines,
+    and a rejection naming the field for each record that may not be stored."""
+    rows, kept, refused = [], [], []
+    for record, line in zip(records, lines):
+        resource = facts.get(record[2])
+        if (resource is not None and resource.uin == record[1] and resource.postpaid
+                and record[5] >= resource.created and record[6] <= now
+                and (resource.released is None or record[6] <= resource.released)
+                and record[3] in resource.items):
+            rows.append((*record, now))
+            kept.append(line)
+        else:
+            refused.append(Rejection(line, record[0], *problem(record, resource, now)))
+    return rows, kept, refused
+
+
+def problem(record: tuple, resource: ResourceFacts | None, now: str) -> tuple[str, str, str]:
+    """Why a record may not be stored: (field, zh, en)."""
+    _event, uin, resource_id, item, _quantity, start, end = record
+    if resource is None or resource.uin != uin:
+        return ("resource_id", f"资源不存在或不属于账号 {uin}：{resource_id}",
+                f"unknown resource for account {uin}: {resource_id}")
+    if not resource.postpaid:
+        return ("resource_id", "只有按量计费资源上报用量", "only postpaid resources report usage")
+    if resource.released is not None and end > resource.released:
+        return ("resource_id", "资源已释放，释放后的用量不计费",
+                "the resource was released before this usage ended")
+    if start < resource.created:
+        return ("usage_start", "用量早于资源创建时间", "usage starts before the resource existed")
+    if end > now:
+        return ("usage_end", "用量结束时间在未来", "usage ends in the future")
+    if item not in resource.items:
+        return ("billing_item", f"产品 {resource.product_code} 没有计费项 {item}",
+                f"product {resource.product_code} has no billing item {item}")
+    raise AssertionError(f"record {record!r} has no problem")
+
+
+def dedupe(rows: list[tuple], lines: list[int], known: dict[str, tuple]
+           ) -> tuple[list[tuple], int, list[Rejection]]:
+    """Each event ID is stored once: the first row of an event not in ``known`` (the
+    stored records by event ID) is new; a later row, or one of a known event, is a
+    duplicate when its content is the same and refused when it differs.
+    Returns (new rows, duplicates, rejections)."""
+    taken = dict(known)
+    new, duplicates, refused = [], 0, []
+    for row, line in zip(rows, lines):
+        earlier = taken.get(row[0])
+        if earlier is None:
+            taken[row[0]] = row
+            new.append(row)
+        elif earlier[1:7] == row[1:7]:
+            duplicates += 1
+        else:
+            refused.append(Rejection(line, row[0], "event_id", "事件 ID 重复且内容不同",
+                                     "duplicate event_id with different content"))
+    return new, duplicates, refused
