@@ -13,7 +13,7 @@ from feecenter.catalog import rules
 from feecenter.catalog import service as catalog
 from feecenter.catalog.loader import parse_catalog
 from feecenter.catalog.rules import QTY_SCALE, Tier, Version
-from feecenter.catalog.tables import (account_discounts, catalog_loads, price_lists,
+from feecenter.catalog.tables import (account_discounts, billing_items, catalog_loads, price_lists,
                                       price_tiers, products, regions)
 from feecenter.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from feecenter.money import RATE_SCALE
@@ -153,7 +153,7 @@ def test_version_planning_closes_open_versions_and_refuses_overlaps():
 @pytest.mark.spec("ORD-5", "INV-4")
 def test_sample_catalog_loads_once_and_again_changes_nothing(rt):
     first = load_sample(rt)
-    assert first["changed"] and first["products"]["added"] == 6
+    assert first["changed"] and first["products"]["added"] == 7
     assert first["price_lists"]["added"] > 50
     before = counts(rt)
     again = load_sample(rt)
@@ -163,7 +163,7 @@ def test_sample_catalog_loads_once_and_again_changes_nothing(rt):
     assert counts(rt) == before
     with rt.engine.connect() as conn:
         by_code = {p.code: p for p in catalog.list_products(conn)}
-        assert set(by_code) == {"cvm", "cbs", "cos", "cdn", "cdb", "ssl"}
+        assert set(by_code) == {"cvm", "cbs", "cos", "cdn", "cdb", "cospack", "ssl"}
         ssl, cvm = by_code["ssl"], by_code["cvm"]
         assert (ssl.tax_category, ssl.tax_rate_bp, ssl.tax_name, ssl.tax_code) == (
             "software", 1300, "软件*软件产品销售", "10603010101")
@@ -484,6 +484,38 @@ def test_loader_parses_without_a_database():
     assert problems[0].render("empty.yaml").startswith("empty.yaml:1: file: ")
 
 
+def with_refund_window(value: str) -> str:
+    return vm_catalog(V1).replace("    class: compute\n",
+                                  f"    class: compute\n    refund_window_days: {value}\n")
+
+
+@pytest.mark.spec("ORD-4", "ORD-5")
+@pytest.mark.parametrize("value", ["-1", "366", "five", "2.5", "[5]"])
+def test_a_refund_window_must_be_whole_days_within_a_year(value):
+    _, problems = parse_catalog(with_refund_window(value), "window.yaml", {})
+    assert [(p.line, p.field) for p in problems] == [(16, "products[vm].refund_window_days")]
+    assert problems[0].zh and problems[0].en
+
+
+@pytest.mark.spec("ORD-4", "ORD-5")
+def test_the_refund_window_is_stored_with_the_product_five_days_unless_set(rt):
+    load(rt, vm_catalog(V1))
+    with rt.engine.connect() as conn:
+        assert catalog.get_product(conn, "vm").refund_window_days == 5
+    changed = load(rt, with_refund_window("0"), "no-window.yaml")
+    assert changed["products"] == {"added": 0, "updated": 1, "unchanged": 0}
+    with rt.engine.connect() as conn:
+        assert catalog.get_product(conn, "vm").refund_window_days == 0
+    load(rt, with_refund_window("30"), "thirty.yaml")
+    with rt.engine.connect() as conn:
+        assert catalog.get_product(conn, "vm").to_dict()["refund_window_days"] == 30
+    before = counts(rt)
+    with pytest.raises(InvalidInput) as err:
+        load(rt, with_refund_window("-5"), "bad.yaml")
+    assert "refund_window_days" in err.value.details["errors"][0]
+    assert counts(rt) == before
+
+
 # ---------------------------------------------------------------- CLI
 
 @pytest.fixture
@@ -515,7 +547,7 @@ def test_cli_loads_and_shows_the_catalog(catalog_cli, tmp_path):
     result = catalog_cli("load", str(sample), "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["changed"] and summary["products"]["added"] == 6
+    assert summary["changed"] and summary["products"]["added"] == 7
     result = catalog_cli("load", str(sample))
     assert result.exit_code == 0 and "unchanged" in result.stdout
     shown = json.loads(catalog_cli("show", "--json").stdout)
@@ -613,7 +645,7 @@ def test_api_operators_load_and_price_customers_read_and_quote(api, rt):
     assert bad.json()["error"]["details"]["errors"][0].startswith("api-upload.yaml:2: ")
 
     listed = api(customer, "GET", "/api/v1/catalog/products").json()
-    assert {p["code"] for p in listed} == {"cvm", "cbs", "cos", "cdn", "cdb", "ssl"}
+    assert {p["code"] for p in listed} == {"cvm", "cbs", "cos", "cdn", "cdb", "cospack", "ssl"}
     ssl = api(customer, "GET", "/api/v1/catalog/products/ssl").json()
     assert ssl["tax_rate_bp"] == 1300 and ssl["prices"][0]["tiers"][0]["unit_price"] == "330.00000000"
     assert {i["code"] for i in ssl["items"]} == {"OV.single", "OV.wildcard", "EV.single"}
@@ -669,3 +701,41 @@ def test_an_agreed_price_needs_no_list_price(rt):
     with pytest.raises(NotFound) as err:
         quote(rt, new_account(rt, "other"), "vm", "traffic", "ap-shanghai", "postpaid", UNIT)
     assert err.value.field == "region"
+
+
+PACKAGE_ITEMS = (
+    "      - {code: p1, name_zh: 包, name_en: Pack, unit_zh: 个, unit_en: pack, spec: true,"
+    " covers: {product: vm, item: traffic, quantity: \"100.5\", per: month}}\n")
+
+
+def _with_package_items(items: str) -> str:
+    return HEAD.replace("    prices:\n", items)  # no prices: nothing to sell, only to check
+
+
+@pytest.mark.spec("SET-10", "ORD-5")
+def test_a_package_item_stores_what_it_covers(rt):
+    load(rt, _with_package_items(PACKAGE_ITEMS))
+    with rt.engine.connect() as conn:
+        row = conn.execute(select(billing_items).where(billing_items.c.code == "p1")).mappings().one()
+    assert (row["covers_product"], row["covers_item"], row["covers_quantity"],
+            row["covers_per"]) == ("vm", "traffic", 100_500_000, "month")
+
+
+@pytest.mark.spec("SET-10", "ORD-5")
+def test_bad_package_items_are_refused_naming_the_line_and_writing_nothing(rt):
+    bad = (PACKAGE_ITEMS.replace("p1", "p2").replace('"100.5"', '"0"')
+           + PACKAGE_ITEMS.replace("p1", "p3").replace("spec: true", "spec: false")
+           + PACKAGE_ITEMS.replace("p1", "p4").replace("per: month", "per: year"))
+    with pytest.raises(InvalidInput) as err:
+        load(rt, _with_package_items(bad), "pack.yaml")
+    fields = [line.split(": ")[1] for line in err.value.details["errors"]]
+    assert fields == ["products[vm].items[p2].covers.quantity", "products[vm].items[p3].covers",
+                      "products[vm].items[p4].covers.per"]
+    unknown = PACKAGE_ITEMS.replace("item: traffic", "item: nothing")
+    with pytest.raises(InvalidInput) as err:
+        load(rt, _with_package_items(unknown), "pack.yaml")
+    [line] = err.value.details["errors"]
+    item_line = _with_package_items(unknown).splitlines().index(unknown.rstrip("\n")) + 1
+    assert line.startswith(f"pack.yaml:{item_line}: products[vm].items[p1].covers: ")
+    assert "unknown billing item: vm/nothing" in line and "不存在" in line
+    assert counts(rt) == (0, 0, 0, 0, 0)

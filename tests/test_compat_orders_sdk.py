@@ -18,7 +18,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from tencentcloud.billing.v20180709 import billing_client, models
 from tencentcloud.common import credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
@@ -26,18 +26,16 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 
 from feecenter.accounts.permissions import SYSTEM
-from feecenter.auth import service as auth
-from feecenter.catalog import service as catalog
 from feecenter.clock import business_time_text, db_time
 from feecenter.funds import service as funds
 from feecenter.funds.tables import statement_entries
-from feecenter.ledger.reconcile import reconcile
 from feecenter.ledger.tables import ledger_transactions
 from feecenter.orders import service as orders
 from feecenter.orders.rules import order_no
 from feecenter.orders.tables import orders as orders_table
 from feecenter.orders.tables import payments
-from tests.helpers import OPS, add_cash, add_gift, balance, new_account
+from tests.helpers import (OPS, add_cash, add_gift, api_key, assert_reconciled, balance, buy,
+                           load_sample_catalog, new_account, pay, row_counts)
 
 pytestmark = pytest.mark.spec("XTR-5")
 
@@ -52,10 +50,9 @@ _limits = itertools.count()
 
 @pytest.fixture
 def shop(live_server):
-    rt, address = live_server
-    with rt.engine.begin() as conn:
-        catalog.load_catalog(conn, rt.clock, OPS, catalog.sample_catalog_text(), "sample.yaml")
-    return rt, address
+    rt, _ = live_server
+    load_sample_catalog(rt)
+    return live_server
 
 
 def sdk(address: str, key) -> billing_client.BillingClient:
@@ -65,18 +62,7 @@ def sdk(address: str, key) -> billing_client.BillingClient:
 
 
 def customer(rt, address, uin):
-    with rt.engine.begin() as conn:
-        key = auth.create_api_key(conn, rt.clock, OPS, uin, None)
-    return sdk(address, key)
-
-
-def buy(rt, uin, *items, promo_term_days=None) -> list[int]:
-    """items: (product, spec, months, region); one call = one big deal."""
-    items = items or (("cvm", "S5.MEDIUM4", 1, "ap-guangzhou"),)
-    with rt.engine.begin() as conn:
-        return orders.create_purchase(conn, rt.clock, SYSTEM, uin, [
-            orders.NewPurchase(product=p, spec_item=s, months=m, region=r,
-                               promo_term_days=promo_term_days) for p, s, m, r in items])
+    return sdk(address, api_key(rt, uin))
 
 
 def row(rt, order_id) -> dict:
@@ -89,15 +75,8 @@ def number(rt, order_id) -> str:
     return order_no(order_id, row(rt, order_id)["created_at"])
 
 
-def pay_service(rt, uin, ids, key):
-    with rt.engine.begin() as conn:
-        return orders.pay(conn, rt.clock, SYSTEM, uin, ids, key=key)
-
-
 def written(rt) -> tuple[int, int, int]:
-    with rt.engine.connect() as conn:
-        return tuple(conn.execute(select(func.count()).select_from(t)).scalar_one()
-                     for t in (ledger_transactions, statement_entries, payments))
+    return row_counts(rt, ledger_transactions, statement_entries, payments)
 
 
 def deals(client, rt, **params) -> models.DescribeDealsByCondResponse:
@@ -122,11 +101,6 @@ def account_balance(rt, address, uin, temp_credit: bool | None = None):
     if temp_credit is not None:
         req.TempCredit = temp_credit
     return customer(rt, address, uin).DescribeAccountBalance(req)
-
-
-def assert_clean(rt):
-    with rt.engine.connect() as conn:
-        assert reconcile(conn) == []
 
 
 # ---------------------------------------------------------------- PayDeals and DescribeDealsByCond
@@ -172,7 +146,7 @@ def test_pay_deals_by_order_id_pays_the_order_gift_first(shop):
         0, 500_00 + 30_00 - 2 * CVM_MEDIUM_MONTH, 0)
     placed = row(rt, order_id)
     assert (placed["paid_gift"], placed["paid_cash"]) == (30_00, 2 * CVM_MEDIUM_MONTH - 30_00)
-    assert_clean(rt)
+    assert_reconciled(rt)
 
 
 @pytest.mark.spec("ORD-3")
@@ -205,7 +179,7 @@ def test_pay_deals_by_big_deal_pays_a_merged_purchase_in_one_payment(shop):
         pay_deals(again, BigDealIds=[big])
     assert err.value.get_code() == "InvalidParameterValue"
     assert "BigDealIds" in err.value.get_message()
-    assert_clean(rt)
+    assert_reconciled(rt)
 
 
 @pytest.mark.spec("ORD-1", "ORD-2", "FRZ-3")
@@ -223,7 +197,7 @@ def test_describe_deals_reports_every_state_with_its_tencent_code(shop):
     (voided,) = buy(rt, uin)
     (expired,) = buy(rt, uin)
     for i, order_id in enumerate((delivered, refunded, paid, failed)):
-        pay_service(rt, uin, [order_id], key=f"states-{i}")
+        pay(rt, uin, [order_id], key=f"states-{i}")
     refunded_resource = row(rt, refunded)["resource_id"]
     with rt.engine.begin() as conn:
         orders.fail_delivery(conn, rt.clock, OPS, failed, "CA 拒绝签发 / the CA refused")
@@ -257,7 +231,7 @@ def test_describe_deals_reports_every_state_with_its_tencent_code(shop):
     assert money.FreezeAmount == SSL_OV_YEAR  # the paid, undelivered certificate (FRZ-3)
     assert money.CashAccountBalance == 20_000_00 - CVM_MEDIUM_MONTH  # the failed one released
     assert money.RealBalance == money.CashAccountBalance - SSL_OV_YEAR
-    assert_clean(rt)
+    assert_reconciled(rt)
 
 
 def test_describe_deals_filters_by_resource_and_order(shop):
@@ -267,7 +241,7 @@ def test_describe_deals_filters_by_resource_and_order(shop):
     client = customer(rt, address, uin)
     (first,) = buy(rt, uin)
     (other,) = buy(rt, uin)
-    pay_service(rt, uin, [first], key="filters-1")
+    pay(rt, uin, [first], key="filters-1")
     resource_id = row(rt, first)["resource_id"]
     with rt.engine.begin() as conn:
         renewal = orders.create_renewal(conn, rt.clock, SYSTEM, uin, resource_id, 3)
@@ -505,7 +479,7 @@ def test_account_balance_shows_credit_and_pay_deals_draws_on_it(shop):
     assert money.CashAccountBalance == 100_00 - (CVM_MEDIUM_MONTH - 100_00)
     assert money.CreditBalance == money.CashAccountBalance + 1_200_00
     assert money.TempCredit == 200_00
-    assert_clean(rt)
+    assert_reconciled(rt)
 
 
 @pytest.mark.spec("BAL-7", "FRZ-2")

@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import func, select, text
 
 from feecenter.accounts.permissions import SYSTEM
-from feecenter.catalog import service as catalog
 from feecenter.errors import Conflict, InsufficientBalance
 from feecenter.funds import service as funds
 from feecenter.funds.tables import statement_entries
@@ -23,7 +22,9 @@ from feecenter.ledger.tables import ledger_accounts, ledger_postings, ledger_tra
 from feecenter.orders import service as orders
 from feecenter.orders.tables import orders as orders_table
 from feecenter.orders.tables import payments
-from tests.helpers import OPS, add_cash, add_gift, balance, new_account
+from tests import helpers
+from tests.helpers import (OPS, add_cash, add_gift, balance, load_sample_catalog, new_account,
+                           run_threads)
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.spec("BAL-4", "ORD-3")]
 
@@ -34,8 +35,8 @@ THREADS = 8
 
 @pytest.fixture
 def shop(rt):
+    load_sample_catalog(rt)
     with rt.engine.begin() as conn:
-        catalog.load_catalog(conn, rt.clock, OPS, catalog.sample_catalog_text(), "sample.yaml")
         # the platform accounts exist before the race (as in any running system)
         for entity in ("cn-cloud", "cn-software"):
             funds.platform_account(conn, rt.clock, "revenue", entity)
@@ -45,32 +46,8 @@ def shop(rt):
 def buy(rt, uin, count=1, *, product="cvm", spec="S5.MEDIUM4", months=1,
         region="ap-guangzhou") -> list[int]:
     """``count`` separate orders (each its own purchase)."""
-    ids = []
-    for _ in range(count):
-        with rt.engine.begin() as conn:
-            ids += orders.create_purchase(conn, rt.clock, SYSTEM, uin, [orders.NewPurchase(
-                product=product, region=region, spec_item=spec, months=months)])
-    return ids
-
-
-def run_threads(count: int, target) -> list[BaseException]:
-    errors: list[BaseException] = []
-    start = threading.Barrier(count)
-
-    def run(i):
-        try:
-            start.wait(timeout=30)
-            target(i)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a worker thread hung"
-    return errors
+    return [order_id for _ in range(count)
+            for order_id in helpers.buy(rt, uin, (product, spec, months, region))]
 
 
 def pay_all(rt, uin, jobs: list[list[tuple[int, str]]]) -> dict:
@@ -213,17 +190,19 @@ def _waiting_on_locks(rt) -> int:
             "AND wait_event_type = 'Lock'")).scalar_one()
 
 
-def _interleaved(rt, uin, order_id, first_key, second_key):
-    """The first payment stays uncommitted until the second has read the order as
-    unpaid and waits for a lock; then the first commits. Returns (results, errors)."""
+def _interleaved(rt, uin, order_id, first_key, second_key, second_order=None):
+    """The first payment stays uncommitted until the second (of ``second_order``,
+    default the same order) waits for a lock; then the first commits. Returns
+    (results, errors)."""
     paid_first, release = threading.Event(), threading.Event()
     results: dict[str, dict] = {}
     errors: dict[str, BaseException] = {}
+    paid = {"first": order_id, "second": second_order or order_id}
 
     def pay(name, key, hold_open):
         try:
             with rt.engine.begin() as conn:
-                results[name] = orders.pay(conn, rt.clock, SYSTEM, uin, [order_id], key=key)
+                results[name] = orders.pay(conn, rt.clock, SYSTEM, uin, [paid[name]], key=key)
                 if hold_open:
                     paid_first.set()
                     assert release.wait(timeout=30)
@@ -277,6 +256,21 @@ def test_one_order_retried_with_its_key_while_the_first_is_in_flight(shop):
     assert counts(rt, uin) == {"payments": 1, "blocks": 1, "block_txns": 1}
 
 
+def test_one_key_for_two_orders_at_once_pays_the_first_and_refuses_the_second(shop):
+    """Different orders lock different rows: the second payment waits on the balance
+    rows instead, then finds the key taken (the key is looked up after both locks)."""
+    rt = shop
+    uin = new_account(rt)
+    add_cash(rt, uin, 1_000_00)
+    first, second = buy(rt, uin, 2)
+    results, errors = _interleaved(rt, uin, first, "same-key", "same-key", second_order=second)
+    assert set(results) == {"first"} and set(errors) == {"second"}
+    assert isinstance(errors["second"], Conflict) and errors["second"].field == "idempotency_key"
+    assert order_states(rt, [first, second]) == {first: "delivered", second: "unpaid"}
+    assert counts(rt, uin) == {"payments": 1, "blocks": 1, "block_txns": 1}
+    customer_postings_never_negative(rt, uin)
+
+
 def test_eight_threads_race_for_each_order_with_their_own_keys(shop):
     rt = shop
     uin = new_account(rt)
@@ -316,8 +310,7 @@ def test_eight_threads_race_for_each_order_with_their_own_keys(shop):
 
 def test_first_deliveries_of_two_customers_at_once(rt):
     """A fresh platform: nobody has bought from the entity yet, two customers pay together."""
-    with rt.engine.begin() as conn:
-        catalog.load_catalog(conn, rt.clock, OPS, catalog.sample_catalog_text(), "sample.yaml")
+    load_sample_catalog(rt)
     first, second = new_account(rt, "first-buyer"), new_account(rt, "second-buyer")
     orders_of = {}
     for uin in (first, second):  # paid, each waiting for its delivery by hand

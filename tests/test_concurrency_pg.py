@@ -18,7 +18,7 @@ from feecenter.funds import service as funds
 from feecenter.funds.tables import statement_entries
 from feecenter.ledger.reconcile import reconcile
 from feecenter.ledger.tables import ledger_accounts, ledger_postings, ledger_transactions
-from tests.helpers import add_cash, balance, new_account, revenue
+from tests.helpers import add_cash, balance, new_account, revenue, run_threads
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.spec("BAL-4", "BAL-6")]
 
@@ -26,26 +26,6 @@ THREADS = 8
 DEBITS_PER_THREAD = 200
 DEBIT_FEN = 73
 INITIAL_FEN = 100_000  # 1,000.00 yuan: 1,369 debits of 0.73 fit, the 1,600 asked do not
-
-
-def _run_threads(count: int, target) -> list[BaseException]:
-    errors: list[BaseException] = []
-    start = threading.Barrier(count)
-
-    def run(i):
-        try:
-            start.wait(timeout=30)
-            target(i)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a worker thread hung"
-    return errors
 
 
 def _cash_account(rt, uin: int) -> int:
@@ -78,7 +58,7 @@ def test_concurrent_prepaid_debits_never_overdraw(rt):
                 with lock:
                     low_water[0] = min(low_water[0], now)
 
-    errors = _run_threads(THREADS, debit)
+    errors = run_threads(THREADS, debit)
     assert errors == []
     attempts = THREADS * DEBITS_PER_THREAD
     assert attempts * DEBIT_FEN > INITIAL_FEN  # demand exceeds supply
@@ -195,7 +175,7 @@ def test_racing_repeats_of_one_key(rt):
                     barrier.abort()
                 raise
 
-    errors = _run_threads(THREADS, pay)
+    errors = run_threads(THREADS, pay)
     assert [e for e in errors if not isinstance(e, threading.BrokenBarrierError)] == []
     for r in range(rounds):
         _one_payment_written(rt, uin, f"race-{r}", results[r])

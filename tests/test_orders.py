@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
 
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import SYSTEM
@@ -11,35 +10,27 @@ from feecenter.catalog import service as catalog
 from feecenter.errors import AccountInArrears, Conflict, FeeCenterError, InsufficientBalance
 from feecenter.funds import service as funds
 from feecenter.funds.tables import statement_entries
-from feecenter.ledger.reconcile import reconcile
 from feecenter.ledger.tables import ledger_transactions
 from feecenter.orders import service as orders
 from feecenter.orders.tables import orders as orders_table
 from feecenter.resources import service as resources
-from tests.helpers import OPS, add_cash, add_gift, balance, new_account
+from tests import helpers
+from tests.helpers import (OPS, add_cash, add_gift, assert_reconciled, balance,
+                           load_sample_catalog, new_account, pay, row_counts)
 
 CVM_MEDIUM_MONTH = 178_00  # sample catalog: S5.MEDIUM4 prepaid, yuan 178.00 a month
 CVM_LARGE_MONTH = 356_00
+SSL_OV_YEAR = 3960_00  # ssl OV.single: 330.00 a month, sold by the year
 
 
 @pytest.fixture
 def shop(rt):
-    with rt.engine.begin() as conn:
-        catalog.load_catalog(conn, rt.clock, OPS, catalog.sample_catalog_text(), "sample.yaml")
+    load_sample_catalog(rt)
     return rt
 
 
-def buy(rt, uin, *, product="cvm", spec="S5.MEDIUM4", months=1, count=1, region="ap-guangzhou",
-        **kw):
-    with rt.engine.begin() as conn:
-        return orders.create_purchase(conn, rt.clock, SYSTEM, uin, [orders.NewPurchase(
-            product=product, region=region, spec_item=spec, months=months, count=count, **kw)])
-
-
-def pay(rt, uin, order_ids, key=None):
-    with rt.engine.begin() as conn:
-        return orders.pay(conn, rt.clock, SYSTEM, uin, list(order_ids),
-                          key=key or f"pay-{'-'.join(map(str, order_ids))}")
+def buy(rt, uin, *, product="cvm", spec="S5.MEDIUM4", months=1, region="ap-guangzhou", **each):
+    return helpers.buy(rt, uin, (product, spec, months, region), **each)
 
 
 def order(rt, uin, order_id):
@@ -54,14 +45,7 @@ def entries(rt, uin):
 
 
 def counts(rt):
-    with rt.engine.connect() as conn:
-        return tuple(conn.execute(select(func.count()).select_from(t)).scalar_one()
-                     for t in (ledger_transactions, statement_entries, orders_table))
-
-
-def assert_clean(rt):
-    with rt.engine.connect() as conn:
-        assert reconcile(conn) == []
+    return row_counts(rt, ledger_transactions, statement_entries, orders_table)
 
 
 @pytest.mark.spec("ORD-1", "ORD-3", "BAL-3", "FRZ-3", "FRZ-4", "BAL-5", "ORD-5")
@@ -85,7 +69,7 @@ def test_buy_pay_deliver_gift_then_cash(shop):
         resource = resources.get_resource(conn, uin, paid["resource_id"])
     assert resource["state"] == "running" and resource["spec_item"] == "S5.MEDIUM4"
     assert resource["period_end"] - resource["period_start"] >= timedelta(days=59)
-    assert_clean(rt)
+    assert_reconciled(rt)
 
 
 @pytest.mark.spec("ORD-3")
@@ -105,7 +89,7 @@ def test_merged_payment_of_several_orders(shop):
     blocks = [e for e in entries(rt, uin) if e["action_type"] == "block"]
     assert len(blocks) == 1 and blocks[0]["amount"] == -(CVM_MEDIUM_MONTH + CVM_LARGE_MONTH)
     assert balance(rt, uin).cash == 1_000_00 - CVM_MEDIUM_MONTH - CVM_LARGE_MONTH
-    assert_clean(rt)
+    assert_reconciled(rt)
 
 
 def test_paying_twice_with_one_key_returns_the_first_payment(shop):
@@ -152,7 +136,7 @@ def test_manual_delivery_freezes_then_posts_or_releases(shop):
     assert kinds[-2:] == ["deduct", "unblock"]
     with rt.engine.begin() as conn, pytest.raises(Conflict):
         orders.deliver(conn, rt.clock, OPS, bad_id)
-    assert_clean(rt)
+    assert_reconciled(rt)
 
 
 @pytest.mark.spec("ORD-2")
@@ -199,7 +183,7 @@ def test_price_change_mid_term_applies_to_renewals_only(shop):
     pay(rt, uin, [renewal])
     renewed = order(rt, uin, renewal)
     assert renewed["service_start"] == order(rt, uin, first)["service_end"]
-    assert_clean(rt)
+    assert_reconciled(rt)
 
 
 @pytest.mark.spec("ORD-4", "BAL-5")
@@ -225,7 +209,7 @@ def test_refund_inside_the_no_reason_window_is_full_back_to_cash_and_gift(shop):
         orders.refund_resource(conn, rt.clock, SYSTEM, uin, resource_id, key="r2")
     with rt.engine.connect() as conn:
         assert resources.get_resource(conn, uin, resource_id)["state"] == "recycled"
-    assert_clean(rt)
+    assert_reconciled(rt)
 
 
 @pytest.mark.spec("ORD-4")
@@ -245,7 +229,61 @@ def test_refund_after_the_window_is_prorated_by_unused_time(shop):
     refund = order(rt, uin, refund_id)
     assert refund["amount"] == -534_00  # three quarters of 712.00
     assert (refund["refunded_gift"], refund["refunded_cash"]) == (84_00, 450_00)
-    assert_clean(rt)
+    assert_reconciled(rt)
+
+
+def _refund(rt, uin, order_id, key):
+    """Refund the resource an order bought; the refund order."""
+    resource_id = order(rt, uin, order_id)["resource_id"]
+    with rt.engine.begin() as conn:
+        refund_id = orders.refund_resource(conn, rt.clock, SYSTEM, uin, resource_id, key=key)
+    return order(rt, uin, refund_id)
+
+
+@pytest.mark.spec("ORD-4", "ORD-5")
+def test_a_products_own_refund_window_decides_between_full_and_unused_time(shop):
+    rt = shop
+    sample = catalog.sample_catalog_text()
+    ten_days = sample.replace("    class: compute\n", "    class: compute\n    refund_window_days: 10\n")
+    assert ten_days.count("refund_window_days: 10") == 1  # cvm only
+    with rt.engine.begin() as conn:
+        catalog.load_catalog(conn, rt.clock, OPS, ten_days, "ten-days.yaml")
+        assert catalog.get_product(conn, "cvm").refund_window_days == 10
+        assert catalog.get_product(conn, "cbs").refund_window_days == 5  # the default
+    uin = new_account(rt)
+    add_cash(rt, uin, 1_000_00)
+    (inside, outside, last_instant) = (buy(rt, uin)[0] for _ in range(3))
+    for order_id in (inside, outside, last_instant):
+        pay(rt, uin, [order_id])  # one month: 2 March to 2 April (31 days)
+    rt.clock.advance(days=9)  # outside the default 5 days, inside this product's 10
+    assert _refund(rt, uin, inside, "day-9")["amount"] == -CVM_MEDIUM_MONTH
+    rt.clock.advance(days=1)  # exactly 10 days after the payment: still inside
+    assert _refund(rt, uin, last_instant, "day-10")["amount"] == -CVM_MEDIUM_MONTH
+    rt.clock.advance(days=1)
+    late = _refund(rt, uin, outside, "day-11")  # 20 of 31 days unused: 114.8387… → 114.84
+    assert (late["amount"], late["refunded_cash"]) == (-114_84, 114_84)
+    assert balance(rt, uin).cash == 1_000_00 - CVM_MEDIUM_MONTH + 114_84
+    assert_reconciled(rt)
+
+
+@pytest.mark.spec("ORD-4")
+def test_a_product_without_a_no_reason_window_refunds_only_unused_time(shop):
+    rt = shop
+    with rt.engine.connect() as conn:
+        assert catalog.get_product(conn, "ssl").refund_window_days == 0  # the sample's choice
+    uin = new_account(rt)
+    add_cash(rt, uin, SSL_OV_YEAR)
+    (order_id,) = buy(rt, uin, product="ssl", spec="OV.single", months=12, region="mainland")
+    pay(rt, uin, [order_id])
+    with rt.engine.begin() as conn:
+        orders.deliver(conn, rt.clock, OPS, order_id)
+    rt.clock.advance(days=1)
+    refund = _refund(rt, uin, order_id, "next-day")
+    placed = order(rt, uin, order_id)
+    year = placed["service_end"] - placed["service_start"]
+    used = round(SSL_OV_YEAR * timedelta(days=1) / year)  # one day of the year
+    assert refund["amount"] == -(SSL_OV_YEAR - used) and refund["amount"] != -SSL_OV_YEAR
+    assert_reconciled(rt)
 
 
 @pytest.mark.spec("ORD-1")
@@ -275,7 +313,7 @@ def test_upgrade_pays_the_prorated_difference_downgrade_returns_it(shop):
         down = orders.downgrade(conn, rt.clock, SYSTEM, uin, resource_id, "S5.MEDIUM4", key="d")
     assert order(rt, uin, down)["amount"] == -up["amount"]
     assert balance(rt, uin).cash == cash_before + up["amount"]
-    assert_clean(rt)
+    assert_reconciled(rt)
 
 
 @pytest.mark.spec("ARR-1", "ARR-2", "ARR-5")
@@ -300,7 +338,7 @@ def test_arrears_gate_says_how_much_is_needed(shop):
     add_cash(rt, uin, 200_00, key="more")
     pay(rt, uin, [order_id])
     assert order(rt, uin, order_id)["state"] == "delivered"
-    assert_clean(rt)
+    assert_reconciled(rt)
 
 
 @pytest.mark.spec("BAL-7", "BAL-4", "BAL-5")
@@ -321,7 +359,7 @@ def test_credit_pays_what_the_balance_cannot(shop):
     assert [e["action_type"] for e in entries(rt, uin)][1:] == ["advanced", "block", "deduct"]
     add_cash(rt, uin, 100_00, key="incoming")  # repays the advance first (ARR-4)
     assert (balance(rt, uin).cash, balance(rt, uin).advances) == (22_00, 0)
-    assert_clean(rt)
+    assert_reconciled(rt)
 
 
 @pytest.mark.spec("SET-7")

@@ -14,19 +14,18 @@ import time
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 
 from feecenter.auth import service as auth
-from feecenter.catalog import service as catalog
 from feecenter.client import ApiError, FeeCenterClient
 from feecenter.clock import db_time
 from feecenter.funds.tables import statement_entries
-from feecenter.ledger.reconcile import reconcile
 from feecenter.ledger.tables import ledger_transactions
 from feecenter.money import parse_yuan
 from feecenter.orders.tables import orders as orders_table
 from feecenter.orders.tables import payments
-from tests.helpers import OPS, add_cash, add_gift, new_account
+from tests.helpers import (OPS, add_cash, add_gift, api_key, assert_reconciled, load_sample_catalog,
+                           new_account, row_counts)
 
 CVM = {"product": "cvm", "region": "ap-guangzhou", "spec_item": "S5.MEDIUM4"}
 SSL = {"product": "ssl", "region": "mainland", "spec_item": "OV.single", "months": 12}
@@ -46,15 +45,13 @@ class Client(FeeCenterClient):
 
 @pytest.fixture
 def shop(live_server):
-    rt, address = live_server
-    with rt.engine.begin() as conn:
-        catalog.load_catalog(conn, rt.clock, OPS, catalog.sample_catalog_text(), "sample.yaml")
-    return rt, address
+    rt, _ = live_server
+    load_sample_catalog(rt)
+    return live_server
 
 
 def customer(rt, address, uin) -> Client:
-    with rt.engine.begin() as conn:
-        key = auth.create_api_key(conn, rt.clock, OPS, uin, None)
+    key = api_key(rt, uin)
     return Client(f"http://{address}", key.secret_id, key.secret_key)
 
 
@@ -76,14 +73,7 @@ def refused(call, status: int, field: str | None) -> dict:
 
 
 def written(rt) -> tuple[int, ...]:
-    with rt.engine.connect() as conn:
-        return tuple(conn.execute(select(func.count()).select_from(t)).scalar_one()
-                     for t in (ledger_transactions, statement_entries, payments, orders_table))
-
-
-def assert_clean(rt):
-    with rt.engine.connect() as conn:
-        assert reconcile(conn) == []
+    return row_counts(rt, ledger_transactions, statement_entries, payments, orders_table)
 
 
 def fen(yuan: str) -> int:
@@ -179,7 +169,7 @@ def test_purchase_preview_then_pay_once_with_an_idempotency_key(shop):
     assert (resource["name"], resource["tags"], resource["state"]) == ("web-1", {"team": "a"},
                                                                        "running")
     assert resource["period_start"] == shown["service_start"]
-    assert_clean(rt)
+    assert_reconciled(rt)
 
 
 @pytest.mark.spec("ORD-3")
@@ -258,7 +248,7 @@ def test_renew_upgrade_downgrade_and_refund_a_resource(shop):
     listed = me.api.get(f"{me.base}/orders", f"resource_id={resource_id}&limit=10")
     assert [o["kind"] for o in listed["items"]] == ["refund", "downgrade", "upgrade", "renew",
                                                     "new"]
-    assert_clean(rt)
+    assert_reconciled(rt)
 
 
 @pytest.mark.spec("SET-7")
@@ -335,7 +325,7 @@ def test_operator_records_manual_delivery_success_and_failure(shop):
     assert types[:2] == ["unblock", "deduct"]  # newest first
     resources = me.api.get(f"{me.base}/resources", "product=ssl")
     assert [r["id"] for r in resources] == [delivered["resource_id"]]
-    assert_clean(rt)
+    assert_reconciled(rt)
 
 
 @pytest.mark.spec("ORD-2")

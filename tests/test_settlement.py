@@ -80,9 +80,10 @@ def hour(n):
     return START + timedelta(hours=n), START + timedelta(hours=n + 1)
 
 
-def settle(rt, cycle, start):
+def settle(rt, cycle, start, **options):
     cadence = {"hour": HOURLY, "day": DAILY, "month": MONTHLY}[cycle]
-    return settlement.settle_period(rt.engine, rt.clock, cycle, period_containing(cadence, start))
+    return settlement.settle_period(rt.engine, rt.clock, cycle, period_containing(cadence, start),
+                                    **options)
 
 
 def lines(rt, uin=None):
@@ -209,7 +210,7 @@ def test_a_crash_mid_period_then_rerun_equals_one_clean_run(database_factory, mo
     expected = snapshot(clean_world)
 
     world = _crash_world(database_factory())
-    real = settlement._settle_account
+    real = settlement._settle_chunk
     calls = []
 
     def crashing(*args, **kwargs):
@@ -218,11 +219,11 @@ def test_a_crash_mid_period_then_rerun_equals_one_clean_run(database_factory, mo
             raise RuntimeError("killed")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(settlement, "_settle_account", crashing)
+    monkeypatch.setattr(settlement, "_settle_chunk", crashing)
     with pytest.raises(RuntimeError):
-        settle(world, "hour", START)
+        settle(world, "hour", START, chunk_accounts=1)  # one account per chunk
     assert len(lines(world)) == 2  # the first account committed, lines and all
-    monkeypatch.setattr(settlement, "_settle_account", real)
+    monkeypatch.setattr(settlement, "_settle_chunk", real)
     result = settle(world, "hour", START)
     assert (result["accounts"], result["skipped"]) == (2, 1)
     assert snapshot(world) == expected
@@ -472,4 +473,46 @@ def test_a_fixed_price_is_charged_once_a_month(metered):
     assert [(line["price_kind"], line["deducted"]) for line in lines(rt)] == [
         ("fixed", 30_00), ("fixed", 0)]
     assert balance(rt, uin).cash == 70_00
+    clean(rt)
+
+
+# ---------------------------------------------------------------- the SET-6 / SET-10 seam
+
+def test_the_seam_prices_what_packages_leave_and_splits_what_coupons_pay(metered, monkeypatch):
+    """What the two hooks may do is honoured: a covered quantity is not priced, a
+    voucher pays part of a transaction and the balances the rest (the features
+    themselves are not built; the fakes stand in for them)."""
+    from feecenter.settlement import extensions
+
+    rt, uin, rid = metered
+    add_cash(rt, uin, 10_00)
+    seen = {}
+
+    def cover(conn, clock, run, lines):
+        seen["lines"] = [(line.item, line.quantity) for line in lines]
+        for line in lines:
+            if line.item == "traffic":
+                line.chargeable = line.quantity - 1_500_000  # 1.5 GB covered
+                line.covered = (("pkg-1", 1_500_000),)
+
+    def pay(conn, clock, run, charges):
+        seen["charges"] = [(c.uin, c.product, c.total) for c in charges]
+        charges[0].voucher = 30
+
+    monkeypatch.setattr(extensions, "cover_with_resource_packages", cover)
+    monkeypatch.setattr(extensions, "pay_with_postpaid_coupons", pay)
+    s, e = hour(0)
+    rt.clock.set(e)
+    ingest(rt, [("v1", uin, rid, "S5.MEDIUM4", "1", s, e),
+                ("v2", uin, rid, "traffic", "2", s, e)])
+    settle(rt, "hour", s)
+    assert seen == {"lines": [("S5.MEDIUM4", 1_000_000), ("traffic", 2_000_000)],
+                    "charges": [(uin, "cvm", 90)]}  # 0.50 + 0.5 GB x 0.80
+    by_item = {line["billing_item"]: line for line in lines(rt)}
+    assert (by_item["traffic"]["quantity"], by_item["traffic"]["discounted_amount"]) == (
+        2_000_000, 40_000_000)
+    assert sum(line["voucher_paid"] for line in by_item.values()) == 30
+    assert [line["voucher_paid"] + line["cash_paid"] for line in by_item.values()] == [
+        line["deducted"] for line in by_item.values()]
+    assert balance(rt, uin).cash == 10_00 - 60
     clean(rt)

@@ -27,6 +27,8 @@ MAX_FILE_BYTES = 5_000_000
 MAX_NODES = 500_000          # aliases can make a small file walk forever; stop there
 MAX_TIERS = 50
 MAX_MONTHS_LIST = 40
+DEFAULT_REFUND_WINDOW_DAYS = 5  # ORD-4: the no-reason refund window (五天无理由退款)
+MAX_REFUND_WINDOW_DAYS = 365
 
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,39}$", re.ASCII)
 _ITEM_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,59}$", re.ASCII)
@@ -88,6 +90,17 @@ class ItemSpec:
     spec: bool
     postpaid_period: str | None
     ref: Ref
+    covers: "Covers | None" = None  # a resource package: what its usage coverage is (SET-10)
+
+
+@dataclass(frozen=True)
+class Covers:
+    """What one unit of a package item covers: ``quantity`` (1e-6 units) of a
+    product's billing item, per settled period or per calendar month."""
+    product: str
+    item: str
+    quantity: int
+    per: str
 
 
 @dataclass
@@ -118,6 +131,7 @@ class ProductSpec:
     prepaid_months: tuple[int, ...]
     items: list[ItemSpec]
     ref: Ref
+    refund_window_days: int = DEFAULT_REFUND_WINDOW_DAYS
 
 
 @dataclass
@@ -399,7 +413,7 @@ def _reference(reader: _Reader, fields: dict, key: str, path: str, available: se
 _PRODUCT_REQUIRED = ("code", "name_zh", "name_en", "entity", "tax_category", "pay_modes",
                      "class", "items")
 _PRODUCT_OPTIONAL = ("postpaid_cycle", "freeze_amount", "freeze_release", "delivery",
-                     "unpaid_order_days", "prepaid_months", "prices")
+                     "unpaid_order_days", "refund_window_days", "prepaid_months", "prices")
 
 
 def _read_product(reader: _Reader, node, index: int, catalog: CatalogFile,
@@ -429,16 +443,18 @@ def _read_product(reader: _Reader, node, index: int, catalog: CatalogFile,
     delivery = reader.choice(fields, "delivery", path, rules.DELIVERY_MODES, default="auto")
     unpaid_days = reader.integer(fields, "unpaid_order_days", path, low=1, high=365,
                                  default=rules.DEFAULT_UNPAID_ORDER_DAYS)
+    refund_days = reader.integer(fields, "refund_window_days", path, low=0,
+                                 high=MAX_REFUND_WINDOW_DAYS, default=DEFAULT_REFUND_WINDOW_DAYS)
     months = _months(reader, fields, path, pay_modes)
     items = _read_items(reader, fields.get("items"), path)
     scalars = (code, name_zh, name_en, entity, klass, tax, pay_modes, freeze, release, delivery,
-               unpaid_days, months)
+               unpaid_days, refund_days, months)
     product_ok = all(v is not None for v in scalars) and (
         cycle is not None or "postpaid" not in (pay_modes or ()))
     if product_ok:
         catalog.products.append(ProductSpec(
             code, name_zh, name_en, entity, tax, pay_modes, klass, cycle, freeze, release,
-            delivery, unpaid_days, months, items, Ref(_line(node), path)))
+            delivery, unpaid_days, months, items, Ref(_line(node), path), refund_days))
     if "prices" in fields:
         by_code = {item.code: item for item in items}
         raw: dict[tuple[str, str, str, str], list[Version]] = {}
@@ -507,7 +523,7 @@ def _read_items(reader: _Reader, node, path: str) -> list[ItemSpec]:
         item_path = f"{path}.items[{_peek_code(item_node) or i}]"
         fields = reader.mapping(item_node, item_path,
                                 ("code", "name_zh", "name_en", "unit_zh", "unit_en"),
-                                ("spec", "postpaid_period"))
+                                ("spec", "postpaid_period", "covers"))
         if fields is None:
             continue
         code = _unique(reader, fields, item_path, seen, pattern=_ITEM_CODE)
@@ -516,11 +532,39 @@ def _read_items(reader: _Reader, node, path: str) -> list[ItemSpec]:
                             for k in ("unit_zh", "unit_en"))
         spec = reader.boolean(fields, "spec", item_path)
         period = reader.choice(fields, "postpaid_period", item_path, rules.POSTPAID_PERIODS)
+        covers = _read_covers(reader, fields, item_path, spec)
         values = (code, name_zh, name_en, unit_zh, unit_en, spec)
-        if all(v is not None for v in values) and (period or "postpaid_period" not in fields):
+        if (all(v is not None for v in values) and (period or "postpaid_period" not in fields)
+                and (covers or "covers" not in fields)):
             items.append(ItemSpec(code, name_zh, name_en, unit_zh, unit_en, spec, period,
-                                  Ref(_line(item_node), item_path)))
+                                  Ref(_line(item_node), item_path), covers))
     return items
+
+
+def _read_covers(reader: _Reader, fields: dict, path: str, spec: bool | None) -> Covers | None:
+    """``covers: {product, item, quantity, per: period|month}`` of a resource package item."""
+    if "covers" not in fields:
+        return None
+    path = f"{path}.covers"
+    inner = reader.mapping(fields["covers"], path, ("product", "item", "quantity", "per"), ())
+    if inner is None:
+        return None
+    if spec is False:
+        reader.problem(fields["covers"], path, "资源包须为可购买的规格（spec: true）",
+                       "a resource package must be a spec (spec: true) to be bought")
+        return None
+    product = reader.code(inner, "product", path)
+    item = reader.code(inner, "item", path, pattern=_ITEM_CODE)
+    quantity = reader.converted(inner, "quantity", path,
+                                lambda t: rules.parse_quantity(t, "quantity"))
+    if quantity == 0:
+        reader.problem(inner["quantity"], f"{path}.quantity", "资源包额度须大于零",
+                       "a package must cover more than zero")
+        quantity = None
+    per = reader.choice(inner, "per", path, ("period", "month"))
+    if None in (product, item, quantity, per):
+        return None
+    return Covers(product, item, quantity, per)
 
 
 def _read_price(reader: _Reader, node, path: str, product: str | None,

@@ -57,6 +57,7 @@ class Product:
     delivery_mode: str           # auto | manual
     unpaid_order_days: int       # ORD-2
     prepaid_months: tuple[int, ...]
+    refund_window_days: int = 5  # ORD-4: days after the first payment with a full refund
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -139,6 +140,7 @@ def load_catalog(conn: Connection, clock: Clock, actor: Actor, text: str, source
     plan = _Plan(parsed)
     _plan_rows(conn, plan)
     _plan_prices(conn, plan, now, problems)
+    _check_covers(conn, parsed, problems)
     if problems:
         raise _refused(source, problems)
     sha = hashlib.sha256(text.encode()).hexdigest()
@@ -221,15 +223,36 @@ def _plan_rows(conn: Connection, plan: _Plan) -> None:
         "allow_postpaid": "postpaid" in p.pay_modes, "product_class": p.product_class,
         "postpaid_cycle": p.postpaid_cycle, "freeze_amount": p.freeze_amount,
         "freeze_release": p.freeze_release, "delivery_mode": p.delivery_mode,
-        "unpaid_order_days": p.unpaid_order_days,
+        "unpaid_order_days": p.unpaid_order_days, "refund_window_days": p.refund_window_days,
         "prepaid_months": ",".join(str(m) for m in p.prepaid_months)} for p in parsed.products])
     _diff(conn, plan, "items", billing_items, ("product_code", "code"), [{
         "product_code": p.code, "code": i.code, "name_zh": i.name_zh, "name_en": i.name_en,
         "unit_zh": i.unit_zh, "unit_en": i.unit_en, "spec": i.spec,
-        "postpaid_period": i.postpaid_period} for p in parsed.products for i in p.items])
+        "postpaid_period": i.postpaid_period, **_covers_columns(i.covers)}
+        for p in parsed.products for i in p.items])
     for row in conn.execute(select(billing_items.c.product_code, billing_items.c.code,
                                    billing_items.c.id)):
         plan.item_ids[(row.product_code, row.code)] = row.id
+
+
+def _check_covers(conn: Connection, parsed, problems: list[CatalogProblem]) -> None:
+    """A package must cover a billing item that exists (in the file or stored)."""
+    known = {(p.code, i.code) for p in parsed.products for i in p.items}
+    known |= set(conn.execute(select(billing_items.c.product_code, billing_items.c.code)).all())
+    for p in parsed.products:
+        for i in p.items:
+            if i.covers and (i.covers.product, i.covers.item) not in known:
+                what = f"{i.covers.product}/{i.covers.item}"
+                problems.append(CatalogProblem(
+                    i.ref.line, f"{i.ref.field}.covers", f"资源包覆盖的计费项不存在：{what}",
+                    f"the package covers an unknown billing item: {what}"))
+
+
+def _covers_columns(covers) -> dict:
+    return {"covers_product": covers.product if covers else None,
+            "covers_item": covers.item if covers else None,
+            "covers_quantity": covers.quantity if covers else None,
+            "covers_per": covers.per if covers else None}
 
 
 def _plan_prices(conn: Connection, plan: _Plan, now: datetime,
@@ -338,7 +361,7 @@ def _product(row) -> Product:
                    row["tax_category"], tax.rate_bp, tax.name, tax.tax_code, modes,
                    row["product_class"], row["operable_balance"], row["postpaid_cycle"],
                    row["freeze_amount"], row["freeze_release"], row["delivery_mode"],
-                   row["unpaid_order_days"], months)
+                   row["unpaid_order_days"], months, row["refund_window_days"])
 
 
 def get_product(conn: Connection, code: str) -> Product:

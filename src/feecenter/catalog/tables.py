@@ -8,7 +8,7 @@ postpaid freeze amount in fen. Quantities (tier bounds) are in 1e-6 units
 """
 
 from sqlalchemy import (BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer,
-                        String, Table, Text, UniqueConstraint)
+                        String, Table, Text, UniqueConstraint, text)
 
 from feecenter.db.base import IdType, metadata
 
@@ -63,6 +63,8 @@ products = Table(
     Column("freeze_release", String(20), nullable=False),  # immediate | next_settlement (FRZ-3)
     Column("delivery_mode", String(10), nullable=False),  # auto | manual
     Column("unpaid_order_days", Integer, nullable=False),  # ORD-2
+    # ORD-4: days after the first payment in which a refund returns everything paid
+    Column("refund_window_days", Integer, nullable=False, server_default=text("5")),
     Column("prepaid_months", String(200), nullable=False),  # allowed durations, "1,2,3,12"
     Column("updated_at", DateTime, nullable=False),
 )
@@ -82,6 +84,12 @@ billing_items = Table(
     # What a postpaid price is per, besides the unit: hour | day | month, or
     # NULL for pure volume (traffic GB, requests).
     Column("postpaid_period", String(10), nullable=True),
+    # A resource package (SET-10): one unit covers covers_quantity (1e-6 units) of
+    # covers_product's covers_item, per settled period or per month (covers_per).
+    Column("covers_product", String(40), nullable=True),
+    Column("covers_item", String(60), nullable=True),
+    Column("covers_quantity", BigInteger, nullable=True),
+    Column("covers_per", String(10), nullable=True),
     UniqueConstraint("product_code", "code", name="uq_billing_items_product_code"),
 )
 

@@ -422,6 +422,17 @@ def expire(conn: Connection, clock: Clock) -> int:
 
 # ---------------------------------------------------------------- payment and settlement
 
+def holders(conn: Connection, clock: Clock, uins: list[int], mode: str) -> set[int]:
+    """Which of ``uins`` hold an unused ``mode`` coupon valid now (one query): settlement
+    asks coupons to plan only for those (SET-6)."""
+    if not uins:
+        return set()
+    now = db_time(clock.now())
+    return set(conn.execute(select(_C.uin).distinct().where(
+        _C.uin.in_(sorted(set(uins))), _C.state == rules.UNUSED, _C.pay_mode == mode,
+        _C.valid_from <= now, _C.valid_until > now)).scalars())
+
+
 def allocate(conn: Connection, clock: Clock, uin: int, lines: list[rules.Line], mode: str, *,
              selected: list[int] | None = None,
              limits: rules.CountLimits = DEFAULT_LIMITS) -> Allocation:

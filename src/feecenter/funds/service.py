@@ -8,10 +8,13 @@ records each as a 收支明细 entry with the sub-balances after it.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, func, insert, select
+from sqlalchemy import (BigInteger, Connection, DateTime, String, and_, bindparam, case, exists,
+                        func, insert, literal_column, select)
 
 from feecenter.accounts.permissions import FINANCE, Actor, require, require_operator
 from feecenter.clock import Clock, db_time, from_db_time
@@ -19,7 +22,7 @@ from feecenter.errors import AccountInArrears, invalid, not_found
 from feecenter.funds import rules
 from feecenter.funds.tables import credit_lines, statement_entries
 from feecenter.ledger import service as ledger
-from feecenter.ledger.tables import ledger_accounts, ledger_transactions
+from feecenter.ledger.tables import ledger_accounts, ledger_postings, ledger_transactions
 from feecenter.money import MAX_AMOUNT_FEN, format_yuan
 
 DEFAULT_ENTITY = "default"
@@ -262,6 +265,10 @@ def _gate(conn: Connection, ids: dict[str, int], bal: dict[str, int],
     below the product class's operable balance either."""
     if bal["arrears"] == 0 and (operable_balance <= 0 or not _ever_in_arrears(conn, ids)):
         return
+    _refuse_if_short(bal, operable_balance)
+
+
+def _refuse_if_short(bal: dict[str, int], operable_balance: int) -> None:
     available = bal["cash"] + bal["gift"] + bal["income"] + bal["arrears"]
     needed = rules.operable_shortfall(available=available, arrears=-bal["arrears"],
                                       operable_balance=operable_balance)
@@ -310,15 +317,6 @@ def freeze(conn: Connection, clock: Clock, uin: int, amount: int, *, key: str,
     return hold_id
 
 
-@dataclass(frozen=True)
-class PaymentPart:
-    """One order of a payment: its freeze key, amount and what each source pays."""
-
-    hold_key: str
-    allocation: rules.Allocation
-    reference: str | None = None
-
-
 def plan_payment(conn: Connection, clock: Clock, uin: int, amounts: list[int],
                  coupons: list[int] | None = None) -> list[rules.Allocation]:
     """Preview (writes nothing): what coupons, gift, cash and credit pay of each amount."""
@@ -355,6 +353,188 @@ def freeze_for_payment(conn: Connection, clock: Clock, uin: int,
             gift=-sum(a.gift for a in allocations), credit=-credit, memo=memo,
             order_id=orders[0][2] if len(orders) == 1 else None)
     return list(zip(hold_ids, allocations))
+
+
+# ---------------------------------------------------------------- the payment fast path
+# orders.pay (docs/orders.md): one locked read of the customer's sub-accounts, the
+# gate and the plan in Python, then the ledger batch and the 收支明细 entries.
+
+@dataclass(frozen=True)
+class LockedFunds:
+    """A customer's sub-accounts read (and locked) for a payment, in one statement."""
+
+    uin: int
+    ids: dict[str, int]              # kind -> ledger account id
+    balances: dict[str, int]         # kind -> balance
+    accounts: dict[int, ledger.LockedAccount]
+    ever_in_arrears: bool            # the arrears account has any posting (ARR-2)
+    credit_amount: int               # limit + temporary credit in force (BAL-7)
+
+    @property
+    def credit_left(self) -> int:
+        return max(self.credit_amount + self.balances["advance"], 0)
+
+
+@dataclass(frozen=True)
+class PaymentPart:
+    """One order of a payment: its freeze key, what each source pays, its order
+    number; ``deliver_to`` (a revenue account) posts the freeze at once."""
+
+    hold_key: str
+    allocation: rules.Allocation
+    reference: str | None = None
+    deliver_to: ledger.AccountMeta | None = None
+    product_code: str | None = None
+    delivery_memo: str | None = None
+
+
+_LA, _CL = ledger_accounts.c, credit_lines.c
+_LOCK_FOR_PAYMENT = ledger.Precompiled(
+    select(_LA.id, _LA.code, _LA.uin, _LA.kind, _LA.min_balance, _LA.max_balance, _LA.cached,
+           _LA.balance,
+           exists(select(ledger_postings.c.id).where(
+               ledger_postings.c.account_id == _LA.id,
+               _LA.kind == literal_column("'arrears'"))).label("owed"),
+           _CL.credit_limit,
+           case((_CL.temp_credit_end.is_(None)
+                 | (_CL.temp_credit_end > bindparam("now", type_=DateTime)), _CL.temp_credit),
+                else_=literal_column("0")).label("temp_in_force"))
+    .select_from(ledger_accounts.outerjoin(credit_lines, _CL.uin == _LA.uin))
+    .where(_LA.uin == bindparam("uin", type_=BigInteger))
+    .order_by(_LA.id).with_for_update(of=ledger_accounts))
+
+
+def lock_for_payment(conn: Connection, clock: Clock, uin: int) -> Callable[[], LockedFunds]:
+    """Send the one read of the customer's sub-accounts, credit and arrears history
+    (on PostgreSQL the balance rows locked in id order until the transaction
+    ends); call the result for the figures (inside ``ledger.pipeline``: after it)."""
+    sent = ledger.send(conn, _LOCK_FOR_PAYMENT, {"uin": uin, "now": db_time(clock.now())},
+                       returns=True)
+    return functools.partial(_locked_funds, uin, sent)
+
+
+def _locked_funds(uin: int, sent: ledger.Sent) -> LockedFunds:
+    rows = sent.rows()
+    if not rows:
+        raise not_found("uin", "账号", "account", uin)
+    accounts = {row[0]: ledger.LockedAccount(ledger.AccountMeta(*row[:7]), row[7])
+                for row in rows}
+    owed = any(row[8] for row in rows if row[3] == "arrears")
+    credit = (rows[0][9] or 0) + (rows[0][10] or 0)
+    return LockedFunds(uin, {row[3]: row[0] for row in rows}, {row[3]: row[7] for row in rows},
+                       accounts, owed, credit)
+
+
+def require_payable(locked: LockedFunds, operable_balance: int = 0) -> None:
+    """The arrears gate (ARR-1/2) on the locked figures; the error says what is needed."""
+    bal = locked.balances
+    if bal["arrears"] == 0 and (operable_balance <= 0 or not locked.ever_in_arrears):
+        return
+    _refuse_if_short(bal, operable_balance)
+
+
+def plan_locked_payment(locked: LockedFunds, amounts: list[int],
+                        coupons: list[int]) -> list[rules.Allocation]:
+    """Coupons (decided per order by the caller) first, then gift, cash, credit (ORD-3)."""
+    bal = locked.balances
+    return rules.allocate_payment(amounts, gift=bal["gift"], cash=bal["cash"],
+                                  credit_left=locked.credit_left, coupons=coupons)
+
+
+_META_NAMES = ("id", "code", "uin", "kind", "min_balance", "max_balance", "cached")
+
+
+def platform_account_join(entity, purpose: str) -> tuple:
+    """(alias, ON clause, columns) for a caller's own read to LEFT JOIN the metadata
+    of ``platform_account(entity, purpose)`` (``entity`` a column; NULLs until the
+    account is opened). Read it back with ``platform_meta``."""
+    if not purpose.replace("_", "").isalpha():
+        raise invalid("purpose", "平台账户用途无效", "invalid platform account purpose")
+    account = ledger_accounts.alias(f"platform_{purpose}")
+    code = (literal_column("'platform:'", type_=String) + entity
+            + literal_column(f"':{purpose}'", type_=String))
+    return account, account.c.code == code, [account.c[n] for n in _META_NAMES]
+
+
+def platform_meta(conn: Connection, clock: Clock, entity: str, purpose: str,
+                  values) -> ledger.AccountMeta:
+    """The account read through ``platform_account_join``, opened first if it is not yet."""
+    if values[0] is not None:
+        return ledger.AccountMeta(*values)
+    account_id = platform_account(conn, clock, purpose, entity)
+    return ledger.account_meta(conn, [account_id])[account_id]
+
+
+def pay_by_freezing(conn: Connection, clock: Clock, locked: LockedFunds,
+                    parts: list[PaymentPart], *, key: str,
+                    reserved: tuple[list[int], list[int]], memo: str | None = None
+                    ) -> list[int]:
+    """Freeze every order of a payment as ONE ledger transaction (the credit part
+    advanced into cash first), post at once the parts delivered at once, and
+    write the 收支明细 entries (advanced, block, deduct per delivery): the same
+    rows as freeze_for_payment followed by deduct_frozen, in a few statements
+    (``ledger.reserve_ids`` gave the ids). Returns the hold ids."""
+    ids = locked.ids
+    credit = sum(p.allocation.credit for p in parts)
+    first = None
+    if credit:
+        first = ledger.Transfer(
+            idempotency_key=f"{key}:credit", kind="advanced", uin=locked.uin,
+            request_hash=ledger.content_hash({"op": "advance", "of": key, "amount": credit}),
+            postings=(ledger.Posting(ids["advance"], -credit), ledger.Posting(ids["cash"], credit)))
+    holds = tuple(ledger.BatchHold(
+        p.hold_key, (ledger.HoldLeg(ids["gift"], ids["frozen_gift"], p.allocation.gift),
+                     ledger.HoldLeg(ids["cash"], ids["frozen_cash"],
+                                    p.allocation.cash + p.allocation.credit)),
+        p.reference, post_to=p.deliver_to.id if p.deliver_to else None, post_kind="deduct",
+        post_memo=p.delivery_memo) for p in parts)
+    others = {p.deliver_to.id: p.deliver_to for p in parts if p.deliver_to}
+    written = ledger.write_hold_batch(conn, clock, ledger.HoldBatch(
+        key, locked.uin, holds, kind="block", memo=memo, first=first), locked.accounts, others,
+        reserved)
+    _record_payment(conn, clock, locked, parts, written, memo)
+    return list(written.hold_ids)
+
+
+def _record_payment(conn: Connection, clock: Clock, locked: LockedFunds,
+                    parts: list[PaymentPart], written: ledger.HoldBatchResult,
+                    memo: str | None) -> None:
+    kinds = {account_id: kind for kind, account_id in locked.ids.items()}
+    running = dict(locked.balances)
+    now = db_time(clock.now())
+
+    def entry(txn: ledger.BatchTxn, action_type: str, amount: int, **fields) -> dict:
+        for account_id, value in txn.balances_after.items():
+            running[kinds[account_id]] = value
+        cash_after, gift_after, frozen, available = _snapshot(running)
+        row = dict.fromkeys(_ENTRY_COLUMNS)
+        row.update(uin=locked.uin, txn_id=txn.txn_id, action_type=action_type, amount=amount,
+                   cash_amount=0, gift_amount=0, coupon_amount=0, credit_amount=0,
+                   balance_after=available, cash_after=cash_after, gift_after=gift_after,
+                   frozen_after=frozen, created_at=now)
+        row.update(fields)
+        return row
+
+    allocations = [p.allocation for p in parts]
+    credit = sum(a.credit for a in allocations)
+    rows = []
+    if written.first:
+        rows.append(entry(written.first, "advanced", credit, cash_amount=credit,
+                          credit_amount=credit))
+    rows.append(entry(written.hold_txn, "block", -sum(a.amount for a in allocations),
+                      cash_amount=-sum(a.cash + a.credit for a in allocations),
+                      gift_amount=-sum(a.gift for a in allocations), credit_amount=-credit,
+                      coupon_amount=-sum(a.coupon for a in allocations), memo=memo,
+                      order_id=parts[0].reference if len(parts) == 1 else None))
+    for part, post in zip(parts, written.posts):
+        if post is not None:
+            rows.append(entry(post, "deduct", -(part.allocation.amount - part.allocation.coupon),
+                              deduct_mode="trade", product_code=part.product_code,
+                              order_id=part.reference, memo=part.delivery_memo))
+    ledger.send_rows(conn, statement_entries, _ENTRY_COLUMNS, rows)
+
+
+_ENTRY_COLUMNS = tuple(c.name for c in statement_entries.c if c.name != "id")
 
 
 def refund(conn: Connection, clock: Clock, uin: int, *, key: str, gift: int, cash: int,

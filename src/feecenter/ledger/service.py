@@ -7,14 +7,15 @@ transaction rolls back, so nothing partial is ever written.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from sqlalchemy import (Connection, Integer, bindparam, case, exists, func, insert,
-                        literal_column, select, true, update)
+from sqlalchemy import (Connection, Engine, Integer, bindparam, case, event, exists, func,
+                        insert, literal_column, select, true, update)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -763,3 +764,475 @@ def void_hold(conn: Connection, clock: Clock, hold_id: int, *, kind: str = "hold
 def _finish_hold(conn, clock, hold_id, txn_id, posted_amount) -> None:
     conn.execute(update(ledger_holds).where(ledger_holds.c.id == hold_id).values(
         settle_txn_id=txn_id, posted_amount=posted_amount, settled_at=db_time(clock.now())))
+
+
+
+# ---------------------------------------------------------------- pipelines
+# A hot path's statements sent together: on PostgreSQL inside one psycopg pipeline
+# (sent without waiting; one round trip when a result is first needed and one at
+# the end), on SQLite one after the other as usual. Checks on what a statement
+# returned run when the pipeline ends, before the caller goes on.
+
+_PIPELINE = "feecenter.pipeline"
+
+
+class Sent:
+    """A statement sent with ``send``; its rows are read when asked for."""
+
+    __slots__ = ("_conn", "_cursor", "_sql", "_rows")
+
+    def __init__(self, conn: Connection, cursor, sql: str, rows: list | None = None):
+        self._conn, self._cursor, self._sql, self._rows = conn, cursor, sql, rows
+
+    def rows(self) -> list[tuple]:
+        if self._rows is None:
+            try:
+                self._rows = self._cursor.fetchall()
+            except self._conn.dialect.loaded_dbapi.Error as exc:
+                raise _wrap(self._conn, self._sql, (), exc) from exc
+            finally:
+                self._cursor.close()
+        return self._rows
+
+
+class _Pipeline:
+    def __init__(self) -> None:
+        self.checks: list = []
+
+
+def send(conn: Connection, statement: _Direct, params: dict, *, returns: bool = False,
+         check=None) -> Sent:
+    """Run a precompiled statement; inside ``pipeline`` on PostgreSQL it is only sent.
+
+    ``returns``: its rows will be read (``Sent.rows()``). ``check(rows)`` runs
+    when the pipeline ends (at once outside one) and raises if they are wrong.
+    ``params`` is the caller's own dict: bind processing converts it in place.
+    """
+    sql, arrange, processors = statement._compiled(conn.dialect)
+    for name, processor in processors.items():
+        if name in params:
+            params[name] = processor(params[name])
+    return _dispatch(conn, sql, params if arrange is None else arrange(params), returns, check)
+
+
+def _dispatch(conn: Connection, sql: str, args, returns: bool, check) -> Sent:
+    cursor = _Direct.driver(conn).cursor()
+    try:
+        cursor.execute(sql, args)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        cursor.close()
+        raise _wrap(conn, sql, args, exc) from exc
+    if not returns and check is None:
+        cursor.close()
+        return Sent(conn, None, sql, [])
+    sent = Sent(conn, cursor, sql)
+    if check is not None:
+        active = conn.info.get(_PIPELINE)
+        if active is None:
+            check(sent.rows())
+        else:
+            active.checks.append((check, sent))
+    return sent
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _refuse_inside_pipeline(conn, cursor, statement, parameters, context, executemany):
+    """SQLAlchemy reads the result's description right after executing, which a
+    psycopg pipeline has not received yet (a query would seem to return no
+    rows): inside ``pipeline`` only ``send`` and Precompiled statements run."""
+    if conn.info.get(_PIPELINE) is not None:
+        raise LedgerInvariantBroken("流水线中不能执行 SQLAlchemy 语句",
+                                    "no SQLAlchemy statement may run inside a pipeline")
+
+
+@contextlib.contextmanager
+def pipeline(conn: Connection):
+    """Statements ``send`` runs inside are pipelined on PostgreSQL (reading a result
+    waits for everything sent so far); the deferred checks run at the end. Nested
+    pipelines join the outer one. Only ``send`` and Precompiled statements may run
+    inside: a SQLAlchemy execute is refused, on SQLite too."""
+    if conn.info.get(_PIPELINE) is not None:
+        yield
+        return
+    active = conn.info[_PIPELINE] = _Pipeline()
+    try:
+        if conn.dialect.name == "postgresql":
+            try:
+                with _Direct.driver(conn).pipeline():
+                    yield
+            except conn.dialect.loaded_dbapi.Error as exc:
+                raise _wrap(conn, "(pipeline)", (), exc) from exc
+        else:
+            yield
+    finally:
+        conn.info.pop(_PIPELINE, None)
+    for check, sent in active.checks:
+        check(sent.rows())
+
+
+# ---------------------------------------------------------------- hold batches on locked balances
+# The payment fast path (orders.pay, docs/orders.md): the caller has locked the
+# customer's balance rows, reserved ids and planned the money in Python; the
+# ledger checks the whole money side of the payment and sends it in five
+# multi-row statements.
+
+MAX_BATCH_HOLDS = 100
+_BATCH_ROWS = 64  # rows per multi-row INSERT; longer lists are written in chunks
+
+
+class LockedAccount(NamedTuple):  # a tuple: one per customer sub-account on the hot path
+    """A cached account whose row the caller has locked (``FOR UPDATE`` on
+    PostgreSQL; SQLite has one writer), with the balance read under that lock."""
+
+    meta: AccountMeta
+    balance: int
+
+
+@dataclass(frozen=True)
+class BatchHold:
+    """One hold of a batch. With ``post_to`` it is posted in full to that account
+    in the same batch (a delivery that happens at once); else it stays pending,
+    for post_hold or void_hold later."""
+
+    key: str
+    legs: tuple[HoldLeg, ...]
+    reference: str | None = None
+    post_to: int | None = None
+    post_kind: str = "hold_post"
+    post_memo: str | None = None
+
+
+@dataclass(frozen=True)
+class HoldBatch:
+    """Holds written as ONE transaction (key ``hold:`` + key, as create_holds),
+    an optional transfer written before them (``first``: a credit advance, say),
+    and the postings of the holds posted at once."""
+
+    key: str
+    uin: int | None
+    holds: tuple[BatchHold, ...]
+    kind: str = "hold"
+    memo: str | None = None
+    first: Transfer | None = None
+
+
+class BatchTxn(NamedTuple):
+    txn_id: int
+    balances_after: dict[int, int]  # the cached accounts it changed, right after it
+
+
+@dataclass(frozen=True)
+class HoldBatchResult:
+    first: BatchTxn | None
+    hold_txn: BatchTxn
+    hold_ids: tuple[int, ...]
+    posts: tuple[BatchTxn | None, ...]  # per hold: its posting, or None while pending
+
+
+class Reservation:
+    """Ids for new transactions and holds, taken before the batch is built so
+    that no insert needs to return one (``reserve_ids``)."""
+
+    def __init__(self, sent: Sent, postgres: bool, txns: int, holds: int):
+        self._sent, self._postgres, self._txns, self._holds = sent, postgres, txns, holds
+
+    def ids(self) -> tuple[list[int], list[int]]:
+        first_txn, first_hold = self._sent.rows()[0]
+        if self._postgres:
+            return sorted(first_txn), sorted(first_hold)
+        return (list(range(first_txn + 1, first_txn + 1 + self._txns)),
+                list(range(first_hold + 1, first_hold + 1 + self._holds)))
+
+
+def _next_ids_statement(postgres: bool) -> _Direct:
+    """PostgreSQL: values of the tables' own sequences. SQLite: the highest ids,
+    as the ids SQLite would assign itself follow them (max + 1, …): BEGIN
+    IMMEDIATE holds the write lock, so nobody inserts before the commit."""
+    def taken(table: str, count: str):
+        sequence = literal_column(f"pg_get_serial_sequence('{table}', 'id')")
+        return (select(func.array_agg(func.nextval(sequence)))
+                .select_from(func.generate_series(literal_column("1"),
+                                                  bindparam(count, type_=Integer)))
+                .scalar_subquery())
+
+    def highest(table):
+        return select(func.coalesce(func.max(table.c.id), literal_column("0"))).scalar_subquery()
+
+    if postgres:
+        return _Direct(select(taken("ledger_transactions", "txns"), taken("ledger_holds", "holds")))
+    return _Direct(select(highest(ledger_transactions), highest(ledger_holds)))
+
+
+_NEXT_IDS = {True: _next_ids_statement(True), False: _next_ids_statement(False)}
+
+
+def reserve_ids(conn: Connection, *, txns: int, holds: int) -> Reservation:
+    """Reserve ids for up to ``txns`` transactions and ``holds`` holds (sent; read
+    with ``.ids()``). Unused PostgreSQL ids are gaps, as after any rollback. On
+    SQLite they are the next ids, so no other ledger transaction or hold may be
+    written between this call and the ``write_hold_batch`` that uses them."""
+    postgres = conn.dialect.name == "postgresql"
+    params = {"txns": txns, "holds": holds} if postgres else {}
+    return Reservation(send(conn, _NEXT_IDS[postgres], params, returns=True), postgres, txns,
+                       holds)
+
+
+def write_hold_batch(conn: Connection, clock: Clock, batch: HoldBatch,
+                     locked: dict[int, LockedAccount], others: dict[int, AccountMeta],
+                     reserved: tuple[list[int], list[int]]) -> HoldBatchResult:
+    """Write a batch of holds on balances the caller has locked, in five statements.
+
+    The rows equal what ``transfer(first)``, ``create_holds`` and ``post_hold``
+    of each hold posted at once would write (keys, hashes, postings, holds in
+    their final state), without reading back what the caller already read.
+    ``others`` are the uncached accounts posted to (revenue: no balance row),
+    ``reserved`` the ids from ``reserve_ids``. Every transaction is checked
+    (balanced, non-zero, an account once) and applied in order to the locked
+    balances, whose bounds are judged; then the transactions are sent (``ON
+    CONFLICT DO NOTHING``: a key seen before refuses the whole batch with
+    IdempotencyConflict, so callers check their own request key first), the
+    postings, the balances (guarded: a row changed since it was read refuses
+    the batch), the holds and their legs. Inside ``pipeline`` the checks on
+    what the statements returned run when it ends.
+    """
+    holds = _batch_holds(batch)
+    metas = _batch_metas(batch, holds, locked, others)
+    count = 1 + (batch.first is not None) + sum(h.post_to is not None for h in holds)
+    txn_ids, hold_ids = reserved[0][:count], reserved[1][:len(holds)]
+    if len(txn_ids) < count or len(hold_ids) < len(holds):
+        raise LedgerInvariantBroken("预留的编号不足", "too few ids reserved for the batch")
+    specs = ([batch.first] if batch.first else []) + [_batch_hold_transfer(batch, holds)]
+    specs += [_batch_post_transfer(batch.uin, h, hold_id)
+              for h, hold_id in zip(holds, hold_ids) if h.post_to is not None]
+    balances = {account_id: a.balance for account_id, a in locked.items()}
+    afters = [_apply_locked(spec, metas, balances) for spec in specs]
+    now = db_time(clock.now())
+    _send_batch_txns(conn, list(zip(txn_ids, specs)), now)
+    send_rows(conn, ledger_postings, _POSTING_COLUMNS, [
+        {"txn_id": txn_id, "account_id": p.account_id, "uin": metas[p.account_id].uin,
+         "amount": p.amount, "balance_after": after.get(p.account_id)}
+        for txn_id, spec, after in zip(txn_ids, specs, afters) for p in spec.postings])
+    _send_locked_balances(conn, locked, balances)
+    txns = [BatchTxn(txn_id, after) for txn_id, after in zip(txn_ids, afters)]
+    first = txns.pop(0) if batch.first else None
+    hold_txn, post_txns = txns[0], iter(txns[1:])
+    posts = tuple(next(post_txns) if h.post_to is not None else None for h in holds)
+    _send_batch_holds(conn, batch.uin, holds, hold_ids, hold_txn.txn_id, posts, now)
+    return HoldBatchResult(first, hold_txn, tuple(hold_ids), posts)
+
+
+def _batch_holds(batch: HoldBatch) -> list[BatchHold]:
+    """The holds with their zero legs dropped; refuses an empty or negative hold."""
+    if not 1 <= len(batch.holds) <= MAX_BATCH_HOLDS:
+        raise invalid("holds", f"一批冻结须为 1–{MAX_BATCH_HOLDS} 笔",
+                      f"a batch holds 1-{MAX_BATCH_HOLDS} holds")
+    holds = []
+    for hold in batch.holds:
+        legs = tuple(leg for leg in hold.legs if leg.amount)
+        if not legs or any(leg.amount < 0 for leg in legs):
+            raise invalid("amount", "冻结金额必须为正数", "hold amount must be positive")
+        holds.append(BatchHold(hold.key, legs, hold.reference, hold.post_to, hold.post_kind,
+                               hold.post_memo))
+    if len({h.key for h in holds}) != len(holds):
+        raise invalid("holds", "同一批次中冻结键重复", "duplicate hold key in batch")
+    return holds
+
+
+def _batch_metas(batch: HoldBatch, holds: list[BatchHold], locked: dict[int, LockedAccount],
+                 others: dict[int, AccountMeta]) -> dict[int, AccountMeta]:
+    """Every account the batch posts to: locked (cached) or given as uncached."""
+    accounts = {h.post_to for h in holds if h.post_to is not None}
+    accounts |= {leg.source_account_id for h in holds for leg in h.legs}
+    accounts |= {leg.escrow_account_id for h in holds for leg in h.legs}
+    if batch.first:
+        accounts |= {p.account_id for p in batch.first.postings}
+    metas = {account_id: a.meta for account_id, a in locked.items()}
+    for account_id in accounts - set(locked):
+        meta = others.get(account_id)
+        if meta is None or meta.id != account_id:
+            raise not_found("account_id", "账本账户", "ledger account", account_id)
+        if meta.cached:  # its balance would change without the caller's lock
+            raise LedgerInvariantBroken(f"账户 {meta.code} 未加锁", f"account {meta.code} is not locked")
+        metas[account_id] = meta
+    return metas
+
+
+def _batch_hold_transfer(batch: HoldBatch, holds: list[BatchHold]) -> Transfer:
+    """The hold transaction exactly as create_holds writes it (key, hash, postings)."""
+    request_hash = content_hash([batch.kind, batch.uin, [
+        (h.key, h.reference, [(leg.source_account_id, leg.escrow_account_id, leg.amount)
+                              for leg in h.legs]) for h in holds]])
+    postings = []
+    for hold in holds:
+        for leg in hold.legs:
+            postings += [Posting(leg.source_account_id, -leg.amount),
+                         Posting(leg.escrow_account_id, leg.amount)]
+    return Transfer(idempotency_key=f"hold:{batch.key}", kind=batch.kind, uin=batch.uin,
+                    memo=batch.memo, request_hash=request_hash,
+                    reference=holds[0].reference if len(holds) == 1 else None,
+                    postings=_merge(postings))
+
+
+def _batch_post_transfer(uin: int | None, hold: BatchHold, hold_id: int) -> Transfer:
+    """A hold posted in full, exactly as post_hold writes it."""
+    postings = []
+    for leg in hold.legs:
+        postings += [Posting(leg.escrow_account_id, -leg.amount),
+                     Posting(hold.post_to, leg.amount)]
+    return Transfer(idempotency_key=f"hold-post:{hold_id}", kind=hold.post_kind, uin=uin,
+                    reference=hold.reference, memo=hold.post_memo, postings=_merge(postings))
+
+
+def _apply_locked(spec: Transfer, metas: dict[int, AccountMeta],
+                  balances: dict[int, int]) -> dict[int, int]:
+    """Apply one transaction to the running locked balances; its cached balances after."""
+    _validate(spec)
+    after = {}
+    for posting in spec.postings:
+        meta = metas[posting.account_id]
+        if not meta.cached:
+            continue
+        value = balances[meta.id] + posting.amount
+        if not _within_bounds(meta, value):
+            raise _bounds_error(meta, value)
+        balances[meta.id] = after[meta.id] = value
+    return after
+
+
+@functools.cache  # per table, columns and number of rows (at most _BATCH_ROWS)
+def _insert_values(table, columns: tuple[str, ...], count: int, once_on: str | None = None,
+                   dialect_name: str | None = None) -> _Direct:
+    """INSERT of ``count`` rows; with ``once_on`` a unique column: ON CONFLICT DO
+    NOTHING RETURNING that column (what was inserted)."""
+    rows = [{name: bindparam(f"{name}_{i}", type_=table.c[name].type) for name in columns}
+            for i in range(count)]
+    if once_on is None:
+        return _Direct(insert(table).values(rows))
+    dialect_insert = pg_insert if dialect_name == "postgresql" else sqlite_insert
+    return _Direct(dialect_insert(table).values(rows)
+                   .on_conflict_do_nothing(index_elements=[table.c[once_on]])
+                   .returning(table.c[once_on]))
+
+
+def send_rows(conn: Connection, table, columns: tuple[str, ...], rows: list[dict],
+              once_on: str | None = None, what: str = "") -> None:
+    """Multi-row INSERTs (sent like ``send``, at most _BATCH_ROWS rows each); with
+    ``once_on`` a unique column, every row must be new (else IdempotencyConflict)."""
+    for start in range(0, len(rows), _BATCH_ROWS):
+        chunk = rows[start:start + _BATCH_ROWS]
+        statement = _insert_values(table, columns, len(chunk), once_on,
+                                   conn.dialect.name if once_on else None)
+        sql, positional, slots, processed = _rows_plan(statement, conn.dialect)
+        values = [chunk[i][column] for _, i, column in slots]
+        done: dict = {}  # one column's values share one type: process each value once
+        for k, column, processor in processed:
+            value = values[k]
+            try:
+                values[k] = done[column, value]
+            except KeyError:
+                values[k] = done[column, value] = processor(value)
+        args = values if positional else {name: v for (name, _, _), v in zip(slots, values)}
+        check = None
+        if once_on is not None:
+            check = functools.partial(_refuse_seen, [row[once_on] for row in chunk], what)
+        _dispatch(conn, sql, args, False, check)
+
+
+_ROWS_PLANS: dict = {}
+
+
+def _rows_plan(statement: _Direct, dialect) -> tuple:
+    """(sql, positional, slots, processed) of a multi-row INSERT built by _insert_values:
+    each bind ``{column}_{row}`` in the order the driver takes them, as (name, row,
+    column), and the positions whose values need the type's bind processing."""
+    key = (id(statement), type(dialect))
+    found = _ROWS_PLANS.get(key)
+    if found is None:
+        sql, _, processors = statement._compiled(dialect)
+        compiled = statement.statement.compile(dialect=dialect)
+        names = tuple(compiled.positiontup) if compiled.positional else tuple(compiled.binds)
+        slots = []
+        for name in names:
+            column, row = name.rsplit("_", 1)
+            slots.append((name, int(row), column))
+        processed = [(k, column, processors[name])
+                     for k, (name, _, column) in enumerate(slots) if name in processors]
+        found = _ROWS_PLANS[key] = (sql, compiled.positional, slots, processed)
+    return found
+
+
+def _refuse_seen(keys: list[str], what: str, returned: list[tuple]) -> None:
+    written = {row[0] for row in returned}
+    seen = [key for key in keys if key not in written]
+    if seen:
+        raise IdempotencyConflict(f"{what}幂等键已被使用：{seen[0]}",
+                                  f"idempotency key already used: {seen[0]}",
+                                  field="idempotency_key", key=seen[0])
+
+
+def _send_batch_txns(conn: Connection, txns: list[tuple[int, Transfer]], now) -> None:
+    send_rows(conn, ledger_transactions, ("id", *_TXN_COLUMNS), [
+        {"id": txn_id, "idempotency_key": spec.idempotency_key,
+         "request_hash": spec.request_hash or _postings_hash(spec), "kind": spec.kind,
+         "uin": spec.uin, "reference": spec.reference, "memo": spec.memo,
+         "reverses_txn_id": spec.reverses_txn_id, "created_at": now} for txn_id, spec in txns],
+        once_on="idempotency_key", what="交易")
+
+
+@functools.cache  # per number of accounts (a customer has a handful)
+def _set_balances_statement(count: int) -> _Direct:
+    """Set each account's new balance where it still has the balance read under the lock."""
+    ids = [bindparam(f"id_{i}", type_=_A.id.type) for i in range(count)]
+    olds = [bindparam(f"old_{i}", type_=_A.balance.type) for i in range(count)]
+    news = [bindparam(f"new_{i}", type_=_A.balance.type) for i in range(count)]
+    match = functools.reduce(lambda a, b: a | b,
+                             [(_A.id == i) & (_A.balance == o) for i, o in zip(ids, olds)])
+    return _Direct(update(ledger_accounts).where(match)
+                   .values(balance=case(*[(_A.id == i, n) for i, n in zip(ids, news)]))
+                   .returning(_A.id))
+
+
+def _send_locked_balances(conn: Connection, locked: dict[int, LockedAccount],
+                          balances: dict[int, int]) -> None:
+    changed = [(account_id, locked[account_id].balance, value)
+               for account_id, value in sorted(balances.items())
+               if value != locked[account_id].balance]
+    if not changed:
+        return
+    params = {}
+    for i, (account_id, old, new) in enumerate(changed):
+        params[f"id_{i}"], params[f"old_{i}"], params[f"new_{i}"] = account_id, old, new
+
+    def all_set(returned: list[tuple]) -> None:
+        if len(returned) != len(changed):
+            raise LedgerInvariantBroken("余额在加锁后被修改", "a balance changed after it was locked")
+
+    send(conn, _set_balances_statement(len(changed)), params, check=all_set)
+
+
+_HOLD_COLUMNS = ("id", "idempotency_key", "uin", "state", "amount", "posted_amount",
+                 "hold_txn_id", "settle_txn_id", "reference", "created_at", "settled_at")
+_LEG_COLUMNS = ("hold_id", "seq", "source_account_id", "escrow_account_id", "amount")
+
+
+def _send_batch_holds(conn: Connection, uin: int | None, holds: list[BatchHold],
+                      hold_ids: list[int], hold_txn_id: int, posts, now) -> None:
+    rows = []
+    for hold, hold_id, post in zip(holds, hold_ids, posts):
+        amount = sum(leg.amount for leg in hold.legs)
+        rows.append({"id": hold_id, "idempotency_key": hold.key, "uin": uin,
+                     "state": "posted" if post else "pending", "amount": amount,
+                     "posted_amount": amount if post else None, "hold_txn_id": hold_txn_id,
+                     "settle_txn_id": post.txn_id if post else None,
+                     "reference": hold.reference, "created_at": now,
+                     "settled_at": now if post else None})
+    send_rows(conn, ledger_holds, _HOLD_COLUMNS, rows, once_on="idempotency_key", what="冻结")
+    send_rows(conn, ledger_hold_legs, _LEG_COLUMNS, [
+        {"hold_id": hold_id, "seq": seq, "source_account_id": leg.source_account_id,
+         "escrow_account_id": leg.escrow_account_id, "amount": leg.amount}
+        for hold, hold_id in zip(holds, hold_ids) for seq, leg in enumerate(hold.legs)])
+
+
+# The ledger's precompiled-statement runner, for other packages' hot paths
+# (funds, orders and resources on the payment fast path).
+Precompiled = _Direct

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
+from feecenter.clock import business_date
 from feecenter.money import RATE_PER_FEN, round_rated_to_fen, split_proportionally
 
 MONTH = timedelta(days=30)  # upgrade/downgrade proration: a month of remaining time
-NO_REASON_REFUND_DAYS = 5
 UNPAID_ORDER_DAYS = 15
 
 
@@ -16,12 +16,9 @@ def order_no(order_id: int, created_at: datetime) -> str:
     """Displayed order number: the business date (Asia/Shanghai) of creation as
     YYYYMMDD + the 10-digit id (e.g. 202611260000000042). ``created_at`` is the
     stored naive-UTC time (or an aware one)."""
-    from datetime import timezone
-
-    from feecenter.clock import business_date
-
     aware = created_at if created_at.tzinfo else created_at.replace(tzinfo=timezone.utc)
-    return f"{business_date(aware):%Y%m%d}{order_id:010d}"
+    day = business_date(aware)
+    return f"{day.year:04d}{day.month:02d}{day.day:02d}{order_id:010d}"
 
 
 def order_id_from_no(text: str) -> int | None:

@@ -7,20 +7,26 @@ release on failure, refund back to gift and cash); prices come only from
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import (Connection, and_, bindparam, func, insert, literal_column, select,
+                        update)
 
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import FINANCE, Actor, require, require_operator
+from feecenter.accounts.tables import customers
 from feecenter.catalog import service as catalog
 from feecenter.catalog.rules import QTY_SCALE
+from feecenter.catalog.tables import product_classes, products
 from feecenter.clock import Clock, add_months, db_time, from_db_time
 from feecenter.errors import Conflict, FeeCenterError, invalid, not_found
 from feecenter.funds import service as funds
-from feecenter.ledger.service import content_hash
+from feecenter.ledger import service as ledger
+from feecenter.ledger.service import Precompiled, content_hash
 from feecenter.money import round_rated_to_fen
 from feecenter.orders import rules
 from feecenter.orders.tables import orders, payments
@@ -237,26 +243,12 @@ def create_upgrade(conn: Connection, clock: Clock, actor: Actor, uin: int, resou
 def _check_order_ids(order_ids: list[int]) -> None:
     if not order_ids or len(order_ids) > MAX_ORDERS_PER_PAYMENT:
         raise invalid("order_ids", "一次支付 1–100 个订单", "pay 1-100 orders at a time")
-
-
-def _lock_orders(conn: Connection, uin: int, order_ids: list[int]) -> None:
-    """PostgreSQL: row-lock the orders (in id order) before anything is read, so two
-    payments of one order run one after the other and the second sees the first
-    committed (its key or the order's new state) instead of failing on a unique
-    index. SQLite has one writer at a time already."""
-    _check_order_ids(order_ids)
-    if conn.dialect.name != "sqlite":
-        conn.execute(select(orders.c.id).where(orders.c.id.in_(order_ids), orders.c.uin == uin)
-                     .order_by(orders.c.id).with_for_update())
-
-
-def _load_payable(conn: Connection, clock: Clock, uin: int, order_ids: list[int]) -> list[dict]:
-    _check_order_ids(order_ids)
     if len(set(order_ids)) != len(order_ids):
         raise invalid("order_ids", "订单重复", "an order appears twice")
-    rows = {r["id"]: dict(r) for r in conn.execute(
-        select(orders).where(orders.c.id.in_(order_ids), orders.c.uin == uin)).mappings()}
-    now = clock.now()
+
+
+def _refuse_unpayable(rows: dict[int, dict], order_ids: list[int], now: datetime) -> list[dict]:
+    """The orders in the order given, refusing the first missing, expired or not unpaid."""
     for order_id in order_ids:
         order = rows.get(order_id)
         if order is None:
@@ -272,14 +264,25 @@ def _load_payable(conn: Connection, clock: Clock, uin: int, order_ids: list[int]
     return [rows[i] for i in order_ids]
 
 
+def _coupon_allocation(payable: list[dict]) -> list[int]:
+    """The coupon seam (ORD-3: coupons pay first, then gift, cash, credit): fen of
+    each order that coupons pay, decided before the rest is planned. No coupon
+    is applied to orders yet (src/feecenter/coupons/ plugs in here), so 0 each."""
+    return [0] * len(payable)
+
+
 def preview_payment(conn: Connection, clock: Clock, actor: Actor, uin: int,
                     order_ids: list[int]) -> dict:
     """What each source would pay (coupons, gift, cash, credit); writes nothing."""
     require(actor, uin, FINANCE)
-    payable = _load_payable(conn, clock, uin, order_ids)
+    _check_order_ids(order_ids)
+    rows = {r["id"]: dict(r) for r in conn.execute(
+        select(orders).where(orders.c.id.in_(order_ids), orders.c.uin == uin)).mappings()}
+    payable = _refuse_unpayable(rows, order_ids, clock.now())
     for order in payable:
         purchase_gate(conn, clock, uin, catalog.get_product(conn, order["product_code"]))
-    plan = funds.plan_payment(conn, clock, uin, [o["amount"] for o in payable])
+    plan = funds.plan_payment(conn, clock, uin, [o["amount"] for o in payable],
+                              coupons=_coupon_allocation(payable))
     return _plan_dict(payable, plan)
 
 
@@ -291,51 +294,249 @@ def _plan_dict(payable, plan) -> dict:
     return {"orders": lines, "totals": totals}
 
 
+# The fast path's statements (docs/orders.md, "Payment"): built once, run on the driver.
+_O = orders.c
+_REVENUE, _REVENUE_ON, _REVENUE_COLUMNS = funds.platform_account_join(products.c.entity, "revenue")
+_PAYABLE_COLUMNS = (
+    _O.id, _O.uin, _O.kind, _O.state, _O.product_code, _O.region, _O.spec_item, _O.quantity,
+    _O.months, _O.resource_id, _O.resource_name, _O.tags, _O.project_id, _O.amount,
+    _O.created_at, _O.expires_at, products.c.delivery_mode, products.c.entity,
+    product_classes.c.operable_balance, customers.c.status, customers.c.realname_state)
+_PAYABLE_NAMES = tuple(c.key for c in _PAYABLE_COLUMNS)
+
+
+@functools.cache  # one statement per number of orders, at most MAX_ORDERS_PER_PAYMENT
+def _payable_statement(count: int) -> Precompiled:
+    """The orders with their product's facts, the buyer's state and the revenue
+    account's metadata, in one read; on PostgreSQL the order rows are locked in id
+    order (FOR UPDATE OF orders), so two payments of one order run one after the
+    other. Catalog and account rows are only read here: their owners' functions
+    would cost a statement (a round trip) each."""
+    ids = [bindparam(f"id_{i}", type_=_O.id.type) for i in range(count)]
+    return Precompiled(
+        select(*_PAYABLE_COLUMNS, *_REVENUE_COLUMNS)
+        .select_from(orders.join(products, products.c.code == _O.product_code)
+                     .join(product_classes, product_classes.c.code == products.c.product_class)
+                     .join(customers, customers.c.uin == _O.uin)
+                     .outerjoin(_REVENUE, _REVENUE_ON))
+        .where(_O.id.in_(ids), _O.uin == bindparam("uin", type_=_O.uin.type))
+        .order_by(_O.id).with_for_update(of=orders))
+
+
+_P = payments.c
+_EARLIER_NAMES = ("id", "request_hash", "order_ids", "amount", "coupon", "gift", "cash", "credit")
+
+
+def _payment_key_statement(postgres: bool) -> Precompiled:
+    """The id a new payment takes (as ledger.reserve_ids: the sequence on PostgreSQL,
+    SQLite's max + 1 under its write lock) and the payment made earlier with the key,
+    if any (its columns NULL otherwise): one row."""
+    if postgres:
+        next_id = func.nextval(literal_column("pg_get_serial_sequence('payments', 'id')"))
+    else:
+        next_id = (select(func.coalesce(func.max(_P.id), literal_column("0")))
+                   .scalar_subquery() + literal_column("1"))
+    one = select(next_id.label("next_id")).subquery("one")
+    return Precompiled(
+        select(one.c.next_id, *(_P[n] for n in _EARLIER_NAMES))
+        .select_from(one.outerjoin(payments, _P.idempotency_key == bindparam(
+            "key", type_=_P.idempotency_key.type))))
+
+
+_PAYMENT_KEY = {True: _payment_key_statement(True), False: _payment_key_statement(False)}
+_PAYMENT_COLUMNS = ("id", "uin", "idempotency_key", "request_hash", "order_ids", "amount",
+                    "coupon", "gift", "cash", "credit", "created_at")
+_INSERT_PAYMENT = Precompiled(insert(payments).values(
+    {n: bindparam(n, type_=payments.c[n].type) for n in _PAYMENT_COLUMNS}))
+_PAID_COLUMNS = ("state", "hold_id", "payment_id", "paid_at", "paid_coupon", "paid_gift",
+                 "paid_cash", "paid_credit")
+_DELIVERED_COLUMNS = _PAID_COLUMNS + ("closed_at", "service_start", "service_end")
+
+
+def _mark_statement(columns: tuple[str, ...]) -> Precompiled:
+    return Precompiled(update(orders).where(
+        _O.id == bindparam("o_id", type_=_O.id.type),
+        _O.state == bindparam("from_state", type_=_O.state.type))
+        .values({n: bindparam(n, type_=_O[n].type) for n in columns}).returning(_O.id))
+
+
+_MARK_PAID, _MARK_DELIVERED = _mark_statement(_PAID_COLUMNS), _mark_statement(_DELIVERED_COLUMNS)
+_TIME_READERS: dict = {}
+
+
+def _time_reader(dialect):
+    """Stored DateTime values as the driver returns them -> naive datetimes (SQLite
+    returns text; SQLAlchemy's own result processor parses it)."""
+    reader = _TIME_READERS.get(type(dialect))
+    if reader is None:
+        processor = _O.created_at.type.dialect_impl(dialect).result_processor(dialect, None)
+        reader = _TIME_READERS[type(dialect)] = processor or (lambda value: value)
+    return reader
+
+
+@dataclass
+class _Reads:
+    """What pay() reads before it writes: sent together (one round trip on PostgreSQL)."""
+
+    orders: ledger.Sent
+    funds: Callable[[], funds.LockedFunds]
+    ids: ledger.Reservation
+    payment: ledger.Sent  # the next payment id, and the earlier payment with the key
+
+
+def _send_reads(conn: Connection, clock: Clock, uin: int, order_ids: list[int],
+                key: str) -> _Reads:
+    """Lock the orders (first, in id order), then the balances; the key is looked up
+    after both locks, so a concurrent payment with it has committed and is seen."""
+    params = {f"id_{i}": order_id for i, order_id in enumerate(order_ids)}
+    params["uin"] = uin
+    count = len(order_ids)
+    postgres = conn.dialect.name == "postgresql"
+    return _Reads(
+        ledger.send(conn, _payable_statement(count), params, returns=True),
+        funds.lock_for_payment(conn, clock, uin),
+        ledger.reserve_ids(conn, txns=count + 2, holds=count),  # advance + hold + each post
+        ledger.send(conn, _PAYMENT_KEY[postgres], {"key": key}, returns=True))
+
+
+def _payable_rows(conn: Connection, clock: Clock, sent: ledger.Sent) -> dict[int, dict]:
+    read_time = _time_reader(conn.dialect)
+    found = {}
+    width = len(_PAYABLE_NAMES)
+    for row in sent.rows():
+        order = dict(zip(_PAYABLE_NAMES, row))
+        order["created_at"] = read_time(order["created_at"])
+        order["expires_at"] = read_time(order["expires_at"])
+        order["revenue"] = (funds.platform_meta(conn, clock, order["entity"], "revenue",
+                                                row[width:])
+                            if _delivered_at_once(order) else None)
+        found[order["id"]] = order
+    return found
+
+
+def _earlier_payment(sent: ledger.Sent, request_hash: str) -> dict | None:
+    earlier = dict(zip(_EARLIER_NAMES, sent.rows()[0][1:]))
+    if earlier["id"] is None:
+        return None
+    if earlier["request_hash"] != request_hash:
+        raise Conflict("幂等键已用于不同的支付", "idempotency key already used for another payment",
+                       field="idempotency_key")
+    return earlier
+
+
+def _refuse_buyer(order: dict) -> None:
+    """ACC-4 and ACC-1 on the buyer's state read with the orders (purchase_gate's first half)."""
+    if order["status"] in ("restricted", "cancelled"):
+        raise PurchaseRefused(f"账号状态为 {order['status']}，不能购买",
+                              f"the account is {order['status']} and cannot buy", field="uin")
+    if order["realname_state"] == "abnormal":
+        raise PurchaseRefused("实名认证状态异常，不能购买或续费",
+                              "the real-name verification is abnormal: purchases are refused",
+                              field="realname_state")
+
+
 def pay(conn: Connection, clock: Clock, actor: Actor, uin: int, order_ids: list[int], *,
         key: str) -> dict:
     """Pay one order or several merged (ORD-3): freeze, then deliver auto-delivered ones.
 
+    The fast path (docs/orders.md): the reads sent together — the orders locked
+    with their product facts and the buyer's state, the balances locked, the
+    payment key, ids reserved; gate and plan in Python; then the writes sent
+    together — the ledger batch, the 收支明细 entries, the payment, the
+    resources and the orders. Two round trips on PostgreSQL before the commit.
     Repeating the idempotency key returns the first payment and writes nothing.
     """
     require(actor, uin, FINANCE)
     key = _account_key(uin, key)
-    _lock_orders(conn, uin, order_ids)
+    _check_order_ids(order_ids)
+    with ledger.pipeline(conn):
+        reads = _send_reads(conn, clock, uin, order_ids, key)
+    found = _payable_rows(conn, clock, reads.orders)
+    if len(found) != len(order_ids):
+        _refuse_unpayable(found, order_ids, clock.now())  # names the missing order
+    locked = reads.funds()
     request_hash = content_hash({"uin": uin, "orders": sorted(order_ids)})
-    earlier = conn.execute(select(payments).where(payments.c.idempotency_key == key)).mappings().first()
-    if earlier is not None:
-        if earlier["request_hash"] != request_hash:
-            raise Conflict("幂等键已用于不同的支付", "idempotency key already used for another payment",
-                           field="idempotency_key")
+    if (earlier := _earlier_payment(reads.payment, request_hash)) is not None:
         return _payment_result(conn, earlier, created=False)
-    payable = _load_payable(conn, clock, uin, order_ids)
-    products = {o["product_code"]: catalog.get_product(conn, o["product_code"]) for o in payable}
-    for product in products.values():
-        purchase_gate(conn, clock, uin, product)
-    operable = max(p.operable_balance for p in products.values())
+    payable = _refuse_unpayable(found, order_ids, clock.now())
+    _refuse_buyer(payable[0])
+    funds.require_payable(locked, max(o["operable_balance"] for o in payable))
+    plan = funds.plan_locked_payment(locked, [o["amount"] for o in payable],
+                                     _coupon_allocation(payable))
+    payment_id = reads.payment.rows()[0][0]
+    totals = _totals(plan)
+    spans = _change_resources(conn, clock, payable)
+    with ledger.pipeline(conn):
+        states = _write_payment(conn, clock, locked, payable, plan, reads.ids.ids(),
+                                {"id": payment_id, "idempotency_key": key,
+                                 "request_hash": request_hash, **totals}, spans)
+    return {"payment_id": payment_id, "created": True, "order_ids": list(order_ids),
+            "states": states, "resource_ids": [o["resource_id"] for o in payable], **totals}
+
+
+def _totals(plan) -> dict[str, int]:
+    return {k: sum(getattr(a, k) for a in plan) for k in ("amount", "coupon", "gift", "cash",
+                                                          "credit")}
+
+
+def _change_resources(conn: Connection, clock: Clock, payable: list[dict]
+                      ) -> dict[int, tuple[datetime, datetime]]:
+    """Renewals and upgrades delivered at once change their resource now: that reads
+    it (locked), so it runs before the writes' pipeline. New resources are created
+    inside it (one INSERT each). The service period of each, by order id."""
+    return {o["id"]: _apply_to_resource(conn, clock, o) for o in payable
+            if _delivered_at_once(o) and o["kind"] != "new"}
+
+
+def _delivered_at_once(order: dict) -> bool:
+    """Automatic delivery: paid and delivered in the payment's transaction (FRZ-3)."""
+    return order["delivery_mode"] == "auto"
+
+
+def _write_payment(conn: Connection, clock: Clock, locked, payable: list[dict], plan,
+                   reserved, payment: dict, spans: dict[int, tuple[datetime, datetime]]
+                   ) -> dict[int, str]:
+    """Send the writes: the ledger batch and 收支明细 (funds), the payment row, the
+    resources and the orders. ``payment``: its id, key, request hash and totals."""
     numbers = [rules.order_no(o["id"], o["created_at"]) for o in payable]
-    held = funds.freeze_for_payment(
-        conn, clock, uin, [(f"order:{o['id']}", o["amount"], n) for o, n in zip(payable, numbers)],
-        key=f"pay:{key}", operable_balance=operable, memo="订单支付 / order payment " + " ".join(numbers))
+    parts = [funds.PaymentPart(f"order:{o['id']}", allocation, number, deliver_to=o["revenue"],
+                               product_code=o["product_code"],
+                               delivery_memo=f"{o['kind']} {o['resource_id']}")
+             for o, allocation, number in zip(payable, plan, numbers)]
+    hold_ids = funds.pay_by_freezing(conn, clock, locked, parts,
+                                     key=f"pay:{payment['idempotency_key']}", reserved=reserved,
+                                     memo="订单支付 / order payment " + " ".join(numbers))
+    ledger.send(conn, _INSERT_PAYMENT, {
+        **payment, "uin": locked.uin, "order_ids": json.dumps([o["id"] for o in payable]),
+        "created_at": db_time(clock.now())})
+    return {o["id"]: _mark_paid(conn, clock, o, allocation, hold_id, payment["id"], spans)
+            for o, allocation, hold_id in zip(payable, plan, hold_ids)}
+
+
+def _mark_paid(conn: Connection, clock: Clock, order: dict, allocation, hold_id: int,
+               payment_id: int, spans: dict[int, tuple[datetime, datetime]]) -> str:
+    """The order paid, and delivered at once when its product delivers automatically
+    (the resource created or changed); returns its new state."""
     now = db_time(clock.now())
-    payment_id = conn.execute(insert(payments).values(
-        uin=uin, idempotency_key=key, request_hash=request_hash, order_ids=json.dumps(order_ids),
-        amount=sum(a.amount for _, a in held), coupon=sum(a.coupon for _, a in held),
-        gift=sum(a.gift for _, a in held), cash=sum(a.cash for _, a in held),
-        credit=sum(a.credit for _, a in held), created_at=now).returning(payments.c.id)).scalar_one()
-    for order, (hold_id, alloc) in zip(payable, held):
-        claimed = conn.execute(update(orders).where(orders.c.id == order["id"],
-                                                    orders.c.state == "unpaid").values(
-            state="paid", hold_id=hold_id, payment_id=payment_id, paid_at=now,
-            paid_coupon=alloc.coupon, paid_gift=alloc.gift, paid_cash=alloc.cash,
-            paid_credit=alloc.credit)).rowcount
-        if claimed != 1:
+    values = {"o_id": order["id"], "from_state": "unpaid", "hold_id": hold_id,
+              "payment_id": payment_id, "paid_at": now, "paid_coupon": allocation.coupon,
+              "paid_gift": allocation.gift, "paid_cash": allocation.cash,
+              "paid_credit": allocation.credit}
+    if _delivered_at_once(order):
+        start, end = spans.get(order["id"]) or _apply_to_resource(conn, clock, order)
+        values.update(state="delivered", closed_at=now, service_start=db_time(start),
+                      service_end=db_time(end))
+        statement = _MARK_DELIVERED
+    else:
+        values["state"], statement = "paid", _MARK_PAID
+
+    def claimed(returned: list[tuple]) -> None:  # the rows are locked: a bug if it fails
+        if len(returned) != 1:
             raise Conflict(f"订单 {order['id']} 已被支付", f"order {order['id']} was paid already",
                            field="order_ids")
-    for order in payable:
-        if products[order["product_code"]].delivery_mode == "auto":
-            deliver(conn, clock, accounts.SYSTEM_ACTOR, order["id"])
-    row = conn.execute(select(payments).where(payments.c.id == payment_id)).mappings().one()
-    return _payment_result(conn, row, created=True)
+
+    ledger.send(conn, statement, values, check=claimed)
+    return values["state"]
 
 
 def _payment_result(conn: Connection, payment, *, created: bool) -> dict:
@@ -433,10 +634,17 @@ def _as_part(order: dict) -> rules.PaidPart:
                           from_db_time(order["service_end"]))
 
 
+def _within_refund_window(product: catalog.Product, first_paid: datetime, now: datetime) -> bool:
+    """ORD-4: the product's no-reason window (catalog ``refund_window_days``, default
+    5) counts from the resource's first payment, its last instant included; 0: none."""
+    days = product.refund_window_days
+    return days > 0 and now - first_paid <= timedelta(days=days)
+
+
 def refund_resource(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_id: str, *,
                     key: str) -> int:
-    """退订 (ORD-4): full refund inside the no-reason window, else the unused time,
-    back to gift and cash in the proportion they paid; the resource is released."""
+    """退订 (ORD-4): full refund inside the product's no-reason window, else the unused
+    time, back to gift and cash in the proportion they paid; the resource is released."""
     require(actor, uin, FINANCE)
     if (repeat := _repeated(conn, uin, key, "refund", resource_id)) is not None:
         return repeat
@@ -451,9 +659,8 @@ def refund_resource(conn: Connection, clock: Clock, actor: Actor, uin: int, reso
     if not parts:
         raise invalid("resource_id", "资源没有可退的订单", "the resource has no paid order to refund")
     now = clock.now()
-    window = timedelta(days=getattr(product, "refund_window_days", rules.NO_REASON_REFUND_DAYS))
     first_paid = from_db_time(parts[0]["paid_at"])
-    full = now - first_paid <= window
+    full = _within_refund_window(product, first_paid, now)
     gift, cash = rules.refund_split([_as_part(p) for p in parts], now, full=full)
     project = _project(conn, clock, uin, resource["project_id"])
     refund_id = _insert_order(

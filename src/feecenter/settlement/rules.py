@@ -1,8 +1,9 @@
-"""Pure settlement rules: rounding a transaction, the precision difference, splits.
+"""Pure settlement rules: rounding a transaction, the precision difference, splits,
+chunking accounts.
 
 Amounts: rated (discounted) amounts in 1e-8 yuan, deductions in fen.
-A settlement transaction is one account's deduction for one period (all its
-lines). Its exact discounted total is rounded half-up to fen once
+A settlement transaction is one account's deduction for one product in one
+period (all its lines). Its exact discounted total is rounded half-up to fen once
 (``money.round_rated_to_fen``, SET-3); the fen are shared over the lines in
 proportion to their discounted amounts (largest remainder), and each line
 records ``rounding_diff = deducted * 1e6 - discounted`` (1e-8 yuan). The
@@ -12,13 +13,12 @@ positive means the customer paid more than the exact amount.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from feecenter.money import RATE_PER_FEN, round_rated_to_fen, split_proportionally
 
 
-@dataclass(frozen=True)
-class LineShare:
+class LineShare(NamedTuple):  # a NamedTuple: one per bill line, cheap to make
     deducted: int  # fen
     rounding_diff: int  # 1e-8 yuan
 
@@ -62,3 +62,24 @@ def precision_meaning(total_diff: int) -> str:
     if total_diff < 0:
         return "platform_waived"
     return "none"
+
+
+def chunk_accounts(line_counts: list[tuple[int, int]], max_accounts: int,
+                   max_lines: int) -> list[list[int]]:
+    """Consecutive accounts ((uin, lines) in order) in chunks of at most ``max_accounts``
+    accounts and ``max_lines`` lines; an account is never split, so an account with more
+    lines than ``max_lines`` is a chunk of its own."""
+    if max_accounts < 1 or max_lines < 1:
+        raise ValueError("chunks must allow at least one account and one line")
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    lines = 0
+    for uin, count in line_counts:
+        if current and (len(current) >= max_accounts or lines + count > max_lines):
+            chunks.append(current)
+            current, lines = [], 0
+        current.append(uin)
+        lines += count
+    if current:
+        chunks.append(current)
+    return chunks

@@ -1,7 +1,7 @@
 """Tables owned by settlement."""
 
 from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, String, Table, Text,
-                        UniqueConstraint)
+                        UniqueConstraint, text)
 
 from feecenter.db.base import IdType, metadata
 
@@ -22,7 +22,9 @@ bill_lines = Table(
     Column("period_key", String(20), nullable=False),
     Column("period_start", DateTime, nullable=False),  # naive UTC
     Column("period_end", DateTime, nullable=False),
-    Column("quantity", BigInteger, nullable=False),  # 1e-6 units
+    Column("quantity", BigInteger, nullable=False),  # 1e-6 units, metered
+    # of which resource packages covered (SET-10; traced in package_uses): not charged
+    Column("package_quantity", BigInteger, nullable=False, server_default=text("0")),
     Column("price_kind", String(10), nullable=False),  # list | contract | fixed
     Column("unit_price", BigInteger, nullable=False),  # 1e-8 yuan
     Column("list_amount", BigInteger, nullable=False),  # original cost, 1e-8 yuan
