@@ -6,7 +6,7 @@ against the raw SQL ceiling of the same rows measured in the same run.
                                           [--chunk C] [--warmup W] [--json]
 
 Ours: N unpaid one-month server orders are created first (not timed), then each
-is paid with ``orders.pay`` in its own ``engine.begin()``: the locked reads, the
+is paid with ``orders.pay`` in its own ``transaction(engine)``: the locked reads, the
 arrears gate, the payment plan, the freeze (one ledger transaction with its
 hold), the automatic delivery (the hold posted to revenue, the resource
 created), the 收支明细 entries, the payment and the order.
@@ -49,7 +49,7 @@ from feecenter.accounts.permissions import SYSTEM, operator
 from feecenter.auth.service import configure_master_key
 from feecenter.catalog import service as catalog
 from feecenter.clock import FixedClock
-from feecenter.db.engine import make_engine
+from feecenter.db.engine import dispose, make_engine, transaction
 from feecenter.db.migrate import upgrade
 from feecenter.funds import service as funds
 from feecenter.ledger.reconcile import reconcile
@@ -234,7 +234,7 @@ def _turn(ours, clock, raw: RawWriter, placed: list[tuple[int, int]], first: int
         marks, before = _marks(conn), _balances(conn)
     began = time.perf_counter()
     for i, (uin, order_id) in enumerate(placed, start=first):
-        with ours.begin() as conn:
+        with transaction(ours) as conn:
             orders.pay(conn, clock, SYSTEM, uin, [order_id], key=f"bench-{i}")
     ours_s = time.perf_counter() - began
     with ours.connect() as conn:
@@ -251,7 +251,7 @@ def run_backend(backend: str, n: int, chunk: int, warmup: int, accounts_count: i
             ours, raw_engine = make_engine(ours_url), make_engine(raw_url)
             upgrade(ours)
             upgrade(raw_engine)
-            raw_engine.dispose()
+            dispose(raw_engine)
             clock = FixedClock(START)
             log(f"[{backend}] preparing {warmup + n} unpaid orders…")
             placed = _prepare(ours, clock, warmup + n, accounts_count)
@@ -272,7 +272,7 @@ def run_backend(backend: str, n: int, chunk: int, warmup: int, accounts_count: i
                 assert reconcile(conn) == [], "the benchmark left the ledger unreconciled"
                 states = conn.exec_driver_sql("SELECT DISTINCT state FROM orders").scalars().all()
                 assert states == ["delivered"], states
-            ours.dispose()
+            dispose(ours)
         finally:
             cleanup()
     ours_rate, raw_rate = n / ours_s, n / raw_s

@@ -51,7 +51,7 @@ from feecenter.accounts.permissions import SYSTEM, operator
 from feecenter.auth.service import configure_master_key
 from feecenter.catalog import service as catalog
 from feecenter.clock import FixedClock, business_time_text
-from feecenter.db.engine import make_engine
+from feecenter.db.engine import dispose, make_engine
 from feecenter.db.migrate import upgrade
 from feecenter.resources import postpaid
 from feecenter.usage import service as usage
@@ -88,7 +88,7 @@ def fresh_databases(backend: str, workdir: Path, pg_url: str):
     for url in urls:
         engine = make_engine(url)
         upgrade(engine)
-        engine.dispose()
+        dispose(engine)
     return urls, cleanup
 
 
@@ -176,7 +176,7 @@ def ours(url: str, path: Path, n: int, fmt: str, profile: bool
     with engine.connect() as conn:
         stored = conn.execute(sa.text(f"SELECT {', '.join(COLUMNS)} FROM usage_records "
                                       "ORDER BY event_id")).all()
-    engine.dispose()
+    dispose(engine)
     if url.startswith("sqlite"):
         return seconds, cpu, [tuple(row) for row in stored]  # already SQLite's stored text
     return seconds, cpu, [(*row[:5], utc_text(row[5]), utc_text(row[6]), utc_text(row[7]))

@@ -22,7 +22,7 @@ from cryptography.fernet import Fernet
 
 from feecenter.auth.service import configure_master_key
 from feecenter.clock import FixedClock
-from feecenter.db.engine import make_engine
+from feecenter.db.engine import dispose, make_engine
 from feecenter.db.migrate import upgrade
 from feecenter.runtime import Runtime
 
@@ -46,7 +46,7 @@ def sqlite_template(tmp_path_factory):
     path = tmp_path_factory.mktemp("template") / "template.db"
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
-    engine.dispose()  # the last connection closing checkpoints the WAL into the file
+    dispose(engine)  # the last connection closing checkpoints the WAL into the file
     return path
 
 
@@ -65,7 +65,7 @@ def pg_template():
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     engine = make_engine(_pg_url(name))
     upgrade(engine)
-    engine.dispose()
+    dispose(engine)
     yield name
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -150,7 +150,7 @@ def clock():
 def engine(database_url):
     eng = make_engine(database_url)
     yield eng
-    eng.dispose()
+    dispose(eng)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from rich.console import Console
 
+from feecenter.db.engine import dispose
 from feecenter.demo import run_demo
 from feecenter.ledger.reconcile import reconcile
 from feecenter.runtime import open_runtime
@@ -42,4 +43,4 @@ def test_demo_seeds_accounts_orders_and_stays_reconciled(database_url, tmp_path,
     assert deductions.get("hour_h") and deductions.get("hour_d")
     assert in_arrears > 0 and names == ["new-startup"]
     assert resource_states.get("running", 0) >= 4  # acme-cloud's keep running
-    rt.engine.dispose()
+    dispose(rt.engine)

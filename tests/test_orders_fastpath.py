@@ -250,6 +250,7 @@ def test_a_hold_batch_refuses_stale_balances_and_unlocked_cached_accounts(shop):
     assert_reconciled(rt)
 
 
+@pytest.mark.postgres_only  # SQLite does not pipeline: its statements run at once
 def test_no_sqlalchemy_statement_runs_inside_a_pipeline(shop):
     rt = shop
     with rt.engine.begin() as conn, pytest.raises(LedgerInvariantBroken, match="pipeline"):

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from feecenter.catalog import service as catalog
 from feecenter.clock import FixedClock
-from feecenter.db.engine import make_engine
+from feecenter.db.engine import dispose, make_engine
 from feecenter.errors import IdempotencyConflict, InvalidInput, NotFound
 from feecenter.funds import bulk
 from feecenter.funds import service as funds
@@ -139,7 +139,7 @@ def test_bulk_spending_writes_exactly_what_spend_writes_one_by_one(database_fact
         (r.gift, r.cash, r.credit, r.arrears) for r in results]
     assert written(many) == before
     for rt in (single, many):
-        rt.engine.dispose()
+        dispose(rt.engine)
 
 
 def test_bulk_spending_refuses_the_whole_batch_on_one_bad_request(rt):

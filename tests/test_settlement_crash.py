@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from feecenter.accounts.permissions import SYSTEM
 from feecenter.catalog import service as catalog
 from feecenter.clock import FixedClock, business_time_text
-from feecenter.db.engine import make_engine
+from feecenter.db.engine import dispose, make_engine
 from feecenter.funds import service as funds
 from feecenter.funds.tables import statement_entries
 from feecenter.jobs.schedule import HOURLY, period_containing
@@ -213,4 +213,4 @@ def test_a_killed_settlement_rerun_equals_one_clean_run(database_factory, monkey
     assert (again["accounts"], again["adjustment_lines"], again["skipped"]) == (0, 0, ACCOUNTS)
     assert snapshot(crashed) == expected
     for world in (clean, crashed):
-        world.engine.dispose()
+        dispose(world.engine)

@@ -27,6 +27,7 @@ from feecenter.cli_jobs import jobs_app, worker_command
 from feecenter.cli_usage import usage_app
 from feecenter.cli_orders import orders_app
 from feecenter.clock import business_time_text, parse_business_time
+from feecenter.db.engine import transaction
 from feecenter.errors import invalid
 from feecenter.funds import service as funds
 from feecenter.ledger.reconcile import reconcile as reconcile_ledger
@@ -68,7 +69,7 @@ def account_create(
             raise invalid("enterprise", "提供统一社会信用代码时必须提供企业名称 --enterprise",
                           "--uscc needs --enterprise")
         rt = _runtime()
-        with rt.engine.begin() as conn:
+        with transaction(rt.engine) as conn:
             uin = accounts.create_account(conn, rt.clock, _actor(), accounts.NewAccount(
                 name=name, personal_name=personal, enterprise_name=enterprise, uscc=uscc,
                 email=email, phone=phone))
@@ -94,7 +95,7 @@ def account_add_user(uin: Annotated[int, typer.Option()], login: Annotated[str, 
     """Add a sub-user with a role (ACC-2)."""
     with _refusals(as_json):
         rt = _runtime()
-        with rt.engine.begin() as conn:
+        with transaction(rt.engine) as conn:
             user_id = accounts.add_user(conn, rt.clock, _actor(), uin, login, role)
     _emit(as_json, {"user_id": user_id, "login": login, "role": role})
 
@@ -108,7 +109,7 @@ def apikey_create(uin: Annotated[int, typer.Option()],
     """Create an API key for the owner or a sub-user; the secret key is shown once."""
     with _refusals(as_json):
         rt = _runtime()
-        with rt.engine.begin() as conn:
+        with transaction(rt.engine) as conn:
             key = auth.create_api_key(conn, rt.clock, _actor(), uin, user)
     _emit(as_json, {"secret_id": key.secret_id, "secret_key": key.secret_key})
 
@@ -118,7 +119,7 @@ def operator_create(name: Annotated[str, typer.Option()], as_json: JsonOpt = Fal
     """Create a platform operator with an API key for the operator endpoints."""
     with _refusals(as_json):
         rt = _runtime()
-        with rt.engine.begin() as conn:
+        with transaction(rt.engine) as conn:
             op_id, key = auth.create_operator(conn, rt.clock, _actor(), name)
     _emit(as_json, {"operator_id": op_id, "secret_id": key.secret_id,
                     "secret_key": key.secret_key})
@@ -141,7 +142,7 @@ def adjust(uin: Annotated[int, typer.Option()],
         sub, text = ("cash", cash) if cash is not None else ("gift", gift)
         amount = parse_yuan(text, sub, allow_negative=True)
         rt = _runtime()
-        with rt.engine.begin() as conn:
+        with transaction(rt.engine) as conn:
             movement = funds.adjust(conn, rt.clock, _actor(), uin, sub_account=sub, amount=amount,
                                     reason=reason, key=idempotency_key or f"cli:{uuid.uuid4()}")
         with rt.engine.connect() as conn:
@@ -214,7 +215,7 @@ def credit_set(uin: Annotated[int, typer.Option()], limit: Annotated[str, typer.
     with _refusals(as_json):
         end = parse_business_time(temp_end, "temp_end") if temp_end else None
         rt = _runtime()
-        with rt.engine.begin() as conn:
+        with transaction(rt.engine) as conn:
             view = funds.grant_credit(conn, rt.clock, _actor(), uin,
                                       credit_limit=parse_yuan(limit, "limit", allow_zero=True),
                                       temp_credit=parse_yuan(temp, "temp", allow_zero=True),

@@ -19,6 +19,7 @@ from feecenter.cli_common import operator_actor as _actor, runtime as _runtime
 from feecenter.api.catalog import item_json, price_list_json, product_json
 from feecenter.catalog import service as catalog
 from feecenter.clock import parse_business_time
+from feecenter.db.engine import transaction
 from feecenter.errors import invalid
 
 catalog_app = typer.Typer(help="Catalog and price lists (ORD-5) / 产品目录与刊例价",
@@ -37,7 +38,7 @@ def load(file: Annotated[Path, typer.Argument(help="catalog YAML file (docs/cata
             raise invalid("file", f"无法读取文件：{file}（{exc}）",
                           f"cannot read the file {file}: {exc}") from None
         rt = _runtime()
-        with rt.engine.begin() as conn:
+        with transaction(rt.engine) as conn:
             summary = catalog.load_catalog(conn, rt.clock, _actor(), text, str(file))
     _emit(as_json, summary, _render_summary)
 

@@ -18,6 +18,7 @@ from rich.table import Table
 from feecenter.cli_common import JsonOpt, emit as _emit, out, refusals as _refusals
 from feecenter.cli_common import operator_actor as _actor, runtime as _runtime
 from feecenter.api.orders import order_json, parse_order_ref
+from feecenter.db.engine import transaction
 from feecenter.errors import invalid
 from feecenter.orders import service as orders
 
@@ -74,7 +75,7 @@ def expire(as_json: JsonOpt = False) -> None:
     """Expire unpaid orders past their term (ORD-2: 15 days, promotions their own)."""
     with _refusals(as_json):
         rt = _runtime()
-        with rt.engine.begin() as conn:
+        with transaction(rt.engine) as conn:
             count = orders.expire_unpaid(conn, rt.clock)
     _emit(as_json, {"expired": count},
           lambda data: out.print(f"已过期 / expired: {data['expired']}", markup=False))
@@ -98,7 +99,7 @@ def deliver(
         order_id = parse_order_ref(order, "order")
         rt = _runtime()
         actor = _actor()
-        with rt.engine.begin() as conn:
+        with transaction(rt.engine) as conn:
             orders.get_order(conn, actor, uin, order_id)  # the order is this account's
             if fail:
                 orders.fail_delivery(conn, rt.clock, actor, order_id, reason or "")

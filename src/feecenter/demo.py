@@ -31,6 +31,7 @@ from feecenter.auth import service as auth
 from feecenter.catalog import service as catalog
 from feecenter.clock import FixedClock, business_time_text
 from feecenter.config import Settings, load_settings
+from feecenter.db.engine import transaction
 from feecenter.funds import service as funds
 from feecenter.jobs.schedule import DAILY, HOURLY, period_containing
 from feecenter.money import format_yuan
@@ -67,7 +68,7 @@ def seed(rt: Runtime) -> list[dict]:
                                           phone="+86 138 0000 0000"), 88_88, 10_00),
         ("new-startup", accounts.NewAccount(name="new-startup"), 0, 50_00),
     ]
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         _, ops_key = auth.create_operator(conn, clock, DEMO_OPERATOR, "demo-operator")
         rows.append({"who": "operator demo-operator", "uin": "-", **ops_key.__dict__})
         for name, new, cash, gift in samples:
@@ -166,7 +167,7 @@ def simulate_month(rt: Runtime, rows: list[dict], *, days: int = SIMULATED_DAYS,
     start = period_containing(DAILY, end - timedelta(days=days)).start
     clock = FixedClock(start)
     opened = []  # (uin, resource id, usage)
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         for row, product, region, spec, name, usage in POSTPAID:
             uin = rows[row]["uin"]
             rid = open_postpaid(conn, clock, DEMO_OPERATOR, uin, product=product, region=region,

@@ -20,6 +20,7 @@ from feecenter.api.deps import caller, runtime
 from feecenter.catalog import rules
 from feecenter.catalog import service as catalog
 from feecenter.clock import parse_business_time
+from feecenter.db.engine import transaction
 from feecenter.errors import invalid
 from feecenter.money import format_rated, format_yuan, parse_rated
 from feecenter.runtime import Runtime
@@ -171,7 +172,7 @@ async def load_catalog(request: Request, rt: Rt, actor: Caller,
         source = source or payload.get("source")
 
     def _load() -> dict:
-        with rt.engine.begin() as conn:
+        with transaction(rt.engine) as conn:
             return catalog.load_catalog(conn, rt.clock, actor, text, source or "api-upload.yaml")
 
     return await run_in_threadpool(_load)
@@ -196,7 +197,7 @@ class DiscountRequest(BaseModel):
 @router.put("/ops/accounts/{uin}/discounts", summary="Set an account discount (operator, audited)")
 def set_discount(uin: int, body: DiscountRequest, rt: Rt, actor: Caller) -> dict:
     start, end = _when(body.start, "start"), _when(body.end, "end")
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         row = catalog.set_discount(conn, rt.clock, actor, uin, body.discount_bp,
                                    product=body.product, start=start, end=end, note=body.note)
     return _setting_json(row)
@@ -233,7 +234,7 @@ def _price(text: str, field: str) -> int:
 def set_contract_price(uin: int, body: ContractPriceRequest, rt: Rt, actor: Caller) -> dict:
     price = _price(body.unit_price, "unit_price")
     start, end = _when(body.start, "start"), _when(body.end, "end")
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         row = catalog.set_contract_price(conn, rt.clock, actor, uin, product=body.product,
                                          item=body.item, pay_mode=body.pay_mode,
                                          unit_price=price, region=body.region, start=start,
@@ -246,7 +247,7 @@ def set_contract_price(uin: int, body: ContractPriceRequest, rt: Rt, actor: Call
 def set_fixed_price(uin: int, body: FixedPriceRequest, rt: Rt, actor: Caller) -> dict:
     price = _price(body.amount_per_month, "amount_per_month")
     start, end = _when(body.start, "start"), _when(body.end, "end")
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         row = catalog.set_fixed_price(conn, rt.clock, actor, uin, product=body.product,
                                       item=body.item, pay_mode=body.pay_mode,
                                       amount_per_month=price, region=body.region, start=start,

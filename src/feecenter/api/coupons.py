@@ -18,6 +18,7 @@ from feecenter.api.deps import caller, runtime
 from feecenter.clock import business_time_text, parse_business_time
 from feecenter.coupons import rules
 from feecenter.coupons import service as coupons
+from feecenter.db.engine import transaction
 from feecenter.money import format_yuan, parse_yuan
 from feecenter.runtime import Runtime
 
@@ -67,7 +68,7 @@ class RedeemRequest(BaseModel):
 @router.post("/accounts/{uin}/coupons/redeem", status_code=201,
              summary="Redeem a code (CPN-2) / 兑换优惠券")
 def redeem(uin: int, body: RedeemRequest, rt: Rt, actor: Caller) -> dict:
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         coupon_id = coupons.redeem(conn, rt.clock, actor, uin, body.code)
         return coupon_json(coupons.get_coupon(conn, rt.clock, actor, uin, coupon_id))
 
@@ -125,7 +126,7 @@ class GrantRequest(TermsBody):
 def grant(uin: int, body: GrantRequest, rt: Rt, actor: Caller,
           idempotency_key: Annotated[str | None, Header()] = None) -> dict:
     terms = body.to_terms()
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         coupon_id = coupons.grant(conn, rt.clock, actor, uin, terms, campaign=body.campaign,
                                   key=body.idempotency_key or idempotency_key)
         return coupon_json(coupons.get_coupon(conn, rt.clock, actor, uin, coupon_id))
@@ -146,7 +147,7 @@ def create_codes(body: CodesRequest, rt: Rt, actor: Caller,
     terms = body.to_terms()
     until = (parse_business_time(body.redeem_until, "redeem_until")
              if body.redeem_until is not None else None)
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         batch = coupons.create_codes(conn, rt.clock, actor, terms, campaign=body.campaign,
                                      count=body.count, fmt=body.format, redeem_until=until,
                                      key=body.idempotency_key or idempotency_key)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from feecenter.accounts.permissions import Actor
 from feecenter.api.deps import caller, runtime
 from feecenter.clock import business_time_text
+from feecenter.db.engine import transaction
 from feecenter.errors import invalid
 from feecenter.notifications import service as notifications
 from feecenter.runtime import Runtime
@@ -47,7 +48,7 @@ class MarkRead(BaseModel):
 def mark_read(uin: int, body: MarkRead, rt: Rt, actor: Caller) -> dict:
     if body.ids is None and not body.all:
         raise invalid("ids", "请给出消息 ID，或设置 all=true", "give ids, or all=true")
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         marked = notifications.mark_read(conn, rt.clock, actor, uin,
                                          None if body.all else body.ids)
         unread = notifications.list_messages(conn, actor, uin, unread_only=True,

@@ -11,6 +11,7 @@ from feecenter.api.deps import caller, runtime
 from feecenter.accounts.permissions import Actor
 from feecenter.catalog.rules import format_quantity
 from feecenter.clock import business_time_text, parse_business_time
+from feecenter.db.engine import transaction
 from feecenter.errors import invalid
 from feecenter.money import format_rated, format_yuan
 from feecenter.orders import rules as order_rules
@@ -74,20 +75,20 @@ class ProjectBody(BaseModel):
 
 @router.get("/accounts/{uin}/projects", summary="Projects / 项目")
 def list_projects(uin: int, rt: Rt, actor: Caller) -> list[dict]:
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         rows = resources.list_projects(conn, rt.clock, actor, uin)
     return [{**r, "created_at": business_time_text(r["created_at"])} for r in rows]
 
 
 @router.post("/accounts/{uin}/projects", status_code=201, summary="Create a project")
 def create_project(uin: int, body: ProjectBody, rt: Rt, actor: Caller) -> dict:
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         return {"project_id": resources.create_project(conn, rt.clock, actor, uin, body.name)}
 
 
 @router.put("/accounts/{uin}/projects/{project_id}", summary="Rename a project (SET-7)")
 def rename_project(uin: int, project_id: int, body: ProjectBody, rt: Rt, actor: Caller) -> dict:
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         resources.rename_project(conn, rt.clock, actor, uin, project_id, body.name)
     return {"project_id": project_id, "name": body.name}
 
@@ -99,7 +100,7 @@ class MoveBody(BaseModel):
 
 @router.post("/accounts/{uin}/resources/move", summary="Move resources to a project (SET-7)")
 def move_resources(uin: int, body: MoveBody, rt: Rt, actor: Caller) -> dict:
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         resources.move_resources(conn, rt.clock, actor, uin, body.resource_ids, body.project_id)
     return {"moved": body.resource_ids, "project_id": body.project_id}
 
@@ -132,7 +133,7 @@ class PurchaseBody(BaseModel):
 
 @router.post("/accounts/{uin}/orders", status_code=201, summary="New purchase orders (ORD-1)")
 def create_purchase(uin: int, body: PurchaseBody, rt: Rt, actor: Caller) -> dict:
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         ids = orders.create_purchase(conn, rt.clock, actor, uin,
                                      [orders.NewPurchase(**i.model_dump()) for i in body.items])
         return {"orders": [order_json(orders.get_order(conn, actor, uin, i)) for i in ids]}
@@ -152,7 +153,7 @@ def resource_order(uin: int, resource_id: str, body: ResourceOrderBody, rt: Rt, 
     if body.action in ("upgrade", "downgrade") and not body.spec_item:
         raise invalid("spec_item", "升配或降配必须指定新配置 spec_item",
                       "an upgrade or downgrade needs the new spec_item")
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         if body.action == "renew":
             order_id = orders.create_renewal(conn, rt.clock, actor, uin, resource_id,
                                              body.months or 0)
@@ -192,7 +193,7 @@ def get_order(uin: int, order_ref: str, rt: Rt, actor: Caller) -> dict:
 @router.post("/accounts/{uin}/orders/{order_ref}/void", summary="Void an unpaid order")
 def void_order(uin: int, order_ref: str, rt: Rt, actor: Caller) -> dict:
     order_id = parse_order_ref(order_ref, "order")
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         orders.void_order(conn, rt.clock, actor, uin, order_id)
         return order_json(orders.get_order(conn, actor, uin, order_id))
 
@@ -222,7 +223,7 @@ def preview_payment(uin: int, body: PaymentBody, rt: Rt, actor: Caller) -> dict:
 def pay(uin: int, body: PaymentBody, rt: Rt, actor: Caller,
         idempotency_key: Annotated[str | None, Header()] = None) -> dict:
     ids = [parse_order_ref(o) for o in body.order_ids]
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         result = orders.pay(conn, rt.clock, actor, uin, ids,
                             key=_key(body.idempotency_key, idempotency_key))
     money = ("amount", "coupon", "gift", "cash", "credit")
@@ -240,7 +241,7 @@ class DeliveryBody(BaseModel):
 @router.post("/ops/orders/{order_ref}/delivery", summary="Record a manual delivery (FRZ-3)")
 def delivery(order_ref: str, body: DeliveryBody, rt: Rt, actor: Caller) -> dict:
     order_id = parse_order_ref(order_ref, "order")
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         if body.success:
             orders.deliver(conn, rt.clock, actor, order_id)
         else:
@@ -253,5 +254,5 @@ def expire(rt: Rt, actor: Caller) -> dict:
     from feecenter.accounts.permissions import require_operator
 
     require_operator(actor)
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         return {"expired": orders.expire_unpaid(conn, rt.clock)}

@@ -18,6 +18,7 @@ from feecenter.accounts.permissions import Actor, require_operator
 from feecenter.api.deps import caller, runtime
 from feecenter.auth import service as auth
 from feecenter.clock import business_time_text, parse_business_time
+from feecenter.db.engine import transaction
 from feecenter.funds import service as funds
 from feecenter.ledger.reconcile import reconcile
 from feecenter.money import format_yuan, parse_yuan
@@ -100,7 +101,7 @@ def list_users(uin: int, rt: Rt, actor: Caller) -> list[dict]:
 
 @router.post("/accounts/{uin}/users", status_code=201, summary="Add a sub-user / 添加子用户")
 def add_user(uin: int, body: NewUser, rt: Rt, actor: Caller) -> dict:
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         user_id = accounts.add_user(conn, rt.clock, actor, uin, body.login, body.role, body.kind)
     return {"user_id": user_id, "login": body.login, "role": body.role}
 
@@ -124,7 +125,7 @@ def list_keys(uin: int, rt: Rt, actor: Caller) -> list[dict]:
 
 @router.post("/accounts/{uin}/api-keys", status_code=201, summary="Create an API key")
 def create_key(uin: int, body: NewKeyRequest, rt: Rt, actor: Caller) -> dict:
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         key = auth.create_api_key(conn, rt.clock, actor, uin, body.login)
     return {"secret_id": key.secret_id, "secret_key": key.secret_key}
 
@@ -132,7 +133,7 @@ def create_key(uin: int, body: NewKeyRequest, rt: Rt, actor: Caller) -> dict:
 @router.post("/api-keys/{secret_id}/{action}", summary="Enable or disable an API key")
 def set_key_state(secret_id: str, action: Literal["enable", "disable"], rt: Rt,
                   actor: Caller) -> dict:
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         auth.set_key_state(conn, rt.clock, actor, secret_id, action == "enable")
     return {"secret_id": secret_id, "state": "enabled" if action == "enable" else "disabled"}
 
@@ -150,7 +151,7 @@ class NewAccountRequest(BaseModel):
 
 @router.post("/ops/accounts", status_code=201, summary="Create a customer account (operator)")
 def create_account(body: NewAccountRequest, rt: Rt, actor: Caller) -> dict:
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         uin = accounts.create_account(conn, rt.clock, actor, accounts.NewAccount(**body.model_dump()))
     return {"uin": uin}
 
@@ -173,7 +174,7 @@ def adjust(uin: int, body: AdjustmentRequest, rt: Rt, actor: Caller,
 
         raise invalid("idempotency_key", "调账必须提供幂等键（Idempotency-Key 头或请求体字段）",
                       "an idempotency key is required (Idempotency-Key header or body field)")
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         movement = funds.adjust(conn, rt.clock, actor, uin, sub_account=body.sub_account,
                                 amount=amount, reason=body.reason, key=key)
     with rt.engine.connect() as conn:
@@ -191,7 +192,7 @@ class CreditRequest(BaseModel):
 def set_credit(uin: int, body: CreditRequest, rt: Rt, actor: Caller) -> dict:
     end: datetime | None = (parse_business_time(body.temp_credit_end, "temp_credit_end")
                             if body.temp_credit_end else None)
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         view = funds.grant_credit(
             conn, rt.clock, actor, uin,
             credit_limit=parse_yuan(body.credit_limit, "credit_limit", allow_zero=True),

@@ -13,6 +13,7 @@ from feecenter.accounts.permissions import Actor
 from feecenter.api.deps import caller, runtime
 from feecenter.api.orders import resource_json
 from feecenter.clock import business_time_text
+from feecenter.db.engine import transaction
 from feecenter.errors import invalid
 from feecenter.resources import postpaid
 from feecenter.resources import service as resources
@@ -54,7 +55,7 @@ class OpenBody(BaseModel):
 @router.post("/accounts/{uin}/postpaid-resources", status_code=201,
              summary="Open a postpaid resource (arrears gate, FRZ-1 freeze)")
 def open_resource(uin: int, body: OpenBody, rt: Rt, actor: Caller) -> dict:
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         resource_id = postpaid.open_postpaid(conn, rt.clock, actor, uin, **body.model_dump())
         return resource_json(resources.get_resource(conn, uin, resource_id))
 
@@ -62,7 +63,7 @@ def open_resource(uin: int, body: OpenBody, rt: Rt, actor: Caller) -> dict:
 @router.post("/accounts/{uin}/postpaid-resources/{resource_id}/release",
              summary="Release a postpaid resource (FRZ-3: says when its freeze is released)")
 def release_resource(uin: int, resource_id: str, rt: Rt, actor: Caller) -> dict:
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         done = postpaid.release_postpaid(conn, rt.clock, actor, uin, resource_id)
     return {"resource_id": resource_id,
             "released_at": business_time_text(done["released_at"]),

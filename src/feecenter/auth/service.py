@@ -22,6 +22,7 @@ from feecenter.accounts.permissions import Actor, require, require_operator, MAN
 from feecenter.auth import tc3
 from feecenter.auth.tables import api_keys, operators, used_signatures
 from feecenter.clock import Clock, db_time
+from feecenter.db.engine import transaction
 from feecenter.errors import AuthFailed, Conflict, invalid, not_found
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -162,7 +163,7 @@ def _timestamp(value: str) -> int:
 def _refuse_replay(engine: Engine, clock: Clock, signature: str, window_s: int) -> None:
     now = clock.now()
     try:
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             conn.execute(delete(used_signatures).where(
                 used_signatures.c.seen_at < db_time(now - timedelta(seconds=2 * window_s))))
             conn.execute(insert(used_signatures).values(signature=signature, seen_at=db_time(now)))

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from feecenter.accounts.permissions import Actor
 from feecenter.clock import business_time_text, parse_business_time
+from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError, PermissionDenied, invalid
 from feecenter.funds import service as funds
 from feecenter.runtime import Runtime
@@ -169,7 +170,7 @@ def pay_deals(rt: Runtime, actor: Actor, params: dict) -> dict:
                       "pass exactly one of OrderIds and BigDealIds")
     if params.get("VoucherIds") or params.get("AutoVoucher"):
         raise invalid("VoucherIds", "暂不支持代金券支付", "vouchers are not supported yet")
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         if order_refs:
             ids = [parse_order_ref(r, "OrderIds") for r in order_refs]
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from feecenter.clock import Clock
+from feecenter.db.engine import transaction
 from feecenter.jobs.registry import HOURLY, job
 from feecenter.jobs.schedule import Period
 
@@ -21,5 +22,5 @@ def expire(engine: Engine, clock: Clock, period: Period) -> dict:
     """
     from feecenter.coupons import service as coupons
 
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         return {"expired": coupons.expire(conn, clock)}

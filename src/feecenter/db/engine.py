@@ -1,20 +1,59 @@
-"""Engines and database transactions.
+"""Engines and the unit of work (database transactions).
 
 SQLite runs in WAL mode with ``synchronous=FULL`` (a committed payment
 survives a power cut) and every write transaction starts with
 ``BEGIN IMMEDIATE`` so two writers never deadlock on a lock upgrade.
 PostgreSQL runs with ``synchronous_commit=on`` in READ COMMITTED; money
-changes take row locks. ``transaction(engine)`` is the unit of work: all or
-nothing.
+changes take row locks.
+
+``transaction(engine)`` is the unit of work: all or nothing. On SQLite each
+thread keeps one connection checked out between its units of work, because
+checking a connection out of the pool and back costs more CPU than a small
+transaction's statements (docs/decisions.md). ``dispose(engine)`` releases
+the calling thread's connection and closes the pool.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
+import threading
+from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.dialects import registry
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import make_url
+
+_SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON",
+                   "busy_timeout=30000")
+
+
+class FeeCenterSQLite(SQLiteDialect_pysqlite):
+    """pysqlite with our pragmas and ``BEGIN IMMEDIATE``.
+
+    A dialect rather than engine events: an engine with event listeners
+    dispatches them around every statement and every transaction.
+    """
+
+    supports_statement_cache = True
+
+    def on_connect(self):
+        inherited = super().on_connect()
+
+        def connect(dbapi_conn) -> None:
+            if inherited is not None:
+                inherited(dbapi_conn)
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+            for pragma in _SQLITE_PRAGMAS:
+                dbapi_conn.execute(f"PRAGMA {pragma}")
+
+        return connect
+
+    def do_begin(self, dbapi_connection) -> None:
+        if not dbapi_connection.in_transaction:  # ``transaction`` may have begun it
+            dbapi_connection.execute("BEGIN IMMEDIATE")
+
+
+registry.register("sqlite.feecenter", __name__, "FeeCenterSQLite")
 
 
 def make_engine(url: str, **kwargs) -> Engine:
@@ -36,33 +75,20 @@ def make_engine(url: str, **kwargs) -> Engine:
             cur.execute("SET TIME ZONE 'UTC'")
         dbapi_conn.commit()
 
+    from feecenter.ledger.service import refuse_inside_pipeline  # PostgreSQL only
+    event.listen(engine, "before_cursor_execute", refuse_inside_pipeline)
     return engine
 
 
 def _sqlite_engine(url: str, **kwargs) -> Engine:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
-        from pathlib import Path
-
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    url = parsed.set(drivername="sqlite+feecenter")
+    # Unbounded: every thread that ran a unit of work keeps its connection.
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                           **kwargs)
-
-    @event.listens_for(engine, "connect")
-    def _sqlite_settings(dbapi_conn, _record):
-        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _sqlite_begin(conn):
-        # straight to the driver: this runs once per unit of work, on every hot path
-        conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE")
-
+                           max_overflow=-1, **kwargs)
+    engine._feecenter_held = threading.local()  # type: ignore[attr-defined]
     return engine
 
 
@@ -70,8 +96,78 @@ def is_sqlite(bind: Engine | Connection) -> bool:
     return bind.dialect.name == "sqlite"
 
 
-@contextmanager
-def transaction(engine: Engine) -> Iterator[Connection]:
-    """One database transaction: committed on success, rolled back on any error."""
-    with engine.begin() as conn:
-        yield conn
+class _Held:
+    """One thread's SQLite connection. When the thread ends it is garbage, and the
+    pool takes the connection back (SQLAlchemy does that for synchronous drivers)."""
+
+    __slots__ = ("conn", "driver")
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.driver = conn.connection.dbapi_connection
+
+
+class _SQLiteUnit:
+    """A unit of work on the thread's held connection, begun and ended on the driver.
+
+    SQLAlchemy learns of the transaction only if a statement runs through it
+    (it then "autobegins", and the dialect's ``do_begin`` sees the driver is
+    already in a transaction); statements run straight on the driver (the
+    ledger's hot paths) cost no SQLAlchemy bookkeeping at all. Either way one
+    COMMIT or ROLLBACK ends everything.
+    """
+
+    __slots__ = ("held",)
+
+    def __init__(self, held: _Held):
+        self.held = held
+
+    def __enter__(self) -> Connection:
+        self.held.driver.execute("BEGIN IMMEDIATE")
+        return self.held.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        conn, driver = self.held.conn, self.held.driver
+        if exc_type is None:
+            try:
+                if conn.in_transaction():
+                    conn.commit()
+                else:
+                    driver.commit()
+                return
+            except BaseException:
+                self._rollback(conn, driver)
+                raise
+        self._rollback(conn, driver)
+
+    @staticmethod
+    def _rollback(conn: Connection, driver) -> None:
+        if conn.in_transaction():
+            conn.rollback()
+        if driver.in_transaction:
+            driver.rollback()
+
+
+def transaction(engine: Engine):
+    """One database transaction, as a context manager yielding its Connection:
+    committed on success, rolled back on any error."""
+    local = getattr(engine, "_feecenter_held", None)
+    if local is None:
+        return engine.begin()
+    held = getattr(local, "held", None)
+    if held is None or held.conn.closed or held.conn.invalidated:
+        held = local.held = _Held(engine.connect())
+    if held.conn.in_transaction() or held.driver.in_transaction:
+        return engine.begin()  # a unit of work inside another, in one thread
+    return _SQLiteUnit(held)
+
+
+def dispose(engine: Engine) -> None:
+    """Release this thread's held connection and close the pool's connections
+    (on SQLite the last one to close checkpoints the WAL into the file)."""
+    local = getattr(engine, "_feecenter_held", None)
+    held = getattr(local, "held", None) if local is not None else None
+    if held is not None:
+        del local.held
+        held.conn.close()
+    engine.dispose()

@@ -6,7 +6,7 @@ A domain package registers its jobs at import time with a plain call::
 
     @job("orders.expire_unpaid", HOURLY, description="ORD-2: expire unpaid orders")
     def expire_unpaid_orders(engine, clock, period):
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             return {"expired": orders.expire_unpaid(conn, clock)}
 
 and adds its module to ``feecenter.jobs.loader.JOB_MODULES`` so that every
@@ -14,7 +14,7 @@ worker process imports it (``load_all()``).
 
 The contract for a job function ``(engine, clock, period) -> dict``:
 
-- It opens and commits its own database transactions (``engine.begin()``);
+- It opens and commits its own database transactions (``transaction(engine)``);
   the runner holds none open around it.
 - It MUST be idempotent per period: running it again for the same period,
   after a success or after a crash at any point, changes nothing more than the

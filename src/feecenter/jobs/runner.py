@@ -47,6 +47,7 @@ from sqlalchemy import Connection, Engine, and_, func, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from feecenter.clock import Clock, FixedClock, db_time, from_db_time, to_utc
+from feecenter.db.engine import transaction
 from feecenter.errors import invalid
 from feecenter.jobs.registry import Job, Registry
 from feecenter.jobs.schedule import (MAX_PERIODS_PER_CALL, Period, due_periods, hour_boundaries,
@@ -144,7 +145,7 @@ def enqueue_due(engine: Engine, clock: Clock, *, registry: Registry | None = Non
         if known is not None and known.cadence == spec.cadence and not period_containing(
                 spec.cadence, from_db_time(known.next_period_start)).is_due(now, spec.lag):
             continue
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             nxt = _cursor(conn, clock, spec)
             due = due_periods(spec.cadence, nxt, now, lag=spec.lag, limit=max_periods)
             if due.capped:
@@ -558,7 +559,7 @@ def retry_failed(engine: Engine, clock: Clock, *, job: str | None = None,
         conditions.append(r.job == job)
     if period_key:
         conditions.append(r.period_key == period_key)
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         return conn.execute(update(job_runs).where(*conditions).values(
             state="pending", attempts=0, retry_at=None, finished_at=None, lease_until=None)
         ).rowcount

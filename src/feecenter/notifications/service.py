@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from feecenter.accounts.permissions import READ_PROFILE, Actor, require, require_operator
 from feecenter.accounts.tables import customers
 from feecenter.clock import Clock, business_time_text, db_time
+from feecenter.db.engine import transaction
 from feecenter.errors import IdempotencyConflict, invalid, not_found
 from feecenter.notifications.senders import OutgoingMessage, PermanentSendError, Sender
 from feecenter.notifications.tables import in_site_messages as _M
@@ -258,7 +259,7 @@ def deliver_pending(engine: Engine, clock: Clock, senders: Mapping[str, Sender],
 
 
 def _claim(engine: Engine, clock: Clock, channels: list[str]) -> dict | None:
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         now = db_time(clock.now())
         row = conn.execute(
             select(_O.c.id, _O.c.uin, _O.c.channel, _O.c.recipient, _O.c.template,
@@ -277,7 +278,7 @@ def _claim(engine: Engine, clock: Clock, channels: list[str]) -> dict | None:
 
 def _record(engine: Engine, clock: Clock, row: dict, error: str | None, permanent: bool,
             max_attempts: int) -> str | None:
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         now = db_time(clock.now())
         mine = update(_O).where(_O.c.id == row["id"], _O.c.state == "pending",
                                 _O.c.attempts == row["attempts"])  # still our claim

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from feecenter.clock import Clock
+from feecenter.db.engine import transaction
 from feecenter.jobs.registry import HOURLY, job
 from feecenter.jobs.schedule import Period
 
@@ -20,5 +21,5 @@ def expire_unpaid_orders(engine: Engine, clock: Clock, period: Period) -> dict:
     """
     from feecenter.orders import service as orders
 
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         return {"expired": orders.expire_unpaid(conn, clock)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from feecenter.clock import Clock
+from feecenter.db.engine import transaction
 from feecenter.jobs.registry import HOURLY, job
 from feecenter.jobs.schedule import Period
 
@@ -15,5 +16,5 @@ def release_due_freezes(engine: Engine, clock: Clock, period: Period) -> dict:
     """Idempotent: a released freeze is cleared from its resource, so a rerun finds none."""
     from feecenter.resources import postpaid
 
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         return {"released": postpaid.release_due_freezes(conn, clock)}

@@ -38,6 +38,7 @@ from feecenter.accounts.permissions import FINANCE, Actor, require
 from feecenter.catalog import service as catalog
 from feecenter.catalog.pricebook import PriceBook
 from feecenter.clock import BUSINESS_TZ, Clock, add_months, db_time, from_db_time, to_utc
+from feecenter.db.engine import transaction
 from feecenter.errors import invalid
 from feecenter.funds import bulk
 from feecenter.funds import service as funds
@@ -82,13 +83,13 @@ def settle_period(engine: Engine, clock: Clock, cycle: str, period: Period, *,
                                   chunk_lines)
     for chunk in chunks:
         accounts = {uin: by_uin.pop(uin) for uin in chunk}  # settled lines are let go
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             posted, skipped = _settle_chunk(conn, clock, run, accounts)
         totals["accounts"] += len(posted.accounts)
         totals["skipped"] += skipped
         totals["lines"] += posted.lines
         totals["amount_fen"] += sum(fen for fen, _ in posted.accounts.values())
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         _mark_period(conn, clock, cycle, period)
     return {**totals, "adjustment_lines": adjusted}
 
@@ -106,7 +107,7 @@ def _run(engine: Engine, clock: Clock, cycle: str, period: Period, book: PriceBo
     so no chunk depends on another's writes."""
     entities = sorted({facts.entity for facts in book.products.values()
                        if facts.postpaid_cycle == cycle})
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         revenue = {entity: funds.platform_account(conn, clock, "revenue", entity)
                    for entity in entities}
     memo = f"按量结算 {period.key} / postpaid settlement {cycle} {period.key}"
@@ -170,7 +171,7 @@ def settle_late_usage(engine: Engine, clock: Clock, cycle: str, period: Period) 
             for key, earlier in periods.items()}
     written = 0
     for (uin, key), pairs in sorted(touched.items()):
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             written += _adjust_account(conn, clock, runs[key], uin, sorted(pairs))
     return written
 

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine
 
 from feecenter.accounts.permissions import Actor, require_operator
 from feecenter.clock import Clock, db_time
+from feecenter.db.engine import transaction
 from feecenter.errors import Conflict, invalid
 from feecenter.usage import rules, store
 from feecenter.usage.parse import FORMATS, Chunk, Rejection, chunks, utc_text
@@ -96,7 +97,7 @@ def _store_chunk(engine: Engine, clock: Clock, chunk: Chunk, result: IntakeResul
     if not chunk.records:  # nothing parsed: nothing to check or write
         result.reject(chunk.rejections)
         return
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         now = utc_text(db_time(clock.now()))
         facts = store.resource_facts(conn, {record[2] for record in chunk.records}, items_of)
         rows, lines, refused = rules.check(chunk.records, chunk.lines, facts, now)
