@@ -65,6 +65,13 @@ def customer(rt, address, uin):
     return sdk(address, api_key(rt, uin))
 
 
+def funded_customer(rt, address, name: str, cash: int):
+    """A new account with ``cash`` fen and an SDK client of its own: (uin, client)."""
+    uin = new_account(rt, name)
+    add_cash(rt, uin, cash)
+    return uin, customer(rt, address, uin)
+
+
 def row(rt, order_id) -> dict:
     with rt.engine.connect() as conn:
         return dict(conn.execute(select(orders_table).where(orders_table.c.id == order_id))
@@ -185,9 +192,7 @@ def test_pay_deals_by_big_deal_pays_a_merged_purchase_in_one_payment(shop):
 @pytest.mark.spec("ORD-1", "ORD-2", "FRZ-3")
 def test_describe_deals_reports_every_state_with_its_tencent_code(shop):
     rt, address = shop
-    uin = new_account(rt, "sdk-states")
-    add_cash(rt, uin, 20_000_00)
-    client = customer(rt, address, uin)
+    uin, client = funded_customer(rt, address, "sdk-states", 20_000_00)
     (unpaid,) = buy(rt, uin)
     (delivered,) = buy(rt, uin)
     (refunded,) = buy(rt, uin, ("cvm", "S5.LARGE8", 1, "ap-beijing"))
@@ -236,9 +241,7 @@ def test_describe_deals_reports_every_state_with_its_tencent_code(shop):
 
 def test_describe_deals_filters_by_resource_and_order(shop):
     rt, address = shop
-    uin = new_account(rt, "sdk-filters")
-    add_cash(rt, uin, 5_000_00)
-    client = customer(rt, address, uin)
+    uin, client = funded_customer(rt, address, "sdk-filters", 5_000_00)
     (first,) = buy(rt, uin)
     (other,) = buy(rt, uin)
     pay(rt, uin, [first], key="filters-1")

@@ -1,6 +1,6 @@
 """The fee account's money rules (BAL, ARR-4, FRZ) through the funds services."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import SYSTEM, Actor
 from feecenter.errors import AccountInArrears, InsufficientBalance, PermissionDenied
+from feecenter.funds import rules
 from feecenter.funds import service as funds
 from feecenter.funds.tables import statement_entries
 from feecenter.ledger.reconcile import reconcile
@@ -87,6 +88,19 @@ def test_credit_pays_beyond_balance_as_an_advance(rt):
     view = balance(rt, uin)
     assert view.credit_amount == 5_000 and view.credit_balance == 2_000
     assert_clean(rt)
+
+
+@pytest.mark.spec("BAL-7")
+def test_credit_in_force_and_credit_left():
+    now = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+    end = now + timedelta(days=1)
+    assert rules.credit_in_force(5_000, 0, None, now) == 5_000
+    assert rules.credit_in_force(5_000, 2_000, end, now) == 7_000  # before its end
+    assert rules.credit_in_force(5_000, 2_000, end, end) == 5_000  # ends at its end time
+    assert rules.credit_in_force(5_000, 2_000, end, end + timedelta(days=1)) == 5_000
+    assert rules.credit_left(7_000, advances=3_000) == 4_000
+    assert rules.credit_left(5_000, advances=7_000) == 0  # temporary credit ended after use
+    assert rules.credit_left(0, advances=0) == 0
 
 
 @pytest.mark.spec("BAL-7")

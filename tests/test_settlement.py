@@ -12,7 +12,7 @@ from sqlalchemy import select
 from feecenter.accounts.permissions import SYSTEM
 from feecenter.catalog import service as catalog
 from feecenter.clock import BUSINESS_TZ, FixedClock, business_time_text
-from feecenter.db.engine import make_engine
+from feecenter.db.engine import dispose, make_engine
 from feecenter.funds.tables import statement_entries
 from feecenter.jobs.schedule import DAILY, HOURLY, MONTHLY, period_containing
 from feecenter.ledger.reconcile import reconcile
@@ -97,6 +97,18 @@ def lines(rt, uin=None):
 def clean(rt):
     with rt.engine.connect() as conn:
         assert reconcile(conn) == []
+
+
+def settle_first_hour(rt, uin, rid, event):
+    """Add 10.00 cash, then ingest and settle one VM hour in hour 0 (clock at its end);
+    returns hours 0, 1 and 2 as (start, end)."""
+    add_cash(rt, uin, 10_00)
+    hours = hour(0), hour(1), hour(2)
+    s0, e0 = hours[0]
+    rt.clock.set(e0)
+    ingest(rt, [(event, uin, rid, "S5.MEDIUM4", "1", s0, e0)])
+    settle(rt, "hour", s0)
+    return hours
 
 
 @pytest.fixture
@@ -230,8 +242,8 @@ def test_a_crash_mid_period_then_rerun_equals_one_clean_run(database_factory, mo
     assert len(expected[1]) == 6
     clean(world)
     clean(clean_world)
-    world.engine.dispose()
-    clean_world.engine.dispose()
+    dispose(world.engine)
+    dispose(clean_world.engine)
 
 
 # ---------------------------------------------------------------- SET-3
@@ -296,11 +308,7 @@ def test_list_price_times_discount_and_contract_price(metered):
 @pytest.mark.spec("SET-7")
 def test_a_moved_resource_charges_its_project_at_deduction_time(metered):
     rt, uin, rid = metered
-    add_cash(rt, uin, 10_00)
-    (s0, e0), (s1, e1), (s2, e2) = hour(0), hour(1), hour(2)
-    rt.clock.set(e0)
-    ingest(rt, [("m0", uin, rid, "S5.MEDIUM4", "1", s0, e0)])
-    settle(rt, "hour", s0)
+    _, (s1, e1), (s2, e2) = settle_first_hour(rt, uin, rid, "m0")
     with rt.engine.begin() as conn:
         team = resources.create_project(conn, rt.clock, SYSTEM, uin, "Team B")
         resources.move_resources(conn, rt.clock, SYSTEM, uin, [rid], team)
@@ -325,11 +333,7 @@ def test_a_moved_resource_charges_its_project_at_deduction_time(metered):
 @pytest.mark.spec("SET-9")
 def test_late_usage_posts_an_adjustment_line_referencing_the_original(metered):
     rt, uin, rid = metered
-    add_cash(rt, uin, 10_00)
-    (s0, e0), (s1, e1), (s2, e2) = hour(0), hour(1), hour(2)
-    rt.clock.set(e0)
-    ingest(rt, [("l0", uin, rid, "S5.MEDIUM4", "1", s0, e0)])
-    settle(rt, "hour", s0)
+    (s0, e0), (s1, e1), (s2, e2) = settle_first_hour(rt, uin, rid, "l0")
     [original] = lines(rt)
     rt.clock.set(e1 + timedelta(minutes=10))
     # late: traffic for hour 0 (a new item) and a second VM record for hour 0

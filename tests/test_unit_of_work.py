@@ -149,3 +149,28 @@ def test_created_at_is_stored_as_sqlalchemy_reads_it(rt, pair):
     with rt.engine.connect() as conn:
         stored = conn.execute(select(ledger_transactions.c.created_at)).scalar_one()
     assert stored == rt.clock.now().replace(tzinfo=None)
+
+
+def test_a_result_left_unread_does_not_block_the_next_unit(rt, pair, database_url):
+    """An unread query result keeps its statement, and an old read snapshot, open
+    past its unit's COMMIT; after another connection writes, SQLite would refuse
+    that connection the write lock at once (SQLITE_BUSY_SNAPSHOT). The next unit
+    of work runs anyway, on a fresh connection."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite only: held connections")
+    with transaction(rt.engine) as conn:
+        _fund(conn, rt, pair, "first")
+        unread = conn.execute(select(ledger_postings.c.id))  # two rows, one read
+        unread.fetchone()
+
+    def other_thread_writes() -> None:
+        with transaction(rt.engine) as other:
+            _fund(other, rt, pair, "other")
+
+    worker = threading.Thread(target=other_thread_writes)
+    worker.start()
+    worker.join()
+    with transaction(rt.engine) as conn:
+        assert _fund(conn, rt, pair, "next").created
+    assert unread is not None  # (kept alive until here on purpose)
+    assert_reconciled(rt)

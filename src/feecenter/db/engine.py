@@ -15,6 +15,8 @@ the calling thread's connection and closes the pool.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -54,6 +56,7 @@ class FeeCenterSQLite(SQLiteDialect_pysqlite):
 
 
 registry.register("sqlite.feecenter", __name__, "FeeCenterSQLite")
+log = logging.getLogger("feecenter.db")
 
 
 def make_engine(url: str, **kwargs) -> Engine:
@@ -117,13 +120,25 @@ class _SQLiteUnit:
     COMMIT or ROLLBACK ends everything.
     """
 
-    __slots__ = ("held",)
+    __slots__ = ("engine", "local", "held")
 
-    def __init__(self, held: _Held):
-        self.held = held
+    def __init__(self, engine: Engine, local: threading.local, held: _Held):
+        self.engine, self.local, self.held = engine, local, held
 
     def __enter__(self) -> Connection:
-        self.held.driver.execute("BEGIN IMMEDIATE")
+        try:
+            self.held.driver.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY_SNAPSHOT:
+                raise
+            # A query result left unread (or unclosed) in an earlier unit keeps its
+            # statement, and so an old read snapshot, open past that unit's COMMIT;
+            # SQLite then refuses the write lock at once. Closing the connection
+            # ends the statement; the unit runs on a fresh one.
+            log.warning("SQLite connection held a stale read; replaced", exc_info=exc)
+            self.held.conn.invalidate()
+            self.held = self.local.held = _Held(self.engine.connect())
+            self.held.driver.execute("BEGIN IMMEDIATE")
         return self.held.conn
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -159,7 +174,7 @@ def transaction(engine: Engine):
         held = local.held = _Held(engine.connect())
     if held.conn.in_transaction() or held.driver.in_transaction:
         return engine.begin()  # a unit of work inside another, in one thread
-    return _SQLiteUnit(held)
+    return _SQLiteUnit(engine, local, held)
 
 
 def dispose(engine: Engine) -> None:

@@ -33,10 +33,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, insert, select
 
-from feecenter.clock import Clock, db_time, from_db_time
+from feecenter.clock import Clock, db_time
 from feecenter.errors import IdempotencyConflict, invalid, not_found
 from feecenter.funds import rules
-from feecenter.funds.service import _snapshot
+from feecenter.funds.service import _credit_in_force, _snapshot
 from feecenter.funds.tables import credit_lines, statement_entries
 from feecenter.ledger import service as ledger
 from feecenter.ledger.tables import ledger_accounts, ledger_transactions
@@ -154,7 +154,7 @@ def _plan_one(locked: LockedAccounts, request: SpendRequest, request_hash: str,
     uin, amount, key = request.uin, request.amount, request.key
     ids, bal = locked.ids[uin], locked.balances[uin]
     plan = rules.plan_spend(amount, gift=bal["gift"], cash=bal["cash"],
-                            credit_left=max(credit_amount + bal["advance"], 0),
+                            credit_left=rules.credit_left(credit_amount, advances=-bal["advance"]),
                             allow_arrears=True)
     if plan.credit:  # the platform advances what credit pays into cash (垫付, BAL-7)
         specs.append(_transfer(f"{key}:credit", "advanced", uin,
@@ -202,8 +202,8 @@ def _entry(uin: int, bal: dict[str, int], now, action_type: str, amount: int, *,
 
 
 def _credit_amounts(conn: Connection, clock: Clock, uins) -> dict[int, int]:
-    """Credit amount in force per account: limit + temporary credit not yet ended (BAL-7),
-    as ``funds.service._credit`` computes it; accounts without a credit line have none."""
+    """Credit amount in force per account (BAL-7, ``rules.credit_in_force``);
+    accounts without a credit line have none."""
     if not uins:
         return {}
     c = credit_lines.c
@@ -211,9 +211,7 @@ def _credit_amounts(conn: Connection, clock: Clock, uins) -> dict[int, int]:
     rows = conn.execute(select(c.uin, c.credit_limit, c.temp_credit, c.temp_credit_end)
                         .where(c.uin.in_(bindparam("uins", expanding=True))),
                         {"uins": sorted(uins)})
-    return {row.uin: row.credit_limit + (row.temp_credit if row.temp_credit_end is None
-                                         or from_db_time(row.temp_credit_end) > now else 0)
-            for row in rows}
+    return {row.uin: _credit_in_force(row, now) for row in rows}
 
 
 def _earlier_results(conn: Connection, requests: list[SpendRequest],

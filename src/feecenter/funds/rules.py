@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from feecenter.errors import InsufficientBalance
 from feecenter.money import format_yuan
@@ -30,6 +31,18 @@ def plan_spend(amount: int, *, gift: int, cash: int, credit_left: int,
             f"余额不足，还需 {format_yuan(short)} 元", f"insufficient balance: {format_yuan(short)} "
             "yuan more is needed", field="amount", shortfall=format_yuan(short))
     return SpendPlan(from_gift, from_cash, from_credit, short)
+
+
+def credit_in_force(credit_limit: int, temp_credit: int, temp_credit_end: datetime | None,
+                    now: datetime) -> int:
+    """The credit amount (BAL-7): the limit plus temporary credit not yet ended at ``now``."""
+    temp_in_force = temp_credit_end is None or temp_credit_end > now
+    return credit_limit + (temp_credit if temp_in_force else 0)
+
+
+def credit_left(credit_amount: int, *, advances: int) -> int:
+    """Unused credit (BAL-7): the credit amount less unrepaid advances, never negative."""
+    return max(credit_amount - advances, 0)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from sqlalchemy import (BigInteger, Connection, DateTime, String, and_, bindpara
 
 from feecenter.accounts.permissions import FINANCE, Actor, require, require_operator
 from feecenter.clock import Clock, db_time, from_db_time
+from feecenter.db.precompiled import Precompiled
 from feecenter.errors import AccountInArrears, invalid, not_found
 from feecenter.funds import rules
 from feecenter.funds.tables import credit_lines, statement_entries
@@ -109,9 +110,13 @@ def _credit(conn: Connection, uin: int, now: datetime) -> tuple[int, int, int]:
     row = conn.execute(select(credit_lines).where(credit_lines.c.uin == uin)).first()
     if row is None:
         return 0, 0, 0
-    temp_in_force = row.temp_credit if (row.temp_credit_end is None
-                                        or from_db_time(row.temp_credit_end) > now) else 0
-    return row.credit_limit, row.temp_credit, row.credit_limit + temp_in_force
+    return row.credit_limit, row.temp_credit, _credit_in_force(row, now)
+
+
+def _credit_in_force(row, now: datetime) -> int:
+    """The credit amount of a ``credit_lines`` row at ``now`` (BAL-7)."""
+    end = None if row.temp_credit_end is None else from_db_time(row.temp_credit_end)
+    return rules.credit_in_force(row.credit_limit, row.temp_credit, end, now)
 
 
 def _snapshot(bal: dict[str, int]) -> tuple[int, int, int, int]:
@@ -127,7 +132,8 @@ def _view(conn: Connection, clock: Clock, uin: int, bal: dict[str, int]) -> Bala
     cash, gift, frozen, available = _snapshot(bal)
     arrears, advances = -bal["arrears"], -bal["advance"]
     limit, temp, credit_amount = _credit(conn, uin, clock.now())
-    credit_balance = cash + bal["income"] + gift + max(credit_amount - advances, 0) - arrears
+    unused = rules.credit_left(credit_amount, advances=advances)
+    credit_balance = cash + bal["income"] + gift + unused - arrears
     return BalanceView(uin, cash, bal["income"], gift, frozen, arrears, available, limit, temp,
                        credit_amount, advances, credit_balance, credit_balance - frozen)
 
@@ -245,7 +251,7 @@ def spend(conn: Connection, clock: Clock, uin: int, amount: int, *, key: str, po
 
 def _credit_left(conn: Connection, clock: Clock, uin: int, bal: dict[str, int]) -> int:
     _, _, credit_amount = _credit(conn, uin, clock.now())
-    return max(credit_amount + bal["advance"], 0)
+    return rules.credit_left(credit_amount, advances=-bal["advance"])
 
 
 def _draw_credit(conn: Connection, clock: Clock, uin: int, ids: dict[str, int], amount: int,
@@ -372,7 +378,7 @@ class LockedFunds:
 
     @property
     def credit_left(self) -> int:
-        return max(self.credit_amount + self.balances["advance"], 0)
+        return rules.credit_left(self.credit_amount, advances=-self.balances["advance"])
 
 
 @dataclass(frozen=True)
@@ -389,7 +395,7 @@ class PaymentPart:
 
 
 _LA, _CL = ledger_accounts.c, credit_lines.c
-_LOCK_FOR_PAYMENT = ledger.Precompiled(
+_LOCK_FOR_PAYMENT = Precompiled(
     select(_LA.id, _LA.code, _LA.uin, _LA.kind, _LA.min_balance, _LA.max_balance, _LA.cached,
            _LA.balance,
            exists(select(ledger_postings.c.id).where(

@@ -13,16 +13,15 @@ import hashlib
 import json
 import operator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import (Connection, DateTime, Integer, bindparam, case, exists, func, insert,
+from sqlalchemy import (Connection, Integer, bindparam, case, exists, func, insert,
                         literal_column, select, true, update)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError
 
 from feecenter.clock import Clock, db_time
+from feecenter.db.precompiled import Precompiled, wrap_error as _wrap
 from feecenter.errors import (Conflict, IdempotencyConflict, InsufficientBalance,
                               LedgerInvariantBroken, invalid, not_found)
 from feecenter.ledger.tables import (ledger_accounts, ledger_hold_legs, ledger_holds,
@@ -112,139 +111,8 @@ def open_account(conn: Connection, clock: Clock, code: str, kind: str, *, uin: i
 
 
 # ---------------------------------------------------------------- statements
-# The hot paths (transfer, transfer_batch) run statements built once, here.
-
-class _Direct:
-    """A Core statement compiled once per dialect and run on the DB-API cursor.
-
-    SQLAlchemy's per-execution work (parameter and result processing, cursor
-    and result objects, events) costs 30-100 µs a statement: more than the
-    statement itself on SQLite, and a large part of a round trip on
-    PostgreSQL (docs/benchmarks.md). The ledger's few hot statements skip it:
-    SQLAlchemy still writes their SQL for the connection's dialect, and they
-    run on the same DB-API connection inside the caller's transaction.
-    Bind processors are applied as SQLAlchemy would, and driver errors are
-    re-raised as SQLAlchemy's (IntegrityError, …). No expanding parameters;
-    result rows are plain tuples with no type processing.
-    """
-
-    def __init__(self, statement):
-        self.statement = statement
-        self._by_dialect: dict = {}
-
-    def _compiled(self, dialect):
-        key = (type(dialect), dialect.paramstyle, dialect.server_version_info)
-        found = self._by_dialect.get(key)
-        if found is None:
-            compiled = self.statement.compile(dialect=dialect)
-            if ("POSTCOMPILE" in compiled.string or compiled.escaped_bind_names
-                    or any(b.value is not None or b.callable for b in compiled.binds.values())):
-                # expanding, renamed or valued parameters: conn.execute() handles those
-                raise LedgerInvariantBroken("语句无法直接执行", "statement cannot run directly")
-            processors = {}
-            for name, bind in compiled.binds.items():
-                processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-                if processor is not None:
-                    processors[name] = _faster(bind.type, processor)
-            if compiled.positional:
-                names = tuple(compiled.positiontup)
-                arrange = lambda params: tuple([params[n] for n in names])  # noqa: E731
-            else:
-                arrange = None
-            found = self._by_dialect[key] = (compiled.string, arrange, processors)
-        return found
-
-    def positional(self, dialect) -> tuple[str, tuple[str, ...], dict]:
-        """(sql, bind names in order, processors) for a positional dialect (SQLite):
-        the caller passes DB-ready arguments in that order straight to the driver."""
-        compiled = self.statement.compile(dialect=dialect)
-        sql, _arrange, processors = self._compiled(dialect)
-        if not compiled.positional:
-            raise LedgerInvariantBroken("语句不是位置参数形式", "statement is not positional")
-        return sql, tuple(compiled.positiontup), processors
-
-    @staticmethod
-    def driver(conn: Connection):
-        driver = conn.connection.dbapi_connection
-        # what autobegin would do on conn.execute(); SQLite's ``transaction`` begins
-        # on the driver itself (db.engine), which then needs no SQLAlchemy bookkeeping
-        if not conn.in_transaction() and not getattr(driver, "in_transaction", False):
-            conn.begin()
-        return driver
-
-    @staticmethod
-    def _args(arrange, processors, params: list[dict]) -> list:
-        if processors:
-            done: dict = {}  # a batch repeats values (one created_at): process each once
-            processed = []
-            for row in params:
-                row = dict(row)
-                for name, processor in processors.items():
-                    if name in row:
-                        value = row[name]
-                        try:
-                            row[name] = done[name, value]
-                        except KeyError:
-                            row[name] = done[name, value] = processor(value)
-                        except TypeError:  # unhashable: no memo
-                            row[name] = processor(value)
-                processed.append(row)
-            params = processed
-        return params if arrange is None else [arrange(row) for row in params]
-
-    def rows(self, conn: Connection, params: dict) -> list[tuple]:
-        sql, arrange, processors = self._compiled(conn.dialect)
-        if processors:
-            params = dict(params)
-            for name, processor in processors.items():
-                if name in params:
-                    params[name] = processor(params[name])
-        args = params if arrange is None else arrange(params)
-        cursor = self.driver(conn).cursor()
-        try:
-            cursor.execute(sql, args)
-            return cursor.fetchall() if cursor.description else []
-        except conn.dialect.loaded_dbapi.Error as exc:
-            raise _wrap(conn, sql, args, exc) from exc
-        finally:
-            cursor.close()
-
-    def many(self, conn: Connection, params: list[dict]) -> None:
-        if not params:
-            return
-        sql, arrange, processors = self._compiled(conn.dialect)
-        args = self._args(arrange, processors, params)
-        cursor = self.driver(conn).cursor()
-        try:
-            cursor.executemany(sql, args)
-        except conn.dialect.loaded_dbapi.Error as exc:
-            raise _wrap(conn, sql, args, exc) from exc
-        finally:
-            cursor.close()
-
-
-def _faster(type_, processor):
-    """SQLAlchemy's SQLite DateTime text for a naive datetime is what ``isoformat``
-    writes in C, for a quarter of the time: use that where it is (checked here, with
-    and without microseconds); anything else (None, dates, aware values) goes to
-    SQLAlchemy's processor."""
-    samples = (datetime(2026, 1, 2, 3, 4, 5), datetime(2026, 12, 31, 23, 59, 59, 60))
-    if not isinstance(type_, DateTime) or any(
-            processor(t) != t.isoformat(" ", "microseconds") for t in samples):
-        return processor
-
-    def time_text(value):
-        if value.__class__ is datetime and value.tzinfo is None:
-            return value.isoformat(" ", "microseconds")
-        return processor(value)
-
-    return time_text
-
-
-def _wrap(conn: Connection, sql: str, args, exc: Exception) -> Exception:
-    return DBAPIError.instance(sql, args, exc, conn.dialect.loaded_dbapi.Error,
-                               dialect=conn.dialect)
-
+# The hot paths (transfer, transfer_batch) run statements built once, here
+# (db.precompiled.Precompiled: compiled once, run on the driver).
 
 _A = ledger_accounts.c
 _T = ledger_transactions.c
@@ -263,21 +131,21 @@ def _binds(table, names) -> dict:
 
 
 # SQLite: INSERT the transaction unless its idempotency key exists: RETURNING id, or no row.
-_INSERT_TXN_ONCE = _Direct(sqlite_insert(ledger_transactions)
+_INSERT_TXN_ONCE = Precompiled(sqlite_insert(ledger_transactions)
                            .values(_binds(ledger_transactions, _TXN_COLUMNS))
                            .on_conflict_do_nothing(index_elements=[_T.idempotency_key])
                            .returning(_T.id))
-_INSERT_TXN_WITH_ID = _Direct(insert(ledger_transactions)
+_INSERT_TXN_WITH_ID = Precompiled(insert(ledger_transactions)
                               .values(_binds(ledger_transactions, ("id", *_TXN_COLUMNS))))
-_INSERT_POSTING = _Direct(insert(ledger_postings).values(_binds(ledger_postings, _POSTING_COLUMNS)))
-_SET_BALANCE = _Direct(update(ledger_accounts).where(_A.id == bindparam("b_id", type_=_A.id.type))
+_INSERT_POSTING = Precompiled(insert(ledger_postings).values(_binds(ledger_postings, _POSTING_COLUMNS)))
+_SET_BALANCE = Precompiled(update(ledger_accounts).where(_A.id == bindparam("b_id", type_=_A.id.type))
                        .values(balance=bindparam("b_balance", type_=_A.balance.type)))
 
 
 @functools.cache  # one statement per number of postings, at most MAX_POSTINGS
-def _insert_postings(count: int) -> _Direct:
+def _insert_postings(count: int) -> Precompiled:
     """One INSERT of ``count`` postings: one round trip, where executemany takes several."""
-    return _Direct(insert(ledger_postings).values([
+    return Precompiled(insert(ledger_postings).values([
         {name: bindparam(f"{name}_{i}", type_=ledger_postings.c[name].type)
          for name in _POSTING_COLUMNS} for i in range(count)]))
 
@@ -289,7 +157,7 @@ def _posting_binds(count: int) -> tuple[str, ...]:
 
 
 @functools.cache  # one statement per number of accounts, at most MAX_POSTINGS
-def _add_to_cached_balances(count: int) -> _Direct:
+def _add_to_cached_balances(count: int) -> Precompiled:
     """Add amount_i to account id_i where cached; RETURNING metadata and the new balance."""
     ids = [bindparam(f"id_{i}", type_=_A.id.type) for i in range(count)]
     amounts = [bindparam(f"amount_{i}", type_=_A.balance.type) for i in range(count)]
@@ -297,13 +165,13 @@ def _add_to_cached_balances(count: int) -> _Direct:
         match, delta = _A.id == ids[0], amounts[0]
     else:
         match, delta = _A.id.in_(ids), case(*[(_A.id == i, a) for i, a in zip(ids, amounts)])
-    return _Direct(update(ledger_accounts).where(match, _A.cached.is_(True))
+    return Precompiled(update(ledger_accounts).where(match, _A.cached.is_(True))
                    .values(balance=_A.balance + delta)
                    .returning(*_META_COLUMNS, _A.balance))
 
 
 @functools.cache  # one statement per number of postings, at most MAX_POSTINGS
-def _pg_transfer(count: int) -> _Direct:
+def _pg_transfer(count: int) -> Precompiled:
     """PostgreSQL: a whole transfer in one statement, so one round trip.
 
         WITH txn AS (INSERT INTO ledger_transactions … ON CONFLICT (idempotency_key)
@@ -352,7 +220,7 @@ def _pg_transfer(count: int) -> _Direct:
         .where(select(func.count()).select_from(known).scalar_subquery()
                == literal_column(str(count), Integer))
         .order_by(case(*zip([known.c.id == i for i in ids], seqs)))).cte("posted")
-    return _Direct(select(txn.c.id, *known.c, changed.c.balance).select_from(legs)
+    return Precompiled(select(txn.c.id, *known.c, changed.c.balance).select_from(legs)
                    .add_cte(posted))
 
 
@@ -514,7 +382,7 @@ def _sqlite_transfer(conn: Connection, spec: Transfer, request_hash: str, ordere
     count = len(ordered)
     plan = _sqlite_statements(conn.dialect, count)
     flat = [value for p in ordered for value in (p.account_id, p.amount)]
-    db = _Direct.driver(conn)
+    db = Precompiled.driver(conn)
     txn_args = (spec.idempotency_key, request_hash, spec.kind, spec.uin, spec.reference,
                 spec.memo, spec.reverses_txn_id, plan.created_at(created_at))
     try:
@@ -856,7 +724,7 @@ class _Pipeline:
         self.checks: list = []
 
 
-def send(conn: Connection, statement: _Direct, params: dict, *, returns: bool = False,
+def send(conn: Connection, statement: Precompiled, params: dict, *, returns: bool = False,
          check=None) -> Sent:
     """Run a precompiled statement; inside ``pipeline`` on PostgreSQL it is only sent.
 
@@ -872,7 +740,7 @@ def send(conn: Connection, statement: _Direct, params: dict, *, returns: bool = 
 
 
 def _dispatch(conn: Connection, sql: str, args, returns: bool, check) -> Sent:
-    cursor = _Direct.driver(conn).cursor()
+    cursor = Precompiled.driver(conn).cursor()
     try:
         cursor.execute(sql, args)
     except conn.dialect.loaded_dbapi.Error as exc:
@@ -882,6 +750,8 @@ def _dispatch(conn: Connection, sql: str, args, returns: bool, check) -> Sent:
         cursor.close()
         return Sent(conn, None, sql, [])
     sent = Sent(conn, cursor, sql)
+    if conn.dialect.name == "sqlite":
+        sent.rows()  # no pipelining: read at once, so no statement is left open
     if check is not None:
         active = conn.info.get(_PIPELINE)
         if active is None:
@@ -914,7 +784,7 @@ def pipeline(conn: Connection):
     try:
         if conn.dialect.name == "postgresql":
             try:
-                with _Direct.driver(conn).pipeline():
+                with Precompiled.driver(conn).pipeline():
                     yield
             except conn.dialect.loaded_dbapi.Error as exc:
                 raise _wrap(conn, "(pipeline)", (), exc) from exc
@@ -1000,7 +870,7 @@ class Reservation:
                 list(range(first_hold + 1, first_hold + 1 + self._holds)))
 
 
-def _next_ids_statement(postgres: bool) -> _Direct:
+def _next_ids_statement(postgres: bool) -> Precompiled:
     """PostgreSQL: values of the tables' own sequences. SQLite: the highest ids,
     as the ids SQLite would assign itself follow them (max + 1, …): BEGIN
     IMMEDIATE holds the write lock, so nobody inserts before the commit."""
@@ -1015,8 +885,8 @@ def _next_ids_statement(postgres: bool) -> _Direct:
         return select(func.coalesce(func.max(table.c.id), literal_column("0"))).scalar_subquery()
 
     if postgres:
-        return _Direct(select(taken("ledger_transactions", "txns"), taken("ledger_holds", "holds")))
-    return _Direct(select(highest(ledger_transactions), highest(ledger_holds)))
+        return Precompiled(select(taken("ledger_transactions", "txns"), taken("ledger_holds", "holds")))
+    return Precompiled(select(highest(ledger_transactions), highest(ledger_holds)))
 
 
 _NEXT_IDS = {True: _next_ids_statement(True), False: _next_ids_statement(False)}
@@ -1157,15 +1027,15 @@ def _apply_locked(spec: Transfer, metas: dict[int, AccountMeta],
 
 @functools.cache  # per table, columns and number of rows (at most _BATCH_ROWS)
 def _insert_values(table, columns: tuple[str, ...], count: int, once_on: str | None = None,
-                   dialect_name: str | None = None) -> _Direct:
+                   dialect_name: str | None = None) -> Precompiled:
     """INSERT of ``count`` rows; with ``once_on`` a unique column: ON CONFLICT DO
     NOTHING RETURNING that column (what was inserted)."""
     rows = [{name: bindparam(f"{name}_{i}", type_=table.c[name].type) for name in columns}
             for i in range(count)]
     if once_on is None:
-        return _Direct(insert(table).values(rows))
+        return Precompiled(insert(table).values(rows))
     dialect_insert = pg_insert if dialect_name == "postgresql" else sqlite_insert
-    return _Direct(dialect_insert(table).values(rows)
+    return Precompiled(dialect_insert(table).values(rows)
                    .on_conflict_do_nothing(index_elements=[table.c[once_on]])
                    .returning(table.c[once_on]))
 
@@ -1197,7 +1067,7 @@ def send_rows(conn: Connection, table, columns: tuple[str, ...], rows: list[dict
 _ROWS_PLANS: dict = {}
 
 
-def _rows_plan(statement: _Direct, dialect) -> tuple:
+def _rows_plan(statement: Precompiled, dialect) -> tuple:
     """(sql, positional, slots, processed) of a multi-row INSERT built by _insert_values:
     each bind ``{column}_{row}`` in the order the driver takes them, as (name, row,
     column), and the positions whose values need the type's bind processing."""
@@ -1236,14 +1106,14 @@ def _send_batch_txns(conn: Connection, txns: list[tuple[int, Transfer]], now) ->
 
 
 @functools.cache  # per number of accounts (a customer has a handful)
-def _set_balances_statement(count: int) -> _Direct:
+def _set_balances_statement(count: int) -> Precompiled:
     """Set each account's new balance where it still has the balance read under the lock."""
     ids = [bindparam(f"id_{i}", type_=_A.id.type) for i in range(count)]
     olds = [bindparam(f"old_{i}", type_=_A.balance.type) for i in range(count)]
     news = [bindparam(f"new_{i}", type_=_A.balance.type) for i in range(count)]
     match = functools.reduce(lambda a, b: a | b,
                              [(_A.id == i) & (_A.balance == o) for i, o in zip(ids, olds)])
-    return _Direct(update(ledger_accounts).where(match)
+    return Precompiled(update(ledger_accounts).where(match)
                    .values(balance=case(*[(_A.id == i, n) for i, n in zip(ids, news)]))
                    .returning(_A.id))
 
@@ -1291,4 +1161,3 @@ def _send_batch_holds(conn: Connection, uin: int | None, holds: list[BatchHold],
 
 # The ledger's precompiled-statement runner, for other packages' hot paths
 # (funds, orders and resources on the payment fast path).
-Precompiled = _Direct

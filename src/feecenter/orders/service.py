@@ -23,10 +23,11 @@ from feecenter.catalog import service as catalog
 from feecenter.catalog.rules import QTY_SCALE
 from feecenter.catalog.tables import product_classes, products
 from feecenter.clock import Clock, add_months, db_time, from_db_time
+from feecenter.db.precompiled import Precompiled
 from feecenter.errors import Conflict, FeeCenterError, invalid, not_found
 from feecenter.funds import service as funds
 from feecenter.ledger import service as ledger
-from feecenter.ledger.service import Precompiled, content_hash
+from feecenter.ledger.service import content_hash
 from feecenter.money import round_rated_to_fen
 from feecenter.orders import rules
 from feecenter.orders.tables import orders, payments

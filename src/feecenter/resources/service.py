@@ -12,8 +12,8 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from feecenter.accounts.permissions import MANAGE_RESOURCES, READ_PROFILE, Actor, require
 from feecenter.accounts.service import record_audit
 from feecenter.clock import Clock, db_time
+from feecenter.db.precompiled import Precompiled
 from feecenter.errors import Conflict, invalid, not_found
-from feecenter.ledger.service import Precompiled
 from feecenter.resources.tables import projects, resources
 
 DEFAULT_PROJECT = "默认项目"

@@ -9,8 +9,8 @@ its lines (``rules.round_transaction``). Postpaid coupons may pay part of it
 ``funds.spend(postpaid=True)``'s semantics, for every charge of the chunk at
 once. What paid it (voucher, gift, cash, credit, arrears) is split over its
 lines (``rules.split_payment``), and the lines are written with one
-``executemany`` on the DB-API cursor (the statement is plain; SQLAlchemy's
-per-row processing would cost as much as the insert itself).
+``executemany`` on the DB-API cursor (``db.precompiled``: SQLAlchemy's per-row
+processing would cost as much as the insert itself).
 """
 
 from __future__ import annotations
@@ -18,23 +18,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, bindparam, insert
 
 from feecenter.catalog.pricebook import PriceBook
 from feecenter.clock import Clock, db_time
+from feecenter.db.precompiled import Precompiled
 from feecenter.funds import bulk
 from feecenter.jobs.schedule import Period
 from feecenter.settlement import extensions, rules
 from feecenter.settlement.rating import RatedLine
 from feecenter.settlement.tables import bill_lines
 
-LINE_COLUMNS = (
+LINE_COLUMNS = (  # the table's column order: the rows go to the driver as they are
     "uin", "resource_id", "resource_name", "product_code", "region", "billing_item",
     "project_id", "project_name", "cycle", "period_key", "period_start", "period_end",
     "quantity", "package_quantity", "price_kind", "unit_price", "list_amount", "discount_bp",
     "discounted_amount",
-    "deducted", "rounding_diff", "voucher_paid", "gift_paid", "cash_paid", "credit_paid",
+    "deducted", "rounding_diff", "voucher_paid", "cash_paid", "gift_paid", "credit_paid",
     "arrears", "txn_id", "deducted_at", "kind", "sequence", "adjusts_line_id", "reason")
 
 
@@ -170,34 +170,17 @@ def _line_rows(run: RunContext, charge: ProductCharge, result: bulk.SpendResult 
             facts.project_id, facts.project_name, cycle, period.key, stamp.period_start,
             stamp.period_end, line.quantity, line.quantity - line.chargeable, rate.price_kind,
             rate.unit_price, rate.list_amount,
-            rate.discount_bp, rate.amount, share.deducted, share.rounding_diff, voucher, gift,
-            cash, credit, arrears, txn_id, stamp.now, kind, sequence,
+            rate.discount_bp, rate.amount, share.deducted, share.rounding_diff, voucher, cash,
+            gift, credit, arrears, txn_id, stamp.now, kind, sequence,
             originals.get((line.resource_id, line.item)), reason))
     return rows
 
 
-_INSERT_SQL: dict[str, str] = {}
+_INSERT_LINES = Precompiled(insert(bill_lines).values(
+    {name: bindparam(name, type_=bill_lines.c[name].type) for name in LINE_COLUMNS}))
 
 
 def insert_lines(conn: Connection, rows: list[tuple]) -> None:
-    """INSERT the bill lines with one executemany on the DB-API cursor, in the caller's
-    transaction; driver errors are re-raised as SQLAlchemy's (IntegrityError, …)."""
-    if not rows:
-        return
-    dialect = conn.dialect
-    sql = _INSERT_SQL.get(dialect.paramstyle)
-    if sql is None:
-        mark = "?" if dialect.paramstyle == "qmark" else "%s"
-        sql = _INSERT_SQL[dialect.paramstyle] = (
-            f"INSERT INTO {bill_lines.name} ({', '.join(LINE_COLUMNS)}) "
-            f"VALUES ({', '.join([mark] * len(LINE_COLUMNS))})")
-    if not conn.in_transaction():
-        conn.begin()
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
-        cursor.executemany(sql, rows)
-    except dialect.loaded_dbapi.Error as exc:
-        raise DBAPIError.instance(sql, rows[:1], exc, dialect.loaded_dbapi.Error,
-                                  dialect=dialect) from exc
-    finally:
-        cursor.close()
+    """INSERT the bill lines (DB-ready tuples in LINE_COLUMNS order) with one
+    executemany on the driver, in the caller's transaction."""
+    _INSERT_LINES.many_ready(conn, LINE_COLUMNS, rows)
