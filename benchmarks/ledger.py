@@ -17,8 +17,9 @@ and, in the same run and database, the raw ceiling of the same rows written
 with the plain DB-API driver (sqlite3 / psycopg): the same ledger_transactions
 row, the same two ledger_postings rows (balance_after included) and the same
 balance UPDATEs, one transaction per commit (single) or executemany per commit
-(batched). Both sides run with the project's durability settings: SQLite WAL +
-synchronous=FULL, PostgreSQL synchronous_commit=on (checked and printed).
+(batched). Both sides run with the project's settings: SQLite ``db.engine.SQLITE_PRAGMAS``
+(WAL, synchronous=FULL, 16 MiB page cache), PostgreSQL synchronous_commit=on
+(checked and printed).
 
 Each transfer has the realistic shape: two postings between two cached customer
 accounts (the source with min_balance=0), a unique idempotency key, a kind, a
@@ -50,7 +51,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from feecenter.clock import FixedClock, db_time
-from feecenter.db.engine import dispose, make_engine, transaction
+from feecenter.db.engine import SQLITE_PRAGMAS, dispose, make_engine, transaction
 from feecenter.db.migrate import upgrade
 from feecenter.ledger import service as ledger
 from feecenter.ledger.reconcile import reconcile
@@ -211,8 +212,7 @@ class RawSQLite(RawBase):
             return
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                     timeout=30)
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON",
-                       "busy_timeout=30000"):
+        for pragma in SQLITE_PRAGMAS:  # the project's own settings
             self.conn.execute(f"PRAGMA {pragma}")
 
     def now(self):

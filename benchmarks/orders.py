@@ -19,8 +19,9 @@ the same schema (foreign-key checks off, indexes and unique constraints on),
 one payment's rows per commit: an executemany per table, an UPDATE of the
 order, an UPDATE per changed balance row. On PostgreSQL each commit's
 statements go in one psycopg pipeline (one round trip; ours pipelines its
-reads and its writes). Same rows, same number of commits, same durability
-settings (SQLite WAL + synchronous=FULL; PostgreSQL synchronous_commit=on).
+reads and its writes). Same rows, same number of commits, the project's
+settings (SQLite ``db.engine.SQLITE_PRAGMAS``: WAL, synchronous=FULL, 16 MiB page
+cache; PostgreSQL synchronous_commit=on).
 
 The two take turns, C payments each (default 50), so a drift in disk latency
 or in the other work on the machine hits both alike; W payments (default 20)
@@ -49,7 +50,7 @@ from feecenter.accounts.permissions import SYSTEM, operator
 from feecenter.auth.service import configure_master_key
 from feecenter.catalog import service as catalog
 from feecenter.clock import FixedClock
-from feecenter.db.engine import dispose, make_engine, transaction
+from feecenter.db.engine import SQLITE_PRAGMAS, dispose, make_engine, transaction
 from feecenter.db.migrate import upgrade
 from feecenter.funds import service as funds
 from feecenter.ledger.reconcile import reconcile
@@ -163,9 +164,8 @@ class RawWriter:
         self.backend = backend
         if backend == "sqlite":
             db = sqlite3.connect(sa.engine.make_url(url).database, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=OFF")
+            for pragma in (*SQLITE_PRAGMAS, "foreign_keys=OFF"):  # the project's, FKs off
+                db.execute(f"PRAGMA {pragma}")
             self.mark = "?"
         else:
             import psycopg

@@ -27,9 +27,9 @@ the settled period — are read back (not timed) and written again with the plai
 DB-API driver (sqlite3 / psycopg) into a second database that is a copy of the
 first as it was before settlement: the same chunks of accounts, one transaction
 each (the chunk's balance rows read — ``FOR UPDATE`` on PostgreSQL — then one
-``executemany`` per table). Same rows, same indexes and constraints, same
-durability settings (SQLite WAL + ``synchronous=FULL``; PostgreSQL
-``synchronous_commit=on``). Hours alternate between ours and raw, so drift in
+``executemany`` per table). Same rows, same indexes and constraints, the
+project's settings (SQLite ``db.engine.SQLITE_PRAGMAS``: WAL, ``synchronous=FULL``,
+16 MiB page cache; PostgreSQL ``synchronous_commit=on``). Hours alternate between ours and raw, so drift in
 disk latency hits both.
 
 Afterwards both databases must reconcile and hold the same rows (counts and sums
@@ -63,7 +63,7 @@ from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import operator
 from feecenter.catalog import service as catalog
 from feecenter.clock import FixedClock, db_time
-from feecenter.db.engine import make_engine
+from feecenter.db.engine import SQLITE_PRAGMAS, make_engine
 from feecenter.db.migrate import upgrade
 from feecenter.funds import service as funds
 from feecenter.jobs.schedule import HOURLY, period_containing
@@ -139,8 +139,7 @@ def driver(url: str):
     if url.startswith("sqlite"):
         conn = sqlite3.connect(sa.engine.make_url(url).database, isolation_level=None,
                                timeout=60)
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON",
-                       "busy_timeout=60000"):
+        for pragma in (*SQLITE_PRAGMAS, "busy_timeout=60000"):  # the project's settings
             conn.execute(f"PRAGMA {pragma}")
         return conn, "?"
     import psycopg

@@ -14,9 +14,9 @@ records per commit, into a freshly migrated database.
 Raw ceiling: the very rows ours stored, read back and written into a second
 fresh database of the same schema with the plain DB-API driver, the same
 number of rows per commit: ``COPY … FROM STDIN`` on PostgreSQL (psycopg's
-``write_row``), ``executemany`` of a plain INSERT on SQLite. Same durability
-settings as the project (SQLite WAL + ``synchronous=FULL``; PostgreSQL
-``synchronous_commit=on``).
+``write_row``), ``executemany`` of a plain INSERT on SQLite. The project's
+settings on both sides (SQLite ``db.engine.SQLITE_PRAGMAS``: WAL,
+``synchronous=FULL``, 16 MiB page cache; PostgreSQL ``synchronous_commit=on``).
 
 Each of ``--rounds`` rounds (default 3) makes fresh databases and runs ours
 then raw; the best round of each side is shown (the one least disturbed by
@@ -51,7 +51,7 @@ from feecenter.accounts.permissions import SYSTEM, operator
 from feecenter.auth.service import configure_master_key
 from feecenter.catalog import service as catalog
 from feecenter.clock import FixedClock, business_time_text
-from feecenter.db.engine import dispose, make_engine
+from feecenter.db.engine import SQLITE_PRAGMAS, dispose, make_engine
 from feecenter.db.migrate import upgrade
 from feecenter.resources import postpaid
 from feecenter.usage import service as usage
@@ -189,8 +189,8 @@ def raw(url: str, rows: list[tuple]) -> tuple[float, tuple[float, float]]:
     columns = ", ".join(COLUMNS)
     if url.startswith("sqlite"):
         db = sqlite3.connect(sa.engine.make_url(url).database, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
+        for pragma in SQLITE_PRAGMAS:  # the project's own settings
+            db.execute(f"PRAGMA {pragma}")
         insert = f"INSERT INTO usage_records ({columns}) VALUES ({', '.join('?' * len(COLUMNS))})"
         server = lambda: 0.0  # noqa: E731 - SQLite works in this process
 
