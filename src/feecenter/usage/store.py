@@ -1,7 +1,7 @@
 """Bulk reads and writes of usage intake, straight to the DB-API driver.
 
 The write is optimistic: the chunk's new rows go in as if no event were
-stored yet — PostgreSQL: ``COPY`` into ``usage_records``; SQLite: one
+stored yet — PostgreSQL: binary ``COPY`` into ``usage_records``; SQLite: one
 ``executemany`` of ``INSERT … ON CONFLICT (event_id) DO NOTHING``. If an
 event turns out to be stored already (a re-sent batch, or another importer
 just now), ``insert_new`` says so and the caller rolls back to its savepoint,
@@ -27,7 +27,10 @@ COLUMNS = ("event_id", "uin", "resource_id", "billing_item", "quantity", "usage_
 _COLUMN_LIST = ", ".join(COLUMNS)
 _SQLITE_INSERT = (f"INSERT INTO {usage_records.name} ({_COLUMN_LIST}) "
                   f"VALUES ({', '.join('?' * len(COLUMNS))}) ON CONFLICT (event_id) DO NOTHING")
-_PG_COPY = f"COPY {usage_records.name} ({_COLUMN_LIST}) FROM STDIN"
+# Binary COPY: the server takes the times and integers as they are instead of
+# parsing text (~2.5 µs a record less of server CPU, docs/usage.md).
+_PG_COPY = f"COPY {usage_records.name} ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
+_PG_TYPES = ("text", "int8", "text", "text", "int8", "timestamp", "timestamp", "timestamp")
 
 
 def insert_new(conn: Connection, rows: list[tuple]) -> bool:
@@ -45,16 +48,28 @@ def insert_new(conn: Connection, rows: list[tuple]) -> bool:
 def _copy(driver, rows: list[tuple]) -> bool:
     from psycopg.errors import UniqueViolation
 
+    times = _Times()
     try:
         with driver.cursor() as cursor, cursor.copy(_PG_COPY) as copy:
+            copy.set_types(_PG_TYPES)
             write = copy.write_row
-            for row in rows:
-                write(row)
+            for event_id, uin, resource_id, item, quantity, start, end, received in rows:
+                write((event_id, uin, resource_id, item, quantity, times[start], times[end],
+                       times[received]))
     except UniqueViolation as exc:
         if exc.diag.constraint_name != EVENT_ID_CONSTRAINT:
             raise
         return False
     return True
+
+
+class _Times(dict):
+    """UTC text -> naive datetime, each distinct text converted once (records of a
+    chunk share a few hours)."""
+
+    def __missing__(self, text: str) -> datetime:
+        value = self[text] = datetime.fromisoformat(text)
+        return value
 
 
 def known_events(conn: Connection, event_ids: list[str]) -> dict[str, tuple]:
