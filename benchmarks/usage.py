@@ -13,8 +13,8 @@ records per commit, into a freshly migrated database.
 
 Raw ceiling: the very rows ours stored, read back and written into a second
 fresh database of the same schema with the plain DB-API driver, the same
-number of rows per commit: ``COPY … FROM STDIN`` on PostgreSQL (psycopg's
-``write_row``), ``executemany`` of a plain INSERT on SQLite. The project's
+number of rows per commit: binary ``COPY … FROM STDIN`` on PostgreSQL
+(psycopg's ``write_row``), ``executemany`` of a plain INSERT on SQLite. The project's
 settings on both sides (SQLite ``db.engine.SQLITE_PRAGMAS``: WAL,
 ``synchronous=FULL``, 16 MiB page cache; PostgreSQL ``synchronous_commit=on``).
 
@@ -55,7 +55,6 @@ from feecenter.db.engine import SQLITE_PRAGMAS, dispose, make_engine
 from feecenter.db.migrate import upgrade
 from feecenter.resources import postpaid
 from feecenter.usage import service as usage
-from feecenter.usage.parse import utc_text
 from feecenter.usage.store import COLUMNS
 
 TARGET_PER_S = 100_000
@@ -177,10 +176,8 @@ def ours(url: str, path: Path, n: int, fmt: str, profile: bool
         stored = conn.execute(sa.text(f"SELECT {', '.join(COLUMNS)} FROM usage_records "
                                       "ORDER BY event_id")).all()
     dispose(engine)
-    if url.startswith("sqlite"):
-        return seconds, cpu, [tuple(row) for row in stored]  # already SQLite's stored text
-    return seconds, cpu, [(*row[:5], utc_text(row[5]), utc_text(row[6]), utc_text(row[7]))
-                          for row in stored]
+    # as the driver takes them: SQLite's stored text; PostgreSQL's datetimes (binary COPY)
+    return seconds, cpu, [tuple(row) for row in stored]
 
 
 def raw(url: str, rows: list[tuple]) -> tuple[float, tuple[float, float]]:
@@ -208,7 +205,10 @@ def raw(url: str, rows: list[tuple]) -> tuple[float, tuple[float, float]]:
         server = lambda: _proc_cpu(db.info.backend_pid)  # noqa: E731
 
         def write(part):
-            with db.cursor() as cur, cur.copy(f"COPY usage_records ({columns}) FROM STDIN") as cp:
+            with db.cursor() as cur, cur.copy(f"COPY usage_records ({columns}) FROM STDIN "
+                                              "(FORMAT BINARY)") as cp:
+                cp.set_types(["text", "int8", "text", "text", "int8", "timestamp", "timestamp",
+                              "timestamp"])
                 for row in part:
                     cp.write_row(row)
             db.commit()

@@ -191,6 +191,29 @@ def test_a_file_is_imported_in_chunks(metered, tmp_path, fmt, monkeypatch):
             i * 1_000_000 + 250_000 for i in range(7)]
 
 
+def test_a_failed_write_stops_the_import_after_the_chunks_before_it(metered, monkeypatch):
+    """On PostgreSQL a writer thread stores chunk N while chunk N+1 is parsed: a
+    failure in the writer still stops the import there, with the chunks before
+    it stored whole and nothing after it."""
+    rt, uin, rid = metered
+    monkeypatch.setattr(usage, "CHUNK", 2)
+    real_insert, calls = usage.store.insert_new, []
+
+    def failing_second(conn, rows):
+        calls.append(len(rows))
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return real_insert(conn, rows)
+
+    monkeypatch.setattr(usage.store, "insert_new", failing_second)
+    batch = [record(uin, rid, f"c{i}", clock=rt.clock) for i in range(6)]
+    with pytest.raises(RuntimeError, match="disk full"):
+        usage.ingest(rt.engine, rt.clock, OPS, jsonl(batch))
+    assert calls == [2, 2]  # the third chunk was never written
+    with rt.engine.connect() as conn:
+        assert sorted(conn.execute(select(usage_records.c.event_id)).scalars()) == ["c0", "c1"]
+
+
 def test_a_file_that_is_not_utf8_is_refused_naming_the_file(metered, tmp_path):
     rt, uin, rid = metered
     path = tmp_path / "usage.csv"
