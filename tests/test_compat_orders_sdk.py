@@ -159,9 +159,7 @@ def test_pay_deals_by_order_id_pays_the_order_gift_first(shop):
 @pytest.mark.spec("ORD-3")
 def test_pay_deals_by_big_deal_pays_a_merged_purchase_in_one_payment(shop):
     rt, address = shop
-    uin = new_account(rt, "sdk-bigdeal")
-    add_cash(rt, uin, 1_000_00)
-    client = customer(rt, address, uin)
+    uin, client = funded_customer(rt, address, "sdk-bigdeal", 1_000_00)
     first, second = buy(rt, uin, ("cvm", "S5.MEDIUM4", 1, "ap-guangzhou"),
                         ("cvm", "S5.LARGE8", 1, "ap-shanghai"))
     big = number(rt, first)
@@ -294,9 +292,7 @@ def test_describe_deals_bad_parameters_name_the_field(shop, params, field):
 @pytest.mark.spec("ORD-2")
 def test_paying_an_expired_order_is_refused_and_writes_nothing(shop):
     rt, address = shop
-    uin = new_account(rt, "sdk-expired")
-    add_cash(rt, uin, 1_000_00)
-    client = customer(rt, address, uin)
+    uin, client = funded_customer(rt, address, "sdk-expired", 1_000_00)
     (order_id,) = buy(rt, uin)
     with rt.engine.begin() as conn:  # past its 15 days; the expiry job has not run yet
         conn.execute(update(orders_table).where(orders_table.c.id == order_id).values(
@@ -313,9 +309,7 @@ def test_paying_an_expired_order_is_refused_and_writes_nothing(shop):
 @pytest.mark.spec("ORD-2")
 def test_a_promotional_order_expires_after_its_own_term(shop):
     rt, address = shop
-    uin = new_account(rt, "sdk-promo")
-    add_cash(rt, uin, 1_000_00)
-    client = customer(rt, address, uin)
+    uin, client = funded_customer(rt, address, "sdk-promo", 1_000_00)
     (promo,) = buy(rt, uin, promo_term_days=1)
     placed = row(rt, promo)
     term = placed["expires_at"] - placed["created_at"]
@@ -336,9 +330,7 @@ def test_a_promotional_order_expires_after_its_own_term(shop):
 
 def test_paying_a_voided_order_is_refused(shop):
     rt, address = shop
-    uin = new_account(rt, "sdk-voided")
-    add_cash(rt, uin, 1_000_00)
-    client = customer(rt, address, uin)
+    uin, client = funded_customer(rt, address, "sdk-voided", 1_000_00)
     (order_id,) = buy(rt, uin)
     with rt.engine.begin() as conn:
         orders.void_order(conn, rt.clock, SYSTEM, uin, order_id)
@@ -392,9 +384,7 @@ def test_someone_elses_paid_order_is_still_not_found(shop):
 @pytest.mark.spec("BAL-4")
 def test_paying_more_than_the_balance_is_refused(shop):
     rt, address = shop
-    uin = new_account(rt, "sdk-short")
-    add_cash(rt, uin, 100_00)
-    client = customer(rt, address, uin)
+    uin, client = funded_customer(rt, address, "sdk-short", 100_00)
     (order_id,) = buy(rt, uin)
     before = written(rt)
     with pytest.raises(TencentCloudSDKException) as err:
@@ -444,9 +434,7 @@ def test_pay_deals_bad_parameters_name_the_field(shop, params, field):
 @pytest.mark.spec("BAL-7", "ARR-4")
 def test_account_balance_shows_credit_and_pay_deals_draws_on_it(shop):
     rt, address = shop
-    uin = new_account(rt, "sdk-credit")
-    add_cash(rt, uin, 100_00)
-    client = customer(rt, address, uin)
+    uin, client = funded_customer(rt, address, "sdk-credit", 100_00)
     money = account_balance(rt, address, uin, temp_credit=True)
     assert (money.CreditAmount, money.CreditBalance, money.RealCreditBalance, money.TempCredit) == (
         0, 100_00, 100_00, 0)
@@ -507,9 +495,7 @@ def test_real_credit_balance_leaves_out_what_is_frozen(shop):
 def test_pay_deals_pays_the_largest_merged_purchase(shop):
     """A big deal of 100 orders (the most one payment takes) is paid by one PayDeals."""
     rt, address = shop
-    uin = new_account(rt, "sdk-hundred")
-    add_cash(rt, uin, 100 * CVM_MEDIUM_MONTH)
-    client = customer(rt, address, uin)
+    uin, client = funded_customer(rt, address, "sdk-hundred", 100 * CVM_MEDIUM_MONTH)
     ids = buy(rt, uin, *[("cvm", "S5.MEDIUM4", 1, "ap-guangzhou")] * 100)
     paid = pay_deals(client, BigDealIds=[number(rt, ids[0])])
     assert len(paid.OrderIds) == 100 and len(set(paid.ResourceIds)) == 100
