@@ -94,14 +94,7 @@ def _check_count(count: int) -> None:
 
 def purchase_gate(conn: Connection, clock: Clock, uin: int, product: catalog.Product) -> None:
     """Who may buy: account state (ACC-4), real name (ACC-1), arrears gate (ARR-1/2)."""
-    account = accounts.get_account(conn, accounts.SYSTEM_ACTOR, uin)
-    if account["status"] in ("restricted", "cancelled"):
-        raise PurchaseRefused(f"账号状态为 {account['status']}，不能购买",
-                              f"the account is {account['status']} and cannot buy", field="uin")
-    if account["realname_state"] == "abnormal":
-        raise PurchaseRefused("实名认证状态异常，不能购买或续费",
-                              "the real-name verification is abnormal: purchases are refused",
-                              field="realname_state")
+    _refuse_buyer(accounts.get_account(conn, accounts.SYSTEM_ACTOR, uin))
     funds.require_operable(conn, clock, uin, product.operable_balance)
 
 
@@ -425,12 +418,13 @@ def _earlier_payment(sent: ledger.Sent, request_hash: str) -> dict | None:
     return earlier
 
 
-def _refuse_buyer(order: dict) -> None:
-    """ACC-4 and ACC-1 on the buyer's state read with the orders (purchase_gate's first half)."""
-    if order["status"] in ("restricted", "cancelled"):
-        raise PurchaseRefused(f"账号状态为 {order['status']}，不能购买",
-                              f"the account is {order['status']} and cannot buy", field="uin")
-    if order["realname_state"] == "abnormal":
+def _refuse_buyer(buyer: dict) -> None:
+    """ACC-4 and ACC-1 on the buyer's status and realname_state (its account row, or
+    an order row read with them)."""
+    if buyer["status"] in ("restricted", "cancelled"):
+        raise PurchaseRefused(f"账号状态为 {buyer['status']}，不能购买",
+                              f"the account is {buyer['status']} and cannot buy", field="uin")
+    if buyer["realname_state"] == "abnormal":
         raise PurchaseRefused("实名认证状态异常，不能购买或续费",
                               "the real-name verification is abnormal: purchases are refused",
                               field="realname_state")

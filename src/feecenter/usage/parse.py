@@ -100,7 +100,7 @@ def _quantity_of(text: str | int) -> int:
     return value
 
 
-class _Memo(dict):
+class Memo(dict):
     """text -> parsed value, each distinct text parsed once (a dict hit is C-fast);
     starts afresh past MEMO_LIMIT entries, so it stays bounded."""
 
@@ -120,8 +120,8 @@ class RecordParser:
     """The seven field texts of a record -> a parsed record tuple, or RecordError."""
 
     def __init__(self):
-        self._times = _Memo(_utc_of)
-        self._quantities = _Memo(_quantity_of)
+        self._times = Memo(_utc_of)
+        self._quantities = Memo(_quantity_of)
 
     def parse(self, values) -> tuple:
         event_id, uin, resource_id, item, quantity, start, end = values

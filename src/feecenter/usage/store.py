@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select
 
 from feecenter.catalog.tables import billing_items
 from feecenter.resources.tables import resources
-from feecenter.usage.parse import utc_text
+from feecenter.usage.parse import Memo, utc_text
 from feecenter.usage.rules import ResourceFacts
 from feecenter.usage.tables import EVENT_ID_CONSTRAINT, usage_records
 
@@ -48,7 +48,7 @@ def insert_new(conn: Connection, rows: list[tuple]) -> bool:
 def _copy(driver, rows: list[tuple]) -> bool:
     from psycopg.errors import UniqueViolation
 
-    times = _Times()
+    times = Memo(datetime.fromisoformat)  # UTC text -> naive datetime, once per text
     try:
         with driver.cursor() as cursor, cursor.copy(_PG_COPY) as copy:
             copy.set_types(_PG_TYPES)
@@ -61,15 +61,6 @@ def _copy(driver, rows: list[tuple]) -> bool:
             raise
         return False
     return True
-
-
-class _Times(dict):
-    """UTC text -> naive datetime, each distinct text converted once (records of a
-    chunk share a few hours)."""
-
-    def __missing__(self, text: str) -> datetime:
-        value = self[text] = datetime.fromisoformat(text)
-        return value
 
 
 def known_events(conn: Connection, event_ids: list[str]) -> dict[str, tuple]:
