@@ -21,6 +21,16 @@ from sqlalchemy.exc import DBAPIError
 
 
 _NAMED = re.compile(r"(?<!%)%\((\w+)\)s")  # a psycopg bind, not an escaped %%(
+_AS_POSITIONAL: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+
+def pyformat_positional(sql: str) -> tuple[str, tuple[str, ...]]:
+    """psycopg's named ``%(name)s`` SQL as ``%s`` placeholders, with the bind names
+    in the order the values go (remembered per SQL text)."""
+    found = _AS_POSITIONAL.get(sql)
+    if found is None:
+        found = _AS_POSITIONAL[sql] = (_NAMED.sub("%s", sql), tuple(_NAMED.findall(sql)))
+    return found
 
 
 class Precompiled:
@@ -72,7 +82,7 @@ class Precompiled:
             if compiled.positional:
                 found = (sql, tuple(compiled.positiontup), processors)
             elif dialect.paramstyle == "pyformat":
-                found = (_NAMED.sub("%s", sql), tuple(_NAMED.findall(sql)), processors)
+                found = (*pyformat_positional(sql), processors)
             else:
                 raise ValueError(f"no positional form for paramstyle {dialect.paramstyle}")
             self._positional[key] = found

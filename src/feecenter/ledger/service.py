@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import operator
+import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -21,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from feecenter.clock import Clock, db_time
-from feecenter.db.precompiled import Precompiled, wrap_error as _wrap
+from feecenter.db.precompiled import Precompiled, pyformat_positional, wrap_error as _wrap
 from feecenter.errors import (Conflict, IdempotencyConflict, InsufficientBalance,
                               LedgerInvariantBroken, invalid, not_found)
 from feecenter.ledger.tables import (ledger_accounts, ledger_hold_legs, ledger_holds,
@@ -740,6 +741,13 @@ def send(conn: Connection, statement: Precompiled, params: dict, *, returns: boo
 
 
 def _dispatch(conn: Connection, sql: str, args, returns: bool, check) -> Sent:
+    queue = conn.info.get(_BATCH)
+    if queue is not None:
+        if returns:
+            raise LedgerInvariantBroken("批量写入中不能读取结果",
+                                        "no statement inside a batch may return rows")
+        queue.add(conn, sql, args, check)
+        return Sent(conn, None, sql, [])
     cursor = Precompiled.driver(conn).cursor()
     try:
         cursor.execute(sql, args)
@@ -764,11 +772,12 @@ def _dispatch(conn: Connection, sql: str, args, returns: bool, check) -> Sent:
 def refuse_inside_pipeline(conn, cursor, statement, parameters, context, executemany):
     """SQLAlchemy reads the result's description right after executing, which a
     psycopg pipeline has not received yet (a query would seem to return no
-    rows): inside ``pipeline`` only ``send`` and Precompiled statements run.
-    Listens on PostgreSQL engines (``db.engine.make_engine``), the ones that pipeline."""
-    if conn.info.get(_PIPELINE) is not None:
-        raise LedgerInvariantBroken("流水线中不能执行 SQLAlchemy 语句",
-                                    "no SQLAlchemy statement may run inside a pipeline")
+    rows), and a statement run inside ``batch`` would run before the batch's:
+    inside either only ``send`` and ``send_rows`` run. Listens on PostgreSQL
+    engines (``db.engine.make_engine``), the ones that pipeline and batch."""
+    if conn.info.get(_PIPELINE) is not None or conn.info.get(_BATCH) is not None:
+        raise LedgerInvariantBroken("流水线或批量写入中不能执行 SQLAlchemy 语句",
+                                    "no SQLAlchemy statement may run inside a pipeline or batch")
 
 
 @contextlib.contextmanager
@@ -794,6 +803,93 @@ def pipeline(conn: Connection):
         conn.info.pop(_PIPELINE, None)
     for check, sent in active.checks:
         check(sent.rows())
+
+
+_BATCH = "feecenter.batch"
+_BATCH_PARAMETERS = 30_000  # PostgreSQL takes at most 65,535 parameters a statement
+
+
+class _Batch:
+    """Writes queued inside ``batch`` on PostgreSQL, sent as one statement."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[str, list, object]] = []  # (sql with %s, values, check)
+        self.size = 0
+
+    def add(self, conn: Connection, sql: str, args, check) -> None:
+        if isinstance(args, dict):  # psycopg's named form: to %s, values in order
+            sql, names = pyformat_positional(sql)
+            args = [args[name] for name in names]
+        if self.size + len(args) > _BATCH_PARAMETERS:
+            self.flush(conn)
+        self.parts.append((sql, list(args), check))
+        self.size += len(args)
+
+    def flush(self, conn: Connection) -> None:
+        """Every queued statement as a data-modifying WITH query of one statement;
+        the single column each checked one returns comes back as an array."""
+        parts, self.parts, self.size = self.parts, [], 0
+        if not parts:
+            return
+        sql = _combined(tuple(sql for sql, _, _ in parts),
+                        tuple(check is not None for _, _, check in parts))
+        args = [value for _, values, _ in parts for value in values]
+        # psycopg parses a long query's %s anew every time: send $n, prepared once
+        cursor = conn.dialect.loaded_dbapi.RawCursor(Precompiled.driver(conn))
+        try:
+            cursor.execute(sql, args, prepare=True)
+            returned = iter(cursor.fetchone())
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _wrap(conn, sql, args, exc) from exc
+        finally:
+            cursor.close()
+        for _sql, _values, check in parts:
+            if check is not None:
+                check([(value,) for value in next(returned) or ()])
+
+
+_COMBINED: dict[tuple, str] = {}
+_PLACEHOLDER = re.compile(r"%%|%s")
+
+
+def _combined(sqls: tuple[str, ...], checked: tuple[bool, ...]) -> str:
+    """``WITH s0 AS (…), s1 AS (…) SELECT <the arrays checked>`` in PostgreSQL's own
+    ``$n`` form (``%s`` numbered across the parts, ``%%`` unescaped)."""
+    found = _COMBINED.get((sqls, checked))
+    if found is None:
+        number = iter(range(1, 65536))
+
+        def native(match):
+            return "%" if match.group() == "%%" else f"${next(number)}"
+
+        queries = [f"s{k} AS ({_PLACEHOLDER.sub(native, sql)})" for k, sql in enumerate(sqls)]
+        arrays = [f"(SELECT array_agg(r.c) FROM s{k} AS r(c))"
+                  for k, check in enumerate(checked) if check]
+        found = f"WITH {', '.join(queries)} SELECT {', '.join(arrays) or 'NULL'}"
+        if len(_COMBINED) < 1024:  # payments of 1-100 orders: a few shapes each
+            _COMBINED[sqls, checked] = found
+    return found
+
+
+@contextlib.contextmanager
+def batch(conn: Connection):
+    """Writes ``send`` and ``send_rows`` run inside go to PostgreSQL as ONE statement
+    when the batch ends (each a data-modifying WITH query: one round trip, one
+    parse), and their checks run then; on SQLite they run as sent. The parts see
+    the database as it was before the statement and run in no set order (foreign
+    keys are checked at its end): no part may depend on another's rows, change a
+    row another changes, or return more than the one column its check reads.
+    Inside, nothing may return rows and no SQLAlchemy statement may run (refused
+    on PostgreSQL). Nested batches join the outer one."""
+    if conn.dialect.name != "postgresql" or conn.info.get(_BATCH) is not None:
+        yield
+        return
+    queue = conn.info[_BATCH] = _Batch()
+    try:
+        yield
+    finally:
+        conn.info.pop(_BATCH, None)
+    queue.flush(conn)
 
 
 # ---------------------------------------------------------------- hold batches on locked balances

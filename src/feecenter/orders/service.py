@@ -305,7 +305,10 @@ def _payable_statement(count: int) -> Precompiled:
     account's metadata, in one read; on PostgreSQL the order rows are locked in id
     order (FOR UPDATE OF orders), so two payments of one order run one after the
     other. Catalog and account rows are only read here: their owners' functions
-    would cost a statement (a round trip) each."""
+    would cost a statement (a round trip) each. By id alone, so that the primary
+    key is the only index to choose (with the buyer's UIN as well, a planner
+    without statistics may scan the buyer's orders): rows of another account are
+    dropped by the caller, as if missing."""
     ids = [bindparam(f"id_{i}", type_=_O.id.type) for i in range(count)]
     return Precompiled(
         select(*_PAYABLE_COLUMNS, *_REVENUE_COLUMNS)
@@ -313,8 +316,7 @@ def _payable_statement(count: int) -> Precompiled:
                      .join(product_classes, product_classes.c.code == products.c.product_class)
                      .join(customers, customers.c.uin == _O.uin)
                      .outerjoin(_REVENUE, _REVENUE_ON))
-        .where(_O.id.in_(ids), _O.uin == bindparam("uin", type_=_O.uin.type))
-        .order_by(_O.id).with_for_update(of=orders))
+        .where(_O.id.in_(ids)).order_by(_O.id).with_for_update(of=orders))
 
 
 _P = payments.c
@@ -383,7 +385,6 @@ def _send_reads(conn: Connection, clock: Clock, uin: int, order_ids: list[int],
     """Lock the orders (first, in id order), then the balances; the key is looked up
     after both locks, so a concurrent payment with it has committed and is seen."""
     params = {f"id_{i}": order_id for i, order_id in enumerate(order_ids)}
-    params["uin"] = uin
     count = len(order_ids)
     postgres = conn.dialect.name == "postgresql"
     return _Reads(
@@ -393,12 +394,16 @@ def _send_reads(conn: Connection, clock: Clock, uin: int, order_ids: list[int],
         ledger.send(conn, _PAYMENT_KEY[postgres], {"key": key}, returns=True))
 
 
-def _payable_rows(conn: Connection, clock: Clock, sent: ledger.Sent) -> dict[int, dict]:
+def _payable_rows(conn: Connection, clock: Clock, sent: ledger.Sent, uin: int
+                  ) -> dict[int, dict]:
+    """The buyer's orders read, by id (another account's are left out)."""
     read_time = _time_reader(conn.dialect)
     found = {}
     width = len(_PAYABLE_NAMES)
     for row in sent.rows():
         order = dict(zip(_PAYABLE_NAMES, row))
+        if order["uin"] != uin:
+            continue
         order["created_at"] = read_time(order["created_at"])
         order["expires_at"] = read_time(order["expires_at"])
         order["revenue"] = (funds.platform_meta(conn, clock, order["entity"], "revenue",
@@ -446,7 +451,7 @@ def pay(conn: Connection, clock: Clock, actor: Actor, uin: int, order_ids: list[
     _check_order_ids(order_ids)
     with ledger.pipeline(conn):
         reads = _send_reads(conn, clock, uin, order_ids, key)
-    found = _payable_rows(conn, clock, reads.orders)
+    found = _payable_rows(conn, clock, reads.orders, uin)
     if len(found) != len(order_ids):
         _refuse_unpayable(found, order_ids, clock.now())  # names the missing order
     locked = reads.funds()
@@ -461,7 +466,7 @@ def pay(conn: Connection, clock: Clock, actor: Actor, uin: int, order_ids: list[
     payment_id = reads.payment.rows()[0][0]
     totals = _totals(plan)
     spans = _change_resources(conn, clock, payable)
-    with ledger.pipeline(conn):
+    with ledger.batch(conn):
         states = _write_payment(conn, clock, locked, payable, plan, reads.ids.ids(),
                                 {"id": payment_id, "idempotency_key": key,
                                  "request_hash": request_hash, **totals}, spans)
