@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from feecenter.accounts.permissions import SYSTEM
+from feecenter.db import sending
 from feecenter.errors import Conflict, IdempotencyConflict, InvalidInput, LedgerInvariantBroken
 from feecenter.funds import service as funds
 from feecenter.funds.tables import statement_entries
@@ -250,11 +251,11 @@ def test_a_hold_batch_refuses_stale_balances_and_unlocked_cached_accounts(shop):
     assert_reconciled(rt)
 
 
-@pytest.mark.postgres_only  # SQLite does not pipeline: its statements run at once
-def test_no_sqlalchemy_statement_runs_inside_a_pipeline(shop):
+@pytest.mark.postgres_only  # SQLite runs its statements as they are sent
+def test_no_sqlalchemy_statement_runs_inside_reads(shop):
     rt = shop
-    with rt.engine.begin() as conn, pytest.raises(LedgerInvariantBroken, match="pipeline"):
-        with ledger.pipeline(conn):
+    with rt.engine.begin() as conn, pytest.raises(LedgerInvariantBroken, match="reads"):
+        with sending.reads(conn):
             conn.execute(select(ledger_accounts.c.id))
-    with rt.engine.begin() as conn:  # the pipeline ended with the error: plain statements run
+    with rt.engine.begin() as conn:  # the reads ended with the error: plain statements run
         assert conn.execute(select(ledger_accounts.c.id)).all() is not None

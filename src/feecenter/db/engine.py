@@ -80,8 +80,8 @@ def make_engine(url: str, **kwargs) -> Engine:
             cur.execute("SET TIME ZONE 'UTC'")
         dbapi_conn.commit()
 
-    from feecenter.ledger.service import refuse_inside_pipeline  # PostgreSQL only
-    event.listen(engine, "before_cursor_execute", refuse_inside_pipeline)
+    from feecenter.db.sending import refuse_sqlalchemy_inside  # PostgreSQL only
+    event.listen(engine, "before_cursor_execute", refuse_sqlalchemy_inside)
     return engine
 
 

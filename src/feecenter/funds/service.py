@@ -18,6 +18,7 @@ from sqlalchemy import (BigInteger, Connection, DateTime, String, and_, bindpara
 
 from feecenter.accounts.permissions import FINANCE, Actor, require, require_operator
 from feecenter.clock import Clock, db_time, from_db_time
+from feecenter.db import sending
 from feecenter.db.precompiled import Precompiled
 from feecenter.errors import AccountInArrears, invalid, not_found
 from feecenter.funds import rules
@@ -413,13 +414,13 @@ _LOCK_FOR_PAYMENT = Precompiled(
 def lock_for_payment(conn: Connection, clock: Clock, uin: int) -> Callable[[], LockedFunds]:
     """Send the one read of the customer's sub-accounts, credit and arrears history
     (on PostgreSQL the balance rows locked in id order until the transaction
-    ends); call the result for the figures (inside ``ledger.pipeline``: after it)."""
-    sent = ledger.send(conn, _LOCK_FOR_PAYMENT, {"uin": uin, "now": db_time(clock.now())},
+    ends); call the result for the figures (inside ``sending.reads``: after it)."""
+    sent = sending.send(conn, _LOCK_FOR_PAYMENT, {"uin": uin, "now": db_time(clock.now())},
                        returns=True)
     return functools.partial(_locked_funds, uin, sent)
 
 
-def _locked_funds(uin: int, sent: ledger.Sent) -> LockedFunds:
+def _locked_funds(uin: int, sent: sending.Sent) -> LockedFunds:
     rows = sent.rows()
     if not rows:
         raise not_found("uin", "账号", "account", uin)
@@ -537,7 +538,7 @@ def _record_payment(conn: Connection, clock: Clock, locked: LockedFunds,
             rows.append(entry(post, "deduct", -(part.allocation.amount - part.allocation.coupon),
                               deduct_mode="trade", product_code=part.product_code,
                               order_id=part.reference, memo=part.delivery_memo))
-    ledger.send_rows(conn, statement_entries, _ENTRY_COLUMNS, rows)
+    sending.send_rows(conn, statement_entries, _ENTRY_COLUMNS, rows)
 
 
 _ENTRY_COLUMNS = tuple(c.name for c in statement_entries.c if c.name != "id")

@@ -7,12 +7,10 @@ transaction rolls back, so nothing partial is ever written.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
 import operator
-import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -22,7 +20,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from feecenter.clock import Clock, db_time
-from feecenter.db.precompiled import Precompiled, pyformat_positional, wrap_error as _wrap
+from feecenter.db import sending
+from feecenter.db.precompiled import Precompiled, wrap_error as _wrap
 from feecenter.errors import (Conflict, IdempotencyConflict, InsufficientBalance,
                               LedgerInvariantBroken, invalid, not_found)
 from feecenter.ledger.tables import (ledger_accounts, ledger_hold_legs, ledger_holds,
@@ -692,206 +691,6 @@ def _finish_hold(conn, clock, hold_id, txn_id, posted_amount) -> None:
 
 
 
-# ---------------------------------------------------------------- pipelines
-# A hot path's statements sent together: on PostgreSQL inside one psycopg pipeline
-# (sent without waiting; one round trip when a result is first needed and one at
-# the end), on SQLite one after the other as usual. Checks on what a statement
-# returned run when the pipeline ends, before the caller goes on.
-
-_PIPELINE = "feecenter.pipeline"
-
-
-class Sent:
-    """A statement sent with ``send``; its rows are read when asked for."""
-
-    __slots__ = ("_conn", "_cursor", "_sql", "_rows")
-
-    def __init__(self, conn: Connection, cursor, sql: str, rows: list | None = None):
-        self._conn, self._cursor, self._sql, self._rows = conn, cursor, sql, rows
-
-    def rows(self) -> list[tuple]:
-        if self._rows is None:
-            try:
-                self._rows = self._cursor.fetchall()
-            except self._conn.dialect.loaded_dbapi.Error as exc:
-                raise _wrap(self._conn, self._sql, (), exc) from exc
-            finally:
-                self._cursor.close()
-        return self._rows
-
-
-class _Pipeline:
-    def __init__(self) -> None:
-        self.checks: list = []
-
-
-def send(conn: Connection, statement: Precompiled, params: dict, *, returns: bool = False,
-         check=None) -> Sent:
-    """Run a precompiled statement; inside ``pipeline`` on PostgreSQL it is only sent.
-
-    ``returns``: its rows will be read (``Sent.rows()``). ``check(rows)`` runs
-    when the pipeline ends (at once outside one) and raises if they are wrong.
-    ``params`` is the caller's own dict: bind processing converts it in place.
-    """
-    sql, arrange, processors = statement._compiled(conn.dialect)
-    for name, processor in processors.items():
-        if name in params:
-            params[name] = processor(params[name])
-    return _dispatch(conn, sql, params if arrange is None else arrange(params), returns, check)
-
-
-def _dispatch(conn: Connection, sql: str, args, returns: bool, check) -> Sent:
-    queue = conn.info.get(_BATCH)
-    if queue is not None:
-        if returns:
-            raise LedgerInvariantBroken("批量写入中不能读取结果",
-                                        "no statement inside a batch may return rows")
-        queue.add(conn, sql, args, check)
-        return Sent(conn, None, sql, [])
-    cursor = Precompiled.driver(conn).cursor()
-    try:
-        cursor.execute(sql, args)
-    except conn.dialect.loaded_dbapi.Error as exc:
-        cursor.close()
-        raise _wrap(conn, sql, args, exc) from exc
-    if not returns and check is None:
-        cursor.close()
-        return Sent(conn, None, sql, [])
-    sent = Sent(conn, cursor, sql)
-    if conn.dialect.name == "sqlite":
-        sent.rows()  # no pipelining: read at once, so no statement is left open
-    if check is not None:
-        active = conn.info.get(_PIPELINE)
-        if active is None:
-            check(sent.rows())
-        else:
-            active.checks.append((check, sent))
-    return sent
-
-
-def refuse_inside_pipeline(conn, cursor, statement, parameters, context, executemany):
-    """SQLAlchemy reads the result's description right after executing, which a
-    psycopg pipeline has not received yet (a query would seem to return no
-    rows), and a statement run inside ``batch`` would run before the batch's:
-    inside either only ``send`` and ``send_rows`` run. Listens on PostgreSQL
-    engines (``db.engine.make_engine``), the ones that pipeline and batch."""
-    if conn.info.get(_PIPELINE) is not None or conn.info.get(_BATCH) is not None:
-        raise LedgerInvariantBroken("流水线或批量写入中不能执行 SQLAlchemy 语句",
-                                    "no SQLAlchemy statement may run inside a pipeline or batch")
-
-
-@contextlib.contextmanager
-def pipeline(conn: Connection):
-    """Statements ``send`` runs inside are pipelined on PostgreSQL (reading a result
-    waits for everything sent so far); the deferred checks run at the end. Nested
-    pipelines join the outer one. Only ``send`` and Precompiled statements may run
-    inside: a SQLAlchemy execute is refused on PostgreSQL (where it would read no rows)."""
-    if conn.info.get(_PIPELINE) is not None:
-        yield
-        return
-    active = conn.info[_PIPELINE] = _Pipeline()
-    try:
-        if conn.dialect.name == "postgresql":
-            try:
-                with Precompiled.driver(conn).pipeline():
-                    yield
-            except conn.dialect.loaded_dbapi.Error as exc:
-                raise _wrap(conn, "(pipeline)", (), exc) from exc
-        else:
-            yield
-    finally:
-        conn.info.pop(_PIPELINE, None)
-    for check, sent in active.checks:
-        check(sent.rows())
-
-
-_BATCH = "feecenter.batch"
-_BATCH_PARAMETERS = 30_000  # PostgreSQL takes at most 65,535 parameters a statement
-
-
-class _Batch:
-    """Writes queued inside ``batch`` on PostgreSQL, sent as one statement."""
-
-    def __init__(self) -> None:
-        self.parts: list[tuple[str, list, object]] = []  # (sql with %s, values, check)
-        self.size = 0
-
-    def add(self, conn: Connection, sql: str, args, check) -> None:
-        if isinstance(args, dict):  # psycopg's named form: to %s, values in order
-            sql, names = pyformat_positional(sql)
-            args = [args[name] for name in names]
-        if self.size + len(args) > _BATCH_PARAMETERS:
-            self.flush(conn)
-        self.parts.append((sql, list(args), check))
-        self.size += len(args)
-
-    def flush(self, conn: Connection) -> None:
-        """Every queued statement as a data-modifying WITH query of one statement;
-        the single column each checked one returns comes back as an array."""
-        parts, self.parts, self.size = self.parts, [], 0
-        if not parts:
-            return
-        sql = _combined(tuple(sql for sql, _, _ in parts),
-                        tuple(check is not None for _, _, check in parts))
-        args = [value for _, values, _ in parts for value in values]
-        # psycopg parses a long query's %s anew every time: send $n, prepared once
-        cursor = conn.dialect.loaded_dbapi.RawCursor(Precompiled.driver(conn))
-        try:
-            cursor.execute(sql, args, prepare=True)
-            returned = iter(cursor.fetchone())
-        except conn.dialect.loaded_dbapi.Error as exc:
-            raise _wrap(conn, sql, args, exc) from exc
-        finally:
-            cursor.close()
-        for _sql, _values, check in parts:
-            if check is not None:
-                check([(value,) for value in next(returned) or ()])
-
-
-_COMBINED: dict[tuple, str] = {}
-_PLACEHOLDER = re.compile(r"%%|%s")
-
-
-def _combined(sqls: tuple[str, ...], checked: tuple[bool, ...]) -> str:
-    """``WITH s0 AS (…), s1 AS (…) SELECT <the arrays checked>`` in PostgreSQL's own
-    ``$n`` form (``%s`` numbered across the parts, ``%%`` unescaped)."""
-    found = _COMBINED.get((sqls, checked))
-    if found is None:
-        number = iter(range(1, 65536))
-
-        def native(match):
-            return "%" if match.group() == "%%" else f"${next(number)}"
-
-        queries = [f"s{k} AS ({_PLACEHOLDER.sub(native, sql)})" for k, sql in enumerate(sqls)]
-        arrays = [f"(SELECT array_agg(r.c) FROM s{k} AS r(c))"
-                  for k, check in enumerate(checked) if check]
-        found = f"WITH {', '.join(queries)} SELECT {', '.join(arrays) or 'NULL'}"
-        if len(_COMBINED) < 1024:  # payments of 1-100 orders: a few shapes each
-            _COMBINED[sqls, checked] = found
-    return found
-
-
-@contextlib.contextmanager
-def batch(conn: Connection):
-    """Writes ``send`` and ``send_rows`` run inside go to PostgreSQL as ONE statement
-    when the batch ends (each a data-modifying WITH query: one round trip, one
-    parse), and their checks run then; on SQLite they run as sent. The parts see
-    the database as it was before the statement and run in no set order (foreign
-    keys are checked at its end): no part may depend on another's rows, change a
-    row another changes, or return more than the one column its check reads.
-    Inside, nothing may return rows and no SQLAlchemy statement may run (refused
-    on PostgreSQL). Nested batches join the outer one."""
-    if conn.dialect.name != "postgresql" or conn.info.get(_BATCH) is not None:
-        yield
-        return
-    queue = conn.info[_BATCH] = _Batch()
-    try:
-        yield
-    finally:
-        conn.info.pop(_BATCH, None)
-    queue.flush(conn)
-
-
 # ---------------------------------------------------------------- hold batches on locked balances
 # The payment fast path (orders.pay, docs/orders.md): the caller has locked the
 # customer's balance rows, reserved ids and planned the money in Python; the
@@ -899,7 +698,6 @@ def batch(conn: Connection):
 # multi-row statements.
 
 MAX_BATCH_HOLDS = 100
-_BATCH_ROWS = 64  # rows per multi-row INSERT; longer lists are written in chunks
 
 
 class LockedAccount(NamedTuple):  # a tuple: one per customer sub-account on the hot path
@@ -955,7 +753,7 @@ class Reservation:
     """Ids for new transactions and holds, taken before the batch is built so
     that no insert needs to return one (``reserve_ids``)."""
 
-    def __init__(self, sent: Sent, postgres: bool, txns: int, holds: int):
+    def __init__(self, sent: sending.Sent, postgres: bool, txns: int, holds: int):
         self._sent, self._postgres, self._txns, self._holds = sent, postgres, txns, holds
 
     def ids(self) -> tuple[list[int], list[int]]:
@@ -995,8 +793,8 @@ def reserve_ids(conn: Connection, *, txns: int, holds: int) -> Reservation:
     written between this call and the ``write_hold_batch`` that uses them."""
     postgres = conn.dialect.name == "postgresql"
     params = {"txns": txns, "holds": holds} if postgres else {}
-    return Reservation(send(conn, _NEXT_IDS[postgres], params, returns=True), postgres, txns,
-                       holds)
+    sent = sending.send(conn, _NEXT_IDS[postgres], params, returns=True)
+    return Reservation(sent, postgres, txns, holds)
 
 
 def write_hold_batch(conn: Connection, clock: Clock, batch: HoldBatch,
@@ -1014,7 +812,7 @@ def write_hold_batch(conn: Connection, clock: Clock, batch: HoldBatch,
     CONFLICT DO NOTHING``: a key seen before refuses the whole batch with
     IdempotencyConflict, so callers check their own request key first), the
     postings, the balances (guarded: a row changed since it was read refuses
-    the batch), the holds and their legs. Inside ``pipeline`` the checks on
+    the batch), the holds and their legs. Inside ``sending.writes`` the checks on
     what the statements returned run when it ends.
     """
     holds = _batch_holds(batch)
@@ -1030,7 +828,7 @@ def write_hold_batch(conn: Connection, clock: Clock, batch: HoldBatch,
     afters = [_apply_locked(spec, metas, balances) for spec in specs]
     now = db_time(clock.now())
     _send_batch_txns(conn, list(zip(txn_ids, specs)), now)
-    send_rows(conn, ledger_postings, _POSTING_COLUMNS, [
+    sending.send_rows(conn, ledger_postings, _POSTING_COLUMNS, [
         {"txn_id": txn_id, "account_id": p.account_id, "uin": metas[p.account_id].uin,
          "amount": p.amount, "balance_after": after.get(p.account_id)}
         for txn_id, spec, after in zip(txn_ids, specs, afters) for p in spec.postings])
@@ -1121,79 +919,8 @@ def _apply_locked(spec: Transfer, metas: dict[int, AccountMeta],
     return after
 
 
-@functools.cache  # per table, columns and number of rows (at most _BATCH_ROWS)
-def _insert_values(table, columns: tuple[str, ...], count: int, once_on: str | None = None,
-                   dialect_name: str | None = None) -> Precompiled:
-    """INSERT of ``count`` rows; with ``once_on`` a unique column: ON CONFLICT DO
-    NOTHING RETURNING that column (what was inserted)."""
-    rows = [{name: bindparam(f"{name}_{i}", type_=table.c[name].type) for name in columns}
-            for i in range(count)]
-    if once_on is None:
-        return Precompiled(insert(table).values(rows))
-    dialect_insert = pg_insert if dialect_name == "postgresql" else sqlite_insert
-    return Precompiled(dialect_insert(table).values(rows)
-                   .on_conflict_do_nothing(index_elements=[table.c[once_on]])
-                   .returning(table.c[once_on]))
-
-
-def send_rows(conn: Connection, table, columns: tuple[str, ...], rows: list[dict],
-              once_on: str | None = None, what: str = "") -> None:
-    """Multi-row INSERTs (sent like ``send``, at most _BATCH_ROWS rows each); with
-    ``once_on`` a unique column, every row must be new (else IdempotencyConflict)."""
-    for start in range(0, len(rows), _BATCH_ROWS):
-        chunk = rows[start:start + _BATCH_ROWS]
-        statement = _insert_values(table, columns, len(chunk), once_on,
-                                   conn.dialect.name if once_on else None)
-        sql, positional, slots, processed = _rows_plan(statement, conn.dialect)
-        values = [chunk[i][column] for _, i, column in slots]
-        done: dict = {}  # one column's values share one type: process each value once
-        for k, column, processor in processed:
-            value = values[k]
-            try:
-                values[k] = done[column, value]
-            except KeyError:
-                values[k] = done[column, value] = processor(value)
-        args = values if positional else {name: v for (name, _, _), v in zip(slots, values)}
-        check = None
-        if once_on is not None:
-            check = functools.partial(_refuse_seen, [row[once_on] for row in chunk], what)
-        _dispatch(conn, sql, args, False, check)
-
-
-_ROWS_PLANS: dict = {}
-
-
-def _rows_plan(statement: Precompiled, dialect) -> tuple:
-    """(sql, positional, slots, processed) of a multi-row INSERT built by _insert_values:
-    each bind ``{column}_{row}`` in the order the driver takes them, as (name, row,
-    column), and the positions whose values need the type's bind processing."""
-    key = (id(statement), type(dialect))
-    found = _ROWS_PLANS.get(key)
-    if found is None:
-        sql, _, processors = statement._compiled(dialect)
-        compiled = statement.statement.compile(dialect=dialect)
-        names = tuple(compiled.positiontup) if compiled.positional else tuple(compiled.binds)
-        slots = []
-        for name in names:
-            column, row = name.rsplit("_", 1)
-            slots.append((name, int(row), column))
-        processed = [(k, column, processors[name])
-                     for k, (name, _, column) in enumerate(slots) if name in processors]
-        found = _ROWS_PLANS[key] = (sql, compiled.positional, slots, processed)
-    return found
-
-
-def _refuse_seen(keys: list[str], what: str, returned: list[tuple]) -> None:
-    written = {row[0] for row in returned}
-    seen = [key for key in keys if key not in written]
-    if seen:
-        raise IdempotencyConflict(f"{what}幂等键已被使用：{seen[0]}",
-                                  f"idempotency key already used: {seen[0]}",
-                                  field="idempotency_key", key=seen[0])
-
-
 def _send_batch_txns(conn: Connection, txns: list[tuple[int, Transfer]], now) -> None:
-    send_rows(conn, ledger_transactions, ("id", *_TXN_COLUMNS), [
+    sending.send_rows(conn, ledger_transactions, ("id", *_TXN_COLUMNS), [
         {"id": txn_id, "idempotency_key": spec.idempotency_key,
          "request_hash": spec.request_hash or _postings_hash(spec), "kind": spec.kind,
          "uin": spec.uin, "reference": spec.reference, "memo": spec.memo,
@@ -1229,7 +956,7 @@ def _send_locked_balances(conn: Connection, locked: dict[int, LockedAccount],
         if len(returned) != len(changed):
             raise LedgerInvariantBroken("余额在加锁后被修改", "a balance changed after it was locked")
 
-    send(conn, _set_balances_statement(len(changed)), params, check=all_set)
+    sending.send(conn, _set_balances_statement(len(changed)), params, check=all_set)
 
 
 _HOLD_COLUMNS = ("id", "idempotency_key", "uin", "state", "amount", "posted_amount",
@@ -1248,12 +975,9 @@ def _send_batch_holds(conn: Connection, uin: int | None, holds: list[BatchHold],
                      "settle_txn_id": post.txn_id if post else None,
                      "reference": hold.reference, "created_at": now,
                      "settled_at": now if post else None})
-    send_rows(conn, ledger_holds, _HOLD_COLUMNS, rows, once_on="idempotency_key", what="冻结")
-    send_rows(conn, ledger_hold_legs, _LEG_COLUMNS, [
+    sending.send_rows(conn, ledger_holds, _HOLD_COLUMNS, rows, once_on="idempotency_key", what="冻结")
+    sending.send_rows(conn, ledger_hold_legs, _LEG_COLUMNS, [
         {"hold_id": hold_id, "seq": seq, "source_account_id": leg.source_account_id,
          "escrow_account_id": leg.escrow_account_id, "amount": leg.amount}
         for hold, hold_id in zip(holds, hold_ids) for seq, leg in enumerate(hold.legs)])
 
-
-# The ledger's precompiled-statement runner, for other packages' hot paths
-# (funds, orders and resources on the payment fast path).

@@ -23,6 +23,7 @@ from feecenter.catalog import service as catalog
 from feecenter.catalog.rules import QTY_SCALE
 from feecenter.catalog.tables import product_classes, products
 from feecenter.clock import Clock, add_months, db_time, from_db_time
+from feecenter.db import sending
 from feecenter.db.precompiled import Precompiled
 from feecenter.errors import Conflict, FeeCenterError, invalid, not_found
 from feecenter.funds import service as funds
@@ -342,6 +343,7 @@ def _payment_key_statement(postgres: bool) -> Precompiled:
 _PAYMENT_KEY = {True: _payment_key_statement(True), False: _payment_key_statement(False)}
 _PAYMENT_COLUMNS = ("id", "uin", "idempotency_key", "request_hash", "order_ids", "amount",
                     "coupon", "gift", "cash", "credit", "created_at")
+
 _INSERT_PAYMENT = Precompiled(insert(payments).values(
     {n: bindparam(n, type_=payments.c[n].type) for n in _PAYMENT_COLUMNS}))
 _PAID_COLUMNS = ("state", "hold_id", "payment_id", "paid_at", "paid_coupon", "paid_gift",
@@ -374,10 +376,10 @@ def _time_reader(dialect):
 class _Reads:
     """What pay() reads before it writes: sent together (one round trip on PostgreSQL)."""
 
-    orders: ledger.Sent
+    orders: sending.Sent
     funds: Callable[[], funds.LockedFunds]
     ids: ledger.Reservation
-    payment: ledger.Sent  # the next payment id, and the earlier payment with the key
+    payment: sending.Sent  # the next payment id, and the earlier payment with the key
 
 
 def _send_reads(conn: Connection, clock: Clock, uin: int, order_ids: list[int],
@@ -388,13 +390,13 @@ def _send_reads(conn: Connection, clock: Clock, uin: int, order_ids: list[int],
     count = len(order_ids)
     postgres = conn.dialect.name == "postgresql"
     return _Reads(
-        ledger.send(conn, _payable_statement(count), params, returns=True),
+        sending.send(conn, _payable_statement(count), params, returns=True),
         funds.lock_for_payment(conn, clock, uin),
         ledger.reserve_ids(conn, txns=count + 2, holds=count),  # advance + hold + each post
-        ledger.send(conn, _PAYMENT_KEY[postgres], {"key": key}, returns=True))
+        sending.send(conn, _PAYMENT_KEY[postgres], {"key": key}, returns=True))
 
 
-def _payable_rows(conn: Connection, clock: Clock, sent: ledger.Sent, uin: int
+def _payable_rows(conn: Connection, clock: Clock, sent: sending.Sent, uin: int
                   ) -> dict[int, dict]:
     """The buyer's orders read, by id (another account's are left out)."""
     read_time = _time_reader(conn.dialect)
@@ -413,14 +415,35 @@ def _payable_rows(conn: Connection, clock: Clock, sent: ledger.Sent, uin: int
     return found
 
 
-def _earlier_payment(sent: ledger.Sent, request_hash: str) -> dict | None:
-    earlier = dict(zip(_EARLIER_NAMES, sent.rows()[0][1:]))
+def _earlier_payment(key_row: tuple, request_hash: str) -> dict | None:
+    """The payment made earlier with the key (a row of _PAYMENT_KEY), if any; refused
+    if it paid other orders."""
+    earlier = dict(zip(_EARLIER_NAMES, key_row[1:]))
     if earlier["id"] is None:
         return None
     if earlier["request_hash"] != request_hash:
-        raise Conflict("幂等键已用于不同的支付", "idempotency key already used for another payment",
-                       field="idempotency_key")
+        raise _key_taken()
     return earlier
+
+
+def _key_taken() -> Conflict:
+    return Conflict("幂等键已用于不同的支付", "idempotency key already used for another payment",
+                    field="idempotency_key")
+
+
+def _payable_or_repeat(conn: Connection, clock: Clock, found: dict[int, dict],
+                       order_ids: list[int], key: str, request_hash: str):
+    """The orders to pay, or the earlier payment when an order is paid already by
+    this key: the reads' snapshot predates the order locks on PostgreSQL, so the
+    key is looked up again (after them) before an order is refused as paid."""
+    try:
+        return _refuse_unpayable(found, order_ids, clock.now()), None
+    except Conflict:
+        postgres = conn.dialect.name == "postgresql"
+        fresh = _PAYMENT_KEY[postgres].rows(conn, {"key": key})[0]
+        if (earlier := _earlier_payment(fresh, request_hash)) is None:
+            raise
+        return None, earlier
 
 
 def _refuse_buyer(buyer: dict) -> None:
@@ -449,16 +472,18 @@ def pay(conn: Connection, clock: Clock, actor: Actor, uin: int, order_ids: list[
     require(actor, uin, FINANCE)
     key = _account_key(uin, key)
     _check_order_ids(order_ids)
-    with ledger.pipeline(conn):
+    with sending.reads(conn):
         reads = _send_reads(conn, clock, uin, order_ids, key)
     found = _payable_rows(conn, clock, reads.orders, uin)
     if len(found) != len(order_ids):
         _refuse_unpayable(found, order_ids, clock.now())  # names the missing order
     locked = reads.funds()
     request_hash = content_hash({"uin": uin, "orders": sorted(order_ids)})
-    if (earlier := _earlier_payment(reads.payment, request_hash)) is not None:
+    earlier = _earlier_payment(reads.payment.rows()[0], request_hash)
+    if earlier is None:
+        payable, earlier = _payable_or_repeat(conn, clock, found, order_ids, key, request_hash)
+    if earlier is not None:
         return _payment_result(conn, earlier, created=False)
-    payable = _refuse_unpayable(found, order_ids, clock.now())
     _refuse_buyer(payable[0])
     funds.require_payable(locked, max(o["operable_balance"] for o in payable))
     plan = funds.plan_locked_payment(locked, [o["amount"] for o in payable],
@@ -466,7 +491,7 @@ def pay(conn: Connection, clock: Clock, actor: Actor, uin: int, order_ids: list[
     payment_id = reads.payment.rows()[0][0]
     totals = _totals(plan)
     spans = _change_resources(conn, clock, payable)
-    with ledger.batch(conn):
+    with sending.writes(conn):
         states = _write_payment(conn, clock, locked, payable, plan, reads.ids.ids(),
                                 {"id": payment_id, "idempotency_key": key,
                                  "request_hash": request_hash, **totals}, spans)
@@ -482,7 +507,7 @@ def _totals(plan) -> dict[str, int]:
 def _change_resources(conn: Connection, clock: Clock, payable: list[dict]
                       ) -> dict[int, tuple[datetime, datetime]]:
     """Renewals and upgrades delivered at once change their resource now: that reads
-    it (locked), so it runs before the writes' pipeline. New resources are created
+    it (locked), so it runs before the writes. New resources are created
     inside it (one INSERT each). The service period of each, by order id."""
     return {o["id"]: _apply_to_resource(conn, clock, o) for o in payable
             if _delivered_at_once(o) and o["kind"] != "new"}
@@ -496,8 +521,14 @@ def _delivered_at_once(order: dict) -> bool:
 def _write_payment(conn: Connection, clock: Clock, locked, payable: list[dict], plan,
                    reserved, payment: dict, spans: dict[int, tuple[datetime, datetime]]
                    ) -> dict[int, str]:
-    """Send the writes: the ledger batch and 收支明细 (funds), the payment row, the
-    resources and the orders. ``payment``: its id, key, request hash and totals."""
+    """Send the writes: the payment row, the ledger batch and 收支明细 (funds), the
+    resources and the orders. ``payment``: its id, key, request hash and totals.
+    On PostgreSQL the reads' snapshot predates their locks: a payment with the
+    key committed meanwhile (for other orders of the account) is met here, as
+    the key's unique violation (IdempotencyConflict: ``sending.writes``)."""
+    sending.send(conn, _INSERT_PAYMENT, {
+        **payment, "uin": locked.uin, "order_ids": json.dumps([o["id"] for o in payable]),
+        "created_at": db_time(clock.now())})
     numbers = [rules.order_no(o["id"], o["created_at"]) for o in payable]
     parts = [funds.PaymentPart(f"order:{o['id']}", allocation, number, deliver_to=o["revenue"],
                                product_code=o["product_code"],
@@ -506,9 +537,6 @@ def _write_payment(conn: Connection, clock: Clock, locked, payable: list[dict], 
     hold_ids = funds.pay_by_freezing(conn, clock, locked, parts,
                                      key=f"pay:{payment['idempotency_key']}", reserved=reserved,
                                      memo="订单支付 / order payment " + " ".join(numbers))
-    ledger.send(conn, _INSERT_PAYMENT, {
-        **payment, "uin": locked.uin, "order_ids": json.dumps([o["id"] for o in payable]),
-        "created_at": db_time(clock.now())})
     return {o["id"]: _mark_paid(conn, clock, o, allocation, hold_id, payment["id"], spans)
             for o, allocation, hold_id in zip(payable, plan, hold_ids)}
 
@@ -535,7 +563,7 @@ def _mark_paid(conn: Connection, clock: Clock, order: dict, allocation, hold_id:
             raise Conflict(f"订单 {order['id']} 已被支付", f"order {order['id']} was paid already",
                            field="order_ids")
 
-    ledger.send(conn, statement, values, check=claimed)
+    sending.send(conn, statement, values, check=claimed)
     return values["state"]
 
 

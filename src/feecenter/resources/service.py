@@ -12,9 +12,9 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from feecenter.accounts.permissions import MANAGE_RESOURCES, READ_PROFILE, Actor, require
 from feecenter.accounts.service import record_audit
 from feecenter.clock import Clock, db_time
+from feecenter.db import sending
 from feecenter.db.precompiled import Precompiled
 from feecenter.errors import Conflict, invalid, not_found
-from feecenter.ledger import service as ledger
 from feecenter.resources.tables import projects, resources
 
 DEFAULT_PROJECT = "默认项目"
@@ -95,7 +95,7 @@ def create_resource(conn: Connection, clock: Clock, *, uin: int, product_code: s
                     name: str | None = None, tags: dict | None = None,
                     resource_id: str | None = None) -> str:
     resource_id = resource_id or new_resource_id(product_code)
-    ledger.send(conn, _INSERT_RESOURCE, dict(
+    sending.send(conn, _INSERT_RESOURCE, dict(
         id=resource_id, uin=uin, name=name, product_code=product_code, region=region,
         project_id=project_id, tags=json.dumps(tags or {}, ensure_ascii=False, sort_keys=True),
         pay_mode=pay_mode, spec_item=spec_item, quantity=quantity, state="running",

@@ -1,0 +1,402 @@
+"""Hot-path statements sent on the DB-API driver inside the caller's transaction:
+one at a time (``send``, ``send_rows``), reads together (``reads``) and writes
+together (``writes``).
+
+On PostgreSQL every round trip costs the client ~50-100 µs in psycopg before
+the server does anything, so a hot path (the payment: docs/orders.md) sends
+its reads as ONE statement and its writes as ONE statement: each part a
+``WITH`` query of it, in PostgreSQL's own ``$n`` placeholders (psycopg would
+parse a query this long anew on every call), prepared once per shape. On
+SQLite, where a statement costs microseconds and there is no round trip,
+everything runs as it is sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+from datetime import datetime
+from decimal import Decimal
+
+import msgspec
+from sqlalchemy import Connection, DateTime, Numeric, bindparam, insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from feecenter.db.precompiled import Precompiled, pyformat_positional, wrap_error
+from feecenter.errors import IdempotencyConflict, LedgerInvariantBroken
+
+_QUEUE = "feecenter.queue"  # conn.info: the reads or writes being queued, if any
+WRITE_PARAMETERS = 30_000  # PostgreSQL takes at most 65,535 parameters a statement
+INSERT_ROWS = 64  # rows per multi-row INSERT of send_rows; more are sent in chunks
+_PLACEHOLDER = re.compile(r"%%|%s")
+
+
+class Sent:
+    """A statement sent with ``send``; its rows are read when asked for."""
+
+    __slots__ = ("_conn", "_cursor", "_sql", "_rows")
+
+    def __init__(self, conn: Connection, cursor, sql: str, rows: list | None = None):
+        self._conn, self._cursor, self._sql, self._rows = conn, cursor, sql, rows
+
+    def rows(self) -> list[tuple]:
+        if self._rows is None:
+            if self._cursor is None:
+                raise LedgerInvariantBroken("读取尚未发送完毕", "rows read before the reads ended")
+            try:
+                self._rows = self._cursor.fetchall()
+            except self._conn.dialect.loaded_dbapi.Error as exc:
+                raise wrap_error(self._conn, self._sql, (), exc) from exc
+            finally:
+                self._cursor.close()
+        return self._rows
+
+
+def send(conn: Connection, statement: Precompiled, params: dict, *, returns: bool = False,
+         check=None) -> Sent:
+    """Run a precompiled statement, or queue it inside ``reads`` / ``writes``.
+
+    ``returns``: its rows will be read (``Sent.rows()``; inside ``reads``, once
+    they end). ``check(rows)`` gets the rows it returned and raises if they are
+    wrong: at once, or when ``writes`` end. ``params`` is the caller's own
+    dict: bind processing converts it in place.
+    """
+    sql, arrange, processors = statement._compiled(conn.dialect)
+    for name, processor in processors.items():
+        if name in params:
+            params[name] = processor(params[name])
+    args = params if arrange is None else arrange(params)
+    queue = conn.info.get(_QUEUE)
+    if queue is not None:
+        return queue.add(statement, sql, args, returns, check)
+    return _dispatch(conn, sql, args, returns, check)
+
+
+def _dispatch(conn: Connection, sql: str, args, returns: bool, check) -> Sent:
+    cursor = Precompiled.driver(conn).cursor()
+    try:
+        cursor.execute(sql, args)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        cursor.close()
+        raise wrap_error(conn, sql, args, exc) from exc
+    if not returns and check is None:
+        cursor.close()
+        return Sent(conn, None, sql, [])
+    sent = Sent(conn, cursor, sql)
+    sent.rows()  # read at once, so no statement is left open
+    if check is not None:
+        check(sent.rows())
+    return sent
+
+
+def refuse_sqlalchemy_inside(conn, cursor, statement, parameters, context, executemany):
+    """A SQLAlchemy statement inside ``reads`` or ``writes`` would run before what
+    they queued: only ``send`` and ``send_rows`` may run there. Listens on
+    PostgreSQL engines (``db.engine.make_engine``), the ones that queue."""
+    if conn.info.get(_QUEUE) is not None:
+        raise LedgerInvariantBroken("读取或批量写入中不能执行 SQLAlchemy 语句",
+                                    "no SQLAlchemy statement may run inside reads or writes")
+
+
+# ---------------------------------------------------------------- reads together
+
+class _Reads:
+    """Queries queued inside ``reads`` on PostgreSQL, sent as one statement."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.parts: list[tuple[Precompiled, str, list, Sent]] = []
+
+    def add(self, statement: Precompiled, sql: str, args, returns: bool, check) -> Sent:
+        if not returns or check is not None:
+            raise LedgerInvariantBroken("读取中只能发送查询", "only queries may be sent inside reads")
+        if isinstance(args, dict):  # psycopg's named form: to %s, values in order
+            sql, names = pyformat_positional(sql)
+            args = [args[name] for name in names]
+        sent = Sent(self.conn, None, sql)
+        self.parts.append((statement, sql, list(args), sent))
+        return sent
+
+    def fetch(self) -> None:
+        """``WITH q0(c0, …) AS (…), … SELECT (SELECT json_agg(json_build_array(c0, …))
+        FROM q0)::text, …``: each query's rows come back as JSON text, decoded with
+        its columns' types; the queries run in the order they were sent (their
+        locks are taken in that order)."""
+        if not self.parts:
+            return
+        conn = self.conn
+        sql = _reads_sql(tuple((sql, _width(statement)) for statement, sql, _, _ in self.parts))
+        args = [value for _, _, values, _ in self.parts for value in values]
+        driver = Precompiled.driver(conn)
+        cursor = conn.dialect.loaded_dbapi.RawCursor(driver)
+        try:
+            with driver.pipeline():  # a BEGIN psycopg sends first goes in the same round trip
+                cursor.execute(sql, args, prepare=True)
+            texts = cursor.fetchone()
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise wrap_error(conn, sql, args, exc) from exc
+        finally:
+            cursor.close()
+        for (statement, _, _, sent), text in zip(self.parts, texts):
+            sent._rows = _decode_rows(statement, text)
+
+
+@functools.cache
+def _width(statement: Precompiled) -> int:
+    return len(statement.statement.selected_columns)
+
+
+_READS_SQL: dict[tuple, str] = {}
+
+
+def _reads_sql(parts: tuple[tuple[str, int], ...]) -> str:
+    found = _READS_SQL.get(parts)
+    if found is None:
+        number = iter(range(1, 65536))
+        queries, results = [], []
+        for k, (sql, width) in enumerate(parts):
+            if width > 100:  # json_build_array takes at most 100 arguments
+                raise ValueError(f"a query read together returns at most 100 columns: {sql}")
+            names = ", ".join(f"c{i}" for i in range(width))
+            queries.append(f"q{k}({names}) AS ({_native(sql, number)})")
+            results.append(f"(SELECT json_agg(json_build_array({names})) FROM q{k})::text")
+        found = f"WITH {', '.join(queries)} SELECT {', '.join(results)}"
+        if len(_READS_SQL) < 1024:
+            _READS_SQL[parts] = found
+    return found
+
+
+_JSON = msgspec.json.Decoder(float_hook=Decimal)
+
+
+def _decode_rows(statement: Precompiled, text: str | None) -> list[tuple]:
+    """JSON rows as the driver would return them: timestamps as naive datetimes,
+    numerics as Decimal."""
+    if text is None:
+        return []
+    rows = _JSON.decode(text)
+    readers = _json_readers(statement)
+    if readers:
+        for row in rows:
+            for i, reader in readers:
+                if row[i] is not None:
+                    row[i] = reader(row[i])
+    return [tuple(row) for row in rows]
+
+
+@functools.cache
+def _json_readers(statement: Precompiled) -> tuple:
+    readers = []
+    for i, column in enumerate(statement.statement.selected_columns):
+        if isinstance(column.type, DateTime):
+            readers.append((i, datetime.fromisoformat))
+        elif isinstance(column.type, Numeric) and column.type.asdecimal:
+            readers.append((i, Decimal))
+    return tuple(readers)
+
+
+@contextlib.contextmanager
+def reads(conn: Connection):
+    """Queries ``send`` runs inside (``returns=True``) go to PostgreSQL as ONE
+    statement when this ends; read their rows after it. SQLite runs each as
+    sent. Nested reads join the outer one."""
+    if conn.dialect.name != "postgresql" or isinstance(conn.info.get(_QUEUE), _Reads):
+        yield
+        return
+    queue = conn.info[_QUEUE] = _Reads(conn)
+    try:
+        yield
+    finally:
+        conn.info.pop(_QUEUE, None)
+    queue.fetch()
+
+
+# ---------------------------------------------------------------- writes together
+
+class _Writes:
+    """Writes queued inside ``writes`` on PostgreSQL, sent as one statement."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.parts: list[tuple[str, list, object]] = []  # (sql with %s, values, check)
+        self.size = 0
+
+    def add(self, statement, sql: str, args, returns: bool, check) -> Sent:
+        if returns:
+            raise LedgerInvariantBroken("批量写入中不能读取结果",
+                                        "no statement inside writes may return rows")
+        if isinstance(args, dict):
+            sql, names = pyformat_positional(sql)
+            args = [args[name] for name in names]
+        if self.size + len(args) > WRITE_PARAMETERS:
+            self.flush()
+        self.parts.append((sql, list(args), check))
+        self.size += len(args)
+        return Sent(self.conn, None, sql, [])
+
+    def flush(self) -> None:
+        """``WITH s0 AS (…), s1 AS (…) SELECT (SELECT array_agg(r.c) FROM s1 AS r(c)), …``:
+        the one column each checked part returns comes back as an array."""
+        conn, parts, self.parts, self.size = self.conn, self.parts, [], 0
+        if not parts:
+            return
+        sql = _writes_sql(tuple(sql for sql, _, _ in parts),
+                          tuple(check is not None for _, _, check in parts))
+        args = [value for _, values, _ in parts for value in values]
+        cursor = conn.dialect.loaded_dbapi.RawCursor(Precompiled.driver(conn))
+        try:
+            cursor.execute(sql, args, prepare=True)
+            returned = iter(cursor.fetchone())
+        except conn.dialect.loaded_dbapi.IntegrityError as exc:
+            raise _key_conflict(exc) or wrap_error(conn, sql, args, exc) from exc
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise wrap_error(conn, sql, args, exc) from exc
+        finally:
+            cursor.close()
+        for _sql, _values, check in parts:
+            if check is not None:
+                check([(value,) for value in next(returned) or ()])
+
+
+_KEY_DETAIL = re.compile(r"Key \(idempotency_key\)=\((.*)\) already exists")
+
+
+def _key_conflict(exc) -> IdempotencyConflict | None:
+    """A unique violation of an idempotency key (every one is a unique
+    ``idempotency_key`` column) as the conflict it is; None for other errors."""
+    diag = exc.diag
+    if diag.sqlstate != "23505" or not (diag.constraint_name or "").endswith("_idempotency_key"):
+        return None
+    found = _KEY_DETAIL.search(diag.message_detail or "")
+    key = found.group(1) if found else "?"
+    return IdempotencyConflict(f"幂等键已被使用：{key}", f"idempotency key already used: {key}",
+                               field="idempotency_key", key=key)
+
+
+_WRITES_SQL: dict[tuple, str] = {}
+
+
+def _writes_sql(sqls: tuple[str, ...], checked: tuple[bool, ...]) -> str:
+    found = _WRITES_SQL.get((sqls, checked))
+    if found is None:
+        number = iter(range(1, 65536))
+        queries = [f"s{k} AS ({_native(sql, number)})" for k, sql in enumerate(sqls)]
+        arrays = [f"(SELECT array_agg(r.c) FROM s{k} AS r(c))"
+                  for k, check in enumerate(checked) if check]
+        found = f"WITH {', '.join(queries)} SELECT {', '.join(arrays) or 'NULL'}"
+        if len(_WRITES_SQL) < 1024:  # payments of 1-100 orders: a few shapes each
+            _WRITES_SQL[sqls, checked] = found
+    return found
+
+
+def _native(sql: str, number) -> str:
+    """psycopg's ``%s`` SQL in PostgreSQL's ``$n`` form, numbered on from ``number``
+    (``%%`` unescaped: nothing parses the text after this)."""
+    return _PLACEHOLDER.sub(lambda m: "%" if m.group() == "%%" else f"${next(number)}", sql)
+
+
+@contextlib.contextmanager
+def writes(conn: Connection):
+    """Writes ``send`` and ``send_rows`` run inside go to PostgreSQL as ONE statement
+    when this ends, and their checks run then; on SQLite they run as sent. The
+    parts see the database as it was before the statement and run in no set
+    order (foreign keys are checked at its end): no part may depend on
+    another's rows, change a row another changes, or return more than the one
+    column its check reads. Nothing inside may return rows. Nested writes join
+    the outer one.
+
+    Rows that must be new (``send_rows(once_on=…)``) are plain INSERTs here: a
+    key taken (by a transaction committed since the caller's reads, say)
+    fails the statement at once as IdempotencyConflict, where a row skipped
+    with ``ON CONFLICT DO NOTHING`` would leave the rows that refer to it to
+    fail as foreign-key violations at the statement's end."""
+    if conn.dialect.name != "postgresql" or isinstance(conn.info.get(_QUEUE), _Writes):
+        yield
+        return
+    queue = conn.info[_QUEUE] = _Writes(conn)
+    try:
+        yield
+    finally:
+        conn.info.pop(_QUEUE, None)
+    queue.flush()
+
+
+# ---------------------------------------------------------------- multi-row inserts
+
+@functools.cache  # per table, columns and number of rows (at most INSERT_ROWS)
+def _insert_values(table, columns: tuple[str, ...], count: int, once_on: str | None = None,
+                   dialect_name: str | None = None) -> Precompiled:
+    """INSERT of ``count`` rows; with ``once_on`` a unique column: ON CONFLICT DO
+    NOTHING RETURNING that column (what was inserted)."""
+    rows = [{name: bindparam(f"{name}_{i}", type_=table.c[name].type) for name in columns}
+            for i in range(count)]
+    if once_on is None:
+        return Precompiled(insert(table).values(rows))
+    dialect_insert = pg_insert if dialect_name == "postgresql" else sqlite_insert
+    return Precompiled(dialect_insert(table).values(rows)
+                       .on_conflict_do_nothing(index_elements=[table.c[once_on]])
+                       .returning(table.c[once_on]))
+
+
+def send_rows(conn: Connection, table, columns: tuple[str, ...], rows: list[dict],
+              once_on: str | None = None, what: str = "") -> None:
+    """Multi-row INSERTs (sent like ``send``, at most INSERT_ROWS rows each); with
+    ``once_on`` a unique column, every row must be new (else IdempotencyConflict)."""
+    queue = conn.info.get(_QUEUE)
+    if isinstance(queue, _Writes):
+        once_on = None  # refused by the key's unique violation (``writes``)
+    for start in range(0, len(rows), INSERT_ROWS):
+        chunk = rows[start:start + INSERT_ROWS]
+        statement = _insert_values(table, columns, len(chunk), once_on,
+                                   conn.dialect.name if once_on else None)
+        sql, positional, slots, processed = _rows_plan(statement, conn.dialect)
+        values = [chunk[i][column] for _, i, column in slots]
+        done: dict = {}  # one column's values share one type: process each value once
+        for k, column, processor in processed:
+            value = values[k]
+            try:
+                values[k] = done[column, value]
+            except KeyError:
+                values[k] = done[column, value] = processor(value)
+        args = values if positional else {name: v for (name, _, _), v in zip(slots, values)}
+        check = None
+        if once_on is not None:
+            check = functools.partial(_refuse_seen, [row[once_on] for row in chunk], what)
+        if queue is None:
+            _dispatch(conn, sql, args, False, check)
+        else:
+            queue.add(statement, sql, args, False, check)
+
+
+_ROWS_PLANS: dict = {}
+
+
+def _rows_plan(statement: Precompiled, dialect) -> tuple:
+    """(sql, positional, slots, processed) of a multi-row INSERT built by _insert_values:
+    each bind ``{column}_{row}`` in the order the driver takes them, as (name, row,
+    column), and the positions whose values need the type's bind processing."""
+    key = (id(statement), type(dialect))
+    found = _ROWS_PLANS.get(key)
+    if found is None:
+        sql, _, processors = statement._compiled(dialect)
+        compiled = statement.statement.compile(dialect=dialect)
+        names = tuple(compiled.positiontup) if compiled.positional else tuple(compiled.binds)
+        slots = []
+        for name in names:
+            column, row = name.rsplit("_", 1)
+            slots.append((name, int(row), column))
+        processed = [(k, column, processors[name])
+                     for k, (name, _, column) in enumerate(slots) if name in processors]
+        found = _ROWS_PLANS[key] = (sql, compiled.positional, slots, processed)
+    return found
+
+
+def _refuse_seen(keys: list[str], what: str, returned: list[tuple]) -> None:
+    written = {row[0] for row in returned}
+    seen = [key for key in keys if key not in written]
+    if seen:
+        raise IdempotencyConflict(f"{what}幂等键已被使用：{seen[0]}",
+                                  f"idempotency key already used: {seen[0]}",
+                                  field="idempotency_key", key=seen[0])

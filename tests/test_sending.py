@@ -1,0 +1,149 @@
+"""db.sending: reads and writes sent inside ``reads`` / ``writes`` go to PostgreSQL
+as one statement each when they end (SQLite runs them as sent); on both, what
+lands, what is read and what is refused is the same."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Numeric, bindparam, cast, func, insert, literal_column, select, update
+from sqlalchemy.exc import IntegrityError
+
+from feecenter.db import sending
+from feecenter.db.engine import transaction
+from feecenter.db.precompiled import Precompiled
+from feecenter.errors import Conflict, IdempotencyConflict, LedgerInvariantBroken
+from feecenter.ledger.tables import ledger_accounts, ledger_transactions
+
+_A = ledger_accounts.c
+_INSERT = Precompiled(insert(ledger_accounts).values(
+    {n: bindparam(n, type_=_A[n].type) for n in ("code", "kind", "uin", "cached", "balance",
+                                                  "created_at")}))
+# "%" (the modulo operator, escaped as %% for psycopg) beside placeholders
+_RAISE_PERCENT = Precompiled(update(ledger_accounts)
+                             .where(_A.code.like(literal_column("'batch:%'")))
+                             .values(balance=_A.balance % literal_column("1000")
+                                     + bindparam("by", type_=_A.balance.type))
+                             .returning(_A.id))
+
+
+def _account(rt, code: str, balance: int = 0) -> dict:
+    return {"code": code, "kind": "misc", "uin": 7, "cached": True, "balance": balance,
+            "created_at": rt.clock.now().replace(tzinfo=None)}
+
+
+def _balances(rt) -> dict[str, int]:
+    with rt.engine.connect() as conn:
+        return dict(conn.execute(select(_A.code, _A.balance)
+                                 .where(_A.code.like("batch:%"))).all())
+
+
+def test_a_batch_writes_every_part_and_gives_each_check_its_rows(rt):
+    seen = []
+    with transaction(rt.engine) as conn, sending.writes(conn):
+        sending.send(conn, _INSERT, _account(rt, "batch:a", 5))
+        sending.send(conn, _INSERT, _account(rt, "batch:b", 6))
+    with transaction(rt.engine) as conn:
+        with sending.writes(conn):
+            sending.send(conn, _RAISE_PERCENT, {"by": 10}, check=seen.append)
+            assert seen == [] or conn.dialect.name == "sqlite"  # PostgreSQL: checked at the end
+        assert len(seen) == 1 and len(seen[0]) == 2 and all(len(row) == 1 for row in seen[0])
+    assert _balances(rt) == {"batch:a": 15, "batch:b": 16}
+
+
+def test_a_failing_check_or_part_leaves_nothing(rt):
+    def refuse(rows):
+        raise Conflict("不该改动", "should not have changed", field="balance")
+
+    with pytest.raises(Conflict), transaction(rt.engine) as conn, sending.writes(conn):
+        sending.send(conn, _INSERT, _account(rt, "batch:c"))
+        sending.send(conn, _RAISE_PERCENT, {"by": 1}, check=refuse)
+    with pytest.raises(IntegrityError), transaction(rt.engine) as conn, sending.writes(conn):
+        sending.send(conn, _INSERT, _account(rt, "batch:d"))
+        sending.send(conn, _INSERT, _account(rt, "batch:d"))  # the code is unique
+    assert _balances(rt) == {}
+
+
+def test_a_large_batch_goes_in_several_statements(rt, monkeypatch):
+    monkeypatch.setattr(sending, "WRITE_PARAMETERS", 14)  # two inserts a statement
+    with transaction(rt.engine) as conn, sending.writes(conn):
+        for i in range(5):
+            sending.send(conn, _INSERT, _account(rt, f"batch:{i}", i))
+    assert _balances(rt) == {f"batch:{i}": i for i in range(5)}
+
+
+@pytest.mark.postgres_only  # SQLite runs each statement as it is sent
+def test_nothing_inside_a_batch_may_read(rt):
+    with transaction(rt.engine) as conn:
+        with pytest.raises(LedgerInvariantBroken, match="writes"), sending.writes(conn):
+            sending.send(conn, _INSERT, _account(rt, "batch:e"))
+            conn.execute(select(_A.id))
+        with pytest.raises(LedgerInvariantBroken, match="writes"), sending.writes(conn):
+            sending.send(conn, _RAISE_PERCENT, {"by": 1}, returns=True)
+    assert _balances(rt) == {}  # the batches ended with errors: nothing was sent
+
+
+_READ_BACK = Precompiled(select(_A.code, _A.balance, cast(_A.balance, Numeric(20, 2)), _A.cached,
+                                _A.max_balance, _A.created_at)
+                         .where(_A.code.like(literal_column("'batch:%'")),
+                                _A.balance >= bindparam("least", type_=_A.balance.type))
+                         .order_by(_A.code))
+_HOW_MANY = Precompiled(select(func.count(_A.id)).where(_A.uin == bindparam("uin",
+                                                                            type_=_A.uin.type)))
+
+
+def test_reads_together_return_what_each_query_returns_alone(rt):
+    rt.clock.advance(microseconds=123456)  # a timestamp with its fraction
+    with transaction(rt.engine) as conn, sending.writes(conn):
+        sending.send(conn, _INSERT, _account(rt, "batch:x", 5))
+        sending.send(conn, _INSERT, _account(rt, "batch:y", 9))
+    with transaction(rt.engine) as conn:
+        alone = (_READ_BACK.rows(conn, {"least": 1}), _HOW_MANY.rows(conn, {"uin": 7}),
+                 _READ_BACK.rows(conn, {"least": 99}))
+        with sending.reads(conn):
+            sent = (sending.send(conn, _READ_BACK, {"least": 1}, returns=True),
+                    sending.send(conn, _HOW_MANY, {"uin": 7}, returns=True),
+                    sending.send(conn, _READ_BACK, {"least": 99}, returns=True))
+        together = tuple(s.rows() for s in sent)
+    assert together == alone
+    assert [row[0] for row in together[0]] == ["batch:x", "batch:y"] and together[2] == []
+    if conn.dialect.name == "postgresql":  # the driver's own types, through JSON
+        assert together[0][0][2] == Decimal("5.00") and isinstance(together[0][0][5], datetime)
+        assert together[0][0][5].microsecond == 123456 and together[0][1][4] is None
+
+
+@pytest.mark.postgres_only  # SQLite runs each statement as it is sent
+def test_rows_are_read_after_the_reads_end_and_only_queries_go_in(rt):
+    with transaction(rt.engine) as conn:
+        with sending.reads(conn):
+            sent = sending.send(conn, _HOW_MANY, {"uin": 7}, returns=True)
+            with pytest.raises(LedgerInvariantBroken, match="before the reads ended"):
+                sent.rows()
+            with pytest.raises(LedgerInvariantBroken, match="only queries"):
+                sending.send(conn, _INSERT, _account(rt, "batch:z"))
+        assert sent.rows() == [(0,)]
+
+
+def _txn_row(rt, key: str) -> dict:
+    return {"idempotency_key": key, "request_hash": "h", "kind": "test", "uin": 7,
+            "reference": None, "memo": None, "reverses_txn_id": None,
+            "created_at": rt.clock.now().replace(tzinfo=None)}
+
+
+def test_a_key_taken_is_an_idempotency_conflict_inside_writes_too(rt):
+    columns = tuple(_txn_row(rt, "k"))
+    with transaction(rt.engine) as conn:
+        sending.send_rows(conn, ledger_transactions, columns, [_txn_row(rt, "taken")],
+                          once_on="idempotency_key")
+    with pytest.raises(IdempotencyConflict) as refused:
+        with transaction(rt.engine) as conn, sending.writes(conn):
+            sending.send(conn, _INSERT, _account(rt, "batch:w"))
+            sending.send_rows(conn, ledger_transactions, columns,
+                              [_txn_row(rt, "fresh"), _txn_row(rt, "taken")],
+                              once_on="idempotency_key")
+    assert refused.value.field == "idempotency_key" and "taken" in str(refused.value)
+    with rt.engine.connect() as conn:
+        keys = conn.execute(select(ledger_transactions.c.idempotency_key)).scalars().all()
+    assert keys == ["taken"] and _balances(rt) == {}
