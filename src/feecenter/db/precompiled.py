@@ -47,8 +47,12 @@ class Precompiled:
         self.statement = statement
         self._by_dialect: dict = {}
         self._positional: dict = {}
+        self._last: tuple = (None, None)  # (dialect, its compiled form): the hot lookup
 
     def _compiled(self, dialect):
+        last_dialect, found = self._last
+        if last_dialect is dialect:
+            return found
         key = (type(dialect), dialect.paramstyle, dialect.server_version_info)
         found = self._by_dialect.get(key)
         if found is None:
@@ -68,6 +72,7 @@ class Precompiled:
             else:
                 arrange = None
             found = self._by_dialect[key] = (compiled.string, arrange, processors)
+        self._last = (dialect, found)
         return found
 
     def positional(self, dialect) -> tuple[str, tuple[str, ...], dict]:

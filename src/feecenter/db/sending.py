@@ -16,13 +16,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 import msgspec
-from sqlalchemy import Connection, DateTime, Numeric, bindparam, insert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, DateTime, Numeric, bindparam, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from feecenter.db.precompiled import Precompiled, pyformat_positional, wrap_error
 from feecenter.errors import IdempotencyConflict, LedgerInvariantBroken
@@ -55,13 +56,13 @@ class Sent:
 
 
 def send(conn: Connection, statement: Precompiled, params: dict, *, returns: bool = False,
-         check=None) -> Sent:
+         expect: Expect | None = None) -> Sent:
     """Run a precompiled statement, or queue it inside ``reads`` / ``writes``.
 
     ``returns``: its rows will be read (``Sent.rows()``; inside ``reads``, once
-    they end). ``check(rows)`` gets the rows it returned and raises if they are
-    wrong: at once, or when ``writes`` end. ``params`` is the caller's own
-    dict: bind processing converts it in place.
+    they end). ``expect``: the rows an INSERT/UPDATE/DELETE must change, else
+    its error is raised: at once, or when ``writes`` end. ``params`` is the
+    caller's own dict: bind processing converts it in place.
     """
     sql, arrange, processors = statement._compiled(conn.dialect)
     for name, processor in processors.items():
@@ -70,24 +71,35 @@ def send(conn: Connection, statement: Precompiled, params: dict, *, returns: boo
     args = params if arrange is None else arrange(params)
     queue = conn.info.get(_QUEUE)
     if queue is not None:
-        return queue.add(statement, sql, args, returns, check)
-    return _dispatch(conn, sql, args, returns, check)
+        return queue.add(statement, sql, args, returns, expect)
+    return _dispatch(conn, sql, args, returns, expect)
 
 
-def _dispatch(conn: Connection, sql: str, args, returns: bool, check) -> Sent:
+class Expect(NamedTuple):
+    """How many rows a write must change, and the error if it changed another number."""
+
+    rows: int
+    error: Callable[[], Exception]
+
+
+_NOTHING = Sent(None, None, "", [])  # what a statement that returns nothing gives back
+
+
+def _dispatch(conn: Connection, sql: str, args, returns: bool, expect: Expect | None) -> Sent:
     cursor = Precompiled.driver(conn).cursor()
     try:
         cursor.execute(sql, args)
     except conn.dialect.loaded_dbapi.Error as exc:
         cursor.close()
         raise wrap_error(conn, sql, args, exc) from exc
-    if not returns and check is None:
+    if not returns:
+        changed = cursor.rowcount
         cursor.close()
-        return Sent(conn, None, sql, [])
+        if expect is not None and changed != expect.rows:
+            raise expect.error()
+        return _NOTHING
     sent = Sent(conn, cursor, sql)
     sent.rows()  # read at once, so no statement is left open
-    if check is not None:
-        check(sent.rows())
     return sent
 
 
@@ -109,8 +121,8 @@ class _Reads:
         self.conn = conn
         self.parts: list[tuple[Precompiled, str, list, Sent]] = []
 
-    def add(self, statement: Precompiled, sql: str, args, returns: bool, check) -> Sent:
-        if not returns or check is not None:
+    def add(self, statement: Precompiled, sql: str, args, returns: bool, expect) -> Sent:
+        if not returns or expect is not None:
             raise LedgerInvariantBroken("读取中只能发送查询", "only queries may be sent inside reads")
         if isinstance(args, dict):  # psycopg's named form: to %s, values in order
             sql, names = pyformat_positional(sql)
@@ -220,30 +232,32 @@ class _Writes:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.parts: list[tuple[str, list, object]] = []  # (sql with %s, values, check)
+        self.parts: list[tuple[str, list, Expect | None]] = []  # (sql with %s, values, expect)
         self.size = 0
 
-    def add(self, statement, sql: str, args, returns: bool, check) -> Sent:
+    def add(self, statement, sql: str, args, returns: bool, expect) -> Sent:
         if returns:
             raise LedgerInvariantBroken("批量写入中不能读取结果",
                                         "no statement inside writes may return rows")
         if isinstance(args, dict):
             sql, names = pyformat_positional(sql)
             args = [args[name] for name in names]
+        if expect is not None and " RETURNING " in sql:  # the count adds its own
+            raise ValueError(f"a write with an expected count returns nothing: {sql}")
         if self.size + len(args) > WRITE_PARAMETERS:
             self.flush()
-        self.parts.append((sql, list(args), check))
+        self.parts.append((sql, list(args), expect))
         self.size += len(args)
-        return Sent(self.conn, None, sql, [])
+        return _NOTHING
 
     def flush(self) -> None:
-        """``WITH s0 AS (…), s1 AS (…) SELECT (SELECT array_agg(r.c) FROM s1 AS r(c)), …``:
-        the one column each checked part returns comes back as an array."""
+        """``WITH s0 AS (…), s1 AS (… RETURNING 1) SELECT (SELECT count(*) FROM s1), …``:
+        each part with an expected count returns a row per row it changed."""
         conn, parts, self.parts, self.size = self.conn, self.parts, [], 0
         if not parts:
             return
         sql = _writes_sql(tuple(sql for sql, _, _ in parts),
-                          tuple(check is not None for _, _, check in parts))
+                          tuple(expect is not None for _, _, expect in parts))
         args = [value for _, values, _ in parts for value in values]
         cursor = conn.dialect.loaded_dbapi.RawCursor(Precompiled.driver(conn))
         try:
@@ -255,9 +269,9 @@ class _Writes:
             raise wrap_error(conn, sql, args, exc) from exc
         finally:
             cursor.close()
-        for _sql, _values, check in parts:
-            if check is not None:
-                check([(value,) for value in next(returned) or ()])
+        for _sql, _values, expect in parts:
+            if expect is not None and next(returned) != expect.rows:
+                raise expect.error()
 
 
 _KEY_DETAIL = re.compile(r"Key \(idempotency_key\)=\((.*)\) already exists")
@@ -270,24 +284,22 @@ def _key_conflict(exc) -> IdempotencyConflict | None:
     if diag.sqlstate != "23505" or not (diag.constraint_name or "").endswith("_idempotency_key"):
         return None
     found = _KEY_DETAIL.search(diag.message_detail or "")
-    key = found.group(1) if found else "?"
-    return IdempotencyConflict(f"幂等键已被使用：{key}", f"idempotency key already used: {key}",
-                               field="idempotency_key", key=key)
+    return _idempotency_conflict(found.group(1) if found else "?")
 
 
 _WRITES_SQL: dict[tuple, str] = {}
 
 
-def _writes_sql(sqls: tuple[str, ...], checked: tuple[bool, ...]) -> str:
-    found = _WRITES_SQL.get((sqls, checked))
+def _writes_sql(sqls: tuple[str, ...], counted: tuple[bool, ...]) -> str:
+    found = _WRITES_SQL.get((sqls, counted))
     if found is None:
         number = iter(range(1, 65536))
-        queries = [f"s{k} AS ({_native(sql, number)})" for k, sql in enumerate(sqls)]
-        arrays = [f"(SELECT array_agg(r.c) FROM s{k} AS r(c))"
-                  for k, check in enumerate(checked) if check]
-        found = f"WITH {', '.join(queries)} SELECT {', '.join(arrays) or 'NULL'}"
+        queries = [f"s{k} AS ({_native(sql, number)}{' RETURNING 1' if count else ''})"
+                   for k, (sql, count) in enumerate(zip(sqls, counted))]
+        counts = [f"(SELECT count(*) FROM s{k})" for k, count in enumerate(counted) if count]
+        found = f"WITH {', '.join(queries)} SELECT {', '.join(counts) or 'NULL'}"
         if len(_WRITES_SQL) < 1024:  # payments of 1-100 orders: a few shapes each
-            _WRITES_SQL[sqls, checked] = found
+            _WRITES_SQL[sqls, counted] = found
     return found
 
 
@@ -300,18 +312,14 @@ def _native(sql: str, number) -> str:
 @contextlib.contextmanager
 def writes(conn: Connection):
     """Writes ``send`` and ``send_rows`` run inside go to PostgreSQL as ONE statement
-    when this ends, and their checks run then; on SQLite they run as sent. The
-    parts see the database as it was before the statement and run in no set
-    order (foreign keys are checked at its end): no part may depend on
-    another's rows, change a row another changes, or return more than the one
-    column its check reads. Nothing inside may return rows. Nested writes join
-    the outer one.
+    when this ends, and the rows they changed are counted then (``expect``);
+    on SQLite they run as sent. The parts see the database as it was before
+    the statement and run in no set order (foreign keys are checked at its
+    end): no part may depend on another's rows or change a row another
+    changes. Nothing inside may return rows. Nested writes join the outer one.
 
-    Rows that must be new (``send_rows(once_on=…)``) are plain INSERTs here: a
-    key taken (by a transaction committed since the caller's reads, say)
-    fails the statement at once as IdempotencyConflict, where a row skipped
-    with ``ON CONFLICT DO NOTHING`` would leave the rows that refer to it to
-    fail as foreign-key violations at the statement's end."""
+    An idempotency key taken (by a transaction committed since the caller's
+    reads, say) fails the statement as IdempotencyConflict naming it."""
     if conn.dialect.name != "postgresql" or isinstance(conn.info.get(_QUEUE), _Writes):
         yield
         return
@@ -326,31 +334,22 @@ def writes(conn: Connection):
 # ---------------------------------------------------------------- multi-row inserts
 
 @functools.cache  # per table, columns and number of rows (at most INSERT_ROWS)
-def _insert_values(table, columns: tuple[str, ...], count: int, once_on: str | None = None,
-                   dialect_name: str | None = None) -> Precompiled:
-    """INSERT of ``count`` rows; with ``once_on`` a unique column: ON CONFLICT DO
-    NOTHING RETURNING that column (what was inserted)."""
+def _insert_values(table, columns: tuple[str, ...], count: int) -> Precompiled:
     rows = [{name: bindparam(f"{name}_{i}", type_=table.c[name].type) for name in columns}
             for i in range(count)]
-    if once_on is None:
-        return Precompiled(insert(table).values(rows))
-    dialect_insert = pg_insert if dialect_name == "postgresql" else sqlite_insert
-    return Precompiled(dialect_insert(table).values(rows)
-                       .on_conflict_do_nothing(index_elements=[table.c[once_on]])
-                       .returning(table.c[once_on]))
+    return Precompiled(insert(table).values(rows))
 
 
 def send_rows(conn: Connection, table, columns: tuple[str, ...], rows: list[dict],
-              once_on: str | None = None, what: str = "") -> None:
-    """Multi-row INSERTs (sent like ``send``, at most INSERT_ROWS rows each); with
-    ``once_on`` a unique column, every row must be new (else IdempotencyConflict)."""
+              once_on: str | None = None) -> None:
+    """Multi-row INSERTs (sent like ``send``, at most INSERT_ROWS rows each). With
+    ``once_on`` an idempotency key column (unique), a key used before refuses
+    the rows with IdempotencyConflict naming it; the caller's transaction is
+    then to be rolled back."""
     queue = conn.info.get(_QUEUE)
-    if isinstance(queue, _Writes):
-        once_on = None  # refused by the key's unique violation (``writes``)
     for start in range(0, len(rows), INSERT_ROWS):
         chunk = rows[start:start + INSERT_ROWS]
-        statement = _insert_values(table, columns, len(chunk), once_on,
-                                   conn.dialect.name if once_on else None)
+        statement = _insert_values(table, columns, len(chunk))
         sql, positional, slots, processed = _rows_plan(statement, conn.dialect)
         values = [chunk[i][column] for _, i, column in slots]
         done: dict = {}  # one column's values share one type: process each value once
@@ -361,13 +360,16 @@ def send_rows(conn: Connection, table, columns: tuple[str, ...], rows: list[dict
             except KeyError:
                 values[k] = done[column, value] = processor(value)
         args = values if positional else {name: v for (name, _, _), v in zip(slots, values)}
-        check = None
-        if once_on is not None:
-            check = functools.partial(_refuse_seen, [row[once_on] for row in chunk], what)
-        if queue is None:
-            _dispatch(conn, sql, args, False, check)
-        else:
-            queue.add(statement, sql, args, False, check)
+        if queue is not None:  # a key taken fails the whole statement: _Writes.flush
+            queue.add(statement, sql, args, False, None)
+            continue
+        try:
+            _dispatch(conn, sql, args, False, None)
+        except IntegrityError as exc:
+            refused = once_on and _key_refused(conn, table, once_on, chunk, exc.orig)
+            if refused:
+                raise refused from exc
+            raise
 
 
 _ROWS_PLANS: dict = {}
@@ -393,10 +395,21 @@ def _rows_plan(statement: Precompiled, dialect) -> tuple:
     return found
 
 
-def _refuse_seen(keys: list[str], what: str, returned: list[tuple]) -> None:
-    written = {row[0] for row in returned}
-    seen = [key for key in keys if key not in written]
-    if seen:
-        raise IdempotencyConflict(f"{what}幂等键已被使用：{seen[0]}",
-                                  f"idempotency key already used: {seen[0]}",
-                                  field="idempotency_key", key=seen[0])
+def _key_refused(conn: Connection, table, column: str, chunk: list[dict],
+                 error) -> IdempotencyConflict | None:
+    """The IdempotencyConflict a unique violation of ``column`` stands for: PostgreSQL
+    names the key; SQLite only the column, so the keys already there are looked
+    up (its transaction survives a failed statement)."""
+    if conn.dialect.name == "postgresql":
+        return _key_conflict(error)
+    if f"{table.name}.{column}" not in str(error):
+        return None
+    keys = [row[column] for row in chunk]
+    taken = set(conn.execute(select(table.c[column]).where(table.c[column].in_(keys))).scalars())
+    repeated = [key for i, key in enumerate(keys) if key in taken or key in keys[:i]]
+    return _idempotency_conflict(repeated[0] if repeated else "?")
+
+
+def _idempotency_conflict(key: str) -> IdempotencyConflict:
+    return IdempotencyConflict(f"幂等键已被使用：{key}", f"idempotency key already used: {key}",
+                               field="idempotency_key", key=key)

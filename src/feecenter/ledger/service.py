@@ -808,9 +808,9 @@ def write_hold_batch(conn: Connection, clock: Clock, batch: HoldBatch,
     ``others`` are the uncached accounts posted to (revenue: no balance row),
     ``reserved`` the ids from ``reserve_ids``. Every transaction is checked
     (balanced, non-zero, an account once) and applied in order to the locked
-    balances, whose bounds are judged; then the transactions are sent (``ON
-    CONFLICT DO NOTHING``: a key seen before refuses the whole batch with
-    IdempotencyConflict, so callers check their own request key first), the
+    balances, whose bounds are judged; then the transactions are sent (a key
+    seen before refuses the whole batch with IdempotencyConflict, so callers
+    check their own request key first), the
     postings, the balances (guarded: a row changed since it was read refuses
     the batch), the holds and their legs. Inside ``sending.writes`` the checks on
     what the statements returned run when it ends.
@@ -925,7 +925,7 @@ def _send_batch_txns(conn: Connection, txns: list[tuple[int, Transfer]], now) ->
          "request_hash": spec.request_hash or _postings_hash(spec), "kind": spec.kind,
          "uin": spec.uin, "reference": spec.reference, "memo": spec.memo,
          "reverses_txn_id": spec.reverses_txn_id, "created_at": now} for txn_id, spec in txns],
-        once_on="idempotency_key", what="交易")
+        once_on="idempotency_key")
 
 
 @functools.cache  # per number of accounts (a customer has a handful)
@@ -937,8 +937,7 @@ def _set_balances_statement(count: int) -> Precompiled:
     match = functools.reduce(lambda a, b: a | b,
                              [(_A.id == i) & (_A.balance == o) for i, o in zip(ids, olds)])
     return Precompiled(update(ledger_accounts).where(match)
-                   .values(balance=case(*[(_A.id == i, n) for i, n in zip(ids, news)]))
-                   .returning(_A.id))
+                       .values(balance=case(*[(_A.id == i, n) for i, n in zip(ids, news)])))
 
 
 def _send_locked_balances(conn: Connection, locked: dict[int, LockedAccount],
@@ -952,11 +951,12 @@ def _send_locked_balances(conn: Connection, locked: dict[int, LockedAccount],
     for i, (account_id, old, new) in enumerate(changed):
         params[f"id_{i}"], params[f"old_{i}"], params[f"new_{i}"] = account_id, old, new
 
-    def all_set(returned: list[tuple]) -> None:
-        if len(returned) != len(changed):
-            raise LedgerInvariantBroken("余额在加锁后被修改", "a balance changed after it was locked")
+    sending.send(conn, _set_balances_statement(len(changed)), params,
+                 expect=sending.Expect(len(changed), _balance_changed))
 
-    sending.send(conn, _set_balances_statement(len(changed)), params, check=all_set)
+
+def _balance_changed() -> LedgerInvariantBroken:
+    return LedgerInvariantBroken("余额在加锁后被修改", "a balance changed after it was locked")
 
 
 _HOLD_COLUMNS = ("id", "idempotency_key", "uin", "state", "amount", "posted_amount",
@@ -975,7 +975,7 @@ def _send_batch_holds(conn: Connection, uin: int | None, holds: list[BatchHold],
                      "settle_txn_id": post.txn_id if post else None,
                      "reference": hold.reference, "created_at": now,
                      "settled_at": now if post else None})
-    sending.send_rows(conn, ledger_holds, _HOLD_COLUMNS, rows, once_on="idempotency_key", what="冻结")
+    sending.send_rows(conn, ledger_holds, _HOLD_COLUMNS, rows, once_on="idempotency_key")
     sending.send_rows(conn, ledger_hold_legs, _LEG_COLUMNS, [
         {"hold_id": hold_id, "seq": seq, "source_account_id": leg.source_account_id,
          "escrow_account_id": leg.escrow_account_id, "amount": leg.amount}

@@ -355,7 +355,7 @@ def _mark_statement(columns: tuple[str, ...]) -> Precompiled:
     return Precompiled(update(orders).where(
         _O.id == bindparam("o_id", type_=_O.id.type),
         _O.state == bindparam("from_state", type_=_O.state.type))
-        .values({n: bindparam(n, type_=_O[n].type) for n in columns}).returning(_O.id))
+        .values({n: bindparam(n, type_=_O[n].type) for n in columns}))
 
 
 _MARK_PAID, _MARK_DELIVERED = _mark_statement(_PAID_COLUMNS), _mark_statement(_DELIVERED_COLUMNS)
@@ -558,12 +558,11 @@ def _mark_paid(conn: Connection, clock: Clock, order: dict, allocation, hold_id:
     else:
         values["state"], statement = "paid", _MARK_PAID
 
-    def claimed(returned: list[tuple]) -> None:  # the rows are locked: a bug if it fails
-        if len(returned) != 1:
-            raise Conflict(f"订单 {order['id']} 已被支付", f"order {order['id']} was paid already",
-                           field="order_ids")
+    def paid_already() -> Conflict:  # the rows are locked: a bug if it happens
+        return Conflict(f"订单 {order['id']} 已被支付", f"order {order['id']} was paid already",
+                        field="order_ids")
 
-    sending.send(conn, statement, values, check=claimed)
+    sending.send(conn, statement, values, expect=sending.Expect(1, paid_already))
     return values["state"]
 
 
