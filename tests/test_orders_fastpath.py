@@ -4,12 +4,15 @@ hold batch keeps its invariants (keys once, locked balances, bounds)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import select
 
 from feecenter.accounts.permissions import SYSTEM
 from feecenter.db import sending
-from feecenter.errors import Conflict, IdempotencyConflict, InvalidInput, LedgerInvariantBroken
+from feecenter.errors import (Conflict, IdempotencyConflict, InsufficientBalance, InvalidInput,
+                              LedgerInvariantBroken)
 from feecenter.funds import service as funds
 from feecenter.funds.tables import statement_entries
 from feecenter.ledger import service as ledger
@@ -259,3 +262,22 @@ def test_no_sqlalchemy_statement_runs_inside_reads(shop):
             conn.execute(select(ledger_accounts.c.id))
     with rt.engine.begin() as conn:  # the reads ended with the error: plain statements run
         assert conn.execute(select(ledger_accounts.c.id)).all() is not None
+
+
+@pytest.mark.spec("BAL-7", "ORD-3")
+def test_a_payment_draws_temporary_credit_only_until_it_ends(shop):
+    rt = shop
+    uin = new_account(rt)
+    add_cash(rt, uin, 100_00)
+    with rt.engine.begin() as conn:
+        funds.grant_credit(conn, rt.clock, OPS, uin, credit_limit=0,
+                           temp_credit=2 * CVM_MEDIUM_MONTH,
+                           temp_credit_end=rt.clock.now() + timedelta(days=1))
+    (first,) = buy(rt, uin)
+    assert pay(rt, uin, [first])["credit"] == CVM_MEDIUM_MONTH - 100_00
+    rt.clock.advance(days=2)  # the temporary credit has ended
+    (second,) = buy(rt, uin)
+    with pytest.raises(InsufficientBalance):
+        pay(rt, uin, [second])
+    assert balance(rt, uin).advances == CVM_MEDIUM_MONTH - 100_00
+    assert_reconciled(rt)

@@ -192,6 +192,19 @@ def _faster(type_, processor):
     return time_text
 
 
+_TIME_READERS: dict = {}
+
+
+def time_reader(dialect):
+    """Stored DateTime values as the driver returns them -> naive datetimes (SQLite
+    returns text, parsed by SQLAlchemy's own result processor; psycopg datetimes)."""
+    reader = _TIME_READERS.get(type(dialect))
+    if reader is None:
+        processor = DateTime().dialect_impl(dialect).result_processor(dialect, None)
+        reader = _TIME_READERS[type(dialect)] = processor or (lambda value: value)
+    return reader
+
+
 def wrap_error(conn: Connection, sql: str, args, exc: Exception) -> Exception:
     return DBAPIError.instance(sql, args, exc, conn.dialect.loaded_dbapi.Error,
                                dialect=conn.dialect)

@@ -13,13 +13,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlalchemy import (BigInteger, Connection, DateTime, String, and_, bindparam, case, exists,
+from sqlalchemy import (BigInteger, Connection, String, and_, bindparam, exists,
                         func, insert, literal_column, select)
 
 from feecenter.accounts.permissions import FINANCE, Actor, require, require_operator
 from feecenter.clock import Clock, db_time, from_db_time
 from feecenter.db import sending
-from feecenter.db.precompiled import Precompiled
+from feecenter.db.precompiled import Precompiled, time_reader
 from feecenter.errors import AccountInArrears, invalid, not_found
 from feecenter.funds import rules
 from feecenter.funds.tables import credit_lines, statement_entries
@@ -402,10 +402,7 @@ _LOCK_FOR_PAYMENT = Precompiled(
            exists(select(ledger_postings.c.id).where(
                ledger_postings.c.account_id == _LA.id,
                _LA.kind == literal_column("'arrears'"))).label("owed"),
-           _CL.credit_limit,
-           case((_CL.temp_credit_end.is_(None)
-                 | (_CL.temp_credit_end > bindparam("now", type_=DateTime)), _CL.temp_credit),
-                else_=literal_column("0")).label("temp_in_force"))
+           _CL.credit_limit, _CL.temp_credit, _CL.temp_credit_end)
     .select_from(ledger_accounts.outerjoin(credit_lines, _CL.uin == _LA.uin))
     .where(_LA.uin == bindparam("uin", type_=BigInteger))
     .order_by(_LA.id).with_for_update(of=ledger_accounts))
@@ -415,19 +412,22 @@ def lock_for_payment(conn: Connection, clock: Clock, uin: int) -> Callable[[], L
     """Send the one read of the customer's sub-accounts, credit and arrears history
     (on PostgreSQL the balance rows locked in id order until the transaction
     ends); call the result for the figures (inside ``sending.reads``: after it)."""
-    sent = sending.send(conn, _LOCK_FOR_PAYMENT, {"uin": uin, "now": db_time(clock.now())},
-                       returns=True)
-    return functools.partial(_locked_funds, uin, sent)
+    sent = sending.send(conn, _LOCK_FOR_PAYMENT, {"uin": uin}, returns=True)
+    return functools.partial(_locked_funds, conn.dialect, uin, sent, clock.now())
 
 
-def _locked_funds(uin: int, sent: sending.Sent) -> LockedFunds:
+def _locked_funds(dialect, uin: int, sent: sending.Sent, now: datetime) -> LockedFunds:
     rows = sent.rows()
     if not rows:
         raise not_found("uin", "账号", "account", uin)
     accounts = {row[0]: ledger.LockedAccount(ledger.AccountMeta(*row[:7]), row[7])
                 for row in rows}
     owed = any(row[8] for row in rows if row[3] == "arrears")
-    credit = (rows[0][9] or 0) + (rows[0][10] or 0)
+    limit, temp, end = rows[0][9:12]
+    credit = 0
+    if limit is not None:  # a credit line: what it grants now (BAL-7)
+        end = None if end is None else from_db_time(time_reader(dialect)(end))
+        credit = rules.credit_in_force(limit, temp, end, now)
     return LockedFunds(uin, {row[3]: row[0] for row in rows}, {row[3]: row[7] for row in rows},
                        accounts, owed, credit)
 

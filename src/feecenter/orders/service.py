@@ -24,7 +24,7 @@ from feecenter.catalog.rules import QTY_SCALE
 from feecenter.catalog.tables import product_classes, products
 from feecenter.clock import Clock, add_months, db_time, from_db_time
 from feecenter.db import sending
-from feecenter.db.precompiled import Precompiled
+from feecenter.db.precompiled import Precompiled, time_reader
 from feecenter.errors import Conflict, FeeCenterError, invalid, not_found
 from feecenter.funds import service as funds
 from feecenter.ledger import service as ledger
@@ -359,17 +359,6 @@ def _mark_statement(columns: tuple[str, ...]) -> Precompiled:
 
 
 _MARK_PAID, _MARK_DELIVERED = _mark_statement(_PAID_COLUMNS), _mark_statement(_DELIVERED_COLUMNS)
-_TIME_READERS: dict = {}
-
-
-def _time_reader(dialect):
-    """Stored DateTime values as the driver returns them -> naive datetimes (SQLite
-    returns text; SQLAlchemy's own result processor parses it)."""
-    reader = _TIME_READERS.get(type(dialect))
-    if reader is None:
-        processor = _O.created_at.type.dialect_impl(dialect).result_processor(dialect, None)
-        reader = _TIME_READERS[type(dialect)] = processor or (lambda value: value)
-    return reader
 
 
 @dataclass
@@ -399,7 +388,7 @@ def _send_reads(conn: Connection, clock: Clock, uin: int, order_ids: list[int],
 def _payable_rows(conn: Connection, clock: Clock, sent: sending.Sent, uin: int
                   ) -> dict[int, dict]:
     """The buyer's orders read, by id (another account's are left out)."""
-    read_time = _time_reader(conn.dialect)
+    read_time = time_reader(conn.dialect)
     found = {}
     width = len(_PAYABLE_NAMES)
     for row in sent.rows():
