@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from feecenter.accounts.permissions import SYSTEM
 from feecenter.catalog import service as catalog
@@ -519,4 +519,65 @@ def test_the_seam_prices_what_packages_leave_and_splits_what_coupons_pay(metered
     assert [line["voucher_paid"] + line["cash_paid"] for line in by_item.values()] == [
         line["deducted"] for line in by_item.values()]
     assert balance(rt, uin).cash == 10_00 - 60
+    clean(rt)
+
+
+@pytest.mark.spec("SET-1", "SET-8")
+def test_usage_that_cannot_be_priced_leaves_its_account_unsettled_and_the_rest_settled(rt):
+    load(rt)
+    priced, unpriced = new_account(rt, "priced"), new_account(rt, "unpriced")
+    here = open_(rt, priced)
+    there = open_(rt, unpriced, region="ap-beijing")
+    for uin in (priced, unpriced):
+        add_cash(rt, uin, 10_00)
+    s0, e0 = hour(0)
+    rt.clock.set(e0)
+    ingest(rt, [("p-0", priced, here, "S5.MEDIUM4", "1", s0, e0),
+                ("u-0", unpriced, there, "S5.MEDIUM4", "1", s0, e0)])
+    beijing = ("UPDATE price_lists SET starts_at = :at WHERE region_code = 'ap-beijing' "
+               "AND pay_mode = 'postpaid'")
+    with rt.engine.begin() as conn:  # an operator's mistake: no Beijing price in force
+        conn.execute(text(beijing), {"at": datetime(2030, 1, 1)})
+    with pytest.raises(settlement.SettlementIncomplete) as refused:
+        settle(rt, "hour", s0)
+    assert list(refused.value.details["unpriced"]) == [str(unpriced)]
+    assert there in refused.value.details["unpriced"][str(unpriced)]
+    assert {line["uin"] for line in lines(rt)} == {priced}
+    assert balance(rt, priced).cash == 10_00 - 50 and balance(rt, unpriced).cash == 10_00
+    with rt.engine.begin() as conn:  # the price restored: the retry settles the rest
+        conn.execute(text(beijing), {"at": datetime(2026, 1, 1)})
+    assert settle(rt, "hour", s0)["accounts"] == 1
+    assert {line["uin"] for line in lines(rt)} == {priced, unpriced}
+    assert balance(rt, unpriced).cash == 10_00 - 50
+    assert settle(rt, "hour", s0)["accounts"] == 0  # and the period is settled once
+    clean(rt)
+
+
+@pytest.mark.spec("SET-9")
+def test_late_usage_that_cannot_be_priced_waits_and_the_period_still_settles_the_rest(rt):
+    load(rt)
+    priced, unpriced = new_account(rt, "priced"), new_account(rt, "unpriced")
+    here, there = open_(rt, priced), open_(rt, unpriced, region="ap-beijing")
+    for uin in (priced, unpriced):
+        add_cash(rt, uin, 10_00)
+    (s0, e0), (s1, e1) = hour(0), hour(1)
+    rt.clock.set(e0)
+    ingest(rt, [("p-0", priced, here, "S5.MEDIUM4", "1", s0, e0),
+                ("u-0", unpriced, there, "S5.MEDIUM4", "1", s0, e0)])
+    settle(rt, "hour", s0)
+    beijing = ("UPDATE price_lists SET starts_at = :at WHERE region_code = 'ap-beijing' "
+               "AND pay_mode = 'postpaid'")
+    with rt.engine.begin() as conn:
+        conn.execute(text(beijing), {"at": datetime(2030, 1, 1)})
+    rt.clock.set(e1)
+    ingest(rt, [("u-late", unpriced, there, "S5.MEDIUM4", "1", s0, e0),  # late, for hour 0
+                ("p-1", priced, here, "S5.MEDIUM4", "1", s1, e1)])
+    with pytest.raises(settlement.SettlementIncomplete) as refused:
+        settle(rt, "hour", s1)
+    assert list(refused.value.details["unpriced"]) == [str(unpriced)]
+    assert balance(rt, priced).cash == 10_00 - 100  # its hour 1 is settled all the same
+    with rt.engine.begin() as conn:
+        conn.execute(text(beijing), {"at": datetime(2026, 1, 1)})
+    assert settle(rt, "hour", s1)["adjustment_lines"] == 1
+    assert balance(rt, unpriced).cash == 10_00 - 100
     clean(rt)

@@ -38,6 +38,7 @@ from sqlalchemy.exc import DBAPIError
 
 from feecenter.catalog.pricebook import PriceBook, Rate
 from feecenter.clock import db_time
+from feecenter.errors import FeeCenterError
 from feecenter.jobs.schedule import Period
 from feecenter.resources.tables import projects, resources
 from feecenter.settlement.tables import bill_lines
@@ -223,6 +224,23 @@ def month_to_date(conn: Connection, cycle: str, period: Period, lines: list[Rate
 
 
 # ---------------------------------------------------------------- pricing
+
+def unpriceable(conn: Connection, book: PriceBook, lines: list[RatedLine]) -> dict[int, str]:
+    """Accounts with a line the book cannot price, and why (the catalog's own
+    refusal: no price in force for the item in that region, say). Read only,
+    before anything is written, so the caller can settle the other accounts."""
+    failed: dict[int, str] = {}
+    terms = book.terms
+    for line in lines:
+        product, region = line.facts.product, line.facts.region
+        if line.uin in failed or terms(line.uin, product, line.item, region):
+            continue
+        try:  # what the book lacks, the catalog may still price (or says why not)
+            book.quote(conn, line.uin, product, line.item, region, line.quantity)
+        except FeeCenterError as exc:
+            failed[line.uin] = f"{line.resource_id} {line.item}: {exc.message}"
+    return failed
+
 
 def rate_lines(conn: Connection, book: PriceBook, lines: list[RatedLine],
                month: MonthToDate) -> None:

@@ -14,13 +14,16 @@ cycle (hour | day | month), set-based (docs/settlement.md):
 3. Accounts not yet settled are taken in chunks (``CHUNK_ACCOUNTS`` accounts,
    ``CHUNK_LINES`` lines at most), one database transaction each: lock the
    chunk's balances, skip accounts a concurrent run settled, read resource
-   facts (the project at deduction time, SET-7) and the month to date, rate
-   every line, round each (account, product) transaction once, deduct them
-   all (``funds.bulk``: gift, cash, credit, arrears), write the L3 lines and
-   the chunk's ``settled_accounts`` rows. A chunk commits whole or not at
-   all; a rerun skips settled accounts, so a crash anywhere followed by a
-   rerun gives one clean run's result (SET-8).
-4. The period is marked settled (``settled_periods``).
+   facts (the project at deduction time, SET-7), leave out the accounts with
+   a line the catalog cannot price (``rating.unpriceable``), read the month
+   to date, rate every line, round each (account, product) transaction
+   once, deduct them all (``funds.bulk``: gift, cash, credit, arrears),
+   write the L3 lines and the chunk's ``settled_accounts`` rows. A chunk
+   commits whole or not at all; a rerun skips settled accounts, so a crash
+   anywhere followed by a rerun gives one clean run's result (SET-8).
+4. The period is marked settled (``settled_periods``) — unless an account
+   was left out: then ``SettlementIncomplete`` names them and why, the job
+   fails and its retries settle them once the catalog prices their usage.
 
 The seam for resource packages (SET-10) and postpaid coupons (SET-6) is
 ``settlement.extensions``.
@@ -29,6 +32,7 @@ The seam for resource packages (SET-10) and postpaid coupons (SET-6) is
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
 
@@ -39,7 +43,7 @@ from feecenter.catalog import service as catalog
 from feecenter.catalog.pricebook import PriceBook
 from feecenter.clock import BUSINESS_TZ, Clock, add_months, db_time, from_db_time, to_utc
 from feecenter.db.engine import transaction
-from feecenter.errors import invalid
+from feecenter.errors import Conflict, invalid
 from feecenter.funds import bulk
 from feecenter.funds import service as funds
 from feecenter.jobs.schedule import DAILY, HOURLY, MONTHLY, Period, period_containing
@@ -56,6 +60,7 @@ LATE_LOOKBACK = timedelta(days=2)  # late pass: usage received since period.star
 CHUNK_ACCOUNTS = 2_000  # accounts per database transaction (<= funds.bulk.MAX_ACCOUNTS)
 CHUNK_LINES = 50_000    # bill lines per database transaction (an account is never split)
 MAX_LIMIT = 1000
+log = logging.getLogger("feecenter.settlement")
 
 
 # ---------------------------------------------------------------- settling
@@ -69,7 +74,7 @@ def settle_period(engine: Engine, clock: Clock, cycle: str, period: Period, *,
                       f"accounts per chunk must be 1-{bulk.MAX_ACCOUNTS}")
     if chunk_lines < 1:
         raise invalid("chunk_lines", "每批账单行数须为正数", "lines per chunk must be positive")
-    adjusted = settle_late_usage(engine, clock, cycle, period)
+    adjusted, unpriced = _settle_late(engine, clock, cycle, period)
     with engine.connect() as conn:
         book = PriceBook.load(conn, period.start)
         by_uin = rating.period_usage(conn, cycle, period, book)
@@ -84,14 +89,32 @@ def settle_period(engine: Engine, clock: Clock, cycle: str, period: Period, *,
     for chunk in chunks:
         accounts = {uin: by_uin.pop(uin) for uin in chunk}  # settled lines are let go
         with transaction(engine) as conn:
-            posted, skipped = _settle_chunk(conn, clock, run, accounts)
+            posted, skipped, failed = _settle_chunk(conn, clock, run, accounts)
+        unpriced.update(failed)
         totals["accounts"] += len(posted.accounts)
         totals["skipped"] += skipped
         totals["lines"] += posted.lines
         totals["amount_fen"] += sum(fen for fen, _ in posted.accounts.values())
+    if unpriced:  # the others are settled; the period stays open for these
+        raise SettlementIncomplete(cycle, period, unpriced, totals)
     with transaction(engine) as conn:
         _mark_period(conn, clock, cycle, period)
     return {**totals, "adjustment_lines": adjusted}
+
+
+class SettlementIncomplete(Conflict):
+    """Some accounts had usage the catalog cannot price: every other account of the
+    period is settled; these are not, and the period is not marked settled, so
+    the job fails and its retries settle them once the catalog prices them."""
+
+    def __init__(self, cycle: str, period: Period, unpriced: dict[int, str], totals: dict):
+        names = ", ".join(str(uin) for uin in sorted(unpriced)[:20])
+        super().__init__(
+            f"{cycle} 结算 {period.key}：{len(unpriced)} 个账号有无法计价的用量，未结算（{names}）",
+            f"{cycle} settlement {period.key}: {len(unpriced)} accounts have usage that cannot "
+            f"be priced and were not settled ({names})", field="catalog",
+            unpriced={str(uin): reason for uin, reason in sorted(unpriced.items())},
+            settled=totals)
 
 
 def _check(cycle: str, period: Period) -> None:
@@ -116,9 +139,10 @@ def _run(engine: Engine, clock: Clock, cycle: str, period: Period, book: PriceBo
 
 
 def _settle_chunk(conn: Connection, clock: Clock, run: RunContext,
-                  accounts: dict[int, list[RatedLine]]) -> tuple[Posted, int]:
+                  accounts: dict[int, list[RatedLine]]) -> tuple[Posted, int, dict[int, str]]:
     """Settle a chunk of accounts (their unpriced lines) in the caller's transaction:
-    (Posted, accounts skipped)."""
+    (Posted, accounts skipped, accounts left unsettled with a line that cannot be
+    priced and why: an account is settled whole or not at all)."""
     locked = bulk.lock_accounts(conn, accounts)
     s = settled_accounts.c
     already = set(conn.execute(select(s.uin).where(
@@ -127,6 +151,11 @@ def _settle_chunk(conn: Connection, clock: Clock, run: RunContext,
     lines = [line for uin, own in accounts.items() if uin not in already  # settled meanwhile
              for line in own]
     rating.attach_facts(conn, lines)
+    failed = rating.unpriceable(conn, run.book, lines)
+    if failed:
+        log.warning("usage that cannot be priced: accounts left unsettled",
+                    extra={"cycle": run.cycle, "period": run.period.key, "unpriced": failed})
+        lines = [line for line in lines if line.uin not in failed]
     extensions.cover_with_resource_packages(conn, clock, run, lines)
     month = rating.month_to_date(conn, run.cycle, run.period, lines, run.book)
     rating.rate_lines(conn, run.book, lines, month)
@@ -137,7 +166,7 @@ def _settle_chunk(conn: Connection, clock: Clock, run: RunContext,
             {"uin": uin, "cycle": run.cycle, "period_key": run.period.key, "amount": fen,
              "txn_id": txn_id, "settled_at": now}
             for uin, (fen, txn_id) in posted.accounts.items()])
-    return posted, len(already)
+    return posted, len(already), failed
 
 
 def _mark_period(conn: Connection, clock: Clock, cycle: str, period: Period) -> None:
@@ -152,6 +181,19 @@ def _mark_period(conn: Connection, clock: Clock, cycle: str, period: Period) -> 
 # ---------------------------------------------------------------- late usage (SET-9)
 
 def settle_late_usage(engine: Engine, clock: Clock, cycle: str, period: Period) -> int:
+    """Bill usage that arrived after its (earlier) period of ``cycle`` was settled;
+    the number of adjustment lines written (``_settle_late``). An account whose
+    late usage cannot be priced is left out: SettlementIncomplete names it after
+    the others are billed."""
+    _check(cycle, period)
+    written, unpriced = _settle_late(engine, clock, cycle, period)
+    if unpriced:
+        raise SettlementIncomplete(cycle, period, unpriced, {"adjustment_lines": written})
+    return written
+
+
+def _settle_late(engine: Engine, clock: Clock, cycle: str, period: Period
+                 ) -> tuple[int, dict[int, str]]:
     """Bill usage that arrived after its (earlier) period of ``cycle`` was settled.
 
     Candidates: records received since ``period.start - LATE_LOOKBACK`` that end
@@ -161,19 +203,22 @@ def settle_late_usage(engine: Engine, clock: Clock, cycle: str, period: Period) 
     period completed without it), the missing quantity is rated at that period
     and posted as an adjustment line naming the reason and the original line.
     One database transaction per (account, earlier period); returns the number
-    of adjustment lines written.
+    of adjustment lines written and the accounts left out (a line that cannot
+    be priced), with why.
     """
-    _check(cycle, period)
     with engine.connect() as conn:
         touched, periods = _late_candidates(conn, cycle, period)
         books = {key: PriceBook.load(conn, earlier.start) for key, earlier in periods.items()}
     runs = {key: _run(engine, clock, cycle, earlier, books[key])
             for key, earlier in periods.items()}
-    written = 0
+    written, unpriced = 0, {}
     for (uin, key), pairs in sorted(touched.items()):
         with transaction(engine) as conn:
-            written += _adjust_account(conn, clock, runs[key], uin, sorted(pairs))
-    return written
+            count, why = _adjust_account(conn, clock, runs[key], uin, sorted(pairs))
+        written += count
+        if why:
+            unpriced[uin] = f"{key} {why}"
+    return written, unpriced
 
 
 def _late_candidates(conn: Connection, cycle: str, period: Period):
@@ -205,8 +250,9 @@ def _late_candidates(conn: Connection, cycle: str, period: Period):
 
 
 def _adjust_account(conn: Connection, clock: Clock, run: RunContext, uin: int,
-                    pairs: list[tuple[str, str]]) -> int:
-    """Late usage of one account for one earlier period, in the caller's transaction."""
+                    pairs: list[tuple[str, str]]) -> tuple[int, str | None]:
+    """Late usage of one account for one earlier period, in the caller's transaction:
+    (adjustment lines written, why none were when a line cannot be priced)."""
     locked = bulk.lock_accounts(conn, [uin])
     period = run.period
     s, p = settled_accounts.c, settled_periods.c
@@ -214,13 +260,15 @@ def _adjust_account(conn: Connection, clock: Clock, run: RunContext, uin: int,
         s.uin == uin, s.cycle == run.cycle, s.period_key == period.key)).first() is not None
     if not account_settled and conn.execute(select(p.id).where(
             p.cycle == run.cycle, p.period_key == period.key)).first() is None:
-        return 0  # not settled yet: the period's own run will bill it
+        return 0, None  # not settled yet: the period's own run will bill it
     missing, originals, sequence = _unbilled(conn, run.cycle, period, uin, pairs)
     if not missing:
-        return 0
+        return 0, None
     lines = [RatedLine(uin, resource_id, item, quantity)
              for resource_id, item, quantity in missing]
     rating.attach_facts(conn, lines)
+    if failed := rating.unpriceable(conn, run.book, lines):
+        return 0, failed[uin]
     digest = hashlib.sha256(repr(sorted(missing)).encode()).hexdigest()[:12]
     ids = ", ".join(str(i) for i in sorted(originals.values())) or "none"
     adjustment = RunContext(
@@ -233,7 +281,7 @@ def _adjust_account(conn: Connection, clock: Clock, run: RunContext, uin: int,
     extensions.cover_with_resource_packages(conn, clock, adjustment, lines)
     month = rating.month_to_date(conn, run.cycle, period, lines, run.book, include_period=True)
     rating.rate_lines(conn, run.book, lines, month)
-    return post_lines(conn, clock, adjustment, lines, locked).lines
+    return post_lines(conn, clock, adjustment, lines, locked).lines, None
 
 
 def _unbilled(conn: Connection, cycle: str, period: Period, uin: int,
