@@ -213,7 +213,13 @@ def _json_readers(statement: Precompiled) -> tuple:
 def reads(conn: Connection):
     """Queries ``send`` runs inside (``returns=True``) go to PostgreSQL as ONE
     statement when this ends; read their rows after it. SQLite runs each as
-    sent. Nested reads join the outer one."""
+    sent. Nested reads join the outer one.
+
+    One statement is one snapshot, taken before any of its locks is waited
+    for: rows locked ``FOR UPDATE`` are read as they are once locked, but a
+    later query of the same reads does not see what a transaction committed
+    while this one waited (orders.pay looks its key up again before it
+    refuses an order paid meanwhile: docs/orders.md, "Concurrency")."""
     if conn.dialect.name != "postgresql" or isinstance(conn.info.get(_QUEUE), _Reads):
         yield
         return
