@@ -131,7 +131,7 @@ class _Reads:
         self.parts.append((statement, sql, list(args), sent))
         return sent
 
-    def fetch(self) -> None:
+    def end(self) -> None:
         """``WITH q0(c0, …) AS (…), … SELECT (SELECT json_agg(json_build_array(c0, …))
         FROM q0)::text, …``: each query's rows come back as JSON text, decoded with
         its columns' types; the queries run in the order they were sent (their
@@ -220,15 +220,8 @@ def reads(conn: Connection):
     later query of the same reads does not see what a transaction committed
     while this one waited (orders.pay looks its key up again before it
     refuses an order paid meanwhile: docs/orders.md, "Concurrency")."""
-    if conn.dialect.name != "postgresql" or isinstance(conn.info.get(_QUEUE), _Reads):
+    with _queued(conn, _Reads):
         yield
-        return
-    queue = conn.info[_QUEUE] = _Reads(conn)
-    try:
-        yield
-    finally:
-        conn.info.pop(_QUEUE, None)
-    queue.fetch()
 
 
 # ---------------------------------------------------------------- writes together
@@ -251,12 +244,12 @@ class _Writes:
         if expect is not None and " RETURNING " in sql:  # the count adds its own
             raise ValueError(f"a write with an expected count returns nothing: {sql}")
         if self.size + len(args) > WRITE_PARAMETERS:
-            self.flush()
+            self.end()  # what is queued so far goes first
         self.parts.append((sql, list(args), expect))
         self.size += len(args)
         return _NOTHING
 
-    def flush(self) -> None:
+    def end(self) -> None:
         """``WITH s0 AS (…), s1 AS (… RETURNING 1) SELECT (SELECT count(*) FROM s1), …``:
         each part with an expected count returns a row per row it changed."""
         conn, parts, self.parts, self.size = self.conn, self.parts, [], 0
@@ -326,15 +319,23 @@ def writes(conn: Connection):
 
     An idempotency key taken (by a transaction committed since the caller's
     reads, say) fails the statement as IdempotencyConflict naming it."""
-    if conn.dialect.name != "postgresql" or isinstance(conn.info.get(_QUEUE), _Writes):
+    with _queued(conn, _Writes):
+        yield
+
+
+@contextlib.contextmanager
+def _queued(conn: Connection, kind):
+    """Queue on PostgreSQL what is sent inside, as ``kind`` (_Reads or _Writes), and
+    send it when the block ends without an error; nested, join the outer queue."""
+    if conn.dialect.name != "postgresql" or isinstance(conn.info.get(_QUEUE), kind):
         yield
         return
-    queue = conn.info[_QUEUE] = _Writes(conn)
+    queue = conn.info[_QUEUE] = kind(conn)
     try:
         yield
     finally:
         conn.info.pop(_QUEUE, None)
-    queue.flush()
+    queue.end()
 
 
 # ---------------------------------------------------------------- multi-row inserts
@@ -366,7 +367,7 @@ def send_rows(conn: Connection, table, columns: tuple[str, ...], rows: list[dict
             except KeyError:
                 values[k] = done[column, value] = processor(value)
         args = values if positional else {name: v for (name, _, _), v in zip(slots, values)}
-        if queue is not None:  # a key taken fails the whole statement: _Writes.flush
+        if queue is not None:  # a key taken fails the whole statement: _Writes.end
             queue.add(statement, sql, args, False, None)
             continue
         try:
