@@ -13,7 +13,7 @@ from feecenter.funds import service as funds
 from feecenter.funds.tables import statement_entries
 from feecenter.ledger.reconcile import reconcile
 from feecenter.ledger.tables import ledger_postings, ledger_transactions
-from tests.helpers import OPS, add_cash, add_gift, balance, new_account, revenue
+from tests.helpers import OPS, add_cash, add_gift, balance, new_account
 
 
 def spend(rt, uin, fen, key, postpaid=False, **kw):

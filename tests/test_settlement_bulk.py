@@ -86,8 +86,7 @@ def in_bulk(rt, batch):
 
 def written(rt):
     """Every transaction with its postings and 收支明细 entry, by key; every balance by code."""
-    t, p, a, s = (ledger_transactions.c, ledger_postings.c, ledger_accounts.c,
-                  statement_entries.c)
+    t, p, a = ledger_transactions.c, ledger_postings.c, ledger_accounts.c
     with rt.engine.connect() as conn:
         assert reconcile(conn) == []
         txns = {row.id: row for row in conn.execute(select(t.id, t.idempotency_key,

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from feecenter.accounts.permissions import SYSTEM
 from feecenter.clock import BUSINESS_TZ
 from feecenter.coupons import rules as coupon_rules
 from feecenter.coupons import service as coupons
