@@ -114,6 +114,14 @@ def refuse_sqlalchemy_inside(conn, cursor, statement, parameters, context, execu
 
 # ---------------------------------------------------------------- reads together
 
+def _positional(sql: str, args) -> tuple[str, list]:
+    """A statement to queue: psycopg's named form as %s with its values in order."""
+    if isinstance(args, dict):
+        sql, names = pyformat_positional(sql)
+        return sql, [args[name] for name in names]
+    return sql, list(args)
+
+
 class _Reads:
     """Queries queued inside ``reads`` on PostgreSQL, sent as one statement."""
 
@@ -124,11 +132,9 @@ class _Reads:
     def add(self, statement: Precompiled, sql: str, args, returns: bool, expect) -> Sent:
         if not returns or expect is not None:
             raise LedgerInvariantBroken("读取中只能发送查询", "only queries may be sent inside reads")
-        if isinstance(args, dict):  # psycopg's named form: to %s, values in order
-            sql, names = pyformat_positional(sql)
-            args = [args[name] for name in names]
+        sql, args = _positional(sql, args)
         sent = Sent(self.conn, None, sql)
-        self.parts.append((statement, sql, list(args), sent))
+        self.parts.append((statement, sql, args, sent))
         return sent
 
     def end(self) -> None:
@@ -238,14 +244,12 @@ class _Writes:
         if returns:
             raise LedgerInvariantBroken("批量写入中不能读取结果",
                                         "no statement inside writes may return rows")
-        if isinstance(args, dict):
-            sql, names = pyformat_positional(sql)
-            args = [args[name] for name in names]
+        sql, args = _positional(sql, args)
         if expect is not None and " RETURNING " in sql:  # the count adds its own
             raise ValueError(f"a write with an expected count returns nothing: {sql}")
         if self.size + len(args) > WRITE_PARAMETERS:
             self.end()  # what is queued so far goes first
-        self.parts.append((sql, list(args), expect))
+        self.parts.append((sql, args, expect))
         self.size += len(args)
         return _NOTHING
 

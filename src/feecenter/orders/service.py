@@ -343,7 +343,6 @@ def _payment_key_statement(postgres: bool) -> Precompiled:
 _PAYMENT_KEY = {True: _payment_key_statement(True), False: _payment_key_statement(False)}
 _PAYMENT_COLUMNS = ("id", "uin", "idempotency_key", "request_hash", "order_ids", "amount",
                     "coupon", "gift", "cash", "credit", "created_at")
-
 _INSERT_PAYMENT = Precompiled(insert(payments).values(
     {n: bindparam(n, type_=payments.c[n].type) for n in _PAYMENT_COLUMNS}))
 _PAID_COLUMNS = ("state", "hold_id", "payment_id", "paid_at", "paid_coupon", "paid_gift",
@@ -373,8 +372,10 @@ class _Reads:
 
 def _send_reads(conn: Connection, clock: Clock, uin: int, order_ids: list[int],
                 key: str) -> _Reads:
-    """Lock the orders (first, in id order), then the balances; the key is looked up
-    after both locks, so a concurrent payment with it has committed and is seen."""
+    """Lock the orders (first, in id order), then the balances, then reserve ids and
+    read the key's earlier payment. On PostgreSQL this is one statement, one
+    snapshot: a payment with the key committed while the locks were awaited is
+    not seen here (``_payable_or_repeat`` and the writes' key check catch it)."""
     params = {f"id_{i}": order_id for i, order_id in enumerate(order_ids)}
     count = len(order_ids)
     postgres = conn.dialect.name == "postgresql"
@@ -411,13 +412,9 @@ def _earlier_payment(key_row: tuple, request_hash: str) -> dict | None:
     if earlier["id"] is None:
         return None
     if earlier["request_hash"] != request_hash:
-        raise _key_taken()
+        raise Conflict("幂等键已用于不同的支付", "idempotency key already used for another payment",
+                       field="idempotency_key")
     return earlier
-
-
-def _key_taken() -> Conflict:
-    return Conflict("幂等键已用于不同的支付", "idempotency key already used for another payment",
-                    field="idempotency_key")
 
 
 def _payable_or_repeat(conn: Connection, clock: Clock, found: dict[int, dict],
