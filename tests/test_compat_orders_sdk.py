@@ -410,6 +410,34 @@ def test_an_account_in_arrears_cannot_pay(shop):
     assert row(rt, order_id)["state"] == "unpaid"
 
 
+@pytest.mark.spec("ORD-3", "CPN-1")
+def test_pay_deals_uses_vouchers_only_when_asked(shop):
+    """Tencent's default is AutoVoucher 0: no voucher unless picked or asked for."""
+    from feecenter.coupons import rules as coupon_rules
+    from feecenter.coupons import service as coupons
+
+    rt, address = shop
+    uin, client = funded_customer(rt, address, "sdk-voucher", 1_000_00)
+    with rt.engine.begin() as conn:
+        voucher = coupons.grant(conn, rt.clock, OPS, uin, coupon_rules.Terms(
+            kind=coupon_rules.VOUCHER, pay_mode=coupon_rules.PREPAID, face_amount=30_00,
+            valid_days=30), campaign="sdk")
+    plain, auto, picked = (buy(rt, uin)[0] for _ in range(3))
+    pay_deals(client, OrderIds=[number(rt, plain)])
+    assert row(rt, plain)["paid_coupon"] == 0
+    pay_deals(client, OrderIds=[number(rt, auto)], AutoVoucher=1)
+    assert row(rt, auto)["paid_coupon"] == 30_00
+    (deal,) = deals(client, rt, OrderId=number(rt, auto)).Deals
+    assert (deal.TotalCost, deal.RealTotalCost, deal.VoucherDecline) == (
+        CVM_MEDIUM_MONTH, CVM_MEDIUM_MONTH - 30_00, 30_00)
+    before = written(rt)
+    with pytest.raises(TencentCloudSDKException) as err:  # not a voucher of the account
+        pay_deals(client, OrderIds=[number(rt, picked)], VoucherIds=[str(voucher + 1000)])
+    assert "VoucherIds" in err.value.get_message() and written(rt) == before
+    assert balance(rt, uin).cash == 1_000_00 - CVM_MEDIUM_MONTH - (CVM_MEDIUM_MONTH - 30_00)
+    assert_reconciled(rt)
+
+
 @pytest.mark.parametrize("params, field", [
     ({}, "OrderIds"),
     ({"OrderIds": ["x"], "BigDealIds": ["y"]}, "OrderIds"),

@@ -189,6 +189,37 @@ def test_merged_purchase_paid_in_one_payment(shop):
     assert me.balance()["cash"] == "466.00"
 
 
+@pytest.mark.spec("ORD-3")
+def test_preview_shows_the_coupons_and_pay_takes_the_customers_pick(shop):
+    from feecenter.coupons import rules as coupon_rules
+    from feecenter.coupons import service as coupons
+
+    rt, address = shop
+    me = Shopper(rt, address, "rest-coupons", cash_fen=1_000_00)
+    with rt.engine.begin() as conn:
+        voucher = coupons.grant(conn, rt.clock, OPS, me.uin, coupon_rules.Terms(
+            kind=coupon_rules.VOUCHER, pay_mode=coupon_rules.PREPAID, face_amount=25_00,
+            valid_days=30), campaign="rest")
+    (first,) = me.buy()
+    (second,) = me.buy()
+    plan = me.api.post(f"{me.base}/payments/preview", {"order_ids": [first["order_no"]]})
+    assert plan["totals"]["coupon"] == "25.00" and plan["totals"]["cash"] == "153.00"
+    assert plan["coupon_uses"] == [{"coupon_id": voucher, "order_id": first["id"],
+                                    "amount": "25.00"}]
+    none = me.api.post(f"{me.base}/payments/preview",
+                       {"order_ids": [first["order_no"]], "coupon_ids": []})
+    assert none["totals"]["coupon"] == "0.00" and none["coupon_uses"] == []
+    paid = me.api.post(f"{me.base}/payments", {"order_ids": [first["order_no"]],
+                                               "coupon_ids": []}, Idempotency_Key="no-coupon")
+    assert (paid["coupon"], paid["cash"]) == ("0.00", "178.00")
+    paid = me.api.post(f"{me.base}/payments", {"order_ids": [second["order_no"]],
+                                               "coupon_ids": [voucher]}, Idempotency_Key="picked")
+    assert (paid["coupon"], paid["cash"]) == ("25.00", "153.00")
+    assert me.order(second["order_no"])["paid_coupon"] == "25.00"
+    assert me.balance()["cash"] == "669.00"
+    assert_reconciled(rt)
+
+
 @pytest.mark.spec("BAL-4")
 def test_paying_beyond_the_balance_is_refused(shop):
     rt, address = shop

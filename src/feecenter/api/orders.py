@@ -201,13 +201,18 @@ def void_order(uin: int, order_ref: str, rt: Rt, actor: Caller) -> dict:
 class PaymentBody(BaseModel):
     order_ids: list[str] = Field(min_length=1, max_length=100)
     idempotency_key: str | None = None
+    # the coupons picked; absent: the best of the account's (ORD-3); []: no coupon
+    coupon_ids: list[int] | None = Field(default=None, max_length=100)
 
 
 def _yuan_plan(plan: dict) -> dict:
     money = ("amount", "coupon", "gift", "cash", "credit")
     return {"orders": [{**line, **{k: format_yuan(line[k]) for k in money}}
                        for line in plan["orders"]],
-            "totals": {k: format_yuan(v) for k, v in plan["totals"].items()}}
+            "totals": {k: format_yuan(v) for k, v in plan["totals"].items()},
+            "coupon_uses": [{**use, "amount": format_yuan(use["amount"])}
+                            for use in plan["coupon_uses"]],
+            "coupons_skipped": plan["coupons_skipped"]}
 
 
 @router.post("/accounts/{uin}/payments/preview",
@@ -215,7 +220,8 @@ def _yuan_plan(plan: dict) -> dict:
 def preview_payment(uin: int, body: PaymentBody, rt: Rt, actor: Caller) -> dict:
     ids = [parse_order_ref(o) for o in body.order_ids]
     with rt.engine.connect() as conn:
-        return _yuan_plan(orders.preview_payment(conn, rt.clock, actor, uin, ids))
+        return _yuan_plan(orders.preview_payment(conn, rt.clock, actor, uin, ids,
+                                                 coupon_ids=body.coupon_ids))
 
 
 @router.post("/accounts/{uin}/payments", status_code=201,
@@ -225,7 +231,8 @@ def pay(uin: int, body: PaymentBody, rt: Rt, actor: Caller,
     ids = [parse_order_ref(o) for o in body.order_ids]
     with transaction(rt.engine) as conn:
         result = orders.pay(conn, rt.clock, actor, uin, ids,
-                            key=_key(body.idempotency_key, idempotency_key))
+                            key=_key(body.idempotency_key, idempotency_key),
+                            coupon_ids=body.coupon_ids)
     money = ("amount", "coupon", "gift", "cash", "credit")
     return {**result, **{k: format_yuan(result[k]) for k in money}}
 

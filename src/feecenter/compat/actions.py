@@ -158,6 +158,21 @@ def _deal(order: dict) -> dict:
     }
 
 
+def _voucher_choice(params: dict) -> list[int] | None:
+    """PayDeals' coupons: ``VoucherIds`` the ones picked, ``AutoVoucher=1`` the best
+    of the account's (None), neither: none (Tencent's default, AutoVoucher 0)."""
+    picked = params.get("VoucherIds")
+    if picked:
+        if not isinstance(picked, list) or not all(str(v).strip().isdigit() for v in picked):
+            raise invalid("VoucherIds", "VoucherIds 须为代金券 ID 列表",
+                          "VoucherIds must be a list of coupon ids")
+        return [int(str(v).strip()) for v in picked]
+    auto = params.get("AutoVoucher", 0)
+    if auto not in (0, 1, "0", "1"):
+        raise invalid("AutoVoucher", "AutoVoucher 须为 0 或 1", "AutoVoucher must be 0 or 1")
+    return None if str(auto) == "1" else []
+
+
 def pay_deals(rt: Runtime, actor: Actor, params: dict) -> dict:
     from feecenter.api.orders import parse_order_ref
     from feecenter.orders import service as orders
@@ -168,8 +183,7 @@ def pay_deals(rt: Runtime, actor: Actor, params: dict) -> dict:
     if bool(order_refs) == bool(big_refs):
         raise invalid("OrderIds", "OrderIds 与 BigDealIds 必须且只能传一个",
                       "pass exactly one of OrderIds and BigDealIds")
-    if params.get("VoucherIds") or params.get("AutoVoucher"):
-        raise invalid("VoucherIds", "暂不支持代金券支付", "vouchers are not supported yet")
+    coupon_ids = _voucher_choice(params)
     with transaction(rt.engine) as conn:
         if order_refs:
             ids = [parse_order_ref(r, "OrderIds") for r in order_refs]
@@ -188,10 +202,12 @@ def pay_deals(rt: Runtime, actor: Actor, params: dict) -> dict:
         key = params.get("ClientToken") or "paydeals:" + hashlib.sha256(
             ",".join(str(i) for i in sorted(ids)).encode()).hexdigest()
         try:
-            result = orders.pay(conn, rt.clock, actor, uin, ids, key=key)
+            result = orders.pay(conn, rt.clock, actor, uin, ids, key=key, coupon_ids=coupon_ids)
         except FeeCenterError as exc:
             if exc.field == "order_ids":  # name the parameter the caller sent
                 exc.field = "OrderIds" if order_refs else "BigDealIds"
+            elif exc.field == "coupon_ids":
+                exc.field = "VoucherIds"
             raise
         rows = [orders.get_order(conn, actor, uin, i) for i in result["order_ids"]]
     return {"OrderIds": [order_no(r["id"], r["created_at"]) for r in rows],

@@ -40,13 +40,29 @@ def prorated_change(monthly_old: int, monthly_new: int, remaining: timedelta) ->
 
 @dataclass(frozen=True)
 class PaidPart:
-    """One paying order of a resource, as the refund rule sees it."""
+    """One paying order of a resource, as the refund rule sees it. Credit counts as
+    cash (the advance is the customer's debt); ``coupon`` is what coupons paid."""
 
     amount: int  # fen: positive for what was paid, negative for what was refunded already
     gift: int
     cash: int
     start: datetime
     end: datetime
+    coupon: int = 0
+
+
+@dataclass(frozen=True)
+class RefundSplit:
+    """Who paid the value given back: gift and cash return to the customer; the
+    coupon share returns only as far as cash coupons paid it (ORD-4)."""
+
+    gift: int
+    cash: int
+    coupon: int
+
+    @property
+    def total(self) -> int:
+        return self.gift + self.cash + self.coupon
 
 
 def unused_value(part: PaidPart, now: datetime) -> int:
@@ -60,19 +76,16 @@ def unused_value(part: PaidPart, now: datetime) -> int:
     return round_rated_to_fen(rated)
 
 
-def refund_split(parts: list[PaidPart], now: datetime, *, full: bool) -> tuple[int, int]:
-    """(gift, cash) to give back: everything inside the no-reason window, else the
-    unused share of each part, split in the proportion that part was paid."""
-    gift = cash = 0
+def refund_split(parts: list[PaidPart], now: datetime, *, full: bool) -> RefundSplit:
+    """What to give back: everything inside the no-reason window, else the unused
+    share of each part, split in the proportion gift, cash and coupons paid it."""
+    totals = [0, 0, 0]
     for part in parts:
         value = part.amount if full else unused_value(part, now)
-        if value == 0:
+        weights = [abs(part.gift), abs(part.cash), abs(part.coupon)]
+        if value == 0 or sum(weights) == 0:
             continue
-        weights = [abs(part.gift), abs(part.cash)]
-        if sum(weights) == 0:
-            continue
-        part_gift, part_cash = split_proportionally(abs(value), weights)
         sign = 1 if value > 0 else -1
-        gift += sign * part_gift
-        cash += sign * part_cash
-    return max(gift, 0), max(cash, 0)
+        for i, share in enumerate(split_proportionally(abs(value), weights)):
+            totals[i] += sign * share
+    return RefundSplit(*(max(t, 0) for t in totals))

@@ -23,13 +23,15 @@ from feecenter.catalog import service as catalog
 from feecenter.catalog.rules import QTY_SCALE
 from feecenter.catalog.tables import product_classes, products
 from feecenter.clock import Clock, add_months, db_time, from_db_time
+from feecenter.coupons import rules as coupon_rules
+from feecenter.coupons import service as coupons
 from feecenter.db import sending
 from feecenter.db.precompiled import Precompiled, time_reader
 from feecenter.errors import Conflict, FeeCenterError, invalid, not_found
 from feecenter.funds import service as funds
 from feecenter.ledger import service as ledger
 from feecenter.ledger.service import content_hash
-from feecenter.money import round_rated_to_fen
+from feecenter.money import round_rated_to_fen, split_proportionally
 from feecenter.orders import rules
 from feecenter.orders.tables import orders, payments
 from feecenter.resources import service as resources
@@ -259,34 +261,90 @@ def _refuse_unpayable(rows: dict[int, dict], order_ids: list[int], now: datetime
     return [rows[i] for i in order_ids]
 
 
-def _coupon_allocation(payable: list[dict]) -> list[int]:
-    """The coupon seam (ORD-3: coupons pay first, then gift, cash, credit): fen of
-    each order that coupons pay, decided before the rest is planned. No coupon
-    is applied to orders yet (src/feecenter/coupons/ plugs in here), so 0 each."""
-    return [0] * len(payable)
+def _coupon_ref(order_id: int) -> str:
+    """The coupon uses of an order are named by this (confirm, release, refund)."""
+    return f"order:{order_id}"
+
+
+def _check_coupon_ids(coupon_ids: list[int] | None) -> list[int] | None:
+    if coupon_ids is None:
+        return None
+    if (isinstance(coupon_ids, (str, bytes)) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in coupon_ids)
+            or len(coupon_ids) > MAX_ORDERS_PER_PAYMENT):
+        raise invalid("coupon_ids", "优惠券 ID 须为至多 100 个整数", "coupon_ids: at most 100 integers")
+    if len(set(coupon_ids)) != len(coupon_ids):
+        raise invalid("coupon_ids", "优惠券重复", "a coupon appears twice")
+    return sorted(coupon_ids)
+
+
+def _coupon_lines(payable: list[dict]) -> list[coupon_rules.Line]:
+    """One coupon line per order with something to pay (``entity``, ``promo`` read)."""
+    return [coupon_rules.Line(
+        reference=_coupon_ref(o["id"]), product_code=o["product_code"], amount=o["amount"],
+        order_kind=o["kind"], months=o["months"], refuses_coupons=bool(o["promo"]),
+        entity=o["entity"]) for o in payable if o["amount"] > 0]
+
+
+def _coupon_allocation(conn: Connection, clock: Clock, uin: int, payable: list[dict],
+                       selected: list[int] | None, *, preview_for: Actor | None = None
+                       ) -> coupons.Allocation | None:
+    """ORD-3's first step: what coupons pay of each order (coupons.allocate, the
+    coupons locked; or, for ``preview_for``, coupons.preview). None when no
+    coupon is asked: the customer chose none (``[]``), or automatic choice and
+    the buyer holds no unused prepaid coupon (the orders read says so)."""
+    if selected == [] or (selected is None and not any(o["coupon_held"] for o in payable)):
+        return None
+    lines = _coupon_lines(payable)
+    if not lines:
+        return None
+    if preview_for is not None:
+        return coupons.preview(conn, clock, preview_for, uin, lines, coupon_rules.PREPAID,
+                               selected=selected)
+    return coupons.allocate(conn, clock, uin, lines, coupon_rules.PREPAID, selected=selected)
+
+
+def _coupon_paid(payable: list[dict], allocation: coupons.Allocation | None) -> list[int]:
+    """Fen of each order that coupons pay (0 each without an allocation)."""
+    if allocation is None:
+        return [0] * len(payable)
+    paid = {line.reference: amount for line, amount in zip(allocation.lines,
+                                                           allocation.line_paid)}
+    return [paid.get(_coupon_ref(o["id"]), 0) for o in payable]
 
 
 def preview_payment(conn: Connection, clock: Clock, actor: Actor, uin: int,
-                    order_ids: list[int]) -> dict:
-    """What each source would pay (coupons, gift, cash, credit); writes nothing."""
+                    order_ids: list[int], coupon_ids: list[int] | None = None) -> dict:
+    """What each source would pay (coupons, gift, cash, credit), and why each coupon
+    that pays nothing does not apply; writes nothing, locks nothing."""
     require(actor, uin, FINANCE)
     _check_order_ids(order_ids)
+    selected = _check_coupon_ids(coupon_ids)
     rows = {r["id"]: dict(r) for r in conn.execute(
         select(orders).where(orders.c.id.in_(order_ids), orders.c.uin == uin)).mappings()}
     payable = _refuse_unpayable(rows, order_ids, clock.now())
     for order in payable:
-        purchase_gate(conn, clock, uin, catalog.get_product(conn, order["product_code"]))
+        product = catalog.get_product(conn, order["product_code"])
+        purchase_gate(conn, clock, uin, product)
+        order.update(entity=product.entity, coupon_held=True)  # preview always asks coupons
+    allocation = _coupon_allocation(conn, clock, uin, payable, selected, preview_for=actor)
     plan = funds.plan_payment(conn, clock, uin, [o["amount"] for o in payable],
-                              coupons=_coupon_allocation(payable))
-    return _plan_dict(payable, plan)
+                              coupons=_coupon_paid(payable, allocation))
+    return _plan_dict(payable, plan, allocation)
 
 
-def _plan_dict(payable, plan) -> dict:
+def _plan_dict(payable, plan, allocation: coupons.Allocation | None = None) -> dict:
     lines = [{"order_id": o["id"], "amount": a.amount, "coupon": a.coupon, "gift": a.gift,
               "cash": a.cash, "credit": a.credit} for o, a in zip(payable, plan)]
     totals = {k: sum(line[k] for line in lines) for k in ("amount", "coupon", "gift", "cash",
                                                           "credit")}
-    return {"orders": lines, "totals": totals}
+    uses, skipped = [], {}
+    if allocation is not None:
+        order_of = [int(line.reference.split(":")[1]) for line in allocation.lines]
+        uses = [{"coupon_id": u.coupon_id, "order_id": order_of[u.line_index],
+                 "amount": u.amount} for u in allocation.plan.uses]
+        skipped = {cid: r.to_dict() for cid, r in allocation.plan.skipped.items()}
+    return {"orders": lines, "totals": totals, "coupon_uses": uses, "coupons_skipped": skipped}
 
 
 # The fast path's statements (docs/orders.md, "Payment"): built once, run on the driver.
@@ -295,8 +353,9 @@ _REVENUE, _REVENUE_ON, _REVENUE_COLUMNS = funds.platform_account_join(products.c
 _PAYABLE_COLUMNS = (
     _O.id, _O.uin, _O.kind, _O.state, _O.product_code, _O.region, _O.spec_item, _O.quantity,
     _O.months, _O.resource_id, _O.resource_name, _O.tags, _O.project_id, _O.amount,
-    _O.created_at, _O.expires_at, products.c.delivery_mode, products.c.entity,
-    product_classes.c.operable_balance, customers.c.status, customers.c.realname_state)
+    _O.created_at, _O.expires_at, _O.promo, products.c.delivery_mode, products.c.entity,
+    product_classes.c.operable_balance, customers.c.status, customers.c.realname_state,
+    coupons.held(_O.uin, coupon_rules.PREPAID).label("coupon_held"))
 _PAYABLE_NAMES = tuple(c.key for c in _PAYABLE_COLUMNS)
 
 
@@ -445,7 +504,7 @@ def _refuse_buyer(buyer: dict) -> None:
 
 
 def pay(conn: Connection, clock: Clock, actor: Actor, uin: int, order_ids: list[int], *,
-        key: str) -> dict:
+        key: str, coupon_ids: list[int] | None = None) -> dict:
     """Pay one order or several merged (ORD-3): freeze, then deliver auto-delivered ones.
 
     The fast path (docs/orders.md): the reads sent together — the orders locked
@@ -454,17 +513,22 @@ def pay(conn: Connection, clock: Clock, actor: Actor, uin: int, order_ids: list[
     together — the ledger batch, the 收支明细 entries, the payment, the
     resources and the orders. Two round trips on PostgreSQL before the commit.
     Repeating the idempotency key returns the first payment and writes nothing.
+    ``coupon_ids``: the coupons the customer picked; None: the best of the
+    account's (ORD-3: coupons pay first); []: no coupon. Coupons cost statements
+    only when the buyer holds an unused prepaid coupon or picked some.
     """
     require(actor, uin, FINANCE)
     key = _account_key(uin, key)
     _check_order_ids(order_ids)
+    selected = _check_coupon_ids(coupon_ids)
     with sending.reads(conn):
         reads = _send_reads(conn, clock, uin, order_ids, key)
     found = _payable_rows(conn, clock, reads.orders, uin)
     if len(found) != len(order_ids):
         _refuse_unpayable(found, order_ids, clock.now())  # names the missing order
     locked = reads.funds()
-    request_hash = content_hash({"uin": uin, "orders": sorted(order_ids)})
+    request = {"uin": uin, "orders": sorted(order_ids)}
+    request_hash = content_hash(request if selected is None else {**request, "coupons": selected})
     earlier = _earlier_payment(reads.payment.rows()[0], request_hash)
     if earlier is None:
         payable, earlier = _payable_or_repeat(conn, clock, found, order_ids, key, request_hash)
@@ -472,8 +536,9 @@ def pay(conn: Connection, clock: Clock, actor: Actor, uin: int, order_ids: list[
         return _payment_result(conn, earlier, created=False)
     _refuse_buyer(payable[0])
     funds.require_payable(locked, max(o["operable_balance"] for o in payable))
+    allocation = _coupon_allocation(conn, clock, uin, payable, selected)
     plan = funds.plan_locked_payment(locked, [o["amount"] for o in payable],
-                                     _coupon_allocation(payable))
+                                     _coupon_paid(payable, allocation))
     payment_id = reads.payment.rows()[0][0]
     totals = _totals(plan)
     spans = _change_resources(conn, clock, payable)
@@ -481,8 +546,22 @@ def pay(conn: Connection, clock: Clock, actor: Actor, uin: int, order_ids: list[
         states = _write_payment(conn, clock, locked, payable, plan, reads.ids.ids(),
                                 {"id": payment_id, "idempotency_key": key,
                                  "request_hash": request_hash, **totals}, spans)
+    if allocation is not None:
+        _use_coupons(conn, clock, uin, allocation, key, payable)
     return {"payment_id": payment_id, "created": True, "order_ids": list(order_ids),
             "states": states, "resource_ids": [o["resource_id"] for o in payable], **totals}
+
+
+def _use_coupons(conn: Connection, clock: Clock, uin: int, allocation: coupons.Allocation,
+                 key: str, payable: list[dict]) -> None:
+    """The coupons' part of a payment, after its writes (their ledger transactions
+    take ids after the ones the writes reserved): the uses written pending, and
+    confirmed at once for orders delivered at once (FRZ-3's freeze and post, for
+    coupon money)."""
+    coupons.reserve(conn, clock, uin, allocation, key=f"pay:{content_hash(key)[:40]}")
+    for order in payable:
+        if _delivered_at_once(order):
+            coupons.confirm(conn, clock, uin, _coupon_ref(order["id"]))
 
 
 def _totals(plan) -> dict[str, int]:
@@ -516,18 +595,22 @@ def _write_payment(conn: Connection, clock: Clock, locked, payable: list[dict], 
         **payment, "uin": locked.uin, "order_ids": json.dumps([o["id"] for o in payable]),
         "created_at": db_time(clock.now())})
     numbers = [rules.order_no(o["id"], o["created_at"]) for o in payable]
-    parts = [funds.PaymentPart(f"order:{o['id']}", allocation, number, deliver_to=o["revenue"],
-                               product_code=o["product_code"],
+    frozen = [(o, allocation, number) for o, allocation, number in zip(payable, plan, numbers)
+              if allocation.amount > allocation.coupon]  # coupons alone: nothing to freeze
+    parts = [funds.PaymentPart(f"order:{o['id']}", allocation, number,
+                               deliver_to=o["revenue"], product_code=o["product_code"],
                                delivery_memo=f"{o['kind']} {o['resource_id']}")
-             for o, allocation, number in zip(payable, plan, numbers)]
+             for o, allocation, number in frozen]
     hold_ids = funds.pay_by_freezing(conn, clock, locked, parts,
                                      key=f"pay:{payment['idempotency_key']}", reserved=reserved,
-                                     memo="订单支付 / order payment " + " ".join(numbers))
-    return {o["id"]: _mark_paid(conn, clock, o, allocation, hold_id, payment["id"], spans)
-            for o, allocation, hold_id in zip(payable, plan, hold_ids)}
+                                     memo="订单支付 / order payment " + " ".join(numbers)
+                                     ) if parts else []
+    hold_of = {o["id"]: hold_id for (o, _, _), hold_id in zip(frozen, hold_ids)}
+    return {o["id"]: _mark_paid(conn, clock, o, allocation, hold_of.get(o["id"]), payment["id"],
+                                spans) for o, allocation in zip(payable, plan)}
 
 
-def _mark_paid(conn: Connection, clock: Clock, order: dict, allocation, hold_id: int,
+def _mark_paid(conn: Connection, clock: Clock, order: dict, allocation, hold_id: int | None,
                payment_id: int, spans: dict[int, tuple[datetime, datetime]]) -> str:
     """The order paid, and delivered at once when its product delivers automatically
     (the resource created or changed); returns its new state."""
@@ -584,12 +667,14 @@ def deliver(conn: Connection, clock: Clock, actor: Actor, order_id: int) -> None
     require_operator(actor)
     order = _claim(conn, order_id, "paid", "delivered", clock)
     product = catalog.get_product(conn, order["product_code"])
-    funds.deduct_frozen(conn, clock, order["uin"], order["hold_id"],
-                        revenue_account_id=funds.platform_account(conn, clock, "revenue",
-                                                                  product.entity),
-                        product_code=order["product_code"],
-                        order_id=rules.order_no(order["id"], order["created_at"]),
-                        memo=f"{order['kind']} {order['resource_id']}")
+    if order["hold_id"] is not None:  # None: coupons paid it all
+        funds.deduct_frozen(conn, clock, order["uin"], order["hold_id"],
+                            revenue_account_id=funds.platform_account(conn, clock, "revenue",
+                                                                      product.entity),
+                            product_code=order["product_code"],
+                            order_id=rules.order_no(order["id"], order["created_at"]),
+                            memo=f"{order['kind']} {order['resource_id']}")
+    coupons.confirm(conn, clock, order["uin"], _coupon_ref(order_id))
     start, end = _apply_to_resource(conn, clock, order)
     conn.execute(update(orders).where(orders.c.id == order_id).values(
         service_start=db_time(start), service_end=db_time(end)))
@@ -618,13 +703,16 @@ def _apply_to_resource(conn: Connection, clock: Clock, order: dict) -> tuple[dat
 
 def fail_delivery(conn: Connection, clock: Clock, actor: Actor, order_id: int,
                   reason: str) -> None:
-    """Delivery failed: the whole freeze is released (FRZ-3)."""
+    """Delivery failed: the whole freeze is released, and the coupons get back what
+    they were to pay (FRZ-3)."""
     require_operator(actor)
     if not reason or not reason.strip():
         raise invalid("reason", "必须说明发货失败原因", "a failure reason is required")
     order = _claim(conn, order_id, "paid", "delivery_failed", clock, failure_reason=reason)
-    funds.unfreeze(conn, clock, order["uin"], order["hold_id"],
-                   memo=f"发货失败 / delivery failed: {reason}")
+    if order["hold_id"] is not None:
+        funds.unfreeze(conn, clock, order["uin"], order["hold_id"],
+                       memo=f"发货失败 / delivery failed: {reason}")
+    coupons.release(conn, clock, order["uin"], _coupon_ref(order_id))
 
 
 # ---------------------------------------------------------------- refunds and downgrades
@@ -644,7 +732,27 @@ def _as_part(order: dict) -> rules.PaidPart:
     else:
         gift, cash = order["paid_gift"], order["paid_cash"] + order["paid_credit"]
     return rules.PaidPart(order["amount"], gift, cash, from_db_time(order["service_start"]),
-                          from_db_time(order["service_end"]))
+                          from_db_time(order["service_end"]), coupon=order["paid_coupon"])
+
+
+def _return_coupons(conn: Connection, clock: Clock, uin: int, parts: list[dict], share: int,
+                    key: str) -> int:
+    """ORD-4: the coupon share of a refund or downgrade goes back to the cash coupons
+    that paid the resource's orders, newest order first (vouchers and discount
+    coupons are not returned); the fen returned."""
+    left = share
+    for order in sorted(parts, key=lambda o: o["id"], reverse=True):
+        if left <= 0:
+            break
+        if order["kind"] != "downgrade" and order["paid_coupon"] > 0:
+            left -= coupons.refund(conn, clock, uin, _coupon_ref(order["id"]),
+                                   key=f"{key}:{order['id']}", amount=left).amount
+    return share - left
+
+
+def _coupon_key(kind: str, account_key: str) -> str:
+    """A refund's key for coupons.refund (150 characters at most)."""
+    return f"{kind}:{content_hash(account_key)[:40]}"
 
 
 def _within_refund_window(product: catalog.Product, first_paid: datetime, now: datetime) -> bool:
@@ -674,17 +782,20 @@ def refund_resource(conn: Connection, clock: Clock, actor: Actor, uin: int, reso
     now = clock.now()
     first_paid = from_db_time(parts[0]["paid_at"])
     full = _within_refund_window(product, first_paid, now)
-    gift, cash = rules.refund_split([_as_part(p) for p in parts], now, full=full)
+    split = rules.refund_split([_as_part(p) for p in parts], now, full=full)
+    gift, cash = split.gift, split.cash
     project = _project(conn, clock, uin, resource["project_id"])
     refund_id = _insert_order(
         conn, clock, actor, uin=uin, kind="refund", state="refunded",
         product_code=resource["product_code"], region=resource["region"],
         spec_item=resource["spec_item"], quantity=resource["quantity"], months=None,
         resource_id=resource_id, project_id=project["id"], project_name=project["name"],
-        price_kind="list", unit_price=None, list_amount=-(gift + cash), discount_bp=10000,
-        amount=-(gift + cash), refunded_gift=gift, refunded_cash=cash, promo=False,
-        service_start=db_time(now), service_end=resource["period_end"], paid_at=db_time(now),
-        closed_at=db_time(now), idempotency_key=_account_key(uin, key))
+        price_kind="list", unit_price=None, list_amount=-split.total, discount_bp=10000,
+        amount=-split.total, paid_coupon=-split.coupon, refunded_gift=gift, refunded_cash=cash,
+        promo=False, service_start=db_time(now), service_end=resource["period_end"],
+        paid_at=db_time(now), closed_at=db_time(now), idempotency_key=_account_key(uin, key))
+    _return_coupons(conn, clock, uin, parts, split.coupon,
+                    _coupon_key("refund", _account_key(uin, key)))
     if gift + cash:
         funds.refund(conn, clock, uin, key=f"refund:{_account_key(uin, key)}", gift=gift,
                      cash=cash,
@@ -711,11 +822,11 @@ def downgrade(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_i
     if amount >= 0:
         raise invalid("spec_item", "新配置不低于当前配置，请使用升配",
                       "the new spec is not cheaper: use an upgrade")
-    parts = [_as_part(p) for p in _paid_parts(conn, resource_id)]
-    weights = [max(sum(p.gift for p in parts), 0), max(sum(p.cash for p in parts), 0)]
-    from feecenter.money import split_proportionally
-
-    gift, cash = split_proportionally(-amount, weights) if sum(weights) else (0, -amount)
+    paid = _paid_parts(conn, resource_id)
+    parts = [_as_part(p) for p in paid]
+    weights = [max(sum(getattr(p, k) for p in parts), 0) for k in ("gift", "cash", "coupon")]
+    gift, cash, coupon = (split_proportionally(-amount, weights) if sum(weights)
+                          else (0, -amount, 0))
     now = clock.now()
     project = _project(conn, clock, uin, resource["project_id"])
     order_id = _insert_order(
@@ -724,16 +835,18 @@ def downgrade(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_i
         quantity=resource["quantity"], months=None, resource_id=resource_id,
         project_id=project["id"], project_name=project["name"], price_kind=quote.price_kind,
         unit_price=quote.unit_price, list_amount=amount, discount_bp=quote.discount_bp,
-        amount=amount, refunded_gift=gift, refunded_cash=cash, promo=False,
-        service_start=db_time(now), service_end=resource["period_end"], paid_at=db_time(now),
-        closed_at=db_time(now), idempotency_key=_account_key(uin, key))
-    funds.refund(conn, clock, uin, key=f"downgrade:{_account_key(uin, key)}", gift=gift,
-                 cash=cash,
-                 revenue_account_id=funds.platform_account(conn, clock, "revenue",
-                                                           product.entity),
-                 product_code=resource["product_code"],
-                 order_id=rules.order_no(order_id, now.replace(tzinfo=None)),
-                 memo=f"降配 / downgrade {resource_id} → {new_spec}")
+        amount=amount, paid_coupon=-coupon, refunded_gift=gift, refunded_cash=cash,
+        promo=False, service_start=db_time(now), service_end=resource["period_end"],
+        paid_at=db_time(now), closed_at=db_time(now), idempotency_key=_account_key(uin, key))
+    _return_coupons(conn, clock, uin, paid, coupon, _coupon_key("downgrade", _account_key(uin, key)))
+    if gift + cash:
+        funds.refund(conn, clock, uin, key=f"downgrade:{_account_key(uin, key)}", gift=gift,
+                     cash=cash,
+                     revenue_account_id=funds.platform_account(conn, clock, "revenue",
+                                                               product.entity),
+                     product_code=resource["product_code"],
+                     order_id=rules.order_no(order_id, now.replace(tzinfo=None)),
+                     memo=f"降配 / downgrade {resource_id} → {new_spec}")
     resources.update_resource(conn, resource_id, spec_item=new_spec)
     return order_id
 
