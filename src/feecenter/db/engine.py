@@ -80,9 +80,38 @@ def make_engine(url: str, **kwargs) -> Engine:
             cur.execute("SET TIME ZONE 'UTC'")
         dbapi_conn.commit()
 
-    from feecenter.db.sending import refuse_sqlalchemy_inside  # PostgreSQL only
-    event.listen(engine, "before_cursor_execute", refuse_sqlalchemy_inside)
+    _watch_prepared(engine)
     return engine
+
+
+_DISCARDING = ("DROP", "ALTER", "ROLLBACK", "DISCARD", "DEALLOCATE")  # psycopg's triggers
+
+
+def _watch_prepared(engine: Engine) -> None:
+    """Keep db.wire's prepared statements known to exist: psycopg deallocates every
+    prepared statement after a rollback and after DDL (db.wire.forget_prepared).
+    The statement listener also refuses SQLAlchemy inside db.sending's queues."""
+    from feecenter.db import wire
+    from feecenter.db.sending import refuse_sqlalchemy_inside
+
+    def before_statement(conn, cursor, statement, parameters, context, executemany):
+        refuse_sqlalchemy_inside(conn, cursor, statement, parameters, context, executemany)
+        if statement.lstrip()[:10].upper().startswith(_DISCARDING):
+            wire.forget_prepared(conn.connection.info)
+
+    def before_rollback(conn, *_args) -> None:
+        if not conn.closed and not conn.invalidated:
+            wire.forget_prepared(conn.connection.info, conn.connection.dbapi_connection)
+
+    def before_reset(dbapi_conn, record, state) -> None:  # on every return to the pool
+        if not state.transaction_was_reset:
+            wire.forget_prepared(record.info, dbapi_conn)
+
+    event.listen(engine, "before_cursor_execute", before_statement)
+    event.listen(engine, "rollback", before_rollback)
+    event.listen(engine, "rollback_savepoint", lambda conn, *_a: wire.forget_prepared(
+        conn.connection.info))
+    event.listen(engine.pool, "reset", before_reset)
 
 
 def _sqlite_engine(url: str, **kwargs) -> Engine:

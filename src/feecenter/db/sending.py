@@ -25,6 +25,7 @@ import msgspec
 from sqlalchemy import Connection, DateTime, Numeric, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from feecenter.db import wire
 from feecenter.db.precompiled import Precompiled, pyformat_positional, wrap_error
 from feecenter.errors import IdempotencyConflict, LedgerInvariantBroken
 
@@ -146,17 +147,7 @@ class _Reads:
             return
         conn = self.conn
         sql = _reads_sql(tuple((sql, _width(statement)) for statement, sql, _, _ in self.parts))
-        args = [value for _, _, values, _ in self.parts for value in values]
-        driver = Precompiled.driver(conn)
-        cursor = conn.dialect.loaded_dbapi.RawCursor(driver)
-        try:
-            with driver.pipeline():  # a BEGIN psycopg sends first goes in the same round trip
-                cursor.execute(sql, args, prepare=True)
-            texts = cursor.fetchone()
-        except conn.dialect.loaded_dbapi.Error as exc:
-            raise wrap_error(conn, sql, args, exc) from exc
-        finally:
-            cursor.close()
+        texts = wire.exchange(conn, sql, [v for _, _, values, _ in self.parts for v in values])
         for (statement, _, _, sent), text in zip(self.parts, texts):
             sent._rows = _decode_rows(statement, text)
 
@@ -262,18 +253,12 @@ class _Writes:
         sql = _writes_sql(tuple(sql for sql, _, _ in parts),
                           tuple(expect is not None for _, _, expect in parts))
         args = [value for _, values, _ in parts for value in values]
-        cursor = conn.dialect.loaded_dbapi.RawCursor(Precompiled.driver(conn))
         try:
-            cursor.execute(sql, args, prepare=True)
-            returned = iter(cursor.fetchone())
-        except conn.dialect.loaded_dbapi.IntegrityError as exc:
-            raise _key_conflict(exc) or wrap_error(conn, sql, args, exc) from exc
-        except conn.dialect.loaded_dbapi.Error as exc:
-            raise wrap_error(conn, sql, args, exc) from exc
-        finally:
-            cursor.close()
+            returned = iter(wire.exchange(conn, sql, args))
+        except IntegrityError as exc:
+            raise _key_conflict(exc.orig) or exc
         for _sql, _values, expect in parts:
-            if expect is not None and next(returned) != expect.rows:
+            if expect is not None and int(next(returned)) != expect.rows:
                 raise expect.error()
 
 
