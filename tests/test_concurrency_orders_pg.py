@@ -202,10 +202,11 @@ def _interleaved(rt, uin, order_id, first_key, second_key, second_order=None):
     def pay(name, key, hold_open):
         try:
             with rt.engine.begin() as conn:
-                results[name] = orders.pay(conn, rt.clock, SYSTEM, uin, [paid[name]], key=key)
+                result = orders.pay(conn, rt.clock, SYSTEM, uin, [paid[name]], key=key)
                 if hold_open:
                     paid_first.set()
                     assert release.wait(timeout=30)
+            results[name] = result  # paid once committed: the writes may go with the COMMIT
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             errors[name] = exc
             paid_first.set()

@@ -150,3 +150,82 @@ def test_a_key_taken_is_an_idempotency_conflict_inside_writes_too(rt):
     with rt.engine.connect() as conn:
         keys = conn.execute(select(ledger_transactions.c.idempotency_key)).scalars().all()
     assert keys == ["taken"] and _balances(rt) == {}
+
+
+# ---------------------------------------------------------------- writes with the commit
+
+def test_writes_with_the_commit_land_and_go_first_when_anything_else_runs(rt):
+    with transaction(rt.engine) as conn:
+        with sending.writes(conn, with_commit=True):
+            sending.send(conn, _INSERT, _account(rt, "batch:a", 5))
+        # a statement after them sees them: they are sent before it
+        assert conn.execute(select(_A.balance).where(_A.code == "batch:a")).scalar() == 5
+        with sending.writes(conn, with_commit=True):
+            sending.send(conn, _RAISE_PERCENT, {"by": 1},
+                         expect=sending.Expect(1, _changed_another_number))
+        # and before a precompiled statement on the driver
+        assert _SELECT_BALANCE.rows(conn, {"code": "batch:a"}) == [(6,)]
+        with sending.writes(conn, with_commit=True):
+            sending.send(conn, _RAISE_PERCENT, {"by": 10},
+                         expect=sending.Expect(1, _changed_another_number))
+    assert _balances(rt) == {"batch:a": 16}  # the last went with the COMMIT
+
+
+def test_a_wrong_count_sent_with_the_commit_fails_it_and_leaves_nothing(rt):
+    with transaction(rt.engine) as conn:
+        sending.send(conn, _INSERT, _account(rt, "batch:a", 5))
+    with pytest.raises(Conflict, match="another number"):
+        with transaction(rt.engine) as conn, sending.writes(conn, with_commit=True):
+            sending.send(conn, _INSERT, _account(rt, "batch:b", 1))
+            sending.send(conn, _RAISE_PERCENT, {"by": 10},
+                         expect=sending.Expect(3, _changed_another_number))  # changes 1 or 2
+    assert _balances(rt) == {"batch:a": 5}
+    with pytest.raises(RuntimeError):  # a rollback drops writes still waiting
+        with transaction(rt.engine) as conn:
+            with sending.writes(conn, with_commit=True):
+                sending.send(conn, _INSERT, _account(rt, "batch:c", 1))
+            raise RuntimeError("the caller fails after the writes")
+    with transaction(rt.engine) as conn:  # the connection is clean for the next unit
+        sending.send(conn, _INSERT, _account(rt, "batch:d", 2))
+    assert _balances(rt) == {"batch:a": 5, "batch:d": 2}
+
+
+_SELECT_BALANCE = Precompiled(select(_A.balance).where(
+    _A.code == bindparam("code", type_=_A.code.type)))
+
+
+def test_prepared_statements_survive_a_rollback(rt):
+    """psycopg deallocates every prepared statement after a rollback once it has
+    prepared its own (after five runs of one statement): ours are prepared again."""
+    for attempt in range(3):
+        with pytest.raises(RuntimeError):
+            with transaction(rt.engine) as conn:
+                for _ in range(6):  # psycopg prepares this one
+                    conn.execute(select(func.count()).select_from(ledger_accounts)).scalar()
+                with sending.writes(conn):
+                    sending.send(conn, _INSERT, _account(rt, f"batch:x{attempt}"))
+                raise RuntimeError("roll back")
+        with transaction(rt.engine) as conn, sending.writes(conn):
+            sending.send(conn, _INSERT, _account(rt, f"batch:{attempt}", attempt))
+    assert _balances(rt) == {"batch:0": 0, "batch:1": 1, "batch:2": 2}
+
+
+@pytest.mark.parametrize("value, text", [
+    (None, None), (True, b"t"), (False, b"f"), (12, b"12"), (Decimal("1.50"), b"1.50"),
+    ("现金", "现金".encode()), (datetime(2026, 3, 2, 2, 0, 0, 5), b"2026-03-02 02:00:00.000005"),
+])
+def test_wire_parameters_in_postgresql_text_form(value, text):
+    from feecenter.db import wire
+
+    assert wire._text(value) == text
+
+
+def test_wire_refuses_what_it_cannot_store_exactly():
+    from datetime import timezone
+
+    from feecenter.db import wire
+
+    with pytest.raises(TypeError):
+        wire._text(datetime(2026, 3, 2, tzinfo=timezone.utc))  # a naive UTC time is stored
+    with pytest.raises(TypeError):
+        wire._text(1.5)  # money is never a float

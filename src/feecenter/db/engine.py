@@ -25,6 +25,8 @@ from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import make_url
 
+from feecenter.db.precompiled import PENDING
+
 # cache_size: 16 MiB of pages per connection instead of SQLite's 2 MiB; bulk writes
 # into big tables (usage, bill lines) keep their index pages (docs/decisions.md).
 SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON",
@@ -88,26 +90,35 @@ _DISCARDING = ("DROP", "ALTER", "ROLLBACK", "DISCARD", "DEALLOCATE")  # psycopg'
 
 
 def _watch_prepared(engine: Engine) -> None:
-    """Keep db.wire's prepared statements known to exist: psycopg deallocates every
-    prepared statement after a rollback and after DDL (db.wire.forget_prepared).
-    The statement listener also refuses SQLAlchemy inside db.sending's queues."""
-    from feecenter.db import wire
-    from feecenter.db.sending import refuse_sqlalchemy_inside
+    """PostgreSQL listeners for db.sending and db.wire: writes waiting for the commit
+    go with it, or before any other statement, and are dropped by a rollback;
+    db.wire's prepared statements are forgotten when psycopg deallocates every
+    prepared statement (after a rollback or DDL: db.wire.forget_prepared); no
+    SQLAlchemy statement runs inside db.sending's queues."""
+    from feecenter.db import sending, wire
 
     def before_statement(conn, cursor, statement, parameters, context, executemany):
-        refuse_sqlalchemy_inside(conn, cursor, statement, parameters, context, executemany)
+        sending.refuse_sqlalchemy_inside(conn, cursor, statement, parameters, context,
+                                         executemany)
+        sending.send_pending(conn, commit=False)
         if statement.lstrip()[:10].upper().startswith(_DISCARDING):
             wire.forget_prepared(conn.connection.info)
 
+    def before_commit(conn) -> None:  # psycopg then finds no transaction to commit
+        sending.send_pending(conn, commit=True)
+
     def before_rollback(conn, *_args) -> None:
         if not conn.closed and not conn.invalidated:
+            conn.connection.info.pop(PENDING, None)
             wire.forget_prepared(conn.connection.info, conn.connection.dbapi_connection)
 
     def before_reset(dbapi_conn, record, state) -> None:  # on every return to the pool
+        record.info.pop(PENDING, None)
         if not state.transaction_was_reset:
             wire.forget_prepared(record.info, dbapi_conn)
 
     event.listen(engine, "before_cursor_execute", before_statement)
+    event.listen(engine, "commit", before_commit)
     event.listen(engine, "rollback", before_rollback)
     event.listen(engine, "rollback_savepoint", lambda conn, *_a: wire.forget_prepared(
         conn.connection.info))

@@ -33,6 +33,8 @@ def pyformat_positional(sql: str) -> tuple[str, tuple[str, ...]]:
     return found
 
 
+PENDING = "feecenter.pending"  # conn.info: writes waiting for the commit (db.sending)
+
 class Precompiled:
     """A Core statement compiled once per dialect and run on the DB-API cursor.
 
@@ -116,6 +118,11 @@ class Precompiled:
 
     @staticmethod
     def driver(conn: Connection):
+        """The DB-API connection, in a transaction, with any writes waiting for the
+        commit (db.sending.writes) sent first: everything on it runs in order."""
+        pending = conn.info.pop(PENDING, None) if PENDING in conn.info else None
+        if pending is not None:
+            pending.send(commit=False)
         driver = conn.connection.dbapi_connection
         # what autobegin would do on conn.execute(); SQLite's ``transaction`` begins
         # on the driver itself (db.engine), which then needs no SQLAlchemy bookkeeping

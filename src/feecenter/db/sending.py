@@ -23,10 +23,10 @@ from typing import NamedTuple
 
 import msgspec
 from sqlalchemy import Connection, DateTime, Numeric, bindparam, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from feecenter.db import wire
-from feecenter.db.precompiled import Precompiled, pyformat_positional, wrap_error
+from feecenter.db.precompiled import PENDING, Precompiled, pyformat_positional, wrap_error
 from feecenter.errors import IdempotencyConflict, LedgerInvariantBroken
 
 _QUEUE = "feecenter.queue"  # conn.info: the reads or writes being queued, if any
@@ -226,8 +226,8 @@ def reads(conn: Connection):
 class _Writes:
     """Writes queued inside ``writes`` on PostgreSQL, sent as one statement."""
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
+    def __init__(self, conn: Connection, *, with_commit: bool = False) -> None:
+        self.conn, self.with_commit = conn, with_commit
         self.parts: list[tuple[str, list, Expect | None]] = []  # (sql with %s, values, expect)
         self.size = 0
 
@@ -245,21 +245,53 @@ class _Writes:
         return _NOTHING
 
     def end(self) -> None:
-        """``WITH s0 AS (…), s1 AS (… RETURNING 1) SELECT (SELECT count(*) FROM s1), …``:
-        each part with an expected count returns a row per row it changed."""
+        """``WITH s0 AS (…), s1 AS (… RETURNING 1) SELECT fc_expect_rows((SELECT
+        count(*) FROM s1), $n, 1), …``: each part with an expected count returns a
+        row per row it changed, and the server refuses a count that differs (so
+        a COMMIT sent after it never runs). With ``with_commit`` the statement
+        waits for the COMMIT, or for the next statement on the connection."""
         conn, parts, self.parts, self.size = self.conn, self.parts, [], 0
         if not parts:
             return
-        sql = _writes_sql(tuple(sql for sql, _, _ in parts),
-                          tuple(expect is not None for _, _, expect in parts))
+        counted = tuple(expect is not None for _, _, expect in parts)
+        sql = _writes_sql(tuple(sql for sql, _, _ in parts), counted)
         args = [value for _, values, _ in parts for value in values]
+        args += [expect.rows for _, _, expect in parts if expect is not None]
+        pending = _Pending(conn, sql, args, [expect for _, _, expect in parts])
+        if self.with_commit and conn.info.get(PENDING) is None:
+            conn.info[PENDING] = pending
+        else:
+            pending.send(commit=False)
+
+
+class _Pending:
+    """Writes sent as one statement: now, or with the unit of work's COMMIT."""
+
+    __slots__ = ("conn", "sql", "args", "expects")
+
+    def __init__(self, conn: Connection, sql: str, args: list, expects: list) -> None:
+        self.conn, self.sql, self.args, self.expects = conn, sql, args, expects
+
+    def send(self, *, commit: bool) -> None:
         try:
-            returned = iter(wire.exchange(conn, sql, args))
+            wire.exchange(self.conn, self.sql, self.args, commit=commit)
         except IntegrityError as exc:
             raise _key_conflict(exc.orig) or exc
-        for _sql, _values, expect in parts:
-            if expect is not None and int(next(returned)) != expect.rows:
-                raise expect.error()
+        except DBAPIError as exc:
+            diag = getattr(exc.orig, "diag", None)
+            if diag is None or diag.sqlstate != "FC001":
+                raise
+            raise self.expects[int(diag.message_detail)].error() from exc
+
+
+def send_pending(conn: Connection, *, commit: bool) -> bool:
+    """Send writes waiting for the commit (``writes(conn, with_commit=True)``), with
+    the COMMIT if ``commit``; False if none were waiting."""
+    pending = conn.info.pop(PENDING, None)
+    if pending is None:
+        return False
+    pending.send(commit=commit)
+    return True
 
 
 _KEY_DETAIL = re.compile(r"Key \(idempotency_key\)=\((.*)\) already exists")
@@ -284,7 +316,8 @@ def _writes_sql(sqls: tuple[str, ...], counted: tuple[bool, ...]) -> str:
         number = iter(range(1, 65536))
         queries = [f"s{k} AS ({_native(sql, number)}{' RETURNING 1' if count else ''})"
                    for k, (sql, count) in enumerate(zip(sqls, counted))]
-        counts = [f"(SELECT count(*) FROM s{k})" for k, count in enumerate(counted) if count]
+        counts = [f"fc_expect_rows((SELECT count(*) FROM s{k}), ${next(number)}, {k})"
+                  for k, count in enumerate(counted) if count]
         found = f"WITH {', '.join(queries)} SELECT {', '.join(counts) or 'NULL'}"
         if len(_WRITES_SQL) < 1024:  # payments of 1-100 orders: a few shapes each
             _WRITES_SQL[sqls, counted] = found
@@ -298,7 +331,7 @@ def _native(sql: str, number) -> str:
 
 
 @contextlib.contextmanager
-def writes(conn: Connection):
+def writes(conn: Connection, *, with_commit: bool = False):
     """Writes ``send`` and ``send_rows`` run inside go to PostgreSQL as ONE statement
     when this ends, and the rows they changed are counted then (``expect``);
     on SQLite they run as sent. The parts see the database as it was before
@@ -307,19 +340,24 @@ def writes(conn: Connection):
     changes. Nothing inside may return rows. Nested writes join the outer one.
 
     An idempotency key taken (by a transaction committed since the caller's
-    reads, say) fails the statement as IdempotencyConflict naming it."""
-    with _queued(conn, _Writes):
+    reads, say) fails the statement as IdempotencyConflict naming it.
+
+    ``with_commit``: the caller's unit of work is about to end. On PostgreSQL
+    the statement then waits and goes with the COMMIT, in one round trip, or
+    before the next statement on the connection (db.engine's listeners,
+    ``Precompiled.driver``); its errors are raised there. A rollback drops it."""
+    with _queued(conn, _Writes, with_commit=with_commit):
         yield
 
 
 @contextlib.contextmanager
-def _queued(conn: Connection, kind):
+def _queued(conn: Connection, kind, **options):
     """Queue on PostgreSQL what is sent inside, as ``kind`` (_Reads or _Writes), and
     send it when the block ends without an error; nested, join the outer queue."""
     if conn.dialect.name != "postgresql" or isinstance(conn.info.get(_QUEUE), kind):
         yield
         return
-    queue = conn.info[_QUEUE] = kind(conn)
+    queue = conn.info[_QUEUE] = kind(conn, **options)
     try:
         yield
     finally:

@@ -33,11 +33,14 @@ _READY = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
 _IDLE = pq.TransactionStatus.IDLE
 
 
-def exchange(conn: Connection, sql: str, args: list) -> tuple[bytes | None, ...]:
+def exchange(conn: Connection, sql: str, args: list, *, commit: bool = False
+             ) -> tuple[bytes | None, ...]:
     """Run ``sql`` (``$n`` placeholders) with ``args`` in the caller's transaction,
     beginning it if needed, in one round trip; its first row as text values (an
-    empty tuple if it returned none). A server error is raised as SQLAlchemy
-    raises it (IntegrityError, …) and leaves the transaction failed."""
+    empty tuple if it returned none). ``commit``: the transaction's COMMIT goes
+    in the same round trip, after it (not run if it fails). A server error is
+    raised as SQLAlchemy raises it (IntegrityError, …) and leaves the
+    transaction failed."""
     driver = Precompiled.driver(conn)
     pgconn = driver.pgconn
     info = conn.connection.info
@@ -49,10 +52,10 @@ def exchange(conn: Connection, sql: str, args: list) -> tuple[bytes | None, ...]
         name = f"fc_{info[_SEQ]}".encode()
     idle = pgconn.transaction_status == _IDLE
     stale = info.pop(_STALE, []) if idle else []  # inside a transaction an error would abort it
-    values = [_text(v) for v in args]
+    values = [None if v is None else _TEXT.get(type(v), _text)(v) for v in args]
     try:
         results = _pipeline(pgconn, name, sql.encode() if parse else None, values, begin=idle,
-                            deallocate=stale)
+                            deallocate=stale, commit=commit)
     except BaseException:
         conn.invalidate()  # the connection is mid-exchange: it cannot be trusted again
         raise
@@ -62,7 +65,7 @@ def exchange(conn: Connection, sql: str, args: list) -> tuple[bytes | None, ...]
         raise wrap_error(conn, sql, args, exc) from exc
     if parse:
         prepared[sql] = name
-    last = results[-1]
+    last = next(r for r in reversed(results) if r.status == pq.ExecStatus.TUPLES_OK)
     if last.ntuples == 0:
         return ()
     return tuple(last.get_value(0, i) for i in range(last.nfields))
@@ -84,9 +87,10 @@ def forget_prepared(info: dict, driver=None) -> None:
 
 
 def _pipeline(pgconn, name: bytes, sql: bytes | None, values: list, *, begin: bool,
-              deallocate: list[bytes]) -> list:
-    """[DEALLOCATE each stale name, Sync …], [BEGIN], [Parse], Bind/Execute, Sync: the
-    main segment's results (a stale name already gone fails its own segment only)."""
+              deallocate: list[bytes], commit: bool) -> list:
+    """[DEALLOCATE each stale name, Sync …], [BEGIN], [Parse], Bind/Execute, [COMMIT],
+    Sync: the main segment's results (a stale name already gone fails its own
+    segment only)."""
     pgconn.enter_pipeline_mode()
     for stale in deallocate:
         pgconn.send_query_params(b"DEALLOCATE " + stale, None)
@@ -96,6 +100,8 @@ def _pipeline(pgconn, name: bytes, sql: bytes | None, values: list, *, begin: bo
     if sql is not None:
         pgconn.send_prepare(name, sql)
     pgconn.send_query_prepared(name, values)
+    if commit:
+        pgconn.send_query_params(b"COMMIT", None)
     pgconn.pipeline_sync()
     fd = pgconn.socket
     while pgconn.flush():  # nonblocking: the rest goes once the socket takes it
@@ -119,6 +125,19 @@ def _pipeline(pgconn, name: bytes, sql: bytes | None, values: list, *, begin: bo
             results.append(result)
     pgconn.exit_pipeline_mode()
     return results
+
+
+def _int_text(value: int) -> bytes:
+    return str(value).encode()
+
+
+def _datetime_text(value: datetime) -> bytes:
+    if value.tzinfo is not None:
+        raise TypeError(f"an aware datetime cannot be stored as it is: {value!r}")
+    return value.isoformat(" ").encode()
+
+
+_TEXT = {int: _int_text, str: str.encode, datetime: _datetime_text}  # the common ones, fast
 
 
 def _text(value) -> bytes | None:

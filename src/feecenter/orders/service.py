@@ -511,7 +511,9 @@ def pay(conn: Connection, clock: Clock, actor: Actor, uin: int, order_ids: list[
     with their product facts and the buyer's state, the balances locked, the
     payment key, ids reserved; gate and plan in Python; then the writes sent
     together — the ledger batch, the 收支明细 entries, the payment, the
-    resources and the orders. Two round trips on PostgreSQL before the commit.
+    resources and the orders. On PostgreSQL: one round trip for the reads, and the
+    writes go with the unit of work's COMMIT when nothing runs after them
+    (``sending.writes(with_commit=True)``: their errors are raised at the commit).
     Repeating the idempotency key returns the first payment and writes nothing.
     ``coupon_ids``: the coupons the customer picked; None: the best of the
     account's (ORD-3: coupons pay first); []: no coupon. Coupons cost statements
@@ -542,7 +544,7 @@ def pay(conn: Connection, clock: Clock, actor: Actor, uin: int, order_ids: list[
     payment_id = reads.payment.rows()[0][0]
     totals = _totals(plan)
     spans = _change_resources(conn, clock, payable)
-    with sending.writes(conn):
+    with sending.writes(conn, with_commit=allocation is None):  # the payment's last step
         states = _write_payment(conn, clock, locked, payable, plan, reads.ids.ids(),
                                 {"id": payment_id, "idempotency_key": key,
                                  "request_hash": request_hash, **totals}, spans)
