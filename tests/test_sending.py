@@ -229,3 +229,16 @@ def test_wire_refuses_what_it_cannot_store_exactly():
         wire._text(datetime(2026, 3, 2, tzinfo=timezone.utc))  # a naive UTC time is stored
     with pytest.raises(TypeError):
         wire._text(1.5)  # money is never a float
+
+
+def test_writes_waiting_for_the_commit_keep_their_order(rt):
+    with transaction(rt.engine) as conn:
+        with sending.writes(conn, with_commit=True):
+            sending.send(conn, _INSERT, _account(rt, "batch:a", 5))
+        with sending.writes(conn, with_commit=True):  # needs the row of the first
+            sending.send(conn, _RAISE_PERCENT, {"by": 2},
+                         expect=sending.Expect(1, _changed_another_number))
+        with sending.writes(conn):
+            sending.send(conn, _RAISE_PERCENT, {"by": 3},
+                         expect=sending.Expect(1, _changed_another_number))
+    assert _balances(rt) == {"batch:a": 10}

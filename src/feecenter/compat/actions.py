@@ -201,15 +201,15 @@ def pay_deals(rt: Runtime, actor: Actor, params: dict) -> dict:
         # hashed: a hundred order ids would not fit a key
         key = params.get("ClientToken") or "paydeals:" + hashlib.sha256(
             ",".join(str(i) for i in sorted(ids)).encode()).hexdigest()
-        try:
+        try:  # the payment's writes go before the reads after it: their errors come here
             result = orders.pay(conn, rt.clock, actor, uin, ids, key=key, coupon_ids=coupon_ids)
+            rows = [orders.get_order(conn, actor, uin, i) for i in result["order_ids"]]
         except FeeCenterError as exc:
             if exc.field == "order_ids":  # name the parameter the caller sent
                 exc.field = "OrderIds" if order_refs else "BigDealIds"
             elif exc.field == "coupon_ids":
                 exc.field = "VoucherIds"
             raise
-        rows = [orders.get_order(conn, actor, uin, i) for i in result["order_ids"]]
     return {"OrderIds": [order_no(r["id"], r["created_at"]) for r in rows],
             "ResourceIds": [r["resource_id"] for r in rows],
             "BigDealIds": sorted({order_no(r["big_deal_id"] or r["id"], r["created_at"])

@@ -258,7 +258,8 @@ class _Writes:
         args = [value for _, values, _ in parts for value in values]
         args += [expect.rows for _, _, expect in parts if expect is not None]
         pending = _Pending(conn, sql, args, [expect for _, _, expect in parts])
-        if self.with_commit and conn.info.get(PENDING) is None:
+        send_pending(conn, commit=False)  # writes waiting from before go first
+        if self.with_commit:
             conn.info[PENDING] = pending
         else:
             pending.send(commit=False)
