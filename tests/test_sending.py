@@ -242,3 +242,25 @@ def test_writes_waiting_for_the_commit_keep_their_order(rt):
             sending.send(conn, _RAISE_PERCENT, {"by": 3},
                          expect=sending.Expect(1, _changed_another_number))
     assert _balances(rt) == {"batch:a": 10}
+
+
+def test_failed_runs_leave_no_prepared_statements_behind(rt):
+    """A statement whose Parse held but whose run failed is known as prepared, so
+    the rollback's cleanup covers it: failures do not pile statements up."""
+    if rt.engine.dialect.name != "postgresql":
+        pytest.skip("prepared statements: PostgreSQL")
+    columns = tuple(_txn_row(rt, "k"))
+    with transaction(rt.engine) as conn:
+        sending.send_rows(conn, ledger_transactions, columns, [_txn_row(rt, "taken")],
+                          once_on="idempotency_key")
+    for _ in range(4):
+        with pytest.raises(IdempotencyConflict):
+            with transaction(rt.engine) as conn, sending.writes(conn):
+                sending.send_rows(conn, ledger_transactions, columns, [_txn_row(rt, "taken")],
+                                  once_on="idempotency_key")
+    with transaction(rt.engine) as conn:
+        with sending.writes(conn):
+            sending.send(conn, _INSERT, _account(rt, "batch:b", 1))
+        ours = conn.exec_driver_sql("SELECT count(*) FROM pg_prepared_statements "
+                                    "WHERE left(name, 3) = 'fc_'").scalar()
+    assert ours <= 2 and _balances(rt) == {"batch:b": 1}

@@ -59,14 +59,14 @@ def exchange(conn: Connection, sql: str, args: list, *, commit: bool = False
     except BaseException:
         conn.invalidate()  # the connection is mid-exchange: it cannot be trusted again
         raise
+    if parse and len(results) > idle and results[idle].status in _READY:
+        prepared[sql] = name  # the Parse after the BEGIN held, whatever came after it
     failed = next((r for r in results if r.status not in _READY), None)
     if failed is not None:
         exc = errors.error_from_result(failed, encoding=driver.info.encoding)
         raise wrap_error(conn, sql, args, exc) from exc
-    if parse:
-        prepared[sql] = name
-    last = next(r for r in reversed(results) if r.status == pq.ExecStatus.TUPLES_OK)
-    if last.ntuples == 0:
+    last = next((r for r in reversed(results) if r.status == pq.ExecStatus.TUPLES_OK), None)
+    if last is None or last.ntuples == 0:
         return ()
     return tuple(last.get_value(0, i) for i in range(last.nfields))
 
