@@ -18,8 +18,9 @@ and written again with the plain DB-API driver into a second fresh database of
 the same schema (foreign-key checks off, indexes and unique constraints on),
 one payment's rows per commit: an executemany per table, an UPDATE of the
 order, an UPDATE per changed balance row. On PostgreSQL each commit's
-statements go in one psycopg pipeline (one round trip; ours sends its reads
-as one statement and its writes as another, then commits). Same rows, same number of commits, the project's
+statements go in one psycopg pipeline (one round trip; ours sends its reads,
+with the BEGIN, as one statement, and its writes as another with the COMMIT:
+two). Same rows, same number of commits, the project's
 settings (SQLite ``db.engine.SQLITE_PRAGMAS``: WAL, synchronous=FULL, 16 MiB page
 cache; PostgreSQL synchronous_commit=on).
 

@@ -264,3 +264,16 @@ def test_failed_runs_leave_no_prepared_statements_behind(rt):
         ours = conn.exec_driver_sql("SELECT count(*) FROM pg_prepared_statements "
                                     "WHERE left(name, 3) = 'fc_'").scalar()
     assert ours <= 2 and _balances(rt) == {"batch:b": 1}
+
+
+def test_writes_waiting_for_the_commit_and_savepoints(rt):
+    """Writes queued before a savepoint survive its rollback; writes queued inside
+    it are undone with it."""
+    with transaction(rt.engine) as conn:
+        with sending.writes(conn, with_commit=True):
+            sending.send(conn, _INSERT, _account(rt, "batch:before", 1))
+        savepoint = conn.begin_nested()
+        with sending.writes(conn, with_commit=True):
+            sending.send(conn, _INSERT, _account(rt, "batch:inside", 2))
+        savepoint.rollback()
+    assert _balances(rt) == {"batch:before": 1}

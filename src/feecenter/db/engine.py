@@ -120,8 +120,8 @@ def _watch_prepared(engine: Engine) -> None:
     event.listen(engine, "before_cursor_execute", before_statement)
     event.listen(engine, "commit", before_commit)
     event.listen(engine, "rollback", before_rollback)
-    event.listen(engine, "rollback_savepoint", lambda conn, *_a: wire.forget_prepared(
-        conn.connection.info))
+    # savepoints need nothing more: SAVEPOINT and ROLLBACK TO are statements, so the
+    # waiting writes go before them, and ROLLBACK TO is one of the _DISCARDING
     event.listen(engine.pool, "reset", before_reset)
 
 

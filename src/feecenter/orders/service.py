@@ -340,9 +340,10 @@ def _plan_dict(payable, plan, allocation: coupons.Allocation | None = None) -> d
                                                           "credit")}
     uses, skipped = [], {}
     if allocation is not None:
-        order_of = [int(line.reference.split(":")[1]) for line in allocation.lines]
-        uses = [{"coupon_id": u.coupon_id, "order_id": order_of[u.line_index],
-                 "amount": u.amount} for u in allocation.plan.uses]
+        order_of = {_coupon_ref(o["id"]): o["id"] for o in payable}
+        uses = [{"coupon_id": u.coupon_id, "amount": u.amount,
+                 "order_id": order_of[allocation.lines[u.line_index].reference]}
+                for u in allocation.plan.uses]
         skipped = {cid: r.to_dict() for cid, r in allocation.plan.skipped.items()}
     return {"orders": lines, "totals": totals, "coupon_uses": uses, "coupons_skipped": skipped}
 
