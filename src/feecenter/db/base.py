@@ -12,3 +12,11 @@ metadata = MetaData(naming_convention={
 
 # BIGINT primary keys that autoincrement on SQLite too (there only INTEGER is the rowid).
 IdType = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def id_sequence(table: str) -> str:
+    """The PostgreSQL sequence behind ``table``'s autoincrement ``id``, as a regclass
+    literal for ``nextval``: the name PostgreSQL gives a BIGSERIAL column's sequence.
+    Resolved when a statement is parsed, once, where ``pg_get_serial_sequence`` looks
+    it up in the catalog on every call (tests/test_migrations.py checks the names)."""
+    return f"'{table}_id_seq'::regclass"

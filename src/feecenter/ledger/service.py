@@ -21,6 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from feecenter.clock import Clock, db_time
 from feecenter.db import sending
+from feecenter.db.base import id_sequence
 from feecenter.db.precompiled import Precompiled, wrap_error as _wrap
 from feecenter.errors import (Conflict, IdempotencyConflict, InsufficientBalance,
                               LedgerInvariantBroken, invalid, not_found)
@@ -518,7 +519,7 @@ def _reserve_txn_ids(conn: Connection, count: int) -> list[int]:
     if conn.dialect.name == "sqlite":
         last = conn.execute(select(func.coalesce(func.max(_T.id), 0))).scalar_one()
         return list(range(last + 1, last + 1 + count))
-    sequence = func.pg_get_serial_sequence(ledger_transactions.name, _T.id.name)
+    sequence = literal_column(id_sequence(ledger_transactions.name))
     return sorted(conn.execute(select(func.nextval(sequence))
                                .select_from(func.generate_series(1, count))).scalars())
 
@@ -769,7 +770,7 @@ def _next_ids_statement(postgres: bool) -> Precompiled:
     as the ids SQLite would assign itself follow them (max + 1, …): BEGIN
     IMMEDIATE holds the write lock, so nobody inserts before the commit."""
     def taken(table: str, count: str):
-        sequence = literal_column(f"pg_get_serial_sequence('{table}', 'id')")
+        sequence = literal_column(id_sequence(table))
         return (select(func.array_agg(func.nextval(sequence)))
                 .select_from(func.generate_series(literal_column("1"),
                                                   bindparam(count, type_=Integer)))

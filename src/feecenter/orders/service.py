@@ -26,6 +26,7 @@ from feecenter.clock import Clock, add_months, db_time, from_db_time
 from feecenter.coupons import rules as coupon_rules
 from feecenter.coupons import service as coupons
 from feecenter.db import sending
+from feecenter.db.base import id_sequence
 from feecenter.db.precompiled import Precompiled, time_reader
 from feecenter.errors import Conflict, FeeCenterError, invalid, not_found
 from feecenter.funds import service as funds
@@ -389,7 +390,7 @@ def _payment_key_statement(postgres: bool) -> Precompiled:
     SQLite's max + 1 under its write lock) and the payment made earlier with the key,
     if any (its columns NULL otherwise): one row."""
     if postgres:
-        next_id = func.nextval(literal_column("pg_get_serial_sequence('payments', 'id')"))
+        next_id = func.nextval(literal_column(id_sequence(payments.name)))
     else:
         next_id = (select(func.coalesce(func.max(_P.id), literal_column("0")))
                    .scalar_subquery() + literal_column("1"))
