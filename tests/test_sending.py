@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Numeric, bindparam, cast, func, insert, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 
-from feecenter.db import sending
+from feecenter.db import sending, wire
 from feecenter.db.engine import transaction
 from feecenter.db.precompiled import Precompiled
 from feecenter.errors import Conflict, IdempotencyConflict, LedgerInvariantBroken
@@ -277,3 +277,17 @@ def test_writes_waiting_for_the_commit_and_savepoints(rt):
             sending.send(conn, _INSERT, _account(rt, "batch:inside", 2))
         savepoint.rollback()
     assert _balances(rt) == {"batch:before": 1}
+
+
+@pytest.mark.postgres_only  # plans of prepared statements: PostgreSQL
+def test_a_transaction_begun_on_the_wire_plans_its_statements_generically(rt):
+    """Each of a prepared statement's first five runs would otherwise be planned
+    anew (~1 ms for a payment's reads); the setting ends with the transaction."""
+    def plan_mode(conn) -> bytes:
+        return wire.exchange(conn, "SELECT current_setting('plan_cache_mode')", [])[0]
+
+    with transaction(rt.engine) as conn:
+        assert plan_mode(conn) == b"force_generic_plan"
+    with transaction(rt.engine) as conn:
+        conn.exec_driver_sql("SELECT 1")  # begun by SQLAlchemy: the server's own choice
+        assert plan_mode(conn) == b"auto"
