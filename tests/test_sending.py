@@ -215,20 +215,25 @@ def test_prepared_statements_survive_a_rollback(rt):
     ("现金", "现金".encode()), (datetime(2026, 3, 2, 2, 0, 0, 5), b"2026-03-02 02:00:00.000005"),
 ])
 def test_wire_parameters_in_postgresql_text_form(value, text):
-    from feecenter.db import wire
-
     assert wire._text(value) == text
+    assert wire._texts([value, value]) == [text, text]  # the list form, a repeat memoised
+
+
+def test_wire_parameters_equal_in_value_keep_their_own_form():
+    moment = datetime(2026, 3, 2, 2, 0)
+    assert wire._texts([True, 1, Decimal(1), moment, moment, "1", None, False, 0]) == [
+        b"t", b"1", b"1", b"2026-03-02 02:00:00", b"2026-03-02 02:00:00", b"1", None, b"f", b"0"]
 
 
 def test_wire_refuses_what_it_cannot_store_exactly():
     from datetime import timezone
 
-    from feecenter.db import wire
-
     with pytest.raises(TypeError):
         wire._text(datetime(2026, 3, 2, tzinfo=timezone.utc))  # a naive UTC time is stored
     with pytest.raises(TypeError):
         wire._text(1.5)  # money is never a float
+    with pytest.raises(TypeError):
+        wire._texts([1, 1.5])
 
 
 def test_writes_waiting_for_the_commit_keep_their_order(rt):

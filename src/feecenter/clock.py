@@ -54,6 +54,8 @@ def to_utc(when: datetime) -> datetime:
 
 def db_time(when: datetime) -> datetime:
     """Aware datetime -> naive UTC for storage."""
+    if when.tzinfo is timezone.utc:  # the clocks' own: no conversion
+        return when.replace(tzinfo=None)
     return to_utc(when).replace(tzinfo=None)
 
 

@@ -132,11 +132,14 @@ class _Reads:
 
     def add(self, statement: Precompiled, sql: str, args, returns: bool, expect) -> Sent:
         if not returns or expect is not None:
-            raise LedgerInvariantBroken("读取中只能发送查询", "only queries may be sent inside reads")
+            raise _only_queries()
         sql, args = _positional(sql, args)
         sent = Sent(self.conn, None, sql)
         self.parts.append((statement, sql, args, sent))
         return sent
+
+    def add_positional(self, sql: str, args: list, expect=None) -> Sent:
+        raise _only_queries()  # send_rows writes
 
     def end(self) -> None:
         """``WITH q0(c0, …) AS (…), … SELECT (SELECT json_agg(json_build_array(c0, …))
@@ -150,6 +153,10 @@ class _Reads:
         texts = wire.exchange(conn, sql, [v for _, _, values, _ in self.parts for v in values])
         for (statement, _, _, sent), text in zip(self.parts, texts):
             sent._rows = _decode_rows(statement, text)
+
+
+def _only_queries() -> LedgerInvariantBroken:
+    return LedgerInvariantBroken("读取中只能发送查询", "only queries may be sent inside reads")
 
 
 @functools.cache
@@ -238,6 +245,10 @@ class _Writes:
         sql, args = _positional(sql, args)
         if expect is not None and " RETURNING " in sql:  # the count adds its own
             raise ValueError(f"a write with an expected count returns nothing: {sql}")
+        return self.add_positional(sql, args, expect)
+
+    def add_positional(self, sql: str, args: list, expect: Expect | None = None) -> Sent:
+        """A write already in positional form (``%s``, its values in that order)."""
         if self.size + len(args) > WRITE_PARAMETERS:
             self.end()  # what is queued so far goes first
         self.parts.append((sql, args, expect))
@@ -385,7 +396,7 @@ def send_rows(conn: Connection, table, columns: tuple[str, ...], rows: list[dict
     for start in range(0, len(rows), INSERT_ROWS):
         chunk = rows[start:start + INSERT_ROWS]
         statement = _insert_values(table, columns, len(chunk))
-        sql, positional, slots, processed = _rows_plan(statement, conn.dialect)
+        sql, positional, slots, processed, queued_sql = _rows_plan(statement, conn.dialect)
         values = [chunk[i][column] for _, i, column in slots]
         done: dict = {}  # one column's values share one type: process each value once
         for k, column, processor in processed:
@@ -394,10 +405,10 @@ def send_rows(conn: Connection, table, columns: tuple[str, ...], rows: list[dict
                 values[k] = done[column, value]
             except KeyError:
                 values[k] = done[column, value] = processor(value)
-        args = values if positional else {name: v for (name, _, _), v in zip(slots, values)}
         if queue is not None:  # a key taken fails the whole statement: _Writes.end
-            queue.add(statement, sql, args, False, None)
+            queue.add_positional(queued_sql, values)
             continue
+        args = values if positional else {name: v for (name, _, _), v in zip(slots, values)}
         try:
             _dispatch(conn, sql, args, False, None)
         except IntegrityError as exc:
@@ -411,22 +422,28 @@ _ROWS_PLANS: dict = {}
 
 
 def _rows_plan(statement: Precompiled, dialect) -> tuple:
-    """(sql, positional, slots, processed) of a multi-row INSERT built by _insert_values:
-    each bind ``{column}_{row}`` in the order the driver takes them, as (name, row,
-    column), and the positions whose values need the type's bind processing."""
+    """(sql, positional, slots, processed, queued_sql) of a multi-row INSERT built by
+    _insert_values: each bind ``{column}_{row}`` in the order the values go, as
+    (name, row, column), the positions whose values need the type's bind
+    processing, and (PostgreSQL) the SQL with ``%s`` placeholders in that order,
+    for ``writes`` to queue as it is."""
     key = (id(statement), type(dialect))
     found = _ROWS_PLANS.get(key)
     if found is None:
         sql, _, processors = statement._compiled(dialect)
         compiled = statement.statement.compile(dialect=dialect)
-        names = tuple(compiled.positiontup) if compiled.positional else tuple(compiled.binds)
+        queued_sql = None
+        if compiled.positional:
+            names = tuple(compiled.positiontup)
+        else:  # pyformat: the names in the order they stand in the SQL
+            queued_sql, names = pyformat_positional(sql)
         slots = []
         for name in names:
             column, row = name.rsplit("_", 1)
             slots.append((name, int(row), column))
         processed = [(k, column, processors[name])
                      for k, (name, _, column) in enumerate(slots) if name in processors]
-        found = _ROWS_PLANS[key] = (sql, compiled.positional, slots, processed)
+        found = _ROWS_PLANS[key] = (sql, compiled.positional, slots, processed, queued_sql)
     return found
 
 

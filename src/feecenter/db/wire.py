@@ -60,7 +60,7 @@ def exchange(conn: Connection, sql: str, args: list, *, commit: bool = False
         name = f"fc_{info[_SEQ]}".encode()
     idle = pgconn.transaction_status == _IDLE
     stale = info.pop(_STALE, []) if idle else []  # inside a transaction an error would abort it
-    values = [None if v is None else _TEXT.get(type(v), _text)(v) for v in args]
+    values = _texts(args)
     try:
         results = _pipeline(pgconn, name, sql.encode() if parse else None, values, begin=idle,
                             deallocate=stale, commit=commit)
@@ -137,17 +137,20 @@ def _pipeline(pgconn, name: bytes, sql: bytes | None, values: list, *, begin: bo
     return results
 
 
-def _int_text(value: int) -> bytes:
-    return str(value).encode()
+def _texts(args: list) -> list[bytes | None]:
+    """The parameters in PostgreSQL's text form; ints and strs inline, and each
+    distinct timestamp once (a payment repeats its time a dozen times)."""
+    seen: dict = {}
 
+    def other(value):
+        key = (type(value), value)  # True == 1 == Decimal(1): the type keeps them apart
+        found = seen.get(key)
+        if found is None:
+            found = seen[key] = _text(value)
+        return found
 
-def _datetime_text(value: datetime) -> bytes:
-    if value.tzinfo is not None:
-        raise TypeError(f"an aware datetime cannot be stored as it is: {value!r}")
-    return value.isoformat(" ").encode()
-
-
-_TEXT = {int: _int_text, str: str.encode, datetime: _datetime_text}  # the common ones, fast
+    return [b"%d" % v if type(v) is int else v.encode() if type(v) is str
+            else None if v is None else other(v) for v in args]
 
 
 def _text(value) -> bytes | None:
