@@ -229,16 +229,20 @@ class RawWriter:
         return time.perf_counter() - began
 
 
-def _turn(ours, clock, raw: RawWriter, placed: list[tuple[int, int]], first: int) -> tuple:
-    """Ours pays ``placed``, then raw writes the same rows: (ours s, raw s, rows inserted)."""
-    with ours.connect() as conn:
+def _turn(ours, probe, clock, raw: RawWriter, placed: list[tuple[int, int]], first: int
+          ) -> tuple:
+    """Ours pays ``placed``, then raw writes the same rows: (ours s, raw s, rows inserted).
+    What the turn wrote is read through ``probe``, an engine of its own on ours's
+    database, so that those reads leave ours's connection as the payments left it
+    (on PostgreSQL a rollback there would deallocate its prepared statements)."""
+    with probe.connect() as conn:
         marks, before = _marks(conn), _balances(conn)
     began = time.perf_counter()
     for i, (uin, order_id) in enumerate(placed, start=first):
         with transaction(ours) as conn:
             orders.pay(conn, clock, SYSTEM, uin, [order_id], key=f"bench-{i}")
     ours_s = time.perf_counter() - began
-    with ours.connect() as conn:
+    with probe.connect() as conn:
         written = _written(conn, marks, [o for _, o in placed], before)
     inserted = sum(len(rows) for _, rows in written["added"].values())
     return ours_s, raw.write(written, len(placed)), inserted
@@ -256,23 +260,25 @@ def run_backend(backend: str, n: int, chunk: int, warmup: int, accounts_count: i
             clock = FixedClock(START)
             log(f"[{backend}] preparing {warmup + n} unpaid orders…")
             placed = _prepare(ours, clock, warmup + n, accounts_count)
-            with ours.connect() as conn:
+            probe = make_engine(ours_url)  # the benchmark's own reads (_turn)
+            with probe.connect() as conn:
                 prior = _rows(conn, "SELECT * FROM orders ORDER BY id")
                 balance_ids = sorted(_balances(conn))
             raw = RawWriter(backend, raw_url, prior, balance_ids)
             log(f"[{backend}] paying {n} orders, one per transaction, in turns of {chunk} "
                 f"with the raw ceiling…")
             if warmup:
-                _turn(ours, clock, raw, placed[:warmup], 0)
+                _turn(ours, probe, clock, raw, placed[:warmup], 0)
             ours_s = raw_s = inserted = 0
             for start in range(warmup, warmup + n, chunk):
-                o, r, rows = _turn(ours, clock, raw, placed[start:start + chunk], start)
+                o, r, rows = _turn(ours, probe, clock, raw, placed[start:start + chunk], start)
                 ours_s, raw_s, inserted = ours_s + o, raw_s + r, inserted + rows
             raw.db.close()
             with ours.connect() as conn:
                 assert reconcile(conn) == [], "the benchmark left the ledger unreconciled"
                 states = conn.exec_driver_sql("SELECT DISTINCT state FROM orders").scalars().all()
                 assert states == ["delivered"], states
+            dispose(probe)
             dispose(ours)
         finally:
             cleanup()

@@ -281,3 +281,24 @@ def test_a_payment_draws_temporary_credit_only_until_it_ends(shop):
         pay(rt, uin, [second])
     assert balance(rt, uin).advances == CVM_MEDIUM_MONTH - 100_00
     assert_reconciled(rt)
+
+
+def test_reserved_ids_are_new_distinct_and_ascending_alone_or_read_together(shop):
+    """The ids a batch is written with come from the tables' own sequences on
+    PostgreSQL (the highest ids on SQLite): never one in use, none twice."""
+    rt = shop
+    uin = new_account(rt)
+    add_cash(rt, uin, 100_00)  # a transaction, so the ids do not start at 1
+    with rt.engine.begin() as conn:
+        taken = conn.execute(select(ledger_transactions.c.id)).scalars().all()
+        alone = ledger.reserve_ids(conn, txns=3, holds=0).ids()
+        assert alone[1] == [] and len(alone[0]) == 3
+        assert alone[0] == sorted(set(alone[0])) and min(alone[0]) > max(taken)
+    if rt.engine.dialect.name != "postgresql":
+        return  # SQLite's follow the highest id: the same until one is written
+    with rt.engine.begin() as conn:
+        with sending.reads(conn):
+            together = [ledger.reserve_ids(conn, txns=2, holds=2) for _ in range(2)]
+        txns = [i for r in together for i in r.ids()[0]]
+        holds = [i for r in together for i in r.ids()[1]]
+    assert len(set(txns)) == 4 and min(txns) > max(alone[0]) and len(set(holds)) == 4

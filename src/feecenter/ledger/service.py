@@ -765,26 +765,25 @@ class Reservation:
                 list(range(first_hold + 1, first_hold + 1 + self._holds)))
 
 
-def _next_ids_statement(postgres: bool) -> Precompiled:
-    """PostgreSQL: values of the tables' own sequences. SQLite: the highest ids,
-    as the ids SQLite would assign itself follow them (max + 1, …): BEGIN
-    IMMEDIATE holds the write lock, so nobody inserts before the commit."""
-    def taken(table: str, count: str):
-        sequence = literal_column(id_sequence(table))
-        return (select(func.array_agg(func.nextval(sequence)))
-                .select_from(func.generate_series(literal_column("1"),
-                                                  bindparam(count, type_=Integer)))
-                .scalar_subquery())
+@functools.cache  # per pair of counts: a payment of n orders takes n + 2 and n
+def _next_ids_statement(txns: int, holds: int, postgres: bool) -> Precompiled:
+    """PostgreSQL: values of the tables' own sequences, an ARRAY of ``nextval``
+    each (a fifth of the server time of aggregating over ``generate_series``).
+    SQLite: the highest ids, as the ids SQLite would assign itself follow them
+    (max + 1, …): BEGIN IMMEDIATE holds the write lock, so nobody inserts
+    before the commit."""
+    def taken(table: str, count: int):
+        if not count:
+            return literal_column("'{}'::bigint[]")
+        return literal_column(f"ARRAY[{', '.join([f'nextval({id_sequence(table)})'] * count)}]")
 
     def highest(table):
         return select(func.coalesce(func.max(table.c.id), literal_column("0"))).scalar_subquery()
 
     if postgres:
-        return Precompiled(select(taken("ledger_transactions", "txns"), taken("ledger_holds", "holds")))
+        return Precompiled(select(taken("ledger_transactions", txns).label("txns"),
+                                  taken("ledger_holds", holds).label("holds")))
     return Precompiled(select(highest(ledger_transactions), highest(ledger_holds)))
-
-
-_NEXT_IDS = {True: _next_ids_statement(True), False: _next_ids_statement(False)}
 
 
 def reserve_ids(conn: Connection, *, txns: int, holds: int) -> Reservation:
@@ -793,8 +792,9 @@ def reserve_ids(conn: Connection, *, txns: int, holds: int) -> Reservation:
     SQLite they are the next ids, so no other ledger transaction or hold may be
     written between this call and the ``write_hold_batch`` that uses them."""
     postgres = conn.dialect.name == "postgresql"
-    params = {"txns": txns, "holds": holds} if postgres else {}
-    sent = sending.send(conn, _NEXT_IDS[postgres], params, returns=True)
+    statement = (_next_ids_statement(txns, holds, True) if postgres
+                 else _next_ids_statement(0, 0, False))
+    sent = sending.send(conn, statement, {}, returns=True)
     return Reservation(sent, postgres, txns, holds)
 
 
