@@ -18,8 +18,11 @@ A transaction begun here plans these statements generically
 (``SET LOCAL plan_cache_mode = force_generic_plan``, sent with its BEGIN):
 left to itself PostgreSQL plans a prepared statement anew for each of its
 first five runs, ~1 ms each for a payment's reads, and it prepares them anew
-whenever psycopg deallocates every statement (``forget_prepared``). Hot
-paths look rows up by key, where one plan serves every value.
+whenever psycopg deallocates every statement (``forget_prepared``). The
+setting lasts the transaction, so the statements psycopg prepared itself (after
+their fifth run on the connection) are planned generically there too: the coupon
+part of a payment, which runs after its writes. Hot paths look rows up by key,
+where one plan serves every value.
 """
 
 from __future__ import annotations
