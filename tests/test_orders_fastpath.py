@@ -302,3 +302,12 @@ def test_reserved_ids_are_new_distinct_and_ascending_alone_or_read_together(shop
         txns = [i for r in together for i in r.ids()[0]]
         holds = [i for r in together for i in r.ids()[1]]
     assert len(set(txns)) == 4 and min(txns) > max(alone[0]) and len(set(holds)) == 4
+
+
+@pytest.mark.parametrize("txns, holds", [(ledger.MAX_BATCH_HOLDS + 3, 1),
+                                         (1, ledger.MAX_BATCH_HOLDS + 1), (-1, 0)])
+def test_reserving_more_ids_than_a_batch_uses_is_refused(shop, txns, holds):
+    """Each pair of counts is a statement kept for reuse: the counts are bounded."""
+    with shop.engine.begin() as conn, pytest.raises(InvalidInput) as refused:
+        ledger.reserve_ids(conn, txns=txns, holds=holds)
+    assert refused.value.field == "txns"

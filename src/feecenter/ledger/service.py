@@ -790,7 +790,13 @@ def reserve_ids(conn: Connection, *, txns: int, holds: int) -> Reservation:
     """Reserve ids for up to ``txns`` transactions and ``holds`` holds (sent; read
     with ``.ids()``). Unused PostgreSQL ids are gaps, as after any rollback. On
     SQLite they are the next ids, so no other ledger transaction or hold may be
-    written between this call and the ``write_hold_batch`` that uses them."""
+    written between this call and the ``write_hold_batch`` that uses them. At most
+    what one batch uses (MAX_BATCH_HOLDS holds, two transactions more): each pair
+    of counts is a statement of its own, kept."""
+    if not (0 <= holds <= MAX_BATCH_HOLDS and 0 <= txns <= MAX_BATCH_HOLDS + 2):
+        raise invalid("txns", f"一次预留至多 {MAX_BATCH_HOLDS + 2} 个交易编号、{MAX_BATCH_HOLDS} 个冻结编号",
+                      f"at most {MAX_BATCH_HOLDS + 2} transaction and {MAX_BATCH_HOLDS} hold ids "
+                      "may be reserved at once")
     postgres = conn.dialect.name == "postgresql"
     statement = (_next_ids_statement(txns, holds, True) if postgres
                  else _next_ids_statement(0, 0, False))
