@@ -15,18 +15,26 @@ Raw ceiling: the rows those payments inserted (payments, ledger transactions,
 postings, holds, hold legs, statement entries, resources) and the final values
 of what they updated (the order; the balance rows that changed) are read back
 and written again with the plain DB-API driver into a second fresh database of
-the same schema (foreign-key checks off, indexes and unique constraints on),
-one payment's rows per commit: an executemany per table, an UPDATE of the
-order, an UPDATE per changed balance row. On PostgreSQL each commit's
-statements go in one psycopg pipeline (one round trip; ours sends its reads,
-with the BEGIN, as one statement, and its writes as another with the COMMIT:
-two). Same rows, same number of commits, the project's
-settings (SQLite ``db.engine.SQLITE_PRAGMAS``: WAL, synchronous=FULL, 16 MiB page
-cache; PostgreSQL synchronous_commit=on).
+the same schema, seeded with the rows they update or refer to (the ledger
+accounts, projects and unpaid orders as they were): one payment's rows per
+commit, an executemany per table, an UPDATE of the order, an UPDATE per
+changed balance row. On PostgreSQL each commit's statements go in one psycopg
+pipeline (one round trip; ours sends its reads, with the BEGIN, as one
+statement, and its writes as another with the COMMIT: two). Same rows, same
+number of commits, same schema with its constraints (indexes, unique
+constraints, foreign keys), the project's settings (SQLite
+``db.engine.SQLITE_PRAGMAS``: WAL, synchronous=FULL, foreign keys on, 16 MiB page
+cache; PostgreSQL synchronous_commit=on), as in benchmarks/ledger.py.
 
-The two take turns, C payments each (default 50), so a drift in disk latency
-or in the other work on the machine hits both alike; W payments (default 20)
-warm both up first and are not counted. Target: ours ≥ 50 % of raw.
+Beside it, for comparison, a third database takes the same rows with its
+foreign-key checks off (``raw no FK``: SQLite ``foreign_keys=OFF``, PostgreSQL
+``session_replication_role = replica``), the ceiling this benchmark used up to
+session 7: a ceiling the schema cannot reach, since its checks are the
+database's own work for these rows, not the application's (docs/benchmarks.md).
+
+The three take turns, C payments each (default 50), so a drift in disk latency
+or in the other work on the machine hits them alike; W payments (default 20)
+warm them up first and are not counted. Target: ours ≥ 50 % of raw.
 
 A documented command, not a test: nothing here runs under pytest.
 """
@@ -62,6 +70,8 @@ DEFAULT_PG_URL = os.environ.get("FEECENTER_BENCH_PG_URL",
 START = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
 TARGET = 0.50
 OPS = operator("bench")
+SIDES = ("ours", "raw", "raw_nofk")  # the last: the raw ceiling without foreign-key checks
+SEEDED = ("ledger_accounts", "projects", "orders")  # what payments update or refer to
 INSERTED = {  # table -> how to find the rows a turn added (column > its max before)
     "payments": "id", "ledger_transactions": "id", "ledger_postings": "id",
     "ledger_holds": "id", "ledger_hold_legs": "hold_id", "statement_entries": "id",
@@ -69,12 +79,13 @@ INSERTED = {  # table -> how to find the rows a turn added (column > its max bef
 
 
 def _fresh_databases(backend: str, workdir: Path, pg_url: str):
-    """Two fresh migrated databases (ours, raw) and a cleanup function."""
+    """Fresh databases (ours, raw, raw without foreign-key checks) and a cleanup
+    function."""
     if backend == "sqlite":
-        urls = [f"sqlite:///{workdir / name}.db" for name in ("ours", "raw")]
+        urls = [f"sqlite:///{workdir / name}.db" for name in SIDES]
         return urls, lambda: None
     admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    names = [f"fc_bench_orders_{side}_{uuid.uuid4().hex[:6]}" for side in ("ours", "raw")]
+    names = [f"fc_bench_orders_{side}_{uuid.uuid4().hex[:6]}" for side in SIDES]
     with admin.connect() as conn:
         for name in names:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
@@ -159,13 +170,15 @@ def _split(rows: list, parts: int) -> list[list]:
 
 
 class RawWriter:
-    """The same rows with the DB-API driver, one payment's worth per commit."""
+    """The same rows with the DB-API driver, one payment's worth per commit, into the
+    same schema with the project's settings; ``foreign_keys=False`` turns the
+    foreign-key checks off (the figure beside the ceiling, for comparison)."""
 
-    def __init__(self, backend: str, url: str, prior_orders, balance_ids: list[int]):
+    def __init__(self, backend: str, url: str, seeds: dict, *, foreign_keys: bool = True):
         self.backend = backend
         if backend == "sqlite":
             db = sqlite3.connect(sa.engine.make_url(url).database, isolation_level=None)
-            for pragma in (*SQLITE_PRAGMAS, "foreign_keys=OFF"):  # the project's, FKs off
+            for pragma in (*SQLITE_PRAGMAS, f"foreign_keys={'ON' if foreign_keys else 'OFF'}"):
                 db.execute(f"PRAGMA {pragma}")
             self.mark = "?"
         else:
@@ -174,14 +187,12 @@ class RawWriter:
             db = psycopg.connect(sa.engine.make_url(url).set(drivername="postgresql")
                                  .render_as_string(hide_password=False), autocommit=True)
             db.execute("SET synchronous_commit = on")
-            db.execute("SET session_replication_role = replica")  # no FK triggers, as on SQLite
+            if not foreign_keys:
+                db.execute("SET session_replication_role = replica")  # no FK triggers
             self.mark = "%s"
         self.db = db
-        # the orders as they were before payment, and the balance rows, exist to be updated
-        self._seed("orders", *prior_orders)
-        self._seed("ledger_accounts", ["id", "code", "kind", "cached", "balance", "created_at"],
-                   [(i, f"acct-{i}", "cash", True, 0, START.replace(tzinfo=None))
-                    for i in balance_ids])
+        for table, (cols, rows) in seeds.items():  # what the payments update or refer to
+            self._seed(table, cols, rows)
 
     def _insert_sql(self, table: str, cols: list[str]) -> str:
         return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join([self.mark] * len(cols))})"
@@ -229,9 +240,10 @@ class RawWriter:
         return time.perf_counter() - began
 
 
-def _turn(ours, probe, clock, raw: RawWriter, placed: list[tuple[int, int]], first: int
-          ) -> tuple:
-    """Ours pays ``placed``, then raw writes the same rows: (ours s, raw s, rows inserted).
+def _turn(ours, probe, clock, raws: list[RawWriter], placed: list[tuple[int, int]],
+          first: int) -> tuple:
+    """Ours pays ``placed``, then each raw writer writes the same rows: (ours s,
+    [each raw's s], rows inserted).
     What the turn wrote is read through ``probe``, an engine of its own on ours's
     database, so that those reads leave ours's connection as the payments left it
     (on PostgreSQL a rollback there would deallocate its prepared statements)."""
@@ -245,35 +257,38 @@ def _turn(ours, probe, clock, raw: RawWriter, placed: list[tuple[int, int]], fir
     with probe.connect() as conn:
         written = _written(conn, marks, [o for _, o in placed], before)
     inserted = sum(len(rows) for _, rows in written["added"].values())
-    return ours_s, raw.write(written, len(placed)), inserted
+    return ours_s, [raw.write(written, len(placed)) for raw in raws], inserted
 
 
 def run_backend(backend: str, n: int, chunk: int, warmup: int, accounts_count: int,
                 pg_url: str, log) -> dict:
     with tempfile.TemporaryDirectory(prefix="fc-bench-orders-") as workdir:
-        (ours_url, raw_url), cleanup = _fresh_databases(backend, Path(workdir), pg_url)
+        (ours_url, *raw_urls), cleanup = _fresh_databases(backend, Path(workdir), pg_url)
         try:
-            ours, raw_engine = make_engine(ours_url), make_engine(raw_url)
-            upgrade(ours)
-            upgrade(raw_engine)
-            dispose(raw_engine)
+            ours = make_engine(ours_url)
+            for url in (ours_url, *raw_urls):
+                engine = make_engine(url)
+                upgrade(engine)
+                dispose(engine)
             clock = FixedClock(START)
             log(f"[{backend}] preparing {warmup + n} unpaid orders…")
             placed = _prepare(ours, clock, warmup + n, accounts_count)
             probe = make_engine(ours_url)  # the benchmark's own reads (_turn)
             with probe.connect() as conn:
-                prior = _rows(conn, "SELECT * FROM orders ORDER BY id")
-                balance_ids = sorted(_balances(conn))
-            raw = RawWriter(backend, raw_url, prior, balance_ids)
+                seeds = {t: _rows(conn, f"SELECT * FROM {t} ORDER BY id") for t in SEEDED}
+            raws = [RawWriter(backend, url, seeds, foreign_keys=fks)
+                    for url, fks in zip(raw_urls, (True, False))]
             log(f"[{backend}] paying {n} orders, one per transaction, in turns of {chunk} "
                 f"with the raw ceiling…")
             if warmup:
-                _turn(ours, probe, clock, raw, placed[:warmup], 0)
-            ours_s = raw_s = inserted = 0
+                _turn(ours, probe, clock, raws, placed[:warmup], 0)
+            ours_s, raw_s, inserted = 0, [0, 0], 0
             for start in range(warmup, warmup + n, chunk):
-                o, r, rows = _turn(ours, probe, clock, raw, placed[start:start + chunk], start)
-                ours_s, raw_s, inserted = ours_s + o, raw_s + r, inserted + rows
-            raw.db.close()
+                o, r, rows = _turn(ours, probe, clock, raws, placed[start:start + chunk], start)
+                ours_s, inserted = ours_s + o, inserted + rows
+                raw_s = [total + s for total, s in zip(raw_s, r)]
+            for raw in raws:
+                raw.db.close()
             with ours.connect() as conn:
                 assert reconcile(conn) == [], "the benchmark left the ledger unreconciled"
                 states = conn.exec_driver_sql("SELECT DISTINCT state FROM orders").scalars().all()
@@ -282,10 +297,12 @@ def run_backend(backend: str, n: int, chunk: int, warmup: int, accounts_count: i
             dispose(ours)
         finally:
             cleanup()
-    ours_rate, raw_rate = n / ours_s, n / raw_s
+    ours_rate, raw_rate, unchecked_rate = n / ours_s, n / raw_s[0], n / raw_s[1]
     return {"backend": backend, "orders": n, "rows_inserted_per_order": round(inserted / n, 1),
             "ours_per_s": round(ours_rate, 1), "raw_per_s": round(raw_rate, 1),
             "ratio": round(ours_rate / raw_rate, 3), "target": TARGET,
+            "raw_no_fk_per_s": round(unchecked_rate, 1),
+            "ratio_no_fk": round(ours_rate / unchecked_rate, 3),
             "met": ours_rate / raw_rate >= TARGET, "load_average": round(os.getloadavg()[0], 2)}
 
 
@@ -311,11 +328,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(results))
     else:
         print(f"{'backend':<11}{'orders':>7}{'rows/order':>11}{'ours/s':>9}{'raw/s':>9}"
-              f"{'ratio':>8}{'target':>8}  met  load")
+              f"{'ratio':>8}{'target':>8}  met {'raw no FK/s':>12}{'ratio':>7}  load")
         for r in results:
             print(f"{r['backend']:<11}{r['orders']:>7}{r['rows_inserted_per_order']:>11}"
                   f"{r['ours_per_s']:>9}{r['raw_per_s']:>9}{r['ratio']:>8.0%}"
-                  f"{r['target']:>8.0%}  {'yes' if r['met'] else 'NO ':<3}  {r['load_average']}")
+                  f"{r['target']:>8.0%}  {'yes' if r['met'] else 'NO ':<3}"
+                  f"{r['raw_no_fk_per_s']:>12}{r['ratio_no_fk']:>7.0%}  {r['load_average']}")
     return 0
 
 
