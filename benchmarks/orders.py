@@ -70,7 +70,8 @@ DEFAULT_PG_URL = os.environ.get("FEECENTER_BENCH_PG_URL",
 START = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
 TARGET = 0.50
 OPS = operator("bench")
-SIDES = ("ours", "raw", "raw_nofk")  # the last: the raw ceiling without foreign-key checks
+RAW_SIDES = {"raw": True, "raw_nofk": False}  # raw database -> foreign-key checks on?
+SIDES = ("ours", *RAW_SIDES)
 SEEDED = ("ledger_accounts", "projects", "orders")  # what payments update or refer to
 INSERTED = {  # table -> how to find the rows a turn added (column > its max before)
     "payments": "id", "ledger_transactions": "id", "ledger_postings": "id",
@@ -277,12 +278,12 @@ def run_backend(backend: str, n: int, chunk: int, warmup: int, accounts_count: i
             with probe.connect() as conn:
                 seeds = {t: _rows(conn, f"SELECT * FROM {t} ORDER BY id") for t in SEEDED}
             raws = [RawWriter(backend, url, seeds, foreign_keys=fks)
-                    for url, fks in zip(raw_urls, (True, False))]
+                    for url, fks in zip(raw_urls, RAW_SIDES.values())]
             log(f"[{backend}] paying {n} orders, one per transaction, in turns of {chunk} "
                 f"with the raw ceiling…")
             if warmup:
                 _turn(ours, probe, clock, raws, placed[:warmup], 0)
-            ours_s, raw_s, inserted = 0, [0, 0], 0
+            ours_s, raw_s, inserted = 0, [0] * len(raws), 0
             for start in range(warmup, warmup + n, chunk):
                 o, r, rows = _turn(ours, probe, clock, raws, placed[start:start + chunk], start)
                 ours_s, inserted = ours_s + o, inserted + rows
