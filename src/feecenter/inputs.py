@@ -1,0 +1,66 @@
+"""Strict input for every adapter (DESIGN §6): JSON bodies, ids and bounded integers.
+
+One place decides what a well-formed request value is, so the REST API, the
+compat endpoint and the CLI refuse the same things with the same message:
+duplicate JSON keys, NaN/Infinity, integers given as strings or booleans,
+non-ASCII digits ("١", "２") and integers beyond their column or their sense.
+Each refusal is an ``InvalidInput`` naming the field, in Chinese and English.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from feecenter.errors import invalid
+
+BIGINT_MAX = 2**63 - 1            # ids and counters are stored as BIGINT
+MAX_BODY_BYTES = 1024 * 1024       # a request body larger than this is refused (413)
+_ASCII_DIGITS = re.compile(r"^[0-9]{1,19}$", re.ASCII)
+
+
+class _Duplicate(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    seen: dict[str, object] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _Duplicate(key)
+        seen[key] = value
+    return seen
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def loads(body: bytes | str, field: str = "body") -> object:
+    """Parse a JSON document strictly: duplicate keys, NaN and Infinity are refused."""
+    try:
+        return json.loads(body, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except _Duplicate as dup:
+        raise invalid(dup.key, f"JSON 中重复的字段：{dup.key}",
+                      f"duplicate JSON key: {dup.key}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise invalid(field, "请求体不是合法的 JSON", "the body is not valid JSON") from None
+
+
+def bounded_int(value: object, field: str, low: int = 0, high: int = BIGINT_MAX) -> int:
+    """A JSON integer (never a string, boolean or float) within [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise invalid(field, f"{field} 必须是 {low} 到 {high} 之间的整数",
+                      f"{field} must be an integer from {low} to {high}")
+    return value
+
+
+def digits_id(value: object, field: str, low: int = 1, high: int = BIGINT_MAX) -> int:
+    """An id written as ASCII digits (a JSON string, or a path segment) within [low, high]."""
+    text = value.strip() if isinstance(value, str) else None
+    if text is None or not _ASCII_DIGITS.match(text) or not low <= int(text) <= high:
+        raise invalid(field, f"{field} 必须是由数字 0-9 组成的 {low} 到 {high} 之间的编号",
+                      f"{field} must be an id of ASCII digits from {low} to {high}")
+    return int(text)
