@@ -383,14 +383,19 @@ def test_operator_expires_unpaid_orders_past_their_term(shop):
 # ---------------------------------------------------------------- refusals
 
 @pytest.mark.parametrize("item, status, field", [
-    ({"months": 0}, 400, "months"),
-    ({"months": -3}, 400, "months"),
-    ({"count": 0}, 400, "count"),
+    ({"months": 0}, 400, "items.0.months"),
+    ({"months": -3}, 400, "items.0.months"),
+    ({"count": 0}, 400, "items.0.count"),
+    ({"count": 1001}, 400, "items.0.count"),
     ({"product": "nope"}, 404, "product"),
     ({"region": "mars-1"}, 404, "region"),
     ({"spec_item": "S9.HUGE"}, 404, "item"),
     ({**SSL, "months": 1}, 400, "months"),  # certificates are sold by the year
     ({"months": "two"}, 400, "items.0.months"),
+    ({"months": "1"}, 400, "items.0.months"),  # a string is not an integer (DESIGN §6)
+    ({"months": True}, 400, "items.0.months"),
+    ({"months": 1.0}, 400, "items.0.months"),
+    ({"colour": "red"}, 400, "items.0.colour"),  # unknown fields are refused, not ignored
 ])
 def test_bad_purchases_name_the_field_and_write_nothing(shop, item, status, field):
     rt, address = shop

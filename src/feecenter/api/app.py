@@ -9,12 +9,16 @@ from feecenter.api import arrears as arrears_routes
 from feecenter.api import bills as bill_routes
 from feecenter.api import catalog as catalog_routes
 from feecenter.api import coupons as coupon_routes
-from feecenter.api import errors, routes
+from feecenter.api import errors, routes, strict
 from feecenter.api import orders as order_routes
 from feecenter.api import notifications as notification_routes
 from feecenter.api import usage as usage_routes
 from feecenter.compat import endpoint as compat
 from feecenter.runtime import Runtime
+
+ROUTERS = (routes.router, catalog_routes.router, order_routes.router, usage_routes.router,
+           notification_routes.router, bill_routes.router, coupon_routes.router,
+           arrears_routes.router, compat.router)
 
 
 def create_app(rt: Runtime) -> FastAPI:
@@ -23,15 +27,11 @@ def create_app(rt: Runtime) -> FastAPI:
                               "API 2018-07-09 compatible endpoint at POST / (fen).")
     app.state.runtime = rt
     errors.install(app)
-    app.include_router(routes.router)
-    app.include_router(catalog_routes.router)
-    app.include_router(order_routes.router)
-    app.include_router(usage_routes.router)
-    app.include_router(notification_routes.router)
-    app.include_router(bill_routes.router)
-    app.include_router(coupon_routes.router)
-    app.include_router(arrears_routes.router)
-    app.include_router(compat.router)
+    strict.install_openapi(app)
+    app.add_middleware(strict.BodyGuard)
+    for router in ROUTERS:
+        app.include_router(router)
+    errors.install_method_routing(app, [route for r in ROUTERS for route in r.routes])
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends
 
 from feecenter.accounts.permissions import Actor
 from feecenter.api.deps import caller, runtime
+from feecenter.api.strict import QueryId, Uin
 from feecenter.arrears import service as arrears
 from feecenter.clock import business_time_text
 from feecenter.money import format_yuan
@@ -29,7 +30,7 @@ def _time(value) -> str | None:
 
 
 @router.get("/accounts/{uin}/arrears/cases", summary="ARR-3: arrears cases, oldest first")
-def list_cases(uin: int, rt: Rt, actor: Caller) -> dict:
+def list_cases(uin: Uin, rt: Rt, actor: Caller) -> dict:
     with rt.engine.connect() as conn:
         cases = arrears.list_cases(conn, actor, uin)
     return {"items": [{"id": c["id"], "state": c["state"], "started_at": _time(c["started_at"]),
@@ -39,7 +40,7 @@ def list_cases(uin: int, rt: Rt, actor: Caller) -> dict:
 
 @router.get("/accounts/{uin}/arrears/events",
             summary="ARR-3: account events of the arrears lifecycle (reminders, stop, recycle, restore)")
-def list_events(uin: int, rt: Rt, actor: Caller, case_id: int | None = None) -> dict:
+def list_events(uin: Uin, rt: Rt, actor: Caller, case_id: QueryId = None) -> dict:
     with rt.engine.connect() as conn:
         events = arrears.list_events(conn, actor, uin, case_id=case_id, limit=MAX_EVENTS)
     return {"items": [{**e, "at": _time(e["at"])} for e in events]}

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends
 
 from feecenter.accounts.permissions import Actor
 from feecenter.api.deps import caller, runtime
+from feecenter.api.strict import Limit, Offset, QueryId, Uin
 from feecenter.clock import business_time_text
 from feecenter.money import format_rated, format_yuan
 from feecenter.runtime import Runtime
@@ -42,10 +43,10 @@ def bill_line_json(line: dict) -> dict:
 
 
 @router.get("/accounts/{uin}/bill-lines", summary="Postpaid L3 bill lines (filters, paging)")
-def list_bill_lines(uin: int, rt: Rt, actor: Caller, month: str | None = None,
+def list_bill_lines(uin: Uin, rt: Rt, actor: Caller, month: str | None = None,
                     product: str | None = None, resource_id: str | None = None,
-                    project_id: int | None = None, kind: str | None = None, offset: int = 0,
-                    limit: int = 20) -> dict:
+                    project_id: QueryId = None, kind: str | None = None, offset: Offset = 0,
+                    limit: Limit = 20) -> dict:
     filters = {"month": month, "product": product, "resource_id": resource_id,
                "project_id": project_id, "kind": kind}
     with rt.engine.connect() as conn:
@@ -56,7 +57,7 @@ def list_bill_lines(uin: int, rt: Rt, actor: Caller, month: str | None = None,
 
 @router.get("/accounts/{uin}/precision-difference",
             summary="SET-3: the month's billing precision difference (月度计费精度差异)")
-def precision_difference(uin: int, month: str, rt: Rt, actor: Caller) -> dict:
+def precision_difference(uin: Uin, month: str, rt: Rt, actor: Caller) -> dict:
     with rt.engine.connect() as conn:
         out = settlement.monthly_precision_difference(conn, actor, uin, month)
     return {**out, "difference": format_rated(out["difference"]),

@@ -12,11 +12,12 @@ import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from feecenter.accounts.permissions import Actor, require_operator
 from feecenter.api.deps import caller, runtime
+from feecenter.api.strict import BusinessTime, Code, Limit, OptionalText, Rated, StrictModel, Uin
 from feecenter.catalog import rules
 from feecenter.catalog import service as catalog
 from feecenter.clock import parse_business_time
@@ -124,7 +125,7 @@ def list_regions(rt: Rt, actor: Caller) -> list[dict]:
 
 
 @router.get("/accounts/{uin}/quote", summary="Price inquiry for this account / 询价")
-def get_quote(uin: int, rt: Rt, actor: Caller, product: str, item: str, region: str,
+def get_quote(uin: Uin, rt: Rt, actor: Caller, product: str, item: str, region: str,
               pay_mode: str, quantity: str = "1", months: int | None = None,
               at: str | None = None) -> dict:
     qty = rules.parse_quantity(quantity, "quantity")
@@ -137,7 +138,7 @@ def get_quote(uin: int, rt: Rt, actor: Caller, product: str, item: str, region: 
 
 @router.get("/accounts/{uin}/pricing",
             summary="The account's discounts, contract and fixed prices (finance)")
-def account_pricing(uin: int, rt: Rt, actor: Caller) -> dict:
+def account_pricing(uin: Uin, rt: Rt, actor: Caller) -> dict:
     with rt.engine.connect() as conn:
         data = catalog.account_pricing(conn, actor, uin)
     return {"discounts": [_setting_json(r) for r in data["discounts"]],
@@ -179,23 +180,24 @@ async def load_catalog(request: Request, rt: Rt, actor: Caller,
 
 
 @router.get("/ops/catalog/loads", summary="Catalog files loaded (operator)")
-def list_loads(rt: Rt, actor: Caller, limit: int = 50) -> list[dict]:
+def list_loads(rt: Rt, actor: Caller, limit: Limit = 50) -> list[dict]:
     require_operator(actor)
     with rt.engine.connect() as conn:
         rows = catalog.list_loads(conn, limit)
     return [{**r, "loaded_at": catalog.time_text(r["loaded_at"])} for r in rows]
 
 
-class DiscountRequest(BaseModel):
-    discount_bp: int = Field(description="basis points: 8500 = 85%, 10000 = no discount")
-    product: str | None = Field(default=None, description="one product; default: all")
-    start: str | None = Field(default=None, description="YYYY-MM-DD HH:MM:SS; default: now")
-    end: str | None = None
-    note: str | None = None
+class DiscountRequest(StrictModel):
+    discount_bp: int = Field(ge=1, le=10000,
+                             description="basis points: 8500 = 85%, 10000 = no discount")
+    product: Code | None = Field(default=None, description="one product; default: all")
+    start: BusinessTime | None = Field(default=None, description="default: now")
+    end: BusinessTime | None = None
+    note: OptionalText = None
 
 
 @router.put("/ops/accounts/{uin}/discounts", summary="Set an account discount (operator, audited)")
-def set_discount(uin: int, body: DiscountRequest, rt: Rt, actor: Caller) -> dict:
+def set_discount(uin: Uin, body: DiscountRequest, rt: Rt, actor: Caller) -> dict:
     start, end = _when(body.start, "start"), _when(body.end, "end")
     with transaction(rt.engine) as conn:
         row = catalog.set_discount(conn, rt.clock, actor, uin, body.discount_bp,
@@ -203,23 +205,23 @@ def set_discount(uin: int, body: DiscountRequest, rt: Rt, actor: Caller) -> dict
     return _setting_json(row)
 
 
-class AgreedPriceRequest(BaseModel):
-    product: str
-    item: str
+class AgreedPriceRequest(StrictModel):
+    product: Code
+    item: Code
     pay_mode: Literal["prepaid", "postpaid"]
-    region: str | None = Field(default=None, description="one region; default: all")
-    start: str | None = None
-    end: str | None = None
-    note: str | None = None
+    region: Code | None = Field(default=None, description="one region; default: all")
+    start: BusinessTime | None = None
+    end: BusinessTime | None = None
+    note: OptionalText = None
 
 
 class ContractPriceRequest(AgreedPriceRequest):
-    unit_price: str = Field(description='yuan per unit (per unit per month if prepaid), up to '
+    unit_price: Rated = Field(description='yuan per unit (per unit per month if prepaid), up to '
                                         '8 decimals, e.g. "150.00"')
 
 
 class FixedPriceRequest(AgreedPriceRequest):
-    amount_per_month: str = Field(description='yuan per month whatever the quantity, e.g. "999.00"')
+    amount_per_month: Rated = Field(description='yuan per month whatever the quantity, e.g. "999.00"')
 
 
 def _price(text: str, field: str) -> int:
@@ -231,7 +233,7 @@ def _price(text: str, field: str) -> int:
 
 @router.put("/ops/accounts/{uin}/contract-prices",
             summary="Set a contract price 合同价 (operator, audited)")
-def set_contract_price(uin: int, body: ContractPriceRequest, rt: Rt, actor: Caller) -> dict:
+def set_contract_price(uin: Uin, body: ContractPriceRequest, rt: Rt, actor: Caller) -> dict:
     price = _price(body.unit_price, "unit_price")
     start, end = _when(body.start, "start"), _when(body.end, "end")
     with transaction(rt.engine) as conn:
@@ -244,7 +246,7 @@ def set_contract_price(uin: int, body: ContractPriceRequest, rt: Rt, actor: Call
 
 @router.put("/ops/accounts/{uin}/fixed-prices",
             summary="Set a fixed price 一口价 (operator, audited)")
-def set_fixed_price(uin: int, body: FixedPriceRequest, rt: Rt, actor: Caller) -> dict:
+def set_fixed_price(uin: Uin, body: FixedPriceRequest, rt: Rt, actor: Caller) -> dict:
     price = _price(body.amount_per_month, "amount_per_month")
     start, end = _when(body.start, "start"), _when(body.end, "end")
     with transaction(rt.engine) as conn:

@@ -8,13 +8,16 @@ redemption codes under /ops. Money is yuan strings, discounts basis points
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from feecenter.accounts.permissions import Actor
 from feecenter.api.deps import caller, runtime
+from feecenter.api.strict import (BusinessTime, Code, Key, Limit, Offset, PathId, StrictModel,
+                                  Text, Uin, Yuan)
+from feecenter.catalog.rules import MAX_MONTHS
 from feecenter.clock import business_time_text, parse_business_time
 from feecenter.coupons import rules
 from feecenter.coupons import service as coupons
@@ -45,9 +48,9 @@ def coupon_json(coupon: dict) -> dict:
 # ---------------------------------------------------------------- customer endpoints
 
 @router.get("/accounts/{uin}/coupons", summary="Coupons (CPN) / 优惠券")
-def list_coupons(uin: int, rt: Rt, actor: Caller, state: str | None = None,
+def list_coupons(uin: Uin, rt: Rt, actor: Caller, state: str | None = None,
                  kind: str | None = None, pay_mode: str | None = None,
-                 product: str | None = None, offset: int = 0, limit: int = 20) -> dict:
+                 product: str | None = None, offset: Offset = 0, limit: Limit = 20) -> dict:
     query = coupons.CouponQuery(state=state, kind=kind, pay_mode=pay_mode, product=product,
                                 offset=offset, limit=limit)
     with rt.engine.connect() as conn:
@@ -56,18 +59,18 @@ def list_coupons(uin: int, rt: Rt, actor: Caller, state: str | None = None,
 
 
 @router.get("/accounts/{uin}/coupons/{coupon_id}", summary="One coupon and its uses / 优惠券详情")
-def get_coupon(uin: int, coupon_id: int, rt: Rt, actor: Caller) -> dict:
+def get_coupon(uin: Uin, coupon_id: PathId, rt: Rt, actor: Caller) -> dict:
     with rt.engine.connect() as conn:
         return coupon_json(coupons.get_coupon(conn, rt.clock, actor, uin, coupon_id))
 
 
-class RedeemRequest(BaseModel):
-    code: str = Field(max_length=40, description="8-letter card-wallet code or printed code")
+class RedeemRequest(StrictModel):
+    code: str = Field(min_length=1, max_length=40, description="8-letter card-wallet code or printed code")
 
 
 @router.post("/accounts/{uin}/coupons/redeem", status_code=201,
              summary="Redeem a code (CPN-2) / 兑换优惠券")
-def redeem(uin: int, body: RedeemRequest, rt: Rt, actor: Caller) -> dict:
+def redeem(uin: Uin, body: RedeemRequest, rt: Rt, actor: Caller) -> dict:
     with transaction(rt.engine) as conn:
         coupon_id = coupons.redeem(conn, rt.clock, actor, uin, body.code)
         return coupon_json(coupons.get_coupon(conn, rt.clock, actor, uin, coupon_id))
@@ -75,23 +78,25 @@ def redeem(uin: int, body: RedeemRequest, rt: Rt, actor: Caller) -> dict:
 
 # ---------------------------------------------------------------- operator endpoints
 
-class TermsBody(BaseModel):
+class TermsBody(StrictModel):
     """A coupon's terms; the service validates them and names the field it refuses."""
 
-    kind: str = Field(description="voucher | cash | discount")
-    pay_mode: str = Field(description="prepaid | postpaid")
-    face_amount: str | None = Field(default=None, description='vouchers and cash coupons: "50.00"')
-    discount_bp: int | None = Field(default=None, description="share still paid: 8000 = 8折")
-    max_discount: str | None = Field(default=None, description="discount coupons: cap, yuan")
-    product_scope: str = Field(default=rules.ALL_BUT, description="only | all_but")
-    products: list[str] = Field(default_factory=list, max_length=200)
-    order_kinds: list[str] | None = Field(default=None, description="prepaid: new/renew/upgrade")
-    min_months: int | None = None
-    max_months: int | None = None
-    threshold: str = "0.00"
-    valid_from: str | None = Field(default=None, description="YYYY-MM-DD HH:MM:SS; default now")
-    valid_until: str | None = Field(default=None, description="exclusive; or valid_days")
-    valid_days: int | None = None
+    kind: Literal["voucher", "cash", "discount"]
+    pay_mode: Literal["prepaid", "postpaid"]
+    face_amount: Yuan | None = Field(default=None, description='vouchers and cash coupons: "50.00"')
+    discount_bp: int | None = Field(default=None, ge=1, le=9999,
+                                    description="share still paid: 8000 = 8折")
+    max_discount: Yuan | None = Field(default=None, description="discount coupons: cap, yuan")
+    product_scope: Literal["only", "all_but"] = rules.ALL_BUT
+    products: list[Code] = Field(default_factory=list, max_length=200)
+    order_kinds: list[Literal["new", "renew", "upgrade"]] | None = Field(
+        default=None, max_length=3, description="prepaid: new/renew/upgrade")
+    min_months: int | None = Field(default=None, ge=1, le=MAX_MONTHS)
+    max_months: int | None = Field(default=None, ge=1, le=MAX_MONTHS)
+    threshold: Yuan = "0.00"
+    valid_from: BusinessTime | None = Field(default=None, description="default now")
+    valid_until: BusinessTime | None = Field(default=None, description="exclusive; or valid_days")
+    valid_days: int | None = Field(default=None, ge=1, le=3660)
     single_use: bool = False
 
     def to_terms(self) -> rules.Terms:
@@ -117,13 +122,13 @@ class TermsBody(BaseModel):
 
 
 class GrantRequest(TermsBody):
-    campaign: str = Field(description="the campaign the coupon comes from")
-    idempotency_key: str | None = None
+    campaign: Text = Field(description="the campaign the coupon comes from")
+    idempotency_key: Key | None = None
 
 
 @router.post("/ops/accounts/{uin}/coupons", status_code=201,
              summary="Grant a coupon from a campaign (operator, audited)")
-def grant(uin: int, body: GrantRequest, rt: Rt, actor: Caller,
+def grant(uin: Uin, body: GrantRequest, rt: Rt, actor: Caller,
           idempotency_key: Annotated[str | None, Header()] = None) -> dict:
     terms = body.to_terms()
     with transaction(rt.engine) as conn:
@@ -133,11 +138,13 @@ def grant(uin: int, body: GrantRequest, rt: Rt, actor: Caller,
 
 
 class CodesRequest(TermsBody):
-    campaign: str
-    count: int = Field(description=f"1-{coupons.MAX_CODES}")
-    format: str = Field(default="wallet", description="wallet (8 letters) | printed (16)")
-    redeem_until: str | None = Field(default=None, description="codes die unredeemed after it")
-    idempotency_key: str | None = None
+    campaign: Text
+    count: int = Field(ge=1, le=coupons.MAX_CODES)
+    format: Literal["wallet", "printed"] = Field(default="wallet",
+                                                description="wallet (8 letters) | printed (16)")
+    redeem_until: BusinessTime | None = Field(default=None,
+                                              description="codes die unredeemed after it")
+    idempotency_key: Key | None = None
 
 
 @router.post("/ops/coupon-codes", status_code=201,

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from feecenter.api.deps import caller, runtime
+from feecenter.api.strict import (BodyId, Code, Key, Limit, Offset, OptionalText, PathId, QueryId,
+                                  StrictModel, Text, Uin)
 from feecenter.accounts.permissions import Actor
 from feecenter.catalog.rules import format_quantity
 from feecenter.clock import business_time_text, parse_business_time
@@ -69,44 +71,45 @@ def _key(body_key: str | None, header_key: str | None) -> str:
 
 # ---------------------------------------------------------------- projects and resources
 
-class ProjectBody(BaseModel):
-    name: str
+class ProjectBody(StrictModel):
+    name: Text
 
 
 @router.get("/accounts/{uin}/projects", summary="Projects / 项目")
-def list_projects(uin: int, rt: Rt, actor: Caller) -> list[dict]:
+def list_projects(uin: Uin, rt: Rt, actor: Caller) -> list[dict]:
     with transaction(rt.engine) as conn:
         rows = resources.list_projects(conn, rt.clock, actor, uin)
     return [{**r, "created_at": business_time_text(r["created_at"])} for r in rows]
 
 
 @router.post("/accounts/{uin}/projects", status_code=201, summary="Create a project")
-def create_project(uin: int, body: ProjectBody, rt: Rt, actor: Caller) -> dict:
+def create_project(uin: Uin, body: ProjectBody, rt: Rt, actor: Caller) -> dict:
     with transaction(rt.engine) as conn:
         return {"project_id": resources.create_project(conn, rt.clock, actor, uin, body.name)}
 
 
 @router.put("/accounts/{uin}/projects/{project_id}", summary="Rename a project (SET-7)")
-def rename_project(uin: int, project_id: int, body: ProjectBody, rt: Rt, actor: Caller) -> dict:
+def rename_project(uin: Uin, project_id: PathId, body: ProjectBody, rt: Rt, actor: Caller) -> dict:
     with transaction(rt.engine) as conn:
         resources.rename_project(conn, rt.clock, actor, uin, project_id, body.name)
     return {"project_id": project_id, "name": body.name}
 
 
-class MoveBody(BaseModel):
-    resource_ids: list[str]
-    project_id: int
+class MoveBody(StrictModel):
+    resource_ids: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        min_length=1, max_length=1000)
+    project_id: BodyId
 
 
 @router.post("/accounts/{uin}/resources/move", summary="Move resources to a project (SET-7)")
-def move_resources(uin: int, body: MoveBody, rt: Rt, actor: Caller) -> dict:
+def move_resources(uin: Uin, body: MoveBody, rt: Rt, actor: Caller) -> dict:
     with transaction(rt.engine) as conn:
         resources.move_resources(conn, rt.clock, actor, uin, body.resource_ids, body.project_id)
     return {"moved": body.resource_ids, "project_id": body.project_id}
 
 
 @router.get("/accounts/{uin}/resources", summary="Resources / 资源")
-def list_resources(uin: int, rt: Rt, actor: Caller, project_id: int | None = None,
+def list_resources(uin: Uin, rt: Rt, actor: Caller, project_id: QueryId = None,
                    product: str | None = None, state: str | None = None) -> list[dict]:
     with rt.engine.connect() as conn:
         rows = resources.list_resources(conn, actor, uin, project_id=project_id,
@@ -116,39 +119,40 @@ def list_resources(uin: int, rt: Rt, actor: Caller, project_id: int | None = Non
 
 # ---------------------------------------------------------------- orders
 
-class PurchaseItem(BaseModel):
-    product: str
-    region: str
-    spec_item: str
-    count: int = 1
-    months: int = 1
-    project_id: int | None = None
-    resource_name: str | None = None
-    tags: dict[str, str] | None = None
+class PurchaseItem(StrictModel):
+    product: Code
+    region: Code
+    spec_item: Code
+    count: int = Field(default=1, ge=1, le=1000)
+    months: int = Field(default=1, ge=1, le=orders.MAX_MONTHS)
+    project_id: BodyId | None = None
+    resource_name: OptionalText = None
+    tags: dict[Annotated[str, Field(min_length=1, max_length=128)],
+               Annotated[str, Field(max_length=256)]] | None = Field(default=None, max_length=50)
 
 
-class PurchaseBody(BaseModel):
+class PurchaseBody(StrictModel):
     items: list[PurchaseItem] = Field(min_length=1, max_length=100)
 
 
 @router.post("/accounts/{uin}/orders", status_code=201, summary="New purchase orders (ORD-1)")
-def create_purchase(uin: int, body: PurchaseBody, rt: Rt, actor: Caller) -> dict:
+def create_purchase(uin: Uin, body: PurchaseBody, rt: Rt, actor: Caller) -> dict:
     with transaction(rt.engine) as conn:
         ids = orders.create_purchase(conn, rt.clock, actor, uin,
                                      [orders.NewPurchase(**i.model_dump()) for i in body.items])
         return {"orders": [order_json(orders.get_order(conn, actor, uin, i)) for i in ids]}
 
 
-class ResourceOrderBody(BaseModel):
+class ResourceOrderBody(StrictModel):
     action: Literal["renew", "upgrade", "downgrade", "refund"]
-    months: int | None = None
-    spec_item: str | None = None
-    idempotency_key: str | None = None
+    months: int | None = Field(default=None, ge=1, le=orders.MAX_MONTHS)
+    spec_item: Code | None = None
+    idempotency_key: Key | None = None
 
 
 @router.post("/accounts/{uin}/resources/{resource_id}/orders", status_code=201,
              summary="Renew, upgrade, downgrade or refund a prepaid resource (ORD-1, ORD-4)")
-def resource_order(uin: int, resource_id: str, body: ResourceOrderBody, rt: Rt, actor: Caller,
+def resource_order(uin: Uin, resource_id: str, body: ResourceOrderBody, rt: Rt, actor: Caller,
                    idempotency_key: Annotated[str | None, Header()] = None) -> dict:
     if body.action in ("upgrade", "downgrade") and not body.spec_item:
         raise invalid("spec_item", "升配或降配必须指定新配置 spec_item",
@@ -171,10 +175,10 @@ def resource_order(uin: int, resource_id: str, body: ResourceOrderBody, rt: Rt, 
 
 
 @router.get("/accounts/{uin}/orders", summary="Orders / 订单")
-def list_orders(uin: int, rt: Rt, actor: Caller,
+def list_orders(uin: Uin, rt: Rt, actor: Caller,
                 state: Annotated[list[str], Query()] = [],  # noqa: B006
                 start: str | None = None, end: str | None = None,
-                resource_id: str | None = None, offset: int = 0, limit: int = 20) -> dict:
+                resource_id: str | None = None, offset: Offset = 0, limit: Limit = 20) -> dict:
     query = orders.OrderQuery(start=parse_business_time(start, "start") if start else None,
                               end=parse_business_time(end, "end") if end else None,
                               states=tuple(state), resource_id=resource_id, offset=offset,
@@ -185,24 +189,25 @@ def list_orders(uin: int, rt: Rt, actor: Caller,
 
 
 @router.get("/accounts/{uin}/orders/{order_ref}", summary="One order")
-def get_order(uin: int, order_ref: str, rt: Rt, actor: Caller) -> dict:
+def get_order(uin: Uin, order_ref: str, rt: Rt, actor: Caller) -> dict:
     with rt.engine.connect() as conn:
         return order_json(orders.get_order(conn, actor, uin, parse_order_ref(order_ref, "order")))
 
 
 @router.post("/accounts/{uin}/orders/{order_ref}/void", summary="Void an unpaid order")
-def void_order(uin: int, order_ref: str, rt: Rt, actor: Caller) -> dict:
+def void_order(uin: Uin, order_ref: str, rt: Rt, actor: Caller) -> dict:
     order_id = parse_order_ref(order_ref, "order")
     with transaction(rt.engine) as conn:
         orders.void_order(conn, rt.clock, actor, uin, order_id)
         return order_json(orders.get_order(conn, actor, uin, order_id))
 
 
-class PaymentBody(BaseModel):
-    order_ids: list[str] = Field(min_length=1, max_length=100)
-    idempotency_key: str | None = None
+class PaymentBody(StrictModel):
+    order_ids: list[Annotated[str, Field(min_length=1, max_length=20)]] = Field(
+        min_length=1, max_length=orders.MAX_ORDERS_PER_PAYMENT)
+    idempotency_key: Key | None = None
     # the coupons picked; absent: the best of the account's (ORD-3); []: no coupon
-    coupon_ids: list[int] | None = Field(default=None, max_length=100)
+    coupon_ids: list[BodyId] | None = Field(default=None, max_length=100)
 
 
 def _yuan_plan(plan: dict) -> dict:
@@ -217,7 +222,7 @@ def _yuan_plan(plan: dict) -> dict:
 
 @router.post("/accounts/{uin}/payments/preview",
              summary="What coupons, gift, cash and credit would pay (writes nothing)")
-def preview_payment(uin: int, body: PaymentBody, rt: Rt, actor: Caller) -> dict:
+def preview_payment(uin: Uin, body: PaymentBody, rt: Rt, actor: Caller) -> dict:
     ids = [parse_order_ref(o) for o in body.order_ids]
     with rt.engine.connect() as conn:
         return _yuan_plan(orders.preview_payment(conn, rt.clock, actor, uin, ids,
@@ -226,7 +231,7 @@ def preview_payment(uin: int, body: PaymentBody, rt: Rt, actor: Caller) -> dict:
 
 @router.post("/accounts/{uin}/payments", status_code=201,
              summary="Pay one or several orders (ORD-3)")
-def pay(uin: int, body: PaymentBody, rt: Rt, actor: Caller,
+def pay(uin: Uin, body: PaymentBody, rt: Rt, actor: Caller,
         idempotency_key: Annotated[str | None, Header()] = None) -> dict:
     ids = [parse_order_ref(o) for o in body.order_ids]
     with transaction(rt.engine) as conn:
@@ -239,10 +244,10 @@ def pay(uin: int, body: PaymentBody, rt: Rt, actor: Caller,
 
 # ---------------------------------------------------------------- operators
 
-class DeliveryBody(BaseModel):
-    uin: int
+class DeliveryBody(StrictModel):
+    uin: BodyId
     success: bool = True
-    reason: str | None = None
+    reason: OptionalText = None
 
 
 @router.post("/ops/orders/{order_ref}/delivery", summary="Record a manual delivery (FRZ-3)")

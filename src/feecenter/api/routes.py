@@ -10,12 +10,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Header, Path, Query
+from pydantic import Field
 
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import Actor, require_operator
 from feecenter.api.deps import caller, runtime
+from feecenter.api.strict import (BusinessTime, Key, Limit, Offset, OptionalText, StrictModel,
+                                  Text, Uin, Yuan)
 from feecenter.auth import service as auth
 from feecenter.clock import business_time_text, parse_business_time
 from feecenter.db.engine import transaction
@@ -54,7 +56,7 @@ def movement_json(movement: funds.Movement) -> dict:
 # ---------------------------------------------------------------- customer endpoints
 
 @router.get("/accounts/{uin}", summary="Account profile / 账号信息")
-def get_account(uin: int, rt: Rt, actor: Caller) -> dict:
+def get_account(uin: Uin, rt: Rt, actor: Caller) -> dict:
     with rt.engine.connect() as conn:
         row = accounts.get_account(conn, actor, uin)
         row["state"] = accounts.account_state(conn, rt.clock, uin)
@@ -63,17 +65,17 @@ def get_account(uin: int, rt: Rt, actor: Caller) -> dict:
 
 
 @router.get("/accounts/{uin}/balance", summary="Balance (BAL-1, BAL-2, BAL-7) / 账户余额")
-def get_balance(uin: int, rt: Rt, actor: Caller) -> dict:
+def get_balance(uin: Uin, rt: Rt, actor: Caller) -> dict:
     with rt.engine.connect() as conn:
         return balance_json(funds.balance_view(conn, rt.clock, actor, uin))
 
 
 @router.get("/accounts/{uin}/transactions", summary="Transaction list (BAL-5) / 收支明细")
-def list_transactions(uin: int, rt: Rt, actor: Caller,
+def list_transactions(uin: Uin, rt: Rt, actor: Caller,
                       type: Annotated[list[str], Query()] = [],  # noqa: A002, B006
                       deduct_mode: Annotated[list[str], Query()] = [],  # noqa: B006
                       start: str | None = None, end: str | None = None,
-                      product: str | None = None, offset: int = 0, limit: int = 20) -> dict:
+                      product: str | None = None, offset: Offset = 0, limit: Limit = 20) -> dict:
     query = funds.StatementQuery(
         start=parse_business_time(start, "start") if start else None,
         end=parse_business_time(end, "end") if end else None,
@@ -86,52 +88,53 @@ def list_transactions(uin: int, rt: Rt, actor: Caller,
             "items": [entry_json(e) for e in page["items"]]}
 
 
-class NewUser(BaseModel):
+class NewUser(StrictModel):
     login: str = Field(min_length=1, max_length=100)
     role: Literal["finance", "admin", "readonly"]
     kind: Literal["subuser", "collaborator"] = "subuser"
 
 
 @router.get("/accounts/{uin}/users", summary="Sub-users / 子用户")
-def list_users(uin: int, rt: Rt, actor: Caller) -> list[dict]:
+def list_users(uin: Uin, rt: Rt, actor: Caller) -> list[dict]:
     with rt.engine.connect() as conn:
         return [{**u, "created_at": business_time_text(u["created_at"])}
                 for u in accounts.list_users(conn, actor, uin)]
 
 
 @router.post("/accounts/{uin}/users", status_code=201, summary="Add a sub-user / 添加子用户")
-def add_user(uin: int, body: NewUser, rt: Rt, actor: Caller) -> dict:
+def add_user(uin: Uin, body: NewUser, rt: Rt, actor: Caller) -> dict:
     with transaction(rt.engine) as conn:
         user_id = accounts.add_user(conn, rt.clock, actor, uin, body.login, body.role, body.kind)
     return {"user_id": user_id, "login": body.login, "role": body.role}
 
 
 @router.get("/accounts/{uin}/storefronts", summary="Storefronts sharing the fee account (ACC-3)")
-def list_storefronts(uin: int, rt: Rt, actor: Caller) -> list[dict]:
+def list_storefronts(uin: Uin, rt: Rt, actor: Caller) -> list[dict]:
     with rt.engine.connect() as conn:
         return accounts.list_storefronts(conn, actor, uin)
 
 
-class NewKeyRequest(BaseModel):
-    login: str | None = Field(default=None, description="sub-user login; default: the owner")
+class NewKeyRequest(StrictModel):
+    login: str | None = Field(default=None, min_length=1, max_length=100,
+                              description="sub-user login; default: the owner")
 
 
 @router.get("/accounts/{uin}/api-keys", summary="API keys (secret keys are never shown again)")
-def list_keys(uin: int, rt: Rt, actor: Caller) -> list[dict]:
+def list_keys(uin: Uin, rt: Rt, actor: Caller) -> list[dict]:
     with rt.engine.connect() as conn:
         return [{**k, "created_at": business_time_text(k["created_at"])}
                 for k in auth.list_api_keys(conn, actor, uin)]
 
 
 @router.post("/accounts/{uin}/api-keys", status_code=201, summary="Create an API key")
-def create_key(uin: int, body: NewKeyRequest, rt: Rt, actor: Caller) -> dict:
+def create_key(uin: Uin, body: NewKeyRequest, rt: Rt, actor: Caller) -> dict:
     with transaction(rt.engine) as conn:
         key = auth.create_api_key(conn, rt.clock, actor, uin, body.login)
     return {"secret_id": key.secret_id, "secret_key": key.secret_key}
 
 
 @router.post("/api-keys/{secret_id}/{action}", summary="Enable or disable an API key")
-def set_key_state(secret_id: str, action: Literal["enable", "disable"], rt: Rt,
+def set_key_state(secret_id: Annotated[str, Path(min_length=1, max_length=64)], action: Literal["enable", "disable"], rt: Rt,
                   actor: Caller) -> dict:
     with transaction(rt.engine) as conn:
         auth.set_key_state(conn, rt.clock, actor, secret_id, action == "enable")
@@ -140,13 +143,13 @@ def set_key_state(secret_id: str, action: Literal["enable", "disable"], rt: Rt,
 
 # ---------------------------------------------------------------- operator endpoints
 
-class NewAccountRequest(BaseModel):
-    name: str
-    personal_name: str | None = None
-    enterprise_name: str | None = None
-    uscc: str | None = None
-    email: str | None = None
-    phone: str | None = None
+class NewAccountRequest(StrictModel):
+    name: Text
+    personal_name: OptionalText = None
+    enterprise_name: OptionalText = None
+    uscc: str | None = Field(default=None, max_length=18)
+    email: OptionalText = None
+    phone: str | None = Field(default=None, max_length=20)
 
 
 @router.post("/ops/accounts", status_code=201, summary="Create a customer account (operator)")
@@ -156,16 +159,16 @@ def create_account(body: NewAccountRequest, rt: Rt, actor: Caller) -> dict:
     return {"uin": uin}
 
 
-class AdjustmentRequest(BaseModel):
+class AdjustmentRequest(StrictModel):
     sub_account: Literal["cash", "gift"]
-    amount: str = Field(description='signed yuan, e.g. "100.00" or "-5.00"')
-    reason: str
-    idempotency_key: str | None = None
+    amount: Yuan = Field(description='signed yuan, e.g. "100.00" or "-5.00"')
+    reason: Text
+    idempotency_key: Key | None = None
 
 
 @router.post("/ops/accounts/{uin}/adjustments", status_code=201,
              summary="Adjust cash or gift (operator, audited)")
-def adjust(uin: int, body: AdjustmentRequest, rt: Rt, actor: Caller,
+def adjust(uin: Uin, body: AdjustmentRequest, rt: Rt, actor: Caller,
            idempotency_key: Annotated[str | None, Header()] = None) -> dict:
     amount = parse_yuan(body.amount, "amount", allow_negative=True)
     key = body.idempotency_key or idempotency_key
@@ -182,14 +185,14 @@ def adjust(uin: int, body: AdjustmentRequest, rt: Rt, actor: Caller,
     return {**movement_json(movement), "balance": balance_json(view)}
 
 
-class CreditRequest(BaseModel):
-    credit_limit: str
-    temp_credit: str = "0.00"
-    temp_credit_end: str | None = None
+class CreditRequest(StrictModel):
+    credit_limit: Yuan
+    temp_credit: Yuan = "0.00"
+    temp_credit_end: BusinessTime | None = None
 
 
 @router.put("/ops/accounts/{uin}/credit", summary="Set credit control (BAL-7, operator)")
-def set_credit(uin: int, body: CreditRequest, rt: Rt, actor: Caller) -> dict:
+def set_credit(uin: Uin, body: CreditRequest, rt: Rt, actor: Caller) -> dict:
     end: datetime | None = (parse_business_time(body.temp_credit_end, "temp_credit_end")
                             if body.temp_credit_end else None)
     with transaction(rt.engine) as conn:

@@ -6,11 +6,13 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from feecenter.accounts.permissions import Actor
+from pydantic import Field
+
 from feecenter.api.deps import caller, runtime
+from feecenter.api.strict import BodyId, Code, OptionalText, StrictModel, Uin
 from feecenter.api.orders import resource_json
 from feecenter.clock import business_time_text
 from feecenter.db.engine import transaction
@@ -42,19 +44,20 @@ async def ingest_usage(request: Request, rt: Rt, actor: Caller,
     return result.to_dict()
 
 
-class OpenBody(BaseModel):
-    product: str
-    region: str
-    spec_item: str
-    count: int = 1
-    project_id: int | None = None
-    name: str | None = None
-    tags: dict[str, str] | None = None
+class OpenBody(StrictModel):
+    product: Code
+    region: Code
+    spec_item: Code
+    count: int = Field(default=1, ge=1, le=1000)
+    project_id: BodyId | None = None
+    name: OptionalText = None
+    tags: dict[Annotated[str, Field(min_length=1, max_length=128)],
+               Annotated[str, Field(max_length=256)]] | None = Field(default=None, max_length=50)
 
 
 @router.post("/accounts/{uin}/postpaid-resources", status_code=201,
              summary="Open a postpaid resource (arrears gate, FRZ-1 freeze)")
-def open_resource(uin: int, body: OpenBody, rt: Rt, actor: Caller) -> dict:
+def open_resource(uin: Uin, body: OpenBody, rt: Rt, actor: Caller) -> dict:
     with transaction(rt.engine) as conn:
         resource_id = postpaid.open_postpaid(conn, rt.clock, actor, uin, **body.model_dump())
         return resource_json(resources.get_resource(conn, uin, resource_id))
@@ -62,7 +65,7 @@ def open_resource(uin: int, body: OpenBody, rt: Rt, actor: Caller) -> dict:
 
 @router.post("/accounts/{uin}/postpaid-resources/{resource_id}/release",
              summary="Release a postpaid resource (FRZ-3: says when its freeze is released)")
-def release_resource(uin: int, resource_id: str, rt: Rt, actor: Caller) -> dict:
+def release_resource(uin: Uin, resource_id: str, rt: Rt, actor: Caller) -> dict:
     with transaction(rt.engine) as conn:
         done = postpaid.release_postpaid(conn, rt.clock, actor, uin, resource_id)
     return {"resource_id": resource_id,
