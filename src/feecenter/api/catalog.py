@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from feecenter.accounts.permissions import Actor, require_operator
 from feecenter.api.deps import caller, runtime
-from feecenter.api.strict import BusinessTime, Code, Limit, OptionalText, Rated, StrictModel, Uin
+from feecenter.api.strict import (BusinessTime, Code, Digits, Limit, OptionalText, Rated,
+                                  StrictModel, Uin)
 from feecenter.catalog import rules
 from feecenter.catalog import service as catalog
 from feecenter.clock import parse_business_time
@@ -126,7 +127,8 @@ def list_regions(rt: Rt, actor: Caller) -> list[dict]:
 
 @router.get("/accounts/{uin}/quote", summary="Price inquiry for this account / 询价")
 def get_quote(uin: Uin, rt: Rt, actor: Caller, product: str, item: str, region: str,
-              pay_mode: str, quantity: str = "1", months: int | None = None,
+              pay_mode: str, quantity: str = "1",
+              months: Annotated[int | None, Digits, Query(ge=1, le=rules.MAX_MONTHS)] = None,
               at: str | None = None) -> dict:
     qty = rules.parse_quantity(quantity, "quantity")
     when = _when(at, "at") or rt.clock.now()

@@ -16,8 +16,8 @@ from pydantic import Field
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import Actor, require_operator
 from feecenter.api.deps import caller, runtime
-from feecenter.api.strict import (BusinessTime, Key, Limit, Offset, OptionalText, StrictModel,
-                                  Text, Uin, Yuan)
+from feecenter.api.strict import (BusinessTime, Digits, Key, Limit, Offset, OptionalText,
+                                  QueryId, StrictModel, Text, Uin, Yuan)
 from feecenter.auth import service as auth
 from feecenter.clock import business_time_text, parse_business_time
 from feecenter.db.engine import transaction
@@ -205,14 +205,15 @@ def set_credit(uin: Uin, body: CreditRequest, rt: Rt, actor: Caller) -> dict:
 
 
 @router.get("/ops/audit", summary="Operators' audit log")
-def audit(rt: Rt, actor: Caller, uin: int | None = None, limit: int = 100) -> list[dict]:
+def audit(rt: Rt, actor: Caller, uin: QueryId = None,
+          limit: Annotated[int, Digits, Query(ge=1, le=1000)] = 100) -> list[dict]:
     with rt.engine.connect() as conn:
-        rows = accounts.list_audit(conn, actor, uin, min(max(limit, 1), 1000))
+        rows = accounts.list_audit(conn, actor, uin, limit)
     return [{**r, "created_at": business_time_text(r["created_at"])} for r in rows]
 
 
 @router.get("/ops/reconcile", summary="Recompute every balance from postings (BAL-6)")
-def reconcile_all(rt: Rt, actor: Caller, uin: int | None = None) -> dict:
+def reconcile_all(rt: Rt, actor: Caller, uin: QueryId = None) -> dict:
     require_operator(actor)
     with rt.engine.connect() as conn:
         differences = reconcile(conn, uin)

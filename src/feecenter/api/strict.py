@@ -36,12 +36,12 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
-_Digits = BeforeValidator(_ascii_digits)
-Uin = Annotated[int, _Digits, Path(ge=1, le=inputs.BIGINT_MAX, description="account UIN")]
-PathId = Annotated[int, _Digits, Path(ge=1, le=inputs.BIGINT_MAX)]
-QueryId = Annotated[int | None, _Digits, Query(ge=1, le=inputs.BIGINT_MAX)]
-Offset = Annotated[int, _Digits, Query(ge=0, le=10**9)]
-Limit = Annotated[int, _Digits, Query(ge=1, le=100)]
+Digits = BeforeValidator(_ascii_digits)
+Uin = Annotated[int, Digits, Path(ge=1, le=inputs.BIGINT_MAX, description="account UIN")]
+PathId = Annotated[int, Digits, Path(ge=1, le=inputs.BIGINT_MAX)]
+QueryId = Annotated[int | None, Digits, Query(ge=1, le=inputs.BIGINT_MAX)]
+Offset = Annotated[int, Digits, Query(ge=0, le=10**9)]
+Limit = Annotated[int, Digits, Query(ge=1, le=100)]
 BodyId = Annotated[int, Field(ge=1, le=inputs.BIGINT_MAX)]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 OptionalText = Annotated[str | None, Field(max_length=200)]

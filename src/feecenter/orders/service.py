@@ -32,7 +32,7 @@ from feecenter.errors import Conflict, FeeCenterError, invalid, not_found
 from feecenter.funds import service as funds
 from feecenter.ledger import service as ledger
 from feecenter.ledger.service import content_hash
-from feecenter.money import round_rated_to_fen, split_proportionally
+from feecenter.money import MAX_AMOUNT_FEN, format_yuan, round_rated_to_fen, split_proportionally
 from feecenter.orders import rules
 from feecenter.orders.tables import orders, payments
 from feecenter.resources import service as resources
@@ -161,8 +161,14 @@ def create_purchase(conn: Connection, clock: Clock, actor: Actor, uin: int,
 
 
 def _priced(quote) -> dict:
+    """The order's price columns; an order above the money cap is a typo or an attack."""
+    list_amount = round_rated_to_fen(quote.list_amount)
+    if max(list_amount, round_rated_to_fen(quote.amount)) > MAX_AMOUNT_FEN:
+        raise invalid("amount", f"订单金额超过上限 {format_yuan(MAX_AMOUNT_FEN)} 元，请减少数量或时长",
+                      f"the order exceeds the cap of {format_yuan(MAX_AMOUNT_FEN)} yuan: "
+                      "buy fewer units or months")
     return {"price_kind": quote.price_kind, "unit_price": quote.unit_price,
-            "list_amount": round_rated_to_fen(quote.list_amount),
+            "list_amount": list_amount,
             "discount_bp": quote.discount_bp, "amount": round_rated_to_fen(quote.amount)}
 
 
