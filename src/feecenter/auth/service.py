@@ -3,7 +3,8 @@
 Secret keys are needed in plain form to check an HMAC, so they are stored
 encrypted (Fernet, master key from configuration) and shown once, at
 creation. ``authenticate`` verifies a TC3-HMAC-SHA256 request and returns
-the ``Actor`` it acts for: a customer user or an operator.
+the ``Actor`` it acts for: a customer user or an operator. Who may create,
+list, enable or disable which keys: ``permissions.may_manage_user``.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from feecenter.accounts import service as accounts
-from feecenter.accounts.permissions import Actor, require, require_operator, MANAGE_USERS
+from feecenter.accounts.permissions import (Actor, may_manage_user, require_manage_user,
+                                            require_operator)
+from feecenter.accounts.tables import users
 from feecenter.auth import tc3
 from feecenter.auth.tables import api_keys, operators, used_signatures
 from feecenter.clock import Clock, db_time
 from feecenter.db.engine import transaction
-from feecenter.errors import AuthFailed, Conflict, invalid, not_found
+from feecenter.errors import AuthFailed, Conflict, PermissionDenied, invalid, not_found
 
 _ALPHABET = string.ascii_letters + string.digits
 _TIMESTAMP = re.compile(r"^[0-9]{1,10}$", re.ASCII)  # seconds, until the year 2286
@@ -66,10 +69,10 @@ def create_operator(conn: Connection, clock: Clock, actor: Actor, name: str) -> 
 
 def create_api_key(conn: Connection, clock: Clock, actor: Actor, uin: int,
                    login: str | None = None) -> NewKey:
-    """A key for the account owner (default) or a named sub-user."""
-    if actor.kind == "user":
-        require(actor, uin, MANAGE_USERS)
+    """A key for the account owner (default) or a named sub-user (``may_manage_user``)."""
+    _require_account_user(actor, uin)
     user = accounts.find_user(conn, uin, login)
+    require_manage_user(actor, uin, user["role"], user["id"])
     key = _store_key(conn, clock, cipher_for(conn), uin=uin, user_id=user["id"])
     accounts.record_audit(conn, clock, actor, "create_api_key", uin,
                           {"secret_id": key.secret_id, "user": user["login"]})
@@ -78,13 +81,16 @@ def create_api_key(conn: Connection, clock: Clock, actor: Actor, uin: int,
 
 def set_key_state(conn: Connection, clock: Clock, actor: Actor, secret_id: str,
                   enabled: bool) -> None:
-    row = conn.execute(select(api_keys).where(api_keys.c.secret_id == secret_id)).first()
+    """Enable or disable a key: operators' keys by operators, users' by ``may_manage_user``."""
+    row = conn.execute(select(api_keys.c.uin, api_keys.c.user_id, users.c.role)
+                       .select_from(api_keys.outerjoin(users, users.c.id == api_keys.c.user_id))
+                       .where(api_keys.c.secret_id == secret_id)).first()
     if row is None:
         raise not_found("secret_id", "密钥", "API key", secret_id)
     if row.uin is None:
         require_operator(actor)
-    elif actor.kind == "user":
-        require(actor, row.uin, MANAGE_USERS)
+    else:
+        require_manage_user(actor, row.uin, row.role, row.user_id)
     conn.execute(update(api_keys).where(api_keys.c.secret_id == secret_id)
                  .values(state="enabled" if enabled else "disabled"))
     accounts.record_audit(conn, clock, actor, "set_key_state", row.uin,
@@ -92,10 +98,22 @@ def set_key_state(conn: Connection, clock: Clock, actor: Actor, secret_id: str,
 
 
 def list_api_keys(conn: Connection, actor: Actor, uin: int) -> list[dict]:
-    require(actor, uin, MANAGE_USERS)
+    """The account's keys the actor may manage: all for the owner and operators, an
+    admin's own and its readonly users', a finance or readonly user's own."""
+    _require_account_user(actor, uin)
     rows = conn.execute(select(api_keys.c.secret_id, api_keys.c.user_id, api_keys.c.state,
-                               api_keys.c.created_at).where(api_keys.c.uin == uin))
-    return [dict(r._mapping) for r in rows]
+                               api_keys.c.created_at, users.c.role)
+                        .select_from(api_keys.join(users, users.c.id == api_keys.c.user_id))
+                        .where(api_keys.c.uin == uin).order_by(api_keys.c.created_at,
+                                                               api_keys.c.secret_id))
+    return [{k: v for k, v in r._mapping.items() if k != "role"} for r in rows
+            if may_manage_user(actor, uin, r.role, r.user_id)]
+
+
+def _require_account_user(actor: Actor, uin: int) -> None:
+    """A user of another account learns nothing of this one's users (not even a 404)."""
+    if actor.kind == "user" and actor.uin != uin:
+        raise PermissionDenied("无权访问其他账号的数据", "no access to another account's data")
 
 
 def _store_key(conn, clock, cipher: Fernet, **owner) -> NewKey:
