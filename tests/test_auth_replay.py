@@ -111,6 +111,33 @@ def test_an_identical_pay_deals_request_pays_once_and_answers_the_first_payment(
     assert_reconciled(rt)
 
 
+@pytest.mark.spec("XTR-5", "ORD-3")
+def test_an_identical_pay_deals_by_big_deal_never_pays_twice(live_server, frozen_sdk_clock):
+    """Whatever the repeat answers (the first payment, or nothing left to pay), it moves no
+    money and writes nothing."""
+    rt, address = live_server
+    load_sample_catalog(rt)
+    uin = new_account(rt, "sdk-bigdeal-twice")
+    add_cash(rt, uin, 1_000_00)
+    first_id, _ = buy(rt, uin, ("cvm", "S5.MEDIUM4", 1, "ap-guangzhou"),
+                      ("cvm", "S5.MEDIUM4", 1, "ap-shanghai"))
+    with rt.engine.connect() as conn:
+        created = conn.execute(select(orders_table.c.created_at)
+                               .where(orders_table.c.id == first_id)).scalar_one()
+    client = sdk(address, owner_key(rt, uin))
+    request = models.PayDealsRequest()
+    request.from_json_string(json.dumps({"BigDealIds": [order_no(first_id, created)]}))
+    assert len(client.PayDeals(request).OrderIds) == 2
+    written = row_counts(rt, ledger_transactions, statement_entries, payments)
+    try:
+        client.PayDeals(request)  # byte for byte the same signed request
+    except TencentCloudSDKException as exc:
+        assert not exc.get_code().startswith(("AuthFailure", "InternalError")), exc
+    assert row_counts(rt, ledger_transactions, statement_entries, payments) == written
+    assert balance(rt, uin).cash == 1_000_00 - 2 * CVM_MEDIUM_MONTH
+    assert_reconciled(rt)
+
+
 # ---------------------------------------------------------------- the native API's nonce
 
 def rest_client(rt, address, uin, **kw) -> FeeCenterClient:
