@@ -608,7 +608,7 @@ def api(rt):
         rt.clock.advance(seconds=1)  # a new signature each call: not a replay
         headers = tc3.sign(key.secret_id, key.secret_key, method=method, host="testserver",
                            path=path, query=query, body=body, content_type=content_type,
-                           timestamp=timestamp, service="feecenter")
+                           timestamp=timestamp)
         return client.request(method, path + (f"?{query}" if query else ""), content=body,
                               headers=headers)
 

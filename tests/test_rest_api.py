@@ -100,10 +100,10 @@ def test_signature_checks(live_server):
     assert "expired" in err.value.body["error"]["message_en"]
     frozen_time = time.time()
     replaying = FeeCenterClient(good.base_url, good.secret_id, good.secret_key,
-                                clock=lambda: frozen_time)
+                                clock=lambda: frozen_time, nonce=lambda: "the-same-nonce")
     replaying.get(path)
     with pytest.raises(ApiError) as err:
-        replaying.get(path)  # the same request at the same second: the same signature
+        replaying.get(path)  # the same signed nonce again: a replay
     assert "replay" in err.value.body["error"]["message_en"]
 
 

@@ -299,8 +299,7 @@ def test_http_endpoint_takes_json_lines_and_csv_bodies(live_server):
         data = body.encode()
         headers = tc3.sign(key.secret_id, key.secret_key, method="POST", host=address,
                            path="/api/v1/ops/usage", query=f"format={fmt}", body=data,
-                           content_type="text/plain", timestamp=int(time.time()),
-                           service="feecenter")
+                           content_type="text/plain", timestamp=int(time.time()))
         request = urllib.request.Request(f"http://{address}/api/v1/ops/usage?format={fmt}",
                                          data=data, headers=headers, method="POST")
         with urllib.request.urlopen(request, timeout=30) as response:

@@ -2,11 +2,15 @@
 
     client = FeeCenterClient("http://127.0.0.1:8000", secret_id, secret_key)
     client.get("/api/v1/accounts/100000000001/balance")
+
+Paths are sent and signed as given: percent-encode them first. Each request
+carries a fresh signed ``X-FC-Nonce``, so a captured request cannot be replayed.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import urllib.error
 import urllib.request
@@ -24,11 +28,12 @@ class ApiError(Exception):
 
 class FeeCenterClient:
     def __init__(self, base_url: str, secret_id: str, secret_key: str, *,
-                 clock=time.time):
+                 clock=time.time, nonce=lambda: secrets.token_hex(16)):
         self.base_url = base_url.rstrip("/")
         self.secret_id = secret_id
         self.secret_key = secret_key
         self._clock = clock
+        self._nonce = nonce  # a fresh signed X-FC-Nonce per request (None: no nonce)
 
     def get(self, path: str, query: str = "") -> dict:
         return self.request("GET", path, query=query)
@@ -45,7 +50,8 @@ class FeeCenterClient:
         host = urlsplit(self.base_url).netloc
         signed = tc3.sign(self.secret_id, self.secret_key, method=method, host=host, path=path,
                           query=query, body=data, content_type="application/json",
-                          timestamp=int(self._clock()), service="feecenter")
+                          timestamp=int(self._clock()),
+                          nonce=self._nonce() if self._nonce else None)
         for name, value in (headers or {}).items():
             signed[name.replace("_", "-")] = value
         url = f"{self.base_url}{path}" + (f"?{query}" if query else "")

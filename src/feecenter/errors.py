@@ -76,7 +76,7 @@ class AuthFailed(FeeCenterError):
     http_status = 401
 
     def __init__(self, reason: str, message_zh: str, message_en: str):
-        super().__init__(message_zh, message_en)
+        super().__init__(message_zh, message_en, reason=reason)
         self.reason = reason
 
 

@@ -4,6 +4,8 @@ An ``Actor`` is whoever calls a service: a user of a customer account (owner,
 sub-user or collaborator with a role), a platform operator, or the system
 itself (jobs, the demo). Money views and actions need the owner or the
 finance role; user management and renewal management need owner or admin.
+Managing users and their API keys follows ``may_manage_user``: nobody gains,
+through a user or a key, a right it does not hold itself.
 """
 
 from __future__ import annotations
@@ -71,3 +73,51 @@ def require(actor: Actor, uin: int, permission: str) -> None:
 def require_operator(actor: Actor) -> None:
     if actor.kind not in ("system", "operator"):
         raise PermissionDenied("仅平台运营人员可执行此操作", "only platform operators may do this")
+
+
+# ---------------------------------------------------------------- users and their keys
+
+def lesser_roles(role: str | None) -> tuple[str, ...]:
+    """Roles holding strictly fewer rights than ``role`` (admin: readonly only)."""
+    mine = _GRANTS.get(role or "", set())
+    return tuple(r for r in ROLES if _GRANTS[r] < mine)
+
+
+def may_manage_user(actor: Actor, uin: int, target_role: str | None,
+                    target_user_id: int | None) -> bool:
+    """May ``actor`` add a user of ``target_role`` to account ``uin``, or create, enable,
+    disable or list the API keys of the user ``target_user_id`` holding that role?
+
+    Operators and the system: always. A user, only in its own account: itself
+    (its own keys) always; the owner: everyone; an admin: users of a lesser
+    role (readonly) — never the owner, a finance user or another admin, whose
+    keys would give it rights it lacks. Finance and readonly: only themselves.
+    """
+    if actor.kind in ("system", "operator"):
+        return True
+    if actor.kind != "user" or actor.uin != uin:
+        return False
+    if target_user_id is not None and target_user_id == actor.user_id:
+        return True
+    if actor.role == "owner":
+        return True
+    return MANAGE_USERS in _GRANTS.get(actor.role or "", set()) \
+        and target_role in lesser_roles(actor.role)
+
+
+def require_manage_user(actor: Actor, uin: int, target_role: str | None,
+                        target_user_id: int | None) -> None:
+    """Raise PermissionDenied (with the reason) unless ``may_manage_user``."""
+    if may_manage_user(actor, uin, target_role, target_user_id):
+        return
+    if actor.uin != uin:
+        raise PermissionDenied("无权访问其他账号的数据", "no access to another account's data")
+    if MANAGE_USERS not in _GRANTS.get(actor.role or "", set()):
+        raise PermissionDenied("缺少用户管理权限：只能管理自己的密钥",
+                               "the user management permission is required; "
+                               "you may manage only your own API keys", role=actor.role)
+    lesser = "/".join(lesser_roles(actor.role)) or "-"
+    raise PermissionDenied(f"只能管理权限少于自己的用户（{lesser}），不能管理角色为 {target_role} 的用户",
+                           f"you may manage only users with fewer rights ({lesser}), "
+                           f"not one with the {target_role} role", role=actor.role,
+                           target_role=target_role)

@@ -11,8 +11,8 @@ from sqlalchemy import Connection, func, insert, select, update
 from stdnum.cn import uscc as uscc_number
 from stdnum.exceptions import ValidationError
 
-from feecenter.accounts.permissions import (MANAGE_USERS, READ_PROFILE, ROLES, SYSTEM, Actor,
-                                            require, require_operator)
+from feecenter.accounts.permissions import (READ_PROFILE, ROLES, SYSTEM, Actor, require,
+                                            require_manage_user, require_operator)
 from feecenter.accounts.tables import audit_log, customers, storefronts, users
 from feecenter.clock import Clock, db_time
 from feecenter.errors import Conflict, invalid, not_found
@@ -127,11 +127,12 @@ def set_realname(conn: Connection, clock: Clock, actor: Actor, uin: int, state: 
 
 def add_user(conn: Connection, clock: Clock, actor: Actor, uin: int, login: str, role: str,
              kind: str = "subuser") -> int:
-    require(actor, uin, MANAGE_USERS)
-    get_account(conn, SYSTEM, uin)
+    """A sub-user or collaborator; who may add which role: ``may_manage_user``."""
     if role not in ROLES or role == "owner":
         raise invalid("role", "角色只能为 finance / admin / readonly",
                       "role must be finance, admin or readonly")
+    require_manage_user(actor, uin, role, None)
+    get_account(conn, SYSTEM, uin)
     if kind not in ("subuser", "collaborator"):
         raise invalid("kind", "类型只能为子用户或协作者", "kind must be subuser or collaborator")
     login = (login or "").strip()

@@ -3,11 +3,14 @@
 Secret keys are needed in plain form to check an HMAC, so they are stored
 encrypted (Fernet, master key from configuration) and shown once, at
 creation. ``authenticate`` verifies a TC3-HMAC-SHA256 request and returns
-the ``Actor`` it acts for: a customer user or an operator.
+the ``Actor`` it acts for: a customer user or an operator. Who may create,
+list, enable or disable which keys: ``permissions.may_manage_user``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import secrets
 import string
 from dataclasses import dataclass
@@ -18,14 +21,18 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from feecenter.accounts import service as accounts
-from feecenter.accounts.permissions import Actor, require, require_operator, MANAGE_USERS
+from feecenter.accounts.permissions import (Actor, may_manage_user, require_manage_user,
+                                            require_operator)
+from feecenter.accounts.tables import users
 from feecenter.auth import tc3
 from feecenter.auth.tables import api_keys, operators, used_signatures
 from feecenter.clock import Clock, db_time
 from feecenter.db.engine import transaction
-from feecenter.errors import AuthFailed, Conflict, invalid, not_found
+from feecenter.errors import AuthFailed, Conflict, PermissionDenied, invalid, not_found
 
 _ALPHABET = string.ascii_letters + string.digits
+_TIMESTAMP = re.compile(r"^[0-9]{1,10}$", re.ASCII)  # seconds, until the year 2286
+_NONCE = re.compile(r"^[A-Za-z0-9_\-]{8,64}$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -62,10 +69,10 @@ def create_operator(conn: Connection, clock: Clock, actor: Actor, name: str) -> 
 
 def create_api_key(conn: Connection, clock: Clock, actor: Actor, uin: int,
                    login: str | None = None) -> NewKey:
-    """A key for the account owner (default) or a named sub-user."""
-    if actor.kind == "user":
-        require(actor, uin, MANAGE_USERS)
+    """A key for the account owner (default) or a named sub-user (``may_manage_user``)."""
+    _require_account_user(actor, uin)
     user = accounts.find_user(conn, uin, login)
+    require_manage_user(actor, uin, user["role"], user["id"])
     key = _store_key(conn, clock, cipher_for(conn), uin=uin, user_id=user["id"])
     accounts.record_audit(conn, clock, actor, "create_api_key", uin,
                           {"secret_id": key.secret_id, "user": user["login"]})
@@ -74,13 +81,16 @@ def create_api_key(conn: Connection, clock: Clock, actor: Actor, uin: int,
 
 def set_key_state(conn: Connection, clock: Clock, actor: Actor, secret_id: str,
                   enabled: bool) -> None:
-    row = conn.execute(select(api_keys).where(api_keys.c.secret_id == secret_id)).first()
+    """Enable or disable a key: operators' keys by operators, users' by ``may_manage_user``."""
+    row = conn.execute(select(api_keys.c.uin, api_keys.c.user_id, users.c.role)
+                       .select_from(api_keys.outerjoin(users, users.c.id == api_keys.c.user_id))
+                       .where(api_keys.c.secret_id == secret_id)).first()
     if row is None:
         raise not_found("secret_id", "密钥", "API key", secret_id)
     if row.uin is None:
         require_operator(actor)
-    elif actor.kind == "user":
-        require(actor, row.uin, MANAGE_USERS)
+    else:
+        require_manage_user(actor, row.uin, row.role, row.user_id)
     conn.execute(update(api_keys).where(api_keys.c.secret_id == secret_id)
                  .values(state="enabled" if enabled else "disabled"))
     accounts.record_audit(conn, clock, actor, "set_key_state", row.uin,
@@ -88,10 +98,22 @@ def set_key_state(conn: Connection, clock: Clock, actor: Actor, secret_id: str,
 
 
 def list_api_keys(conn: Connection, actor: Actor, uin: int) -> list[dict]:
-    require(actor, uin, MANAGE_USERS)
+    """The account's keys the actor may manage: all for the owner and operators, an
+    admin's own and its readonly users', a finance or readonly user's own."""
+    _require_account_user(actor, uin)
     rows = conn.execute(select(api_keys.c.secret_id, api_keys.c.user_id, api_keys.c.state,
-                               api_keys.c.created_at).where(api_keys.c.uin == uin))
-    return [dict(r._mapping) for r in rows]
+                               api_keys.c.created_at, users.c.role)
+                        .select_from(api_keys.join(users, users.c.id == api_keys.c.user_id))
+                        .where(api_keys.c.uin == uin).order_by(api_keys.c.created_at,
+                                                               api_keys.c.secret_id))
+    return [{k: v for k, v in r._mapping.items() if k != "role"} for r in rows
+            if may_manage_user(actor, uin, r.role, r.user_id)]
+
+
+def _require_account_user(actor: Actor, uin: int) -> None:
+    """A user of another account learns nothing of this one's users (not even a 404)."""
+    if actor.kind == "user" and actor.uin != uin:
+        raise PermissionDenied("无权访问其他账号的数据", "no access to another account's data")
 
 
 def _store_key(conn, clock, cipher: Fernet, **owner) -> NewKey:
@@ -126,50 +148,69 @@ def _fail(reason: str, zh: str, en: str) -> AuthFailed:
 
 def authenticate(engine: Engine, clock: Clock, request: SignedRequest, *,
                  window_s: int = 300) -> Actor:
-    """Verify a TC3-HMAC-SHA256 signed request; refuse stale or replayed signatures."""
+    """Verify a TC3-HMAC-SHA256 signed request and return the actor it acts for.
+
+    Identical requests inside the window are accepted, as Tencent's server
+    does (TC3 has no nonce); a request carrying a signed X-FC-Nonce is
+    accepted once per key and nonce.
+    """
     parsed = tc3.parse_authorization(request.headers.get("authorization", ""))
     if parsed is None:
         raise _fail("InvalidAuthorization", "缺少或无法解析 Authorization 签名头",
                     "missing or malformed Authorization header")
     timestamp = _timestamp(request.headers.get("x-tc-timestamp", ""))
-    now = int(clock.now().timestamp())
-    if abs(now - timestamp) > window_s:
+    if abs(int(clock.now().timestamp()) - timestamp) > window_s:
         raise _fail("SignatureExpire", "签名已过期，请检查本机时间",
                     "signature expired: check the request timestamp")
-    with engine.connect() as conn:
-        row = conn.execute(select(api_keys).where(api_keys.c.secret_id == parsed.secret_id)).first()
-    if row is None:
-        raise _fail("SecretIdNotFound", "密钥不存在", "SecretId not found")
-    if row.state != "enabled":
-        raise _fail("SecretIdNotFound", "密钥已停用", "the key is disabled")
+    tc3.check_scope(parsed, timestamp)
+    tc3.check_signed_headers(parsed, request.headers)
+    row = _enabled_key(engine, parsed.secret_id)
     secret_key = cipher_for().decrypt(row.secret_enc.encode()).decode()
     canonical = tc3.canonical_request(request.method, request.path, request.query,
                                       request.headers, parsed.signed_headers, request.body)
     expected = tc3.signature(secret_key, parsed.date, parsed.service, timestamp, canonical)
     if not secrets.compare_digest(expected, parsed.signature):
         raise _fail("SignatureFailure", "签名验证失败", "signature verification failed")
-    _refuse_replay(engine, clock, parsed.signature, window_s)
+    nonce = request.headers.get(tc3.NONCE_HEADER)
+    if nonce is not None:
+        _claim_nonce(engine, clock, parsed.secret_id, nonce, window_s)
     return _actor_for(engine, row)
 
 
 def _timestamp(value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise _fail("InvalidAuthorization", "X-TC-Timestamp 无效",
-                    "X-TC-Timestamp is missing or invalid") from None
+    if not _TIMESTAMP.match(value):
+        raise _fail("InvalidAuthorization", "X-TC-Timestamp 必须是十进制秒数（ASCII 数字）",
+                    "X-TC-Timestamp is missing or not a number of seconds in ASCII digits")
+    return int(value)
 
 
-def _refuse_replay(engine: Engine, clock: Clock, signature: str, window_s: int) -> None:
+def _enabled_key(engine: Engine, secret_id: str):
+    with engine.connect() as conn:
+        row = conn.execute(select(api_keys).where(api_keys.c.secret_id == secret_id)).first()
+    if row is None:
+        raise _fail("SecretIdNotFound", "密钥不存在", "SecretId not found")
+    if row.state != "enabled":
+        raise _fail("SecretIdNotFound", "密钥已停用", "the key is disabled")
+    return row
+
+
+def _claim_nonce(engine: Engine, clock: Clock, secret_id: str, nonce: str,
+                 window_s: int) -> None:
+    """Record (key, nonce) for twice the window (a timestamp is good for ±window); a second
+    use inside it is a replay. Rows are keyed by a digest: no schema of their own."""
+    if not _NONCE.match(nonce):
+        raise _fail("InvalidAuthorization", "X-FC-Nonce 须为 8–64 个字母、数字、- 或 _",
+                    "X-FC-Nonce must be 8-64 letters, digits, - or _")
+    digest = hashlib.sha256(f"nonce\n{secret_id}\n{nonce}".encode()).hexdigest()
     now = clock.now()
     try:
         with transaction(engine) as conn:
             conn.execute(delete(used_signatures).where(
                 used_signatures.c.seen_at < db_time(now - timedelta(seconds=2 * window_s))))
-            conn.execute(insert(used_signatures).values(signature=signature, seen_at=db_time(now)))
+            conn.execute(insert(used_signatures).values(signature=digest, seen_at=db_time(now)))
     except IntegrityError:
-        raise _fail("SignatureFailure", "重复的请求签名（疑似重放）",
-                    "replayed request signature refused") from None
+        raise _fail("SignatureFailure", "X-FC-Nonce 已使用过（重放的请求）",
+                    "replayed request: this X-FC-Nonce was already used with this key") from None
 
 
 def _actor_for(engine: Engine, row) -> Actor:

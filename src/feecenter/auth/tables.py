@@ -22,7 +22,8 @@ api_keys = Table(
     Column("created_at", DateTime, nullable=False),
 )
 
-# Signatures seen inside the timestamp window: a second use is a replay.
+# Signed nonces (X-FC-Nonce) seen inside twice the timestamp window, one row per
+# sha256(secret_id, nonce) in ``signature``: a second use is a replay.
 used_signatures = Table(
     "used_signatures", metadata,
     Column("signature", String(64), primary_key=True),
