@@ -34,10 +34,9 @@ class Signed:
              content_type: str = "application/json") -> httpx.Response:
         data = json.dumps(body).encode() if isinstance(body, dict) else (body or b"")
         raw_path, _, query = httpx.URL(f"http://{HOST}{path}").raw_path.decode().partition("?")
-        self.rt.clock.advance(seconds=1)
         headers = tc3.sign(self.key.secret_id, self.key.secret_key, method=method, host=HOST,
                            path=raw_path, query=query, body=data, content_type=content_type,
-                           timestamp=int(self.rt.clock.now().timestamp()), service="feecenter")
+                           timestamp=int(self.rt.clock.now().timestamp()), service=tc3.SERVICE)
         return self.http.request(method, path, content=data or None, headers=headers)
 
 
