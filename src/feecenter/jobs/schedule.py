@@ -36,9 +36,9 @@ MAX_PERIODS_PER_CALL = 10_000  # > a year of hours; a caller that hits it calls 
 _HOUR = timedelta(hours=1)
 
 _KEY_PATTERNS = {
-    HOURLY: re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2})$"),
-    DAILY: re.compile(r"^(\d{4})-(\d{2})-(\d{2})$"),
-    MONTHLY: re.compile(r"^(\d{4})-(\d{2})$"),
+    HOURLY: re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2})$", re.ASCII),
+    DAILY: re.compile(r"^(\d{4})-(\d{2})-(\d{2})$", re.ASCII),
+    MONTHLY: re.compile(r"^(\d{4})-(\d{2})$", re.ASCII),
 }
 
 
