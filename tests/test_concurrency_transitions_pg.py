@@ -2,7 +2,8 @@
 
 Issue #16 point 1 (DESIGN §3, docs/architecture.md "Claiming a state change"):
 8 real threads, each in its own database transaction, ask for the same
-transition at once (distinct idempotency keys). Exactly one wins; the others
+transition at once (each with its own idempotency key, unless a test says
+otherwise). Exactly one wins; the others
 get a Conflict naming the state they found; the balances, the ledger
 transactions and the 收支明细 entries move exactly once; reconcile is clean.
 SQLite serialises writers, so these run on PostgreSQL only.
@@ -35,7 +36,7 @@ from tests import helpers
 from tests.helpers import (OPS, add_cash, assert_reconciled, balance, load_sample_catalog,
                            new_account, run_threads)
 
-pytestmark = [pytest.mark.postgres_only, pytest.mark.spec("ORD-4")]
+pytestmark = pytest.mark.postgres_only
 
 THREADS = 8
 CVM_MONTH = 178_00    # S5.MEDIUM4, one month
@@ -177,7 +178,7 @@ def pay_call(rt, uin, order_id, key) -> Call:
 
 # ---------------------------------------------------------------- refunds and downgrades
 
-@pytest.mark.spec("BAL-5")
+@pytest.mark.spec("ORD-4", "BAL-5")
 def test_eight_refunds_of_one_resource_pay_back_once(shop):
     rt = shop
     uin = new_account(rt)
@@ -198,7 +199,7 @@ def test_eight_refunds_of_one_resource_pay_back_once(shop):
     assert_reconciled(rt)
 
 
-@pytest.mark.spec("ORD-1")
+@pytest.mark.spec("ORD-1", "BAL-5")
 def test_eight_downgrades_of_one_resource_pay_back_once(shop):
     rt = shop
     uin = new_account(rt)
@@ -218,7 +219,7 @@ def test_eight_downgrades_of_one_resource_pay_back_once(shop):
     assert_reconciled(rt)
 
 
-@pytest.mark.spec("ORD-1", "BAL-5")
+@pytest.mark.spec("ORD-1", "ORD-4", "BAL-5")
 def test_refunds_racing_downgrades_give_back_what_was_paid_once(shop):
     """In any serial order the customer gets back exactly what was paid (inside the
     no-reason window): a downgrade then the refund of the rest, or the refund alone."""
@@ -248,7 +249,7 @@ def test_refunds_racing_downgrades_give_back_what_was_paid_once(shop):
     assert_reconciled(rt)
 
 
-@pytest.mark.spec("BAL-5")
+@pytest.mark.spec("ORD-4")
 def test_one_key_for_refunds_of_eight_resources_refunds_one(shop):
     """The key's earlier use is read after the claim: the account's refunds run one
     after the other, so the key names one refund and the others are refused (not
@@ -269,7 +270,7 @@ def test_one_key_for_refunds_of_eight_resources_refunds_one(shop):
 
 # ---------------------------------------------------------------- renewal and upgrade payments
 
-@pytest.mark.spec("ORD-3", "ORD-5")
+@pytest.mark.spec("ORD-1", "ORD-3")
 def test_eight_payments_of_one_renewal_extend_the_resource_once(shop):
     rt = shop
     uin = new_account(rt)
@@ -307,7 +308,7 @@ def test_eight_payments_of_one_upgrade_charge_once(shop):
     assert_reconciled(rt)
 
 
-@pytest.mark.spec("ORD-3", "BAL-5")
+@pytest.mark.spec("ORD-4")
 def test_refunds_racing_the_payment_of_a_renewal_never_revive_the_resource(shop):
     """Serially: the renewal paid then everything refunded, or the refund first and the
     renewal refused (the resource is released). Never a paid renewal of a released
@@ -401,7 +402,6 @@ def test_deliveries_racing_failed_deliveries_settle_the_freeze_once(shop):
 
 # ---------------------------------------------------------------- closing unpaid orders
 
-@pytest.mark.spec("ORD-2")
 def test_eight_voids_of_one_order_void_it_once(shop):
     rt = shop
     uin = new_account(rt)
@@ -413,7 +413,6 @@ def test_eight_voids_of_one_order_void_it_once(shop):
     assert order_row(rt, order_id)["state"] == "voided"
 
 
-@pytest.mark.spec("ORD-3")
 def test_voids_racing_payments_of_one_order(shop):
     rt = shop
     uin = new_account(rt)
@@ -433,8 +432,7 @@ def test_voids_racing_payments_of_one_order(shop):
     assert order_row(rt, order_id)["state"] == state
     paid = state == "delivered"
     assert balance(rt, uin).cash == 1_000_00 - (CVM_MONTH if paid else 0)
-    assert moved(rt, uin, before) == (
-        PAID_AT_ONCE if paid else {})
+    assert moved(rt, uin, before) == (PAID_AT_ONCE if paid else {})
     assert_reconciled(rt)
 
 
@@ -452,7 +450,7 @@ def test_eight_expiry_runs_expire_each_order_once(shop):
 
 # ---------------------------------------------------------------- coupons
 
-@pytest.mark.spec("ORD-3", "CPN-2")
+@pytest.mark.spec("ORD-3")
 def test_one_coupon_picked_by_eight_payments_pays_once(shop):
     rt = shop
     uin = new_account(rt)
