@@ -107,6 +107,14 @@ def _balances(conn: Connection, uin: int, *, lock: bool) -> tuple[dict[str, int]
     return {kind: i for kind, i, _ in rows}, {kind: balance for kind, _, balance in rows}
 
 
+def lock_balances(conn: Connection, uin: int) -> None:
+    """Lock the customer's balance rows (PostgreSQL, id order) until the transaction
+    ends: the second step of the claim order (docs/architecture.md), for a state
+    change that locks what comes after the balances (a resource, coupons) before
+    it moves money here."""
+    _balances(conn, uin, lock=True)
+
+
 def _credit(conn: Connection, uin: int, now: datetime) -> tuple[int, int, int]:
     row = conn.execute(select(credit_lines).where(credit_lines.c.uin == uin)).first()
     if row is None:
@@ -551,9 +559,9 @@ def refund(conn: Connection, clock: Clock, uin: int, *, key: str, gift: int, cas
     if gift < 0 or cash < 0 or gift + cash == 0:
         raise invalid("amount", "退款金额必须为正数", "refund amount must be positive")
     request = {"op": "refund", "uin": uin, "gift": gift, "cash": cash, "order": order_id}
+    ids, _ = _balances(conn, uin, lock=True)  # lock first: see _replayed
     if (earlier := _replayed(conn, key, request)) is not None:
         return earlier
-    ids, _ = _balances(conn, uin, lock=True)
     result = _transfer(conn, clock, key, request, "return", uin, [
         (revenue_account_id, -(gift + cash)), (ids["gift"], gift), (ids["cash"], cash)],
         reference=order_id, memo=memo)

@@ -173,12 +173,18 @@ def _priced(quote) -> dict:
 
 
 def _live_resource(conn: Connection, uin: int, resource_id: str) -> dict:
-    resource = resources.get_resource(conn, uin, resource_id)
+    return _refuse_released(resources.get_resource(conn, uin, resource_id))
+
+
+def _refuse_released(resource: dict) -> dict:
+    """The prepaid resource, refused once released (refunded)."""
     if resource["pay_mode"] != "prepaid":
         raise invalid("resource_id", "只有包年包月资源可以续费、变配或退订",
                       "only prepaid resources can be renewed, changed or refunded")
     if resource["state"] == "recycled":
-        raise Conflict("资源已退还或销毁", "the resource is released", field="resource_id")
+        raise Conflict(f"资源 {resource['id']} 状态为 recycled（已退还或销毁）",
+                       f"resource {resource['id']} is recycled (released)",
+                       field="resource_id", state="recycled")
     return resource
 
 
@@ -259,12 +265,13 @@ def _refuse_unpayable(rows: dict[int, dict], order_ids: list[int], now: datetime
             raise not_found("order_ids", "订单", "order", order_id)
         expired = order["expires_at"] is not None and from_db_time(order["expires_at"]) <= now
         if order["state"] == "expired" or (order["state"] == "unpaid" and expired):
-            raise Conflict(f"订单 {order_id} 已过期，不能支付", f"order {order_id} has expired",
-                           field="order_ids")
+            raise Conflict(f"订单 {order_id} 状态为 expired（已过期），不能支付",
+                           f"order {order_id} is expired and cannot be paid",
+                           field="order_ids", state="expired")
         if order["state"] != "unpaid":
             raise Conflict(f"订单 {order_id} 状态为 {order['state']}，不能支付",
                            f"order {order_id} is {order['state']} and cannot be paid",
-                           field="order_ids")
+                           field="order_ids", state=order["state"])
     return [rows[i] for i in order_ids]
 
 
@@ -546,12 +553,12 @@ def pay(conn: Connection, clock: Clock, actor: Actor, uin: int, order_ids: list[
         return _payment_result(conn, earlier, created=False)
     _refuse_buyer(payable[0])
     funds.require_payable(locked, max(o["operable_balance"] for o in payable))
+    spans = _change_resources(conn, clock, payable)  # the resources before the coupons
     allocation = _coupon_allocation(conn, clock, uin, payable, selected)
     plan = funds.plan_locked_payment(locked, [o["amount"] for o in payable],
                                      _coupon_paid(payable, allocation))
     payment_id = reads.payment.rows()[0][0]
     totals = _totals(plan)
-    spans = _change_resources(conn, clock, payable)
     with sending.writes(conn, with_commit=allocation is None):  # the payment's last step
         states = _write_payment(conn, clock, locked, payable, plan, reads.ids.ids(),
                                 {"id": payment_id, "idempotency_key": key,
@@ -582,8 +589,10 @@ def _totals(plan) -> dict[str, int]:
 def _change_resources(conn: Connection, clock: Clock, payable: list[dict]
                       ) -> dict[int, tuple[datetime, datetime]]:
     """Renewals and upgrades delivered at once change their resource now: that reads
-    it (locked), so it runs before the writes. New resources are created
-    inside it (one INSERT each). The service period of each, by order id."""
+    it (locked, after the orders and the balances, before the coupons: the claim
+    order of docs/architecture.md), so it runs before the writes. New resources
+    are created inside them (one INSERT each). The service period of each, by
+    order id; a released resource refuses the payment."""
     return {o["id"]: _apply_to_resource(conn, clock, o) for o in payable
             if _delivered_at_once(o) and o["kind"] != "new"}
 
@@ -658,22 +667,34 @@ def _payment_result(conn: Connection, payment, *, created: bool) -> dict:
 
 # ---------------------------------------------------------------- delivery
 
+_CLAIMS = {"delivered": ("发货", "delivered"),
+           "delivery_failed": ("标记发货失败", "marked as failed"), "voided": ("作废", "voided")}
+
+
 def _claim(conn: Connection, order_id: int, from_state: str, to_state: str, clock: Clock,
            **values) -> dict:
-    order = conn.execute(select(orders).where(orders.c.id == order_id)).mappings().first()
-    if order is None:
-        raise not_found("order_id", "订单", "order", order_id)
+    """Move an order from ``from_state`` to ``to_state`` exactly once: one conditional
+    UPDATE whose row count decides the winner, returning the row it changed (the
+    values the winner acts on are the claimed row's, never an earlier read). The
+    loser gets a Conflict naming the state it found."""
     claimed = conn.execute(update(orders).where(orders.c.id == order_id,
                                                 orders.c.state == from_state)
-                           .values(state=to_state, closed_at=db_time(clock.now()), **values)).rowcount
-    if claimed != 1:
-        raise Conflict(f"订单 {order_id} 状态为 {order['state']}，不能{to_state}",
-                       f"order {order_id} is {order['state']}, not {from_state}", field="order_id")
-    return dict(order)
+                           .values(state=to_state, closed_at=db_time(clock.now()), **values)
+                           .returning(*orders.c)).mappings().first()
+    if claimed is not None:
+        return dict(claimed)
+    state = conn.execute(select(orders.c.state).where(orders.c.id == order_id)).scalar()
+    if state is None:
+        raise not_found("order_id", "订单", "order", order_id)
+    verb_zh, verb_en = _CLAIMS[to_state]
+    raise Conflict(f"订单 {order_id} 状态为 {state}，不能{verb_zh}",
+                   f"order {order_id} is {state}, not {from_state}: it cannot be {verb_en}",
+                   field="order_id", state=state)
 
 
 def deliver(conn: Connection, clock: Clock, actor: Actor, order_id: int) -> None:
-    """Delivery succeeded: the freeze is posted to revenue and the resource changes (FRZ-3)."""
+    """Delivery succeeded: the freeze is posted to revenue and the resource changes (FRZ-3).
+    In the claim order: the order, the balances, the resource, the coupon uses."""
     require_operator(actor)
     order = _claim(conn, order_id, "paid", "delivered", clock)
     product = catalog.get_product(conn, order["product_code"])
@@ -684,8 +705,8 @@ def deliver(conn: Connection, clock: Clock, actor: Actor, order_id: int) -> None
                             product_code=order["product_code"],
                             order_id=rules.order_no(order["id"], order["created_at"]),
                             memo=f"{order['kind']} {order['resource_id']}")
-    coupons.confirm(conn, clock, order["uin"], _coupon_ref(order_id))
     start, end = _apply_to_resource(conn, clock, order)
+    coupons.confirm(conn, clock, order["uin"], _coupon_ref(order_id))
     conn.execute(update(orders).where(orders.c.id == order_id).values(
         service_start=db_time(start), service_end=db_time(end)))
 
@@ -701,7 +722,8 @@ def _apply_to_resource(conn: Connection, clock: Clock, order: dict) -> tuple[dat
             period_end=end, name=order["resource_name"],
             tags=json.loads(order["tags"] or "{}"), resource_id=order["resource_id"])
         return now, end
-    resource = resources.get_resource(conn, order["uin"], order["resource_id"], lock=True)
+    resource = _refuse_released(resources.get_resource(conn, order["uin"], order["resource_id"],
+                                                       lock=True))
     current_end = from_db_time(resource["period_end"])
     if order["kind"] == "renew":
         end = add_months(current_end, order["months"])  # counts from the old expiry (RNW-6)
@@ -726,6 +748,21 @@ def fail_delivery(conn: Connection, clock: Clock, actor: Actor, order_id: int,
 
 
 # ---------------------------------------------------------------- refunds and downgrades
+
+def _claim_resource(conn: Connection, uin: int, resource_id: str) -> dict:
+    """A refund's or a downgrade's claim, in the claim order (docs/architecture.md):
+    the resource's orders locked (id order), then the customer's balances, then the
+    resource; returns the resource read under the locks. All the caller decides
+    on (the key's earlier use, the state, the paid parts) is read after this: two
+    of the account's refunds or downgrades, even of different resources, run one
+    after the other (the balances), so a key is never taken twice."""
+    if conn.dialect.name == "postgresql":  # SQLite: one writer at a time
+        conn.execute(select(orders.c.id).where(orders.c.resource_id == resource_id,
+                                               orders.c.uin == uin)
+                     .order_by(orders.c.id).with_for_update())
+    funds.lock_balances(conn, uin)
+    return resources.get_resource(conn, uin, resource_id, lock=True)
+
 
 def _paid_parts(conn: Connection, resource_id: str) -> list[dict]:
     rows = conn.execute(select(orders).where(
@@ -777,14 +814,11 @@ def refund_resource(conn: Connection, clock: Clock, actor: Actor, uin: int, reso
     """退订 (ORD-4): full refund inside the product's no-reason window, else the unused
     time, back to gift and cash in the proportion they paid; the resource is released."""
     require(actor, uin, FINANCE)
+    _account_key(uin, key)
+    resource = _claim_resource(conn, uin, resource_id)
     if (repeat := _repeated(conn, uin, key, "refund", resource_id)) is not None:
         return repeat
-    earlier = conn.execute(select(orders.c.id).where(orders.c.kind == "refund",
-                                                     orders.c.resource_id == resource_id,
-                                                     orders.c.uin == uin)).scalar()
-    if earlier is not None:
-        raise Conflict("该资源已退订", "the resource has been refunded already", field="resource_id")
-    resource = _live_resource(conn, uin, resource_id)
+    _refuse_released(resource)
     product = catalog.get_product(conn, resource["product_code"])
     parts = _paid_parts(conn, resource_id)
     if not parts:
@@ -824,9 +858,15 @@ def downgrade(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_i
               new_spec: str, *, key: str) -> int:
     """Downgrade now: the prorated difference goes back to gift and cash (a negative order)."""
     require(actor, uin, FINANCE)
+    _account_key(uin, key)
+    resource = _claim_resource(conn, uin, resource_id)
     if (repeat := _repeated(conn, uin, key, "downgrade", resource_id)) is not None:
         return repeat
-    resource = _live_resource(conn, uin, resource_id)
+    _refuse_released(resource)
+    if new_spec == resource["spec_item"]:  # e.g. a concurrent downgrade to it came first
+        raise Conflict(f"资源 {resource_id} 的配置已是 {new_spec}",
+                       f"resource {resource_id} is already {new_spec}", field="spec_item",
+                       spec_item=new_spec)
     product = catalog.get_product(conn, resource["product_code"])
     amount, quote = _spec_change(conn, clock, uin, resource, new_spec)
     if amount >= 0:
@@ -870,10 +910,16 @@ def void_order(conn: Connection, clock: Clock, actor: Actor, uin: int, order_id:
 
 
 def expire_unpaid(conn: Connection, clock: Clock) -> int:
-    """Scheduled: unpaid orders past their term become expired (ORD-2). Set-based."""
+    """Scheduled: unpaid orders past their term become expired (ORD-2). Set-based, one
+    conditional UPDATE; on PostgreSQL it skips the orders a payment (or another run)
+    holds locked instead of waiting for them, so it never waits in a lock order of
+    its own: a payment refuses an order past its term anyway, and a later run
+    expires what a failed payment left unpaid."""
     now = db_time(clock.now())
-    return conn.execute(update(orders).where(orders.c.state == "unpaid",
-                                             orders.c.expires_at <= now)
+    due = select(orders.c.id).where(orders.c.state == "unpaid", orders.c.expires_at <= now)
+    if conn.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    return conn.execute(update(orders).where(orders.c.id.in_(due), orders.c.state == "unpaid")
                         .values(state="expired", closed_at=now)).rowcount
 
 

@@ -72,11 +72,14 @@ def release_postpaid(conn: Connection, clock: Clock, actor: Actor, uin: int,
                      resource_id: str) -> dict:
     """Release (destroy) a postpaid resource; its freeze follows the product's rule."""
     require(actor, uin, MANAGE_RESOURCES)
+    funds.lock_balances(conn, uin)  # the claim order: the balances, then the resource
     resource = resources.get_resource(conn, uin, resource_id, lock=True)
     if resource["pay_mode"] != "postpaid":
         raise invalid("resource_id", "只能释放按量计费资源", "only postpaid resources are released here")
     if resource["state"] == "recycled":
-        raise Conflict("资源已释放", "the resource is already released", field="resource_id")
+        raise Conflict(f"资源 {resource_id} 状态为 recycled（已释放）",
+                       f"resource {resource_id} is recycled (released already)",
+                       field="resource_id", state="recycled")
     now = clock.now()
     facts = catalog.get_product(conn, resource["product_code"])
     release_at = now if facts.freeze_release == "immediate" else next_settlement(
@@ -97,13 +100,33 @@ def _release(conn: Connection, clock: Clock, resource: dict) -> None:
 
 
 def release_due_freezes(conn: Connection, clock: Clock) -> int:
-    """Scheduled: release the freezes of released resources whose time has come (FRZ-3)."""
+    """Scheduled: release the freezes of released resources whose time has come (FRZ-3).
+
+    Each is claimed in the claim order (docs/architecture.md): its customer's
+    balances locked, then the resource re-read locked and still due: a freeze
+    another run released meanwhile is skipped, so concurrent runs release each
+    freeze once."""
     r = resources_table.c
-    due = conn.execute(select(resources_table).where(
-        r.freeze_hold_id.is_not(None), r.freeze_release_at <= db_time(clock.now()))).mappings().all()
-    for resource in due:
-        _release(conn, clock, dict(resource))
-    return len(due)
+    due = conn.execute(select(r.uin, r.id).where(*_due(clock))
+                       .order_by(r.uin, r.id)).all()
+    released = 0
+    for uin, resource_id in due:
+        funds.lock_balances(conn, uin)
+        resource = conn.execute(_lock(conn, select(resources_table).where(
+            r.id == resource_id, *_due(clock)))).mappings().first()
+        if resource is not None:
+            _release(conn, clock, dict(resource))
+            released += 1
+    return released
+
+
+def _due(clock: Clock) -> tuple:
+    r = resources_table.c
+    return r.freeze_hold_id.is_not(None), r.freeze_release_at <= db_time(clock.now())
+
+
+def _lock(conn: Connection, stmt):
+    return stmt.with_for_update() if conn.dialect.name == "postgresql" else stmt
 
 
 def freeze_release_time(resource: dict) -> datetime | None:
