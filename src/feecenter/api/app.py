@@ -1,8 +1,12 @@
-"""The ASGI application: native REST API, compat endpoint, OpenAPI at /docs."""
+"""The ASGI application: native REST API, compat endpoint, OpenAPI at /docs.
+
+/docs and /redoc load Swagger UI and ReDoc from assets shipped in a package
+(fastapi-offline), so they work with no internet."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from feecenter import __version__
 from feecenter.api import arrears as arrears_routes
@@ -22,7 +26,7 @@ ROUTERS = (routes.router, catalog_routes.router, order_routes.router, usage_rout
 
 
 def create_app(rt: Runtime) -> FastAPI:
-    app = FastAPI(title="Fee Center 费用中心", version=__version__,
+    app = FastAPIOffline(title="Fee Center 费用中心", version=__version__,
                   description="Native REST API (yuan strings) and a Tencent Cloud Billing "
                               "API 2018-07-09 compatible endpoint at POST / (fen).")
     app.state.runtime = rt

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Match, Route
 
 from feecenter.errors import FeeCenterError
 
@@ -51,8 +51,9 @@ def install_method_routing(app: FastAPI, routes: list[BaseRoute]) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException):
-        if exc.status_code == 405:
-            return _method_not_allowed(routes, request)
+        if exc.status_code == 405:  # the app's own routes: /docs, /healthz …
+            own = [r for r in app.router.routes if isinstance(r, Route)]
+            return _method_not_allowed([*routes, *own], request)
         if exc.status_code == 404:
             return _error(404, "NotFound", "接口不存在", "no such endpoint")
         return _error(exc.status_code, "HTTPError", "请求无法处理", str(exc.detail))
@@ -62,7 +63,7 @@ def _method_not_allowed(routes: list[BaseRoute], request: Request) -> Response:
     matching = [route for route in routes if route.matches(request.scope)[0] != Match.NONE]
     # "/coupons/redeem" also fits "/coupons/{coupon_id}": the template with the fewest
     # parameters is the resource the client named
-    fewest = min(route.path.count("{") for route in matching)
+    fewest = min((route.path.count("{") for route in matching), default=0)
     allowed = sorted({method for route in matching if route.path.count("{") == fewest
                       for method in route.methods} | {"OPTIONS"})
     headers = {"Allow": ", ".join(allowed)}
