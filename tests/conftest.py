@@ -168,6 +168,23 @@ def live_server(engine, database_url):
     Yields (runtime, "127.0.0.1:PORT"). Signed clients use time.time(), so the
     server's clock is the system clock here.
     """
+    from feecenter.clock import SystemClock
+    from feecenter.config import Settings
+
+    runtime = Runtime(engine=engine, clock=SystemClock(),
+                      settings=Settings(home=None, database_url=database_url,
+                                        master_key=MASTER_KEY))
+    yield from _serve(runtime)
+
+
+@pytest.fixture
+def live_server_on_test_clock(rt):
+    """The real app served on ``rt`` and its FixedClock: clients must sign with that
+    clock's time (tests that need a date of their own, not the real one)."""
+    yield from _serve(rt)
+
+
+def _serve(runtime):
     import socket
     import threading
     import time
@@ -175,12 +192,7 @@ def live_server(engine, database_url):
     import uvicorn
 
     from feecenter.api.app import create_app
-    from feecenter.clock import SystemClock
-    from feecenter.config import Settings
 
-    runtime = Runtime(engine=engine, clock=SystemClock(),
-                      settings=Settings(home=None, database_url=database_url,
-                                        master_key=MASTER_KEY))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -2,21 +2,22 @@
 DescribeBillList, through the official Tencent Cloud SDK against the live server
 (XTR-5, BIL-1).
 
-Settlement runs on a FixedClock of its own a few hours in the past; the server
-keeps the system clock (signatures), and the stored data is simply older.
+The server, settlement and the SDK's signatures share the test's FixedClock
+(a Monday in March): the test never depends on the real date.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from tencentcloud.billing.v20180709 import models
+from tencentcloud.common import abstract_client
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
-from feecenter.clock import FixedClock, business_time_text
+from feecenter.clock import business_time_text
 from feecenter.jobs.schedule import HOURLY, period_containing
 from feecenter.settlement import service as settlement
 from tests.helpers import add_cash, add_gift, new_account
@@ -31,32 +32,27 @@ def request(cls, **params):
 
 
 @pytest.fixture
-def settled(live_server):
-    """One account, one hourly CVM (0.50/h) billed for two hours, one CBS disk for one:
-    settled on a FixedClock ending about an hour before the real now."""
-    rt, address = live_server
-    real_now = rt.clock.now()
-    first = period_containing(HOURLY, real_now - timedelta(hours=4))
-    if business_time_text(first.start)[:7] != business_time_text(real_now)[:7]:
-        first = period_containing(HOURLY, real_now + timedelta(hours=1))  # stay in this month
-        if first.start + timedelta(hours=3) > real_now:
-            pytest.skip("too close to the start of the month for three past hours")
-    fixed = FixedClock(first.start)
-    past = replace(rt, clock=fixed)
-    load(past)
-    uin = new_account(past, "detail-user")
-    add_gift(past, uin, 30)
-    add_cash(past, uin, 100_00)
-    cvm = open_(past, uin, name="web-1")
-    cbs = open_(past, uin, product="cbs", spec="premium")
+def settled(live_server_on_test_clock, monkeypatch):
+    """One account, one hourly CVM (0.50/h) billed for two hours, one CBS disk for one,
+    settled hour by hour on the test's clock."""
+    rt, address = live_server_on_test_clock
+    monkeypatch.setattr(abstract_client, "time",  # the SDK signs with the test's clock
+                        SimpleNamespace(time=lambda: rt.clock.now().timestamp()))
+    first = period_containing(HOURLY, rt.clock.now())
+    load(rt)
+    uin = new_account(rt, "detail-user")
+    add_gift(rt, uin, 30)
+    add_cash(rt, uin, 100_00)
+    cvm = open_(rt, uin, name="web-1")
+    cbs = open_(rt, uin, product="cbs", spec="premium")
     hours = [period_containing(HOURLY, first.start + timedelta(hours=n)) for n in range(2)]
     usage = [[("cvm-h0", uin, cvm, "S5.MEDIUM4", "1", hours[0].start, hours[0].end)],
              [("cvm-h1", uin, cvm, "S5.MEDIUM4", "1", hours[1].start, hours[1].end),
               ("cbs-h1", uin, cbs, "premium", "100", hours[1].start, hours[1].end)]]
     for period, rows in zip(hours, usage):
-        fixed.set(period.end + timedelta(minutes=5))
-        ingest(past, rows)
-        settlement.settle_period(rt.engine, fixed, "hour", period)
+        rt.clock.set(period.end + timedelta(minutes=5))
+        ingest(rt, rows)
+        settlement.settle_period(rt.engine, rt.clock, "hour", period)
     key = make_key(rt, uin)
     return rt, sdk(address, key.secret_id, key.secret_key), uin, cvm, cbs, hours
 
