@@ -24,7 +24,7 @@ from feecenter.catalog.pricebook import PriceBook
 from feecenter.clock import Clock, db_time
 from feecenter.db.precompiled import Precompiled
 from feecenter.funds import bulk
-from feecenter.jobs.schedule import Period
+from feecenter.periods import Period
 from feecenter.settlement import extensions, rules
 from feecenter.settlement.rating import RatedLine
 from feecenter.settlement.tables import bill_lines

@@ -39,7 +39,7 @@ from sqlalchemy.exc import DBAPIError
 from feecenter.catalog.pricebook import PriceBook, Rate
 from feecenter.clock import db_time
 from feecenter.errors import FeeCenterError
-from feecenter.jobs.schedule import Period
+from feecenter.periods import Period
 from feecenter.resources.tables import projects, resources
 from feecenter.settlement.tables import bill_lines
 from feecenter.usage.tables import usage_records
