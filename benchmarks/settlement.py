@@ -66,8 +66,8 @@ from feecenter.clock import FixedClock, db_time
 from feecenter.db.engine import SQLITE_PRAGMAS, make_engine
 from feecenter.db.migrate import upgrade
 from feecenter.funds import service as funds
-from feecenter.jobs.schedule import HOURLY, period_containing
 from feecenter.ledger.reconcile import reconcile
+from feecenter.periods import HOURLY, period_containing
 from feecenter.resources import service as resources_service
 from feecenter.settlement import rules
 from feecenter.settlement import service as settlement

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from feecenter.accounts.permissions import SYSTEM, Actor
-from feecenter.accounts.tables import audit_log
+from feecenter.audit.tables import audit_log
 from feecenter.catalog import rules
 from feecenter.catalog import service as catalog
 from feecenter.catalog.loader import parse_catalog

@@ -18,7 +18,7 @@ from tencentcloud.common import abstract_client
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
 from feecenter.clock import business_time_text
-from feecenter.jobs.schedule import HOURLY, period_containing
+from feecenter.periods import HOURLY, period_containing
 from feecenter.settlement import service as settlement
 from tests.helpers import add_cash, add_gift, new_account
 from tests.test_compat_sdk import make_key, sdk

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import SYSTEM, Actor
+from feecenter.audit.service import list_audit
 from feecenter.auth import service as auth
 from feecenter.client import ApiError, FeeCenterClient
 from feecenter.coupons import rules
@@ -431,7 +432,7 @@ def test_operator_grants_audited_idempotent_and_customer_lists(rt):
           product_scope=rules.ONLY, products=("cdb",))
     with rt.engine.connect() as conn:
         page = coupons.list_coupons(conn, rt.clock, SYSTEM, uin)
-        audit = accounts.list_audit(conn, OPS, uin)
+        audit = list_audit(conn, OPS, uin)
     assert page["total"] == 3 and [c["kind"] for c in page["items"]] == ["discount", "cash",
                                                                          "voucher"]
     voucher = page["items"][2]

@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import SYSTEM, Actor
+from feecenter.audit.service import list_audit
 from feecenter.errors import AccountInArrears, InsufficientBalance, PermissionDenied
 from feecenter.funds import rules
 from feecenter.funds import service as funds
@@ -264,7 +265,7 @@ def test_adjustments_are_audited_and_operator_only(rt):
     with rt.engine.begin() as conn, pytest.raises(PermissionDenied):
         funds.adjust(conn, rt.clock, owner, uin, sub_account="cash", amount=5, reason="r", key="x")
     with rt.engine.connect() as conn:
-        log = accounts.list_audit(conn, OPS, uin)
+        log = list_audit(conn, OPS, uin)
     adjust = [a for a in log if a["action"] == "adjust"]
     assert len(adjust) == 1 and '"amount": 1000' in adjust[0]["detail"]
     assert adjust[0]["actor"] == "operator:test-operator"

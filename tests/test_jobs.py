@@ -27,10 +27,10 @@ from feecenter.catalog import service as catalog
 from feecenter.clock import BUSINESS_TZ, FixedClock, db_time, parse_business_time
 from feecenter.errors import InvalidInput
 from feecenter.jobs import DAILY, HOURLY, MONTHLY, REGISTRY, Registry, load_all, runner
-from feecenter.jobs.schedule import (MAX_PERIODS_PER_CALL, Period, due_periods, hour_boundaries,
-                                     period_containing, period_from_key, periods_between)
 from feecenter.jobs.tables import job_cursors, job_runs
 from feecenter.orders import service as orders
+from feecenter.periods import (MAX_PERIODS_PER_CALL, Period, due_periods, hour_boundaries,
+                               period_containing, period_from_key, periods_between)
 from tests.helpers import OPS, add_cash, new_account
 
 SH = BUSINESS_TZ
@@ -41,7 +41,7 @@ def sh(*args) -> datetime:
     return datetime(*args, tzinfo=SH)
 
 
-# ---------------------------------------------------------------- schedule (pure)
+# ---------------------------------------------------------------- periods (pure)
 
 def test_periods_are_business_time_with_stable_keys():
     when = datetime(2026, 1, 31, 16, 30, tzinfo=UTC)  # 2026-02-01 00:30 in Shanghai

@@ -14,9 +14,9 @@ from feecenter.catalog import service as catalog
 from feecenter.clock import BUSINESS_TZ, FixedClock, business_time_text
 from feecenter.db.engine import dispose, make_engine
 from feecenter.funds.tables import statement_entries
-from feecenter.jobs.schedule import DAILY, HOURLY, MONTHLY, period_containing
 from feecenter.ledger.reconcile import reconcile
 from feecenter.ledger.tables import ledger_postings
+from feecenter.periods import DAILY, HOURLY, MONTHLY, period_containing
 from feecenter.resources import postpaid
 from feecenter.resources import service as resources
 from feecenter.settlement import rules

@@ -31,9 +31,9 @@ from feecenter.clock import FixedClock, business_time_text
 from feecenter.db.engine import dispose, make_engine
 from feecenter.funds import service as funds
 from feecenter.funds.tables import statement_entries
-from feecenter.jobs.schedule import HOURLY, period_containing
 from feecenter.ledger.reconcile import reconcile
 from feecenter.ledger.tables import ledger_accounts, ledger_postings, ledger_transactions
+from feecenter.periods import HOURLY, period_containing
 from feecenter.resources import postpaid
 from feecenter.resources import service as resources
 from feecenter.settlement import service as settlement
@@ -51,7 +51,7 @@ KILLED_SETTLEMENT = textwrap.dedent("""
     from datetime import datetime
     from feecenter.clock import FixedClock
     from feecenter.db.engine import make_engine
-    from feecenter.jobs.schedule import HOURLY, period_containing
+    from feecenter.periods import HOURLY, period_containing
     from feecenter.settlement import service
 
     url, now, start, chunk, target, after, marker = sys.argv[1:8]

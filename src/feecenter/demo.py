@@ -33,9 +33,9 @@ from feecenter.clock import FixedClock, business_time_text
 from feecenter.config import Settings, load_settings
 from feecenter.db.engine import transaction
 from feecenter.funds import service as funds
-from feecenter.jobs.schedule import DAILY, HOURLY, period_containing
 from feecenter.money import format_yuan
 from feecenter.orders import service as orders
+from feecenter.periods import DAILY, HOURLY, period_containing
 from feecenter.resources import service as resources
 from feecenter.resources.tables import resources as resources_table
 from feecenter.runtime import Runtime, open_runtime

@@ -1,2 +1,2 @@
 """Customer accounts: UINs, real-name state, sub-users and roles, storefronts,
-account states, operators' audit log, and the permission rules (ACC-1..4)."""
+account states, and the permission rules (ACC-1..4)."""

@@ -1,9 +1,8 @@
 """Account use cases: create customers, real-name state, sub-users, storefronts,
-account state (ACC-1..4), and the operators' audit log."""
+and account state (ACC-1..4)."""
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
@@ -13,7 +12,8 @@ from stdnum.exceptions import ValidationError
 
 from feecenter.accounts.permissions import (READ_PROFILE, ROLES, SYSTEM, Actor, require,
                                             require_manage_user, require_operator)
-from feecenter.accounts.tables import audit_log, customers, storefronts, users
+from feecenter.accounts.tables import customers, storefronts, users
+from feecenter.audit.service import record_audit
 from feecenter.clock import Clock, db_time
 from feecenter.errors import Conflict, invalid, not_found
 from feecenter.funds import service as funds
@@ -189,20 +189,3 @@ def require_storefront(conn: Connection, uin: int, code: str) -> None:
                                                         storefronts.c.code == code)).first()
     if found is None:
         raise not_found("storefront", "门户", "storefront", code)
-
-
-# ---------------------------------------------------------------- audit
-
-def record_audit(conn: Connection, clock: Clock, actor: Actor, action: str, uin: int | None,
-                 detail: dict) -> None:
-    conn.execute(insert(audit_log).values(
-        actor=actor.label, action=action, uin=uin, created_at=db_time(clock.now()),
-        detail=json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str)))
-
-
-def list_audit(conn: Connection, actor: Actor, uin: int | None = None, limit: int = 100):
-    require_operator(actor)
-    stmt = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
-    if uin is not None:
-        stmt = stmt.where(audit_log.c.uin == uin)
-    return [dict(r) for r in conn.execute(stmt).mappings()]

@@ -1,7 +1,6 @@
 """Tables owned by accounts."""
 
-from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Index, String, Table, Text,
-                        UniqueConstraint)
+from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, String, Table, UniqueConstraint
 
 from feecenter.db.base import IdType, metadata
 
@@ -36,15 +35,4 @@ storefronts = Table(
     Column("code", String(40), nullable=False),
     Column("name", String(100), nullable=False),
     UniqueConstraint("uin", "code", name="uq_storefronts_uin_code"),
-)
-
-audit_log = Table(
-    "audit_log", metadata,
-    Column("id", IdType, primary_key=True, autoincrement=True),
-    Column("actor", String(120), nullable=False),
-    Column("action", String(60), nullable=False),
-    Column("uin", BigInteger, nullable=True),
-    Column("detail", Text, nullable=False),
-    Column("created_at", DateTime, nullable=False),
-    Index("ix_audit_log_uin_id", "uin", "id"),
 )

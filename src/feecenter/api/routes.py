@@ -18,6 +18,7 @@ from feecenter.accounts.permissions import Actor, require_operator
 from feecenter.api.deps import caller, runtime
 from feecenter.api.strict import (BusinessTime, Digits, Key, Limit, Offset, OptionalText,
                                   QueryId, StrictModel, Text, Uin, Yuan)
+from feecenter.audit.service import list_audit
 from feecenter.auth import service as auth
 from feecenter.clock import business_time_text, parse_business_time
 from feecenter.db.engine import transaction
@@ -208,7 +209,7 @@ def set_credit(uin: Uin, body: CreditRequest, rt: Rt, actor: Caller) -> dict:
 def audit(rt: Rt, actor: Caller, uin: QueryId = None,
           limit: Annotated[int, Digits, Query(ge=1, le=1000)] = 100) -> list[dict]:
     with rt.engine.connect() as conn:
-        rows = accounts.list_audit(conn, actor, uin, limit)
+        rows = list_audit(conn, actor, uin, limit)
     return [{**r, "created_at": business_time_text(r["created_at"])} for r in rows]
 
 

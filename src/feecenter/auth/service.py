@@ -24,6 +24,7 @@ from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import (Actor, may_manage_user, require_manage_user,
                                             require_operator)
 from feecenter.accounts.tables import users
+from feecenter.audit.service import record_audit
 from feecenter.auth import tc3
 from feecenter.auth.tables import api_keys, operators, used_signatures
 from feecenter.clock import Clock, db_time
@@ -74,8 +75,8 @@ def create_api_key(conn: Connection, clock: Clock, actor: Actor, uin: int,
     user = accounts.find_user(conn, uin, login)
     require_manage_user(actor, uin, user["role"], user["id"])
     key = _store_key(conn, clock, cipher_for(conn), uin=uin, user_id=user["id"])
-    accounts.record_audit(conn, clock, actor, "create_api_key", uin,
-                          {"secret_id": key.secret_id, "user": user["login"]})
+    record_audit(conn, clock, actor, "create_api_key", uin,
+                 {"secret_id": key.secret_id, "user": user["login"]})
     return key
 
 
@@ -93,8 +94,8 @@ def set_key_state(conn: Connection, clock: Clock, actor: Actor, secret_id: str,
         require_manage_user(actor, row.uin, row.role, row.user_id)
     conn.execute(update(api_keys).where(api_keys.c.secret_id == secret_id)
                  .values(state="enabled" if enabled else "disabled"))
-    accounts.record_audit(conn, clock, actor, "set_key_state", row.uin,
-                          {"secret_id": secret_id, "enabled": enabled})
+    record_audit(conn, clock, actor, "set_key_state", row.uin,
+                 {"secret_id": secret_id, "enabled": enabled})
 
 
 def list_api_keys(conn: Connection, actor: Actor, uin: int) -> list[dict]:

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from feecenter.accounts.permissions import (FINANCE, READ_PROFILE, SYSTEM, Actor, require,
                                             require_operator)
+from feecenter.audit.service import record_audit
 from feecenter.catalog import rules
 from feecenter.catalog.loader import CatalogFile, CatalogProblem, parse_catalog
 from feecenter.catalog.rules import BP_SCALE, Span, Tier, TierCharge, Version
@@ -153,8 +154,9 @@ def load_catalog(conn: Connection, clock: Clock, actor: Actor, text: str, source
         ).scalar_one()
         summary["load_id"] = load_id
         _write(conn, plan, load_id, now)
-    _audit(conn, clock, actor, "load_catalog", None,
-           {k: summary[k] for k in ("source", "sha256", "changed", "load_id", "price_lists")})
+    record_audit(conn, clock, actor, "load_catalog", None,
+                 {k: summary[k] for k in ("source", "sha256", "changed", "load_id",
+                                          "price_lists")})
     return summary
 
 
@@ -327,12 +329,6 @@ def _lock(conn: Connection, key: int) -> None:
     a transaction-scoped advisory lock."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)" % int(key))
-
-
-def _audit(conn, clock, actor: Actor, action: str, uin: int | None, detail: dict) -> None:
-    from feecenter.accounts.service import record_audit
-
-    record_audit(conn, clock, actor, action, uin, detail)
 
 
 def sample_catalog_text() -> str:
@@ -681,9 +677,10 @@ def set_discount(conn: Connection, clock: Clock, actor: Actor, uin: int, discoun
     row = same or _insert(conn, account_discounts, uin=uin, product_code=product,
                           discount_bp=discount_bp, starts_at=begin, ends_at=finish, note=note,
                           created_by=actor.label, created_at=db_time(clock.now()))
-    _audit(conn, clock, actor, "set_discount", uin,
-           {"id": row["id"], "product": product, "discount_bp": discount_bp,
-            "start": begin, "end": finish, "ended": sorted(closes), "unchanged": bool(same)})
+    record_audit(conn, clock, actor, "set_discount", uin,
+                 {"id": row["id"], "product": product, "discount_bp": discount_bp,
+                  "start": begin, "end": finish, "ended": sorted(closes),
+                  "unchanged": bool(same)})
     return {**row, "created": same is None}
 
 
@@ -730,10 +727,10 @@ def _set_agreed(conn, clock, actor, uin, kind, product, item, pay_mode, price, r
                           item_id=item_row.id, region_code=region, pay_mode=pay_mode,
                           price=price, starts_at=begin, ends_at=finish, note=note,
                           created_by=actor.label, created_at=db_time(clock.now()))
-    _audit(conn, clock, actor, f"set_{kind}_price", uin,
-           {"id": row["id"], "product": product, "item": item, "region": region,
-            "pay_mode": pay_mode, "price": price, "start": begin, "end": finish,
-            "ended": sorted(closes), "unchanged": bool(same)})
+    record_audit(conn, clock, actor, f"set_{kind}_price", uin,
+                 {"id": row["id"], "product": product, "item": item, "region": region,
+                  "pay_mode": pay_mode, "price": price, "start": begin, "end": finish,
+                  "ended": sorted(closes), "unchanged": bool(same)})
     return {**row, "item": item, "created": same is None}
 
 
@@ -761,7 +758,7 @@ def _end(conn, clock, actor, uin, table, row_id, at, action) -> dict:
         raise invalid("at", "该设置在此之前已失效", "the setting already ends before that")
     when = max(when, row["starts_at"])
     conn.execute(update(table).where(table.c.id == row_id).values(ends_at=when))
-    _audit(conn, clock, actor, action, uin, {"id": row_id, "end": when})
+    record_audit(conn, clock, actor, action, uin, {"id": row_id, "end": when})
     return {**row, "ends_at": when}
 
 

@@ -7,7 +7,7 @@ from sqlalchemy import Engine
 from feecenter.clock import Clock
 from feecenter.db.engine import transaction
 from feecenter.jobs.registry import HOURLY, job
-from feecenter.jobs.schedule import Period
+from feecenter.periods import Period
 
 
 @job("coupons.expire", HOURLY,

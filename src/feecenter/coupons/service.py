@@ -34,6 +34,7 @@ from sqlalchemy import Connection, case, exists, func, insert, literal_column, s
 
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import FINANCE, SYSTEM, Actor, require, require_operator
+from feecenter.audit.service import record_audit
 from feecenter.clock import Clock, db_time, from_db_time
 from feecenter.coupons import rules
 from feecenter.coupons.tables import coupon_code_batches, coupon_codes, coupon_uses, coupons
@@ -206,8 +207,8 @@ def grant(conn: Connection, clock: Clock, actor: Actor, uin: int, terms: rules.T
     values = _coupon_values(uin, terms, clock.now(), source_kind="campaign", source=campaign,
                             idempotency_key=full_key, created_by=actor.label)
     coupon_id = conn.execute(insert(coupons).values(**values).returning(_C.id)).scalar_one()
-    accounts.record_audit(conn, clock, actor, "grant_coupon", uin,
-                          {"coupon_id": coupon_id, "campaign": campaign, **terms.to_json()})
+    record_audit(conn, clock, actor, "grant_coupon", uin,
+                 {"coupon_id": coupon_id, "campaign": campaign, **terms.to_json()})
     return coupon_id
 
 
@@ -276,9 +277,9 @@ def create_codes(conn: Connection, clock: Clock, actor: Actor, terms: rules.Term
     conn.execute(insert(coupon_codes), [
         {"batch_id": batch_id, "code_hash": _code_hash(c), "hint": c[-4:], "state": "unused",
          "uin": None, "redeemed_at": None} for c in codes])
-    accounts.record_audit(conn, clock, actor, "create_coupon_codes", None,
-                          {"batch_id": batch_id, "campaign": campaign, "count": count,
-                           "format": fmt, **terms.to_json()})
+    record_audit(conn, clock, actor, "create_coupon_codes", None,
+                 {"batch_id": batch_id, "campaign": campaign, "count": count,
+                  "format": fmt, **terms.to_json()})
     shown = tuple(c if fmt == "wallet" else "-".join(c[i:i + 4] for i in range(0, 16, 4))
                   for c in codes)
     return CodeBatch(batch_id, shown, created=True)

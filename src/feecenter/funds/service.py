@@ -17,6 +17,7 @@ from sqlalchemy import (BigInteger, Connection, String, and_, bindparam, exists,
                         func, insert, literal_column, select)
 
 from feecenter.accounts.permissions import FINANCE, Actor, require, require_operator
+from feecenter.audit.service import record_audit
 from feecenter.clock import Clock, db_time, from_db_time
 from feecenter.db import sending
 from feecenter.db.precompiled import Precompiled, time_reader
@@ -632,7 +633,7 @@ def adjust(conn: Connection, clock: Clock, actor: Actor, uin: int, *, sub_accoun
     else:
         movement = _adjust_simple(conn, clock, uin, sub_account, amount, reason, key, request,
                                   counterpart)
-    _audit(conn, clock, actor, "adjust", uin, {**request, "txn_id": movement.txn_id})
+    record_audit(conn, clock, actor, "adjust", uin, {**request, "txn_id": movement.txn_id})
     return movement
 
 
@@ -663,15 +664,10 @@ def grant_credit(conn: Connection, clock: Clock, actor: Actor, uin: int, *, cred
         conn.execute(credit_lines.update().where(credit_lines.c.uin == uin).values(**values))
     else:
         conn.execute(insert(credit_lines).values(uin=uin, **values))
-    _audit(conn, clock, actor, "grant_credit", uin, {k: str(v) for k, v in values.items()})
+    record_audit(conn, clock, actor, "grant_credit", uin,
+                 {k: str(v) for k, v in values.items()})
     _, bal = _balances(conn, uin, lock=False)
     return _view(conn, clock, uin, bal)
-
-
-def _audit(conn, clock, actor: Actor, action: str, uin: int, detail: dict) -> None:
-    from feecenter.accounts.service import record_audit
-
-    record_audit(conn, clock, actor, action, uin, detail)
 
 
 # ---------------------------------------------------------------- transaction list

@@ -49,7 +49,7 @@ from typing import Any, Union
 from sqlalchemy import Connection, Engine
 
 from feecenter.clock import Clock
-from feecenter.jobs.schedule import CADENCES, DAILY, HOURLY, MONTHLY, Period, check_cadence
+from feecenter.periods import CADENCES, DAILY, HOURLY, MONTHLY, Period, check_cadence
 
 __all__ = ["DAILY", "HOURLY", "MONTHLY", "Job", "JobFunc", "Registry", "REGISTRY", "register",
            "job"]

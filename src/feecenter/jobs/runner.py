@@ -50,9 +50,9 @@ from feecenter.clock import Clock, FixedClock, db_time, from_db_time, to_utc
 from feecenter.db.engine import transaction
 from feecenter.errors import invalid
 from feecenter.jobs.registry import Job, Registry
-from feecenter.jobs.schedule import (MAX_PERIODS_PER_CALL, Period, due_periods, hour_boundaries,
-                                     period_containing, period_from_key)
 from feecenter.jobs.tables import job_cursors, job_runs
+from feecenter.periods import (MAX_PERIODS_PER_CALL, Period, due_periods, hour_boundaries,
+                               period_containing, period_from_key)
 
 log = logging.getLogger("feecenter.jobs")
 

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from feecenter.clock import Clock
 from feecenter.jobs.registry import HOURLY, job
-from feecenter.jobs.schedule import Period
+from feecenter.periods import Period
 
 
 @job("notifications.deliver", HOURLY, description="send pending email and SMS from the outbox")

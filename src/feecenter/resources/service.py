@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from feecenter.accounts.permissions import MANAGE_RESOURCES, READ_PROFILE, Actor, require
-from feecenter.accounts.service import record_audit
+from feecenter.audit.service import record_audit
 from feecenter.clock import Clock, db_time
 from feecenter.db import sending
 from feecenter.db.precompiled import Precompiled

@@ -29,7 +29,6 @@ so a chunk without packages or coupons costs two indexed queries.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
@@ -38,10 +37,7 @@ from feecenter.coupons import rules as coupon_rules
 from feecenter.coupons import service as coupons
 from feecenter.packages import rules as package_rules
 from feecenter.packages import service as packages
-
-if TYPE_CHECKING:
-    from feecenter.settlement.posting import ProductCharge, RunContext
-    from feecenter.settlement.rating import RatedLine
+from feecenter.settlement.model import ProductCharge, RatedLine, RunContext
 
 
 def cover_with_resource_packages(conn: Connection, clock: Clock, run: RunContext,

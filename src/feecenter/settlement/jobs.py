@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine
 
 from feecenter.clock import Clock
 from feecenter.jobs.registry import DAILY, HOURLY, MONTHLY, job
-from feecenter.jobs.schedule import Period
+from feecenter.periods import Period
 
 
 def _start(conn: Connection, clock: Clock):

@@ -20,13 +20,12 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, insert
 
-from feecenter.catalog.pricebook import PriceBook
 from feecenter.clock import Clock, db_time
 from feecenter.db.precompiled import Precompiled
 from feecenter.funds import bulk
-from feecenter.jobs.schedule import Period
+from feecenter.periods import Period
 from feecenter.settlement import extensions, rules
-from feecenter.settlement.rating import RatedLine
+from feecenter.settlement.model import ProductCharge, RatedLine, RunContext
 from feecenter.settlement.tables import bill_lines
 
 LINE_COLUMNS = (  # the table's column order: the rows go to the driver as they are
@@ -36,43 +35,6 @@ LINE_COLUMNS = (  # the table's column order: the rows go to the driver as they 
     "discounted_amount",
     "deducted", "rounding_diff", "voucher_paid", "cash_paid", "gift_paid", "credit_paid",
     "arrears", "txn_id", "deducted_at", "kind", "sequence", "adjusts_line_id", "reason")
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """What every chunk of one settlement run (a period, or one late adjustment) shares."""
-
-    cycle: str
-    period: Period
-    book: PriceBook                # prices in force at the period's start
-    deduct_mode: str               # 收支明细 deduct mode: hour_h | hour_d | hour_m
-    revenue: dict[str, int]        # selling entity -> its revenue ledger account
-    key_prefix: str                # a transaction's key: {key_prefix}:{uin}{key_suffix}:{product}
-    memo: str
-    key_suffix: str = ""             # late adjustments: :adj{sequence}:{digest}
-    kind: str = "charge"           # charge | adjustment (SET-9)
-    sequence: int = 0
-    originals: dict[tuple[str, str], int] = field(default_factory=dict)  # adjusted lines
-    reason: str | None = None
-
-
-class ProductCharge:
-    """One ledger transaction: an account's deduction for one product (SET-3)."""
-
-    __slots__ = ("uin", "product", "key", "lines", "total", "shares", "voucher")
-
-    def __init__(self, uin: int, product: str, key: str, lines: list[RatedLine]):
-        self.uin = uin
-        self.product = product
-        self.key = key
-        self.lines = lines
-        self.total, self.shares = rules.round_transaction([line.rate.amount for line in lines])
-        self.voucher = 0  # fen paid by postpaid coupons (SET-6)
-
-    @property
-    def due(self) -> int:
-        """What the balances pay (fen)."""
-        return self.total - self.voucher
 
 
 @dataclass

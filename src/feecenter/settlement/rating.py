@@ -30,58 +30,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
-from typing import NamedTuple
 
 from sqlalchemy import (BigInteger, Connection, DateTime, Select, and_, bindparam, case, cast,
                         func, select)
 from sqlalchemy.exc import DBAPIError
 
-from feecenter.catalog.pricebook import PriceBook, Rate
+from feecenter.catalog.pricebook import PriceBook
 from feecenter.clock import db_time
 from feecenter.errors import FeeCenterError
-from feecenter.jobs.schedule import Period
+from feecenter.periods import Period
 from feecenter.resources.tables import projects, resources
+from feecenter.settlement.model import RatedLine, ResourceFacts
 from feecenter.settlement.tables import bill_lines
 from feecenter.usage.tables import usage_records
 
 MAX_IDS_PER_QUERY = 5_000  # resource ids in one IN list (SQLite allows 32,766 parameters)
 STREAM_BATCH = 10_000      # rows fetched at a time by stream_on_driver
 _CURSOR_NUMBERS = itertools.count()  # names of PostgreSQL server-side cursors
-
-
-class ResourceFacts(NamedTuple):
-    """A resource as a bill line shows it, read at deduction time (SET-7)."""
-
-    name: str | None
-    product: str
-    region: str
-    project_id: int
-    project_name: str
-
-
-class RatedLine:
-    """A resource × billing item of a period, priced; becomes one L3 bill line."""
-
-    __slots__ = ("uin", "resource_id", "item", "facts", "quantity", "chargeable", "covered",
-                 "rate")
-
-    def __init__(self, uin: int, resource_id: str, item: str, quantity: int):
-        self.uin = uin
-        self.resource_id = resource_id
-        self.item = item
-        self.facts: ResourceFacts | None = None  # set by attach_facts, at deduction time
-        self.quantity = quantity      # metered in the period (1e-6 units)
-        self.chargeable = quantity    # what is priced: quantity less what packages cover
-        self.covered: tuple = ()      # (package, quantity) traces, filled by SET-10
-        self.rate: Rate | None = None  # set by rate_lines
-
-    @property
-    def product(self) -> str:
-        return self.facts.product
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.resource_id, self.item
 
 
 @dataclass

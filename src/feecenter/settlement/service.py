@@ -46,11 +46,11 @@ from feecenter.db.engine import transaction
 from feecenter.errors import Conflict, invalid
 from feecenter.funds import bulk
 from feecenter.funds import service as funds
-from feecenter.jobs.schedule import DAILY, HOURLY, MONTHLY, Period, period_containing
+from feecenter.periods import DAILY, HOURLY, MONTHLY, Period, period_containing
 from feecenter.resources.tables import resources
 from feecenter.settlement import extensions, rating, rules
-from feecenter.settlement.posting import Posted, RunContext, post_lines
-from feecenter.settlement.rating import RatedLine
+from feecenter.settlement.model import RatedLine, RunContext
+from feecenter.settlement.posting import Posted, post_lines
 from feecenter.settlement.tables import bill_lines, settled_accounts, settled_periods
 from feecenter.usage.tables import usage_records
 
