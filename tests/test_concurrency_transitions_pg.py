@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -29,6 +30,7 @@ from feecenter.funds import service as funds
 from feecenter.funds.tables import statement_entries
 from feecenter.ledger.tables import ledger_transactions
 from feecenter.orders import service as orders
+from feecenter.orders.rules import prorated_change
 from feecenter.orders.tables import orders as orders_table
 from feecenter.resources import postpaid
 from feecenter.resources import service as resources
@@ -41,6 +43,7 @@ pytestmark = pytest.mark.postgres_only
 THREADS = 8
 CVM_MONTH = 178_00    # S5.MEDIUM4, one month
 CVM_LARGE = 356_00    # S5.LARGE8, one month
+CVM_XLARGE = 712_00   # S5.2XLARGE16, one month
 SSL_YEAR = 3960_00    # ssl OV.single, twelve months, delivered by hand
 # what one payment delivered at once writes: the freeze and its posting (收支明细 both)
 PAID_AT_ONCE = {"txn:block": 1, "entry:block": 1, "txn:deduct": 1, "entry:deduct": 1}
@@ -305,6 +308,122 @@ def test_eight_payments_of_one_upgrade_charge_once(shop):
     assert balance(rt, uin).cash == cash - amount
     assert resource(rt, uin, resource_id)["spec_item"] == "S5.LARGE8"
     assert moved(rt, uin, before) == PAID_AT_ONCE
+    assert_reconciled(rt)
+
+
+@pytest.mark.spec("ORD-1", "ORD-3")
+def test_eight_upgrade_orders_of_one_resource_paid_at_once_apply_one(shop):
+    """Eight upgrade orders priced from one spec, each paid at once: the first paid
+    changes the resource; the others find it changed since they were priced
+    (docs/orders.md, "Stale prices") and write nothing."""
+    rt = shop
+    uin = new_account(rt)
+    add_cash(rt, uin, 10_000_00)
+    _, resource_id = bought(rt, uin)
+    specs = ("S5.LARGE8", "S5.2XLARGE16")
+    with rt.engine.begin() as conn:
+        upgrades = [orders.create_upgrade(conn, rt.clock, SYSTEM, uin, resource_id, specs[i % 2])
+                    for i in range(THREADS)]
+    before, cash = movements(rt, uin), balance(rt, uin).cash
+    outcomes = race(rt, [pay_call(rt, uin, u, f"up-{i}") for i, u in enumerate(upgrades)])
+    assert len(winners(outcomes)) == 1, summary(outcomes)
+    (won,) = winners(outcomes)
+    assert_losers_name(outcomes, "resource_id", resource_id=resource_id)
+    assert balance(rt, uin).cash == cash - order_row(rt, upgrades[won])["amount"]
+    assert resource(rt, uin, resource_id)["spec_item"] == specs[won % 2]
+    assert [order_row(rt, u)["state"] for u in upgrades].count("unpaid") == THREADS - 1
+    assert moved(rt, uin, before) == PAID_AT_ONCE
+    assert_reconciled(rt)
+
+
+class TickingClock:
+    """Each reading a millisecond after the one before, whatever the thread: no two
+    events share an instant (FixedClock gives all the racers one)."""
+
+    def __init__(self, start: datetime) -> None:
+        self._now, self._lock = start, threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            self._now += timedelta(milliseconds=1)
+            return self._now
+
+
+@pytest.mark.spec("ORD-1")
+def test_upgrade_orders_created_while_another_is_paid_are_priced_from_what_they_saw(shop):
+    """One thread pays an upgrade MEDIUM4→LARGE8 while seven create upgrades to
+    2XLARGE16. Each creation reads the resource under its lock, so it was priced
+    from MEDIUM4 and is refused when paid (the upgrade to LARGE8 took effect after
+    it), or from LARGE8 and pays."""
+    rt = shop
+    uin = new_account(rt)
+    add_cash(rt, uin, 10_000_00)
+    _, resource_id = bought(rt, uin)
+    with rt.engine.begin() as conn:
+        first = orders.create_upgrade(conn, rt.clock, SYSTEM, uin, resource_id, "S5.LARGE8")
+    clock = TickingClock(rt.clock.now())
+    outcomes = race(rt, [
+        (lambda conn: orders.pay(conn, clock, SYSTEM, uin, [first], key="first")) if i == 0
+        else (lambda conn: orders.create_upgrade(conn, clock, SYSTEM, uin, resource_id,
+                                                 "S5.2XLARGE16"))
+        for i in range(THREADS)])
+    assert len(winners(outcomes)) == THREADS, summary(outcomes)
+    assert resource(rt, uin, resource_id)["spec_item"] == "S5.LARGE8"
+    # about a month left: 534.00 a month from MEDIUM4, 356.00 from LARGE8
+    created = [order_row(rt, result) for _, result in outcomes[1:]]
+    from_medium = [o["id"] for o in created if o["amount"] > 450_00]
+    from_large = [o["id"] for o in created if o["amount"] <= 450_00]
+    for order_id in from_medium:
+        with pytest.raises(Conflict) as err, rt.engine.begin() as conn:
+            orders.pay(conn, clock, SYSTEM, uin, [order_id], key=f"stale-{order_id}")
+        assert err.value.field == "resource_id", err.value.message
+    if from_large:
+        with rt.engine.begin() as conn:
+            orders.pay(conn, clock, SYSTEM, uin, [from_large[0]], key="fresh")
+        assert resource(rt, uin, resource_id)["spec_item"] == "S5.2XLARGE16"
+    assert_reconciled(rt)
+
+
+def _returned(rt, uin, resource_id, old_fen: int, new_fen: int) -> int:
+    """What a downgrade from ``old_fen`` to ``new_fen`` a month returns now."""
+    left = from_db_time(resource(rt, uin, resource_id)["period_end"]) - rt.clock.now()
+    return -prorated_change(old_fen * 1_000_000, new_fen * 1_000_000, left)
+
+
+@pytest.mark.spec("ORD-1", "BAL-5")
+def test_downgrades_racing_the_payment_of_an_upgrade_never_undercharge(shop):
+    """LARGE8 with an upgrade order to 2XLARGE16, paid while downgrades to MEDIUM4 run.
+    Serially: the upgrade paid, then one downgrade returns 2XLARGE16 − MEDIUM4; or a
+    downgrade first returns LARGE8 − MEDIUM4 and the upgrade, priced from LARGE8,
+    is refused (paid, it would move MEDIUM4 to 2XLARGE16 for 2XLARGE16 − LARGE8)."""
+    rt = shop
+    uin = new_account(rt)
+    add_cash(rt, uin, 10_000_00)
+    _, resource_id = bought(rt, uin, spec="S5.LARGE8")
+    with rt.engine.begin() as conn:
+        upgrade = orders.create_upgrade(conn, rt.clock, SYSTEM, uin, resource_id,
+                                        "S5.2XLARGE16")
+    up = order_row(rt, upgrade)["amount"]
+    cash = balance(rt, uin).cash
+    pays = set(range(0, THREADS, 2))
+    outcomes = race(rt, [pay_call(rt, uin, upgrade, f"up-{i}") if i in pays
+                         else downgrade_call(rt, uin, resource_id, "S5.MEDIUM4", f"down-{i}")
+                         for i in range(THREADS)])
+    paid = winners(outcomes, pays)
+    assert len(paid) <= 1 and len(winners(outcomes)) == len(paid) + 1, summary(outcomes)
+    (down_won,) = [i for i in winners(outcomes) if i not in pays]
+    back = -order_row(rt, outcomes[down_won][1])["amount"]
+    if paid:
+        assert back == _returned(rt, uin, resource_id, CVM_XLARGE, CVM_MONTH)
+        assert balance(rt, uin).cash == cash - up + back
+    else:
+        assert back == _returned(rt, uin, resource_id, CVM_LARGE, CVM_MONTH)
+        assert balance(rt, uin).cash == cash + back
+        assert order_row(rt, upgrade)["state"] == "unpaid"
+    for kind, exc in outcomes:
+        if kind == "conflict":
+            assert exc.field in ("resource_id", "spec_item", "order_ids"), exc.message
+    assert resource(rt, uin, resource_id)["spec_item"] == "S5.MEDIUM4"
     assert_reconciled(rt)
 
 

@@ -282,6 +282,31 @@ def test_renew_upgrade_downgrade_and_refund_a_resource(shop):
     assert_reconciled(rt)
 
 
+@pytest.mark.spec("ORD-1")
+def test_an_upgrade_order_made_stale_by_a_downgrade_is_refused(shop):
+    """Priced LARGE8→2XLARGE16; downgraded to MEDIUM4 meanwhile: paying it is a 409
+    naming the resource, nothing is written, and a new upgrade order pays."""
+    rt, address = shop
+    me = Shopper(rt, address, "rest-stale", cash_fen=5_000_00)
+    (order,) = me.buy(spec_item="S5.LARGE8")
+    me.pay(order["order_no"], key="buy")
+    resource_id = me.order(order["order_no"])["resource_id"]
+    stale = me.change(resource_id, action="upgrade", spec_item="S5.2XLARGE16")
+    me.change(resource_id, action="downgrade", spec_item="S5.MEDIUM4", idempotency_key="down")
+    before, cash = written(rt), me.balance()["cash"]
+    error = refused(lambda: me.pay(stale["order_no"], key="stale"), 409, "resource_id")
+    assert resource_id in error["message_zh"] and "升配订单" in error["message_zh"]
+    assert resource_id in error["message_en"] and "new upgrade order" in error["message_en"]
+    assert error["details"]["resource_id"] == resource_id
+    assert (written(rt), me.balance()["cash"]) == (before, cash)
+    fresh = me.change(resource_id, action="upgrade", spec_item="S5.2XLARGE16")
+    assert fen(fresh["amount"]) > fen(stale["amount"])  # from MEDIUM4 now
+    me.pay(fresh["order_no"], key="fresh")
+    assert fen(me.balance()["cash"]) == fen(cash) - fen(fresh["amount"])
+    assert me.resource(resource_id)["spec_item"] == "S5.2XLARGE16"
+    assert_reconciled(rt)
+
+
 @pytest.mark.spec("SET-7")
 def test_projects_create_rename_and_move(shop):
     rt, address = shop

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import (Connection, and_, bindparam, func, insert, literal_column, select,
-                        update)
+from sqlalchemy import (Connection, and_, bindparam, func, insert, literal_column, or_,
+                        select, update)
 
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import FINANCE, Actor, require, require_operator
@@ -172,8 +172,8 @@ def _priced(quote) -> dict:
             "discount_bp": quote.discount_bp, "amount": round_rated_to_fen(quote.amount)}
 
 
-def _live_resource(conn: Connection, uin: int, resource_id: str) -> dict:
-    return _refuse_released(resources.get_resource(conn, uin, resource_id))
+def _live_resource(conn: Connection, uin: int, resource_id: str, *, lock: bool = False) -> dict:
+    return _refuse_released(resources.get_resource(conn, uin, resource_id, lock=lock))
 
 
 def _refuse_released(resource: dict) -> dict:
@@ -228,9 +228,14 @@ def _spec_change(conn, clock, uin, resource, new_spec) -> tuple[int, object]:
 
 def create_upgrade(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_id: str,
                    new_spec: str) -> int:
-    """Upgrade: pay the prorated difference for the remaining service time."""
+    """Upgrade: pay the prorated difference for the remaining service time.
+
+    Priced from the resource as it is now: read locked (the claim order's last
+    step), and the order's ``created_at`` taken after the lock, so that any other
+    spec change of the resource is applied either before (and priced in) or after
+    it (and the order refused when paid or delivered: ``_checked_resource``)."""
     require(actor, uin, FINANCE)
-    resource = _live_resource(conn, uin, resource_id)
+    resource = _live_resource(conn, uin, resource_id, lock=True)
     product = catalog.get_product(conn, resource["product_code"])
     purchase_gate(conn, clock, uin, product)
     amount, quote = _spec_change(conn, clock, uin, resource, new_spec)
@@ -368,9 +373,9 @@ _REVENUE, _REVENUE_ON, _REVENUE_COLUMNS = funds.platform_account_join(products.c
 _PAYABLE_COLUMNS = (
     _O.id, _O.uin, _O.kind, _O.state, _O.product_code, _O.region, _O.spec_item, _O.quantity,
     _O.months, _O.resource_id, _O.resource_name, _O.tags, _O.project_id, _O.amount,
-    _O.created_at, _O.expires_at, _O.promo, products.c.delivery_mode, products.c.entity,
-    product_classes.c.operable_balance, customers.c.status, customers.c.realname_state,
-    coupons.held(_O.uin, coupon_rules.PREPAID).label("coupon_held"))
+    _O.created_at, _O.expires_at, _O.service_end, _O.promo, products.c.delivery_mode,
+    products.c.entity, product_classes.c.operable_balance, customers.c.status,
+    customers.c.realname_state, coupons.held(_O.uin, coupon_rules.PREPAID).label("coupon_held"))
 _PAYABLE_NAMES = tuple(c.key for c in _PAYABLE_COLUMNS)
 
 
@@ -472,6 +477,7 @@ def _payable_rows(conn: Connection, clock: Clock, sent: sending.Sent, uin: int
             continue
         order["created_at"] = read_time(order["created_at"])
         order["expires_at"] = read_time(order["expires_at"])
+        order["service_end"] = read_time(order["service_end"])
         order["revenue"] = (funds.platform_meta(conn, clock, order["entity"], "revenue",
                                                 row[width:])
                             if _delivered_at_once(order) else None)
@@ -588,13 +594,27 @@ def _totals(plan) -> dict[str, int]:
 
 def _change_resources(conn: Connection, clock: Clock, payable: list[dict]
                       ) -> dict[int, tuple[datetime, datetime]]:
-    """Renewals and upgrades delivered at once change their resource now: that reads
-    it (locked, after the orders and the balances, before the coupons: the claim
-    order of docs/architecture.md), so it runs before the writes. New resources
-    are created inside them (one INSERT each). The service period of each, by
-    order id; a released resource refuses the payment."""
-    return {o["id"]: _apply_to_resource(conn, clock, o) for o in payable
-            if _delivered_at_once(o) and o["kind"] != "new"}
+    """Renewals and upgrades read their resource locked (after the orders and the
+    balances, before the coupons: the claim order of docs/architecture.md) and are
+    refused when it changed since they were priced (``_stale``); those delivered
+    at once change it now, so before the writes. New resources are created inside
+    the writes (one INSERT each). The service period of each change delivered at
+    once, by order id; a released resource refuses the payment, and so does a
+    second change of one resource when either is an upgrade (each was priced from
+    the resource before the other)."""
+    spans, kinds = {}, {}
+    for order in payable:
+        if order["kind"] == "new":
+            continue
+        earlier = kinds.setdefault(order["resource_id"], set())
+        if earlier and "upgrade" in earlier | {order["kind"]}:
+            raise _stale_conflict(order)
+        earlier.add(order["kind"])
+        if _delivered_at_once(order):
+            spans[order["id"]] = _apply_to_resource(conn, clock, order)
+        else:
+            _checked_resource(conn, order)
+    return spans
 
 
 def _delivered_at_once(order: dict) -> bool:
@@ -712,18 +732,10 @@ def deliver(conn: Connection, clock: Clock, actor: Actor, order_id: int) -> None
 
 
 def _apply_to_resource(conn: Connection, clock: Clock, order: dict) -> tuple[datetime, datetime]:
-    now = clock.now()
     if order["kind"] == "new":
-        end = add_months(now, order["months"])
-        resources.create_resource(
-            conn, clock, uin=order["uin"], product_code=order["product_code"],
-            region=order["region"], project_id=order["project_id"], pay_mode="prepaid",
-            spec_item=order["spec_item"], quantity=order["quantity"], period_start=now,
-            period_end=end, name=order["resource_name"],
-            tags=json.loads(order["tags"] or "{}"), resource_id=order["resource_id"])
-        return now, end
-    resource = _refuse_released(resources.get_resource(conn, order["uin"], order["resource_id"],
-                                                       lock=True))
+        return _create_resource(conn, clock, order)
+    resource = _checked_resource(conn, order)
+    now = clock.now()  # after the lock: when the change takes effect (_changed_since)
     current_end = from_db_time(resource["period_end"])
     if order["kind"] == "renew":
         end = add_months(current_end, order["months"])  # counts from the old expiry (RNW-6)
@@ -731,6 +743,67 @@ def _apply_to_resource(conn: Connection, clock: Clock, order: dict) -> tuple[dat
         return current_end, end
     resources.update_resource(conn, order["resource_id"], spec_item=order["spec_item"])
     return now, current_end
+
+
+def _create_resource(conn: Connection, clock: Clock, order: dict) -> tuple[datetime, datetime]:
+    now = clock.now()
+    end = add_months(now, order["months"])
+    resources.create_resource(
+        conn, clock, uin=order["uin"], product_code=order["product_code"],
+        region=order["region"], project_id=order["project_id"], pay_mode="prepaid",
+        spec_item=order["spec_item"], quantity=order["quantity"], period_start=now,
+        period_end=end, name=order["resource_name"],
+        tags=json.loads(order["tags"] or "{}"), resource_id=order["resource_id"])
+    return now, end
+
+
+def _checked_resource(conn: Connection, order: dict) -> dict:
+    """The resource of a renewal or an upgrade, locked (the claim order's last step),
+    refused when released or when it changed since the order was priced from it."""
+    resource = _live_resource(conn, order["uin"], order["resource_id"], lock=True)
+    if _stale(conn, order, resource):
+        raise _stale_conflict(order)
+    return resource
+
+
+def _stale(conn: Connection, order: dict, resource: dict) -> bool:
+    """Whether ``order`` was priced from another state of ``resource`` (read under its
+    lock). A renewal is priced from the spec (its ``spec_item``); it counts from the
+    expiry at payment, so another renewal first does not change its worth. An
+    upgrade is priced from the spec and the time left up to the expiry it saw (its
+    ``service_end`` until delivered): a renewal, or another upgrade or a
+    downgrade applied since it was created, makes it stale."""
+    if order["kind"] == "renew":
+        return resource["spec_item"] != order["spec_item"]
+    return resource["period_end"] != order["service_end"] or _changed_since(conn, order)
+
+
+def _changed_since(conn: Connection, order: dict) -> bool:
+    """Whether another upgrade or downgrade of the order's resource took effect after
+    the order was created. All three happen under the resource's lock (creation,
+    downgrade, delivery), so they follow one another: an order created later (a
+    higher id) and applied is later; an older downgrade took effect when it was
+    created, before; an older upgrade when it was delivered (its ``service_start``,
+    taken under the lock). The same instant counts as later: never undercharge."""
+    o = orders.c
+    later = or_(o.id > order["id"],
+                and_(o.kind == "upgrade", o.service_start >= order["created_at"]))
+    return conn.execute(select(o.id).where(
+        o.resource_id == order["resource_id"], o.uin == order["uin"], o.id != order["id"],
+        o.kind.in_(("upgrade", "downgrade")), o.state == "delivered", later).limit(1)
+    ).first() is not None
+
+
+def _stale_conflict(order: dict) -> Conflict:
+    resource_id, order_id = order["resource_id"], order["id"]
+    kind_zh, kind_en = (("续费订单", "renewal order") if order["kind"] == "renew"
+                        else ("升配订单", "upgrade order"))
+    return Conflict(
+        f"资源 {resource_id} 在订单 {order_id} 创建后已变更（配置或到期时间），"
+        f"订单价格已不适用，请重新创建{kind_zh}",
+        f"resource {resource_id} changed (spec or expiry) after order {order_id} was "
+        f"created, so its price no longer applies: create a new {kind_en}",
+        field="resource_id", resource_id=resource_id, order_id=order_id)
 
 
 def fail_delivery(conn: Connection, clock: Clock, actor: Actor, order_id: int,
