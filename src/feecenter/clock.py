@@ -7,12 +7,17 @@ are Asia/Shanghai.
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import date, datetime, timedelta, timezone
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
 BUSINESS_TZ = ZoneInfo("Asia/Shanghai")
+# Years a business time may name: from the epoch, with room left for a month's
+# arithmetic before datetime's year 9999 ends
+BUSINESS_YEARS = range(1970, 9999)
+_BUSINESS_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}( [0-9]{2}:[0-9]{2}:[0-9]{2})?")
 
 
 class Clock(Protocol):
@@ -74,15 +79,19 @@ def business_time_text(value: datetime) -> str:
 
 
 def parse_business_time(text: str, field: str) -> datetime:
-    """Parse "YYYY-MM-DD HH:MM:SS" (or a date) given in Asia/Shanghai; aware UTC out."""
+    """Parse "YYYY-MM-DD HH:MM:SS" (or a date) given in Asia/Shanghai; aware UTC out.
+    ASCII digits only (strptime takes "２０２６" for 2026), years in BUSINESS_YEARS."""
     from feecenter.errors import invalid
 
-    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d"):
+    stripped = text.strip() if isinstance(text, str) else ""
+    if _BUSINESS_TIME.fullmatch(stripped):
+        fmt = "%Y-%m-%d %H:%M:%S" if " " in stripped else "%Y-%m-%d"
         try:
-            local = datetime.strptime(text.strip(), fmt)
-        except (ValueError, AttributeError):
-            continue
-        return local.replace(tzinfo=BUSINESS_TZ).astimezone(timezone.utc)
+            local = datetime.strptime(stripped, fmt)
+        except ValueError:  # 2026-02-30, 25:00:00
+            local = None
+        if local is not None and local.year in BUSINESS_YEARS:
+            return local.replace(tzinfo=BUSINESS_TZ).astimezone(timezone.utc)
     raise invalid(field, f"时间格式错误：{text!r}，应为 YYYY-MM-DD HH:MM:SS",
                   f"malformed time {text!r}, expected YYYY-MM-DD HH:MM:SS")
 

@@ -3,7 +3,8 @@
 One place decides what a well-formed request value is, so the REST API, the
 compat endpoint and the CLI refuse the same things with the same message:
 duplicate JSON keys, NaN/Infinity, integers given as strings or booleans,
-non-ASCII digits ("١", "２") and integers beyond their column or their sense.
+non-ASCII digits ("١", "２"), integers beyond their column or their sense, and
+text a database cannot store (NUL, lone surrogates) or no client would send.
 Each refusal is an ``InvalidInput`` naming the field, in Chinese and English.
 """
 
@@ -17,6 +18,9 @@ from feecenter.errors import invalid
 BIGINT_MAX = 2**63 - 1            # ids and counters are stored as BIGINT
 MAX_BODY_BYTES = 1024 * 1024       # a request body larger than this is refused (413)
 _ASCII_DIGITS = re.compile(r"^[0-9]{1,19}$", re.ASCII)
+# C0 controls and DEL (PostgreSQL refuses NUL in text) and UTF-16 surrogates (a lone
+# "\ud800" in JSON decodes to a str that cannot be encoded to UTF-8)
+_UNSTORABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 class _Duplicate(ValueError):
@@ -64,3 +68,13 @@ def digits_id(value: object, field: str, low: int = 1, high: int = BIGINT_MAX) -
         raise invalid(field, f"{field} 必须是由数字 0-9 组成的 {low} 到 {high} 之间的编号",
                       f"{field} must be an id of ASCII digits from {low} to {high}")
     return int(text)
+
+
+def plain_text(value: object, field: str, max_len: int = 256) -> str:
+    """A JSON string (never a number) of at most ``max_len`` characters, without
+    control characters or lone surrogates."""
+    if not isinstance(value, str) or len(value) > max_len or _UNSTORABLE.search(value):
+        raise invalid(field, f"{field} 必须是不超过 {max_len} 个字符、不含控制字符的字符串",
+                      f"{field} must be a string of at most {max_len} characters, "
+                      "without control characters")
+    return value

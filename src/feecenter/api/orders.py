@@ -51,13 +51,14 @@ def resource_json(row: dict) -> dict:
 
 
 def parse_order_ref(value: str | int, field: str = "order_ids") -> int:
-    """Accept an order number (18 digits) or its internal id."""
+    """Accept an order number (18 ASCII digits) or its internal id (up to 12)."""
     text = str(value).strip()
-    parsed = order_rules.order_id_from_no(text)
-    if parsed is not None:
-        return parsed
-    if text.isdigit() and len(text) <= 12:
-        return int(text)
+    if text.isascii():  # str.isdigit() alone takes "²" and "١" for digits
+        parsed = order_rules.order_id_from_no(text)
+        if parsed is not None:
+            return parsed
+        if text.isdigit() and len(text) <= 12:
+            return int(text)
     raise invalid(field, f"订单号格式错误：{text}", f"malformed order number: {text}")
 
 

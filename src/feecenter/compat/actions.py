@@ -1,6 +1,8 @@
 """Billing API 2018-07-09 actions, each a thin call of one domain service.
 
-Amounts are fen, as Tencent's API has them. See docs/compat-api.md.
+Every action gets a body already checked against its documented parameters
+(``compat.params``: JSON types, bounds, storable strings) and decides what the
+values mean. Amounts are fen, as Tencent's API has them. See docs/api.md.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from feecenter.clock import business_time_text, parse_business_time
 from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError, PermissionDenied, invalid
 from feecenter.funds import service as funds
+from feecenter.inputs import digits_id
 from feecenter.runtime import Runtime
 
 # DescribeBillList totals: response field -> our action types
@@ -48,26 +51,19 @@ def describe_account_balance(rt: Runtime, actor: Actor, params: dict) -> dict:
     }
 
 
-def _int_param(params: dict, name: str, default: int, low: int, high: int) -> int:
-    value = params.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise invalid(name, f"{name} 必须是 {low}–{high} 的整数",
-                      f"{name} must be an integer from {low} to {high}")
-    return value
+def _required(params: dict, *names: str) -> None:
+    for name in names:
+        if name not in params:
+            raise invalid(name, f"缺少参数 {name}", f"missing parameter {name}")
 
 
 def _str_list(params: dict, name: str) -> tuple[str, ...]:
-    value = params.get(name) or []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise invalid(name, f"{name} 必须是字符串数组", f"{name} must be a list of strings")
-    return tuple(v for v in value if v != "all")
+    return tuple(v for v in params.get(name, []) if v != "all")
 
 
 def describe_bill_list(rt: Runtime, actor: Actor, params: dict) -> dict:
     uin = _customer_uin(actor)
-    for name in ("StartTime", "EndTime"):
-        if not isinstance(params.get(name), str):
-            raise invalid(name, f"缺少参数 {name}", f"missing parameter {name}")
+    _required(params, "StartTime", "EndTime")
     start = parse_business_time(params["StartTime"], "StartTime")
     end = parse_business_time(params["EndTime"], "EndTime")
     if end < start or end - start > timedelta(days=186):
@@ -76,8 +72,7 @@ def describe_bill_list(rt: Runtime, actor: Actor, params: dict) -> dict:
     query = funds.StatementQuery(
         start=start, end=end, action_types=_str_list(params, "PayType"),
         deduct_modes=_str_list(params, "SubPayType"),
-        offset=_int_param(params, "Offset", 0, 0, 10**9),
-        limit=_int_param(params, "Limit", 20, 1, 100),
+        offset=params.get("Offset", 0), limit=params.get("Limit", 20),
         with_zero=params.get("WithZeroAmount") == 1)
     with rt.engine.connect() as conn:
         page = funds.list_transactions(conn, actor, uin, query)
@@ -113,13 +108,12 @@ def describe_deals_by_cond(rt: Runtime, actor: Actor, params: dict) -> dict:
     from feecenter.orders import service as orders
 
     uin = _customer_uin(actor)
-    for name in ("StartTime", "EndTime"):
-        if not isinstance(params.get(name), str):
-            raise invalid(name, f"缺少参数 {name}", f"missing parameter {name}")
-    codes = params.get("StatusSet") or ([params["Status"]] if params.get("Status") else [])
+    _required(params, "StartTime", "EndTime")
+    field = "StatusSet" if params.get("StatusSet") else "Status"
+    codes = params.get("StatusSet") or ([params["Status"]] if "Status" in params else [])
     by_code = {v: k for k, v in DEAL_STATUS.items()}
-    if not isinstance(codes, list) or any(c not in by_code for c in codes):
-        raise invalid("Status", "订单状态取值无效", "invalid order status")
+    if any(c not in by_code for c in codes):
+        raise invalid(field, "订单状态取值无效", "invalid order status")
     query = orders.OrderQuery(
         start=parse_business_time(params["StartTime"], "StartTime"),
         end=parse_business_time(params["EndTime"], "EndTime"),
@@ -128,8 +122,7 @@ def describe_deals_by_cond(rt: Runtime, actor: Actor, params: dict) -> dict:
         big_deal_id=(parse_order_ref(params["BigDealId"], "BigDealId")
                      if params.get("BigDealId") else None),
         resource_id=params.get("ResourceId") or None,
-        offset=_int_param(params, "Offset", 0, 0, 10**9),
-        limit=_int_param(params, "Limit", 20, 1, 1000))
+        offset=params.get("Offset", 0), limit=params.get("Limit", 20))
     with rt.engine.connect() as conn:
         page = orders.list_orders(conn, actor, uin, query)
     return {"Deals": [_deal(o) for o in page["items"]], "TotalCount": page["total"]}
@@ -163,14 +156,8 @@ def _voucher_choice(params: dict) -> list[int] | None:
     of the account's (None), neither: none (Tencent's default, AutoVoucher 0)."""
     picked = params.get("VoucherIds")
     if picked:
-        if not isinstance(picked, list) or not all(str(v).strip().isdigit() for v in picked):
-            raise invalid("VoucherIds", "VoucherIds 须为代金券 ID 列表",
-                          "VoucherIds must be a list of coupon ids")
-        return [int(str(v).strip()) for v in picked]
-    auto = params.get("AutoVoucher", 0)
-    if auto not in (0, 1, "0", "1"):
-        raise invalid("AutoVoucher", "AutoVoucher 须为 0 或 1", "AutoVoucher must be 0 or 1")
-    return None if str(auto) == "1" else []
+        return [digits_id(v, "VoucherIds") for v in picked]
+    return None if params.get("AutoVoucher", 0) == 1 else []
 
 
 def pay_deals(rt: Runtime, actor: Actor, params: dict) -> dict:
@@ -183,6 +170,9 @@ def pay_deals(rt: Runtime, actor: Actor, params: dict) -> dict:
     if bool(order_refs) == bool(big_refs):
         raise invalid("OrderIds", "OrderIds 与 BigDealIds 必须且只能传一个",
                       "pass exactly one of OrderIds and BigDealIds")
+    if params.get("AgentPay", 0) != 0:
+        raise invalid("AgentPay", "仅支持 AgentPay 0（本账号支付，非代理代付）",
+                      "only AgentPay 0 is supported (the account pays, no agent)")
     coupon_ids = _voucher_choice(params)
     with transaction(rt.engine) as conn:
         if order_refs:
@@ -222,14 +212,13 @@ def pay_deals(rt: Runtime, actor: Actor, params: dict) -> dict:
 DETAIL_ACTIONS = {"hour": ("hourh", "按量计费小时结"), "day": ("hourd", "按量计费日结"),
                   "month": ("hourm", "按量计费月结")}
 TIME_UNITS = {"hour": "小时", "day": "天", "month": "月"}
-DETAIL_MAX_LIMIT = 300  # the SDK's documented maximum
 
 
 def _detail_month(params: dict) -> str:
     """Month (YYYY-MM), or BeginTime/EndTime of one month (the whole month is returned)."""
     begin, end = params.get("BeginTime"), params.get("EndTime")
     if begin or end:
-        if not (isinstance(begin, str) and isinstance(end, str)):
+        if not (begin and end):
             raise invalid("BeginTime", "BeginTime 与 EndTime 须一起传",
                           "BeginTime and EndTime go together")
         start = parse_business_time(begin, "BeginTime")
@@ -239,10 +228,17 @@ def _detail_month(params: dict) -> str:
                           "BeginTime and EndTime must be in the same month, in order")
         return business_time_text(start)[:7]
     month = params.get("Month")
-    if not isinstance(month, str) or not month:
+    if not month:
         raise invalid("Month", "Month 与 BeginTime/EndTime 必须传一个",
                       "pass Month or BeginTime and EndTime")
     return month
+
+
+def _own_payer(params: dict, uin: int) -> None:
+    """PayerUin: a group's payer reads a member's bills at Tencent; here only one's own."""
+    if params.get("PayerUin") and digits_id(params["PayerUin"], "PayerUin") != uin:
+        raise PermissionDenied("只能查询本账号的账单", "only the account's own bills can be read",
+                               "PayerUin")
 
 
 def describe_bill_detail(rt: Runtime, actor: Actor, params: dict) -> dict:
@@ -259,8 +255,8 @@ def describe_bill_detail(rt: Runtime, actor: Actor, params: dict) -> dict:
 
     uin = _customer_uin(actor)
     require(actor, uin, FINANCE)
-    offset = _int_param(params, "Offset", 0, 0, 10**9)
-    limit = _int_param(params, "Limit", 20, 1, DETAIL_MAX_LIMIT)
+    _own_payer(params, uin)
+    offset, limit = params.get("Offset", 0), params.get("Limit", 20)
     period_type = params.get("PeriodType") or "byPayTime"
     if period_type not in ("byPayTime", "byUsedTime"):
         raise invalid("PeriodType", "PeriodType 只能为 byPayTime 或 byUsedTime",
@@ -270,8 +266,6 @@ def describe_bill_detail(rt: Runtime, actor: Actor, params: dict) -> dict:
         raise invalid("PayMode", "PayMode 只能为 prePay 或 postPay",
                       "PayMode must be prePay or postPay")
     project = params.get("ProjectId")
-    if project is not None and (isinstance(project, bool) or not isinstance(project, int)):
-        raise invalid("ProjectId", "ProjectId 必须是整数", "ProjectId must be an integer")
     try:
         start, end = _month_bounds(_detail_month(params))
     except FeeCenterError as exc:
@@ -284,8 +278,6 @@ def describe_bill_detail(rt: Runtime, actor: Actor, params: dict) -> dict:
     for name, col in (("ProductCode", b.product_code), ("BusinessCode", b.product_code),
                       ("ResourceId", b.resource_id)):
         if params.get(name):
-            if not isinstance(params[name], str):
-                raise invalid(name, f"{name} 必须是字符串", f"{name} must be a string")
             where.append(col == params[name])
     if project is not None:
         where.append(b.project_id == project)

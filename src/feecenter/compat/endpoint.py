@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 
@@ -13,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from feecenter.api.deps import runtime, signed_request
 from feecenter.auth.service import authenticate
 from feecenter.compat.actions import ACTIONS
+from feecenter.compat.params import parse_body
 from feecenter.errors import (AuthFailed, FeeCenterError, InsufficientBalance, InvalidInput,
                               NotFound, PermissionDenied)
 
@@ -29,6 +29,8 @@ class CompatError(Exception):
 
 
 def tencent_code(exc: FeeCenterError) -> str:
+    if getattr(exc, "tencent_code", None):  # compat.params: InvalidParameter, UnknownParameter
+        return exc.tencent_code
     if isinstance(exc, AuthFailed):
         return f"AuthFailure.{exc.reason}"
     if isinstance(exc, InvalidInput):
@@ -47,6 +49,8 @@ def _envelope(request_id: str, body: dict) -> JSONResponse:
 
 
 def _error(request_id: str, code: str, message: str) -> JSONResponse:
+    # a message may quote the input: a lone surrogate in it must not break the UTF-8 answer
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     return _envelope(request_id, {"Error": {"Code": code, "Message": message}})
 
 
@@ -80,10 +84,5 @@ async def _handle(request: Request) -> dict:
     signed = await signed_request(request)
     actor = await run_in_threadpool(authenticate, rt.engine, rt.clock, signed,
                                     window_s=rt.settings.signature_window_s)
-    try:
-        params = json.loads(signed.body or b"{}")
-    except ValueError:
-        raise CompatError("InvalidParameter", "请求体不是合法的 JSON / body is not valid JSON") from None
-    if not isinstance(params, dict):
-        raise CompatError("InvalidParameter", "请求体必须是 JSON 对象 / body must be a JSON object")
+    params = parse_body(action, signed.body)
     return await run_in_threadpool(ACTIONS[action], rt, actor, params)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections import defaultdict
 from datetime import datetime, timedelta
 
@@ -41,7 +42,8 @@ from sqlalchemy import Connection, Engine, bindparam, func, insert, select
 from feecenter.accounts.permissions import FINANCE, Actor, require
 from feecenter.catalog import service as catalog
 from feecenter.catalog.pricebook import PriceBook
-from feecenter.clock import BUSINESS_TZ, Clock, add_months, db_time, from_db_time, to_utc
+from feecenter.clock import (BUSINESS_TZ, BUSINESS_YEARS, Clock, add_months, db_time, from_db_time,
+                             to_utc)
 from feecenter.db.engine import transaction
 from feecenter.errors import Conflict, invalid
 from feecenter.funds import bulk
@@ -315,11 +317,12 @@ def _unbilled(conn: Connection, cycle: str, period: Period, uin: int,
 
 
 def _month_bounds(month: str) -> tuple[datetime, datetime]:
-    try:
-        year, mon = (int(x) for x in month.split("-"))
-        start = datetime(year, mon, 1, tzinfo=BUSINESS_TZ)
-    except (ValueError, AttributeError):
-        raise invalid("month", "月份格式应为 YYYY-MM", "month must be YYYY-MM") from None
+    """YYYY-MM in ASCII digits (int() reads "２０２６" and "2_026"), a year in BUSINESS_YEARS."""
+    match = re.fullmatch(r"([0-9]{4})-([0-9]{2})", month) if isinstance(month, str) else None
+    if (match is None or int(match[1]) not in BUSINESS_YEARS
+            or not 1 <= int(match[2]) <= 12):
+        raise invalid("month", "月份格式应为 YYYY-MM", "month must be YYYY-MM")
+    start = datetime(int(match[1]), int(match[2]), 1, tzinfo=BUSINESS_TZ)
     return to_utc(start), to_utc(add_months(start, 1))
 
 

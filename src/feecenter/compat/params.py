@@ -1,0 +1,126 @@
+"""The request parameters of each compat action and the check of a body against them.
+
+Owns which names an action accepts and their JSON types, as the Billing API
+2018-07-09 documents them (the official SDK's request models: ``int``,
+``str``, ``bool``, ``list of str``, ``list of int``), with every integer
+bounded and every string storable (``feecenter.inputs``). A body is refused
+whole before the action runs: an unknown name is ``UnknownParameter``, a
+value of the wrong JSON type (or a body that is not one JSON object, or
+repeats a key) ``InvalidParameter``, a well-typed value out of bounds
+``InvalidParameterValue``. What a value means — an order number, a time, a
+status code — the action decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from feecenter import inputs
+from feecenter.errors import InvalidInput, invalid
+
+
+class ParameterTypeError(InvalidInput):
+    """A body or a parameter of the wrong JSON shape (Tencent: InvalidParameter)."""
+
+    tencent_code = "InvalidParameter"
+
+
+class UnknownParameter(InvalidInput):
+    """A parameter the action does not document (Tencent: UnknownParameter)."""
+
+    tencent_code = "UnknownParameter"
+
+
+def _wrong_type(name: str, zh: str, en: str) -> ParameterTypeError:
+    return ParameterTypeError(f"{name} 必须是{zh}", f"{name} must be {en}", name)
+
+
+@dataclass(frozen=True)
+class Int:
+    low: int = 0
+    high: int = inputs.BIGINT_MAX
+    zh, en = "整数", "a JSON integer"
+
+    def check(self, name: str, value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _wrong_type(name, self.zh, self.en)
+        inputs.bounded_int(value, name, self.low, self.high)
+
+
+@dataclass(frozen=True)
+class Text:
+    max_len: int = 256
+    zh, en = "字符串", "a JSON string"
+
+    def check(self, name: str, value: object) -> None:
+        if not isinstance(value, str):
+            raise _wrong_type(name, self.zh, self.en)
+        inputs.plain_text(value, name, self.max_len)
+
+
+@dataclass(frozen=True)
+class Bool:
+    zh, en = "布尔值", "a JSON boolean"
+
+    def check(self, name: str, value: object) -> None:
+        if not isinstance(value, bool):
+            raise _wrong_type(name, self.zh, self.en)
+
+
+@dataclass(frozen=True)
+class ListOf:
+    item: Int | Text
+    max_items: int = 100
+
+    def check(self, name: str, value: object) -> None:
+        if not isinstance(value, list):
+            raise _wrong_type(name, f"{self.item.zh}数组", f"a JSON array of {self.item.en[2:]}s")
+        if len(value) > self.max_items:
+            raise invalid(name, f"{name} 至多 {self.max_items} 项",
+                                 f"{name} takes at most {self.max_items} items")
+        for item in value:
+            self.item.check(name, item)
+
+
+OFFSET = Int(0, 10**9)
+DETAIL_MAX_LIMIT = 300  # DescribeBillDetail: the SDK's documented maximum
+STATUS = Int(1, 99)     # DescribeDealsByCond: Tencent's status codes are 1-30
+
+PARAMS: dict[str, dict[str, Int | Text | Bool | ListOf]] = {
+    "DescribeAccountBalance": {"TempCredit": Bool()},
+    "DescribeBillDetail": {
+        "Offset": OFFSET, "Limit": Int(1, DETAIL_MAX_LIMIT), "PeriodType": Text(),
+        "Month": Text(), "BeginTime": Text(), "EndTime": Text(), "NeedRecordNum": Int(0, 1),
+        "ProductCode": Text(), "PayMode": Text(), "ResourceId": Text(), "ActionType": Text(),
+        "ProjectId": Int(), "BusinessCode": Text(), "Context": Text(4096),
+        "PayerUin": Text()},
+    "DescribeBillList": {
+        "StartTime": Text(), "EndTime": Text(), "Offset": OFFSET, "Limit": Int(1, 100),
+        "PayType": ListOf(Text(), 20), "SubPayType": ListOf(Text(), 20),
+        "WithZeroAmount": Int(0, 1)},
+    "DescribeDealsByCond": {
+        "StartTime": Text(), "EndTime": Text(), "Limit": Int(1, 1000), "Offset": OFFSET,
+        "Status": STATUS, "OrderId": Text(), "BigDealId": Text(), "ResourceId": Text(),
+        "StatusSet": ListOf(STATUS, 20)},
+    "PayDeals": {
+        "OrderIds": ListOf(Text()), "AutoVoucher": Int(0, 1), "VoucherIds": ListOf(Text()),
+        "BigDealIds": ListOf(Text()), "AgentPay": Int(0, 4), "CpsUin": Text(),
+        "ClientToken": Text(64)},  # ClientToken: ours, the payment's idempotency key
+}
+
+
+def parse_body(action: str, body: bytes) -> dict:
+    """The body of ``action`` as a dict whose every value has its documented type."""
+    try:
+        params = inputs.loads(body or b"{}")
+    except InvalidInput as exc:  # not JSON, or a key twice: the body's format
+        raise ParameterTypeError(exc.message_zh, exc.message_en, exc.field) from None
+    if not isinstance(params, dict):
+        raise ParameterTypeError("请求体必须是 JSON 对象", "the body must be a JSON object", "body")
+    declared = PARAMS[action]
+    for name, value in params.items():
+        if name not in declared:
+            raise UnknownParameter("接口没有这个参数", "the action has no such parameter",
+                                   name[:64])
+        declared[name].check(name, value)
+    return params
