@@ -172,3 +172,10 @@ def test_allow_names_every_method_of_the_path():
     assert deleted.status_code == 405 and deleted.headers["allow"] == "GET, OPTIONS, POST"
     assert deleted.json()["error"]["code"] == "MethodNotAllowed"
     assert client.options("/api/v1/accounts/1/coupons/redeem").headers["allow"] == "OPTIONS, POST"
+
+
+def test_an_oversized_compat_body_is_refused_in_tencents_envelope(shop):
+    rt, _, customer, _ = shop
+    response = customer.send("POST", "/", b'{"x": "' + b"x" * (2 * 1024 * 1024) + b'"}')
+    error = response.json()["Response"]["Error"]
+    assert error["Code"] == "RequestSizeLimitExceeded" and response.json()["Response"]["RequestId"]

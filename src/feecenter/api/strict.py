@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query
@@ -65,8 +66,9 @@ def body_limit(path: str) -> int:
 
 
 class BodyGuard:
-    """ASGI middleware: bodies above their limit get 413, /api JSON bodies with a
-    duplicate key get 400 naming it, before any route reads them."""
+    """ASGI middleware: bodies above their limit get 413 (on the compat endpoint,
+    Tencent's RequestSizeLimitExceeded), /api JSON bodies with a duplicate key get
+    400 naming it, before any route reads them."""
 
     def __init__(self, app):
         self.app = app
@@ -79,7 +81,7 @@ class BodyGuard:
         if refused is None and body and _is_api_json(scope):
             refused = _duplicate_key_refusal(body)
         if refused is not None:
-            return await _reply(send, *refused)
+            return await _reply(send, scope, *refused)
         sent = False
 
         async def replay():
@@ -128,10 +130,14 @@ def _duplicate_key_refusal(body: bytes) -> tuple[int, dict] | None:
     return None
 
 
-async def _reply(send, status: int, error: dict) -> None:
+async def _reply(send, scope, status: int, error: dict) -> None:
     if "message" not in error:
         error["message"] = f"[{error['field']}] {error['message_zh']} / {error['message_en']}"
-    payload = json.dumps({"error": error}, ensure_ascii=False).encode()
+    body = {"error": error}
+    if not scope["path"].startswith("/api/"):  # the compat endpoint: Tencent's envelope
+        status, body = 200, {"Response": {"RequestId": str(uuid.uuid4()), "Error": {
+            "Code": "RequestSizeLimitExceeded", "Message": error["message"]}}}
+    payload = json.dumps(body, ensure_ascii=False).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(payload)).encode())]})
