@@ -1,10 +1,12 @@
 """Upgrade and renewal orders priced from a resource that changed before they were paid.
 
 An upgrade order is priced from the resource's spec and expiry when it is
-created; a renewal from its spec. If the resource changes before the order is
-paid or delivered (a downgrade, another upgrade, a renewal), the order's price
-no longer fits: paying or delivering it is refused (409 on ``resource_id``),
-nothing is written, and a new order prices the resource as it is.
+created (it records both: ``from_spec_item``, ``service_end``); a renewal from
+its spec. If the resource's spec or (for an upgrade) expiry differs when the
+order is paid or delivered (a downgrade, another upgrade, a renewal), the
+order's price no longer fits: paying or delivering it is refused (409 on
+``resource_id``), nothing is written, and a new order prices the resource as it
+is. Only the spec and expiry count, never the order's times.
 """
 
 from datetime import timedelta
@@ -121,9 +123,10 @@ def test_a_downgrade_makes_an_older_upgrade_order_stale(shop):
     rt.clock.advance(days=10)  # 21 days left: 0.7 of a 30-day month
     stale = upgrade(rt, uin, resource_id, XLARGE)
     assert order_row(rt, stale)["amount"] == 249_20  # (712 − 356) × 0.7
+    assert order_row(rt, stale)["from_spec_item"] == LARGE
     downgrade(rt, uin, resource_id, MEDIUM, key="down")
     refused_payment(rt, uin, [stale], resource_id, stale)
-    fresh = upgrade(rt, uin, resource_id, XLARGE)  # the same instant: after the downgrade
+    fresh = upgrade(rt, uin, resource_id, XLARGE)  # the same instant: priced from MEDIUM
     assert order_row(rt, fresh)["amount"] == 373_80 == prorated(rt, uin, resource_id, MEDIUM,
                                                                 XLARGE)
     cash = balance(rt, uin).cash
@@ -161,8 +164,7 @@ def test_paying_the_newer_upgrade_order_first_makes_the_older_stale(shop):
     older, newer = upgrade(rt, uin, resource_id, XLARGE), upgrade(rt, uin, resource_id, LARGE)
     pay(rt, uin, [newer])
     refused_payment(rt, uin, [older], resource_id, older)
-    rt.clock.advance(minutes=1)
-    fresh = upgrade(rt, uin, resource_id, XLARGE)
+    fresh = upgrade(rt, uin, resource_id, XLARGE)  # the same instant the newer took effect
     assert order_row(rt, fresh)["amount"] == prorated(rt, uin, resource_id, LARGE, XLARGE)
     cash = balance(rt, uin).cash
     pay(rt, uin, [fresh])
@@ -203,13 +205,15 @@ def test_a_renewal_paid_first_makes_an_upgrade_order_stale(shop):
 
 @pytest.mark.spec("ORD-1")
 def test_an_upgrade_order_created_after_another_was_applied_pays(shop):
+    """Created at the very instant the other took effect: only the spec and expiry it
+    was priced from count, and they are the resource's."""
     rt = shop
     uin = new_account(rt)
     add_cash(rt, uin, 5_000_00)
     resource_id = bought(rt, uin, MEDIUM)
     pay(rt, uin, [upgrade(rt, uin, resource_id, LARGE)])
-    rt.clock.advance(seconds=1)
     later = upgrade(rt, uin, resource_id, XLARGE)
+    assert order_row(rt, later)["from_spec_item"] == LARGE
     assert order_row(rt, later)["amount"] == prorated(rt, uin, resource_id, LARGE, XLARGE)
     pay(rt, uin, [later])
     assert resource(rt, uin, resource_id)["spec_item"] == XLARGE
