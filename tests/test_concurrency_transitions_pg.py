@@ -14,7 +14,6 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -336,32 +335,19 @@ def test_eight_upgrade_orders_of_one_resource_paid_at_once_apply_one(shop):
     assert_reconciled(rt)
 
 
-class TickingClock:
-    """Each reading a millisecond after the one before, whatever the thread: no two
-    events share an instant (FixedClock gives all the racers one)."""
-
-    def __init__(self, start: datetime) -> None:
-        self._now, self._lock = start, threading.Lock()
-
-    def now(self) -> datetime:
-        with self._lock:
-            self._now += timedelta(milliseconds=1)
-            return self._now
-
-
 @pytest.mark.spec("ORD-1")
 def test_upgrade_orders_created_while_another_is_paid_are_priced_from_what_they_saw(shop):
     """One thread pays an upgrade MEDIUM4→LARGE8 while seven create upgrades to
-    2XLARGE16. Each creation reads the resource under its lock, so it was priced
-    from MEDIUM4 and is refused when paid (the upgrade to LARGE8 took effect after
-    it), or from LARGE8 and pays."""
+    2XLARGE16. Each creation records the spec it read: MEDIUM4, and it is refused
+    when paid (the upgrade to LARGE8 took effect since), or LARGE8, and it pays.
+    All at one instant (the FixedClock): the times decide nothing."""
     rt = shop
     uin = new_account(rt)
     add_cash(rt, uin, 10_000_00)
     _, resource_id = bought(rt, uin)
     with rt.engine.begin() as conn:
         first = orders.create_upgrade(conn, rt.clock, SYSTEM, uin, resource_id, "S5.LARGE8")
-    clock = TickingClock(rt.clock.now())
+    clock = rt.clock
     outcomes = race(rt, [
         (lambda conn: orders.pay(conn, clock, SYSTEM, uin, [first], key="first")) if i == 0
         else (lambda conn: orders.create_upgrade(conn, clock, SYSTEM, uin, resource_id,
@@ -373,6 +359,9 @@ def test_upgrade_orders_created_while_another_is_paid_are_priced_from_what_they_
     created = [order_row(rt, result) for _, result in outcomes[1:]]
     from_medium = [o["id"] for o in created if o["amount"] > 450_00]
     from_large = [o["id"] for o in created if o["amount"] <= 450_00]
+    for order in created:
+        assert order["from_spec_item"] == ("S5.LARGE8" if order["id"] in from_large
+                                           else "S5.MEDIUM4")
     for order_id in from_medium:
         with pytest.raises(Conflict) as err, rt.engine.begin() as conn:
             orders.pay(conn, clock, SYSTEM, uin, [order_id], key=f"stale-{order_id}")

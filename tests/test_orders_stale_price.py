@@ -1,10 +1,12 @@
 """Upgrade and renewal orders priced from a resource that changed before they were paid.
 
 An upgrade order is priced from the resource's spec and expiry when it is
-created; a renewal from its spec. If the resource changes before the order is
-paid or delivered (a downgrade, another upgrade, a renewal), the order's price
-no longer fits: paying or delivering it is refused (409 on ``resource_id``),
-nothing is written, and a new order prices the resource as it is.
+created (it records both: ``from_spec_item``, ``service_end``); a renewal from
+its spec. If the resource's spec or (for an upgrade) expiry differs when the
+order is paid or delivered (a downgrade, another upgrade, a renewal), the
+order's price no longer fits: paying or delivering it is refused (409 on
+``resource_id``), nothing is written, and a new order prices the resource as it
+is. Only the spec and expiry count, never the order's times.
 """
 
 from datetime import timedelta
@@ -121,9 +123,10 @@ def test_a_downgrade_makes_an_older_upgrade_order_stale(shop):
     rt.clock.advance(days=10)  # 21 days left: 0.7 of a 30-day month
     stale = upgrade(rt, uin, resource_id, XLARGE)
     assert order_row(rt, stale)["amount"] == 249_20  # (712 − 356) × 0.7
+    assert order_row(rt, stale)["from_spec_item"] == LARGE
     downgrade(rt, uin, resource_id, MEDIUM, key="down")
     refused_payment(rt, uin, [stale], resource_id, stale)
-    fresh = upgrade(rt, uin, resource_id, XLARGE)  # the same instant: after the downgrade
+    fresh = upgrade(rt, uin, resource_id, XLARGE)  # the same instant: priced from MEDIUM
     assert order_row(rt, fresh)["amount"] == 373_80 == prorated(rt, uin, resource_id, MEDIUM,
                                                                 XLARGE)
     cash = balance(rt, uin).cash
@@ -161,8 +164,7 @@ def test_paying_the_newer_upgrade_order_first_makes_the_older_stale(shop):
     older, newer = upgrade(rt, uin, resource_id, XLARGE), upgrade(rt, uin, resource_id, LARGE)
     pay(rt, uin, [newer])
     refused_payment(rt, uin, [older], resource_id, older)
-    rt.clock.advance(minutes=1)
-    fresh = upgrade(rt, uin, resource_id, XLARGE)
+    fresh = upgrade(rt, uin, resource_id, XLARGE)  # the same instant the newer took effect
     assert order_row(rt, fresh)["amount"] == prorated(rt, uin, resource_id, LARGE, XLARGE)
     cash = balance(rt, uin).cash
     pay(rt, uin, [fresh])
@@ -203,16 +205,85 @@ def test_a_renewal_paid_first_makes_an_upgrade_order_stale(shop):
 
 @pytest.mark.spec("ORD-1")
 def test_an_upgrade_order_created_after_another_was_applied_pays(shop):
+    """Created at the very instant the other took effect: only the spec and expiry it
+    was priced from count, and they are the resource's."""
     rt = shop
     uin = new_account(rt)
     add_cash(rt, uin, 5_000_00)
     resource_id = bought(rt, uin, MEDIUM)
     pay(rt, uin, [upgrade(rt, uin, resource_id, LARGE)])
-    rt.clock.advance(seconds=1)
     later = upgrade(rt, uin, resource_id, XLARGE)
+    assert order_row(rt, later)["from_spec_item"] == LARGE
     assert order_row(rt, later)["amount"] == prorated(rt, uin, resource_id, LARGE, XLARGE)
     pay(rt, uin, [later])
     assert resource(rt, uin, resource_id)["spec_item"] == XLARGE
+    assert_reconciled(rt)
+
+
+@pytest.mark.spec("ORD-1")
+def test_an_upgrade_order_priced_from_the_spec_and_expiry_the_resource_has_again_pays(shop):
+    """LARGE→XLARGE priced, then a downgrade to MEDIUM and an upgrade back to LARGE:
+    the resource has the spec and expiry the older order was priced from, so its
+    price is still right and it pays it."""
+    rt = shop
+    uin = new_account(rt)
+    add_cash(rt, uin, 5_000_00)
+    resource_id = bought(rt, uin, LARGE)
+    rt.clock.advance(days=10)
+    older = upgrade(rt, uin, resource_id, XLARGE)
+    end = resource(rt, uin, resource_id)["period_end"]
+    rt.clock.advance(days=1)
+    downgrade(rt, uin, resource_id, MEDIUM, key="down")
+    pay(rt, uin, [upgrade(rt, uin, resource_id, LARGE)])
+    assert (resource(rt, uin, resource_id)["spec_item"],
+            resource(rt, uin, resource_id)["period_end"]) == (LARGE, end)
+    amount, cash = order_row(rt, older)["amount"], balance(rt, uin).cash
+    assert amount == 249_20  # (712 − 356) × 21/30, as priced
+    pay(rt, uin, [older])
+    assert balance(rt, uin).cash == cash - amount
+    assert order_row(rt, older)["state"] == "delivered"
+    assert resource(rt, uin, resource_id)["spec_item"] == XLARGE
+    assert_reconciled(rt)
+
+
+@pytest.mark.spec("ORD-1")
+def test_an_upgrade_order_is_stale_whatever_the_clocks_say(shop):
+    """An older upgrade applied with a clock behind the one that created a newer order
+    from the same spec: the newer is still refused (its spec is not the resource's)."""
+    rt = shop
+    uin = new_account(rt)
+    add_cash(rt, uin, 5_000_00)
+    resource_id = bought(rt, uin, MEDIUM)
+    rt.clock.advance(days=10)
+    older, newer = upgrade(rt, uin, resource_id, LARGE), upgrade(rt, uin, resource_id, XLARGE)
+    rt.clock.advance(seconds=-5)  # another application server, its clock behind
+    pay(rt, uin, [older])
+    assert order_row(rt, older)["service_start"] < order_row(rt, newer)["created_at"]
+    refused_payment(rt, uin, [newer], resource_id, newer)
+    assert_reconciled(rt)
+
+
+def priced_before_0009(rt, order_id) -> None:
+    """The order as an upgrade order created before revision 0009: no from_spec_item."""
+    with rt.engine.begin() as conn:
+        conn.execute(orders_table.update().where(orders_table.c.id == order_id)
+                     .values(from_spec_item=None))
+
+
+@pytest.mark.spec("ORD-1")
+def test_an_upgrade_order_from_before_the_column_is_refused_as_stale(shop):
+    """Its priced-from spec is unknown: refused (a new order is priced as usual), even
+    though the resource did not change."""
+    rt = shop
+    uin = new_account(rt)
+    add_cash(rt, uin, 5_000_00)
+    resource_id = bought(rt, uin, MEDIUM)
+    old = upgrade(rt, uin, resource_id, LARGE)
+    priced_before_0009(rt, old)
+    refused_payment(rt, uin, [old], resource_id, old)
+    fresh = upgrade(rt, uin, resource_id, LARGE)
+    pay(rt, uin, [fresh])
+    assert resource(rt, uin, resource_id)["spec_item"] == LARGE
     assert_reconciled(rt)
 
 
@@ -299,6 +370,27 @@ def test_delivering_a_stale_upgrade_is_refused_and_its_freeze_can_be_released(sh
     assert order_row(rt, two)["state"] == "paid"
     with rt.engine.begin() as conn:
         orders.fail_delivery(conn, rt.clock, OPS, two, "resource changed")
+    assert balance(rt, uin).frozen == 0
+    assert_reconciled(rt)
+
+
+@pytest.mark.spec("ORD-1", "FRZ-3")
+def test_delivering_an_upgrade_paid_before_the_column_is_refused(shop):
+    """Paid (frozen) before revision 0009, awaiting delivery by hand: the delivery is
+    refused as stale and the operator's failed delivery gives the money back."""
+    rt = shop
+    uin = new_account(rt)
+    add_cash(rt, uin, 20_000_00)
+    resource_id = ssl_bought(rt, uin)
+    old = upgrade(rt, uin, resource_id, SSL_EV)
+    pay(rt, uin, [old])
+    priced_before_0009(rt, old)
+    with pytest.raises(Conflict) as err:
+        deliver(rt, old)
+    assert_stale(err.value, resource_id, old, "upgrade")
+    assert resource(rt, uin, resource_id)["spec_item"] == SSL_OV
+    with rt.engine.begin() as conn:
+        orders.fail_delivery(conn, rt.clock, OPS, old, "priced before revision 0009")
     assert balance(rt, uin).frozen == 0
     assert_reconciled(rt)
 

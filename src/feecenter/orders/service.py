@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import (Connection, and_, bindparam, func, insert, literal_column, or_,
-                        select, update)
+from sqlalchemy import (Connection, and_, bindparam, func, insert, literal_column, select,
+                        update)
 
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import FINANCE, Actor, require, require_operator
@@ -230,12 +230,11 @@ def create_upgrade(conn: Connection, clock: Clock, actor: Actor, uin: int, resou
                    new_spec: str) -> int:
     """Upgrade: pay the prorated difference for the remaining service time.
 
-    Priced from the resource as it is now: read locked (the claim order's last
-    step), and the order's ``created_at`` taken after the lock, so that any other
-    spec change of the resource is applied either before (and priced in) or after
-    it (and the order refused when paid or delivered: ``_checked_resource``)."""
+    Priced from the resource as it is now, whose spec and expiry the order records
+    (``from_spec_item``, ``service_end``): if either differs when it is paid or
+    delivered, the order is refused (``_checked_resource``)."""
     require(actor, uin, FINANCE)
-    resource = _live_resource(conn, uin, resource_id, lock=True)
+    resource = _live_resource(conn, uin, resource_id)
     product = catalog.get_product(conn, resource["product_code"])
     purchase_gate(conn, clock, uin, product)
     amount, quote = _spec_change(conn, clock, uin, resource, new_spec)
@@ -246,10 +245,11 @@ def create_upgrade(conn: Connection, clock: Clock, actor: Actor, uin: int, resou
     return _insert_order(
         conn, clock, actor, uin=uin, kind="upgrade", state="unpaid",
         product_code=resource["product_code"], region=resource["region"], spec_item=new_spec,
-        quantity=resource["quantity"], months=None, resource_id=resource_id,
-        project_id=project["id"], project_name=project["name"], price_kind=quote.price_kind,
-        unit_price=quote.unit_price, list_amount=amount, discount_bp=quote.discount_bp,
-        amount=amount, service_start=db_time(clock.now()), service_end=resource["period_end"],
+        from_spec_item=resource["spec_item"], quantity=resource["quantity"], months=None,
+        resource_id=resource_id, project_id=project["id"], project_name=project["name"],
+        price_kind=quote.price_kind, unit_price=quote.unit_price, list_amount=amount,
+        discount_bp=quote.discount_bp, amount=amount, service_start=db_time(clock.now()),
+        service_end=resource["period_end"],
         expires_at=db_time(clock.now() + _unpaid_term(product, None)), promo=False)
 
 
@@ -373,9 +373,10 @@ _REVENUE, _REVENUE_ON, _REVENUE_COLUMNS = funds.platform_account_join(products.c
 _PAYABLE_COLUMNS = (
     _O.id, _O.uin, _O.kind, _O.state, _O.product_code, _O.region, _O.spec_item, _O.quantity,
     _O.months, _O.resource_id, _O.resource_name, _O.tags, _O.project_id, _O.amount,
-    _O.created_at, _O.expires_at, _O.service_end, _O.promo, products.c.delivery_mode,
-    products.c.entity, product_classes.c.operable_balance, customers.c.status,
-    customers.c.realname_state, coupons.held(_O.uin, coupon_rules.PREPAID).label("coupon_held"))
+    _O.created_at, _O.expires_at, _O.service_end, _O.promo, _O.from_spec_item,
+    products.c.delivery_mode, products.c.entity, product_classes.c.operable_balance,
+    customers.c.status, customers.c.realname_state,
+    coupons.held(_O.uin, coupon_rules.PREPAID).label("coupon_held"))
 _PAYABLE_NAMES = tuple(c.key for c in _PAYABLE_COLUMNS)
 
 
@@ -735,7 +736,7 @@ def _apply_to_resource(conn: Connection, clock: Clock, order: dict) -> tuple[dat
     if order["kind"] == "new":
         return _create_resource(conn, clock, order)
     resource = _checked_resource(conn, order)
-    now = clock.now()  # after the lock: when the change takes effect (_changed_since)
+    now = clock.now()
     current_end = from_db_time(resource["period_end"])
     if order["kind"] == "renew":
         end = add_months(current_end, order["months"])  # counts from the old expiry (RNW-6)
@@ -761,37 +762,23 @@ def _checked_resource(conn: Connection, order: dict) -> dict:
     """The resource of a renewal or an upgrade, locked (the claim order's last step),
     refused when released or when it changed since the order was priced from it."""
     resource = _live_resource(conn, order["uin"], order["resource_id"], lock=True)
-    if _stale(conn, order, resource):
+    if _stale(order, resource):
         raise _stale_conflict(order)
     return resource
 
 
-def _stale(conn: Connection, order: dict, resource: dict) -> bool:
+def _stale(order: dict, resource: dict) -> bool:
     """Whether ``order`` was priced from another state of ``resource`` (read under its
     lock). A renewal is priced from the spec (its ``spec_item``); it counts from the
     expiry at payment, so another renewal first does not change its worth. An
-    upgrade is priced from the spec and the time left up to the expiry it saw (its
-    ``service_end`` until delivered): a renewal, or another upgrade or a
-    downgrade applied since it was created, makes it stale."""
+    upgrade is priced from the spec and the time left up to the expiry it recorded
+    (``from_spec_item``, and ``service_end`` until delivered): it is stale when
+    either differs, whatever changed the resource meanwhile. One created before
+    revision 0009 has no ``from_spec_item`` and is refused: its spec is unknown."""
     if order["kind"] == "renew":
         return resource["spec_item"] != order["spec_item"]
-    return resource["period_end"] != order["service_end"] or _changed_since(conn, order)
-
-
-def _changed_since(conn: Connection, order: dict) -> bool:
-    """Whether another upgrade or downgrade of the order's resource took effect after
-    the order was created. All three happen under the resource's lock (creation,
-    downgrade, delivery), so they follow one another: an order created later (a
-    higher id) and applied is later; an older downgrade took effect when it was
-    created, before; an older upgrade when it was delivered (its ``service_start``,
-    taken under the lock). The same instant counts as later: never undercharge."""
-    o = orders.c
-    later = or_(o.id > order["id"],
-                and_(o.kind == "upgrade", o.service_start >= order["created_at"]))
-    return conn.execute(select(o.id).where(
-        o.resource_id == order["resource_id"], o.uin == order["uin"], o.id != order["id"],
-        o.kind.in_(("upgrade", "downgrade")), o.state == "delivered", later).limit(1)
-    ).first() is not None
+    return (order["from_spec_item"] is None or resource["spec_item"] != order["from_spec_item"]
+            or resource["period_end"] != order["service_end"])
 
 
 def _stale_conflict(order: dict) -> Conflict:

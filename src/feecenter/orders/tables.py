@@ -15,6 +15,8 @@ orders = Table(
     Column("product_code", String(40), nullable=False),
     Column("region", String(40), nullable=False),
     Column("spec_item", String(60), nullable=False),
+    # an upgrade's spec when priced (revision 0009; NULL for other kinds and older upgrades)
+    Column("from_spec_item", String(60), nullable=True),
     Column("quantity", BigInteger, nullable=False),  # 1e-6 units
     Column("months", Integer, nullable=True),
     Column("resource_id", String(40), nullable=False),
