@@ -24,7 +24,7 @@ from feecenter.compat.endpoint import VERSION
 from feecenter.coupons import rules as coupon_rules
 from feecenter.coupons import service as coupons
 from feecenter.funds.tables import statement_entries
-from feecenter.jobs.schedule import HOURLY, period_containing
+from feecenter.periods import HOURLY, period_containing
 from feecenter.ledger.tables import ledger_transactions
 from feecenter.orders.rules import order_no
 from feecenter.orders.tables import orders as orders_table

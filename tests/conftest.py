@@ -26,6 +26,8 @@ from feecenter.db.engine import dispose, make_engine
 from feecenter.db.migrate import upgrade
 from feecenter.runtime import Runtime
 
+pytest_plugins = ["tests.compat_harness"]  # the compat_shop fixture
+
 PG_ADMIN_URL = os.environ.get("FEECENTER_TEST_PG_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BACKENDS = [b for b in os.environ.get("FEECENTER_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]

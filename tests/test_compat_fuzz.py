@@ -31,7 +31,7 @@ from tencentcloud.billing.v20180709 import models
 
 from feecenter.clock import business_time_text
 from feecenter.compat.actions import ACTIONS
-from tests.compat_harness import Shop, compat_shop  # noqa: F401 - the fixture
+from tests.compat_harness import Shop
 
 EXAMPLES = int(os.environ.get("FEECENTER_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, print_blob=True,

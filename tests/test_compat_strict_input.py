@@ -16,7 +16,7 @@ from tencentcloud.billing.v20180709 import models
 from feecenter.api.orders import parse_order_ref
 from feecenter.compat.params import PARAMS, Bool, Int, ListOf, Text
 from feecenter.errors import InvalidInput
-from tests.compat_harness import Shop, compat_shop  # noqa: F401 - the fixture
+from tests.compat_harness import Shop
 from tests.test_compat_fuzz import sdk_parameters
 
 pytestmark = pytest.mark.spec("XTR-5")
