@@ -26,7 +26,7 @@ from feecenter.db.engine import dispose, make_engine
 from feecenter.db.migrate import upgrade
 from feecenter.runtime import Runtime
 
-pytest_plugins = ["tests.compat_harness"]  # the compat_shop fixture
+pytest_plugins = ["tests.compat_harness", "tests.rest_harness"]  # compat_shop, rest_shop
 
 PG_ADMIN_URL = os.environ.get("FEECENTER_TEST_PG_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

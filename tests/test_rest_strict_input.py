@@ -4,51 +4,24 @@ document that says what the server does."""
 
 from __future__ import annotations
 
-import json
 
 import httpx
 import pytest
 from starlette.testclient import TestClient
 
 from feecenter.api.app import create_app
-from feecenter.auth import service as auth
-from feecenter.auth import tc3
 from feecenter.catalog import service as catalog
 from feecenter.ledger.tables import ledger_transactions
 from feecenter.orders.tables import orders as orders_table
 from feecenter.runtime import Runtime
-from tests.helpers import OPS, add_cash, load_sample_catalog, new_account, row_counts
+from tests.helpers import OPS, row_counts
 
-HOST = "testserver"
 HUGE = "99999999999999999999"  # beyond BIGINT
 
 
-class Signed:
-    """Signs each request over the bytes and the percent-encoded path actually sent."""
-
-    def __init__(self, rt, key):
-        self.rt, self.key = rt, key
-        self.http = TestClient(create_app(rt), base_url=f"http://{HOST}")
-
-    def send(self, method: str, path: str, body: bytes | dict | None = None,
-             content_type: str = "application/json") -> httpx.Response:
-        data = json.dumps(body).encode() if isinstance(body, dict) else (body or b"")
-        raw_path, _, query = httpx.URL(f"http://{HOST}{path}").raw_path.decode().partition("?")
-        headers = tc3.sign(self.key.secret_id, self.key.secret_key, method=method, host=HOST,
-                           path=raw_path, query=query, body=data, content_type=content_type,
-                           timestamp=int(self.rt.clock.now().timestamp()), service=tc3.SERVICE)
-        return self.http.request(method, path, content=data or None, headers=headers)
-
-
 @pytest.fixture
-def shop(rt):
-    load_sample_catalog(rt)
-    uin = new_account(rt, "strict-co")
-    add_cash(rt, uin, 1000_00)
-    with rt.engine.begin() as conn:
-        _, ops_key = auth.create_operator(conn, rt.clock, OPS, "strict-ops")
-        customer_key = auth.create_api_key(conn, rt.clock, OPS, uin)
-    return rt, uin, Signed(rt, customer_key), Signed(rt, ops_key)
+def shop(rest_shop):
+    return rest_shop.rt, rest_shop.uin, rest_shop.customer, rest_shop.operator
 
 
 def written(rt) -> tuple[int, ...]:
