@@ -16,6 +16,8 @@ from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError, PermissionDenied, invalid
 from feecenter.funds import service as funds
 from feecenter.inputs import digits_id
+from feecenter.orders import service as orders
+from feecenter.orders.rules import order_no, parse_order_ref
 from feecenter.runtime import Runtime
 
 # DescribeBillList totals: response field -> our action types
@@ -104,9 +106,6 @@ DEAL_ACTION = {"new": "purchase", "renew": "renew", "upgrade": "upgrade",
 
 
 def describe_deals_by_cond(rt: Runtime, actor: Actor, params: dict) -> dict:
-    from feecenter.api.orders import parse_order_ref
-    from feecenter.orders import service as orders
-
     uin = _customer_uin(actor)
     _required(params, "StartTime", "EndTime")
     field = "StatusSet" if params.get("StatusSet") else "Status"
@@ -129,8 +128,6 @@ def describe_deals_by_cond(rt: Runtime, actor: Actor, params: dict) -> dict:
 
 
 def _deal(order: dict) -> dict:
-    from feecenter.orders.rules import order_no
-
     number = order_no(order["id"], order["created_at"])
     big = order_no(order["big_deal_id"] or order["id"], order["created_at"])
     return {
@@ -161,10 +158,6 @@ def _voucher_choice(params: dict) -> list[int] | None:
 
 
 def pay_deals(rt: Runtime, actor: Actor, params: dict) -> dict:
-    from feecenter.api.orders import parse_order_ref
-    from feecenter.orders import service as orders
-    from feecenter.orders.rules import order_no
-
     uin = _customer_uin(actor)
     order_refs, big_refs = params.get("OrderIds") or [], params.get("BigDealIds") or []
     if bool(order_refs) == bool(big_refs):
