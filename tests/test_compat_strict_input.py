@@ -13,9 +13,9 @@ from __future__ import annotations
 import pytest
 from tencentcloud.billing.v20180709 import models
 
-from feecenter.api.orders import parse_order_ref
 from feecenter.compat.params import PARAMS, Bool, Int, ListOf, Text
 from feecenter.errors import InvalidInput
+from feecenter.orders.rules import parse_order_ref
 from tests.compat_harness import Shop
 from tests.test_compat_fuzz import sdk_parameters
 

@@ -69,6 +69,13 @@ class PermissionDenied(FeeCenterError):
     http_status = 403
 
 
+class PurchaseRefused(FeeCenterError):
+    """The buyer's account may not buy (ACC-1 real name, ACC-4 account state)."""
+
+    code = "PurchaseRefused"
+    http_status = 403
+
+
 class AuthFailed(FeeCenterError):
     """Authentication failed; ``reason`` picks the Tencent error code."""
 

@@ -1,5 +1,6 @@
 """Account use cases: create customers, real-name state, sub-users, storefronts,
-and account state (ACC-1..4)."""
+account state (ACC-1..4), and the purchase gate every new purchase, renewal,
+upgrade and postpaid opening passes (``purchase_gate``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from stdnum.cn import uscc as uscc_number
 from stdnum.exceptions import ValidationError
 
+from feecenter.accounts import rules
 from feecenter.accounts.permissions import (READ_PROFILE, ROLES, SYSTEM, Actor, require,
                                             require_manage_user, require_operator)
 from feecenter.accounts.tables import customers, storefronts, users
@@ -101,6 +103,14 @@ def account_state(conn: Connection, clock: Clock, uin: int) -> str:
         return row["status"]
     view = funds.balance_view(conn, clock, SYSTEM, uin)
     return "arrears" if view.arrears > 0 else "normal"
+
+
+def purchase_gate(conn: Connection, clock: Clock, uin: int, operable_balance_fen: int) -> None:
+    """Who may buy: account state (ACC-4), real name (ACC-1), then the arrears gate
+    (ARR-1/2) with the product class's operable balance in fen."""
+    account = get_account(conn, SYSTEM, uin)
+    rules.refuse_buyer(account["status"], account["realname_state"])
+    funds.require_operable(conn, clock, uin, operable_balance_fen)
 
 
 def set_status(conn: Connection, clock: Clock, actor: Actor, uin: int, status: str) -> None:

@@ -18,6 +18,7 @@ from feecenter.errors import invalid
 from feecenter.money import format_rated, format_yuan
 from feecenter.orders import rules as order_rules
 from feecenter.orders import service as orders
+from feecenter.orders.rules import parse_order_ref
 from feecenter.resources import service as resources
 from feecenter.runtime import Runtime
 
@@ -48,18 +49,6 @@ def resource_json(row: dict) -> dict:
     for key in ("period_start", "period_end", "created_at", "released_at"):
         out[key] = business_time_text(row[key]) if row.get(key) else None
     return out
-
-
-def parse_order_ref(value: str | int, field: str = "order_ids") -> int:
-    """Accept an order number (18 ASCII digits) or its internal id (up to 12)."""
-    text = str(value).strip()
-    if text.isascii():  # str.isdigit() alone takes "²" and "١" for digits
-        parsed = order_rules.order_id_from_no(text)
-        if parsed is not None:
-            return parsed
-        if text.isdigit() and len(text) <= 12:
-            return int(text)
-    raise invalid(field, f"订单号格式错误：{text}", f"malformed order number: {text}")
 
 
 def _key(body_key: str | None, header_key: str | None) -> str:

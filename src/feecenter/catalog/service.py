@@ -19,6 +19,7 @@ from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from feecenter.accounts.permissions import (FINANCE, READ_PROFILE, SYSTEM, Actor, require,
                                             require_operator)
+from feecenter.accounts.service import get_account
 from feecenter.audit.service import record_audit
 from feecenter.catalog import rules
 from feecenter.catalog.loader import CatalogFile, CatalogProblem, parse_catalog
@@ -612,8 +613,6 @@ def _agreed_price(conn: Connection, uin: int, item_id: int, region: str, pay_mod
 # ---------------------------------------------------------------- account prices (operators)
 
 def _require_account(conn: Connection, uin: int) -> None:
-    from feecenter.accounts.service import get_account
-
     get_account(conn, SYSTEM, uin)
 
 

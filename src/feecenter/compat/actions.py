@@ -16,7 +16,11 @@ from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError, PermissionDenied, invalid
 from feecenter.funds import service as funds
 from feecenter.inputs import digits_id
+from feecenter.money import format_rated, format_yuan
+from feecenter.orders import service as orders
+from feecenter.orders.rules import order_no, parse_order_ref
 from feecenter.runtime import Runtime
+from feecenter.settlement import service as settlement
 
 # DescribeBillList totals: response field -> our action types
 BILL_LIST_TOTALS = {
@@ -104,9 +108,6 @@ DEAL_ACTION = {"new": "purchase", "renew": "renew", "upgrade": "upgrade",
 
 
 def describe_deals_by_cond(rt: Runtime, actor: Actor, params: dict) -> dict:
-    from feecenter.api.orders import parse_order_ref
-    from feecenter.orders import service as orders
-
     uin = _customer_uin(actor)
     _required(params, "StartTime", "EndTime")
     field = "StatusSet" if params.get("StatusSet") else "Status"
@@ -129,8 +130,6 @@ def describe_deals_by_cond(rt: Runtime, actor: Actor, params: dict) -> dict:
 
 
 def _deal(order: dict) -> dict:
-    from feecenter.orders.rules import order_no
-
     number = order_no(order["id"], order["created_at"])
     big = order_no(order["big_deal_id"] or order["id"], order["created_at"])
     return {
@@ -161,10 +160,6 @@ def _voucher_choice(params: dict) -> list[int] | None:
 
 
 def pay_deals(rt: Runtime, actor: Actor, params: dict) -> dict:
-    from feecenter.api.orders import parse_order_ref
-    from feecenter.orders import service as orders
-    from feecenter.orders.rules import order_no
-
     uin = _customer_uin(actor)
     order_refs, big_refs = params.get("OrderIds") or [], params.get("BigDealIds") or []
     if bool(order_refs) == bool(big_refs):
@@ -212,6 +207,8 @@ def pay_deals(rt: Runtime, actor: Actor, params: dict) -> dict:
 DETAIL_ACTIONS = {"hour": ("hourh", "按量计费小时结"), "day": ("hourd", "按量计费日结"),
                   "month": ("hourm", "按量计费月结")}
 TIME_UNITS = {"hour": "小时", "day": "天", "month": "月"}
+PERIOD_TYPES = {"byPayTime": "pay_time", "byUsedTime": "used_time"}
+PAY_MODES = {None: None, "prePay": "prepaid", "postPay": "postpaid"}
 
 
 def _detail_month(params: dict) -> str:
@@ -245,18 +242,8 @@ def describe_bill_detail(rt: Runtime, actor: Actor, params: dict) -> dict:
     """L3 bill lines with their components (BIL-1). Our lines are all postpaid
     (按量计费): PayMode prePay finds none. PeriodType byPayTime (the default,
     BIL-3) selects lines by deduction time, byUsedTime by period start."""
-    from sqlalchemy import and_, func, select
-
-    from feecenter.accounts.permissions import FINANCE, require
-    from feecenter.catalog.tables import billing_items, products, regions
-    from feecenter.clock import db_time
-    from feecenter.settlement.service import _month_bounds
-    from feecenter.settlement.tables import bill_lines
-
     uin = _customer_uin(actor)
-    require(actor, uin, FINANCE)
     _own_payer(params, uin)
-    offset, limit = params.get("Offset", 0), params.get("Limit", 20)
     period_type = params.get("PeriodType") or "byPayTime"
     if period_type not in ("byPayTime", "byUsedTime"):
         raise invalid("PeriodType", "PeriodType 只能为 byPayTime 或 byUsedTime",
@@ -265,57 +252,36 @@ def describe_bill_detail(rt: Runtime, actor: Actor, params: dict) -> dict:
     if pay_mode not in (None, "prePay", "postPay"):
         raise invalid("PayMode", "PayMode 只能为 prePay 或 postPay",
                       "PayMode must be prePay or postPay")
-    project = params.get("ProjectId")
+    cycles = None
+    if params.get("ActionType"):
+        cycles = tuple(c for c, (_, name) in DETAIL_ACTIONS.items()
+                       if name == params["ActionType"])
+    query = settlement.BillDetailQuery(
+        month=_detail_month(params), by=PERIOD_TYPES[period_type],
+        product_codes=tuple(params[name] for name in ("ProductCode", "BusinessCode")
+                            if params.get(name)),
+        resource_id=params.get("ResourceId") or None, project_id=params.get("ProjectId"),
+        cycles=cycles, pay_mode=PAY_MODES[pay_mode],
+        offset=params.get("Offset", 0), limit=params.get("Limit", 20))
     try:
-        start, end = _month_bounds(_detail_month(params))
+        with rt.engine.connect() as conn:
+            page = settlement.bill_detail_page(conn, actor, uin, query)
     except FeeCenterError as exc:
         if exc.field == "month":  # name the parameter the caller sent
             exc.field = "Month"
         raise
-    b = bill_lines.c
-    column = b.deducted_at if period_type == "byPayTime" else b.period_start
-    where = [b.uin == uin, column >= db_time(start), column < db_time(end)]
-    for name, col in (("ProductCode", b.product_code), ("BusinessCode", b.product_code),
-                      ("ResourceId", b.resource_id)):
-        if params.get(name):
-            where.append(col == params[name])
-    if project is not None:
-        where.append(b.project_id == project)
-    if params.get("ActionType"):
-        cycles = [c for c, (_, name) in DETAIL_ACTIONS.items() if name == params["ActionType"]]
-        where.append(b.cycle.in_(cycles))
-    if pay_mode == "prePay":
-        where.append(b.id.is_(None))  # L3 lines here are postpaid only
-    bi, pr, rg = billing_items.c, products.c, regions.c
-    stmt = (select(bill_lines, bi.name_zh.label("item_name"), bi.unit_zh.label("unit"),
-                   bi.postpaid_period, pr.name_zh.label("product_name"),
-                   rg.name_zh.label("region_name"))
-            .join(billing_items, and_(bi.product_code == b.product_code,
-                                      bi.code == b.billing_item))
-            .join(products, pr.code == b.product_code)
-            .outerjoin(regions, rg.code == b.region)
-            .where(*where).order_by(column, b.id).offset(offset).limit(limit))
-    with rt.engine.connect() as conn:
-        rows = conn.execute(stmt).mappings().all()
-        total = conn.execute(select(func.count()).select_from(bill_lines)
-                             .where(*where)).scalar_one()
     # Total is always counted (one indexed COUNT), whatever NeedRecordNum says
-    return {"DetailSet": [_bill_detail(dict(row)) for row in rows], "Total": total,
+    return {"DetailSet": [_bill_detail(line) for line in page["items"]], "Total": page["total"],
             "Context": ""}
 
 
 def _yuan8(micro: int) -> str:
-    from feecenter.money import format_rated
-
     return format_rated(micro)
 
 
 def _bill_detail(line: dict) -> dict:
-    from feecenter.clock import from_db_time
-    from feecenter.money import format_yuan
-
-    deducted_at = from_db_time(line["deducted_at"])
-    period_start, period_end = from_db_time(line["period_start"]), from_db_time(line["period_end"])
+    deducted_at = line["deducted_at"]
+    period_start, period_end = line["period_start"], line["period_end"]
     action, action_name = DETAIL_ACTIONS[line["cycle"]]
     if line["kind"] == "adjustment":
         action_name += "（迟到用量补扣）"

@@ -1,4 +1,4 @@
-"""Pure order rules: proration, refund split, order numbers. No database."""
+"""Pure order rules: proration, refund split, order numbers and references. No database."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from feecenter.clock import business_date
+from feecenter.errors import invalid
 from feecenter.money import RATE_PER_FEN, round_rated_to_fen, split_proportionally
 
 MONTH = timedelta(days=30)  # upgrade/downgrade proration: a month of remaining time
@@ -26,6 +27,19 @@ def order_id_from_no(text: str) -> int | None:
     if len(text) != 18 or not text.isdigit():
         return None
     return int(text[8:])
+
+
+def parse_order_ref(value: str | int, field: str = "order_ids") -> int:
+    """Accept an order number (18 ASCII digits) or its internal id (up to 12);
+    anything else is invalid input naming ``field``."""
+    text = str(value).strip()
+    if text.isascii():  # str.isdigit() alone takes "²" and "١" for digits
+        parsed = order_id_from_no(text)
+        if parsed is not None:
+            return parsed
+        if text.isdigit() and len(text) <= 12:
+            return int(text)
+    raise invalid(field, f"订单号格式错误：{text}", f"malformed order number: {text}")
 
 
 def prorated_change(monthly_old: int, monthly_new: int, remaining: timedelta) -> int:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import (Connection, and_, bindparam, func, insert, literal_column, select,
                         update)
 
+from feecenter.accounts import rules as account_rules
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import FINANCE, Actor, require, require_operator
 from feecenter.accounts.tables import customers
@@ -28,7 +29,7 @@ from feecenter.coupons import service as coupons
 from feecenter.db import sending
 from feecenter.db.base import id_sequence
 from feecenter.db.precompiled import Precompiled, time_reader
-from feecenter.errors import Conflict, FeeCenterError, invalid, not_found
+from feecenter.errors import Conflict, invalid, not_found
 from feecenter.funds import service as funds
 from feecenter.ledger import service as ledger
 from feecenter.ledger.service import content_hash
@@ -42,11 +43,6 @@ STATES = ("unpaid", "paid", "delivered", "delivery_failed", "refunded", "expired
 MAX_ORDERS_PER_PAYMENT = 100
 MAX_MONTHS = 60
 MAX_KEY_CHARS = 160  # with "pay:" and the UIN prefix, within the ledger's 200
-
-
-class PurchaseRefused(FeeCenterError):
-    code = "PurchaseRefused"
-    http_status = 403
 
 
 @dataclass(frozen=True)
@@ -96,12 +92,6 @@ def _check_count(count: int) -> None:
         raise invalid("count", "购买数量须为 1–1000", "count must be 1-1000")
 
 
-def purchase_gate(conn: Connection, clock: Clock, uin: int, product: catalog.Product) -> None:
-    """Who may buy: account state (ACC-4), real name (ACC-1), arrears gate (ARR-1/2)."""
-    _refuse_buyer(accounts.get_account(conn, accounts.SYSTEM_ACTOR, uin))
-    funds.require_operable(conn, clock, uin, product.operable_balance)
-
-
 def _project(conn: Connection, clock: Clock, uin: int, project_id: int | None) -> dict:
     if project_id is None:
         project_id = resources.default_project(conn, clock, uin)
@@ -142,7 +132,7 @@ def create_purchase(conn: Connection, clock: Clock, actor: Actor, uin: int,
         _check_count(item.count)
         product = catalog.get_product(conn, item.product)
         catalog.check_prepaid_months(product, item.months)
-        purchase_gate(conn, clock, uin, product)
+        accounts.purchase_gate(conn, clock, uin, product.operable_balance)
         project = _project(conn, clock, uin, item.project_id)
         quote = catalog.quote(conn, uin, item.product, item.spec_item, item.region, "prepaid",
                               item.count * QTY_SCALE, clock.now(), months=item.months)
@@ -197,7 +187,7 @@ def create_renewal(conn: Connection, clock: Clock, actor: Actor, uin: int, resou
     resource = _live_resource(conn, uin, resource_id)
     product = catalog.get_product(conn, resource["product_code"])
     catalog.check_prepaid_months(product, months)
-    purchase_gate(conn, clock, uin, product)
+    accounts.purchase_gate(conn, clock, uin, product.operable_balance)
     project = _project(conn, clock, uin, resource["project_id"])
     quote = catalog.quote(conn, uin, resource["product_code"], resource["spec_item"],
                           resource["region"], "prepaid", resource["quantity"], clock.now(),
@@ -236,7 +226,7 @@ def create_upgrade(conn: Connection, clock: Clock, actor: Actor, uin: int, resou
     require(actor, uin, FINANCE)
     resource = _live_resource(conn, uin, resource_id)
     product = catalog.get_product(conn, resource["product_code"])
-    purchase_gate(conn, clock, uin, product)
+    accounts.purchase_gate(conn, clock, uin, product.operable_balance)
     amount, quote = _spec_change(conn, clock, uin, resource, new_spec)
     if amount <= 0:
         raise invalid("spec_item", "新配置不高于当前配置，请使用降配",
@@ -344,7 +334,7 @@ def preview_payment(conn: Connection, clock: Clock, actor: Actor, uin: int,
     payable = _refuse_unpayable(rows, order_ids, clock.now())
     for order in payable:
         product = catalog.get_product(conn, order["product_code"])
-        purchase_gate(conn, clock, uin, product)
+        accounts.purchase_gate(conn, clock, uin, product.operable_balance)
         order.update(entity=product.entity, coupon_held=True)  # preview always asks coupons
     allocation = _coupon_allocation(conn, clock, uin, payable, selected, preview_for=actor)
     plan = funds.plan_payment(conn, clock, uin, [o["amount"] for o in payable],
@@ -513,18 +503,6 @@ def _payable_or_repeat(conn: Connection, clock: Clock, found: dict[int, dict],
         return None, earlier
 
 
-def _refuse_buyer(buyer: dict) -> None:
-    """ACC-4 and ACC-1 on the buyer's status and realname_state (its account row, or
-    an order row read with them)."""
-    if buyer["status"] in ("restricted", "cancelled"):
-        raise PurchaseRefused(f"账号状态为 {buyer['status']}，不能购买",
-                              f"the account is {buyer['status']} and cannot buy", field="uin")
-    if buyer["realname_state"] == "abnormal":
-        raise PurchaseRefused("实名认证状态异常，不能购买或续费",
-                              "the real-name verification is abnormal: purchases are refused",
-                              field="realname_state")
-
-
 def pay(conn: Connection, clock: Clock, actor: Actor, uin: int, order_ids: list[int], *,
         key: str, coupon_ids: list[int] | None = None) -> dict:
     """Pay one order or several merged (ORD-3): freeze, then deliver auto-delivered ones.
@@ -558,7 +536,7 @@ def pay(conn: Connection, clock: Clock, actor: Actor, uin: int, order_ids: list[
         payable, earlier = _payable_or_repeat(conn, clock, found, order_ids, key, request_hash)
     if earlier is not None:
         return _payment_result(conn, earlier, created=False)
-    _refuse_buyer(payable[0])
+    account_rules.refuse_buyer(payable[0]["status"], payable[0]["realname_state"])
     funds.require_payable(locked, max(o["operable_balance"] for o in payable))
     spans = _change_resources(conn, clock, payable)  # the resources before the coupons
     allocation = _coupon_allocation(conn, clock, uin, payable, selected)

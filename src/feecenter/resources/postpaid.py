@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, select, update
 
+from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import MANAGE_RESOURCES, Actor, require
 from feecenter.catalog import service as catalog
 from feecenter.catalog.rules import QTY_SCALE
@@ -27,8 +28,6 @@ def open_postpaid(conn: Connection, clock: Clock, actor: Actor, uin: int, *, pro
                   region: str, spec_item: str, count: int = 1, project_id: int | None = None,
                   name: str | None = None, tags: dict | None = None) -> str:
     """Open a postpaid resource: gate (ARR-1/2), freeze (FRZ-1), then create it."""
-    from feecenter.orders.service import purchase_gate
-
     require(actor, uin, MANAGE_RESOURCES)
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 1000:
         raise invalid("count", "数量须为 1–1000", "count must be 1-1000")
@@ -37,7 +36,7 @@ def open_postpaid(conn: Connection, clock: Clock, actor: Actor, uin: int, *, pro
         raise invalid("product", f"产品 {product} 不支持按量计费", f"{product} is not sold postpaid")
     catalog.quote(conn, uin, product, spec_item, region, "postpaid", count * QTY_SCALE,
                   clock.now())  # refuses an unknown item or region, or no price in force
-    purchase_gate(conn, clock, uin, facts)
+    accounts.purchase_gate(conn, clock, uin, facts.operable_balance)
     project = project_id if project_id is not None else resources.default_project(conn, clock, uin)
     resources.get_project(conn, uin, project)
     resource_id = resources.new_resource_id(product)

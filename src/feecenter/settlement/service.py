@@ -1,4 +1,6 @@
-"""Postpaid settlement use cases (SET-1..5, SET-7..9) and reading bill lines.
+"""Postpaid settlement use cases (SET-1..5, SET-7..9) and reading bill lines
+(``list_bill_lines``, ``bill_detail_page``: the L3 lines with their item,
+product and region names, BIL-1/BIL-3; ``monthly_precision_difference``).
 
 ``settle_period(engine, clock, cycle, period)`` settles one period of one
 cycle (hour | day | month), set-based (docs/settlement.md):
@@ -35,13 +37,15 @@ import hashlib
 import logging
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, bindparam, func, insert, select
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select
 
 from feecenter.accounts.permissions import FINANCE, Actor, require
 from feecenter.catalog import service as catalog
 from feecenter.catalog.pricebook import PriceBook
+from feecenter.catalog.tables import billing_items, products, regions
 from feecenter.clock import (BUSINESS_TZ, BUSINESS_YEARS, Clock, add_months, db_time, from_db_time,
                              to_utc)
 from feecenter.db.engine import transaction
@@ -332,10 +336,7 @@ def list_bill_lines(conn: Connection, actor: Actor, uin: int, filters: dict | No
     in business time), product, resource_id, project_id, kind."""
     require(actor, uin, FINANCE)
     filters = filters or {}
-    if not (isinstance(offset, int) and offset >= 0):
-        raise invalid("offset", "offset 必须为非负整数", "offset must be a non-negative integer")
-    if not (isinstance(limit, int) and 1 <= limit <= MAX_LIMIT):
-        raise invalid("limit", f"limit 须为 1–{MAX_LIMIT}", f"limit must be 1-{MAX_LIMIT}")
+    _check_page(offset, limit)
     b = bill_lines.c
     where = [b.uin == uin]
     if filters.get("month"):
@@ -348,13 +349,75 @@ def list_bill_lines(conn: Connection, actor: Actor, uin: int, filters: dict | No
     total = conn.execute(select(func.count()).select_from(bill_lines).where(*where)).scalar_one()
     rows = conn.execute(select(bill_lines).where(*where)
                         .order_by(b.period_start, b.id).offset(offset).limit(limit)).mappings()
-    items = []
-    for row in rows:
-        item = dict(row)
-        for name in ("period_start", "period_end", "deducted_at"):
-            item[name] = from_db_time(item[name])
-        items.append(item)
-    return {"total": total, "items": items}
+    return {"total": total, "items": [_line(row) for row in rows]}
+
+
+def _check_page(offset: int, limit: int) -> None:
+    if not (isinstance(offset, int) and offset >= 0):
+        raise invalid("offset", "offset 必须为非负整数", "offset must be a non-negative integer")
+    if not (isinstance(limit, int) and 1 <= limit <= MAX_LIMIT):
+        raise invalid("limit", f"limit 须为 1–{MAX_LIMIT}", f"limit must be 1-{MAX_LIMIT}")
+
+
+def _line(row) -> dict:
+    item = dict(row)
+    for name in ("period_start", "period_end", "deducted_at"):
+        item[name] = from_db_time(item[name])
+    return item
+
+
+@dataclass(frozen=True)
+class BillDetailQuery:
+    """Which L3 lines of one month ``bill_detail_page`` reads (BIL-1, BIL-3)."""
+
+    month: str                              # YYYY-MM in business time
+    by: str = "pay_time"                    # pay_time: deduction time; used_time: period start
+    product_codes: tuple[str, ...] = ()     # a line's product must equal each of these
+    resource_id: str | None = None
+    project_id: int | None = None
+    cycles: tuple[str, ...] | None = None   # settlement cycles; None: any, (): none
+    pay_mode: str | None = None             # "prepaid" finds none: L3 lines are postpaid
+    offset: int = 0
+    limit: int = 20
+
+
+def bill_detail_page(conn: Connection, actor: Actor, uin: int, query: BillDetailQuery) -> dict:
+    """A page of an account's L3 lines of one month (FINANCE), each with its billing
+    item's name, unit and postpaid period, its product's and region's names, in the
+    order of the chosen time, then id; and the total count of the filtered lines.
+    A malformed or out-of-range month is invalid input on ``month``."""
+    require(actor, uin, FINANCE)
+    if query.by not in ("pay_time", "used_time"):
+        raise invalid("by", "by 只能为 pay_time 或 used_time", "by must be pay_time or used_time")
+    if query.pay_mode not in (None, "prepaid", "postpaid"):
+        raise invalid("pay_mode", "pay_mode 只能为 prepaid 或 postpaid",
+                      "pay_mode must be prepaid or postpaid")
+    _check_page(query.offset, query.limit)
+    start, end = _month_bounds(query.month)
+    b = bill_lines.c
+    column = b.deducted_at if query.by == "pay_time" else b.period_start
+    where = [b.uin == uin, column >= db_time(start), column < db_time(end)]
+    where += [b.product_code == code for code in query.product_codes]
+    if query.resource_id is not None:
+        where.append(b.resource_id == query.resource_id)
+    if query.project_id is not None:
+        where.append(b.project_id == query.project_id)
+    if query.cycles is not None:
+        where.append(b.cycle.in_(query.cycles))
+    if query.pay_mode == "prepaid":
+        where.append(b.id.is_(None))
+    bi, pr, rg = billing_items.c, products.c, regions.c
+    stmt = (select(bill_lines, bi.name_zh.label("item_name"), bi.unit_zh.label("unit"),
+                   bi.postpaid_period, pr.name_zh.label("product_name"),
+                   rg.name_zh.label("region_name"))
+            .join(billing_items, and_(bi.product_code == b.product_code,
+                                      bi.code == b.billing_item))
+            .join(products, pr.code == b.product_code)
+            .outerjoin(regions, rg.code == b.region)
+            .where(*where).order_by(column, b.id).offset(query.offset).limit(query.limit))
+    rows = conn.execute(stmt).mappings().all()
+    total = conn.execute(select(func.count()).select_from(bill_lines).where(*where)).scalar_one()
+    return {"total": total, "items": [_line(row) for row in rows]}
 
 
 def monthly_precision_difference(conn: Connection, actor: Actor, uin: int, month: str) -> dict:
@@ -381,5 +444,5 @@ def earliest_usage(conn: Connection, clock: Clock) -> datetime | None:
     return from_db_time(first) if first is not None else None
 
 
-__all__ = ["CYCLES", "settle_period", "settle_late_usage", "list_bill_lines",
-           "monthly_precision_difference", "earliest_usage"]
+__all__ = ["CYCLES", "settle_period", "settle_late_usage", "list_bill_lines", "BillDetailQuery",
+           "bill_detail_page", "monthly_precision_difference", "earliest_usage"]
