@@ -3,7 +3,7 @@
 from rich.console import Console
 
 from feecenter.db.engine import dispose
-from feecenter.demo import run_demo
+from feecenter.cli.demo import run_demo
 from feecenter.ledger.reconcile import reconcile
 from feecenter.runtime import open_runtime
 from tests.conftest import MASTER_KEY

@@ -25,8 +25,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from feecenter.cli_common import JsonOpt, emit as _emit, out, refusals as _refusals
-from feecenter.cli_common import runtime as _runtime
+from feecenter.cli.common import JsonOpt, emit as _emit, out, refusals as _refusals
+from feecenter.cli.common import runtime as _runtime
 from feecenter.clock import FixedClock, business_time_text, parse_business_time
 
 jobs_app = typer.Typer(help="Scheduled jobs / 定时任务", no_args_is_help=True)

@@ -14,8 +14,8 @@ import typer
 from rich.table import Table
 
 from feecenter.api.bills import bill_line_json
-from feecenter.cli_common import JsonOpt, emit as _emit, out, refusals as _refusals
-from feecenter.cli_common import operator_actor as _actor, runtime as _runtime
+from feecenter.cli.common import JsonOpt, emit as _emit, out, refusals as _refusals
+from feecenter.cli.common import operator_actor as _actor, runtime as _runtime
 from feecenter.settlement import service as settlement
 
 bills_app = typer.Typer(help="Bills (BIL-1) / 账单", no_args_is_help=True)

@@ -14,8 +14,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from feecenter.cli_common import JsonOpt, emit as _emit, out, refusals as _refusals
-from feecenter.cli_common import operator_actor as _actor, runtime as _runtime
+from feecenter.cli.common import JsonOpt, emit as _emit, out, refusals as _refusals
+from feecenter.cli.common import operator_actor as _actor, runtime as _runtime
 from feecenter.api.catalog import item_json, price_list_json, product_json
 from feecenter.catalog import service as catalog
 from feecenter.clock import parse_business_time

@@ -15,8 +15,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from feecenter.cli_common import JsonOpt, emit as _emit, out, refusals as _refusals
-from feecenter.cli_common import operator_actor as _actor, runtime as _runtime
+from feecenter.cli.common import JsonOpt, emit as _emit, out, refusals as _refusals
+from feecenter.cli.common import operator_actor as _actor, runtime as _runtime
 from feecenter.api.orders import order_json, parse_order_ref
 from feecenter.db.engine import transaction
 from feecenter.errors import invalid

@@ -240,7 +240,7 @@ Call it with the official SDK (pip install tencentcloud-sdk-python-billing):
   print(client.DescribeAccountBalance(models.DescribeAccountBalanceRequest()).to_json_string())
 
 Or the native API with the bundled signed client:
-  from feecenter.client import FeeCenterClient
+  from feecenter.cli.client import FeeCenterClient
   FeeCenterClient("http://{host}:{port}", "{owner['secret_id']}", "{owner['secret_key']}").get("/api/v1/accounts/{owner['uin']}/balance")
 
 Or the operator CLI on the same database:

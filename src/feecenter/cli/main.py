@@ -17,15 +17,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from feecenter.cli_common import JsonOpt, emit as _emit, err, out, refusals as _refusals
-from feecenter.cli_common import operator_actor as _actor, runtime as _runtime
+from feecenter.cli.common import JsonOpt, emit as _emit, err, out, refusals as _refusals
+from feecenter.cli.common import operator_actor as _actor, runtime as _runtime
 from feecenter.accounts import service as accounts
 from feecenter.auth import service as auth
-from feecenter.cli_bills import bills_app
-from feecenter.cli_catalog import catalog_app
-from feecenter.cli_jobs import jobs_app, worker_command
-from feecenter.cli_usage import usage_app
-from feecenter.cli_orders import orders_app
+from feecenter.cli.bills import bills_app
+from feecenter.cli.catalog import catalog_app
+from feecenter.cli.jobs import jobs_app, worker_command
+from feecenter.cli.usage import usage_app
+from feecenter.cli.orders import orders_app
 from feecenter.clock import business_time_text, parse_business_time
 from feecenter.db.engine import transaction
 from feecenter.errors import invalid
@@ -270,7 +270,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
 def demo(host: str = "127.0.0.1", port: int = 8000,
          serve_api: Annotated[bool, typer.Option("--serve/--no-serve")] = True) -> None:
     """Create a demo database with sample accounts and keys, then serve the API."""
-    from feecenter.demo import run_demo
+    from feecenter.cli.demo import run_demo
 
     wide = out if out.is_terminal else Console(width=200)  # keys must not be cut off in logs
     run_demo(host=host, port=port, serve_api=serve_api, console=wide)
