@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 
 import feecenter
 from feecenter.accounts.permissions import SYSTEM
-from feecenter.api.orders import order_json
+from feecenter.present.orders import order_json
 from feecenter.clock import SystemClock, db_time
 from feecenter.ledger.tables import ledger_transactions
 from feecenter.orders import service as orders

@@ -2,7 +2,7 @@
 
 Same contract as the rest of the CLI (docs/cli.md): ``--json`` prints exactly
 one JSON object; exit 0 done, 1 refused, 2 bad usage. Amounts as the native
-API renders them (``api.bills.bill_line_json``): fen as yuan ("12.30"), rated
+API renders them (``present.bills.bill_line_json``): fen as yuan ("12.30"), rated
 amounts with 8 decimals.
 """
 
@@ -13,9 +13,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from feecenter.api.bills import bill_line_json
 from feecenter.cli.common import JsonOpt, emit as _emit, out, refusals as _refusals
 from feecenter.cli.common import operator_actor as _actor, runtime as _runtime
+from feecenter.present.bills import bill_line_json
 from feecenter.settlement import service as settlement
 
 bills_app = typer.Typer(help="Bills (BIL-1) / 账单", no_args_is_help=True)

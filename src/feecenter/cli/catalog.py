@@ -16,11 +16,11 @@ from rich.table import Table
 
 from feecenter.cli.common import JsonOpt, emit as _emit, out, refusals as _refusals
 from feecenter.cli.common import operator_actor as _actor, runtime as _runtime
-from feecenter.api.catalog import item_json, price_list_json, product_json
 from feecenter.catalog import service as catalog
 from feecenter.clock import parse_business_time
 from feecenter.db.engine import transaction
 from feecenter.errors import invalid
+from feecenter.present.catalog import item_json, price_list_json, product_json
 
 catalog_app = typer.Typer(help="Catalog and price lists (ORD-5) / 产品目录与刊例价",
                           no_args_is_help=True)

@@ -31,7 +31,8 @@ from feecenter.db.engine import transaction
 from feecenter.errors import invalid
 from feecenter.funds import service as funds
 from feecenter.ledger.reconcile import reconcile as reconcile_ledger
-from feecenter.money import format_yuan, parse_yuan
+from feecenter.money import parse_yuan
+from feecenter.present.funds import balance_json, entry_json
 
 app = typer.Typer(help="Fee Center 费用中心 — operator CLI", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -47,10 +48,6 @@ for sub, name in ((account_app, "account"), (apikey_app, "apikey"), (operator_ap
     app.add_typer(sub, name=name)
 app.command("worker", help="Run due scheduled jobs on the wall clock / 定时任务执行器")(worker_command)
 
-
-
-def _balance_dict(view: funds.BalanceView) -> dict:
-    return {k: (format_yuan(v) if k != "uin" else v) for k, v in view.to_dict().items()}
 
 
 # ---------------------------------------------------------------- accounts
@@ -148,7 +145,7 @@ def adjust(uin: Annotated[int, typer.Option()],
         with rt.engine.connect() as conn:
             view = funds.balance_view(conn, rt.clock, _actor(), uin)
     _emit(as_json, {"txn_id": movement.txn_id, "created": movement.created,
-                    "balance": _balance_dict(view)})
+                    "balance": balance_json(view)})
 
 
 @app.command()
@@ -158,7 +155,7 @@ def balance(uin: Annotated[int, typer.Option()], as_json: JsonOpt = False) -> No
         rt = _runtime()
         with rt.engine.connect() as conn:
             view = funds.balance_view(conn, rt.clock, _actor(), uin)
-    _emit(as_json, _balance_dict(view), _render_balance)
+    _emit(as_json, balance_json(view), _render_balance)
 
 
 def _render_balance(data: dict) -> None:
@@ -189,8 +186,6 @@ def transactions(uin: Annotated[int, typer.Option()],
         rt = _runtime()
         with rt.engine.connect() as conn:
             page = funds.list_transactions(conn, _actor(), uin, query)
-    from feecenter.api.routes import entry_json
-
     payload = {"total": page["total"], "items": [entry_json(e) for e in page["items"]]}
     _emit(as_json, payload, _render_transactions)
 
@@ -220,7 +215,7 @@ def credit_set(uin: Annotated[int, typer.Option()], limit: Annotated[str, typer.
                                       credit_limit=parse_yuan(limit, "limit", allow_zero=True),
                                       temp_credit=parse_yuan(temp, "temp", allow_zero=True),
                                       temp_credit_end=end)
-    _emit(as_json, _balance_dict(view))
+    _emit(as_json, balance_json(view))
 
 
 @app.command()
@@ -256,14 +251,20 @@ def db_upgrade() -> None:
     out.print(f"schema at revision {head_revision()}")
 
 
-@app.command()
-def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve the native REST API (/api/v1, /docs) and the compat endpoint (POST /)."""
+def serve_app(rt, host: str, port: int) -> None:
+    """The composition root: the one place in cli/ that imports ``feecenter.api``,
+    to build the ASGI app (the native REST API with the compat endpoint) and serve it."""
     import uvicorn
 
     from feecenter.api.app import create_app
 
-    uvicorn.run(create_app(_runtime()), host=host, port=port)
+    uvicorn.run(create_app(rt), host=host, port=port)
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve the native REST API (/api/v1, /docs) and the compat endpoint (POST /)."""
+    serve_app(_runtime(), host, port)
 
 
 @app.command()
@@ -273,7 +274,9 @@ def demo(host: str = "127.0.0.1", port: int = 8000,
     from feecenter.cli.demo import run_demo
 
     wide = out if out.is_terminal else Console(width=200)  # keys must not be cut off in logs
-    run_demo(host=host, port=port, serve_api=serve_api, console=wide)
+    rt = run_demo(host=host, port=port, console=wide)
+    if serve_api:
+        serve_app(rt, host, port)
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 record manual deliveries (ORD-1..3, FRZ-3).
 
 Same contract as the rest of the CLI (docs/cli.md): ``--json`` prints exactly
-one JSON object (an order has the shape of the REST API's, ``api.orders.order_json``:
+one JSON object (an order has the shape of the REST API's, ``present.orders.order_json``:
 money as yuan strings, times in Asia/Shanghai); exit 0 done, 1 refused (the
 error names the field), 2 bad usage.
 """
@@ -17,10 +17,11 @@ from rich.table import Table
 
 from feecenter.cli.common import JsonOpt, emit as _emit, out, refusals as _refusals
 from feecenter.cli.common import operator_actor as _actor, runtime as _runtime
-from feecenter.api.orders import order_json, parse_order_ref
+from feecenter.api.orders import parse_order_ref
 from feecenter.db.engine import transaction
 from feecenter.errors import invalid
 from feecenter.orders import service as orders
+from feecenter.present.orders import order_json
 
 orders_app = typer.Typer(help="Prepaid orders (ORD) / 订单", no_args_is_help=True)
 
