@@ -15,12 +15,10 @@ from rich.table import Table
 
 from feecenter.cli.common import JsonOpt, emit as _emit, out, refusals as _refusals
 from feecenter.cli.common import operator_actor as _actor, runtime as _runtime
-from feecenter.present.bills import bill_line_json
-from feecenter.settlement import service as settlement
 
 bills_app = typer.Typer(help="Bills (BIL-1) / 账单", no_args_is_help=True)
 
-MAX_LINES = settlement.MAX_LIMIT
+MAX_LINES = 1000  # settlement.service.MAX_LIMIT, without loading settlement for --help (tested)
 
 
 @bills_app.command("lines")
@@ -36,6 +34,9 @@ def lines(
 ) -> None:
     """L3 bill lines of an account with their components (billing item, list price,
     discount, original and discounted cost, what gift, cash, credit paid, arrears)."""
+    from feecenter.present.bills import bill_line_json
+    from feecenter.settlement import service as settlement
+
     filters = {"month": month, "product": product, "resource_id": resource_id, "kind": kind}
     with _refusals(as_json):
         rt = _runtime()

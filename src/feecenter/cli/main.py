@@ -1,9 +1,16 @@
-"""The operator CLI (Typer + Rich). ``--json`` prints exactly one JSON object.
+"""The operator CLI (Typer + Rich): the ``feecenter`` app, its wiring, and the
+account, API key, operator, money, credit, reconciliation, database, serve and
+demo commands. ``--json`` prints exactly one JSON object.
 
 The commands below are a scripting contract (see docs/cli.md); keep them
 stable. The database comes from FEECENTER_DATABASE_URL (default: the SQLite
 file in FEECENTER_HOME). Exit code 0 on success, 1 on a refused operation
 (the error names the field, in Chinese and English), 2 on bad usage.
+
+Startup: this module and the command modules import only Typer, Rich and
+``cli.common`` at the top; a command imports the services it calls inside its
+function, so ``feecenter --help`` loads no SQLAlchemy, FastAPI or domain code
+(tests/test_cli_startup.py).
 """
 
 from __future__ import annotations
@@ -17,22 +24,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from feecenter.cli.common import JsonOpt, emit as _emit, err, out, refusals as _refusals
-from feecenter.cli.common import operator_actor as _actor, runtime as _runtime
-from feecenter.accounts import service as accounts
-from feecenter.auth import service as auth
 from feecenter.cli.bills import bills_app
 from feecenter.cli.catalog import catalog_app
+from feecenter.cli.common import JsonOpt, emit as _emit, err, flag, out, refusals as _refusals
+from feecenter.cli.common import operator_actor as _actor, runtime as _runtime
 from feecenter.cli.jobs import jobs_app, worker_command
-from feecenter.cli.usage import usage_app
 from feecenter.cli.orders import orders_app
-from feecenter.clock import business_time_text, parse_business_time
-from feecenter.db.engine import transaction
-from feecenter.errors import invalid
-from feecenter.funds import service as funds
-from feecenter.ledger.reconcile import reconcile as reconcile_ledger
-from feecenter.money import parse_yuan
-from feecenter.present.funds import balance_json, entry_json
+from feecenter.cli.usage import usage_app
 
 app = typer.Typer(help="Fee Center 费用中心 — operator CLI", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -61,6 +59,10 @@ def account_create(
     email: Optional[str] = None, phone: Optional[str] = None, as_json: JsonOpt = False,
 ) -> None:
     """Create a customer account; prints its UIN."""
+    from feecenter.accounts import service as accounts
+    from feecenter.db.engine import transaction
+    from feecenter.errors import invalid
+
     with _refusals(as_json):
         if uscc and not enterprise:
             raise invalid("enterprise", "提供统一社会信用代码时必须提供企业名称 --enterprise",
@@ -76,6 +78,9 @@ def account_create(
 @account_app.command("show")
 def account_show(uin: Annotated[int, typer.Option()], as_json: JsonOpt = False) -> None:
     """Show an account's profile and state (ACC-1, ACC-4)."""
+    from feecenter.accounts import service as accounts
+    from feecenter.clock import business_time_text
+
     with _refusals(as_json):
         rt = _runtime()
         with rt.engine.connect() as conn:
@@ -90,6 +95,9 @@ def account_add_user(uin: Annotated[int, typer.Option()], login: Annotated[str, 
                      role: Annotated[str, typer.Option(help="finance | admin | readonly")],
                      as_json: JsonOpt = False) -> None:
     """Add a sub-user with a role (ACC-2)."""
+    from feecenter.accounts import service as accounts
+    from feecenter.db.engine import transaction
+
     with _refusals(as_json):
         rt = _runtime()
         with transaction(rt.engine) as conn:
@@ -104,6 +112,9 @@ def apikey_create(uin: Annotated[int, typer.Option()],
                   user: Annotated[Optional[str], typer.Option(help="sub-user login")] = None,
                   as_json: JsonOpt = False) -> None:
     """Create an API key for the owner or a sub-user; the secret key is shown once."""
+    from feecenter.auth import service as auth
+    from feecenter.db.engine import transaction
+
     with _refusals(as_json):
         rt = _runtime()
         with transaction(rt.engine) as conn:
@@ -114,6 +125,9 @@ def apikey_create(uin: Annotated[int, typer.Option()],
 @operator_app.command("create")
 def operator_create(name: Annotated[str, typer.Option()], as_json: JsonOpt = False) -> None:
     """Create a platform operator with an API key for the operator endpoints."""
+    from feecenter.auth import service as auth
+    from feecenter.db.engine import transaction
+
     with _refusals(as_json):
         rt = _runtime()
         with transaction(rt.engine) as conn:
@@ -132,6 +146,12 @@ def adjust(uin: Annotated[int, typer.Option()],
            idempotency_key: Annotated[Optional[str], typer.Option()] = None,
            as_json: JsonOpt = False) -> None:
     """Adjust an account's cash or gift balance (operator, audited)."""
+    from feecenter.db.engine import transaction
+    from feecenter.errors import invalid
+    from feecenter.funds import service as funds
+    from feecenter.money import parse_yuan
+    from feecenter.present.funds import balance_json
+
     with _refusals(as_json):
         if (cash is None) == (gift is None):
             raise invalid("cash", "必须且只能指定 --cash 或 --gift 之一",
@@ -151,6 +171,9 @@ def adjust(uin: Annotated[int, typer.Option()],
 @app.command()
 def balance(uin: Annotated[int, typer.Option()], as_json: JsonOpt = False) -> None:
     """Every BAL-1 sub-balance and the available balance (BAL-2), in yuan."""
+    from feecenter.funds import service as funds
+    from feecenter.present.funds import balance_json
+
     with _refusals(as_json):
         rt = _runtime()
         with rt.engine.connect() as conn:
@@ -178,6 +201,10 @@ def transactions(uin: Annotated[int, typer.Option()],
                  product: Optional[str] = None, offset: int = 0, limit: int = 20,
                  as_json: JsonOpt = False) -> None:
     """The transaction list (收支明细, BAL-5), newest first."""
+    from feecenter.clock import parse_business_time
+    from feecenter.funds import service as funds
+    from feecenter.present.funds import entry_json
+
     with _refusals(as_json):
         query = funds.StatementQuery(
             start=parse_business_time(start, "start") if start else None,
@@ -207,6 +234,12 @@ def credit_set(uin: Annotated[int, typer.Option()], limit: Annotated[str, typer.
                temp: str = "0.00", temp_end: Optional[str] = None,
                as_json: JsonOpt = False) -> None:
     """Grant credit and temporary credit (BAL-7)."""
+    from feecenter.clock import parse_business_time
+    from feecenter.db.engine import transaction
+    from feecenter.funds import service as funds
+    from feecenter.money import parse_yuan
+    from feecenter.present.funds import balance_json
+
     with _refusals(as_json):
         end = parse_business_time(temp_end, "temp_end") if temp_end else None
         rt = _runtime()
@@ -222,6 +255,8 @@ def credit_set(uin: Annotated[int, typer.Option()], limit: Annotated[str, typer.
 def reconcile(uin: Annotated[Optional[int], typer.Option()] = None,
               as_json: JsonOpt = False) -> None:
     """Recompute every balance from its postings; exit 0 only when all agree (BAL-6)."""
+    from feecenter.ledger.reconcile import reconcile as reconcile_ledger
+
     rt = _runtime()
     with rt.engine.connect() as conn:
         differences = reconcile_ledger(conn, uin)
@@ -269,7 +304,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
 
 @app.command()
 def demo(host: str = "127.0.0.1", port: int = 8000,
-         serve_api: Annotated[bool, typer.Option("--serve/--no-serve")] = True) -> None:
+         serve_api: Annotated[bool, flag("--serve/--no-serve")] = True) -> None:
     """Create a demo database with sample accounts and keys, then serve the API."""
     from feecenter.cli.demo import run_demo
 
