@@ -61,7 +61,7 @@ def list_orders(
 @orders_app.command("show")
 def show(uin: UinOpt, order: OrderOpt, as_json: JsonOpt = False) -> None:
     """One order: kind, state, amounts paid by each source, service period, resource."""
-    from feecenter.api.orders import parse_order_ref
+    from feecenter.api.orders import parse_order_ref  # -> orders.rules (issue #17 item 5)
     from feecenter.orders import service as orders
     from feecenter.present.orders import order_json
 
@@ -98,7 +98,7 @@ def deliver(
     as_json: JsonOpt = False,
 ) -> None:
     """Record a manual delivery (FRZ-3): the freeze is posted, or with --fail released."""
-    from feecenter.api.orders import parse_order_ref
+    from feecenter.api.orders import parse_order_ref  # -> orders.rules (issue #17 item 5)
     from feecenter.db.engine import transaction
     from feecenter.errors import invalid
     from feecenter.orders import service as orders
