@@ -223,7 +223,7 @@ def cli(database_url, monkeypatch, tmp_path):
 
     from typer.testing import CliRunner
 
-    from feecenter.cli import app
+    from feecenter.cli.main import app
 
     monkeypatch.setenv("FEECENTER_DATABASE_URL", database_url)
     monkeypatch.setenv("FEECENTER_MASTER_KEY", MASTER_KEY)

@@ -20,7 +20,7 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from feecenter.auth import service as auth
 from feecenter.auth import tc3
 from feecenter.auth.tables import used_signatures
-from feecenter.client import ApiError, FeeCenterClient
+from feecenter.cli.client import ApiError, FeeCenterClient
 from feecenter.errors import AuthFailed
 from feecenter.funds.tables import statement_entries
 from feecenter.ledger.tables import ledger_transactions

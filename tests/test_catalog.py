@@ -522,7 +522,7 @@ def test_the_refund_window_is_stored_with_the_product_five_days_unless_set(rt):
 def catalog_cli(database_url, monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
-    from feecenter.cli_catalog import catalog_app
+    from feecenter.cli.catalog import catalog_app
     from tests.conftest import MASTER_KEY
 
     monkeypatch.setenv("FEECENTER_DATABASE_URL", database_url)

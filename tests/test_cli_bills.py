@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from feecenter.cli_bills import bills_app
+from feecenter.cli.bills import bills_app
 from tests.conftest import MASTER_KEY
 from tests.helpers import add_cash, add_gift, new_account
 from tests.test_settlement import hour, ingest, load, open_, settle
@@ -21,7 +21,7 @@ def run(rt, database_url, monkeypatch, tmp_path):
     monkeypatch.setenv("FEECENTER_MASTER_KEY", MASTER_KEY)
     monkeypatch.setenv("FEECENTER_HOME", str(tmp_path))
     app = typer.Typer()
-    app.add_typer(bills_app, name="bills")  # as cli.py wires it
+    app.add_typer(bills_app, name="bills")  # as cli/main.py wires it
     runner = CliRunner()
 
     def invoke(*args):

@@ -15,11 +15,11 @@ from sqlalchemy import func, select, update
 
 import feecenter
 from feecenter.accounts.permissions import SYSTEM
-from feecenter.api.orders import order_json
 from feecenter.clock import SystemClock, db_time
 from feecenter.ledger.tables import ledger_transactions
 from feecenter.orders import service as orders
 from feecenter.orders.tables import orders as orders_table
+from feecenter.present.orders import order_json
 from feecenter.runtime import Runtime
 
 SAMPLE = Path(feecenter.__file__).parent / "catalog" / "sample_catalog.yaml"

@@ -16,7 +16,7 @@ from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import SYSTEM, Actor
 from feecenter.audit.service import list_audit
 from feecenter.auth import service as auth
-from feecenter.client import ApiError, FeeCenterClient
+from feecenter.cli.client import ApiError, FeeCenterClient
 from feecenter.coupons import rules
 from feecenter.coupons import service as coupons
 from feecenter.coupons.tables import coupon_codes, coupon_uses

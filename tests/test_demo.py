@@ -3,7 +3,7 @@
 from rich.console import Console
 
 from feecenter.db.engine import dispose
-from feecenter.demo import run_demo
+from feecenter.cli.demo import run_demo
 from feecenter.ledger.reconcile import reconcile
 from feecenter.runtime import open_runtime
 from tests.conftest import MASTER_KEY
@@ -15,7 +15,7 @@ def test_demo_seeds_accounts_orders_and_stays_reconciled(database_url, tmp_path,
     monkeypatch.setenv("FEECENTER_HOME", str(tmp_path))
     console = Console(record=True, width=200)
     # fewer days than the real demo's month keep the test short; 8 are enough for arrears
-    run_demo(host="127.0.0.1", port=8000, serve_api=False, console=console, simulated_days=8)
+    run_demo(host="127.0.0.1", port=8000, console=console, simulated_days=8)
     text = console.export_text()
     assert "DescribeAccountBalance" in text and "AKID" in text
     assert "Simulated month / 模拟一个月 (8 days)" in text

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import SYSTEM
 from feecenter.auth import service as auth
-from feecenter.client import ApiError, FeeCenterClient
+from feecenter.cli.client import ApiError, FeeCenterClient
 from feecenter.config import Settings
 from feecenter.errors import IdempotencyConflict, InvalidInput, NotFound, PermissionDenied
 from feecenter.notifications import senders as senders_mod

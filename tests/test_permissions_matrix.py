@@ -25,7 +25,7 @@ from feecenter.accounts import service as accounts
 from feecenter.accounts.tables import users
 from feecenter.auth import service as auth
 from feecenter.auth.tables import api_keys
-from feecenter.client import ApiError, FeeCenterClient
+from feecenter.cli.client import ApiError, FeeCenterClient
 from feecenter.db.engine import transaction
 from feecenter.errors import PermissionDenied
 from tests.helpers import OPS, add_cash, balance, new_account

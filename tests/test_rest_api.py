@@ -5,7 +5,7 @@ import time
 import pytest
 
 from feecenter.auth import service as auth
-from feecenter.client import ApiError, FeeCenterClient
+from feecenter.cli.client import ApiError, FeeCenterClient
 from tests.helpers import OPS, add_cash, new_account
 
 

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import update
 
 from feecenter.auth import service as auth
-from feecenter.client import ApiError, FeeCenterClient
+from feecenter.cli.client import ApiError, FeeCenterClient
 from feecenter.clock import db_time
 from feecenter.funds.tables import statement_entries
 from feecenter.ledger.tables import ledger_transactions

@@ -14,8 +14,8 @@ from feecenter.accounts.permissions import Actor
 from feecenter.api.deps import caller, runtime
 from feecenter.api.strict import QueryId, Uin
 from feecenter.arrears import service as arrears
-from feecenter.clock import business_time_text
 from feecenter.money import format_yuan
+from feecenter.present.text import time_text
 from feecenter.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1")
@@ -25,16 +25,12 @@ Caller = Annotated[Actor, Depends(caller)]
 MAX_EVENTS = 1000
 
 
-def _time(value) -> str | None:
-    return business_time_text(value) if value is not None else None
-
-
 @router.get("/accounts/{uin}/arrears/cases", summary="ARR-3: arrears cases, oldest first")
 def list_cases(uin: Uin, rt: Rt, actor: Caller) -> dict:
     with rt.engine.connect() as conn:
         cases = arrears.list_cases(conn, actor, uin)
-    return {"items": [{"id": c["id"], "state": c["state"], "started_at": _time(c["started_at"]),
-                       "opened_at": _time(c["opened_at"]), "ended_at": _time(c["ended_at"]),
+    return {"items": [{"id": c["id"], "state": c["state"], "started_at": time_text(c["started_at"]),
+                       "opened_at": time_text(c["opened_at"]), "ended_at": time_text(c["ended_at"]),
                        "arrears_at_open": format_yuan(c["arrears_at_open"])} for c in cases]}
 
 
@@ -43,4 +39,4 @@ def list_cases(uin: Uin, rt: Rt, actor: Caller) -> dict:
 def list_events(uin: Uin, rt: Rt, actor: Caller, case_id: QueryId = None) -> dict:
     with rt.engine.connect() as conn:
         events = arrears.list_events(conn, actor, uin, case_id=case_id, limit=MAX_EVENTS)
-    return {"items": [{**e, "at": _time(e["at"])} for e in events]}
+    return {"items": [{**e, "at": time_text(e["at"])} for e in events]}

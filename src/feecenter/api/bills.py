@@ -14,33 +14,14 @@ from fastapi import APIRouter, Depends
 from feecenter.accounts.permissions import Actor
 from feecenter.api.deps import caller, runtime
 from feecenter.api.strict import Limit, Offset, QueryId, Uin
-from feecenter.clock import business_time_text
 from feecenter.money import format_rated, format_yuan
+from feecenter.present.bills import bill_line_json
 from feecenter.runtime import Runtime
 from feecenter.settlement import service as settlement
 
 router = APIRouter(prefix="/api/v1")
 Rt = Annotated[Runtime, Depends(runtime)]
 Caller = Annotated[Actor, Depends(caller)]
-
-_FEN = ("deducted", "voucher_paid", "cash_paid", "gift_paid", "credit_paid", "arrears")
-_RATED = ("unit_price", "list_amount", "discounted_amount", "rounding_diff")
-_TIMES = ("period_start", "period_end", "deducted_at")
-
-
-def bill_line_json(line: dict) -> dict:
-    out = dict(line)
-    for name in _FEN:
-        out[name] = format_yuan(line[name])
-    for name in _RATED:
-        out[name] = format_rated(line[name])
-    for name in _TIMES:
-        out[name] = business_time_text(line[name])
-    out["quantity"] = format_rated(line["quantity"] * 100)[:-2]  # 1e-6 units, 6 decimals
-    if line["price_kind"] != "list":  # BIL-6: list price, discount and original cost show "-"
-        out["unit_price"] = out["list_amount"] = out["discount_bp"] = "-"
-    return out
-
 
 @router.get("/accounts/{uin}/bill-lines", summary="Postpaid L3 bill lines (filters, paging)")
 def list_bill_lines(uin: Uin, rt: Rt, actor: Caller, month: str | None = None,

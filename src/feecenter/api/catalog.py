@@ -24,7 +24,8 @@ from feecenter.catalog import service as catalog
 from feecenter.clock import parse_business_time
 from feecenter.db.engine import transaction
 from feecenter.errors import invalid
-from feecenter.money import format_rated, format_yuan, parse_rated
+from feecenter.money import format_rated, parse_rated
+from feecenter.present.catalog import item_json, price_list_json, product_json, quote_json
 from feecenter.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1")
@@ -35,47 +36,6 @@ MAX_BODY_BYTES = 5_000_000
 
 
 # ---------------------------------------------------------------- rendering
-
-def _rated(value: int | None) -> str | None:
-    return None if value is None else format_rated(value)
-
-
-def product_json(product: catalog.Product) -> dict:
-    data = product.to_dict()
-    data["pay_modes"] = list(product.pay_modes)
-    data["prepaid_months"] = list(product.prepaid_months)
-    data["operable_balance"] = format_yuan(product.operable_balance)
-    data["freeze_amount"] = format_yuan(product.freeze_amount)
-    return data
-
-
-def item_json(item: dict) -> dict:
-    return {k: item[k] for k in ("code", "name_zh", "name_en", "unit_zh", "unit_en", "spec",
-                                 "postpaid_period")}
-
-
-def price_list_json(version: dict) -> dict:
-    return {**{k: version[k] for k in ("id", "product", "item", "region", "pay_mode", "load_id",
-                                       "source")},
-            "starts_at": catalog.time_text(version["starts_at"]),
-            "ends_at": catalog.time_text(version["ends_at"]),
-            "tiers": [{"from": rules.format_quantity(t["lower"]),
-                       "upto": None if t["upper"] is None else rules.format_quantity(t["upper"]),
-                       "unit_price": format_rated(t["unit_price"])} for t in version["tiers"]]}
-
-
-def quote_json(quote: catalog.Quote) -> dict:
-    data = quote.to_dict()
-    for key in ("unit_price", "list_amount", "agreed_price", "amount"):
-        data[key] = _rated(data[key])
-    data["quantity"] = rules.format_quantity(quote.quantity)
-    data["at"] = catalog.time_text(quote.at.replace(tzinfo=None))
-    data["tiers"] = [{"from": rules.format_quantity(t.lower),
-                      "upto": None if t.upper is None else rules.format_quantity(t.upper),
-                      "unit_price": format_rated(t.unit_price),
-                      "quantity": rules.format_quantity(t.quantity)} for t in quote.tiers]
-    return data
-
 
 def _setting_json(row: dict) -> dict:
     out = {k: v for k, v in row.items() if k not in ("starts_at", "ends_at", "created_at",

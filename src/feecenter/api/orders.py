@@ -11,14 +11,14 @@ from feecenter.api.deps import caller, runtime
 from feecenter.api.strict import (BodyId, Code, Key, Limit, Offset, OptionalText, PathId, QueryId,
                                   StrictModel, Text, Uin)
 from feecenter.accounts.permissions import Actor
-from feecenter.catalog.rules import format_quantity
 from feecenter.clock import business_time_text, parse_business_time
 from feecenter.db.engine import transaction
 from feecenter.errors import invalid
-from feecenter.money import format_rated, format_yuan
-from feecenter.orders import rules as order_rules
+from feecenter.money import format_yuan
 from feecenter.orders import service as orders
 from feecenter.orders.rules import parse_order_ref
+from feecenter.present.orders import order_json
+from feecenter.present.resources import resource_json
 from feecenter.resources import service as resources
 from feecenter.runtime import Runtime
 
@@ -26,29 +26,6 @@ router = APIRouter(prefix="/api/v1")
 Rt = Annotated[Runtime, Depends(runtime)]
 Caller = Annotated[Actor, Depends(caller)]
 
-ORDER_MONEY = ("list_amount", "amount", "paid_coupon", "paid_gift", "paid_cash", "paid_credit",
-               "refunded_gift", "refunded_cash")
-ORDER_TIMES = ("created_at", "expires_at", "paid_at", "closed_at", "service_start", "service_end")
-
-
-def order_json(order: dict) -> dict:
-    out = {k: v for k, v in order.items() if k not in ("hold_id", "tags")}
-    out["order_no"] = order_rules.order_no(order["id"], order["created_at"])
-    for key in ORDER_MONEY:
-        out[key] = format_yuan(order[key])
-    # as the catalog API renders them: yuan with 8 decimals, the item's unit
-    out["unit_price"] = None if order["unit_price"] is None else format_rated(order["unit_price"])
-    out["quantity"] = format_quantity(order["quantity"])
-    for key in ORDER_TIMES:
-        out[key] = business_time_text(order[key]) if order.get(key) else None
-    return out
-
-
-def resource_json(row: dict) -> dict:
-    out = dict(row)
-    for key in ("period_start", "period_end", "created_at", "released_at"):
-        out[key] = business_time_text(row[key]) if row.get(key) else None
-    return out
 
 
 def _key(body_key: str | None, header_key: str | None) -> str:

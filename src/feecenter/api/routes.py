@@ -25,34 +25,12 @@ from feecenter.db.engine import transaction
 from feecenter.funds import service as funds
 from feecenter.ledger.reconcile import reconcile
 from feecenter.money import format_yuan, parse_yuan
+from feecenter.present.funds import balance_json, entry_json, movement_json
 from feecenter.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1")
 Rt = Annotated[Runtime, Depends(runtime)]
 Caller = Annotated[Actor, Depends(caller)]
-
-MONEY_FIELDS = ("cash", "income", "gift", "frozen", "arrears", "available", "credit_limit",
-                "temp_credit", "credit_amount", "advances", "credit_balance",
-                "real_credit_balance")
-ENTRY_MONEY = ("amount", "cash_amount", "gift_amount", "coupon_amount", "credit_amount",
-               "balance_after", "cash_after", "gift_after", "frozen_after")
-
-
-def balance_json(view: funds.BalanceView) -> dict:
-    data = view.to_dict()
-    return {k: format_yuan(v) if k in MONEY_FIELDS else v for k, v in data.items()}
-
-
-def entry_json(entry: dict) -> dict:
-    out = {k: format_yuan(v) if k in ENTRY_MONEY else v for k, v in entry.items()}
-    out["created_at"] = business_time_text(entry["created_at"])
-    return out
-
-
-def movement_json(movement: funds.Movement) -> dict:
-    return {"txn_id": movement.txn_id, "created": movement.created,
-            "entry_ids": list(movement.entry_ids)}
-
 
 # ---------------------------------------------------------------- customer endpoints
 

@@ -13,10 +13,10 @@ from pydantic import Field
 
 from feecenter.api.deps import caller, runtime
 from feecenter.api.strict import BodyId, Code, OptionalText, StrictModel, Uin
-from feecenter.api.orders import resource_json
 from feecenter.clock import business_time_text
 from feecenter.db.engine import transaction
 from feecenter.errors import invalid
+from feecenter.present.resources import resource_json
 from feecenter.resources import postpaid
 from feecenter.resources import service as resources
 from feecenter.runtime import Runtime

@@ -25,9 +25,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from feecenter.cli_common import JsonOpt, emit as _emit, out, refusals as _refusals
-from feecenter.cli_common import runtime as _runtime
-from feecenter.clock import FixedClock, business_time_text, parse_business_time
+from feecenter.cli.common import JsonOpt, emit as _emit, flag, out, refusals as _refusals
+from feecenter.cli.common import runtime as _runtime
 
 jobs_app = typer.Typer(help="Scheduled jobs / 定时任务", no_args_is_help=True)
 
@@ -55,7 +54,7 @@ def run(until: Annotated[str, typer.Option(help='simulate up to "YYYY-MM-DD HH:M
                                                 '(Asia/Shanghai)')],
         as_json: JsonOpt = False) -> None:
     """Simulate time up to --until, running every job as it falls due (demo, tests)."""
-    from feecenter.clock import SystemClock
+    from feecenter.clock import FixedClock, SystemClock, parse_business_time
     from feecenter.jobs import runner
 
     with _refusals(as_json):
@@ -126,7 +125,7 @@ def retry(job: Annotated[Optional[str], typer.Option(help="only this job")] = No
 
 def worker_command(
     poll_seconds: Annotated[float, typer.Option(help="seconds between passes")] = 5,
-    once: Annotated[bool, typer.Option("--once", help="one pass, then exit")] = False,
+    once: Annotated[bool, flag("--once", help="one pass, then exit")] = False,
     worker_id: Annotated[Optional[str], typer.Option(help="name in job_runs.claimed_by "
                                                           "(default host:pid:random)")] = None,
     as_json: JsonOpt = False,
@@ -134,6 +133,7 @@ def worker_command(
     """Run due jobs on the wall clock until interrupted (Ctrl-C or SIGTERM).
 
     Several workers may run against PostgreSQL; against SQLite run one."""
+    from feecenter.clock import business_time_text
     from feecenter.jobs import runner
 
     stop = threading.Event()

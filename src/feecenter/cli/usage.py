@@ -1,4 +1,6 @@
-"""`feecenter usage import FILE`: metering records from a CSV or JSON-lines file."""
+"""``feecenter usage import FILE``: metering records from a CSV or JSON-lines file
+(docs/usage.md). Prints the counts and every rejected record with its reason;
+exit 1 when any record was rejected."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from feecenter.accounts.permissions import Actor
+from feecenter.cli.common import JsonOpt
 
 usage_app = typer.Typer(help="Usage intake / 用量上报", no_args_is_help=True)
 
@@ -17,10 +19,11 @@ usage_app = typer.Typer(help="Usage intake / 用量上报", no_args_is_help=True
 @usage_app.command("import")
 def import_file(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
                 format: Annotated[Optional[str], typer.Option(help="csv | jsonl (default: by suffix)")] = None,  # noqa: A002
-                as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+                as_json: JsonOpt = False) -> None:
     """Import a file of metering records; bad records are listed with their reasons."""
     import getpass
 
+    from feecenter.accounts.permissions import Actor
     from feecenter.runtime import open_runtime
     from feecenter.usage import service as usage
 

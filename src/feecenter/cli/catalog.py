@@ -14,13 +14,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from feecenter.cli_common import JsonOpt, emit as _emit, out, refusals as _refusals
-from feecenter.cli_common import operator_actor as _actor, runtime as _runtime
-from feecenter.api.catalog import item_json, price_list_json, product_json
-from feecenter.catalog import service as catalog
-from feecenter.clock import parse_business_time
-from feecenter.db.engine import transaction
-from feecenter.errors import invalid
+from feecenter.cli.common import JsonOpt, emit as _emit, flag, out, refusals as _refusals
+from feecenter.cli.common import operator_actor as _actor, runtime as _runtime
 
 catalog_app = typer.Typer(help="Catalog and price lists (ORD-5) / 产品目录与刊例价",
                           no_args_is_help=True)
@@ -31,6 +26,10 @@ catalog_app = typer.Typer(help="Catalog and price lists (ORD-5) / 产品目录�
 def load(file: Annotated[Path, typer.Argument(help="catalog YAML file (docs/catalog.md)")],
          as_json: JsonOpt = False) -> None:
     """Load a catalog file: all of it or, on any problem, nothing (each problem with its line)."""
+    from feecenter.catalog import service as catalog
+    from feecenter.db.engine import transaction
+    from feecenter.errors import invalid
+
     with _refusals(as_json):
         try:
             text = file.read_text(encoding="utf-8")
@@ -65,10 +64,14 @@ def show(
     product: Annotated[Optional[str], typer.Option(help="one product's items and prices")] = None,
     at: Annotated[Optional[str], typer.Option(help='prices in force at "YYYY-MM-DD HH:MM:SS"')]
     = None,
-    history: Annotated[bool, typer.Option("--history", help="every price version")] = False,
+    history: Annotated[bool, flag("--history", help="every price version")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Products; with --product, its billing items and current (or --history) prices."""
+    from feecenter.catalog import service as catalog
+    from feecenter.clock import parse_business_time
+    from feecenter.present.catalog import item_json, price_list_json, product_json
+
     with _refusals(as_json):
         rt = _runtime()
         when = parse_business_time(at, "at") if at else rt.clock.now()

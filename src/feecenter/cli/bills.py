@@ -2,7 +2,7 @@
 
 Same contract as the rest of the CLI (docs/cli.md): ``--json`` prints exactly
 one JSON object; exit 0 done, 1 refused, 2 bad usage. Amounts as the native
-API renders them (``api.bills.bill_line_json``): fen as yuan ("12.30"), rated
+API renders them (``present.bills.bill_line_json``): fen as yuan ("12.30"), rated
 amounts with 8 decimals.
 """
 
@@ -13,14 +13,12 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from feecenter.api.bills import bill_line_json
-from feecenter.cli_common import JsonOpt, emit as _emit, out, refusals as _refusals
-from feecenter.cli_common import operator_actor as _actor, runtime as _runtime
-from feecenter.settlement import service as settlement
+from feecenter.cli.common import JsonOpt, emit as _emit, out, refusals as _refusals
+from feecenter.cli.common import operator_actor as _actor, runtime as _runtime
 
 bills_app = typer.Typer(help="Bills (BIL-1) / 账单", no_args_is_help=True)
 
-MAX_LINES = settlement.MAX_LIMIT
+MAX_LINES = 1000  # settlement.service.MAX_LIMIT, without loading settlement for --help (tested)
 
 
 @bills_app.command("lines")
@@ -36,6 +34,9 @@ def lines(
 ) -> None:
     """L3 bill lines of an account with their components (billing item, list price,
     discount, original and discounted cost, what gift, cash, credit paid, arrears)."""
+    from feecenter.present.bills import bill_line_json
+    from feecenter.settlement import service as settlement
+
     filters = {"month": month, "product": product, "resource_id": resource_id, "kind": kind}
     with _refusals(as_json):
         rt = _runtime()

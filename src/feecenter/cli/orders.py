@@ -2,7 +2,7 @@
 record manual deliveries (ORD-1..3, FRZ-3).
 
 Same contract as the rest of the CLI (docs/cli.md): ``--json`` prints exactly
-one JSON object (an order has the shape of the REST API's, ``api.orders.order_json``:
+one JSON object (an order has the shape of the REST API's, ``present.orders.order_json``:
 money as yuan strings, times in Asia/Shanghai); exit 0 done, 1 refused (the
 error names the field), 2 bad usage.
 """
@@ -15,12 +15,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from feecenter.cli_common import JsonOpt, emit as _emit, out, refusals as _refusals
-from feecenter.cli_common import operator_actor as _actor, runtime as _runtime
-from feecenter.api.orders import order_json, parse_order_ref
-from feecenter.db.engine import transaction
-from feecenter.errors import invalid
-from feecenter.orders import service as orders
+from feecenter.cli.common import JsonOpt, emit as _emit, flag, out, refusals as _refusals
+from feecenter.cli.common import operator_actor as _actor, runtime as _runtime
 
 orders_app = typer.Typer(help="Prepaid orders (ORD) / 订单", no_args_is_help=True)
 
@@ -48,6 +44,9 @@ def list_orders(
     as_json: JsonOpt = False,
 ) -> None:
     """An account's orders, newest first."""
+    from feecenter.orders import service as orders
+    from feecenter.present.orders import order_json
+
     with _refusals(as_json):
         query = orders.OrderQuery(states=tuple(state or ()), resource_id=resource,
                                   offset=offset, limit=limit)
@@ -62,6 +61,10 @@ def list_orders(
 @orders_app.command("show")
 def show(uin: UinOpt, order: OrderOpt, as_json: JsonOpt = False) -> None:
     """One order: kind, state, amounts paid by each source, service period, resource."""
+    from feecenter.orders.rules import parse_order_ref
+    from feecenter.orders import service as orders
+    from feecenter.present.orders import order_json
+
     with _refusals(as_json):
         order_id = parse_order_ref(order, "order")
         rt = _runtime()
@@ -73,6 +76,9 @@ def show(uin: UinOpt, order: OrderOpt, as_json: JsonOpt = False) -> None:
 @orders_app.command("expire")
 def expire(as_json: JsonOpt = False) -> None:
     """Expire unpaid orders past their term (ORD-2: 15 days, promotions their own)."""
+    from feecenter.db.engine import transaction
+    from feecenter.orders import service as orders
+
     with _refusals(as_json):
         rt = _runtime()
         with transaction(rt.engine) as conn:
@@ -85,13 +91,19 @@ def expire(as_json: JsonOpt = False) -> None:
 def deliver(
     order: OrderOpt,
     uin: UinOpt,
-    fail: Annotated[bool, typer.Option("--fail", help="delivery failed: release the freeze")]
+    fail: Annotated[bool, flag("--fail", help="delivery failed: release the freeze")]
     = False,
     reason: Annotated[Optional[str], typer.Option(help="why delivery failed (with --fail)")]
     = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Record a manual delivery (FRZ-3): the freeze is posted, or with --fail released."""
+    from feecenter.orders.rules import parse_order_ref
+    from feecenter.db.engine import transaction
+    from feecenter.errors import invalid
+    from feecenter.orders import service as orders
+    from feecenter.present.orders import order_json
+
     with _refusals(as_json):
         if reason is not None and not fail:
             raise invalid("reason", "--reason 只能与 --fail 一起使用",

@@ -1,6 +1,6 @@
 """``feecenter demo``: a fresh SQLite database with sample accounts and keys,
-a simulated month of postpaid usage, served on the API, with instructions
-printed for calling it.
+a simulated month of postpaid usage, with instructions printed for calling it
+(the ``demo`` command in cli/main.py then serves it).
 
 The month (``simulate_month``) ends at the real now, so the served API (whose
 signatures use real time) shows it: postpaid resources open on two accounts
@@ -202,8 +202,10 @@ def simulate_month(rt: Runtime, rows: list[dict], *, days: int = SIMULATED_DAYS,
             "seconds": round(time.monotonic() - started, 1)}
 
 
-def run_demo(*, host: str, port: int, serve_api: bool, console: Console,
-             simulated_days: int = SIMULATED_DAYS) -> None:
+def run_demo(*, host: str, port: int, console: Console,
+             simulated_days: int = SIMULATED_DAYS) -> Runtime:
+    """Seed a fresh demo database, simulate the month and print how to call it;
+    returns the runtime for ``feecenter demo`` to serve (cli/main.py)."""
     settings = _demo_settings()
     rt = open_runtime(settings)
     rows = seed(rt)
@@ -240,15 +242,10 @@ Call it with the official SDK (pip install tencentcloud-sdk-python-billing):
   print(client.DescribeAccountBalance(models.DescribeAccountBalanceRequest()).to_json_string())
 
 Or the native API with the bundled signed client:
-  from feecenter.client import FeeCenterClient
+  from feecenter.cli.client import FeeCenterClient
   FeeCenterClient("http://{host}:{port}", "{owner['secret_id']}", "{owner['secret_key']}").get("/api/v1/accounts/{owner['uin']}/balance")
 
 Or the operator CLI on the same database:
   FEECENTER_DATABASE_URL={settings.database_url} feecenter balance --uin {owner['uin']}
 """, soft_wrap=True, highlight=False, markup=False)
-    if serve_api:
-        import uvicorn
-
-        from feecenter.api.app import create_app
-
-        uvicorn.run(create_app(rt), host=host, port=port)
+    return rt

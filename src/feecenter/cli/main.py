@@ -1,9 +1,16 @@
-"""The operator CLI (Typer + Rich). ``--json`` prints exactly one JSON object.
+"""The operator CLI (Typer + Rich): the ``feecenter`` app, its wiring, and the
+account, API key, operator, money, credit, reconciliation, database, serve and
+demo commands. ``--json`` prints exactly one JSON object.
 
 The commands below are a scripting contract (see docs/cli.md); keep them
 stable. The database comes from FEECENTER_DATABASE_URL (default: the SQLite
 file in FEECENTER_HOME). Exit code 0 on success, 1 on a refused operation
 (the error names the field, in Chinese and English), 2 on bad usage.
+
+Startup: this module and the command modules import only Typer, Rich and
+``cli.common`` at the top; a command imports the services it calls inside its
+function, so ``feecenter --help`` loads no SQLAlchemy, FastAPI or domain code
+(tests/test_cli_startup.py).
 """
 
 from __future__ import annotations
@@ -17,21 +24,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from feecenter.cli_common import JsonOpt, emit as _emit, err, out, refusals as _refusals
-from feecenter.cli_common import operator_actor as _actor, runtime as _runtime
-from feecenter.accounts import service as accounts
-from feecenter.auth import service as auth
-from feecenter.cli_bills import bills_app
-from feecenter.cli_catalog import catalog_app
-from feecenter.cli_jobs import jobs_app, worker_command
-from feecenter.cli_usage import usage_app
-from feecenter.cli_orders import orders_app
-from feecenter.clock import business_time_text, parse_business_time
-from feecenter.db.engine import transaction
-from feecenter.errors import invalid
-from feecenter.funds import service as funds
-from feecenter.ledger.reconcile import reconcile as reconcile_ledger
-from feecenter.money import format_yuan, parse_yuan
+from feecenter.cli.bills import bills_app
+from feecenter.cli.catalog import catalog_app
+from feecenter.cli.common import JsonOpt, emit as _emit, err, flag, out, refusals as _refusals
+from feecenter.cli.common import operator_actor as _actor, runtime as _runtime
+from feecenter.cli.jobs import jobs_app, worker_command
+from feecenter.cli.orders import orders_app
+from feecenter.cli.usage import usage_app
 
 app = typer.Typer(help="Fee Center 费用中心 — operator CLI", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -49,10 +48,6 @@ app.command("worker", help="Run due scheduled jobs on the wall clock / 定时任
 
 
 
-def _balance_dict(view: funds.BalanceView) -> dict:
-    return {k: (format_yuan(v) if k != "uin" else v) for k, v in view.to_dict().items()}
-
-
 # ---------------------------------------------------------------- accounts
 
 @account_app.command("create")
@@ -64,6 +59,10 @@ def account_create(
     email: Optional[str] = None, phone: Optional[str] = None, as_json: JsonOpt = False,
 ) -> None:
     """Create a customer account; prints its UIN."""
+    from feecenter.accounts import service as accounts
+    from feecenter.db.engine import transaction
+    from feecenter.errors import invalid
+
     with _refusals(as_json):
         if uscc and not enterprise:
             raise invalid("enterprise", "提供统一社会信用代码时必须提供企业名称 --enterprise",
@@ -79,6 +78,9 @@ def account_create(
 @account_app.command("show")
 def account_show(uin: Annotated[int, typer.Option()], as_json: JsonOpt = False) -> None:
     """Show an account's profile and state (ACC-1, ACC-4)."""
+    from feecenter.accounts import service as accounts
+    from feecenter.clock import business_time_text
+
     with _refusals(as_json):
         rt = _runtime()
         with rt.engine.connect() as conn:
@@ -93,6 +95,9 @@ def account_add_user(uin: Annotated[int, typer.Option()], login: Annotated[str, 
                      role: Annotated[str, typer.Option(help="finance | admin | readonly")],
                      as_json: JsonOpt = False) -> None:
     """Add a sub-user with a role (ACC-2)."""
+    from feecenter.accounts import service as accounts
+    from feecenter.db.engine import transaction
+
     with _refusals(as_json):
         rt = _runtime()
         with transaction(rt.engine) as conn:
@@ -107,6 +112,9 @@ def apikey_create(uin: Annotated[int, typer.Option()],
                   user: Annotated[Optional[str], typer.Option(help="sub-user login")] = None,
                   as_json: JsonOpt = False) -> None:
     """Create an API key for the owner or a sub-user; the secret key is shown once."""
+    from feecenter.auth import service as auth
+    from feecenter.db.engine import transaction
+
     with _refusals(as_json):
         rt = _runtime()
         with transaction(rt.engine) as conn:
@@ -117,6 +125,9 @@ def apikey_create(uin: Annotated[int, typer.Option()],
 @operator_app.command("create")
 def operator_create(name: Annotated[str, typer.Option()], as_json: JsonOpt = False) -> None:
     """Create a platform operator with an API key for the operator endpoints."""
+    from feecenter.auth import service as auth
+    from feecenter.db.engine import transaction
+
     with _refusals(as_json):
         rt = _runtime()
         with transaction(rt.engine) as conn:
@@ -135,6 +146,12 @@ def adjust(uin: Annotated[int, typer.Option()],
            idempotency_key: Annotated[Optional[str], typer.Option()] = None,
            as_json: JsonOpt = False) -> None:
     """Adjust an account's cash or gift balance (operator, audited)."""
+    from feecenter.db.engine import transaction
+    from feecenter.errors import invalid
+    from feecenter.funds import service as funds
+    from feecenter.money import parse_yuan
+    from feecenter.present.funds import balance_json
+
     with _refusals(as_json):
         if (cash is None) == (gift is None):
             raise invalid("cash", "必须且只能指定 --cash 或 --gift 之一",
@@ -148,17 +165,20 @@ def adjust(uin: Annotated[int, typer.Option()],
         with rt.engine.connect() as conn:
             view = funds.balance_view(conn, rt.clock, _actor(), uin)
     _emit(as_json, {"txn_id": movement.txn_id, "created": movement.created,
-                    "balance": _balance_dict(view)})
+                    "balance": balance_json(view)})
 
 
 @app.command()
 def balance(uin: Annotated[int, typer.Option()], as_json: JsonOpt = False) -> None:
     """Every BAL-1 sub-balance and the available balance (BAL-2), in yuan."""
+    from feecenter.funds import service as funds
+    from feecenter.present.funds import balance_json
+
     with _refusals(as_json):
         rt = _runtime()
         with rt.engine.connect() as conn:
             view = funds.balance_view(conn, rt.clock, _actor(), uin)
-    _emit(as_json, _balance_dict(view), _render_balance)
+    _emit(as_json, balance_json(view), _render_balance)
 
 
 def _render_balance(data: dict) -> None:
@@ -181,6 +201,10 @@ def transactions(uin: Annotated[int, typer.Option()],
                  product: Optional[str] = None, offset: int = 0, limit: int = 20,
                  as_json: JsonOpt = False) -> None:
     """The transaction list (收支明细, BAL-5), newest first."""
+    from feecenter.clock import parse_business_time
+    from feecenter.funds import service as funds
+    from feecenter.present.funds import entry_json
+
     with _refusals(as_json):
         query = funds.StatementQuery(
             start=parse_business_time(start, "start") if start else None,
@@ -189,8 +213,6 @@ def transactions(uin: Annotated[int, typer.Option()],
         rt = _runtime()
         with rt.engine.connect() as conn:
             page = funds.list_transactions(conn, _actor(), uin, query)
-    from feecenter.api.routes import entry_json
-
     payload = {"total": page["total"], "items": [entry_json(e) for e in page["items"]]}
     _emit(as_json, payload, _render_transactions)
 
@@ -212,6 +234,12 @@ def credit_set(uin: Annotated[int, typer.Option()], limit: Annotated[str, typer.
                temp: str = "0.00", temp_end: Optional[str] = None,
                as_json: JsonOpt = False) -> None:
     """Grant credit and temporary credit (BAL-7)."""
+    from feecenter.clock import parse_business_time
+    from feecenter.db.engine import transaction
+    from feecenter.funds import service as funds
+    from feecenter.money import parse_yuan
+    from feecenter.present.funds import balance_json
+
     with _refusals(as_json):
         end = parse_business_time(temp_end, "temp_end") if temp_end else None
         rt = _runtime()
@@ -220,13 +248,15 @@ def credit_set(uin: Annotated[int, typer.Option()], limit: Annotated[str, typer.
                                       credit_limit=parse_yuan(limit, "limit", allow_zero=True),
                                       temp_credit=parse_yuan(temp, "temp", allow_zero=True),
                                       temp_credit_end=end)
-    _emit(as_json, _balance_dict(view))
+    _emit(as_json, balance_json(view))
 
 
 @app.command()
 def reconcile(uin: Annotated[Optional[int], typer.Option()] = None,
               as_json: JsonOpt = False) -> None:
     """Recompute every balance from its postings; exit 0 only when all agree (BAL-6)."""
+    from feecenter.ledger.reconcile import reconcile as reconcile_ledger
+
     rt = _runtime()
     with rt.engine.connect() as conn:
         differences = reconcile_ledger(conn, uin)
@@ -256,24 +286,32 @@ def db_upgrade() -> None:
     out.print(f"schema at revision {head_revision()}")
 
 
-@app.command()
-def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve the native REST API (/api/v1, /docs) and the compat endpoint (POST /)."""
+def serve_app(rt, host: str, port: int) -> None:
+    """The composition root: the one place in cli/ that imports ``feecenter.api``,
+    to build the ASGI app (the native REST API with the compat endpoint) and serve it."""
     import uvicorn
 
     from feecenter.api.app import create_app
 
-    uvicorn.run(create_app(_runtime()), host=host, port=port)
+    uvicorn.run(create_app(rt), host=host, port=port)
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve the native REST API (/api/v1, /docs) and the compat endpoint (POST /)."""
+    serve_app(_runtime(), host, port)
 
 
 @app.command()
 def demo(host: str = "127.0.0.1", port: int = 8000,
-         serve_api: Annotated[bool, typer.Option("--serve/--no-serve")] = True) -> None:
+         serve_api: Annotated[bool, flag("--serve/--no-serve")] = True) -> None:
     """Create a demo database with sample accounts and keys, then serve the API."""
-    from feecenter.demo import run_demo
+    from feecenter.cli.demo import run_demo
 
     wide = out if out.is_terminal else Console(width=200)  # keys must not be cut off in logs
-    run_demo(host=host, port=port, serve_api=serve_api, console=wide)
+    rt = run_demo(host=host, port=port, console=wide)
+    if serve_api:
+        serve_app(rt, host, port)
 
 
 def main() -> None:
