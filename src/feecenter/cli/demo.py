@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import random
 import time
 from datetime import datetime, timedelta
@@ -227,12 +228,13 @@ def run_demo(*, host: str, port: int, console: Console,
         f"lines settled by the job runner, {format_yuan(month['deducted_fen'])} yuan deducted; "
         f"in arrears / 欠费: {debtors} ({month['seconds']} s)",
         soft_wrap=True, highlight=False, markup=False)
+    bin_dir = Path(sys.executable).parent  # the venv's: commands work without activating it
     console.print(f"""
-Database / 数据库: {settings.database_url}
+Database / 数据库: {settings.database_url}  (a rerun replaces it and its keys / 重新运行会替换数据库与密钥)
 API: http://{host}:{port}/api/v1   OpenAPI: http://{host}:{port}/docs
 Tencent-compatible endpoint / 腾讯云兼容接口: POST http://{host}:{port}/  (X-TC-Version 2018-07-09)
 
-Call it with the official SDK (pip install tencentcloud-sdk-python-billing):
+Call it with the official SDK (installed in this venv; run the lines below in {bin_dir}/python):
   from tencentcloud.common import credential
   from tencentcloud.common.profile.client_profile import ClientProfile
   from tencentcloud.common.profile.http_profile import HttpProfile
@@ -241,11 +243,11 @@ Call it with the official SDK (pip install tencentcloud-sdk-python-billing):
   client = billing_client.BillingClient(credential.Credential("{owner['secret_id']}", "{owner['secret_key']}"), "", ClientProfile(httpProfile=http))
   print(client.DescribeAccountBalance(models.DescribeAccountBalanceRequest()).to_json_string())
 
-Or the native API with the bundled signed client:
+Or the native API with the bundled signed client (in {bin_dir}/python):
   from feecenter.cli.client import FeeCenterClient
   FeeCenterClient("http://{host}:{port}", "{owner['secret_id']}", "{owner['secret_key']}").get("/api/v1/accounts/{owner['uin']}/balance")
 
 Or the operator CLI on the same database:
-  FEECENTER_DATABASE_URL={settings.database_url} feecenter balance --uin {owner['uin']}
+  FEECENTER_HOME={settings.home} FEECENTER_DATABASE_URL={settings.database_url} {bin_dir}/feecenter balance --uin {owner['uin']}
 """, soft_wrap=True, highlight=False, markup=False)
     return rt
