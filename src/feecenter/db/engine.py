@@ -82,27 +82,20 @@ def make_engine(url: str, **kwargs) -> Engine:
             cur.execute("SET TIME ZONE 'UTC'")
         dbapi_conn.commit()
 
-    _watch_prepared(engine)
+    _watch_pending(engine)
     return engine
 
 
-_DISCARDING = ("DROP", "ALTER", "ROLLBACK", "DISCARD", "DEALLOCATE")  # psycopg's triggers
-
-
-def _watch_prepared(engine: Engine) -> None:
-    """PostgreSQL listeners for db.sending and db.wire: writes waiting for the commit
-    go with it, or before any other statement, and are dropped by a rollback;
-    db.wire's prepared statements are forgotten when psycopg deallocates every
-    prepared statement (after a rollback or DDL: db.wire.forget_prepared); no
-    SQLAlchemy statement runs inside db.sending's queues."""
-    from feecenter.db import sending, wire
+def _watch_pending(engine: Engine) -> None:
+    """PostgreSQL listeners for db.sending: writes waiting for the commit go with it
+    (in the commit's pipeline), or before any other statement, and are dropped by
+    a rollback; no SQLAlchemy statement runs inside db.sending's queues."""
+    from feecenter.db import sending
 
     def before_statement(conn, cursor, statement, parameters, context, executemany):
         sending.refuse_sqlalchemy_inside(conn, cursor, statement, parameters, context,
                                          executemany)
         sending.send_pending(conn, commit=False)
-        if statement.lstrip()[:10].upper().startswith(_DISCARDING):
-            wire.forget_prepared(conn.connection.info)
 
     def before_commit(conn) -> None:  # psycopg then finds no transaction to commit
         sending.send_pending(conn, commit=True)
@@ -110,18 +103,15 @@ def _watch_prepared(engine: Engine) -> None:
     def before_rollback(conn, *_args) -> None:
         if not conn.closed and not conn.invalidated:
             conn.connection.info.pop(PENDING, None)
-            wire.forget_prepared(conn.connection.info, conn.connection.dbapi_connection)
 
-    def before_reset(dbapi_conn, record, state) -> None:  # on every return to the pool
+    def before_reset(_dbapi_conn, record, _state) -> None:  # on every return to the pool
         record.info.pop(PENDING, None)
-        if not state.transaction_was_reset:
-            wire.forget_prepared(record.info, dbapi_conn)
 
     event.listen(engine, "before_cursor_execute", before_statement)
     event.listen(engine, "commit", before_commit)
     event.listen(engine, "rollback", before_rollback)
     # savepoints need nothing more: SAVEPOINT and ROLLBACK TO are statements, so the
-    # waiting writes go before them, and ROLLBACK TO is one of the _DISCARDING
+    # waiting writes go before them
     event.listen(engine.pool, "reset", before_reset)
 
 
