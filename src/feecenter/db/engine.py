@@ -25,6 +25,7 @@ from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import make_url
 
+from feecenter.config import PostgresTimeouts, postgres_timeouts
 from feecenter.db.precompiled import PENDING
 
 # cache_size: 16 MiB of pages per connection instead of SQLite's 2 MiB; bulk writes
@@ -63,23 +64,39 @@ registry.register("sqlite.feecenter", __name__, "FeeCenterSQLite")
 log = logging.getLogger("feecenter.db")
 
 
-def make_engine(url: str, **kwargs) -> Engine:
+def make_engine(url: str, *, timeouts: PostgresTimeouts | None = None, **kwargs) -> Engine:
+    """An engine for ``url``: SQLite (our dialect, below) or PostgreSQL through psycopg,
+    with ``timeouts`` (default: from the environment, ``config.postgres_timeouts``)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, **kwargs)
     if parsed.drivername == "postgresql":
-        url = str(parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False))
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    timeouts = timeouts or postgres_timeouts()
+    # libpq's own limits, unless the URL sets them (?connect_timeout=…): connecting, and
+    # a peer gone silent (keepalives on an idle connection, tcp_user_timeout on data
+    # sent and not acknowledged) fails the connection instead of waiting forever.
+    client = {"connect_timeout": timeouts.connect_s, "keepalives": 1, "keepalives_idle": 30,
+              "keepalives_interval": 10, "keepalives_count": 3,
+              "tcp_user_timeout": timeouts.tcp_user_ms}
+    connect_args = {k: v for k, v in client.items() if k not in parsed.query}
+    connect_args.update(kwargs.pop("connect_args", {}))
     # No pool_pre_ping: it costs a round trip per unit of work (a third of a payment's
     # time). A connection found dead fails its unit of work, which rolls back, and
     # SQLAlchemy then replaces the pool's connections; clients retry with their
-    # idempotency keys. pool_recycle retires connections before idle timeouts bite.
-    engine = create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800, **kwargs)
+    # idempotency keys. pool_recycle retires connections before idle timeouts bite;
+    # pool_timeout (30 s) bounds the wait for a free connection.
+    engine = create_engine(parsed, pool_size=10, max_overflow=20, pool_recycle=1800,
+                           pool_timeout=30, connect_args=connect_args, **kwargs)
+    settings = (("synchronous_commit", "on"), ("TimeZone", "UTC"),
+                ("statement_timeout", str(timeouts.statement_ms)),
+                ("idle_in_transaction_session_timeout", str(timeouts.idle_in_transaction_ms)))
 
     @event.listens_for(engine, "connect")
     def _pg_settings(dbapi_conn, _record):
-        with dbapi_conn.cursor() as cur:
-            cur.execute("SET synchronous_commit = on")
-            cur.execute("SET TIME ZONE 'UTC'")
+        with dbapi_conn.cursor() as cur:  # one round trip, once per connection
+            cur.execute("SELECT " + ", ".join("set_config(%s, %s, false)" for _ in settings),
+                        [value for pair in settings for value in pair])
         dbapi_conn.commit()
 
     _watch_pending(engine)
