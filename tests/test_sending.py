@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Numeric, bindparam, cast, func, insert, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 
-from feecenter.db import sending, wire
+from feecenter.db import sending
 from feecenter.db.engine import transaction
 from feecenter.db.precompiled import Precompiled
 from feecenter.errors import Conflict, IdempotencyConflict, LedgerInvariantBroken
@@ -210,30 +210,25 @@ def test_prepared_statements_survive_a_rollback(rt):
     assert _balances(rt) == {"batch:0": 0, "batch:1": 1, "batch:2": 2}
 
 
-@pytest.mark.parametrize("value, text", [
-    (None, None), (True, b"t"), (False, b"f"), (12, b"12"), (Decimal("1.50"), b"1.50"),
-    ("现金", "现金".encode()), (datetime(2026, 3, 2, 2, 0, 0, 5), b"2026-03-02 02:00:00.000005"),
-])
-def test_wire_parameters_in_postgresql_text_form(value, text):
-    assert wire._text(value) == text
-    assert wire._texts([value, value]) == [text, text]  # the list form, a repeat memoised
+_PARAMETERS = Precompiled(select(
+    bindparam("flag", type_=ledger_accounts.c.cached.type),
+    bindparam("small", type_=_A.balance.type), bindparam("big", type_=_A.balance.type),
+    bindparam("text", type_=_A.code.type), bindparam("none", type_=_A.code.type),
+    bindparam("at", type_=_A.created_at.type)))
 
 
-def test_wire_parameters_equal_in_value_keep_their_own_form():
-    moment = datetime(2026, 3, 2, 2, 0)
-    assert wire._texts([True, 1, Decimal(1), moment, moment, "1", None, False, 0]) == [
-        b"t", b"1", b"1", b"2026-03-02 02:00:00", b"2026-03-02 02:00:00", b"1", None, b"f", b"0"]
-
-
-def test_wire_refuses_what_it_cannot_store_exactly():
-    from datetime import timezone
-
-    with pytest.raises(TypeError):
-        wire._text(datetime(2026, 3, 2, tzinfo=timezone.utc))  # a naive UTC time is stored
-    with pytest.raises(TypeError):
-        wire._text(1.5)  # money is never a float
-    with pytest.raises(TypeError):
-        wire._texts([1, 1.5])
+@pytest.mark.postgres_only  # SQLite returns its own stored forms (1, text times)
+def test_reads_together_take_every_kind_of_parameter(rt):
+    """Parameters go as psycopg adapts them (ints as bigint whatever their size, so a
+    statement keeps one prepared statement); the values come back as they went."""
+    moment = datetime(2026, 3, 2, 2, 0, 0, 5)
+    runs = [{"flag": True, "small": 1, "big": 10**15, "text": "现金", "none": None, "at": moment},
+            {"flag": False, "small": 70000, "big": -1, "text": "%s", "none": None, "at": moment}]
+    with transaction(rt.engine) as conn:
+        for params in runs:
+            with sending.reads(conn):
+                sent = sending.send(conn, _PARAMETERS, dict(params), returns=True)
+            assert sent.rows() == [tuple(params.values())]
 
 
 def test_writes_waiting_for_the_commit_keep_their_order(rt):
@@ -249,9 +244,11 @@ def test_writes_waiting_for_the_commit_keep_their_order(rt):
     assert _balances(rt) == {"batch:a": 10}
 
 
-def test_failed_runs_leave_no_prepared_statements_behind(rt):
-    """A statement whose Parse held but whose run failed is known as prepared, so
-    the rollback's cleanup covers it: failures do not pile statements up."""
+def test_failed_payments_leave_no_prepared_statements_behind(rt):
+    """Failed runs do not pile prepared statements up. psycopg owns them: it
+    deallocates every one after a rollback of a transaction that used one (as a
+    payment does: its reads are prepared and ran before its writes fail) and
+    prepares them again when next needed."""
     if rt.engine.dialect.name != "postgresql":
         pytest.skip("prepared statements: PostgreSQL")
     columns = tuple(_txn_row(rt, "k"))
@@ -260,15 +257,17 @@ def test_failed_runs_leave_no_prepared_statements_behind(rt):
                           once_on="idempotency_key")
     for _ in range(4):
         with pytest.raises(IdempotencyConflict):
-            with transaction(rt.engine) as conn, sending.writes(conn):
-                sending.send_rows(conn, ledger_transactions, columns, [_txn_row(rt, "taken")],
-                                  once_on="idempotency_key")
+            with transaction(rt.engine) as conn:
+                with sending.reads(conn):
+                    sending.send(conn, _HOW_MANY, {"uin": 7}, returns=True)
+                with sending.writes(conn, with_commit=True):
+                    sending.send_rows(conn, ledger_transactions, columns,
+                                      [_txn_row(rt, "taken")], once_on="idempotency_key")
     with transaction(rt.engine) as conn:
         with sending.writes(conn):
             sending.send(conn, _INSERT, _account(rt, "batch:b", 1))
-        ours = conn.exec_driver_sql("SELECT count(*) FROM pg_prepared_statements "
-                                    "WHERE left(name, 3) = 'fc_'").scalar()
-    assert ours <= 2 and _balances(rt) == {"batch:b": 1}
+        prepared = conn.exec_driver_sql("SELECT count(*) FROM pg_prepared_statements").scalar()
+    assert prepared <= 2 and _balances(rt) == {"batch:b": 1}
 
 
 def test_writes_waiting_for_the_commit_and_savepoints(rt):
@@ -285,14 +284,21 @@ def test_writes_waiting_for_the_commit_and_savepoints(rt):
 
 
 @pytest.mark.postgres_only  # plans of prepared statements: PostgreSQL
-def test_a_transaction_begun_on_the_wire_plans_its_statements_generically(rt):
+def test_a_transaction_begun_by_reads_together_plans_its_statements_generically(rt):
     """Each of a prepared statement's first five runs would otherwise be planned
     anew (~1 ms for a payment's reads); the setting ends with the transaction."""
-    def plan_mode(conn) -> bytes:
-        return wire.exchange(conn, "SELECT current_setting('plan_cache_mode')", [])[0]
+    def plan_mode(conn) -> str:
+        with sending.reads(conn):
+            sent = sending.send(conn, _PLAN_MODE, {}, returns=True)
+        return sent.rows()[0][0]
 
     with transaction(rt.engine) as conn:
-        assert plan_mode(conn) == b"force_generic_plan"
+        assert plan_mode(conn) == "force_generic_plan"
     with transaction(rt.engine) as conn:
         conn.exec_driver_sql("SELECT 1")  # begun by SQLAlchemy: the server's own choice
-        assert plan_mode(conn) == b"auto"
+        assert plan_mode(conn) == "auto"
+    with transaction(rt.engine) as conn:  # and not left behind by the first
+        assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "auto"
+
+
+_PLAN_MODE = Precompiled(select(func.current_setting(literal_column("'plan_cache_mode'"))))

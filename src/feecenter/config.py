@@ -7,6 +7,18 @@
   the embedded setup creates one at $FEECENTER_HOME/master.key (mode 600).
 - FEECENTER_SIGNATURE_WINDOW_S: accepted clock skew of signed requests (default 300)
 
+PostgreSQL timeouts (db/engine.py; docs/decisions.md, "No wait without a timeout"),
+each 0 for none:
+- FEECENTER_PG_CONNECT_TIMEOUT_S: connecting, per address tried (default 10)
+- FEECENTER_PG_STATEMENT_TIMEOUT_MS: the longest a statement may run, lock waits
+  included (default 60000; migrations run without it)
+- FEECENTER_PG_IDLE_IN_TRANSACTION_TIMEOUT_MS: the longest a transaction may wait
+  for its client between statements before the server ends the session and
+  frees its locks (default 120000)
+- FEECENTER_PG_TCP_USER_TIMEOUT_MS: the longest data sent may go unacknowledged,
+  keepalive probes included, before the connection counts as lost (default 30000);
+  keepalives probe an idle connection after 30 s, every 10 s, 3 times
+
 Notifications (docs/notifications.md):
 - FEECENTER_SMTP_HOST: SMTP server for email; unset = email disabled (email rows stay pending)
 - FEECENTER_SMTP_PORT: default 25 (587 is usual with STARTTLS, 465 with FEECENTER_SMTP_SSL)
@@ -66,6 +78,39 @@ def load_settings() -> Settings:
         sms_log_path=Path(os.environ["FEECENTER_SMS_LOG"]) if os.environ.get("FEECENTER_SMS_LOG")
         else None,
         notify_max_attempts=int(os.environ.get("FEECENTER_NOTIFY_MAX_ATTEMPTS") or "5"),
+    )
+
+
+@dataclass(frozen=True)
+class PostgresTimeouts:
+    """How long a PostgreSQL connection may wait (0: no limit). The defaults are far
+    above what any statement or unit of work here takes (a payment: milliseconds;
+    the longest bulk statements: seconds) and far below "forever"."""
+
+    connect_s: int = 10
+    statement_ms: int = 60_000
+    idle_in_transaction_ms: int = 120_000
+    tcp_user_ms: int = 30_000
+
+
+def postgres_timeouts() -> PostgresTimeouts:
+    """The timeouts from the environment (FEECENTER_PG_*), defaults for those unset."""
+    default = PostgresTimeouts()
+
+    def read(name: str, fallback: int) -> int:
+        text = (os.environ.get(name) or "").strip()
+        if not text:
+            return fallback
+        if not (text.isascii() and text.isdigit()):
+            raise ValueError(f"{name} must be a whole number (0 for no limit), not {text!r}")
+        return int(text)
+
+    return PostgresTimeouts(
+        connect_s=read("FEECENTER_PG_CONNECT_TIMEOUT_S", default.connect_s),
+        statement_ms=read("FEECENTER_PG_STATEMENT_TIMEOUT_MS", default.statement_ms),
+        idle_in_transaction_ms=read("FEECENTER_PG_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+                                    default.idle_in_transaction_ms),
+        tcp_user_ms=read("FEECENTER_PG_TCP_USER_TIMEOUT_MS", default.tcp_user_ms),
     )
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import make_url
 
+from feecenter.config import PostgresTimeouts, postgres_timeouts
 from feecenter.db.precompiled import PENDING
 
 # cache_size: 16 MiB of pages per connection instead of SQLite's 2 MiB; bulk writes
@@ -63,46 +64,55 @@ registry.register("sqlite.feecenter", __name__, "FeeCenterSQLite")
 log = logging.getLogger("feecenter.db")
 
 
-def make_engine(url: str, **kwargs) -> Engine:
+def make_engine(url: str, *, timeouts: PostgresTimeouts | None = None, **kwargs) -> Engine:
+    """An engine for ``url``: SQLite (our dialect, below) or PostgreSQL through psycopg,
+    with ``timeouts`` (default: from the environment, ``config.postgres_timeouts``)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, **kwargs)
     if parsed.drivername == "postgresql":
-        url = str(parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False))
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    timeouts = timeouts or postgres_timeouts()
+    # libpq's own limits, unless the URL sets them (?connect_timeout=…): connecting, and
+    # a peer gone silent (keepalives on an idle connection, tcp_user_timeout on data
+    # sent and not acknowledged) fails the connection instead of waiting forever.
+    client = {"connect_timeout": timeouts.connect_s, "keepalives": 1, "keepalives_idle": 30,
+              "keepalives_interval": 10, "keepalives_count": 3,
+              "tcp_user_timeout": timeouts.tcp_user_ms}
+    connect_args = {k: v for k, v in client.items() if k not in parsed.query}
+    connect_args.update(kwargs.pop("connect_args", {}))
     # No pool_pre_ping: it costs a round trip per unit of work (a third of a payment's
     # time). A connection found dead fails its unit of work, which rolls back, and
     # SQLAlchemy then replaces the pool's connections; clients retry with their
-    # idempotency keys. pool_recycle retires connections before idle timeouts bite.
-    engine = create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800, **kwargs)
+    # idempotency keys. pool_recycle retires connections before idle timeouts bite;
+    # pool_timeout (30 s) bounds the wait for a free connection.
+    engine = create_engine(parsed, pool_size=10, max_overflow=20, pool_recycle=1800,
+                           pool_timeout=30, connect_args=connect_args, **kwargs)
+    settings = (("synchronous_commit", "on"), ("TimeZone", "UTC"),
+                ("statement_timeout", str(timeouts.statement_ms)),
+                ("idle_in_transaction_session_timeout", str(timeouts.idle_in_transaction_ms)))
 
     @event.listens_for(engine, "connect")
     def _pg_settings(dbapi_conn, _record):
-        with dbapi_conn.cursor() as cur:
-            cur.execute("SET synchronous_commit = on")
-            cur.execute("SET TIME ZONE 'UTC'")
+        with dbapi_conn.cursor() as cur:  # one round trip, once per connection
+            cur.execute("SELECT " + ", ".join("set_config(%s, %s, false)" for _ in settings),
+                        [value for pair in settings for value in pair])
         dbapi_conn.commit()
 
-    _watch_prepared(engine)
+    _watch_pending(engine)
     return engine
 
 
-_DISCARDING = ("DROP", "ALTER", "ROLLBACK", "DISCARD", "DEALLOCATE")  # psycopg's triggers
-
-
-def _watch_prepared(engine: Engine) -> None:
-    """PostgreSQL listeners for db.sending and db.wire: writes waiting for the commit
-    go with it, or before any other statement, and are dropped by a rollback;
-    db.wire's prepared statements are forgotten when psycopg deallocates every
-    prepared statement (after a rollback or DDL: db.wire.forget_prepared); no
-    SQLAlchemy statement runs inside db.sending's queues."""
-    from feecenter.db import sending, wire
+def _watch_pending(engine: Engine) -> None:
+    """PostgreSQL listeners for db.sending: writes waiting for the commit go with it
+    (in the commit's pipeline), or before any other statement, and are dropped by
+    a rollback; no SQLAlchemy statement runs inside db.sending's queues."""
+    from feecenter.db import sending
 
     def before_statement(conn, cursor, statement, parameters, context, executemany):
         sending.refuse_sqlalchemy_inside(conn, cursor, statement, parameters, context,
                                          executemany)
         sending.send_pending(conn, commit=False)
-        if statement.lstrip()[:10].upper().startswith(_DISCARDING):
-            wire.forget_prepared(conn.connection.info)
 
     def before_commit(conn) -> None:  # psycopg then finds no transaction to commit
         sending.send_pending(conn, commit=True)
@@ -110,18 +120,15 @@ def _watch_prepared(engine: Engine) -> None:
     def before_rollback(conn, *_args) -> None:
         if not conn.closed and not conn.invalidated:
             conn.connection.info.pop(PENDING, None)
-            wire.forget_prepared(conn.connection.info, conn.connection.dbapi_connection)
 
-    def before_reset(dbapi_conn, record, state) -> None:  # on every return to the pool
+    def before_reset(_dbapi_conn, record, _state) -> None:  # on every return to the pool
         record.info.pop(PENDING, None)
-        if not state.transaction_was_reset:
-            wire.forget_prepared(record.info, dbapi_conn)
 
     event.listen(engine, "before_cursor_execute", before_statement)
     event.listen(engine, "commit", before_commit)
     event.listen(engine, "rollback", before_rollback)
     # savepoints need nothing more: SAVEPOINT and ROLLBACK TO are statements, so the
-    # waiting writes go before them, and ROLLBACK TO is one of the _DISCARDING
+    # waiting writes go before them
     event.listen(engine.pool, "reset", before_reset)
 
 

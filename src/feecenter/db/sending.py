@@ -5,10 +5,17 @@ together (``writes``).
 On PostgreSQL every round trip costs the client ~50-100 µs in psycopg before
 the server does anything, so a hot path (the payment: docs/orders.md) sends
 its reads as ONE statement and its writes as ONE statement: each part a
-``WITH`` query of it, in PostgreSQL's own ``$n`` placeholders (psycopg would
-parse a query this long anew on every call), prepared once per shape. On
-SQLite, where a statement costs microseconds and there is no round trip,
-everything runs as it is sent.
+``WITH`` query of it, in PostgreSQL's own ``$n`` placeholders (psycopg's
+``RawCursor``: no query parsing on the client), prepared once per shape
+(``prepare=True``). Each goes in a psycopg pipeline block (``conn.pipeline()``)
+with what belongs beside it: the transaction's ``SET LOCAL plan_cache_mode``
+before the reads, the unit of work's COMMIT after the writes. Only psycopg's
+public API is used; psycopg owns the connection's state (transaction,
+prepared statements). On SQLite, where a statement costs microseconds and
+there is no round trip, everything runs as it is sent.
+
+Only the fast paths may use this module and ``db.precompiled``: ledger, funds,
+orders, resources and settlement posting (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -25,7 +32,6 @@ import msgspec
 from sqlalchemy import Connection, DateTime, Numeric, bindparam, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from feecenter.db import wire
 from feecenter.db.precompiled import PENDING, Precompiled, pyformat_positional, wrap_error
 from feecenter.errors import IdempotencyConflict, LedgerInvariantBroken
 
@@ -113,6 +119,71 @@ def refuse_sqlalchemy_inside(conn, cursor, statement, parameters, context, execu
                                     "no SQLAlchemy statement may run inside reads or writes")
 
 
+# ---------------------------------------------------------------- one statement, pipelined
+
+_CURSOR = "feecenter.raw_cursor"  # connection record info: the cursor of _exchange
+_GENERIC_PLANS = b"SET LOCAL plan_cache_mode = force_generic_plan"
+
+
+def _exchange(conn: Connection, sql: bytes, args: list, *, commit: bool = False) -> tuple:
+    """Run ``sql`` (``$n`` placeholders) with ``args`` in the caller's transaction, as
+    one psycopg pipeline block; its first row (an empty tuple if it returned none).
+
+    When the statement begins the transaction, ``SET LOCAL plan_cache_mode =
+    force_generic_plan`` goes before it in the block: PostgreSQL would plan a
+    prepared statement anew for each of its first five runs (~1 ms each for a
+    payment's reads), and psycopg deallocates its prepared statements after a
+    rollback, which starts that count again. The setting ends with the
+    transaction, so other work keeps the server's choice. (psycopg sends the
+    transaction's BEGIN first, and waits for it: a round trip of its own.)
+
+    ``commit``: the unit of work is committing (db.engine's commit listener): its
+    COMMIT follows the statement in the block, one round trip for both, and does
+    not run if the statement fails. psycopg reads the transaction's state from
+    the connection afterwards, so the commit SQLAlchemy then asks of it finds
+    nothing left to do. A server error is raised as SQLAlchemy raises it
+    (IntegrityError, …) and leaves the transaction failed."""
+    driver = Precompiled.driver(conn)  # writes waiting for the commit go first
+    cursor = _cursor(conn, driver)
+    try:
+        with driver.pipeline():
+            if not commit and driver.info.transaction_status == _idle():
+                cursor.execute(_GENERIC_PLANS)
+            cursor.execute(sql, args, prepare=True)
+            if commit:
+                cursor.execute(b"COMMIT", prepare=False)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        if driver.broken:  # the connection is lost: the pool must not hand it out again
+            conn.invalidate()
+        raise wrap_error(conn, sql.decode(), args, exc) from exc
+    return (cursor.fetchone() or ()) if cursor.description else ()
+
+
+@functools.cache
+def _idle():
+    from psycopg.pq import TransactionStatus
+
+    return TransactionStatus.IDLE
+
+
+def _cursor(conn: Connection, driver):
+    """The DB-API connection's cursor for ``_exchange``, made once per connection:
+    psycopg's RawCursor (``$n`` placeholders as they are, no parsing), with Python
+    ints sent as bigint whatever their size, so that a statement's parameter
+    types, and with them its prepared statement, stay the same from one run to
+    the next (psycopg would pick smallint, integer or bigint by value; the SQL
+    casts each parameter to its column's type)."""
+    info = conn.connection.info
+    cursor = info.get(_CURSOR)
+    if cursor is None or cursor.connection is not driver or cursor.closed:
+        from psycopg import RawCursor
+        from psycopg.types.numeric import Int8Dumper
+
+        cursor = info[_CURSOR] = RawCursor(driver)
+        cursor.adapters.register_dumper(int, Int8Dumper)
+    return cursor
+
+
 # ---------------------------------------------------------------- reads together
 
 def _positional(sql: str, args) -> tuple[str, list]:
@@ -150,7 +221,7 @@ class _Reads:
             return
         conn = self.conn
         sql = _reads_sql(tuple((sql, _width(statement)) for statement, sql, _, _ in self.parts))
-        texts = wire.exchange(conn, sql, [v for _, _, values, _ in self.parts for v in values])
+        texts = _exchange(conn, sql, [v for _, _, values, _ in self.parts for v in values])
         for (statement, _, _, sent), text in zip(self.parts, texts):
             sent._rows = _decode_rows(statement, text)
 
@@ -164,10 +235,10 @@ def _width(statement: Precompiled) -> int:
     return len(statement.statement.selected_columns)
 
 
-_READS_SQL: dict[tuple, str] = {}
+_READS_SQL: dict[tuple, bytes] = {}
 
 
-def _reads_sql(parts: tuple[tuple[str, int], ...]) -> str:
+def _reads_sql(parts: tuple[tuple[str, int], ...]) -> bytes:
     found = _READS_SQL.get(parts)
     if found is None:
         number = iter(range(1, 65536))
@@ -178,7 +249,7 @@ def _reads_sql(parts: tuple[tuple[str, int], ...]) -> str:
             names = ", ".join(f"c{i}" for i in range(width))
             queries.append(f"q{k}({names}) AS ({_native(sql, number)})")
             results.append(f"(SELECT json_agg(json_build_array({names})) FROM q{k})::text")
-        found = f"WITH {', '.join(queries)} SELECT {', '.join(results)}"
+        found = f"WITH {', '.join(queries)} SELECT {', '.join(results)}".encode()
         if len(_READS_SQL) < 1024:
             _READS_SQL[parts] = found
     return found
@@ -281,12 +352,12 @@ class _Pending:
 
     __slots__ = ("conn", "sql", "args", "expects")
 
-    def __init__(self, conn: Connection, sql: str, args: list, expects: list) -> None:
+    def __init__(self, conn: Connection, sql: bytes, args: list, expects: list) -> None:
         self.conn, self.sql, self.args, self.expects = conn, sql, args, expects
 
     def send(self, *, commit: bool) -> None:
         try:
-            wire.exchange(self.conn, self.sql, self.args, commit=commit)
+            _exchange(self.conn, self.sql, self.args, commit=commit)
         except IntegrityError as exc:
             raise _key_conflict(exc.orig) or exc
         except DBAPIError as exc:
@@ -319,10 +390,10 @@ def _key_conflict(exc) -> IdempotencyConflict | None:
     return _idempotency_conflict(found.group(1) if found else "?")
 
 
-_WRITES_SQL: dict[tuple, str] = {}
+_WRITES_SQL: dict[tuple, bytes] = {}
 
 
-def _writes_sql(sqls: tuple[str, ...], counted: tuple[bool, ...]) -> str:
+def _writes_sql(sqls: tuple[str, ...], counted: tuple[bool, ...]) -> bytes:
     found = _WRITES_SQL.get((sqls, counted))
     if found is None:
         number = iter(range(1, 65536))
@@ -330,7 +401,7 @@ def _writes_sql(sqls: tuple[str, ...], counted: tuple[bool, ...]) -> str:
                    for k, (sql, count) in enumerate(zip(sqls, counted))]
         counts = [f"fc_expect_rows((SELECT count(*) FROM s{k}), ${next(number)}, {k})"
                   for k, count in enumerate(counted) if count]
-        found = f"WITH {', '.join(queries)} SELECT {', '.join(counts) or 'NULL'}"
+        found = f"WITH {', '.join(queries)} SELECT {', '.join(counts) or 'NULL'}".encode()
         if len(_WRITES_SQL) < 1024:  # payments of 1-100 orders: a few shapes each
             _WRITES_SQL[sqls, counted] = found
     return found
