@@ -22,7 +22,7 @@ from cryptography.fernet import Fernet
 
 from feecenter.auth.service import configure_master_key
 from feecenter.clock import FixedClock
-from feecenter.db.engine import dispose, make_engine
+from feecenter.db.engine import dispose, make_engine, transaction
 from feecenter.db.migrate import upgrade
 from feecenter.runtime import Runtime
 
@@ -153,6 +153,15 @@ def engine(database_url):
     eng = make_engine(database_url)
     yield eng
     dispose(eng)
+
+
+@pytest.fixture
+def uow(engine):
+    """Production's unit of work on this test's engine: ``with uow() as conn:`` is
+    ``with transaction(engine) as conn:`` (db/engine.py), committed on success and
+    rolled back on any error; on SQLite it runs on the thread's held connection,
+    as the API, CLI and jobs do. Prefer it to ``engine.begin()`` in tests."""
+    return lambda: transaction(engine)
 
 
 @pytest.fixture
