@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from feecenter.db.base import id_sequence
-from feecenter.db.engine import dispose, make_engine
+from feecenter.db.engine import dispose, make_engine, transaction
 from feecenter.db.schema import metadata
 from tests.helpers import add_cash, api_key, new_account
 
@@ -50,7 +50,7 @@ def test_a_worker_database_is_emptied_like_a_fresh_one(rt, database_url, request
     stray = make_engine(worker.url).connect()
     stray.execute(text("SELECT pg_advisory_lock(42)"))
     stray.execute(text("UPDATE users SET login = login"))
-    with rt.engine.begin() as conn:  # a table of the test's own
+    with transaction(rt.engine) as conn:  # a table of the test's own
         conn.execute(text("CREATE TABLE scratch (id INT PRIMARY KEY)"))
         conn.execute(text("INSERT INTO scratch VALUES (1)"))
 
@@ -68,7 +68,7 @@ def test_a_worker_database_whose_schema_changed_is_made_again(rt, database_url, 
     worker = request.getfixturevalue("pg_worker_database")
     _, _, _, oid = _state(worker)
     new_account(rt, "altered")
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         conn.execute(text("ALTER TABLE users ADD COLUMN nickname TEXT"))
     dispose(rt.engine)
 
