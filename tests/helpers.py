@@ -1,27 +1,33 @@
-"""Small builders shared by tests (no fixtures here, plain functions)."""
+"""Small builders shared by tests (no fixtures here, plain functions).
+
+Writes go through production's unit of work, ``transaction(engine)``
+(db/engine.py), as the API, CLI and jobs do; reads use ``engine.connect()``,
+as production's read paths do.
+"""
 
 from __future__ import annotations
 
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import SYSTEM, operator
+from feecenter.db.engine import transaction
 from feecenter.funds import service as funds
 
 OPS = operator("test-operator")
 
 
 def new_account(rt, name: str = "acme", **kw) -> int:
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         return accounts.create_account(conn, rt.clock, OPS, accounts.NewAccount(name=name, **kw))
 
 
 def add_cash(rt, uin: int, fen: int, key: str | None = None):
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         return funds.adjust(conn, rt.clock, OPS, uin, sub_account="cash", amount=fen,
                             reason="test top-up", key=key or f"cash-{uin}-{fen}-{id(conn)}")
 
 
 def add_gift(rt, uin: int, fen: int, key: str | None = None):
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         return funds.adjust(conn, rt.clock, OPS, uin, sub_account="gift", amount=fen,
                             reason="test gift", key=key or f"gift-{uin}-{fen}-{id(conn)}")
 
@@ -32,7 +38,7 @@ def balance(rt, uin: int):
 
 
 def revenue(rt) -> int:
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         return funds.platform_account(conn, rt.clock, "revenue")
 
 
@@ -42,7 +48,7 @@ def load_sample_catalog(rt) -> None:
     """The shipped sample catalog (cvm, cbs, cos, cdn, cdb, ssl, and the cospack resource packages) loaded by an operator."""
     from feecenter.catalog import service as catalog
 
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         catalog.load_catalog(conn, rt.clock, OPS, catalog.sample_catalog_text(), "sample.yaml")
 
 
@@ -53,7 +59,7 @@ def buy(rt, uin: int, *items, **each) -> list[int]:
     from feecenter.orders import service as orders
 
     items = items or (("cvm", "S5.MEDIUM4", 1, "ap-guangzhou"),)
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         return orders.create_purchase(conn, rt.clock, SYSTEM, uin, [
             orders.NewPurchase(product=p, spec_item=s, months=m, region=r, **each)
             for p, s, m, r in items])
@@ -64,7 +70,7 @@ def pay(rt, uin: int, order_ids, key: str | None = None) -> dict:
     from feecenter.orders import service as orders
 
     order_ids = list(order_ids)
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         return orders.pay(conn, rt.clock, SYSTEM, uin, order_ids,
                           key=key or f"pay-{'-'.join(map(str, order_ids))}")
 
@@ -90,7 +96,7 @@ def api_key(rt, uin: int):
     """A new API key of the account (secret_id, secret_key) for signed clients."""
     from feecenter.auth import service as auth
 
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         return auth.create_api_key(conn, rt.clock, OPS, uin, None)
 
 

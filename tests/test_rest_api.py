@@ -1,29 +1,39 @@
-"""The native REST API (/api/v1) served for real, called with signed requests."""
+"""The native REST API (/api/v1) served for real, called with signed requests.
 
-import time
+The server runs on the test's FixedClock and the clients sign with its time
+(``signing_time``): no test here depends on the real date.
+"""
 
 import pytest
 
 from feecenter.auth import service as auth
 from feecenter.cli.client import ApiError, FeeCenterClient
+from feecenter.db.engine import transaction
 from tests.helpers import OPS, add_cash, new_account
 
 
+def signing_time(rt, offset_s: float = 0):
+    """The client's clock: the test's clock (the server's), ``offset_s`` seconds off."""
+    return lambda: rt.clock.now().timestamp() + offset_s
+
+
 def operator_client(rt, address):
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         _, key = auth.create_operator(conn, rt.clock, OPS, "ops-api")
-    return FeeCenterClient(f"http://{address}", key.secret_id, key.secret_key)
+    return FeeCenterClient(f"http://{address}", key.secret_id, key.secret_key,
+                           clock=signing_time(rt))
 
 
 def customer_client(rt, address, uin, login=None):
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         key = auth.create_api_key(conn, rt.clock, OPS, uin, login)
-    return FeeCenterClient(f"http://{address}", key.secret_id, key.secret_key)
+    return FeeCenterClient(f"http://{address}", key.secret_id, key.secret_key,
+                           clock=signing_time(rt))
 
 
 @pytest.mark.spec("ACC-1", "BAL-1", "BAL-2", "BAL-5")
-def test_operator_creates_account_and_adjusts_customer_sees_it(live_server):
-    rt, address = live_server
+def test_operator_creates_account_and_adjusts_customer_sees_it(live_server_on_test_clock):
+    rt, address = live_server_on_test_clock
     ops = operator_client(rt, address)
     uin = ops.post("/api/v1/ops/accounts", {"name": "rest-co", "personal_name": "李四",
                                             "email": "li@example.cn"})["uin"]
@@ -32,7 +42,7 @@ def test_operator_creates_account_and_adjusts_customer_sees_it(live_server):
                       Idempotency_Key="adj-1")
     assert result["balance"]["cash"] == "88.80" and result["created"] is True
     later = FeeCenterClient(ops.base_url, ops.secret_id, ops.secret_key,
-                            clock=lambda: time.time() + 1)  # a new signature: not a replay
+                            clock=signing_time(rt, 1))  # a new signature: not a replay
     again = later.post(f"/api/v1/ops/accounts/{uin}/adjustments",
                      {"sub_account": "cash", "amount": "88.80", "reason": "线下补款"},
                      Idempotency_Key="adj-1")
@@ -49,8 +59,8 @@ def test_operator_creates_account_and_adjusts_customer_sees_it(live_server):
 
 
 @pytest.mark.spec("ACC-2")
-def test_customers_cannot_use_operator_endpoints_or_other_accounts(live_server):
-    rt, address = live_server
+def test_customers_cannot_use_operator_endpoints_or_other_accounts(live_server_on_test_clock):
+    rt, address = live_server_on_test_clock
     uin_a, uin_b = new_account(rt, "api-a"), new_account(rt, "api-b")
     client_b = customer_client(rt, address, uin_b)
     for call in (lambda: client_b.get(f"/api/v1/accounts/{uin_a}/balance"),
@@ -64,8 +74,8 @@ def test_customers_cannot_use_operator_endpoints_or_other_accounts(live_server):
 
 
 @pytest.mark.spec("ACC-2")
-def test_sub_user_roles(live_server):
-    rt, address = live_server
+def test_sub_user_roles(live_server_on_test_clock):
+    rt, address = live_server_on_test_clock
     uin = new_account(rt, "roles")
     owner = customer_client(rt, address, uin)
     owner.post(f"/api/v1/accounts/{uin}/users", {"login": "fin", "role": "finance"})
@@ -84,31 +94,31 @@ def test_sub_user_roles(live_server):
     assert logins == ["roles", "fin", "adm", "viewer"]
 
 
-def test_signature_checks(live_server):
-    rt, address = live_server
+def test_signature_checks(live_server_on_test_clock):
+    rt, address = live_server_on_test_clock
     uin = new_account(rt, "sig")
     good = customer_client(rt, address, uin)
     path = f"/api/v1/accounts/{uin}/balance"
-    bad_secret = FeeCenterClient(good.base_url, good.secret_id, "z" * 32)
+    bad_secret = FeeCenterClient(good.base_url, good.secret_id, "z" * 32,
+                                 clock=signing_time(rt))
     with pytest.raises(ApiError) as err:
         bad_secret.get(path)
     assert err.value.status == 401 and err.value.body["error"]["code"] == "AuthFailed"
     stale = FeeCenterClient(good.base_url, good.secret_id, good.secret_key,
-                            clock=lambda: time.time() - 3600)
+                            clock=signing_time(rt, -3600))
     with pytest.raises(ApiError) as err:
         stale.get(path)
     assert "expired" in err.value.body["error"]["message_en"]
-    frozen_time = time.time()
     replaying = FeeCenterClient(good.base_url, good.secret_id, good.secret_key,
-                                clock=lambda: frozen_time, nonce=lambda: "the-same-nonce")
+                                clock=signing_time(rt), nonce=lambda: "the-same-nonce")
     replaying.get(path)
     with pytest.raises(ApiError) as err:
         replaying.get(path)  # the same signed nonce again: a replay
     assert "replay" in err.value.body["error"]["message_en"]
 
 
-def test_disabled_key_is_refused(live_server):
-    rt, address = live_server
+def test_disabled_key_is_refused(live_server_on_test_clock):
+    rt, address = live_server_on_test_clock
     uin = new_account(rt, "disable-me")
     owner = customer_client(rt, address, uin)
     spare = customer_client(rt, address, uin)
@@ -118,8 +128,8 @@ def test_disabled_key_is_refused(live_server):
     assert err.value.status == 401
 
 
-def test_bad_input_names_the_field_and_writes_nothing(live_server):
-    rt, address = live_server
+def test_bad_input_names_the_field_and_writes_nothing(live_server_on_test_clock):
+    rt, address = live_server_on_test_clock
     ops = operator_client(rt, address)
     uin = new_account(rt, "bad-input")
     add_cash(rt, uin, 100)
@@ -145,8 +155,8 @@ def test_bad_input_names_the_field_and_writes_nothing(live_server):
 
 
 @pytest.mark.spec("BAL-7")
-def test_operator_grants_credit(live_server):
-    rt, address = live_server
+def test_operator_grants_credit(live_server_on_test_clock):
+    rt, address = live_server_on_test_clock
     ops = operator_client(rt, address)
     uin = new_account(rt, "credit-api")
     add_cash(rt, uin, 10_000)
@@ -157,11 +167,11 @@ def test_operator_grants_credit(live_server):
     assert ops.get("/api/v1/ops/reconcile")["clean"] is True
 
 
-def test_openapi_is_served(live_server):
+def test_openapi_is_served(live_server_on_test_clock):
     import json
     import urllib.request
 
-    _, address = live_server
+    _, address = live_server_on_test_clock
     with urllib.request.urlopen(f"http://{address}/openapi.json", timeout=10) as resp:
         spec = json.loads(resp.read())
     assert "/api/v1/accounts/{uin}/balance" in spec["paths"]

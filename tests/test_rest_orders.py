@@ -2,10 +2,9 @@
 (api/orders.py) and the catalog (api/catalog.py), served for real and called
 with the signed ``FeeCenterClient``. Amounts are yuan strings.
 
-Two identical requests signed in the same second carry the same signature and
-are refused as replays, so every client here signs each request at least one
-second after its previous one (``Client``): retries are then re-signed, as a
-real client must do.
+The server runs on the test's FixedClock and the clients sign with it
+(``Client``): no test here depends on the real date. Every request carries a
+fresh signed nonce, so a retry is a new request, as a real client's must be.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from sqlalchemy import update
 from feecenter.auth import service as auth
 from feecenter.cli.client import ApiError, FeeCenterClient
 from feecenter.clock import db_time
+from feecenter.db.engine import transaction
 from feecenter.funds.tables import statement_entries
 from feecenter.ledger.tables import ledger_transactions
 from feecenter.money import parse_yuan
@@ -32,33 +32,28 @@ SSL = {"product": "ssl", "region": "mainland", "spec_item": "OV.single", "months
 
 
 class Client(FeeCenterClient):
-    """Signs every request with a later whole second than the previous one."""
+    """Signs every request with the time of the test's clock (the server's)."""
 
-    def __init__(self, *args):
-        self._last = 0
-        super().__init__(*args, clock=self._tick)
-
-    def _tick(self) -> int:
-        self._last = max(int(time.time()), self._last + 1)
-        return self._last
+    def __init__(self, rt, *args):
+        super().__init__(*args, clock=lambda: rt.clock.now().timestamp())
 
 
 @pytest.fixture
-def shop(live_server):
-    rt, _ = live_server
+def shop(live_server_on_test_clock):
+    rt, _ = live_server_on_test_clock
     load_sample_catalog(rt)
-    return live_server
+    return live_server_on_test_clock
 
 
 def customer(rt, address, uin) -> Client:
     key = api_key(rt, uin)
-    return Client(f"http://{address}", key.secret_id, key.secret_key)
+    return Client(rt, f"http://{address}", key.secret_id, key.secret_key)
 
 
 def operator(rt, address) -> Client:
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         _, key = auth.create_operator(conn, rt.clock, OPS, f"ops-{time.monotonic_ns()}")
-    return Client(f"http://{address}", key.secret_id, key.secret_key)
+    return Client(rt, f"http://{address}", key.secret_id, key.secret_key)
 
 
 def refused(call, status: int, field: str | None) -> dict:
@@ -196,7 +191,7 @@ def test_preview_shows_the_coupons_and_pay_takes_the_customers_pick(shop):
 
     rt, address = shop
     me = Shopper(rt, address, "rest-coupons", cash_fen=1_000_00)
-    with rt.engine.begin() as conn:
+    with transaction(rt.engine) as conn:
         voucher = coupons.grant(conn, rt.clock, OPS, me.uin, coupon_rules.Terms(
             kind=coupon_rules.VOUCHER, pay_mode=coupon_rules.PREPAID, face_amount=25_00,
             valid_days=30), campaign="rest")
@@ -391,7 +386,7 @@ def test_operator_expires_unpaid_orders_past_their_term(shop):
     ops = operator(rt, address)
     (old,) = me.buy()
     (fresh,) = me.buy()
-    with rt.engine.begin() as conn:  # 15 days went by for the first one
+    with transaction(rt.engine) as conn:  # 15 days went by for the first one
         conn.execute(update(orders_table).where(orders_table.c.id == old["id"]).values(
             expires_at=db_time(rt.clock.now() - timedelta(seconds=1))))
     refused(lambda: me.pay(old["order_no"], key="too-late"), 409, "order_ids")
@@ -537,7 +532,7 @@ def test_catalog_products_are_listed_to_any_signed_caller(shop):
     assert ssl["prepaid_months"] == [12, 24, 36] and ssl["pay_modes"] == ["prepaid"]
     assert products["cvm"]["tax_rate_bp"] == 600
     assert "prepaid" in products["cvm"]["pay_modes"]
-    refused(lambda: FeeCenterClient(me.api.base_url, me.api.secret_id, "x" * 32).get(
+    refused(lambda: Client(rt, me.api.base_url, me.api.secret_id, "x" * 32).get(
         "/api/v1/catalog/products"), 401, None)
 
 

@@ -76,6 +76,16 @@ def test_an_error_after_writes_leaves_nothing(rt, pair, also_sqlalchemy):
     assert_reconciled(rt)
 
 
+def test_the_uow_fixture_is_this_unit_of_work_on_the_test_engine(rt, pair, uow):
+    with pytest.raises(Boom), uow() as conn:
+        _fund(conn, rt, pair, "uow-lost")
+        raise Boom
+    assert _count(rt, ledger_transactions) == 0
+    with uow() as conn:
+        assert _fund(conn, rt, pair, "uow-kept").created
+    assert _count(rt, ledger_transactions) == 1
+
+
 def test_a_refused_transfer_rolls_back_and_the_next_unit_runs(rt, pair):
     bank, cash = pair
     with pytest.raises(Exception, match="insufficient|余额不足"), \
