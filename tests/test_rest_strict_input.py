@@ -5,6 +5,8 @@ document that says what the server does."""
 from __future__ import annotations
 
 
+import json
+
 import httpx
 import pytest
 from starlette.testclient import TestClient
@@ -152,3 +154,27 @@ def test_an_oversized_compat_body_is_refused_in_tencents_envelope(shop):
     response = customer.send("POST", "/", b'{"x": "' + b"x" * (2 * 1024 * 1024) + b'"}')
     error = response.json()["Response"]["Error"]
     assert error["Code"] == "RequestSizeLimitExceeded" and response.json()["Response"]["RequestId"]
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/api/v1/accounts/{uin}/postpaid-resources",
+     {"product": "\x00", "region": "ap-guangzhou", "spec_item": "S5.MEDIUM4"}, "product"),
+    ("/api/v1/accounts/{uin}/projects", {"name": "a\udc80b"}, "name"),   # a lone surrogate
+    ("/api/v1/accounts/{uin}/orders", {"items": [{**BUY, "resource_name": "x\ny"}]},
+     "items.0.resource_name"),
+])
+def test_control_characters_and_lone_surrogates_are_400_not_a_database_error(shop, path, body,
+                                                                             field):
+    rt, uin, customer, _ = shop
+    before = written(rt)
+    data = json.dumps(body).encode()  # json escapes them: \u0000, \udc80
+    response = customer.send("POST", path.replace("{uin}", str(uin)), data)
+    assert_refused(response, 400, field)
+    assert written(rt) == before
+
+
+def test_a_control_character_in_a_path_or_query_is_400(shop):
+    rt, uin, customer, _ = shop
+    assert_refused(customer.send("GET", f"/api/v1/accounts/{uin}/orders/12%00"), 400, "path")
+    assert_refused(customer.send("GET", f"/api/v1/accounts/{uin}/resources",
+                                 query={"product": "cvm\x00"}), 400, "product")

@@ -13,6 +13,7 @@ import json
 import re
 import uuid
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Path, Query
 from fastapi.openapi.utils import get_openapi
@@ -44,12 +45,15 @@ QueryId = Annotated[int | None, Digits, Query(ge=1, le=inputs.BIGINT_MAX)]
 Offset = Annotated[int, Digits, Query(ge=0, le=10**9)]
 Limit = Annotated[int, Digits, Query(ge=1, le=100)]
 BodyId = Annotated[int, Field(ge=1, le=inputs.BIGINT_MAX)]
-Text = Annotated[str, Field(min_length=1, max_length=200)]
-OptionalText = Annotated[str | None, Field(max_length=200)]
-Code = Annotated[str, Field(min_length=1, max_length=64, description="a catalog code")]
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # no control characters (the guard also refuses them)
+Text = Annotated[str, Field(min_length=1, max_length=200, pattern=_PRINTABLE)]
+OptionalText = Annotated[str | None, Field(max_length=200, pattern=_PRINTABLE)]
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[!-~]+$",
+                            description="a catalog code (printable ASCII)")]
 BusinessTime = Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}( [0-9]{2}:[0-9]{2}:[0-9]{2})?$",
                                     description="Asia/Shanghai, YYYY-MM-DD HH:MM:SS")]
-Key = Annotated[str, Field(min_length=1, max_length=128, description="idempotency key")]
+Key = Annotated[str, Field(min_length=1, max_length=128, pattern=_PRINTABLE,
+                           description="idempotency key")]
 Yuan = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[+-]?[0-9]{1,13}(\.[0-9]{1,2})?$",
                             description='yuan with at most 2 decimals, e.g. "12.30"')]
 
@@ -67,8 +71,9 @@ def body_limit(path: str) -> int:
 
 class BodyGuard:
     """ASGI middleware: bodies above their limit get 413 (on the compat endpoint,
-    Tencent's RequestSizeLimitExceeded), /api JSON bodies with a duplicate key get
-    400 naming it, before any route reads them."""
+    Tencent's RequestSizeLimitExceeded); on /api, a duplicate JSON key or a control
+    character in the path, the query or a body string gets 400 naming the field,
+    before any route reads them."""
 
     def __init__(self, app):
         self.app = app
@@ -78,8 +83,9 @@ class BodyGuard:
             return await self.app(scope, receive, send)
         limit = body_limit(scope["path"])
         body, refused = await _read_body(scope, receive, limit)
-        if refused is None and body and _is_api_json(scope):
-            refused = _duplicate_key_refusal(body)
+        if refused is None and scope["path"].startswith("/api/"):
+            json_body = _is_api_json(scope) and scope["path"] not in _BIG_BODIES  # own parsers
+            refused = _unstorable_refusal(scope, body if json_body else b"")
         if refused is not None:
             return await _reply(send, scope, *refused)
         sent = False
@@ -122,12 +128,30 @@ def _is_api_json(scope) -> bool:
     return scope["path"].startswith("/api/") and content_type.startswith(b"application/json")
 
 
-def _duplicate_key_refusal(body: bytes) -> tuple[int, dict] | None:
+def _unstorable_refusal(scope, body: bytes) -> tuple[int, dict] | None:
+    """400 for a duplicate JSON key, or a control character or lone surrogate in the
+    path, the query or any string of the body: no database stores those as text."""
     try:
-        inputs.loads(body)
+        inputs.plain_text(scope["path"], "path", max_len=2048)
+        for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
+            inputs.plain_text(value, name, max_len=2048)
+        if body:
+            _check_strings(inputs.loads(body), "")
     except InvalidInput as exc:
         return 400, exc.to_dict()
     return None
+
+
+def _check_strings(value: Any, field: str) -> None:
+    if isinstance(value, str):
+        inputs.plain_text(value, field or "body", max_len=inputs.MAX_BODY_BYTES * 64)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            inputs.plain_text(key, field or "body", max_len=2048)
+            _check_strings(item, f"{field}.{key}" if field else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_strings(item, f"{field}.{index}" if field else str(index))
 
 
 async def _reply(send, scope, status: int, error: dict) -> None:
