@@ -89,6 +89,7 @@ def test_reconcile_exits_nonzero_on_a_difference(cli, engine):
     assert body["differences"][0]["kind"] == "balance_mismatch"
 
 
+@pytest.mark.slow
 def test_entry_point_runs_as_a_program(database_url, tmp_path):
     env = {**os.environ, "FEECENTER_DATABASE_URL": database_url,
            "FEECENTER_MASTER_KEY": MASTER_KEY, "FEECENTER_HOME": str(tmp_path)}

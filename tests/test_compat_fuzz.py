@@ -164,6 +164,7 @@ def check_answer(shop: Shop, action: str, body: bytes, english: bool) -> dict:
 
 # ---------------------------------------------------------------- the fuzz tests
 
+@pytest.mark.slow
 @pytest.mark.spec("XTR-5")
 @pytest.mark.parametrize("action", sorted(ACTIONS))
 @FUZZ
@@ -194,6 +195,7 @@ raw_bodies = st.one_of(
     st.binary(max_size=64))
 
 
+@pytest.mark.slow
 @pytest.mark.spec("XTR-5")
 @FUZZ
 @given(action=st.sampled_from(sorted(ACTIONS)), body=raw_bodies, english=st.booleans())

@@ -519,6 +519,7 @@ def test_real_credit_balance_leaves_out_what_is_frozen(shop):
     assert money.RealBalance == 5_000_00 - SSL_OV_YEAR
 
 
+@pytest.mark.slow
 @pytest.mark.spec("ORD-3")
 def test_pay_deals_pays_the_largest_merged_purchase(shop):
     """A big deal of 100 orders (the most one payment takes) is paid by one PayDeals."""

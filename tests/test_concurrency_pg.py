@@ -34,6 +34,7 @@ def _cash_account(rt, uin: int) -> int:
             ledger_accounts.c.uin == uin, ledger_accounts.c.kind == "cash")).scalar_one()
 
 
+@pytest.mark.slow
 def test_concurrent_prepaid_debits_never_overdraw(rt):
     uin = new_account(rt)
     add_cash(rt, uin, INITIAL_FEN)

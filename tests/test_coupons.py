@@ -329,6 +329,7 @@ def _applies(c: rules.Coupon, line: rules.Line, mode: str) -> bool:
     return line.months is not None and c.min_months <= line.months <= c.max_months
 
 
+@pytest.mark.slow
 @pytest.mark.spec("CPN-3", "CPN-4", "CPN-5", "ARR-5")
 @settings(max_examples=300, deadline=None)
 @given(payments_st())

@@ -1,5 +1,6 @@
 """`feecenter demo` builds a consistent sample world (the README's main command)."""
 
+import pytest
 from rich.console import Console
 
 from feecenter.db.engine import dispose
@@ -9,6 +10,7 @@ from feecenter.runtime import open_runtime
 from tests.conftest import MASTER_KEY
 
 
+@pytest.mark.slow
 def test_demo_seeds_accounts_orders_and_stays_reconciled(database_url, tmp_path, monkeypatch):
     monkeypatch.setenv("FEECENTER_DATABASE_URL", database_url)
     monkeypatch.setenv("FEECENTER_MASTER_KEY", MASTER_KEY)

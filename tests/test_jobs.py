@@ -536,6 +536,7 @@ def test_a_live_worker_past_its_lease_keeps_its_key(engine):
 
 # ---------------------------------------------------------------- the simulator
 
+@pytest.mark.slow
 @pytest.mark.spec("SET-4")
 def test_run_until_a_simulated_week_runs_every_hour_and_day_once(engine):
     clock = FixedClock(sh(2026, 3, 2, 0, 0))

@@ -323,6 +323,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert {e: self.balance[e] for e in ESCROWS} == {e: held[e] for e in ESCROWS}
 
 
+@pytest.mark.slow
 @pytest.mark.spec("BAL-6")
 def test_random_ledger_operations_keep_every_invariant(engine):
     machine = type(f"LedgerMachineOn{engine.dialect.name.title()}", (LedgerMachine,),

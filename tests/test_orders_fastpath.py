@@ -159,6 +159,7 @@ def test_a_merged_payment_of_automatic_and_manual_products(shop):
     assert_reconciled(rt)
 
 
+@pytest.mark.slow
 @pytest.mark.spec("ORD-3", "BAL-3")
 def test_the_largest_merged_payment_is_written_in_chunks(shop):
     rt = shop

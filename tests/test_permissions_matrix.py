@@ -181,6 +181,7 @@ def test_every_role_and_action_through_the_service_layer(rt):
     assert check_matrix(world, do) == []
 
 
+@pytest.mark.slow
 def test_every_role_and_action_through_the_rest_api(live_server):
     rt, address = live_server
     world = World(rt)

@@ -107,6 +107,7 @@ def priced_accounts(rt):
     return rt, [plain, discounted, contract, fixed, lapsed, 999_999_999]  # last: no account
 
 
+@pytest.mark.slow
 @pytest.mark.spec("SET-2", "ORD-5")
 @pytest.mark.parametrize("pay_mode, months_options", [("postpaid", (None,)),
                                                       ("prepaid", (1, 12))])

@@ -57,6 +57,7 @@ def _even(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value % 2 == 0
 
 
+@pytest.mark.slow
 @pytest.mark.fuzz
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, deadline=None,

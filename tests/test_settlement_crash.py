@@ -181,6 +181,7 @@ def run_until_killed(url: str, rt, target: str, after: int, tmp_path: Path) -> N
     assert proc.returncode == -signal.SIGKILL
 
 
+@pytest.mark.slow
 @pytest.mark.spec("SET-8", "SET-9")
 @pytest.mark.parametrize("target, after, settled_before_rerun", [
     ("post_lines", 6 + 2, 2 * CHUNK),   # inside the 3rd chunk, after its ledger writes

@@ -116,6 +116,7 @@ def test_sqlite_keeps_one_connection_per_thread(rt, database_url):
     assert seen["worker"] != seen["main-1"]
 
 
+@pytest.mark.slow
 def test_a_finished_thread_gives_its_connection_back(database_url):
     if not database_url.startswith("sqlite"):
         pytest.skip("SQLite only: held connections")
