@@ -133,7 +133,9 @@ def test_each_loose_signature_is_refused_with_its_reason_on_compat(live_server):
 
 def test_a_path_followed_by_a_control_character_is_refused(live_server):
     """The signature covers /accounts/UIN/balance; the request goes to /accounts/UIN%09/balance
-    (or %0D, %0A), which the router still reads as that account's balance."""
+    (or %0D, %0A), which the router once read as that account's balance. The request
+    guard now refuses a control character in a path before anything reads it (400
+    naming the path); the raw path's part in the signature: the test below."""
     rt, address = live_server
     uin = new_account(rt, "tc3-path")
     key = owner_key(rt, uin)
@@ -141,7 +143,7 @@ def test_a_path_followed_by_a_control_character_is_refused(live_server):
     for control in ("%09", "%0D", "%0A"):
         target = f"/api/v1/accounts/{uin}{control}/balance"
         status, body = rest_balance(address, key, uin, target=target, signed_path=signed)
-        assert (status, body["error"]["details"]["reason"]) == (401, "SignatureFailure"), target
+        assert (status, body["error"]["field"]) == (400, "path"), target
 
 
 def test_the_canonical_uri_is_the_raw_path_byte_for_byte(live_server):
