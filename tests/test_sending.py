@@ -231,6 +231,25 @@ def test_reads_together_take_every_kind_of_parameter(rt):
             assert sent.rows() == [tuple(params.values())]
 
 
+@pytest.mark.postgres_only  # prepared statements: PostgreSQL
+def test_a_shape_keeps_one_prepared_statement_whatever_its_values(rt):
+    """Ints go as bigint whatever their size (psycopg would pick smallint, integer or
+    bigint by value, and a statement whose parameter types change is prepared
+    anew): one prepared statement per shape, reused."""
+    moment = datetime(2026, 3, 2, 2, 0)
+    with transaction(rt.engine) as conn:
+        for small, big in [(1, 2), (70000, 10**12), (-5, 40000), (0, 0)]:
+            with sending.reads(conn):
+                sending.send(conn, _PARAMETERS, {"flag": True, "small": small, "big": big,
+                                                 "text": "t", "none": None, "at": moment},
+                             returns=True)
+        prepared = conn.exec_driver_sql(
+            "SELECT parameter_types::text[] FROM pg_prepared_statements "
+            "WHERE left(statement, 7) = 'WITH q0'").scalars().all()
+    assert prepared == [["boolean", "bigint", "bigint", "character varying",
+                         "character varying", "timestamp without time zone"]]
+
+
 def test_writes_waiting_for_the_commit_keep_their_order(rt):
     with transaction(rt.engine) as conn:
         with sending.writes(conn, with_commit=True):
