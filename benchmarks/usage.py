@@ -208,7 +208,7 @@ def raw(url: str, rows: list[tuple]) -> tuple[float, tuple[float, float]]:
             with db.cursor() as cur, cur.copy(f"COPY usage_records ({columns}) FROM STDIN "
                                               "(FORMAT BINARY)") as cp:
                 cp.set_types(["text", "int8", "text", "text", "int8", "timestamp", "timestamp",
-                              "timestamp"])
+                              "timestamp", "int8"])
                 for row in part:
                     cp.write_row(row)
             db.commit()

@@ -159,7 +159,7 @@ def test_a_line_in_arrears_shows_the_shortfall_as_cash_paid():
             "price_kind": "list", "unit_price": 19_000_000, "list_amount": 626_221_000,
             "discount_bp": 10_000, "discounted_amount": 626_221_000, "deducted": 626,
             "voucher_paid": 0, "gift_paid": 100, "cash_paid": 20, "credit_paid": 6,
-            "arrears": 500}
+            "arrears": 500, "stopped_quantity": 0}
     detail = _bill_detail(line)
     [c] = detail["ComponentSet"]
     assert (c["IncentivePayAmount"], c["CashPayAmount"], c["VoucherPayAmount"]) == (

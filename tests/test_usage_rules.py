@@ -156,7 +156,7 @@ def test_check_names_the_first_problem_of_a_record():
                with_(resource_id="cvm-2"), with_(usage_start="2026-02-28 00:00:00"),
                with_(usage_end="2026-03-02 21:00:00"), with_(billing_item="GPU")]
     rows, lines, refused = rules.check(records, list(range(1, 9)), facts, NOW)
-    assert rows == [good + (NOW,)] and lines == [1]
+    assert rows == [good + (NOW, 0)] and lines == [1]  # nothing stopped
     assert [r.field for r in refused] == ["resource_id", "resource_id", "resource_id",
                                           "resource_id", "usage_start", "usage_end",
                                           "billing_item"]
@@ -171,3 +171,40 @@ def test_dedupe_keeps_each_events_first_row():
     new, duplicates, refused = rules.dedupe([changed_a, b], [1, 2], {"a": a[:7]})
     assert (new, duplicates, [r.field for r in refused]) == ([b], 0, ["event_id"])
 
+
+
+# ---------------------------------------------------------------- ARR-3: usage while stopped
+
+def _t(hh_mm: str) -> str:
+    return f"2026-03-02 {hh_mm}:00.000000"
+
+
+@pytest.mark.spec("ARR-3")
+def test_usage_while_stopped_is_pro_rated_by_time_half_up():
+    one = 1_000_000  # one instance-hour
+    stopped = [(_t("12:00"), _t("14:20"))]
+    part = rules.stopped_part
+    assert part(one, _t("11:00"), _t("12:00"), stopped) == 0          # ends at the stop
+    assert part(one, _t("12:00"), _t("13:00"), stopped) == one        # wholly stopped
+    assert part(one, _t("11:30"), _t("12:30"), stopped) == one // 2   # stop inside the record
+    assert part(one, _t("14:00"), _t("15:00"), stopped) == 333_333    # restore at 14:20: 20 min
+    assert part(one, _t("14:20"), _t("15:00"), stopped) == 0          # starts at the restore
+    assert part(2, _t("11:00"), _t("12:30"), stopped) == 1            # 2/3 rounds up to 1
+    assert part(1, _t("11:30"), _t("12:30"), stopped) == 1            # a half rounds up
+    still = [(_t("12:00"), None)]                                      # not restarted yet
+    assert part(one, _t("15:00"), _t("16:00"), still) == one
+    two = [(_t("10:00"), _t("10:15")), (_t("10:45"), None)]           # stopped twice
+    assert part(one, _t("10:00"), _t("11:00"), two) == one // 2
+
+
+@pytest.mark.spec("ARR-3")
+def test_check_records_the_stopped_part_of_each_kept_record():
+    parser = RecordParser()
+    created, items = "2026-03-01 00:00:00.000000", frozenset({"S5"})
+    facts = {"cvm-1": ResourceFacts(100, True, created, None, "cvm", items,
+                                    stops=((_t("10:30"), None),))}
+    record = parser.parse(GOOD)  # 10:00-11:00 Shanghai = 02:00-03:00 UTC; stopped from 10:30 UTC
+    later = parser.parse(("e2",) + GOOD[1:5] + ("2026-03-02 18:30:00", "2026-03-02 19:00:00"))
+    rows, _, refused = rules.check([record, later], [1, 2], facts, NOW)
+    assert refused == []
+    assert [row[-1] for row in rows] == [0, 1_500_000]  # before the stop; wholly after it

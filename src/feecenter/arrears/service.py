@@ -13,10 +13,12 @@ the ``arrears.escalate`` job:
    (``policy``) is applied through the pure rules (``rules.due_steps``):
    stop warning, stop (state ``stopped``), destruction warning, destruction
    (state ``recycled`` with ``released_at``). Every step is an event on the
-   account (``account_events``) and is notified.
+   account (``account_events``) and is notified. From the stop, the resource's
+   usage is not charged (``resources.stop_resource``, ``usage.restate_stopped``).
 4. An open case whose account is out of arrears (balance back to 0) is
    closed; the resources this case stopped (and did not destroy) are
-   restarted, with events and an ``arrears_repaid_restored`` notice.
+   restarted — charged again from then on — with events and an
+   ``arrears_repaid_restored`` notice.
 
 Each account is handled in one transaction of its own (events, resource
 changes and notifications commit together). Idempotent: events are unique
@@ -46,6 +48,7 @@ from feecenter.notifications.service import notify
 from feecenter.resources import postpaid
 from feecenter.resources import service as resources
 from feecenter.resources.tables import resources as resources_table
+from feecenter.usage import service as usage
 
 _C = arrears_cases.c
 _E = account_events.c
@@ -223,12 +226,14 @@ def _advance(conn: Connection, clock: Clock, policies: PolicyTable, case: dict,
 
 
 def _apply(conn: Connection, clock: Clock, r: dict, kind: str, facts) -> None:
-    """The resource side of a step: stop, or recycle (its freeze follows FRZ-3)."""
+    """The resource side of a step: stop (its usage from now on is not charged), or
+    recycle (its freeze follows FRZ-3)."""
+    now = clock.now()
     if kind == rules.STOPPED:
-        resources.update_resource(conn, r["id"], state="stopped")
+        resources.stop_resource(conn, r["id"], now, "arrears")
+        usage.restate_stopped(conn, r["id"], db_time(now))
         r["state"] = "stopped"
     elif kind == rules.DESTROYED:
-        now = clock.now()
         values: dict = {"state": "recycled", "released_at": now}
         if r.get("freeze_hold_id"):
             # as release_postpaid does: at once, or at the next settlement boundary;
@@ -236,7 +241,7 @@ def _apply(conn: Connection, clock: Clock, r: dict, kind: str, facts) -> None:
             immediate = facts is None or facts.freeze_release == "immediate"
             release_at = now if immediate else postpaid.next_settlement(facts.postpaid_cycle, now)
             values["freeze_release_at"] = db_time(release_at)
-        resources.update_resource(conn, r["id"], **values)
+        resources.end_stop(conn, r["id"], now, **values)
         r["state"] = "recycled"
 
 
@@ -264,8 +269,10 @@ def _close_case(conn: Connection, clock: Clock, case: dict) -> int:
         .order_by(resources_table.c.id)).mappings()] if stopped_ids else []
     key = f"arrears:{case_id}:restored"
     amount = _repaid_amount(conn, uin, case["started_at"]) or case["arrears_at_open"]
-    for r in restart:
-        resources.update_resource(conn, r["id"], state="running")
+    now = clock.now()
+    for r in restart:  # charged again from now on (ARR-3)
+        resources.end_stop(conn, r["id"], now, state="running")
+        usage.restate_stopped(conn, r["id"], db_time(now))
         _event(conn, clock, uin, case_id, "restarted", r["id"], {}, key)
     _event(conn, clock, uin, case_id, "restored", None,
            {"amount": amount, "restarted": [r["id"] for r in restart]}, key)

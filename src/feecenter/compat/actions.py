@@ -19,6 +19,7 @@ from feecenter.inputs import digits_id
 from feecenter.money import format_rated, format_yuan
 from feecenter.orders import service as orders
 from feecenter.orders.rules import order_no, parse_order_ref
+from feecenter.present.bills import NOT_CHARGED_STOPPED
 from feecenter.runtime import Runtime
 from feecenter.settlement import service as settlement
 
@@ -279,6 +280,21 @@ def _yuan8(micro: int) -> str:
     return format_rated(micro)
 
 
+def _formula(line: dict) -> str:
+    """The line's notes: why it adjusts (SET-9); that usage while stopped is not charged
+    (ARR-3), with how much."""
+    notes = [line["reason"]] if line["reason"] else []
+    if line["stopped_quantity"]:
+        notes.append(f"{NOT_CHARGED_STOPPED[0]}（{_measure(line['stopped_quantity'])}）/ "
+                     f"{NOT_CHARGED_STOPPED[1]} ({_measure(line['stopped_quantity'])})")
+    return "; ".join(notes)
+
+
+def _measure(quantity: int) -> str:
+    return f"{quantity // 10**6}" + (f".{quantity % 10**6:06d}".rstrip("0") if quantity % 10**6
+                                     else "")
+
+
 def _bill_detail(line: dict) -> dict:
     deducted_at = line["deducted_at"]
     period_start, period_end = line["period_start"], line["period_end"]
@@ -288,9 +304,7 @@ def _bill_detail(line: dict) -> dict:
     listed = line["price_kind"] == "list"  # BIL-6: contract / fixed prices hide list fields
     unit = line["unit"]
     time_unit = TIME_UNITS.get(line["postpaid_period"] or "", "")
-    quantity = line["quantity"]
-    used = f"{quantity // 10**6}" + (f".{quantity % 10**6:06d}".rstrip("0") if quantity % 10**6
-                                     else "")
+    used = _measure(line["quantity"])
     discount = line["discount_bp"] / 10_000
     component = {
         "ComponentCodeName": line["item_name"], "ItemCodeName": line["item_name"],
@@ -334,7 +348,7 @@ def _bill_detail(line: dict) -> dict:
         "PayerUin": str(line["uin"]), "OwnerUin": str(line["uin"]), "OperateUin": str(line["uin"]),
         "Tags": [], "BusinessCode": line["product_code"], "ProductCode": line["product_code"],
         "ActionType": action, "RegionId": line["region"], "ProjectId": line["project_id"],
-        "PriceInfo": [], "Formula": line["reason"] or "", "FormulaUrl": "",
+        "PriceInfo": [], "Formula": _formula(line), "FormulaUrl": "",
         "BillDay": business_time_text(deducted_at)[8:10],
         "BillMonth": business_time_text(deducted_at)[:7],
         "Id": str(line["id"]), "RegionType": "0", "RegionTypeName": "中国大陆",

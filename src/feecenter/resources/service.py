@@ -15,7 +15,7 @@ from feecenter.clock import Clock, db_time
 from feecenter.db import sending
 from feecenter.db.precompiled import Precompiled
 from feecenter.errors import Conflict, invalid, not_found
-from feecenter.resources.tables import projects, resources
+from feecenter.resources.tables import projects, resource_stops, resources
 
 DEFAULT_PROJECT = "默认项目"
 _ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -147,6 +147,36 @@ def update_resource(conn: Connection, resource_id: str, **values) -> None:
         if values.get(key) is not None:
             values[key] = db_time(values[key])
     conn.execute(update(resources).where(resources.c.id == resource_id).values(**values))
+
+
+def stop_resource(conn: Connection, resource_id: str, at: datetime, reason: str) -> None:
+    """ARR-3: the resource stops at ``at``; its usage from then on is not charged
+    until ``end_stop`` (restart or destruction)."""
+    resource = conn.execute(select(resources.c.uin).where(resources.c.id == resource_id)).one()
+    update_resource(conn, resource_id, state="stopped")
+    conn.execute(insert(resource_stops).values(resource_id=resource_id, uin=resource.uin,
+                                               reason=reason, stopped_at=db_time(at)))
+
+
+def end_stop(conn: Connection, resource_id: str, at: datetime, **values) -> None:
+    """The resource's open stop ends at ``at``; ``values`` are its new state (running,
+    or recycled with released_at)."""
+    update_resource(conn, resource_id, **values)
+    s = resource_stops.c
+    conn.execute(update(resource_stops).where(s.resource_id == resource_id,
+                                              s.ended_at.is_(None)).values(ended_at=db_time(at)))
+
+
+def stop_spans(conn: Connection, resource_ids: list[str]) -> dict[str, list[tuple]]:
+    """resource id -> its stops as (stopped_at, ended_at or None), naive UTC, in time order;
+    only resources that were ever stopped."""
+    s = resource_stops.c
+    spans: dict[str, list[tuple]] = {}
+    for row in conn.execute(select(s.resource_id, s.stopped_at, s.ended_at)
+                            .where(s.resource_id.in_(resource_ids))
+                            .order_by(s.resource_id, s.stopped_at)):
+        spans.setdefault(row.resource_id, []).append((row.stopped_at, row.ended_at))
+    return spans
 
 
 def move_resources(conn: Connection, clock: Clock, actor: Actor, uin: int,

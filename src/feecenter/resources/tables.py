@@ -1,4 +1,5 @@
-"""Tables owned by resources."""
+"""Tables owned by resources: projects, resources, and when a resource was stopped
+(``resource_stops``: usage while stopped is not charged, ARR-3)."""
 
 from sqlalchemy import (BigInteger, Boolean, Column, DateTime, ForeignKey, Index, String, Table,
                         Text, UniqueConstraint)
@@ -36,4 +37,17 @@ resources = Table(
     Column("freeze_hold_id", IdType, nullable=True),
     Column("freeze_release_at", DateTime, nullable=True),
     Index("ix_resources_uin_id", "uin", "id"),
+)
+
+# A span a resource was stopped (ARR-3 isolation): [stopped_at, ended_at), ended_at NULL
+# while it still is. Usage that falls in a span is not charged (docs/arrears.md).
+resource_stops = Table(
+    "resource_stops", metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("resource_id", String(40), nullable=False),
+    Column("uin", BigInteger, nullable=False),
+    Column("reason", String(20), nullable=False),  # arrears
+    Column("stopped_at", DateTime, nullable=False),  # naive UTC
+    Column("ended_at", DateTime, nullable=True),  # restarted or destroyed
+    Index("ix_resource_stops_resource", "resource_id", "stopped_at"),
 )

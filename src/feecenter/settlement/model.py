@@ -53,16 +53,17 @@ class ResourceFacts(NamedTuple):
 class RatedLine:
     """A resource × billing item of a period, priced; becomes one L3 bill line."""
 
-    __slots__ = ("uin", "resource_id", "item", "facts", "quantity", "chargeable", "covered",
-                 "rate")
+    __slots__ = ("uin", "resource_id", "item", "facts", "quantity", "stopped", "chargeable",
+                 "covered", "rate")
 
-    def __init__(self, uin: int, resource_id: str, item: str, quantity: int):
+    def __init__(self, uin: int, resource_id: str, item: str, quantity: int, stopped: int = 0):
         self.uin = uin
         self.resource_id = resource_id
         self.item = item
         self.facts: ResourceFacts | None = None  # set by rating.attach_facts, at deduction time
         self.quantity = quantity      # metered in the period (1e-6 units)
-        self.chargeable = quantity    # what is priced: quantity less what packages cover
+        self.stopped = stopped        # of which used while the resource was stopped (ARR-3)
+        self.chargeable = quantity - stopped  # what is priced: less what packages cover
         self.covered: tuple = ()      # (package, quantity) traces, filled by SET-10
         self.rate: Rate | None = None  # set by rating.rate_lines
 

@@ -34,7 +34,8 @@ LINE_COLUMNS = (  # the table's column order: the rows go to the driver as they 
     "quantity", "package_quantity", "price_kind", "unit_price", "list_amount", "discount_bp",
     "discounted_amount",
     "deducted", "rounding_diff", "voucher_paid", "cash_paid", "gift_paid", "credit_paid",
-    "arrears", "txn_id", "deducted_at", "kind", "sequence", "adjusts_line_id", "reason")
+    "arrears", "txn_id", "deducted_at", "kind", "sequence", "adjusts_line_id", "reason",
+    "stopped_quantity")
 
 
 @dataclass
@@ -130,11 +131,12 @@ def _line_rows(run: RunContext, charge: ProductCharge, result: bulk.SpendResult 
         rows.append((
             line.uin, line.resource_id, facts.name, facts.product, facts.region, line.item,
             facts.project_id, facts.project_name, cycle, period.key, stamp.period_start,
-            stamp.period_end, line.quantity, line.quantity - line.chargeable, rate.price_kind,
+            stamp.period_end, line.quantity, line.quantity - line.stopped - line.chargeable,
+            rate.price_kind,
             rate.unit_price, rate.list_amount,
             rate.discount_bp, rate.amount, share.deducted, share.rounding_diff, voucher, cash,
             gift, credit, arrears, txn_id, stamp.now, kind, sequence,
-            originals.get((line.resource_id, line.item)), reason))
+            originals.get((line.resource_id, line.item)), reason, line.stopped))
     return rows
 
 

@@ -18,8 +18,9 @@ Set-based, for a whole period at once:
 - ``rate_lines``: every line priced from a ``PriceBook`` loaded once per
   period, exactly as ``catalog.quote`` prices it.
 
-A ``RatedLine`` keeps its metered ``quantity`` and the ``chargeable`` part
-that is priced; they differ once resource packages cover usage (SET-10, see
+A ``RatedLine`` keeps its metered ``quantity``, the part of it used while the
+resource was stopped (``stopped``, ARR-3: never priced) and the ``chargeable``
+part that is priced: the rest, less what resource packages cover (SET-10, see
 ``settlement.extensions``).
 """
 
@@ -70,20 +71,21 @@ def period_usage(conn: Connection, cycle: str, period: Period,
         return {}
     u, r = usage_records.c, resources.c
     rows = stream_on_driver(conn, (
-        select(u.uin, u.resource_id, u.billing_item, cast(func.sum(u.quantity), BigInteger))
+        select(u.uin, u.resource_id, u.billing_item, cast(func.sum(u.quantity), BigInteger),
+               cast(func.sum(u.stopped_quantity), BigInteger))
         .join(resources, r.id == u.resource_id)
         .where(u.usage_end > db_time(period.start), u.usage_end <= db_time(period.end),
                r.pay_mode == "postpaid", r.product_code.in_(codes))
         .group_by(u.uin, u.resource_id, u.billing_item)))
     by_account: dict[int, list[RatedLine]] = {}
     shared: dict = {}  # one object per account number and item code (memory)
-    for uin, resource_id, item, quantity in rows:
+    for uin, resource_id, item, quantity, stopped in rows:
         lines = by_account.get(uin)
         if lines is None:
             lines = by_account[uin] = []
             shared[uin] = uin
         lines.append(RatedLine(shared[uin], resource_id, shared.setdefault(item, item),
-                               quantity))
+                               quantity, stopped))
     order = attrgetter("resource_id", "item")  # in Python: a collation may order otherwise
     for lines in by_account.values():
         lines.sort(key=order)
@@ -170,7 +172,8 @@ def month_to_date(conn: Connection, cycle: str, period: Period, lines: list[Rate
     fixed_paid = func.max(case((and_(b.price_kind == "fixed", b.discounted_amount > 0), 1),
                                else_=0))
     upto = b.period_key <= period.key if include_period else b.period_key < period.key
-    charged = func.sum(b.quantity - b.package_quantity)  # tiers continue on charged usage
+    # tiers continue on charged usage
+    charged = func.sum(b.quantity - b.package_quantity - b.stopped_quantity)
     stmt = (select(b.resource_id, charged, fixed_paid)
             .where(b.resource_id.in_(bindparam("ids", expanding=True)),
                    b.billing_item == bindparam("item"), b.cycle == cycle,

@@ -270,8 +270,8 @@ def _adjust_account(conn: Connection, clock: Clock, run: RunContext, uin: int,
     missing, originals, sequence = _unbilled(conn, run.cycle, period, uin, pairs)
     if not missing:
         return 0, None
-    lines = [RatedLine(uin, resource_id, item, quantity)
-             for resource_id, item, quantity in missing]
+    lines = [RatedLine(uin, resource_id, item, quantity, stopped)
+             for resource_id, item, quantity, stopped in missing]
     rating.attach_facts(conn, lines)
     if failed := rating.unpriceable(conn, run.book, lines):
         return 0, failed[uin]
@@ -292,22 +292,26 @@ def _adjust_account(conn: Connection, clock: Clock, run: RunContext, uin: int,
 
 def _unbilled(conn: Connection, cycle: str, period: Period, uin: int,
               pairs: list[tuple[str, str]]):
-    """Per (resource, item): the period's usage not yet billed by its lines; the original
-    charge lines; the next adjustment sequence number."""
+    """Per (resource, item): the period's usage not yet billed by its lines, and of it
+    what was used while the resource was stopped (ARR-3); the original charge lines;
+    the next adjustment sequence number."""
     u, b = usage_records.c, bill_lines.c
-    missing: list[tuple[str, str, int]] = []
+    missing: list[tuple[str, str, int, int]] = []
     originals: dict[tuple[str, str], int] = {}
     sequence = 1
     for resource_id, item in pairs:
-        used = conn.execute(select(func.coalesce(func.sum(u.quantity), 0)).where(
-            u.resource_id == resource_id, u.billing_item == item,
-            u.usage_end > db_time(period.start), u.usage_end <= db_time(period.end))).scalar_one()
-        lines = conn.execute(select(b.id, b.kind, b.sequence, b.quantity).where(
+        used, stopped = conn.execute(select(
+            func.coalesce(func.sum(u.quantity), 0), func.coalesce(func.sum(u.stopped_quantity), 0))
+            .where(u.resource_id == resource_id, u.billing_item == item,
+                   u.usage_end > db_time(period.start), u.usage_end <= db_time(period.end))).one()
+        lines = conn.execute(select(b.id, b.kind, b.sequence, b.quantity, b.stopped_quantity).where(
             b.resource_id == resource_id, b.billing_item == item, b.cycle == cycle,
             b.period_key == period.key).order_by(b.id)).all()
         billed = sum(line.quantity for line in lines)
         if used > billed:
-            missing.append((resource_id, item, int(used) - billed))
+            unbilled_stopped = int(stopped) - sum(line.stopped_quantity for line in lines)
+            missing.append((resource_id, item, int(used) - billed,
+                            min(max(unbilled_stopped, 0), int(used) - billed)))
             charge = next((line.id for line in lines if line.kind == "charge"), None)
             if charge is not None:
                 originals[(resource_id, item)] = charge

@@ -45,6 +45,8 @@ bill_lines = Table(
     Column("reason", Text, nullable=True),
     UniqueConstraint("resource_id", "billing_item", "cycle", "period_key", "kind", "sequence",
                      name="uq_bill_lines_once"),
+    # of ``quantity``, what was used while the resource was stopped (ARR-3): not charged
+    Column("stopped_quantity", BigInteger, nullable=False, server_default=text("0")),
     Index("ix_bill_lines_uin_period", "uin", "period_start"),
     Index("ix_bill_lines_uin_deducted", "uin", "deducted_at"),
 )

@@ -1,13 +1,15 @@
-"""Usage rules on plain values: may a parsed record be stored, and is it new?
+"""Usage rules on plain values: may a parsed record be stored, is it new, and how
+much of it was used while its resource was stopped (ARR-3: not charged)?
 
 Records are the tuples of ``usage.parse`` (times as fixed-width UTC text, so
-comparing texts compares times). Both functions walk a whole chunk in one
-loop: this is the per-record cost of the bulk intake.
+comparing texts compares times). ``check`` and ``dedupe`` walk a whole chunk in
+one loop: this is the per-record cost of the bulk intake.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from feecenter.usage.parse import Rejection
 
@@ -22,12 +24,14 @@ class ResourceFacts:
     released: str | None
     product_code: str
     items: frozenset[str]  # the product's billing item codes
+    stops: tuple = ()  # (stopped, ended or None) UTC texts: when it was stopped (ARR-3)
 
 
 def check(records: list[tuple], lines: list[int], facts: dict[str, ResourceFacts],
           now: str) -> tuple[list[tuple], list[int], list[Rejection]]:
-    """The rows to store (each record plus its received_at, ``now``), their lines,
-    and a rejection naming the field for each record that may not be stored."""
+    """The rows to store (each record plus its received_at, ``now``, and its stopped
+    quantity), their lines, and a rejection naming the field for each record that may
+    not be stored."""
     rows, kept, refused = [], [], []
     for record, line in zip(records, lines):
         resource = facts.get(record[2])
@@ -35,7 +39,9 @@ def check(records: list[tuple], lines: list[int], facts: dict[str, ResourceFacts
                 and record[5] >= resource.created and record[6] <= now
                 and (resource.released is None or record[6] <= resource.released)
                 and record[3] in resource.items):
-            rows.append((*record, now))
+            stopped = stopped_part(record[4], record[5], record[6], resource.stops) \
+                if resource.stops else 0
+            rows.append((*record, now, stopped))
             kept.append(line)
         else:
             refused.append(Rejection(line, record[0], *problem(record, resource, now)))
@@ -61,6 +67,31 @@ def problem(record: tuple, resource: ResourceFacts | None, now: str) -> tuple[st
         return ("billing_item", f"产品 {resource.product_code} 没有计费项 {item}",
                 f"product {resource.product_code} has no billing item {item}")
     raise AssertionError(f"record {record!r} has no problem")
+
+
+def stopped_part(quantity: int, start: str, end: str, stops) -> int:
+    """ARR-3, the boundary rule: the part of a record's quantity used while its resource
+    was stopped — the quantity pro-rated by the share of the record's time range
+    [start, end) inside its stops [stopped, ended), counted in microseconds and
+    rounded half-up; 0 outside any stop, all of it inside one. Texts or naive UTC
+    datetimes."""
+    begin, finish = _time(start), _time(end)
+    inside = 0
+    for stopped, ended in stops:
+        low = max(begin, _time(stopped))
+        high = finish if ended is None else min(finish, _time(ended))
+        if high > low:
+            inside += _micro(high - low)
+    length = _micro(finish - begin)
+    return min(quantity, (2 * quantity * inside + length) // (2 * length))
+
+
+def _time(when: str | datetime) -> datetime:
+    return datetime.fromisoformat(when) if isinstance(when, str) else when
+
+
+def _micro(delta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def dedupe(rows: list[tuple], lines: list[int], known: dict[str, tuple]

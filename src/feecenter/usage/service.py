@@ -14,6 +14,10 @@ adds only what is missing):
 On PostgreSQL steps 2-3 of a chunk run in a writer thread while the next
 chunk is parsed.
 The valid records of a batch are kept whatever else it holds. docs/usage.md.
+
+A record's ``stopped_quantity`` — what it used while its resource was stopped
+for arrears (ARR-3), not charged — is set at intake (``rules.stopped_part``)
+and set again by ``restate_stopped`` when a stop begins or ends.
 """
 
 from __future__ import annotations
@@ -24,14 +28,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from feecenter.accounts.permissions import Actor, require_operator
 from feecenter.clock import Clock, db_time
 from feecenter.db.engine import transaction
 from feecenter.errors import Conflict, invalid
+from feecenter.resources import service as resources
 from feecenter.usage import rules, store
 from feecenter.usage.parse import FORMATS, Chunk, Rejection, chunks, utc_text
+from feecenter.usage.tables import usage_records
 
 CHUNK = 20_000  # records per database transaction
 MAX_REJECTIONS_REPORTED = 1_000
@@ -147,3 +153,21 @@ def _write(conn: Connection, rows: list[tuple], lines: list[int]
     raise Conflict("其他导入正在写入相同的事件，请稍后重试（此前的记录已导入）",
                    "another import keeps writing the same events: retry later "
                    "(the records before were imported)", field="event_id")
+
+
+def restate_stopped(conn: Connection, resource_id: str, since) -> int:
+    """Set again the stopped quantity of the resource's records ending after ``since``
+    (naive UTC), from its stops as they are now; the number changed. A stop or restart
+    calls it in its own transaction: a record of those hours can only be stored already
+    if its import read the resource just before the stop or restart was written."""
+    u = usage_records.c
+    spans = resources.stop_spans(conn, [resource_id]).get(resource_id, [])
+    changed = [{"event": row.event_id, "stopped": stopped} for row in conn.execute(
+        select(u.event_id, u.quantity, u.usage_start, u.usage_end, u.stopped_quantity)
+        .where(u.usage_end > since, u.resource_id == resource_id))
+        if (stopped := rules.stopped_part(row.quantity, row.usage_start, row.usage_end, spans))
+        != row.stopped_quantity]
+    if changed:
+        conn.execute(update(usage_records).where(u.event_id == bindparam("event"))
+                     .values(stopped_quantity=bindparam("stopped")), changed)
+    return len(changed)

@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import Connection, select
 
 from feecenter.catalog.tables import billing_items
+from feecenter.resources import service as resources_service
 from feecenter.resources.tables import resources
 from feecenter.usage.parse import Memo, utc_text
 from feecenter.usage.rules import ResourceFacts
@@ -23,14 +24,15 @@ from feecenter.usage.tables import EVENT_ID_CONSTRAINT, usage_records
 
 IN_LIST = 1_000  # ids per IN (...) lookup
 COLUMNS = ("event_id", "uin", "resource_id", "billing_item", "quantity", "usage_start",
-           "usage_end", "received_at")
+           "usage_end", "received_at", "stopped_quantity")
 _COLUMN_LIST = ", ".join(COLUMNS)
 _SQLITE_INSERT = (f"INSERT INTO {usage_records.name} ({_COLUMN_LIST}) "
                   f"VALUES ({', '.join('?' * len(COLUMNS))}) ON CONFLICT (event_id) DO NOTHING")
 # Binary COPY: the server takes the times and integers as they are instead of
 # parsing text (~2.5 µs a record less of server CPU, docs/usage.md).
 _PG_COPY = f"COPY {usage_records.name} ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
-_PG_TYPES = ("text", "int8", "text", "text", "int8", "timestamp", "timestamp", "timestamp")
+_PG_TYPES = ("text", "int8", "text", "text", "int8", "timestamp", "timestamp", "timestamp",
+             "int8")
 
 
 def insert_new(conn: Connection, rows: list[tuple]) -> bool:
@@ -53,9 +55,9 @@ def _copy(driver, rows: list[tuple]) -> bool:
         with driver.cursor() as cursor, cursor.copy(_PG_COPY) as copy:
             copy.set_types(_PG_TYPES)
             write = copy.write_row
-            for event_id, uin, resource_id, item, quantity, start, end, received in rows:
+            for event_id, uin, resource_id, item, quantity, start, end, received, stopped in rows:
                 write((event_id, uin, resource_id, item, quantity, times[start], times[end],
-                       times[received]))
+                       times[received], stopped))
     except UniqueViolation as exc:
         if exc.diag.constraint_name != EVENT_ID_CONSTRAINT:
             raise
@@ -80,19 +82,22 @@ def known_events(conn: Connection, event_ids: list[str]) -> dict[str, tuple]:
 
 def resource_facts(conn: Connection, ids: set[str],
                    items_of: dict[str, frozenset[str]]) -> dict[str, ResourceFacts]:
-    """The facts of these resources (those that exist); ``items_of`` caches each
-    product's billing item codes across chunks."""
+    """The facts of these resources (those that exist), with their stops (ARR-3);
+    ``items_of`` caches each product's billing item codes across chunks."""
     r = resources.c
     ordered = sorted(ids)
     facts = {}
     for start in range(0, len(ordered), IN_LIST):
+        some = ordered[start:start + IN_LIST]
+        spans = resources_service.stop_spans(conn, some)
         for row in conn.execute(select(r.id, r.uin, r.product_code, r.pay_mode, r.created_at,
-                                       r.released_at)
-                                .where(r.id.in_(ordered[start:start + IN_LIST]))):
+                                       r.released_at).where(r.id.in_(some))):
             facts[row.id] = ResourceFacts(
                 uin=row.uin, postpaid=row.pay_mode == "postpaid", created=utc_text(row.created_at),
                 released=_text_or_none(row.released_at), product_code=row.product_code,
-                items=_items(conn, row.product_code, items_of))
+                items=_items(conn, row.product_code, items_of),
+                stops=tuple((utc_text(stopped), _text_or_none(ended))
+                            for stopped, ended in spans.get(row.id, ())))
     return facts
 
 
