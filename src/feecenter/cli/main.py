@@ -93,15 +93,18 @@ def account_show(uin: Annotated[int, typer.Option()], as_json: JsonOpt = False) 
 @account_app.command("add-user")
 def account_add_user(uin: Annotated[int, typer.Option()], login: Annotated[str, typer.Option()],
                      role: Annotated[str, typer.Option(help="finance | admin | readonly")],
+                     email: Annotated[Optional[str], typer.Option(help="its own email")] = None,
+                     phone: Annotated[Optional[str], typer.Option(help="its own phone")] = None,
                      as_json: JsonOpt = False) -> None:
-    """Add a sub-user with a role (ACC-2)."""
+    """Add a sub-user with a role (ACC-2), and where it receives notifications."""
     from feecenter.accounts import service as accounts
     from feecenter.db.engine import transaction
 
     with _refusals(as_json):
         rt = _runtime()
         with transaction(rt.engine) as conn:
-            user_id = accounts.add_user(conn, rt.clock, _actor(), uin, login, role)
+            user_id = accounts.add_user(conn, rt.clock, _actor(), uin, login, role,
+                                        email=email, phone=phone)
     _emit(as_json, {"user_id": user_id, "login": login, "role": role})
 
 
