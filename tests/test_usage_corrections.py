@@ -17,6 +17,7 @@ from feecenter.funds.tables import statement_entries
 from feecenter.usage import service as usage
 from feecenter.usage.tables import usage_records
 from tests.conftest import MASTER_KEY
+from tests.compat_harness import compat_shop  # noqa: F401
 from tests.helpers import OPS, add_cash, add_gift, assert_reconciled, balance, run_threads
 from tests.test_settlement import hour, ingest, lines, metered, settle  # noqa: F401
 
@@ -223,3 +224,27 @@ def test_cli_bill_lines_show_the_negative_adjustment(corrected_down, database_ur
     [item] = json.loads(result.stdout)["items"]
     assert (item["quantity"], item["deducted"], item["kind"]) == ("-0.500000", "-0.25",
                                                                   "adjustment")
+
+
+@pytest.mark.spec("SET-9", "BIL-1")
+def test_describe_bill_detail_shows_a_correction_as_a_negative_line(compat_shop):
+    from feecenter.periods import HOURLY, period_containing
+    from feecenter.settlement import service as settlement
+
+    shop = compat_shop
+    rt, uin, cvm = shop.rt, shop.uin, shop.resources[0]
+    hour_0 = period_containing(HOURLY, shop.now - timedelta(hours=1))
+    text = json.dumps({"event_id": "compat-h0", "uin": uin, "resource_id": cvm,
+                       "billing_item": VM, "quantity": "0.5",
+                       "usage_start": business_time_text(hour_0.start),
+                       "usage_end": business_time_text(hour_0.end), "revision": 1})
+    assert usage.ingest(rt.engine, rt.clock, OPS, text).corrected == 1
+    next_period = period_containing(HOURLY, hour_0.end)
+    rt.clock.set(next_period.end + timedelta(minutes=5))
+    settlement.settle_period(rt.engine, rt.clock, "hour", next_period)
+    answer = shop.call("DescribeBillDetail", {"Month": business_time_text(hour_0.start)[:7],
+                                              "Offset": 0, "Limit": 100})
+    [correction] = [d for d in answer["DetailSet"] if "用量修正" in d["ActionTypeName"]]
+    [component] = correction["ComponentSet"]
+    assert (correction["ResourceId"], component["UsedAmount"], component["RealCost"],
+            component["CashPayAmount"]) == (cvm, "-0.5", "-0.25000000", "-0.25")
