@@ -248,3 +248,29 @@ def test_describe_bill_detail_shows_a_correction_as_a_negative_line(compat_shop)
     [component] = correction["ComponentSet"]
     assert (correction["ResourceId"], component["UsedAmount"], component["RealCost"],
             component["CashPayAmount"]) == (cvm, "-0.5", "-0.25000000", "-0.25")
+
+
+@pytest.mark.spec("SET-9", "SET-6")
+def test_a_correction_down_gives_a_cash_coupons_share_back_to_the_coupon(metered):
+    from feecenter.accounts.permissions import SYSTEM
+    from feecenter.coupons import rules as coupon_rules
+    from feecenter.coupons import service as coupons
+
+    rt, uin, rid = metered
+    add_cash(rt, uin, 10_00)
+    with rt.engine.begin() as conn:
+        coupon_id = coupons.grant(conn, rt.clock, OPS, uin, coupon_rules.Terms(
+            kind=coupon_rules.CASH, pay_mode=coupon_rules.POSTPAID, face_amount=30,
+            order_kinds=(), valid_days=30), campaign="set9", key="set9-coupon")
+    original = settled_hour_0(rt, uin, rid, "2")  # 1.00: coupon 0.30, cash 0.70
+    assert (original["voucher_paid"], original["cash_paid"]) == (30, 70)
+    send(rt, uin, rid, "1", 1)
+    next_hour(rt)
+    [adjustment] = adjustments(rt, uin)
+    assert (adjustment["deducted"], adjustment["voucher_paid"], adjustment["cash_paid"]) == (
+        -50, -15, -35)
+    assert balance(rt, uin).cash == 10_00 - 70 + 35
+    with rt.engine.connect() as conn:
+        coupon = coupons.get_coupon(conn, rt.clock, SYSTEM, uin, coupon_id)
+    assert coupon["remaining"] == 15
+    assert_reconciled(rt, uin)
