@@ -17,11 +17,19 @@ from feecenter.funds.tables import statement_entries
 from feecenter.usage import service as usage
 from feecenter.usage.tables import usage_records
 from tests.conftest import MASTER_KEY
-from tests.compat_harness import compat_shop  # noqa: F401
-from tests.helpers import OPS, add_cash, add_gift, assert_reconciled, balance, run_threads
-from tests.test_settlement import hour, ingest, lines, metered, settle  # noqa: F401
+from tests.helpers import (OPS, add_cash, add_gift, assert_reconciled, balance, new_account,
+                           run_threads)
+from tests.test_settlement import hour, ingest, lines, load, open_, settle
 
 VM = "S5.MEDIUM4"  # 0.50 yuan an hour in the sample catalog
+
+
+@pytest.fixture
+def metered(rt):
+    """The sample catalog, an account and its postpaid VM."""
+    load(rt)
+    uin = new_account(rt)
+    return rt, uin, open_(rt, uin, name="web-1")
 
 
 def send(rt, uin, rid, quantity, revision, event="c0", n=0):
@@ -69,7 +77,8 @@ def test_a_correction_up_is_a_charged_adjustment_naming_the_original(metered):
     assert (adjustment["period_key"], adjustment["quantity"], adjustment["deducted"],
             adjustment["cash_paid"], adjustment["adjusts_line_id"]) == (
         original["period_key"], 2_000_000, 1_00, 1_00, original["id"])
-    assert "usage correction" in adjustment["reason"] and str(original["id"]) in adjustment["reason"]
+    reason = adjustment["reason"]
+    assert "usage correction" in reason and str(original["id"]) in reason
     assert balance(rt, uin).cash == 10_00 - 50 - 1_00
     assert_reconciled(rt, uin)
 
@@ -107,7 +116,8 @@ def test_a_correction_down_cancels_the_arrears_its_original_left(metered):
     send(rt, uin, rid, "0", 1)
     next_hour(rt)
     [adjustment] = adjustments(rt, uin)
-    assert (adjustment["deducted"], adjustment["cash_paid"], adjustment["arrears"]) == (-50, -20, -30)
+    assert (adjustment["deducted"], adjustment["cash_paid"], adjustment["arrears"]) == (
+        -50, -20, -30)
     view = balance(rt, uin)
     assert (view.cash, view.arrears) == (20, 0)
     assert_reconciled(rt, uin)

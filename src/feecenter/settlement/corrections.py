@@ -69,7 +69,8 @@ def _paid(conn: Connection, run: RunContext, lines: list[RatedLine]) -> dict[tup
     rows = conn.execute(select(b.resource_id, b.billing_item, *sums).where(
         b.uin == uin, b.cycle == run.cycle, b.period_key == run.period.key,
         b.resource_id.in_(bindparam("ids", expanding=True)))
-        .group_by(b.resource_id, b.billing_item), {"ids": sorted({l.resource_id for l in lines})})
+        .group_by(b.resource_id, b.billing_item),
+        {"ids": sorted({line.resource_id for line in lines})})
     found = {(row[0], row[1]): [int(value or 0) for value in row[2:]] for row in rows}
     return {line.key: found.get(line.key, [0] * (2 + len(SOURCES))) for line in lines}
 
@@ -90,9 +91,9 @@ def _give_back(conn: Connection, clock: Clock, run: RunContext, charge: ProductC
     if gift + cash + credit + arrears:
         txn_id = funds.return_postpaid(
             conn, clock, charge.uin, key=charge.key, gift=gift, cash=cash + credit,
-            arrears=arrears, revenue_account_id=run.revenue[run.book.products[charge.product].entity],
-            deduct_mode=run.deduct_mode, product_code=charge.product,
-            billing_item=_only_item(charge), memo=run.memo).txn_id
+            arrears=arrears, deduct_mode=run.deduct_mode,
+            revenue_account_id=run.revenue[run.book.products[charge.product].entity],
+            product_code=charge.product, billing_item=_only_item(charge), memo=run.memo).txn_id
     split = rules.split_payment(credits, parts)
     return [_row(run, line, fen, line_parts, txn_id, stamp)
             for line, fen, line_parts in zip(charge.lines, credits, split)]

@@ -111,5 +111,6 @@ def return_to_postpaid_coupons(conn: Connection, clock: Clock, run: RunContext,
     """SET-9: a lowered quantity's coupon share (fen) goes back to the cash coupons that
     paid the period's transaction of the product, as far as they take it (ORD-4's
     rule: vouchers and discount coupons are not returned); the fen returned."""
-    return coupons.refund(conn, clock, charge.uin, f"{run.key_prefix}:{charge.uin}:{charge.product}",
-                          key=f"{charge.key}:coupons", amount=amount).amount
+    reference = f"{run.key_prefix}:{charge.uin}:{charge.product}"  # the period's charge
+    return coupons.refund(conn, clock, charge.uin, reference, key=f"{charge.key}:coupons",
+                          amount=amount).amount
