@@ -283,14 +283,15 @@ def _bill_detail(line: dict) -> dict:
     deducted_at = line["deducted_at"]
     period_start, period_end = line["period_start"], line["period_end"]
     action, action_name = DETAIL_ACTIONS[line["cycle"]]
-    if line["kind"] == "adjustment":
-        action_name += "（迟到用量补扣）"
+    if line["kind"] == "adjustment":  # SET-9: the reason says late usage or a correction
+        correction = (line["reason"] or "").startswith("用量修正")
+        action_name += "（用量修正）" if correction else "（迟到用量补扣）"
     listed = line["price_kind"] == "list"  # BIL-6: contract / fixed prices hide list fields
     unit = line["unit"]
     time_unit = TIME_UNITS.get(line["postpaid_period"] or "", "")
-    quantity = line["quantity"]
-    used = f"{quantity // 10**6}" + (f".{quantity % 10**6:06d}".rstrip("0") if quantity % 10**6
-                                     else "")
+    quantity = abs(line["quantity"])  # a lowered quantity's adjustment is negative (SET-9)
+    used = ("-" if line["quantity"] < 0 else "") + f"{quantity // 10**6}" + (
+        f".{quantity % 10**6:06d}".rstrip("0") if quantity % 10**6 else "")
     discount = line["discount_bp"] / 10_000
     component = {
         "ComponentCodeName": line["item_name"], "ItemCodeName": line["item_name"],

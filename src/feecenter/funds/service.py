@@ -571,6 +571,32 @@ def refund(conn: Connection, clock: Clock, uin: int, *, key: str, gift: int, cas
     return Movement(result.txn_id, True, (entry,))
 
 
+def return_postpaid(conn: Connection, clock: Clock, uin: int, *, key: str, gift: int,
+                    cash: int, arrears: int, revenue_account_id: int, deduct_mode: str,
+                    product_code: str | None = None, billing_item: str | None = None,
+                    memo: str | None = None) -> Movement:
+    """Give back part of a postpaid deduction (a usage correction, SET-9) as it was paid:
+    ``gift`` to gift, ``cash`` (what cash and credit paid) to cash, and the share that
+    became arrears cancels arrears still owed (what was repaid since goes to cash).
+    One ``return`` transaction from revenue and its 收支明细 entry."""
+    if min(gift, cash, arrears) < 0 or gift + cash + arrears == 0:
+        raise invalid("amount", "退还金额必须为正数", "the amount given back must be positive")
+    request = {"op": "return_postpaid", "uin": uin, "gift": gift, "cash": cash,
+               "arrears": arrears, "product": product_code, "item": billing_item}
+    ids, bal = _balances(conn, uin, lock=True)  # lock first: see _replayed
+    if (earlier := _replayed(conn, key, request)) is not None:
+        return earlier
+    owed = min(arrears, -bal["arrears"])
+    to_cash = cash + arrears - owed
+    result = _transfer(conn, clock, key, request, "return", uin, [
+        (revenue_account_id, -(gift + cash + arrears)), (ids["gift"], gift),
+        (ids["cash"], to_cash), (ids["arrears"], owed)], memo=memo)
+    entry = _record(conn, clock, uin, result.txn_id, "return", gift + cash + arrears,
+                    cash=to_cash, gift=gift, deduct_mode=deduct_mode, product_code=product_code,
+                    billing_item=billing_item, memo=memo)
+    return Movement(result.txn_id, True, (entry,))
+
+
 def unfreeze(conn: Connection, clock: Clock, uin: int, hold_id: int, *,
              memo: str | None = None) -> Movement:
     """Release a freeze in full back to gift and cash (FRZ-3)."""

@@ -104,3 +104,13 @@ def pay_with_postpaid_coupons(conn: Connection, clock: Clock, run: RunContext,
                                key=f"{run.key_prefix}:{uin}{run.key_suffix}:coupons")
         for charge, fen in zip(own, paid.line_paid):
             charge.voucher = fen
+
+
+def return_to_postpaid_coupons(conn: Connection, clock: Clock, run: RunContext,
+                               charge: ProductCharge, amount: int) -> int:
+    """SET-9: a lowered quantity's coupon share (fen) goes back to the cash coupons that
+    paid the period's transaction of the product, as far as they take it (ORD-4's
+    rule: vouchers and discount coupons are not returned); the fen returned."""
+    reference = f"{run.key_prefix}:{charge.uin}:{charge.product}"  # the period's charge
+    return coupons.refund(conn, clock, charge.uin, reference, key=f"{charge.key}:coupons",
+                          amount=amount).amount

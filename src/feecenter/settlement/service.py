@@ -54,7 +54,7 @@ from feecenter.funds import bulk
 from feecenter.funds import service as funds
 from feecenter.periods import DAILY, HOURLY, MONTHLY, Period, period_containing
 from feecenter.resources.tables import resources
-from feecenter.settlement import extensions, rating, rules
+from feecenter.settlement import corrections, extensions, rating, rules
 from feecenter.settlement.model import RatedLine, RunContext
 from feecenter.settlement.posting import Posted, post_lines
 from feecenter.settlement.tables import bill_lines, settled_accounts, settled_periods
@@ -257,8 +257,10 @@ def _late_candidates(conn: Connection, cycle: str, period: Period):
 
 def _adjust_account(conn: Connection, clock: Clock, run: RunContext, uin: int,
                     pairs: list[tuple[str, str]]) -> tuple[int, str | None]:
-    """Late usage of one account for one earlier period, in the caller's transaction:
-    (adjustment lines written, why none were when a line cannot be priced)."""
+    """Late or corrected usage of one account for one earlier period, in the caller's
+    transaction: (adjustment lines written, why none were when a line cannot be priced).
+    Late usage, corrections up and corrections down are separate transactions, each
+    with its reason (``ADJUSTMENTS``)."""
     locked = bulk.lock_accounts(conn, [uin])
     period = run.period
     s, p = settled_accounts.c, settled_periods.c
@@ -267,53 +269,96 @@ def _adjust_account(conn: Connection, clock: Clock, run: RunContext, uin: int,
     if not account_settled and conn.execute(select(p.id).where(
             p.cycle == run.cycle, p.period_key == period.key)).first() is None:
         return 0, None  # not settled yet: the period's own run will bill it
-    missing, originals, sequence = _unbilled(conn, run.cycle, period, uin, pairs)
-    if not missing:
+    differences, originals, sequence = _unbilled(conn, run.cycle, period, uin, pairs)
+    if not differences:
         return 0, None
-    lines = [RatedLine(uin, resource_id, item, quantity)
-             for resource_id, item, quantity in missing]
+    lines = [RatedLine(uin, resource_id, item, abs(quantity))
+             for resource_id, item, quantity, _ in differences]
     rating.attach_facts(conn, lines)
     if failed := rating.unpriceable(conn, run.book, lines):
         return 0, failed[uin]
-    digest = hashlib.sha256(repr(sorted(missing)).encode()).hexdigest()[:12]
-    ids = ", ".join(str(i) for i in sorted(originals.values())) or "none"
-    adjustment = RunContext(
-        cycle=run.cycle, period=period, book=run.book, deduct_mode=run.deduct_mode,
+    groups: dict[str, list[tuple[RatedLine, int]]] = defaultdict(list)
+    for line, (_, _, quantity, corrected) in zip(lines, differences):
+        kind = "lowered" if quantity < 0 else "corrected" if corrected else "late"
+        groups[kind].append((line, quantity))
+    written = 0
+    for kind in ADJUSTMENTS:
+        if groups[kind]:
+            adjustment = _adjustment_run(run, kind, groups[kind], originals, sequence)
+            own = [line for line, _ in groups[kind]]
+            written += _post_adjustment(conn, clock, adjustment, own, locked,
+                                        lowered=kind == "lowered")
+    return written, None
+
+
+# kind of adjustment -> (memo, reason with {ids}: the original lines), zh / en
+ADJUSTMENTS = {
+    "late": ("按量结算补扣 {period} / late usage adjustment",
+             "迟到用量补扣（原账单行 {ids}） / late usage for a settled period "
+             "(original lines: {ids})"),
+    "corrected": ("按量结算用量修正 {period} / usage correction",
+                  "用量修正补扣（原账单行 {ids}） / usage correction (original lines: {ids})"),
+    "lowered": ("按量结算用量修正退还 {period} / usage correction credit",
+                "用量修正退还（原账单行 {ids}） / usage correction (original lines: {ids})"),
+}
+
+
+def _adjustment_run(run: RunContext, kind: str, group: list[tuple[RatedLine, int]],
+                    originals: dict[tuple[str, str], int], sequence: int) -> RunContext:
+    """The RunContext of one adjustment transaction: its key names the adjustment's
+    sequence number and a digest of its (resource, item, signed quantity)s."""
+    signed = sorted((line.resource_id, line.item, quantity) for line, quantity in group)
+    digest = hashlib.sha256(repr(signed).encode()).hexdigest()[:12]
+    own = {line.key: originals[line.key] for line, _ in group if line.key in originals}
+    ids = ", ".join(str(i) for i in sorted(own.values())) or "none"
+    memo, reason = ADJUSTMENTS[kind]
+    return RunContext(
+        cycle=run.cycle, period=run.period, book=run.book, deduct_mode=run.deduct_mode,
         revenue=run.revenue, key_prefix=run.key_prefix, key_suffix=f":adj{sequence}:{digest}",
-        memo=f"按量结算补扣 {period.key} / late usage adjustment", kind="adjustment",
-        sequence=sequence, originals=originals,
-        reason=f"迟到用量补扣（原账单行 {ids}） / late usage for a settled period "
-               f"(original lines: {ids})")
-    extensions.cover_with_resource_packages(conn, clock, adjustment, lines)
-    month = rating.month_to_date(conn, run.cycle, period, lines, run.book, include_period=True)
+        memo=memo.format(period=run.period.key), kind="adjustment", sequence=sequence,
+        originals=own, reason=reason.format(ids=ids))
+
+
+def _post_adjustment(conn: Connection, clock: Clock, run: RunContext, lines: list[RatedLine],
+                     locked: bulk.LockedAccounts, *, lowered: bool) -> int:
+    """Rate and post one adjustment transaction (a lowered quantity is given back,
+    ``settlement.corrections``); the lines written."""
+    if lowered:
+        return corrections.credit_back(conn, clock, run, lines)
+    extensions.cover_with_resource_packages(conn, clock, run, lines)
+    month = rating.month_to_date(conn, run.cycle, run.period, lines, run.book,
+                                 include_period=True)
     rating.rate_lines(conn, run.book, lines, month)
-    return post_lines(conn, clock, adjustment, lines, locked).lines, None
+    return post_lines(conn, clock, run, lines, locked).lines
 
 
 def _unbilled(conn: Connection, cycle: str, period: Period, uin: int,
               pairs: list[tuple[str, str]]):
-    """Per (resource, item): the period's usage not yet billed by its lines; the original
-    charge lines; the next adjustment sequence number."""
+    """Per (resource, item) whose usage in the period differs from what its lines billed:
+    (resource, item, usage less billed — negative when a correction lowered it, whether
+    a record of it was corrected); the original charge lines; the next adjustment
+    sequence number."""
     u, b = usage_records.c, bill_lines.c
-    missing: list[tuple[str, str, int]] = []
+    differences: list[tuple[str, str, int, bool]] = []
     originals: dict[tuple[str, str], int] = {}
     sequence = 1
     for resource_id, item in pairs:
-        used = conn.execute(select(func.coalesce(func.sum(u.quantity), 0)).where(
+        used, revision = conn.execute(select(func.coalesce(func.sum(u.quantity), 0),
+                                             func.coalesce(func.max(u.revision), 0)).where(
             u.resource_id == resource_id, u.billing_item == item,
-            u.usage_end > db_time(period.start), u.usage_end <= db_time(period.end))).scalar_one()
+            u.usage_end > db_time(period.start), u.usage_end <= db_time(period.end))).one()
         lines = conn.execute(select(b.id, b.kind, b.sequence, b.quantity).where(
             b.resource_id == resource_id, b.billing_item == item, b.cycle == cycle,
             b.period_key == period.key).order_by(b.id)).all()
         billed = sum(line.quantity for line in lines)
-        if used > billed:
-            missing.append((resource_id, item, int(used) - billed))
+        if used != billed:
+            differences.append((resource_id, item, int(used) - billed, revision > 0))
             charge = next((line.id for line in lines if line.kind == "charge"), None)
             if charge is not None:
                 originals[(resource_id, item)] = charge
             sequence = max([sequence] + [line.sequence + 1 for line in lines
                                          if line.kind == "adjustment"])
-    return missing, originals, sequence
+    return differences, originals, sequence
 
 
 # ---------------------------------------------------------------- reading
