@@ -1,6 +1,6 @@
-"""Bills through both APIs: one statistic period (BIL-3), the native REST API
-and the Tencent-compatible endpoint side by side on the same signed app and the
-test's clock."""
+"""Bills through both APIs: one statistic period (BIL-3) and lines at contract or
+fixed prices (BIL-6), the native REST API and the Tencent-compatible endpoint
+side by side on the same signed app and the test's clock."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from feecenter.api.app import create_app
 from feecenter.auth import tc3
+from feecenter.catalog import service as catalog
 from feecenter.clock import BUSINESS_TZ
 from feecenter.compat.endpoint import VERSION
 from feecenter.periods import HOURLY, period_containing
@@ -99,4 +100,47 @@ def test_both_apis_put_januarys_last_hour_in_february_by_deduction_time(rt):
         diff = settlement.monthly_precision_difference(conn, OPS, shop.uin, "2026-02")
     assert (diff["statistic_period"], diff["lines"], diff["deducted_total"]) == (
         "deduction_time", 1, 50)
+    assert_reconciled(rt, shop.uin)
+
+
+@pytest.mark.spec("BIL-6")
+def test_contract_and_fixed_price_lines_hide_list_price_discount_and_cost(rt):
+    shop = both(rt, datetime(2026, 3, 2, 9, tzinfo=BUSINESS_TZ))
+    with rt.engine.begin() as conn:
+        catalog.set_discount(conn, rt.clock, OPS, shop.uin, 8000)
+        catalog.set_contract_price(conn, rt.clock, OPS, shop.uin, product="cvm", item="traffic",
+                                   pay_mode="postpaid", unit_price=33_000_000)  # 0.33 / GB
+        catalog.set_fixed_price(conn, rt.clock, OPS, shop.uin, product="cvm", item="S5.MEDIUM4",
+                                pay_mode="postpaid", amount_per_month=30_00_000_000)  # 30.00
+    disk = open_(rt, shop.uin, product="cbs", spec="premium")  # list price x discount
+    hour = period_containing(HOURLY, datetime(2026, 3, 2, 10, tzinfo=BUSINESS_TZ))
+    rt.clock.set(hour.end + timedelta(minutes=5))
+    ingest(rt, [("c1", shop.uin, shop.vm, "traffic", "2", hour.start, hour.end),
+                ("f1", shop.uin, shop.vm, "S5.MEDIUM4", "1", hour.start, hour.end),
+                ("l1", shop.uin, disk, "premium", "100", hour.start, hour.end)])
+    settlement.settle_period(rt.engine, rt.clock, "hour", hour)
+
+    native = {line["price_kind"]: line for line in shop.lines("2026-03")["items"]}
+    assert set(native) == {"list", "contract", "fixed"}
+    for kind in ("contract", "fixed"):
+        line = native[kind]
+        assert (line["unit_price"], line["list_amount"], line["discount_bp"]) == (
+            None, None, None), kind
+    assert (native["contract"]["discounted_amount"], native["fixed"]["deducted"]) == (
+        "0.66000000", "30.00")
+    listed = native["list"]
+    assert (listed["unit_price"], listed["list_amount"], listed["discount_bp"]) == (
+        "0.00049000", "0.04900000", 8000)
+
+    shown = {d["ComponentSet"][0]["ItemCode"]: d["ComponentSet"][0]
+             for d in shop.detail(Month="2026-03")["DetailSet"]}
+    for item in ("traffic", "S5.MEDIUM4"):  # contract, fixed
+        c = shown[item]
+        assert (c["SinglePrice"], c["Cost"], c["Discount"]) == ("-", "-", "-"), item
+        assert (c["ContractPrice"], c["BlendedDiscount"]) == ("-", "-"), item
+    assert (shown["traffic"]["RealCost"], shown["S5.MEDIUM4"]["RealCost"]) == (
+        "0.66000000", "30.00000000")
+    disk_line = shown["premium"]
+    assert (disk_line["SinglePrice"], disk_line["Cost"], disk_line["Discount"]) == (
+        "0.00049000", "0.04900000", "0.8")
     assert_reconciled(rt, shop.uin)

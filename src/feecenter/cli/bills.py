@@ -57,10 +57,10 @@ def _render_lines(data: dict) -> None:
                    "deducted", "gift", "cash", "arrears", "kind"):
         table.add_column(column)
     for line in data["items"]:
-        discount = line["discount_bp"]
+        discount = line["discount_bp"]  # None with list_amount: not at the list price (BIL-6)
         table.add_row(
             line["period_key"], line["resource_id"], line["billing_item"], line["quantity"],
-            line["list_amount"], "-" if discount == "-" else f"{discount / 10_000:g}",
+            line["list_amount"] or "-", "-" if discount is None else f"{discount / 10_000:g}",
             line["discounted_amount"], line["deducted"], line["gift_paid"], line["cash_paid"],
             line["arrears"], line["kind"])
     out.print(table)

@@ -278,13 +278,17 @@ def _yuan8(micro: int) -> str:
     return format_rated(micro)
 
 
+def _blended(line: dict) -> str:
+    return f"{line['discounted_amount'] / line['list_amount']:.8f}" if line["list_amount"] else ""
+
+
 def _bill_detail(line: dict) -> dict:
     deducted_at = line["deducted_at"]
     period_start, period_end = line["period_start"], line["period_end"]
     action, action_name = DETAIL_ACTIONS[line["cycle"]]
     if line["kind"] == "adjustment":
         action_name += "（迟到用量补扣）"
-    listed = line["price_kind"] == "list"  # BIL-6: contract / fixed prices hide list fields
+    listed = line["price_kind"] == "list"  # BIL-6: contract / fixed prices show list fields "-"
     unit = line["unit"]
     time_unit = TIME_UNITS.get(line["postpaid_period"] or "", "")
     quantity = line["quantity"]
@@ -294,16 +298,16 @@ def _bill_detail(line: dict) -> dict:
     component = {
         "ComponentCodeName": line["item_name"], "ItemCodeName": line["item_name"],
         "ComponentCode": line["billing_item"], "ItemCode": line["billing_item"],
-        "SinglePrice": _yuan8(line["unit_price"]) if listed else "",
+        "SinglePrice": _yuan8(line["unit_price"]) if listed else "-",
         "SpecifiedPrice": "",
         "ContractPrice": _yuan8(line["unit_price"] * line["discount_bp"] // 10_000)
-        if listed else _yuan8(line["unit_price"]),
+        if listed else "-",  # list price x discount: no such price here
         "PriceUnit": f"元/{unit}" + (f"/{time_unit}" if time_unit else ""),
         "UsedAmount": used, "UsedAmountUnit": unit,
         "RealTotalMeasure": used, "DeductedMeasure": "0",
         "TimeSpan": "1" if time_unit else "", "TimeUnitName": time_unit,
-        "Cost": _yuan8(line["list_amount"]) if listed else "",
-        "Discount": f"{discount:g}" if listed else "",
+        "Cost": _yuan8(line["list_amount"]) if listed else "-",
+        "Discount": f"{discount:g}" if listed else "-",
         "ReduceType": "折扣" if listed and line["discount_bp"] < 10_000 else "",
         "RealCost": _yuan8(line["discounted_amount"]),
         "VoucherPayAmount": format_yuan(line["voucher_paid"]),
@@ -314,8 +318,7 @@ def _bill_detail(line: dict) -> dict:
         "TransferPayAmount": "0.00",
         "InstanceType": "", "RiTimeSpan": "0", "OriginalCostWithRI": "0",
         "SPDeductionRate": "0", "SPDeduction": "0", "OriginalCostWithSP": "0",
-        "BlendedDiscount": (f"{line['discounted_amount'] / line['list_amount']:.8f}"
-                            if listed and line["list_amount"] else ""),
+        "BlendedDiscount": _blended(line) if listed else "-",  # RealCost / Cost
         "ComponentConfig": [],
     }
     return {
