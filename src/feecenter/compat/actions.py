@@ -207,7 +207,7 @@ def pay_deals(rt: Runtime, actor: Actor, params: dict) -> dict:
 DETAIL_ACTIONS = {"hour": ("hourh", "按量计费小时结"), "day": ("hourd", "按量计费日结"),
                   "month": ("hourm", "按量计费月结")}
 TIME_UNITS = {"hour": "小时", "day": "天", "month": "月"}
-PERIOD_TYPES = {"byPayTime": "pay_time", "byUsedTime": "used_time"}
+PERIOD_TYPES = {"byPayTime": "deduction_time", "byUsedTime": "usage_time"}  # BIL-3
 PAY_MODES = {None: None, "prePay": "prepaid", "postPay": "postpaid"}
 
 
@@ -240,12 +240,12 @@ def _own_payer(params: dict, uin: int) -> None:
 
 def describe_bill_detail(rt: Runtime, actor: Actor, params: dict) -> dict:
     """L3 bill lines with their components (BIL-1). Our lines are all postpaid
-    (按量计费): PayMode prePay finds none. PeriodType byPayTime (the default,
-    BIL-3) selects lines by deduction time, byUsedTime by period start."""
+    (按量计费): PayMode prePay finds none. The month is on the account's statistic
+    period (BIL-3); PeriodType, as at Tencent, must name that period when given."""
     uin = _customer_uin(actor)
     _own_payer(params, uin)
-    period_type = params.get("PeriodType") or "byPayTime"
-    if period_type not in ("byPayTime", "byUsedTime"):
+    period_type = params.get("PeriodType") or None
+    if period_type not in (None, *PERIOD_TYPES):
         raise invalid("PeriodType", "PeriodType 只能为 byPayTime 或 byUsedTime",
                       "PeriodType must be byPayTime or byUsedTime")
     pay_mode = params.get("PayMode") or None
@@ -257,7 +257,7 @@ def describe_bill_detail(rt: Runtime, actor: Actor, params: dict) -> dict:
         cycles = tuple(c for c, (_, name) in DETAIL_ACTIONS.items()
                        if name == params["ActionType"])
     query = settlement.BillDetailQuery(
-        month=_detail_month(params), by=PERIOD_TYPES[period_type],
+        month=_detail_month(params), period=PERIOD_TYPES.get(period_type),
         product_codes=tuple(params[name] for name in ("ProductCode", "BusinessCode")
                             if params.get(name)),
         resource_id=params.get("ResourceId") or None, project_id=params.get("ProjectId"),
@@ -266,9 +266,8 @@ def describe_bill_detail(rt: Runtime, actor: Actor, params: dict) -> dict:
     try:
         with rt.engine.connect() as conn:
             page = settlement.bill_detail_page(conn, actor, uin, query)
-    except FeeCenterError as exc:
-        if exc.field == "month":  # name the parameter the caller sent
-            exc.field = "Month"
+    except FeeCenterError as exc:  # name the parameter the caller sent
+        exc.field = {"month": "Month", "period": "PeriodType"}.get(exc.field, exc.field)
         raise
     # Total is always counted (one indexed COUNT), whatever NeedRecordNum says
     return {"DetailSet": [_bill_detail(line) for line in page["items"]], "Total": page["total"],
@@ -279,6 +278,10 @@ def _yuan8(micro: int) -> str:
     return format_rated(micro)
 
 
+def _blended(line: dict) -> str:
+    return f"{line['discounted_amount'] / line['list_amount']:.8f}" if line["list_amount"] else ""
+
+
 def _bill_detail(line: dict) -> dict:
     deducted_at = line["deducted_at"]
     period_start, period_end = line["period_start"], line["period_end"]
@@ -286,7 +289,7 @@ def _bill_detail(line: dict) -> dict:
     if line["kind"] == "adjustment":  # SET-9: the reason says late usage or a correction
         correction = (line["reason"] or "").startswith("用量修正")
         action_name += "（用量修正）" if correction else "（迟到用量补扣）"
-    listed = line["price_kind"] == "list"  # BIL-6: contract / fixed prices hide list fields
+    listed = line["price_kind"] == "list"  # BIL-6: contract / fixed prices show list fields "-"
     unit = line["unit"]
     time_unit = TIME_UNITS.get(line["postpaid_period"] or "", "")
     quantity = abs(line["quantity"])  # a lowered quantity's adjustment is negative (SET-9)
@@ -296,16 +299,16 @@ def _bill_detail(line: dict) -> dict:
     component = {
         "ComponentCodeName": line["item_name"], "ItemCodeName": line["item_name"],
         "ComponentCode": line["billing_item"], "ItemCode": line["billing_item"],
-        "SinglePrice": _yuan8(line["unit_price"]) if listed else "",
+        "SinglePrice": _yuan8(line["unit_price"]) if listed else "-",
         "SpecifiedPrice": "",
         "ContractPrice": _yuan8(line["unit_price"] * line["discount_bp"] // 10_000)
-        if listed else _yuan8(line["unit_price"]),
+        if listed else "-",  # list price x discount: no such price here
         "PriceUnit": f"元/{unit}" + (f"/{time_unit}" if time_unit else ""),
         "UsedAmount": used, "UsedAmountUnit": unit,
         "RealTotalMeasure": used, "DeductedMeasure": "0",
         "TimeSpan": "1" if time_unit else "", "TimeUnitName": time_unit,
-        "Cost": _yuan8(line["list_amount"]) if listed else "",
-        "Discount": f"{discount:g}" if listed else "",
+        "Cost": _yuan8(line["list_amount"]) if listed else "-",
+        "Discount": f"{discount:g}" if listed else "-",
         "ReduceType": "折扣" if listed and line["discount_bp"] < 10_000 else "",
         "RealCost": _yuan8(line["discounted_amount"]),
         "VoucherPayAmount": format_yuan(line["voucher_paid"]),
@@ -316,8 +319,7 @@ def _bill_detail(line: dict) -> dict:
         "TransferPayAmount": "0.00",
         "InstanceType": "", "RiTimeSpan": "0", "OriginalCostWithRI": "0",
         "SPDeductionRate": "0", "SPDeduction": "0", "OriginalCostWithSP": "0",
-        "BlendedDiscount": (f"{line['discounted_amount'] / line['list_amount']:.8f}"
-                            if listed and line["list_amount"] else ""),
+        "BlendedDiscount": _blended(line) if listed else "-",  # RealCost / Cost
         "ComponentConfig": [],
     }
     return {
@@ -336,8 +338,9 @@ def _bill_detail(line: dict) -> dict:
         "Tags": [], "BusinessCode": line["product_code"], "ProductCode": line["product_code"],
         "ActionType": action, "RegionId": line["region"], "ProjectId": line["project_id"],
         "PriceInfo": [], "Formula": line["reason"] or "", "FormulaUrl": "",
-        "BillDay": business_time_text(deducted_at)[8:10],
-        "BillMonth": business_time_text(deducted_at)[:7],
+        # 账单归属日/月 on the account's statistic period (BIL-3)
+        "BillDay": business_time_text(line["statistic_time"])[8:10],
+        "BillMonth": business_time_text(line["statistic_time"])[:7],
         "Id": str(line["id"]), "RegionType": "0", "RegionTypeName": "中国大陆",
         "ReserveDetail": "", "DiscountObject": "", "DiscountType": "", "DiscountContent": "",
         "ExtendField": "",

@@ -1,6 +1,6 @@
 """How a postpaid L3 bill line is shown (BIL-1): fen as yuan ("12.30"), rated
 amounts with 8 decimals, the quantity with 6 (1e-6 units), times in business
-time; a line not at the list price shows "-" for list price, discount and
+time; a line not at the list price shows null for list price, discount and
 original cost (BIL-6)."""
 
 from __future__ import annotations
@@ -21,6 +21,6 @@ def bill_line_json(line: dict) -> dict:
     for name in LINE_TIMES:
         out[name] = business_time_text(line[name])
     out["quantity"] = format_rated(line["quantity"] * 100)[:-2]  # 1e-6 units, 6 decimals
-    if line["price_kind"] != "list":  # BIL-6: list price, discount and original cost show "-"
-        out["unit_price"] = out["list_amount"] = out["discount_bp"] = "-"
+    if line["price_kind"] != "list":  # BIL-6: no list price, discount or original cost
+        out["unit_price"] = out["list_amount"] = out["discount_bp"] = None
     return out

@@ -1,6 +1,8 @@
 """Postpaid settlement use cases (SET-1..5, SET-7..9) and reading bill lines
 (``list_bill_lines``, ``bill_detail_page``: the L3 lines with their item,
-product and region names, BIL-1/BIL-3; ``monthly_precision_difference``).
+product and region names, BIL-1; ``monthly_precision_difference``), each
+month of lines chosen by the account's statistic period (``statistic_period``,
+BIL-3).
 
 ``settle_period(engine, clock, cycle, period)`` settles one period of one
 cycle (hour | day | month), set-based (docs/settlement.md):
@@ -365,6 +367,26 @@ def _unbilled(conn: Connection, cycle: str, period: Period, uin: int,
 
 
 
+# BIL-3: the statistic periods and the time of a bill line each puts it in a month by
+STATISTIC_TIMES = {"deduction_time": "deducted_at", "usage_time": "period_start"}
+PERIOD_NAMES = {"deduction_time": ("按扣费时间", "deduction time"),
+                "usage_time": ("按使用时间", "usage time")}
+
+
+def statistic_period(conn: Connection, uin: int) -> str:
+    """BIL-3: which time puts the account's bill lines in a month, "deduction_time"
+    (the default) or "usage_time". The one place that decides it: every account is
+    on deduction time until the one-way switch to usage time is built (docs/settlement.md)."""
+    return "deduction_time"
+
+
+def _in_month(period: str, month: str) -> list:
+    """The conditions that put a bill line in ``month`` on ``period`` (BIL-3)."""
+    column = bill_lines.c[STATISTIC_TIMES[period]]
+    start, end = _month_bounds(month)
+    return [column >= db_time(start), column < db_time(end)]
+
+
 def _month_bounds(month: str) -> tuple[datetime, datetime]:
     """YYYY-MM in ASCII digits (int() reads "２０２６" and "2_026"), a year in BUSINESS_YEARS."""
     match = re.fullmatch(r"([0-9]{4})-([0-9]{2})", month) if isinstance(month, str) else None
@@ -377,16 +399,17 @@ def _month_bounds(month: str) -> tuple[datetime, datetime]:
 
 def list_bill_lines(conn: Connection, actor: Actor, uin: int, filters: dict | None = None,
                     offset: int = 0, limit: int = 100) -> dict:
-    """L3 bill lines of an account (FINANCE); filters: month (YYYY-MM, by period start
-    in business time), product, resource_id, project_id, kind."""
+    """L3 bill lines of an account (FINANCE); filters: month (YYYY-MM in business
+    time, on the account's statistic period, BIL-3), product, resource_id,
+    project_id, kind. The page states the period: ``statistic_period``."""
     require(actor, uin, FINANCE)
     filters = filters or {}
     _check_page(offset, limit)
     b = bill_lines.c
+    period = statistic_period(conn, uin)
     where = [b.uin == uin]
     if filters.get("month"):
-        start, end = _month_bounds(filters["month"])
-        where += [b.period_start >= db_time(start), b.period_start < db_time(end)]
+        where += _in_month(period, filters["month"])
     for name, column in (("product", b.product_code), ("resource_id", b.resource_id),
                          ("project_id", b.project_id), ("kind", b.kind)):
         if filters.get(name) is not None:
@@ -394,7 +417,7 @@ def list_bill_lines(conn: Connection, actor: Actor, uin: int, filters: dict | No
     total = conn.execute(select(func.count()).select_from(bill_lines).where(*where)).scalar_one()
     rows = conn.execute(select(bill_lines).where(*where)
                         .order_by(b.period_start, b.id).offset(offset).limit(limit)).mappings()
-    return {"total": total, "items": [_line(row) for row in rows]}
+    return {"total": total, "items": [_line(row) for row in rows], "statistic_period": period}
 
 
 def _check_page(offset: int, limit: int) -> None:
@@ -416,7 +439,7 @@ class BillDetailQuery:
     """Which L3 lines of one month ``bill_detail_page`` reads (BIL-1, BIL-3)."""
 
     month: str                              # YYYY-MM in business time
-    by: str = "pay_time"                    # pay_time: deduction time; used_time: period start
+    period: str | None = None               # the caller's statistic period (None: the account's)
     product_codes: tuple[str, ...] = ()     # a line's product must equal each of these
     resource_id: str | None = None
     project_id: int | None = None
@@ -427,21 +450,25 @@ class BillDetailQuery:
 
 
 def bill_detail_page(conn: Connection, actor: Actor, uin: int, query: BillDetailQuery) -> dict:
-    """A page of an account's L3 lines of one month (FINANCE), each with its billing
-    item's name, unit and postpaid period, its product's and region's names, in the
-    order of the chosen time, then id; and the total count of the filtered lines.
-    A malformed or out-of-range month is invalid input on ``month``."""
+    """A page of an account's L3 lines of one month on its statistic period (FINANCE,
+    BIL-3), each with its billing item's name, unit and postpaid period, its
+    product's and region's names and ``statistic_time`` (the time that puts it in
+    the month), in that time's order, then id; the total count of the filtered
+    lines; and ``statistic_period``. A malformed or out-of-range month is invalid
+    input on ``month``; a ``query.period`` other than the account's on ``period``."""
     require(actor, uin, FINANCE)
-    if query.by not in ("pay_time", "used_time"):
-        raise invalid("by", "by 只能为 pay_time 或 used_time", "by must be pay_time or used_time")
+    period = statistic_period(conn, uin)
+    if query.period is not None and query.period != period:
+        zh, en = PERIOD_NAMES[period]
+        raise invalid("period", f"统计周期须与账户的账单统计周期一致：{zh}",
+                      f"the statistic period must be the account's: {en}")
     if query.pay_mode not in (None, "prepaid", "postpaid"):
         raise invalid("pay_mode", "pay_mode 只能为 prepaid 或 postpaid",
                       "pay_mode must be prepaid or postpaid")
     _check_page(query.offset, query.limit)
-    start, end = _month_bounds(query.month)
     b = bill_lines.c
-    column = b.deducted_at if query.by == "pay_time" else b.period_start
-    where = [b.uin == uin, column >= db_time(start), column < db_time(end)]
+    column = b[STATISTIC_TIMES[period]]
+    where = [b.uin == uin, *_in_month(period, query.month)]
     where += [b.product_code == code for code in query.product_codes]
     if query.resource_id is not None:
         where.append(b.resource_id == query.resource_id)
@@ -462,23 +489,27 @@ def bill_detail_page(conn: Connection, actor: Actor, uin: int, query: BillDetail
             .where(*where).order_by(column, b.id).offset(query.offset).limit(query.limit))
     rows = conn.execute(stmt).mappings().all()
     total = conn.execute(select(func.count()).select_from(bill_lines).where(*where)).scalar_one()
-    return {"total": total, "items": [_line(row) for row in rows]}
+    items = [_line(row) for row in rows]
+    for item in items:
+        item["statistic_time"] = item[STATISTIC_TIMES[period]]
+    return {"total": total, "items": items, "statistic_period": period}
 
 
 def monthly_precision_difference(conn: Connection, actor: Actor, uin: int, month: str) -> dict:
     """SET-3: the month's billing precision difference (月度计费精度差异): the sum of
-    its lines' rounding (by period start), 1e-8 yuan; positive = the customer paid
-    more than the exact amount and may claim it back, negative = waived."""
+    the rounding of its lines (on the account's statistic period, BIL-3), 1e-8 yuan;
+    positive = the customer paid more than the exact amount and may claim it back,
+    negative = waived."""
     require(actor, uin, FINANCE)
-    start, end = _month_bounds(month)
+    period = statistic_period(conn, uin)
     b = bill_lines.c
     row = conn.execute(select(func.coalesce(func.sum(b.rounding_diff), 0),
                               func.coalesce(func.sum(b.discounted_amount), 0),
                               func.coalesce(func.sum(b.deducted), 0), func.count())
-                       .where(b.uin == uin, b.period_start >= db_time(start),
-                              b.period_start < db_time(end))).one()
+                       .where(b.uin == uin, *_in_month(period, month))).one()
     diff = int(row[0])
-    return {"uin": uin, "month": month, "difference": diff, "discounted_total": int(row[1]),
+    return {"uin": uin, "month": month, "statistic_period": period, "difference": diff,
+            "discounted_total": int(row[1]),
             "deducted_total": int(row[2]), "lines": int(row[3]),
             "meaning": rules.precision_meaning(diff)}
 
@@ -489,5 +520,6 @@ def earliest_usage(conn: Connection, clock: Clock) -> datetime | None:
     return from_db_time(first) if first is not None else None
 
 
-__all__ = ["CYCLES", "settle_period", "settle_late_usage", "list_bill_lines", "BillDetailQuery",
-           "bill_detail_page", "monthly_precision_difference", "earliest_usage"]
+__all__ = ["CYCLES", "settle_period", "settle_late_usage", "statistic_period", "list_bill_lines",
+           "BillDetailQuery", "bill_detail_page", "monthly_precision_difference",
+           "earliest_usage"]
