@@ -1,4 +1,4 @@
-"""Who may add users and manage API keys (ACC-2, DESIGN §7), every role × every action,
+"""Who may add users and manage API keys (ACC-2; docs/api.md), every role × every action,
 through the REST API (signed requests, served for real) and the service layer.
 
 The rule: a user manages its own keys; the owner manages everyone; an admin adds

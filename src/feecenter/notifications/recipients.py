@@ -4,7 +4,7 @@
 ``ACCOUNT`` (the contact email and phone the account set, ACC-1) and user
 roles. ``addresses`` turns that into (channel, address) pairs from the people
 ``accounts.service.contacts`` lists; ``readable_by`` says which kinds a role
-sees among the in-site messages (SPEC "Notify": an in-site message always).
+sees among the in-site messages (the notification rule, docs/notifications.md: an in-site message always).
 
 Every kind that exists today states money owed or the balance, which ACC-2
 keeps for the owner and finance users: admin and readonly users get none.

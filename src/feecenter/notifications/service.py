@@ -1,4 +1,4 @@
-"""Notification use cases (SPEC "Notify"; ARR-3's dunning notice and escalation steps).
+"""Notification use cases (the notification rule, docs/notifications.md; ARR-3's dunning notice and escalation steps).
 
 - ``notify`` runs inside the caller's transaction (the event and its
   notification commit together, or neither does): it always writes an
