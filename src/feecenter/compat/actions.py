@@ -97,6 +97,9 @@ def _bill_item(entry: dict) -> dict:
         "Cash": entry["cash_after"], "Incentive": entry["gift_after"],
         "Freezing": entry["frozen_after"], "PayChannel": entry["pay_channel"] or "",
         "DeductMode": (entry["deduct_mode"] or "").replace("_", ""),
+        # ours (BAL-5): what cash (credit included), gift, credit and coupons carried of Amount
+        "CashAmount": entry["cash_amount"], "IncentiveAmount": entry["gift_amount"],
+        "CreditAmount": entry["credit_amount"], "VoucherAmount": entry["coupon_amount"],
     }
 
 
