@@ -157,6 +157,7 @@ def test_a_line_in_arrears_shows_the_shortfall_as_cash_paid():
             "cycle": "day", "kind": "charge", "reason": None, "period_key": "2026-10-31",
             "period_start": datetime(2026, 10, 30, 16), "period_end": datetime(2026, 10, 31, 16),
             "deducted_at": datetime(2026, 10, 31, 16), "txn_id": 33, "quantity": 32_959_000,
+            "package_quantity": 0,
             "price_kind": "list", "unit_price": 19_000_000, "list_amount": 626_221_000,
             "discount_bp": 10_000, "discounted_amount": 626_221_000, "deducted": 626,
             "statistic_time": datetime(2026, 10, 31, 16),

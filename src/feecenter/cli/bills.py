@@ -53,14 +53,15 @@ def _render_lines(data: dict) -> None:
     title = f"L3 账单明细 / bill lines — {data['uin']}" + (
         f" {data['month']} ({data['statistic_period']})" if data["month"] else "")
     table = Table(title=title)
-    for column in ("period", "resource", "item", "qty", "list", "disc.", "discounted",
+    for column in ("period", "resource", "item", "qty", "package", "list", "disc.", "discounted",
                    "deducted", "gift", "cash", "arrears", "kind"):
         table.add_column(column)
     for line in data["items"]:
         discount = line["discount_bp"]  # None with list_amount: not at the list price (BIL-6)
         table.add_row(
             line["period_key"], line["resource_id"], line["billing_item"], line["quantity"],
-            line["list_amount"] or "-", "-" if discount is None else f"{discount / 10_000:g}",
+            line["package_quantity"], line["list_amount"] or "-",
+            "-" if discount is None else f"{discount / 10_000:g}",
             line["discounted_amount"], line["deducted"], line["gift_paid"], line["cash_paid"],
             line["arrears"], line["kind"])
     out.print(table)

@@ -222,13 +222,12 @@ def transactions(uin: Annotated[int, typer.Option()],
 
 def _render_transactions(data: dict) -> None:
     table = Table(title=f"收支明细 / Transactions ({data['total']})")
-    for col in ("created_at", "action_type", "amount", "cash_amount", "gift_amount",
-                "balance_after", "memo"):
+    columns = ("created_at", "action_type", "amount", "cash_amount", "gift_amount",
+               "coupon_amount", "balance_after", "memo")
+    for col in columns:
         table.add_column(col)
     for item in data["items"]:
-        table.add_row(*(str(item[c] or "") for c in ("created_at", "action_type", "amount",
-                                                     "cash_amount", "gift_amount",
-                                                     "balance_after", "memo")))
+        table.add_row(*(str(item[c] or "") for c in columns))
     out.print(table)
 
 

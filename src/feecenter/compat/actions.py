@@ -11,6 +11,7 @@ import hashlib
 from datetime import timedelta
 
 from feecenter.accounts.permissions import Actor
+from feecenter.catalog.rules import format_quantity
 from feecenter.clock import business_time_text, parse_business_time
 from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError, PermissionDenied, invalid
@@ -97,6 +98,9 @@ def _bill_item(entry: dict) -> dict:
         "Cash": entry["cash_after"], "Incentive": entry["gift_after"],
         "Freezing": entry["frozen_after"], "PayChannel": entry["pay_channel"] or "",
         "DeductMode": (entry["deduct_mode"] or "").replace("_", ""),
+        # ours (BAL-5): what cash (credit included), gift, credit and coupons carried of Amount
+        "CashAmount": entry["cash_amount"], "IncentiveAmount": entry["gift_amount"],
+        "CreditAmount": entry["credit_amount"], "VoucherAmount": entry["coupon_amount"],
     }
 
 
@@ -292,9 +296,7 @@ def _bill_detail(line: dict) -> dict:
     listed = line["price_kind"] == "list"  # BIL-6: contract / fixed prices show list fields "-"
     unit = line["unit"]
     time_unit = TIME_UNITS.get(line["postpaid_period"] or "", "")
-    quantity = abs(line["quantity"])  # a lowered quantity's adjustment is negative (SET-9)
-    used = ("-" if line["quantity"] < 0 else "") + f"{quantity // 10**6}" + (
-        f".{quantity % 10**6:06d}".rstrip("0") if quantity % 10**6 else "")
+    metered, covered = line["quantity"], line["package_quantity"]  # 1e-6 units
     discount = line["discount_bp"] / 10_000
     component = {
         "ComponentCodeName": line["item_name"], "ItemCodeName": line["item_name"],
@@ -304,8 +306,9 @@ def _bill_detail(line: dict) -> dict:
         "ContractPrice": _yuan8(line["unit_price"] * line["discount_bp"] // 10_000)
         if listed else "-",  # list price x discount: no such price here
         "PriceUnit": f"元/{unit}" + (f"/{time_unit}" if time_unit else ""),
-        "UsedAmount": used, "UsedAmountUnit": unit,
-        "RealTotalMeasure": used, "DeductedMeasure": "0",
+        # in the item's unit (SET-10): used = metered − what resource packages covered
+        "UsedAmount": format_quantity(metered - covered), "UsedAmountUnit": unit,
+        "RealTotalMeasure": format_quantity(metered), "DeductedMeasure": format_quantity(covered),
         "TimeSpan": "1" if time_unit else "", "TimeUnitName": time_unit,
         "Cost": _yuan8(line["list_amount"]) if listed else "-",
         "Discount": f"{discount:g}" if listed else "-",
