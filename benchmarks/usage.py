@@ -207,8 +207,9 @@ def raw(url: str, rows: list[tuple]) -> tuple[float, tuple[float, float]]:
         def write(part):
             with db.cursor() as cur, cur.copy(f"COPY usage_records ({columns}) FROM STDIN "
                                               "(FORMAT BINARY)") as cp:
+                # COLUMNS' types: ..., usage_end, revision, received_at, stopped_quantity
                 cp.set_types(["text", "int8", "text", "text", "int8", "timestamp", "timestamp",
-                              "timestamp", "int8"])
+                              "int4", "timestamp", "int8"])
                 for row in part:
                     cp.write_row(row)
             db.commit()

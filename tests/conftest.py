@@ -395,7 +395,9 @@ def live_server_on_test_clock(rt):
     yield from _serve(rt)
 
 
-def _serve(runtime):
+def _serve(runtime, tls=None):
+    """Serve ``runtime``'s app on a free port of 127.0.0.1, over HTTPS when ``tls`` is
+    (certificate file, key file) — ``feecenter.cli.tls.local_tls`` makes a pair."""
     import socket
     import threading
     import time
@@ -407,8 +409,10 @@ def _serve(runtime):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    cert, key = tls or (None, None)
     server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+                                           log_level="warning", ssl_certfile=cert,
+                                           ssl_keyfile=key))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -1,4 +1,4 @@
-"""The dependency rule, checked on the source (DESIGN §1, docs/architecture.md).
+"""The dependency rule, checked on the source (docs/architecture.md).
 
 Read from the AST of every module under src/feecenter: no import cycles; domain
 packages never import an adapter; adapters never import each other except at

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
+from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import SYSTEM
 from feecenter.arrears import rules
 from feecenter.arrears import service as arrears
@@ -16,6 +17,7 @@ from feecenter.catalog import service as catalog
 from feecenter.funds import service as funds
 from feecenter.ledger.reconcile import reconcile
 from feecenter.notifications import service as notifications
+from feecenter.notifications.tables import notification_outbox
 from feecenter.resources import postpaid
 from feecenter.resources import service as resources
 from tests.helpers import OPS, add_cash, balance, new_account
@@ -87,11 +89,12 @@ def owing(rt):
     return make_owing(rt)
 
 
-def make_owing(rt):
-    """An account with a postpaid cvm (compute) and cdb (database), 1.00 yuan in arrears."""
+def make_owing(rt, **contacts):
+    """An account with a postpaid cvm (compute) and cdb (database), 1.00 yuan in arrears;
+    ``contacts``: its email and phone."""
     with rt.engine.begin() as conn:
         catalog.load_catalog(conn, rt.clock, OPS, catalog.sample_catalog_text(), "sample.yaml")
-    uin = new_account(rt)
+    uin = new_account(rt, **contacts)
     add_cash(rt, uin, 1_000_00)
     ids = {}
     with rt.engine.begin() as conn:
@@ -183,6 +186,30 @@ def test_dunning_stop_warning_and_restore_on_repayment(owing):
     assert len(templates(rt, uin)) == n
     with rt.engine.connect() as conn:
         assert reconcile(conn) == []
+
+
+@pytest.mark.spec("ARR-3")
+def test_entering_arrears_sends_the_dunning_notice_to_owner_and_finance_users_only(rt):
+    """The owner (the account's contacts) and each finance user, on each channel it has;
+    the admin and the readonly user get neither email, SMS nor the in-site message."""
+    rt, uin, _ = make_owing(rt, email="boss@example.cn", phone="13800000000")
+    with rt.engine.begin() as conn:
+        users = {login: accounts.user_actor(conn, accounts.add_user(
+            conn, rt.clock, OPS, uin, login, role, email=f"{login}@example.cn",
+            phone=f"1390000000{n}")) for n, (login, role) in enumerate(
+                (("fin", "finance"), ("fin2", "finance"), ("adm", "admin"), ("ro", "readonly")))}
+        users["owner"] = accounts.user_actor(conn, accounts.find_user(conn, uin, None)["id"])
+    assert run(rt) == {**ZERO, "opened": 1}
+    with rt.engine.connect() as conn:
+        sent = {(r.template, r.channel, r.recipient) for r in conn.execute(select(
+            notification_outbox).where(notification_outbox.c.uin == uin))}
+        seen = {login: [m["template"] for m in notifications.list_messages(
+            conn, actor, uin)["items"]] for login, actor in users.items()}
+    assert sent == {("arrears_dunning", channel, address) for channel, address in (
+        ("email", "boss@example.cn"), ("sms", "13800000000"), ("email", "fin@example.cn"),
+        ("sms", "13900000000"), ("email", "fin2@example.cn"), ("sms", "13900000001"))}
+    assert seen == {"owner": ["arrears_dunning"], "fin": ["arrears_dunning"],
+                    "fin2": ["arrears_dunning"], "adm": [], "ro": []}
 
 
 @pytest.mark.spec("ARR-3")

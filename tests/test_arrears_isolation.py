@@ -131,10 +131,14 @@ def test_isolation_ten_hours_then_repayment_and_restore(rt, cli):
     owed = shop.call("DescribeAccountBalance", {})
     assert (owed["OweAmount"], owed["CashAccountBalance"]) == (0, 99_00)
     detail = shop.call("DescribeBillDetail", {"Month": "2026-03", "ResourceId": rid,
-                                              "PeriodType": "byUsedTime", "Limit": 100})
-    assert detail["Total"] == 16
+                                              "Limit": 100})  # the account's period (BIL-3)
+    assert detail["Total"] == 16, detail
     rows = [(d["FeeBeginTime"], d["ComponentSet"][0]["RealCost"], d["Formula"])
             for d in detail["DetailSet"]]
+    # UsedAmount is what was charged: metered − package-covered − stopped
+    assert [(c["RealTotalMeasure"], c["DeductedMeasure"], c["UsedAmount"])
+            for d in detail["DetailSet"] for c in d["ComponentSet"]] == (
+        [("1", "0", "1")] * 5 + [("1", "0", "0")] * 10 + [("1", "0", "1")])
     not_charged = "资源因欠费停服，停服期间的用量不计费（1）/ used while the resource was " \
                   "stopped for arrears: not charged (1)"
     assert [cost for _, cost, _ in rows] == (["1.00000000"] * 5 + ["0.00000000"] * 10

@@ -1,4 +1,4 @@
-"""Identical signed requests (DESIGN §7): the compat endpoint answers them inside the
+"""Identical signed requests (docs/api.md, "Authentication"): the compat endpoint answers them inside the
 timestamp window as Tencent's server does (the official SDK sends them: TC3 has
 no nonce), money-moving actions stay safe by their own semantics, and the native
 API refuses a replay only of a request carrying a signed X-FC-Nonce."""

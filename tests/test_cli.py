@@ -100,3 +100,52 @@ def test_entry_point_runs_as_a_program(database_url, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "feecenter.cli", "balance", "--uin", "1"],
                          env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "account not found" in bad.stderr
+
+
+def test_serve_refuses_half_a_tls_pair_naming_the_option(cli, tmp_path):
+    cert = tmp_path / "server.pem"
+    cert.write_text("not read: the check comes first")
+    half = cli("serve", "--tls-cert", cert, ok=False)
+    assert half.exit_code == 1
+    assert "[tls_key] --tls-cert 与 --tls-key 必须同时提供 / give --tls-cert and --tls-key together" \
+        in half.output
+    missing = cli("serve", "--tls-cert", cert, "--tls-key", tmp_path / "none.pem", ok=False)
+    assert missing.exit_code == 1 and "[tls_key] 找不到文件" in missing.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the transport only
+def test_serve_speaks_https_with_the_given_certificate(cli, tmp_path):
+    import socket
+    import time
+    import urllib.error
+
+    from feecenter.cli.client import FeeCenterClient
+    from feecenter.cli.tls import local_tls
+
+    files = local_tls(tmp_path / "tls")
+    _, created = cli.json("account", "create", "--name", "over-tls")
+    cli.json("adjust", "--uin", created["uin"], "--cash", "12.34", "--reason", "r")
+    _, key = cli.json("apikey", "create", "--uin", created["uin"])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # the environment the cli fixture set: this test's database and master key
+    server = subprocess.Popen([sys.executable, "-m", "feecenter.cli", "serve", "--port", str(port),
+                               "--tls-cert", files.cert, "--tls-key", files.key],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = FeeCenterClient(f"https://127.0.0.1:{port}", key["secret_id"], key["secret_key"],
+                             cafile=str(files.ca))
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                balance = client.get(f"/api/v1/accounts/{created['uin']}/balance")
+                break
+            except urllib.error.URLError as exc:  # not listening yet
+                assert time.monotonic() < deadline and server.poll() is None, exc
+                time.sleep(0.2)
+        assert balance["cash"] == "12.34"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -50,6 +50,7 @@ def test_bills_lines_lists_an_accounts_l3_lines(rt, run):
     [line] = result.stdout.strip().splitlines()
     payload = json.loads(line)
     assert payload["total"] == 1
+    assert payload["statistic_period"] == "deduction_time"  # the month's basis (BIL-3)
     [item] = payload["items"]
     assert (item["resource_id"], item["billing_item"], item["quantity"]) == (
         rid, "S5.MEDIUM4", "1.000000")

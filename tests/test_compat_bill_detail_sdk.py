@@ -89,11 +89,12 @@ def test_describe_bill_detail_returns_l3_lines_with_components(settled):
     assert (d.UsedAmount, d.UsedAmountUnit, d.RealCost) == ("100", "GB", "0.04900000")
     assert (d.CashPayAmount, d.PriceUnit) == ("0.05", "元/GB/小时")
     assert len({first.BillId, second.BillId, disk.BillId}) == 3
-    # the same lines by usage time, one month window of BeginTime/EndTime, and filters
-    by_used = client.DescribeBillDetail(request(
-        models.DescribeBillDetailRequest, Offset=0, Limit=1, PeriodType="byUsedTime",
+    # the same lines on the account's period named, one month window of BeginTime/EndTime,
+    # and filters
+    by_pay = client.DescribeBillDetail(request(
+        models.DescribeBillDetailRequest, Offset=0, Limit=1, PeriodType="byPayTime",
         BeginTime=f"{month}-01 00:00:00", EndTime=f"{month}-02 00:00:00"))
-    assert by_used.Total == 3 and len(by_used.DetailSet) == 1
+    assert by_pay.Total == 3 and len(by_pay.DetailSet) == 1
     only_disk = client.DescribeBillDetail(request(
         models.DescribeBillDetailRequest, Offset=0, Limit=10, Month=month, ResourceId=cbs,
         PayMode="postPay"))
@@ -156,8 +157,10 @@ def test_a_line_in_arrears_shows_the_shortfall_as_cash_paid():
             "cycle": "day", "kind": "charge", "reason": None, "period_key": "2026-10-31",
             "period_start": datetime(2026, 10, 30, 16), "period_end": datetime(2026, 10, 31, 16),
             "deducted_at": datetime(2026, 10, 31, 16), "txn_id": 33, "quantity": 32_959_000,
+            "package_quantity": 0,
             "price_kind": "list", "unit_price": 19_000_000, "list_amount": 626_221_000,
             "discount_bp": 10_000, "discounted_amount": 626_221_000, "deducted": 626,
+            "statistic_time": datetime(2026, 10, 31, 16),
             "voucher_paid": 0, "gift_paid": 100, "cash_paid": 20, "credit_paid": 6,
             "arrears": 500, "stopped_quantity": 0}
     detail = _bill_detail(line)

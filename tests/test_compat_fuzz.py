@@ -1,4 +1,4 @@
-"""Hypothesis fuzzing of the Tencent-compatible endpoint (issue #16, DESIGN §6).
+"""Hypothesis fuzzing of the Tencent-compatible endpoint (issue #16; docs/api.md, strict input).
 
 Every action of ``compat.actions.ACTIONS`` is posted bodies built from the
 parameters the official SDK documents for it (read from the SDK's request

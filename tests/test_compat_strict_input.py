@@ -1,4 +1,4 @@
-"""Strict input on the Tencent-compatible endpoint (issue #16, DESIGN §6): each defect
+"""Strict input on the Tencent-compatible endpoint (issue #16; docs/api.md, strict input): each defect
 a hostile client found, as a plain example.
 
 Tencent's codes: a parameter of the wrong JSON type (or a body that is not one

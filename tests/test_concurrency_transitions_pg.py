@@ -1,6 +1,6 @@
 """Every money-moving state transition claimed once under 8 concurrent requests (PostgreSQL).
 
-Issue #16 point 1 (DESIGN §3, docs/architecture.md "Claiming a state change"):
+Issue #16 point 1 (docs/architecture.md, "Claiming a state change"):
 8 real threads, each in its own database transaction, ask for the same
 transition at once (each with its own idempotency key, unless a test says
 otherwise). Exactly one wins; the others

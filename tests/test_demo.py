@@ -17,9 +17,14 @@ def test_demo_seeds_accounts_orders_and_stays_reconciled(database_url, tmp_path,
     monkeypatch.setenv("FEECENTER_HOME", str(tmp_path))
     console = Console(record=True, width=200)
     # fewer days than the real demo's month keep the test short; 8 are enough for arrears
-    run_demo(host="127.0.0.1", port=8000, console=console, simulated_days=8)
+    _, tls = run_demo(host="127.0.0.1", port=8000, console=console, simulated_days=8, tls=True)
     text = console.export_text()
     assert "DescribeAccountBalance" in text and "AKID" in text
+    # --tls: a local CA in FEECENTER_HOME/tls, and how the SDK and tccli trust it
+    assert tls.ca == tmp_path / "tls" / "ca.pem" and tls.key.stat().st_mode & 0o077 == 0
+    assert f'certification="{tls.ca}"' in text and "POST https://127.0.0.1:8000/" in text
+    assert f'cat {tls.ca} >> "$(TCCLI_VENV/bin/python -m certifi)"' in text
+    assert "tccli billing DescribeAccountBalance --endpoint 127.0.0.1:8000" in text
     assert "Simulated month / 模拟一个月 (8 days)" in text
     rt = open_runtime()
     with rt.engine.connect() as conn:

@@ -1,4 +1,4 @@
-"""The job runner (DESIGN §4, issue #4 item 7): period arithmetic, enqueue and claim,
+"""The job runner (docs/jobs.md; issue #4 item 7): period arithmetic, enqueue and claim,
 idempotent reruns, crash recovery, several workers, the simulator and the CLI.
 
 SET-4 (when periods fall due) and the runner's half of SET-8 (a period run

@@ -133,8 +133,8 @@ def test_dunning_notice_says_what_is_owed_and_how_to_pay(rt):
     uin = contact_account(rt)
     with rt.engine.begin() as conn:
         accounts.add_user(conn, rt.clock, OPS, uin, "fin", "finance")
-    ids = notify(rt, uin, key="arrears-entered-1", include_finance=True)
-    # in-site message, email, SMS: finance users have no contacts of their own yet
+    ids = notify(rt, uin, key="arrears-entered-1")
+    # in-site message, email, SMS: this finance user has no contacts of its own
     assert len(ids) == 3
     with rt.engine.connect() as conn:
         page = notifications.list_messages(conn, SYSTEM, uin)
@@ -143,13 +143,13 @@ def test_dunning_notice_says_what_is_owed_and_how_to_pay(rt):
     assert "催缴通知" in message["title"] and "Payment due" in message["title"]
     body = message["body"]
     assert "当前欠费金额为 1,234.56 元" in body and "the amount owed is CNY 1,234.56" in body
-    assert "在线充值" in body and "公司转账" in body  # how to pay, zh
-    assert "Recharge online" in body and "bank transfer" in body  # and en
+    assert "付款方式：请联系您的客户经理或平台客服付款" in body  # how to pay today, zh
+    assert "How to pay: contact your account manager" in body  # and en
     assert body.index("尊敬的 notify-co") < body.index("Dear notify-co")
     email_row, sms_row = outbox_rows(rt, uin)
     assert (email_row["channel"], email_row["recipient"]) == ("email", "pay@example.cn")
     assert email_row["subject"] == "【催缴通知】您的账号 %d 已欠费 1,234.56 元" % uin
-    assert "请尽快充值结清欠款" in email_row["body"] and "Dear" not in email_row["body"]
+    assert "请尽快结清欠款" in email_row["body"] and "Dear" not in email_row["body"]
     assert (sms_row["channel"], sms_row["recipient"]) == ("sms", "13800138000")
     assert sms_row["body"].startswith("【费用中心】") and "1,234.56元" in sms_row["body"]
     assert {email_row["state"], sms_row["state"]} == {"pending"}
@@ -192,46 +192,136 @@ def test_notify_refuses_bad_input_and_writes_nothing(rt):
     assert outbox_rows(rt) == []
 
 
+# ---------------------------------------------------------------- who receives what
+
+# kind -> who receives it (the account's contacts, user roles), by hand from ARR-3 and ACC-2 (docs/notifications.md): every
+# kind that exists states money owed or the balance, so the account's contacts, the owner
+# and the finance users; never an admin or a readonly user.
+RECEIVERS = {code: {"account", "owner", "finance"} for code in (
+    "arrears_dunning", "arrears_stop_warning", "resources_stopped",
+    "resources_destroy_warning", "resources_destroyed", "arrears_repaid_restored",
+    "balance_low")}
+# who, with which email and phone; the owner's are the account's contacts (ACC-1)
+PEOPLE = {"fin": ("finance", "fin@example.cn", "13900000001"),
+          "adm": ("admin", "adm@example.cn", "13900000002"),
+          "ro": ("readonly", "ro@example.cn", "13900000003"),
+          "fin-quiet": ("finance", None, None)}
+
+
+def team_account(rt, name="team-co") -> tuple[int, dict]:
+    """An account with contacts, a user of each role with its own email and phone, and a
+    finance user without any; returns (uin, actor of each login, the owner's as "owner")."""
+    uin = contact_account(rt, name)
+    with rt.engine.begin() as conn:
+        actors = {login: accounts.user_actor(conn, accounts.add_user(
+            conn, rt.clock, OPS, uin, login, role, email=mail, phone=phone))
+            for login, (role, mail, phone) in PEOPLE.items()}
+        actors["owner"] = accounts.user_actor(conn, accounts.find_user(conn, uin, None)["id"])
+    return uin, actors
+
+
+def expected_addresses(who: set[str]) -> set[tuple[str, str]]:
+    found = {("email", "pay@example.cn"), ("sms", "13800138000")} if "account" in who else set()
+    for role, mail, phone in PEOPLE.values():
+        found |= {("email", mail), ("sms", phone)} if role in who and mail else set()
+    return found
+
+
+def seen_by(rt, actor, uin) -> list[str]:
+    with rt.engine.connect() as conn:
+        return [m["template"] for m in notifications.list_messages(conn, actor, uin)["items"]]
+
+
+@pytest.mark.spec("ARR-3", "ACC-2")
+@pytest.mark.parametrize("code", sorted(RECEIVERS))
+def test_each_kind_reaches_the_recipients_its_rule_names_on_each_channel(rt, code):
+    assert set(templates.TEMPLATES) == set(RECEIVERS)  # a new kind needs its row here
+    uin, actors = team_account(rt)
+    ids = notify(rt, uin, template=code, params=ALL_PARAMS, key=f"{code}-1")
+    rows = outbox_rows(rt, uin)
+    assert {(r["channel"], r["recipient"]) for r in rows} == expected_addresses(RECEIVERS[code])
+    assert len(rows) == len(ids) - 1 == 4  # each address once; the quiet user has none
+    for login, actor in actors.items():
+        assert seen_by(rt, actor, uin) == ([code] if actor.role in RECEIVERS[code] else []), login
+    with rt.engine.begin() as conn, pytest.raises(NotFound):  # not its message to mark
+        notifications.mark_read(conn, rt.clock, actors["ro"], uin, [ids[0]])
+    with rt.engine.begin() as conn:
+        assert notifications.mark_read(conn, rt.clock, actors["ro"], uin, None) == 0
+        assert notifications.mark_read(conn, rt.clock, actors["fin"], uin, None) == 1
+
+
+@pytest.mark.spec("ARR-3")
+def test_a_user_added_over_rest_with_contacts_receives_its_notices_and_bad_ones_are_400(
+        rest_shop):
+    send, uin = rest_shop.customer.send, rest_shop.uin
+    added = send("POST", f"/api/v1/accounts/{uin}/users", {
+        "login": "fin", "role": "finance", "email": "fin@example.cn", "phone": "13900000001"})
+    assert added.status_code == 201, added.text
+    for field, value in (("email", "fin-at-example.cn"), ("phone", "call me")):
+        bad = send("POST", f"/api/v1/accounts/{uin}/users",
+                   {"login": "fin2", "role": "finance", field: value})
+        error = bad.json()["error"]
+        assert (bad.status_code, error["field"]) == (400, field), bad.text
+        assert error["message_zh"] and error["message_en"]
+    notify(rest_shop.rt, uin, key="rest-user-1")
+    assert {(r["channel"], r["recipient"]) for r in outbox_rows(rest_shop.rt, uin)} == {
+        ("email", "fin@example.cn"), ("sms", "13900000001")}
+
+
+def test_no_notice_names_a_way_of_paying_that_does_not_exist():
+    """Online recharge and bank remittance do not exist yet: the only way to pay is the
+    platform crediting a payment, which every arrears notice explains."""
+    missing = ("充值", "转账", "汇款", "网银", "recharge", "transfer", "remittance", "banking")
+    for code in templates.TEMPLATES:
+        for locale in templates.LOCALES:
+            rendered = templates.render(code, locale, ALL_PARAMS)
+            for text in (rendered.subject, rendered.body, rendered.sms):
+                assert not [w for w in missing if w in text.lower()], (code, locale, text)
+    dunning = templates.render_bilingual("arrears_dunning", ALL_PARAMS)[1]
+    assert dunning.index("请联系您的客户经理或平台客服付款") < dunning.index(
+        "contact your account manager or the platform's customer service")
+
+
 # ---------------------------------------------------------------- reading in-site messages
 
 def test_list_and_mark_read_with_permissions(rt):
     uin = contact_account(rt)
     other = new_account(rt, "other-co")
     with rt.engine.begin() as conn:
-        readonly = accounts.user_actor(conn, accounts.add_user(conn, rt.clock, OPS, uin, "ro",
-                                                               "readonly"))
+        reader = accounts.user_actor(conn, accounts.add_user(conn, rt.clock, OPS, uin, "fin",
+                                                             "finance"))
         outsider = accounts.user_actor(conn, accounts.find_user(conn, other, None)["id"])
     ids = [notify(rt, uin, key=f"evt-{i}")[0] for i in range(3)]
     other_msg = notify(rt, other, key="other-evt")[0]
 
     with rt.engine.connect() as conn:
-        page = notifications.list_messages(conn, readonly, uin, limit=2)
+        page = notifications.list_messages(conn, reader, uin, limit=2)
         assert page["total"] == 3 and page["unread"] == 3
         assert [m["id"] for m in page["items"]] == [ids[2], ids[1]]  # newest first
         assert [m["id"] for m in notifications.list_messages(
-            conn, readonly, uin, offset=2, limit=2)["items"]] == [ids[0]]
+            conn, reader, uin, offset=2, limit=2)["items"]] == [ids[0]]
         with pytest.raises(PermissionDenied):
             notifications.list_messages(conn, outsider, uin)
         with pytest.raises(InvalidInput):
-            notifications.list_messages(conn, readonly, uin, limit=1000)
+            notifications.list_messages(conn, reader, uin, limit=1000)
 
     rt.clock.advance(hours=1)
     with rt.engine.begin() as conn:
-        assert notifications.mark_read(conn, rt.clock, readonly, uin, [ids[0], ids[1]]) == 2
-        assert notifications.mark_read(conn, rt.clock, readonly, uin, [ids[0]]) == 0
+        assert notifications.mark_read(conn, rt.clock, reader, uin, [ids[0], ids[1]]) == 2
+        assert notifications.mark_read(conn, rt.clock, reader, uin, [ids[0]]) == 0
     with rt.engine.begin() as conn, pytest.raises(PermissionDenied):
         notifications.mark_read(conn, rt.clock, outsider, uin, [ids[2]])
     with rt.engine.begin() as conn, pytest.raises(NotFound):
-        notifications.mark_read(conn, rt.clock, readonly, uin, [ids[2], other_msg])
+        notifications.mark_read(conn, rt.clock, reader, uin, [ids[2], other_msg])
     with rt.engine.connect() as conn:
-        unread = notifications.list_messages(conn, readonly, uin, unread_only=True)
+        unread = notifications.list_messages(conn, reader, uin, unread_only=True)
         assert unread["total"] == 1 and unread["unread"] == 1
         assert [m["id"] for m in unread["items"]] == [ids[2]]  # the refused call marked nothing
-        read = {m["id"]: m for m in notifications.list_messages(conn, readonly, uin)["items"]}
+        read = {m["id"]: m for m in notifications.list_messages(conn, reader, uin)["items"]}
         assert read[ids[0]]["read"] and read[ids[0]]["read_at"] is not None
         assert notifications.list_messages(conn, SYSTEM, other)["unread"] == 1
     with rt.engine.begin() as conn:
-        assert notifications.mark_read(conn, rt.clock, readonly, uin, None) == 1
+        assert notifications.mark_read(conn, rt.clock, reader, uin, None) == 1
 
 
 @pytest.fixture
@@ -312,7 +402,7 @@ def test_email_is_delivered_to_a_real_smtp_server(rt, smtp_server):
     assert received.get_content_charset() == "utf-8"
     text = received.get_content()
     assert f"您的账号（UIN：{uin}）于 2026-03-02 10:00:00 进入欠费状态" in text
-    assert "当前欠费金额为 1,234.56 元" in text and "在线充值" in text
+    assert "当前欠费金额为 1,234.56 元" in text and "客户经理" in text
     row = outbox_rows(rt, uin)[0]
     assert (row["state"], row["attempts"], row["last_error"]) == ("sent", 1, None)
     assert row["sent_at"] is not None
@@ -400,8 +490,8 @@ def test_sender_registry_plugs_in_an_sms_gateway(rt, tmp_path):
     notify(rt, uin, key="gw-1", locale="en")
     notifications.deliver_pending(rt.engine, rt.clock, senders_mod.senders_from_settings(settings))
     assert sent == [("13800138000", f"[Fee Center] Account {uin} owes CNY 1,234.56. Please "
-                     "recharge in the console (Fee Center) or by bank transfer to avoid your "
-                     "resources being stopped and deleted.")]
+                     "contact your account manager to pay, or your resources will be stopped "
+                     "and deleted.")]
     with pytest.raises(ValueError, match="no sms sender named 'nope'"):
         senders_mod.senders_from_settings(Settings(home=tmp_path, database_url="",
                                                    master_key=None, sms_sender="nope"))

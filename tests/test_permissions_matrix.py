@@ -1,4 +1,4 @@
-"""Who may add users and manage API keys (ACC-2, DESIGN §7), every role × every action,
+"""Who may add users and manage API keys (ACC-2; docs/api.md), every role × every action,
 through the REST API (signed requests, served for real) and the service layer.
 
 The rule: a user manages its own keys; the owner manages everyone; an admin adds
@@ -28,7 +28,11 @@ from feecenter.auth.tables import api_keys
 from feecenter.cli.client import ApiError, FeeCenterClient
 from feecenter.db.engine import transaction
 from feecenter.errors import PermissionDenied
-from tests.helpers import OPS, add_cash, balance, new_account
+from feecenter.orders import service as orders
+from tests.compat_harness import Shop as CompatShop
+from tests.helpers import OPS, add_cash, balance, buy, new_account
+from tests.helpers import pay as pay_as_system
+from tests.rest_harness import Signed
 
 pytestmark = pytest.mark.spec("ACC-2")
 
@@ -246,3 +250,106 @@ def test_an_admin_cannot_take_over_the_account_through_either_api(live_server):
     with rt.engine.connect() as conn:
         holders = {k["user_id"] for k in auth.list_api_keys(conn, OPS, uin)}
         assert holders == {accounts.find_user(conn, uin, "adm")["id"]}  # no key was minted
+
+
+# ---------------------------------------------------------------- every permission, both APIs
+
+# action -> the actors that may do it, by hand from ACC-2 (docs/api.md, "Who may do what"),
+# one action at least per permission of accounts/permissions.py. "outsider" is the owner of
+# another account; it is left out of compat rows, where a key only ever reaches its own account.
+MAY_DO = {
+    "rest read_account": {"owner", "finance", "admin", "readonly"},      # READ_PROFILE
+    "rest read_balance": {"owner", "finance"},                           # FINANCE
+    "rest create_project": {"owner", "admin"},                           # MANAGE_RESOURCES
+    "rest add_readonly_user": {"owner", "admin"},                        # MANAGE_USERS
+    "rest renew": {"owner", "admin"},                                    # RENEWAL
+    "rest read_renewal_order": {"owner", "finance", "admin"},            # RENEWAL or FINANCE
+    "rest void_renewal_order": {"owner", "finance", "admin"},            # RENEWAL or FINANCE
+    "rest read_purchase_order": {"owner", "finance"},                    # FINANCE
+    "rest pay": {"owner", "finance"},                                    # FINANCE
+    "compat DescribeAccountBalance": {"owner", "finance"},
+    "compat DescribeBillList": {"owner", "finance"},
+    "compat DescribeDealsByCond": {"owner", "finance"},
+    "compat DescribeBillDetail": {"owner", "finance"},
+    "compat PayDeals": {"owner", "finance"},
+}
+ROLE_LOGIN = {"finance": "fin", "admin": "adm", "readonly": "ro"}
+
+
+class Shop:
+    """rest_shop's account with a user of each role, an outsider, a renewable cvm; each
+    actor signs with its own key on the native API and the compat endpoint."""
+
+    def __init__(self, shop):
+        self.rt, self.uin = shop.rt, shop.uin
+        http = shop.customer.http
+        outsider = new_account(self.rt, "perm-outsider")
+        (order_id,) = buy(self.rt, self.uin)
+        pay_as_system(self.rt, self.uin, [order_id])
+        with transaction(self.rt.engine) as conn:
+            self.cvm = orders.get_order(conn, OPS, self.uin, order_id)["resource_id"]
+            keys = {"owner": shop.customer.key,
+                    "outsider": auth.create_api_key(conn, self.rt.clock, OPS, outsider)}
+            for role, login in ROLE_LOGIN.items():
+                accounts.add_user(conn, self.rt.clock, OPS, self.uin, login, role)
+                keys[role] = auth.create_api_key(conn, self.rt.clock, OPS, self.uin, login)
+        self.rest = {a: Signed(self.rt, http, k) for a, k in keys.items()}
+        self.compat = {a: CompatShop(self.rt, self.uin, k, http, self.rt.clock.now(), [], [],
+                                     []) for a, k in keys.items()}
+
+    def renewal(self) -> int:
+        with transaction(self.rt.engine) as conn:
+            return orders.create_renewal(conn, self.rt.clock, OPS, self.uin, self.cvm, 1)
+
+    def do(self, actor: str, action: str) -> int | str:
+        """The HTTP status (REST) or "ok" / the error code (compat) of one attempt."""
+        adapter, name = action.split(" ")
+        if adapter == "compat":
+            answer = self.compat[actor].post(name, self.compat_body(name))
+            return answer.json()["Response"].get("Error", {}).get("Code", "ok")
+        rest, uin, n = self.rest[actor], self.uin, next(_SEQ)
+        calls = {
+            "read_account": lambda: rest.send("GET", f"/api/v1/accounts/{uin}"),
+            "read_balance": lambda: rest.send("GET", f"/api/v1/accounts/{uin}/balance"),
+            "create_project": lambda: rest.send("POST", f"/api/v1/accounts/{uin}/projects",
+                                                {"name": f"p-{n}"}),
+            "add_readonly_user": lambda: rest.send("POST", f"/api/v1/accounts/{uin}/users",
+                                                   {"login": f"u-{n}", "role": "readonly"}),
+            "renew": lambda: rest.send("POST", f"/api/v1/accounts/{uin}/resources/{self.cvm}"
+                                       "/orders", {"action": "renew", "months": 1}),
+            "read_renewal_order": lambda: rest.send(
+                "GET", f"/api/v1/accounts/{uin}/orders/{self.renewal()}"),
+            "void_renewal_order": lambda: rest.send(
+                "POST", f"/api/v1/accounts/{uin}/orders/{self.renewal()}/void"),
+            "read_purchase_order": lambda: rest.send(
+                "GET", f"/api/v1/accounts/{uin}/orders/{buy(self.rt, uin)[0]}"),
+            "pay": lambda: rest.send("POST", f"/api/v1/accounts/{uin}/payments", {
+                "order_ids": [str(buy(self.rt, uin)[0])], "idempotency_key": f"k-{n}"}),
+        }
+        return calls[name]().status_code
+
+    def compat_body(self, action: str) -> dict:
+        span = {"StartTime": "2026-01-01 00:00:00", "EndTime": "2026-03-01 00:00:00"}
+        return {"DescribeAccountBalance": {}, "DescribeBillList": span,
+                "DescribeDealsByCond": span, "DescribeBillDetail": {"Month": "2026-03"},
+                "PayDeals": {"OrderIds": [str(buy(self.rt, self.uin)[0])]}}[action]
+
+
+_SEQ = iter(range(1, 10**6))
+
+
+def test_every_permission_is_checked_where_its_action_happens_on_rest_and_compat(rest_shop):
+    """Every role × every action of the table above, through both APIs: allowed is 2xx
+    (REST) or no error (compat); refused is 403 PermissionDenied or UnauthorizedOperation.
+    An admin renews (RENEWAL) and reads the renewal order; a finance user does not renew."""
+    shop = Shop(rest_shop)
+    wrong = []
+    for action, allowed in MAY_DO.items():
+        actors = ACTORS[:-1] if action.startswith("rest") else ACTORS[:4]
+        for actor in actors:
+            got = shop.do(actor, action)
+            ok = got == "ok" or (isinstance(got, int) and 200 <= got < 300)
+            refused = got in (403, "UnauthorizedOperation")
+            if (actor in allowed and not ok) or (actor not in allowed and not refused):
+                wrong.append((action, actor, got))
+    assert wrong == []

@@ -1,4 +1,4 @@
-"""The native REST API fuzzed from its own OpenAPI document (schemathesis, DESIGN §6).
+"""The native REST API fuzzed from its own OpenAPI document (schemathesis; docs/api.md, strict input).
 
 Every operation in /openapi.json gets generated requests, valid and invalid,
 signed with TC3 as an operator (/ops paths) or as a customer of a funded account with the

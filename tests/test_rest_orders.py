@@ -412,7 +412,7 @@ def test_operator_expires_unpaid_orders_past_their_term(shop):
     ({"spec_item": "S9.HUGE"}, 404, "item"),
     ({**SSL, "months": 1}, 400, "months"),  # certificates are sold by the year
     ({"months": "two"}, 400, "items.0.months"),
-    ({"months": "1"}, 400, "items.0.months"),  # a string is not an integer (DESIGN §6)
+    ({"months": "1"}, 400, "items.0.months"),  # a string is not an integer (docs/api.md, "Strict input")
     ({"months": True}, 400, "items.0.months"),
     ({"months": 1.0}, 400, "items.0.months"),
     ({"colour": "red"}, 400, "items.0.colour"),  # unknown fields are refused, not ignored

@@ -1,4 +1,4 @@
-"""Strict input on the native REST API (DESIGN §6): every refusal a 4xx naming the
+"""Strict input on the native REST API (docs/api.md, "Strict input"): every refusal a 4xx naming the
 field in Chinese and English, nothing written, never a 500; and an OpenAPI
 document that says what the server does."""
 

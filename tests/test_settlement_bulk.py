@@ -21,7 +21,7 @@ from feecenter.ledger.reconcile import reconcile
 from feecenter.ledger.tables import ledger_accounts, ledger_postings, ledger_transactions
 from feecenter.settlement import rules
 from tests.conftest import START
-from tests.helpers import OPS, add_cash, add_gift, new_account
+from tests.helpers import OPS, add_cash, add_gift, assert_reconciled, new_account
 
 # (gift, cash, credit limit, temporary credit and whether it is still in force, frozen cash)
 ACCOUNTS = [
@@ -175,3 +175,26 @@ def test_chunks_are_consecutive_bounded_and_never_split_an_account():
     assert rules.chunk_accounts([], 5, 5) == []
     with pytest.raises(ValueError):
         rules.chunk_accounts(counts, 0, 5)
+
+
+@pytest.mark.spec("BAL-5", "SET-6")
+def test_the_coupon_part_is_in_the_entry_and_a_repeat_returns_the_same_split(rt):
+    uin = new_account(rt, name="coupon-payer")
+    add_gift(rt, uin, 5)
+    add_cash(rt, uin, 20)
+    with rt.engine.begin() as conn:
+        revenue = funds.platform_account(conn, rt.clock, "revenue")
+    request = bulk.SpendRequest(uin, 40, "k-coupon", revenue, "hour_h", coupon=60)
+    results = [in_bulk(rt, [request])[0] for _ in range(2)]
+    assert [(r.created, r.gift, r.cash, r.credit, r.arrears) for r in results] == [
+        (True, 5, 20, 0, 15), (False, 5, 20, 0, 15)]
+    with rt.engine.connect() as conn:
+        entry = conn.execute(select(statement_entries).where(
+            statement_entries.c.txn_id == results[0].txn_id)).one()
+    assert (entry.amount, entry.coupon_amount, entry.gift_amount, entry.cash_amount,
+            entry.balance_after) == (-100, -60, -5, -20, -15)
+    with rt.engine.begin() as conn, pytest.raises(InvalidInput) as err:
+        bulk.spend_postpaid(conn, rt.clock, bulk.lock_accounts(conn, [uin]), [
+            bulk.SpendRequest(uin, 40, "k-bad", revenue, "hour_h", coupon=-1)])
+    assert err.value.field == "coupon"
+    assert_reconciled(rt, uin)

@@ -1,4 +1,4 @@
-"""TC3-HMAC-SHA256 checked exactly as specified (DESIGN §7), on the REST API and on the
+"""TC3-HMAC-SHA256 checked exactly as specified (docs/api.md, "Authentication"), on the REST API and on the
 compat endpoint, served for real: host and content-type signed, the credential
 scope's date, service and terminator, the canonical URI the raw path byte for
 byte, and every refusal an AuthFailure with its reason in Chinese and English."""

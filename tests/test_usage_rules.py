@@ -21,10 +21,10 @@ FACTS = {"cvm-1": ResourceFacts(uin=100, postpaid=True, created="2026-03-01 00:0
 def test_a_record_becomes_a_tuple_with_utc_text_times_and_micro_units():
     assert RecordParser().parse(GOOD) == (
         "e1", 100, "cvm-1", "S5", 1_500_000, "2026-03-02 02:00:00.000000",
-        "2026-03-02 03:00:00.000000")
+        "2026-03-02 03:00:00.000000", 0)
     with_offset = GOOD[:5] + ("2026-03-02T02:00:00.25+00:00", "2026-03-02T03:00:00Z")
-    assert RecordParser().parse(with_offset)[5:] == ("2026-03-02 02:00:00.250000",
-                                                     "2026-03-02 03:00:00.000000")
+    assert RecordParser().parse(with_offset)[5:7] == ("2026-03-02 02:00:00.250000",
+                                                      "2026-03-02 03:00:00.000000")
 
 
 @pytest.mark.parametrize("index, value, field", [
@@ -164,12 +164,51 @@ def test_check_names_the_first_problem_of_a_record():
 
 
 def test_dedupe_keeps_each_events_first_row():
-    a, b = ("a", 1, "r", "i", 1, "s", "e", NOW), ("b", 1, "r", "i", 1, "s", "e", NOW)
-    changed_a = ("a", 1, "r", "i", 2, "s", "e", NOW)
-    new, duplicates, refused = rules.dedupe([a, a, changed_a, b], [1, 2, 3, 4], {})
-    assert (new, duplicates, [r.line for r in refused]) == ([a, b], 1, [3])
-    new, duplicates, refused = rules.dedupe([changed_a, b], [1, 2], {"a": a[:7]})
-    assert (new, duplicates, [r.field for r in refused]) == ([b], 0, ["event_id"])
+    # rows as check makes them: (..., revision, received_at, stopped quantity)
+    a, b = ("a", 1, "r", "i", 1, "s", "e", 0, NOW, 0), ("b", 1, "r", "i", 1, "s", "e", 0, NOW, 0)
+    changed_a = ("a", 1, "r", "i", 2, "s", "e", 0, NOW, 0)
+    new, corrected, duplicates, refused = rules.dedupe([a, a, changed_a, b], [1, 2, 3, 4], {})
+    assert (new, corrected, duplicates, [r.line for r in refused]) == ([a, b], [], 1, [3])
+    new, corrected, duplicates, refused = rules.dedupe([changed_a, b], [1, 2], {"a": a[:8]})
+    assert (new, corrected, duplicates, [r.field for r in refused]) == ([b], [], 0, ["event_id"])
+
+
+@pytest.mark.spec("SET-9")
+def test_a_higher_revision_corrects_the_quantity_a_lower_one_changes_nothing():
+    stored = ("a", 1, "r", "i", 5, "s", "e", 1)
+    up = ("a", 1, "r", "i", 7, "s", "e", 2, NOW, 0)
+    again = ("a", 1, "r", "i", 9, "s", "e", 3, NOW, 4)  # carries its own stopped part (ARR-3)
+    old = ("a", 1, "r", "i", 4, "s", "e", 0, NOW, 0)
+    new, corrected, duplicates, refused = rules.dedupe([up, old, up, again], [1, 2, 3, 4],
+                                                       {"a": stored})
+    assert (new, corrected, duplicates, refused) == ([], [again], 2, [])
+    other_resource = ("a", 1, "r2", "i", 7, "s", "e", 2, NOW, 0)
+    _, corrected, _, refused = rules.dedupe([other_resource], [1], {"a": stored})
+    assert corrected == [] and [r.field for r in refused] == ["event_id"]
+    fresh = ("c", 1, "r", "i", 1, "s", "e", 0, NOW, 0)
+    fixed = ("c", 1, "r", "i", 2, "s", "e", 1, NOW, 1)
+    assert rules.dedupe([fresh, fixed], [1, 2], {})[:3] == ([fixed], [], 0)
+
+
+@pytest.mark.parametrize("revision, expected", [(None, 0), ("", 0), (" 3 ", 3), (2, 2)])
+def test_the_revision_is_optional(revision, expected):
+    assert RecordParser().parse(GOOD + (revision,))[7] == expected
+
+
+@pytest.mark.parametrize("revision", ["-1", "1.5", "x", "２", str(2**31), -1])
+def test_a_bad_revision_is_named(revision):
+    with pytest.raises(RecordError) as refused:
+        RecordParser().parse(GOOD + (revision,))
+    assert refused.value.field == "revision" and refused.value.zh and refused.value.en
+
+
+def test_csv_and_json_lines_carry_the_revision():
+    header = ",".join(FIELDS) + ",revision\n"
+    [chunk] = chunks(io.StringIO(header + ",".join(GOOD) + ",2\n"), "csv", 10)
+    assert chunk.records[0][7] == 2
+    line = json.dumps({**dict(zip(FIELDS, GOOD)), "revision": 4})
+    [chunk] = chunks(io.StringIO(line + "\n"), "jsonl", 10)
+    assert chunk.records[0][7] == 4
 
 
 
@@ -207,4 +246,5 @@ def test_check_records_the_stopped_part_of_each_kept_record():
     later = parser.parse(("e2",) + GOOD[1:5] + ("2026-03-02 18:30:00", "2026-03-02 19:00:00"))
     rows, _, refused = rules.check([record, later], [1, 2], facts, NOW)
     assert refused == []
-    assert [row[-1] for row in rows] == [0, 1_500_000]  # before the stop; wholly after it
+    # before the stop; wholly after it
+    assert [row[rules.STOPPED] for row in rows] == [0, 1_500_000]

@@ -1,4 +1,4 @@
-"""Strict input for every adapter (DESIGN §6): JSON bodies, ids and bounded integers.
+"""Strict input for every adapter (docs/api.md, "Strict input"): JSON bodies, ids and bounded integers.
 
 One place decides what a well-formed request value is, so the REST API, the
 compat endpoint and the CLI refuse the same things with the same message:

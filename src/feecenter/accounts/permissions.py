@@ -4,6 +4,8 @@ An ``Actor`` is whoever calls a service: a user of a customer account (owner,
 sub-user or collaborator with a role), a platform operator, or the system
 itself (jobs, the demo). Money views and actions need the owner or the
 finance role; user management and renewal management need owner or admin.
+Every permission below guards actions that exist; each is checked where its
+action happens (``require`` / ``holds`` in the services).
 Managing users and their API keys follows ``may_manage_user``: nobody gains,
 through a user or a key, a right it does not hold itself.
 """
@@ -15,11 +17,18 @@ from dataclasses import dataclass
 from feecenter.errors import PermissionDenied
 
 ROLES = ("owner", "finance", "admin", "readonly")
-FINANCE = "finance"        # balances, transactions, consumption, recharge, coupons, invoices …
+# Each permission and the actions that check it (docs/api.md, "Who may do what"):
+# balances, transactions, bills, coupons, arrears, every order, payments, refunds
+FINANCE = "finance"
+# adding users, managing their API keys (``may_manage_user``)
 MANAGE_USERS = "manage_users"
+# renewal orders: creating one, reading or voiding one (``orders.service``); paying
+# it spends the balance, which stays FINANCE
 RENEWAL = "renewal"
+# the account, its users, storefronts, resources and in-site messages
 READ_PROFILE = "read_profile"
-MANAGE_RESOURCES = "manage_resources"  # projects, names, tags, moves
+# projects, resource names, tags and moves, opening and releasing postpaid resources
+MANAGE_RESOURCES = "manage_resources"
 
 _GRANTS = {
     "owner": {FINANCE, MANAGE_USERS, RENEWAL, READ_PROFILE, MANAGE_RESOURCES},
@@ -57,15 +66,21 @@ def operator(name: str) -> Actor:
     return Actor(kind="operator", name=name)
 
 
+def holds(actor: Actor, uin: int, permission: str) -> bool:
+    """Does ``actor`` hold ``permission`` on account ``uin``? (operators and the system: yes)"""
+    if actor.kind in ("system", "operator"):
+        return True
+    return actor.uin == uin and permission in _GRANTS.get(actor.role or "", set())
+
+
 def require(actor: Actor, uin: int, permission: str) -> None:
     """Raise PermissionDenied unless ``actor`` may use ``permission`` on account ``uin``."""
-    if actor.kind in ("system", "operator"):
+    if holds(actor, uin, permission):
         return
     zh, en = _PERMISSION_NAMES[permission]
     if actor.uin != uin:
         raise PermissionDenied("无权访问其他账号的数据", "no access to another account's data")
-    if permission not in _GRANTS.get(actor.role or "", set()):
-        raise PermissionDenied(f"缺少{zh}权限，请联系主账号授权",
+    raise PermissionDenied(f"缺少{zh}权限，请联系主账号授权",
                                f"the {en} permission is required; ask the account owner",
                                role=actor.role)
 

@@ -45,10 +45,7 @@ def _validate(new: NewAccount) -> dict:
                       "name must be 2-100 letters, digits, CJK or -_.@ and spaces")
     if new.personal_name and new.enterprise_name:
         raise invalid("realname", "个人与企业实名只能选一种", "choose personal or enterprise, not both")
-    if new.email and not _EMAIL.match(new.email):
-        raise invalid("email", f"邮箱格式错误：{new.email}", f"malformed email: {new.email}")
-    if new.phone and not _PHONE.match(new.phone):
-        raise invalid("phone", f"手机号格式错误：{new.phone}", f"malformed phone: {new.phone}")
+    _check_contacts(new.email, new.phone)
     values = {"name": name, "email": new.email, "phone": new.phone, "realname_state": "none",
               "entity_name": None, "uscc": None}
     if new.personal_name:
@@ -59,6 +56,13 @@ def _validate(new: NewAccount) -> dict:
         if not values["entity_name"]:
             raise invalid("enterprise", "企业实名需要企业名称", "enterprise name is required")
     return values
+
+
+def _check_contacts(email: str | None, phone: str | None) -> None:
+    if email and not _EMAIL.match(email):
+        raise invalid("email", f"邮箱格式错误：{email}", f"malformed email: {email}")
+    if phone and not _PHONE.match(phone):
+        raise invalid("phone", f"手机号格式错误：{phone}", f"malformed phone: {phone}")
 
 
 def validate_uscc(code: str | None) -> str:
@@ -136,8 +140,9 @@ def set_realname(conn: Connection, clock: Clock, actor: Actor, uin: int, state: 
 # ---------------------------------------------------------------- users
 
 def add_user(conn: Connection, clock: Clock, actor: Actor, uin: int, login: str, role: str,
-             kind: str = "subuser") -> int:
-    """A sub-user or collaborator; who may add which role: ``may_manage_user``."""
+             kind: str = "subuser", *, email: str | None = None, phone: str | None = None) -> int:
+    """A sub-user or collaborator; who may add which role: ``may_manage_user``.
+    ``email``/``phone``: where it receives the notifications its role gets."""
     if role not in ROLES or role == "owner":
         raise invalid("role", "角色只能为 finance / admin / readonly",
                       "role must be finance, admin or readonly")
@@ -148,9 +153,11 @@ def add_user(conn: Connection, clock: Clock, actor: Actor, uin: int, login: str,
     login = (login or "").strip()
     if not _NAME.match(login):
         raise invalid("login", "登录名须为 2–100 个字符", "login must be 2-100 characters")
+    _check_contacts(email, phone)
     if conn.execute(select(users.c.id).where(users.c.uin == uin, users.c.login == login)).first():
         raise Conflict(f"用户已存在：{login}", f"user already exists: {login}", field="login")
     user_id = conn.execute(insert(users).values(uin=uin, login=login, role=role, kind=kind,
+                                                email=email, phone=phone,
                                                 created_at=db_time(clock.now()))
                            .returning(users.c.id)).scalar_one()
     record_audit(conn, clock, actor, "add_user", uin, {"login": login, "role": role})
@@ -172,6 +179,16 @@ def user_actor(conn: Connection, user_id: int) -> Actor:
         raise not_found("user_id", "用户", "user", user_id)
     return Actor(kind="user", name=row["login"], uin=row["uin"], user_id=row["id"],
                  role=row["role"])
+
+
+def contacts(conn: Connection, uin: int) -> dict:
+    """Who can be reached for account ``uin`` (for notifications): its name, the
+    account's contact email and phone (ACC-1), and each user's role, email and phone."""
+    account = get_account(conn, SYSTEM, uin)
+    people = conn.execute(select(users.c.login, users.c.role, users.c.email, users.c.phone)
+                          .where(users.c.uin == uin).order_by(users.c.id)).mappings()
+    return {"name": account["name"], "email": account["email"], "phone": account["phone"],
+            "users": [dict(u) for u in people]}
 
 
 def list_users(conn: Connection, actor: Actor, uin: int) -> list[dict]:

@@ -24,6 +24,8 @@ users = Table(
     Column("login", String(100), nullable=False),
     Column("role", String(12), nullable=False),  # owner|finance|admin|readonly
     Column("kind", String(12), nullable=False),  # owner|subuser|collaborator
+    Column("email", String(200), nullable=True),  # the user's own contacts (notifications)
+    Column("phone", String(30), nullable=True),
     Column("created_at", DateTime, nullable=False),
     UniqueConstraint("uin", "login", name="uq_users_uin_login"),
 )

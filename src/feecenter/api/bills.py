@@ -23,7 +23,8 @@ router = APIRouter(prefix="/api/v1")
 Rt = Annotated[Runtime, Depends(runtime)]
 Caller = Annotated[Actor, Depends(caller)]
 
-@router.get("/accounts/{uin}/bill-lines", summary="Postpaid L3 bill lines (filters, paging)")
+@router.get("/accounts/{uin}/bill-lines",
+            summary="Postpaid L3 bill lines (filters, paging); month on the statistic period")
 def list_bill_lines(uin: Uin, rt: Rt, actor: Caller, month: str | None = None,
                     product: str | None = None, resource_id: str | None = None,
                     project_id: QueryId = None, kind: str | None = None, offset: Offset = 0,
@@ -32,7 +33,8 @@ def list_bill_lines(uin: Uin, rt: Rt, actor: Caller, month: str | None = None,
                "project_id": project_id, "kind": kind}
     with rt.engine.connect() as conn:
         page = settlement.list_bill_lines(conn, actor, uin, filters, offset, limit)
-    return {"total": page["total"], "offset": offset, "limit": limit,
+    return {"statistic_period": page["statistic_period"], "total": page["total"],
+            "offset": offset, "limit": limit,
             "items": [bill_line_json(line) for line in page["items"]]}
 
 

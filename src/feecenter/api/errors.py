@@ -1,4 +1,4 @@
-"""DESIGN §6 for the REST API: domain errors -> 4xx JSON naming the field, zh and en."""
+"""Errors of the REST API (docs/api.md): domain errors -> 4xx JSON naming the field, zh and en."""
 
 from __future__ import annotations
 

@@ -71,6 +71,8 @@ class NewUser(StrictModel):
     login: str = Field(min_length=1, max_length=100)
     role: Literal["finance", "admin", "readonly"]
     kind: Literal["subuser", "collaborator"] = "subuser"
+    email: OptionalText = None  # where the user receives its notifications
+    phone: str | None = Field(default=None, max_length=30)
 
 
 @router.get("/accounts/{uin}/users", summary="Sub-users / 子用户")
@@ -83,7 +85,8 @@ def list_users(uin: Uin, rt: Rt, actor: Caller) -> list[dict]:
 @router.post("/accounts/{uin}/users", status_code=201, summary="Add a sub-user / 添加子用户")
 def add_user(uin: Uin, body: NewUser, rt: Rt, actor: Caller) -> dict:
     with transaction(rt.engine) as conn:
-        user_id = accounts.add_user(conn, rt.clock, actor, uin, body.login, body.role, body.kind)
+        user_id = accounts.add_user(conn, rt.clock, actor, uin, body.login, body.role, body.kind,
+                                    email=body.email, phone=body.phone)
     return {"user_id": user_id, "login": body.login, "role": body.role}
 
 

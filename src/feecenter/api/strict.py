@@ -1,4 +1,4 @@
-"""Strict REST input and a truthful OpenAPI document (DESIGN §6).
+"""Strict REST input and a truthful OpenAPI document (docs/api.md, "Strict input").
 
 Owns what every /api/v1 route shares about its input: the body models' base
 (JSON types exactly as declared, unknown fields refused), the bounded integer

@@ -8,7 +8,8 @@ the ``arrears.escalate`` job:
    Open cases are read in one query.
 2. An account in arrears without an open case gets one (``started_at`` is
    when the arrears began, read from the ledger's postings) and a dunning
-   notice to the owner and the finance users (``include_finance=True``).
+   notice to the owner and the finance users (notifications decides who:
+   ``notifications.recipients``).
 3. For every open case still in arrears, each postpaid resource's policy
    (``policy``) is applied through the pure rules (``rules.due_steps``):
    stop warning, stop (state ``stopped``), destruction warning, destruction
@@ -147,8 +148,7 @@ def _start_case(conn: Connection, clock: Clock, uin: int, account_id: int, amoun
         uin=uin, started_at=db_time(began), opened_at=db_time(now), ended_at=None, state="open",
         open_uin=uin, arrears_at_open=amount).returning(_C.id)).scalar_one()
     key = f"arrears:{case_id}:dunning"
-    notify(conn, clock, uin, _TEMPLATES["dunning"], {"amount": format_yuan(amount)}, key=key,
-           include_finance=True)
+    notify(conn, clock, uin, _TEMPLATES["dunning"], {"amount": format_yuan(amount)}, key=key)
     _event(conn, clock, uin, case_id, "dunning", None,
            {"amount": amount, "started_at": business_time_text(began)}, key)
     return dict(conn.execute(select(arrears_cases).where(_C.id == case_id)).mappings().one())
@@ -219,8 +219,7 @@ def _advance(conn: Connection, clock: Clock, policies: PolicyTable, case: dict,
         params = {"amount": format_yuan(amount),
                   "resources": "\n".join(_resource_line(r) for r, _ in items),
                   "stop_at": business_time_text(when), "destroy_at": business_time_text(when)}
-        notify(conn, clock, uin, _TEMPLATES[kind], params, key=key,
-               include_finance=True)
+        notify(conn, clock, uin, _TEMPLATES[kind], params, key=key)
         counts[kind] += len(items)
     return counts
 
@@ -279,7 +278,7 @@ def _close_case(conn: Connection, clock: Clock, case: dict) -> int:
     notify(conn, clock, uin, _TEMPLATES["restored"],
            {"amount": format_yuan(amount),
             "resources": "\n".join(_resource_line(r) for r in restart) or "-"},
-           key=key, include_finance=True)
+           key=key)
     conn.execute(update(arrears_cases).where(_C.id == case_id)
                  .values(state="closed", ended_at=db_time(clock.now()), open_uin=None))
     return len(restart)

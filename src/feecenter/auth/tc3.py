@@ -2,7 +2,7 @@
 
 Both the verifier (server) and ``sign`` (our own clients and tests of the
 native API) use the same canonical-request code. ``check_scope`` and
-``check_signed_headers`` hold the server's structural checks (DESIGN §7):
+``check_signed_headers`` hold the server's structural checks (docs/api.md, "Authentication"):
 host and content-type signed, the scope's date, service and terminator.
 """
 

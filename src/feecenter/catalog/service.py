@@ -78,8 +78,8 @@ class Quote:
     unit price, or a fixed amount per month) replaces list × discount, and
     ``discount_bp`` is 10000. ``unit_price`` / ``list_amount`` /
     ``price_list_id`` still describe the list price in force, for reference
-    (what the customer saves); bills show list price, discount and original
-    price of such lines as "-" (BIL-6), so render by ``price_kind``. An item
+    (what the customer saves); bills hide list price, discount and original
+    price of such lines (BIL-6), so render by ``price_kind``. An item
     may have an agreed price without any list price: then ``price_list_id``
     is None, ``unit_price`` is the agreed price and ``list_amount`` equals
     ``amount``.

@@ -9,7 +9,7 @@
 - ``demo``: ``feecenter demo``'s sample world; ``client``: a stdlib signed client
   for the native REST API.
 
-An adapter (DESIGN §1): a command parses, calls one service function and
+An adapter: a command parses, calls one service function and
 renders with ``feecenter.present``. Nothing here imports ``feecenter.api``
 except ``main.serve_app``, the composition root that builds the ASGI app. A
 command imports what it uses inside its function, so ``feecenter --help``

@@ -24,7 +24,8 @@ MAX_LINES = 1000  # settlement.service.MAX_LIMIT, without loading settlement for
 @bills_app.command("lines")
 def lines(
     uin: Annotated[int, typer.Option("--uin", help="the customer account")],
-    month: Annotated[Optional[str], typer.Option(help="YYYY-MM (by period start)")] = None,
+    month: Annotated[Optional[str], typer.Option(
+        help="YYYY-MM, on the account's statistic period (BIL-3)")] = None,
     product: Annotated[Optional[str], typer.Option(help="a product code, e.g. cvm")] = None,
     resource_id: Annotated[Optional[str], typer.Option("--resource-id")] = None,
     kind: Annotated[Optional[str], typer.Option(help="charge | adjustment")] = None,
@@ -42,23 +43,25 @@ def lines(
         rt = _runtime()
         with rt.engine.connect() as conn:
             page = settlement.list_bill_lines(conn, _actor(), uin, filters, offset, limit)
-    payload = {"uin": uin, "month": month, "total": page["total"], "offset": offset,
-               "limit": limit, "items": [bill_line_json(line) for line in page["items"]]}
+    payload = {"uin": uin, "month": month, "statistic_period": page["statistic_period"],
+               "total": page["total"], "offset": offset, "limit": limit,
+               "items": [bill_line_json(line) for line in page["items"]]}
     _emit(as_json, payload, _render_lines)
 
 
 def _render_lines(data: dict) -> None:
     title = f"L3 账单明细 / bill lines — {data['uin']}" + (
-        f" {data['month']}" if data["month"] else "")
+        f" {data['month']} ({data['statistic_period']})" if data["month"] else "")
     table = Table(title=title)
-    for column in ("period", "resource", "item", "qty", "stopped", "list", "disc.",
+    for column in ("period", "resource", "item", "qty", "package", "stopped", "list", "disc.",
                    "discounted", "deducted", "gift", "cash", "arrears", "kind"):
         table.add_column(column)
     for line in data["items"]:
-        discount = line["discount_bp"]
+        discount = line["discount_bp"]  # None with list_amount: not at the list price (BIL-6)
         table.add_row(
             line["period_key"], line["resource_id"], line["billing_item"], line["quantity"],
-            line["stopped_quantity"], line["list_amount"], "-" if discount == "-" else f"{discount / 10_000:g}",
+            line["package_quantity"], line["stopped_quantity"], line["list_amount"] or "-",
+            "-" if discount is None else f"{discount / 10_000:g}",
             line["discounted_amount"], line["deducted"], line["gift_paid"], line["cash_paid"],
             line["arrears"], line["kind"])
     out.print(table)

@@ -3,6 +3,8 @@
     client = FeeCenterClient("http://127.0.0.1:8000", secret_id, secret_key)
     client.get("/api/v1/accounts/100000000001/balance")
 
+Over HTTPS the server's certificate is checked against the system's CAs, or
+against ``cafile`` alone (``feecenter demo --tls`` prints its local CA's file).
 Paths are sent and signed as given: percent-encode them first. Each request
 carries a fresh signed ``X-FC-Nonce``, so a captured request cannot be replayed.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -28,12 +31,13 @@ class ApiError(Exception):
 
 class FeeCenterClient:
     def __init__(self, base_url: str, secret_id: str, secret_key: str, *,
-                 clock=time.time, nonce=lambda: secrets.token_hex(16)):
+                 clock=time.time, nonce=lambda: secrets.token_hex(16), cafile: str | None = None):
         self.base_url = base_url.rstrip("/")
         self.secret_id = secret_id
         self.secret_key = secret_key
         self._clock = clock
         self._nonce = nonce  # a fresh signed X-FC-Nonce per request (None: no nonce)
+        self._tls = ssl.create_default_context(cafile=cafile)
 
     def get(self, path: str, query: str = "") -> dict:
         return self.request("GET", path, query=query)
@@ -58,7 +62,7 @@ class FeeCenterClient:
         request = urllib.request.Request(url, data=data if method != "GET" else None,
                                          headers=signed, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=30, context=self._tls) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
             raise ApiError(exc.code, json.loads(exc.read() or b"{}")) from None

@@ -30,6 +30,7 @@ from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import operator
 from feecenter.auth import service as auth
 from feecenter.catalog import service as catalog
+from feecenter.cli.tls import LocalTLS, local_tls
 from feecenter.clock import FixedClock, business_time_text
 from feecenter.config import Settings, load_settings
 from feecenter.db.engine import transaction
@@ -203,11 +204,13 @@ def simulate_month(rt: Runtime, rows: list[dict], *, days: int = SIMULATED_DAYS,
             "seconds": round(time.monotonic() - started, 1)}
 
 
-def run_demo(*, host: str, port: int, console: Console,
-             simulated_days: int = SIMULATED_DAYS) -> Runtime:
+def run_demo(*, host: str, port: int, console: Console, simulated_days: int = SIMULATED_DAYS,
+             tls: bool = False) -> tuple[Runtime, LocalTLS | None]:
     """Seed a fresh demo database, simulate the month and print how to call it;
-    returns the runtime for ``feecenter demo`` to serve (cli/main.py)."""
+    returns the runtime for ``feecenter demo`` to serve (cli/main.py) and, with
+    ``tls``, the local CA and server certificate to serve HTTPS with."""
     settings = _demo_settings()
+    files = local_tls(settings.home / "tls") if tls else None
     rt = open_runtime(settings)
     rows = seed(rt)
     month = simulate_month(rt, rows, days=simulated_days)
@@ -229,25 +232,38 @@ def run_demo(*, host: str, port: int, console: Console,
         f"in arrears / 欠费: {debtors} ({month['seconds']} s)",
         soft_wrap=True, highlight=False, markup=False)
     bin_dir = Path(sys.executable).parent  # the venv's: commands work without activating it
+    scheme = "https" if files else "http"
+    sdk_profile = (f'endpoint="{host}:{port}", certification="{files.ca}"' if files
+                   else f'protocol="http", endpoint="{host}:{port}"')
     console.print(f"""
 Database / 数据库: {settings.database_url}  (a rerun replaces it and its keys / 重新运行会替换数据库与密钥)
-API: http://{host}:{port}/api/v1   OpenAPI: http://{host}:{port}/docs
-Tencent-compatible endpoint / 腾讯云兼容接口: POST http://{host}:{port}/  (X-TC-Version 2018-07-09)
+API: {scheme}://{host}:{port}/api/v1   OpenAPI: {scheme}://{host}:{port}/docs
+Tencent-compatible endpoint / 腾讯云兼容接口: POST {scheme}://{host}:{port}/  (X-TC-Version 2018-07-09)
 
 Call it with the official SDK (installed in this venv; run the lines below in {bin_dir}/python):
   from tencentcloud.common import credential
   from tencentcloud.common.profile.client_profile import ClientProfile
   from tencentcloud.common.profile.http_profile import HttpProfile
   from tencentcloud.billing.v20180709 import billing_client, models
-  http = HttpProfile(protocol="http", endpoint="{host}:{port}")
+  http = HttpProfile({sdk_profile})
   client = billing_client.BillingClient(credential.Credential("{owner['secret_id']}", "{owner['secret_key']}"), "", ClientProfile(httpProfile=http))
   print(client.DescribeAccountBalance(models.DescribeAccountBalanceRequest()).to_json_string())
-
+{_tccli_lines(host, port, owner, files) if files else ""}
 Or the native API with the bundled signed client (in {bin_dir}/python):
   from feecenter.cli.client import FeeCenterClient
-  FeeCenterClient("http://{host}:{port}", "{owner['secret_id']}", "{owner['secret_key']}").get("/api/v1/accounts/{owner['uin']}/balance")
+  FeeCenterClient("{scheme}://{host}:{port}", "{owner['secret_id']}", "{owner['secret_key']}"{f', cafile="{files.ca}"' if files else ""}).get("/api/v1/accounts/{owner['uin']}/balance")
 
 Or the operator CLI on the same database:
   FEECENTER_HOME={settings.home} FEECENTER_DATABASE_URL={settings.database_url} {bin_dir}/feecenter balance --uin {owner['uin']}
 """, soft_wrap=True, highlight=False, markup=False)
-    return rt
+    return rt, files
+
+
+def _tccli_lines(host: str, port: int, owner: dict, files: LocalTLS) -> str:
+    """How to call the demo with tccli, which trusts only its own certifi bundle."""
+    return f"""
+Or tccli (pip install tccli into a venv of its own; it trusts only that venv's certifi bundle,
+so append the demo CA to it once, with that venv's python):
+  cat {files.ca} >> "$(TCCLI_VENV/bin/python -m certifi)"
+  TENCENTCLOUD_SECRET_ID={owner['secret_id']} TENCENTCLOUD_SECRET_KEY={owner['secret_key']} TCCLI_VENV/bin/tccli billing DescribeAccountBalance --endpoint {host}:{port} --region ap-guangzhou
+"""

@@ -1,4 +1,4 @@
-"""``feecenter jobs …`` and ``feecenter worker``: scheduled work (DESIGN §4, docs/jobs.md).
+"""``feecenter jobs …`` and ``feecenter worker``: scheduled work (docs/jobs.md).
 
 - ``jobs run --until "YYYY-MM-DD HH:MM:SS"``: the simulator. A simulated clock
   starts at the later of the wall clock and the latest period this database has

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -93,15 +94,18 @@ def account_show(uin: Annotated[int, typer.Option()], as_json: JsonOpt = False) 
 @account_app.command("add-user")
 def account_add_user(uin: Annotated[int, typer.Option()], login: Annotated[str, typer.Option()],
                      role: Annotated[str, typer.Option(help="finance | admin | readonly")],
+                     email: Annotated[Optional[str], typer.Option(help="its own email")] = None,
+                     phone: Annotated[Optional[str], typer.Option(help="its own phone")] = None,
                      as_json: JsonOpt = False) -> None:
-    """Add a sub-user with a role (ACC-2)."""
+    """Add a sub-user with a role (ACC-2), and where it receives notifications."""
     from feecenter.accounts import service as accounts
     from feecenter.db.engine import transaction
 
     with _refusals(as_json):
         rt = _runtime()
         with transaction(rt.engine) as conn:
-            user_id = accounts.add_user(conn, rt.clock, _actor(), uin, login, role)
+            user_id = accounts.add_user(conn, rt.clock, _actor(), uin, login, role,
+                                        email=email, phone=phone)
     _emit(as_json, {"user_id": user_id, "login": login, "role": role})
 
 
@@ -219,13 +223,12 @@ def transactions(uin: Annotated[int, typer.Option()],
 
 def _render_transactions(data: dict) -> None:
     table = Table(title=f"收支明细 / Transactions ({data['total']})")
-    for col in ("created_at", "action_type", "amount", "cash_amount", "gift_amount",
-                "balance_after", "memo"):
+    columns = ("created_at", "action_type", "amount", "cash_amount", "gift_amount",
+               "coupon_amount", "balance_after", "memo")
+    for col in columns:
         table.add_column(col)
     for item in data["items"]:
-        table.add_row(*(str(item[c] or "") for c in ("created_at", "action_type", "amount",
-                                                     "cash_amount", "gift_amount",
-                                                     "balance_after", "memo")))
+        table.add_row(*(str(item[c] or "") for c in columns))
     out.print(table)
 
 
@@ -286,32 +289,61 @@ def db_upgrade() -> None:
     out.print(f"schema at revision {head_revision()}")
 
 
-def serve_app(rt, host: str, port: int) -> None:
+def serve_app(rt, host: str, port: int, tls: tuple[str, str] | None = None) -> None:
     """The composition root: the one place in cli/ that imports ``feecenter.api``,
-    to build the ASGI app (the native REST API with the compat endpoint) and serve it."""
+    to build the ASGI app (the native REST API with the compat endpoint) and serve it,
+    over TLS when ``tls`` is (certificate file, key file)."""
     import uvicorn
 
     from feecenter.api.app import create_app
 
-    uvicorn.run(create_app(rt), host=host, port=port)
+    cert, key = tls or (None, None)
+    uvicorn.run(create_app(rt), host=host, port=port, ssl_certfile=cert, ssl_keyfile=key)
+
+
+def _tls_files(cert: Optional[Path], key: Optional[Path]) -> tuple[str, str] | None:
+    """--tls-cert and --tls-key: both or neither, each a readable file."""
+    from feecenter.errors import invalid
+
+    if cert is None and key is None:
+        return None
+    for field, path in (("tls_cert", cert), ("tls_key", key)):
+        if path is None:
+            raise invalid(field, "--tls-cert 与 --tls-key 必须同时提供",
+                          "give --tls-cert and --tls-key together")
+        if not path.is_file():
+            raise invalid(field, f"找不到文件：{path}", f"no such file: {path}")
+    return str(cert), str(key)
+
+
+TlsCertOpt = Annotated[Optional[Path], typer.Option(
+    help="PEM certificate (chain) to serve HTTPS with / HTTPS 证书文件")]
+TlsKeyOpt = Annotated[Optional[Path], typer.Option(
+    help="PEM private key of --tls-cert / 证书私钥文件")]
 
 
 @app.command()
-def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve the native REST API (/api/v1, /docs) and the compat endpoint (POST /)."""
-    serve_app(_runtime(), host, port)
+def serve(host: str = "127.0.0.1", port: int = 8000, tls_cert: TlsCertOpt = None,
+          tls_key: TlsKeyOpt = None) -> None:
+    """Serve the native REST API (/api/v1, /docs) and the compat endpoint (POST /),
+    over HTTPS with --tls-cert and --tls-key."""
+    with _refusals(False):
+        tls = _tls_files(tls_cert, tls_key)
+    serve_app(_runtime(), host, port, tls)
 
 
 @app.command()
 def demo(host: str = "127.0.0.1", port: int = 8000,
-         serve_api: Annotated[bool, flag("--serve/--no-serve")] = True) -> None:
+         serve_api: Annotated[bool, flag("--serve/--no-serve")] = True,
+         tls: Annotated[bool, flag("--tls", help="serve HTTPS with a local CA made in "
+                                   "FEECENTER_HOME/tls / 用本地 CA 提供 HTTPS")] = False) -> None:
     """Create a demo database with sample accounts and keys, then serve the API."""
     from feecenter.cli.demo import run_demo
 
     wide = out if out.is_terminal else Console(width=200)  # keys must not be cut off in logs
-    rt = run_demo(host=host, port=port, console=wide)
+    rt, files = run_demo(host=host, port=port, console=wide, tls=tls)
     if serve_api:
-        serve_app(rt, host, port)
+        serve_app(rt, host, port, files and (str(files.cert), str(files.key)))
 
 
 def main() -> None:

@@ -44,7 +44,8 @@ def import_file(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False
         print(json.dumps(payload, ensure_ascii=False))
     else:
         out = Console()
-        out.print(f"accepted {result.accepted}  duplicates {result.duplicates}  "
+        out.print(f"accepted {result.accepted}  corrected {result.corrected}  "
+                  f"duplicates {result.duplicates}  "
                   f"rejected {result.rejected}", markup=False)
         for r in result.rejections:
             out.print(f"line {r.line} [{r.field}] {r.reason_zh} / {r.reason_en}", markup=False)

@@ -11,6 +11,7 @@ import hashlib
 from datetime import timedelta
 
 from feecenter.accounts.permissions import Actor
+from feecenter.catalog.rules import format_quantity
 from feecenter.clock import business_time_text, parse_business_time
 from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError, PermissionDenied, invalid
@@ -98,6 +99,9 @@ def _bill_item(entry: dict) -> dict:
         "Cash": entry["cash_after"], "Incentive": entry["gift_after"],
         "Freezing": entry["frozen_after"], "PayChannel": entry["pay_channel"] or "",
         "DeductMode": (entry["deduct_mode"] or "").replace("_", ""),
+        # ours (BAL-5): what cash (credit included), gift, credit and coupons carried of Amount
+        "CashAmount": entry["cash_amount"], "IncentiveAmount": entry["gift_amount"],
+        "CreditAmount": entry["credit_amount"], "VoucherAmount": entry["coupon_amount"],
     }
 
 
@@ -208,7 +212,7 @@ def pay_deals(rt: Runtime, actor: Actor, params: dict) -> dict:
 DETAIL_ACTIONS = {"hour": ("hourh", "按量计费小时结"), "day": ("hourd", "按量计费日结"),
                   "month": ("hourm", "按量计费月结")}
 TIME_UNITS = {"hour": "小时", "day": "天", "month": "月"}
-PERIOD_TYPES = {"byPayTime": "pay_time", "byUsedTime": "used_time"}
+PERIOD_TYPES = {"byPayTime": "deduction_time", "byUsedTime": "usage_time"}  # BIL-3
 PAY_MODES = {None: None, "prePay": "prepaid", "postPay": "postpaid"}
 
 
@@ -241,12 +245,12 @@ def _own_payer(params: dict, uin: int) -> None:
 
 def describe_bill_detail(rt: Runtime, actor: Actor, params: dict) -> dict:
     """L3 bill lines with their components (BIL-1). Our lines are all postpaid
-    (按量计费): PayMode prePay finds none. PeriodType byPayTime (the default,
-    BIL-3) selects lines by deduction time, byUsedTime by period start."""
+    (按量计费): PayMode prePay finds none. The month is on the account's statistic
+    period (BIL-3); PeriodType, as at Tencent, must name that period when given."""
     uin = _customer_uin(actor)
     _own_payer(params, uin)
-    period_type = params.get("PeriodType") or "byPayTime"
-    if period_type not in ("byPayTime", "byUsedTime"):
+    period_type = params.get("PeriodType") or None
+    if period_type not in (None, *PERIOD_TYPES):
         raise invalid("PeriodType", "PeriodType 只能为 byPayTime 或 byUsedTime",
                       "PeriodType must be byPayTime or byUsedTime")
     pay_mode = params.get("PayMode") or None
@@ -258,7 +262,7 @@ def describe_bill_detail(rt: Runtime, actor: Actor, params: dict) -> dict:
         cycles = tuple(c for c, (_, name) in DETAIL_ACTIONS.items()
                        if name == params["ActionType"])
     query = settlement.BillDetailQuery(
-        month=_detail_month(params), by=PERIOD_TYPES[period_type],
+        month=_detail_month(params), period=PERIOD_TYPES.get(period_type),
         product_codes=tuple(params[name] for name in ("ProductCode", "BusinessCode")
                             if params.get(name)),
         resource_id=params.get("ResourceId") or None, project_id=params.get("ProjectId"),
@@ -267,9 +271,8 @@ def describe_bill_detail(rt: Runtime, actor: Actor, params: dict) -> dict:
     try:
         with rt.engine.connect() as conn:
             page = settlement.bill_detail_page(conn, actor, uin, query)
-    except FeeCenterError as exc:
-        if exc.field == "month":  # name the parameter the caller sent
-            exc.field = "Month"
+    except FeeCenterError as exc:  # name the parameter the caller sent
+        exc.field = {"month": "Month", "period": "PeriodType"}.get(exc.field, exc.field)
         raise
     # Total is always counted (one indexed COUNT), whatever NeedRecordNum says
     return {"DetailSet": [_bill_detail(line) for line in page["items"]], "Total": page["total"],
@@ -280,45 +283,51 @@ def _yuan8(micro: int) -> str:
     return format_rated(micro)
 
 
+def _blended(line: dict) -> str:
+    return f"{line['discounted_amount'] / line['list_amount']:.8f}" if line["list_amount"] else ""
+
+
 def _formula(line: dict) -> str:
     """The line's notes: why it adjusts (SET-9); that usage while stopped is not charged
-    (ARR-3), with how much."""
+    (ARR-3), with how much (in the item's unit)."""
     notes = [line["reason"]] if line["reason"] else []
     if line["stopped_quantity"]:
-        notes.append(f"{NOT_CHARGED_STOPPED[0]}（{_measure(line['stopped_quantity'])}）/ "
-                     f"{NOT_CHARGED_STOPPED[1]} ({_measure(line['stopped_quantity'])})")
+        stopped = format_quantity(line["stopped_quantity"])
+        notes.append(f"{NOT_CHARGED_STOPPED[0]}（{stopped}）/ {NOT_CHARGED_STOPPED[1]} "
+                     f"({stopped})")
     return "; ".join(notes)
-
-
-def _measure(quantity: int) -> str:
-    return f"{quantity // 10**6}" + (f".{quantity % 10**6:06d}".rstrip("0") if quantity % 10**6
-                                     else "")
 
 
 def _bill_detail(line: dict) -> dict:
     deducted_at = line["deducted_at"]
     period_start, period_end = line["period_start"], line["period_end"]
     action, action_name = DETAIL_ACTIONS[line["cycle"]]
-    if line["kind"] == "adjustment":
-        action_name += "（迟到用量补扣）"
-    listed = line["price_kind"] == "list"  # BIL-6: contract / fixed prices hide list fields
+    if line["kind"] == "adjustment":  # SET-9: the reason says late usage or a correction
+        correction = (line["reason"] or "").startswith("用量修正")
+        action_name += "（用量修正）" if correction else "（迟到用量补扣）"
+    listed = line["price_kind"] == "list"  # BIL-6: contract / fixed prices show list fields "-"
     unit = line["unit"]
     time_unit = TIME_UNITS.get(line["postpaid_period"] or "", "")
-    used = _measure(line["quantity"])
+    # 1e-6 units: metered, what resource packages covered (SET-10), what was used while
+    # the resource was stopped for arrears (ARR-3: not charged)
+    metered, covered = line["quantity"], line["package_quantity"]
+    stopped = line["stopped_quantity"]
     discount = line["discount_bp"] / 10_000
     component = {
         "ComponentCodeName": line["item_name"], "ItemCodeName": line["item_name"],
         "ComponentCode": line["billing_item"], "ItemCode": line["billing_item"],
-        "SinglePrice": _yuan8(line["unit_price"]) if listed else "",
+        "SinglePrice": _yuan8(line["unit_price"]) if listed else "-",
         "SpecifiedPrice": "",
         "ContractPrice": _yuan8(line["unit_price"] * line["discount_bp"] // 10_000)
-        if listed else _yuan8(line["unit_price"]),
+        if listed else "-",  # list price x discount: no such price here
         "PriceUnit": f"元/{unit}" + (f"/{time_unit}" if time_unit else ""),
-        "UsedAmount": used, "UsedAmountUnit": unit,
-        "RealTotalMeasure": used, "DeductedMeasure": "0",
+        # in the item's unit (SET-10): used = what was charged: metered − what resource
+        # packages covered − what was used while stopped (ARR-3, in Formula)
+        "UsedAmount": format_quantity(metered - covered - stopped), "UsedAmountUnit": unit,
+        "RealTotalMeasure": format_quantity(metered), "DeductedMeasure": format_quantity(covered),
         "TimeSpan": "1" if time_unit else "", "TimeUnitName": time_unit,
-        "Cost": _yuan8(line["list_amount"]) if listed else "",
-        "Discount": f"{discount:g}" if listed else "",
+        "Cost": _yuan8(line["list_amount"]) if listed else "-",
+        "Discount": f"{discount:g}" if listed else "-",
         "ReduceType": "折扣" if listed and line["discount_bp"] < 10_000 else "",
         "RealCost": _yuan8(line["discounted_amount"]),
         "VoucherPayAmount": format_yuan(line["voucher_paid"]),
@@ -329,8 +338,7 @@ def _bill_detail(line: dict) -> dict:
         "TransferPayAmount": "0.00",
         "InstanceType": "", "RiTimeSpan": "0", "OriginalCostWithRI": "0",
         "SPDeductionRate": "0", "SPDeduction": "0", "OriginalCostWithSP": "0",
-        "BlendedDiscount": (f"{line['discounted_amount'] / line['list_amount']:.8f}"
-                            if listed and line["list_amount"] else ""),
+        "BlendedDiscount": _blended(line) if listed else "-",  # RealCost / Cost
         "ComponentConfig": [],
     }
     return {
@@ -349,8 +357,9 @@ def _bill_detail(line: dict) -> dict:
         "Tags": [], "BusinessCode": line["product_code"], "ProductCode": line["product_code"],
         "ActionType": action, "RegionId": line["region"], "ProjectId": line["project_id"],
         "PriceInfo": [], "Formula": _formula(line), "FormulaUrl": "",
-        "BillDay": business_time_text(deducted_at)[8:10],
-        "BillMonth": business_time_text(deducted_at)[:7],
+        # 账单归属日/月 on the account's statistic period (BIL-3)
+        "BillDay": business_time_text(line["statistic_time"])[8:10],
+        "BillMonth": business_time_text(line["statistic_time"])[:7],
         "Id": str(line["id"]), "RegionType": "0", "RegionTypeName": "中国大陆",
         "ReserveDetail": "", "DiscountObject": "", "DiscountType": "", "DiscountContent": "",
         "ExtendField": "",

@@ -27,7 +27,7 @@ import hashlib
 import json
 import secrets
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import Connection, case, exists, func, insert, literal_column, select, update
@@ -96,6 +96,7 @@ class Reservation:
     created: bool  # False: the key was used before, nothing written
     line_paid: tuple[int, ...]
     uses: tuple[dict, ...]  # id, coupon_id, line_index, reference, amount, state
+    line_txn: tuple[int | None, ...] = ()  # use_now: each line's coupon payment transaction
 
     @property
     def total(self) -> int:
@@ -676,15 +677,16 @@ def use_now(conn: Connection, clock: Clock, uin: int, lines: list[rules.Line], *
             limits: rules.CountLimits = DEFAULT_LIMITS) -> Reservation:
     """Postpaid settlement (SET-6): allocate, reserve and confirm at once.
 
-    Returns the reservation (``line_paid``: coupon money per line); the
-    caller deducts ``line.amount - line_paid[i]`` from the balance.
+    Returns the reservation (``line_paid``: coupon money per line;
+    ``line_txn``: the ledger transaction that paid it, None where no coupon
+    did); the caller deducts ``line.amount - line_paid[i]`` from the balance.
     """
     allocation = allocate(conn, clock, uin, lines, rules.POSTPAID, selected=selected,
                           limits=limits)
     reservation = reserve(conn, clock, uin, allocation, key=key)
-    for reference in sorted({u["reference"] for u in reservation.uses}):
-        confirm(conn, clock, uin, reference)
-    return reservation
+    txns = {reference: confirm(conn, clock, uin, reference).txn_ids[0]
+            for reference in sorted({u["reference"] for u in reservation.uses})}
+    return replace(reservation, line_txn=tuple(txns.get(line.reference) for line in lines))
 
 
 def refund(conn: Connection, clock: Clock, uin: int, reference: str, *, key: str,

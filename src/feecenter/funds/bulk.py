@@ -17,7 +17,13 @@ few set-based statements per batch:
    (BAL-3/4/7, SET-5) — ``funds.rules.plan_spend``, the rule ``spend`` uses.
    All ledger transactions go to ``ledger.transfer_batch`` in one call and
    all 收支明细 entries (with the sub-balances right after each transaction)
-   to one ``executemany``.
+   to one ``executemany``. A deduction that postpaid coupons paid part of
+   (``coupon``, SET-6) shows the whole amount in its entry, the coupon part
+   in ``coupon_amount`` (BAL-5).
+3. ``record_coupon_paid(conn, clock, locked, paid)`` writes the entries of
+   deductions that coupons paid in full: no money of the account moved, so
+   the entry is the coupon payment's own ledger transaction's, with the
+   balances as they stand.
 
 Same keys, postings, request hashes, balances after and entries as ``spend``
 one by one (tests/test_settlement_bulk.py compares
@@ -59,6 +65,7 @@ class SpendRequest:
     product_code: str | None = None
     billing_item: str | None = None
     memo: str | None = None
+    coupon: int = 0  # fen postpaid coupons paid of the same charge, besides ``amount``
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,8 @@ def spend_postpaid(conn: Connection, clock: Clock, locked: LockedAccounts,
     for request in requests:
         if request.amount <= 0:
             raise invalid("amount", "扣费金额必须为正数", "deduction amount must be positive")
+        if request.coupon < 0:
+            raise invalid("coupon", "优惠券支付金额不能为负", "the coupon part cannot be negative")
         if request.uin not in locked.ids:
             raise invalid("uin", "扣费前必须先锁定账号", "the account must be locked first")
     if len({r.key for r in requests}) != len(requests):
@@ -173,11 +182,41 @@ def _plan_one(locked: LockedAccounts, request: SpendRequest, request_hash: str,
     bal["gift"] -= plan.gift
     bal["cash"] -= out_of_cash
     bal["arrears"] -= plan.arrears
-    entries.append(_entry(uin, bal, now, "deduct", -amount, cash=-out_of_cash, gift=-plan.gift,
-                          credit=-plan.credit, deduct_mode=request.deduct_mode,
-                          product_code=request.product_code,
-                          billing_item=request.billing_item, memo=request.memo))
+    entries.append(_deduct_entry(uin, bal, now, request, cash=-out_of_cash, gift=-plan.gift,
+                                 credit=-plan.credit))
     return plan
+
+
+def _deduct_entry(uin: int, bal: dict[str, int], now, request: SpendRequest, **split) -> dict:
+    """The ``deduct`` entry of a charge: − the whole of it, coupon part included (BAL-5)."""
+    return _entry(uin, bal, now, "deduct", -(request.amount + request.coupon),
+                  coupon=-request.coupon, deduct_mode=request.deduct_mode,
+                  product_code=request.product_code, billing_item=request.billing_item,
+                  memo=request.memo, **split)
+
+
+def record_coupon_paid(conn: Connection, clock: Clock, locked: LockedAccounts,
+                       paid: list[tuple[int, SpendRequest]]) -> None:
+    """The ``deduct`` entries of charges postpaid coupons paid in full (SET-6, BAL-5).
+
+    ``paid`` is (the coupon payment's ledger transaction, the charge with
+    ``amount`` 0 and ``coupon`` the whole of it). The entry shows − the
+    charge, all of it coupon, with the account's balances as they stand; a
+    transaction that has its entry already is left alone (a rerun).
+    """
+    if not paid:
+        return
+    s = statement_entries.c
+    done = set(conn.execute(select(s.txn_id).where(
+        s.txn_id.in_(bindparam("ids", expanding=True))), {"ids": [t for t, _ in paid]}).scalars())
+    now = db_time(clock.now())
+    for _, request in paid:
+        if request.amount or request.coupon <= 0 or request.uin not in locked.ids:
+            raise invalid("coupon", "只记录优惠券全额支付的扣费", "only charges coupons paid in full")
+    rows = [{**_deduct_entry(request.uin, locked.balances[request.uin], now, request),
+             "txn_id": txn_id} for txn_id, request in paid if txn_id not in done]
+    if rows:
+        conn.execute(insert(statement_entries), rows)
 
 
 def _transfer(key: str, kind: str, uin: int, request: dict, legs) -> ledger.Transfer:
@@ -190,12 +229,12 @@ def _legs(legs) -> tuple[ledger.Posting, ...]:
 
 
 def _entry(uin: int, bal: dict[str, int], now, action_type: str, amount: int, *, cash: int = 0,
-           gift: int = 0, credit: int = 0, **fields) -> dict:
+           gift: int = 0, credit: int = 0, coupon: int = 0, **fields) -> dict:
     """A 收支明细 row with the sub-balances right after its transaction (as funds._record)."""
     cash_after, gift_after, frozen, available = _snapshot(bal)
     row = {"uin": uin, "txn_id": None, "action_type": action_type, "amount": amount,
            "cash_amount": cash, "gift_amount": gift, "credit_amount": credit,
-           "coupon_amount": 0, "balance_after": available, "cash_after": cash_after,
+           "coupon_amount": coupon, "balance_after": available, "cash_after": cash_after,
            "gift_after": gift_after, "frozen_after": frozen, "created_at": now}
     row.update({name: fields.get(name) for name in _ENTRY_FIELDS})
     return row
@@ -234,7 +273,8 @@ def _earlier_results(conn: Connection, requests: list[SpendRequest],
                 field="idempotency_key")
     s = statement_entries.c
     paid = {row.txn_id: row for row in conn.execute(
-        select(s.txn_id, s.amount, s.cash_amount, s.gift_amount, s.credit_amount).where(
+        select(s.txn_id, s.amount, s.cash_amount, s.gift_amount, s.credit_amount,
+               s.coupon_amount).where(
             s.txn_id.in_([txn_id for txn_id, _ in found.values()]),
             s.action_type == "deduct"))}
     results = {}
@@ -242,10 +282,10 @@ def _earlier_results(conn: Connection, requests: list[SpendRequest],
         row = paid[txn_id]
         gift, credit = -row.gift_amount, -row.credit_amount
         cash = -row.cash_amount - credit
-        results[key] = SpendResult(txn_id, False, gift, cash, credit, -row.amount - gift - cash
-                                   - credit)
+        owed = row.coupon_amount - row.amount  # what the balances owed: the coupon part aside
+        results[key] = SpendResult(txn_id, False, gift, cash, credit, owed - gift - cash - credit)
     return results
 
 
 __all__ = ["SpendRequest", "SpendResult", "LockedAccounts", "lock_accounts", "spend_postpaid",
-           "MAX_ACCOUNTS"]
+           "record_coupon_paid", "MAX_ACCOUNTS"]

@@ -544,7 +544,9 @@ def _record_payment(conn: Connection, clock: Clock, locked: LockedFunds,
                       order_id=parts[0].reference if len(parts) == 1 else None))
     for part, post in zip(parts, written.posts):
         if post is not None:
-            rows.append(entry(post, "deduct", -(part.allocation.amount - part.allocation.coupon),
+            paid = part.allocation
+            rows.append(entry(post, "deduct", -(paid.amount - paid.coupon),
+                              cash_amount=-(paid.cash + paid.credit), gift_amount=-paid.gift,
                               deduct_mode="trade", product_code=part.product_code,
                               order_id=part.reference, memo=part.delivery_memo))
     sending.send_rows(conn, statement_entries, _ENTRY_COLUMNS, rows)
@@ -571,29 +573,57 @@ def refund(conn: Connection, clock: Clock, uin: int, *, key: str, gift: int, cas
     return Movement(result.txn_id, True, (entry,))
 
 
+def return_postpaid(conn: Connection, clock: Clock, uin: int, *, key: str, gift: int,
+                    cash: int, arrears: int, revenue_account_id: int, deduct_mode: str,
+                    product_code: str | None = None, billing_item: str | None = None,
+                    memo: str | None = None) -> Movement:
+    """Give back part of a postpaid deduction (a usage correction, SET-9) as it was paid:
+    ``gift`` to gift, ``cash`` (what cash and credit paid) to cash, and the share that
+    became arrears cancels arrears still owed (what was repaid since goes to cash).
+    One ``return`` transaction from revenue and its 收支明细 entry."""
+    if min(gift, cash, arrears) < 0 or gift + cash + arrears == 0:
+        raise invalid("amount", "退还金额必须为正数", "the amount given back must be positive")
+    request = {"op": "return_postpaid", "uin": uin, "gift": gift, "cash": cash,
+               "arrears": arrears, "product": product_code, "item": billing_item}
+    ids, bal = _balances(conn, uin, lock=True)  # lock first: see _replayed
+    if (earlier := _replayed(conn, key, request)) is not None:
+        return earlier
+    owed = min(arrears, -bal["arrears"])
+    to_cash = cash + arrears - owed
+    result = _transfer(conn, clock, key, request, "return", uin, [
+        (revenue_account_id, -(gift + cash + arrears)), (ids["gift"], gift),
+        (ids["cash"], to_cash), (ids["arrears"], owed)], memo=memo)
+    entry = _record(conn, clock, uin, result.txn_id, "return", gift + cash + arrears,
+                    cash=to_cash, gift=gift, deduct_mode=deduct_mode, product_code=product_code,
+                    billing_item=billing_item, memo=memo)
+    return Movement(result.txn_id, True, (entry,))
+
+
 def unfreeze(conn: Connection, clock: Clock, uin: int, hold_id: int, *,
              memo: str | None = None) -> Movement:
-    """Release a freeze in full back to gift and cash (FRZ-3)."""
-    _balances(conn, uin, lock=True)
+    """Release a freeze in full back to gift and cash (FRZ-3); the entry shows both parts."""
+    ids, _ = _balances(conn, uin, lock=True)
     held = _hold_for(conn, uin, hold_id)
+    cash, gift = _held_split(conn, ids, hold_id)
     result = ledger.void_hold(conn, clock, hold_id, kind="unblock", memo=memo)
-    entry = _record(conn, clock, uin, result.txn_id, "unblock", held.amount, memo=memo)
+    entry = _record(conn, clock, uin, result.txn_id, "unblock", held.amount, cash=cash,
+                    gift=gift, memo=memo)
     return Movement(result.txn_id, True, (entry,))
 
 
 def deduct_frozen(conn: Connection, clock: Clock, uin: int, hold_id: int, *,
-                  revenue_account_id: int, amount: int | None = None,
-                  deduct_mode: str = "trade", product_code: str | None = None,
-                  order_id: str | None = None, memo: str | None = None) -> Movement:
-    """Pay a freeze (all, or part with the rest released) to revenue (FRZ-3)."""
-    _balances(conn, uin, lock=True)
+                  revenue_account_id: int, deduct_mode: str = "trade",
+                  product_code: str | None = None, order_id: str | None = None,
+                  memo: str | None = None) -> Movement:
+    """Pay a whole freeze to revenue (FRZ-3); the entry shows the cash and gift it took."""
+    ids, _ = _balances(conn, uin, lock=True)
     held = _hold_for(conn, uin, hold_id)
-    amount = held.amount if amount is None else amount
-    result = ledger.post_hold(conn, clock, hold_id, revenue_account_id, amount, kind="deduct",
+    cash, gift = _held_split(conn, ids, hold_id)
+    result = ledger.post_hold(conn, clock, hold_id, revenue_account_id, kind="deduct",
                               memo=memo)
-    entry = _record(conn, clock, uin, result.txn_id, "deduct", -amount,
-                    deduct_mode=deduct_mode, product_code=product_code, order_id=order_id,
-                    memo=memo)
+    entry = _record(conn, clock, uin, result.txn_id, "deduct", -held.amount, cash=-cash,
+                    gift=-gift, deduct_mode=deduct_mode, product_code=product_code,
+                    order_id=order_id, memo=memo)
     return Movement(result.txn_id, True, (entry,))
 
 
@@ -603,6 +633,13 @@ def _hold_for(conn: Connection, uin: int, hold_id: int):
     if held is None:
         raise not_found("hold_id", "冻结记录", "freeze", hold_id)
     return held
+
+
+def _held_split(conn: Connection, ids: dict[str, int], hold_id: int) -> tuple[int, int]:
+    """(cash, gift) a freeze holds: its ledger legs by the sub-account they came from."""
+    legs = ledger.hold_legs(conn, hold_id)
+    return (sum(leg.amount for leg in legs if leg.source_account_id == ids["cash"]),
+            sum(leg.amount for leg in legs if leg.source_account_id == ids["gift"]))
 
 
 # ---------------------------------------------------------------- operator actions

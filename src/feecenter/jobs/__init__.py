@@ -1,4 +1,4 @@
-"""Scheduled work keyed by (job, period) in the database (DESIGN §4).
+"""Scheduled work keyed by (job, period) in the database (docs/jobs.md).
 
 - ``registry``: ``register``/``job`` — how a package declares a job; the job contract.
 - ``loader``: ``load_all()`` imports every package that registers jobs.

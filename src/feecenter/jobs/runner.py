@@ -17,7 +17,7 @@ The model (docs/jobs.md):
   as long as the job runs. PostgreSQL drops it when the process dies, so a lost
   worker's row becomes claimable, but a live worker whose job overruns its
   lease keeps the row: no key ever runs twice at once. On SQLite run one
-  worker (DESIGN §4), or give jobs leases longer than their longest run.
+  worker (docs/jobs.md), or give jobs leases longer than their longest run.
 - The run's end is written only if the row is still ours (same worker, same
   attempt number): a fencing token against a stale worker.
 - An exception in a job is recorded (``last_error``); the row goes back to

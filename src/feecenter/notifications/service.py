@@ -1,10 +1,12 @@
-"""Notification use cases (SPEC "Notify"; ARR-3's dunning notice and escalation steps).
+"""Notification use cases (the notification rule, docs/notifications.md; ARR-3's dunning notice and escalation steps).
 
 - ``notify`` runs inside the caller's transaction (the event and its
   notification commit together, or neither does): it always writes an
   in-site message (both languages) and one outbox row per email / SMS
-  recipient the account has. Idempotent by key.
-- ``list_messages`` / ``mark_read``: the customer's in-site messages.
+  address of the recipients the kind names (``recipients.RECIPIENTS``).
+  Idempotent by key.
+- ``list_messages`` / ``mark_read``: the customer's in-site messages, each
+  user seeing the kinds addressed to its role.
 - ``deliver_pending`` sends the outbox: claim a row (short transaction), send
   it with no transaction open, record the result (short transaction).
   Failures are retried with backoff up to ``max_attempts``, then the row is
@@ -26,11 +28,12 @@ from datetime import timedelta
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import READ_PROFILE, Actor, require, require_operator
-from feecenter.accounts.tables import customers
 from feecenter.clock import Clock, business_time_text, db_time
 from feecenter.db.engine import transaction
 from feecenter.errors import IdempotencyConflict, invalid, not_found
+from feecenter.notifications.recipients import addresses, readable_by
 from feecenter.notifications.senders import OutgoingMessage, PermanentSendError, Sender
 from feecenter.notifications.tables import in_site_messages as _M
 from feecenter.notifications.tables import notification_outbox as _O
@@ -51,8 +54,10 @@ MAX_ERROR_CHARS = 2000
 # ---------------------------------------------------------------- notify
 
 def notify(conn: Connection, clock: Clock, uin: int, template: str, params: Mapping, *,
-           key: str, include_finance: bool = False, locale: str = DEFAULT_LOCALE) -> list[int]:
-    """Notify account ``uin``: an in-site message always, plus email and SMS where it has them.
+           key: str, locale: str = DEFAULT_LOCALE) -> list[int]:
+    """Notify account ``uin``: an in-site message always, plus email and SMS to every
+    address of the recipients the kind names (``recipients.RECIPIENTS``: the account's
+    contacts, the owner, finance users …), each address once.
 
     ``key`` identifies the event: a repeat with the same key writes nothing and
     returns the first result. Returns ``[message_id, *outbox_ids]`` (the
@@ -60,20 +65,12 @@ def notify(conn: Connection, clock: Clock, uin: int, template: str, params: Mapp
     ``params`` are the template's named params; ``uin``, ``account_name`` and
     ``at`` (now, business time) are filled in when missing. Email and SMS are
     rendered in ``locale``; the in-site message carries zh-CN then en.
-
-    ``include_finance`` asks for the finance sub-users too (ARR-3). Users have
-    no contact data of their own yet, so today only the account's contact
-    email and phone receive email/SMS; the in-site message is seen by every
-    user of the account.
     """
     if not isinstance(key, str) or not key or len(key) > MAX_KEY_CHARS:
         raise invalid("key", f"幂等键必须为 1–{MAX_KEY_CHARS} 个字符",
                       f"the idempotency key must be 1-{MAX_KEY_CHARS} characters")
-    customer = conn.execute(select(customers.c.uin, customers.c.name, customers.c.email,
-                                   customers.c.phone).where(customers.c.uin == uin)).first()
-    if customer is None:
-        raise not_found("uin", "账号", "account", uin)
-    values = {"uin": uin, "account_name": customer.name,
+    contacts = accounts.contacts(conn, uin)
+    values = {"uin": uin, "account_name": contacts["name"],
               "at": business_time_text(clock.now()), **params}
     title, body = render_bilingual(template, values)  # raises before anything is written
     rendered = render(template, locale, values)
@@ -97,7 +94,7 @@ def notify(conn: Connection, clock: Clock, uin: int, template: str, params: Mapp
              "locale": locale, "subject": rendered.subject[:400],
              "body": rendered.body if channel == "email" else rendered.sms,
              "state": "pending", "attempts": 0, "created_at": now, "next_attempt_at": now}
-            for channel, recipient in _recipients(conn, customer, include_finance)]
+            for channel, recipient in addresses(template, contacts)]
     outbox_ids = []
     if rows:
         outbox_ids = list(conn.execute(
@@ -125,28 +122,6 @@ def _existing(conn: Connection, key: str, uin: int, template: str) -> list[int] 
     return [first.id, *outbox_ids]
 
 
-def _recipients(conn: Connection, customer, include_finance: bool) -> list[tuple[str, str]]:
-    """(channel, address) pairs, without repeats: the account's contacts, then finance users'."""
-    found: list[tuple[str, str]] = []
-    if customer.email:
-        found.append(("email", customer.email.strip()))
-    if customer.phone:
-        found.append(("sms", customer.phone.strip()))
-    if include_finance:
-        found.extend(_finance_contacts(conn, customer.uin))
-    return list(dict.fromkeys(found))
-
-
-def _finance_contacts(conn: Connection, uin: int) -> list[tuple[str, str]]:
-    """Contacts of the finance sub-users and collaborators.
-
-    Users carry no email or phone yet (accounts/tables.py: users), so there is
-    nothing to add: the account's contacts stand for them. When users get
-    contact fields, read them here.
-    """
-    return []
-
-
 # ---------------------------------------------------------------- reading
 
 def _message_json(row) -> dict:
@@ -159,15 +134,15 @@ def list_messages(conn: Connection, actor: Actor, uin: int, unread_only: bool = 
                   offset: int = 0, limit: int = 20) -> dict:
     """A page of the account's in-site messages, newest first, with totals.
 
-    Any user of the account may read them (READ_PROFILE). Read state is kept
-    per account, not per user.
+    Any user of the account may read them (READ_PROFILE), each the kinds addressed
+    to its role (``recipients.readable_by``). Read state is kept per account.
     """
     require(actor, uin, READ_PROFILE)
     if offset < 0:
         raise invalid("offset", "offset 不能为负", "offset must not be negative")
     if not 1 <= limit <= MAX_PAGE:
         raise invalid("limit", f"limit 须在 1–{MAX_PAGE} 之间", f"limit must be 1-{MAX_PAGE}")
-    where = [_M.c.uin == uin]
+    where = _visible(actor, uin)
     counts = conn.execute(select(func.count(), func.count().filter(_M.c.read_at.is_(None)))
                           .select_from(_M).where(*where)).one()
     if unread_only:
@@ -182,10 +157,11 @@ def mark_read(conn: Connection, clock: Clock, actor: Actor, uin: int,
               message_ids: Sequence[int] | None) -> int:
     """Mark messages read (``None``: all unread ones); returns how many were newly marked.
 
-    Ids that are not this account's messages are refused, and nothing is marked.
+    Ids that are not messages this actor sees are refused, and nothing is marked.
     """
     require(actor, uin, READ_PROFILE)
-    stmt = update(_M).where(_M.c.uin == uin, _M.c.read_at.is_(None))
+    visible = _visible(actor, uin)
+    stmt = update(_M).where(*visible, _M.c.read_at.is_(None))
     if message_ids is not None:
         ids = sorted(set(message_ids))
         if not ids or len(ids) > MAX_MARK_IDS:
@@ -193,13 +169,21 @@ def mark_read(conn: Connection, clock: Clock, actor: Actor, uin: int,
                           f"give 1-{MAX_MARK_IDS} message ids")
         if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
             raise invalid("ids", "消息 ID 须为整数", "message ids must be integers")
-        found = set(conn.execute(select(_M.c.id).where(_M.c.uin == uin, _M.c.id.in_(ids)))
-                    .scalars())
+        found = set(conn.execute(select(_M.c.id).where(*visible, _M.c.id.in_(ids))).scalars())
         missing = [i for i in ids if i not in found]
         if missing:
             raise not_found("ids", "站内信", "message", ", ".join(map(str, missing)))
         stmt = stmt.where(_M.c.id.in_(ids))
     return conn.execute(stmt.values(read_at=db_time(clock.now()))).rowcount
+
+
+def _visible(actor: Actor, uin: int) -> list:
+    """The account's messages ``actor`` sees: a user, those of the kinds addressed to its
+    role; operators and the system, all."""
+    where = [_M.c.uin == uin]
+    if actor.kind == "user":
+        where.append(_M.c.template.in_(readable_by(actor.role)))
+    return where
 
 
 def list_outbox(conn: Connection, actor: Actor, uin: int | None = None,

@@ -1,7 +1,7 @@
 """Tables owned by notifications.
 
 ``in_site_messages`` is the stored, listable record of every notification
-(SPEC "Notify": an in-site message always). ``notification_outbox`` holds one
+(the notification rule, docs/notifications.md: an in-site message always). ``notification_outbox`` holds one
 row per email or SMS to send, written in the same transaction as the event
 and sent later by ``deliver_pending``.
 """

@@ -21,19 +21,16 @@ LOCALES = ("zh-CN", "en")
 DEFAULT_LOCALE = "zh-CN"
 SMS_SIGNATURE = {"zh-CN": "【费用中心】", "en": "[Fee Center] "}
 
+# The one way to pay today: the platform credits a payment to the account (an operator's
+# cash adjustment). Online recharge and bank remittance do not exist yet: name neither.
 _HOW_TO_PAY_ZH = (
-    "充值方式：\n"
-    "1. 登录控制台，进入「费用中心 > 在线充值」，使用微信支付、QQ 钱包或网银充值；\n"
-    "2. 或通过公司转账，汇款至您账号专属的收款账号（在「费用中心 > 公司转账」查看）。\n"
-    "到账后将自动优先偿还欠款；欠款结清后，已停止的资源将自动恢复。")
+    "付款方式：请联系您的客户经理或平台客服付款，款项由平台入账到您的账号。\n"
+    "入账后将优先偿还欠款；欠款结清后，因欠费停止的资源将自动恢复。")
 _HOW_TO_PAY_EN = (
-    "How to pay:\n"
-    "1. Sign in to the console and open Fee Center > Recharge online (WeChat Pay, QQ Wallet "
-    "or online banking);\n"
-    "2. or make a corporate bank transfer to your account's own receiving account number "
-    "(shown under Fee Center > Corporate remittance).\n"
-    "Incoming money repays the arrears first; once they are paid, stopped resources are "
-    "restarted automatically.")
+    "How to pay: contact your account manager or the platform's customer service; the "
+    "platform credits your payment to your account.\n"
+    "Money credited repays the arrears first; once they are paid, resources stopped for "
+    "arrears are restarted automatically.")
 _SIGN_ZH = "\n\n费用中心"
 _SIGN_EN = "\n\nFee Center"
 
@@ -67,9 +64,8 @@ TEMPLATES: dict[str, dict[str, Template]] = {
                   "您的账号（UIN：{uin}）于 {at} 进入欠费状态，当前欠费金额为 {amount} 元。\n"
                   "欠费期间无法购买新的资源。按量计费资源将按各产品的欠费策略处理：保护期内继续运行并计费，"
                   "保护期结束后停止服务（配置与数据保留），隔离期结束后资源及其数据将被永久删除。\n\n"
-                  "请尽快充值结清欠款。\n" + _HOW_TO_PAY_ZH + _SIGN_ZH),
-            sms=("您的账号{uin}已欠费{amount}元，请尽快登录控制台「费用中心」充值或通过公司转账还款，"
-                 "以免资源停服及数据被删除。")),
+                  "请尽快结清欠款。\n" + _HOW_TO_PAY_ZH + _SIGN_ZH),
+            sms="您的账号{uin}已欠费{amount}元，请尽快联系客户经理付款，以免资源停服及数据被删除。"),
         "en": Template(
             subject="[Payment due] Account {uin} is in arrears: CNY {amount}",
             body=("Dear {account_name},\n\n"
@@ -81,8 +77,8 @@ TEMPLATES: dict[str, dict[str, Template]] = {
                   "kept); after the isolation period the resources and their data are deleted "
                   "for good.\n\n"
                   "Please pay the amount owed as soon as possible.\n" + _HOW_TO_PAY_EN + _SIGN_EN),
-            sms=("Account {uin} owes CNY {amount}. Please recharge in the console (Fee Center) "
-                 "or by bank transfer to avoid your resources being stopped and deleted.")),
+            sms=("Account {uin} owes CNY {amount}. Please contact your account manager to pay, "
+                 "or your resources will be stopped and deleted.")),
     },
     "arrears_stop_warning": {
         "zh-CN": Template(
@@ -91,7 +87,7 @@ TEMPLATES: dict[str, dict[str, Template]] = {
                   "您的账号（UIN：{uin}）仍欠费 {amount} 元。若在 {stop_at} 前未结清欠款，"
                   "您的按量计费资源将停止服务（停止计费，配置与数据保留）。\n\n"
                   + _HOW_TO_PAY_ZH + _SIGN_ZH),
-            sms="您的账号{uin}欠费{amount}元，资源将于{stop_at}停止服务，请尽快充值。"),
+            sms="您的账号{uin}欠费{amount}元，资源将于{stop_at}停止服务，请尽快付款。"),
         "en": Template(
             subject="[Service stop warning] Account {uin} owes CNY {amount}; resources stop at "
                     "{stop_at}",
@@ -101,7 +97,7 @@ TEMPLATES: dict[str, dict[str, Template]] = {
                   "(charging stops; configuration and data are kept).\n\n"
                   + _HOW_TO_PAY_EN + _SIGN_EN),
             sms="Account {uin} owes CNY {amount}; its resources stop at {stop_at}. "
-                "Please recharge."),
+                "Please pay."),
     },
     "resources_stopped": {
         "zh-CN": Template(
@@ -111,7 +107,7 @@ TEMPLATES: dict[str, dict[str, Template]] = {
                   "配置与数据暂时保留：\n{resources}\n\n"
                   "若在 {destroy_at} 前未结清欠款，这些资源及其数据将被永久删除。"
                   "结清欠款后资源将自动恢复服务。\n\n" + _HOW_TO_PAY_ZH + _SIGN_ZH),
-            sms="您的账号{uin}欠费{amount}元，资源已停服，将于{destroy_at}删除，请尽快充值恢复。"),
+            sms="您的账号{uin}欠费{amount}元，资源已停服，将于{destroy_at}删除，付款后自动恢复。"),
         "en": Template(
             subject="[Service stopped] Account {uin}: resources stopped for arrears",
             body=("Dear {account_name},\n\n"
@@ -122,7 +118,7 @@ TEMPLATES: dict[str, dict[str, Template]] = {
                   "data will be deleted for good. Paying restores the service automatically.\n\n"
                   + _HOW_TO_PAY_EN + _SIGN_EN),
             sms="Account {uin} owes CNY {amount}: resources stopped, to be deleted at "
-                "{destroy_at}. Recharge to restore them."),
+                "{destroy_at}. Paying restores them."),
     },
     "resources_destroy_warning": {
         "zh-CN": Template(
@@ -131,7 +127,7 @@ TEMPLATES: dict[str, dict[str, Template]] = {
                   "您的账号（UIN：{uin}）仍欠费 {amount} 元。以下已停服资源及其数据将于 {destroy_at} "
                   "被永久删除，且无法恢复：\n{resources}\n\n"
                   "请在此之前结清欠款以保留资源。\n" + _HOW_TO_PAY_ZH + _SIGN_ZH),
-            sms="您的账号{uin}欠费{amount}元，已停服资源及数据将于{destroy_at}永久删除，请立即充值。"),
+            sms="您的账号{uin}欠费{amount}元，已停服资源及数据将于{destroy_at}永久删除，请立即付款。"),
         "en": Template(
             subject="[Deletion warning] Account {uin}: resources will be deleted at {destroy_at}",
             body=("Dear {account_name},\n\n"
@@ -140,7 +136,7 @@ TEMPLATES: dict[str, dict[str, Template]] = {
                   "be recovered:\n{resources}\n\n"
                   "Pay the arrears before then to keep them.\n" + _HOW_TO_PAY_EN + _SIGN_EN),
             sms="Account {uin} owes CNY {amount}: stopped resources and data will be deleted "
-                "at {destroy_at}. Recharge now."),
+                "at {destroy_at}. Pay now."),
     },
     "resources_destroyed": {
         "zh-CN": Template(
@@ -183,17 +179,17 @@ TEMPLATES: dict[str, dict[str, Template]] = {
             body=("尊敬的 {account_name}：\n\n"
                   "截至 {at}，您的账号（UIN：{uin}）可用余额为 {available} 元，"
                   "已低于预警阈值 {threshold} 元。余额不足时按量计费资源将产生欠费，"
-                  "请及时充值。\n\n" + _HOW_TO_PAY_ZH + _SIGN_ZH),
-            sms="您的账号{uin}可用余额{available}元，低于预警阈值{threshold}元，请及时充值。"),
+                  "请及时付款。\n\n" + _HOW_TO_PAY_ZH + _SIGN_ZH),
+            sms="您的账号{uin}可用余额{available}元，低于预警阈值{threshold}元，请及时付款。"),
         "en": Template(
             subject="[Low balance] Account {uin}: available balance below CNY {threshold}",
             body=("Dear {account_name},\n\n"
                   "At {at} (Beijing time) the available balance of your account (UIN {uin}) "
                   "was CNY {available}, below your alert threshold of CNY {threshold}. "
                   "Pay-as-you-go resources run into arrears when the balance runs out; "
-                  "please recharge in time.\n\n" + _HOW_TO_PAY_EN + _SIGN_EN),
+                  "please pay in time.\n\n" + _HOW_TO_PAY_EN + _SIGN_EN),
             sms="Account {uin}: available balance CNY {available}, below CNY {threshold}. "
-                "Please recharge."),
+                "Please pay."),
     },
 }
 

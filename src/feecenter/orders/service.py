@@ -18,7 +18,8 @@ from sqlalchemy import (Connection, and_, bindparam, func, insert, literal_colum
 
 from feecenter.accounts import rules as account_rules
 from feecenter.accounts import service as accounts
-from feecenter.accounts.permissions import FINANCE, Actor, require, require_operator
+from feecenter.accounts.permissions import (FINANCE, RENEWAL, Actor, holds, require,
+                                            require_operator)
 from feecenter.accounts.tables import customers
 from feecenter.catalog import service as catalog
 from feecenter.catalog.rules import QTY_SCALE
@@ -181,8 +182,9 @@ def _refuse_released(resource: dict) -> dict:
 def create_renewal(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_id: str,
                    months: int) -> int:
     """A renewal is priced at the price in force now: a price change mid-term
-    applies to renewals only. The new term counts from the current expiry."""
-    require(actor, uin, FINANCE)
+    applies to renewals only. The new term counts from the current expiry.
+    Renewal management (ACC-2: owner, admin); paying the order is FINANCE."""
+    require(actor, uin, RENEWAL)
     _check_months(months)
     resource = _live_resource(conn, uin, resource_id)
     product = catalog.get_product(conn, resource["product_code"])
@@ -942,7 +944,7 @@ def downgrade(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_i
 # ---------------------------------------------------------------- closing unpaid orders
 
 def void_order(conn: Connection, clock: Clock, actor: Actor, uin: int, order_id: int) -> None:
-    require(actor, uin, FINANCE)
+    """Close an unpaid order: whoever may read it (``get_order``)."""
     get_order(conn, actor, uin, order_id)
     _claim(conn, order_id, "unpaid", "voided", clock)
 
@@ -964,11 +966,16 @@ def expire_unpaid(conn: Connection, clock: Clock) -> int:
 # ---------------------------------------------------------------- reading
 
 def get_order(conn: Connection, actor: Actor, uin: int, order_id: int) -> dict:
-    require(actor, uin, FINANCE)
+    """One order: FINANCE; a renewal order also with RENEWAL (ACC-2: renewal management
+    reads and voids the renewal orders it makes)."""
+    if not holds(actor, uin, RENEWAL):
+        require(actor, uin, FINANCE)  # refused before anything is read
     row = conn.execute(select(orders).where(orders.c.id == order_id, orders.c.uin == uin)
                        ).mappings().first()
     if row is None:
         raise not_found("order_id", "订单", "order", order_id)
+    if row["kind"] != "renew":
+        require(actor, uin, FINANCE)
     return dict(row)
 
 

@@ -84,8 +84,9 @@ def pay_with_postpaid_coupons(conn: Connection, clock: Clock, run: RunContext,
     An account's charges of the run are one payment to the coupons (a
     threshold counts them all, CPN-6); ``coupons.use_now`` plans, takes and
     confirms the coupons, writing their ledger movement (coupon funding →
-    revenue) in this transaction. ``charge.voucher`` is what coupons paid; the
-    balances pay ``charge.due``. Coupons never pay in arrears (ARR-5).
+    revenue) in this transaction. ``charge.voucher`` is what coupons paid
+    (``charge.voucher_txn`` that movement); the balances pay ``charge.due``.
+    Coupons never pay in arrears (ARR-5).
     """
     holders = coupons.holders(conn, clock, [c.uin for c in charges if c.total > 0],
                               coupon_rules.POSTPAID)
@@ -102,5 +103,15 @@ def pay_with_postpaid_coupons(conn: Connection, clock: Clock, run: RunContext,
                  for charge in own]
         paid = coupons.use_now(conn, clock, uin, lines,
                                key=f"{run.key_prefix}:{uin}{run.key_suffix}:coupons")
-        for charge, fen in zip(own, paid.line_paid):
-            charge.voucher = fen
+        for charge, fen, txn_id in zip(own, paid.line_paid, paid.line_txn):
+            charge.voucher, charge.voucher_txn = fen, txn_id
+
+
+def return_to_postpaid_coupons(conn: Connection, clock: Clock, run: RunContext,
+                               charge: ProductCharge, amount: int) -> int:
+    """SET-9: a lowered quantity's coupon share (fen) goes back to the cash coupons that
+    paid the period's transaction of the product, as far as they take it (ORD-4's
+    rule: vouchers and discount coupons are not returned); the fen returned."""
+    reference = f"{run.key_prefix}:{charge.uin}:{charge.product}"  # the period's charge
+    return coupons.refund(conn, clock, charge.uin, reference, key=f"{charge.key}:coupons",
+                          amount=amount).amount

@@ -79,7 +79,7 @@ class RatedLine:
 class ProductCharge:
     """One ledger transaction: an account's deduction for one product (SET-3)."""
 
-    __slots__ = ("uin", "product", "key", "lines", "total", "shares", "voucher")
+    __slots__ = ("uin", "product", "key", "lines", "total", "shares", "voucher", "voucher_txn")
 
     def __init__(self, uin: int, product: str, key: str, lines: list[RatedLine]):
         self.uin = uin
@@ -88,6 +88,7 @@ class ProductCharge:
         self.lines = lines
         self.total, self.shares = rules.round_transaction([line.rate.amount for line in lines])
         self.voucher = 0  # fen paid by postpaid coupons (SET-6)
+        self.voucher_txn: int | None = None  # the ledger transaction of the coupon payment
 
     @property
     def due(self) -> int:

@@ -7,7 +7,9 @@ discounted total (1e-8 yuan) is rounded half-up to fen once and shared over
 its lines (``rules.round_transaction``). Postpaid coupons may pay part of it
 (SET-6, ``extensions``); the balances pay the rest — ``funds.bulk``, with
 ``funds.spend(postpaid=True)``'s semantics, for every charge of the chunk at
-once. What paid it (voucher, gift, cash, credit, arrears) is split over its
+once. Its 收支明细 entry shows the whole of it and what coupons paid of it (BAL-5;
+a charge coupons paid in full has the coupon payment's entry, ``record_coupon_paid``).
+What paid it (voucher, gift, cash, credit, arrears) is split over its
 lines (``rules.split_payment``), and the lines are written with one
 ``executemany`` on the DB-API cursor (``db.precompiled``: SQLAlchemy's per-row
 processing would cost as much as the insert itself).
@@ -72,13 +74,11 @@ def post_lines(conn: Connection, clock: Clock, run: RunContext, lines: list[Rate
         if not 0 <= charge.voucher <= charge.total:
             raise ValueError(f"a coupon paid {charge.voucher} fen of {charge.total}")
     owing = [charge for charge in charges if charge.due > 0]
-    results = bulk.spend_postpaid(conn, clock, locked, [
-        bulk.SpendRequest(
-            uin=charge.uin, amount=charge.due, key=charge.key,
-            revenue_account_id=run.revenue[run.book.products[charge.product].entity],
-            deduct_mode=run.deduct_mode, product_code=charge.product,
-            billing_item=_only_item(charge), memo=run.memo)
-        for charge in owing])
+    results = bulk.spend_postpaid(conn, clock, locked,
+                                  [_request(run, charge) for charge in owing])
+    bulk.record_coupon_paid(conn, clock, locked, [
+        (charge.voucher_txn, _request(run, charge)) for charge in charges
+        if charge.due == 0 < charge.total])
     paid = {id(charge): result for charge, result in zip(owing, results)}
     posted = Posted()
     rows: list[tuple] = []
@@ -92,6 +92,16 @@ def post_lines(conn: Connection, clock: Clock, run: RunContext, lines: list[Rate
     insert_lines(conn, rows)
     posted.lines = len(rows)
     return posted
+
+
+def _request(run: RunContext, charge: ProductCharge) -> bulk.SpendRequest:
+    """The charge as ``funds.bulk`` deducts it (and shows it in the 收支明细, BAL-5): the
+    balances pay ``due``, coupons the rest."""
+    return bulk.SpendRequest(
+        uin=charge.uin, amount=charge.due, key=charge.key,
+        revenue_account_id=run.revenue[run.book.products[charge.product].entity],
+        deduct_mode=run.deduct_mode, product_code=charge.product,
+        billing_item=_only_item(charge), memo=run.memo, coupon=charge.voucher)
 
 
 def _only_item(charge: ProductCharge) -> str | None:

@@ -204,7 +204,8 @@ def unpriceable(conn: Connection, book: PriceBook, lines: list[RatedLine]) -> di
         if line.uin in failed or terms(line.uin, product, line.item, region):
             continue
         try:  # what the book lacks, the catalog may still price (or says why not)
-            book.quote(conn, line.uin, product, line.item, region, line.quantity)
+            # the chargeable quantity: never negative, even on a late adjustment's line
+            book.quote(conn, line.uin, product, line.item, region, line.chargeable)
         except FeeCenterError as exc:
             failed[line.uin] = f"{line.resource_id} {line.item}: {exc.message}"
     return failed

@@ -1,6 +1,8 @@
 """Postpaid settlement use cases (SET-1..5, SET-7..9) and reading bill lines
 (``list_bill_lines``, ``bill_detail_page``: the L3 lines with their item,
-product and region names, BIL-1/BIL-3; ``monthly_precision_difference``).
+product and region names, BIL-1; ``monthly_precision_difference``), each
+month of lines chosen by the account's statistic period (``statistic_period``,
+BIL-3).
 
 ``settle_period(engine, clock, cycle, period)`` settles one period of one
 cycle (hour | day | month), set-based (docs/settlement.md):
@@ -54,7 +56,7 @@ from feecenter.funds import bulk
 from feecenter.funds import service as funds
 from feecenter.periods import DAILY, HOURLY, MONTHLY, Period, period_containing
 from feecenter.resources.tables import resources
-from feecenter.settlement import extensions, rating, rules
+from feecenter.settlement import corrections, extensions, rating, rules
 from feecenter.settlement.model import RatedLine, RunContext
 from feecenter.settlement.posting import Posted, post_lines
 from feecenter.settlement.tables import bill_lines, settled_accounts, settled_periods
@@ -257,8 +259,10 @@ def _late_candidates(conn: Connection, cycle: str, period: Period):
 
 def _adjust_account(conn: Connection, clock: Clock, run: RunContext, uin: int,
                     pairs: list[tuple[str, str]]) -> tuple[int, str | None]:
-    """Late usage of one account for one earlier period, in the caller's transaction:
-    (adjustment lines written, why none were when a line cannot be priced)."""
+    """Late or corrected usage of one account for one earlier period, in the caller's
+    transaction: (adjustment lines written, why none were when a line cannot be priced).
+    Late usage, corrections up and corrections down are separate transactions, each
+    with its reason (``ADJUSTMENTS``)."""
     locked = bulk.lock_accounts(conn, [uin])
     period = run.period
     s, p = settled_accounts.c, settled_periods.c
@@ -267,61 +271,144 @@ def _adjust_account(conn: Connection, clock: Clock, run: RunContext, uin: int,
     if not account_settled and conn.execute(select(p.id).where(
             p.cycle == run.cycle, p.period_key == period.key)).first() is None:
         return 0, None  # not settled yet: the period's own run will bill it
-    missing, originals, sequence = _unbilled(conn, run.cycle, period, uin, pairs)
-    if not missing:
+    differences, originals, sequence = _unbilled(conn, run.cycle, period, uin, pairs)
+    if not differences:
         return 0, None
-    lines = [RatedLine(uin, resource_id, item, quantity, stopped)
-             for resource_id, item, quantity, stopped in missing]
+    lines = [_difference_line(uin, difference) for difference in differences]
     rating.attach_facts(conn, lines)
     if failed := rating.unpriceable(conn, run.book, lines):
         return 0, failed[uin]
-    digest = hashlib.sha256(repr(sorted(missing)).encode()).hexdigest()[:12]
-    ids = ", ".join(str(i) for i in sorted(originals.values())) or "none"
-    adjustment = RunContext(
-        cycle=run.cycle, period=period, book=run.book, deduct_mode=run.deduct_mode,
+    groups: dict[str, list[tuple[RatedLine, object]]] = defaultdict(list)
+    for line, (_, _, quantity, stopped, corrected) in zip(lines, differences):
+        kind = ("lowered" if _lowered(quantity, stopped) else "corrected" if corrected
+                else "late")
+        groups[kind].append((line, (quantity, stopped) if stopped else quantity))
+    written = 0
+    for kind in ADJUSTMENTS:
+        if groups[kind]:
+            adjustment = _adjustment_run(run, kind, groups[kind], originals, sequence)
+            own = [line for line, _ in groups[kind]]
+            written += _post_adjustment(conn, clock, adjustment, own, locked,
+                                        lowered=kind == "lowered")
+    return written, None
+
+
+def _lowered(quantity: int, stopped: int) -> bool:
+    """Whether a difference (usage less billed, and of it the stopped part) is given back:
+    its chargeable part (ARR-3: never the stopped part) went down — or, all of it
+    stopped, its quantity did (a line that gives back nothing)."""
+    chargeable = quantity - stopped
+    return chargeable < 0 or (chargeable == 0 and quantity < 0)
+
+
+def _difference_line(uin: int, difference: tuple) -> RatedLine:
+    """The line of a difference: for a charge, its quantity and stopped part as they are
+    (the chargeable part, ``quantity - stopped``, is >= 0); for a credit, both negated
+    (``settlement.corrections`` gives back ``quantity - stopped`` at most)."""
+    resource_id, item, quantity, stopped, _ = difference
+    if _lowered(quantity, stopped):
+        return RatedLine(uin, resource_id, item, -quantity, -stopped)
+    return RatedLine(uin, resource_id, item, quantity, stopped)
+
+
+# kind of adjustment -> (memo, reason with {ids}: the original lines), zh / en
+ADJUSTMENTS = {
+    "late": ("按量结算补扣 {period} / late usage adjustment",
+             "迟到用量补扣（原账单行 {ids}） / late usage for a settled period "
+             "(original lines: {ids})"),
+    "corrected": ("按量结算用量修正 {period} / usage correction",
+                  "用量修正补扣（原账单行 {ids}） / usage correction (original lines: {ids})"),
+    "lowered": ("按量结算用量修正退还 {period} / usage correction credit",
+                "用量修正退还（原账单行 {ids}） / usage correction (original lines: {ids})"),
+}
+
+
+def _adjustment_run(run: RunContext, kind: str, group: list[tuple[RatedLine, object]],
+                    originals: dict[tuple[str, str], int], sequence: int) -> RunContext:
+    """The RunContext of one adjustment transaction: its key names the adjustment's
+    sequence number and a digest of its (resource, item, signed quantity — with the
+    signed stopped part when there is one, ARR-3)s."""
+    signed = sorted((line.resource_id, line.item, quantity) for line, quantity in group)
+    digest = hashlib.sha256(repr(signed).encode()).hexdigest()[:12]
+    own = {line.key: originals[line.key] for line, _ in group if line.key in originals}
+    ids = ", ".join(str(i) for i in sorted(own.values())) or "none"
+    memo, reason = ADJUSTMENTS[kind]
+    return RunContext(
+        cycle=run.cycle, period=run.period, book=run.book, deduct_mode=run.deduct_mode,
         revenue=run.revenue, key_prefix=run.key_prefix, key_suffix=f":adj{sequence}:{digest}",
-        memo=f"按量结算补扣 {period.key} / late usage adjustment", kind="adjustment",
-        sequence=sequence, originals=originals,
-        reason=f"迟到用量补扣（原账单行 {ids}） / late usage for a settled period "
-               f"(original lines: {ids})")
-    extensions.cover_with_resource_packages(conn, clock, adjustment, lines)
-    month = rating.month_to_date(conn, run.cycle, period, lines, run.book, include_period=True)
+        memo=memo.format(period=run.period.key), kind="adjustment", sequence=sequence,
+        originals=own, reason=reason.format(ids=ids))
+
+
+def _post_adjustment(conn: Connection, clock: Clock, run: RunContext, lines: list[RatedLine],
+                     locked: bulk.LockedAccounts, *, lowered: bool) -> int:
+    """Rate and post one adjustment transaction (a lowered quantity is given back,
+    ``settlement.corrections``); the lines written."""
+    if lowered:
+        return corrections.credit_back(conn, clock, run, lines)
+    extensions.cover_with_resource_packages(conn, clock, run, lines)
+    month = rating.month_to_date(conn, run.cycle, run.period, lines, run.book,
+                                 include_period=True)
     rating.rate_lines(conn, run.book, lines, month)
-    return post_lines(conn, clock, adjustment, lines, locked).lines, None
+    return post_lines(conn, clock, run, lines, locked).lines
 
 
 def _unbilled(conn: Connection, cycle: str, period: Period, uin: int,
               pairs: list[tuple[str, str]]):
-    """Per (resource, item): the period's usage not yet billed by its lines, and of it
-    what was used while the resource was stopped (ARR-3); the original charge lines;
-    the next adjustment sequence number."""
+    """Per (resource, item) whose usage in the period differs from what its lines billed,
+    in quantity or in the part used while the resource was stopped (ARR-3):
+    (resource, item, usage less billed — negative when a correction lowered it —, its
+    stopped part less the lines' stopped part, whether a record of it was corrected);
+    the original charge lines; the next adjustment sequence number."""
     u, b = usage_records.c, bill_lines.c
-    missing: list[tuple[str, str, int, int]] = []
+    differences: list[tuple[str, str, int, int, bool]] = []
     originals: dict[tuple[str, str], int] = {}
     sequence = 1
     for resource_id, item in pairs:
-        used, stopped = conn.execute(select(
-            func.coalesce(func.sum(u.quantity), 0), func.coalesce(func.sum(u.stopped_quantity), 0))
-            .where(u.resource_id == resource_id, u.billing_item == item,
-                   u.usage_end > db_time(period.start), u.usage_end <= db_time(period.end))).one()
-        lines = conn.execute(select(b.id, b.kind, b.sequence, b.quantity, b.stopped_quantity).where(
-            b.resource_id == resource_id, b.billing_item == item, b.cycle == cycle,
-            b.period_key == period.key).order_by(b.id)).all()
+        used, stopped, revision = conn.execute(select(
+            func.coalesce(func.sum(u.quantity), 0), func.coalesce(func.sum(u.stopped_quantity), 0),
+            func.coalesce(func.max(u.revision), 0)).where(
+            u.resource_id == resource_id, u.billing_item == item,
+            u.usage_end > db_time(period.start), u.usage_end <= db_time(period.end))).one()
+        lines = conn.execute(select(b.id, b.kind, b.sequence, b.quantity, b.stopped_quantity)
+                             .where(b.resource_id == resource_id, b.billing_item == item,
+                                    b.cycle == cycle, b.period_key == period.key)
+                             .order_by(b.id)).all()
         billed = sum(line.quantity for line in lines)
-        if used > billed:
-            unbilled_stopped = int(stopped) - sum(line.stopped_quantity for line in lines)
-            missing.append((resource_id, item, int(used) - billed,
-                            min(max(unbilled_stopped, 0), int(used) - billed)))
+        billed_stopped = sum(line.stopped_quantity for line in lines)
+        if used != billed or stopped != billed_stopped:
+            differences.append((resource_id, item, int(used) - billed,
+                                int(stopped) - billed_stopped, revision > 0))
             charge = next((line.id for line in lines if line.kind == "charge"), None)
             if charge is not None:
                 originals[(resource_id, item)] = charge
             sequence = max([sequence] + [line.sequence + 1 for line in lines
                                          if line.kind == "adjustment"])
-    return missing, originals, sequence
+    return differences, originals, sequence
 
 
 # ---------------------------------------------------------------- reading
 
+
+
+# BIL-3: the statistic periods and the time of a bill line each puts it in a month by
+STATISTIC_TIMES = {"deduction_time": "deducted_at", "usage_time": "period_start"}
+PERIOD_NAMES = {"deduction_time": ("按扣费时间", "deduction time"),
+                "usage_time": ("按使用时间", "usage time")}
+
+
+def statistic_period(conn: Connection, uin: int) -> str:
+    """BIL-3: which time puts the account's bill lines in a month, "deduction_time"
+    (the default) or "usage_time". The one place that decides it: every account is
+    on deduction time until the one-way switch to usage time is built (docs/settlement.md)."""
+    return "deduction_time"
+
+
+def _in_month(period: str, month: str) -> list:
+    """The conditions that put a bill line in ``month`` on ``period`` (BIL-3)."""
+    column = bill_lines.c[STATISTIC_TIMES[period]]
+    start, end = _month_bounds(month)
+    return [column >= db_time(start), column < db_time(end)]
 
 
 def _month_bounds(month: str) -> tuple[datetime, datetime]:
@@ -336,16 +423,17 @@ def _month_bounds(month: str) -> tuple[datetime, datetime]:
 
 def list_bill_lines(conn: Connection, actor: Actor, uin: int, filters: dict | None = None,
                     offset: int = 0, limit: int = 100) -> dict:
-    """L3 bill lines of an account (FINANCE); filters: month (YYYY-MM, by period start
-    in business time), product, resource_id, project_id, kind."""
+    """L3 bill lines of an account (FINANCE); filters: month (YYYY-MM in business
+    time, on the account's statistic period, BIL-3), product, resource_id,
+    project_id, kind. The page states the period: ``statistic_period``."""
     require(actor, uin, FINANCE)
     filters = filters or {}
     _check_page(offset, limit)
     b = bill_lines.c
+    period = statistic_period(conn, uin)
     where = [b.uin == uin]
     if filters.get("month"):
-        start, end = _month_bounds(filters["month"])
-        where += [b.period_start >= db_time(start), b.period_start < db_time(end)]
+        where += _in_month(period, filters["month"])
     for name, column in (("product", b.product_code), ("resource_id", b.resource_id),
                          ("project_id", b.project_id), ("kind", b.kind)):
         if filters.get(name) is not None:
@@ -353,7 +441,7 @@ def list_bill_lines(conn: Connection, actor: Actor, uin: int, filters: dict | No
     total = conn.execute(select(func.count()).select_from(bill_lines).where(*where)).scalar_one()
     rows = conn.execute(select(bill_lines).where(*where)
                         .order_by(b.period_start, b.id).offset(offset).limit(limit)).mappings()
-    return {"total": total, "items": [_line(row) for row in rows]}
+    return {"total": total, "items": [_line(row) for row in rows], "statistic_period": period}
 
 
 def _check_page(offset: int, limit: int) -> None:
@@ -375,7 +463,7 @@ class BillDetailQuery:
     """Which L3 lines of one month ``bill_detail_page`` reads (BIL-1, BIL-3)."""
 
     month: str                              # YYYY-MM in business time
-    by: str = "pay_time"                    # pay_time: deduction time; used_time: period start
+    period: str | None = None               # the caller's statistic period (None: the account's)
     product_codes: tuple[str, ...] = ()     # a line's product must equal each of these
     resource_id: str | None = None
     project_id: int | None = None
@@ -386,21 +474,25 @@ class BillDetailQuery:
 
 
 def bill_detail_page(conn: Connection, actor: Actor, uin: int, query: BillDetailQuery) -> dict:
-    """A page of an account's L3 lines of one month (FINANCE), each with its billing
-    item's name, unit and postpaid period, its product's and region's names, in the
-    order of the chosen time, then id; and the total count of the filtered lines.
-    A malformed or out-of-range month is invalid input on ``month``."""
+    """A page of an account's L3 lines of one month on its statistic period (FINANCE,
+    BIL-3), each with its billing item's name, unit and postpaid period, its
+    product's and region's names and ``statistic_time`` (the time that puts it in
+    the month), in that time's order, then id; the total count of the filtered
+    lines; and ``statistic_period``. A malformed or out-of-range month is invalid
+    input on ``month``; a ``query.period`` other than the account's on ``period``."""
     require(actor, uin, FINANCE)
-    if query.by not in ("pay_time", "used_time"):
-        raise invalid("by", "by 只能为 pay_time 或 used_time", "by must be pay_time or used_time")
+    period = statistic_period(conn, uin)
+    if query.period is not None and query.period != period:
+        zh, en = PERIOD_NAMES[period]
+        raise invalid("period", f"统计周期须与账户的账单统计周期一致：{zh}",
+                      f"the statistic period must be the account's: {en}")
     if query.pay_mode not in (None, "prepaid", "postpaid"):
         raise invalid("pay_mode", "pay_mode 只能为 prepaid 或 postpaid",
                       "pay_mode must be prepaid or postpaid")
     _check_page(query.offset, query.limit)
-    start, end = _month_bounds(query.month)
     b = bill_lines.c
-    column = b.deducted_at if query.by == "pay_time" else b.period_start
-    where = [b.uin == uin, column >= db_time(start), column < db_time(end)]
+    column = b[STATISTIC_TIMES[period]]
+    where = [b.uin == uin, *_in_month(period, query.month)]
     where += [b.product_code == code for code in query.product_codes]
     if query.resource_id is not None:
         where.append(b.resource_id == query.resource_id)
@@ -421,23 +513,27 @@ def bill_detail_page(conn: Connection, actor: Actor, uin: int, query: BillDetail
             .where(*where).order_by(column, b.id).offset(query.offset).limit(query.limit))
     rows = conn.execute(stmt).mappings().all()
     total = conn.execute(select(func.count()).select_from(bill_lines).where(*where)).scalar_one()
-    return {"total": total, "items": [_line(row) for row in rows]}
+    items = [_line(row) for row in rows]
+    for item in items:
+        item["statistic_time"] = item[STATISTIC_TIMES[period]]
+    return {"total": total, "items": items, "statistic_period": period}
 
 
 def monthly_precision_difference(conn: Connection, actor: Actor, uin: int, month: str) -> dict:
     """SET-3: the month's billing precision difference (月度计费精度差异): the sum of
-    its lines' rounding (by period start), 1e-8 yuan; positive = the customer paid
-    more than the exact amount and may claim it back, negative = waived."""
+    the rounding of its lines (on the account's statistic period, BIL-3), 1e-8 yuan;
+    positive = the customer paid more than the exact amount and may claim it back,
+    negative = waived."""
     require(actor, uin, FINANCE)
-    start, end = _month_bounds(month)
+    period = statistic_period(conn, uin)
     b = bill_lines.c
     row = conn.execute(select(func.coalesce(func.sum(b.rounding_diff), 0),
                               func.coalesce(func.sum(b.discounted_amount), 0),
                               func.coalesce(func.sum(b.deducted), 0), func.count())
-                       .where(b.uin == uin, b.period_start >= db_time(start),
-                              b.period_start < db_time(end))).one()
+                       .where(b.uin == uin, *_in_month(period, month))).one()
     diff = int(row[0])
-    return {"uin": uin, "month": month, "difference": diff, "discounted_total": int(row[1]),
+    return {"uin": uin, "month": month, "statistic_period": period, "difference": diff,
+            "discounted_total": int(row[1]),
             "deducted_total": int(row[2]), "lines": int(row[3]),
             "meaning": rules.precision_meaning(diff)}
 
@@ -448,5 +544,6 @@ def earliest_usage(conn: Connection, clock: Clock) -> datetime | None:
     return from_db_time(first) if first is not None else None
 
 
-__all__ = ["CYCLES", "settle_period", "settle_late_usage", "list_bill_lines", "BillDetailQuery",
-           "bill_detail_page", "monthly_precision_difference", "earliest_usage"]
+__all__ = ["CYCLES", "settle_period", "settle_late_usage", "statistic_period", "list_bill_lines",
+           "BillDetailQuery", "bill_detail_page", "monthly_precision_difference",
+           "earliest_usage"]

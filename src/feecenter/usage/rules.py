@@ -50,7 +50,7 @@ def check(records: list[tuple], lines: list[int], facts: dict[str, ResourceFacts
 
 def problem(record: tuple, resource: ResourceFacts | None, now: str) -> tuple[str, str, str]:
     """Why a record may not be stored: (field, zh, en)."""
-    _event, uin, resource_id, item, _quantity, start, end = record
+    _event, uin, resource_id, item, _quantity, start, end, _revision = record
     if resource is None or resource.uin != uin:
         return ("resource_id", f"资源不存在或不属于账号 {uin}：{resource_id}",
                 f"unknown resource for account {uin}: {resource_id}")
@@ -94,22 +94,39 @@ def _micro(delta) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+QUANTITY, REVISION = 4, 7  # in a record (and row): usage.parse's tuple
+RECEIVED, STOPPED = 8, 9  # in a row only: what ``check`` appends
+_IDENTITY = (1, 2, 3, 5, 6)  # uin, resource, item, start, end: what a correction keeps
+
+
 def dedupe(rows: list[tuple], lines: list[int], known: dict[str, tuple]
-           ) -> tuple[list[tuple], int, list[Rejection]]:
-    """Each event ID is stored once: the first row of an event not in ``known`` (the
-    stored records by event ID) is new; a later row, or one of a known event, is a
-    duplicate when its content is the same and refused when it differs.
-    Returns (new rows, duplicates, rejections)."""
-    taken = dict(known)
-    new, duplicates, refused = [], 0, []
+           ) -> tuple[list[tuple], list[tuple], int, list[Rejection]]:
+    """Each event ID is stored once, at its latest revision (SET-9). Judged against
+    ``known`` (the stored records by event ID) and the rows before it: an event not
+    seen yet is new; one whose account, resource, item or times differ is refused;
+    the same quantity, or a lower revision (superseded), is a duplicate and changes
+    nothing; another quantity at the same revision is refused, at a higher one it
+    is a correction — its row carries its own stopped quantity (ARR-3), computed by
+    ``check`` for the corrected quantity. Returns (new rows, corrections of known
+    events, duplicates, rejections)."""
+    new: dict[str, tuple] = {}
+    corrections: dict[str, tuple] = {}
+    duplicates, refused = 0, []
     for row, line in zip(rows, lines):
-        earlier = taken.get(row[0])
+        event = row[0]
+        earlier = new.get(event) or corrections.get(event) or known.get(event)
         if earlier is None:
-            taken[row[0]] = row
-            new.append(row)
-        elif earlier[1:7] == row[1:7]:
-            duplicates += 1
-        else:
-            refused.append(Rejection(line, row[0], "event_id", "事件 ID 重复且内容不同",
+            new[event] = row
+        elif any(row[i] != earlier[i] for i in _IDENTITY):
+            refused.append(Rejection(line, event, "event_id", "事件 ID 重复且内容不同",
                                      "duplicate event_id with different content"))
-    return new, duplicates, refused
+        elif row[QUANTITY] == earlier[QUANTITY] or row[REVISION] < earlier[REVISION]:
+            duplicates += 1
+        elif row[REVISION] == earlier[REVISION]:
+            refused.append(Rejection(line, event, "event_id",
+                                     "事件 ID 重复且用量不同（修正用量须提高 revision）",
+                                     "duplicate event_id with another quantity (a correction "
+                                     "needs a higher revision)"))
+        else:
+            (new if event in new else corrections)[event] = row
+    return list(new.values()), list(corrections.values()), duplicates, refused

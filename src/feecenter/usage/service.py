@@ -16,8 +16,9 @@ chunk is parsed.
 The valid records of a batch are kept whatever else it holds. docs/usage.md.
 
 A record's ``stopped_quantity`` — what it used while its resource was stopped
-for arrears (ARR-3), not charged — is set at intake (``rules.stopped_part``)
-and set again by ``restate_stopped`` when a stop begins or ends.
+for arrears (ARR-3), not charged — is set at intake (``rules.stopped_part``),
+set again for the new quantity when a higher revision corrects the record
+(SET-9, ``store.correct``), and by ``restate_stopped`` when a stop begins or ends.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ MAX_WRITE_ATTEMPTS = 5  # a chunk is written again only when another import wrot
 @dataclass
 class IntakeResult:
     accepted: int = 0
+    corrected: int = 0  # stored events whose quantity a higher revision replaced (SET-9)
     duplicates: int = 0
     rejected: int = 0
     rejections: list[Rejection] = field(default_factory=list)  # the first ones, by line
@@ -57,7 +59,8 @@ class IntakeResult:
         self.rejections.extend(sorted(rejections, key=lambda r: r.line)[:max(room, 0)])
 
     def to_dict(self) -> dict:
-        return {"accepted": self.accepted, "duplicates": self.duplicates,
+        return {"accepted": self.accepted, "corrected": self.corrected,
+                "duplicates": self.duplicates,
                 "rejected": self.rejected, "rejections": [r.to_dict() for r in self.rejections]}
 
 
@@ -131,23 +134,25 @@ def _store_chunk(engine: Engine, clock: Clock, chunk: Chunk, result: IntakeResul
         now = utc_text(db_time(clock.now()))
         facts = store.resource_facts(conn, {record[2] for record in chunk.records}, items_of)
         rows, lines, refused = rules.check(chunk.records, chunk.lines, facts, now)
-        new, duplicates, repeated = _write(conn, rows, lines)
+        new, corrected, duplicates, repeated = _write(conn, rows, lines)
     result.accepted += len(new)
+    result.corrected += len(corrected)
     result.duplicates += duplicates
     result.reject(chunk.rejections + refused + repeated)
 
 
 def _write(conn: Connection, rows: list[tuple], lines: list[int]
-           ) -> tuple[list[tuple], int, list[Rejection]]:
+           ) -> tuple[list[tuple], list[tuple], int, list[Rejection]]:
     """Write the new rows optimistically under a savepoint; if an event was stored
-    already, roll back, look the chunk's events up and judge again."""
+    already, roll back, look the chunk's events up and judge again (a higher
+    revision of a stored event then corrects it, SET-9)."""
     known: dict[str, tuple] = {}
     for _attempt in range(MAX_WRITE_ATTEMPTS):
-        new, duplicates, repeated = rules.dedupe(rows, lines, known)
+        new, corrected, duplicates, repeated = rules.dedupe(rows, lines, known)
         savepoint = conn.begin_nested()
-        if store.insert_new(conn, new):
+        if store.insert_new(conn, new) and store.correct(conn, corrected):
             savepoint.commit()
-            return new, duplicates, repeated
+            return new, corrected, duplicates, repeated
         savepoint.rollback()
         known = store.known_events(conn, [row[0] for row in rows])
     raise Conflict("其他导入正在写入相同的事件，请稍后重试（此前的记录已导入）",

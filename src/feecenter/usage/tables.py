@@ -14,7 +14,7 @@ the millions of records an intake writes (issue #4, docs/usage.md).
   range of pages, next to free to keep up); SQLite has a plain index.
 """
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, String, Table, text
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, String, Table, text
 
 from feecenter.db.base import metadata
 
@@ -29,7 +29,9 @@ usage_records = Table(
     Column("quantity", BigInteger, nullable=False),  # 1e-6 units (catalog.rules.QTY_SCALE)
     Column("usage_start", DateTime, nullable=False),  # naive UTC
     Column("usage_end", DateTime, nullable=False),
-    Column("received_at", DateTime, nullable=False),
+    Column("received_at", DateTime, nullable=False),  # last written (a correction rewrites it)
+    # 0 as first sent; a higher revision of the event corrects its quantity (SET-9)
+    Column("revision", Integer, nullable=False, server_default=text("0")),
     # of ``quantity``, what was used while the resource was stopped (ARR-3): not charged
     Column("stopped_quantity", BigInteger, nullable=False, server_default=text("0")),
     Index("ix_usage_records_end_item", "usage_end", "resource_id", "billing_item"),

@@ -6,15 +6,15 @@
 span (pro-rated by time); ``bill_lines.stopped_quantity``: of a line's
 quantity, that part — not charged. Both are 0 for rows written before.
 
-Revision ID: 0010_stops
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0010_stops'
-down_revision = '0009'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 

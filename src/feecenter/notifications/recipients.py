@@ -1,0 +1,44 @@
+"""Who receives each notification kind (ARR-3, ACC-2), and by which channels.
+
+``RECIPIENTS`` maps every template code to the recipients its rule names:
+``ACCOUNT`` (the contact email and phone the account set, ACC-1) and user
+roles. ``addresses`` turns that into (channel, address) pairs from the people
+``accounts.service.contacts`` lists; ``readable_by`` says which kinds a role
+sees among the in-site messages (the notification rule, docs/notifications.md: an in-site message always).
+
+Every kind that exists today states money owed or the balance, which ACC-2
+keeps for the owner and finance users: admin and readonly users get none.
+"""
+
+from __future__ import annotations
+
+
+ACCOUNT = "account"  # the account's own contact email and phone (ACC-1)
+_MONEY = (ACCOUNT, "owner", "finance")  # ARR-3: the owner and the finance sub-users
+
+RECIPIENTS: dict[str, tuple[str, ...]] = {
+    "arrears_dunning": _MONEY,            # ARR-3 催缴通知
+    "arrears_stop_warning": _MONEY,       # ARR-3 steps, each notified
+    "resources_stopped": _MONEY,
+    "resources_destroy_warning": _MONEY,  # ARR-3: a warning before destruction
+    "resources_destroyed": _MONEY,
+    "arrears_repaid_restored": _MONEY,
+    "balance_low": _MONEY,                # the balance: ACC-2, finance only
+}
+
+
+def addresses(template: str, contacts: dict) -> list[tuple[str, str]]:
+    """(channel, address) pairs for ``template``, each once: the account's contacts, then
+    each user's, in the order ``contacts`` lists them, for the recipients it names."""
+    who = RECIPIENTS[template]
+    people = [contacts] if ACCOUNT in who else []
+    people += [u for u in contacts["users"] if u["role"] in who]
+    found = [(channel, person[field].strip()) for person in people
+             for channel, field in (("email", "email"), ("sms", "phone"))
+             if person[field] and person[field].strip()]
+    return list(dict.fromkeys(found))
+
+
+def readable_by(role: str | None) -> list[str]:
+    """The kinds whose in-site messages a user of ``role`` sees."""
+    return sorted(code for code, who in RECIPIENTS.items() if role in who)
