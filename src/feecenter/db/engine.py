@@ -116,13 +116,16 @@ def _watch_pending(engine: Engine) -> None:
 
     def before_commit(conn) -> None:  # psycopg then finds no transaction to commit
         sending.send_pending(conn, commit=True)
+        sending.end_unit(conn.connection.dbapi_connection, commit=True)
 
     def before_rollback(conn, *_args) -> None:
         if not conn.closed and not conn.invalidated:
             conn.connection.info.pop(PENDING, None)
+            sending.end_unit(conn.connection.dbapi_connection, commit=False)
 
-    def before_reset(_dbapi_conn, record, _state) -> None:  # on every return to the pool
+    def before_reset(dbapi_conn, record, _state) -> None:  # on every return to the pool
         record.info.pop(PENDING, None)
+        sending.end_unit(dbapi_conn, commit=False)
 
     event.listen(engine, "before_cursor_execute", before_statement)
     event.listen(engine, "commit", before_commit)

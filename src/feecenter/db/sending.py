@@ -8,8 +8,8 @@ its reads as ONE statement and its writes as ONE statement: each part a
 ``WITH`` query of it, in PostgreSQL's own ``$n`` placeholders (psycopg's
 ``RawCursor``: no query parsing on the client), prepared once per shape
 (``prepare=True``). Each goes in a psycopg pipeline block (``conn.pipeline()``)
-with what belongs beside it: the transaction's ``SET LOCAL plan_cache_mode``
-before the reads, the unit of work's COMMIT after the writes. Only psycopg's
+with what belongs beside it: the transaction's BEGIN and ``SET LOCAL
+plan_cache_mode`` before the reads, the unit of work's COMMIT after the writes. Only psycopg's
 public API is used; psycopg owns the connection's state (transaction,
 prepared statements). On SQLite, where a statement costs microseconds and
 there is no round trip, everything runs as it is sent.
@@ -134,8 +134,12 @@ def _exchange(conn: Connection, sql: bytes, args: list, *, commit: bool = False)
     prepared statement anew for each of its first five runs (~1 ms each for a
     payment's reads), and psycopg deallocates its prepared statements after a
     rollback, which starts that count again. The setting ends with the
-    transaction, so other work keeps the server's choice. (psycopg sends the
-    transaction's BEGIN first, and waits for it: a round trip of its own.)
+    transaction, so other work keeps the server's choice. The transaction's
+    BEGIN goes first in the same block: psycopg would send its own BEGIN and
+    wait for it, a round trip of its own, so the connection is put in
+    autocommit mode (psycopg's documented way to leave transactions to the
+    caller) and sends ours; ``end_unit`` takes autocommit off again when the
+    unit of work commits or rolls back.
 
     ``commit``: the unit of work is committing (db.engine's commit listener): its
     COMMIT follows the statement in the block, one round trip for both, and does
@@ -145,10 +149,15 @@ def _exchange(conn: Connection, sql: bytes, args: list, *, commit: bool = False)
     (IntegrityError, …) and leaves the transaction failed."""
     driver = Precompiled.driver(conn)  # writes waiting for the commit go first
     cursor = _cursor(conn, driver)
+    begins = driver.info.transaction_status == _idle()
+    if begins:
+        driver.autocommit = True
     try:
         with driver.pipeline():
-            if not commit and driver.info.transaction_status == _idle():
-                cursor.execute(_GENERIC_PLANS)
+            if begins:
+                cursor.execute(b"BEGIN", prepare=False)
+                if not commit:
+                    cursor.execute(_GENERIC_PLANS, prepare=False)
             cursor.execute(sql, args, prepare=True)
             if commit:
                 cursor.execute(b"COMMIT", prepare=False)
@@ -156,7 +165,21 @@ def _exchange(conn: Connection, sql: bytes, args: list, *, commit: bool = False)
         if driver.broken:  # the connection is lost: the pool must not hand it out again
             conn.invalidate()
         raise wrap_error(conn, sql.decode(), args, exc) from exc
+    finally:
+        if commit:
+            end_unit(driver, commit=False)
     return (cursor.fetchone() or ()) if cursor.description else ()
+
+
+def end_unit(driver, *, commit: bool) -> None:
+    """End a transaction ``_exchange`` began (the connection in autocommit mode):
+    COMMIT or ROLLBACK what is still open, then autocommit off again, so the next
+    unit of work on this connection begins the usual way. Nothing for others."""
+    if driver.closed or not driver.autocommit:
+        return
+    if driver.info.transaction_status != _idle():
+        driver.commit() if commit else driver.rollback()
+    driver.autocommit = False
 
 
 @functools.cache
