@@ -168,3 +168,21 @@ def test_package_quantities_are_in_the_items_unit_on_rest_cli_and_compat(rt, cli
             component["UsedAmount"], component["UsedAmountUnit"]) == ("150", "100", "50", "GB")
     assert_reconciled(rt, uin)
 
+
+
+@pytest.mark.spec("BAL-5", "SET-6", "BIL-1")
+def test_a_coupon_paid_lines_bill_id_names_the_coupon_payments_entry(story):
+    rt, uin = story
+    first, second = entries(rt, uin, "deduct")
+    rt.clock.advance(minutes=1)
+    shop = compat(rt, uin)
+    detail = shop.call("DescribeBillDetail", {"Month": "2026-03", "Limit": 100})["DetailSet"]
+    listed = shop.call("DescribeBillList", {
+        "StartTime": "2026-01-01 00:00:00", "EndTime": "2026-06-30 00:00:00", "Limit": 100,
+        "PayType": ["deduct"]})["TransactionList"]
+    bill_id = {t["BillId"][14:]: t["BillId"] for t in listed}  # by transaction id
+    assert len(detail) == 2 and all(d["BillId"] for d in detail)
+    assert [d["BillId"] for d in detail] == [bill_id[f"{first['txn_id']:018d}"],
+                                             bill_id[f"{second['txn_id']:018d}"]]
+    [component] = detail[1]["ComponentSet"]
+    assert (component["VoucherPayAmount"], component["CashPayAmount"]) == ("0.59", "0.00")
