@@ -9,14 +9,18 @@ from starlette.testclient import TestClient
 
 from feecenter.accounts.permissions import SYSTEM
 from feecenter.api.app import create_app
+from feecenter.coupons import rules
 from feecenter.funds import service as funds
 from feecenter.ledger.tables import ledger_transactions
 from feecenter.money import format_yuan
+from feecenter.orders import service as orders
+from feecenter.orders.rules import order_no
 from feecenter.resources import postpaid
 from tests.compat_harness import Shop
-from tests.helpers import (add_cash, add_gift, api_key, assert_reconciled, load_sample_catalog,
-                           new_account)
+from tests.helpers import (OPS, add_cash, add_gift, api_key, assert_reconciled,
+                           load_sample_catalog, new_account)
 from tests.rest_harness import HOST, Signed
+from tests.test_orders_coupons import CVM_MEDIUM_MONTH, buy, grant, order, pay, ssl_year
 from tests.test_settlement import open_, settle
 from tests.test_settlement_packages import DAY1, DAY2, buy_package, grant_voucher, use
 
@@ -168,3 +172,157 @@ def test_package_quantities_are_in_the_items_unit_on_rest_cli_and_compat(rt, cli
             component["UsedAmount"], component["UsedAmountUnit"]) == ("150", "100", "50", "GB")
     assert_reconciled(rt, uin)
 
+
+
+@pytest.mark.spec("BAL-5", "SET-6", "BIL-1")
+def test_a_coupon_paid_lines_bill_id_names_the_coupon_payments_entry(story):
+    rt, uin = story
+    first, second = entries(rt, uin, "deduct")
+    rt.clock.advance(minutes=1)
+    shop = compat(rt, uin)
+    detail = shop.call("DescribeBillDetail", {"Month": "2026-03", "Limit": 100})["DetailSet"]
+    listed = shop.call("DescribeBillList", {
+        "StartTime": "2026-01-01 00:00:00", "EndTime": "2026-06-30 00:00:00", "Limit": 100,
+        "PayType": ["deduct"]})["TransactionList"]
+    bill_id = {t["BillId"][14:]: t["BillId"] for t in listed}  # by transaction id
+    assert len(detail) == 2 and all(d["BillId"] for d in detail)
+    assert [d["BillId"] for d in detail] == [bill_id[f"{first['txn_id']:018d}"],
+                                             bill_id[f"{second['txn_id']:018d}"]]
+    [component] = detail[1]["ComponentSet"]
+    assert (component["VoucherPayAmount"], component["CashPayAmount"]) == ("0.59", "0.00")
+
+
+# ---------------------------------------------------------------- prepaid orders and coupons
+
+def same_on_rest_cli_and_compat(rt, cli, uin) -> list[dict]:
+    """The account's entries (newest first) as REST gives them, after checking that the
+    CLI's --json gives the same and DescribeBillList the same split and BillIds."""
+    answer = rest(rt, uin).send("GET", f"/api/v1/accounts/{uin}/transactions",
+                                query={"limit": 100})
+    assert answer.status_code == 200, answer.text
+    native = answer.json()["items"]
+    _, listed = cli.json("transactions", "--uin", uin, "--limit", 100)
+    assert listed["items"] == native
+    shown = compat(rt, uin).call("DescribeBillList", {
+        "StartTime": "2026-01-01 00:00:00", "EndTime": "2026-06-30 00:00:00", "Limit": 100})
+    fields = ("ActionType", "Amount", "CashAmount", "IncentiveAmount", "CreditAmount",
+              "VoucherAmount")
+    assert [[t[fields[0]], *(format_yuan(t[f]) for f in fields[1:])]
+            for t in shown["TransactionList"]] == [
+        [e["action_type"], *(e[n] for n in SPLIT)] for e in native]
+    assert [int(t["BillId"][14:]) for t in shown["TransactionList"]] == [
+        e["txn_id"] for e in native]
+    return native
+
+
+def txn_kind(rt, txn_id) -> str:
+    with rt.engine.connect() as conn:
+        return conn.execute(select(ledger_transactions.c.kind).where(
+            ledger_transactions.c.id == txn_id)).scalar_one()
+
+
+@pytest.mark.spec("BAL-5", "ORD-3")
+def test_an_order_a_coupon_pays_in_full_has_one_entry_on_rest_cli_and_compat(rt, cli):
+    load_sample_catalog(rt)
+    uin = new_account(rt)
+    add_cash(rt, uin, 10_00)
+    grant(rt, uin, face=CVM_MEDIUM_MONTH)
+    (order_id,) = buy(rt, uin)
+    before = entries(rt, uin)
+    assert pay(rt, uin, [order_id])["coupon"] == CVM_MEDIUM_MONTH
+    [entry] = entries(rt, uin)[len(before):]
+    assert split(entry) == (-CVM_MEDIUM_MONTH, 0, 0, 0, -CVM_MEDIUM_MONTH)
+    placed = order(rt, uin, order_id)
+    assert (entry["action_type"], entry["deduct_mode"], entry["product_code"],
+            entry["order_id"]) == ("deduct", "trade", "cvm",
+                                   order_no(order_id, placed["created_at"]))
+    assert txn_kind(rt, entry["txn_id"]) == "coupon_pay"
+    assert (entry["balance_after"], entry["cash_after"]) == (10_00, 10_00)  # no money moved
+    [shown, _] = same_on_rest_cli_and_compat(rt, cli, uin)
+    assert [shown[n] for n in SPLIT] == [format_yuan(-CVM_MEDIUM_MONTH), "0.00", "0.00", "0.00",
+                                         format_yuan(-CVM_MEDIUM_MONTH)]
+    assert_reconciled(rt, uin)
+
+
+@pytest.mark.spec("BAL-5", "ORD-3", "CPN-6")
+def test_a_merged_payment_shows_every_coupon_fen_once(rt, cli):
+    """One order a cash coupon pays whole, one it pays in part: the block entry shows the
+    partly paid order's coupon share, the other order has its own entry."""
+    load_sample_catalog(rt)
+    uin = new_account(rt)
+    add_cash(rt, uin, 400_00)
+    grant(rt, uin, kind=rules.CASH, face=200_00, products=("cvm",), product_scope=rules.ONLY,
+          threshold=500_00)
+    small, large = buy(rt, uin)[0], buy(rt, uin, spec="S5.LARGE8")[0]
+    result = pay(rt, uin, [small, large])
+    by_id = {i: order(rt, uin, i) for i in (small, large)}
+    [whole] = [o for o in by_id.values() if o["paid_coupon"] == o["amount"]]
+    [part] = [o for o in by_id.values() if o is not whole]
+    assert 0 < part["paid_coupon"] < part["amount"]
+    [block] = entries(rt, uin, "block")
+    assert split(block) == (-part["amount"], -part["paid_cash"], 0, 0, -part["paid_coupon"])
+    deducts = {e["order_id"]: e for e in entries(rt, uin, "deduct")}
+    coupon_only = deducts[order_no(whole["id"], whole["created_at"])]
+    assert split(coupon_only) == (-whole["amount"], 0, 0, 0, -whole["amount"])
+    posted = deducts[order_no(part["id"], part["created_at"])]
+    assert split(posted) == (-part["paid_cash"], -part["paid_cash"], 0, 0, 0)
+    assert sum(e["coupon_amount"] for e in entries(rt, uin)) == -result["coupon"]
+    same_on_rest_cli_and_compat(rt, cli, uin)
+    assert_reconciled(rt, uin)
+
+
+@pytest.mark.spec("BAL-5", "FRZ-3")
+def test_a_coupon_paid_order_delivered_by_hand_has_its_entry_at_delivery(rt):
+    load_sample_catalog(rt)
+    uin = new_account(rt)
+    spec, amount = ssl_year(rt, uin)
+    grant(rt, uin, face=amount)
+    grant(rt, uin, face=amount)
+    (ok_id,) = buy(rt, uin, spec=spec, months=12, product="ssl", region="mainland")
+    (bad_id,) = buy(rt, uin, spec=spec, months=12, product="ssl", region="mainland")
+    before = len(entries(rt, uin))
+    pay(rt, uin, [ok_id])
+    pay(rt, uin, [bad_id], key="pay-2")
+    assert len(entries(rt, uin)) == before  # nothing moved yet: the coupons are pending
+    with rt.engine.begin() as conn:
+        orders.deliver(conn, rt.clock, OPS, ok_id)
+        orders.fail_delivery(conn, rt.clock, OPS, bad_id, "CA refused")
+    [entry] = entries(rt, uin)[before:]  # the failed one released its coupon: no entry
+    assert split(entry) == (-amount, 0, 0, 0, -amount)
+    assert (entry["action_type"], entry["product_code"]) == ("deduct", "ssl")
+    assert txn_kind(rt, entry["txn_id"]) == "coupon_pay"
+    assert_reconciled(rt, uin)
+
+
+@pytest.mark.spec("BAL-5", "ORD-4")
+def test_a_refund_shows_what_went_back_to_gift_cash_and_cash_coupons(rt, cli):
+    load_sample_catalog(rt)
+    uin = new_account(rt)
+    add_cash(rt, uin, 200_00)
+    add_gift(rt, uin, 56_00)
+    grant(rt, uin, kind=rules.CASH, face=60_00)
+    grant(rt, uin, face=40_00)
+    (mixed,) = buy(rt, uin, months=2)  # 356.00: 100 coupons (60 cash), 56 gift, 200 cash
+    pay(rt, uin, [mixed])
+    grant(rt, uin, kind=rules.CASH, face=CVM_MEDIUM_MONTH)
+    (coupon_only,) = buy(rt, uin)
+    pay(rt, uin, [coupon_only], key="pay-2")
+    rt.clock.advance(days=2)  # inside the no-reason window: everything back
+    before = len(entries(rt, uin))
+    refunds = []
+    for n, order_id in enumerate((mixed, coupon_only)):
+        resource_id = order(rt, uin, order_id)["resource_id"]
+        with rt.engine.begin() as conn:
+            refunds.append(orders.refund_resource(conn, rt.clock, SYSTEM, uin, resource_id,
+                                                  key=f"r{n}"))
+    back, alone = entries(rt, uin)[before:]
+    assert back["action_type"] == alone["action_type"] == "return"
+    assert split(back) == (56_00 + 200_00 + 60_00, 200_00, 56_00, 0, 60_00)  # not the voucher
+    assert txn_kind(rt, back["txn_id"]) == "return"
+    assert split(alone) == (CVM_MEDIUM_MONTH, 0, 0, 0, CVM_MEDIUM_MONTH)
+    assert txn_kind(rt, alone["txn_id"]) == "coupon_return"
+    assert alone["balance_after"] == back["balance_after"]  # no money of the customer moved
+    refund = order(rt, uin, refunds[1])
+    assert alone["order_id"] == order_no(refund["id"], refund["created_at"])
+    same_on_rest_cli_and_compat(rt, cli, uin)
+    assert_reconciled(rt, uin)

@@ -158,9 +158,11 @@ def balance_view(conn: Connection, clock: Clock, actor: Actor, uin: int) -> Bala
 
 def _record(conn: Connection, clock: Clock, uin: int, txn_id: int, action_type: str,
             amount: int, *, cash: int = 0, gift: int = 0, credit: int = 0, coupon: int = 0,
-            **fields) -> int:
-    """Write the 收支明细 entry of a transaction with the sub-balances right after it."""
-    _, bal = _balances(conn, uin, lock=False)
+            bal: dict[str, int] | None = None, **fields) -> int:
+    """Write the 收支明细 entry of a transaction with the sub-balances right after it
+    (``bal``: as the caller read them under the lock; None: read here)."""
+    if bal is None:
+        _, bal = _balances(conn, uin, lock=False)
     cash_after, gift_after, frozen, available = _snapshot(bal)
     return conn.execute(insert(statement_entries).values(
         uin=uin, txn_id=txn_id, action_type=action_type, amount=amount, cash_amount=cash,
@@ -556,21 +558,57 @@ _ENTRY_COLUMNS = tuple(c.name for c in statement_entries.c if c.name != "id")
 
 
 def refund(conn: Connection, clock: Clock, uin: int, *, key: str, gift: int, cash: int,
-           revenue_account_id: int, product_code: str | None = None,
+           revenue_account_id: int, coupon: int = 0, product_code: str | None = None,
            order_id: str | None = None, memo: str | None = None) -> Movement:
-    """Give money back to gift and cash from revenue (退费, ORD-4): a ``return`` entry."""
-    if gift < 0 or cash < 0 or gift + cash == 0:
+    """Give money back to gift and cash from revenue (退费, ORD-4): a ``return`` entry.
+
+    ``coupon``: what the same refund gave back to cash coupons (their own ledger
+    movement, ``coupons.refund``); the entry counts it in ``amount`` and shows it in
+    ``coupon_amount`` (BAL-5), as the payment's ``block`` entry did."""
+    if gift < 0 or cash < 0 or coupon < 0 or gift + cash == 0:
         raise invalid("amount", "退款金额必须为正数", "refund amount must be positive")
     request = {"op": "refund", "uin": uin, "gift": gift, "cash": cash, "order": order_id}
+    if coupon:  # absent when 0: a key used before coupons were shown keeps its hash
+        request["coupon"] = coupon
     ids, _ = _balances(conn, uin, lock=True)  # lock first: see _replayed
     if (earlier := _replayed(conn, key, request)) is not None:
         return earlier
     result = _transfer(conn, clock, key, request, "return", uin, [
         (revenue_account_id, -(gift + cash)), (ids["gift"], gift), (ids["cash"], cash)],
         reference=order_id, memo=memo)
-    entry = _record(conn, clock, uin, result.txn_id, "return", gift + cash, cash=cash, gift=gift,
-                    deduct_mode="trade", product_code=product_code, order_id=order_id, memo=memo)
+    entry = _record(conn, clock, uin, result.txn_id, "return", gift + cash + coupon, cash=cash,
+                    gift=gift, coupon=coupon, deduct_mode="trade", product_code=product_code,
+                    order_id=order_id, memo=memo)
     return Movement(result.txn_id, True, (entry,))
+
+
+_COUPON_ONLY = {"deduct": ("coupon_pay", -1), "return": ("coupon_return", 1)}
+
+
+def record_coupon_only(conn: Connection, clock: Clock, uin: int, txn_id: int, action_type: str,
+                       coupon: int, *, product_code: str | None = None,
+                       order_id: str | None = None, memo: str | None = None) -> int:
+    """The 收支明细 entry of a prepaid movement coupons alone made (BAL-5): a ``deduct``
+    when an order they paid in full is delivered (on its ``coupon_pay`` transaction,
+    − ``coupon``), a ``return`` when a refund with no gift or cash gives ``coupon``
+    back to cash coupons (on their ``coupon_return`` transaction, +). No money of
+    the customer moves: all of ``amount`` is ``coupon_amount``, with the balances as
+    they stand (the rows locked: the claim order's balances step, taken before the
+    coupons by the callers). Returns the entry's id."""
+    if action_type not in _COUPON_ONLY:
+        raise invalid("action_type", "只记录优惠券的扣费或退还", "only a coupon deduct or return")
+    if not isinstance(coupon, int) or isinstance(coupon, bool) or coupon <= 0:
+        raise invalid("amount", "优惠券金额必须为正数", "the coupon amount must be positive")
+    kind, sign = _COUPON_ONLY[action_type]
+    txn = conn.execute(select(ledger_transactions.c.kind, ledger_transactions.c.uin).where(
+        ledger_transactions.c.id == txn_id)).first()
+    if txn is None or (txn.kind, txn.uin) != (kind, uin):
+        raise invalid("txn_id", f"交易 {txn_id} 不是该账号的优惠券{'支付' if sign < 0 else '退还'}",
+                      f"transaction {txn_id} is not the account's {kind}")
+    _, bal = _balances(conn, uin, lock=True)
+    return _record(conn, clock, uin, txn_id, action_type, sign * coupon, coupon=sign * coupon,
+                   bal=bal, deduct_mode="trade", product_code=product_code, order_id=order_id,
+                   memo=memo)
 
 
 def return_postpaid(conn: Connection, clock: Clock, uin: int, *, key: str, gift: int,

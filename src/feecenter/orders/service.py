@@ -30,7 +30,7 @@ from feecenter.coupons import service as coupons
 from feecenter.db import sending
 from feecenter.db.base import id_sequence
 from feecenter.db.precompiled import Precompiled, time_reader
-from feecenter.errors import Conflict, invalid, not_found
+from feecenter.errors import Conflict, LedgerInvariantBroken, invalid, not_found
 from feecenter.funds import service as funds
 from feecenter.ledger import service as ledger
 from feecenter.ledger.service import content_hash
@@ -551,21 +551,41 @@ def pay(conn: Connection, clock: Clock, actor: Actor, uin: int, order_ids: list[
                                 {"id": payment_id, "idempotency_key": key,
                                  "request_hash": request_hash, **totals}, spans)
     if allocation is not None:
-        _use_coupons(conn, clock, uin, allocation, key, payable)
+        _use_coupons(conn, clock, uin, allocation, key, payable, plan)
     return {"payment_id": payment_id, "created": True, "order_ids": list(order_ids),
             "states": states, "resource_ids": [o["resource_id"] for o in payable], **totals}
 
 
 def _use_coupons(conn: Connection, clock: Clock, uin: int, allocation: coupons.Allocation,
-                 key: str, payable: list[dict]) -> None:
+                 key: str, payable: list[dict], plan) -> None:
     """The coupons' part of a payment, after its writes (their ledger transactions
     take ids after the ones the writes reserved): the uses written pending, and
     confirmed at once for orders delivered at once (FRZ-3's freeze and post, for
-    coupon money)."""
+    coupon money). An order coupons pay in full is in none of the writes' entries:
+    its coupon payment gets its own (``_coupon_paid_entry``)."""
     coupons.reserve(conn, clock, uin, allocation, key=f"pay:{content_hash(key)[:40]}")
-    for order in payable:
+    for order, paid in zip(payable, plan):
         if _delivered_at_once(order):
-            coupons.confirm(conn, clock, uin, _coupon_ref(order["id"]))
+            settled = coupons.confirm(conn, clock, uin, _coupon_ref(order["id"]))
+            if paid.coupon == paid.amount > 0:
+                _coupon_paid_entry(conn, clock, order, settled)
+
+
+def _coupon_paid_entry(conn: Connection, clock: Clock, order: dict,
+                       settled: coupons.Settled) -> None:
+    """The 收支明细 entry of an order coupons paid in full, delivered now (BAL-5): a
+    ``deduct`` of − the price, all of it coupon, on the coupon payment's ledger
+    transaction (``funds.record_coupon_only``). Nothing confirmed now: no entry."""
+    if not settled.created:
+        return
+    if len(settled.txn_ids) != 1:  # an order's uses are one payment's reservation
+        raise LedgerInvariantBroken(
+            f"订单 {order['id']} 的优惠券支付应为一笔交易", f"order {order['id']}: "
+            f"one coupon payment transaction expected, got {len(settled.txn_ids)}")
+    funds.record_coupon_only(conn, clock, order["uin"], settled.txn_ids[0], "deduct",
+                             settled.amount, product_code=order["product_code"],
+                             order_id=rules.order_no(order["id"], order["created_at"]),
+                             memo=f"{order['kind']} {order['resource_id']}")
 
 
 def _totals(plan) -> dict[str, int]:
@@ -699,15 +719,20 @@ def deliver(conn: Connection, clock: Clock, actor: Actor, order_id: int) -> None
     require_operator(actor)
     order = _claim(conn, order_id, "paid", "delivered", clock)
     product = catalog.get_product(conn, order["product_code"])
-    if order["hold_id"] is not None:  # None: coupons paid it all
+    coupon_only = order["hold_id"] is None and order["paid_coupon"] > 0
+    if order["hold_id"] is not None:  # None: coupons paid it all (or it cost nothing)
         funds.deduct_frozen(conn, clock, order["uin"], order["hold_id"],
                             revenue_account_id=funds.platform_account(conn, clock, "revenue",
                                                                       product.entity),
                             product_code=order["product_code"],
                             order_id=rules.order_no(order["id"], order["created_at"]),
                             memo=f"{order['kind']} {order['resource_id']}")
+    elif coupon_only:  # its entry comes after the coupons: lock the balances in their turn
+        funds.lock_balances(conn, order["uin"])
     start, end = _apply_to_resource(conn, clock, order)
-    coupons.confirm(conn, clock, order["uin"], _coupon_ref(order_id))
+    settled = coupons.confirm(conn, clock, order["uin"], _coupon_ref(order_id))
+    if coupon_only:
+        _coupon_paid_entry(conn, clock, order, settled)
     conn.execute(update(orders).where(orders.c.id == order_id).values(
         service_start=db_time(start), service_end=db_time(end)))
 
@@ -823,18 +848,42 @@ def _as_part(order: dict) -> rules.PaidPart:
 
 
 def _return_coupons(conn: Connection, clock: Clock, uin: int, parts: list[dict], share: int,
-                    key: str) -> int:
+                    key: str) -> list[coupons.Settled]:
     """ORD-4: the coupon share of a refund or downgrade goes back to the cash coupons
     that paid the resource's orders, newest order first (vouchers and discount
-    coupons are not returned); the fen returned."""
-    left = share
+    coupons are not returned); the returns made (each its ledger transaction)."""
+    left, returned = share, []
     for order in sorted(parts, key=lambda o: o["id"], reverse=True):
         if left <= 0:
             break
         if order["kind"] != "downgrade" and order["paid_coupon"] > 0:
-            left -= coupons.refund(conn, clock, uin, _coupon_ref(order["id"]),
-                                   key=f"{key}:{order['id']}", amount=left).amount
-    return share - left
+            settled = coupons.refund(conn, clock, uin, _coupon_ref(order["id"]),
+                                     key=f"{key}:{order['id']}", amount=left)
+            if settled.amount:
+                left -= settled.amount
+                returned.append(settled)
+    return returned
+
+
+def _pay_back(conn: Connection, clock: Clock, uin: int, *, key: str, gift: int, cash: int,
+              returned: list[coupons.Settled], entity: str, product_code: str, order_id: str,
+              memo: str) -> None:
+    """Give a refund's or downgrade's gift and cash back from revenue (``funds.refund``),
+    its ``return`` entry showing what cash coupons got back too (BAL-5); with no gift
+    or cash, each coupon return gets its own ``return`` entry."""
+    if gift + cash:
+        funds.refund(conn, clock, uin, key=key, gift=gift, cash=cash,
+                     coupon=sum(s.amount for s in returned),
+                     revenue_account_id=funds.platform_account(conn, clock, "revenue", entity),
+                     product_code=product_code, order_id=order_id, memo=memo)
+        return
+    for settled in returned:
+        if len(settled.txn_ids) != 1:  # coupons.refund moves the money in one transaction
+            raise LedgerInvariantBroken("优惠券退还应为一笔交易",
+                                        "one coupon return transaction expected")
+        funds.record_coupon_only(conn, clock, uin, settled.txn_ids[0], "return",
+                                 settled.amount, product_code=product_code,
+                                 order_id=order_id, memo=memo)
 
 
 def _coupon_key(kind: str, account_key: str) -> str:
@@ -878,16 +927,12 @@ def refund_resource(conn: Connection, clock: Clock, actor: Actor, uin: int, reso
         amount=-split.total, paid_coupon=-split.coupon, refunded_gift=gift, refunded_cash=cash,
         promo=False, service_start=db_time(now), service_end=resource["period_end"],
         paid_at=db_time(now), closed_at=db_time(now), idempotency_key=_account_key(uin, key))
-    _return_coupons(conn, clock, uin, parts, split.coupon,
-                    _coupon_key("refund", _account_key(uin, key)))
-    if gift + cash:
-        funds.refund(conn, clock, uin, key=f"refund:{_account_key(uin, key)}", gift=gift,
-                     cash=cash,
-                     revenue_account_id=funds.platform_account(conn, clock, "revenue",
-                                                               product.entity),
-                     product_code=resource["product_code"],
-                     order_id=rules.order_no(refund_id, now.replace(tzinfo=None)),
-                     memo=f"退订 / refund {resource_id}" + (" (无理由 / no-reason)" if full else ""))
+    returned = _return_coupons(conn, clock, uin, parts, split.coupon,
+                               _coupon_key("refund", _account_key(uin, key)))
+    _pay_back(conn, clock, uin, key=f"refund:{_account_key(uin, key)}", gift=gift, cash=cash,
+              returned=returned, entity=product.entity, product_code=resource["product_code"],
+              order_id=rules.order_no(refund_id, now.replace(tzinfo=None)),
+              memo=f"退订 / refund {resource_id}" + (" (无理由 / no-reason)" if full else ""))
     conn.execute(update(orders).where(orders.c.id.in_([p["id"] for p in parts]))
                  .values(state="refunded"))
     resources.update_resource(conn, resource_id, state="recycled", released_at=now)
@@ -928,15 +973,12 @@ def downgrade(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_i
         amount=amount, paid_coupon=-coupon, refunded_gift=gift, refunded_cash=cash,
         promo=False, service_start=db_time(now), service_end=resource["period_end"],
         paid_at=db_time(now), closed_at=db_time(now), idempotency_key=_account_key(uin, key))
-    _return_coupons(conn, clock, uin, paid, coupon, _coupon_key("downgrade", _account_key(uin, key)))
-    if gift + cash:
-        funds.refund(conn, clock, uin, key=f"downgrade:{_account_key(uin, key)}", gift=gift,
-                     cash=cash,
-                     revenue_account_id=funds.platform_account(conn, clock, "revenue",
-                                                               product.entity),
-                     product_code=resource["product_code"],
-                     order_id=rules.order_no(order_id, now.replace(tzinfo=None)),
-                     memo=f"降配 / downgrade {resource_id} → {new_spec}")
+    returned = _return_coupons(conn, clock, uin, paid, coupon,
+                               _coupon_key("downgrade", _account_key(uin, key)))
+    _pay_back(conn, clock, uin, key=f"downgrade:{_account_key(uin, key)}", gift=gift, cash=cash,
+              returned=returned, entity=product.entity, product_code=resource["product_code"],
+              order_id=rules.order_no(order_id, now.replace(tzinfo=None)),
+              memo=f"降配 / downgrade {resource_id} → {new_spec}")
     resources.update_resource(conn, resource_id, spec_item=new_spec)
     return order_id
 

@@ -125,9 +125,9 @@ class _Stamp:
 def _line_rows(run: RunContext, charge: ProductCharge, result: bulk.SpendResult | None,
                stamp: _Stamp) -> list[tuple]:
     """The charge's L3 lines as rows in LINE_COLUMNS order; sources split over lines."""
-    if result is None:
+    if result is None:  # coupons paid it all (or it rounded to 0: no transaction)
         sources = [charge.voucher, 0, 0, 0, 0]
-        txn_id = None
+        txn_id = charge.voucher_txn  # the coupon payment's, as its 收支明细 entry (BAL-5)
     else:
         sources = [charge.voucher, result.gift, result.cash, result.credit, result.arrears]
         txn_id = result.txn_id

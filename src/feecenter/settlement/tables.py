@@ -32,12 +32,14 @@ bill_lines = Table(
     Column("discounted_amount", BigInteger, nullable=False),  # 1e-8 yuan
     Column("deducted", BigInteger, nullable=False),  # fen: this line's share of the rounded total
     Column("rounding_diff", BigInteger, nullable=False),  # 1e-8: deducted*1e6 - discounted
-    Column("voucher_paid", BigInteger, nullable=False),  # fen (SET-6 not done: always 0)
+    Column("voucher_paid", BigInteger, nullable=False),  # fen postpaid coupons paid (SET-6)
     Column("cash_paid", BigInteger, nullable=False),
     Column("gift_paid", BigInteger, nullable=False),
     Column("credit_paid", BigInteger, nullable=False),  # part of cash advanced by credit
     Column("arrears", BigInteger, nullable=False),  # shortfall that became arrears (SET-5)
-    Column("txn_id", BigInteger, nullable=True),  # None when the rounded total was 0
+    # the deduction's ledger transaction; coupons paid in full: the coupon payment's (BAL-5);
+    # None when the rounded total was 0
+    Column("txn_id", BigInteger, nullable=True),
     Column("deducted_at", DateTime, nullable=False),
     Column("kind", String(12), nullable=False),  # charge | adjustment
     Column("sequence", Integer, nullable=False),  # 0 for charges; 1, 2, ... for adjustments
