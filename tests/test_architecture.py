@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src"
-ADAPTERS = ("api", "compat", "cli", "console")
+ADAPTERS = ("api", "compat", "cli", "console", "simulation")  # simulation: a driver
 KERNEL = ("money", "clock", "errors", "config", "inputs", "periods", "workdays", "runtime",
           "db", "present")
 # adapter -> adapter imports allowed: the composition roots and the shared request plumbing
 COMPOSITION = {("api.app", "compat.endpoint"), ("compat.endpoint", "api.deps"),
-               ("cli.main", "api.app")}
+               ("cli.main", "api.app"), ("cli.simulate", "simulation.driver"),
+               ("cli.simulate", "simulation.shrink")}
 FAST_DB = ("db.precompiled", "db.sending")
 FAST_DB_USERS = ("db", "ledger", "funds", "orders", "resources", "settlement.posting")
 NO_LAZY_DOMAIN_IMPORTS = ("funds", "catalog", "resources", "settlement", "orders")

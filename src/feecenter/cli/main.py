@@ -31,6 +31,7 @@ from feecenter.cli.common import JsonOpt, emit as _emit, err, flag, out, refusal
 from feecenter.cli.common import operator_actor as _actor, runtime as _runtime
 from feecenter.cli.jobs import jobs_app, worker_command
 from feecenter.cli.orders import orders_app
+from feecenter.cli.simulate import simulate_command
 from feecenter.cli.usage import usage_app
 
 app = typer.Typer(help="Fee Center 费用中心 — operator CLI", no_args_is_help=True,
@@ -46,6 +47,7 @@ for sub, name in ((account_app, "account"), (apikey_app, "apikey"), (operator_ap
                   (orders_app, "orders")):
     app.add_typer(sub, name=name)
 app.command("worker", help="Run due scheduled jobs on the wall clock / 定时任务执行器")(worker_command)
+app.command("simulate", help="Simulate a small cloud from a seed / 确定性模拟")(simulate_command)
 
 
 

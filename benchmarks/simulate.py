@@ -1,0 +1,44 @@
+"""Large simulation runs (docs/simulation.md): wall time, ops/s and peak memory.
+
+    .venv/bin/python benchmarks/simulate.py --accounts 10000 --ops 100000 --hours 2160 \
+        --crash-rate 0.01 [--database postgresql+psycopg://…/empty_db]
+
+Without --database it runs on a fresh SQLite file in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+
+from feecenter.db.engine import dispose, make_engine
+from feecenter.db.migrate import ensure_schema
+from feecenter.simulation.driver import Config, run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    for name, default in (("seed", 1), ("accounts", 10_000), ("ops", 100_000), ("hours", 2160)):
+        parser.add_argument(f"--{name}", type=int, default=default)
+    parser.add_argument("--crash-rate", type=float, default=0.01)
+    parser.add_argument("--database")
+    args = parser.parse_args()
+    url = args.database or f"sqlite:///{tempfile.mkdtemp()}/simulate.db"
+    engine = make_engine(url)
+    ensure_schema(engine)
+    dispose(engine)
+    started = time.perf_counter()
+    summary = run(url, Config(seed=args.seed, accounts=args.accounts, ops=args.ops,
+                              hours=args.hours, crash_rate=args.crash_rate, full_every=10_000))
+    wall = time.perf_counter() - started
+    print(json.dumps({"backend": url.split(":")[0], "wall_s": round(wall, 1),
+                      "ops_per_s": round(args.ops / wall, 1),
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                      "state_hash": summary.state_hash, "crashes": summary.crashes}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""The invariants, checked on the database against the model.
+
+Each check returns a list of violations (strings naming the rule); empty is
+good. ``check(engine, model, now, uins)`` runs them all for some accounts
+(a sample after each step) or all of them (``uins=None``, at the end).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sqlalchemy import func, select
+
+from feecenter.ledger.reconcile import reconcile
+from feecenter.ledger.tables import (ledger_accounts, ledger_holds, ledger_postings,
+                                     ledger_transactions)
+from feecenter.money import RATE_PER_FEN, round_rated_to_fen
+from feecenter.orders.tables import orders, payments
+from feecenter.settlement.tables import bill_lines, settled_periods
+from feecenter.simulation.model import Model
+
+MONEY_KINDS = ("cash", "gift", "income", "frozen_cash", "frozen_gift", "arrears", "advance")
+
+
+def check(engine, model: Model, now, uins: list[int] | None = None, *,
+          final: bool = False) -> list[str]:
+    with engine.connect() as conn:
+        found = [f"BAL-6 reconcile: {d.kind} {d.subject} expected {d.expected} got {d.actual}"
+                 for d in (reconcile(conn) if uins is None else
+                           [d for uin in uins for d in reconcile(conn, uin)])]
+        for name in CHECKS:
+            found += CHECKS[name](conn, model, now, uins)
+        if final:
+            found += all_usage_billed(conn, model)
+    return found
+
+
+def _where(column, uins):
+    return column.in_(uins) if uins is not None else column.is_not(None)
+
+
+def balances(conn, model, now, uins) -> list[str]:
+    """BAL-1/FRZ: every balance within its rule; frozen equals the open holds; the
+    money an account holds is what it brought in, less what it paid, plus refunds."""
+    la = ledger_accounts.c
+    held = defaultdict(lambda: defaultdict(int))
+    for uin, kind, balance in conn.execute(select(la.uin, la.kind, la.balance).where(
+            _where(la.uin, uins))):
+        held[uin][kind] = balance
+    holds = dict(conn.execute(select(ledger_holds.c.uin, func.sum(ledger_holds.c.amount)).where(
+        ledger_holds.c.state == "pending", _where(ledger_holds.c.uin, uins))
+        .group_by(ledger_holds.c.uin)).all())
+    paid, refunded = _order_money(conn, uins)
+    deducted = dict(conn.execute(select(bill_lines.c.uin, func.sum(bill_lines.c.deducted))
+                                 .where(_where(bill_lines.c.uin, uins))
+                                 .group_by(bill_lines.c.uin)).all())
+    found = []
+    for uin in (uins if uins is not None else model.uins):
+        b = held[uin]
+        if b["cash"] < 0 or b["gift"] < 0 or b["arrears"] > 0:
+            found.append(f"BAL-1 bounds: {uin} {dict(b)}")
+        if b["frozen_cash"] + b["frozen_gift"] != int(holds.get(uin) or 0):
+            found.append(f"FRZ frozen != open holds: {uin} frozen "
+                         f"{b['frozen_cash'] + b['frozen_gift']} holds {holds.get(uin)}")
+        expected = (model.money_in[uin] - paid.get(uin, 0) + refunded.get(uin, 0)
+                    - int(deducted.get(uin) or 0))
+        if sum(b[k] for k in MONEY_KINDS) != expected:
+            found.append(f"model money: {uin} holds {sum(b[k] for k in MONEY_KINDS)}, the model "
+                         f"says {expected} (in {model.money_in[uin]}, paid {paid.get(uin, 0)}, "
+                         f"refunded {refunded.get(uin, 0)}, deducted {deducted.get(uin)})")
+    return found
+
+
+def _order_money(conn, uins):
+    """Fen each account paid for delivered orders and got back from refunds and downgrades."""
+    o = orders.c
+    paid, refunded = defaultdict(int), defaultdict(int)
+    for row in conn.execute(select(o.uin, o.state, o.kind, o.paid_gift, o.paid_cash,
+                                   o.paid_credit, o.refunded_gift, o.refunded_cash)
+                            .where(_where(o.uin, uins))):
+        if row.kind in ("refund", "downgrade"):
+            refunded[row.uin] += row.refunded_gift + row.refunded_cash
+        elif row.state in ("delivered", "refunded"):
+            paid[row.uin] += row.paid_gift + row.paid_cash + row.paid_credit
+    return paid, refunded
+
+
+def order_states(conn, model, now, uins) -> list[str]:
+    """ORD-1..5: each order the model knows has its predicted amount and state; every
+    paid order has exactly one payment, and its parts add up to its amount."""
+    o = orders.c
+    rows = {r.id: r for r in conn.execute(select(orders).where(_where(o.uin, uins)))}
+    found = []
+    for order_id, expected in model.orders.items():
+        if uins is not None and expected.uin not in uins:
+            continue
+        row = rows.get(order_id)
+        if row is None:
+            found.append(f"ORD order {order_id} missing")
+            continue
+        if row.state not in model.expect_state(expected, now):
+            found.append(f"ORD state: order {order_id} is {row.state}, the model says "
+                         f"{expected.state}")
+        if expected.amount is not None and row.amount != expected.amount:
+            found.append(f"ORD-5 amount: order {order_id} {row.amount} != {expected.amount}")
+        if row.paid_at is not None and row.kind in ("new", "renew", "upgrade") and (
+                row.paid_coupon + row.paid_gift + row.paid_cash + row.paid_credit != row.amount):
+            found.append(f"ORD-3 parts: order {order_id} parts do not add up to {row.amount}")
+    return found + _one_payment_each(conn, rows)
+
+
+def _one_payment_each(conn, rows) -> list[str]:
+    import json
+
+    count = defaultdict(int)
+    for (ids,) in conn.execute(select(payments.c.order_ids)):
+        for order_id in json.loads(ids):
+            count[order_id] += 1
+    return [f"ORD-3 payments: order {i} paid by {count[i]} payments" for i, r in rows.items()
+            if r.kind in ("new", "renew", "upgrade") and (
+                count[i] != (1 if r.paid_at is not None else 0))]
+
+
+def bills(conn, model, now, uins) -> list[str]:
+    """SET-2/3/9: one charge line per resource, item and settled period; Σ lines'
+    rated amounts equal the model's; each deduction is its lines' total rounded
+    half-up once, and Σ deducted = Σ rated + Σ precision difference."""
+    b = bill_lines.c
+    found, rated, txns = [], defaultdict(int), defaultdict(list)
+    charges = defaultdict(int)
+    for r in conn.execute(select(b.uin, b.resource_id, b.billing_item, b.cycle, b.period_key,
+                                 b.kind, b.product_code, b.quantity, b.package_quantity,
+                                 b.discounted_amount, b.deducted, b.rounding_diff, b.txn_id)
+                          .where(_where(b.uin, uins))):
+        key = (r.resource_id, r.billing_item, r.cycle, r.period_key)
+        rated[key] += r.discounted_amount + model.line_amount(r.product_code, r.billing_item,
+                                                              r.package_quantity)
+        charges[key] += r.kind == "charge"
+        txns[(r.txn_id, r.uin, r.product_code, r.cycle, r.period_key, r.kind)].append(r)
+        if r.deducted * RATE_PER_FEN - r.discounted_amount != r.rounding_diff:
+            found.append(f"SET-3 precision difference: line {key} {r.rounding_diff}")
+    for key, n in charges.items():
+        if n > 1:  # none: all its usage came late, as adjustments (SET-9)
+            found.append(f"SET-1 one charge line each: {key} has {n}")
+    for key, amount in rated.items():  # late usage is billed by the next run: at most
+        if amount > model.rated.get(key, 0):
+            found.append(f"SET-2 rated: {key} billed {amount}, the model says "
+                         f"{model.rated.get(key, 0)}")
+    for key, lines in txns.items():
+        if sum(r.deducted for r in lines) != round_rated_to_fen(
+                sum(r.discounted_amount for r in lines)):
+            found.append(f"SET-3 one rounding: deduction {key}")
+    return found
+
+
+def all_usage_billed(conn, model) -> list[str]:
+    """SET-1/SET-9, at the end: all usage of a settled hour or day is on a bill line
+    (late usage is billed by the next run of its cycle: for a month, next month's)."""
+    b = bill_lines.c
+    settled = set(conn.execute(select(settled_periods.c.cycle, settled_periods.c.period_key)).all())
+    rated = defaultdict(int)
+    for r in conn.execute(select(b.resource_id, b.billing_item, b.cycle, b.period_key,
+                                 b.discounted_amount, b.package_quantity, b.product_code)):
+        rated[tuple(r[:4])] += r.discounted_amount + model.line_amount(
+            r.product_code, r.billing_item, r.package_quantity)
+    return [f"SET-1/2 settled usage billed {rated.get(key)}, the model says {amount}: {key}"
+            for key, amount in model.rated.items()
+            if key[2:] in settled and (rated.get(key) != amount if key[2] != "month"
+                                       else (rated.get(key) or 0) > amount)]
+
+
+def keys(conn, model, now, uins) -> list[str]:
+    """Every idempotency key the model saw take effect produced exactly one ledger
+    transaction or payment (its own, or the product's keys derived from it)."""
+    if uins is not None:
+        return []
+    t = ledger_transactions.c
+    written = [k for (k,) in conn.execute(select(t.idempotency_key))]
+    found = []
+    for key in sorted(model.keys):
+        if key.startswith(("adj:",)):
+            n = sum(1 for k in written if k.endswith(f":{key}") or k == key)
+            if n != 1:
+                found.append(f"BAL idempotency: key {key} has {n} ledger transactions")
+    return found
+
+
+def postings_balance(conn, model, now, uins) -> list[str]:
+    """BAL-6: Σ of all postings is zero."""
+    if uins is not None:
+        return []
+    total = conn.execute(select(func.coalesce(func.sum(ledger_postings.c.amount), 0))).scalar()
+    return [] if total == 0 else [f"BAL-6 Σ postings = {total}"]
+
+
+CHECKS = {"balances": balances, "orders": order_states, "bills": bills, "keys": keys,
+          "postings": postings_balance}

@@ -1,0 +1,184 @@
+"""The driver: build the world, run M operations over the simulated hours on a
+FixedClock with faults, check the invariants after every step on a sample and
+at the end on everything, and hash the final state.
+
+A violated invariant raises ``SimulationFailure`` naming the seed, the step and
+a command that reproduces it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from feecenter.clock import FixedClock
+from feecenter.db.engine import dispose, make_engine
+from feecenter.orders.tables import orders
+from feecenter.resources.tables import resources
+from feecenter.jobs import runner
+from feecenter.simulation import checks, faults
+from feecenter.simulation.model import Model
+from feecenter.simulation.ops import KEYED, Op, execute, setup
+from feecenter.simulation.plan import next_op
+from feecenter.simulation.state import state_hash
+from feecenter.simulation.world import START, generate
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int
+    accounts: int = 20
+    ops: int = 1000
+    hours: int = 72  # simulated hours the operations are spread over
+    crash_rate: float = 0.0  # share of retryable operations run in a killed child first
+    dup_rate: float = 0.05  # share of retryable operations sent twice
+    sample: int = 2  # accounts checked after each step besides the operation's own
+    full_every: int = 500  # steps between checks of everything
+    rerun_settled: bool = False  # settle older periods again (finds a known bug, see docs)
+
+    def command(self) -> str:
+        return (f"feecenter simulate --seed {self.seed} --accounts {self.accounts} "
+                f"--ops {self.ops} --hours {self.hours} --crash-rate {self.crash_rate} "
+                f"--dup-rate {self.dup_rate}" + (" --rerun-settled" if self.rerun_settled else ""))
+
+
+class SimulationFailure(AssertionError):
+    def __init__(self, config: Config, step: int, op: Op | None, violations: list[str]):
+        self.config, self.step, self.op, self.violations = config, step, op, violations
+        shown = "\n  ".join(violations[:10])
+        super().__init__(f"invariant violated at step {step} (seed {config.seed}): "
+                         f"{op.to_json() if op else 'final check'}\n  {shown}\n"
+                         f"reproduce: {config.command()}")
+
+
+@dataclass
+class Summary:
+    config: dict
+    state_hash: str
+    steps: int
+    kinds: dict = field(default_factory=dict)
+    refused: dict = field(default_factory=dict)
+    crashes: dict = field(default_factory=dict)
+    duplicates: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Sim:
+    def __init__(self, engine, clock):
+        self.engine, self.clock = engine, clock
+
+
+def run(url: str, config: Config, *, on_step=None) -> Summary:
+    """One simulation on the migrated, empty database at ``url``."""
+    started = time.perf_counter()
+    engine = make_engine(url)
+    try:
+        sim = _Sim(engine, FixedClock(START))
+        world = generate(config.seed, config.accounts)
+        model = Model.opening(world, setup(sim, world))
+        model.rerun_settled = config.rerun_settled
+        summary = Summary(asdict(config), "", config.ops)
+        _steps(url, sim, model, config, summary, on_step)
+        _finish(sim, model, config)
+        summary.state_hash = state_hash(engine)
+        summary.seconds = round(time.perf_counter() - started, 2)
+        return summary
+    finally:
+        dispose(engine)
+
+
+def _steps(url, sim, model, config, summary, on_step) -> None:
+    plan_rng, fault_rng, check_rng = (random.Random(f"{config.seed}:{part}")
+                                      for part in ("plan", "faults", "checks"))
+    per_hour = max(config.ops // max(config.hours, 1), 1)
+    kinds, refused, crashes = Counter(), Counter(), Counter()
+    for step in range(config.ops):
+        hour, within = divmod(step, per_hour)
+        now = START + timedelta(hours=hour, seconds=within * 3000 // per_hour + 60)
+        if within == 0 and step:
+            op = Op(step, "tick", 0, {"at": now.replace(minute=0, second=0).isoformat()})
+        else:
+            op = next_op(plan_rng, model, step, now)
+        result = _perform(url, sim, op, config, fault_rng, crashes, summary)
+        kinds[op.kind] += 1
+        if "refused" in result:
+            refused[f"{op.kind}:{result['refused']}"] += 1
+        model.apply(op, result)
+        if op.kind == "tick":
+            _refresh(sim, model)
+        _check_step(sim, model, config, step, op, result, check_rng)
+        if on_step is not None:
+            on_step(step, op, result)
+    summary.kinds, summary.refused, summary.crashes = dict(kinds), dict(refused), dict(crashes)
+
+
+def _perform(url, sim, op, config, fault_rng, crashes, summary) -> dict:
+    """The operation once, or first in a killed child, or twice (a duplicate)."""
+    roll = fault_rng.random()
+    if op.kind in KEYED and roll < config.crash_rate:
+        mode, k = fault_rng.choice(faults.KILL_MODES), fault_rng.randint(1, 30)
+        finished = faults.run_killed(url, op, mode, k)
+        crashes[mode if finished is None else "survived"] += 1
+        return _retry(sim, op, execute(sim, op))
+    result = execute(sim, op)
+    if op.kind in KEYED and roll < config.crash_rate + config.dup_rate:
+        summary.duplicates += 1
+        again = _retry(sim, op, execute(sim, op))
+        if op.kind not in ("tick", "rerun", "usage") and again != _retry(sim, op, result):
+            raise SimulationFailure(config, op.step, op, [
+                f"idempotency: a repeat returned {again}, the first {result}"])
+    return result
+
+
+def _retry(sim, op: Op, result: dict) -> dict:
+    """A retried state claim (deliver, fail) that finds its own target state done
+    succeeded earlier; ``created`` says only which attempt wrote."""
+    result = {k: v for k, v in result.items() if k != "created"}
+    if op.kind in ("deliver", "fail") and result.get("refused") == "Conflict":
+        target = "delivered" if op.kind == "deliver" else "delivery_failed"
+        with sim.engine.connect() as conn:
+            state = conn.execute(select(orders.c.state).where(
+                orders.c.id == op.args["order_id"])).scalar()
+        return {} if state == target else result
+    return result
+
+
+def _refresh(sim, model: Model) -> None:
+    """Arrears may stop, destroy or restart postpaid resources (ARR-3): usage is only
+    reported for running ones."""
+    with sim.engine.connect() as conn:
+        state = dict(conn.execute(select(resources.c.id, resources.c.state).where(
+            resources.c.pay_mode == "postpaid")).all())
+    for res in model.resources.values():
+        if res.pay_mode == "postpaid" and res.rid in state:
+            res.live = state[res.rid] == "running"
+
+
+def _check_step(sim, model, config, step, op, result, rng) -> None:
+    found = [f"job failed: {f}" for f in result.get("failed", [])]
+    found += [f"usage rejected: {r}" for r in result.get("rejected", [])]
+    if (step + 1) % config.full_every == 0:
+        found += checks.check(sim.engine, model, sim.clock.now())
+    else:
+        sample = {op.uin} if op.uin else set()
+        sample.update(rng.sample(model.uins, min(config.sample, len(model.uins))))
+        found += checks.check(sim.engine, model, sim.clock.now(), sorted(sample))
+    if found:
+        raise SimulationFailure(config, step, op, found)
+
+
+def _finish(sim, model, config) -> None:
+    """Two more days on the job runner, so every period is settled; then check all."""
+    runner.run_until(sim.engine, sim.clock, sim.clock.now() + timedelta(days=2),
+                     worker_id="simulator")
+    found = checks.check(sim.engine, model, sim.clock.now(), final=True)
+    if found:
+        raise SimulationFailure(config, config.ops, None, found)

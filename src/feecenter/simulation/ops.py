@@ -1,0 +1,218 @@
+"""The simulation's operations: what one step does to the product.
+
+An operation is a plain JSON-able ``Op`` (the log a crashed run restarts from,
+and a reproduction replays); ``execute`` runs it by calling one domain service
+in one unit of work, the way tests/helpers.py does, and returns a JSON-able
+result. A refusal (a domain error) is a result too: ``{"refused": code}``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from stdnum.cn import uscc
+
+from feecenter.accounts import service as accounts
+from feecenter.accounts.permissions import SYSTEM, operator
+from feecenter.arrears import service as arrears
+from feecenter.catalog import service as catalog
+from feecenter.clock import business_time_text
+from feecenter.coupons import rules as coupon_rules
+from feecenter.coupons import service as coupons
+from feecenter.db.engine import transaction
+from feecenter.errors import FeeCenterError
+from feecenter.funds import service as funds
+from feecenter.jobs import runner
+from feecenter.orders import service as orders
+from feecenter.orders.tables import orders as orders_table
+from feecenter.periods import DAILY, HOURLY, period_containing
+from feecenter.resources import postpaid
+from feecenter.resources import service as resources
+from feecenter.settlement import service as settlement
+from feecenter.simulation.world import REGION, World, catalog_yaml
+from feecenter.usage import service as usage
+
+OPS = operator("simulator")
+KEYED = {"adjust", "pay", "refund", "downgrade", "coupon", "usage", "tick", "rerun",
+         "deliver", "fail"}  # safe to retry: an idempotency key, event ids, a state claim
+CYCLES = {"hour": HOURLY, "day": DAILY}
+
+
+@dataclass
+class Op:
+    step: int
+    kind: str
+    uin: int = 0
+    args: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Op:
+        return cls(**json.loads(text))
+
+
+def execute(rt, op: Op) -> dict:
+    """Run ``op`` once on ``rt`` (engine, FixedClock); the clock is set to ``op.args['at']``."""
+    rt.clock.set(datetime.fromisoformat(op.args["at"]))
+    try:
+        with _resource_ids(op.step):
+            return _RUN[op.kind](rt, op.uin, op.args) or {}
+    except FeeCenterError as exc:
+        return {"refused": exc.code}
+
+
+@contextmanager
+def _resource_ids(step: int):
+    """Resource ids named by the step (random ones would order a settlement's lines,
+    and so share its rounding, differently in each run of one seed)."""
+    counter = itertools.count()
+    real = resources.new_resource_id
+    resources.new_resource_id = lambda product: f"{product}-{step:07d}{next(counter):03d}"
+    try:
+        yield
+    finally:
+        resources.new_resource_id = real
+
+
+def setup(rt, world: World) -> list[int]:
+    """The world's catalog, accounts, opening money and credit lines; their UINs."""
+    with transaction(rt.engine) as conn:
+        catalog.load_catalog(conn, rt.clock, OPS, catalog_yaml(world), "simulation.yaml")
+    return [_open_account(rt, a) for a in world.accounts]
+
+
+def _open_account(rt, account) -> int:
+    if account.enterprise:
+        base = f"91310115MA{int(account.name[3:]):07d}"
+        new = accounts.NewAccount(name=account.name, enterprise_name=f"模拟企业 {account.name}",
+                                  uscc=base + uscc.calc_check_digit(base))
+    else:
+        new = accounts.NewAccount(name=account.name, personal_name=f"模拟用户 {account.name}")
+    with transaction(rt.engine) as conn:
+        uin = accounts.create_account(conn, rt.clock, OPS, new)
+        for sub, amount in (("cash", account.cash), ("gift", account.gift)):
+            if amount:
+                funds.adjust(conn, rt.clock, OPS, uin, sub_account=sub, amount=amount,
+                             reason="opening", key=f"open:{account.name}:{sub}")
+        if account.credit:
+            funds.grant_credit(conn, rt.clock, OPS, uin, credit_limit=account.credit)
+    return uin
+
+
+# ---------------------------------------------------------------- one function per kind
+
+def _adjust(rt, uin, a):
+    with transaction(rt.engine) as conn:
+        m = funds.adjust(conn, rt.clock, OPS, uin, sub_account=a["sub"], amount=a["fen"],
+                         reason="simulated top-up", key=a["key"])
+    return {"created": m.created}
+
+
+def _buy(rt, uin, a):
+    with transaction(rt.engine) as conn:
+        ids = orders.create_purchase(conn, rt.clock, SYSTEM, uin, [
+            orders.NewPurchase(product=p, region=REGION, spec_item=s, count=c, months=m,
+                               resource_name=label) for p, s, c, m, label in a["items"]])
+        rids = dict(conn.execute(select(orders_table.c.id, orders_table.c.resource_id)
+                                 .where(orders_table.c.id.in_(ids))).all())
+    return {"order_ids": ids, "rids": [rids[i] for i in ids]}
+
+
+def _pay(rt, uin, a):
+    with transaction(rt.engine) as conn:
+        paid = orders.pay(conn, rt.clock, SYSTEM, uin, a["order_ids"], key=a["key"])
+    return {k: paid[k] for k in ("created", "amount", "coupon", "gift", "cash", "credit")}
+
+
+def _deliver(rt, uin, a):
+    with transaction(rt.engine) as conn:
+        orders.deliver(conn, rt.clock, OPS, a["order_id"])
+
+
+def _fail(rt, uin, a):
+    with transaction(rt.engine) as conn:
+        orders.fail_delivery(conn, rt.clock, OPS, a["order_id"], "simulated failure")
+
+
+def _renew(rt, uin, a):
+    with transaction(rt.engine) as conn:
+        return {"order_ids": [orders.create_renewal(conn, rt.clock, SYSTEM, uin, a["rid"],
+                                                    a["months"])]}
+
+
+def _upgrade(rt, uin, a):
+    with transaction(rt.engine) as conn:
+        return {"order_ids": [orders.create_upgrade(conn, rt.clock, SYSTEM, uin, a["rid"],
+                                                    a["spec"])]}
+
+
+def _refund(rt, uin, a):
+    with transaction(rt.engine) as conn:
+        return {"order_id": orders.refund_resource(conn, rt.clock, SYSTEM, uin, a["rid"],
+                                                   key=a["key"])}
+
+
+def _downgrade(rt, uin, a):
+    with transaction(rt.engine) as conn:
+        return {"order_id": orders.downgrade(conn, rt.clock, SYSTEM, uin, a["rid"], a["spec"],
+                                             key=a["key"])}
+
+
+def _coupon(rt, uin, a):
+    terms = coupon_rules.Terms(kind="cash", pay_mode="prepaid", face_amount=a["fen"],
+                               valid_days=30)
+    with transaction(rt.engine) as conn:
+        return {"coupon_id": coupons.grant(conn, rt.clock, OPS, uin, terms, campaign="sim",
+                                           key=a["key"])}
+
+
+def _open(rt, uin, a):
+    with transaction(rt.engine) as conn:
+        return {"rid": postpaid.open_postpaid(conn, rt.clock, SYSTEM, uin, product=a["product"],
+                                              region=REGION, spec_item=a["spec"],
+                                              count=a["count"], name=a["label"])}
+
+
+def _usage(rt, uin, a):
+    text = "\n".join(json.dumps({
+        "event_id": event, "uin": uin, "resource_id": rid, "billing_item": item,
+        "quantity": quantity, "usage_start": business_time_text(datetime.fromisoformat(s)),
+        "usage_end": business_time_text(datetime.fromisoformat(e))})
+        for event, rid, item, quantity, s, e in a["records"])
+    result = usage.ingest(rt.engine, rt.clock, OPS, text)
+    return {"accepted": result.accepted, "duplicates": result.duplicates,
+            "rejected": [r.reason_en for r in result.rejections]}
+
+
+def _tick(rt, uin, a):
+    """The job runner's pass at this hour: settlement, expiry, arrears, coupons."""
+    report = runner.run_pass(rt.engine, rt.clock, worker_id="simulator")
+    return {"failed": sorted(f"{o.job}@{o.period_key}: {o.error}" for o in report.runs.outcomes
+                             if o.outcome != "done")}
+
+
+def _rerun(rt, uin, a):
+    """A job run again, out of order: an earlier period settled again, or escalation."""
+    if a["job"] == "escalate":
+        arrears.escalate(rt.engine, rt.clock)
+        return {}
+    period = period_containing(CYCLES[a["job"]], datetime.fromisoformat(a["period_at"]))
+    result = settlement.settle_period(rt.engine, rt.clock, a["job"], period)
+    return {"accounts": result["accounts"]}
+
+
+_RUN = {"adjust": _adjust, "buy": _buy, "pay": _pay, "deliver": _deliver, "fail": _fail,
+        "renew": _renew, "upgrade": _upgrade, "refund": _refund, "downgrade": _downgrade,
+        "coupon": _coupon, "open": _open, "usage": _usage, "tick": _tick, "rerun": _rerun}
+
+
+def hour_before(at: datetime) -> tuple[datetime, datetime]:
+    end = at.replace(minute=0, second=0, microsecond=0)
+    return end - timedelta(hours=1), end

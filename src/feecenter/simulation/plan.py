@@ -1,0 +1,160 @@
+"""Choosing the next operation: a seeded ``random.Random`` and what the model
+knows (accounts, orders, resources), plus the product's live resources for
+usage. The same seed and the same product answers give the same operations.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+from feecenter.simulation.model import Model
+from feecenter.simulation.ops import Op
+
+# kind -> weight; "tick" (an hour passes, the job runner runs) is placed evenly by the driver
+WEIGHTS = {"adjust": 6, "buy": 8, "pay": 9, "deliver": 3, "fail": 1, "renew": 3, "upgrade": 2,
+           "refund": 2, "downgrade": 2, "coupon": 2, "open": 5, "usage": 18, "late": 3,
+           "rerun": 2}
+KINDS, CUM = list(WEIGHTS), list(WEIGHTS.values())
+
+
+def next_op(rng: random.Random, model: Model, step: int, now: datetime) -> Op:
+    """One operation for ``step`` at ``now``; a kind with nothing to act on becomes a top-up."""
+    uin = rng.choice(model.uins)
+    kind = rng.choices(KINDS, CUM)[0]
+    args = _ARGS[kind](rng, model, uin, step, now)
+    if args is None:
+        kind, args = "adjust", _adjust(rng, model, uin, step, now)
+    kind = "usage" if kind == "late" else kind
+    return Op(step, kind, uin, {**args, "at": now.isoformat()})
+
+
+def _adjust(rng, model, uin, step, now):
+    return {"sub": rng.choice(["cash", "cash", "gift"]),
+            "fen": rng.choice([1_00, 20_00, 100_00, 1_000_00]), "key": f"adj:{step}"}
+
+
+def _buy(rng, model, uin, step, now):
+    items = []
+    for n in range(rng.choice([1, 1, 2])):
+        product = rng.choice(["vm", "vm", "cert", "objpack"])
+        spec = rng.choice(model.world.product(product).specs)
+        items.append([product, spec, rng.choice([1, 1, 2]), rng.choice([1, 1, 2, 3]),
+                      f"p{step}-{n}"])
+    return {"items": items}
+
+
+def _unpaid(model, uin):
+    return sorted(i for i, o in model.orders.items() if o.uin == uin and o.state == "unpaid")
+
+
+def _pay(rng, model, uin, step, now):
+    unpaid = _unpaid(model, uin)
+    if not unpaid:
+        return None
+    return {"order_ids": rng.sample(unpaid, min(len(unpaid), rng.choice([1, 2, 3]))),
+            "key": f"pay:{step}"}
+
+
+def _awaiting(rng, model, uin, step, now):
+    paid = sorted(i for i, o in model.orders.items() if o.state == "paid")
+    return {"order_id": rng.choice(paid)} if paid else None
+
+
+def _prepaid(model, uin, product=None):
+    return sorted(label for label, r in model.resources.items()
+                  if r.uin == uin and r.pay_mode == "prepaid" and r.live
+                  and product in (None, r.product))
+
+
+def _renew(rng, model, uin, step, now):
+    labels = _prepaid(model, uin)
+    return {"label": (label := rng.choice(labels)), "rid": model.resources[label].rid,
+            "months": rng.choice([1, 2])} if labels else None
+
+
+def _change(up: bool):
+    def choose(rng, model, uin, step, now):
+        labels = _prepaid(model, uin, "vm")
+        if not labels:
+            return None
+        res = model.resources[label := rng.choice(labels)]
+        specs = model.world.product("vm").specs
+        others = [s for s in specs if (specs.index(s) > specs.index(res.spec)) == up
+                  and s != res.spec]
+        if not others:
+            return None
+        return {"label": label, "rid": res.rid, "spec": rng.choice(others),
+                **({} if up else {"key": f"down:{step}"})}
+    return choose
+
+
+def _refund(rng, model, uin, step, now):
+    labels = _prepaid(model, uin)
+    return ({"label": (label := rng.choice(labels)), "rid": model.resources[label].rid,
+             "key": f"refund:{step}"} if labels else None)
+
+
+def _coupon(rng, model, uin, step, now):
+    return {"fen": rng.choice([5_00, 30_00, 200_00]), "key": f"coupon:{step}"}
+
+
+POSTPAID = [("vm", None, 1), ("disk", "hdd", 50), ("db", "m1", 1), ("obj", None, 1),
+            ("lic", "seat", 3)]
+
+
+def _open(rng, model, uin, step, now):
+    product, spec, count = rng.choice(POSTPAID)
+    spec = spec or rng.choice(model.world.product(product).specs or ["-"])
+    return {"product": product, "spec": spec if spec != "-" else "store", "count": count,
+            "label": f"u{step}"}
+
+
+def _usage(late: bool):
+    def choose(rng, model, uin, step, now):
+        back = rng.randint(2, 30) if late else 1
+        end = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=back - 1)
+        start = end - timedelta(hours=1)
+        live = sorted(label for label, r in model.resources.items()
+                      if r.uin == uin and r.pay_mode == "postpaid" and r.live
+                      and r.since <= start)
+        if not live:
+            return None
+        return {"records": [r for label in live for r in _records(rng, model, label, start,
+                                                                  end, step)]}
+    return choose
+
+
+def _records(rng, model, label, start, end, step):
+    res = model.resources[label]
+    product = model.world.product(res.product)
+    out = []
+    for item in product.items:
+        if item.spec and item.code != res.spec:
+            continue
+        if item.spec:
+            quantity = f"{res.count}"
+        else:
+            quantity = f"{rng.randint(0, 5000) / 100:.2f}"
+        out.append([f"{label}:{item.code}:{start.isoformat()}:{step}", res.rid, item.code,
+                    quantity, start.isoformat(), end.isoformat()])
+    return out
+
+
+def _rerun(rng, model, uin, step, now):
+    """A settlement run again out of the runner's order: the period just ended, which
+    the runner settled at the hour (and whose late usage the next run bills); with
+    ``model.rerun_settled``, any earlier period (docs/simulation.md: a known bug)."""
+    job = rng.choice(["hour", "day", "escalate"])
+    if model.rerun_settled:
+        back = (timedelta(hours=rng.randint(2, 48)) if job == "hour"
+                else timedelta(days=rng.randint(2, 5)))
+    else:
+        back = timedelta(hours=1) if job == "hour" else timedelta(days=1)
+    return {"job": job, "period_at": (now - back).isoformat()}
+
+
+_ARGS = {"adjust": _adjust, "buy": _buy, "pay": _pay, "deliver": _awaiting, "fail": _awaiting,
+         "renew": _renew, "upgrade": _change(True), "refund": _refund,
+         "downgrade": _change(False), "coupon": _coupon, "open": _open,
+         "usage": _usage(False), "late": _usage(True), "rerun": _rerun}

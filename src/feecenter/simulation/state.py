@@ -1,0 +1,66 @@
+"""The final state and its hash: what two runs of one seed must agree on, byte
+for byte, on either backend.
+
+Surrogate ids (sequences differ after a rolled-back or killed transaction, and
+between SQLite and PostgreSQL) and random resource ids are left out: resources
+are named by their simulation label, keys have their digits and digests replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from sqlalchemy import select
+
+from feecenter.arrears.tables import arrears_cases
+from feecenter.coupons.tables import coupons
+from feecenter.ledger.tables import ledger_accounts, ledger_postings, ledger_transactions
+from feecenter.orders.tables import orders
+from feecenter.resources.tables import resources
+from feecenter.settlement.tables import bill_lines
+
+_DIGITS = re.compile(r"\d+")
+_DIGEST = re.compile(r":adj(\d+):[0-9a-f]{12}")  # late-usage keys hash their resource ids
+
+
+def snapshot(engine) -> dict:
+    with engine.connect() as conn:
+        label = dict(conn.execute(select(resources.c.id, resources.c.name)).all())
+        rid = re.compile("|".join(map(re.escape, label))) if label else None
+
+        def canon(text):
+            text = rid.sub(lambda m: label[m.group(0)] or "?", text) if rid and text else text
+            return _DIGITS.sub("#", _DIGEST.sub(r":adj\1:", text)) if text else text
+
+        t, a, p = ledger_transactions.c, ledger_accounts.c, ledger_postings.c
+        key = dict(conn.execute(select(t.id, t.idempotency_key)).all())
+        code = dict(conn.execute(select(a.id, a.code)).all())
+        return {
+            "balances": sorted(conn.execute(select(a.code, a.balance).where(a.cached)).all()),
+            "postings": sorted((canon(key[r.txn_id]), code[r.account_id], r.amount)
+                               for r in conn.execute(select(p.txn_id, p.account_id, p.amount))),
+            "resources": sorted((r.name, r.uin, r.product_code, r.spec_item, r.state, r.pay_mode,
+                                 str(r.period_end)) for r in conn.execute(select(resources))),
+            "orders": sorted((r.uin, label_of(label, r.resource_id), r.kind, r.state, r.amount,
+                              r.paid_coupon, r.paid_gift, r.paid_cash, r.paid_credit,
+                              r.refunded_gift, r.refunded_cash) for r in conn.execute(select(orders))),
+            "bill_lines": sorted((r.uin, label_of(label, r.resource_id), r.billing_item, r.cycle,
+                                  r.period_key, r.kind, r.sequence, r.quantity,
+                                  r.package_quantity, r.discounted_amount, r.deducted,
+                                  r.cash_paid, r.gift_paid, r.credit_paid, r.arrears)
+                                 for r in conn.execute(select(bill_lines))),
+            "coupons": sorted((r.uin, r.kind, r.face_amount, r.state) for r in
+                              conn.execute(select(coupons))),
+            "arrears": sorted((r.uin, r.state) for r in conn.execute(select(arrears_cases))),
+        }
+
+
+def label_of(label: dict, resource_id: str) -> str:
+    return label.get(resource_id) or "?"
+
+
+def state_hash(engine) -> str:
+    text = json.dumps(snapshot(engine), sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()

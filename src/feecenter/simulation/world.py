@@ -1,0 +1,156 @@
+"""The simulated cloud, generated from a seed: its catalog (hourly, daily and
+monthly postpaid products, prepaid products, a resource package), its accounts
+(personal and enterprise, some with credit lines) and their opening money.
+
+Pure: plain values and the catalog's YAML text; the same seed gives the same
+world. Prices are integers in 1e-8 yuan (prepaid: per unit per month).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from feecenter.money import RATE_PER_FEN, format_yuan
+
+START = datetime(2026, 3, 28, 0, 0, tzinfo=timezone.utc)  # 08:00 in Shanghai; April is near
+REGION = "ap-guangzhou"
+PACK_QUANTITY = 100  # GB of obj.store each package covers per day
+
+
+@dataclass(frozen=True)
+class Item:
+    code: str
+    spec: bool
+    period: str | None  # postpaid_period: hour | day | month | None (per unit)
+    postpaid: int | None  # price, 1e-8 yuan
+    prepaid: int | None  # price per unit per month, 1e-8 yuan
+
+
+@dataclass(frozen=True)
+class Product:
+    code: str
+    pay_modes: tuple[str, ...]
+    cycle: str | None  # postpaid settlement cycle
+    items: tuple[Item, ...]
+    freeze: int = 0  # fen frozen when a postpaid resource opens (FRZ-1)
+    manual: bool = False  # delivered by an operator (else on payment)
+    covers: str | None = None  # resource package: the obj item it covers
+
+    def item(self, code: str) -> Item:
+        return next(i for i in self.items if i.code == code)
+
+    @property
+    def specs(self) -> list[str]:
+        return [i.code for i in self.items if i.spec]
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    enterprise: bool
+    cash: int  # fen
+    gift: int
+    credit: int  # credit line, fen; 0: none
+
+
+@dataclass(frozen=True)
+class World:
+    seed: int
+    products: tuple[Product, ...]
+    accounts: tuple[Account, ...]
+
+    def product(self, code: str) -> Product:
+        return next(p for p in self.products if p.code == code)
+
+
+def _yuan(rated: int) -> str:
+    whole, frac = divmod(rated, RATE_PER_FEN * 100)
+    return f"{whole}.{frac:08d}"
+
+
+def generate(seed: int, accounts: int) -> World:
+    rng = random.Random(seed)
+    return World(seed, _products(rng), tuple(_account(rng, n) for n in range(accounts)))
+
+
+def _price(rng: random.Random, low_fen: int, high_fen: int, decimals: int = 2) -> int:
+    """A positive price with ``decimals`` (at most 4) decimals of a fen, in 1e-8 yuan:
+    a quantity of two decimals times it is exact in 1e-8 yuan (no rounding per line)."""
+    step = RATE_PER_FEN // 10 ** decimals
+    return rng.randint(max(low_fen * 10 ** decimals, 1), high_fen * 10 ** decimals) * step
+
+
+def _products(rng: random.Random) -> tuple[Product, ...]:
+    specs = [Item(f"s{n}", True, "hour", _price(rng, 20 * n, 60 * n, 3),
+                  _price(rng, 5000 * n, 15000 * n)) for n in (1, 2, 3)]
+    return (
+        Product("vm", ("prepaid", "postpaid"), "hour",
+                (*specs, Item("net", False, None, _price(rng, 40, 90, 4), None))),
+        Product("disk", ("postpaid",), "hour",
+                (Item("hdd", True, "hour", _price(rng, 0, 1, 4), None),)),
+        Product("db", ("postpaid",), "hour",
+                (Item("m1", True, "hour", _price(rng, 30, 90, 2), None),), freeze=2000),
+        Product("obj", ("postpaid",), "day",
+                (Item("store", False, "day", _price(rng, 0, 1, 4), None),
+                 Item("req", False, None, _price(rng, 1, 2, 2), None))),
+        Product("lic", ("postpaid",), "month",
+                (Item("seat", True, "month", _price(rng, 500, 3000), None),)),
+        Product("cert", ("prepaid",), None,
+                (Item("ov", True, None, None, _price(rng, 10000, 80000)),), manual=True),
+        Product("objpack", ("prepaid",), None,
+                (Item("p100", True, None, None, _price(rng, 500, 2000)),), covers="store"),
+    )
+
+
+def _account(rng: random.Random, n: int) -> Account:
+    enterprise = rng.random() < 0.4
+    return Account(name=f"sim{n:05d}", enterprise=enterprise,
+                   cash=rng.choice([0, 5_00, 50_00, 500_00, 5_000_00]),
+                   gift=rng.choice([0, 0, 10_00, 100_00]),
+                   credit=rng.choice([0, 0, 0, 200_00]) if enterprise else 0)
+
+
+def catalog_yaml(world: World) -> str:
+    """The world's catalog in the catalog format (docs/catalog.md)."""
+    lines = [f'version: "sim-{world.seed}"', "entities:",
+             "  - {code: sim, name_zh: 模拟云, name_en: Simulated Cloud}",
+             "product_classes:",
+             '  - {code: any, name_zh: 模拟, name_en: Simulated, operable_balance: "0.00"}',
+             "regions:", f"  - {{code: {REGION}, name_zh: 广州, name_en: Guangzhou}}",
+             "products:"]
+    for p in world.products:
+        lines += _product_yaml(p)
+    return "\n".join(lines) + "\n"
+
+
+def _product_yaml(p: Product) -> list[str]:
+    out = [f"  - code: {p.code}", f"    name_zh: {p.code}", f"    name_en: {p.code}",
+           "    entity: sim", "    tax_category: cloud_service",
+           f"    pay_modes: [{', '.join(p.pay_modes)}]", "    class: any"]
+    if p.cycle:
+        out.append(f"    postpaid_cycle: {p.cycle}")
+    if "prepaid" in p.pay_modes:
+        out.append("    prepaid_months: [1, 2, 3, 6, 12]")
+    if p.freeze:
+        out += [f'    freeze_amount: "{format_yuan(p.freeze)}"',
+                "    freeze_release: immediate"]
+    if p.manual:
+        out.append("    delivery: manual")
+    out.append("    items:")
+    for i in p.items:
+        extra = (", spec: true" if i.spec else "") + (
+            f", postpaid_period: {i.period}" if i.period else "")
+        if p.covers:
+            extra += (f', covers: {{product: obj, item: {p.covers}, '
+                      f'quantity: "{PACK_QUANTITY}", per: period}}')
+        out.append(f"      - {{code: {i.code}, name_zh: {i.code}, name_en: {i.code}, "
+                   f"unit_zh: 个, unit_en: unit{extra}}}")
+    out.append("    prices:")
+    for i in p.items:
+        for mode, price in (("prepaid", i.prepaid), ("postpaid", i.postpaid)):
+            if price is not None:
+                out.append(f"      - {{item: {i.code}, pay_mode: {mode}, regions: [{REGION}], "
+                           f'from: 2026-01-01, price: "{_yuan(price)}"}}')
+    return out
