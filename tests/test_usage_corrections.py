@@ -387,4 +387,125 @@ def test_a_correction_down_of_usage_wholly_stopped_gives_nothing_back(metered):
     assert balance(rt, uin).cash == 10_00
     next_hour(rt, 2)
     assert len(adjustments(rt, uin)) == 1
+
+
+# ---------------------------------------------------------------- coupons in the 收支明细 (BAL-5)
+
+def postpaid_coupon(rt, uin, face, kind=None) -> int:
+    """A postpaid coupon (a cash coupon unless ``kind``) of ``face`` fen for any product."""
+    from feecenter.coupons import rules as coupon_rules
+    from feecenter.coupons import service as coupons
+
+    with rt.engine.begin() as conn:
+        return coupons.grant(conn, rt.clock, OPS, uin, coupon_rules.Terms(
+            kind=kind or coupon_rules.CASH, pay_mode=coupon_rules.POSTPAID, face_amount=face,
+            order_kinds=(), valid_days=30), campaign="set9", key=f"set9-{kind}-{face}")
+
+
+def remaining(rt, uin, coupon_id) -> int:
+    from feecenter.accounts.permissions import SYSTEM
+    from feecenter.coupons import service as coupons
+
+    with rt.engine.connect() as conn:
+        return coupons.get_coupon(conn, rt.clock, SYSTEM, uin, coupon_id)["remaining"]
+
+
+def bill_ids(rt, uin) -> tuple[str, str]:
+    """The BillId of the correction's line in DescribeBillDetail, and of the account's
+    one ``return`` entry in DescribeBillList."""
+    from tests.test_statement_split import compat
+
+    rt.clock.advance(minutes=1)
+    shop = compat(rt, uin)
+    detail = shop.call("DescribeBillDetail", {"Month": "2026-03", "Limit": 100})["DetailSet"]
+    [line] = [d for d in detail if "用量修正" in d["ActionTypeName"]]
+    listed = shop.call("DescribeBillList", {
+        "StartTime": "2026-01-01 00:00:00", "EndTime": "2026-06-30 00:00:00", "Limit": 100,
+        "PayType": ["return"]})["TransactionList"]
+    [entry] = listed
+    return line["BillId"], entry["BillId"]
+
+
+@pytest.mark.spec("SET-9", "SET-6", "BAL-5", "BIL-1")
+def test_a_correction_down_of_an_hour_a_coupon_paid_has_a_return_entry(metered, cli):
+    from tests.test_statement_split import (SPLIT, entries, same_on_rest_cli_and_compat, split,
+                                            txn_kind)
+
+    rt, uin, rid = metered
+    add_cash(rt, uin, 10_00)
+    coupon_id = postpaid_coupon(rt, uin, 1_00)
+    original = settled_hour_0(rt, uin, rid)  # 0.50, the coupon paid all of it
+    assert (original["voucher_paid"], original["cash_paid"]) == (50, 0)
+    send(rt, uin, rid, "0.5", 1)
+    next_hour(rt)
+    [adjustment] = adjustments(rt, uin)
+    assert (adjustment["deducted"], adjustment["voucher_paid"], adjustment["cash_paid"]) == (
+        -25, -25, 0)
+    assert remaining(rt, uin, coupon_id) == 1_00 - 50 + 25
+    [entry] = entries(rt, uin, "return")
+    assert split(entry) == (25, 0, 0, 0, 25)
+    assert (entry["deduct_mode"], entry["product_code"], entry["billing_item"]) == (
+        "hour_h", "cvm", VM)
+    assert txn_kind(rt, entry["txn_id"]) == "coupon_return"
+    assert adjustment["txn_id"] == entry["txn_id"]
+    assert (entry["balance_after"], entry["cash_after"]) == (10_00, 10_00)  # no money moved
+    [shown] = [e for e in same_on_rest_cli_and_compat(rt, cli, uin)
+               if e["action_type"] == "return"]
+    assert [shown[n] for n in SPLIT] == ["0.25", "0.00", "0.00", "0.00", "0.25"]
+    detail_id, list_id = bill_ids(rt, uin)
+    assert detail_id == list_id and detail_id.endswith(f"{entry['txn_id']:018d}")
+    next_hour(rt, 2)  # the correction is billed once: no second entry
+    assert len(entries(rt, uin, "return")) == 1
+    assert_reconciled(rt, uin)
+
+
+@pytest.mark.spec("SET-9", "SET-6", "BAL-5", "BIL-1")
+def test_a_correction_down_shows_the_coupons_share_in_its_return_entry(metered, cli):
+    from tests.test_statement_split import (SPLIT, entries, same_on_rest_cli_and_compat, split,
+                                            txn_kind)
+
+    rt, uin, rid = metered
+    add_gift(rt, uin, 20)
+    add_cash(rt, uin, 10_00)
+    coupon_id = postpaid_coupon(rt, uin, 30)
+    original = settled_hour_0(rt, uin, rid, "2")  # 1.00: coupon 0.30, gift 0.20, cash 0.50
+    assert (original["voucher_paid"], original["gift_paid"], original["cash_paid"]) == (
+        30, 20, 50)
+    send(rt, uin, rid, "1", 1)
+    next_hour(rt)
+    [adjustment] = adjustments(rt, uin)
+    assert (adjustment["deducted"], adjustment["voucher_paid"], adjustment["gift_paid"],
+            adjustment["cash_paid"]) == (-50, -15, -10, -25)
+    assert remaining(rt, uin, coupon_id) == 15
+    [entry] = entries(rt, uin, "return")
+    assert split(entry) == (50, 25, 10, 0, 15)
+    assert txn_kind(rt, entry["txn_id"]) == "return"
+    assert adjustment["txn_id"] == entry["txn_id"]
+    view = balance(rt, uin)
+    assert (view.gift, view.cash) == (10, 10_00 - 50 + 25)
+    [shown] = [e for e in same_on_rest_cli_and_compat(rt, cli, uin)
+               if e["action_type"] == "return"]
+    assert [shown[n] for n in SPLIT] == ["0.50", "0.25", "0.10", "0.00", "0.15"]
+    detail_id, list_id = bill_ids(rt, uin)
+    assert detail_id == list_id
+    assert_reconciled(rt, uin)
+
+
+@pytest.mark.spec("SET-9", "SET-6", "BAL-5")
+def test_a_correction_down_of_an_hour_a_voucher_paid_moves_nothing_and_has_no_entry(metered):
+    from feecenter.coupons import rules as coupon_rules
+    from tests.test_statement_split import entries
+
+    rt, uin, rid = metered
+    add_cash(rt, uin, 10_00)
+    voucher_id = postpaid_coupon(rt, uin, 1_00, kind=coupon_rules.VOUCHER)
+    settled_hour_0(rt, uin, rid)  # 0.50, the voucher paid all of it
+    before = entries(rt, uin)
+    send(rt, uin, rid, "0.5", 1)
+    next_hour(rt)
+    [adjustment] = adjustments(rt, uin)  # a voucher is not given back (ORD-4)
+    assert (adjustment["deducted"], adjustment["voucher_paid"], adjustment["txn_id"]) == (
+        -25, -25, None)
+    assert remaining(rt, uin, voucher_id) == 50
+    assert entries(rt, uin) == before
     assert_reconciled(rt, uin)

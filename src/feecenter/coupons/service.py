@@ -38,7 +38,8 @@ from feecenter.audit.service import record_audit
 from feecenter.clock import Clock, db_time, from_db_time
 from feecenter.coupons import rules
 from feecenter.coupons.tables import coupon_code_batches, coupon_codes, coupon_uses, coupons
-from feecenter.errors import Conflict, IdempotencyConflict, NotFound, invalid, not_found
+from feecenter.errors import (Conflict, IdempotencyConflict, LedgerInvariantBroken, NotFound,
+                              invalid, not_found)
 from feecenter.funds import service as funds
 from feecenter.ledger import service as ledger
 
@@ -111,6 +112,16 @@ class Settled:
     amount: int
     txn_ids: tuple[int, ...]
     created: bool  # False: nothing was pending (confirmed before, or no coupon paid it)
+
+    @property
+    def txn_id(self) -> int:
+        """The one ledger transaction of a confirm or refund that wrote one: one
+        payment's reservation is confirmed, and a refund moves its money, in one."""
+        if len(self.txn_ids) != 1:
+            raise LedgerInvariantBroken(
+                f"优惠券 {self.reference} 的支付或退还应为一笔交易",
+                f"coupons {self.reference}: one transaction expected, got {len(self.txn_ids)}")
+        return self.txn_ids[0]
 
 
 @dataclass(frozen=True)

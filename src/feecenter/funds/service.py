@@ -565,20 +565,40 @@ def refund(conn: Connection, clock: Clock, uin: int, *, key: str, gift: int, cas
     ``coupon``: what the same refund gave back to cash coupons (their own ledger
     movement, ``coupons.refund``); the entry counts it in ``amount`` and shows it in
     ``coupon_amount`` (BAL-5), as the payment's ``block`` entry did."""
-    if gift < 0 or cash < 0 or coupon < 0 or gift + cash == 0:
+    if gift < 0 or cash < 0 or gift + cash == 0:
         raise invalid("amount", "退款金额必须为正数", "refund amount must be positive")
     request = {"op": "refund", "uin": uin, "gift": gift, "cash": cash, "order": order_id}
+    return _give_back(conn, clock, uin, key, request, gift=gift, cash=cash, arrears=0,
+                      coupon=coupon, revenue_account_id=revenue_account_id,
+                      reference=order_id, deduct_mode="trade", product_code=product_code,
+                      order_id=order_id, memo=memo)
+
+
+def _give_back(conn: Connection, clock: Clock, uin: int, key: str, request: dict, *,
+               gift: int, cash: int, arrears: int, coupon: int, revenue_account_id: int,
+               reference: str | None = None, memo: str | None = None, **fields) -> Movement:
+    """One ``return`` transaction from revenue and its 收支明细 entry (``refund``,
+    ``return_postpaid``): ``gift`` to gift, ``cash`` to cash, ``arrears`` cancels
+    arrears still owed (what was repaid since goes to cash). ``coupon``: what cash
+    coupons got back of the same return (their own ledger movement): the entry counts
+    it in ``amount`` and shows it in ``coupon_amount`` (BAL-5)."""
+    if coupon < 0:
+        raise invalid("coupon", "优惠券退还金额不能为负", "the coupon part cannot be negative")
     if coupon:  # absent when 0: a key used before coupons were shown keeps its hash
-        request["coupon"] = coupon
-    ids, _ = _balances(conn, uin, lock=True)  # lock first: see _replayed
+        request = {**request, "coupon": coupon}
+    ids, bal = _balances(conn, uin, lock=True)  # lock first: see _replayed
     if (earlier := _replayed(conn, key, request)) is not None:
         return earlier
-    result = _transfer(conn, clock, key, request, "return", uin, [
-        (revenue_account_id, -(gift + cash)), (ids["gift"], gift), (ids["cash"], cash)],
-        reference=order_id, memo=memo)
-    entry = _record(conn, clock, uin, result.txn_id, "return", gift + cash + coupon, cash=cash,
-                    gift=gift, coupon=coupon, deduct_mode="trade", product_code=product_code,
-                    order_id=order_id, memo=memo)
+    owed = min(arrears, -bal["arrears"]) if arrears else 0
+    to_cash = cash + arrears - owed
+    legs = [(revenue_account_id, -(gift + cash + arrears)), (ids["gift"], gift),
+            (ids["cash"], to_cash)]
+    if owed:
+        legs.append((ids["arrears"], owed))
+    result = _transfer(conn, clock, key, request, "return", uin, legs, reference=reference,
+                       memo=memo)
+    entry = _record(conn, clock, uin, result.txn_id, "return", gift + cash + arrears + coupon,
+                    cash=to_cash, gift=gift, coupon=coupon, memo=memo, **fields)
     return Movement(result.txn_id, True, (entry,))
 
 
@@ -586,7 +606,8 @@ _COUPON_ONLY = {"deduct": ("coupon_pay", -1), "return": ("coupon_return", 1)}
 
 
 def record_coupon_only(conn: Connection, clock: Clock, uin: int, txn_id: int, action_type: str,
-                       coupon: int, *, product_code: str | None = None,
+                       coupon: int, *, deduct_mode: str = "trade",
+                       product_code: str | None = None, billing_item: str | None = None,
                        order_id: str | None = None, memo: str | None = None) -> int:
     """The 收支明细 entry of a prepaid movement coupons alone made (BAL-5): a ``deduct``
     when an order they paid in full is delivered (on its ``coupon_pay`` transaction,
@@ -607,34 +628,27 @@ def record_coupon_only(conn: Connection, clock: Clock, uin: int, txn_id: int, ac
                       f"transaction {txn_id} is not the account's {kind}")
     _, bal = _balances(conn, uin, lock=True)
     return _record(conn, clock, uin, txn_id, action_type, sign * coupon, coupon=sign * coupon,
-                   bal=bal, deduct_mode="trade", product_code=product_code, order_id=order_id,
-                   memo=memo)
+                   bal=bal, deduct_mode=deduct_mode, product_code=product_code,
+                   billing_item=billing_item, order_id=order_id, memo=memo)
 
 
 def return_postpaid(conn: Connection, clock: Clock, uin: int, *, key: str, gift: int,
                     cash: int, arrears: int, revenue_account_id: int, deduct_mode: str,
-                    product_code: str | None = None, billing_item: str | None = None,
-                    memo: str | None = None) -> Movement:
+                    coupon: int = 0, product_code: str | None = None,
+                    billing_item: str | None = None, memo: str | None = None) -> Movement:
     """Give back part of a postpaid deduction (a usage correction, SET-9) as it was paid:
     ``gift`` to gift, ``cash`` (what cash and credit paid) to cash, and the share that
     became arrears cancels arrears still owed (what was repaid since goes to cash).
-    One ``return`` transaction from revenue and its 收支明细 entry."""
+    One ``return`` transaction from revenue and its 收支明细 entry, which counts
+    ``coupon`` too: what cash coupons got back of the same correction (BAL-5)."""
     if min(gift, cash, arrears) < 0 or gift + cash + arrears == 0:
         raise invalid("amount", "退还金额必须为正数", "the amount given back must be positive")
     request = {"op": "return_postpaid", "uin": uin, "gift": gift, "cash": cash,
                "arrears": arrears, "product": product_code, "item": billing_item}
-    ids, bal = _balances(conn, uin, lock=True)  # lock first: see _replayed
-    if (earlier := _replayed(conn, key, request)) is not None:
-        return earlier
-    owed = min(arrears, -bal["arrears"])
-    to_cash = cash + arrears - owed
-    result = _transfer(conn, clock, key, request, "return", uin, [
-        (revenue_account_id, -(gift + cash + arrears)), (ids["gift"], gift),
-        (ids["cash"], to_cash), (ids["arrears"], owed)], memo=memo)
-    entry = _record(conn, clock, uin, result.txn_id, "return", gift + cash + arrears,
-                    cash=to_cash, gift=gift, deduct_mode=deduct_mode, product_code=product_code,
-                    billing_item=billing_item, memo=memo)
-    return Movement(result.txn_id, True, (entry,))
+    return _give_back(conn, clock, uin, key, request, gift=gift, cash=cash, arrears=arrears,
+                      coupon=coupon, revenue_account_id=revenue_account_id,
+                      deduct_mode=deduct_mode, product_code=product_code,
+                      billing_item=billing_item, memo=memo)
 
 
 def unfreeze(conn: Connection, clock: Clock, uin: int, hold_id: int, *,

@@ -30,7 +30,7 @@ from feecenter.coupons import service as coupons
 from feecenter.db import sending
 from feecenter.db.base import id_sequence
 from feecenter.db.precompiled import Precompiled, time_reader
-from feecenter.errors import Conflict, LedgerInvariantBroken, invalid, not_found
+from feecenter.errors import Conflict, invalid, not_found
 from feecenter.funds import service as funds
 from feecenter.ledger import service as ledger
 from feecenter.ledger.service import content_hash
@@ -578,11 +578,7 @@ def _coupon_paid_entry(conn: Connection, clock: Clock, order: dict,
     transaction (``funds.record_coupon_only``). Nothing confirmed now: no entry."""
     if not settled.created:
         return
-    if len(settled.txn_ids) != 1:  # an order's uses are one payment's reservation
-        raise LedgerInvariantBroken(
-            f"订单 {order['id']} 的优惠券支付应为一笔交易", f"order {order['id']}: "
-            f"one coupon payment transaction expected, got {len(settled.txn_ids)}")
-    funds.record_coupon_only(conn, clock, order["uin"], settled.txn_ids[0], "deduct",
+    funds.record_coupon_only(conn, clock, order["uin"], settled.txn_id, "deduct",
                              settled.amount, product_code=order["product_code"],
                              order_id=rules.order_no(order["id"], order["created_at"]),
                              memo=f"{order['kind']} {order['resource_id']}")
@@ -878,10 +874,7 @@ def _pay_back(conn: Connection, clock: Clock, uin: int, *, key: str, gift: int, 
                      product_code=product_code, order_id=order_id, memo=memo)
         return
     for settled in returned:
-        if len(settled.txn_ids) != 1:  # coupons.refund moves the money in one transaction
-            raise LedgerInvariantBroken("优惠券退还应为一笔交易",
-                                        "one coupon return transaction expected")
-        funds.record_coupon_only(conn, clock, uin, settled.txn_ids[0], "return",
+        funds.record_coupon_only(conn, clock, uin, settled.txn_id, "return",
                                  settled.amount, product_code=product_code,
                                  order_id=order_id, memo=memo)
 

@@ -23,7 +23,11 @@ of a record with a lower quantity. ``credit_back`` writes, per line, a new
   rule: vouchers and discount coupons are not returned); gift goes to gift,
   cash and credit to cash, and the arrears share cancels arrears still owed
   (``funds.return_postpaid``: one ``return`` ledger transaction keyed like an
-  adjustment charge, ``settle:{cycle}:{period}:{uin}:adj{n}:{digest}:{product}``).
+  adjustment charge, ``settle:{cycle}:{period}:{uin}:adj{n}:{digest}:{product}``);
+- its 收支明细 ``return`` entry counts what the cash coupons got back in
+  ``amount`` and ``coupon_amount`` (BAL-5); when only coupons get money back the
+  entry is on their ``coupon_return`` transaction (``funds.record_coupon_only``).
+  The lines' ``txn_id`` names the entry's transaction (None when nothing moved).
 """
 
 from __future__ import annotations
@@ -89,15 +93,23 @@ def _give_back(conn: Connection, clock: Clock, run: RunContext, charge: ProductC
     total = sum(credits)
     parts = split_proportionally(total, weights) if total else [0] * len(SOURCES)
     voucher, gift, cash, credit, arrears = parts
-    if voucher:
-        extensions.return_to_postpaid_coupons(conn, clock, run, charge, voucher)
+    returned = (extensions.return_to_postpaid_coupons(conn, clock, run, charge, voucher)
+                if voucher else None)
+    coupon = returned.amount if returned is not None else 0
+    entry = {"deduct_mode": run.deduct_mode, "product_code": charge.product,
+             "billing_item": _only_item(charge), "memo": run.memo}
     txn_id = None
-    if gift + cash + credit + arrears:
+    if gift + cash + credit + arrears:  # one return entry, the coupons' share in it (BAL-5)
         txn_id = funds.return_postpaid(
             conn, clock, charge.uin, key=charge.key, gift=gift, cash=cash + credit,
-            arrears=arrears, deduct_mode=run.deduct_mode,
+            arrears=arrears, coupon=coupon,
             revenue_account_id=run.revenue[run.book.products[charge.product].entity],
-            product_code=charge.product, billing_item=_only_item(charge), memo=run.memo).txn_id
+            **entry).txn_id
+    elif coupon:  # only coupons get money back: the entry is their return's (BAL-5)
+        txn_id = returned.txn_id
+        if returned.created:
+            funds.record_coupon_only(conn, clock, charge.uin, txn_id, "return", coupon,
+                                     **entry)
     split = rules.split_payment(credits, parts)
     return [_row(run, line, fen, line_parts, txn_id, stamp)
             for line, fen, line_parts in zip(charge.lines, credits, split)]

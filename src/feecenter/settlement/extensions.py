@@ -108,10 +108,11 @@ def pay_with_postpaid_coupons(conn: Connection, clock: Clock, run: RunContext,
 
 
 def return_to_postpaid_coupons(conn: Connection, clock: Clock, run: RunContext,
-                               charge: ProductCharge, amount: int) -> int:
+                               charge: ProductCharge, amount: int) -> coupons.Settled:
     """SET-9: a lowered quantity's coupon share (fen) goes back to the cash coupons that
     paid the period's transaction of the product, as far as they take it (ORD-4's
-    rule: vouchers and discount coupons are not returned); the fen returned."""
+    rule: vouchers and discount coupons are not returned); the return made (its
+    ``amount``, and its ledger transaction when it moved any)."""
     reference = f"{run.key_prefix}:{charge.uin}:{charge.product}"  # the period's charge
     return coupons.refund(conn, clock, charge.uin, reference, key=f"{charge.key}:coupons",
-                          amount=amount).amount
+                          amount=amount)

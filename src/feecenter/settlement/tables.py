@@ -38,7 +38,8 @@ bill_lines = Table(
     Column("credit_paid", BigInteger, nullable=False),  # part of cash advanced by credit
     Column("arrears", BigInteger, nullable=False),  # shortfall that became arrears (SET-5)
     # the deduction's ledger transaction; coupons paid in full: the coupon payment's (BAL-5);
-    # None when the rounded total was 0
+    # a correction down: its return's, or the coupon return's when only coupons got money
+    # back; None when the rounded total was 0 or nothing moved
     Column("txn_id", BigInteger, nullable=True),
     Column("deducted_at", DateTime, nullable=False),
     Column("kind", String(12), nullable=False),  # charge | adjustment
