@@ -24,8 +24,9 @@ def simulate_command(
     hours: Annotated[int, typer.Option(help="simulated hours they are spread over")] = 72,
     crash_rate: Annotated[float, typer.Option(help="share of operations killed (SIGKILL)")] = 0.0,
     dup_rate: Annotated[float, typer.Option(help="share of operations sent twice")] = 0.05,
-    rerun_settled: Annotated[bool, flag("--rerun-settled",
-                                        help="settle older periods again too")] = False,
+    rerun_settled: Annotated[bool, flag(
+        "--rerun-settled/--rerun-latest-only",
+        help="settle older periods again (the default), or only the period just ended")] = True,
     database: Annotated[Optional[str], typer.Option(help="an empty, migrated database URL")] = None,
     shrink: Annotated[bool, flag("--shrink", help="on failure, look for a smaller one")] = False,
     as_json: JsonOpt = False,

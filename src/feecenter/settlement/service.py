@@ -9,7 +9,9 @@ cycle (hour | day | month), set-based (docs/settlement.md):
 
 1. Late pass (SET-9): usage received recently whose period of this cycle is
    already settled, and not yet billed, is rated and posted as adjustment
-   lines referencing the original lines (never an edit).
+   lines referencing the original lines (never an edit). An account the
+   period completed without gets its ``settled_accounts`` row there, so a
+   rerun of that period does not charge the usage again (SET-8).
 2. One aggregate query (GROUP BY uin, resource, item) reads the period's
    usage of postpaid resources whose product settles on this cycle: records
    with ``period.start < usage_end <= period.end`` (a record belongs to the
@@ -234,11 +236,15 @@ def _late_candidates(conn: Connection, cycle: str, period: Period):
     earlier periods by key."""
     u, r = usage_records.c, resources.c
     # Only what arrived since this cycle's previous run can be late: anything
-    # older was billed in its own period or by an earlier late pass.
+    # older was billed in its own period or by an earlier late pass. The previous
+    # run is the latest earlier period's, not the one completed last: an older
+    # period settled for the first time out of order (a backfill, a retry that
+    # completed late) says nothing about what arrived since the latest run.
     since = db_time(period.start - LATE_LOOKBACK)
-    previous = conn.execute(select(func.max(settled_periods.c.completed_at)).where(
-        settled_periods.c.cycle == cycle,
-        settled_periods.c.period_start < db_time(period.start))).scalar()
+    p = settled_periods.c
+    previous = conn.execute(select(p.completed_at).where(
+        p.cycle == cycle, p.period_start < db_time(period.start))
+        .order_by(p.period_start.desc()).limit(1)).scalar()
     if previous is not None:
         since = max(since, previous)
     codes = [p.code for p in catalog.list_products(conn) if p.postpaid_cycle == cycle]
@@ -290,7 +296,25 @@ def _adjust_account(conn: Connection, clock: Clock, run: RunContext, uin: int,
             own = [line for line, _ in groups[kind]]
             written += _post_adjustment(conn, clock, adjustment, own, locked,
                                         lowered=kind == "lowered")
+    if written and not account_settled:
+        _settled_by_late_pass(conn, clock, run, uin)
     return written, None
+
+
+def _settled_by_late_pass(conn: Connection, clock: Clock, run: RunContext, uin: int) -> None:
+    """Record the account as settled for the run's period, in the transaction that billed
+    its usage as adjustments: the period completed without it (no usage then), so a rerun
+    of the period would otherwise charge the same usage again (SET-8). The row carries
+    what the account's lines of the period deducted and their first transaction."""
+    b = bill_lines.c
+    billed = conn.execute(select(b.deducted, b.txn_id).where(
+        b.uin == uin, b.cycle == run.cycle, b.period_key == run.period.key)
+        .order_by(b.id)).all()
+    conn.execute(insert(settled_accounts).values(
+        uin=uin, cycle=run.cycle, period_key=run.period.key,
+        amount=sum(row.deducted for row in billed),
+        txn_id=next((row.txn_id for row in billed if row.txn_id is not None), None),
+        settled_at=db_time(clock.now())))
 
 
 def _lowered(quantity: int, stopped: int) -> bool:

@@ -39,12 +39,13 @@ class Config:
     dup_rate: float = 0.05  # share of retryable operations sent twice
     sample: int = 2  # accounts checked after each step besides the operation's own
     full_every: int = 500  # steps between checks of everything
-    rerun_settled: bool = False  # settle older periods again (finds a known bug, see docs)
+    rerun_settled: bool = True  # settle older periods again; False: only the one just ended
 
     def command(self) -> str:
         return (f"feecenter simulate --seed {self.seed} --accounts {self.accounts} "
                 f"--ops {self.ops} --hours {self.hours} --crash-rate {self.crash_rate} "
-                f"--dup-rate {self.dup_rate}" + (" --rerun-settled" if self.rerun_settled else ""))
+                f"--dup-rate {self.dup_rate}"
+                + ("" if self.rerun_settled else " --rerun-latest-only"))
 
 
 class SimulationFailure(AssertionError):

@@ -64,7 +64,7 @@ class Model:
     quantity: dict[tuple, int] = field(default_factory=lambda: defaultdict(int))  # 1e-6
     keys: set[str] = field(default_factory=set)  # idempotency keys that took effect
     events: set[str] = field(default_factory=set)
-    rerun_settled: bool = False  # the plan may settle any earlier period again
+    rerun_settled: bool = True  # the plan settles earlier periods again (else the last only)
 
     @classmethod
     def opening(cls, world: World, uins: list[int]) -> Model:
