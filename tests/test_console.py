@@ -329,12 +329,13 @@ def test_the_language_switch_is_remembered(rt, shop):
     http = logged_in(rt)
     zh = http.get("/console/").text
     assert '<html lang="zh-CN">' in zh and "可用余额" in zh and "退出登录" in zh
+    assert "acme-cloud (主账号)" in zh
     switched = http.get("/console/lang/en?next=/console/%3Fa%3D1")
     assert switched.status_code == 303 and switched.headers["location"] == "/console/?a=1"
     assert "fc_lang=en" in switched.headers["set-cookie"]
     en = http.get("/console/").text
     assert '<html lang="en">' in en and "Available balance" in en and "Log out" in en
-    assert "可用余额" not in en
+    assert "可用余额" not in en and "acme-cloud (Owner)" in en
     # the login page too, and a language nobody offers falls back to zh-CN
     assert "Log in to the console" in http.get("/console/login").text
     http.get("/console/lang/fr")

@@ -27,3 +27,7 @@ MENU = (
     MenuItem("users", N_("Users and keys"), None),
     MenuItem("messages", N_("Messages"), None),
 )
+
+# how a user's role is shown (accounts.permissions.ROLES)
+ROLE_LABELS = {"owner": N_("Owner"), "finance": N_("Finance"), "admin": N_("Administrator"),
+               "readonly": N_("Read-only")}

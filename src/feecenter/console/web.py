@@ -23,7 +23,7 @@ from feecenter.accounts import service as accounts
 from feecenter.auth import sessions
 from feecenter.auth.sessions import ConsoleSession
 from feecenter.console import i18n
-from feecenter.console.menu import MENU
+from feecenter.console.menu import MENU, ROLE_LABELS
 from feecenter.db.engine import transaction
 from feecenter.errors import AuthFailed, PermissionDenied
 from feecenter.funds import service as funds
@@ -74,7 +74,7 @@ def render(request: Request, template: str, status: int = 200,
            session: ConsoleSession | None = None, **context) -> HTMLResponse:
     lang = lang_of(request)
     html = _environment(lang).get_template(template).render(
-        lang=lang, languages=i18n.LANGUAGES, menu=MENU, session=session,
+        lang=lang, languages=i18n.LANGUAGES, menu=MENU, roles=ROLE_LABELS, session=session,
         here=_here(request), path=request.url.path, **context)
     return HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
 
