@@ -6,8 +6,9 @@ stored as Argon2id hashes (argon2-cffi), never in plain form. A login opens a
 session: a random token the browser keeps in a cookie, stored here only as
 its SHA-256, with a CSRF token of its own, an idle expiry (``IDLE``, renewed
 as the user works) and an absolute one (``ABSOLUTE``). After ``MAX_FAILURES``
-failed logins of one user name within ``FAILURE_WINDOW`` that name is refused
-for ``LOCKOUT``, right password or not (docs/console.md).
+failed logins of one user (or, for names that are no user, of one account and
+login name as typed) within ``FAILURE_WINDOW`` it is refused for ``LOCKOUT``,
+right password or not (docs/console.md).
 """
 
 from __future__ import annotations
@@ -99,16 +100,17 @@ def log_in(engine: Engine, clock: Clock, account: str, login: str, password: str
     for every wrong part, or ``LoginThrottled``) otherwise. A failure is counted in
     a transaction of its own, committed before the error is raised."""
     account, login = (account or "").strip(), (login or "").strip()
-    key = f"{account}\n{login}".lower()[:200]
     now = db_time(clock.now())
     with transaction(engine) as conn:
+        user = _find(conn, account, login)
+        # one count per user, whether named by UIN or account name; per text typed otherwise
+        key = f"user:{user['id']}" if user else f"name:{account}\n{login}".lower()[:200]
         locked = conn.execute(select(login_failures.c.locked_until).where(
             login_failures.c.key == key)).scalar()
         if locked is not None and locked > now:
             minutes = max(1, -(-int((locked - now).total_seconds()) // 60))
             raise AuthFailed("LoginThrottled", f"登录失败次数过多，请 {minutes} 分钟后再试",
                              f"too many failed logins; try again in {minutes} minutes")
-        user = _find(conn, account, login)
         stored = user and conn.execute(select(user_passwords.c.password_hash).where(
             user_passwords.c.user_id == user["id"])).scalar()
         if stored and _verify(stored, password):

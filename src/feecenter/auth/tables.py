@@ -49,7 +49,8 @@ console_sessions = Table(
     Column("expires_at", DateTime, nullable=False, index=True),
 )
 
-# Failed console logins per "account\nlogin" (lower case): the throttle.
+# Failed console logins per "user:<id>" (or "name:<account>\n<login>", lower case,
+# for names that are no user): the throttle.
 login_failures = Table(
     "login_failures", metadata,
     Column("key", String(200), primary_key=True),
