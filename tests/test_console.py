@@ -244,7 +244,8 @@ def test_logout_without_or_with_a_stale_csrf_token_is_refused(rt, shop):
     http = logged_in(rt)
     page = http.get("/console/")
     stale = csrf_of(page.text)
-    for data, headers in (({}, {}), ({"csrf_token": "x" * 43}, {})):
+    for data, headers in (({}, {}), ({"csrf_token": "x" * 43}, {}), ({"csrf_token": "令牌"}, {}),
+                          ({}, {"X-CSRF-Token": "forged"})):
         refused = http.post("/console/logout", data=data, headers=headers)
         assert refused.status_code == 403 and "请求被拒绝" in refused.text
         assert sessions_count(rt) == 1 and http.get("/console/").status_code == 200
@@ -262,7 +263,7 @@ def test_logout_without_or_with_a_stale_csrf_token_is_refused(rt, shop):
 def test_a_login_post_without_the_forms_token_is_refused(rt, shop):
     http = client(rt)
     token = login_form(http)
-    for sent in ("", "forged-token"):
+    for sent in ("", "forged-token", "令牌"):
         refused = http.post("/console/login", data={
             "account": "acme-cloud", "login": "acme-cloud", "password": PASSWORD,
             "csrf_token": sent})

@@ -135,7 +135,7 @@ def _came_from(request: Request) -> str:
 
 
 def csrf_refused(request: Request) -> HTMLResponse:
-    return render(request, "error.html", status=403, title_id="expired")
+    return render(request, "error.html", status=403)
 
 
 def _login_required(request: Request, exc: LoginRequired) -> Response:
@@ -170,7 +170,7 @@ def login(request: Request, account: Annotated[str, Form(max_length=100)] = "",
           csrf_token: Annotated[str, Form(max_length=100)] = "",
           next: Annotated[str, Form(max_length=2000)] = "") -> Response:  # noqa: A002
     sent = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not (sent and csrf_token and secrets.compare_digest(sent, csrf_token)):
+    if not (sent and csrf_token and secrets.compare_digest(sent.encode(), csrf_token.encode())):
         return csrf_refused(request)
     rt = request.app.state.runtime
     try:
