@@ -147,6 +147,8 @@ def test_only_the_token_digest_is_stored(rt, shop):
     ("acme-cloud", "nobody", PASSWORD),
     ("no-such-account", "acme-cloud", PASSWORD),
     ("999999999999", "acme-cloud", PASSWORD),
+    ("9" * 40, "acme-cloud", PASSWORD),
+    ("acme-cloud", "x" * 500, "y" * 5000),
 ])
 def test_a_wrong_account_user_or_password_is_refused_alike(rt, shop, account, login, password):
     http = client(rt)
@@ -155,6 +157,7 @@ def test_a_wrong_account_user_or_password_is_refused_alike(rt, shop, account, lo
     assert "账号、用户名或密码错误" in response.text and "fc_session" not in response.cookies
     assert sessions_count(rt) == 0
     assert f'value="{account}"' in response.text  # the form keeps what was typed
+    assert response.headers["content-type"].startswith("text/html")
 
 
 def test_a_user_without_a_password_cannot_log_in(rt, shop):

@@ -163,12 +163,12 @@ def _login_page(request: Request, next_path: str | None, error: str | None = Non
     return response
 
 
-@router.post("/login")
-def login(request: Request, account: Annotated[str, Form(max_length=100)] = "",
-          login: Annotated[str, Form(max_length=100)] = "",
-          password: Annotated[str, Form(max_length=1000)] = "",
-          csrf_token: Annotated[str, Form(max_length=100)] = "",
-          next: Annotated[str, Form(max_length=2000)] = "") -> Response:  # noqa: A002
+@router.post("/login")  # any length is answered with the page (the body guard bounds it)
+def login(request: Request, account: Annotated[str, Form()] = "",
+          login: Annotated[str, Form()] = "",
+          password: Annotated[str, Form()] = "",
+          csrf_token: Annotated[str, Form()] = "",
+          next: Annotated[str, Form()] = "") -> Response:  # noqa: A002
     sent = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not (sent and csrf_token and secrets.compare_digest(sent.encode(), csrf_token.encode())):
         return csrf_refused(request)
@@ -187,7 +187,7 @@ def login(request: Request, account: Annotated[str, Form(max_length=100)] = "",
 
 
 @router.post("/logout")
-def logout(request: Request, csrf_token: Annotated[str, Form(max_length=100)] = "",
+def logout(request: Request, csrf_token: Annotated[str, Form()] = "",
            x_csrf_token: Annotated[str | None, Header()] = None) -> Response:
     current = page(request)
     if not current.session.csrf_ok(csrf_token or x_csrf_token):
