@@ -405,6 +405,10 @@ def test_console_responses_carry_the_security_headers(rt, shop):
     assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", page) == []  # no inline script
     assert " style=" not in page and "<style" not in page
     assert http.get("/console").headers["location"] == "/console/"
+    missing = http.get("/console/no-such-page")
+    assert missing.status_code == 404 and "页面不存在" in missing.text
+    assert "frame-ancestors 'none'" in missing.headers["content-security-policy"]
+    assert http.get("/console/static/no-such-file.css").status_code == 404
 
 
 def test_htmx_is_the_vendored_version_the_readme_names():

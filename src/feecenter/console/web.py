@@ -235,6 +235,12 @@ def _overview(current: Page) -> dict:
     return {"account": account, "balance": view, "denied": denied}
 
 
+@router.get("/{unknown:path}")
+def not_found(request: Request, unknown: str) -> HTMLResponse:
+    """Any other console path: a page saying so (last of the console's routes)."""
+    return render(request, "not_found.html", status=404)
+
+
 # ---------------------------------------------------------------- mounting
 
 class SecurityHeaders:
@@ -259,8 +265,9 @@ class SecurityHeaders:
 
 
 def install(app: FastAPI) -> None:
-    app.include_router(router)
+    # the static files first: the router ends with the console's catch-all 404 page
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
+    app.include_router(router)
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_middleware(SecurityHeaders)
 
