@@ -443,16 +443,16 @@ def cli(database_url, monkeypatch, tmp_path):
     monkeypatch.setenv("FEECENTER_HOME", str(tmp_path))
     runner = CliRunner()
 
-    def run(*args, ok=True):
-        result = runner.invoke(app, [str(a) for a in args])
+    def run(*args, ok=True, input=None):  # noqa: A002 - click's name: what stdin reads
+        result = runner.invoke(app, [str(a) for a in args], input=input)
         if result.exception and not isinstance(result.exception, SystemExit):
             raise result.exception
         if ok:
             assert result.exit_code == 0, result.output
         return result
 
-    def run_json(*args, ok=True):
-        result = run(*args, "--json", ok=ok)
+    def run_json(*args, ok=True, input=None):  # noqa: A002
+        result = run(*args, "--json", ok=ok, input=input)
         lines = result.stdout.strip().splitlines()
         assert len(lines) == 1, result.stdout  # exactly one JSON object
         return result.exit_code, json.loads(lines[0])

@@ -21,7 +21,7 @@ ADAPTERS = ("api", "compat", "cli", "console", "simulation")  # simulation: a dr
 KERNEL = ("money", "clock", "errors", "config", "inputs", "periods", "workdays", "runtime",
           "db", "present")
 # adapter -> adapter imports allowed: the composition roots and the shared request plumbing
-COMPOSITION = {("api.app", "compat.endpoint"), ("compat.endpoint", "api.deps"),
+COMPOSITION = {("api.app", "compat.endpoint"), ("api.app", "console.web"), ("compat.endpoint", "api.deps"),
                ("cli.main", "api.app"), ("cli.simulate", "simulation.driver"),
                ("cli.simulate", "simulation.shrink")}
 FAST_DB = ("db.precompiled", "db.sending")

@@ -1,7 +1,12 @@
 """`feecenter demo` builds a consistent sample world (the README's main command)."""
 
+import re
+
 import pytest
 from rich.console import Console
+from starlette.testclient import TestClient
+
+from feecenter.api.app import create_app
 
 from feecenter.db.engine import dispose
 from feecenter.cli.demo import run_demo
@@ -26,6 +31,14 @@ def test_demo_seeds_accounts_orders_and_stays_reconciled(database_url, tmp_path,
     assert f'cat {tls.ca} >> "$(TCCLI_VENV/bin/python -m certifi)"' in text
     assert "tccli billing DescribeAccountBalance --endpoint 127.0.0.1:8000" in text
     assert "Simulated month / 模拟一个月 (8 days)" in text
+    # the web console: its URL and a login of each demo user that works
+    assert "Web console / 控制台: https://127.0.0.1:8000/console/" in text
+    logins = re.findall(r"│ (acme-cloud|zhang-san|new-startup) +│ (\d+) +│ ([\w-]+) +│ (\w+) +│ (\S+) +│",
+                        text)
+    assert {(a, login, role) for a, _, login, role, _ in logins} == {
+        ("acme-cloud", "acme-cloud", "owner"), ("acme-cloud", "acme-finance", "finance"),
+        ("acme-cloud", "acme-readonly", "readonly"), ("zhang-san", "zhang-san", "owner"),
+        ("new-startup", "new-startup", "owner")}
     rt = open_runtime()
     with rt.engine.connect() as conn:
         assert reconcile(conn) == []
@@ -50,4 +63,11 @@ def test_demo_seeds_accounts_orders_and_stays_reconciled(database_url, tmp_path,
     assert deductions.get("hour_h") and deductions.get("hour_d")
     assert in_arrears > 0 and names == ["new-startup"]
     assert resource_states.get("running", 0) >= 4  # acme-cloud's keep running
+    http = TestClient(create_app(rt), base_url="https://127.0.0.1:8000", follow_redirects=False)
+    account, _, login, _, password = logins[0]
+    form = http.get("/console/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+    logged_in = http.post("/console/login", data={"account": account, "login": login,
+                                                  "password": password, "csrf_token": token})
+    assert logged_in.status_code == 303 and http.get("/console/").status_code == 200
     dispose(rt.engine)

@@ -1,4 +1,5 @@
-"""The ASGI application: native REST API, compat endpoint, OpenAPI at /docs.
+"""The ASGI application: native REST API, compat endpoint, OpenAPI at /docs, the web
+console at /console.
 
 /docs and /redoc load Swagger UI and ReDoc from assets shipped in a package
 (fastapi-offline), so they work with no internet."""
@@ -18,6 +19,7 @@ from feecenter.api import orders as order_routes
 from feecenter.api import notifications as notification_routes
 from feecenter.api import usage as usage_routes
 from feecenter.compat import endpoint as compat
+from feecenter.console import web as console
 from feecenter.runtime import Runtime
 
 ROUTERS = (routes.router, catalog_routes.router, order_routes.router, usage_routes.router,
@@ -36,6 +38,7 @@ def create_app(rt: Runtime) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     errors.install_method_routing(app, [route for r in ROUTERS for route in r.routes])
+    console.install(app)  # the web console at /console (docs/console.md)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:

@@ -1,6 +1,7 @@
 """``feecenter demo``: a fresh SQLite database with sample accounts and keys,
-a simulated month of postpaid usage, with instructions printed for calling it
-(the ``demo`` command in cli/main.py then serves it).
+a simulated month of postpaid usage, console passwords (new each run), with
+instructions printed for calling it and logging in to the web console at
+/console/ (the ``demo`` command in cli/main.py then serves it).
 
 The month (``simulate_month``) ends at the real now, so the served API (whose
 signatures use real time) shows it: postpaid resources open on two accounts
@@ -17,6 +18,7 @@ import json
 import os
 import sys
 import random
+import secrets
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -95,6 +97,32 @@ def seed(rt: Runtime) -> list[dict]:
                              "sample_catalog.yaml")
         _sample_orders(conn, clock, acme)
     return rows
+
+
+# who logs in to the web console: (account row index in seed()'s rows, login or None for
+# the owner, role to add or None for an existing user)
+CONSOLE_USERS = [(1, None, None), (1, "acme-finance", None), (1, "acme-readonly", "readonly"),
+                 (2, None, None), (3, None, None)]
+
+
+def console_logins(rt: Runtime, rows: list[dict]) -> list[dict]:
+    """Console passwords (random, new each run) for the owners, acme-cloud's finance
+    sub-user and a readonly sub-user that sees the permission message (ACC-2)."""
+    from feecenter.auth import sessions
+
+    logins = []
+    with transaction(rt.engine) as conn:
+        for row, login, role in CONSOLE_USERS:
+            uin = rows[row]["uin"]
+            if role:
+                accounts.add_user(conn, rt.clock, DEMO_OPERATOR, uin, login, role)
+            password = secrets.token_urlsafe(9)
+            sessions.set_password(conn, rt.clock, DEMO_OPERATOR, uin, login, password)
+            user = accounts.find_user(conn, uin, login)
+            name = accounts.get_account(conn, DEMO_OPERATOR, uin)["name"]
+            logins.append({"account": name, "uin": uin, "login": user["login"],
+                           "password": password, "role": user["role"]})
+    return logins
 
 
 def _sample_orders(conn, clock, uin: int) -> None:
@@ -213,7 +241,9 @@ def run_demo(*, host: str, port: int, console: Console, simulated_days: int = SI
     files = local_tls(settings.home / "tls") if tls else None
     rt = open_runtime(settings)
     rows = seed(rt)
+    logins = console_logins(rt, rows)
     month = simulate_month(rt, rows, days=simulated_days)
+    scheme = "https" if files else "http"
     table = Table(title="演示账号与密钥 / demo accounts and API keys")
     for col in ("who", "uin", "secret_id", "secret_key"):
         table.add_column(col)
@@ -232,10 +262,17 @@ def run_demo(*, host: str, port: int, console: Console, simulated_days: int = SI
         f"in arrears / 欠费: {debtors} ({month['seconds']} s)",
         soft_wrap=True, highlight=False, markup=False)
     bin_dir = Path(sys.executable).parent  # the venv's: commands work without activating it
-    scheme = "https" if files else "http"
     sdk_profile = (f'endpoint="{host}:{port}", certification="{files.ca}"' if files
                    else f'protocol="http", endpoint="{host}:{port}"')
+    console_table = Table(title=f"控制台登录 / web console logins: {scheme}://{host}:{port}/console/")
+    for col in ("account", "uin", "login", "role", "password"):
+        console_table.add_column(col)
+    for login in logins:
+        console_table.add_row(login["account"], str(login["uin"]), login["login"], login["role"],
+                              login["password"])
+    console.print(console_table)
     console.print(f"""
+Web console / 控制台: {scheme}://{host}:{port}/console/  (log in with an account, user name and password above)
 Database / 数据库: {settings.database_url}  (a rerun replaces it and its keys / 重新运行会替换数据库与密钥)
 API: {scheme}://{host}:{port}/api/v1   OpenAPI: {scheme}://{host}:{port}/docs
 Tencent-compatible endpoint / 腾讯云兼容接口: POST {scheme}://{host}:{port}/  (X-TC-Version 2018-07-09)

@@ -111,6 +111,30 @@ def account_add_user(uin: Annotated[int, typer.Option()], login: Annotated[str, 
     _emit(as_json, {"user_id": user_id, "login": login, "role": role})
 
 
+@account_app.command("set-password")
+def account_set_password(
+    uin: Annotated[int, typer.Option()],
+    login: Annotated[Optional[str], typer.Option(help="the user's login (default: the owner)")]
+    = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set a user's web console password (read from a prompt, or the first line of stdin
+    when it is not a terminal); ends the user's open console sessions."""
+    from feecenter.auth import sessions
+    from feecenter.db.engine import transaction
+
+    if sys.stdin.isatty():
+        password = typer.prompt("Password / 密码", hide_input=True,
+                                confirmation_prompt="Repeat / 再次输入")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    with _refusals(as_json):
+        rt = _runtime()
+        with transaction(rt.engine) as conn:
+            user = sessions.set_password(conn, rt.clock, _actor(), uin, login, password)
+    _emit(as_json, {"uin": uin, "login": user, "password_set": True})
+
+
 # ---------------------------------------------------------------- keys and operators
 
 @apikey_app.command("create")

@@ -1,0 +1,33 @@
+"""The customer menu. A page that exists has its path; the others are shown
+disabled until their feature adds the page and sets the path here
+(docs/console.md, "Adding a page")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from feecenter.console.i18n import N_
+
+
+@dataclass(frozen=True)
+class MenuItem:
+    key: str
+    label: str  # an English message id, translated when shown
+    path: str | None  # None: not built yet, shown disabled
+
+
+MENU = (
+    MenuItem("overview", N_("Overview"), "/console/"),
+    MenuItem("transactions", N_("Transactions"), None),
+    MenuItem("bills", N_("Bills"), None),
+    MenuItem("orders", N_("Orders"), None),
+    MenuItem("resources", N_("Resources"), None),
+    MenuItem("coupons", N_("Coupons"), None),
+    MenuItem("arrears", N_("Arrears"), None),
+    MenuItem("users", N_("Users and keys"), None),
+    MenuItem("messages", N_("Messages"), None),
+)
+
+# how a user's role is shown (accounts.permissions.ROLES)
+ROLE_LABELS = {"owner": N_("Owner"), "finance": N_("Finance"), "admin": N_("Administrator"),
+               "readonly": N_("Read-only")}
