@@ -259,3 +259,33 @@ def test_eight_threads_rerunning_an_hour_and_its_late_pass_bill_it_once(quiet):
             settled_accounts.c.uin == uin,
             settled_accounts.c.period_key == "2026-03-02T10")).scalar_one() == 1
     assert_reconciled(rt)
+
+
+@pytest.mark.spec("SET-8", "SET-9")
+def test_revision_0014_writes_the_row_the_late_pass_did_not_write_before_the_fix(quiet):
+    """A database from before the fix: late usage billed by the late pass, and no row for
+    the account and period. Upgrading writes it, so a rerun charges nothing more."""
+    from alembic import command
+
+    from feecenter.db.migrate import alembic_config, upgrade
+
+    rt, uin, rid = quiet
+    s0, e0 = hour(0)
+    ingest(rt, [("late-0", uin, rid, VM, "1", s0, e0)])
+    assert settle_hour(rt, 1)["adjustment_lines"] == 1
+    with rt.engine.begin() as conn:  # as the late pass left it before the fix
+        conn.execute(settled_accounts.delete().where(
+            settled_accounts.c.uin == uin, settled_accounts.c.period_key == "2026-03-02T10"))
+    command.downgrade(alembic_config(rt.engine), "0013")
+    upgrade(rt.engine)
+    with rt.engine.connect() as conn:
+        row = conn.execute(select(settled_accounts.c.amount, settled_accounts.c.txn_id).where(
+            settled_accounts.c.uin == uin,
+            settled_accounts.c.period_key == "2026-03-02T10")).one()
+    [adjustment] = lines(rt, uin)
+    assert (row.amount, row.txn_id) == (50, adjustment["txn_id"])
+    before = state(rt, uin)
+    rt.clock.advance(minutes=30)
+    assert settle(rt, "hour", s0)["accounts"] == 0
+    assert state(rt, uin) == before
+    assert_reconciled(rt)
