@@ -172,3 +172,27 @@ def test_a_line_in_arrears_shows_the_shortfall_as_cash_paid():
     assert (detail["ActionType"], detail["ActionTypeName"], detail["PayTime"]) == (
         "hourd", "按量计费日结", "2026-11-01 00:00:00")
     assert detail["BillId"] == "20261031160000" + "%018d" % 33
+
+
+@pytest.mark.spec("BIL-1")
+def test_a_discounted_lines_contract_price_and_blended_discount_round_half_up():
+    """ContractPrice = list unit price × discount, rounded half-up like every amount
+    (not truncated); BlendedDiscount = RealCost / Cost to 8 decimals, half-up."""
+    from datetime import datetime
+
+    from feecenter.compat.actions import _bill_detail
+
+    line = {"id": 8, "uin": 100000000003, "resource_id": "cvm-x", "resource_name": None,
+            "product_code": "cvm", "product_name": "云服务器", "region": "gz",
+            "region_name": "广州", "billing_item": "instance", "item_name": "实例",
+            "unit": "个", "postpaid_period": "hour", "project_id": 3, "project_name": "默认项目",
+            "cycle": "hour", "kind": "charge", "reason": None, "period_key": "2026-10-31T10",
+            "period_start": datetime(2026, 10, 31, 2), "period_end": datetime(2026, 10, 31, 3),
+            "deducted_at": datetime(2026, 10, 31, 3), "txn_id": 34, "quantity": 1_000_000,
+            "package_quantity": 0, "price_kind": "list", "unit_price": 123,
+            "list_amount": 3, "discount_bp": 8_500, "discounted_amount": 2, "deducted": 0,
+            "statistic_time": datetime(2026, 10, 31, 3), "voucher_paid": 0, "gift_paid": 0,
+            "cash_paid": 0, "credit_paid": 0, "arrears": 0, "stopped_quantity": 0}
+    [c] = _bill_detail(line)["ComponentSet"]
+    assert c["ContractPrice"] == "0.00000105"  # 123 × 0.85 = 104.55 → 105 (1e-8 yuan)
+    assert (c["Discount"], c["BlendedDiscount"]) == ("0.85", "0.66666667")

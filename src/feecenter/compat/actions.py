@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 from feecenter.accounts.permissions import Actor
-from feecenter.catalog.rules import format_quantity
+from feecenter.catalog.rules import div_half_up, format_quantity
 from feecenter.clock import business_time_text, parse_business_time
 from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError, PermissionDenied, invalid
@@ -284,7 +285,17 @@ def _yuan8(micro: int) -> str:
 
 
 def _blended(line: dict) -> str:
-    return f"{line['discounted_amount'] / line['list_amount']:.8f}" if line["list_amount"] else ""
+    """RealCost / Cost with 8 decimals, rounded half-up (exact: no float)."""
+    if not line["list_amount"]:
+        return ""
+    ratio = Decimal(line["discounted_amount"]) / Decimal(line["list_amount"])
+    return str(ratio.quantize(Decimal("1e-8"), rounding=ROUND_HALF_UP))
+
+
+def _discount_text(discount_bp: int) -> str:
+    """A discount in basis points as Tencent writes it: 8500 -> "0.85", 10000 -> "1"."""
+    text = f"{Decimal(discount_bp) / 10_000:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _formula(line: dict) -> str:
@@ -312,14 +323,13 @@ def _bill_detail(line: dict) -> dict:
     # the resource was stopped for arrears (ARR-3: not charged)
     metered, covered = line["quantity"], line["package_quantity"]
     stopped = line["stopped_quantity"]
-    discount = line["discount_bp"] / 10_000
     component = {
         "ComponentCodeName": line["item_name"], "ItemCodeName": line["item_name"],
         "ComponentCode": line["billing_item"], "ItemCode": line["billing_item"],
         "SinglePrice": _yuan8(line["unit_price"]) if listed else "-",
         "SpecifiedPrice": "",
-        "ContractPrice": _yuan8(line["unit_price"] * line["discount_bp"] // 10_000)
-        if listed else "-",  # list price x discount: no such price here
+        "ContractPrice": _yuan8(div_half_up(line["unit_price"] * line["discount_bp"], 10_000))
+        if listed else "-",  # list price x discount, half-up: no such price here
         "PriceUnit": f"元/{unit}" + (f"/{time_unit}" if time_unit else ""),
         # in the item's unit (SET-10): used = what was charged: metered − what resource
         # packages covered − what was used while stopped (ARR-3, in Formula)
@@ -327,7 +337,7 @@ def _bill_detail(line: dict) -> dict:
         "RealTotalMeasure": format_quantity(metered), "DeductedMeasure": format_quantity(covered),
         "TimeSpan": "1" if time_unit else "", "TimeUnitName": time_unit,
         "Cost": _yuan8(line["list_amount"]) if listed else "-",
-        "Discount": f"{discount:g}" if listed else "-",
+        "Discount": _discount_text(line["discount_bp"]) if listed else "-",
         "ReduceType": "折扣" if listed and line["discount_bp"] < 10_000 else "",
         "RealCost": _yuan8(line["discounted_amount"]),
         "VoucherPayAmount": format_yuan(line["voucher_paid"]),
