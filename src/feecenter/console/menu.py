@@ -20,7 +20,7 @@ MENU = (
     MenuItem("overview", N_("Overview"), "/console/"),
     MenuItem("transactions", N_("Transactions"), None),
     MenuItem("bills", N_("Bills"), None),
-    MenuItem("orders", N_("Orders"), None),
+    MenuItem("orders", N_("Orders"), "/console/orders"),
     MenuItem("resources", N_("Resources"), None),
     MenuItem("coupons", N_("Coupons"), None),
     MenuItem("arrears", N_("Arrears"), None),
