@@ -267,6 +267,9 @@ class SecurityHeaders:
 def install(app: FastAPI) -> None:
     # the static files first: the router ends with the console's catch-all 404 page
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
+    from feecenter.console import ledger  # the pages use this module's helpers
+
+    app.include_router(ledger.router)  # before ``router``, which ends with the catch-all
     app.include_router(router)
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_middleware(SecurityHeaders)
