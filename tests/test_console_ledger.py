@@ -165,6 +165,8 @@ def test_hostile_product_and_memo_are_escaped(rt, ledger):
     ("type=bogus", "type", "未知的收支类型", "unknown transaction type"),
     ("page=abc", "page", "页码须为不小于 1 的整数", "The page must be a whole number from 1."),
     ("page=0", "page", "页码须为不小于 1 的整数", "The page must be a whole number from 1."),
+    ("product=cvm%00", "product", "不含控制字符", "without control characters"),
+    ("product=" + "x" * 101, "product", "不超过 100 个字符", "at most 100 characters"),
 ])
 def test_a_malformed_transaction_filter_is_shown_at_its_field(rt, ledger, query, field, zh, en):
     http = logged_in(rt)
@@ -261,6 +263,7 @@ def test_a_hostile_product_and_reason_are_escaped_on_the_bills_page(rt, billed):
 @pytest.mark.parametrize("query, field, zh", [
     ("month=2026-13", "month", "月份格式应为 YYYY-MM"), ("month=２０２６-01", "month", "月份格式应为"),
     ("page=-1", "page", "页码须为不小于 1 的整数"),
+    ("resource=ins%01x", "resource", "不含控制字符"), ("product=%7F", "product", "不含控制字符"),
 ])
 def test_a_malformed_bills_filter_is_shown_at_its_field(rt, billed, query, field, zh):
     http = logged_in(rt)

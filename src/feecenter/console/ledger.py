@@ -27,6 +27,7 @@ from feecenter.console.i18n import N_
 from feecenter.console.web import PREFIX, Page, lang_of, message, page, render
 from feecenter.errors import InvalidInput, PermissionDenied
 from feecenter.funds import service as funds
+from feecenter.inputs import plain_text
 from feecenter.money import format_yuan
 from feecenter.present.bills import NOT_CHARGED_STOPPED
 from feecenter.present.text import rated, time_text
@@ -88,7 +89,8 @@ def _field_error(exc: InvalidInput, lang: str, fields: dict[str, str]) -> tuple[
 # ---------------------------------------------------------------- 收支明细 (transactions)
 
 TRANSACTION_FIELDS = {"start": "start", "end": "end", "action_type": "type", "limit": "page",
-                      "offset": "page"}
+                      "offset": "page", "product": "product"}
+MAX_FILTER = 100  # characters of a product or resource filter (no stored code is longer)
 
 
 def _transaction_filters(request: Request) -> dict[str, str]:
@@ -114,6 +116,7 @@ def _transactions(current: Page) -> tuple[dict, int]:
     result, denied = None, None
     if not errors:
         try:
+            plain_text(filters["product"], "product", MAX_FILTER)  # NUL, controls: refused
             query = _statement_query(filters, (number - 1) * PAGE_SIZE, PAGE_SIZE)
             with rt.engine.connect() as conn:
                 result = funds.list_transactions(conn, current.session.actor,
@@ -219,7 +222,7 @@ def _is_amount(value: str) -> bool:
 # ---------------------------------------------------------------- 账单 (L3 bill lines)
 
 BILL_FIELDS = {"month": "month", "product": "product", "resource_id": "resource",
-               "limit": "page", "offset": "page"}
+               "resource": "resource", "limit": "page", "offset": "page"}
 
 
 def _bills(current: Page) -> tuple[dict, int]:
@@ -230,6 +233,8 @@ def _bills(current: Page) -> tuple[dict, int]:
     result, denied = None, None
     if not errors:
         try:
+            plain_text(filters["product"], "product", MAX_FILTER)
+            plain_text(filters["resource"], "resource", MAX_FILTER)
             with rt.engine.connect() as conn:
                 result = settlement.list_bill_lines(
                     conn, current.session.actor, current.session.actor.uin,
