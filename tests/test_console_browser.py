@@ -1,9 +1,10 @@
 """The console in a real browser: log in (zh-CN), the overview's figures equal the
 balance API's, htmx refreshes them under the console's CSP, switch to English,
-log out. Playwright drives Debian's chromium (FEECENTER_CHROMIUM, else
+log out; a second journey filters 收支明细, downloads its CSV and reads 账单.
+Playwright drives Debian's chromium (FEECENTER_CHROMIUM, else
 ``chromium`` on PATH); without one the test is skipped, except under CI=true,
-where that is a failure (.ci/run installs it). A screenshot of the overview
-goes to artifacts/screenshots/ (git-ignored).
+where that is a failure (.ci/run installs it). Screenshots of the overview
+and of both ledger pages go to artifacts/screenshots/ (git-ignored).
 """
 
 from __future__ import annotations
