@@ -157,6 +157,12 @@ def test_hostile_product_and_memo_are_escaped(rt, ledger):
     page = logged_in(rt).get("/console/transactions").text
     assert XSS not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", page) == []
+    # a hostile filter comes back as the field's value and in the links, escaped
+    reflected = logged_in(rt).get("/console/transactions", params={"product": XSS}).text
+    assert XSS not in reflected
+    assert 'name="product" value="&lt;script&gt;alert(1)&lt;/script&gt;"' in reflected
+    assert 'href="/console/transactions.csv?product=%3Cscript%3Ealert%281%29%3C%2Fscript%3E"' \
+        in reflected
 
 
 @pytest.mark.parametrize("query, field, zh, en", [
