@@ -281,3 +281,14 @@ def test_a_malformed_bills_filter_is_shown_at_its_field(rt, billed, query, field
     http.cookies.set("fc_lang", "en", path="/console")
     if field == "month":
         assert "month must be YYYY-MM" in http.get(f"/console/bills?{query}").text
+
+
+def test_the_csv_ends_where_the_download_started(rt, ledger):
+    """Entries later than the download's start stay out, so that entries posted while it
+    streams cannot shift its batches (set here by moving the clock back: the last two
+    deductions were posted an hour after the 22 of cvm)."""
+    http = logged_in(rt)
+    rt.clock.advance(minutes=-30)
+    response = http.get("/console/transactions.csv?type=deduct")
+    entries = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))[1:]
+    assert len(entries) == 22 and {e[2] for e in entries} == {"cvm"}
