@@ -1,9 +1,10 @@
 """The console in a real browser: log in (zh-CN), the overview's figures equal the
 balance API's, htmx refreshes them under the console's CSP, switch to English,
-log out. Playwright drives Debian's chromium (FEECENTER_CHROMIUM, else
+log out; a second journey filters 收支明细, downloads its CSV and reads 账单.
+Playwright drives Debian's chromium (FEECENTER_CHROMIUM, else
 ``chromium`` on PATH); without one the test is skipped, except under CI=true,
-where that is a failure (.ci/run installs it). A screenshot of the overview
-goes to artifacts/screenshots/ (git-ignored).
+where that is a failure (.ci/run installs it). Screenshots of the overview
+and of both ledger pages go to artifacts/screenshots/ (git-ignored).
 """
 
 from __future__ import annotations
@@ -111,4 +112,88 @@ def test_log_in_read_the_overview_switch_language_log_out(live_server, browser_p
     assert page.locator("h1").inner_text() == "Log in to the console"
     page.goto(f"http://{address}/console/")
     assert "/console/login" in page.url  # the session is gone
+    assert problems == []  # no CSP violation, no script error
+
+
+def test_filter_the_transactions_download_the_csv_and_read_the_bills(live_server, browser_page,
+                                                                     request):
+    """收支明细: filter by type through htmx (the address follows), the rows equal the API's,
+    the CSV downloads with the filtered rows; 账单 shows a month's lines. A screenshot
+    of each page."""
+    import csv
+    import io
+
+    from feecenter.funds import service as funds
+    from tests.helpers import revenue
+    from tests.test_console_ledger import add_line
+
+    runtime, address = live_server
+    uin = new_account(runtime, "ledger-shop")
+    add_cash(runtime, uin, 1_000_00)
+    account = revenue(runtime)
+    with transaction(runtime.engine) as conn:
+        sessions.set_password(conn, runtime.clock, OPS, uin, None, PASSWORD)
+        for n, product in enumerate(("cvm", "cbs", "cvm")):
+            funds.spend(conn, runtime.clock, uin, 12_34 * (n + 1), key=f"journey:{n}",
+                        postpaid=False, revenue_account_id=account, product_code=product)
+    add_line(runtime, uin, 0)
+    add_line(runtime, uin, 1, price_kind="contract", resource_id="ins-stopped",
+             stopped_quantity=500_000)
+    key = api_key(runtime, uin)
+    api = Signed(runtime, TestClient(create_app(runtime), base_url=f"http://{HOST}"), key).send(
+        "GET", f"/api/v1/accounts/{uin}/transactions", query={"type": "deduct"}).json()
+    from playwright.sync_api import expect
+
+    page, problems = browser_page, []
+    page.on("console", lambda msg: msg.type == "error" and problems.append(msg.text))
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.goto(f"http://{address}/console/login")
+    page.fill("input[name=account]", "ledger-shop")
+    page.fill("input[name=login]", "ledger-shop")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"http://{address}/console/")
+
+    page.click("nav.menu >> text=收支明细")
+    page.wait_for_url(f"http://{address}/console/transactions")
+    assert page.locator("h1").inner_text() == "收支明细"
+    expect(page.locator("[data-total]")).to_have_text("共 4 条")  # the top-up and 3 deductions
+    page.select_option("select[name=type]", "deduct")
+    page.click("form.filters button[type=submit]")
+    expect(page.locator("[data-total]")).to_have_text("共 3 条")
+    page.wait_for_url(re.compile(r"/console/transactions\?type=deduct&page=1$"))  # HX-Push-Url
+    amounts = page.locator('td[data-col="amount"]').all_inner_texts()
+    assert [a.replace("¥", "").replace(",", "") for a in amounts] == \
+        [i["amount"] for i in api["items"]] == ["-37.02", "-24.68", "-12.34"]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / f"console-transactions-{request.node.callspec.id}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 0
+
+    with page.expect_download() as started:
+        page.click("a.download")
+    download = started.value
+    assert download.suggested_filename == f"transactions-{uin}.csv"
+    content = Path(download.path()).read_bytes()
+    assert content.startswith(b"\xef\xbb\xbf")
+    header, *entries = csv.reader(io.StringIO(content.decode("utf-8-sig")))
+    assert header[:4] == ["时间", "类型", "产品", "金额（元）"]
+    assert [e[3] for e in entries] == [i["amount"] for i in api["items"]]
+
+    page.click("nav.menu >> text=账单")
+    page.wait_for_url(f"http://{address}/console/bills")
+    assert page.locator("h1").inner_text() == "账单"
+    expect(page.locator("[data-statistic-period]")).to_contain_text("按扣费时间")
+    stopped = page.locator('tr:has(td[data-col="resource"]:text("ins-stopped"))')
+    assert stopped.locator('td[data-col="unit_price"]').inner_text() == "-"  # BIL-6
+    assert "停服期间的用量不计费" in stopped.locator('td[data-col="stopped_quantity"]').inner_text()
+    page.fill("input[name=month]", "2026-13")
+    page.click("form.filters button[type=submit]")
+    expect(page.locator('[data-error="month"]')).to_have_text("月份格式应为 YYYY-MM")
+    shot = ARTIFACTS / f"console-bills-{request.node.callspec.id}.png"
+    page.fill("input[name=month]", "")
+    page.click("form.filters button[type=submit]")
+    expect(page.locator("[data-error]")).to_have_count(0)
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 0
     assert problems == []  # no CSP violation, no script error

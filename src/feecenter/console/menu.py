@@ -18,8 +18,8 @@ class MenuItem:
 
 MENU = (
     MenuItem("overview", N_("Overview"), "/console/"),
-    MenuItem("transactions", N_("Transactions"), None),
-    MenuItem("bills", N_("Bills"), None),
+    MenuItem("transactions", N_("Transactions"), "/console/transactions"),
+    MenuItem("bills", N_("Bills"), "/console/bills"),
     MenuItem("orders", N_("Orders"), "/console/orders"),
     MenuItem("resources", N_("Resources"), None),
     MenuItem("coupons", N_("Coupons"), None),

@@ -268,9 +268,11 @@ def install(app: FastAPI) -> None:
     # the static files first: the router ends with the console's catch-all 404 page
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     # the pages' own modules import this one (render, page), so they are imported here
+    from feecenter.console import ledger
     from feecenter.console import orders as order_pages
 
-    app.include_router(order_pages.router)  # before the router's catch-all 404 page
+    app.include_router(ledger.router)  # before ``router``, which ends with the catch-all
+    app.include_router(order_pages.router)
     app.include_router(router)
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_middleware(SecurityHeaders)
