@@ -7,6 +7,7 @@ good. ``check(engine, model, now, uins)`` runs them all for some accounts
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
 from sqlalchemy import func, select
@@ -26,8 +27,7 @@ def check(engine, model: Model, now, uins: list[int] | None = None, *,
           final: bool = False) -> list[str]:
     with engine.connect() as conn:
         found = [f"BAL-6 reconcile: {d.kind} {d.subject} expected {d.expected} got {d.actual}"
-                 for d in (reconcile(conn) if uins is None else
-                           [d for uin in uins for d in reconcile(conn, uin)])]
+                 for d in reconcile(conn, uins)]
         for name in CHECKS:
             found += CHECKS[name](conn, model, now, uins)
         if final:
@@ -91,9 +91,9 @@ def order_states(conn, model, now, uins) -> list[str]:
     o = orders.c
     rows = {r.id: r for r in conn.execute(select(orders).where(_where(o.uin, uins)))}
     found = []
-    for order_id, expected in model.orders.items():
-        if uins is not None and expected.uin not in uins:
-            continue
+    ids = model.orders if uins is None else [i for uin in uins for i in model.orders_of[uin]]
+    for order_id in ids:
+        expected = model.orders[order_id]
         row = rows.get(order_id)
         if row is None:
             found.append(f"ORD order {order_id} missing")
@@ -106,14 +106,12 @@ def order_states(conn, model, now, uins) -> list[str]:
         if row.paid_at is not None and row.kind in ("new", "renew", "upgrade") and (
                 row.paid_coupon + row.paid_gift + row.paid_cash + row.paid_credit != row.amount):
             found.append(f"ORD-3 parts: order {order_id} parts do not add up to {row.amount}")
-    return found + _one_payment_each(conn, rows)
+    return found + _one_payment_each(conn, rows, uins)
 
 
-def _one_payment_each(conn, rows) -> list[str]:
-    import json
-
+def _one_payment_each(conn, rows, uins) -> list[str]:
     count = defaultdict(int)
-    for (ids,) in conn.execute(select(payments.c.order_ids)):
+    for (ids,) in conn.execute(select(payments.c.order_ids).where(_where(payments.c.uin, uins))):
         for order_id in json.loads(ids):
             count[order_id] += 1
     return [f"ORD-3 payments: order {i} paid by {count[i]} payments" for i, r in rows.items()

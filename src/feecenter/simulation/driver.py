@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from feecenter.clock import FixedClock
 from feecenter.db.engine import dispose, make_engine
+from feecenter.ledger.tables import ledger_transactions
 from feecenter.orders.tables import orders
 from feecenter.resources.tables import resources
 from feecenter.jobs import runner
@@ -37,7 +38,8 @@ class Config:
     hours: int = 72  # simulated hours the operations are spread over
     crash_rate: float = 0.0  # share of retryable operations run in a killed child first
     dup_rate: float = 0.05  # share of retryable operations sent twice
-    sample: int = 2  # accounts checked after each step besides the operation's own
+    sample: int = 1  # random accounts checked after each step besides those it touched
+    touched_cap: int = 32  # at most this many of the accounts a step touched are checked
     full_every: int = 500  # steps between checks of everything
     rerun_settled: bool = False  # settle older periods again (finds a known bug, see docs)
 
@@ -74,6 +76,7 @@ class Summary:
 class _Sim:
     def __init__(self, engine, clock):
         self.engine, self.clock = engine, clock
+        self.last_txn = 0  # the last ledger transaction the checks have seen
 
 
 def run(url: str, config: Config, *, on_step=None) -> Summary:
@@ -162,13 +165,28 @@ def _refresh(sim, model: Model) -> None:
             res.live = state[res.rid] == "running"
 
 
+def _touched(sim) -> set[int]:
+    """The accounts with a ledger transaction written since the last call."""
+    t = ledger_transactions.c
+    with sim.engine.connect() as conn:
+        rows = conn.execute(select(t.id, t.uin).where(t.id > sim.last_txn)).all()
+    sim.last_txn = max((r.id for r in rows), default=sim.last_txn)
+    return {r.uin for r in rows if r.uin is not None}
+
+
 def _check_step(sim, model, config, step, op, result, rng) -> None:
+    """Incremental: the accounts the step touched (its own and any with new ledger
+    transactions: a tick touches many, capped by a seeded sample) and a random one;
+    every ``full_every`` steps, everything."""
     found = [f"job failed: {f}" for f in result.get("failed", [])]
     found += [f"usage rejected: {r}" for r in result.get("rejected", [])]
+    touched = _touched(sim)
     if (step + 1) % config.full_every == 0:
         found += checks.check(sim.engine, model, sim.clock.now())
     else:
-        sample = {op.uin} if op.uin else set()
+        if len(touched) > config.touched_cap:
+            touched = set(rng.sample(sorted(touched), config.touched_cap))
+        sample = touched | ({op.uin} if op.uin else set())
         sample.update(rng.sample(model.uins, min(config.sample, len(model.uins))))
         found += checks.check(sim.engine, model, sim.clock.now(), sorted(sample))
     if found:

@@ -45,7 +45,7 @@ def _buy(rng, model, uin, step, now):
 
 
 def _unpaid(model, uin):
-    return sorted(i for i, o in model.orders.items() if o.uin == uin and o.state == "unpaid")
+    return sorted(i for i in model.orders_of[uin] if model.orders[i].state == "unpaid")
 
 
 def _pay(rng, model, uin, step, now):
@@ -57,13 +57,13 @@ def _pay(rng, model, uin, step, now):
 
 
 def _awaiting(rng, model, uin, step, now):
-    paid = sorted(i for i, o in model.orders.items() if o.state == "paid")
+    paid = sorted(model.awaiting)
     return {"order_id": rng.choice(paid)} if paid else None
 
 
 def _prepaid(model, uin, product=None):
-    return sorted(label for label, r in model.resources.items()
-                  if r.uin == uin and r.pay_mode == "prepaid" and r.live
+    return sorted(label for label in model.labels_of[uin]
+                  if (r := model.resources[label]).pay_mode == "prepaid" and r.live
                   and product in (None, r.product))
 
 
@@ -115,8 +115,8 @@ def _usage(late: bool):
         back = rng.randint(2, 30) if late else 1
         end = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=back - 1)
         start = end - timedelta(hours=1)
-        live = sorted(label for label, r in model.resources.items()
-                      if r.uin == uin and r.pay_mode == "postpaid" and r.live
+        live = sorted(label for label in model.labels_of[uin]
+                      if (r := model.resources[label]).pay_mode == "postpaid" and r.live
                       and r.since <= start)
         if not live:
             return None
