@@ -40,6 +40,7 @@ class Config:
     dup_rate: float = 0.05  # share of retryable operations sent twice
     sample: int = 1  # random accounts checked after each step besides those it touched
     touched_cap: int = 32  # at most this many of the accounts a step touched are checked
+    workers: int = 0  # > 1: that many processes run each batch at once (PostgreSQL only)
     full_every: int = 500  # steps between checks of everything
     rerun_settled: bool = False  # settle older periods again (finds a known bug, see docs)
 
@@ -48,6 +49,10 @@ class Config:
                 f"--ops {self.ops} --hours {self.hours} --crash-rate {self.crash_rate} "
                 f"--dup-rate {self.dup_rate}" + (" --rerun-settled" if self.rerun_settled else ""))
 
+    def workers_option(self) -> str:
+        """A concurrent run's option (its failures need not repeat: docs/simulation.md)."""
+        return f" --workers {self.workers}" if self.workers > 1 else ""
+
 
 class SimulationFailure(AssertionError):
     def __init__(self, config: Config, step: int, op: Op | None, violations: list[str]):
@@ -55,7 +60,7 @@ class SimulationFailure(AssertionError):
         shown = "\n  ".join(violations[:10])
         super().__init__(f"invariant violated at step {step} (seed {config.seed}): "
                          f"{op.to_json() if op else 'final check'}\n  {shown}\n"
-                         f"reproduce: {config.command()}")
+                         f"reproduce: {config.command()}{config.workers_option()}")
 
 
 @dataclass
@@ -67,6 +72,7 @@ class Summary:
     refused: dict = field(default_factory=dict)
     crashes: dict = field(default_factory=dict)
     duplicates: int = 0
+    races: dict = field(default_factory=dict)  # concurrent runs: conflicts retried, …
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -81,6 +87,10 @@ class _Sim:
 
 def run(url: str, config: Config, *, on_step=None) -> Summary:
     """One simulation on the migrated, empty database at ``url``."""
+    if config.workers > 1:
+        from feecenter.simulation import concurrent
+
+        return concurrent.run(url, config, Summary, SimulationFailure)
     started = time.perf_counter()
     engine = make_engine(url)
     try:

@@ -189,9 +189,9 @@ class Model:
                                 since=datetime.fromisoformat(a["at"])))
 
     def _usage(self, op, result):
-        product = self.product_of
+        product, rejected = self.product_of, set(result.get("rejected_ids", ()))
         for event, rid, item, quantity, _start, end in op.args["records"]:
-            if event in self.events:
+            if event in self.events or event in rejected:
                 continue
             self.events.add(event)
             cycle = self.world.product(product[rid]).cycle

@@ -188,7 +188,8 @@ def _usage(rt, uin, a):
         for event, rid, item, quantity, s, e in a["records"])
     result = usage.ingest(rt.engine, rt.clock, OPS, text)
     return {"accepted": result.accepted, "duplicates": result.duplicates,
-            "rejected": [r.reason_en for r in result.rejections]}
+            "rejected": [r.reason_en for r in result.rejections],
+            "rejected_ids": [r.event_id for r in result.rejections]}
 
 
 def _tick(rt, uin, a):

@@ -18,9 +18,11 @@ WEIGHTS = {"adjust": 6, "buy": 8, "pay": 9, "deliver": 3, "fail": 1, "renew": 3,
 KINDS, CUM = list(WEIGHTS), list(WEIGHTS.values())
 
 
-def next_op(rng: random.Random, model: Model, step: int, now: datetime) -> Op:
-    """One operation for ``step`` at ``now``; a kind with nothing to act on becomes a top-up."""
-    uin = rng.choice(model.uins)
+def next_op(rng: random.Random, model: Model, step: int, now: datetime,
+            uins: list[int] | None = None) -> Op:
+    """One operation for ``step`` at ``now`` on one of ``uins`` (default: any account);
+    a kind with nothing to act on becomes a top-up."""
+    uin = rng.choice(uins or model.uins)
     kind = rng.choices(KINDS, CUM)[0]
     args = _ARGS[kind](rng, model, uin, step, now)
     if args is None:
