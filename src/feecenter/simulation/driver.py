@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from feecenter.clock import FixedClock
 from feecenter.db.engine import dispose, make_engine
@@ -41,6 +41,9 @@ class Config:
     sample: int = 1  # random accounts checked after each step besides those it touched
     touched_cap: int = 32  # at most this many of the accounts a step touched are checked
     workers: int = 0  # > 1: that many processes run each batch at once (PostgreSQL only)
+    # SQLite's synchronous pragma for the driver's own connection: NORMAL skips the fsync
+    # of each commit, which only a power cut (not a killed process) can tell apart
+    sqlite_sync: str = "FULL"
     full_every: int = 500  # steps between checks of everything
     rerun_settled: bool = False  # settle older periods again (finds a known bug, see docs)
 
@@ -93,6 +96,9 @@ def run(url: str, config: Config, *, on_step=None) -> Summary:
         return concurrent.run(url, config, Summary, SimulationFailure)
     started = time.perf_counter()
     engine = make_engine(url)
+    if engine.dialect.name == "sqlite" and config.sqlite_sync != "FULL":
+        event.listen(engine, "connect", lambda dbapi, record: dbapi.execute(
+            f"PRAGMA synchronous={config.sqlite_sync}"))
     try:
         sim = _Sim(engine, FixedClock(START))
         world = generate(config.seed, config.accounts)
