@@ -26,7 +26,8 @@ def main() -> None:
         parser.add_argument(f"--{name}", type=int, default=default)
     parser.add_argument("--crash-rate", type=float, default=0.01)
     parser.add_argument("--database")
-    parser.add_argument("--sqlite-sync", default="NORMAL", choices=["FULL", "NORMAL"])
+    parser.add_argument("--durable-commits", action="store_true",
+                        help="flush every commit of the driver's own (default: not)")
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--progress", type=int, default=5000, help="steps between progress lines")
     args = parser.parse_args()
@@ -45,7 +46,7 @@ def main() -> None:
 
     summary = run(url, Config(seed=args.seed, accounts=args.accounts, ops=args.ops,
                               hours=args.hours, crash_rate=args.crash_rate, full_every=10_000,
-                              sqlite_sync=args.sqlite_sync, workers=args.workers),
+                              durable_commits=args.durable_commits, workers=args.workers),
                   on_step=progress)
     wall = time.perf_counter() - started
     print(json.dumps({"backend": url.split(":")[0], "wall_s": round(wall, 1),

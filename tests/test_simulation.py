@@ -33,10 +33,11 @@ def test_one_seed_gives_one_final_state_another_seed_another(database_factory):
 @pytest.mark.slow
 @pytest.mark.spec("BAL-6", "FRZ-3", "ORD-3", "ORD-4", "SET-1", "SET-3", "SET-9", "ARR-3")
 def test_the_ci_run_keeps_every_invariant(database_factory):
-    """PostgreSQL runs fewer operations: ~3x slower a step here (docs/simulation.md)."""
-    ops = 3000 if database_factory.backend == "sqlite" else 1000
-    summary = run(database_factory(), Config(seed=19, accounts=50, ops=ops, hours=96,
-                                             crash_rate=0.01, dup_rate=0.05))
+    """The issue's size on both backends: 50 accounts, 5,000 operations, crashes on.
+    The driver's commits skip the flush to disk (a killed child's do not)."""
+    summary = run(database_factory(), Config(seed=19, accounts=50, ops=5000, hours=96,
+                                             crash_rate=0.01, dup_rate=0.05,
+                                             durable_commits=False))
     assert summary.crashes and summary.kinds["tick"] >= 90
 
 

@@ -55,8 +55,11 @@ def run(url: str, config, summary_cls, failure_cls):
         raise ValueError("concurrent workers need PostgreSQL (SQLite has one writer)")
     started = time.perf_counter()
     # the workers fork before this process opens any connection
-    pool = multiprocessing.get_context("fork").Pool(config.workers, _init, (url,))
+    pool = multiprocessing.get_context("fork").Pool(config.workers, _init,
+                                                    (url, config.durable_commits))
     engine = make_engine(url)
+    if not config.durable_commits:
+        driver._fast_commits(engine)
     try:
         sim = driver._Sim(engine, FixedClock(START))
         world = generate(config.seed, config.accounts)
@@ -73,11 +76,14 @@ def run(url: str, config, summary_cls, failure_cls):
         dispose(engine)
 
 
-def _init(url: str) -> None:
+def _init(url: str, durable: bool) -> None:
     from feecenter.simulation import driver
 
     global _worker
-    _worker = (driver._Sim(make_engine(url), FixedClock(START)), url)
+    engine = make_engine(url)
+    if not durable:
+        driver._fast_commits(engine)
+    _worker = (driver._Sim(engine, FixedClock(START)), url)
 
 
 def _batches(pool, sim, model, config, summary, failure_cls) -> None:
