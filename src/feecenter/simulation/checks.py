@@ -171,11 +171,15 @@ def keys(conn, model, now, uins) -> list[str]:
     if uins is not None:
         return []
     t = ledger_transactions.c
-    written = [k for (k,) in conn.execute(select(t.idempotency_key))]
+    written = defaultdict(int)  # "adj:<step>" -> the transactions whose key is it or ends ":" it
+    for (k,) in conn.execute(select(t.idempotency_key)):
+        at = k.rfind("adj:")
+        if at == 0 or (at > 0 and k[at - 1] == ":"):
+            written[k[at:]] += 1
     found = []
     for key in sorted(model.keys):
         if key.startswith(("adj:",)):
-            n = sum(1 for k in written if k.endswith(f":{key}") or k == key)
+            n = written[key]
             if n != 1:
                 found.append(f"BAL idempotency: key {key} has {n} ledger transactions")
     return found
