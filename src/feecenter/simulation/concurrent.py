@@ -28,10 +28,12 @@ from collections import Counter
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from feecenter.clock import FixedClock
+from feecenter.clock import FixedClock, db_time
 from feecenter.db.engine import dispose, make_engine
+from feecenter.jobs.tables import job_runs
 from feecenter.simulation import checks, faults
 from feecenter.simulation.model import Model
 from feecenter.simulation.ops import KEYED, Op, execute, setup
@@ -66,7 +68,11 @@ def run(url: str, config, summary_cls, failure_cls):
         model = Model.opening(world, setup(sim, world))
         summary = summary_cls(asdict(config), "", config.ops)
         _batches(pool, sim, model, config, summary, failure_cls)
+        ops_ended = sim.clock.now()
         driver._finish(sim, model, config)
+        found = _runs_not_done(engine, ops_ended)
+        if found:
+            raise failure_cls(config, config.ops, None, found)
         summary.state_hash = state_hash(engine)
         summary.seconds = round(time.perf_counter() - started, 2)
         return summary
@@ -74,6 +80,17 @@ def run(url: str, config, summary_cls, failure_cls):
         pool.terminate()
         pool.join()
         dispose(engine)
+
+
+def _runs_not_done(engine, ops_ended: datetime) -> list[str]:
+    """SET-8: after the last two days on the runner, every job run is done (one that
+    lost a race was retried)."""
+    r = job_runs.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(r.job, r.period_key, r.state, r.last_error)
+                            .where(r.state != "done", r.due_at <= db_time(ops_ended))).all()
+    return [f"SET-8 job run {row.job}@{row.period_key} is {row.state}: {row.last_error}"
+            for row in rows]
 
 
 def _init(url: str, durable: bool) -> None:
@@ -221,6 +238,9 @@ def _learn(batch, outcomes, model, kinds, refused, crashes, races) -> list[str]:
             if op.kind == "pay":
                 races["pay refused"] += 1
         found += [f"job failed: {f}" for f in result.get("failed", [])]
+        # a job run that lost a race (settlement run again at the same time) is retried
+        # by the runner after its back-off; the end checks that every run is done
+        races["job runs retried"] += len(result.get("retried", []))
         found += [f"usage rejected: {r}" for r in result.get("rejected", []) if r != RACED_USAGE]
         races["usage raced a release"] += sum(r == RACED_USAGE
                                               for r in result.get("rejected", []))

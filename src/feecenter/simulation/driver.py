@@ -207,7 +207,7 @@ def _check_step(sim, model, config, step, op, result, rng) -> None:
     """Incremental: the accounts the step touched (its own and any with new ledger
     transactions: a tick touches many, capped by a seeded sample) and a random one;
     every ``full_every`` steps, everything."""
-    found = [f"job failed: {f}" for f in result.get("failed", [])]
+    found = [f"job failed: {f}" for f in result.get("failed", []) + result.get("retried", [])]
     found += [f"usage rejected: {r}" for r in result.get("rejected", [])]
     touched = _touched(sim)
     if (step + 1) % config.full_every == 0:

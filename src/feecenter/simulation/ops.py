@@ -196,7 +196,9 @@ def _tick(rt, uin, a):
     """The job runner's pass at this hour: settlement, expiry, arrears, coupons."""
     report = runner.run_pass(rt.engine, rt.clock, worker_id="simulator")
     return {"failed": sorted(f"{o.job}@{o.period_key}: {o.error}" for o in report.runs.outcomes
-                             if o.outcome != "done")}
+                             if o.outcome not in ("done", "retry")),
+            "retried": sorted(f"{o.job}@{o.period_key}: {o.error}" for o in report.runs.outcomes
+                              if o.outcome == "retry")}
 
 
 def _rerun(rt, uin, a):
