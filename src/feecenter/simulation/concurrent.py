@@ -145,7 +145,8 @@ def _batches(pool, sim, model, config, summary, failure_cls) -> None:
             checked = step // config.full_every
             found += checks.check(sim.engine, model, sim.clock.now())
         else:
-            found += checks.check(sim.engine, model, sim.clock.now(), sorted(touched))
+            found += checks.check(sim.engine, model, sim.clock.now(), sorted(touched),
+                                  lines_after=driver._lines_checked(sim))
         if found:
             raise failure_cls(config, batch[-1].step, batch[-1], found)
     summary.kinds, summary.refused, summary.crashes = dict(kinds), dict(refused), dict(crashes)

@@ -14,13 +14,14 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 
 from feecenter.clock import FixedClock
 from feecenter.db.engine import dispose, make_engine
 from feecenter.ledger.tables import ledger_transactions
 from feecenter.orders.tables import orders
 from feecenter.resources.tables import resources
+from feecenter.settlement.tables import bill_lines
 from feecenter.jobs import runner
 from feecenter.simulation import checks, faults
 from feecenter.simulation.model import Model
@@ -87,6 +88,7 @@ class _Sim:
     def __init__(self, engine, clock):
         self.engine, self.clock = engine, clock
         self.last_txn = 0  # the last ledger transaction the checks have seen
+        self.last_line = 0  # the last bill line the checks have judged
 
 
 def run(url: str, config: Config, *, on_step=None) -> Summary:
@@ -203,6 +205,14 @@ def _touched(sim) -> set[int]:
     return {r.uin for r in rows if r.uin is not None}
 
 
+def _lines_checked(sim) -> int:
+    """The last bill line judged so far; the next check starts after the newest now."""
+    after = sim.last_line
+    with sim.engine.connect() as conn:
+        sim.last_line = conn.execute(select(func.max(bill_lines.c.id))).scalar() or 0
+    return after
+
+
 def _check_step(sim, model, config, step, op, result, rng) -> None:
     """Incremental: the accounts the step touched (its own and any with new ledger
     transactions: a tick touches many, capped by a seeded sample) and a random one;
@@ -217,7 +227,8 @@ def _check_step(sim, model, config, step, op, result, rng) -> None:
             touched = set(rng.sample(sorted(touched), config.touched_cap))
         sample = touched | ({op.uin} if op.uin else set())
         sample.update(rng.sample(model.uins, min(config.sample, len(model.uins))))
-        found += checks.check(sim.engine, model, sim.clock.now(), sorted(sample))
+        found += checks.check(sim.engine, model, sim.clock.now(), sorted(sample),
+                              lines_after=_lines_checked(sim))
     if found:
         raise SimulationFailure(config, step, op, found)
 
