@@ -34,7 +34,7 @@ def check(engine, model: Model, now, uins: list[int] | None = None, *,
                  for d in reconcile(conn, uins)]
         for name in CHECKS:
             if name == "bills" and lines_after is not None and uins is not None:
-                found += _judge_lines(model, _new_lines(conn, lines_after))
+                found += _judge_lines(model, *_new_lines(conn, lines_after))
                 continue
             found += CHECKS[name](conn, model, now, uins)
         if final:
@@ -134,19 +134,20 @@ def bills(conn, model, now, uins) -> list[str]:
     return _judge_lines(model, _run(conn, _LINES, uins))
 
 
-def _new_lines(conn, after: int) -> list:
+def _new_lines(conn, after: int) -> tuple[list, set]:
     """The lines written after line ``after``, with every line of their resources (so
-    each of their keys is whole) and of their deductions' transactions; a key pulled in
-    only by a transaction may be partial, which SET-1 and SET-2 (at most) allow."""
+    each of their keys is whole) and of their deductions' transactions (whole too); a
+    key pulled in only by a transaction may be partial, which SET-1 and SET-2 (at most)
+    allow, and a transaction pulled in only by a resource is not judged."""
     new = conn.execute(select(_b.resource_id, _b.txn_id).where(_b.id > after)).all()
     if not new:
-        return []
+        return [], set()
     rids = sorted({r.resource_id for r in new})
     txns = sorted({r.txn_id for r in new if r.txn_id is not None})
-    return conn.execute(_LINES_OF, {"rids": rids, "txns": txns}).all()
+    return conn.execute(_LINES_OF, {"rids": rids, "txns": txns}).all(), set(txns)
 
 
-def _judge_lines(model, lines) -> list[str]:
+def _judge_lines(model, lines, whole_txns: set | None = None) -> list[str]:
     found, rated, txns = [], defaultdict(int), defaultdict(list)
     charges = defaultdict(int)
     for r in lines:
@@ -165,6 +166,8 @@ def _judge_lines(model, lines) -> list[str]:
             found.append(f"SET-2 rated: {key} billed {amount}, the model says "
                          f"{model.rated.get(key, 0)}")
     for key, lines in txns.items():
+        if whole_txns is not None and key[0] not in whole_txns:
+            continue
         if sum(r.deducted for r in lines) != round_rated_to_fen(
                 sum(r.discounted_amount for r in lines)):
             found.append(f"SET-3 one rounding: deduction {key}")
