@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import tempfile
 import time
 
@@ -25,19 +26,37 @@ def main() -> None:
         parser.add_argument(f"--{name}", type=int, default=default)
     parser.add_argument("--crash-rate", type=float, default=0.01)
     parser.add_argument("--database")
+    parser.add_argument("--durable-commits", action="store_true",
+                        help="flush every commit of the driver's own (default: not)")
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--progress", type=int, default=5000, help="steps between progress lines")
     args = parser.parse_args()
     url = args.database or f"sqlite:///{tempfile.mkdtemp()}/simulate.db"
     engine = make_engine(url)
     ensure_schema(engine)
     dispose(engine)
     started = time.perf_counter()
+
+    def progress(step, op, result):  # a run cut short still tells its pace
+        if (step + 1) % args.progress == 0:
+            wall = time.perf_counter() - started
+            print(json.dumps({"step": step + 1, "wall_s": round(wall, 1),
+                              "ops_per_s": round((step + 1) / wall, 1),
+                              "peak_rss_mb": _peak_mb()}), file=sys.stderr, flush=True)
+
     summary = run(url, Config(seed=args.seed, accounts=args.accounts, ops=args.ops,
-                              hours=args.hours, crash_rate=args.crash_rate, full_every=10_000))
+                              hours=args.hours, crash_rate=args.crash_rate, full_every=10_000,
+                              durable_commits=args.durable_commits, workers=args.workers),
+                  on_step=progress)
     wall = time.perf_counter() - started
     print(json.dumps({"backend": url.split(":")[0], "wall_s": round(wall, 1),
                       "ops_per_s": round(args.ops / wall, 1),
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                      "peak_rss_mb": _peak_mb(),
                       "state_hash": summary.state_hash, "crashes": summary.crashes}))
+
+
+def _peak_mb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -29,6 +30,8 @@ def simulate_command(
         help="settle older periods again (the default), or only the period just ended")] = True,
     database: Annotated[Optional[str], typer.Option(help="an empty, migrated database URL")] = None,
     shrink: Annotated[bool, flag("--shrink", help="on failure, look for a smaller one")] = False,
+    workers: Annotated[int, typer.Option(
+        help="PostgreSQL: processes running each batch of operations at once")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Simulate a small cloud from a seed and check the invariants after every step."""
@@ -38,6 +41,11 @@ def simulate_command(
     config = Config(seed=seed, accounts=accounts, ops=ops, hours=hours, crash_rate=crash_rate,
                     dup_rate=dup_rate, rerun_settled=rerun_settled)
     scratch = Path(tempfile.mkdtemp(prefix="feecenter-sim-"))
+    if workers > 1:
+        if not (database or "").startswith("postgresql"):
+            err.print("--workers needs --database postgresql+psycopg://… (SQLite has one writer)")
+            raise typer.Exit(2)
+        config = replace(config, workers=workers)
     try:
         summary = run(database or _fresh(scratch), config)
     except SimulationFailure as failure:

@@ -7,9 +7,11 @@ good. ``check(engine, model, now, uins)`` runs them all for some accounts
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from functools import cache
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from feecenter.ledger.reconcile import reconcile
 from feecenter.ledger.tables import (ledger_accounts, ledger_holds, ledger_postings,
@@ -23,37 +25,47 @@ MONEY_KINDS = ("cash", "gift", "income", "frozen_cash", "frozen_gift", "arrears"
 
 
 def check(engine, model: Model, now, uins: list[int] | None = None, *,
-          final: bool = False) -> list[str]:
+          final: bool = False, lines_after: int | None = None) -> list[str]:
+    """With ``lines_after`` (a bill line id), the bill checks judge the lines written
+    since (of every account), with every line of their resources and transactions,
+    instead of every line of ``uins``: the same rules, on what the step changed."""
     with engine.connect() as conn:
         found = [f"BAL-6 reconcile: {d.kind} {d.subject} expected {d.expected} got {d.actual}"
-                 for d in (reconcile(conn) if uins is None else
-                           [d for uin in uins for d in reconcile(conn, uin)])]
+                 for d in reconcile(conn, uins)]
         for name in CHECKS:
+            if name == "bills" and lines_after is not None and uins is not None:
+                found += _judge_lines(model, *_new_lines(conn, lines_after))
+                continue
             found += CHECKS[name](conn, model, now, uins)
         if final:
             found += all_usage_billed(conn, model)
     return found
 
 
-def _where(column, uins):
-    return column.in_(uins) if uins is not None else column.is_not(None)
+_UINS = bindparam("uins", expanding=True)
+
+
+def _run(conn, build, uins):
+    """``build(where)``'s statement, for some accounts or all (``uins=None``). Each is
+    built once: building costs more than running it on a few accounts."""
+    return conn.execute(_built(build, uins is not None),
+                        {} if uins is None else {"uins": list(uins)})
+
+
+@cache
+def _built(build, scoped: bool):
+    return build(lambda column: column.in_(_UINS) if scoped else column.is_not(None))
 
 
 def balances(conn, model, now, uins) -> list[str]:
     """BAL-1/FRZ: every balance within its rule; frozen equals the open holds; the
     money an account holds is what it brought in, less what it paid, plus refunds."""
-    la = ledger_accounts.c
     held = defaultdict(lambda: defaultdict(int))
-    for uin, kind, balance in conn.execute(select(la.uin, la.kind, la.balance).where(
-            _where(la.uin, uins))):
+    for uin, kind, balance in _run(conn, _BALANCES, uins):
         held[uin][kind] = balance
-    holds = dict(conn.execute(select(ledger_holds.c.uin, func.sum(ledger_holds.c.amount)).where(
-        ledger_holds.c.state == "pending", _where(ledger_holds.c.uin, uins))
-        .group_by(ledger_holds.c.uin)).all())
+    holds = dict(_run(conn, _HOLDS, uins).all())
     paid, refunded = _order_money(conn, uins)
-    deducted = dict(conn.execute(select(bill_lines.c.uin, func.sum(bill_lines.c.deducted))
-                                 .where(_where(bill_lines.c.uin, uins))
-                                 .group_by(bill_lines.c.uin)).all())
+    deducted = dict(_run(conn, _DEDUCTED, uins).all())
     found = []
     for uin in (uins if uins is not None else model.uins):
         b = held[uin]
@@ -73,11 +85,8 @@ def balances(conn, model, now, uins) -> list[str]:
 
 def _order_money(conn, uins):
     """Fen each account paid for delivered orders and got back from refunds and downgrades."""
-    o = orders.c
     paid, refunded = defaultdict(int), defaultdict(int)
-    for row in conn.execute(select(o.uin, o.state, o.kind, o.paid_gift, o.paid_cash,
-                                   o.paid_credit, o.refunded_gift, o.refunded_cash)
-                            .where(_where(o.uin, uins))):
+    for row in _run(conn, _ORDER_MONEY, uins):
         if row.kind in ("refund", "downgrade"):
             refunded[row.uin] += row.refunded_gift + row.refunded_cash
         elif row.state in ("delivered", "refunded"):
@@ -88,12 +97,11 @@ def _order_money(conn, uins):
 def order_states(conn, model, now, uins) -> list[str]:
     """ORD-1..5: each order the model knows has its predicted amount and state; every
     paid order has exactly one payment, and its parts add up to its amount."""
-    o = orders.c
-    rows = {r.id: r for r in conn.execute(select(orders).where(_where(o.uin, uins)))}
+    rows = {r.id: r for r in _run(conn, _ORDERS, uins)}
     found = []
-    for order_id, expected in model.orders.items():
-        if uins is not None and expected.uin not in uins:
-            continue
+    ids = model.orders if uins is None else [i for uin in uins for i in model.orders_of[uin]]
+    for order_id in ids:
+        expected = model.orders[order_id]
         row = rows.get(order_id)
         if row is None:
             found.append(f"ORD order {order_id} missing")
@@ -106,14 +114,12 @@ def order_states(conn, model, now, uins) -> list[str]:
         if row.paid_at is not None and row.kind in ("new", "renew", "upgrade") and (
                 row.paid_coupon + row.paid_gift + row.paid_cash + row.paid_credit != row.amount):
             found.append(f"ORD-3 parts: order {order_id} parts do not add up to {row.amount}")
-    return found + _one_payment_each(conn, rows)
+    return found + _one_payment_each(conn, rows, uins)
 
 
-def _one_payment_each(conn, rows) -> list[str]:
-    import json
-
+def _one_payment_each(conn, rows, uins) -> list[str]:
     count = defaultdict(int)
-    for (ids,) in conn.execute(select(payments.c.order_ids)):
+    for (ids,) in _run(conn, _PAYMENTS, uins):
         for order_id in json.loads(ids):
             count[order_id] += 1
     return [f"ORD-3 payments: order {i} paid by {count[i]} payments" for i, r in rows.items()
@@ -125,13 +131,26 @@ def bills(conn, model, now, uins) -> list[str]:
     """SET-2/3/9: one charge line per resource, item and settled period; Σ lines'
     rated amounts equal the model's; each deduction is its lines' total rounded
     half-up once, and Σ deducted = Σ rated + Σ precision difference."""
-    b = bill_lines.c
+    return _judge_lines(model, _run(conn, _LINES, uins))
+
+
+def _new_lines(conn, after: int) -> tuple[list, set]:
+    """The lines written after line ``after``, with every line of their resources (so
+    each of their keys is whole) and of their deductions' transactions (whole too); a
+    key pulled in only by a transaction may be partial, which SET-1 and SET-2 (at most)
+    allow, and a transaction pulled in only by a resource is not judged."""
+    new = conn.execute(select(_b.resource_id, _b.txn_id).where(_b.id > after)).all()
+    if not new:
+        return [], set()
+    rids = sorted({r.resource_id for r in new})
+    txns = sorted({r.txn_id for r in new if r.txn_id is not None})
+    return conn.execute(_LINES_OF, {"rids": rids, "txns": txns}).all(), set(txns)
+
+
+def _judge_lines(model, lines, whole_txns: set | None = None) -> list[str]:
     found, rated, txns = [], defaultdict(int), defaultdict(list)
     charges = defaultdict(int)
-    for r in conn.execute(select(b.uin, b.resource_id, b.billing_item, b.cycle, b.period_key,
-                                 b.kind, b.product_code, b.quantity, b.package_quantity,
-                                 b.discounted_amount, b.deducted, b.rounding_diff, b.txn_id)
-                          .where(_where(b.uin, uins))):
+    for r in lines:
         key = (r.resource_id, r.billing_item, r.cycle, r.period_key)
         rated[key] += r.discounted_amount + model.line_amount(r.product_code, r.billing_item,
                                                               r.package_quantity)
@@ -147,6 +166,8 @@ def bills(conn, model, now, uins) -> list[str]:
             found.append(f"SET-2 rated: {key} billed {amount}, the model says "
                          f"{model.rated.get(key, 0)}")
     for key, lines in txns.items():
+        if whole_txns is not None and key[0] not in whole_txns:
+            continue
         if sum(r.deducted for r in lines) != round_rated_to_fen(
                 sum(r.discounted_amount for r in lines)):
             found.append(f"SET-3 one rounding: deduction {key}")
@@ -175,11 +196,15 @@ def keys(conn, model, now, uins) -> list[str]:
     if uins is not None:
         return []
     t = ledger_transactions.c
-    written = [k for (k,) in conn.execute(select(t.idempotency_key))]
+    written = defaultdict(int)  # "adj:<step>" -> the transactions whose key is it or ends ":" it
+    for (k,) in conn.execute(select(t.idempotency_key)):
+        at = k.rfind("adj:")
+        if at == 0 or (at > 0 and k[at - 1] == ":"):
+            written[k[at:]] += 1
     found = []
     for key in sorted(model.keys):
         if key.startswith(("adj:",)):
-            n = sum(1 for k in written if k.endswith(f":{key}") or k == key)
+            n = written[key]
             if n != 1:
                 found.append(f"BAL idempotency: key {key} has {n} ledger transactions")
     return found
@@ -192,6 +217,26 @@ def postings_balance(conn, model, now, uins) -> list[str]:
     total = conn.execute(select(func.coalesce(func.sum(ledger_postings.c.amount), 0))).scalar()
     return [] if total == 0 else [f"BAL-6 Σ postings = {total}"]
 
+
+_la, _hd, _o, _b = ledger_accounts.c, ledger_holds.c, orders.c, bill_lines.c
+_BALANCES = lambda where: select(_la.uin, _la.kind, _la.balance).where(where(_la.uin))  # noqa: E731
+_HOLDS = lambda where: (select(_hd.uin, func.sum(_hd.amount))  # noqa: E731
+                        .where(_hd.state == "pending", where(_hd.uin)).group_by(_hd.uin))
+_DEDUCTED = lambda where: (select(_b.uin, func.sum(_b.deducted))  # noqa: E731
+                           .where(where(_b.uin)).group_by(_b.uin))
+_ORDER_MONEY = lambda where: select(  # noqa: E731
+    _o.uin, _o.state, _o.kind, _o.paid_gift, _o.paid_cash, _o.paid_credit, _o.refunded_gift,
+    _o.refunded_cash).where(where(_o.uin))
+_ORDERS = lambda where: select(orders).where(where(_o.uin))  # noqa: E731
+_PAYMENTS = lambda where: select(payments.c.order_ids).where(where(payments.c.uin))  # noqa: E731
+_LINES = lambda where: select(  # noqa: E731
+    _b.uin, _b.resource_id, _b.billing_item, _b.cycle, _b.period_key, _b.kind, _b.product_code,
+    _b.quantity, _b.package_quantity, _b.discounted_amount, _b.deducted, _b.rounding_diff,
+    _b.txn_id).where(where(_b.uin))
+
+_LINES_OF = _LINES(lambda column: column.is_not(None)).where(  # by resource or transaction
+    _b.resource_id.in_(bindparam("rids", expanding=True))
+    | _b.txn_id.in_(bindparam("txns", expanding=True)))
 
 CHECKS = {"balances": balances, "orders": order_states, "bills": bills, "keys": keys,
           "postings": postings_balance}

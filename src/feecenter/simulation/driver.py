@@ -14,12 +14,14 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import event, func, select
 
 from feecenter.clock import FixedClock
 from feecenter.db.engine import dispose, make_engine
+from feecenter.ledger.tables import ledger_transactions
 from feecenter.orders.tables import orders
 from feecenter.resources.tables import resources
+from feecenter.settlement.tables import bill_lines
 from feecenter.jobs import runner
 from feecenter.simulation import checks, faults
 from feecenter.simulation.model import Model
@@ -37,7 +39,13 @@ class Config:
     hours: int = 72  # simulated hours the operations are spread over
     crash_rate: float = 0.0  # share of retryable operations run in a killed child first
     dup_rate: float = 0.05  # share of retryable operations sent twice
-    sample: int = 2  # accounts checked after each step besides the operation's own
+    sample: int = 1  # random accounts checked after each step besides those it touched
+    touched_cap: int = 32  # at most this many of the accounts a step touched are checked
+    workers: int = 0  # > 1: that many processes run each batch at once (PostgreSQL only)
+    # False: the driver's own connections skip the flush to disk at each commit (SQLite
+    # synchronous=NORMAL, PostgreSQL synchronous_commit=off), which only a power cut or a
+    # server crash can tell apart, not a killed client; killed children keep the product's
+    durable_commits: bool = True
     full_every: int = 500  # steps between checks of everything
     rerun_settled: bool = True  # settle older periods again; False: only the one just ended
 
@@ -47,6 +55,10 @@ class Config:
                 f"--dup-rate {self.dup_rate}"
                 + ("" if self.rerun_settled else " --rerun-latest-only"))
 
+    def workers_option(self) -> str:
+        """A concurrent run's option (its failures need not repeat: docs/simulation.md)."""
+        return f" --workers {self.workers}" if self.workers > 1 else ""
+
 
 class SimulationFailure(AssertionError):
     def __init__(self, config: Config, step: int, op: Op | None, violations: list[str]):
@@ -54,7 +66,7 @@ class SimulationFailure(AssertionError):
         shown = "\n  ".join(violations[:10])
         super().__init__(f"invariant violated at step {step} (seed {config.seed}): "
                          f"{op.to_json() if op else 'final check'}\n  {shown}\n"
-                         f"reproduce: {config.command()}")
+                         f"reproduce: {config.command()}{config.workers_option()}")
 
 
 @dataclass
@@ -66,6 +78,7 @@ class Summary:
     refused: dict = field(default_factory=dict)
     crashes: dict = field(default_factory=dict)
     duplicates: int = 0
+    races: dict = field(default_factory=dict)  # concurrent runs: conflicts retried, …
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -75,12 +88,20 @@ class Summary:
 class _Sim:
     def __init__(self, engine, clock):
         self.engine, self.clock = engine, clock
+        self.last_txn = 0  # the last ledger transaction the checks have seen
+        self.last_line = 0  # the last bill line the checks have judged
 
 
 def run(url: str, config: Config, *, on_step=None) -> Summary:
     """One simulation on the migrated, empty database at ``url``."""
+    if config.workers > 1:
+        from feecenter.simulation import concurrent
+
+        return concurrent.run(url, config, Summary, SimulationFailure)
     started = time.perf_counter()
     engine = make_engine(url)
+    if not config.durable_commits:
+        _fast_commits(engine)
     try:
         sim = _Sim(engine, FixedClock(START))
         world = generate(config.seed, config.accounts)
@@ -94,6 +115,19 @@ def run(url: str, config: Config, *, on_step=None) -> Summary:
         return summary
     finally:
         dispose(engine)
+
+
+def _fast_commits(engine) -> None:
+    sqlite = engine.dialect.name == "sqlite"
+
+    @event.listens_for(engine, "connect")
+    def _no_flush(dbapi_conn, _record):  # after the product's own settings
+        if sqlite:
+            dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+        else:
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SET synchronous_commit = off")
+            dbapi_conn.commit()
 
 
 def _steps(url, sim, model, config, summary, on_step) -> None:
@@ -163,15 +197,39 @@ def _refresh(sim, model: Model) -> None:
             res.live = state[res.rid] == "running"
 
 
+def _touched(sim) -> set[int]:
+    """The accounts with a ledger transaction written since the last call."""
+    t = ledger_transactions.c
+    with sim.engine.connect() as conn:
+        rows = conn.execute(select(t.id, t.uin).where(t.id > sim.last_txn)).all()
+    sim.last_txn = max((r.id for r in rows), default=sim.last_txn)
+    return {r.uin for r in rows if r.uin is not None}
+
+
+def _lines_checked(sim) -> int:
+    """The last bill line judged so far; the next check starts after the newest now."""
+    after = sim.last_line
+    with sim.engine.connect() as conn:
+        sim.last_line = conn.execute(select(func.max(bill_lines.c.id))).scalar() or 0
+    return after
+
+
 def _check_step(sim, model, config, step, op, result, rng) -> None:
-    found = [f"job failed: {f}" for f in result.get("failed", [])]
+    """Incremental: the accounts the step touched (its own and any with new ledger
+    transactions: a tick touches many, capped by a seeded sample) and a random one;
+    every ``full_every`` steps, everything."""
+    found = [f"job failed: {f}" for f in result.get("failed", []) + result.get("retried", [])]
     found += [f"usage rejected: {r}" for r in result.get("rejected", [])]
+    touched = _touched(sim)
     if (step + 1) % config.full_every == 0:
         found += checks.check(sim.engine, model, sim.clock.now())
     else:
-        sample = {op.uin} if op.uin else set()
+        if len(touched) > config.touched_cap:
+            touched = set(rng.sample(sorted(touched), config.touched_cap))
+        sample = touched | ({op.uin} if op.uin else set())
         sample.update(rng.sample(model.uins, min(config.sample, len(model.uins))))
-        found += checks.check(sim.engine, model, sim.clock.now(), sorted(sample))
+        found += checks.check(sim.engine, model, sim.clock.now(), sorted(sample),
+                              lines_after=_lines_checked(sim))
     if found:
         raise SimulationFailure(config, step, op, found)
 

@@ -65,6 +65,11 @@ class Model:
     keys: set[str] = field(default_factory=set)  # idempotency keys that took effect
     events: set[str] = field(default_factory=set)
     rerun_settled: bool = True  # the plan settles earlier periods again (else the last only)
+    # indexes, so that a step costs the same at 50 accounts as at 10,000
+    orders_of: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
+    labels_of: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
+    product_of: dict[str, str] = field(default_factory=dict)  # resource id -> product
+    awaiting: set[int] = field(default_factory=set)  # paid orders awaiting manual delivery
 
     @classmethod
     def opening(cls, world: World, uins: list[int]) -> Model:
@@ -103,24 +108,33 @@ class Model:
         at = datetime.fromisoformat(op.args["at"])
         for order_id, rid, (product, spec, count, months, label) in zip(
                 result["order_ids"], result["rids"], op.args["items"]):
-            self.orders[order_id] = Order(op.uin, "new", product, spec, count, months,
-                                          self.prepaid_amount(product, spec, count, months),
-                                          label, at)
-            self.resources[label] = Resource(op.uin, label, product, spec, count, "prepaid",
-                                             rid=rid, live=False)
+            self._order(order_id, Order(op.uin, "new", product, spec, count, months,
+                                        self.prepaid_amount(product, spec, count, months),
+                                        label, at))
+            self._resource(Resource(op.uin, label, product, spec, count, "prepaid", rid=rid,
+                                    live=False))
+
+    def _order(self, order_id: int, order: Order) -> None:
+        self.orders[order_id] = order
+        self.orders_of[order.uin].append(order_id)
+
+    def _resource(self, res: Resource) -> None:
+        self.resources[res.label] = res
+        self.labels_of[res.uin].append(res.label)
+        self.product_of[res.rid] = res.product
 
     def _renew(self, op, result):
         res = self.resources[op.args["label"]]
-        self.orders[result["order_ids"][0]] = Order(
+        self._order(result["order_ids"][0], Order(
             op.uin, "renew", res.product, res.spec, res.count, op.args["months"],
             self.prepaid_amount(res.product, res.spec, res.count, op.args["months"]),
-            res.label, datetime.fromisoformat(op.args["at"]))
+            res.label, datetime.fromisoformat(op.args["at"])))
 
     def _upgrade(self, op, result):
         res = self.resources[op.args["label"]]
-        self.orders[result["order_ids"][0]] = Order(
+        self._order(result["order_ids"][0], Order(
             op.uin, "upgrade", res.product, op.args["spec"], res.count, None, None, res.label,
-            datetime.fromisoformat(op.args["at"]))
+            datetime.fromisoformat(op.args["at"])))
 
     def _pay(self, op, result):
         self.keys.add(op.args["key"])
@@ -129,7 +143,9 @@ class Model:
             order = self.orders[order_id]
             manual = self.world.product(order.product).manual
             order.state = "paid" if manual else "delivered"
-            if not manual:
+            if manual:
+                self.awaiting.add(order_id)
+            else:
                 self._delivered(order, at)
 
     def _delivered(self, order: Order, at: datetime) -> None:
@@ -144,16 +160,18 @@ class Model:
     def _deliver(self, op, result):
         order = self.orders[op.args["order_id"]]
         order.state = "delivered"
+        self.awaiting.discard(op.args["order_id"])
         self._delivered(order, datetime.fromisoformat(op.args["at"]))
 
     def _fail(self, op, result):
         self.orders[op.args["order_id"]].state = "delivery_failed"
+        self.awaiting.discard(op.args["order_id"])
 
     def _refund(self, op, result):
         self.keys.add(op.args["key"])
         res = self.resources[op.args["label"]]
         res.live = False
-        for order in self.orders.values():
+        for order in (self.orders[i] for i in self.orders_of[op.uin]):
             if order.label == res.label and order.state == "delivered":
                 order.state = "refunded"
 
@@ -166,14 +184,14 @@ class Model:
 
     def _open(self, op, result):
         a = op.args
-        self.resources[a["label"]] = Resource(op.uin, a["label"], a["product"], a["spec"],
-                                              a["count"], "postpaid", rid=result["rid"],
-                                              since=datetime.fromisoformat(a["at"]))
+        self._resource(Resource(op.uin, a["label"], a["product"], a["spec"], a["count"],
+                                "postpaid", rid=result["rid"],
+                                since=datetime.fromisoformat(a["at"])))
 
     def _usage(self, op, result):
-        product = {r.rid: r.product for r in self.resources.values() if r.rid}
+        product, rejected = self.product_of, set(result.get("rejected_ids", ()))
         for event, rid, item, quantity, _start, end in op.args["records"]:
-            if event in self.events:
+            if event in self.events or event in rejected:
                 continue
             self.events.add(event)
             cycle = self.world.product(product[rid]).cycle

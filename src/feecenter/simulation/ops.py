@@ -188,14 +188,17 @@ def _usage(rt, uin, a):
         for event, rid, item, quantity, s, e in a["records"])
     result = usage.ingest(rt.engine, rt.clock, OPS, text)
     return {"accepted": result.accepted, "duplicates": result.duplicates,
-            "rejected": [r.reason_en for r in result.rejections]}
+            "rejected": [r.reason_en for r in result.rejections],
+            "rejected_ids": [r.event_id for r in result.rejections]}
 
 
 def _tick(rt, uin, a):
     """The job runner's pass at this hour: settlement, expiry, arrears, coupons."""
     report = runner.run_pass(rt.engine, rt.clock, worker_id="simulator")
     return {"failed": sorted(f"{o.job}@{o.period_key}: {o.error}" for o in report.runs.outcomes
-                             if o.outcome != "done")}
+                             if o.outcome not in ("done", "retry")),
+            "retried": sorted(f"{o.job}@{o.period_key}: {o.error}" for o in report.runs.outcomes
+                              if o.outcome == "retry")}
 
 
 def _rerun(rt, uin, a):

@@ -18,9 +18,11 @@ WEIGHTS = {"adjust": 6, "buy": 8, "pay": 9, "deliver": 3, "fail": 1, "renew": 3,
 KINDS, CUM = list(WEIGHTS), list(WEIGHTS.values())
 
 
-def next_op(rng: random.Random, model: Model, step: int, now: datetime) -> Op:
-    """One operation for ``step`` at ``now``; a kind with nothing to act on becomes a top-up."""
-    uin = rng.choice(model.uins)
+def next_op(rng: random.Random, model: Model, step: int, now: datetime,
+            uins: list[int] | None = None) -> Op:
+    """One operation for ``step`` at ``now`` on one of ``uins`` (default: any account);
+    a kind with nothing to act on becomes a top-up."""
+    uin = rng.choice(uins or model.uins)
     kind = rng.choices(KINDS, CUM)[0]
     args = _ARGS[kind](rng, model, uin, step, now)
     if args is None:
@@ -45,7 +47,7 @@ def _buy(rng, model, uin, step, now):
 
 
 def _unpaid(model, uin):
-    return sorted(i for i, o in model.orders.items() if o.uin == uin and o.state == "unpaid")
+    return sorted(i for i in model.orders_of[uin] if model.orders[i].state == "unpaid")
 
 
 def _pay(rng, model, uin, step, now):
@@ -57,13 +59,13 @@ def _pay(rng, model, uin, step, now):
 
 
 def _awaiting(rng, model, uin, step, now):
-    paid = sorted(i for i, o in model.orders.items() if o.state == "paid")
+    paid = sorted(model.awaiting)
     return {"order_id": rng.choice(paid)} if paid else None
 
 
 def _prepaid(model, uin, product=None):
-    return sorted(label for label, r in model.resources.items()
-                  if r.uin == uin and r.pay_mode == "prepaid" and r.live
+    return sorted(label for label in model.labels_of[uin]
+                  if (r := model.resources[label]).pay_mode == "prepaid" and r.live
                   and product in (None, r.product))
 
 
@@ -115,8 +117,8 @@ def _usage(late: bool):
         back = rng.randint(2, 30) if late else 1
         end = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=back - 1)
         start = end - timedelta(hours=1)
-        live = sorted(label for label, r in model.resources.items()
-                      if r.uin == uin and r.pay_mode == "postpaid" and r.live
+        live = sorted(label for label in model.labels_of[uin]
+                      if (r := model.resources[label]).pay_mode == "postpaid" and r.live
                       and r.since <= start)
         if not live:
             return None
