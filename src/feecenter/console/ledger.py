@@ -29,7 +29,7 @@ from feecenter.errors import InvalidInput, PermissionDenied
 from feecenter.funds import service as funds
 from feecenter.inputs import plain_text
 from feecenter.money import format_yuan
-from feecenter.present.bills import NOT_CHARGED_STOPPED
+from feecenter.present.bills import NOT_CHARGED_STOPPED, line_quantity
 from feecenter.present.text import rated, time_text
 from feecenter.settlement import service as settlement
 
@@ -263,20 +263,15 @@ def _bill_line(line: dict, lang: str) -> dict:
             "period_start_text": time_text(line["period_start"]),
             "period_end_text": time_text(line["period_end"]),
             "deducted_at_text": time_text(line["deducted_at"]),
-            "quantity_text": _quantity(line["quantity"]),
-            "package_text": _quantity(line["package_quantity"]),
-            "stopped_text": _quantity(line["stopped_quantity"]),
+            "quantity_text": line_quantity(line["quantity"]),
+            "package_text": line_quantity(line["package_quantity"]),
+            "stopped_text": line_quantity(line["stopped_quantity"]),
             "unit_price_text": rated(line["unit_price"]) if listed else None,
             "list_amount_text": rated(line["list_amount"]) if listed else None,
             "discount_text": f"{line['discount_bp'] / 10_000:g}" if listed else None,
             "discounted_text": rated(line["discounted_amount"]),
             "stopped_reason": (NOT_CHARGED_STOPPED[0 if lang == "zh-CN" else 1]
                                if line["stopped_quantity"] else None)}
-
-
-def _quantity(micro: int) -> str:
-    """1e-6 units with 6 decimals, as the API writes them (present.bills)."""
-    return rated(micro * 100)[:-2]
 
 
 @router.get("/bills")

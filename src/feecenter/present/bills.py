@@ -20,6 +20,11 @@ NOT_CHARGED_STOPPED = ("资源因欠费停服，停服期间的用量不计费",
                        "used while the resource was stopped for arrears: not charged")
 
 
+def line_quantity(micro: int) -> str:
+    """A quantity stored in 1e-6 units, in the item's unit with 6 decimals (SET-10)."""
+    return format_rated(micro * 100)[:-2]
+
+
 def bill_line_json(line: dict) -> dict:
     out = with_yuan(line, LINE_FEN)
     for name in LINE_RATED:
@@ -27,7 +32,7 @@ def bill_line_json(line: dict) -> dict:
     for name in LINE_TIMES:
         out[name] = business_time_text(line[name])
     for name in LINE_QUANTITIES:
-        out[name] = format_rated(line[name] * 100)[:-2]  # 1e-6 units: 6 decimals
+        out[name] = line_quantity(line[name])
     out["not_charged_reason"] = (" / ".join(NOT_CHARGED_STOPPED) if line["stopped_quantity"]
                                  else None)  # ARR-3
     if line["price_kind"] != "list":  # BIL-6: no list price, discount or original cost

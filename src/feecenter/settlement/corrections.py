@@ -39,7 +39,7 @@ from feecenter.funds import service as funds
 from feecenter.money import RATE_PER_FEN, split_proportionally
 from feecenter.settlement import extensions, rating, rules
 from feecenter.settlement.model import ProductCharge, RatedLine, RunContext
-from feecenter.settlement.posting import _Stamp, _only_item, charges_of, insert_lines
+from feecenter.settlement.posting import Stamp, only_item, charges_of, insert_lines
 from feecenter.settlement.tables import bill_lines
 
 SOURCES = ("voucher_paid", "gift_paid", "cash_paid", "credit_paid", "arrears")
@@ -59,7 +59,7 @@ def credit_back(conn: Connection, clock: Clock, run: RunContext, lines: list[Rat
         if line.key in month.before:
             month.before[line.key] -= line.chargeable
     rating.rate_lines(conn, run.book, lines, month)
-    stamp = _Stamp(conn, run.period, clock.now())
+    stamp = Stamp(conn, run.period, clock.now())
     rows: list[tuple] = []
     for charge in charges_of(run, lines):
         rows += _give_back(conn, clock, run, charge, paid, stamp)
@@ -84,7 +84,7 @@ def _paid(conn: Connection, run: RunContext, lines: list[RatedLine]) -> dict[tup
 
 
 def _give_back(conn: Connection, clock: Clock, run: RunContext, charge: ProductCharge,
-               paid: dict[tuple, list[int]], stamp: _Stamp) -> list[tuple]:
+               paid: dict[tuple, list[int]], stamp: Stamp) -> list[tuple]:
     """Move one transaction's money back and return its negative lines as rows."""
     credits = [min(share.deducted, max(paid[line.key][1], 0))
                for line, share in zip(charge.lines, charge.shares)]
@@ -97,7 +97,7 @@ def _give_back(conn: Connection, clock: Clock, run: RunContext, charge: ProductC
                 if voucher else None)
     coupon = returned.amount if returned is not None else 0
     entry = {"deduct_mode": run.deduct_mode, "product_code": charge.product,
-             "billing_item": _only_item(charge), "memo": run.memo}
+             "billing_item": only_item(charge), "memo": run.memo}
     txn_id = None
     if gift + cash + credit + arrears:  # one return entry, the coupons' share in it (BAL-5)
         txn_id = funds.return_postpaid(
@@ -116,7 +116,7 @@ def _give_back(conn: Connection, clock: Clock, run: RunContext, charge: ProductC
 
 
 def _row(run: RunContext, line: RatedLine, fen: int, parts: list[int], txn_id: int | None,
-         stamp: _Stamp) -> tuple:
+         stamp: Stamp) -> tuple:
     """A negative adjustment line in posting.LINE_COLUMNS order."""
     facts, rate = line.facts, line.rate
     voucher, gift, cash, credit, arrears = (-part for part in parts)

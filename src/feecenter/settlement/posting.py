@@ -82,7 +82,7 @@ def post_lines(conn: Connection, clock: Clock, run: RunContext, lines: list[Rate
     paid = {id(charge): result for charge, result in zip(owing, results)}
     posted = Posted()
     rows: list[tuple] = []
-    stamp = _Stamp(conn, run.period, clock.now())
+    stamp = Stamp(conn, run.period, clock.now())
     for charge in charges:
         result = paid.get(id(charge))
         rows += _line_rows(run, charge, result, stamp)
@@ -101,16 +101,16 @@ def _request(run: RunContext, charge: ProductCharge) -> bulk.SpendRequest:
         uin=charge.uin, amount=charge.due, key=charge.key,
         revenue_account_id=run.revenue[run.book.products[charge.product].entity],
         deduct_mode=run.deduct_mode, product_code=charge.product,
-        billing_item=_only_item(charge), memo=run.memo, coupon=charge.voucher)
+        billing_item=only_item(charge), memo=run.memo, coupon=charge.voucher)
 
 
-def _only_item(charge: ProductCharge) -> str | None:
+def only_item(charge: ProductCharge) -> str | None:
     """The 收支明细 entry names the billing item when the transaction has one (BAL-5)."""
     items = {line.item for line in charge.lines}
     return items.pop() if len(items) == 1 else None
 
 
-class _Stamp:
+class Stamp:
     """The times every line of a chunk carries, converted for the driver once."""
 
     def __init__(self, conn: Connection, period: Period, now: datetime):
@@ -123,7 +123,7 @@ class _Stamp:
 
 
 def _line_rows(run: RunContext, charge: ProductCharge, result: bulk.SpendResult | None,
-               stamp: _Stamp) -> list[tuple]:
+               stamp: Stamp) -> list[tuple]:
     """The charge's L3 lines as rows in LINE_COLUMNS order; sources split over lines."""
     if result is None:  # coupons paid it all (or it rounded to 0: no transaction)
         sources = [charge.voucher, 0, 0, 0, 0]
