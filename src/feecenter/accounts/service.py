@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, insert, or_, select, update
 from stdnum.cn import uscc as uscc_number
 from stdnum.exceptions import ValidationError
 
@@ -98,6 +98,28 @@ def get_account(conn: Connection, actor: Actor, uin: int) -> dict:
     if row is None:
         raise not_found("uin", "账号", "account", uin)
     return dict(row)
+
+
+SEARCH_LIMIT = 50
+
+
+def search_accounts(conn: Connection, actor: Actor, text: str) -> list[dict]:
+    """Operators' account search: ``text`` is a UIN (exact), a USCC (exact, any case),
+    or part of the account name or the verified name (any case); at most
+    ``SEARCH_LIMIT`` accounts, by UIN."""
+    require_operator(actor)
+    text = (text or "").strip()
+    if not 1 <= len(text) <= 100 or not text.isprintable():
+        raise invalid("q", "请输入 1–100 个字符的 UIN、账号名称、实名主体或统一社会信用代码",
+                      "enter a UIN, account name, verified name or USCC of 1-100 characters")
+    c, lowered = customers.c, text.lower()
+    matches = [func.lower(c.name).contains(lowered, autoescape=True),
+               func.lower(c.entity_name).contains(lowered, autoescape=True), c.uscc == text.upper()]
+    if text.isdigit() and len(text) < 19:
+        matches.append(c.uin == int(text))
+    rows = conn.execute(select(customers).where(or_(*matches)).order_by(c.uin)
+                        .limit(SEARCH_LIMIT)).mappings()
+    return [dict(r) for r in rows]
 
 
 def account_state(conn: Connection, clock: Clock, uin: int) -> str:

@@ -36,13 +36,13 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
-from feecenter.accounts.permissions import FINANCE, Actor, require
+from feecenter.accounts.permissions import FINANCE, Actor, require, require_operator
 from feecenter.arrears import rules
 from feecenter.arrears.policy import DEFAULT_POLICIES, PolicyTable
 from feecenter.arrears.tables import account_events, arrears_cases
 from feecenter.catalog import service as catalog
 from feecenter.clock import Clock, business_time_text, db_time, from_db_time
-from feecenter.errors import FeeCenterError
+from feecenter.errors import FeeCenterError, invalid
 from feecenter.ledger.tables import ledger_accounts, ledger_postings, ledger_transactions
 from feecenter.money import format_yuan
 from feecenter.notifications.service import notify
@@ -290,6 +290,18 @@ def list_cases(conn: Connection, actor: Actor, uin: int) -> list[dict]:
     require(actor, uin, FINANCE)
     return [dict(r) for r in conn.execute(select(arrears_cases).where(_C.uin == uin)
                                           .order_by(_C.id)).mappings()]
+
+
+def list_all_cases(conn: Connection, actor: Actor, *, state: str | None = None,
+                   limit: int = 200) -> list[dict]:
+    """Every account's cases (operators), newest first; ``state`` open or closed."""
+    require_operator(actor)
+    if state not in (None, "open", "closed"):
+        raise invalid("state", "欠费状态须为 open 或 closed", "the state is open or closed")
+    stmt = select(arrears_cases).order_by(_C.id.desc()).limit(limit)
+    if state:
+        stmt = stmt.where(_C.state == state)
+    return [dict(r) for r in conn.execute(stmt).mappings()]
 
 
 def list_events(conn: Connection, actor: Actor, uin: int, *, case_id: int | None = None,

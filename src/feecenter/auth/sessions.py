@@ -42,9 +42,9 @@ FAILURE_WINDOW = timedelta(minutes=15)
 LOCKOUT = timedelta(minutes=15)
 MIN_PASSWORD, MAX_PASSWORD = 8, 128
 
-_hasher = PasswordHasher()  # Argon2id with argon2-cffi's defaults (RFC 9106 low-memory)
+HASHER = PasswordHasher()  # Argon2id with argon2-cffi's defaults (RFC 9106 low-memory)
 # verified when the user does not exist, so that a wrong name costs as long as a wrong password
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+DUMMY_HASH = HASHER.hash(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class ConsoleSession:
         return bool(sent) and hmac.compare_digest(sent.encode(), self.csrf_token.encode())
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -79,10 +79,8 @@ def set_password(conn: Connection, clock: Clock, actor: Actor, uin: int, login: 
     roles, every user for itself). Ends the user's open sessions."""
     user = accounts.find_user(conn, uin, login)
     require_manage_user(actor, uin, user["role"], user["id"])
-    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise invalid("password", f"密码须为 {MIN_PASSWORD}–{MAX_PASSWORD} 个字符",
-                      f"a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters")
-    hashed, now = _hasher.hash(password), db_time(clock.now())
+    check_password_length(password)
+    hashed, now = HASHER.hash(password), db_time(clock.now())
     done = conn.execute(update(user_passwords).where(user_passwords.c.user_id == user["id"])
                         .values(password_hash=hashed, updated_at=now)).rowcount
     if not done:
@@ -105,26 +103,37 @@ def log_in(engine: Engine, clock: Clock, account: str, login: str, password: str
         user = _find(conn, account, login)
         # one count per user, whether named by UIN or account name; per text typed otherwise
         key = f"user:{user['id']}" if user else f"name:{account}\n{login}".lower()[:200]
-        locked = conn.execute(select(login_failures.c.locked_until).where(
-            login_failures.c.key == key)).scalar()
-        if locked is not None and locked > now:
-            minutes = max(1, -(-int((locked - now).total_seconds()) // 60))
-            raise AuthFailed("LoginThrottled", f"登录失败次数过多，请 {minutes} 分钟后再试",
-                             f"too many failed logins; try again in {minutes} minutes")
+        refuse_if_locked(conn, key, now)
         stored = user and conn.execute(select(user_passwords.c.password_hash).where(
             user_passwords.c.user_id == user["id"])).scalar()
-        if stored and _verify(stored, password):
-            if _hasher.check_needs_rehash(stored):
+        if stored and verify_password(stored, password):
+            if HASHER.check_needs_rehash(stored):
                 conn.execute(update(user_passwords).where(
                     user_passwords.c.user_id == user["id"]).values(
-                    password_hash=_hasher.hash(password)))
+                    password_hash=HASHER.hash(password)))
             conn.execute(delete(login_failures).where(login_failures.c.key == key))
             return _open(conn, clock, user)
         if not stored:
-            _verify(_DUMMY_HASH, password)
+            verify_password(DUMMY_HASH, password)
     with transaction(engine) as conn:
-        _count_failure(conn, key, now)
+        count_failure(conn, key, now)
     raise AuthFailed("LoginFailed", "账号、用户名或密码错误", "wrong account, user name or password")
+
+
+def check_password_length(password: str) -> None:
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise invalid("password", f"密码须为 {MIN_PASSWORD}–{MAX_PASSWORD} 个字符",
+                      f"a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters")
+
+
+def refuse_if_locked(conn: Connection, key: str, now: datetime) -> None:
+    """AuthFailed (``LoginThrottled``) while ``key`` is locked out."""
+    locked = conn.execute(select(login_failures.c.locked_until).where(
+        login_failures.c.key == key)).scalar()
+    if locked is not None and locked > now:
+        minutes = max(1, -(-int((locked - now).total_seconds()) // 60))
+        raise AuthFailed("LoginThrottled", f"登录失败次数过多，请 {minutes} 分钟后再试",
+                         f"too many failed logins; try again in {minutes} minutes")
 
 
 def _find(conn: Connection, account: str, login: str) -> dict | None:
@@ -136,14 +145,14 @@ def _find(conn: Connection, account: str, login: str) -> dict | None:
     return dict(row) if row is not None and row["status"] != "cancelled" else None
 
 
-def _verify(stored: str, password: str) -> bool:
+def verify_password(stored: str, password: str) -> bool:
     try:
-        return _hasher.verify(stored, password)
+        return HASHER.verify(stored, password)
     except (VerificationError, InvalidHashError):
         return False
 
 
-def _count_failure(conn: Connection, key: str, now: datetime) -> None:
+def count_failure(conn: Connection, key: str, now: datetime) -> None:
     """One more failure of ``key``; the row is made first (concurrent first failures
     make one), then locked and counted."""
     fresh = {"key": key, "failures": 0, "window_start": now, "locked_until": None}
@@ -166,7 +175,7 @@ def _open(conn: Connection, clock: Clock, user: dict) -> NewSession:
         console_sessions.c.expires_at <= now, console_sessions.c.last_seen_at <= now - IDLE)))
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     conn.execute(insert(console_sessions).values(
-        id=_digest(token), user_id=user["id"], csrf_token=csrf, created_at=now,
+        id=token_digest(token), user_id=user["id"], csrf_token=csrf, created_at=now,
         last_seen_at=now, expires_at=now + ABSOLUTE))
     actor = Actor(kind="user", name=user["login"], uin=user["uin"], user_id=user["id"],
                   role=user["role"])
@@ -180,7 +189,7 @@ def current_session(engine: Engine, clock: Clock, token: str | None) -> ConsoleS
     ``IDLE`` or older than ``ABSOLUTE`` (an expired one is deleted)."""
     if not token or len(token) > 200:
         return None
-    now, sid = db_time(clock.now()), _digest(token)
+    now, sid = db_time(clock.now()), token_digest(token)
     with transaction(engine) as conn:
         row = conn.execute(select(console_sessions, users.c.login, users.c.uin, users.c.role,
                                   customers.c.name.label("account_name"))

@@ -58,3 +58,23 @@ login_failures = Table(
     Column("window_start", DateTime, nullable=False),
     Column("locked_until", DateTime, nullable=True),
 )
+
+# Operators' console passwords and sessions (auth/operator_sessions.py), kept apart
+# from customers': an operator session never opens a customer page, nor the reverse.
+operator_passwords = Table(
+    "operator_passwords", metadata,
+    Column("operator_id", IdType, ForeignKey("operators.id"), primary_key=True,
+           autoincrement=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+operator_sessions = Table(
+    "operator_sessions", metadata,
+    Column("id", String(64), primary_key=True),  # SHA-256 of the cookie's token
+    Column("operator_id", IdType, ForeignKey("operators.id"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("last_seen_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False, index=True),
+)

@@ -123,16 +123,20 @@ def account_set_password(
     from feecenter.auth import sessions
     from feecenter.db.engine import transaction
 
-    if sys.stdin.isatty():
-        password = typer.prompt("Password / 密码", hide_input=True,
-                                confirmation_prompt="Repeat / 再次输入")
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
+    password = _read_password()
     with _refusals(as_json):
         rt = _runtime()
         with transaction(rt.engine) as conn:
             user = sessions.set_password(conn, rt.clock, _actor(), uin, login, password)
     _emit(as_json, {"uin": uin, "login": user, "password_set": True})
+
+
+def _read_password() -> str:
+    """From a prompt (twice), or the first line of stdin when it is not a terminal."""
+    if sys.stdin.isatty():
+        return typer.prompt("Password / 密码", hide_input=True,
+                            confirmation_prompt="Repeat / 再次输入")
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 # ---------------------------------------------------------------- keys and operators
@@ -164,6 +168,22 @@ def operator_create(name: Annotated[str, typer.Option()], as_json: JsonOpt = Fal
             op_id, key = auth.create_operator(conn, rt.clock, _actor(), name)
     _emit(as_json, {"operator_id": op_id, "secret_id": key.secret_id,
                     "secret_key": key.secret_key})
+
+
+@operator_app.command("set-password")
+def operator_set_password(name: Annotated[str, typer.Option(help="the operator's name")],
+                          as_json: JsonOpt = False) -> None:
+    """Set an operator's console password (read from a prompt, or the first line of stdin
+    when it is not a terminal); ends its open operator console sessions."""
+    from feecenter.auth import operator_sessions
+    from feecenter.db.engine import transaction
+
+    password = _read_password()
+    with _refusals(as_json):
+        rt = _runtime()
+        with transaction(rt.engine) as conn:
+            operator_sessions.set_password(conn, rt.clock, _actor(), name, password)
+    _emit(as_json, {"operator": name, "password_set": True})
 
 
 # ---------------------------------------------------------------- money

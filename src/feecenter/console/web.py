@@ -273,6 +273,9 @@ def install(app: FastAPI) -> None:
 
     app.include_router(ledger.router)  # before ``router``, which ends with the catch-all
     app.include_router(order_pages.router)
+    from feecenter.console import ops  # the operator console (its own session and menu)
+
+    ops.install(app)
     app.include_router(router)
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_middleware(SecurityHeaders)
