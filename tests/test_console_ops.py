@@ -55,6 +55,13 @@ def client(rt) -> TestClient:
     return TestClient(create_app(rt), follow_redirects=False)
 
 
+def with_cookie(rt, name: str, value: str) -> TestClient:
+    """A new client presenting ``value`` as the cookie ``name`` on every console path."""
+    http = client(rt)
+    http.cookies.set(name, value, domain="testserver.local", path="/console")
+    return http
+
+
 def csrf_of(html: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
@@ -159,16 +166,17 @@ def test_a_customer_session_opens_no_operator_page_and_the_reverse(rt, world):
         assert refused.status_code == 303, path
         assert refused.headers["location"].startswith("/console/ops/login")
     token = customer.cookies.get("fc_session")
-    posted = client(rt).post(f"/console/ops/accounts/{world}/adjust",
-                             cookies={"fc_ops_session": token},
-                             data={"sub_account": "cash", "amount": "1.00", "reason": "x",
+    assert with_cookie(rt, "fc_session", token).get("/console/").status_code == 200
+    posted = with_cookie(rt, "fc_ops_session", token).post(
+        f"/console/ops/accounts/{world}/adjust", data={"sub_account": "cash", "amount": "1.00", "reason": "x",
                                    "idempotency_key": "k", "csrf_token": "x"})
     assert posted.status_code == 303 and "/console/ops/login" in posted.headers["location"]
 
     operator = operator_client(rt)
     assert operator.get("/console/").status_code == 303  # its cookie is not a customer's
     ops_token = operator.cookies.get("fc_ops_session")
-    as_customer = client(rt).get("/console/", cookies={"fc_session": ops_token})
+    assert with_cookie(rt, "fc_ops_session", ops_token).get("/console/ops/").status_code == 200
+    as_customer = with_cookie(rt, "fc_session", ops_token).get("/console/")
     assert as_customer.status_code == 303
     assert as_customer.headers["location"].startswith("/console/login")
     assert row_counts(rt, *WRITES) == before
@@ -309,8 +317,8 @@ def test_eight_concurrent_submits_of_one_form_adjust_once(rt, world):
     statuses = []
 
     def submit(_):
-        response = client(rt).post(f"/console/ops/accounts/{world}/adjust", data=fields,
-                                   cookies={"fc_ops_session": cookie})
+        response = with_cookie(rt, "fc_ops_session", cookie).post(
+            f"/console/ops/accounts/{world}/adjust", data=fields)
         statuses.append((response.status_code, "data-repeat" in response.text))
 
     assert run_threads(8, submit) == []

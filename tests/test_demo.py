@@ -70,4 +70,13 @@ def test_demo_seeds_accounts_orders_and_stays_reconciled(database_url, tmp_path,
     logged_in = http.post("/console/login", data={"account": account, "login": login,
                                                   "password": password, "csrf_token": token})
     assert logged_in.status_code == 303 and http.get("/console/").status_code == 200
+    # the operator console's login works too
+    operator, ops_password = re.search(
+        r"Operator console / 运营控制台: https://127.0.0.1:8000/console/ops/  "
+        r"\(operator ([\w-]+), password (\S+)\)", text).groups()
+    form = http.get("/console/ops/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+    ops_in = http.post("/console/ops/login", data={"name": operator, "password": ops_password,
+                                                   "csrf_token": token})
+    assert ops_in.status_code == 303 and http.get("/console/ops/").status_code == 200
     dispose(rt.engine)

@@ -45,6 +45,7 @@ from feecenter.resources.tables import resources as resources_table
 from feecenter.runtime import Runtime, open_runtime
 
 DEMO_OPERATOR = operator("demo")
+DEMO_OPERATOR_NAME = "demo-operator"  # the operator seed() creates, with a key and a console login
 
 SAMPLE_USCC_BASE = "91310115MA1K4LXK2"  # check digit computed below
 
@@ -73,8 +74,8 @@ def seed(rt: Runtime) -> list[dict]:
         ("new-startup", accounts.NewAccount(name="new-startup"), 0, 50_00),
     ]
     with transaction(rt.engine) as conn:
-        _, ops_key = auth.create_operator(conn, clock, DEMO_OPERATOR, "demo-operator")
-        rows.append({"who": "operator demo-operator", "uin": "-", **ops_key.__dict__})
+        _, ops_key = auth.create_operator(conn, clock, DEMO_OPERATOR, DEMO_OPERATOR_NAME)
+        rows.append({"who": f"operator {DEMO_OPERATOR_NAME}", "uin": "-", **ops_key.__dict__})
         for name, new, cash, gift in samples:
             uin = accounts.create_account(conn, clock, DEMO_OPERATOR, new)
             for sub, amount in (("cash", cash), ("gift", gift)):
@@ -123,6 +124,17 @@ def console_logins(rt: Runtime, rows: list[dict]) -> list[dict]:
             logins.append({"account": name, "uin": uin, "login": user["login"],
                            "password": password, "role": user["role"]})
     return logins
+
+
+def operator_login(rt: Runtime) -> dict:
+    """A console password (random, new each run) for the demo's operator."""
+    from feecenter.auth import operator_sessions
+
+    password = secrets.token_urlsafe(9)
+    with transaction(rt.engine) as conn:
+        operator_sessions.set_password(conn, rt.clock, DEMO_OPERATOR, DEMO_OPERATOR_NAME,
+                                       password)
+    return {"name": DEMO_OPERATOR_NAME, "password": password}
 
 
 def _sample_orders(conn, clock, uin: int) -> None:
@@ -242,6 +254,7 @@ def run_demo(*, host: str, port: int, console: Console, simulated_days: int = SI
     rt = open_runtime(settings)
     rows = seed(rt)
     logins = console_logins(rt, rows)
+    ops_login = operator_login(rt)
     month = simulate_month(rt, rows, days=simulated_days)
     scheme = "https" if files else "http"
     table = Table(title="演示账号与密钥 / demo accounts and API keys")
@@ -273,6 +286,7 @@ def run_demo(*, host: str, port: int, console: Console, simulated_days: int = SI
     console.print(console_table)
     console.print(f"""
 Web console / 控制台: {scheme}://{host}:{port}/console/  (log in with an account, user name and password above)
+Operator console / 运营控制台: {scheme}://{host}:{port}/console/ops/  (operator {ops_login['name']}, password {ops_login['password']})
 Database / 数据库: {settings.database_url}  (a rerun replaces it and its keys / 重新运行会替换数据库与密钥)
 API: {scheme}://{host}:{port}/api/v1   OpenAPI: {scheme}://{host}:{port}/docs
 Tencent-compatible endpoint / 腾讯云兼容接口: POST {scheme}://{host}:{port}/  (X-TC-Version 2018-07-09)
