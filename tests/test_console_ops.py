@@ -405,6 +405,8 @@ def test_failed_jobs_are_listed_and_retried(rt, world):
     assert retried.status_code == 303
     after = http.get(retried.headers["location"])
     assert 'data-retried="1"' in after.text and "data-empty" in after.text
+    audited = http.get("/console/ops/audit", params={"action": "retry_jobs"})
+    assert "operator:alice" in audited.text and "2026-01-01T00" in audited.text
     everything = http.get("/console/ops/jobs")
     assert sorted(re.findall(r'data-state="(\w+)"', everything.text)) == ["done", "pending"]
     bad = http.get("/console/ops/jobs", params={"state": "stuck"})

@@ -26,7 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from feecenter.cli.common import JsonOpt, emit as _emit, flag, out, refusals as _refusals
-from feecenter.cli.common import runtime as _runtime
+from feecenter.cli.common import operator_actor as _actor, runtime as _runtime
 
 jobs_app = typer.Typer(help="Scheduled jobs / 定时任务", no_args_is_help=True)
 
@@ -116,7 +116,8 @@ def retry(job: Annotated[Optional[str], typer.Option(help="only this job")] = No
 
     with _refusals(as_json):
         rt = _runtime()
-        count = runner.retry_failed(rt.engine, rt.clock, job=job, period_key=period)
+        count = runner.retry_failed(rt.engine, rt.clock, job=job, period_key=period,
+                                     actor=_actor())
     _emit(as_json, {"retried": count},
           lambda data: out.print(f"重新排队 / requeued: {data['retried']}", markup=False))
 

@@ -93,7 +93,7 @@ def retry_job(request: Request, job: Annotated[str, Form()] = "",
         if not job or not period:
             raise invalid("job", "请从列表中选择要重试的任务", "choose the run to retry from the list")
         retried = jobs.retry_failed(current.rt.engine, current.rt.clock, job=job,
-                                    period_key=period)
+                                    period_key=period, actor=current.actor)
     except FeeCenterError as exc:
         return refused(request, current, "ops/jobs.html", exc, active="jobs", state="failed",
                        job="", states=jobs.STATES, runs=[], total=0, page=1, pages=1,

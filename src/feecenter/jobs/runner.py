@@ -46,6 +46,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
 
+from feecenter.accounts.permissions import SYSTEM, Actor, require_operator
+from feecenter.audit.service import record_audit
 from feecenter.clock import Clock, FixedClock, db_time, from_db_time, to_utc
 from feecenter.db.engine import transaction
 from feecenter.errors import invalid
@@ -551,8 +553,10 @@ def list_runs(engine: Engine, *, state: str | None = None, job: str | None = Non
 
 
 def retry_failed(engine: Engine, clock: Clock, *, job: str | None = None,
-                 period_key: str | None = None) -> int:
-    """Give ``failed`` runs a fresh set of attempts (operator action); returns how many."""
+                 period_key: str | None = None, actor: Actor = SYSTEM) -> int:
+    """Give ``failed`` runs a fresh set of attempts (operators only, audited); returns
+    how many."""
+    require_operator(actor)
     r = job_runs.c
     conditions = [r.state == "failed"]
     if job:
@@ -560,7 +564,11 @@ def retry_failed(engine: Engine, clock: Clock, *, job: str | None = None,
     if period_key:
         conditions.append(r.period_key == period_key)
     with transaction(engine) as conn:
-        return conn.execute(update(job_runs).where(*conditions).values(
+        retried = conn.execute(update(job_runs).where(*conditions).values(
             state="pending", attempts=0, retry_at=None, finished_at=None, lease_until=None)
         ).rowcount
+        if retried:
+            record_audit(conn, clock, actor, "retry_jobs", None,
+                         {"job": job, "period": period_key, "retried": retried})
+    return retried
 
