@@ -20,10 +20,24 @@ from sqlalchemy import Connection, Engine, delete, insert, or_, select, update
 
 from feecenter.accounts.permissions import Actor, operator, require_operator
 from feecenter.audit.service import record_audit
-from feecenter.auth.sessions import (ABSOLUTE, DUMMY_HASH, HASHER, IDLE, TOUCH_AFTER,
-                                     check_password_length, count_failure, refuse_if_locked,
-                                     token_digest, verify_password)
-from feecenter.auth.tables import login_failures, operator_passwords, operator_sessions, operators
+from feecenter.auth.sessions import (
+    ABSOLUTE,
+    DUMMY_HASH,
+    HASHER,
+    IDLE,
+    TOUCH_AFTER,
+    check_password_length,
+    count_failure,
+    refuse_if_locked,
+    token_digest,
+    verify_password,
+)
+from feecenter.auth.tables import (
+    login_failures,
+    operator_passwords,
+    operator_sessions,
+    operators,
+)
 from feecenter.clock import Clock, db_time
 from feecenter.db.engine import transaction
 from feecenter.errors import AuthFailed, not_found

@@ -110,7 +110,7 @@ def _login_required(request: Request, exc: OpsLoginRequired) -> Response:
 # ---------------------------------------------------------------- login and logout
 
 @router.get("/login")
-def login_form(request: Request, next: str | None = None) -> HTMLResponse:  # noqa: A002
+def login_form(request: Request, next: str | None = None) -> HTMLResponse:
     return _login_page(request, next)
 
 
@@ -127,7 +127,7 @@ def _login_page(request: Request, next_path: str | None, error: str | None = Non
 @router.post("/login")
 def login(request: Request, name: Annotated[str, Form()] = "",
           password: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "",
-          next: Annotated[str, Form()] = "") -> Response:  # noqa: A002
+          next: Annotated[str, Form()] = "") -> Response:
     sent = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not (sent and csrf_token and secrets.compare_digest(sent.encode(), csrf_token.encode())):
         return csrf_refused(request)
