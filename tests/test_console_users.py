@@ -18,6 +18,7 @@ from feecenter.accounts import service as accounts
 from feecenter.accounts.tables import users
 from feecenter.api.app import create_app
 from feecenter.audit.tables import audit_log
+from feecenter.auth import service as auth
 from feecenter.auth.service import NewKey
 from feecenter.auth.tables import api_keys, user_passwords
 from feecenter.db.engine import transaction
@@ -245,3 +246,21 @@ def test_a_post_without_or_with_a_stale_csrf_token_writes_nothing(rt, shop):
     assert fresh.post("/console/users", data={"login": "csrf-victim", "role": "finance",
                                               "csrf_token": stale}).status_code == 403
     assert written(rt) == before
+
+
+@pytest.mark.spec("ACC-2")
+def test_rest_changes_a_role_through_the_same_service(rt, shop):
+    owner = rest(rt, api_key(rt, shop))
+    changed = owner.send("PUT", f"/api/v1/accounts/{shop}/users/acme-finance/role",
+                         {"role": "readonly"})
+    assert changed.status_code == 200 and changed.json()["role"] == "readonly"
+    with transaction(rt.engine) as conn:
+        admin_key = auth.create_api_key(
+            conn, rt.clock, OPS, shop, "acme-admin")
+    before = written(rt)
+    refused = rest(rt, admin_key).send("PUT", f"/api/v1/accounts/{shop}/users/acme-readonly/role",
+                                       {"role": "admin"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "PermissionDenied"
+    assert written(rt) == before
+    page = logged_in(rt).get("/console/users").text
+    assert roles_shown(page)["acme-finance"] == "readonly"
