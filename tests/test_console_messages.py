@@ -46,7 +46,7 @@ def header_count(html: str) -> str:
 
 
 @pytest.mark.spec("ARR-3")
-def test_the_inbox_lists_what_the_rest_api_lists_in_the_pages_language(rt, shop):
+def test_the_inbox_lists_what_the_rest_api_lists_in_the_pages_language(rt, shop):  # noqa: F811 - the fixture imported above
     notify(rt, shop, 3)
     api = rest(rt, api_key(rt, shop))
     with rt.engine.connect() as conn:
@@ -75,7 +75,7 @@ def test_the_inbox_lists_what_the_rest_api_lists_in_the_pages_language(rt, shop)
                                        query={"unread": "true"}).json()["items"]]
 
 
-def test_mark_one_through_htmx_then_all_read(rt, shop):
+def test_mark_one_through_htmx_then_all_read(rt, shop):  # noqa: F811 - the fixture imported above
     notify(rt, shop, 3)
     http = logged_in(rt)
     page = http.get("/console/messages").text
@@ -94,7 +94,7 @@ def test_mark_one_through_htmx_then_all_read(rt, shop):
     assert header_count(http.get("/console/").text) == "0"
 
 
-def test_the_overview_shows_the_latest_five_and_the_header_the_unread_count(rt, shop):
+def test_the_overview_shows_the_latest_five_and_the_header_the_unread_count(rt, shop):  # noqa: F811 - the fixture imported above
     notify(rt, shop, 7)
     http = logged_in(rt)
     overview = http.get("/console/").text
@@ -106,7 +106,7 @@ def test_the_overview_shows_the_latest_five_and_the_header_the_unread_count(rt, 
 
 
 @pytest.mark.spec("ACC-2")
-def test_a_role_sees_only_the_kinds_addressed_to_it_and_cannot_mark_others(rt, shop):
+def test_a_role_sees_only_the_kinds_addressed_to_it_and_cannot_mark_others(rt, shop):  # noqa: F811 - the fixture imported above
     notify(rt, shop, 2)
     readonly = logged_in(rt, "acme-readonly")
     page = readonly.get("/console/messages")
@@ -121,7 +121,7 @@ def test_a_role_sees_only_the_kinds_addressed_to_it_and_cannot_mark_others(rt, s
 
 
 @pytest.mark.parametrize("lang", ["zh-CN", "en"])
-def test_bad_input_and_csrf_mark_nothing(rt, shop, lang):
+def test_bad_input_and_csrf_mark_nothing(rt, shop, lang):  # noqa: F811 - the fixture imported above
     notify(rt, shop, 1)
     http = logged_in(rt)
     http.cookies.set("fc_lang", lang, path="/console")

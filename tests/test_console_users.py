@@ -55,7 +55,7 @@ def actor_of(rt, uin: int, login: str | None):
 
 
 @pytest.mark.spec("ACC-2")
-def test_the_page_lists_the_users_and_keys_the_rest_api_lists(rt, shop):
+def test_the_page_lists_the_users_and_keys_the_rest_api_lists(rt, shop):  # noqa: F811 - the fixture imported above
     owner_key = api_key(rt, shop)
     api = rest(rt, owner_key)
     http = logged_in(rt)
@@ -76,7 +76,7 @@ def test_the_page_lists_the_users_and_keys_the_rest_api_lists(rt, shop):
 
 
 @pytest.mark.spec("ACC-2")
-def test_the_owner_adds_a_sub_user_changes_its_role_and_sets_its_password(rt, shop):
+def test_the_owner_adds_a_sub_user_changes_its_role_and_sets_its_password(rt, shop):  # noqa: F811 - the fixture imported above
     http = logged_in(rt)
     csrf = csrf_of(http.get("/console/users").text)
     added = http.post("/console/users", data={"login": "new-finance", "role": "finance",
@@ -102,7 +102,7 @@ def test_the_owner_adds_a_sub_user_changes_its_role_and_sets_its_password(rt, sh
 
 
 @pytest.mark.spec("ACC-2")
-def test_a_readonly_user_gets_no_buttons_for_others_and_its_posts_are_refused(rt, shop):
+def test_a_readonly_user_gets_no_buttons_for_others_and_its_posts_are_refused(rt, shop):  # noqa: F811 - the fixture imported above
     owner_key = api_key(rt, shop)
     http = logged_in(rt, "acme-readonly")
     page = http.get("/console/users")
@@ -130,7 +130,7 @@ def test_a_readonly_user_gets_no_buttons_for_others_and_its_posts_are_refused(rt
 
 
 @pytest.mark.spec("ACC-2")
-def test_an_admin_manages_only_readonly_users(rt, shop):
+def test_an_admin_manages_only_readonly_users(rt, shop):  # noqa: F811 - the fixture imported above
     http = logged_in(rt, "acme-admin")
     page = http.get("/console/users")
     assert re.findall(r'<select name="role"[^>]*>(.*?)</select>', page.text, re.S)[-1].count(
@@ -149,7 +149,7 @@ def test_an_admin_manages_only_readonly_users(rt, shop):
 
 
 @pytest.mark.spec("ACC-2")
-def test_set_role_follows_may_manage_user(rt, shop):
+def test_set_role_follows_may_manage_user(rt, shop):  # noqa: F811 - the fixture imported above
     owner, admin = actor_of(rt, shop, None), actor_of(rt, shop, "acme-admin")
     with transaction(rt.engine) as conn:
         for actor, login, role in ((admin, "acme-admin", "finance"),  # not itself
@@ -171,7 +171,7 @@ def test_set_role_follows_may_manage_user(rt, shop):
 
 
 @pytest.mark.parametrize("lang", ["zh-CN", "en"])
-def test_bad_input_is_shown_at_its_field_in_the_pages_language(rt, shop, lang):
+def test_bad_input_is_shown_at_its_field_in_the_pages_language(rt, shop, lang):  # noqa: F811 - the fixture imported above
     http = logged_in(rt)
     http.cookies.set("fc_lang", lang, path="/console")
     csrf = csrf_of(http.get("/console/users").text)
@@ -206,7 +206,7 @@ def test_bad_input_is_shown_at_its_field_in_the_pages_language(rt, shop, lang):
 
 
 @pytest.mark.spec("ACC-2")
-def test_a_new_key_shows_its_secret_once_works_and_can_be_disabled(rt, shop):
+def test_a_new_key_shows_its_secret_once_works_and_can_be_disabled(rt, shop):  # noqa: F811 - the fixture imported above
     http = logged_in(rt)
     csrf = csrf_of(http.get("/console/users").text)
     made = http.post("/console/users/keys", data={"login": "acme-finance", "csrf_token": csrf},
@@ -233,7 +233,7 @@ def test_a_new_key_shows_its_secret_once_works_and_can_be_disabled(rt, shop):
     assert api.send("GET", f"/api/v1/accounts/{shop}/balance").status_code == 200
 
 
-def test_a_post_without_or_with_a_stale_csrf_token_writes_nothing(rt, shop):
+def test_a_post_without_or_with_a_stale_csrf_token_writes_nothing(rt, shop):  # noqa: F811 - the fixture imported above
     http = logged_in(rt)
     stale = csrf_of(http.get("/console/users").text)
     fresh = logged_in(rt)
@@ -249,7 +249,7 @@ def test_a_post_without_or_with_a_stale_csrf_token_writes_nothing(rt, shop):
 
 
 @pytest.mark.spec("ACC-2")
-def test_rest_changes_a_role_through_the_same_service(rt, shop):
+def test_rest_changes_a_role_through_the_same_service(rt, shop):  # noqa: F811 - the fixture imported above
     owner = rest(rt, api_key(rt, shop))
     changed = owner.send("PUT", f"/api/v1/accounts/{shop}/users/acme-finance/role",
                          {"role": "readonly"})
