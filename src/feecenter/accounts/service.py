@@ -19,6 +19,7 @@ from feecenter.audit.service import record_audit
 from feecenter.clock import Clock, db_time
 from feecenter.errors import Conflict, invalid, not_found
 from feecenter.funds import service as funds
+from feecenter.inputs import plain_text
 
 FIRST_UIN = 100000000001
 SYSTEM_ACTOR = SYSTEM
@@ -184,6 +185,31 @@ def add_user(conn: Connection, clock: Clock, actor: Actor, uin: int, login: str,
                            .returning(users.c.id)).scalar_one()
     record_audit(conn, clock, actor, "add_user", uin, {"login": login, "role": role})
     return user_id
+
+
+def set_role(conn: Connection, clock: Clock, actor: Actor, uin: int, login: str,
+             role: str) -> dict:
+    """Give the sub-user ``login`` another role (ACC-2). Who may: ``may_manage_user`` for
+    both its present and its new role, never for itself (nobody raises its own rights);
+    the owner's role is fixed. Sessions and API keys read the role at each request, so
+    the change holds at once. Returns the user with its new role."""
+    if role not in ROLES or role == "owner":
+        raise invalid("role", "角色只能为 finance / admin / readonly",
+                      "role must be finance, admin or readonly")
+    require(actor, uin, READ_PROFILE)
+    login = plain_text(login, "login", 100).strip()
+    if not login:
+        raise invalid("login", "请给出用户的登录名", "give the user's login name")
+    user = find_user(conn, uin, login)
+    if user["role"] == "owner":
+        raise invalid("login", "主账号的角色不能更改", "the owner's role cannot be changed")
+    require_manage_user(actor, uin, user["role"], None)
+    require_manage_user(actor, uin, role, None)
+    if user["role"] != role:
+        conn.execute(update(users).where(users.c.id == user["id"]).values(role=role))
+        record_audit(conn, clock, actor, "set_role", uin,
+                     {"login": user["login"], "from": user["role"], "to": role})
+    return {**user, "role": role}
 
 
 def find_user(conn: Connection, uin: int, login: str | None) -> dict:

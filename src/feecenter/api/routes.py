@@ -90,6 +90,18 @@ def add_user(uin: Uin, body: NewUser, rt: Rt, actor: Caller) -> dict:
     return {"user_id": user_id, "login": body.login, "role": body.role}
 
 
+class NewRole(StrictModel):
+    role: Literal["finance", "admin", "readonly"]
+
+
+@router.put("/accounts/{uin}/users/{login}/role", summary="Change a sub-user's role / 更改角色")
+def set_role(uin: Uin, login: Annotated[str, Path(min_length=1, max_length=100)], body: NewRole,
+             rt: Rt, actor: Caller) -> dict:
+    with transaction(rt.engine) as conn:
+        user = accounts.set_role(conn, rt.clock, actor, uin, login, body.role)
+    return {"user_id": user["id"], "login": user["login"], "role": user["role"]}
+
+
 @router.get("/accounts/{uin}/storefronts", summary="Storefronts sharing the fee account (ACC-3)")
 def list_storefronts(uin: Uin, rt: Rt, actor: Caller) -> list[dict]:
     with rt.engine.connect() as conn:

@@ -24,8 +24,8 @@ MENU = (
     MenuItem("resources", N_("Resources"), None),
     MenuItem("coupons", N_("Coupons"), None),
     MenuItem("arrears", N_("Arrears"), None),
-    MenuItem("users", N_("Users and keys"), None),
-    MenuItem("messages", N_("Messages"), None),
+    MenuItem("users", N_("Users and keys"), "/console/users"),
+    MenuItem("messages", N_("Messages"), "/console/messages"),
 )
 
 # how a user's role is shown (accounts.permissions.ROLES)

@@ -27,6 +27,8 @@ from feecenter.console.menu import MENU, ROLE_LABELS
 from feecenter.db.engine import transaction
 from feecenter.errors import AuthFailed, PermissionDenied
 from feecenter.funds import service as funds
+from feecenter.notifications import service as notifications
+from feecenter.present.text import time_text
 
 HERE = Path(__file__).parent
 PREFIX = "/console"
@@ -42,6 +44,7 @@ SECURITY_HEADERS = {
     "referrer-policy": "same-origin",
 }
 
+LATEST_MESSAGES = 5  # the overview's newest in-site messages
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 
@@ -75,8 +78,17 @@ def render(request: Request, template: str, status: int = 200,
     lang = lang_of(request)
     html = _environment(lang).get_template(template).render(
         lang=lang, languages=i18n.LANGUAGES, menu=MENU, roles=ROLE_LABELS, session=session,
-        here=_here(request), path=request.url.path, **context)
+        here=_here(request), path=request.url.path, unread=_unread(request, session), **context)
     return HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
+
+
+def _unread(request: Request, session: ConsoleSession | None) -> int | None:
+    """How many in-site messages the logged-in user has not read (the header's count)."""
+    if session is None or session.actor.kind != "user":
+        return None
+    with request.app.state.runtime.engine.connect() as conn:
+        return notifications.list_messages(conn, session.actor, session.actor.uin, unread_only=True,
+                                           limit=1)["unread"]
 
 
 def message(error, lang: str) -> str:
@@ -232,7 +244,11 @@ def _overview(current: Page) -> dict:
             view, denied = funds.balance_view(conn, rt.clock, actor, actor.uin), None
         except PermissionDenied as exc:  # ACC-2: the service refuses, the page says why
             view, denied = None, message(exc, lang_of(current.request))
-    return {"account": account, "balance": view, "denied": denied}
+        latest = notifications.list_messages(conn, actor, actor.uin, limit=LATEST_MESSAGES,
+                                             locale=lang_of(current.request))["items"]
+    for item in latest:
+        item["created_text"] = time_text(item["created_at"])
+    return {"account": account, "balance": view, "denied": denied, "latest_messages": latest}
 
 
 @router.get("/{unknown:path}")
@@ -269,13 +285,17 @@ def install(app: FastAPI) -> None:
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     # the pages' own modules import this one (render, page), so they are imported here
     from feecenter.console import ledger
+    from feecenter.console import messages as message_pages
     from feecenter.console import orders as order_pages
+    from feecenter.console import users as user_pages
 
     app.include_router(ledger.router)  # before ``router``, which ends with the catch-all
     app.include_router(order_pages.router)
     from feecenter.console import ops  # the operator console (its own session and menu)
 
     ops.install(app)
+    app.include_router(user_pages.router)
+    app.include_router(message_pages.router)
     app.include_router(router)
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_middleware(SecurityHeaders)

@@ -32,7 +32,7 @@ from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import READ_PROFILE, Actor, require, require_operator
 from feecenter.clock import Clock, business_time_text, db_time
 from feecenter.db.engine import transaction
-from feecenter.errors import IdempotencyConflict, invalid, not_found
+from feecenter.errors import IdempotencyConflict, InvalidInput, invalid, not_found
 from feecenter.notifications.recipients import addresses, readable_by
 from feecenter.notifications.senders import OutgoingMessage, PermanentSendError, Sender
 from feecenter.notifications.tables import in_site_messages as _M
@@ -124,18 +124,31 @@ def _existing(conn: Connection, key: str, uin: int, template: str) -> list[int] 
 
 # ---------------------------------------------------------------- reading
 
-def _message_json(row) -> dict:
-    return {"id": row["id"], "template": row["template"], "title": row["title"],
-            "body": row["body"], "created_at": row["created_at"], "read_at": row["read_at"],
+def _message_json(row, locale: str | None = None) -> dict:
+    title, body = _in_locale(row, locale) if locale else (row["title"], row["body"])
+    return {"id": row["id"], "template": row["template"], "title": title,
+            "body": body, "created_at": row["created_at"], "read_at": row["read_at"],
             "read": row["read_at"] is not None}
 
 
+def _in_locale(row, locale: str) -> tuple[str, str]:
+    """Title and body in one language, rendered again from the stored params; the stored
+    bilingual text when that is no longer possible (a template since changed)."""
+    try:
+        rendered = render(row["template"], locale, json.loads(row["params"]))
+    except (InvalidInput, ValueError, TypeError):
+        return row["title"], row["body"]
+    return rendered.subject, rendered.body
+
+
 def list_messages(conn: Connection, actor: Actor, uin: int, unread_only: bool = False,
-                  offset: int = 0, limit: int = 20) -> dict:
+                  offset: int = 0, limit: int = 20, locale: str | None = None) -> dict:
     """A page of the account's in-site messages, newest first, with totals.
 
     Any user of the account may read them (READ_PROFILE), each the kinds addressed
     to its role (``recipients.readable_by``). Read state is kept per account.
+    ``locale`` (zh-CN, en): each title and body in that language only; otherwise
+    both, as stored (zh-CN, then en).
     """
     require(actor, uin, READ_PROFILE)
     if offset < 0:
@@ -150,7 +163,7 @@ def list_messages(conn: Connection, actor: Actor, uin: int, unread_only: bool = 
     rows = conn.execute(select(_M).where(*where).order_by(_M.c.id.desc())
                         .offset(offset).limit(limit)).mappings()
     return {"total": counts[1] if unread_only else counts[0], "unread": counts[1],
-            "items": [_message_json(r) for r in rows]}
+            "items": [_message_json(r, locale) for r in rows]}
 
 
 def mark_read(conn: Connection, clock: Clock, actor: Actor, uin: int,
