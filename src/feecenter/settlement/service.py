@@ -45,6 +45,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from feecenter.accounts.permissions import FINANCE, Actor, require
 from feecenter.catalog import service as catalog
@@ -180,12 +182,14 @@ def _settle_chunk(conn: Connection, clock: Clock, run: RunContext,
 
 
 def _mark_period(conn: Connection, clock: Clock, cycle: str, period: Period) -> None:
-    s = settled_periods.c
-    if conn.execute(select(s.id).where(s.cycle == cycle, s.period_key == period.key)).first():
-        return
-    conn.execute(insert(settled_periods).values(
+    """Mark the period settled, unless it is: insert-if-absent, so runs of one period
+    finishing at once all succeed (the first mark stays; SET-8)."""
+    dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+    conn.execute(dialect_insert(settled_periods).values(
         cycle=cycle, period_key=period.key, period_start=db_time(period.start),
-        period_end=db_time(period.end), completed_at=db_time(clock.now())))
+        period_end=db_time(period.end), completed_at=db_time(clock.now()))
+        .on_conflict_do_nothing(index_elements=[settled_periods.c.cycle,
+                                                settled_periods.c.period_key]))
 
 
 # ---------------------------------------------------------------- late usage (SET-9)
