@@ -270,9 +270,15 @@ def install(app: FastAPI) -> None:
     # the pages' own modules import this one (render, page), so they are imported here
     from feecenter.console import ledger
     from feecenter.console import orders as order_pages
+    from feecenter.console import arrears as arrears_pages
+    from feecenter.console import coupons as coupon_pages
+    from feecenter.console import resources as resource_pages
 
     app.include_router(ledger.router)  # before ``router``, which ends with the catch-all
     app.include_router(order_pages.router)
+    app.include_router(resource_pages.router)
+    app.include_router(coupon_pages.router)
+    app.include_router(arrears_pages.router)
     app.include_router(router)
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_middleware(SecurityHeaders)
