@@ -89,7 +89,8 @@ def test_the_list_shows_what_the_rest_list_shows(rt, store):
     assert page.status_code == 200 and "<h1>资源</h1>" in page.text
     assert 'href="/console/resources" aria-current="page"' in page.text
     api = rest(rt, uin).send("GET", f"/api/v1/accounts/{uin}/resources").json()
-    assert [r["id"] for r in api] == ids
+    assert sorted(r["id"] for r in api) == sorted(ids)
+    assert re.findall(r'<tr data-resource="([^"]+)">', page.text) == [r["id"] for r in api]
     for resource in api:
         row = re.search(rf'<tr data-resource="{resource["id"]}">.*?</tr>', page.text, re.S)[0]
         assert resource["period_end"] in row and "包年包月" in row and "运行中" in row
