@@ -106,7 +106,6 @@ def test_in_arrears_every_coupon_says_it_waits_for_the_repayment(rt, wallet):
 
 
 def test_the_state_filter_and_a_bad_one(rt, wallet):
-    _, ids = wallet
     http = logged_in(rt)
     usable = http.get("/console/coupons?state=unused").text
     assert usable.count("<tr data-coupon=") == 4
@@ -121,7 +120,6 @@ def test_the_state_filter_and_a_bad_one(rt, wallet):
 
 @pytest.mark.spec("CPN-2")
 def test_redeeming_a_code(rt, wallet):
-    uin, _ = wallet
     with transaction(rt.engine) as conn:
         batch = coupons.create_codes(conn, rt.clock, OPS, rules.Terms(
             kind=rules.VOUCHER, pay_mode=rules.PREPAID, face_amount=8_00, valid_days=10),
