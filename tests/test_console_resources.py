@@ -27,7 +27,7 @@ from feecenter.orders.tables import orders as orders_table
 from feecenter.resources import postpaid
 from feecenter.resources import service as resources
 from tests.helpers import (OPS, add_cash, add_gift, api_key, assert_reconciled, buy,
-                           load_sample_catalog, new_account, pay, row_counts)
+                           load_sample_catalog, new_account, pay, row_counts, run_threads)
 from tests.rest_harness import HOST, Signed
 from tests.test_console import XSS, as_yuan_text, csrf_of, figures, logged_in, set_password
 
@@ -313,3 +313,32 @@ def test_refunding_without_the_csrf_token_is_refused(rt, store):
         assert http.post(f"/console/resources/{ids[0]}/renew",
                          data={"months": "1", "csrf_token": token}).status_code == 403
     assert written(rt) == before
+
+
+@pytest.mark.postgres_only
+@pytest.mark.spec("ORD-4")
+def test_eight_concurrent_submits_of_one_refund_form_refund_once(rt, store):
+    uin, ids, _ = store
+    owner = logged_in(rt)
+    page = owner.get(f"/console/resources/{ids[1]}/refund")
+    promised = back(page.text)
+    form = form_of(page.text, f"/console/resources/{ids[1]}/refund")
+    cash = rest(rt, uin).send("GET", f"/api/v1/accounts/{uin}/balance").json()["cash"]
+    before = written(rt)
+    app, shown = create_app(rt), [None] * 8
+
+    def submit(i: int) -> None:
+        http = TestClient(app, base_url="http://testserver", follow_redirects=False,
+                          cookies=dict(owner.cookies.items()))
+        response = http.post(f"/console/resources/{ids[1]}/refund", data=form)
+        assert response.status_code == 200, response.text
+        shown[i] = re.search(r'data-refund="(\d+)"', response.text)[1]
+
+    assert run_threads(8, submit) == []
+    assert len(set(shown)) == 1  # every submit shows the one refund
+    after = written(rt)
+    assert after[0] == before[0] + 1  # one refund order
+    assert after[1] == before[1] + 1 and after[2] == before[2] + 1  # one return, one entry
+    now = rest(rt, uin).send("GET", f"/api/v1/accounts/{uin}/balance").json()["cash"]
+    assert float(now) - float(cash) == float(as_yuan_text(promised["cash"]))
+    assert_reconciled(rt, uin)

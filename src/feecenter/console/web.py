@@ -268,10 +268,10 @@ def install(app: FastAPI) -> None:
     # the static files first: the router ends with the console's catch-all 404 page
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     # the pages' own modules import this one (render, page), so they are imported here
-    from feecenter.console import ledger
-    from feecenter.console import orders as order_pages
     from feecenter.console import arrears as arrears_pages
     from feecenter.console import coupons as coupon_pages
+    from feecenter.console import ledger
+    from feecenter.console import orders as order_pages
     from feecenter.console import resources as resource_pages
 
     app.include_router(ledger.router)  # before ``router``, which ends with the catch-all
