@@ -14,6 +14,7 @@ from feecenter.arrears import service as arrears
 from feecenter.arrears.policy import (COMPUTE_POLICY, DEFAULT_POLICIES, DEFAULT_POLICY,
                                       ArrearsPolicy, PolicyTable)
 from feecenter.catalog import service as catalog
+from feecenter.errors import PermissionDenied
 from feecenter.funds import service as funds
 from feecenter.ledger.reconcile import reconcile
 from feecenter.notifications import service as notifications
@@ -291,3 +292,42 @@ def test_cases_and_events_over_rest(live_server):
     with pytest.raises(Exception) as refused:
         outsider.get(f"/api/v1/accounts/{uin}/arrears/events")
     assert getattr(refused.value, "status", None) == 403
+
+
+@pytest.mark.spec("ARR-3")
+def test_the_next_step_is_what_the_escalation_will_take_and_when():
+    p = COMPUTE_POLICY
+    assert rules.next_step(T0, T0, p, "running", {}) == ("stopped", T0 + 2 * H)
+    assert rules.next_step(T0, T0 + D, p, "stopped", {"stopped": T0 + 2 * H}) == (
+        "destroyed", T0 + 2 * H + 7 * D)
+    late = T0 + 30 * D  # not warned yet: never sooner than a full warning from now
+    assert rules.next_step(T0, late, p, "stopped", {"stopped": late}) == (
+        "destroyed", late + p.destroy_warning)
+    warned = {"stopped": late, "destroy_warning": late}
+    assert rules.next_step(T0, late + H, p, "stopped", warned) == ("destroyed", late + D)
+    assert rules.next_step(T0, late, p, "recycled", {}) is None
+    assert rules.next_step(T0, late, p, "running", {"stopped": T0 + 2 * H}) is None  # restarted
+
+
+@pytest.mark.spec("ARR-3")
+def test_the_outlook_lists_each_resources_next_step_of_the_open_case(owing):
+    rt, uin, ids = owing
+    began = rt.clock.now()
+    with rt.engine.connect() as conn:
+        assert arrears.outlook(conn, rt.clock, SYSTEM, uin) == []  # no case opened yet
+    run(rt)
+    with rt.engine.connect() as conn:
+        steps = {s["resource_id"]: (s["next"], s["at"])
+                 for s in arrears.outlook(conn, rt.clock, SYSTEM, uin)}
+    assert steps == {ids["cvm"]: ("stopped", began + 2 * H), ids["cdb"]: ("stopped", began + 15 * D)}
+    advance(rt, 2 * H)
+    run(rt)
+    with rt.engine.connect() as conn:
+        steps = {s["resource_id"]: (s["next"], s["at"])
+                 for s in arrears.outlook(conn, rt.clock, SYSTEM, uin)}
+    assert steps[ids["cvm"]] == ("destroyed", began + 2 * H + 7 * D)
+    with rt.engine.connect() as conn:
+        reader = accounts.user_actor(conn, accounts.add_user(conn, rt.clock, OPS, uin, "r1",
+                                                             "readonly"))
+        with pytest.raises(PermissionDenied):
+            arrears.outlook(conn, rt.clock, reader, uin)

@@ -107,6 +107,21 @@ def test_state_and_validity_window():
     assert p.paid_by(6) == 10_000  # still inside its window: the end is exclusive
 
 
+@pytest.mark.spec("CPN-3", "ARR-5")
+def test_why_a_coupon_is_unusable_now_is_the_reason_a_payment_gives():
+    cs = [cp(1, state=rules.USED), cp(2, remaining=0), cp(3, state=rules.EXPIRED),
+          cp(4, valid_until=NOW), cp(5, valid_from=NOW + DAY), cp(6),
+          cp(7, pay_mode=rules.POSTPAID)]
+    shown = {c.id: rules.unusable_reason(c, NOW, in_arrears=False) for c in cs}
+    paid = plan(cs, [ln()])
+    assert {cid: r for cid, r in shown.items() if r} == {
+        cid: r for cid, r in paid.skipped.items() if cid != 7}
+    assert shown[6] is None and shown[7] is None  # a postpaid coupon is usable: in settlement
+    owing = rules.unusable_reason(cp(6), NOW, in_arrears=True)
+    assert owing == plan([cp(6)], [ln()], in_arrears=True).skipped[6]
+    assert owing.code == "account_in_arrears"
+
+
 @pytest.mark.spec("CPN-3", "CPN-6")
 def test_threshold_counts_every_order_of_a_merged_payment():
     coupon = cp(1, remaining=2000, threshold=10_000)

@@ -9,7 +9,7 @@ from feecenter.coupons import rules
 from feecenter.coupons import service as coupons
 from feecenter.coupons.tables import coupon_uses
 from feecenter.coupons.tables import coupons as coupons_table
-from feecenter.errors import InvalidInput, NotFound
+from feecenter.errors import Conflict, InvalidInput, NotFound
 from feecenter.funds import service as funds
 from feecenter.funds.tables import statement_entries
 from feecenter.ledger import service as ledger
@@ -255,3 +255,43 @@ def test_prorated_refund_and_downgrade_split_by_what_coupons_gift_and_cash_paid(
     assert balance(rt, uin).cash == (2_000_00 - 1068_00 + down["refunded_cash"]
                                      + refund["refunded_cash"])
     assert_reconciled(rt)
+
+
+def refund_preview(rt, uin, resource_id) -> dict:
+    with rt.engine.connect() as conn:
+        return orders.preview_refund(conn, rt.clock, SYSTEM, uin, resource_id)
+
+
+@pytest.mark.spec("ORD-4")
+@pytest.mark.parametrize("days, full", [(2, True), (40, False)])
+def test_the_refund_preview_is_what_the_refund_then_gives_back(shop, days, full):
+    rt = shop
+    uin = new_account(rt)
+    add_cash(rt, uin, 2_000_00)
+    add_gift(rt, uin, 56_00)
+    grant(rt, uin, kind=rules.CASH, face=60_00)
+    grant(rt, uin, face=40_00)  # a voucher: its part is not returned
+    (order_id,) = buy(rt, uin, months=3)  # 534.00: 100 coupons, 56 gift, 378 cash
+    pay(rt, uin, [order_id])
+    resource_id = order(rt, uin, order_id)["resource_id"]
+    rt.clock.advance(days=days)
+    before = row_counts(rt, ledger_transactions, statement_entries, coupon_uses)
+    shown = refund_preview(rt, uin, resource_id)
+    assert row_counts(rt, ledger_transactions, statement_entries, coupon_uses) == before
+    assert shown["full"] is full and shown["window_days"] == 5
+    view = balance(rt, uin)
+    with rt.engine.begin() as conn:
+        refund_id = orders.refund_resource(conn, rt.clock, SYSTEM, uin, resource_id, key="r1")
+    refund = order(rt, uin, refund_id)
+    after = balance(rt, uin)
+    assert (shown["gift"], shown["cash"]) == (refund["refunded_gift"], refund["refunded_cash"])
+    assert (after.gift - view.gift, after.cash - view.cash) == (shown["gift"], shown["cash"])
+    assert shown["coupon"] + shown["coupon_kept"] == -refund["paid_coupon"]
+    with rt.engine.connect() as conn:
+        cash_coupon = coupons.list_coupons(conn, rt.clock, SYSTEM, uin,
+                                           coupons.CouponQuery(kind=rules.CASH))["items"][0]
+    assert cash_coupon["remaining"] == shown["coupon"] > 0
+    if full:
+        assert (shown["gift"], shown["cash"], shown["coupon"]) == (56_00, 378_00, 60_00)
+    with pytest.raises(Conflict):  # released: no preview either
+        refund_preview(rt, uin, resource_id)

@@ -40,3 +40,11 @@ def list_events(uin: Uin, rt: Rt, actor: Caller, case_id: QueryId = None) -> dic
     with rt.engine.connect() as conn:
         events = arrears.list_events(conn, actor, uin, case_id=case_id, limit=MAX_EVENTS)
     return {"items": [{**e, "at": time_text(e["at"])} for e in events]}
+
+
+@router.get("/accounts/{uin}/arrears/outlook",
+            summary="ARR-3: what happens next to each postpaid resource of the open case, and when")
+def outlook(uin: Uin, rt: Rt, actor: Caller) -> dict:
+    with rt.engine.connect() as conn:
+        steps = arrears.outlook(conn, rt.clock, actor, uin)
+    return {"items": [{**s, "at": time_text(s["at"])} for s in steps]}

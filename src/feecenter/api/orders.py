@@ -141,6 +141,17 @@ def resource_order(uin: Uin, resource_id: str, body: ResourceOrderBody, rt: Rt, 
         return order_json(orders.get_order(conn, actor, uin, order_id))
 
 
+@router.get("/accounts/{uin}/resources/{resource_id}/refund-preview",
+            summary="What a refund would give back now (ORD-4; writes nothing)")
+def refund_preview(uin: Uin, resource_id: str, rt: Rt, actor: Caller) -> dict:
+    with rt.engine.connect() as conn:
+        preview = orders.preview_refund(conn, rt.clock, actor, uin, resource_id)
+    money = ("gift", "cash", "coupon", "coupon_kept", "total")
+    times = ("first_paid_at", "window_ends_at", "service_end")
+    return {**preview, **{k: format_yuan(preview[k]) for k in money},
+            **{k: business_time_text(preview[k]) if preview[k] else None for k in times}}
+
+
 @router.get("/accounts/{uin}/orders", summary="Orders / 订单")
 def list_orders(uin: Uin, rt: Rt, actor: Caller,
                 state: Annotated[list[str], Query()] = [],  # noqa: B006

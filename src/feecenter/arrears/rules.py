@@ -74,3 +74,19 @@ def due_steps(started_at: datetime, now: datetime, policy: ArrearsPolicy, state:
     if now >= destroy_at:
         steps.append(Step(DESTROYED, plan.stop_at, destroy_at))
     return steps
+
+
+def next_step(started_at: datetime, now: datetime, policy: ArrearsPolicy, state: str,
+              done: Mapping[str, datetime]) -> tuple[str, datetime] | None:
+    """What happens next to a resource of an open case, and when, as ``due_steps``
+    will take it: the stop (running), the destruction (stopped: never sooner than
+    ``policy.destroy_warning`` after its warning), or nothing (recycled, destroyed,
+    or restarted by an operator)."""
+    if state == "recycled" or DESTROYED in done:
+        return None
+    plan = schedule(started_at, policy)
+    if state == "running":
+        return None if STOPPED in done else (STOPPED, plan.stop_at)
+    warned_at = done.get(DESTROY_WARNING)
+    warning_ends = (warned_at if warned_at is not None else now) + policy.destroy_warning
+    return DESTROYED, max(plan.destroy_at, warning_ends)

@@ -38,7 +38,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from feecenter.accounts.permissions import FINANCE, Actor, require, require_operator
 from feecenter.arrears import rules
-from feecenter.arrears.policy import DEFAULT_POLICIES, PolicyTable
+from feecenter.arrears.policy import DEFAULT_POLICIES, ArrearsPolicy, PolicyTable
 from feecenter.arrears.tables import account_events, arrears_cases
 from feecenter.catalog import service as catalog
 from feecenter.clock import Clock, business_time_text, db_time, from_db_time
@@ -186,23 +186,12 @@ def _advance(conn: Connection, clock: Clock, policies: PolicyTable, case: dict,
     uin, case_id = case["uin"], case["id"]
     started = from_db_time(case["started_at"])
     done = _case_events(conn, case_id)
-    rows = [dict(r) for r in conn.execute(
-        select(resources_table).where(resources_table.c.uin == uin,
-                                      resources_table.c.pay_mode == "postpaid",
-                                      resources_table.c.state != "recycled")
-        .order_by(resources_table.c.id)).mappings()]
+    rows = _postpaid_resources(conn, uin)
     products: dict[str, catalog.Product | None] = {}
     # (kind, promised time) -> [(resource, step)]
     groups: dict[tuple[str, datetime], list[tuple[dict, rules.Step]]] = defaultdict(list)
     for r in rows:
-        code = r["product_code"]
-        if code not in products:
-            try:
-                products[code] = catalog.get_product(conn, code)
-            except FeeCenterError:
-                products[code] = None
-        facts = products[code]
-        policy = policies.for_product(code, facts.product_class if facts else None)
+        policy = _policy(conn, policies, products, r["product_code"])
         for step in rules.due_steps(started, now, policy, r["state"], done.get(r["id"], {})):
             when = step.stop_at if step.kind == rules.STOP_WARNING else step.destroy_at
             groups[(step.kind, when)].append((r, step))
@@ -222,6 +211,28 @@ def _advance(conn: Connection, clock: Clock, policies: PolicyTable, case: dict,
         notify(conn, clock, uin, _TEMPLATES[kind], params, key=key)
         counts[kind] += len(items)
     return counts
+
+
+def _postpaid_resources(conn: Connection, uin: int) -> list[dict]:
+    """The account's postpaid resources not recycled: those a case's policy applies to."""
+    return [dict(r) for r in conn.execute(
+        select(resources_table).where(resources_table.c.uin == uin,
+                                      resources_table.c.pay_mode == "postpaid",
+                                      resources_table.c.state != "recycled")
+        .order_by(resources_table.c.id)).mappings()]
+
+
+def _policy(conn: Connection, policies: PolicyTable,
+            products: dict[str, catalog.Product | None], code: str) -> ArrearsPolicy:
+    """The product's arrears policy; ``products`` caches the catalog's facts (None: the
+    product is gone from the catalog, the default policy applies)."""
+    if code not in products:
+        try:
+            products[code] = catalog.get_product(conn, code)
+        except FeeCenterError:
+            products[code] = None
+    facts = products[code]
+    return policies.for_product(code, facts.product_class if facts else None)
 
 
 def _apply(conn: Connection, clock: Clock, r: dict, kind: str, facts) -> None:
@@ -315,3 +326,26 @@ def list_events(conn: Connection, actor: Actor, uin: int, *, case_id: int | None
     for row in rows:
         row["detail"] = json.loads(row["detail"])
     return rows
+
+
+def outlook(conn: Connection, clock: Clock, actor: Actor, uin: int, *,
+            policies: PolicyTable = DEFAULT_POLICIES) -> list[dict]:
+    """For the account's open case: each postpaid resource's next step (``stopped`` or
+    ``destroyed``) and when, as the escalation will take it (``rules.next_step``);
+    [] without an open case. Reads only; FINANCE (ACC-2)."""
+    require(actor, uin, FINANCE)
+    case = conn.execute(select(arrears_cases).where(_C.open_uin == uin)).mappings().first()
+    if case is None:
+        return []
+    started, now = from_db_time(case["started_at"]), clock.now()
+    done = _case_events(conn, case["id"])
+    products: dict[str, catalog.Product | None] = {}
+    out = []
+    for r in _postpaid_resources(conn, uin):
+        policy = _policy(conn, policies, products, r["product_code"])
+        step = rules.next_step(started, now, policy, r["state"], done.get(r["id"], {}))
+        if step is not None:
+            out.append({"case_id": case["id"], "resource_id": r["id"], "name": r["name"],
+                        "product_code": r["product_code"], "state": r["state"],
+                        "next": step[0], "at": step[1]})
+    return out

@@ -21,9 +21,9 @@ MENU = (
     MenuItem("transactions", N_("Transactions"), "/console/transactions"),
     MenuItem("bills", N_("Bills"), "/console/bills"),
     MenuItem("orders", N_("Orders"), "/console/orders"),
-    MenuItem("resources", N_("Resources"), None),
-    MenuItem("coupons", N_("Coupons"), None),
-    MenuItem("arrears", N_("Arrears"), None),
+    MenuItem("resources", N_("Resources"), "/console/resources"),
+    MenuItem("coupons", N_("Coupons"), "/console/coupons"),
+    MenuItem("arrears", N_("Arrears"), "/console/arrears"),
     MenuItem("users", N_("Users and keys"), "/console/users"),
     MenuItem("messages", N_("Messages"), "/console/messages"),
 )

@@ -284,18 +284,23 @@ def install(app: FastAPI) -> None:
     # the static files first: the router ends with the console's catch-all 404 page
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     # the pages' own modules import this one (render, page), so they are imported here
+    from feecenter.console import arrears as arrears_pages
+    from feecenter.console import coupons as coupon_pages
     from feecenter.console import ledger
     from feecenter.console import messages as message_pages
     from feecenter.console import orders as order_pages
+    from feecenter.console import ops  # the operator console (its own session and menu)
+    from feecenter.console import resources as resource_pages
     from feecenter.console import users as user_pages
 
     app.include_router(ledger.router)  # before ``router``, which ends with the catch-all
     app.include_router(order_pages.router)
-    from feecenter.console import ops  # the operator console (its own session and menu)
-
-    ops.install(app)
+    app.include_router(resource_pages.router)
+    app.include_router(coupon_pages.router)
+    app.include_router(arrears_pages.router)
     app.include_router(user_pages.router)
     app.include_router(message_pages.router)
+    ops.install(app)
     app.include_router(router)
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_middleware(SecurityHeaders)

@@ -203,6 +203,13 @@ def _coupon_reason(c: Coupon, mode: str, now: datetime, in_arrears: bool,
     return None
 
 
+def unusable_reason(c: Coupon, now: datetime, *, in_arrears: bool) -> Reason | None:
+    """Why the coupon can pay nothing now, whatever the payment: used up, expired, not
+    valid yet, or the account in arrears (ARR-5) — the reasons a payment gives
+    (``plan``). None: it pays what its restrictions allow (products, threshold …)."""
+    return _coupon_reason(c, c.pay_mode, now, in_arrears, None)
+
+
 def _line_reason(c: Coupon, line: Line, mode: str) -> tuple[int, Reason] | None:
     """(stage, reason) of the first check the line fails for this coupon; None: it applies."""
     if line.purpose == ARREARS:

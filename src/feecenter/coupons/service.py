@@ -424,6 +424,21 @@ def get_coupon(conn: Connection, clock: Clock, actor: Actor, uin: int, coupon_id
         for u in uses]}
 
 
+def unusable_reasons(conn: Connection, clock: Clock, actor: Actor, uin: int,
+                     coupon_ids: list[int]) -> dict[int, rules.Reason]:
+    """coupon id -> why it can pay nothing now (``rules.unusable_reason``), for those of
+    ``coupon_ids`` that are the account's and cannot; FINANCE (ACC-2)."""
+    require(actor, uin, FINANCE)
+    if not coupon_ids:
+        return {}
+    in_arrears = funds.balance_view(conn, clock, SYSTEM, uin).arrears > 0
+    now = clock.now()
+    rows = conn.execute(select(coupons).where(_C.uin == uin, _C.id.in_(list(coupon_ids)))).all()
+    reasons = {r.id: rules.unusable_reason(_to_rule(r), now, in_arrears=in_arrears)
+               for r in rows}
+    return {coupon_id: reason for coupon_id, reason in reasons.items() if reason is not None}
+
+
 # ---------------------------------------------------------------- expiry
 
 def expire(conn: Connection, clock: Clock) -> int:
@@ -737,6 +752,13 @@ def refund(conn: Connection, clock: Clock, uin: int, reference: str, *, key: str
     return Settled(reference, sum(back for _, back in parts), (txn_id,), created=True)
 
 
+def returnable(conn: Connection, uin: int, reference: str, limit: int | None = None, *,
+               lock: bool = True) -> int:
+    """Fen ``refund`` would give back now for the reference (at most ``limit``): its
+    cash-coupon uses less what came back. ``lock=False`` for a preview."""
+    return sum(back for _, back in _returnable(conn, uin, reference, limit, lock=lock))
+
+
 @dataclass(frozen=True)
 class _Part:
     id: int
@@ -747,13 +769,13 @@ class _Part:
     amount: int
 
 
-def _returnable(conn: Connection, uin: int, reference: str, limit: int | None
-                ) -> list[tuple[_Part, int]]:
+def _returnable(conn: Connection, uin: int, reference: str, limit: int | None, *,
+                lock: bool = True) -> list[tuple[_Part, int]]:
     """Confirmed cash-coupon uses of the reference less what came back; newest first."""
-    uses = conn.execute(_lock(conn, select(coupon_uses).join(coupons, _C.id == _U.coupon_id)
-                              .where(_U.uin == uin, _U.reference == reference,
-                                     _U.state == CONFIRMED, _C.kind == rules.CASH)
-                              .order_by(_U.id.desc()))).all()
+    stmt = (select(coupon_uses).join(coupons, _C.id == _U.coupon_id)
+            .where(_U.uin == uin, _U.reference == reference, _U.state == CONFIRMED,
+                   _C.kind == rules.CASH).order_by(_U.id.desc()))
+    uses = conn.execute(_lock(conn, stmt) if lock else stmt).all()
     back = dict(conn.execute(select(_U.returns_use_id, func.sum(_U.amount)).where(
         _U.uin == uin, _U.reference == reference, _U.state == RETURNED)
         .group_by(_U.returns_use_id)).all())

@@ -843,22 +843,30 @@ def _as_part(order: dict) -> rules.PaidPart:
                           from_db_time(order["service_end"]), coupon=order["paid_coupon"])
 
 
-def _return_coupons(conn: Connection, clock: Clock, uin: int, parts: list[dict], share: int,
-                    key: str) -> list[coupons.Settled]:
-    """ORD-4: the coupon share of a refund or downgrade goes back to the cash coupons
-    that paid the resource's orders, newest order first (vouchers and discount
-    coupons are not returned); the returns made (each its ledger transaction)."""
-    left, returned = share, []
+def _coupon_returns(conn: Connection, uin: int, parts: list[dict], share: int, *,
+                    lock: bool = True) -> list[tuple[int, int]]:
+    """ORD-4: (order id, fen) of the coupon share that goes back to the cash coupons
+    that paid the resource's orders, newest order first; vouchers and discount
+    coupons are not returned, so the sum may be less than ``share``."""
+    left, planned = share, []
     for order in sorted(parts, key=lambda o: o["id"], reverse=True):
         if left <= 0:
             break
         if order["kind"] != "downgrade" and order["paid_coupon"] > 0:
-            settled = coupons.refund(conn, clock, uin, _coupon_ref(order["id"]),
-                                     key=f"{key}:{order['id']}", amount=left)
-            if settled.amount:
-                left -= settled.amount
-                returned.append(settled)
-    return returned
+            amount = coupons.returnable(conn, uin, _coupon_ref(order["id"]), left, lock=lock)
+            if amount:
+                left -= amount
+                planned.append((order["id"], amount))
+    return planned
+
+
+def _return_coupons(conn: Connection, clock: Clock, uin: int, parts: list[dict], share: int,
+                    key: str) -> list[coupons.Settled]:
+    """Give the coupon share back as ``_coupon_returns`` plans it (each return its
+    ledger transaction); the returns made."""
+    return [coupons.refund(conn, clock, uin, _coupon_ref(order_id), key=f"{key}:{order_id}",
+                           amount=amount)
+            for order_id, amount in _coupon_returns(conn, uin, parts, share)]
 
 
 def _pay_back(conn: Connection, clock: Clock, uin: int, *, key: str, gift: int, cash: int,
@@ -891,6 +899,51 @@ def _within_refund_window(product: catalog.Product, first_paid: datetime, now: d
     return days > 0 and now - first_paid <= timedelta(days=days)
 
 
+@dataclass(frozen=True)
+class _RefundPlan:
+    """What a refund of a resource gives back, decided once for the refund and its preview."""
+
+    resource: dict
+    product: catalog.Product
+    parts: list[dict]  # the delivered orders that paid the resource
+    first_paid: datetime
+    full: bool  # inside the no-reason window: everything; else the unused time
+    split: rules.RefundSplit
+
+
+def _refund_plan(conn: Connection, clock: Clock, resource: dict) -> _RefundPlan:
+    _refuse_released(resource)
+    product = catalog.get_product(conn, resource["product_code"])
+    parts = _paid_parts(conn, resource["id"])
+    if not parts:
+        raise invalid("resource_id", "资源没有可退的订单", "the resource has no paid order to refund")
+    now = clock.now()
+    first_paid = from_db_time(parts[0]["paid_at"])
+    full = _within_refund_window(product, first_paid, now)
+    split = rules.refund_split([_as_part(p) for p in parts], now, full=full)
+    return _RefundPlan(resource, product, parts, first_paid, full, split)
+
+
+def preview_refund(conn: Connection, clock: Clock, actor: Actor, uin: int,
+                   resource_id: str) -> dict:
+    """退订 (ORD-4) as a dry run: what ``refund_resource`` would give back now to gift,
+    cash and cash coupons, what coupons paid that does not come back (vouchers,
+    discount coupons), and why it is a full or an unused-time refund. Writes and
+    locks nothing; refused as the refund is (FINANCE, prepaid, not released)."""
+    require(actor, uin, FINANCE)
+    plan = _refund_plan(conn, clock, resources.get_resource(conn, uin, resource_id))
+    coupon = sum(amount for _, amount in _coupon_returns(conn, uin, plan.parts, plan.split.coupon,
+                                                         lock=False))
+    days = plan.product.refund_window_days
+    return {"resource_id": resource_id, "full": plan.full, "window_days": days,
+            "first_paid_at": plan.first_paid,
+            "window_ends_at": plan.first_paid + timedelta(days=days) if days > 0 else None,
+            "service_end": from_db_time(plan.resource["period_end"]),
+            "gift": plan.split.gift, "cash": plan.split.cash, "coupon": coupon,
+            "coupon_kept": plan.split.coupon - coupon,
+            "total": plan.split.gift + plan.split.cash + coupon}
+
+
 def refund_resource(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_id: str, *,
                     key: str) -> int:
     """退订 (ORD-4): full refund inside the product's no-reason window, else the unused
@@ -900,15 +953,9 @@ def refund_resource(conn: Connection, clock: Clock, actor: Actor, uin: int, reso
     resource = _claim_resource(conn, uin, resource_id)
     if (repeat := _repeated(conn, uin, key, "refund", resource_id)) is not None:
         return repeat
-    _refuse_released(resource)
-    product = catalog.get_product(conn, resource["product_code"])
-    parts = _paid_parts(conn, resource_id)
-    if not parts:
-        raise invalid("resource_id", "资源没有可退的订单", "the resource has no paid order to refund")
+    plan = _refund_plan(conn, clock, resource)
+    product, parts, split, full = plan.product, plan.parts, plan.split, plan.full
     now = clock.now()
-    first_paid = from_db_time(parts[0]["paid_at"])
-    full = _within_refund_window(product, first_paid, now)
-    split = rules.refund_split([_as_part(p) for p in parts], now, full=full)
     gift, cash = split.gift, split.cash
     project = _project(conn, clock, uin, resource["project_id"])
     refund_id = _insert_order(

@@ -179,6 +179,17 @@ def stop_spans(conn: Connection, resource_ids: list[str]) -> dict[str, list[tupl
     return spans
 
 
+def open_stops(conn: Connection, resource_ids: list[str]) -> dict[str, dict]:
+    """resource id -> its open stop as {"reason", "stopped_at" (naive UTC)}, for those of
+    ``resource_ids`` stopped now (ARR-3: ``reason`` "arrears")."""
+    s = resource_stops.c
+    if not resource_ids:
+        return {}
+    return {row.resource_id: {"reason": row.reason, "stopped_at": row.stopped_at}
+            for row in conn.execute(select(s.resource_id, s.reason, s.stopped_at).where(
+                s.resource_id.in_(list(resource_ids)), s.ended_at.is_(None)))}
+
+
 def move_resources(conn: Connection, clock: Clock, actor: Actor, uin: int,
                    resource_ids: list[str], project_id: int) -> None:
     """SET-7: later charges belong to the new project (and its name at that time)."""
