@@ -187,3 +187,57 @@ def test_a_key_of_160_characters_is_taken(shop):
     uin = new_account(rt)
     longest = "k" * 160
     assert purchase(rt, uin, [CVM], key=longest) == purchase(rt, uin, [CVM], key=longest)
+
+
+# ---------------------------------------------------------------- the REST API
+
+@pytest.fixture
+def served(live_server_on_test_clock):
+    rt, _ = live_server_on_test_clock
+    load_sample_catalog(rt)
+    return live_server_on_test_clock
+
+
+def test_rest_creations_take_the_key_in_the_header_or_the_body(served):
+    from tests.test_rest_orders import CVM as CVM_BODY
+    from tests.test_rest_orders import Shopper
+
+    rt, address = served
+    me = Shopper(rt, address, "rest-keys", cash_fen=5_000_00)
+    url = f"{me.base}/orders"
+    first = me.api.post(url, {"items": [CVM_BODY, CVM_BODY]}, Idempotency_Key="buy-1")["orders"]
+    before = written(rt)
+    again = me.api.post(url, {"items": [CVM_BODY, CVM_BODY]}, Idempotency_Key="buy-1")["orders"]
+    assert [o["order_no"] for o in again] == [o["order_no"] for o in first]
+    assert len(first) == 2 and written(rt) == before
+    in_body = me.api.post(url, {"items": [CVM_BODY], "idempotency_key": "buy-2"})["orders"]
+    assert me.api.post(url, {"items": [CVM_BODY]}, Idempotency_Key="buy-2")["orders"] == in_body
+    me.pay(first[0]["order_no"], key="pay-1")
+    resource_id = me.order(first[0]["order_no"])["resource_id"]
+    renewal = me.change(resource_id, action="renew", months=1, idempotency_key="renew-1")
+    assert me.change(resource_id, action="renew", months=1,
+                     idempotency_key="renew-1")["order_no"] == renewal["order_no"]
+    opened = me.api.post(f"{me.base}/postpaid-resources", CDB, Idempotency_Key="open-1")
+    assert me.api.post(f"{me.base}/postpaid-resources", {**CDB, "idempotency_key": "open-1"}
+                       )["id"] == opened["id"]
+    assert me.balance()["frozen"] == "20.00"
+
+
+def test_rest_a_reused_or_malformed_key_is_refused_naming_it(served):
+    from tests.test_rest_orders import CVM as CVM_BODY
+    from tests.test_rest_orders import Shopper, refused
+
+    rt, address = served
+    me = Shopper(rt, address, "rest-bad-keys", cash_fen=100_00)
+    url = f"{me.base}/orders"
+    me.api.post(url, {"items": [CVM_BODY]}, Idempotency_Key="buy-1")
+    before = written(rt)
+    refused(lambda: me.api.post(url, {"items": [{**CVM_BODY, "count": 2}]},
+                                Idempotency_Key="buy-1"), 409, "idempotency_key")
+    refused(lambda: me.api.post(url, {"items": [CVM_BODY], "idempotency_key": "k" * 129}),
+            400, "idempotency_key")
+    refused(lambda: me.api.post(url, {"items": [CVM_BODY]}, Idempotency_Key="k" * 161),
+            400, "idempotency_key")
+    refused(lambda: me.api.post(f"{me.base}/postpaid-resources",
+                                {**CDB, "idempotency_key": ""}), 400, "idempotency_key")
+    assert written(rt) == before
