@@ -38,9 +38,9 @@ from feecenter.simulation.world import REGION, World, catalog_yaml
 from feecenter.usage import service as usage
 
 OPS = operator("simulator")
+# safe to retry (crash-injected, duplicated): an idempotency key, event ids, a state claim
 KEYED = {"adjust", "buy", "pay", "renew", "upgrade", "refund", "downgrade", "coupon", "open",
-         "usage", "tick", "rerun", "deliver", "fail"}  # safe to retry: an idempotency key,
-# event ids, a state claim
+         "usage", "tick", "rerun", "deliver", "fail"}
 CYCLES = {"hour": HOURLY, "day": DAILY}
 
 
