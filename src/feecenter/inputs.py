@@ -78,3 +78,17 @@ def plain_text(value: object, field: str, max_len: int = 256) -> str:
                       f"{field} must be a string of at most {max_len} characters, "
                       "without control characters")
     return value
+
+
+MAX_KEY_CHARS = 160  # with "pay:" and the UIN prefix, within the ledger's 200
+
+
+def account_key(uin: int, key: object) -> str:
+    """A customer's idempotency key as stored: prefixed with the account's UIN, since
+    keys are the customer's own and two accounts may pick the same one. Refused
+    unless 1-160 characters without control characters (``idempotency_key``)."""
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_CHARS or _UNSTORABLE.search(key):
+        raise invalid("idempotency_key", f"幂等键须为 1–{MAX_KEY_CHARS} 个字符，且不含控制字符",
+                      f"the idempotency key must be 1-{MAX_KEY_CHARS} characters, "
+                      "without control characters")
+    return f"{uin}:{key}"

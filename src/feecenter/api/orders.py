@@ -36,6 +36,12 @@ def _key(body_key: str | None, header_key: str | None) -> str:
     return key
 
 
+def optional_key(body_key: str | None, header_key: str | None) -> str | None:
+    """A creation's key, optional (docs/decisions.md): the body field's, else the
+    header's; the service refuses a malformed one."""
+    return body_key if body_key is not None else header_key
+
+
 # ---------------------------------------------------------------- projects and resources
 
 class ProjectBody(StrictModel):
@@ -100,13 +106,17 @@ class PurchaseItem(StrictModel):
 
 class PurchaseBody(StrictModel):
     items: list[PurchaseItem] = Field(min_length=1, max_length=100)
+    idempotency_key: Key | None = None
 
 
 @router.post("/accounts/{uin}/orders", status_code=201, summary="New purchase orders (ORD-1)")
-def create_purchase(uin: Uin, body: PurchaseBody, rt: Rt, actor: Caller) -> dict:
+def create_purchase(uin: Uin, body: PurchaseBody, rt: Rt, actor: Caller,
+                    idempotency_key: Annotated[str | None, Header()] = None) -> dict:
+    key = optional_key(body.idempotency_key, idempotency_key)
     with transaction(rt.engine) as conn:
         ids = orders.create_purchase(conn, rt.clock, actor, uin,
-                                     [orders.NewPurchase(**i.model_dump()) for i in body.items])
+                                     [orders.NewPurchase(**i.model_dump()) for i in body.items],
+                                     key=key)
         return {"orders": [order_json(orders.get_order(conn, actor, uin, i)) for i in ids]}
 
 
@@ -126,11 +136,13 @@ def resource_order(uin: Uin, resource_id: str, body: ResourceOrderBody, rt: Rt, 
                       "an upgrade or downgrade needs the new spec_item")
     with transaction(rt.engine) as conn:
         if body.action == "renew":
-            order_id = orders.create_renewal(conn, rt.clock, actor, uin, resource_id,
-                                             body.months or 0)
+            order_id = orders.create_renewal(
+                conn, rt.clock, actor, uin, resource_id, body.months or 0,
+                key=optional_key(body.idempotency_key, idempotency_key))
         elif body.action == "upgrade":
-            order_id = orders.create_upgrade(conn, rt.clock, actor, uin, resource_id,
-                                             body.spec_item or "")
+            order_id = orders.create_upgrade(
+                conn, rt.clock, actor, uin, resource_id, body.spec_item or "",
+                key=optional_key(body.idempotency_key, idempotency_key))
         elif body.action == "downgrade":
             order_id = orders.downgrade(conn, rt.clock, actor, uin, resource_id,
                                         body.spec_item or "",

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 
 from feecenter.accounts.permissions import Actor
 from pydantic import Field
 
 from feecenter.api.deps import caller, runtime
-from feecenter.api.strict import BodyId, Code, OptionalText, StrictModel, Uin
+from feecenter.api.strict import BodyId, Code, Key, OptionalText, StrictModel, Uin
 from feecenter.clock import business_time_text
 from feecenter.db.engine import transaction
 from feecenter.errors import invalid
@@ -53,13 +53,19 @@ class OpenBody(StrictModel):
     name: OptionalText = None
     tags: dict[Annotated[str, Field(min_length=1, max_length=128)],
                Annotated[str, Field(max_length=256)]] | None = Field(default=None, max_length=50)
+    idempotency_key: Key | None = None
 
 
 @router.post("/accounts/{uin}/postpaid-resources", status_code=201,
              summary="Open a postpaid resource (arrears gate, FRZ-1 freeze)")
-def open_resource(uin: Uin, body: OpenBody, rt: Rt, actor: Caller) -> dict:
+def open_resource(uin: Uin, body: OpenBody, rt: Rt, actor: Caller,
+                  idempotency_key: Annotated[str | None, Header()] = None) -> dict:
+    """``Idempotency-Key`` (header or body field, optional): a retry returns the
+    resource the key opened."""
+    fields = body.model_dump(exclude={"idempotency_key"})
+    key = body.idempotency_key if body.idempotency_key is not None else idempotency_key
     with transaction(rt.engine) as conn:
-        resource_id = postpaid.open_postpaid(conn, rt.clock, actor, uin, **body.model_dump())
+        resource_id = postpaid.open_postpaid(conn, rt.clock, actor, uin, **fields, key=key)
         return resource_json(resources.get_resource(conn, uin, resource_id))
 
 

@@ -32,6 +32,7 @@ from feecenter.db.base import id_sequence
 from feecenter.db.precompiled import Precompiled, time_reader
 from feecenter.errors import Conflict, invalid, not_found
 from feecenter.funds import service as funds
+from feecenter.inputs import account_key as _account_key
 from feecenter.ledger import service as ledger
 from feecenter.ledger.service import content_hash
 from feecenter.money import MAX_AMOUNT_FEN, format_yuan, round_rated_to_fen, split_proportionally
@@ -43,7 +44,6 @@ KINDS = ("new", "renew", "upgrade", "downgrade", "refund")
 STATES = ("unpaid", "paid", "delivered", "delivery_failed", "refunded", "expired", "voided")
 MAX_ORDERS_PER_PAYMENT = 100
 MAX_MONTHS = 60
-MAX_KEY_CHARS = 160  # with "pay:" and the UIN prefix, within the ledger's 200
 
 
 @dataclass(frozen=True)
@@ -67,25 +67,50 @@ def _check_months(months: int) -> None:
                       f"duration must be 1-{MAX_MONTHS} months")
 
 
-def _account_key(uin: int, key: str) -> str:
-    """Idempotency keys are the customer's own: two accounts may pick the same one.
-    Stored (and passed to the ledger) prefixed with the account's UIN."""
-    if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_CHARS:
-        raise invalid("idempotency_key", f"幂等键须为 1–{MAX_KEY_CHARS} 个字符",
-                      f"the idempotency key must be 1-{MAX_KEY_CHARS} characters")
-    return f"{uin}:{key}"
-
-
-def _repeated(conn: Connection, uin: int, key: str, kind: str, resource_id: str) -> int | None:
-    """The order an earlier call with this key made, or None; another use of the key refuses."""
+def _repeated(conn: Connection, uin: int, key: str, kind: str, resource_id: str | None,
+              items: list[NewPurchase] | None = None) -> int | None:
+    """The order an earlier call with this key made (a purchase: its big deal's first
+    order), or None; another use of the key refuses: another kind, another resource
+    (a purchase: other items)."""
     row = conn.execute(select(orders.c.id, orders.c.kind, orders.c.resource_id).where(
         orders.c.idempotency_key == _account_key(uin, key))).first()
     if row is None:
         return None
-    if (row.kind, row.resource_id) != (kind, resource_id):
+    if row.kind != kind or (resource_id is not None and row.resource_id != resource_id) or (
+            items is not None and _bought(conn, row.id) != _asked(items)):
         raise Conflict("幂等键已用于其他操作", "idempotency key already used for another request",
                        field="idempotency_key")
     return row.id
+
+
+def _claim_key(conn: Connection, uin: int, key: str | None) -> str | None:
+    """A creation's key, checked, with the account's claim on it taken: its balance
+    rows locked (the claim order's second step, docs/architecture.md), so two
+    requests with one key run one after the other and the second finds the first's
+    order (``_repeated``). None without a key: nothing is locked."""
+    if key is None:
+        return None
+    stored = _account_key(uin, key)
+    funds.lock_balances(conn, uin)
+    return stored
+
+
+def _bought(conn: Connection, first: int) -> list[tuple]:
+    o = orders.c
+    return [tuple(r) for r in conn.execute(
+        select(o.product_code, o.region, o.spec_item, o.quantity, o.months)
+        .where(o.big_deal_id == first).order_by(o.id))]
+
+
+def _asked(items: list[NewPurchase]) -> list[tuple]:
+    return [(i.product, i.region, i.spec_item,
+             i.count * QTY_SCALE if isinstance(i.count, int) else None, i.months) for i in items]
+
+
+def _big_deal(conn: Connection, first: int) -> list[int]:
+    """The order ids of the purchase whose first order is ``first``, in order."""
+    return list(conn.execute(select(orders.c.id).where(orders.c.big_deal_id == first)
+                             .order_by(orders.c.id)).scalars())
 
 
 def _check_count(count: int) -> None:
@@ -122,9 +147,13 @@ def _unpaid_term(product: catalog.Product, promo_days: int | None) -> timedelta:
 # ---------------------------------------------------------------- creating orders
 
 def create_purchase(conn: Connection, clock: Clock, actor: Actor, uin: int,
-                    items: list[NewPurchase]) -> list[int]:
-    """New purchases (one big deal); priced now from the price list (ORD-5)."""
+                    items: list[NewPurchase], *, key: str | None = None) -> list[int]:
+    """New purchases (one big deal); priced now from the price list (ORD-5). With
+    ``key``, a repeat returns the big deal's order ids and writes nothing."""
     require(actor, uin, FINANCE)
+    stored_key = _claim_key(conn, uin, key)
+    if stored_key and (first := _repeated(conn, uin, key, "new", None, items)) is not None:
+        return _big_deal(conn, first)
     if not items or len(items) > MAX_ORDERS_PER_PAYMENT:
         raise invalid("items", "一次至少购买一项、至多 100 项", "buy 1-100 items at a time")
     order_ids: list[int] = []
@@ -145,7 +174,7 @@ def create_purchase(conn: Connection, clock: Clock, actor: Actor, uin: int,
             tags=json.dumps(item.tags or {}, ensure_ascii=False), project_id=project["id"],
             project_name=project["name"], promo=item.promo_term_days is not None,
             expires_at=db_time(clock.now() + _unpaid_term(product, item.promo_term_days)),
-            **_priced(quote)))
+            idempotency_key=None if order_ids else stored_key, **_priced(quote)))
     first = order_ids[0]
     conn.execute(update(orders).where(orders.c.id == first).values(big_deal_id=first))
     return order_ids
@@ -180,11 +209,15 @@ def _refuse_released(resource: dict) -> dict:
 
 
 def create_renewal(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_id: str,
-                   months: int) -> int:
+                   months: int, *, key: str | None = None) -> int:
     """A renewal is priced at the price in force now: a price change mid-term
     applies to renewals only. The new term counts from the current expiry.
-    Renewal management (ACC-2: owner, admin); paying the order is FINANCE."""
+    Renewal management (ACC-2: owner, admin); paying the order is FINANCE.
+    With ``key``, a repeat returns the order it made and writes nothing."""
     require(actor, uin, RENEWAL)
+    stored_key = _claim_key(conn, uin, key)
+    if stored_key and (repeat := _repeated(conn, uin, key, "renew", resource_id)) is not None:
+        return repeat
     _check_months(months)
     resource = _live_resource(conn, uin, resource_id)
     product = catalog.get_product(conn, resource["product_code"])
@@ -202,7 +235,7 @@ def create_renewal(conn: Connection, clock: Clock, actor: Actor, uin: int, resou
         resource_id=resource_id, project_id=project["id"], project_name=project["name"],
         service_start=db_time(start), service_end=db_time(add_months(start, months)),
         expires_at=db_time(clock.now() + _unpaid_term(product, None)), promo=False,
-        **_priced(quote))
+        idempotency_key=stored_key, **_priced(quote))
 
 
 def _spec_change(conn, clock, uin, resource, new_spec) -> tuple[int, object]:
@@ -219,13 +252,17 @@ def _spec_change(conn, clock, uin, resource, new_spec) -> tuple[int, object]:
 
 
 def create_upgrade(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_id: str,
-                   new_spec: str) -> int:
+                   new_spec: str, *, key: str | None = None) -> int:
     """Upgrade: pay the prorated difference for the remaining service time.
 
     Priced from the resource as it is now, whose spec and expiry the order records
     (``from_spec_item``, ``service_end``): if either differs when it is paid or
-    delivered, the order is refused (``_checked_resource``)."""
+    delivered, the order is refused (``_checked_resource``). With ``key``, a
+    repeat returns the order it made and writes nothing."""
     require(actor, uin, FINANCE)
+    stored_key = _claim_key(conn, uin, key)
+    if stored_key and (repeat := _repeated(conn, uin, key, "upgrade", resource_id)) is not None:
+        return repeat
     resource = _live_resource(conn, uin, resource_id)
     product = catalog.get_product(conn, resource["product_code"])
     accounts.purchase_gate(conn, clock, uin, product.operable_balance)
@@ -241,7 +278,7 @@ def create_upgrade(conn: Connection, clock: Clock, actor: Actor, uin: int, resou
         resource_id=resource_id, project_id=project["id"], project_name=project["name"],
         price_kind=quote.price_kind, unit_price=quote.unit_price, list_amount=amount,
         discount_bp=quote.discount_bp, amount=amount, service_start=db_time(clock.now()),
-        service_end=resource["period_end"],
+        service_end=resource["period_end"], idempotency_key=stored_key,
         expires_at=db_time(clock.now() + _unpaid_term(product, None)), promo=False)
 
 

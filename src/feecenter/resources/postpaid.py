@@ -20,15 +20,27 @@ from feecenter.catalog.rules import QTY_SCALE
 from feecenter.clock import BUSINESS_TZ, Clock, add_months, db_time, from_db_time
 from feecenter.errors import Conflict, invalid
 from feecenter.funds import service as funds
+from feecenter.inputs import account_key
 from feecenter.resources import service as resources
 from feecenter.resources.tables import resources as resources_table
 
 
 def open_postpaid(conn: Connection, clock: Clock, actor: Actor, uin: int, *, product: str,
                   region: str, spec_item: str, count: int = 1, project_id: int | None = None,
-                  name: str | None = None, tags: dict | None = None) -> str:
-    """Open a postpaid resource: gate (ARR-1/2), freeze (FRZ-1), then create it."""
+                  name: str | None = None, tags: dict | None = None,
+                  key: str | None = None) -> str:
+    """Open a postpaid resource: gate (ARR-1/2), freeze (FRZ-1), then create it.
+
+    With ``key`` the account's balances are locked first (the claim order), so a
+    repeat, even a concurrent one, returns the resource the key opened and writes
+    nothing; the key used to open another product, region, spec or count refuses."""
     require(actor, uin, MANAGE_RESOURCES)
+    stored_key = None
+    if key is not None:
+        stored_key = account_key(uin, key)
+        funds.lock_balances(conn, uin)
+        if (repeat := _opened(conn, stored_key, (product, region, spec_item, count))) is not None:
+            return repeat
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 1000:
         raise invalid("count", "数量须为 1–1000", "count must be 1-1000")
     facts = catalog.get_product(conn, product)
@@ -48,10 +60,26 @@ def open_postpaid(conn: Connection, clock: Clock, actor: Actor, uin: int, *, pro
     resources.create_resource(conn, clock, uin=uin, product_code=product, region=region,
                               project_id=project, pay_mode="postpaid", spec_item=spec_item,
                               quantity=count * QTY_SCALE, name=name, tags=tags,
-                              resource_id=resource_id)
+                              resource_id=resource_id, idempotency_key=stored_key)
     if hold_id is not None:
         resources.update_resource(conn, resource_id, freeze_hold_id=hold_id)
     return resource_id
+
+
+def _opened(conn: Connection, stored_key: str, asked: tuple) -> str | None:
+    """The resource an opening with this key made, or None; refused if it was another."""
+    r = resources_table.c
+    row = conn.execute(select(r.id, r.product_code, r.region, r.spec_item, r.quantity)
+                       .where(r.idempotency_key == stored_key)).first()
+    if row is None:
+        return None
+    product, region, spec_item, count = asked
+    if (row.product_code, row.region, row.spec_item) != (product, region, spec_item) or (
+            not isinstance(count, int) or row.quantity != count * QTY_SCALE):
+        raise Conflict("幂等键已用于其他资源的开通",
+                       "idempotency key already used to open another resource",
+                       field="idempotency_key")
+    return row.id
 
 
 def next_settlement(cycle: str | None, when: datetime) -> datetime:

@@ -93,7 +93,8 @@ def create_resource(conn: Connection, clock: Clock, *, uin: int, product_code: s
                     project_id: int, pay_mode: str, spec_item: str | None, quantity: int,
                     period_start: datetime | None = None, period_end: datetime | None = None,
                     name: str | None = None, tags: dict | None = None,
-                    resource_id: str | None = None) -> str:
+                    resource_id: str | None = None, idempotency_key: str | None = None) -> str:
+    """``idempotency_key``: the stored key of the request that opened it (postpaid)."""
     resource_id = resource_id or new_resource_id(product_code)
     sending.send(conn, _INSERT_RESOURCE, dict(
         id=resource_id, uin=uin, name=name, product_code=product_code, region=region,
@@ -101,7 +102,7 @@ def create_resource(conn: Connection, clock: Clock, *, uin: int, product_code: s
         pay_mode=pay_mode, spec_item=spec_item, quantity=quantity, state="running",
         period_start=db_time(period_start) if period_start else None,
         period_end=db_time(period_end) if period_end else None,
-        created_at=db_time(clock.now())))
+        created_at=db_time(clock.now()), idempotency_key=idempotency_key))
     return resource_id
 
 
@@ -109,7 +110,8 @@ def create_resource(conn: Connection, clock: Clock, *, uin: int, product_code: s
 _INSERT_RESOURCE = Precompiled(insert(resources).values({
     name: bindparam(name, type_=resources.c[name].type)
     for name in ("id", "uin", "name", "product_code", "region", "project_id", "tags", "pay_mode",
-                 "spec_item", "quantity", "state", "period_start", "period_end", "created_at")}))
+                 "spec_item", "quantity", "state", "period_start", "period_end", "created_at",
+                 "idempotency_key")}))
 
 
 def get_resource(conn: Connection, uin: int, resource_id: str, *, lock: bool = False) -> dict:

@@ -36,6 +36,8 @@ resources = Table(
     # postpaid: the opening freeze (FRZ-1) and when it is released after release (FRZ-3)
     Column("freeze_hold_id", IdType, nullable=True),
     Column("freeze_release_at", DateTime, nullable=True),
+    # a postpaid opening's key (revision 0016): a retry returns this resource
+    Column("idempotency_key", String(200), nullable=True, unique=True),
     Index("ix_resources_uin_id", "uin", "id"),
 )
 

@@ -18,6 +18,7 @@ from feecenter.ledger.tables import (ledger_accounts, ledger_holds, ledger_posti
                                      ledger_transactions)
 from feecenter.money import RATE_PER_FEN, round_rated_to_fen
 from feecenter.orders.tables import orders, payments
+from feecenter.resources.tables import resources
 from feecenter.settlement.tables import bill_lines, settled_periods
 from feecenter.simulation.model import Model
 
@@ -210,6 +211,36 @@ def keys(conn, model, now, uins) -> list[str]:
     return found
 
 
+CREATED = ("buy:", "renew:", "up:", "open:")  # the model's keys of creations
+
+
+def created_once(conn, model, now, uins) -> list[str]:
+    """ORD-1 idempotency: each creation key the model saw take effect made exactly one
+    keyed row (a purchase's first order, a renewal, an upgrade, a postpaid resource),
+    and every order and resource is one the model learned of: a retried or duplicated
+    creation made no second order set and no second resource."""
+    found, made = [], defaultdict(int)
+    for uin, key, kind, order_id in _run(conn, _KEYED_ORDERS, uins):
+        if kind in ("new", "renew", "upgrade"):
+            if order_id not in model.orders:
+                found.append(f"ORD-1 idempotency: order {order_id} ({kind}) of {uin} is not "
+                             "one the model learned of (a second order set?)")
+            if key is not None:
+                made[key.split(":", 1)[1]] += 1
+    for uin, key, rid in _run(conn, _KEYED_RESOURCES, uins):
+        if rid not in model.product_of:
+            found.append(f"ORD-1 idempotency: resource {rid} of {uin} is not one the model "
+                         "learned of (a second opening?)")
+        if key is not None:
+            made[key.split(":", 1)[1]] += 1
+    found += [f"ORD-1 idempotency: key {key} made a row the model did not see take effect"
+              for key in sorted(made) if key not in model.keys]
+    if uins is None:  # the model's keys name no account: all of them at once
+        found += [f"ORD-1 idempotency: key {key} made {made[key]} orders or resources"
+                  for key in sorted(model.keys) if key.startswith(CREATED) and made[key] != 1]
+    return found
+
+
 def postings_balance(conn, model, now, uins) -> list[str]:
     """BAL-6: Σ of all postings is zero."""
     if uins is not None:
@@ -228,6 +259,10 @@ _ORDER_MONEY = lambda where: select(  # noqa: E731
     _o.uin, _o.state, _o.kind, _o.paid_gift, _o.paid_cash, _o.paid_credit, _o.refunded_gift,
     _o.refunded_cash).where(where(_o.uin))
 _ORDERS = lambda where: select(orders).where(where(_o.uin))  # noqa: E731
+_KEYED_ORDERS = lambda where: select(  # noqa: E731
+    _o.uin, _o.idempotency_key, _o.kind, _o.id).where(where(_o.uin))
+_KEYED_RESOURCES = lambda where: select(  # noqa: E731
+    resources.c.uin, resources.c.idempotency_key, resources.c.id).where(where(resources.c.uin))
 _PAYMENTS = lambda where: select(payments.c.order_ids).where(where(payments.c.uin))  # noqa: E731
 _LINES = lambda where: select(  # noqa: E731
     _b.uin, _b.resource_id, _b.billing_item, _b.cycle, _b.period_key, _b.kind, _b.product_code,
@@ -239,4 +274,4 @@ _LINES_OF = _LINES(lambda column: column.is_not(None)).where(  # by resource or 
     | _b.txn_id.in_(bindparam("txns", expanding=True)))
 
 CHECKS = {"balances": balances, "orders": order_states, "bills": bills, "keys": keys,
-          "postings": postings_balance}
+          "created": created_once, "postings": postings_balance}

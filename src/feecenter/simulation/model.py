@@ -95,6 +95,8 @@ class Model:
     def apply(self, op, result: dict) -> None:
         if "refused" in result:
             return
+        if "key" in op.args:  # every keyed operation that took effect (checks.created_once)
+            self.keys.add(op.args["key"])
         getattr(self, f"_{op.kind}", lambda op, result: None)(op, result)
 
     # Each operation is applied once, whichever attempt wrote (a retry's ``created``

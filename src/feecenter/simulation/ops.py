@@ -38,8 +38,9 @@ from feecenter.simulation.world import REGION, World, catalog_yaml
 from feecenter.usage import service as usage
 
 OPS = operator("simulator")
-KEYED = {"adjust", "pay", "refund", "downgrade", "coupon", "usage", "tick", "rerun",
-         "deliver", "fail"}  # safe to retry: an idempotency key, event ids, a state claim
+# safe to retry (crash-injected, duplicated): an idempotency key, event ids, a state claim
+KEYED = {"adjust", "buy", "pay", "renew", "upgrade", "refund", "downgrade", "coupon", "open",
+         "usage", "tick", "rerun", "deliver", "fail"}
 CYCLES = {"hour": HOURLY, "day": DAILY}
 
 
@@ -119,7 +120,8 @@ def _buy(rt, uin, a):
     with transaction(rt.engine) as conn:
         ids = orders.create_purchase(conn, rt.clock, SYSTEM, uin, [
             orders.NewPurchase(product=p, region=REGION, spec_item=s, count=c, months=m,
-                               resource_name=label) for p, s, c, m, label in a["items"]])
+                               resource_name=label) for p, s, c, m, label in a["items"]],
+            key=a["key"])
         rids = dict(conn.execute(select(orders_table.c.id, orders_table.c.resource_id)
                                  .where(orders_table.c.id.in_(ids))).all())
     return {"order_ids": ids, "rids": [rids[i] for i in ids]}
@@ -144,13 +146,13 @@ def _fail(rt, uin, a):
 def _renew(rt, uin, a):
     with transaction(rt.engine) as conn:
         return {"order_ids": [orders.create_renewal(conn, rt.clock, SYSTEM, uin, a["rid"],
-                                                    a["months"])]}
+                                                    a["months"], key=a["key"])]}
 
 
 def _upgrade(rt, uin, a):
     with transaction(rt.engine) as conn:
         return {"order_ids": [orders.create_upgrade(conn, rt.clock, SYSTEM, uin, a["rid"],
-                                                    a["spec"])]}
+                                                    a["spec"], key=a["key"])]}
 
 
 def _refund(rt, uin, a):
@@ -177,7 +179,8 @@ def _open(rt, uin, a):
     with transaction(rt.engine) as conn:
         return {"rid": postpaid.open_postpaid(conn, rt.clock, SYSTEM, uin, product=a["product"],
                                               region=REGION, spec_item=a["spec"],
-                                              count=a["count"], name=a["label"])}
+                                              count=a["count"], name=a["label"],
+                                              key=a["key"])}
 
 
 def _usage(rt, uin, a):

@@ -43,7 +43,7 @@ def _buy(rng, model, uin, step, now):
         spec = rng.choice(model.world.product(product).specs)
         items.append([product, spec, rng.choice([1, 1, 2]), rng.choice([1, 1, 2, 3]),
                       f"p{step}-{n}"])
-    return {"items": items}
+    return {"items": items, "key": f"buy:{step}"}
 
 
 def _unpaid(model, uin):
@@ -72,7 +72,7 @@ def _prepaid(model, uin, product=None):
 def _renew(rng, model, uin, step, now):
     labels = _prepaid(model, uin)
     return {"label": (label := rng.choice(labels)), "rid": model.resources[label].rid,
-            "months": rng.choice([1, 2])} if labels else None
+            "months": rng.choice([1, 2]), "key": f"renew:{step}"} if labels else None
 
 
 def _change(up: bool):
@@ -87,7 +87,7 @@ def _change(up: bool):
         if not others:
             return None
         return {"label": label, "rid": res.rid, "spec": rng.choice(others),
-                **({} if up else {"key": f"down:{step}"})}
+                "key": f"{'up' if up else 'down'}:{step}"}
     return choose
 
 
@@ -109,7 +109,7 @@ def _open(rng, model, uin, step, now):
     product, spec, count = rng.choice(POSTPAID)
     spec = spec or rng.choice(model.world.product(product).specs or ["-"])
     return {"product": product, "spec": spec if spec != "-" else "store", "count": count,
-            "label": f"u{step}"}
+            "label": f"u{step}", "key": f"open:{step}"}
 
 
 def _usage(late: bool):
