@@ -10,7 +10,7 @@ JSON object (``present.recharges.recharge_json``); exit 0 done, 1 refused.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -27,7 +27,7 @@ def create(
     uin: Annotated[int, typer.Option(help="the account to recharge (UIN)")],
     amount: Annotated[str, typer.Option(help="yuan, e.g. 100.00 (0.01-9999999.00)")],
     channel: Annotated[str, typer.Option(help="wechat | qq | netbank")] = "wechat",
-    payer: Annotated[Optional[str], typer.Option(help="payer identity (default: the operator)")] = None,
+    payer: Annotated[str | None, typer.Option(help="payer identity (default: the operator)")] = None,
     international_card: Annotated[bool, flag("--international-card",
                                              help="the payer pays with a card issued abroad")] = False,
     as_json: JsonOpt = False,
@@ -60,7 +60,7 @@ def show(recharge_id: IdArg, as_json: JsonOpt = False) -> None:
 
 @recharge_app.command("list")
 def list_(uin: Annotated[int, typer.Option(help="the account (UIN)")],
-          state: Annotated[Optional[str], typer.Option(help="pending | paid | failed | closed")] = None,
+          state: Annotated[str | None, typer.Option(help="pending | paid | failed | closed")] = None,
           limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
           as_json: JsonOpt = False) -> None:
     """An account's recharges, newest first."""
@@ -101,7 +101,7 @@ def sync(as_json: JsonOpt = False) -> None:
 def sandbox_pay_command(
     port: Annotated[int, typer.Option(help="port to listen on")] = 8090,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    keys: Annotated[Optional[Path], typer.Option(
+    keys: Annotated[Path | None, typer.Option(
         help="folder of the sandbox's keys (made if missing; default $FEECENTER_HOME/sandbox-pay)")] = None,
     notify_url: Annotated[str, typer.Option(
         help="where the merchant receives notifications")] = "http://127.0.0.1:8000/api/v1/recharges/notify/wechat",

@@ -109,10 +109,10 @@ def _admit(conn: Connection, clock: Clock, actor: Actor, uin: int, new: NewRecha
         return None
     today, month = _used(conn, payer, channel, new.intl_card, now)
     rules.check_limits(channel, new.intl_card, new.amount, used_today=today, used_month=month)
-    values = dict(uin=uin, amount=new.amount, channel=channel, payer=payer,
-                  out_trade_no=f"FC{uuid.uuid4().hex[:28].upper()}", state=PENDING,
-                  intl_card=bool(new.intl_card), created_by=actor.label,
-                  created_at=db_time(now), expires_at=db_time(now + settings.term))
+    values = {"uin": uin, "amount": new.amount, "channel": channel, "payer": payer,
+              "out_trade_no": f"FC{uuid.uuid4().hex[:28].upper()}", "state": PENDING,
+              "intl_card": bool(new.intl_card), "created_by": actor.label,
+              "created_at": db_time(now), "expires_at": db_time(now + settings.term)}
     new_id = conn.execute(insert(recharges).values(**values).returning(_R.id)).scalar_one()
     return {"id": new_id, **values}
 
@@ -234,7 +234,7 @@ def handle_notification(engine: Engine, clock: Clock, gateway: PaymentGateway,
     payment = note.payment
     with transaction(engine) as conn:
         row = conn.execute(select(recharges).where(
-            _R.out_trade_no == payment.out_trade_no, _R.channel == gateway.channel)).mappings().first()
+            _R.out_trade_no == payment.out_trade_no)).mappings().first()
         outcome = "unknown_payment" if row is None else apply_payment(conn, clock, dict(row), payment)
         refused = outcome in ("unknown_payment", "amount_mismatch")
         _log(conn, clock, gateway.channel, raw, "refused" if refused else outcome,

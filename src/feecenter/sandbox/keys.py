@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -89,7 +89,7 @@ def _write(path: Path, data: bytes) -> None:
 def _create(folder: Path) -> None:
     merchant = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     platform = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Fee Center sandbox platform"),
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Fee Center sandbox")])
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)

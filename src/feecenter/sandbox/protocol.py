@@ -21,7 +21,7 @@ import re
 import secrets
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -84,6 +84,6 @@ def notification_body(apiv3_key: str, transaction: dict, notification_id: str | 
     plain = json.dumps(transaction, ensure_ascii=False)
     return json.dumps({
         "id": notification_id or str(uuid.uuid4()),
-        "create_time": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "create_time": datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
         "resource_type": "encrypt-resource", "event_type": event_type, "summary": "支付成功",
         "resource": encrypt_resource(apiv3_key, plain, "transaction")}, ensure_ascii=False)
