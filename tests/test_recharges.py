@@ -539,3 +539,38 @@ def test_cli_create_query_show_list(pay, cli, monkeypatch):
     code, listed = cli.json("recharge", "list", "--uin", str(pay.uin))
     assert listed["total"] == 1
     assert balance(pay.rt, pay.uin).cash == 5_00
+
+
+@pytest.mark.spec("BAL-5")
+def test_describe_bill_list_shows_the_recharge_with_its_online_sub_type(pay):
+    from feecenter.clock import business_time_text
+    from tests.compat_harness import Shop
+
+    recharge = pay.create(7_00)
+    pay.payer_acts(recharge, "pay")
+    pay.wait_state(recharge["id"], "paid")
+    now = pay.rt.clock.now()
+    shop = Shop(pay.rt, pay.uin, api_key(pay.rt, pay.uin), TestClient(create_app(pay.rt)), now,
+                [], [], [])
+    answer = shop.call("DescribeBillList", {
+        "StartTime": business_time_text(now - timedelta(hours=1)),
+        "EndTime": business_time_text(now + timedelta(hours=1)),
+        "Offset": 0, "Limit": 20, "PayType": ["recharge"], "SubPayType": ["online"]})
+    assert [(t["ActionType"], t["Amount"], t["DeductMode"], t["PayChannel"])
+            for t in answer["TransactionList"]] == [("recharge", 7_00, "online", "wechat")]
+    assert answer["RechargeAmount"] == 7_00
+
+
+@pytest.mark.spec("RCH-5")
+@pytest.mark.parametrize("body", [b"\x00\xff not json", b"", b'{"id": 1}'])
+def test_garbage_at_the_notification_endpoint_is_refused_and_recorded(pay, body):
+    with TestClient(create_app(pay.rt)) as client:
+        response = client.post("/api/v1/recharges/notify/wechat", content=body,
+                               headers={"Content-Type": "text/plain",
+                                        "Wechatpay-Timestamp": str(int(time.time())),
+                                        "Wechatpay-Serial": pay.keys.platform_serial,
+                                        "Wechatpay-Signature": "bm90IGEgc2lnbmF0dXJl"})
+        unknown = client.post("/api/v1/recharges/notify/alipay", content=b"{}")
+    assert response.status_code == 400 and unknown.status_code == 404
+    assert [(n["outcome"], n["reason"]) for n in pay.notifications()] == [
+        ("refused", "bad_signature")]

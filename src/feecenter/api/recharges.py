@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from feecenter.accounts.permissions import Actor
 from feecenter.api.deps import caller, runtime
-from feecenter.api.strict import Limit, Offset, PathId, StrictModel, Uin, Yuan
+from feecenter.api.strict import ErrorBody, Limit, Offset, PathId, StrictModel, Uin, Yuan
 from feecenter.money import parse_yuan
 from feecenter.present.recharges import recharge_json
 from feecenter.recharges import rules
@@ -25,6 +25,8 @@ from feecenter.runtime import Runtime
 router = APIRouter(prefix="/api/v1")
 Rt = Annotated[Runtime, Depends(runtime)]
 Caller = Annotated[Actor, Depends(caller)]
+PROVIDER_DOWN = {503: {"model": ErrorBody,
+                       "description": "the payment provider cannot be reached / 支付服务商暂不可用"}}
 
 
 class CreateRecharge(StrictModel):
@@ -37,7 +39,8 @@ class CreateRecharge(StrictModel):
                                      description="the payer pays with a card issued abroad (RCH-2)")
 
 
-@router.post("/recharges", status_code=201, summary="Create an online recharge (RCH) / 在线充值")
+@router.post("/recharges", status_code=201, responses=PROVIDER_DOWN,
+             summary="Create an online recharge (RCH) / 在线充值")
 def create_recharge(body: CreateRecharge, rt: Rt, actor: Caller) -> dict:
     new = recharges.NewRecharge(amount=parse_yuan(body.amount, "amount"), channel=body.channel,
                                 payer=body.payer, intl_card=body.international_card)
@@ -51,7 +54,7 @@ def get_recharge(recharge_id: PathId, rt: Rt, actor: Caller) -> dict:
         return recharge_json(recharges.get(conn, actor, recharge_id))
 
 
-@router.post("/recharges/{recharge_id}/query",
+@router.post("/recharges/{recharge_id}/query", responses=PROVIDER_DOWN,
              summary="Ask the provider about a recharge; credit it if paid / 查询支付结果")
 def query_recharge(recharge_id: PathId, rt: Rt, actor: Caller) -> dict:
     return recharge_json(recharges.query(rt.engine, rt.clock, actor, recharge_id,

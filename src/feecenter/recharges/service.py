@@ -87,12 +87,12 @@ def create(engine: Engine, clock: Clock, actor: Actor, uin: int, new: NewRecharg
 
 
 def _gateway(gateways: Gateways, channel: str) -> PaymentGateway:
+    """The channel's gateway; a channel no provider is configured for is not open here."""
     gateway = gateways.get(channel)
     if gateway is None:
         zh, en = rules.CHANNEL_NAMES[channel]
-        raise GatewayUnavailable(f"充值渠道暂不可用：{zh}（未配置支付服务商）",
-                                 f"recharge channel unavailable: {en} (no provider configured)",
-                                 field="channel")
+        raise invalid("channel", f"充值渠道未开通：{zh}（未配置支付服务商）",
+                      f"recharge channel is not open: {en} (no payment provider configured)")
     return gateway
 
 
@@ -224,7 +224,7 @@ def handle_notification(engine: Engine, clock: Clock, gateway: PaymentGateway,
     """Verify, decrypt and apply a provider notification; every one is recorded
     (RCH-5). Refused: a bad signature, a stale or future timestamp, another
     merchant, an unknown payment, an amount that differs from the recharge."""
-    raw = body.decode("utf-8", "replace")
+    raw = body.decode("utf-8", "replace").replace("\x00", "\ufffd")  # storable as text
     try:
         note = gateway.parse_notification(headers, body, clock.now())
     except NotificationRefused as refused:
@@ -238,8 +238,8 @@ def handle_notification(engine: Engine, clock: Clock, gateway: PaymentGateway,
         outcome = "unknown_payment" if row is None else apply_payment(conn, clock, dict(row), payment)
         refused = outcome in ("unknown_payment", "amount_mismatch")
         _log(conn, clock, gateway.channel, raw, "refused" if refused else outcome,
-             outcome if refused else None, notification_id=note.notification_id,
-             out_trade_no=payment.out_trade_no, recharge_id=row["id"] if row else None)
+             outcome if refused else None, notification_id=note.notification_id[:64],
+             out_trade_no=payment.out_trade_no[:64], recharge_id=row["id"] if row else None)
     return NotificationResult(not refused, "refused" if refused else outcome,
                               outcome if refused else None)
 
