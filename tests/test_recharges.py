@@ -574,3 +574,24 @@ def test_garbage_at_the_notification_endpoint_is_refused_and_recorded(pay, body)
     assert response.status_code == 400 and unknown.status_code == 404
     assert [(n["outcome"], n["reason"]) for n in pay.notifications()] == [
         ("refused", "bad_signature")]
+
+
+@pytest.mark.spec("RCH-5")
+def test_operators_read_the_raw_notification_log_customers_do_not(pay):
+    from tests.rest_harness import Signed
+
+    recharge = pay.create(3_00)
+    headers, body = pay.signed_notification(paid_transaction(pay, recharge))
+    assert notify(pay, headers, body).status_code == 200
+    with transaction(pay.rt.engine) as conn:
+        from feecenter.auth import service as auth
+
+        _, ops_key = auth.create_operator(conn, pay.rt.clock, OPS, "recharge-ops")
+    client = TestClient(create_app(pay.rt))
+    log = Signed(pay.rt, client, ops_key).send(
+        "GET", "/api/v1/ops/recharges/notifications", query={"recharge_id": recharge["id"]})
+    assert log.status_code == 200, log.text
+    (item,) = log.json()["items"]
+    assert (item["outcome"], item["out_trade_no"]) == ("credited", recharge["out_trade_no"])
+    assert json.loads(item["body"])["resource"]["algorithm"] == "AEAD_AES_256_GCM"  # as received
+    assert rest(pay).send("GET", "/api/v1/ops/recharges/notifications").status_code == 403

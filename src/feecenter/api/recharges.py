@@ -15,9 +15,11 @@ from starlette.concurrency import run_in_threadpool
 
 from feecenter.accounts.permissions import Actor
 from feecenter.api.deps import caller, runtime
-from feecenter.api.strict import ErrorBody, Limit, Offset, PathId, StrictModel, Uin, Yuan
+from feecenter.api.strict import (ErrorBody, Limit, Offset, PathId, QueryId, StrictModel, Uin,
+                                  Yuan)
 from feecenter.money import parse_yuan
 from feecenter.present.recharges import recharge_json
+from feecenter.present.text import time_text
 from feecenter.recharges import rules
 from feecenter.recharges import service as recharges
 from feecenter.runtime import Runtime
@@ -67,6 +69,15 @@ def list_recharges(uin: Uin, rt: Rt, actor: Caller, state: str | None = None,
     with rt.engine.connect() as conn:
         page = recharges.list_recharges(conn, actor, uin, state=state, offset=offset, limit=limit)
     return {"total": page["total"], "items": [recharge_json(r) for r in page["items"]]}
+
+
+@router.get("/ops/recharges/notifications",
+            summary="The provider's notifications as received, newest first (RCH-5) / 支付通知日志")
+def list_notifications(rt: Rt, actor: Caller, recharge_id: QueryId = None,
+                       limit: Limit = 100) -> dict:
+    with rt.engine.connect() as conn:
+        rows = recharges.list_notifications(conn, actor, recharge_id=recharge_id, limit=limit)
+    return {"items": [{**r, "received_at": time_text(r["received_at"])} for r in rows]}
 
 
 @router.post("/recharges/notify/{channel}", include_in_schema=False)

@@ -36,8 +36,7 @@ SIGNATURE_WINDOW_S = 300          # a notification signed further from now is re
 TRADE_STATES = {"SUCCESS": PAID, "REFUND": PAID, "NOTPAY": PENDING, "USERPAYING": PENDING,
                 "ACCEPT": PENDING, "PAYERROR": FAILED, "CLOSED": CLOSED, "REVOKED": CLOSED}
 # bank_type values of cards issued abroad (RCH-6); configurable, see docs/recharge.md
-FOREIGN_BANK_TYPES = ("VISA", "MASTERCARD", "JCB", "AMEX", "AE", "DINERS", "DISCOVER",
-                      "OTHERS_FOREIGN")
+FOREIGN_BANK_TYPES = ("VISA_", "MASTERCARD_", "JCB_", "AMEX_", "AE_", "DINERS_", "DISCOVER_")
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,11 @@ class WeChatPayGateway:
             amount={"total": amount, "currency": "CNY"},
             time_expire=expires_at.astimezone(BUSINESS_TZ).isoformat(timespec="seconds"),
             pay_type=WeChatPayType.NATIVE)
-        return self._ok(status, body)["code_url"]
+        code_url = self._ok(status, body).get("code_url")
+        if not isinstance(code_url, str) or not code_url:
+            raise GatewayUnavailable("微信支付未返回二维码链接", "WeChat Pay returned no code_url",
+                                     call="create")
+        return code_url
 
     def query(self, out_trade_no: str) -> ProviderPayment:
         status, body = self._call("query", self._client.query, out_trade_no=out_trade_no)
@@ -122,7 +125,8 @@ class WeChatPayGateway:
             "refund", self._client.refund, out_refund_no=out_refund_no, out_trade_no=out_trade_no,
             amount={"refund": amount, "total": total, "currency": "CNY"}, reason=reason[:80])
         data = self._ok(status, body)
-        return ProviderRefund(out_refund_no, data["refund_id"], data["status"])
+        return ProviderRefund(out_refund_no, str(data.get("refund_id", "")),
+                              str(data.get("status", "")))
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes,
                            now: datetime) -> ProviderNotification:
