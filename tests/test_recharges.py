@@ -595,3 +595,43 @@ def test_operators_read_the_raw_notification_log_customers_do_not(pay):
     assert (item["outcome"], item["out_trade_no"]) == ("credited", recharge["out_trade_no"])
     assert json.loads(item["body"])["resource"]["algorithm"] == "AEAD_AES_256_GCM"  # as received
     assert rest(pay).send("GET", "/api/v1/ops/recharges/notifications").status_code == 403
+
+
+def test_feecenter_sandbox_pay_runs_as_its_own_service(tmp_path):
+    """`feecenter sandbox-pay` in a subprocess: it prints the settings that point the
+    adapter at it, and the real adapter creates and queries a payment there."""
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "feecenter.cli", "sandbox-pay", "--port", str(port),
+         "--keys", str(tmp_path / "keys")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    try:
+        env = {}
+        while len(env) < 8:
+            line = process.stdout.readline()
+            assert line, "sandbox-pay ended early"
+            if line.startswith("export "):
+                name, _, value = line[len("export "):].strip().partition("=")
+                env[name] = value
+        assert env["FEECENTER_WECHATPAY_BASE_URL"] == f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/pay/none", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "sandbox-pay did not start"
+                time.sleep(0.1)
+        gateway = WeChatPayGateway(WeChatPayConfig.from_env(env))
+        code_url = gateway.create_payment("FCSUBPROCESS1", 1_00, "test",
+                                          datetime.now(UTC) + timedelta(minutes=5))
+        requests.post(code_url, data={"action": "pay", "notify": "no"}, timeout=10)
+        assert gateway.query("FCSUBPROCESS1").state == "paid"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

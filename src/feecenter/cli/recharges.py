@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from feecenter.cli.common import JsonOpt, emit as _emit, flag, out, refusals as _refusals
+from feecenter.cli.common import JsonOpt, emit as _emit, flag, refusals as _refusals
 from feecenter.cli.common import operator_actor as _actor, runtime as _runtime
 
 recharge_app = typer.Typer(help="Online recharge (RCH) / 在线充值", no_args_is_help=True)
@@ -115,7 +115,7 @@ def sandbox_pay_command(
 
     folder = keys or load_settings().home / "sandbox-pay"
     loaded = sandbox_keys.load_or_create(folder)
-    out.print("Point Fee Center at this sandbox / 商户配置:", markup=False)
+    typer.echo("# Point Fee Center at this sandbox / 商户配置:")
     for name, value in sandbox_keys.merchant_env(loaded, f"http://{host}:{port}", notify_url).items():
-        out.print(f"export {name}={value}", markup=False, highlight=False)
+        typer.echo(f"export {name}={value}")
     uvicorn.run(create_app(loaded), host=host, port=port, log_level="warning")
