@@ -597,41 +597,86 @@ def test_operators_read_the_raw_notification_log_customers_do_not(pay):
     assert rest(pay).send("GET", "/api/v1/ops/recharges/notifications").status_code == 403
 
 
-def test_feecenter_sandbox_pay_runs_as_its_own_service(tmp_path):
-    """`feecenter sandbox-pay` in a subprocess: it prints the settings that point the
-    adapter at it, and the real adapter creates and queries a payment there."""
+def start_sandbox_process(keys_dir, port: int):
+    """`feecenter sandbox-pay` in a subprocess; returns (process, the settings it printed)."""
     import subprocess
     import sys
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     process = subprocess.Popen(
         [sys.executable, "-m", "feecenter.cli", "sandbox-pay", "--port", str(port),
-         "--keys", str(tmp_path / "keys")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
+         "--keys", str(keys_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {}
+    while len(env) < 8:
+        line = process.stdout.readline()
+        assert line, "sandbox-pay ended early"
+        if line.startswith("export "):
+            name, _, value = line[len("export "):].strip().partition("=")
+            env[name] = value
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/pay/none", timeout=1)
+            return process, env
+        except requests.ConnectionError:
+            assert time.monotonic() < deadline, "sandbox-pay did not start"
+            time.sleep(0.1)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_feecenter_sandbox_pay_runs_as_its_own_service(tmp_path):
+    """`feecenter sandbox-pay` in a subprocess: it prints the settings that point the
+    adapter at it, and the real adapter creates and queries a payment there."""
+    port = free_port()
+    process, env = start_sandbox_process(tmp_path / "keys", port)
     try:
-        env = {}
-        while len(env) < 8:
-            line = process.stdout.readline()
-            assert line, "sandbox-pay ended early"
-            if line.startswith("export "):
-                name, _, value = line[len("export "):].strip().partition("=")
-                env[name] = value
         assert env["FEECENTER_WECHATPAY_BASE_URL"] == f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/pay/none", timeout=1)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline, "sandbox-pay did not start"
-                time.sleep(0.1)
         gateway = WeChatPayGateway(WeChatPayConfig.from_env(env))
         code_url = gateway.create_payment("FCSUBPROCESS1", 1_00, "test",
                                           datetime.now(UTC) + timedelta(minutes=5))
         requests.post(code_url, data={"action": "pay", "notify": "no"}, timeout=10)
         assert gateway.query("FCSUBPROCESS1").state == "paid"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.spec("RCH-5")
+def test_a_sandbox_killed_between_paying_and_notifying_is_credited_once_when_back(pay, tmp_path):
+    """The provider dies (SIGKILL) after the payer paid and before any notification:
+    once it is back, the recovery query credits the payment, and the notification it
+    then sends is acknowledged without a second credit."""
+    port = free_port()
+    process, env = start_sandbox_process(tmp_path / "keys", port)
+    env["FEECENTER_WECHATPAY_NOTIFY_URL"] = f"{pay.own}/api/v1/recharges/notify/wechat"
+    gateway = WeChatPayGateway(WeChatPayConfig.from_env(env))
+    pay.rt.gateways = {"wechat": gateway}
+    try:
+        recharge = pay.create(42_00)
+        pay.payer_acts(recharge, "pay", notify="no")
+        process.kill()
+        process.wait(timeout=10)
+        pay.rt.clock.advance(minutes=3)
+        assert recharges.sync_pending(pay.rt.engine, pay.rt.clock, pay.rt.gateways) == {
+            "checked": 1, "credited": 0, "failed": 0, "closed": 0, "unreachable": 1}
+        process, _ = start_sandbox_process(tmp_path / "keys", port)
+        counts = recharges.sync_pending(pay.rt.engine, pay.rt.clock, pay.rt.gateways)
+        assert counts["credited"] == 1 and balance(pay.rt, pay.uin).cash == 42_00
+        pay.rt.clock.set(datetime.now(UTC))
+        requests.post(f"http://127.0.0.1:{port}/sandbox/payments/{recharge['out_trade_no']}/notify",
+                      timeout=10)
+        deadline = time.monotonic() + 15
+        while not requests.get(f"http://127.0.0.1:{port}/sandbox/payments/"
+                               f"{recharge['out_trade_no']}", timeout=5).json()["acknowledged"]:
+            assert time.monotonic() < deadline, "the notification was never acknowledged"
+            time.sleep(0.1)
+        assert [n["outcome"] for n in pay.notifications()] == ["duplicate"]
+        assert balance(pay.rt, pay.uin).cash == 42_00 and len(pay.entries()) == 1
+        assert_reconciled(pay.rt)
     finally:
         process.terminate()
         process.wait(timeout=10)

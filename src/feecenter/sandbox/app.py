@@ -4,8 +4,10 @@ answer signed; a payer page where a payment is paid, fails with the provider's
 reason or is abandoned; payment notifications sent asynchronously and retried
 with backoff until the merchant acknowledges them (2xx).
 
-State lives in memory (a sandbox restarted forgets its payments, as a crashed
-provider would forget to notify: the merchant recovers by querying).
+State is kept in ``state.json`` in the keys folder, written after every change,
+so a sandbox killed between a payment and its notification still knows the
+payment when it comes back: it answers queries with it (the merchant recovers
+by querying) and resumes the notifications not yet acknowledged.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import os
 import secrets
 import time
 import uuid
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -43,6 +47,7 @@ class Payment:
     bank_type: str | None = None
     attempts: list[dict] = field(default_factory=list)
     acknowledged: bool = False
+    held: bool = False               # paid with notify=no: no notification until asked
     notification_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def transaction(self) -> dict:
@@ -66,6 +71,25 @@ class Provider:
         self.payments: dict[str, Payment] = {}
         self.refunds: dict[str, dict] = {}
         self.tasks: set[asyncio.Task] = set()
+        self.state_path = keys.folder / "state.json"
+        if self.state_path.exists():
+            state = json.loads(self.state_path.read_text())
+            self.payments = {no: Payment(**p) for no, p in state["payments"].items()}
+            self.refunds = state["refunds"]
+
+    def save(self) -> None:
+        """Write the state (a new file renamed over the old: never half-written)."""
+        temporary = self.state_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({
+            "payments": {no: asdict(p) for no, p in self.payments.items()},
+            "refunds": self.refunds}, ensure_ascii=False))
+        os.replace(temporary, self.state_path)
+
+    def resume(self) -> None:
+        """Notify again what was paid and never acknowledged (after a restart)."""
+        for payment in self.payments.values():
+            if payment.trade_state == "SUCCESS" and not (payment.acknowledged or payment.held):
+                self.notify_later(payment)
 
     # ------------------------------------------------------------ wire
 
@@ -129,6 +153,7 @@ class Provider:
             payment.attempts.append({"at": time.time(), **outcome})
             if 200 <= outcome.get("status", 0) < 300:
                 payment.acknowledged = True
+                self.save()
                 return
 
 
@@ -141,8 +166,14 @@ def _post(url: str, body: str, headers: dict) -> dict:
 
 
 def create_app(keys: SandboxKeys, retry_delays: tuple[float, ...] = RETRY_DELAYS_S) -> FastAPI:
-    app = FastAPI(title="Fee Center payment sandbox (WeChat Pay API v3)")
     provider = Provider(keys, retry_delays)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        provider.resume()
+        yield
+
+    app = FastAPI(title="Fee Center payment sandbox (WeChat Pay API v3)", lifespan=lifespan)
     app.state.provider = provider
     _api_routes(app, provider)
     _payer_routes(app, provider)
@@ -167,6 +198,7 @@ def _api_routes(app: FastAPI, provider: Provider) -> None:
         if no in provider.payments:
             return provider.error(400, "OUT_TRADE_NO_USED", "商户订单号重复")
         provider.payments[no] = Payment(order)
+        provider.save()
         return provider.answer(200, {"code_url": f"{request.base_url}pay/{no}"})
 
     @app.get("/v3/pay/transactions/out-trade-no/{no}")
@@ -190,6 +222,7 @@ def _api_routes(app: FastAPI, provider: Provider) -> None:
         if payment.trade_state == "SUCCESS":
             return provider.error(400, "ORDERPAID", "订单已支付")
         payment.trade_state, payment.trade_state_desc = "CLOSED", "订单已关闭"
+        provider.save()
         return provider.answer(204)
 
     @app.post("/v3/refund/domestic/refunds")
@@ -216,6 +249,7 @@ def _api_routes(app: FastAPI, provider: Provider) -> None:
             "amount": {"refund": amount, "total": payment.order["amount"]["total"],
                        "currency": "CNY"}})
         payment.trade_state = "REFUND"
+        provider.save()
         return provider.answer(200, record)
 
     @app.get("/v3/certificates")
@@ -257,7 +291,9 @@ def _payer_routes(app: FastAPI, provider: Provider) -> None:
             return HTMLResponse(_page("订单不可支付 / Not payable",
                                       html.escape(payment.trade_state_desc)), status_code=409)
         provider.settle(payment, action, payer, card == "international", reason)
-        if action == "pay" and notify == "yes":
+        payment.held = notify != "yes"
+        provider.save()
+        if action == "pay" and not payment.held:
             provider.notify_later(payment)
         return HTMLResponse(_page("结果 / Result", html.escape(payment.trade_state_desc)))
 
@@ -274,7 +310,8 @@ def _payer_routes(app: FastAPI, provider: Provider) -> None:
         payment = provider.payments.get(no)
         if payment is None or payment.trade_state != "SUCCESS":
             return JSONResponse({"error": "not paid"}, status_code=409)
-        payment.acknowledged = False
+        payment.acknowledged, payment.held = False, False
+        provider.save()
         provider.notify_later(payment)
         return JSONResponse({"queued": True})
 
