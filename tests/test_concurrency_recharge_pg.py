@@ -24,7 +24,7 @@ from feecenter.ledger.tables import ledger_transactions
 from feecenter.recharges import service as recharges
 from feecenter.recharges.tables import recharge_notifications
 from tests.helpers import assert_reconciled, balance, run_threads
-from tests.test_recharges import pay, paid_transaction, sandbox  # noqa: F401 - fixtures
+from tests.test_recharges import paid_transaction, pay, sandbox  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.postgres_only
 

@@ -15,8 +15,16 @@ from starlette.concurrency import run_in_threadpool
 
 from feecenter.accounts.permissions import Actor
 from feecenter.api.deps import caller, runtime
-from feecenter.api.strict import (ErrorBody, Limit, Offset, PathId, QueryId, StrictModel, Uin,
-                                  Yuan)
+from feecenter.api.strict import (
+    ErrorBody,
+    Limit,
+    Offset,
+    PathId,
+    QueryId,
+    StrictModel,
+    Uin,
+    Yuan,
+)
 from feecenter.money import parse_yuan
 from feecenter.present.recharges import recharge_json
 from feecenter.present.text import time_text

@@ -14,8 +14,11 @@ from typing import Annotated
 
 import typer
 
-from feecenter.cli.common import JsonOpt, emit as _emit, flag, refusals as _refusals
-from feecenter.cli.common import operator_actor as _actor, runtime as _runtime
+from feecenter.cli.common import JsonOpt, flag
+from feecenter.cli.common import emit as _emit
+from feecenter.cli.common import operator_actor as _actor
+from feecenter.cli.common import refusals as _refusals
+from feecenter.cli.common import runtime as _runtime
 
 recharge_app = typer.Typer(help="Online recharge (RCH) / 在线充值", no_args_is_help=True)
 

@@ -26,8 +26,14 @@ from cryptography import x509
 from wechatpayv3 import WeChatPay, WeChatPayType
 
 from feecenter.clock import BUSINESS_TZ
-from feecenter.recharges.gateway import (GatewayRefused, GatewayUnavailable, NotificationRefused,
-                                         ProviderNotification, ProviderPayment, ProviderRefund)
+from feecenter.recharges.gateway import (
+    GatewayRefused,
+    GatewayUnavailable,
+    NotificationRefused,
+    ProviderNotification,
+    ProviderPayment,
+    ProviderRefund,
+)
 from feecenter.recharges.rules import CLOSED, FAILED, PAID, PENDING
 
 PRODUCTION_URL = "https://api.mch.weixin.qq.com"

@@ -27,10 +27,19 @@ from feecenter.errors import invalid, not_found
 from feecenter.funds import service as funds
 from feecenter.inputs import plain_text
 from feecenter.recharges import rules
-from feecenter.recharges.gateway import (GatewayRefused, GatewayUnavailable, NotificationRefused,
-                                         PaymentGateway, ProviderPayment)
+from feecenter.recharges.gateway import (
+    GatewayRefused,
+    GatewayUnavailable,
+    NotificationRefused,
+    PaymentGateway,
+    ProviderPayment,
+)
 from feecenter.recharges.rules import CLOSED, FAILED, PAID, PENDING, WECHAT
-from feecenter.recharges.tables import recharge_blocks, recharge_notifications, recharges
+from feecenter.recharges.tables import (
+    recharge_blocks,
+    recharge_notifications,
+    recharges,
+)
 
 _R = recharges.c
 Gateways = Mapping[str, PaymentGateway]

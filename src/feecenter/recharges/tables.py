@@ -1,8 +1,17 @@
 """Tables owned by recharges: the recharges, the provider notifications received
 (the raw log, refused ones included: RCH-5) and the frequency-control blocks (RCH-3)."""
 
-from sqlalchemy import (BigInteger, Boolean, Column, DateTime, ForeignKey, Index, String, Table,
-                        Text)
+from sqlalchemy import (
+                        BigInteger,
+                        Boolean,
+                        Column,
+                        DateTime,
+                        ForeignKey,
+                        Index,
+                        String,
+                        Table,
+                        Text,
+)
 
 from feecenter.db.base import IdType, metadata
 

@@ -9,9 +9,8 @@ frequency-control block of the WeChat QR code (RCH-3). docs/recharge.md.
 Revision ID: 0015
 Revises: 0014
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0015'
 down_revision = '0014'
