@@ -30,6 +30,9 @@ Notifications (docs/notifications.md):
 - FEECENTER_SMS_SENDER: name of the registered SMS sender (default "log")
 - FEECENTER_SMS_LOG: file the "log" SMS sender appends to (default $FEECENTER_HOME/sms.log)
 - FEECENTER_NOTIFY_MAX_ATTEMPTS: sending attempts before an outbox row fails (default 5)
+
+Payment providers of online recharge: FEECENTER_WECHATPAY_* (read by
+``gateways.wechatpay.WeChatPayConfig.from_env``; docs/recharge.md).
 """
 
 from __future__ import annotations

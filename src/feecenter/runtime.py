@@ -18,6 +18,10 @@ class Runtime:
     engine: Engine
     clock: Clock
     settings: Settings = field(default_factory=load_settings)
+    gateways: dict | None = None  # payment gateways by channel; None: from the environment
+
+    def payment_gateways(self) -> dict:
+        return payment_gateways() if self.gateways is None else self.gateways
 
 
 def open_runtime(settings: Settings | None = None, clock: Clock | None = None) -> Runtime:
@@ -26,3 +30,11 @@ def open_runtime(settings: Settings | None = None, clock: Clock | None = None) -
     engine = make_engine(settings.database_url)
     ensure_schema(engine)
     return Runtime(engine=engine, clock=clock or SystemClock(), settings=settings)
+
+
+def payment_gateways() -> dict:
+    """The payment gateways the environment configures, by channel (RCH-1;
+    docs/recharge.md): the wiring of the adapters in ``feecenter.gateways``."""
+    from feecenter.gateways import configured
+
+    return configured()

@@ -31,6 +31,7 @@ from feecenter.cli.common import JsonOpt, emit as _emit, err, flag, out, refusal
 from feecenter.cli.common import operator_actor as _actor, runtime as _runtime
 from feecenter.cli.jobs import jobs_app, worker_command
 from feecenter.cli.orders import orders_app
+from feecenter.cli.recharges import recharge_app, sandbox_pay_command
 from feecenter.cli.simulate import simulate_command
 from feecenter.cli.usage import usage_app
 
@@ -44,10 +45,12 @@ db_app = typer.Typer(help="Database / 数据库", no_args_is_help=True)
 for sub, name in ((account_app, "account"), (apikey_app, "apikey"), (operator_app, "operator"),
                   (credit_app, "credit"), (db_app, "db"), (catalog_app, "catalog"),
                   (usage_app, "usage"), (jobs_app, "jobs"), (bills_app, "bills"),
-                  (orders_app, "orders")):
+                  (orders_app, "orders"), (recharge_app, "recharge")):
     app.add_typer(sub, name=name)
 app.command("worker", help="Run due scheduled jobs on the wall clock / 定时任务执行器")(worker_command)
 app.command("simulate", help="Simulate a small cloud from a seed / 确定性模拟")(simulate_command)
+app.command("sandbox-pay", help="The sandbox payment provider (WeChat Pay v3) / 支付沙箱")(
+    sandbox_pay_command)
 
 
 

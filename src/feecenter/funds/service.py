@@ -202,11 +202,13 @@ def _transfer(conn, clock, key, request, kind, uin, legs, **kw) -> ledger.Transf
 
 def receive(conn: Connection, clock: Clock, uin: int, amount: int, *, key: str,
             source_account_id: int, action_type: str = "recharge", pay_channel: str | None = None,
-            memo: str | None = None, request: dict | None = None) -> Movement:
+            sub_type: str | None = None, memo: str | None = None,
+            request: dict | None = None) -> Movement:
     """Credit incoming money to cash, then repay arrears and advances from it (ARR-4).
 
-    The whole amount is posted first as its own entry; each repayment follows
-    as an entry of its own (RMT-8).
+    The whole amount is posted first as its own entry (``sub_type``: its
+    Tencent SubPayType, e.g. ``online`` for an online recharge); each repayment
+    follows as an entry of its own (RMT-8).
     """
     request = request or {"op": "receive", "uin": uin, "amount": amount, "type": action_type}
     ids, bal = _balances(conn, uin, lock=True)  # lock first: see _replayed
@@ -215,7 +217,7 @@ def receive(conn: Connection, clock: Clock, uin: int, amount: int, *, key: str,
     first = _transfer(conn, clock, key, request, action_type, uin,
                       [(source_account_id, -amount), (ids["cash"], amount)], memo=memo)
     entries = [_record(conn, clock, uin, first.txn_id, action_type, amount, cash=amount,
-                       pay_channel=pay_channel, memo=memo)]
+                       pay_channel=pay_channel, deduct_mode=sub_type, memo=memo)]
     plan = rules.plan_incoming(amount, arrears=-bal["arrears"], advances=-bal["advance"])
     for part, sub, action in ((plan.to_arrears, "arrears", "repayment"),
                               (plan.to_advances, "advance", "repay")):

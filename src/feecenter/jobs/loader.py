@@ -19,6 +19,7 @@ JOB_MODULES: tuple[str, ...] = (
     "feecenter.settlement.jobs",  # settlement.hourly / daily / monthly (SET-1, SET-4)
     "feecenter.arrears.jobs",  # arrears.escalate (ARR-3)
     "feecenter.coupons.jobs",  # coupons.expire (CPN-3)
+    "feecenter.recharges.jobs",  # recharges.sync (RCH-5, RCH-6)
 )
 
 

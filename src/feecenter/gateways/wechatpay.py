@@ -1,0 +1,229 @@
+"""The WeChat Pay API v3 adapter of the payment-gateway port (RCH-1), on the maintained
+``wechatpayv3`` package: Native (QR) payments, query, close, refund, and payment
+notifications verified with the platform certificate (SHA256-RSA2048) with their
+resource decrypted with the API v3 key (AEAD_AES_256_GCM).
+
+Configuration comes from the environment (``WeChatPayConfig.from_env``); the
+private key and the API v3 key are never logged (the client gets no logger,
+and the config's repr hides them). ``FEECENTER_WECHATPAY_BASE_URL`` points the
+adapter at another server speaking the same protocol, e.g. the sandbox
+provider (``feecenter sandbox-pay``): the package has no public setting for
+its gateway address, so the adapter sets the client's ``_core._gate_way``
+(docs/decisions.md, "The WeChat Pay gateway address").
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import requests
+from cryptography import x509
+from wechatpayv3 import WeChatPay, WeChatPayType
+
+from feecenter.clock import BUSINESS_TZ
+from feecenter.recharges.gateway import (
+    GatewayRefused,
+    GatewayUnavailable,
+    NotificationRefused,
+    ProviderNotification,
+    ProviderPayment,
+    ProviderRefund,
+)
+from feecenter.recharges.rules import CLOSED, FAILED, PAID, PENDING
+
+PRODUCTION_URL = "https://api.mch.weixin.qq.com"
+SIGNATURE_WINDOW_S = 300          # a notification signed further from now is refused
+# WeChat's trade_state -> ours (RCH-6); REFUND: it was paid (a refund followed)
+TRADE_STATES = {"SUCCESS": PAID, "REFUND": PAID, "NOTPAY": PENDING, "USERPAYING": PENDING,
+                "ACCEPT": PENDING, "PAYERROR": FAILED, "CLOSED": CLOSED, "REVOKED": CLOSED}
+# bank_type values of cards issued abroad (RCH-6); configurable, see docs/recharge.md
+FOREIGN_BANK_TYPES = ("VISA_", "MASTERCARD_", "JCB_", "AMEX_", "AE_", "DINERS_", "DISCOVER_")
+
+
+@dataclass(frozen=True)
+class WeChatPayConfig:
+    mchid: str
+    appid: str
+    serial_no: str                      # the merchant API certificate's serial number
+    private_key_path: str               # apiclient_key.pem
+    apiv3_key: str = field(repr=False)  # 32 bytes
+    platform_cert_dir: str              # the platform certificate(s), *.pem
+    notify_url: str
+    base_url: str = PRODUCTION_URL
+    timeout_s: tuple[float, float] = (5.0, 15.0)  # connect, read
+    foreign_bank_types: tuple[str, ...] = FOREIGN_BANK_TYPES
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WeChatPayConfig | None:
+        """FEECENTER_WECHATPAY_*; None when FEECENTER_WECHATPAY_MCHID is unset."""
+        if not env.get("FEECENTER_WECHATPAY_MCHID"):
+            return None
+
+        def need(name: str) -> str:
+            value = env.get(f"FEECENTER_WECHATPAY_{name}")
+            if not value:
+                raise ValueError(f"FEECENTER_WECHATPAY_{name} must be set with "
+                                 "FEECENTER_WECHATPAY_MCHID (docs/recharge.md)")
+            return value
+
+        key = env.get("FEECENTER_WECHATPAY_APIV3_KEY") or Path(
+            need("APIV3_KEY_FILE")).read_text().strip()
+        foreign = env.get("FEECENTER_WECHATPAY_FOREIGN_BANK_TYPES")
+        return cls(mchid=need("MCHID"), appid=need("APPID"), serial_no=need("SERIAL_NO"),
+                   private_key_path=need("PRIVATE_KEY_PATH"), apiv3_key=key,
+                   platform_cert_dir=need("PLATFORM_CERT_DIR"), notify_url=need("NOTIFY_URL"),
+                   base_url=env.get("FEECENTER_WECHATPAY_BASE_URL") or PRODUCTION_URL,
+                   timeout_s=(float(env.get("FEECENTER_WECHATPAY_CONNECT_TIMEOUT_S") or 5),
+                              float(env.get("FEECENTER_WECHATPAY_READ_TIMEOUT_S") or 15)),
+                   foreign_bank_types=tuple(foreign.split(",")) if foreign else FOREIGN_BANK_TYPES)
+
+
+class WeChatPayGateway:
+    """``recharges.gateway.PaymentGateway`` for WeChat Pay (Native payments)."""
+
+    channel = "wechat"
+
+    def __init__(self, config: WeChatPayConfig):
+        self.config = config
+        self._platform_serials = _platform_serials(config.platform_cert_dir)
+        self._client = WeChatPay(
+            wechatpay_type=WeChatPayType.NATIVE, mchid=config.mchid,
+            private_key=Path(config.private_key_path).read_text(), cert_serial_no=config.serial_no,
+            appid=config.appid, apiv3_key=config.apiv3_key, notify_url=config.notify_url,
+            cert_dir=config.platform_cert_dir, logger=None, timeout=config.timeout_s)
+        if config.base_url.rstrip("/") != PRODUCTION_URL:
+            self._client._core._gate_way = config.base_url.rstrip("/")
+
+    # ------------------------------------------------------------ calls
+
+    def create_payment(self, out_trade_no: str, amount: int, description: str,
+                       expires_at: datetime) -> str:
+        status, body = self._call(
+            "create", self._client.pay, description=description[:127], out_trade_no=out_trade_no,
+            amount={"total": amount, "currency": "CNY"},
+            time_expire=expires_at.astimezone(BUSINESS_TZ).isoformat(timespec="seconds"),
+            pay_type=WeChatPayType.NATIVE)
+        code_url = self._ok(status, body).get("code_url")
+        if not isinstance(code_url, str) or not code_url:
+            raise GatewayUnavailable("微信支付未返回二维码链接", "WeChat Pay returned no code_url",
+                                     call="create")
+        return code_url
+
+    def query(self, out_trade_no: str) -> ProviderPayment:
+        status, body = self._call("query", self._client.query, out_trade_no=out_trade_no)
+        if status == 404:  # ORDER_NOT_EXIST: the provider never took it
+            return ProviderPayment(out_trade_no, CLOSED, None, reason="ORDER_NOT_EXIST")
+        return self._payment(self._ok(status, body))
+
+    def close(self, out_trade_no: str) -> None:
+        status, body = self._call("close", self._client.close, out_trade_no=out_trade_no)
+        if status != 204:
+            self._ok(status, body)
+
+    def refund(self, out_trade_no: str, out_refund_no: str, amount: int, total: int,
+               reason: str) -> ProviderRefund:
+        status, body = self._call(
+            "refund", self._client.refund, out_refund_no=out_refund_no, out_trade_no=out_trade_no,
+            amount={"refund": amount, "total": total, "currency": "CNY"}, reason=reason[:80])
+        data = self._ok(status, body)
+        return ProviderRefund(out_refund_no, str(data.get("refund_id", "")),
+                              str(data.get("status", "")))
+
+    def parse_notification(self, headers: Mapping[str, str], body: bytes,
+                           now: datetime) -> ProviderNotification:
+        wire = {name: headers.get(name, "") for name in (
+            "Wechatpay-Signature", "Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Serial",
+            "Wechatpay-Signature-Type")}
+        self._check_fresh(wire["Wechatpay-Timestamp"], now)
+        serial = wire["Wechatpay-Serial"].upper()
+        if serial not in self._platform_serials:  # never let a forger make the client fetch
+            raise NotificationRefused("bad_signature", f"unknown platform serial {serial[:40]}")
+        try:
+            data = self._client.callback(wire, body)
+        except Exception as exc:  # the package raises bare Exception on a bad algorithm
+            raise NotificationRefused("bad_signature", str(exc)[:200]) from exc
+        if not data:
+            raise NotificationRefused("bad_signature", "signature or decryption failed")
+        resource = data.get("resource")
+        if not isinstance(resource, dict) or data.get("event_type") != "TRANSACTION.SUCCESS":
+            raise NotificationRefused("malformed", f"event {data.get('event_type')!r}")
+        if resource.get("mchid") != self.config.mchid or resource.get("appid") != self.config.appid:
+            raise NotificationRefused("other_merchant", f"mchid {resource.get('mchid')!r}")
+        return ProviderNotification(str(data.get("id", "")), self._payment(resource))
+
+    # ------------------------------------------------------------ plumbing
+
+    def _call(self, what: str, method, **kwargs) -> tuple[int, str]:
+        try:
+            return method(**kwargs)
+        except requests.RequestException as exc:
+            raise GatewayUnavailable("微信支付暂时无法访问，请稍后重试",
+                                     "WeChat Pay cannot be reached; try again later",
+                                     call=what, error=type(exc).__name__) from exc
+        except Exception as exc:  # the package raises bare Exception on a bad response signature
+            raise GatewayUnavailable("微信支付的应答无法验证", "WeChat Pay's answer failed "
+                                     "verification", call=what, error=str(exc)[:200]) from exc
+
+    @staticmethod
+    def _ok(status: int, body) -> dict:
+        data = _json(body)
+        if 200 <= status < 300:
+            return data
+        code, message = data.get("code", str(status)), data.get("message", "")
+        error = GatewayUnavailable if status >= 500 or status == 429 else GatewayRefused
+        raise error(f"微信支付拒绝了请求：{code} {message}",
+                    f"WeChat Pay refused the call: {code} {message}", provider_code=code)
+
+    def _payment(self, data: dict) -> ProviderPayment:
+        trade_state = data.get("trade_state", "")
+        bank_type = str(data.get("bank_type") or "")
+        amount = data.get("amount") or {}
+        return ProviderPayment(
+            out_trade_no=str(data.get("out_trade_no", "")),
+            state=TRADE_STATES.get(trade_state, PENDING),
+            amount=amount.get("payer_total", amount.get("total")) if trade_state else None,
+            provider_txn_id=data.get("transaction_id"),
+            payer=(data.get("payer") or {}).get("openid"),
+            intl_card=bank_type.upper().startswith(self.config.foreign_bank_types),
+            reason=data.get("trade_state_desc") if trade_state == "PAYERROR" else None)
+
+    @staticmethod
+    def _check_fresh(timestamp: str, now: datetime) -> None:
+        try:
+            signed_at = int(timestamp)
+        except ValueError as exc:
+            raise NotificationRefused("bad_signature", "no timestamp") from exc
+        if abs(now.timestamp() - signed_at) > SIGNATURE_WINDOW_S:
+            raise NotificationRefused("stale", f"signed at {signed_at}, now {int(now.timestamp())}")
+
+
+def _json(body) -> dict:
+    try:
+        data = json.loads(body) if body else {}
+    except (TypeError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _platform_serials(cert_dir: str) -> frozenset[str]:
+    """The serial numbers (upper-case hex, as Wechatpay-Serial carries them) of the
+    platform certificates in ``cert_dir``."""
+    serials = set()
+    for path in sorted(Path(cert_dir).glob("*.pem")):
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+        serials.add(f"{cert.serial_number:X}")
+    if not serials:
+        raise ValueError(f"no platform certificate (*.pem) in {cert_dir}")
+    return frozenset(serials)
+
+
+@functools.lru_cache(maxsize=4)
+def gateway_for(config: WeChatPayConfig) -> WeChatPayGateway:
+    """One gateway per configuration and process (its keys loaded once)."""
+    return WeChatPayGateway(config)
+
