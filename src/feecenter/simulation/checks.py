@@ -112,7 +112,8 @@ def order_states(conn, model, now, uins) -> list[str]:
             found.append(f"ORD state: order {order_id} is {row.state}, the model says "
                          f"{expected.state}")
         if expected.amount is not None and row.amount != expected.amount:
-            found.append(f"ORD-5 amount: order {order_id} {row.amount} != {expected.amount}")
+            found.append(f"ORD-5 amount ({expected.kind}): order {order_id} {row.amount}, "
+                         f"the model says {expected.amount}")
         if row.paid_at is not None and row.kind in ("new", "renew", "upgrade") and (
                 row.paid_coupon + row.paid_gift + row.paid_cash + row.paid_credit != row.amount):
             found.append(f"ORD-3 parts: order {order_id} parts do not add up to {row.amount}")
