@@ -439,3 +439,22 @@ def test_cannot_pay_someone_elses_voided_or_unknown_order(shop):
         pay(rt, stranger, [987654])
     assert counts(rt)[0] == before[0]  # no ledger transaction written
     assert balance(rt, stranger).cash == 1_000_00
+
+
+@pytest.mark.spec("ORD-1", "ORD-4")
+def test_prorated_and_unused_amounts_are_rounded_once_from_the_exact_value():
+    """A downgrade of 107.0323 a month with 1,961,455 s left is -80.994999998… yuan:
+    -80.99, as an upgrade by as much is 80.99 (flooring to 1e-8 yuan first pushed the
+    negative one past the half fen, to -81.00); a refund's unused share of a negative
+    part (an earlier downgrade) is rounded the same way."""
+    from datetime import UTC, datetime
+
+    from feecenter.orders import rules
+
+    left = timedelta(seconds=1_961_455)
+    assert rules.prorated_change(10_703_230_000, 0, left) == -8_099
+    assert rules.prorated_change(0, 10_703_230_000, left) == 8_099
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    end = start + timedelta(days=31)
+    part = rules.PaidPart(-35_794, 0, 0, start, end)
+    assert rules.unused_value(part, end - timedelta(seconds=1_848_967)) == -24_709

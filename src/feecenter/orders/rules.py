@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from feecenter.clock import business_date
 from feecenter.errors import invalid
-from feecenter.money import RATE_PER_FEN, round_rated_to_fen, split_proportionally
+from feecenter.money import RATE_PER_FEN, split_proportionally
 
 MONTH = timedelta(days=30)  # upgrade/downgrade proration: a month of remaining time
 UNPAID_ORDER_DAYS = 15
@@ -48,8 +48,17 @@ def prorated_change(monthly_old: int, monthly_new: int, remaining: timedelta) ->
     Monthly prices are in 1e-8 yuan; the result is rounded once, half-up.
     """
     seconds = max(int(remaining.total_seconds()), 0)
-    rated = (monthly_new - monthly_old) * seconds // int(MONTH.total_seconds())
-    return round_rated_to_fen(rated)
+    return _fen_of((monthly_new - monthly_old) * seconds, int(MONTH.total_seconds()))
+
+
+def _fen_of(numerator: int, denominator: int) -> int:
+    """``numerator / denominator`` (1e-8 yuan, exact) in fen, rounded half-up once
+    (halves away from zero). Not floored to 1e-8 first: that would push a negative
+    amount just short of half a fen past it (-80.994999998 yuan to -81.00)."""
+    sign = -1 if (numerator < 0) != (denominator < 0) else 1
+    numerator, denominator = abs(numerator), abs(denominator)
+    return sign * ((2 * numerator + denominator * RATE_PER_FEN)
+                   // (2 * denominator * RATE_PER_FEN))
 
 
 @dataclass(frozen=True)
@@ -86,8 +95,7 @@ def unused_value(part: PaidPart, now: datetime) -> int:
         return 0
     unused = (part.end - max(now, part.start)).total_seconds()
     unused = min(max(unused, 0), total)
-    rated = part.amount * RATE_PER_FEN * int(unused) // int(total)
-    return round_rated_to_fen(rated)
+    return _fen_of(part.amount * RATE_PER_FEN * int(unused), int(total))
 
 
 def refund_split(parts: list[PaidPart], now: datetime, *, full: bool) -> RefundSplit:

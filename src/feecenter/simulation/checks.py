@@ -97,10 +97,12 @@ def _order_money(conn, uins):
 
 def order_states(conn, model, now, uins) -> list[str]:
     """ORD-1..5: each order the model knows has its predicted amount and state; every
-    paid order has exactly one payment, and its parts add up to its amount."""
+    paid order has exactly one payment, and its parts add up to its amount; each
+    refund and downgrade gives back what the model says (ORD-4)."""
     rows = {r.id: r for r in _run(conn, _ORDERS, uins)}
     found = []
     ids = model.orders if uins is None else [i for uin in uins for i in model.orders_of[uin]]
+    found += _given_back(model, rows, ids)
     for order_id in ids:
         expected = model.orders[order_id]
         row = rows.get(order_id)
@@ -111,11 +113,33 @@ def order_states(conn, model, now, uins) -> list[str]:
             found.append(f"ORD state: order {order_id} is {row.state}, the model says "
                          f"{expected.state}")
         if expected.amount is not None and row.amount != expected.amount:
-            found.append(f"ORD-5 amount: order {order_id} {row.amount} != {expected.amount}")
+            found.append(f"ORD-5 amount ({expected.kind}): order {order_id} {row.amount}, "
+                         f"the model says {expected.amount}")
         if row.paid_at is not None and row.kind in ("new", "renew", "upgrade") and (
                 row.paid_coupon + row.paid_gift + row.paid_cash + row.paid_credit != row.amount):
             found.append(f"ORD-3 parts: order {order_id} parts do not add up to {row.amount}")
     return found + _one_payment_each(conn, rows, uins)
+
+
+def _given_back(model, rows, ids) -> list[str]:
+    """ORD-4: a refund's or downgrade's gift, cash and coupon share (and a refund's
+    amount, their negative sum) are the model's, computed from the paying orders'
+    amounts and times it predicted and the split the product recorded for each."""
+    paid = {r.id: (r.paid_gift, r.paid_cash + r.paid_credit, r.paid_coupon)
+            for r in rows.values() if r.kind in ("new", "renew", "upgrade")}
+    found = []
+    for order_id in ids:
+        order, row = model.orders[order_id], rows.get(order_id)
+        if order.kind not in ("refund", "downgrade") or row is None:
+            continue
+        gift, cash, coupon = model.given_back(order_id, paid)
+        got = (row.refunded_gift, row.refunded_cash, -row.paid_coupon)
+        if got != (gift, cash, coupon) or (
+                order.kind == "refund" and row.amount != -(gift + cash + coupon)):
+            found.append(f"ORD-4 {order.kind}: order {order_id} gives back (gift, cash, coupon) "
+                         f"{got}, amount {row.amount}; the model says {(gift, cash, coupon)}"
+                         + (" (no-reason window)" if order.full else ""))
+    return found
 
 
 def _one_payment_each(conn, rows, uins) -> list[str]:

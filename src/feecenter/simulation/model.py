@@ -4,25 +4,34 @@ It learns what was accepted from each operation's result (the product decides
 refusals) and predicts, with the rules' own formulas and the world's prices:
 the money each account brought in (opening money and top-ups), every prepaid
 order's amount (ORD-5: unit price x count x months, one half-up rounding) and
-state (ORD-1..4), and the exact rated amount of every settled (resource,
-billing item, period) from the usage it reported (SET-2: quantity x price).
-``checks`` compares these with the database.
+state (ORD-1..4), the amount of every upgrade and downgrade (the prorated
+difference for the remaining time) and what every refund and downgrade gives back
+to gift, cash and coupons (ORD-4), and the exact rated amount of every settled
+(resource, billing item, period) from the usage it reported (SET-2: quantity x
+price). ``checks`` compares these with the database.
+
+The formulas are the rules' own, written here independently of the product's
+(``orders.rules``): exact fractions, rounded once at the end.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from fractions import Fraction
 
 from feecenter.clock import add_months
-from feecenter.money import round_rated_to_fen
+from feecenter.money import RATE_PER_FEN, round_rated_to_fen
 from feecenter.periods import DAILY, HOURLY, MONTHLY, period_containing
 from feecenter.simulation.world import World
 
 QTY = 1_000_000  # quantities: 1e-6 units
 PERIODS = {"hour": HOURLY, "day": DAILY, "month": MONTHLY}
 UNPAID_DAYS = 15  # ORD-2: an unpaid order's term
+MONTH = timedelta(days=30)  # upgrades and downgrades prorate over a 30-day month (orders.md)
+PAYING = ("new", "renew", "upgrade", "downgrade")  # a resource's orders a refund looks at
 
 
 @dataclass
@@ -33,10 +42,15 @@ class Order:
     spec: str
     count: int
     months: int | None
-    amount: int | None  # fen; None: the model does not predict it (upgrades)
+    amount: int | None  # fen; None: a refund's, predicted from the paid split (checks)
     label: str
     created: datetime
     state: str = "unpaid"
+    paid_at: datetime | None = None
+    start: datetime | None = None  # the service period it paid for, once delivered
+    end: datetime | None = None
+    parts: tuple[int, ...] = ()  # refund, downgrade: the resource's paying orders then
+    full: bool = False  # refund: inside the no-reason window (ORD-4)
 
 
 @dataclass
@@ -83,6 +97,55 @@ class Model:
     def prepaid_amount(self, product: str, spec: str, count: int, months: int) -> int:
         """ORD-5: unit price x count x months, rounded half-up once to fen."""
         return round_rated_to_fen(self.world.product(product).item(spec).prepaid * count * months)
+
+    def spec_change(self, res: Resource, spec: str, at: datetime) -> int:
+        """Upgrade (+) or downgrade (-): (new monthly - old monthly) x remaining / 30
+        days, both at the price list's prepaid price for the resource's count, rounded
+        once (docs/orders.md, "Upgrades and downgrades")."""
+        item = self.world.product(res.product).item
+        difference = (item(spec).prepaid - item(res.spec).prepaid) * res.count
+        remaining = max(res.expires - at, timedelta(0))
+        return _fen(Fraction(difference * _us(remaining), _us(MONTH)))
+
+    def given_back(self, order_id: int, paid: dict[int, tuple[int, int, int]]
+                   ) -> tuple[int, int, int]:
+        """ORD-4: the (gift, cash, coupon) a refund or downgrade gives back. ``paid``:
+        each paying order's (gift, cash + credit, coupon), the product's record of its
+        payment (checked to add up to the amount the model predicts)."""
+        order = self.orders[order_id]
+        return (self._refund_split(order, paid) if order.kind == "refund"
+                else self._downgrade_split(order, paid))
+
+    def _refund_split(self, refund: Order, paid) -> tuple[int, int, int]:
+        """Inside the window each paying order's whole amount, else its unused share
+        (linear in time over its service period), split between gift, cash and coupons
+        in the proportion it was paid; a downgrade counts negative (docs/orders.md)."""
+        totals = [0, 0, 0]
+        for part_id in refund.parts:
+            part = self.orders[part_id]
+            value = part.amount if refund.full else _unused(part, refund.created)
+            weights = [abs(w) for w in self._paid_by(part_id, paid)]
+            if value == 0 or not sum(weights):
+                continue
+            sign = 1 if value > 0 else -1
+            for i, share in enumerate(_split(abs(value), weights)):
+                totals[i] += sign * share
+        return tuple(max(t, 0) for t in totals)
+
+    def _downgrade_split(self, down: Order, paid) -> tuple[int, int, int]:
+        """The prorated difference split in the proportion the resource was paid: what
+        its paying orders paid, less what earlier downgrades gave back; all to cash
+        when nothing was paid (docs/orders.md)."""
+        weights = [max(sum(self._paid_by(i, paid)[k] for i in down.parts), 0) for k in range(3)]
+        if not sum(weights):
+            return 0, -down.amount, 0
+        return tuple(_split(-down.amount, weights))
+
+    def _paid_by(self, order_id: int, paid) -> tuple[int, int, int]:
+        """(gift, cash, coupon) that paid an order; a downgrade's count negative."""
+        if self.orders[order_id].kind == "downgrade":
+            return tuple(-x for x in self.given_back(order_id, paid))
+        return paid[order_id]
 
     def line_amount(self, product: str, item: str, quantity: int) -> int:
         """SET-2: quantity (1e-6) x price (1e-8 yuan); exact for the world's prices."""
@@ -133,16 +196,17 @@ class Model:
             res.label, datetime.fromisoformat(op.args["at"])))
 
     def _upgrade(self, op, result):
-        res = self.resources[op.args["label"]]
+        res, at = self.resources[op.args["label"]], datetime.fromisoformat(op.args["at"])
         self._order(result["order_ids"][0], Order(
-            op.uin, "upgrade", res.product, op.args["spec"], res.count, None, None, res.label,
-            datetime.fromisoformat(op.args["at"])))
+            op.uin, "upgrade", res.product, op.args["spec"], res.count, None,
+            self.spec_change(res, op.args["spec"], at), res.label, at))
 
     def _pay(self, op, result):
         self.keys.add(op.args["key"])
         at = datetime.fromisoformat(op.args["at"])
         for order_id in op.args["order_ids"]:
             order = self.orders[order_id]
+            order.paid_at = at
             manual = self.world.product(order.product).manual
             order.state = "paid" if manual else "delivered"
             if manual:
@@ -151,13 +215,17 @@ class Model:
                 self._delivered(order, at)
 
     def _delivered(self, order: Order, at: datetime) -> None:
+        """The resource changes; the order's service period is the time it paid for: a
+        renewal counts from the old expiry (RNW-6), an upgrade from now to the expiry."""
         res = self.resources[order.label]
         if order.kind == "new":
             res.live, res.expires = True, add_months(at, order.months)
+            order.start, order.end = at, res.expires
         elif order.kind == "renew":
-            res.expires = add_months(res.expires, order.months)
+            order.start, res.expires = res.expires, add_months(res.expires, order.months)
+            order.end = res.expires
         else:
-            res.spec = order.spec
+            res.spec, order.start, order.end = order.spec, at, res.expires
 
     def _deliver(self, op, result):
         order = self.orders[op.args["order_id"]]
@@ -169,17 +237,36 @@ class Model:
         self.orders[op.args["order_id"]].state = "delivery_failed"
         self.awaiting.discard(op.args["order_id"])
 
+    def _paying(self, res: Resource) -> tuple[int, ...]:
+        """The resource's delivered orders that paid for it or gave money back."""
+        return tuple(i for i in self.orders_of[res.uin] if (o := self.orders[i]).label == res.label
+                     and o.kind in PAYING and o.state == "delivered")
+
     def _refund(self, op, result):
+        """ORD-4: the window counts from the resource's first payment (its new order's),
+        its last instant included; the resource is released, its orders refunded."""
         self.keys.add(op.args["key"])
-        res = self.resources[op.args["label"]]
+        res, at = self.resources[op.args["label"]], datetime.fromisoformat(op.args["at"])
+        parts = self._paying(res)
+        days = self.world.product(res.product).refund_days
+        first_paid = min((self.orders[i].paid_at for i in parts), default=at)
+        self._order(result["order_id"], Order(
+            op.uin, "refund", res.product, res.spec, res.count, None, None, res.label, at,
+            state="refunded", paid_at=at, parts=parts,
+            full=days > 0 and at - first_paid <= timedelta(days=days)))
         res.live = False
-        for order in (self.orders[i] for i in self.orders_of[op.uin]):
-            if order.label == res.label and order.state == "delivered":
-                order.state = "refunded"
+        for order_id in parts:
+            self.orders[order_id].state = "refunded"
 
     def _downgrade(self, op, result):
+        """Executed at once: a delivered negative order for the prorated difference."""
         self.keys.add(op.args["key"])
-        self.resources[op.args["label"]].spec = op.args["spec"]
+        res, at = self.resources[op.args["label"]], datetime.fromisoformat(op.args["at"])
+        self._order(result["order_id"], Order(
+            op.uin, "downgrade", res.product, op.args["spec"], res.count, None,
+            self.spec_change(res, op.args["spec"], at), res.label, at, state="delivered",
+            paid_at=at, start=at, end=res.expires, parts=self._paying(res)))
+        res.spec = op.args["spec"]
 
     def _coupon(self, op, result):
         self.keys.add(op.args["key"])
@@ -208,6 +295,39 @@ class Model:
         if order.state == "unpaid" and now >= order.created + timedelta(days=UNPAID_DAYS):
             return {"unpaid", "expired"}
         return {order.state}
+
+
+def _us(span: timedelta) -> int:
+    return span // timedelta(microseconds=1)
+
+
+def _fen(rated: Fraction) -> int:
+    """An exact amount in 1e-8 yuan to fen, half-up (halves away from zero): the one
+    rounding, applied once to the exact value."""
+    return (1 if rated >= 0 else -1) * math.floor(abs(rated) / RATE_PER_FEN + Fraction(1, 2))
+
+
+def _unused(part: Order, at: datetime) -> int:
+    """Fen of ``part`` not yet used at ``at``: its amount x the share of its service
+    period still ahead, rounded once."""
+    total = part.end - part.start
+    if total <= timedelta(0):
+        return 0
+    unused = min(max(part.end - max(at, part.start), timedelta(0)), total)
+    return _fen(Fraction(part.amount * RATE_PER_FEN * _us(unused), _us(total)))
+
+
+def _split(total: int, weights: list[int]) -> list[int]:
+    """``total`` fen in proportion to ``weights``, the parts adding up to it: each part
+    its exact share rounded down, and the fen left over one each to the largest
+    remainders, ties to the earlier part (gift, then cash, then coupons). The rules
+    leave this rounding open; it is the project's, documented in docs/orders.md."""
+    exact = [Fraction(total * w, sum(weights)) for w in weights]
+    parts = [math.floor(x) for x in exact]
+    order = sorted(range(len(weights)), key=lambda i: (parts[i] - exact[i], i))
+    for i in order[:total - sum(parts)]:
+        parts[i] += 1
+    return parts
 
 
 def _period_key(cycle: str, end: datetime) -> str:

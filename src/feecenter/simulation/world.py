@@ -37,6 +37,7 @@ class Product:
     freeze: int = 0  # fen frozen when a postpaid resource opens (FRZ-1)
     manual: bool = False  # delivered by an operator (else on payment)
     covers: str | None = None  # resource package: the obj item it covers
+    refund_days: int = 5  # ORD-4 no-reason refund window (catalog refund_window_days)
 
     def item(self, code: str) -> Item:
         return next(i for i in self.items if i.code == code)
@@ -87,7 +88,8 @@ def _products(rng: random.Random) -> tuple[Product, ...]:
                   _price(rng, 5000 * n, 15000 * n)) for n in (1, 2, 3)]
     return (
         Product("vm", ("prepaid", "postpaid"), "hour",
-                (*specs, Item("net", False, None, _price(rng, 40, 90, 4), None))),
+                (*specs, Item("net", False, None, _price(rng, 40, 90, 4), None)),
+                refund_days=1),
         Product("disk", ("postpaid",), "hour",
                 (Item("hdd", True, "hour", _price(rng, 0, 1, 4), None),)),
         Product("db", ("postpaid",), "hour",
@@ -100,7 +102,8 @@ def _products(rng: random.Random) -> tuple[Product, ...]:
         Product("cert", ("prepaid",), None,
                 (Item("ov", True, None, None, _price(rng, 10000, 80000)),), manual=True),
         Product("objpack", ("prepaid",), None,
-                (Item("p100", True, None, None, _price(rng, 500, 2000)),), covers="store"),
+                (Item("p100", True, None, None, _price(rng, 500, 2000)),), covers="store",
+                refund_days=0),
     )
 
 
@@ -133,6 +136,7 @@ def _product_yaml(p: Product) -> list[str]:
         out.append(f"    postpaid_cycle: {p.cycle}")
     if "prepaid" in p.pay_modes:
         out.append("    prepaid_months: [1, 2, 3, 6, 12]")
+        out.append(f"    refund_window_days: {p.refund_days}")
     if p.freeze:
         out += [f'    freeze_amount: "{format_yuan(p.freeze)}"',
                 "    freeze_release: immediate"]
