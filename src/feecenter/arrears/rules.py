@@ -74,3 +74,19 @@ def due_steps(started_at: datetime, now: datetime, policy: ArrearsPolicy, state:
     if now >= destroy_at:
         steps.append(Step(DESTROYED, plan.stop_at, destroy_at))
     return steps
+
+
+def next_step(started_at: datetime, now: datetime, policy: ArrearsPolicy, state: str,
+              done: Mapping[str, datetime]) -> tuple[str, datetime] | None:
+    """What happens next to a resource while the arrears last, and when (as promised
+    to the customer): ``(STOPPED, stop time)`` in the protection period,
+    ``(DESTROYED, destruction time)`` in the isolation period, None when nothing
+    will (recycled, destroyed, or restarted by an operator after this case stopped it)."""
+    if state == "recycled" or DESTROYED in done:
+        return None
+    plan = schedule(started_at, policy)
+    if state == "running":
+        return None if STOPPED in done else (STOPPED, plan.stop_at)
+    warned_at = done.get(DESTROY_WARNING)
+    earliest = now if warned_at is None else warned_at
+    return DESTROYED, max(plan.destroy_at, earliest + policy.destroy_warning)

@@ -303,3 +303,39 @@ def list_events(conn: Connection, actor: Actor, uin: int, *, case_id: int | None
     for row in rows:
         row["detail"] = json.loads(row["detail"])
     return rows
+
+
+def outlook(conn: Connection, clock: Clock, actor: Actor, uin: int, *,
+            policies: PolicyTable = DEFAULT_POLICIES) -> dict | None:
+    """ARR-3 ahead, for the console's arrears banner: the open case's next step
+    (``rules.next_step`` of each postpaid resource, the earliest) — ``step``
+    (stopped: the protection period ends; destroyed: the isolation period ends),
+    ``at`` and how many ``resources`` it concerns; None without an open case or
+    with nothing ahead (FINANCE)."""
+    require(actor, uin, FINANCE)
+    case = conn.execute(select(arrears_cases).where(_C.open_uin == uin)).mappings().first()
+    if case is None:
+        return None
+    started, done, now = from_db_time(case["started_at"]), _case_events(conn, case["id"]), clock.now()
+    rows = conn.execute(select(resources_table.c.id, resources_table.c.product_code,
+                               resources_table.c.state)
+                        .where(resources_table.c.uin == uin,
+                               resources_table.c.pay_mode == "postpaid",
+                               resources_table.c.state != "recycled")).all()
+    classes: dict[str, str | None] = {}
+    ahead = []
+    for row in rows:
+        if row.product_code not in classes:
+            try:
+                classes[row.product_code] = catalog.get_product(conn, row.product_code).product_class
+            except FeeCenterError:
+                classes[row.product_code] = None
+        policy = policies.for_product(row.product_code, classes[row.product_code])
+        step = rules.next_step(started, now, policy, row.state, done.get(row.id, {}))
+        if step is not None:
+            ahead.append(step)
+    if not ahead:
+        return None
+    step, at = min(ahead, key=lambda item: item[1])
+    return {"started_at": started, "step": step, "at": at,
+            "resources": sum(1 for item in ahead if item == (step, at))}

@@ -46,7 +46,6 @@ TYPE_LABELS = {
     "repayment": N_("Arrears repaid"), "adj_refund": N_("Adjustment (credit)"),
     "adj_deduct": N_("Adjustment (debit)"), "present": N_("Gift granted"),
 }
-PERIOD_LABELS = {"deduction_time": N_("by deduction time"), "usage_time": N_("by usage time")}
 KIND_LABELS = {"charge": N_("Charge"), "adjustment": N_("Adjustment")}
 
 # the CSV's columns: (header, the entry's value as text)

@@ -44,14 +44,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select
+from sqlalchemy import Connection, Engine, and_, bindparam, case, func, insert, select
 
 from feecenter.accounts.permissions import FINANCE, Actor, require
 from feecenter.catalog import service as catalog
 from feecenter.catalog.pricebook import PriceBook
 from feecenter.catalog.tables import billing_items, products, regions
-from feecenter.clock import (BUSINESS_TZ, BUSINESS_YEARS, Clock, add_months, db_time, from_db_time,
-                             to_utc)
+from feecenter.clock import (BUSINESS_TZ, BUSINESS_YEARS, Clock, add_months, business_date,
+                             db_time, from_db_time, to_utc)
 from feecenter.db.engine import transaction
 from feecenter.errors import Conflict, invalid
 from feecenter.funds import bulk
@@ -560,6 +560,41 @@ def monthly_precision_difference(conn: Connection, actor: Actor, uin: int, month
             "discounted_total": int(row[1]),
             "deducted_total": int(row[2]), "lines": int(row[3]),
             "meaning": rules.precision_meaning(diff)}
+
+
+def month_cost(conn: Connection, actor: Actor, uin: int, month: str) -> dict:
+    """A month's cost (the fen its L3 lines deducted, BIL-1) by business day and by
+    product, on the account's statistic period (FINANCE, BIL-3): ``by_day`` has
+    every day of the month in order, ``by_product`` the products with lines,
+    largest first, each with its Chinese and English name. Two grouped queries."""
+    require(actor, uin, FINANCE)
+    period = statistic_period(conn, uin)
+    b, pr = bill_lines.c, products.c
+    where = [b.uin == uin, *_in_month(period, month)]
+    days = _business_days(*_month_bounds(month))
+    day = case(*[(b[STATISTIC_TIMES[period]] < db_time(bound), n)
+                 for n, bound in enumerate(days[1:])], else_=len(days) - 1).label("day")
+    totals = dict(conn.execute(select(day, func.sum(b.deducted)).where(*where)
+                               .group_by(day)).all())
+    rows = conn.execute(select(b.product_code, pr.name_zh, pr.name_en,
+                               func.sum(b.deducted).label("deducted"))
+                        .join(products, pr.code == b.product_code).where(*where)
+                        .group_by(b.product_code, pr.name_zh, pr.name_en)
+                        .order_by(func.sum(b.deducted).desc(), b.product_code)).all()
+    return {"month": month, "statistic_period": period,
+            "by_day": [{"day": business_date(when).isoformat(), "deducted": int(totals.get(n, 0))}
+                       for n, when in enumerate(days)],
+            "by_product": [{"product": row.product_code, "name_zh": row.name_zh,
+                            "name_en": row.name_en, "deducted": int(row.deducted)}
+                           for row in rows]}
+
+
+def _business_days(start: datetime, end: datetime) -> list[datetime]:
+    """The starts (UTC) of the business days from ``start`` until ``end``."""
+    first, days = start.astimezone(BUSINESS_TZ), []
+    while to_utc(first + timedelta(days=len(days))) < end:
+        days.append(to_utc(first + timedelta(days=len(days))))
+    return days
 
 
 def earliest_usage(conn: Connection, clock: Clock) -> datetime | None:
