@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from feecenter.clock import parse_business_time
 from feecenter.console import i18n
+from feecenter.console.charts import PERIOD_LABELS
 from feecenter.console.i18n import N_
 from feecenter.console.web import PREFIX, Page, lang_of, message, page, render
 from feecenter.errors import InvalidInput, PermissionDenied

@@ -566,7 +566,8 @@ def month_cost(conn: Connection, actor: Actor, uin: int, month: str) -> dict:
     """A month's cost (the fen its L3 lines deducted, BIL-1) by business day and by
     product, on the account's statistic period (FINANCE, BIL-3): ``by_day`` has
     every day of the month in order, ``by_product`` the products with lines,
-    largest first, each with its Chinese and English name. Two grouped queries."""
+    largest first, each with its Chinese and English name (its code when the
+    catalog has none). Two grouped queries."""
     require(actor, uin, FINANCE)
     period = statistic_period(conn, uin)
     b, pr = bill_lines.c, products.c
@@ -578,14 +579,15 @@ def month_cost(conn: Connection, actor: Actor, uin: int, month: str) -> dict:
                                .group_by(day)).all())
     rows = conn.execute(select(b.product_code, pr.name_zh, pr.name_en,
                                func.sum(b.deducted).label("deducted"))
-                        .join(products, pr.code == b.product_code).where(*where)
+                        .outerjoin(products, pr.code == b.product_code).where(*where)
                         .group_by(b.product_code, pr.name_zh, pr.name_en)
                         .order_by(func.sum(b.deducted).desc(), b.product_code)).all()
     return {"month": month, "statistic_period": period,
             "by_day": [{"day": business_date(when).isoformat(), "deducted": int(totals.get(n, 0))}
                        for n, when in enumerate(days)],
-            "by_product": [{"product": row.product_code, "name_zh": row.name_zh,
-                            "name_en": row.name_en, "deducted": int(row.deducted)}
+            "by_product": [{"product": row.product_code, "name_zh": row.name_zh or row.product_code,
+                            "name_en": row.name_en or row.product_code,
+                            "deducted": int(row.deducted)}
                            for row in rows]}
 
 

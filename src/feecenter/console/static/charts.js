@@ -27,7 +27,7 @@
       grid: { left: 64, right: 16, top: 16, bottom: 32 },
       xAxis: { type: "category", data: data.labels },
       yAxis: { type: "value", axisLabel: { formatter: function (fen) { return yuan(fen); } } },
-      series: [{ type: "bar", name: data.series, data: data.values, itemStyle: { color: "#006eff" } }]
+      series: [{ type: "bar", name: data.series, data: data.values, itemStyle: { color: "#0052cc" } }]
     });
   }
 
