@@ -94,23 +94,70 @@ def test_the_transactions_page_shows_what_the_api_shows(rt, ledger, filters):
         assert "没有符合条件的收支记录" in page.text
 
 
+NEXT = re.compile(r'<a rel="next" href="/console/transactions\?([^"]*)"')
+PREV = re.compile(r'<a rel="prev" href="/console/transactions\?([^"]*)"')
+
+
 @pytest.mark.spec("BAL-5")
-def test_transactions_are_paged_by_offset_and_htmx_gets_the_part(rt, ledger):
+def test_transactions_are_paged_by_keyset_and_htmx_gets_the_part(rt, ledger):
     uin, _ = ledger
     http = logged_in(rt)
     first = http.get("/console/transactions?product=cvm").text
     assert "第 1 / 2 页" in first and 'rel="next"' in first and 'rel="prev"' not in first
-    assert 'hx-get="/console/transactions/table?product=cvm&amp;page=2"' in first
-    second = http.get("/console/transactions/table?product=cvm&page=2",
+    last_id = re.findall(r'<tr data-entry="(\d+)">', first)[-1]
+    assert f'hx-get="/console/transactions/table?product=cvm&amp;page=2&amp;after={last_id}"' \
+        in first
+    second = http.get(f"/console/transactions/table?product=cvm&page=2&after={last_id}",
                       headers={"HX-Request": "true"})
     assert second.status_code == 200 and "<html" not in second.text
-    assert second.headers["hx-push-url"] == "/console/transactions?product=cvm&page=2"
+    assert second.headers["hx-push-url"] == \
+        f"/console/transactions?product=cvm&page=2&after={last_id}"
     expected = api(rt, uin, "transactions", product="cvm", offset="20", limit="20")["items"]
     assert [plain(r["amount"]) for r in rows(second.text)] == [i["amount"] for i in expected]
     assert len(expected) == 2 and "第 2 / 2 页" in second.text
     assert [r["amount"] for r in rows(second.text)] == ["-¥1.01", "-¥1.00"]  # oldest last
+    assert PREV.search(second.text).group(1) == "product=cvm&amp;page=1"
+    assert http.get("/console/transactions?product=cvm&page=2").text.count("<tr data-entry") == 2
     big = rows(http.get("/console/transactions?product=cbs").text)[0]
     assert (big["amount"], big["cash_amount"]) == ("-¥250,000.00", "-¥250,000.00")
+
+
+@pytest.mark.spec("BAL-5")
+def test_keyset_pages_walk_both_ways_and_do_not_shift_when_entries_arrive(rt, ledger,
+                                                                          monkeypatch):
+    """22 cvm entries at one instant (the id breaks the tie), 5 a page: forwards by
+    ``after``, back by ``before``, the same rows as the API's list; an entry posted
+    meanwhile does not shift the next page (an offset would)."""
+    uin, _ = ledger
+    monkeypatch.setattr("feecenter.console.ledger.PAGE_SIZE", 5)
+    http = logged_in(rt)
+    everything = [i["amount"] for i in api(rt, uin, "transactions", product="cvm",
+                                           limit="100")["items"]]
+    income = revenue(rt)
+    page, pages, address = http.get("/console/transactions?product=cvm").text, [], None
+    while True:
+        pages.append([plain(r["amount"]) for r in rows(page)])
+        if len(pages) == 1:  # a newer entry arrives while the customer reads page 1
+            with transaction(rt.engine) as conn:
+                funds.spend(conn, rt.clock, uin, 9_99, key="ledger:late", postpaid=False,
+                            revenue_account_id=income, product_code="cvm")
+        found = NEXT.search(page)
+        if not found:
+            break
+        address = found.group(1).replace("&amp;", "&")
+        page = http.get(f"/console/transactions?{address}").text
+    assert sum(pages, []) == everything and [len(p) for p in pages] == [5, 5, 5, 5, 2]
+    assert "page=5&after=" in address
+    back = []
+    while (found := PREV.search(page)):
+        page = http.get(f"/console/transactions?{found.group(1).replace('&amp;', '&')}").text
+        back.append([plain(r["amount"]) for r in rows(page)])
+    assert back[:-1] == pages[3:0:-1]  # pages 4, 3, 2 by ``before``
+    assert back[-1][0] == "-9.99" and back[-1][1:] == pages[0][:4]  # page 1: the newest
+    refused = http.get("/console/transactions?after=1&before=2")
+    assert refused.status_code == 400 and 'data-error="page"' in refused.text
+    stranger = http.get("/console/transactions?after=999999999")
+    assert stranger.status_code == 400 and "翻页位置无效" in stranger.text
 
 
 @pytest.mark.spec("BAL-5")
