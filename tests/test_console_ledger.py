@@ -296,6 +296,30 @@ def test_the_bills_page_shows_what_the_api_shows(rt, billed, filters):
             assert "资源因欠费停服，停服期间的用量不计费" in row["stopped_quantity"]
 
 
+@pytest.mark.spec("BIL-1")
+def test_bill_lines_are_paged_by_keyset_both_ways(rt, billed, monkeypatch):
+    uin, _ = billed
+    for n in range(3, 8):
+        add_line(rt, uin, n, resource_id=f"ins-more-{n}")
+    monkeypatch.setattr("feecenter.console.ledger.PAGE_SIZE", 3)
+    http = logged_in(rt, "acme-finance")
+    expected = [i["resource_id"] for i in api(rt, uin, "bill-lines")["items"]]
+    page, pages = http.get("/console/bills").text, []
+    link = re.compile(r'<a rel="(next|prev)" href="/console/bills\?([^"]*)"')
+    while True:
+        pages.append([row["resource"] for row in rows(page, LINE)])
+        found = dict(link.findall(page))
+        if "next" not in found:
+            break
+        assert "after=" in found["next"]
+        page = http.get(f"/console/bills?{found['next'].replace('&amp;', '&')}").text
+    assert sum(pages, []) == expected and [len(p) for p in pages] == [3, 3, 2]
+    found = dict(link.findall(page))
+    assert "before=" in found["prev"]
+    back = http.get(f"/console/bills?{found['prev'].replace('&amp;', '&')}").text
+    assert [row["resource"] for row in rows(back, LINE)] == pages[1]
+
+
 def test_contract_lines_show_a_dash_and_stopped_use_its_reason(rt, billed):
     http = logged_in(rt)
     [line] = rows(http.get("/console/bills?resource=ins-stopped").text, LINE)

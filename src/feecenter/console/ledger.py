@@ -113,7 +113,7 @@ def _statement_query(filters: dict[str, str], offset: int, limit: int,
 
 def _cursor(request: Request, errors: dict[str, str]) -> dict[str, int]:
     """Keyset paging: ``after`` (the next page) or ``before`` (the previous one) an
-    entry's id; a page number without them is read by offset (older links)."""
+    entry's (a line's) id; a page number without them is read by offset (older links)."""
     cursor = {}
     for name in ("after", "before"):
         raw = _text(request, name)
@@ -260,14 +260,15 @@ def _is_amount(value: str) -> bool:
 # ---------------------------------------------------------------- 账单 (L3 bill lines)
 
 BILL_FIELDS = {"month": "month", "product": "product", "resource_id": "resource",
-               "resource": "resource", "limit": "page", "offset": "page"}
+               "resource": "resource", "limit": "page", "offset": "page", "after_id": "page",
+               "before_id": "page"}
 
 
 def _bills(current: Page) -> tuple[dict, int]:
     request, rt = current.request, current.rt
     lang, errors = lang_of(request), {}
     filters = {name: _text(request, name) for name in ("month", "product", "resource")}
-    number = _page_number(request, errors)
+    number, cursor = _page_number(request, errors), _cursor(request, errors)
     result, denied = None, None
     if not errors:
         try:
@@ -278,7 +279,8 @@ def _bills(current: Page) -> tuple[dict, int]:
                     conn, current.session.actor, current.session.actor.uin,
                     {"month": filters["month"] or None, "product": filters["product"] or None,
                      "resource_id": filters["resource"] or None},
-                    (number - 1) * PAGE_SIZE, PAGE_SIZE)
+                    (number - 1) * PAGE_SIZE, PAGE_SIZE, after_id=cursor.get("after"),
+                    before_id=cursor.get("before"))
         except PermissionDenied as exc:
             denied = message(exc, lang)
         except InvalidInput as exc:
@@ -288,7 +290,8 @@ def _bills(current: Page) -> tuple[dict, int]:
     context = {"filters": filters, "errors": errors, "denied": denied, "result": result,
                "lines": lines, "page_number": number, "pages": _pages(result),
                "period_label": PERIOD_LABELS.get(result["statistic_period"]) if result else None,
-               "kinds": KIND_LABELS, "page_query": lambda n: _query_text(filters, page=n)}
+               "kinds": KIND_LABELS, "page_query": _keyset_links(filters, number, result),
+               "cursor": cursor}
     return context, 403 if denied else 400 if errors else 200
 
 
@@ -327,5 +330,5 @@ def bills_table(request: Request) -> HTMLResponse:
     context, _ = _bills(current)
     response = render(request, "_bills.html", session=current.session, **context)
     response.headers["HX-Push-Url"] = f"{PREFIX}/bills" + (
-        f"?{_query_text(context['filters'], page=context['page_number'])}")
+        f"?{_query_text(context['filters'], page=context['page_number'], **context['cursor'])}")
     return response

@@ -44,7 +44,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, bindparam, case, func, insert, select
+from sqlalchemy import Connection, Engine, and_, bindparam, case, func, insert, select, tuple_
 
 from feecenter.accounts.permissions import FINANCE, Actor, require
 from feecenter.catalog import service as catalog
@@ -446,10 +446,13 @@ def _month_bounds(month: str) -> tuple[datetime, datetime]:
 
 
 def list_bill_lines(conn: Connection, actor: Actor, uin: int, filters: dict | None = None,
-                    offset: int = 0, limit: int = 100) -> dict:
+                    offset: int = 0, limit: int = 100, *, after_id: int | None = None,
+                    before_id: int | None = None) -> dict:
     """L3 bill lines of an account (FINANCE); filters: month (YYYY-MM in business
     time, on the account's statistic period, BIL-3), product, resource_id,
-    project_id, kind. The page states the period: ``statistic_period``."""
+    project_id, kind. The page states the period: ``statistic_period``. Paged by
+    ``offset``, or by keyset: the lines after (or before) the line ``after_id``
+    (``before_id``) in (period start, id) order, as cheap however deep."""
     require(actor, uin, FINANCE)
     filters = filters or {}
     _check_page(offset, limit)
@@ -463,9 +466,29 @@ def list_bill_lines(conn: Connection, actor: Actor, uin: int, filters: dict | No
         if filters.get(name) is not None:
             where.append(column == filters[name])
     total = conn.execute(select(func.count()).select_from(bill_lines).where(*where)).scalar_one()
-    rows = conn.execute(select(bill_lines).where(*where)
-                        .order_by(b.period_start, b.id).offset(offset).limit(limit)).mappings()
+    rows = conn.execute(_lines_page(conn, uin, where, offset, limit, after_id, before_id)
+                        ).mappings().all()
+    if before_id is not None:
+        rows = rows[::-1]
     return {"total": total, "items": [_line(row) for row in rows], "statistic_period": period}
+
+
+def _lines_page(conn: Connection, uin: int, where: list, offset: int, limit: int,
+                after_id: int | None, before_id: int | None):
+    b = bill_lines.c
+    stmt = select(bill_lines).where(*where).limit(limit)
+    if after_id is None and before_id is None:
+        return stmt.order_by(b.period_start, b.id).offset(offset)
+    field, cursor = ("after_id", after_id) if after_id is not None else ("before_id", before_id)
+    start = None
+    if after_id is None or before_id is None:
+        start = conn.execute(select(b.period_start).where(b.id == cursor, b.uin == uin)).scalar()
+    if start is None:
+        raise invalid(field, "翻页位置无效", "unknown page position")
+    key, mark = tuple_(b.period_start, b.id), tuple_(start, cursor)
+    if field == "after_id":
+        return stmt.where(key > mark).order_by(b.period_start, b.id)
+    return stmt.where(key < mark).order_by(b.period_start.desc(), b.id.desc())
 
 
 def _check_page(offset: int, limit: int) -> None:
