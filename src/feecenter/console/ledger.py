@@ -108,7 +108,8 @@ def _statement_query(filters: dict[str, str], offset: int, limit: int,
         start=parse_business_time(filters["start"], "start") if filters["start"] else None,
         end=end, action_types=(filters["type"],) if filters["type"] else (),
         product_code=filters["product"] or None, offset=offset, limit=limit,
-        after_id=(cursor or {}).get("after"), before_id=(cursor or {}).get("before"))
+        after_id=(cursor or {}).get("after"), before_id=(cursor or {}).get("before"),
+        with_totals=False)  # the page shows no sums per type
 
 
 def _cursor(request: Request, errors: dict[str, str]) -> dict[str, int]:

@@ -775,10 +775,12 @@ class StatementQuery:
     # the entry of this id, by (time, id); ``offset`` is then not used
     after_id: int | None = None
     before_id: int | None = None
+    with_totals: bool = True  # the sums per type (a scan of every matching entry)
 
 
 def list_transactions(conn: Connection, actor: Actor, uin: int, query: StatementQuery):
-    """收支明细 (BAL-5): newest first, filtered and paged, with totals per type."""
+    """收支明细 (BAL-5): newest first, filtered and paged, with totals per type (empty
+    when not ``query.with_totals``)."""
     require(actor, uin, FINANCE)
     _account_ids(conn, uin)
     if query.offset < 0 or not 1 <= query.limit <= 1000:
@@ -805,7 +807,7 @@ def list_transactions(conn: Connection, actor: Actor, uin: int, query: Statement
     where = and_(*conditions)
     total = conn.execute(select(func.count()).select_from(statement_entries).where(where)).scalar_one()
     totals = dict(conn.execute(select(s.action_type, func.sum(s.amount)).where(where)
-                               .group_by(s.action_type)).all())
+                               .group_by(s.action_type)).all()) if query.with_totals else {}
     rows = conn.execute(_statement_page(conn, uin, query, where)).mappings().all()
     if query.before_id is not None:
         rows = rows[::-1]
