@@ -29,7 +29,8 @@ def severe_violations(page) -> list[str]:
             for v in results.response["violations"] if v["impact"] in SEVERE]
 
 
-def test_every_main_page_passes_axe_and_labels_its_fields(live_server, browser_page, request):
+def test_every_main_page_passes_axe_and_labels_its_fields(live_server, browser_page,  # noqa: F811
+                                                         request):
     runtime, address = live_server
     load_sample_catalog(runtime)
     uin = new_account(runtime, "a11y-shop")

@@ -91,6 +91,6 @@ def test_the_arrears_banner_says_what_happens_next_and_when(rt):
 
 
 @pytest.mark.spec("ACC-2")
-def test_users_who_may_not_see_balances_get_no_charts(rt, shop):
+def test_users_who_may_not_see_balances_get_no_charts(rt, shop):  # noqa: F811 - the fixture
     page = logged_in(rt, "acme-readonly").get("/console/").text
     assert "data-denied" in page and "data-chart" not in page and "charts.js" not in page

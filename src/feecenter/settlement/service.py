@@ -590,28 +590,30 @@ def month_cost(conn: Connection, actor: Actor, uin: int, month: str) -> dict:
     product, on the account's statistic period (FINANCE, BIL-3): ``by_day`` has
     every day of the month in order, ``by_product`` the products with lines,
     largest first, each with its Chinese and English name (its code when the
-    catalog has none). Two grouped queries."""
+    catalog has none). One pass over the month's lines, grouped by day and
+    product, and the products' names."""
     require(actor, uin, FINANCE)
     period = statistic_period(conn, uin)
     b, pr = bill_lines.c, products.c
-    where = [b.uin == uin, *_in_month(period, month)]
     days = _business_days(*_month_bounds(month))
     day = case(*[(b[STATISTIC_TIMES[period]] < db_time(bound), n)
                  for n, bound in enumerate(days[1:])], else_=len(days) - 1).label("day")
-    totals = dict(conn.execute(select(day, func.sum(b.deducted)).where(*where)
-                               .group_by(day)).all())
-    rows = conn.execute(select(b.product_code, pr.name_zh, pr.name_en,
-                               func.sum(b.deducted).label("deducted"))
-                        .outerjoin(products, pr.code == b.product_code).where(*where)
-                        .group_by(b.product_code, pr.name_zh, pr.name_en)
-                        .order_by(func.sum(b.deducted).desc(), b.product_code)).all()
+    by_day, by_product = defaultdict(int), defaultdict(int)
+    for n, code, deducted in conn.execute(
+            select(day, b.product_code, func.sum(b.deducted))
+            .where(b.uin == uin, *_in_month(period, month)).group_by(day, b.product_code)):
+        by_day[n] += int(deducted)
+        by_product[code] += int(deducted)
+    names = {row.code: row for row in conn.execute(
+        select(pr.code, pr.name_zh, pr.name_en).where(pr.code.in_(list(by_product))))}
     return {"month": month, "statistic_period": period,
-            "by_day": [{"day": business_date(when).isoformat(), "deducted": int(totals.get(n, 0))}
+            "by_day": [{"day": business_date(when).isoformat(), "deducted": by_day[n]}
                        for n, when in enumerate(days)],
-            "by_product": [{"product": row.product_code, "name_zh": row.name_zh or row.product_code,
-                            "name_en": row.name_en or row.product_code,
-                            "deducted": int(row.deducted)}
-                           for row in rows]}
+            "by_product": [{"product": code, "deducted": total,
+                            "name_zh": names[code].name_zh if code in names else code,
+                            "name_en": names[code].name_en if code in names else code}
+                           for code, total in sorted(by_product.items(),
+                                                     key=lambda item: (-item[1], item[0]))]}
 
 
 def _business_days(start: datetime, end: datetime) -> list[datetime]:

@@ -10,7 +10,6 @@ Revises: 0014
 """
 from alembic import op
 
-
 revision = '0015'
 down_revision = '0014'
 branch_labels = None
