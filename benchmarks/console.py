@@ -31,11 +31,13 @@ import argparse
 import json
 import os
 import re
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -233,6 +235,10 @@ def run_backend(backend: str, entries: int, lines: int, n: int, warmup: int, pg_
             if backend == "postgresql":  # as autovacuum leaves it: statistics, visibility map
                 with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                     conn.exec_driver_sql("VACUUM ANALYZE")
+            else:  # the seeding's write-ahead log folded into the database file
+                engine.dispose()
+                with closing(sqlite3.connect(sa.engine.make_url(url).database)) as db:
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             log(f"[{backend}] seeded in {time.perf_counter() - began:.1f} s; "
                 f"{n} requests a page after {warmup}…")
             runtime = Runtime(engine=engine, clock=clock, settings=Settings(
