@@ -94,23 +94,70 @@ def test_the_transactions_page_shows_what_the_api_shows(rt, ledger, filters):
         assert "没有符合条件的收支记录" in page.text
 
 
+NEXT = re.compile(r'<a rel="next" href="/console/transactions\?([^"]*)"')
+PREV = re.compile(r'<a rel="prev" href="/console/transactions\?([^"]*)"')
+
+
 @pytest.mark.spec("BAL-5")
-def test_transactions_are_paged_by_offset_and_htmx_gets_the_part(rt, ledger):
+def test_transactions_are_paged_by_keyset_and_htmx_gets_the_part(rt, ledger):
     uin, _ = ledger
     http = logged_in(rt)
     first = http.get("/console/transactions?product=cvm").text
     assert "第 1 / 2 页" in first and 'rel="next"' in first and 'rel="prev"' not in first
-    assert 'hx-get="/console/transactions/table?product=cvm&amp;page=2"' in first
-    second = http.get("/console/transactions/table?product=cvm&page=2",
+    last_id = re.findall(r'<tr data-entry="(\d+)">', first)[-1]
+    assert f'hx-get="/console/transactions/table?product=cvm&amp;page=2&amp;after={last_id}"' \
+        in first
+    second = http.get(f"/console/transactions/table?product=cvm&page=2&after={last_id}",
                       headers={"HX-Request": "true"})
     assert second.status_code == 200 and "<html" not in second.text
-    assert second.headers["hx-push-url"] == "/console/transactions?product=cvm&page=2"
+    assert second.headers["hx-push-url"] == \
+        f"/console/transactions?product=cvm&page=2&after={last_id}"
     expected = api(rt, uin, "transactions", product="cvm", offset="20", limit="20")["items"]
     assert [plain(r["amount"]) for r in rows(second.text)] == [i["amount"] for i in expected]
     assert len(expected) == 2 and "第 2 / 2 页" in second.text
     assert [r["amount"] for r in rows(second.text)] == ["-¥1.01", "-¥1.00"]  # oldest last
+    assert PREV.search(second.text).group(1) == "product=cvm&amp;page=1"
+    assert http.get("/console/transactions?product=cvm&page=2").text.count("<tr data-entry") == 2
     big = rows(http.get("/console/transactions?product=cbs").text)[0]
     assert (big["amount"], big["cash_amount"]) == ("-¥250,000.00", "-¥250,000.00")
+
+
+@pytest.mark.spec("BAL-5")
+def test_keyset_pages_walk_both_ways_and_do_not_shift_when_entries_arrive(rt, ledger,
+                                                                          monkeypatch):
+    """22 cvm entries at one instant (the id breaks the tie), 5 a page: forwards by
+    ``after``, back by ``before``, the same rows as the API's list; an entry posted
+    meanwhile does not shift the next page (an offset would)."""
+    uin, _ = ledger
+    monkeypatch.setattr("feecenter.console.ledger.PAGE_SIZE", 5)
+    http = logged_in(rt)
+    everything = [i["amount"] for i in api(rt, uin, "transactions", product="cvm",
+                                           limit="100")["items"]]
+    income = revenue(rt)
+    page, pages, address = http.get("/console/transactions?product=cvm").text, [], None
+    while True:
+        pages.append([plain(r["amount"]) for r in rows(page)])
+        if len(pages) == 1:  # a newer entry arrives while the customer reads page 1
+            with transaction(rt.engine) as conn:
+                funds.spend(conn, rt.clock, uin, 9_99, key="ledger:late", postpaid=False,
+                            revenue_account_id=income, product_code="cvm")
+        found = NEXT.search(page)
+        if not found:
+            break
+        address = found.group(1).replace("&amp;", "&")
+        page = http.get(f"/console/transactions?{address}").text
+    assert [a for p in pages for a in p] == everything and [len(p) for p in pages] == [5, 5, 5, 5, 2]
+    assert "page=5&after=" in address
+    back = []
+    while (found := PREV.search(page)):
+        page = http.get(f"/console/transactions?{found.group(1).replace('&amp;', '&')}").text
+        back.append([plain(r["amount"]) for r in rows(page)])
+    assert back[:-1] == pages[3:0:-1]  # pages 4, 3, 2 by ``before``
+    assert back[-1][0] == "-9.99" and back[-1][1:] == pages[0][:4]  # page 1: the newest
+    refused = http.get("/console/transactions?after=1&before=2")
+    assert refused.status_code == 400 and 'data-error="page"' in refused.text
+    stranger = http.get("/console/transactions?after=999999999")
+    assert stranger.status_code == 400 and "翻页位置无效" in stranger.text
 
 
 @pytest.mark.spec("BAL-5")
@@ -247,6 +294,30 @@ def test_the_bills_page_shows_what_the_api_shows(rt, billed, filters):
         assert row["stopped_quantity"].split("<br>")[0] == item["stopped_quantity"]
         if item["not_charged_reason"]:  # ARR-3, in the page's language
             assert "资源因欠费停服，停服期间的用量不计费" in row["stopped_quantity"]
+
+
+@pytest.mark.spec("BIL-1")
+def test_bill_lines_are_paged_by_keyset_both_ways(rt, billed, monkeypatch):
+    uin, _ = billed
+    for n in range(3, 8):
+        add_line(rt, uin, n, resource_id=f"ins-more-{n}")
+    monkeypatch.setattr("feecenter.console.ledger.PAGE_SIZE", 3)
+    http = logged_in(rt, "acme-finance")
+    expected = [i["resource_id"] for i in api(rt, uin, "bill-lines")["items"]]
+    page, pages = http.get("/console/bills").text, []
+    link = re.compile(r'<a rel="(next|prev)" href="/console/bills\?([^"]*)"')
+    while True:
+        pages.append([row["resource"] for row in rows(page, LINE)])
+        found = dict(link.findall(page))
+        if "next" not in found:
+            break
+        assert "after=" in found["next"]
+        page = http.get(f"/console/bills?{found['next'].replace('&amp;', '&')}").text
+    assert [r for p in pages for r in p] == expected and [len(p) for p in pages] == [3, 3, 2]
+    found = dict(link.findall(page))
+    assert "before=" in found["prev"]
+    back = http.get(f"/console/bills?{found['prev'].replace('&amp;', '&')}").text
+    assert [row["resource"] for row in rows(back, LINE)] == pages[1]
 
 
 def test_contract_lines_show_a_dash_and_stopped_use_its_reason(rt, billed):

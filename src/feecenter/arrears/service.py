@@ -349,3 +349,17 @@ def outlook(conn: Connection, clock: Clock, actor: Actor, uin: int, *,
                         "product_code": r["product_code"], "state": r["state"],
                         "next": step[0], "at": step[1]})
     return out
+
+
+def earliest_ahead(conn: Connection, clock: Clock, actor: Actor, uin: int, *,
+                   policies: PolicyTable = DEFAULT_POLICIES) -> dict | None:
+    """The console's arrears banner (ARR-3 ahead): the open case's earliest next
+    step of ``outlook`` — ``step`` (stopped: the protection period ends; destroyed:
+    the isolation period ends), ``at``, and how many ``resources`` it concerns;
+    None without an open case or with nothing ahead (FINANCE)."""
+    ahead = outlook(conn, clock, actor, uin, policies=policies)
+    if not ahead:
+        return None
+    first = min(ahead, key=lambda item: item["at"])
+    same = [item for item in ahead if (item["next"], item["at"]) == (first["next"], first["at"])]
+    return {"step": first["next"], "at": first["at"], "resources": len(same)}

@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from feecenter.clock import parse_business_time
 from feecenter.console import i18n
+from feecenter.console.charts import PERIOD_LABELS
 from feecenter.console.i18n import N_
 from feecenter.console.web import PREFIX, Page, lang_of, message, page, render
 from feecenter.errors import InvalidInput, PermissionDenied
@@ -46,7 +47,6 @@ TYPE_LABELS = {
     "repayment": N_("Arrears repaid"), "adj_refund": N_("Adjustment (credit)"),
     "adj_deduct": N_("Adjustment (debit)"), "present": N_("Gift granted"),
 }
-PERIOD_LABELS = {"deduction_time": N_("by deduction time"), "usage_time": N_("by usage time")}
 KIND_LABELS = {"charge": N_("Charge"), "adjustment": N_("Adjustment")}
 
 # the CSV's columns: (header, the entry's value as text)
@@ -89,7 +89,8 @@ def _field_error(exc: InvalidInput, lang: str, fields: dict[str, str]) -> tuple[
 # ---------------------------------------------------------------- 收支明细 (transactions)
 
 TRANSACTION_FIELDS = {"start": "start", "end": "end", "action_type": "type", "limit": "page",
-                      "offset": "page", "product": "product"}
+                      "offset": "page", "product": "product", "after_id": "page",
+                      "before_id": "page"}
 MAX_FILTER = 100  # characters of a product or resource filter (no stored code is longer)
 
 
@@ -98,7 +99,7 @@ def _transaction_filters(request: Request) -> dict[str, str]:
 
 
 def _statement_query(filters: dict[str, str], offset: int, limit: int,
-                     end_at=None) -> funds.StatementQuery:
+                     end_at=None, cursor: dict | None = None) -> funds.StatementQuery:
     """The same query REST builds from the same parameters (api.routes.list_transactions)."""
     end = parse_business_time(filters["end"], "end") if filters["end"] else None
     if end_at is not None and (end is None or end > end_at):
@@ -106,18 +107,53 @@ def _statement_query(filters: dict[str, str], offset: int, limit: int,
     return funds.StatementQuery(
         start=parse_business_time(filters["start"], "start") if filters["start"] else None,
         end=end, action_types=(filters["type"],) if filters["type"] else (),
-        product_code=filters["product"] or None, offset=offset, limit=limit)
+        product_code=filters["product"] or None, offset=offset, limit=limit,
+        after_id=(cursor or {}).get("after"), before_id=(cursor or {}).get("before"),
+        with_totals=False)  # the page shows no sums per type
+
+
+def _cursor(request: Request, errors: dict[str, str]) -> dict[str, int]:
+    """Keyset paging: ``after`` (the next page) or ``before`` (the previous one) an
+    entry's (a line's) id; a page number without them is read by offset (older links)."""
+    cursor = {}
+    for name in ("after", "before"):
+        raw = _text(request, name)
+        if raw and raw.isascii() and raw.isdigit() and 1 <= int(raw) < 2**63:
+            cursor[name] = int(raw)
+        elif raw:
+            errors["page"] = i18n.translations(lang_of(request)).gettext(
+                "The page must be a whole number from 1.")
+    if len(cursor) > 1:
+        errors["page"] = i18n.translations(lang_of(request)).gettext(
+            "The page must be a whole number from 1.")
+    return cursor
+
+
+def _keyset_links(filters: dict, number: int, result: dict | None):
+    """The pager's addresses: the next page after the last entry shown, the previous
+    one before the first (page 1 without a cursor); the number is only shown."""
+    items = result["items"] if result else []
+
+    def page_query(n: int) -> str:
+        if items and n == number + 1:
+            return _query_text(filters, page=n, after=items[-1]["id"])
+        if items and n == number - 1 and n > 1:
+            return _query_text(filters, page=n, before=items[0]["id"])
+        return _query_text(filters, page=n)
+
+    return page_query
 
 
 def _transactions(current: Page) -> tuple[dict, int]:
     request, rt = current.request, current.rt
     lang, filters, errors = lang_of(request), _transaction_filters(request), {}
-    number = _page_number(request, errors)
+    number, cursor = _page_number(request, errors), _cursor(request, errors)
     result, denied = None, None
     if not errors:
         try:
             plain_text(filters["product"], "product", MAX_FILTER)  # NUL, controls: refused
-            query = _statement_query(filters, (number - 1) * PAGE_SIZE, PAGE_SIZE)
+            query = _statement_query(filters, (number - 1) * PAGE_SIZE, PAGE_SIZE,
+                                     cursor=cursor)
             with rt.engine.connect() as conn:
                 result = funds.list_transactions(conn, current.session.actor,
                                                  current.session.actor.uin, query)
@@ -130,7 +166,8 @@ def _transactions(current: Page) -> tuple[dict, int]:
             errors[field] = text
     context = {"filters": filters, "errors": errors, "denied": denied, "result": result,
                "page_number": number, "pages": _pages(result), "types": TYPE_LABELS,
-               "query": _query_text(filters), "page_query": lambda n: _query_text(filters, page=n)}
+               "query": _query_text(filters), "page_query": _keyset_links(filters, number, result),
+               "cursor": cursor}
     status = 403 if denied else 400 if errors else 200
     return context, status
 
@@ -155,7 +192,7 @@ def transactions_table(request: Request) -> HTMLResponse:
     context, _ = _transactions(current)
     response = render(request, "_transactions.html", session=current.session, **context)
     response.headers["HX-Push-Url"] = f"{PREFIX}/transactions" + (
-        f"?{_query_text(context['filters'], page=context['page_number'])}")
+        f"?{_query_text(context['filters'], page=context['page_number'], **context['cursor'])}")
     return response
 
 
@@ -163,8 +200,9 @@ def transactions_table(request: Request) -> HTMLResponse:
 def transactions_csv(request: Request) -> Response:
     """The filtered list, every page of it, as CSV: UTF-8 with a BOM (Excel reads the
     Chinese), the columns in the page's language, streamed in batches of the
-    service's largest page. The end is held at the moment the download starts so
-    that entries posted meanwhile do not shift the offsets."""
+    service's largest page, each after the last entry of the one before (keyset).
+    The end is held at the moment the download starts, so entries posted meanwhile
+    are not included."""
     current = page(request)
     context, status = _transactions(current)  # refusals and bad filters: the page says why
     if status != 200:
@@ -179,9 +217,10 @@ def transactions_csv(request: Request) -> Response:
         writer = csv.writer(buffer)
         writer.writerow([gettext(header) for header, _ in CSV_COLUMNS])
         yield "\ufeff" + _drain(buffer)
-        offset = 0
+        after = None
         while True:
-            query = _statement_query(context["filters"], offset, CSV_BATCH, end_at=now)
+            query = _statement_query(context["filters"], 0, CSV_BATCH, end_at=now,
+                                     cursor={"after": after} if after else None)
             with rt.engine.connect() as conn:
                 batch = funds.list_transactions(conn, actor, actor.uin, query)["items"]
             for entry in batch:
@@ -189,7 +228,7 @@ def transactions_csv(request: Request) -> Response:
             yield _drain(buffer)
             if len(batch) < CSV_BATCH:
                 return
-            offset += CSV_BATCH
+            after = batch[-1]["id"]
 
     name = f"transactions-{actor.uin}.csv"
     return StreamingResponse(
@@ -222,14 +261,15 @@ def _is_amount(value: str) -> bool:
 # ---------------------------------------------------------------- 账单 (L3 bill lines)
 
 BILL_FIELDS = {"month": "month", "product": "product", "resource_id": "resource",
-               "resource": "resource", "limit": "page", "offset": "page"}
+               "resource": "resource", "limit": "page", "offset": "page", "after_id": "page",
+               "before_id": "page"}
 
 
 def _bills(current: Page) -> tuple[dict, int]:
     request, rt = current.request, current.rt
     lang, errors = lang_of(request), {}
     filters = {name: _text(request, name) for name in ("month", "product", "resource")}
-    number = _page_number(request, errors)
+    number, cursor = _page_number(request, errors), _cursor(request, errors)
     result, denied = None, None
     if not errors:
         try:
@@ -240,7 +280,8 @@ def _bills(current: Page) -> tuple[dict, int]:
                     conn, current.session.actor, current.session.actor.uin,
                     {"month": filters["month"] or None, "product": filters["product"] or None,
                      "resource_id": filters["resource"] or None},
-                    (number - 1) * PAGE_SIZE, PAGE_SIZE)
+                    (number - 1) * PAGE_SIZE, PAGE_SIZE, after_id=cursor.get("after"),
+                    before_id=cursor.get("before"))
         except PermissionDenied as exc:
             denied = message(exc, lang)
         except InvalidInput as exc:
@@ -250,7 +291,8 @@ def _bills(current: Page) -> tuple[dict, int]:
     context = {"filters": filters, "errors": errors, "denied": denied, "result": result,
                "lines": lines, "page_number": number, "pages": _pages(result),
                "period_label": PERIOD_LABELS.get(result["statistic_period"]) if result else None,
-               "kinds": KIND_LABELS, "page_query": lambda n: _query_text(filters, page=n)}
+               "kinds": KIND_LABELS, "page_query": _keyset_links(filters, number, result),
+               "cursor": cursor}
     return context, 403 if denied else 400 if errors else 200
 
 
@@ -289,5 +331,5 @@ def bills_table(request: Request) -> HTMLResponse:
     context, _ = _bills(current)
     response = render(request, "_bills.html", session=current.session, **context)
     response.headers["HX-Push-Url"] = f"{PREFIX}/bills" + (
-        f"?{_query_text(context['filters'], page=context['page_number'])}")
+        f"?{_query_text(context['filters'], page=context['page_number'], **context['cursor'])}")
     return response

@@ -117,8 +117,8 @@ def _payment_context(current: Page, order_refs: list[str], mode: str,
     order_ids = _order_ids(order_refs)
     chosen = _coupon_choice(mode, coupon_refs)
     with rt.engine.connect() as conn:
-        context["selected"] = [_shown(orders.get_order(conn, actor, actor.uin, i))
-                               for i in order_ids]
+        context["selected"] = [_shown(o) for o in orders.get_orders(conn, actor, actor.uin,
+                                                                      order_ids)]
         context["coupons"] = coupons.list_coupons(
             conn, rt.clock, actor, actor.uin, coupons.CouponQuery(
                 state=coupon_rules.UNUSED, pay_mode=coupon_rules.PREPAID, limit=100))["items"]

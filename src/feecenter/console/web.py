@@ -20,15 +20,19 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from feecenter.accounts import service as accounts
+from feecenter.arrears import service as arrears
 from feecenter.auth import sessions
 from feecenter.auth.sessions import ConsoleSession
+from feecenter.clock import business_time_text
 from feecenter.console import i18n
+from feecenter.console.charts import business_month, cost_charts
 from feecenter.console.menu import MENU, ROLE_LABELS
 from feecenter.db.engine import transaction
 from feecenter.errors import AuthFailed, PermissionDenied
 from feecenter.funds import service as funds
 from feecenter.notifications import service as notifications
 from feecenter.present.text import time_text
+from feecenter.settlement import service as settlement
 
 HERE = Path(__file__).parent
 PREFIX = "/console"
@@ -233,22 +237,31 @@ def overview(request: Request) -> HTMLResponse:
 def overview_balances(request: Request) -> HTMLResponse:
     """The balances panel alone, for htmx's refresh."""
     current = page(request)
-    return render(request, "_balances.html", session=current.session, **_overview(current))
+    return render(request, "_balances.html", session=current.session,
+                  **_overview(current, with_charts=False))
 
 
-def _overview(current: Page) -> dict:
+def _overview(current: Page, with_charts: bool = True) -> dict:
     actor, rt = current.session.actor, current.rt
+    lang = lang_of(current.request)
     with rt.engine.connect() as conn:
         account = accounts.get_account(conn, actor, actor.uin)
+        latest = notifications.list_messages(conn, actor, actor.uin, limit=LATEST_MESSAGES,
+                                             locale=lang)["items"]
+        for item in latest:
+            item["created_text"] = time_text(item["created_at"])
         try:
             view, denied = funds.balance_view(conn, rt.clock, actor, actor.uin), None
         except PermissionDenied as exc:  # ACC-2: the service refuses, the page says why
-            view, denied = None, message(exc, lang_of(current.request))
-        latest = notifications.list_messages(conn, actor, actor.uin, limit=LATEST_MESSAGES,
-                                             locale=lang_of(current.request))["items"]
-    for item in latest:
-        item["created_text"] = time_text(item["created_at"])
-    return {"account": account, "balance": view, "denied": denied, "latest_messages": latest}
+            return {"account": account, "balance": None, "denied": message(exc, lang),
+                    "latest_messages": latest}
+        ahead = (arrears.earliest_ahead(conn, rt.clock, actor, actor.uin)
+                 if view.arrears > 0 else None)
+        cost = settlement.month_cost(conn, actor, actor.uin, business_month(rt.clock.now())) \
+            if with_charts else None
+    return {"account": account, "balance": view, "denied": denied, "latest_messages": latest,
+            "charts": cost and cost_charts(cost, lang, i18n.translations(lang).gettext),
+            "ahead": ahead and {**ahead, "at_text": business_time_text(ahead["at"])}}
 
 
 @router.get("/{unknown:path}")

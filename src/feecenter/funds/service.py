@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from sqlalchemy import (BigInteger, Connection, String, and_, bindparam, exists,
-                        func, insert, literal_column, select)
+                        func, insert, literal_column, select, tuple_)
 
 from feecenter.accounts.permissions import FINANCE, Actor, require, require_operator
 from feecenter.audit.service import record_audit
@@ -773,10 +773,16 @@ class StatementQuery:
     offset: int = 0
     limit: int = 20
     with_zero: bool = True
+    # keyset paging (newest first): the page after (older than) or before (newer than)
+    # the entry of this id, by (time, id); ``offset`` is then not used
+    after_id: int | None = None
+    before_id: int | None = None
+    with_totals: bool = True  # the sums per type (a scan of every matching entry)
 
 
 def list_transactions(conn: Connection, actor: Actor, uin: int, query: StatementQuery):
-    """收支明细 (BAL-5): newest first, filtered and paged, with totals per type."""
+    """收支明细 (BAL-5): newest first, filtered and paged, with totals per type (empty
+    when not ``query.with_totals``)."""
     require(actor, uin, FINANCE)
     _account_ids(conn, uin)
     if query.offset < 0 or not 1 <= query.limit <= 1000:
@@ -803,10 +809,31 @@ def list_transactions(conn: Connection, actor: Actor, uin: int, query: Statement
     where = and_(*conditions)
     total = conn.execute(select(func.count()).select_from(statement_entries).where(where)).scalar_one()
     totals = dict(conn.execute(select(s.action_type, func.sum(s.amount)).where(where)
-                               .group_by(s.action_type)).all())
-    rows = conn.execute(select(statement_entries).where(where)
-                        .order_by(s.created_at.desc(), s.id.desc())
-                        .offset(query.offset).limit(query.limit)).mappings().all()
+                               .group_by(s.action_type)).all()) if query.with_totals else {}
+    rows = conn.execute(_statement_page(conn, uin, query, where)).mappings().all()
+    if query.before_id is not None:
+        rows = rows[::-1]
     return {"total": total, "totals": {k: int(v) for k, v in totals.items()},
             "items": [dict(row) for row in rows]}
+
+
+def _statement_page(conn: Connection, uin: int, query: StatementQuery, where):
+    """One page newest first: by offset, or by keyset after / before an entry's
+    (time, id), which costs the same however deep (ix_statement_entries_uin_created)."""
+    s = statement_entries.c
+    stmt = select(statement_entries).where(where).limit(query.limit)
+    newest_first = (s.created_at.desc(), s.id.desc())
+    if query.after_id is None and query.before_id is None:
+        return stmt.order_by(*newest_first).offset(query.offset)
+    field = "after_id" if query.after_id is not None else "before_id"
+    cursor = query.after_id if query.after_id is not None else query.before_id
+    at = None
+    if query.after_id is None or query.before_id is None:
+        at = conn.execute(select(s.created_at).where(s.id == cursor, s.uin == uin)).scalar()
+    if at is None:
+        raise invalid(field, "翻页位置无效", "unknown page position")
+    key, mark = tuple_(s.created_at, s.id), tuple_(at, cursor)
+    if field == "after_id":
+        return stmt.where(key < mark).order_by(*newest_first)
+    return stmt.where(key > mark).order_by(s.created_at, s.id)
 

@@ -30,6 +30,8 @@ statement_entries = Table(
     Column("memo", Text, nullable=True),
     Column("created_at", DateTime, nullable=False),
     Index("ix_statement_entries_uin_created", "uin", "created_at", "id"),
+    # 收支明细 filtered by type (and product): counted from the index alone
+    Index("ix_statement_entries_uin_type", "uin", "action_type", "product_code", "created_at"),
 )
 
 credit_lines = Table(

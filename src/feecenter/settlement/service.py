@@ -44,7 +44,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select
+from sqlalchemy import Connection, Engine, and_, bindparam, case, func, insert, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -52,8 +52,8 @@ from feecenter.accounts.permissions import FINANCE, Actor, require
 from feecenter.catalog import service as catalog
 from feecenter.catalog.pricebook import PriceBook
 from feecenter.catalog.tables import billing_items, products, regions
-from feecenter.clock import (BUSINESS_TZ, BUSINESS_YEARS, Clock, add_months, db_time, from_db_time,
-                             to_utc)
+from feecenter.clock import (BUSINESS_TZ, BUSINESS_YEARS, Clock, add_months, business_date,
+                             db_time, from_db_time, to_utc)
 from feecenter.db.engine import transaction
 from feecenter.errors import Conflict, invalid
 from feecenter.funds import bulk
@@ -450,10 +450,13 @@ def _month_bounds(month: str) -> tuple[datetime, datetime]:
 
 
 def list_bill_lines(conn: Connection, actor: Actor, uin: int, filters: dict | None = None,
-                    offset: int = 0, limit: int = 100) -> dict:
+                    offset: int = 0, limit: int = 100, *, after_id: int | None = None,
+                    before_id: int | None = None) -> dict:
     """L3 bill lines of an account (FINANCE); filters: month (YYYY-MM in business
     time, on the account's statistic period, BIL-3), product, resource_id,
-    project_id, kind. The page states the period: ``statistic_period``."""
+    project_id, kind. The page states the period: ``statistic_period``. Paged by
+    ``offset``, or by keyset: the lines after (or before) the line ``after_id``
+    (``before_id``) in (period start, id) order, as cheap however deep."""
     require(actor, uin, FINANCE)
     filters = filters or {}
     _check_page(offset, limit)
@@ -467,9 +470,29 @@ def list_bill_lines(conn: Connection, actor: Actor, uin: int, filters: dict | No
         if filters.get(name) is not None:
             where.append(column == filters[name])
     total = conn.execute(select(func.count()).select_from(bill_lines).where(*where)).scalar_one()
-    rows = conn.execute(select(bill_lines).where(*where)
-                        .order_by(b.period_start, b.id).offset(offset).limit(limit)).mappings()
+    rows = conn.execute(_lines_page(conn, uin, where, offset, limit, after_id, before_id)
+                        ).mappings().all()
+    if before_id is not None:
+        rows = rows[::-1]
     return {"total": total, "items": [_line(row) for row in rows], "statistic_period": period}
+
+
+def _lines_page(conn: Connection, uin: int, where: list, offset: int, limit: int,
+                after_id: int | None, before_id: int | None):
+    b = bill_lines.c
+    stmt = select(bill_lines).where(*where).limit(limit)
+    if after_id is None and before_id is None:
+        return stmt.order_by(b.period_start, b.id).offset(offset)
+    field, cursor = ("after_id", after_id) if after_id is not None else ("before_id", before_id)
+    start = None
+    if after_id is None or before_id is None:
+        start = conn.execute(select(b.period_start).where(b.id == cursor, b.uin == uin)).scalar()
+    if start is None:
+        raise invalid(field, "翻页位置无效", "unknown page position")
+    key, mark = tuple_(b.period_start, b.id), tuple_(start, cursor)
+    if field == "after_id":
+        return stmt.where(key > mark).order_by(b.period_start, b.id)
+    return stmt.where(key < mark).order_by(b.period_start.desc(), b.id.desc())
 
 
 def _check_page(offset: int, limit: int) -> None:
@@ -564,6 +587,45 @@ def monthly_precision_difference(conn: Connection, actor: Actor, uin: int, month
             "discounted_total": int(row[1]),
             "deducted_total": int(row[2]), "lines": int(row[3]),
             "meaning": rules.precision_meaning(diff)}
+
+
+def month_cost(conn: Connection, actor: Actor, uin: int, month: str) -> dict:
+    """A month's cost (the fen its L3 lines deducted, BIL-1) by business day and by
+    product, on the account's statistic period (FINANCE, BIL-3): ``by_day`` has
+    every day of the month in order, ``by_product`` the products with lines,
+    largest first, each with its Chinese and English name (its code when the
+    catalog has none). One pass over the month's lines, grouped by day and
+    product, and the products' names."""
+    require(actor, uin, FINANCE)
+    period = statistic_period(conn, uin)
+    b, pr = bill_lines.c, products.c
+    days = _business_days(*_month_bounds(month))
+    day = case(*[(b[STATISTIC_TIMES[period]] < db_time(bound), n)
+                 for n, bound in enumerate(days[1:])], else_=len(days) - 1).label("day")
+    by_day, by_product = defaultdict(int), defaultdict(int)
+    for n, code, deducted in conn.execute(
+            select(day, b.product_code, func.sum(b.deducted))
+            .where(b.uin == uin, *_in_month(period, month)).group_by(day, b.product_code)):
+        by_day[n] += int(deducted)
+        by_product[code] += int(deducted)
+    names = {row.code: row for row in conn.execute(
+        select(pr.code, pr.name_zh, pr.name_en).where(pr.code.in_(list(by_product))))}
+    return {"month": month, "statistic_period": period,
+            "by_day": [{"day": business_date(when).isoformat(), "deducted": by_day[n]}
+                       for n, when in enumerate(days)],
+            "by_product": [{"product": code, "deducted": total,
+                            "name_zh": names[code].name_zh if code in names else code,
+                            "name_en": names[code].name_en if code in names else code}
+                           for code, total in sorted(by_product.items(),
+                                                     key=lambda item: (-item[1], item[0]))]}
+
+
+def _business_days(start: datetime, end: datetime) -> list[datetime]:
+    """The starts (UTC) of the business days from ``start`` until ``end``."""
+    first, days = start.astimezone(BUSINESS_TZ), []
+    while to_utc(first + timedelta(days=len(days))) < end:
+        days.append(to_utc(first + timedelta(days=len(days))))
+    return days
 
 
 def earliest_usage(conn: Connection, clock: Clock) -> datetime | None:
