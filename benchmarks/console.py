@@ -181,6 +181,11 @@ def _pages(engine, uin: int, order_ids: list[int], entries: int, lines: int) -> 
         "orders": "/console/orders",
         "order": f"/console/orders/{order_ids[0]}",
         "payment preview": "/console/orders/pay?" + "&".join(f"order_id={i}" for i in order_ids[:5]),
+        "resources": "/console/resources",
+        "coupons": "/console/coupons",
+        "arrears": "/console/arrears",
+        "users": "/console/users",
+        "messages": "/console/messages",
     }
 
 

@@ -1,15 +1,17 @@
 """Accessibility of the console's main pages in a real browser (axe-core through
 axe-playwright-python, on Debian's chromium; skipped without it, except under
-CI=true): login, 概览 (with its charts drawn), 收支明细, 账单, 订单, one order and
-the payment page have no serious or critical violation, and every form field
-has a label. The overview's screenshot (artifacts/screenshots/) shows the Chinese
-web font's glyphs."""
+CI=true): every customer page — login, 概览 (with its charts drawn), 收支明细,
+账单, 订单, one order, the payment page, 资源, 优惠券, 欠费, 用户与密钥, 消息 — and
+every operator page has no serious or critical violation, and every form field
+has a label. Each page's screenshot goes to artifacts/screenshots/ (the
+overview's shows the Chinese web font's glyphs)."""
 
 from __future__ import annotations
 
 from axe_playwright_python.sync_playwright import Axe
 
-from feecenter.auth import sessions
+from feecenter.auth import operator_sessions, sessions
+from feecenter.auth import service as auth
 from feecenter.db.engine import transaction
 from feecenter.funds import service as funds
 from tests.helpers import OPS, add_cash, buy, load_sample_catalog, new_account, revenue
@@ -29,7 +31,7 @@ def severe_violations(page) -> list[str]:
             for v in results.response["violations"] if v["impact"] in SEVERE]
 
 
-def test_every_main_page_passes_axe_and_labels_its_fields(live_server, browser_page,  # noqa: F811
+def test_every_page_passes_axe_and_labels_its_fields(live_server, browser_page,  # noqa: F811
                                                          request):
     runtime, address = live_server
     load_sample_catalog(runtime)
@@ -38,6 +40,8 @@ def test_every_main_page_passes_axe_and_labels_its_fields(live_server, browser_p
     income = revenue(runtime)
     with transaction(runtime.engine) as conn:
         sessions.set_password(conn, runtime.clock, OPS, uin, None, PASSWORD)
+        auth.create_operator(conn, runtime.clock, OPS, "a11y-operator")
+        operator_sessions.set_password(conn, runtime.clock, OPS, "a11y-operator", PASSWORD)
         funds.spend(conn, runtime.clock, uin, 12_34, key="a11y:spend", postpaid=False,
                     revenue_account_id=income, product_code="cvm")
     for n in range(3):
@@ -47,9 +51,13 @@ def test_every_main_page_passes_axe_and_labels_its_fields(live_server, browser_p
     page.on("console", lambda msg: msg.type == "error" and problems.append(msg.text))
     page.on("pageerror", lambda exc: problems.append(str(exc)))
 
+    backend = request.node.callspec.id
+
     def check(name: str) -> None:
         found[name] = severe_violations(page) + [f"unlabelled: {html}"
                                                   for html in page.evaluate(UNLABELLED)]
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"console-page-{name}-{backend}.png"), full_page=True)
 
     page.goto(f"http://{address}/console/login")
     check("login")
@@ -68,7 +76,26 @@ def test_every_main_page_passes_axe_and_labels_its_fields(live_server, browser_p
     check("overview")
     for name, path in (("transactions", "/console/transactions"), ("bills", "/console/bills"),
                        ("orders", "/console/orders"), ("order", f"/console/orders/{order_id}"),
-                       ("payment", f"/console/orders/pay?order_id={order_id}")):
+                       ("payment", f"/console/orders/pay?order_id={order_id}"),
+                       ("resources", "/console/resources"), ("coupons", "/console/coupons"),
+                       ("arrears", "/console/arrears"), ("users", "/console/users"),
+                       ("messages", "/console/messages")):
+        page.goto(f"http://{address}{path}")
+        check(name)
+    page.goto(f"http://{address}/console/ops/login")
+    check("ops-login")
+    page.fill("input[name=name]", "a11y-operator")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"http://{address}/console/ops/")
+    check("ops-search")
+    for name, path in (("ops-account", f"/console/ops/accounts/{uin}"),
+                       ("ops-adjust", f"/console/ops/accounts/{uin}/adjust?sub_account=cash"
+                                      "&amount=100.00&reason=a11y&idempotency_key=a11y-1"),
+                       ("ops-arrears", "/console/ops/arrears"), ("ops-jobs", "/console/ops/jobs"),
+                       ("ops-reconcile", "/console/ops/reconcile"),
+                       ("ops-audit", "/console/ops/audit"), ("ops-catalog", "/console/ops/catalog"),
+                       ("ops-product", "/console/ops/catalog/cvm")):
         page.goto(f"http://{address}{path}")
         check(name)
     assert found == {name: [] for name in found}

@@ -32,7 +32,7 @@ def test_echarts_is_the_pinned_version_with_its_licence():
 def test_the_font_is_the_documented_subset_with_its_licence():
     assert f"`{digest('noto-sans-sc-subset.woff2')}`" in README
     assert "SIL Open Font License" in (VENDOR / "noto-sans-sc.LICENSE").read_text()
-    assert (VENDOR / "noto-sans-sc-subset.woff2").stat().st_size < 300_000  # a subset
+    assert (VENDOR / "noto-sans-sc-subset.woff2").stat().st_size < 700_000  # a subset (the full font is 4 MB)
     css = (ROOT / "src/feecenter/console/static/console.css").read_text()
     assert 'url("vendor/noto-sans-sc-subset.woff2") format("woff2")' in css
 

@@ -26,8 +26,10 @@ from tests.test_console_ledger import add_line
 CONSOLE = Path(__file__).resolve().parent.parent / "src/feecenter/console"
 TEMPLATES = sorted((CONSOLE / "templates").glob("*.html"))
 READ_ATTRIBUTES = {"title", "aria-label", "placeholder", "alt"}
-# names and formats, the same in both languages (YYYY-MM-DD HH:MM:SS; cvm: a product code)
-UNTRANSLATED = {"UIN", "CSV", "ID", "YYYY", "MM", "DD", "HH", "SS", "cvm"}
+# names and formats, the same in both languages (YYYY-MM-DD HH:MM:SS; cvm: a product code;
+# SecretId and SecretKey: the API key's parts, so named in Tencent Cloud's Chinese console too)
+UNTRANSLATED = {"UIN", "CSV", "ID", "YYYY", "MM", "DD", "HH", "SS", "cvm", "SecretId",
+                "SecretKey"}
 HOLE = "\x00"  # where an expression was (a statement leaves nothing)
 LETTERS = re.compile(r"[^\W\d_]+")
 
@@ -58,7 +60,7 @@ class Visible(HTMLParser):
         self.skip += tag in ("script", "style")
         for name, value in attrs:
             if value and (name in READ_ATTRIBUTES
-                          or (name == "value" and tag in ("button", "input")
+                          or (name == "value" and tag == "input"  # a button shows its content
                               and ("type", "submit") in attrs)):
                 self.texts.append(value)
 
