@@ -451,8 +451,8 @@ def test_usage_within_the_metering_grace_is_a_charge_and_after_the_run_is_late(m
 def test_settlement_jobs_wait_a_metering_grace_that_keeps_the_month_on_the_1st():
     """SET-4: each settlement job is due a short grace after its period ends, after the
     hour and still on the 1st for the month (the grace stays inside the next period)."""
-    from feecenter.jobs.registry import REGISTRY
     from feecenter.jobs.loader import load_all
+    from feecenter.jobs.registry import REGISTRY
     from feecenter.settlement.jobs import METERING_GRACE
 
     load_all()
