@@ -362,8 +362,17 @@ def test_late_usage_posts_an_adjustment_line_referencing_the_original(metered):
 
 # ---------------------------------------------------------------- SET-4 through the job runner
 
+def _charges_by_cycle(rt):
+    return {line["cycle"]: (line["period_key"], line["kind"],
+                            business_time_text(line["deducted_at"]))
+            for line in lines(rt)}
+
+
 @pytest.mark.spec("SET-1", "SET-4")
 def test_last_hour_day_and_month_of_january_are_deducted_on_1_february(rt):
+    """Metering for January's last hour, day and month arrives at 00:05 on 1 February,
+    within each job's metering grace: all three are charge lines, deducted at
+    00:15, 01:00 and 02:00 on 1 February."""
     from feecenter.jobs import runner
 
     jan31 = datetime(2026, 1, 31, 22, 0, tzinfo=BUSINESS_TZ)
@@ -382,23 +391,79 @@ def test_last_hour_day_and_month_of_january_are_deducted_on_1_february(rt):
     bucket = open_(rt, uin, product="cos", spec="storage_std")
     cdn = open_(rt, uin, product="cdn", spec="traffic", region="mainland")
     last_hour = datetime(2026, 1, 31, 23, 0, tzinfo=BUSINESS_TZ)
-    rt.clock.set(feb1.astimezone(timezone.utc))
+    rt.clock.set((feb1 + timedelta(minutes=5)).astimezone(timezone.utc))
     ingest(rt, [("j1", uin, vm, "S5.MEDIUM4", "1", last_hour, feb1),
                 ("j2", uin, bucket, "storage_std", "10", jan31, feb1),
                 ("j3", uin, cdn, "traffic", "100", jan31, feb1)])
-    runner.run_until(rt.engine, rt.clock, feb1)
-    got = {line["cycle"]: line for line in lines(rt)}
-    assert {c: (got[c]["period_key"]) for c in got} == {
-        "hour": "2026-01-31T23", "day": "2026-01-31", "month": "2026-01"}
-    assert {line["deducted_at"] for line in got.values()} == {
-        feb1.astimezone(timezone.utc).replace(tzinfo=None)}
+    runner.run_pass(rt.engine, rt.clock)  # 00:05: within every grace, nothing is due
+    assert lines(rt) == []
+    for at in ("00:15", "01:00", "02:00"):
+        rt.clock.set(datetime.fromisoformat(f"2026-02-01T{at}:00+08:00").astimezone(timezone.utc))
+        runner.run_pass(rt.engine, rt.clock)
+    assert _charges_by_cycle(rt) == {
+        "hour": ("2026-01-31T23", "charge", "2026-02-01 00:15:00"),
+        "day": ("2026-01-31", "charge", "2026-02-01 01:00:00"),
+        "month": ("2026-01", "charge", "2026-02-01 02:00:00")}
     with rt.engine.connect() as conn:
         modes = sorted(conn.execute(select(statement_entries.c.deduct_mode).where(
             statement_entries.c.uin == uin, statement_entries.c.action_type == "deduct"))
             .scalars())
     assert modes == ["hour_d", "hour_h", "hour_m"]
-    assert got["month"]["deducted"] == 21_00  # 100 GB x 0.21
+    assert {line["cycle"]: line["deducted"] for line in lines(rt)}["month"] == 21_00  # 100 GB x 0.21
     clean(rt)
+
+
+@pytest.mark.spec("SET-1", "SET-4", "SET-9")
+def test_usage_within_the_metering_grace_is_a_charge_and_after_the_run_is_late(metered):
+    """Hour H's metering reported at H+1:05 is on H's charge line when the runner
+    runs at H+1:15 (nothing of H is settled at H+1:00); what is reported after that
+    run is late usage, billed by the next hour's run as an adjustment line."""
+    from feecenter.jobs import runner
+
+    rt, uin, rid = metered
+    add_cash(rt, uin, 10_00)
+    (s0, e0), (_, e1) = hour(0), hour(1)
+    rt.clock.set(e0 + timedelta(minutes=5))
+    ingest(rt, [("g1", uin, rid, "S5.MEDIUM4", "1", s0, e0)])
+    runner.run_pass(rt.engine, rt.clock)
+    assert lines(rt) == []  # hour 0 is due at its end + 15 min
+    rt.clock.set(e0 + timedelta(minutes=15))
+    runner.run_pass(rt.engine, rt.clock)
+    [charge] = lines(rt)
+    assert (charge["period_key"], charge["kind"], charge["quantity"], charge["deducted"]) == (
+        "2026-03-02T10", "charge", 1_000_000, 50)
+    rt.clock.set(e0 + timedelta(minutes=20))
+    ingest(rt, [("g2", uin, rid, "S5.MEDIUM4", "0.5", s0, e0)])  # after hour 0's run
+    rt.clock.set(e1)
+    runner.run_pass(rt.engine, rt.clock)
+    assert len(lines(rt)) == 1  # hour 1 is not due yet: the late pass has not run
+    rt.clock.set(e1 + timedelta(minutes=15))
+    runner.run_pass(rt.engine, rt.clock)
+    [first, late] = lines(rt)
+    assert first == charge  # never edited
+    assert (late["period_key"], late["kind"], late["quantity"], late["adjusts_line_id"],
+            late["deducted"]) == ("2026-03-02T10", "adjustment", 500_000, charge["id"], 25)
+    assert "迟到用量补扣" in late["reason"] and "late usage" in late["reason"]
+    assert balance(rt, uin).cash == 10_00 - 50 - 25
+    clean(rt)
+
+
+def test_settlement_jobs_wait_a_metering_grace_that_keeps_the_month_on_the_1st():
+    """SET-4: each settlement job is due a short grace after its period ends, after the
+    hour and still on the 1st for the month (the grace stays inside the next period)."""
+    from feecenter.jobs.loader import load_all
+    from feecenter.jobs.registry import REGISTRY
+    from feecenter.settlement.jobs import METERING_GRACE
+
+    load_all()
+    for cycle, cadence in (("hour", HOURLY), ("day", DAILY), ("month", MONTHLY)):
+        spec = REGISTRY.get({"hour": "settlement.hourly", "day": "settlement.daily",
+                             "month": "settlement.monthly"}[cycle])
+        assert spec.cadence == cadence and spec.lag == METERING_GRACE[cycle] > timedelta(0)
+    january = period_containing(MONTHLY, datetime(2026, 1, 15, tzinfo=BUSINESS_TZ))
+    due = january.due_at(REGISTRY.get("settlement.monthly").lag).astimezone(BUSINESS_TZ)
+    assert (due.year, due.month, due.day) == (2026, 2, 1)
+    assert METERING_GRACE["hour"] < timedelta(hours=1)
 
 
 def test_listing_bill_lines_pages_and_filters(metered):

@@ -201,6 +201,7 @@ def simulate_month(rt: Runtime, rows: list[dict], *, days: int = SIMULATED_DAYS,
     what is served lies in the past, never in the future). Returns counts."""
     from feecenter.jobs.runner import run_until
     from feecenter.resources.postpaid import open_postpaid
+    from feecenter.settlement.jobs import METERING_GRACE
     from feecenter.usage.service import ingest
 
     started = time.monotonic()
@@ -230,8 +231,9 @@ def simulate_month(rt: Runtime, rows: list[dict], *, days: int = SIMULATED_DAYS,
         if result.rejected:
             raise RuntimeError(f"demo usage rejected: {result.to_dict()['rejections'][:3]}")
         records += result.accepted
-        # the worker's pass at the day's end: the day's hours, the day itself, arrears
-        run_until(rt.engine, clock, stop)
+        # the worker's passes from the day's end to its settlement grace (the day's
+        # hours, the day itself, arrears), never past the real now
+        run_until(rt.engine, clock, min(stop + METERING_GRACE["day"], now))
         day = period_containing(DAILY, day.end)
     with rt.engine.connect() as conn:
         lines, fen = conn.exec_driver_sql(

@@ -147,7 +147,7 @@ def _rerun(rng, model, uin, step, now):
     """A settlement run again out of the runner's order: an earlier period, 2-48 hours
     or 2-5 days back, whose late usage a late pass may have billed already (SET-8,
     SET-9); without ``model.rerun_settled`` (``--rerun-latest-only``), the period just
-    ended, which the runner settled at the hour."""
+    ended, before the runner settles it after its metering grace (the next tick)."""
     job = rng.choice(["hour", "day", "escalate"])
     if model.rerun_settled:
         back = (timedelta(hours=rng.randint(2, 48)) if job == "hour"
