@@ -33,8 +33,8 @@ def shop(pay):  # noqa: F811 - the fixture imported above
     return pay
 
 
-def console(pay, login: str = "recharger", lang: str = "zh-CN"):
-    http = logged_in(pay.rt, login, "recharger")
+def console(shop, login: str = "recharger", lang: str = "zh-CN"):
+    http = logged_in(shop.rt, login, "recharger")
     if lang == "en":
         http.cookies.set("fc_lang", "en", path="/console")
     return http
@@ -46,8 +46,8 @@ def submit(http, amount: str, channel: str = "wechat", **extra):
                                                 "csrf_token": token, **extra})
 
 
-def recharge_count(pay) -> int:
-    with pay.rt.engine.connect() as conn:
+def recharge_count(shop) -> int:
+    with shop.rt.engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(recharges_table)).scalar_one()
 
 

@@ -19,7 +19,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from feecenter.console.i18n import N_
-from feecenter.console.web import PREFIX, Page, csrf_refused, lang_of, message, page, render
+from feecenter.console.web import (
+    PREFIX,
+    Page,
+    csrf_refused,
+    lang_of,
+    message,
+    page,
+    render,
+)
 from feecenter.errors import FeeCenterError, PermissionDenied, invalid
 from feecenter.funds import service as funds
 from feecenter.money import parse_yuan
@@ -106,7 +114,7 @@ def recharge(request: Request, amount: Annotated[str, Form()] = "",
 def qr_svg(code_url: str) -> Markup:
     """The payment code as inline SVG (segno; no script, no external image)."""
     svg = segno.make(code_url, error="m").svg_inline(scale=5, title=None)
-    return Markup(svg.replace("<svg ", '<svg role="img" data-qr ', 1))  # noqa: S704 - segno's SVG
+    return Markup(svg.replace("<svg ", '<svg role="img" data-qr ', 1))
 
 
 def _status(current: Page, recharge_id: str) -> dict:
