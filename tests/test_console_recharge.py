@@ -153,7 +153,7 @@ def test_the_records_equal_the_rest_list(shop):
         page = http.get("/console/recharges", params={"state": state} if state else {}).text
         shown = re.findall(r'<tr data-recharge="(\d+)">\s*<td><a [^>]*>(\w+)</a></td>\s*'
                            r'<td data-amount>¥([\d,.]+)</td>\s*<td data-channel="(\w+)">.*?'
-                           r'data-state="(\w+)"', page, re.S)
+                           r'data-state="(\w+)"', page, re.DOTALL)
         assert shown == [(str(i["id"]), i["out_trade_no"], i["amount"], i["channel"], i["state"])
                          for i in expected]
     assert 'data-total="3"' in http.get("/console/recharges").text
@@ -173,3 +173,73 @@ def accounts_new(shop) -> int:
     from tests.helpers import new_account
 
     return new_account(shop.rt, "someone-else")
+
+
+# ---------------------------------------------------------------- operators
+
+@pytest.fixture
+def operator(shop):
+    from feecenter.auth import operator_sessions
+    from feecenter.auth import service as auth
+    from tests.test_console_ops import PASSWORD as OPS_PASSWORD
+    from tests.test_console_ops import operator_client
+
+    with transaction(shop.rt.engine) as conn:
+        auth.create_operator(conn, shop.rt.clock, OPS, "alice")
+        operator_sessions.set_password(conn, shop.rt.clock, OPS, "alice", OPS_PASSWORD)
+    return operator_client(shop.rt)
+
+
+def searched(page_html: str) -> list[str]:
+    return re.findall(r'<tr data-recharge="(\d+)">', page_html)
+
+
+@pytest.mark.spec("RCH-5")
+def test_operators_search_recharges_and_read_the_notification_log(shop, operator):
+    from tests.helpers import new_account
+
+    other = new_account(shop.rt, "someone-else")
+    paid = shop.create(10_00)
+    shop.payer_acts(paid, "pay")
+    paid = shop.wait_state(paid["id"], "paid")
+    pending = shop.create(20_00, uin=other, payer="other-payer")
+    everything = operator.get("/console/ops/recharges")
+    assert everything.status_code == 200
+    assert searched(everything.text) == [str(pending["id"]), str(paid["id"])]
+    assert searched(operator.get("/console/ops/recharges", params={"uin": other}).text) == [
+        str(pending["id"])]
+    assert searched(operator.get("/console/ops/recharges", params={"state": "paid"}).text) == [
+        str(paid["id"])]
+    by_txn = operator.get("/console/ops/recharges",
+                          params={"provider_txn_id": paid["provider_txn_id"]}).text
+    assert searched(by_txn) == [str(paid["id"])]
+    for params, field in (({"uin": "x"}, "uin"), ({"state": "bogus"}, "state")):
+        bad = operator.get("/console/ops/recharges", params=params)
+        assert bad.status_code == 400 and f'data-error-field="{field}"' in bad.text
+
+    log = operator.get("/console/ops/recharges/notifications",
+                       params={"recharge_id": paid["id"]})
+    rest_log = rest_as_operator(shop).send(
+        "GET", "/api/v1/ops/recharges/notifications", query={"recharge_id": paid["id"]}).json()
+    shown = re.findall(r'data-notification="(\d+)" data-outcome="(\w+)"', log.text)
+    assert shown == [(str(n["id"]), n["outcome"]) for n in rest_log["items"]]
+    assert shown and shown[0][1] == "credited"
+
+
+def rest_as_operator(shop):
+    from starlette.testclient import TestClient
+
+    from feecenter.api.app import create_app
+    from feecenter.auth import service as auth
+    from tests.rest_harness import Signed
+
+    with transaction(shop.rt.engine) as conn:
+        _, key = auth.create_operator(conn, shop.rt.clock, OPS, "recharge-ops")
+    return Signed(shop.rt, TestClient(create_app(shop.rt)), key)
+
+
+def test_a_customer_session_opens_no_operator_recharge_page(shop):
+    http = console(shop)
+    for path in ("/console/ops/recharges", "/console/ops/recharges/notifications"):
+        response = http.get(path)
+        assert response.status_code == 303 and "/console/ops/login" in response.headers["location"]
