@@ -118,6 +118,30 @@ def test_bad_input_is_a_field_error_in_the_pages_language_with_nothing_written(
     assert recharge_count(shop) == 0
 
 
+@pytest.mark.spec("RCH-3")
+def test_too_many_payers_block_the_wechat_qr_with_the_rules_message_next_to_the_channel(shop):
+    for i in range(5):  # five distinct payers within the window; the console user is a sixth
+        shop.create(1_00, payer=f"payer-{i}")
+    http = console(shop)
+    refused = submit(http, "10.00", "wechat")
+    assert refused.status_code == 403
+    assert re.search(r'data-error-field="channel">暂时无法获取微信支付二维码<', refused.text)
+    assert recharge_count(shop) == 5
+    assert submit(http, "10.00", "netbank").status_code == 303  # online banking still works
+
+
+def test_a_provider_that_cannot_be_reached_is_said_on_the_page(shop):
+    from feecenter.gateways.wechatpay import WeChatPayConfig, WeChatPayGateway
+    from feecenter.sandbox import keys as sandbox_keys
+
+    shop.rt.gateways = {"wechat": WeChatPayGateway(WeChatPayConfig.from_env(
+        sandbox_keys.merchant_env(shop.keys, "http://127.0.0.1:9", f"{shop.own}/notify")))}
+    response = submit(console(shop), "10.00", "wechat")
+    assert response.status_code == 503 and "data-error" in response.text
+    with shop.rt.engine.connect() as conn:  # nothing half-written: closed, nobody saw a code
+        assert [tuple(r) for r in conn.execute(select(recharges_table.c.state))] == [("closed",)]
+
+
 def test_the_readonly_user_is_refused_and_nothing_is_written(shop):
     http = console(shop, "recharger-readonly")
     form = http.get("/console/recharge")
