@@ -191,7 +191,7 @@ def test_the_arrears_page_shows_the_case_its_events_and_what_comes_next(rt, owin
     for step in outlook:
         assert re.search(rf'data-step="{step["resource_id"]}" data-next="stopped">.*?{step["at"]}',
                          page.text)
-    assert "运营人员登记的充值或调账" in page.text  # how to pay it back, today
+    assert "可通过在线充值" in page.text and 'href="/console/recharge"' in page.text  # how to pay
     rt.clock.advance(hours=2)
     arrears.escalate(rt.engine, rt.clock)
     http = logged_in(rt, "debtor", "debtor")

@@ -3,6 +3,7 @@
 import re
 
 import pytest
+import requests
 from rich.console import Console
 from starlette.testclient import TestClient
 
@@ -16,13 +17,16 @@ from tests.conftest import MASTER_KEY
 
 
 @pytest.mark.slow
-def test_demo_seeds_accounts_orders_and_stays_reconciled(database_url, tmp_path, monkeypatch):
+def test_demo_seeds_accounts_orders_and_stays_reconciled(database_url, tmp_path, monkeypatch,
+                                                        request):
     monkeypatch.setenv("FEECENTER_DATABASE_URL", database_url)
     monkeypatch.setenv("FEECENTER_MASTER_KEY", MASTER_KEY)
     monkeypatch.setenv("FEECENTER_HOME", str(tmp_path))
     console = Console(record=True, width=200)
     # fewer days than the real demo's month keep the test short; 8 are enough for arrears
-    _, tls = run_demo(host="127.0.0.1", port=8000, console=console, simulated_days=8, tls=True)
+    _, tls, sandbox = run_demo(host="127.0.0.1", port=8000, console=console, simulated_days=8,
+                               tls=True, sandbox_port=0)
+    request.addfinalizer(sandbox.stop)
     text = console.export_text()
     assert "DescribeAccountBalance" in text and "AKID" in text
     # --tls: a local CA in FEECENTER_HOME/tls, and how the SDK and tccli trust it
@@ -63,6 +67,15 @@ def test_demo_seeds_accounts_orders_and_stays_reconciled(database_url, tmp_path,
     assert deductions.get("hour_h") and deductions.get("hour_d")
     assert in_arrears > 0 and names == ["new-startup"]
     assert resource_states.get("running", 0) >= 4  # acme-cloud's keep running
+    # the sandbox payment provider runs beside the server; acme-cloud's recharge was paid
+    assert f"Sandbox payment provider / 支付沙箱: {sandbox.url}" in text
+    assert requests.get(f"{sandbox.url}/v3/certificates", timeout=5).status_code == 401  # unsigned
+    with rt.engine.connect() as conn:
+        recharged = conn.exec_driver_sql(
+            "SELECT r.uin, r.amount, r.state, s.action_type, s.deduct_mode FROM recharges r"
+            " JOIN statement_entries s ON s.txn_id = r.txn_id").fetchall()
+    acme = int(logins[0][1])  # acme-cloud's owner is the first login printed
+    assert [tuple(r) for r in recharged] == [(acme, 100_00, "paid", "recharge", "online")]
     http = TestClient(create_app(rt), base_url="https://127.0.0.1:8000", follow_redirects=False)
     account, _, login, _, password = logins[0]
     form = http.get("/console/login")

@@ -143,8 +143,9 @@ def test_dunning_notice_says_what_is_owed_and_how_to_pay(rt):
     assert "催缴通知" in message["title"] and "Payment due" in message["title"]
     body = message["body"]
     assert "当前欠费金额为 1,234.56 元" in body and "the amount owed is CNY 1,234.56" in body
-    assert "付款方式：请联系您的客户经理或平台客服付款" in body  # how to pay today, zh
-    assert "How to pay: contact your account manager" in body  # and en
+    assert "付款方式：登录控制台，在「在线充值」页面" in body  # how to pay: online recharge, zh
+    assert "How to pay: recharge online in the console (Online recharge" in body  # and en
+    assert "客户经理" in body and "account manager" in body  # or through the account manager
     assert body.index("尊敬的 notify-co") < body.index("Dear notify-co")
     email_row, sms_row = outbox_rows(rt, uin)
     assert (email_row["channel"], email_row["recipient"]) == ("email", "pay@example.cn")
@@ -269,17 +270,16 @@ def test_a_user_added_over_rest_with_contacts_receives_its_notices_and_bad_ones_
 
 
 def test_no_notice_names_a_way_of_paying_that_does_not_exist():
-    """Online recharge and bank remittance do not exist yet: the only way to pay is the
-    platform crediting a payment, which every arrears notice explains."""
-    missing = ("充值", "转账", "汇款", "网银", "recharge", "transfer", "remittance", "banking")
+    """Bank remittance does not exist yet: the notices name online recharge (在线充值)
+    and the platform crediting a payment, never a transfer or a remittance."""
+    missing = ("转账", "汇款", "transfer", "remittance")
     for code in templates.TEMPLATES:
         for locale in templates.LOCALES:
             rendered = templates.render(code, locale, ALL_PARAMS)
             for text in (rendered.subject, rendered.body, rendered.sms):
                 assert not [w for w in missing if w in text.lower()], (code, locale, text)
     dunning = templates.render_bilingual("arrears_dunning", ALL_PARAMS)[1]
-    assert dunning.index("请联系您的客户经理或平台客服付款") < dunning.index(
-        "contact your account manager or the platform's customer service")
+    assert dunning.index("「在线充值」") < dunning.index("Online recharge: WeChat Pay")
 
 
 # ---------------------------------------------------------------- reading in-site messages
@@ -490,7 +490,7 @@ def test_sender_registry_plugs_in_an_sms_gateway(rt, tmp_path):
     notify(rt, uin, key="gw-1", locale="en")
     notifications.deliver_pending(rt.engine, rt.clock, senders_mod.senders_from_settings(settings))
     assert sent == [("13800138000", f"[Fee Center] Account {uin} owes CNY 1,234.56. Please "
-                     "contact your account manager to pay, or your resources will be stopped "
+                     "recharge online in the console, or your resources will be stopped "
                      "and deleted.")]
     with pytest.raises(ValueError, match="no sms sender named 'nope'"):
         senders_mod.senders_from_settings(Settings(home=tmp_path, database_url="",

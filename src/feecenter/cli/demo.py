@@ -10,16 +10,24 @@ signatures use real time) shows it: postpaid resources open on two accounts
 job runner (``jobs.runner.run_until`` on a FixedClock) settles the day's hours
 and the day, and escalates arrears: the poorly funded account runs into
 arrears and its resources are stopped (ARR-3).
+
+Online recharge (docs/recharge.md): the sandbox payment provider runs beside
+the server, in-process on a port of its own (``start_sandbox``), the app's
+WeChat Pay adapter (and QQ Wallet, online banking) pointed at it; one sandbox
+recharge of acme-cloud is paid and credited, so 收支明细 shows a ``recharge``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import random
 import secrets
+import socket
+import sys
+import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -40,6 +48,7 @@ from feecenter.funds import service as funds
 from feecenter.money import format_yuan
 from feecenter.orders import service as orders
 from feecenter.periods import DAILY, HOURLY, period_containing
+from feecenter.recharges import service as recharges
 from feecenter.resources import service as resources
 from feecenter.resources.tables import resources as resources_table
 from feecenter.runtime import Runtime, open_runtime
@@ -246,19 +255,86 @@ def simulate_month(rt: Runtime, rows: list[dict], *, days: int = SIMULATED_DAYS,
             "seconds": round(time.monotonic() - started, 1)}
 
 
+# ---------------------------------------------------------------- the sandbox provider
+
+DEMO_RECHARGE_FEN = 100_00
+
+
+@dataclass
+class Sandbox:
+    """The sandbox payment provider served in a thread beside the demo's server."""
+
+    url: str
+    server: object  # uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def start_sandbox(home: Path, host: str, port: int, notify_url: str) -> tuple[Sandbox, dict]:
+    """Serve the sandbox (keys in ``home``/sandbox-pay) on ``port`` (0: a free one);
+    returns it and the gateways of Fee Center's WeChat Pay adapter pointed at it
+    (QQ Wallet and online banking go to it too)."""
+    import uvicorn
+
+    from feecenter.gateways import configured
+    from feecenter.sandbox import keys as sandbox_keys
+    from feecenter.sandbox.app import create_app
+
+    keys = sandbox_keys.load_or_create(home / "sandbox-pay")
+    if port == 0:
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(keys), host=host, port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, name="sandbox-pay", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        if not thread.is_alive():
+            raise RuntimeError(f"the sandbox payment provider could not listen on {host}:{port}")
+        time.sleep(0.02)
+    url = f"http://{host}:{port}"
+    env = {**sandbox_keys.merchant_env(keys, url, notify_url),
+           "FEECENTER_SANDBOX_CHANNELS": "qq,netbank"}
+    return Sandbox(url, server, thread), configured(env)
+
+
+def sandbox_recharge(rt: Runtime, uin: int) -> dict:
+    """A recharge paid in the sandbox and credited (the demo's server is not up yet,
+    so the payer's page pays without notifying and a query credits it, as the
+    recovery job would)."""
+    import requests
+
+    made = recharges.create(rt.engine, rt.clock, DEMO_OPERATOR, uin,
+                            recharges.NewRecharge(DEMO_RECHARGE_FEN, "wechat", "demo-payer"),
+                            rt.payment_gateways())
+    requests.post(made["code_url"], data={"action": "pay", "notify": "no"},
+                  timeout=10).raise_for_status()
+    return recharges.query(rt.engine, rt.clock, DEMO_OPERATOR, made["id"], rt.payment_gateways())
+
+
 def run_demo(*, host: str, port: int, console: Console, simulated_days: int = SIMULATED_DAYS,
-             tls: bool = False) -> tuple[Runtime, LocalTLS | None]:
-    """Seed a fresh demo database, simulate the month and print how to call it;
-    returns the runtime for ``feecenter demo`` to serve (cli/main.py) and, with
-    ``tls``, the local CA and server certificate to serve HTTPS with."""
+             tls: bool = False, sandbox_port: int = 8090,
+             ) -> tuple[Runtime, LocalTLS | None, Sandbox]:
+    """Seed a fresh demo database, simulate the month, start the sandbox payment
+    provider with one paid recharge, and print how to call it; returns the runtime
+    for ``feecenter demo`` to serve (cli/main.py), with ``tls`` the local CA and
+    server certificate to serve HTTPS with, and the running sandbox."""
     settings = _demo_settings()
     files = local_tls(settings.home / "tls") if tls else None
+    scheme = "https" if files else "http"
     rt = open_runtime(settings)
     rows = seed(rt)
     logins = console_logins(rt, rows)
     ops_login = operator_login(rt)
     month = simulate_month(rt, rows, days=simulated_days)
-    scheme = "https" if files else "http"
+    sandbox, rt.gateways = start_sandbox(settings.home, host, sandbox_port,
+                                         f"{scheme}://{host}:{port}/api/v1/recharges/notify/wechat")
+    recharged = sandbox_recharge(rt, rows[1]["uin"])
     table = Table(title="演示账号与密钥 / demo accounts and API keys")
     for col in ("who", "uin", "secret_id", "secret_key"):
         table.add_column(col)
@@ -288,6 +364,7 @@ def run_demo(*, host: str, port: int, console: Console, simulated_days: int = SI
     console.print(console_table)
     console.print(f"""
 Web console / 控制台: {scheme}://{host}:{port}/console/  (log in with an account, user name and password above)
+Sandbox payment provider / 支付沙箱: {sandbox.url}  (WeChat Pay v3; 在线充值's QR codes open its payer page; acme-cloud's recharge {recharged['out_trade_no']} of {format_yuan(recharged['amount'])} yuan is {recharged['state']})
 Operator console / 运营控制台: {scheme}://{host}:{port}/console/ops/  (operator {ops_login['name']}, password {ops_login['password']})
 Database / 数据库: {settings.database_url}  (a rerun replaces it and its keys / 重新运行会替换数据库与密钥)
 API: {scheme}://{host}:{port}/api/v1   OpenAPI: {scheme}://{host}:{port}/docs
@@ -309,7 +386,7 @@ Or the native API with the bundled signed client (in {bin_dir}/python):
 Or the operator CLI on the same database:
   FEECENTER_HOME={settings.home} FEECENTER_DATABASE_URL={settings.database_url} {bin_dir}/feecenter balance --uin {owner['uin']}
 """, soft_wrap=True, highlight=False, markup=False)
-    return rt, files
+    return rt, files, sandbox
 
 
 def _tccli_lines(host: str, port: int, owner: dict, files: LocalTLS) -> str:

@@ -385,14 +385,21 @@ def serve(host: str = "127.0.0.1", port: int = 8000, tls_cert: TlsCertOpt = None
 def demo(host: str = "127.0.0.1", port: int = 8000,
          serve_api: Annotated[bool, flag("--serve/--no-serve")] = True,
          tls: Annotated[bool, flag("--tls", help="serve HTTPS with a local CA made in "
-                                   "FEECENTER_HOME/tls / 用本地 CA 提供 HTTPS")] = False) -> None:
-    """Create a demo database with sample accounts and keys, then serve the API."""
+                                   "FEECENTER_HOME/tls / 用本地 CA 提供 HTTPS")] = False,
+         sandbox_port: Annotated[int, typer.Option(
+             help="port of the sandbox payment provider / 支付沙箱端口")] = 8090) -> None:
+    """Create a demo database with sample accounts and keys, start the sandbox payment
+    provider, then serve the API."""
     from feecenter.cli.demo import run_demo
 
     wide = out if out.is_terminal else Console(width=200)  # keys must not be cut off in logs
-    rt, files = run_demo(host=host, port=port, console=wide, tls=tls)
-    if serve_api:
-        serve_app(rt, host, port, files and (str(files.cert), str(files.key)))
+    rt, files, sandbox = run_demo(host=host, port=port, console=wide, tls=tls,
+                                  sandbox_port=sandbox_port)
+    try:
+        if serve_api:
+            serve_app(rt, host, port, files and (str(files.cert), str(files.key)))
+    finally:
+        sandbox.stop()
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ class MenuItem:
 
 MENU = (
     MenuItem("overview", N_("Overview"), "/console/"),
+    MenuItem("recharge", N_("Online recharge"), "/console/recharge"),
     MenuItem("transactions", N_("Transactions"), "/console/transactions"),
     MenuItem("bills", N_("Bills"), "/console/bills"),
     MenuItem("orders", N_("Orders"), "/console/orders"),

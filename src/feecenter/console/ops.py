@@ -38,6 +38,7 @@ OPS_MENU = (
     MenuItem("reconcile", N_("Reconciliation"), OPS + "/reconcile"),
     MenuItem("audit", N_("Audit log"), OPS + "/audit"),
     MenuItem("catalog", N_("Catalog"), OPS + "/catalog"),
+    MenuItem("recharges", N_("Recharges"), OPS + "/recharges"),
 )
 
 router = APIRouter(prefix=OPS, include_in_schema=False)
@@ -160,9 +161,10 @@ def logout(request: Request, csrf_token: Annotated[str, Form()] = "",
 def install(app: FastAPI) -> None:
     """Mount the operator pages (called by ``web.install`` before the console's
     catch-all 404 route)."""
-    from feecenter.console import ops_accounts, ops_platform
+    from feecenter.console import ops_accounts, ops_platform, ops_recharges
 
     app.include_router(router)
     app.include_router(ops_accounts.router)
     app.include_router(ops_platform.router)
+    app.include_router(ops_recharges.router)
     app.add_exception_handler(OpsLoginRequired, _login_required)

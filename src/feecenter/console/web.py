@@ -302,6 +302,7 @@ def install(app: FastAPI) -> None:
     from feecenter.console import ledger
     from feecenter.console import messages as message_pages
     from feecenter.console import orders as order_pages
+    from feecenter.console import recharge as recharge_pages
     from feecenter.console import ops  # the operator console (its own session and menu)
     from feecenter.console import resources as resource_pages
     from feecenter.console import users as user_pages
@@ -313,6 +314,7 @@ def install(app: FastAPI) -> None:
     app.include_router(arrears_pages.router)
     app.include_router(user_pages.router)
     app.include_router(message_pages.router)
+    app.include_router(recharge_pages.router)
     ops.install(app)
     app.include_router(router)
     app.add_exception_handler(LoginRequired, _login_required)

@@ -21,14 +21,16 @@ LOCALES = ("zh-CN", "en")
 DEFAULT_LOCALE = "zh-CN"
 SMS_SIGNATURE = {"zh-CN": "【费用中心】", "en": "[Fee Center] "}
 
-# The one way to pay today: the platform credits a payment to the account (an operator's
-# cash adjustment). Online recharge and bank remittance do not exist yet: name neither.
+# How to pay: online recharge in the console (在线充值, RCH), or through the account
+# manager, the platform crediting the payment. Bank remittance does not exist yet: not named.
 _HOW_TO_PAY_ZH = (
-    "付款方式：请联系您的客户经理或平台客服付款，款项由平台入账到您的账号。\n"
+    "付款方式：登录控制台，在「在线充值」页面通过微信支付、QQ钱包或网银充值；"
+    "也可联系您的客户经理或平台客服付款，款项由平台入账到您的账号。\n"
     "入账后将优先偿还欠款；欠款结清后，因欠费停止的资源将自动恢复。")
 _HOW_TO_PAY_EN = (
-    "How to pay: contact your account manager or the platform's customer service; the "
-    "platform credits your payment to your account.\n"
+    "How to pay: recharge online in the console (Online recharge: WeChat Pay, QQ Wallet or "
+    "online banking), or contact your account manager or the platform's customer service; "
+    "the platform credits your payment to your account.\n"
     "Money credited repays the arrears first; once they are paid, resources stopped for "
     "arrears are restarted automatically.")
 _SIGN_ZH = "\n\n费用中心"
@@ -65,7 +67,7 @@ TEMPLATES: dict[str, dict[str, Template]] = {
                   "欠费期间无法购买新的资源。按量计费资源将按各产品的欠费策略处理：保护期内继续运行并计费，"
                   "保护期结束后停止服务（配置与数据保留），隔离期结束后资源及其数据将被永久删除。\n\n"
                   "请尽快结清欠款。\n" + _HOW_TO_PAY_ZH + _SIGN_ZH),
-            sms="您的账号{uin}已欠费{amount}元，请尽快联系客户经理付款，以免资源停服及数据被删除。"),
+            sms="您的账号{uin}已欠费{amount}元，请尽快在控制台在线充值，以免资源停服及数据被删除。"),
         "en": Template(
             subject="[Payment due] Account {uin} is in arrears: CNY {amount}",
             body=("Dear {account_name},\n\n"
@@ -77,7 +79,7 @@ TEMPLATES: dict[str, dict[str, Template]] = {
                   "kept); after the isolation period the resources and their data are deleted "
                   "for good.\n\n"
                   "Please pay the amount owed as soon as possible.\n" + _HOW_TO_PAY_EN + _SIGN_EN),
-            sms=("Account {uin} owes CNY {amount}. Please contact your account manager to pay, "
+            sms=("Account {uin} owes CNY {amount}. Please recharge online in the console, "
                  "or your resources will be stopped and deleted.")),
     },
     "arrears_stop_warning": {

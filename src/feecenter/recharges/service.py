@@ -337,6 +337,22 @@ def list_recharges(conn: Connection, actor: Actor, uin: int, *, state: str | Non
     return {"items": [dict(r) for r in rows], "total": total}
 
 
+def search_recharges(conn: Connection, actor: Actor, *, uin: int | None = None,
+                     state: str | None = None, provider_txn_id: str | None = None,
+                     limit: int = 100) -> list[dict]:
+    """Recharges across accounts, newest first, by account, state or the provider's
+    transaction id (operators)."""
+    require_operator(actor)
+    if state is not None and state not in rules.STATES:
+        raise invalid("state", f"未知的充值状态：{state}", f"unknown recharge state: {state}",
+                      allowed=list(rules.STATES))
+    where = ([_R.uin == uin] if uin is not None else []) \
+        + ([_R.state == state] if state else []) \
+        + ([_R.provider_txn_id == provider_txn_id] if provider_txn_id else [])
+    stmt = select(recharges).where(*where).order_by(_R.id.desc()).limit(limit)
+    return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
 def list_notifications(conn: Connection, actor: Actor, *, recharge_id: int | None = None,
                        limit: int = 100) -> list[dict]:
     """The provider's raw notification log, newest first (operators)."""
