@@ -139,6 +139,7 @@ def test_a_key_used_for_another_request_is_a_conflict_and_writes_nothing(shop):
     refused_key(lambda: purchase(rt, uin, [CVM], key="k-buy"))  # other items
     refused_key(lambda: purchase(rt, uin, [SSL, CVM], key="k-buy"))  # in another order
     refused_key(lambda: renew(rt, uin, other_resource, 1, key="k-renew"))  # another resource
+    refused_key(lambda: renew(rt, uin, resource_id, 2, key="k-renew"))  # other months
     refused_key(lambda: upgrade(rt, uin, resource_id, "S5.LARGE8", key="k-renew"))  # kind
     refused_key(lambda: purchase(rt, uin, [CVM], key="k-renew"))
     refused_key(lambda: renew(rt, uin, resource_id, 1, key="k-buy"))

@@ -70,6 +70,15 @@ def digits_id(value: object, field: str, low: int = 1, high: int = BIGINT_MAX) -
     return int(text)
 
 
+def page_number(value: object, high: int = 100_000) -> int:
+    """A page number from a query string, 1..high (a 5,000-digit one is refused before
+    ``int`` sees it)."""
+    text = value if isinstance(value, str) else None
+    if text is None or not _ASCII_DIGITS.match(text) or not 1 <= int(text) <= high:
+        raise invalid("page", f"页码须为 1–{high} 的整数", f"the page must be a whole number 1-{high}")
+    return int(text)
+
+
 def plain_text(value: object, field: str, max_len: int = 256) -> str:
     """A JSON string (never a number) of at most ``max_len`` characters, without
     control characters or lone surrogates."""

@@ -20,7 +20,8 @@ from feecenter.console.web import PREFIX, Page, csrf_refused, lang_of, message, 
 from feecenter.coupons import rules
 from feecenter.coupons import service as coupons
 from feecenter.db.engine import transaction
-from feecenter.errors import FeeCenterError, PermissionDenied, invalid
+from feecenter.errors import FeeCenterError, PermissionDenied
+from feecenter.inputs import page_number
 from feecenter.present.text import time_text
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -29,11 +30,6 @@ STATE_LABELS = {rules.UNUSED: N_("Usable"), rules.USED: N_("Used"), rules.EXPIRE
 PAY_MODES = {rules.PREPAID: N_("Prepaid orders"), rules.POSTPAID: N_("Postpaid settlement")}
 ORDER_KINDS = {"new": N_("New purchase"), "renew": N_("Renewal"), "upgrade": N_("Upgrade")}
 
-
-def _page_number(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 100_000:
-        raise invalid("page", "页码须为 1–100000 的整数", "the page must be a whole number 1-100000")
-    return int(text)
 
 
 def _shown(coupon: dict, reasons: dict[int, rules.Reason]) -> dict:
@@ -44,7 +40,7 @@ def _shown(coupon: dict, reasons: dict[int, rules.Reason]) -> dict:
 
 def _listing(current: Page, state: str, page_text: str) -> dict:
     actor, rt = current.session.actor, current.rt
-    number = _page_number(page_text or "1")
+    number = page_number(page_text or "1")
     with rt.engine.connect() as conn:
         found = coupons.list_coupons(conn, rt.clock, actor, actor.uin, coupons.CouponQuery(
             state=state or None, offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE))

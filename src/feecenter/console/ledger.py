@@ -70,7 +70,7 @@ def _text(request: Request, name: str) -> str:
 
 def _page_number(request: Request, errors: dict[str, str]) -> int:
     raw = _text(request, "page") or "1"
-    if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 10**9:
+    if raw.isascii() and raw.isdigit() and len(raw) <= 10 and 1 <= int(raw) <= 10**9:
         return int(raw)
     errors["page"] = i18n.translations(lang_of(request)).gettext(
         "The page must be a whole number from 1.")
@@ -118,7 +118,7 @@ def _cursor(request: Request, errors: dict[str, str]) -> dict[str, int]:
     cursor = {}
     for name in ("after", "before"):
         raw = _text(request, name)
-        if raw and raw.isascii() and raw.isdigit() and 1 <= int(raw) < 2**63:
+        if raw and raw.isascii() and raw.isdigit() and len(raw) <= 19 and 1 <= int(raw) < 2**63:
             cursor[name] = int(raw)
         elif raw:
             errors["page"] = i18n.translations(lang_of(request)).gettext(

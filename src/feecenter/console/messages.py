@@ -20,19 +20,13 @@ from feecenter.console.web import PREFIX, Page, csrf_refused, lang_of, message, 
 from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError, invalid
 from feecenter.inputs import digits_id
+from feecenter.inputs import page_number as read_page
 from feecenter.notifications import service as notifications
 from feecenter.present.text import time_text
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 PAGE_SIZE = 20
-MAX_PAGE = 100_000
 
-
-def _page_number(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PAGE:
-        raise invalid("page", f"页码须为 1–{MAX_PAGE} 的整数",
-                      f"the page must be a whole number 1-{MAX_PAGE}")
-    return int(text)
 
 
 def inbox(current: Page, unread_only: bool = False, number: int = 1,
@@ -55,7 +49,7 @@ def _show(current: Page, unread_only: bool, page_text: str, status: int = 200,
     context = {"unread_only": unread_only, "page_number": 1, "pages": 1,
                "found": {"total": 0, "unread": 0, "items": []}}
     try:
-        context["page_number"] = _page_number(page_text)
+        context["page_number"] = read_page(page_text)
         context["found"] = inbox(current, unread_only, context["page_number"])
     except FeeCenterError as exc:
         error, status = error or exc, max(status, exc.http_status)

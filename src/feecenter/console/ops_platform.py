@@ -23,7 +23,7 @@ from feecenter.catalog import service as catalog
 from feecenter.console.ops import OPS, ops_page, ops_render, posted, refused
 from feecenter.console.web import csrf_refused
 from feecenter.errors import FeeCenterError, invalid
-from feecenter.inputs import digits_id, plain_text
+from feecenter.inputs import digits_id, page_number, plain_text
 from feecenter.jobs import runner as jobs
 from feecenter.ledger.reconcile import reconcile as reconcile_ledger
 from feecenter.present.catalog import item_json, price_list_json, product_json
@@ -36,11 +36,6 @@ PAGE_SIZE = 50
 def _optional_uin(text: str) -> int | None:
     return digits_id(text, "uin") if text.strip() else None
 
-
-def _page_number(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 100_000:
-        raise invalid("page", "页码须为 1–100000 的整数", "the page must be a whole number 1-100000")
-    return int(text)
 
 
 # ---------------------------------------------------------------- arrears cases (ARR-3)
@@ -68,7 +63,7 @@ def job_runs(request: Request, state: str = "", job: str = "", page: str = "1") 
                "runs": [], "total": 0, "page": 1, "pages": 1,
                "retried": request.query_params.get("retried")}
     try:
-        number = _page_number(page)
+        number = page_number(page)
         job_name = plain_text(job, "job", 100).strip() or None
         found = jobs.list_runs(current.rt.engine, state=state or None, job=job_name,
                                offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE)

@@ -23,6 +23,7 @@ from feecenter.coupons import rules as coupon_rules
 from feecenter.coupons import service as coupons
 from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError, PermissionDenied, invalid
+from feecenter.inputs import page_number
 from feecenter.orders import service as orders
 from feecenter.orders.rules import parse_order_ref
 from feecenter.present.orders import order_json
@@ -69,7 +70,7 @@ def order_list(request: Request, state: str = "") -> HTMLResponse:
     context = {"state": state, "states": orders.STATES, "items": [], "total": 0, "page": 1,
                "pages": 1}
     try:
-        number = _page_number(page_text)
+        number = page_number(page_text)
         context["page"] = number
         with current.rt.engine.connect() as conn:
             found = orders.list_orders(conn, current.session.actor, current.session.actor.uin,
@@ -82,11 +83,6 @@ def order_list(request: Request, state: str = "") -> HTMLResponse:
                    pages=max(1, -(-found["total"] // PAGE_SIZE)))
     return _page(request, current, "orders.html", **context)
 
-
-def _page_number(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 100_000:
-        raise invalid("page", "页码须为 1–100000 的整数", "the page must be a whole number 1-100000")
-    return int(text)
 
 
 # ---------------------------------------------------------------- payment

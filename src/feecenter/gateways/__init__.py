@@ -18,13 +18,15 @@ def configured(env: Mapping[str, str] | None = None) -> dict[str, PaymentGateway
     ``FEECENTER_SANDBOX_CHANNELS=qq,netbank`` they go to the same WeChat Pay v3
     speaking server as ``wechat`` — meant for the sandbox provider only.
     """
-    from feecenter.gateways.wechatpay import WeChatPayConfig, gateway_for
+    from feecenter.gateways.wechatpay import PRODUCTION_URL, WeChatPayConfig, gateway_for
 
     env = os.environ if env is None else env
     config = WeChatPayConfig.from_env(env)
     if config is None:
         return {}
     wechat = gateway_for(config)
+    if config.base_url.rstrip("/") == PRODUCTION_URL:  # a real merchant takes WeChat only
+        return {"wechat": wechat}
     extra = [c for c in (env.get("FEECENTER_SANDBOX_CHANNELS") or "").split(",") if c]
     return {"wechat": wechat, **{channel: wechat for channel in extra
                                  if channel in ("qq", "netbank")}}

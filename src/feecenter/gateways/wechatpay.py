@@ -97,6 +97,9 @@ class WeChatPayGateway:
             appid=config.appid, apiv3_key=config.apiv3_key, notify_url=config.notify_url,
             cert_dir=config.platform_cert_dir, logger=None, timeout=config.timeout_s)
         if config.base_url.rstrip("/") != PRODUCTION_URL:
+            if not hasattr(self._client._core, "_gate_way"):  # never fall back to production
+                raise RuntimeError("wechatpayv3 no longer has _core._gate_way: "
+                                   "FEECENTER_WECHATPAY_BASE_URL cannot be applied")
             self._client._core._gate_way = config.base_url.rstrip("/")
 
     # ------------------------------------------------------------ calls
@@ -116,7 +119,7 @@ class WeChatPayGateway:
 
     def query(self, out_trade_no: str) -> ProviderPayment:
         status, body = self._call("query", self._client.query, out_trade_no=out_trade_no)
-        if status == 404:  # ORDER_NOT_EXIST: the provider never took it
+        if status == 404 and _json(body).get("code") == "ORDER_NOT_EXIST":  # never taken
             return ProviderPayment(out_trade_no, CLOSED, None, reason="ORDER_NOT_EXIST")
         return self._payment(self._ok(status, body))
 
@@ -186,7 +189,9 @@ class WeChatPayGateway:
         return ProviderPayment(
             out_trade_no=str(data.get("out_trade_no", "")),
             state=TRADE_STATES.get(trade_state, PENDING),
-            amount=amount.get("payer_total", amount.get("total")) if trade_state else None,
+            # the order's amount; payer_total is what the payer paid after WeChat's own
+            # coupons, which the merchant is settled for all the same
+            amount=amount.get("total") if trade_state else None,
             provider_txn_id=data.get("transaction_id"),
             payer=(data.get("payer") or {}).get("openid"),
             intl_card=bank_type.upper().startswith(self.config.foreign_bank_types),
@@ -194,10 +199,9 @@ class WeChatPayGateway:
 
     @staticmethod
     def _check_fresh(timestamp: str, now: datetime) -> None:
-        try:
-            signed_at = int(timestamp)
-        except ValueError as exc:
-            raise NotificationRefused("bad_signature", "no timestamp") from exc
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+            raise NotificationRefused("bad_signature", "no timestamp")
+        signed_at = int(timestamp)
         if abs(now.timestamp() - signed_at) > SIGNATURE_WINDOW_S:
             raise NotificationRefused("stale", f"signed at {signed_at}, now {int(now.timestamp())}")
 

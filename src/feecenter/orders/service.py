@@ -68,19 +68,20 @@ def _check_months(months: int) -> None:
 
 
 def _repeated(conn: Connection, uin: int, key: str, kind: str, resource_id: str | None,
-              items: list[NewPurchase] | None = None) -> int | None:
+              items: list[NewPurchase] | None = None, **same) -> int | None:
     """The order an earlier call with this key made (a purchase: its big deal's first
     order), or None; another use of the key refuses: another kind, another resource
-    (a purchase: other items)."""
-    row = conn.execute(select(orders.c.id, orders.c.kind, orders.c.resource_id).where(
-        orders.c.idempotency_key == _account_key(uin, key))).first()
+    (a purchase: other items), other ``same`` columns (a renewal's months, a spec)."""
+    row = conn.execute(select(orders).where(
+        orders.c.idempotency_key == _account_key(uin, key))).mappings().first()
     if row is None:
         return None
-    if row.kind != kind or (resource_id is not None and row.resource_id != resource_id) or (
-            items is not None and _bought(conn, row.id) != _asked(items)):
+    if row["kind"] != kind or (resource_id is not None and row["resource_id"] != resource_id) or (
+            items is not None and _bought(conn, row["id"]) != _asked(items)) or any(
+            row[column] != value for column, value in same.items()):
         raise Conflict("幂等键已用于其他操作", "idempotency key already used for another request",
                        field="idempotency_key")
-    return row.id
+    return row["id"]
 
 
 def _claim_key(conn: Connection, uin: int, key: str | None) -> str | None:
@@ -216,7 +217,8 @@ def create_renewal(conn: Connection, clock: Clock, actor: Actor, uin: int, resou
     With ``key``, a repeat returns the order it made and writes nothing."""
     require(actor, uin, RENEWAL)
     stored_key = _claim_key(conn, uin, key)
-    if stored_key and (repeat := _repeated(conn, uin, key, "renew", resource_id)) is not None:
+    repeat = stored_key and _repeated(conn, uin, key, "renew", resource_id, months=months)
+    if repeat:
         return repeat
     _check_months(months)
     resource = _live_resource(conn, uin, resource_id)
@@ -261,7 +263,8 @@ def create_upgrade(conn: Connection, clock: Clock, actor: Actor, uin: int, resou
     repeat returns the order it made and writes nothing."""
     require(actor, uin, FINANCE)
     stored_key = _claim_key(conn, uin, key)
-    if stored_key and (repeat := _repeated(conn, uin, key, "upgrade", resource_id)) is not None:
+    repeat = stored_key and _repeated(conn, uin, key, "upgrade", resource_id, spec_item=new_spec)
+    if repeat:
         return repeat
     resource = _live_resource(conn, uin, resource_id)
     product = catalog.get_product(conn, resource["product_code"])
@@ -1026,7 +1029,7 @@ def downgrade(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_i
     require(actor, uin, FINANCE)
     _account_key(uin, key)
     resource = _claim_resource(conn, uin, resource_id)
-    if (repeat := _repeated(conn, uin, key, "downgrade", resource_id)) is not None:
+    if (repeat := _repeated(conn, uin, key, "downgrade", resource_id, spec_item=new_spec)) is not None:
         return repeat
     _refuse_released(resource)
     if new_spec == resource["spec_item"]:  # e.g. a concurrent downgrade to it came first

@@ -44,6 +44,7 @@ from feecenter.recharges.tables import (
 _R = recharges.c
 Gateways = Mapping[str, PaymentGateway]
 SUB_TYPE = "online"  # Tencent's SubPayType of an online recharge (DescribeBillList)
+LOGGED_BODY_CHARS = 4096  # of a notification refused before its signature was verified
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def _admit(conn: Connection, clock: Clock, actor: Actor, uin: int, new: NewRecha
         return None
     if _frequency_exceeded(conn, uin, payer, now, settings.frequency) and channel == WECHAT:
         return None
-    today, month = _used(conn, payer, channel, new.intl_card, now)
+    today, month = _used(conn, uin, payer, channel, new.intl_card, now)
     rules.check_limits(channel, new.intl_card, new.amount, used_today=today, used_month=month)
     values = {"uin": uin, "amount": new.amount, "channel": channel, "payer": payer,
               "out_trade_no": f"FC{uuid.uuid4().hex[:28].upper()}", "state": PENDING,
@@ -153,17 +154,18 @@ def _frequency_exceeded(conn: Connection, uin: int, payer: str, now: datetime,
     return True
 
 
-def _used(conn: Connection, payer: str, channel: str, intl_card: bool,
+def _used(conn: Connection, uin: int, payer: str, channel: str, intl_card: bool,
           now: datetime) -> tuple[int, int]:
-    """What the payer's live (pending or paid) recharges of the channel hold today and
-    this month (business time)."""
+    """What the payer's live (pending or paid) recharges of the channel into this
+    account hold today and this month (business time). Counted within the account:
+    the payer is what the caller says, so one account must not use up another's."""
     local = now.astimezone(BUSINESS_TZ)
     day = local.replace(hour=0, minute=0, second=0, microsecond=0)
     month = day.replace(day=1)
 
     def since(start: datetime) -> int:
         return int(conn.execute(select(func.coalesce(func.sum(_R.amount), 0)).where(
-            _R.payer == payer, _R.channel == channel, _R.intl_card == bool(intl_card),
+            _R.uin == uin, _R.payer == payer, _R.channel == channel, _R.intl_card == bool(intl_card),
             _R.state.in_((PENDING, PAID)), _R.created_at >= db_time(start))).scalar())
 
     return since(day), since(month)
@@ -238,7 +240,7 @@ def handle_notification(engine: Engine, clock: Clock, gateway: PaymentGateway,
         note = gateway.parse_notification(headers, body, clock.now())
     except NotificationRefused as refused:
         with transaction(engine) as conn:
-            _log(conn, clock, gateway.channel, raw, "refused", refused.reason)
+            _log(conn, clock, gateway.channel, _clipped(raw), "refused", refused.reason)
         return NotificationResult(False, "refused", refused.reason)
     payment = note.payment
     with transaction(engine) as conn:
@@ -251,6 +253,15 @@ def handle_notification(engine: Engine, clock: Clock, gateway: PaymentGateway,
              out_trade_no=payment.out_trade_no[:64], recharge_id=row["id"] if row else None)
     return NotificationResult(not refused, "refused" if refused else outcome,
                               outcome if refused else None)
+
+
+def _clipped(raw: str) -> str:
+    """What is kept of an unverified body: its first 4 KiB, its length and digest
+    (anyone can post one, so the log must not grow by what they send)."""
+    if len(raw) <= LOGGED_BODY_CHARS:
+        return raw
+    digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()
+    return f"{raw[:LOGGED_BODY_CHARS]}… ({len(raw)} characters, sha256 {digest})"
 
 
 def _log(conn: Connection, clock: Clock, channel: str, body: str, outcome: str,
@@ -318,7 +329,7 @@ def _sync_one(engine: Engine, clock: Clock, gateway: PaymentGateway, row: dict) 
 
 def get(conn: Connection, actor: Actor, recharge_id: int) -> dict:
     row = conn.execute(select(recharges).where(_R.id == recharge_id)).mappings().first()
-    if row is None:
+    if row is None or (actor.kind == "user" and actor.uin != row["uin"]):  # no probing ids
         raise not_found("recharge_id", "充值记录", "recharge", recharge_id)
     require(actor, row["uin"], FINANCE)
     return dict(row)
