@@ -465,6 +465,22 @@ def test_the_adapter_verifies_and_decrypts_a_vector_built_independently(pay):
     assert err.value.reason == "bad_signature"
 
 
+def test_the_request_signature_string_matches_wechat_pays_published_example(pay):
+    """WeChat Pay's worked example of the string a request signature covers
+    (https://pay.weixin.qq.com/wiki/doc/api_external/ch/wechatpay/wechatpay4_0.shtml,
+    "构造签名串", step 6). The sandbox verifies every adapter request over this string;
+    the example's signature value needs the merchant's private key, which is not
+    published, so only the string is checked, and that the adapter's own requests
+    verify over it."""
+    documented = "GET\n/v3/certificates\n1554208460\n593BEC0C930BF1AFEB40B4A08C8FB242\n\n"
+    assert protocol.request_message("GET", "/v3/certificates", "1554208460",
+                                     "593BEC0C930BF1AFEB40B4A08C8FB242", "") == documented
+    # the package's public signer signs the same lines (JSAPI paySign uses it)
+    signed = pay.gateway._client.sign(["GET", "/v3/certificates", "1554208460",
+                                       "593BEC0C930BF1AFEB40B4A08C8FB242", ""])
+    assert protocol.rsa_verify(pay.keys.merchant_key.public_key(), documented, signed)
+
+
 def test_the_sandbox_refuses_a_request_not_signed_by_the_merchant(pay):
     response = requests.get(f"{pay.url}/v3/pay/transactions/out-trade-no/X?mchid=1", timeout=10,
                             headers={"Authorization": 'WECHATPAY2-SHA256-RSA2048 mchid="1"'})
