@@ -465,6 +465,22 @@ def test_the_adapter_verifies_and_decrypts_a_vector_built_independently(pay):
     assert err.value.reason == "bad_signature"
 
 
+def test_the_request_signature_string_matches_wechat_pays_published_example(pay):
+    """WeChat Pay's worked example of the string a request signature covers
+    (https://pay.weixin.qq.com/wiki/doc/api_external/ch/wechatpay/wechatpay4_0.shtml,
+    "构造签名串", step 6). The sandbox verifies every adapter request over this string;
+    the example's signature value needs the merchant's private key, which is not
+    published, so only the string is checked, and that the adapter's own requests
+    verify over it."""
+    documented = "GET\n/v3/certificates\n1554208460\n593BEC0C930BF1AFEB40B4A08C8FB242\n\n"
+    assert protocol.request_message("GET", "/v3/certificates", "1554208460",
+                                     "593BEC0C930BF1AFEB40B4A08C8FB242", "") == documented
+    # the package's public signer signs the same lines (JSAPI paySign uses it)
+    signed = pay.gateway._client.sign(["GET", "/v3/certificates", "1554208460",
+                                       "593BEC0C930BF1AFEB40B4A08C8FB242", ""])
+    assert protocol.rsa_verify(pay.keys.merchant_key.public_key(), documented, signed)
+
+
 def test_the_sandbox_refuses_a_request_not_signed_by_the_merchant(pay):
     response = requests.get(f"{pay.url}/v3/pay/transactions/out-trade-no/X?mchid=1", timeout=10,
                             headers={"Authorization": 'WECHATPAY2-SHA256-RSA2048 mchid="1"'})
@@ -680,3 +696,95 @@ def test_a_sandbox_killed_between_paying_and_notifying_is_credited_once_when_bac
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# ---------------------------------------------------------------- mini-program codes (RCH-4)
+
+MINI_OPENID = "o-mini-creator"
+
+
+def mini_program_recharge(pay: Pay, fen: int) -> dict:
+    return recharges.create(pay.rt.engine, pay.rt.clock, SYSTEM, pay.uin,
+                            recharges.NewRecharge(fen, "wechat", MINI_OPENID,
+                                                  source=rules.MINI_PROGRAM), pay.rt.gateways)
+
+
+def pay_as(pay: Pay, recharge: dict, payer: str) -> requests.Response:
+    """The payer page of the sandbox, paying as ``payer``."""
+    return requests.post(f"{pay.url}/pay/{recharge['out_trade_no']}",
+                         data={"action": "pay", "payer": payer}, timeout=10)
+
+
+@pytest.mark.spec("RCH-4", "RCH-5")
+def test_a_mini_program_code_is_paid_by_its_creator_and_credited_once(pay):
+    recharge = mini_program_recharge(pay, 88_00)
+    assert (recharge["source"], recharge["bound_payer"]) == ("mini_program", MINI_OPENID)
+    assert recharge["prepay_id"].startswith("wx") and recharge["code_url"] is None
+    order = pay.provider.payments[recharge["out_trade_no"]].order
+    assert order["payer"] == {"openid": MINI_OPENID}  # a JSAPI order bound at the provider
+    assert pay_as(pay, recharge, MINI_OPENID).status_code == 200
+    row = pay.wait_state(recharge["id"], "paid")
+    assert row["provider_payer"] == MINI_OPENID
+    recharges.query(pay.rt.engine, pay.rt.clock, SYSTEM, recharge["id"], pay.rt.gateways)
+    assert balance(pay.rt, pay.uin).cash == 88_00
+    assert pay.entries() == [("recharge", 88_00, "wechat", "online")]
+    assert_reconciled(pay.rt)
+
+
+@pytest.mark.spec("RCH-4")
+def test_another_payer_of_a_mini_program_code_is_refused_and_nothing_is_credited(pay):
+    recharge = mini_program_recharge(pay, 66_00)
+    refused = pay_as(pay, recharge, "o-someone-else")
+    assert refused.status_code == 403 and "账号不一致，请核实后重试" in refused.text
+    row = recharges.query(pay.rt.engine, pay.rt.clock, SYSTEM, recharge["id"], pay.rt.gateways)
+    assert row["state"] == "pending" and pay.provider.payments[
+        recharge["out_trade_no"]].trade_state == "NOTPAY"
+    assert balance(pay.rt, pay.uin).cash == 0 and pay.entries() == []
+    assert pay_as(pay, recharge, MINI_OPENID).status_code == 200  # the creator still can
+    pay.wait_state(recharge["id"], "paid")
+    assert balance(pay.rt, pay.uin).cash == 66_00
+
+
+@pytest.mark.spec("RCH-4")
+def test_a_provider_reporting_another_payer_of_a_bound_code_is_refused_and_recorded(pay):
+    recharge = mini_program_recharge(pay, 42_00)
+    headers, body = pay.signed_notification(paid_transaction(
+        pay, recharge, trade_type="JSAPI", payer={"openid": "o-intruder"}))
+    result = recharges.handle_notification(pay.rt.engine, pay.rt.clock, pay.gateway,
+                                           headers, body)
+    assert (result.accepted, result.reason) == (False, "payer_mismatch")
+    row = pay.row(recharge["id"])
+    assert row["state"] == "failed" and row["fail_reason"].startswith("账号不一致，请核实后重试")
+    assert [(n["outcome"], n["reason"]) for n in pay.notifications()] == [
+        ("refused", "payer_mismatch")]
+    assert balance(pay.rt, pay.uin).cash == 0 and pay.entries() == []
+    assert_reconciled(pay.rt)
+
+
+@pytest.mark.spec("RCH-4")
+def test_a_qr_code_may_be_paid_by_anyone(pay):
+    recharge = pay.create(20_00, payer=OWNER)
+    assert recharge["source"] == "qr" and recharge["bound_payer"] is None
+    assert pay_as(pay, recharge, "o-a-friend").status_code == 200
+    assert pay.wait_state(recharge["id"], "paid")["provider_payer"] == "o-a-friend"
+    assert balance(pay.rt, pay.uin).cash == 20_00
+
+
+@pytest.mark.spec("RCH-4")
+def test_rest_creates_a_mini_program_recharge_and_names_bad_fields(pay):
+    client = rest(pay)
+    made = client.send("POST", "/api/v1/recharges", {
+        "uin": pay.uin, "amount": "9.99", "channel": "wechat", "source": "mini_program",
+        "payer": MINI_OPENID})
+    assert made.status_code == 201, made.text
+    body = made.json()
+    assert (body["source"], body["bound_payer"], body["code_url"]) == (
+        "mini_program", MINI_OPENID, None) and body["prepay_id"]
+    for bad, field in (({"source": "mini_program"}, "payer"), ({"source": "app"}, "source"),
+                       ({"source": "mini_program", "payer": "o", "channel": "netbank"}, "source")):
+        sent = {"uin": pay.uin, "amount": "1.00", "channel": "wechat", **bad}
+        answer = client.send("POST", "/api/v1/recharges", sent)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["field"] == field
+    with pay.rt.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(recharges_table)).scalar() == 1

@@ -1,4 +1,5 @@
-"""/api/v1 recharge routes (RCH): create an online recharge (its QR code_url), read
+"""/api/v1 recharge routes (RCH): create an online recharge (its QR code_url, or a
+mini-program payment bound to its creator, RCH-4), read
 one, list an account's, ask the provider about one; and the payment provider's
 notification endpoint, authenticated by the provider's own signature instead of
 ours (recharges.service.handle_notification records every one, RCH-5).
@@ -44,16 +45,22 @@ class CreateRecharge(StrictModel):
     amount: Yuan = Field(description="yuan, 0.01–9999999.00 (RCH-2)")
     channel: str = Field(min_length=1, max_length=20, description="wechat | qq | netbank")
     payer: str | None = Field(default=None, min_length=1, max_length=128,
-                              description="payer identity the limits count by; default: the caller")
+                              description="payer identity the limits count by; default: the "
+                                          "caller. mini_program: the creator's WeChat openid, "
+                                          "required, the only payer allowed (RCH-4)")
     international_card: bool = Field(default=False,
                                      description="the payer pays with a card issued abroad (RCH-2)")
+    source: str = Field(default="qr", min_length=1, max_length=20,
+                        description="qr (a QR code anyone may pay) | mini_program (bound to "
+                                    "payer; returns prepay_id instead of code_url, RCH-4)")
 
 
 @router.post("/recharges", status_code=201, responses=PROVIDER_DOWN,
              summary="Create an online recharge (RCH) / 在线充值")
 def create_recharge(body: CreateRecharge, rt: Rt, actor: Caller) -> dict:
     new = recharges.NewRecharge(amount=parse_yuan(body.amount, "amount"), channel=body.channel,
-                                payer=body.payer, intl_card=body.international_card)
+                                payer=body.payer, intl_card=body.international_card,
+                                source=body.source)
     return recharge_json(recharges.create(rt.engine, rt.clock, actor, body.uin, new,
                                           rt.payment_gateways()))
 

@@ -1,5 +1,6 @@
 """The WeChat Pay API v3 adapter of the payment-gateway port (RCH-1), on the maintained
-``wechatpayv3`` package: Native (QR) payments, query, close, refund, and payment
+``wechatpayv3`` package: Native (QR) payments, JSAPI payments bound to a payer's
+openid (the mini-program, RCH-4), query, close, refund, and payment
 notifications verified with the platform certificate (SHA256-RSA2048) with their
 resource decrypted with the API v3 key (AEAD_AES_256_GCM).
 
@@ -84,7 +85,7 @@ class WeChatPayConfig:
 
 
 class WeChatPayGateway:
-    """``recharges.gateway.PaymentGateway`` for WeChat Pay (Native payments)."""
+    """``recharges.gateway.PaymentGateway`` for WeChat Pay (Native and JSAPI payments)."""
 
     channel = "wechat"
 
@@ -105,17 +106,21 @@ class WeChatPayGateway:
     # ------------------------------------------------------------ calls
 
     def create_payment(self, out_trade_no: str, amount: int, description: str,
-                       expires_at: datetime) -> str:
+                       expires_at: datetime, payer: str | None = None) -> str:
+        """A Native payment (its code_url); with ``payer`` a JSAPI payment for the
+        mini-program that only that openid may pay (RCH-4; its prepay_id)."""
+        kind, answer = (WeChatPayType.MINIPROG, "prepay_id") if payer else (
+            WeChatPayType.NATIVE, "code_url")
         status, body = self._call(
             "create", self._client.pay, description=description[:127], out_trade_no=out_trade_no,
             amount={"total": amount, "currency": "CNY"},
             time_expire=expires_at.astimezone(BUSINESS_TZ).isoformat(timespec="seconds"),
-            pay_type=WeChatPayType.NATIVE)
-        code_url = self._ok(status, body).get("code_url")
-        if not isinstance(code_url, str) or not code_url:
-            raise GatewayUnavailable("微信支付未返回二维码链接", "WeChat Pay returned no code_url",
+            payer={"openid": payer} if payer else None, pay_type=kind)
+        reference = self._ok(status, body).get(answer)
+        if not isinstance(reference, str) or not reference:
+            raise GatewayUnavailable(f"微信支付未返回 {answer}", f"WeChat Pay returned no {answer}",
                                      call="create")
-        return code_url
+        return reference
 
     def query(self, out_trade_no: str) -> ProviderPayment:
         status, body = self._call("query", self._client.query, out_trade_no=out_trade_no)

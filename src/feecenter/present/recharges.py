@@ -6,8 +6,8 @@ from __future__ import annotations
 from feecenter.present.text import time_text, with_yuan
 
 FIELDS = ("id", "uin", "amount", "channel", "payer", "out_trade_no", "state", "fail_reason",
-          "provider_txn_id", "intl_card", "code_url", "txn_id", "created_at", "expires_at",
-          "paid_at", "ended_at")
+          "provider_txn_id", "intl_card", "code_url", "source", "bound_payer", "prepay_id",
+          "txn_id", "created_at", "expires_at", "paid_at", "ended_at")
 TIMES = ("created_at", "expires_at", "paid_at", "ended_at")
 
 

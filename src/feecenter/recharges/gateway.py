@@ -74,8 +74,10 @@ class PaymentGateway(Protocol):
     channel: str
 
     def create_payment(self, out_trade_no: str, amount: int, description: str,
-                       expires_at: datetime) -> str:
-        """Create a QR payment; returns its code_url."""
+                       expires_at: datetime, payer: str | None = None) -> str:
+        """Create a QR payment anyone may pay and return its code_url; with ``payer``
+        (e.g. a WeChat openid) a payment only that payer may pay (RCH-4), returning
+        the provider's id of it (WeChat's prepay_id)."""
 
     def query(self, out_trade_no: str) -> ProviderPayment:
         """The payment's state at the provider."""

@@ -1,5 +1,6 @@
 """Pure recharge rules: channels, amount limits (RCH-2), frequency control (RCH-3),
-the provider's payment states (RCH-6). Plain values, no database.
+mini-program codes bound to their creator (RCH-4), the provider's payment states
+(RCH-6). Plain values, no database.
 
 Every limit lives here, in one place; amounts in fen.
 """
@@ -24,6 +25,9 @@ MAX_FEN = 999_999_900       # 9,999,999.00 yuan (RCH-2)
 PENDING, PAID, FAILED, CLOSED = "pending", "paid", "failed", "closed"
 STATES = (PENDING, PAID, FAILED, CLOSED)
 
+QR, MINI_PROGRAM = "qr", "mini_program"  # where a recharge was created (RCH-4)
+SOURCES = (QR, MINI_PROGRAM)
+PAYER_MISMATCH = "账号不一致，请核实后重试"  # a mini-program code paid by another identity (RCH-4)
 PAYMENT_TERM = timedelta(minutes=30)   # a pending recharge is closed after this (RCH-6)
 RECOVERY_AFTER = timedelta(minutes=2)  # a pending recharge this old is queried (missed notice)
 
@@ -68,6 +72,21 @@ class RechargeRefused(FeeCenterError):
 
 def limit_of(channel: str, intl_card: bool) -> ChannelLimit:
     return WECHAT_INTL_LIMIT if channel == WECHAT and intl_card else LIMITS[channel]
+
+
+def check_source(source: object, channel: str, payer: str | None) -> str:
+    """RCH-4: a mini-program recharge is a WeChat payment bound to its creator's payer
+    identity, which must be given."""
+    if source not in SOURCES:
+        raise invalid("source", f"未知的充值来源：{source}", f"unknown recharge source: {source}",
+                      allowed=list(SOURCES))
+    if source == MINI_PROGRAM and channel != WECHAT:
+        raise invalid("source", "小程序充值仅支持微信支付",
+                      "a mini-program recharge is paid with WeChat Pay only", allowed=[WECHAT])
+    if source == MINI_PROGRAM and not payer:
+        raise invalid("payer", "小程序充值须提供付款人身份（微信 openid）",
+                      "a mini-program recharge needs the creator's payer identity (WeChat openid)")
+    return source
 
 
 def check_channel(channel: object, enabled: tuple[str, ...] = ENABLED_CHANNELS) -> str:

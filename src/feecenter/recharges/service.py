@@ -1,5 +1,6 @@
-"""Recharge use cases: create a recharge through a payment gateway, credit a paid one
-exactly once (RCH-5, ARR-4), record every provider notification, expire and recover.
+"""Recharge use cases: create a recharge through a payment gateway (a mini-program one
+bound to its creator, RCH-4), credit a paid one exactly once (RCH-5, ARR-4), record
+every provider notification, expire and recover.
 
 Creating and syncing talk to the provider over the network, so they take the
 engine and run their own short units of work around the call, never holding
@@ -53,6 +54,7 @@ class NewRecharge:
     channel: str
     payer: str | None = None    # payer identity; None: the caller's own
     intl_card: bool = False     # the payer will pay with an international card (RCH-2)
+    source: str = rules.QR      # mini_program: bound to ``payer``, its creator (RCH-4)
 
 
 @dataclass(frozen=True)
@@ -77,23 +79,27 @@ def create(engine: Engine, clock: Clock, actor: Actor, uin: int, new: NewRecharg
     if type(new.amount) is not int:
         raise invalid("amount", "金额必须是整数分", "amount must be integer fen")
     rules.check_amount(new.amount)
+    source = rules.check_source(new.source, channel, new.payer)
     payer = plain_text(new.payer if new.payer is not None else actor.label, "payer", 128)
+    bound = payer if source == rules.MINI_PROGRAM else None
     gateway = _gateway(gateways, channel)
     with transaction(engine) as conn:
-        row = _admit(conn, clock, actor, uin, new, channel, payer, settings)
+        row = _admit(conn, clock, actor, uin, new, channel, payer, settings,
+                     source=source, bound_payer=bound)
     if row is None:
         raise rules.qr_blocked_error()
     expires_at = from_db_time(row["expires_at"])
     try:
-        code_url = gateway.create_payment(row["out_trade_no"], row["amount"],
-                                          f"Fee Center recharge {uin}", expires_at)
+        reference = gateway.create_payment(row["out_trade_no"], row["amount"],
+                                           f"Fee Center recharge {uin}", expires_at, payer=bound)
     except (GatewayUnavailable, GatewayRefused) as exc:
         with transaction(engine) as conn:
             _end(conn, clock, row["id"], CLOSED, exc.message)
         raise
+    made = {"prepay_id": reference} if bound else {"code_url": reference}
     with transaction(engine) as conn:
-        conn.execute(update(recharges).where(_R.id == row["id"]).values(code_url=code_url))
-    return {**row, "code_url": code_url}
+        conn.execute(update(recharges).where(_R.id == row["id"]).values(**made))
+    return {**row, "code_url": None, "prepay_id": None, **made}
 
 
 def _gateway(gateways: Gateways, channel: str) -> PaymentGateway:
@@ -107,7 +113,7 @@ def _gateway(gateways: Gateways, channel: str) -> PaymentGateway:
 
 
 def _admit(conn: Connection, clock: Clock, actor: Actor, uin: int, new: NewRecharge,
-           channel: str, payer: str, settings: Settings) -> dict | None:
+           channel: str, payer: str, settings: Settings, **origin) -> dict | None:
     """Check RCH-2/RCH-3 and write the pending recharge; None: the WeChat QR code is
     blocked (the block itself is written and committed)."""
     funds.lock_balances(conn, uin)  # one admission per account at a time (RCH-3)
@@ -121,7 +127,7 @@ def _admit(conn: Connection, clock: Clock, actor: Actor, uin: int, new: NewRecha
     rules.check_limits(channel, new.intl_card, new.amount, used_today=today, used_month=month)
     values = {"uin": uin, "amount": new.amount, "channel": channel, "payer": payer,
               "out_trade_no": f"FC{uuid.uuid4().hex[:28].upper()}", "state": PENDING,
-              "intl_card": bool(new.intl_card), "created_by": actor.label,
+              "intl_card": bool(new.intl_card), "created_by": actor.label, **origin,
               "created_at": db_time(now), "expires_at": db_time(now + settings.term)}
     new_id = conn.execute(insert(recharges).values(**values).returning(_R.id)).scalar_one()
     return {"id": new_id, **values}
@@ -177,7 +183,8 @@ def apply_payment(conn: Connection, clock: Clock, recharge: dict,
                   payment: ProviderPayment) -> str:
     """Apply what the provider reports about ``recharge``; returns the outcome:
     ``credited`` (this call claimed it and credited the money), ``duplicate`` (paid
-    already), ``failed``, ``closed``, ``pending``, or ``amount_mismatch`` (refused).
+    already), ``failed``, ``closed``, ``pending``, or refused: ``amount_mismatch``,
+    ``payer_mismatch`` (a bound recharge paid by another payer: RCH-4, it fails).
 
     The provider's word that money was taken wins over a local close or failure:
     a payment that completes after its recharge was closed is still credited.
@@ -185,6 +192,10 @@ def apply_payment(conn: Connection, clock: Clock, recharge: dict,
     if payment.state == PAID:
         if payment.amount != recharge["amount"]:
             return "amount_mismatch"
+        if recharge.get("bound_payer") and payment.payer != recharge["bound_payer"]:
+            _end(conn, clock, recharge["id"], FAILED,
+                 f"{rules.PAYER_MISMATCH} (payer {str(payment.payer)[:64]})")
+            return "payer_mismatch"
         return _claim_paid(conn, clock, recharge, payment)
     if payment.state in (FAILED, CLOSED):
         ended = _end(conn, clock, recharge["id"], payment.state, payment.reason)
@@ -234,7 +245,8 @@ def handle_notification(engine: Engine, clock: Clock, gateway: PaymentGateway,
                         headers: Mapping[str, str], body: bytes) -> NotificationResult:
     """Verify, decrypt and apply a provider notification; every one is recorded
     (RCH-5). Refused: a bad signature, a stale or future timestamp, another
-    merchant, an unknown payment, an amount that differs from the recharge."""
+    merchant, an unknown payment, an amount that differs from the recharge, a bound
+    recharge paid by another payer (RCH-4)."""
     raw = body.decode("utf-8", "replace").replace("\x00", "\ufffd")  # storable as text
     try:
         note = gateway.parse_notification(headers, body, clock.now())
@@ -247,7 +259,7 @@ def handle_notification(engine: Engine, clock: Clock, gateway: PaymentGateway,
         row = conn.execute(select(recharges).where(
             _R.out_trade_no == payment.out_trade_no)).mappings().first()
         outcome = "unknown_payment" if row is None else apply_payment(conn, clock, dict(row), payment)
-        refused = outcome in ("unknown_payment", "amount_mismatch")
+        refused = outcome in ("unknown_payment", "amount_mismatch", "payer_mismatch")
         _log(conn, clock, gateway.channel, raw, "refused" if refused else outcome,
              outcome if refused else None, notification_id=note.notification_id[:64],
              out_trade_no=payment.out_trade_no[:64], recharge_id=row["id"] if row else None)

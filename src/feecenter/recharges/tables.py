@@ -1,4 +1,5 @@
-"""Tables owned by recharges: the recharges, the provider notifications received
+"""Tables owned by recharges: the recharges (a mini-program one bound to its creator,
+RCH-4), the provider notifications received
 (the raw log, refused ones included: RCH-5) and the frequency-control blocks (RCH-3)."""
 
 from sqlalchemy import (
@@ -29,6 +30,9 @@ recharges = Table(
     Column("provider_payer", String(128), nullable=True),  # who the provider says paid
     Column("intl_card", Boolean, nullable=False),          # an international card (RCH-2/6)
     Column("code_url", Text, nullable=True),
+    Column("source", String(20), nullable=False, server_default="qr"),  # qr | mini_program
+    Column("bound_payer", String(128), nullable=True),     # the only payer allowed (RCH-4)
+    Column("prepay_id", String(64), nullable=True),        # a JSAPI payment's (mini-program)
     Column("txn_id", IdType, ForeignKey("ledger_transactions.id"), nullable=True),
     Column("created_by", String(200), nullable=False),
     Column("created_at", DateTime, nullable=False),

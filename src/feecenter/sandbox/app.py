@@ -1,4 +1,5 @@
-"""The sandbox provider's ASGI app: WeChat Pay API v3 Native payments, query, close,
+"""The sandbox provider's ASGI app: WeChat Pay API v3 Native payments, JSAPI payments
+bound to a payer's openid (only that payer may pay them: RCH-4), query, close,
 refund and the platform certificates, each request's signature verified and each
 answer signed; a payer page where a payment is paid, fails with the provider's
 reason or is abandoned; payment notifications sent asynchronously and retried
@@ -32,6 +33,7 @@ from feecenter.sandbox import protocol
 from feecenter.sandbox.keys import SandboxKeys
 
 DEFAULT_REASON = "当前交易行为异常"
+PAYER_MISMATCH = "账号不一致，请核实后重试"  # WeChat's words when another openid pays a JSAPI order
 RETRY_DELAYS_S = (0, 2, 4, 8, 16, 30, 60, 120, 300)  # before each attempt
 SKEW_S = 300
 
@@ -50,10 +52,16 @@ class Payment:
     held: bool = False               # paid with notify=no: no notification until asked
     notification_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
+    @property
+    def bound_payer(self) -> str | None:
+        """The openid a JSAPI order may only be paid by; None: anyone (Native)."""
+        return (self.order.get("payer") or {}).get("openid")
+
     def transaction(self) -> dict:
         total = self.order["amount"]["total"]
         data = {"appid": self.order["appid"], "mchid": self.order["mchid"],
-                "out_trade_no": self.order["out_trade_no"], "trade_type": "NATIVE",
+                "out_trade_no": self.order["out_trade_no"],
+                "trade_type": "JSAPI" if self.bound_payer else "NATIVE",
                 "trade_state": self.trade_state, "trade_state_desc": self.trade_state_desc,
                 "attach": "", "amount": {"total": total, "currency": "CNY"}}
         if self.trade_state in ("SUCCESS", "REFUND"):
@@ -181,8 +189,7 @@ def create_app(keys: SandboxKeys, retry_delays: tuple[float, ...] = RETRY_DELAYS
 
 
 def _api_routes(app: FastAPI, provider: Provider) -> None:
-    @app.post("/v3/pay/transactions/native")
-    async def create(request: Request) -> Response:
+    async def create(request: Request, bound: bool) -> Response:
         body, refused = await provider.authenticate(request)
         if refused:
             return refused
@@ -190,8 +197,9 @@ def _api_routes(app: FastAPI, provider: Provider) -> None:
             order = json.loads(body)
             no, total = order["out_trade_no"], int(order["amount"]["total"])
             valid = (order["mchid"] == provider.keys.mchid and order["appid"] == provider.keys.appid
-                     and total > 0 and bool(order["notify_url"]))
-        except (ValueError, KeyError, TypeError):
+                     and total > 0 and bool(order["notify_url"])
+                     and bool((order.get("payer") or {}).get("openid")) == bound)
+        except (ValueError, KeyError, TypeError, AttributeError):
             valid = False
         if not valid:
             return provider.error(400, "PARAM_ERROR", "参数错误")
@@ -199,7 +207,19 @@ def _api_routes(app: FastAPI, provider: Provider) -> None:
             return provider.error(400, "OUT_TRADE_NO_USED", "商户订单号重复")
         provider.payments[no] = Payment(order)
         provider.save()
+        if bound:
+            return provider.answer(200, {"prepay_id": f"wx{secrets.token_hex(16)}"})
         return provider.answer(200, {"code_url": f"{request.base_url}pay/{no}"})
+
+    @app.post("/v3/pay/transactions/native")
+    async def create_native(request: Request) -> Response:
+        return await create(request, bound=False)
+
+    @app.post("/v3/pay/transactions/jsapi")
+    async def create_jsapi(request: Request) -> Response:
+        """A payment only ``payer.openid`` may pay (the mini-program's; its payer page is
+        /pay/{out_trade_no} too)."""
+        return await create(request, bound=True)
 
     @app.get("/v3/pay/transactions/out-trade-no/{no}")
     async def query(no: str, request: Request) -> Response:
@@ -290,6 +310,8 @@ def _payer_routes(app: FastAPI, provider: Provider) -> None:
         if payment.trade_state != "NOTPAY":
             return HTMLResponse(_page("订单不可支付 / Not payable",
                                       html.escape(payment.trade_state_desc)), status_code=409)
+        if action == "pay" and payment.bound_payer and payer != payment.bound_payer:
+            return HTMLResponse(_page("支付失败 / Refused", PAYER_MISMATCH), status_code=403)
         provider.settle(payment, action, payer, card == "international", reason)
         payment.held = notify != "yes"
         provider.save()
@@ -328,7 +350,8 @@ def _form(no: str, payment: Payment) -> str:
     return (f"<p>{html.escape(payment.order.get('description', ''))}</p>"
             f"<p>金额 / Amount: <b>{total // 100}.{total % 100:02d}</b> 元 · {state}</p>"
             f"<form method='post' action='/pay/{html.escape(no)}'>"
-            "<p><label>付款人 / Payer <input name='payer' value='sandbox-payer'></label></p>"
+            "<p><label>付款人 / Payer <input name='payer' value='"
+            f"{html.escape(payment.bound_payer or 'sandbox-payer', quote=True)}'></label></p>"
             "<p><label><input type='radio' name='card' value='domestic' checked> 境内卡 / domestic"
             "</label> <label><input type='radio' name='card' value='international'> 境外卡 / "
             "international</label></p>"
