@@ -268,7 +268,7 @@ def notify(pay: Pay, headers: dict, body: bytes):
 
 @pytest.mark.spec("RCH-5")
 @pytest.mark.parametrize("attack", ["forged", "stale", "future", "amount", "unknown", "merchant",
-                                    "tampered"])
+                                    "tampered", "overlong_timestamp"])
 def test_bad_notifications_are_refused_recorded_and_credit_nothing(pay, attack):
     recharge = pay.create(66_00)
     transaction_ = paid_transaction(pay, recharge)
@@ -280,6 +280,8 @@ def test_bad_notifications_are_refused_recorded_and_credit_nothing(pay, attack):
         timestamp = now - 600
     elif attack == "future":
         timestamp = now + 600
+    elif attack == "overlong_timestamp":  # int() takes it; a float of it overflows
+        timestamp = int("9" * 400)
     elif attack == "amount":
         transaction_["amount"] = {**transaction_["amount"], "payer_total": 1, "total": 1}
     elif attack == "unknown":
@@ -301,10 +303,24 @@ def test_bad_notifications_are_refused_recorded_and_credit_nothing(pay, attack):
     assert [n["outcome"] for n in logged] == ["refused"]
     expected = {"forged": "bad_signature", "stale": "stale", "future": "stale",
                 "amount": "amount_mismatch", "unknown": "unknown_payment",
-                "merchant": "other_merchant", "tampered": "bad_signature"}[attack]
+                "merchant": "other_merchant", "tampered": "bad_signature",
+                "overlong_timestamp": "bad_signature"}[attack]
     assert logged[0]["reason"] == expected
     assert pay.row(recharge["id"])["state"] == "pending"
     assert balance(pay.rt, pay.uin).cash == 0 and pay.entries() == []
+
+
+@pytest.mark.spec("RCH-5")
+def test_a_payment_a_wechat_coupon_lowered_is_credited_its_order_total(pay):
+    """WeChat's amount.payer_total is what the payer paid after WeChat's own coupons;
+    the merchant is settled the order's total, which is what the recharge credits."""
+    recharge = pay.create(100_00)
+    transaction_ = paid_transaction(pay, recharge)
+    transaction_["amount"] = {**transaction_["amount"], "total": 100_00, "payer_total": 95_00}
+    assert notify(pay, *pay.signed_notification(transaction_)).status_code == 200
+    assert pay.row(recharge["id"])["state"] == "paid"
+    assert balance(pay.rt, pay.uin).cash == 100_00
+    assert_reconciled(pay.rt)
 
 
 @pytest.mark.spec("RCH-5")
@@ -524,7 +540,10 @@ def test_rest_refuses_another_accounts_recharge(pay):
     other = new_account(pay.rt, "someone-else")
     recharge = pay.create(100, uin=other)
     response = rest(pay).send("GET", f"/api/v1/recharges/{recharge['id']}")
-    assert response.status_code == 403
+    assert response.status_code == 404  # as a missing one: ids cannot be probed
+    missing = rest(pay).send("GET", f"/api/v1/recharges/{recharge['id'] + 1000}")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == response.json()["error"]["code"]
 
 
 @pytest.mark.spec("RCH-2")
