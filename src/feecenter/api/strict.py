@@ -86,8 +86,6 @@ class BodyGuard:
         if refused is None and scope["path"].startswith("/api/"):
             json_body = _is_api_json(scope) and scope["path"] not in _BIG_BODIES  # own parsers
             refused = _unstorable_refusal(scope, body if json_body else b"")
-        elif refused is None and scope["path"].startswith("/console/"):
-            refused = _unstorable_refusal(scope, b"", form=_is_form(scope) and body)
         if refused is not None:
             return await _reply(send, scope, *refused)
         sent = False
@@ -130,21 +128,13 @@ def _is_api_json(scope) -> bool:
     return scope["path"].startswith("/api/") and content_type.startswith(b"application/json")
 
 
-def _is_form(scope) -> bool:
-    content_type = dict(scope["headers"]).get(b"content-type", b"")
-    return content_type.split(b";")[0].strip() == b"application/x-www-form-urlencoded"
-
-
-def _unstorable_refusal(scope, body: bytes, form: bytes = b"") -> tuple[int, dict] | None:
+def _unstorable_refusal(scope, body: bytes) -> tuple[int, dict] | None:
     """400 for a duplicate JSON key, or a control character or lone surrogate in the
-    path, the query, any string of the body or a console form's field: no database
-    stores those as text."""
+    path, the query or any string of the body: no database stores those as text."""
     try:
         inputs.plain_text(scope["path"], "path", max_len=2048)
-        fields = parse_qsl(scope.get("query_string", b"").decode("latin-1"))
-        fields += parse_qsl(form.decode("utf-8", "surrogateescape")) if form else []
-        for name, value in fields:
-            inputs.plain_text(value, name, max_len=inputs.MAX_BODY_BYTES)
+        for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
+            inputs.plain_text(value, name, max_len=2048)
         if body:
             _check_strings(inputs.loads(body), "")
     except InvalidInput as exc:
@@ -168,12 +158,6 @@ async def _reply(send, scope, status: int, error: dict) -> None:
     if "message" not in error:
         error["message"] = f"[{error['field']}] {error['message_zh']} / {error['message_en']}"
     body = {"error": error}
-    if scope["path"].startswith("/console/"):  # a crafted request: a plain page says why
-        payload = f"400 {error['message']}".encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                (b"content-length", str(len(payload)).encode())]})
-        return await send({"type": "http.response.body", "body": payload})
     if not scope["path"].startswith("/api/"):  # the compat endpoint: Tencent's envelope
         status, body = 200, {"Response": {"RequestId": str(uuid.uuid4()), "Error": {
             "Code": "RequestSizeLimitExceeded", "Message": error["message"]}}}

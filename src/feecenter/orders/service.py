@@ -33,6 +33,7 @@ from feecenter.db.precompiled import Precompiled, time_reader
 from feecenter.errors import Conflict, invalid, not_found
 from feecenter.funds import service as funds
 from feecenter.inputs import account_key as _account_key
+from feecenter.inputs import plain_text
 from feecenter.ledger import service as ledger
 from feecenter.ledger.service import content_hash
 from feecenter.money import MAX_AMOUNT_FEN, format_yuan, round_rated_to_fen, split_proportionally
@@ -241,6 +242,7 @@ def create_renewal(conn: Connection, clock: Clock, actor: Actor, uin: int, resou
 
 
 def _spec_change(conn, clock, uin, resource, new_spec) -> tuple[int, object]:
+    new_spec = plain_text(new_spec, "spec_item", 64)
     if new_spec == resource["spec_item"]:
         raise invalid("spec_item", "新配置与当前配置相同", "the new spec is the same as the current one")
     now = clock.now()
@@ -861,6 +863,7 @@ def _claim_resource(conn: Connection, uin: int, resource_id: str) -> dict:
     on (the key's earlier use, the state, the paid parts) is read after this: two
     of the account's refunds or downgrades, even of different resources, run one
     after the other (the balances), so a key is never taken twice."""
+    resource_id = resources.resource_ref(resource_id)
     if conn.dialect.name == "postgresql":  # SQLite: one writer at a time
         conn.execute(select(orders.c.id).where(orders.c.resource_id == resource_id,
                                                orders.c.uin == uin)

@@ -15,6 +15,7 @@ from feecenter.clock import Clock, db_time
 from feecenter.db import sending
 from feecenter.db.precompiled import Precompiled
 from feecenter.errors import Conflict, invalid, not_found
+from feecenter.inputs import plain_text
 from feecenter.resources.tables import projects, resource_stops, resources
 
 DEFAULT_PROJECT = "默认项目"
@@ -114,7 +115,14 @@ _INSERT_RESOURCE = Precompiled(insert(resources).values({
                  "idempotency_key")}))
 
 
+def resource_ref(resource_id: object) -> str:
+    """A resource id as given: text the database can compare (no control character:
+    a NUL is an error on PostgreSQL), at most the column's 40 characters."""
+    return plain_text(resource_id, "resource_id", 40)
+
+
 def get_resource(conn: Connection, uin: int, resource_id: str, *, lock: bool = False) -> dict:
+    resource_id = resource_ref(resource_id)
     stmt = select(resources).where(resources.c.id == resource_id, resources.c.uin == uin)
     if lock and conn.dialect.name != "sqlite":
         stmt = stmt.with_for_update()
