@@ -716,16 +716,17 @@ def test_operators_read_the_raw_notification_log_customers_do_not(pay):
     assert rest(pay).send("GET", "/api/v1/ops/recharges/notifications").status_code == 403
 
 
-def start_sandbox_process(keys_dir, port: int):
+def start_sandbox_process(keys_dir, port: int, *options: str):
     """`feecenter sandbox-pay` in a subprocess; returns (process, the settings it printed)."""
     import subprocess
     import sys
 
     process = subprocess.Popen(
         [sys.executable, "-m", "feecenter.cli", "sandbox-pay", "--port", str(port),
-         "--keys", str(keys_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+         "--keys", str(keys_dir), *options],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     env = {}
-    while len(env) < 8:
+    while "FEECENTER_WECHATPAY_BASE_URL" not in env:  # the last line printed
         line = process.stdout.readline()
         assert line, "sandbox-pay ended early"
         if line.startswith("export "):
@@ -747,13 +748,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_feecenter_sandbox_pay_runs_as_its_own_service(tmp_path):
+@pytest.mark.parametrize("options", [(), ("--public-key-mode",)])
+def test_feecenter_sandbox_pay_runs_as_its_own_service(tmp_path, options):
     """`feecenter sandbox-pay` in a subprocess: it prints the settings that point the
-    adapter at it, and the real adapter creates and queries a payment there."""
+    adapter at it, and the real adapter creates and queries a payment there; with
+    --public-key-mode the settings are the public key and its id, no certificates."""
     port = free_port()
-    process, env = start_sandbox_process(tmp_path / "keys", port)
+    process, env = start_sandbox_process(tmp_path / "keys", port, *options)
     try:
         assert env["FEECENTER_WECHATPAY_BASE_URL"] == f"http://127.0.0.1:{port}"
+        assert ("FEECENTER_WECHATPAY_PLATFORM_CERT_DIR" in env) == (not options)
+        if options:
+            assert env["FEECENTER_WECHATPAY_PUBLIC_KEY_ID"].startswith("PUB_KEY_ID_")
         gateway = WeChatPayGateway(WeChatPayConfig.from_env(env))
         code_url = gateway.create_payment("FCSUBPROCESS1", 1_00, "test",
                                           datetime.now(UTC) + timedelta(minutes=5))
