@@ -375,6 +375,8 @@ def test_a_merchant_in_public_key_mode_is_credited_once_and_refuses_another_key(
       "FEECENTER_WECHATPAY_PLATFORM_CERT_DIR": "EMPTY"}, "FEECENTER_WECHATPAY_PLATFORM_CERT_DIR"),
     ({"FEECENTER_WECHATPAY_PRIVATE_KEY_PATH": "/nonexistent/key.pem"},
      "FEECENTER_WECHATPAY_PRIVATE_KEY_PATH"),
+    ({"FEECENTER_WECHATPAY_APIV3_KEY_FILE": "/nonexistent/apiv3.key"},
+     "FEECENTER_WECHATPAY_APIV3_KEY_FILE"),
 ])
 def test_a_payment_configuration_that_cannot_work_is_refused_naming_the_variable(
         sandbox, tmp_path, change, named):

@@ -80,8 +80,8 @@ class WeChatPayConfig:
                                  "FEECENTER_WECHATPAY_MCHID (docs/recharge.md)")
             return value
 
-        key = env.get("FEECENTER_WECHATPAY_APIV3_KEY") or Path(
-            need("APIV3_KEY_FILE")).read_text().strip()
+        key = env.get("FEECENTER_WECHATPAY_APIV3_KEY") or _read(
+            need("APIV3_KEY_FILE"), "APIV3_KEY_FILE").strip()
         foreign = env.get("FEECENTER_WECHATPAY_FOREIGN_BANK_TYPES")
         public_key_path, public_key_id = (env.get("FEECENTER_WECHATPAY_PUBLIC_KEY_PATH"),
                                           env.get("FEECENTER_WECHATPAY_PUBLIC_KEY_ID"))
