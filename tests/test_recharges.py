@@ -152,6 +152,13 @@ class Pay:
             time.sleep(0.05)
         raise AssertionError(f"recharge {recharge_id} is {row['state']}, not {state}")
 
+    def wait_acknowledged(self, out_trade_no: str, timeout_s: float = 15) -> None:
+        """Until the sandbox recorded the merchant's 2xx (it may credit first)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.provider.payments[out_trade_no].acknowledged:
+            assert time.monotonic() < deadline, f"{out_trade_no}'s notification not acknowledged"
+            time.sleep(0.05)
+
     def entries(self) -> list[tuple]:
         with self.rt.engine.connect() as conn:
             return [tuple(r) for r in conn.execute(select(
@@ -198,7 +205,7 @@ def test_a_paid_recharge_is_credited_once_from_the_providers_notification(pay):
     assert balance(pay.rt, pay.uin).cash == 123_45
     assert pay.entries() == [("recharge", 123_45, "wechat", "online")]
     # the sandbox got its acknowledgement; a query afterwards credits nothing more
-    assert pay.provider.payments[recharge["out_trade_no"]].acknowledged
+    pay.wait_acknowledged(recharge["out_trade_no"])
     recharges.query(pay.rt.engine, pay.rt.clock, SYSTEM, recharge["id"], pay.rt.gateways)
     assert balance(pay.rt, pay.uin).cash == 123_45
     assert [n["outcome"] for n in pay.notifications()] == ["credited"]
@@ -344,13 +351,11 @@ def test_a_merchant_in_public_key_mode_is_credited_once_and_refuses_another_key(
     pay.payer_acts(recharge, "pay")
     pay.wait_state(recharge["id"], "paid")
     out_trade_no = recharge["out_trade_no"]
-    assert pay.provider.payments[out_trade_no].acknowledged
-    pay.provider.payments[out_trade_no].acknowledged = False  # WeChat sends it again
-    requests.post(f"{pay.url}/sandbox/payments/{out_trade_no}/notify", timeout=10)
-    deadline = time.monotonic() + 15
-    while not pay.provider.payments[out_trade_no].acknowledged:
-        assert time.monotonic() < deadline, "the second notification was never acknowledged"
-        time.sleep(0.05)
+    pay.wait_acknowledged(out_trade_no)
+    requests.post(f"{pay.url}/sandbox/payments/{out_trade_no}/notify",  # WeChat sends it again
+                  timeout=10).raise_for_status()
+    pay.wait_acknowledged(out_trade_no)
+    assert [n["outcome"] for n in pay.notifications()][-1] == "duplicate"
     assert balance(pay.rt, pay.uin).cash == 88_00
     assert pay.entries() == [("recharge", 88_00, "wechat", "online")]
     # the same id, another key: refused, nothing credited
