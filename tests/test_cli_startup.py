@@ -82,3 +82,16 @@ def test_bills_page_limit_is_settlements():
     from feecenter.settlement.service import MAX_LIMIT
 
     assert bills.MAX_LINES == MAX_LIMIT
+
+
+def test_serve_refuses_to_start_with_a_payment_configuration_that_cannot_work(monkeypatch):
+    """A WeChat Pay setting that cannot work stops `feecenter serve` before it listens,
+    naming the variable, instead of failing every recharge request."""
+    import feecenter.cli.main as cli_main
+
+    served = []
+    monkeypatch.setattr(cli_main, "serve_app", lambda *args, **kwargs: served.append(args))
+    monkeypatch.setenv("FEECENTER_WECHATPAY_MCHID", "1900000109")
+    result = CliRunner().invoke(app, ["serve", "--port", "0"])
+    assert result.exit_code == 1 and served == []
+    assert "FEECENTER_WECHATPAY_" in result.output

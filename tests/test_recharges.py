@@ -70,20 +70,29 @@ def stop(server: uvicorn.Server, thread: threading.Thread) -> None:
     thread.join(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory):
+def serve_sandbox(folder, public_key_mode: bool = False):
     """(keys, base URL, provider state) of a sandbox retrying quickly (0.2 s, 0.4 s …)."""
-    keys = sandbox_keys.load_or_create(tmp_path_factory.mktemp("sandbox-keys"))
-    app = create_sandbox(keys, retry_delays=(0, 0.2, 0.4, 0.8, 1.6))
+    keys = sandbox_keys.load_or_create(folder)
+    app = create_sandbox(keys, retry_delays=(0, 0.2, 0.4, 0.8, 1.6),
+                         public_key_mode=public_key_mode)
     server, thread, url = serve(app)
     yield keys, url, app.state.provider
     stop(server, thread)
 
 
-@pytest.fixture
-def pay(engine, database_url, sandbox):
-    """The app on a FixedClock at wall time, its WeChat gateway the real adapter pointed
-    at the sandbox (also standing in for qq and netbank), served on a free port."""
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory):
+    yield from serve_sandbox(tmp_path_factory.mktemp("sandbox-keys"))
+
+
+@pytest.fixture(scope="module")
+def public_key_sandbox(tmp_path_factory):
+    """A sandbox in public-key mode: it signs with its platform key and announces
+    the key's id PUB_KEY_ID_…, as WeChat Pay does for merchants without certificates."""
+    yield from serve_sandbox(tmp_path_factory.mktemp("sandbox-pubkey"), public_key_mode=True)
+
+
+def paying(engine, database_url, sandbox, public_key_mode: bool = False):
     from feecenter.config import Settings
     from tests.conftest import MASTER_KEY
 
@@ -92,18 +101,32 @@ def pay(engine, database_url, sandbox):
                  settings=Settings(home=None, database_url=database_url, master_key=MASTER_KEY))
     server, thread, own = serve(create_app(rt))
     config = WeChatPayConfig.from_env(sandbox_keys.merchant_env(
-        keys, url, f"{own}/api/v1/recharges/notify/wechat"))
+        keys, url, f"{own}/api/v1/recharges/notify/wechat", public_key_mode))
     gateway = WeChatPayGateway(config)
     rt.gateways = {"wechat": gateway, "qq": gateway, "netbank": gateway}
     uin = new_account(rt, "recharger")
-    yield Pay(rt, uin, gateway, keys, url, provider, own)
+    yield Pay(rt, uin, gateway, keys, url, provider, own,
+              keys.public_key_id if public_key_mode else keys.platform_serial)
     stop(server, thread)
 
 
+@pytest.fixture
+def pay(engine, database_url, sandbox):
+    """The app on a FixedClock at wall time, its WeChat gateway the real adapter pointed
+    at the sandbox (also standing in for qq and netbank), served on a free port."""
+    yield from paying(engine, database_url, sandbox)
+
+
+@pytest.fixture
+def pay_public_key(engine, database_url, public_key_sandbox):
+    """``pay`` for a merchant in public-key mode (no platform certificate at all)."""
+    yield from paying(engine, database_url, public_key_sandbox, public_key_mode=True)
+
+
 class Pay:
-    def __init__(self, rt, uin, gateway, keys, url, provider, own):
+    def __init__(self, rt, uin, gateway, keys, url, provider, own, serial):
         self.rt, self.uin, self.gateway, self.keys = rt, uin, gateway, keys
-        self.url, self.provider, self.own = url, provider, own
+        self.url, self.provider, self.own, self.serial = url, provider, own, serial
 
     def create(self, fen: int, channel: str = "wechat", payer: str = OWNER, intl: bool = False,
                uin: int | None = None) -> dict:
@@ -129,6 +152,13 @@ class Pay:
             time.sleep(0.05)
         raise AssertionError(f"recharge {recharge_id} is {row['state']}, not {state}")
 
+    def wait_acknowledged(self, out_trade_no: str, timeout_s: float = 15) -> None:
+        """Until the sandbox recorded the merchant's 2xx (it may credit first)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.provider.payments[out_trade_no].acknowledged:
+            assert time.monotonic() < deadline, f"{out_trade_no}'s notification not acknowledged"
+            time.sleep(0.05)
+
     def entries(self) -> list[tuple]:
         with self.rt.engine.connect() as conn:
             return [tuple(r) for r in conn.execute(select(
@@ -144,8 +174,8 @@ class Pay:
     def signed_notification(self, transaction: dict, *, key=None, timestamp=None,
                             notification_id=None) -> tuple[dict, bytes]:
         body = protocol.notification_body(self.keys.apiv3_key, transaction, notification_id)
-        headers = protocol.signed_headers(key or self.keys.platform_key,
-                                          self.keys.platform_serial, body, timestamp=timestamp)
+        headers = protocol.signed_headers(key or self.keys.platform_key, self.serial, body,
+                                          timestamp=timestamp)
         return headers, body.encode()
 
 
@@ -175,7 +205,7 @@ def test_a_paid_recharge_is_credited_once_from_the_providers_notification(pay):
     assert balance(pay.rt, pay.uin).cash == 123_45
     assert pay.entries() == [("recharge", 123_45, "wechat", "online")]
     # the sandbox got its acknowledgement; a query afterwards credits nothing more
-    assert pay.provider.payments[recharge["out_trade_no"]].acknowledged
+    pay.wait_acknowledged(recharge["out_trade_no"])
     recharges.query(pay.rt.engine, pay.rt.clock, SYSTEM, recharge["id"], pay.rt.gateways)
     assert balance(pay.rt, pay.uin).cash == 123_45
     assert [n["outcome"] for n in pay.notifications()] == ["credited"]
@@ -308,6 +338,67 @@ def test_bad_notifications_are_refused_recorded_and_credit_nothing(pay, attack):
     assert logged[0]["reason"] == expected
     assert pay.row(recharge["id"])["state"] == "pending"
     assert balance(pay.rt, pay.uin).cash == 0 and pay.entries() == []
+
+
+@pytest.mark.spec("RCH-1", "RCH-5", "BAL-5")
+def test_a_merchant_in_public_key_mode_is_credited_once_and_refuses_another_key(pay_public_key):
+    """WeChat Pay's public-key mode: no platform certificate is configured; answers and
+    notifications name PUB_KEY_ID_… and are verified with the public key."""
+    pay = pay_public_key
+    assert pay.gateway.config.platform_cert_dir is None
+    assert pay.gateway.config.public_key_id.startswith("PUB_KEY_ID_")
+    recharge = pay.create(88_00)  # the sandbox's signed answer verified with the public key
+    pay.payer_acts(recharge, "pay")
+    pay.wait_state(recharge["id"], "paid")
+    out_trade_no = recharge["out_trade_no"]
+    pay.wait_acknowledged(out_trade_no)
+    requests.post(f"{pay.url}/sandbox/payments/{out_trade_no}/notify",  # WeChat sends it again
+                  timeout=10).raise_for_status()
+    pay.wait_acknowledged(out_trade_no)
+    assert [n["outcome"] for n in pay.notifications()][-1] == "duplicate"
+    assert balance(pay.rt, pay.uin).cash == 88_00
+    assert pay.entries() == [("recharge", 88_00, "wechat", "online")]
+    # the same id, another key: refused, nothing credited
+    other = pay.create(5_00)
+    forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    response = notify(pay, *pay.signed_notification(paid_transaction(pay, other), key=forger))
+    assert response.status_code == 400 and response.json()["code"] == "FAIL"
+    assert pay.notifications()[-1]["reason"] == "bad_signature"
+    assert pay.row(other["id"])["state"] == "pending"
+    assert balance(pay.rt, pay.uin).cash == 88_00
+    assert_reconciled(pay.rt)
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"FEECENTER_WECHATPAY_PUBLIC_KEY_ID": ""}, "FEECENTER_WECHATPAY_PUBLIC_KEY_ID"),
+    ({"FEECENTER_WECHATPAY_PUBLIC_KEY_PATH": "", "FEECENTER_WECHATPAY_PUBLIC_KEY_ID": ""},
+     "FEECENTER_WECHATPAY_PLATFORM_CERT_DIR"),
+    ({"FEECENTER_WECHATPAY_PUBLIC_KEY_PATH": "/nonexistent/pub_key.pem"},
+     "FEECENTER_WECHATPAY_PUBLIC_KEY_PATH"),
+    ({"FEECENTER_WECHATPAY_PUBLIC_KEY_PATH": "GARBAGE"}, "FEECENTER_WECHATPAY_PUBLIC_KEY_PATH"),
+    ({"FEECENTER_WECHATPAY_PUBLIC_KEY_PATH": "", "FEECENTER_WECHATPAY_PUBLIC_KEY_ID": "",
+      "FEECENTER_WECHATPAY_PLATFORM_CERT_DIR": "EMPTY"}, "FEECENTER_WECHATPAY_PLATFORM_CERT_DIR"),
+    ({"FEECENTER_WECHATPAY_PRIVATE_KEY_PATH": "/nonexistent/key.pem"},
+     "FEECENTER_WECHATPAY_PRIVATE_KEY_PATH"),
+    ({"FEECENTER_WECHATPAY_APIV3_KEY_FILE": "/nonexistent/apiv3.key"},
+     "FEECENTER_WECHATPAY_APIV3_KEY_FILE"),
+])
+def test_a_payment_configuration_that_cannot_work_is_refused_naming_the_variable(
+        sandbox, tmp_path, change, named):
+    from feecenter.errors import ConfigurationError
+    from feecenter.gateways import configured
+
+    keys, url, _ = sandbox
+    env = sandbox_keys.merchant_env(keys, url, "http://127.0.0.1:9/notify", public_key_mode=True)
+    assert set(configured(env)) == {"wechat"}  # public-key mode alone is enough
+    garbage, empty = tmp_path / "garbage.pem", tmp_path / "empty"
+    garbage.write_text("not a key")
+    empty.mkdir()
+    values = {"GARBAGE": str(garbage), "EMPTY": str(empty)}
+    env.update({name: values.get(value, value) for name, value in change.items()})
+    with pytest.raises(ConfigurationError) as err:
+        configured(env)
+    assert named in err.value.message_en and named in err.value.message_zh
 
 
 @pytest.mark.spec("RCH-5")
@@ -632,16 +723,17 @@ def test_operators_read_the_raw_notification_log_customers_do_not(pay):
     assert rest(pay).send("GET", "/api/v1/ops/recharges/notifications").status_code == 403
 
 
-def start_sandbox_process(keys_dir, port: int):
+def start_sandbox_process(keys_dir, port: int, *options: str):
     """`feecenter sandbox-pay` in a subprocess; returns (process, the settings it printed)."""
     import subprocess
     import sys
 
     process = subprocess.Popen(
         [sys.executable, "-m", "feecenter.cli", "sandbox-pay", "--port", str(port),
-         "--keys", str(keys_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+         "--keys", str(keys_dir), *options],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     env = {}
-    while len(env) < 8:
+    while "FEECENTER_WECHATPAY_BASE_URL" not in env:  # the last line printed
         line = process.stdout.readline()
         assert line, "sandbox-pay ended early"
         if line.startswith("export "):
@@ -663,13 +755,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_feecenter_sandbox_pay_runs_as_its_own_service(tmp_path):
+@pytest.mark.parametrize("options", [(), ("--public-key-mode",)])
+def test_feecenter_sandbox_pay_runs_as_its_own_service(tmp_path, options):
     """`feecenter sandbox-pay` in a subprocess: it prints the settings that point the
-    adapter at it, and the real adapter creates and queries a payment there."""
+    adapter at it, and the real adapter creates and queries a payment there; with
+    --public-key-mode the settings are the public key and its id, no certificates."""
     port = free_port()
-    process, env = start_sandbox_process(tmp_path / "keys", port)
+    process, env = start_sandbox_process(tmp_path / "keys", port, *options)
     try:
         assert env["FEECENTER_WECHATPAY_BASE_URL"] == f"http://127.0.0.1:{port}"
+        assert ("FEECENTER_WECHATPAY_PLATFORM_CERT_DIR" in env) == (not options)
+        if options:
+            assert env["FEECENTER_WECHATPAY_PUBLIC_KEY_ID"].startswith("PUB_KEY_ID_")
         gateway = WeChatPayGateway(WeChatPayConfig.from_env(env))
         code_url = gateway.create_payment("FCSUBPROCESS1", 1_00, "test",
                                           datetime.now(UTC) + timedelta(minutes=5))

@@ -40,6 +40,14 @@ class InvalidInput(FeeCenterError):
     code = "InvalidInput"
 
 
+class ConfigurationError(FeeCenterError):
+    """A setting of the environment cannot work; raised when the runtime opens, so
+    that a server refuses to start instead of failing each request."""
+
+    code = "ConfigurationError"
+    http_status = 500
+
+
 class NotFound(FeeCenterError):
     code = "NotFound"
     http_status = 404

@@ -1,4 +1,5 @@
-"""Wiring for every entry point: settings -> engine (migrated) + clock + master key."""
+"""Wiring for every entry point: settings -> engine (migrated) + clock + master key
++ the payment gateways the environment configures (built once, here)."""
 
 from __future__ import annotations
 
@@ -12,29 +13,34 @@ from feecenter.config import Settings, load_settings, master_key
 from feecenter.db.engine import make_engine
 from feecenter.db.migrate import ensure_schema
 
+_opened_gateways: dict = {}  # those of the runtime this process opened, for the jobs
+
 
 @dataclass
 class Runtime:
     engine: Engine
     clock: Clock
     settings: Settings = field(default_factory=load_settings)
-    gateways: dict | None = None  # payment gateways by channel; None: from the environment
-
-    def payment_gateways(self) -> dict:
-        return payment_gateways() if self.gateways is None else self.gateways
+    gateways: dict = field(default_factory=dict)  # payment gateways by channel (RCH-1)
 
 
 def open_runtime(settings: Settings | None = None, clock: Clock | None = None) -> Runtime:
+    """Raises ConfigurationError (naming the variable) for payment settings that
+    cannot work, before anything is served."""
+    from feecenter.gateways import configured
+
+    gateways = configured()
     settings = settings or load_settings()
     configure_master_key(master_key(settings))
     engine = make_engine(settings.database_url)
     ensure_schema(engine)
-    return Runtime(engine=engine, clock=clock or SystemClock(), settings=settings)
+    _opened_gateways.clear()
+    _opened_gateways.update(gateways)
+    return Runtime(engine=engine, clock=clock or SystemClock(), settings=settings,
+                   gateways=gateways)
 
 
 def payment_gateways() -> dict:
-    """The payment gateways the environment configures, by channel (RCH-1;
-    docs/recharge.md): the wiring of the adapters in ``feecenter.gateways``."""
-    from feecenter.gateways import configured
-
-    return configured()
+    """The payment gateways of the runtime this process opened, by channel ({} before
+    one is opened): how the recharges job, which gets no runtime, reaches them."""
+    return dict(_opened_gateways)

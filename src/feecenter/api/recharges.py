@@ -62,7 +62,7 @@ def create_recharge(body: CreateRecharge, rt: Rt, actor: Caller) -> dict:
                                 payer=body.payer, intl_card=body.international_card,
                                 source=body.source)
     return recharge_json(recharges.create(rt.engine, rt.clock, actor, body.uin, new,
-                                          rt.payment_gateways()))
+                                          rt.gateways))
 
 
 @router.get("/recharges/{recharge_id}", summary="One recharge and its state / 充值记录")
@@ -75,7 +75,7 @@ def get_recharge(recharge_id: PathId, rt: Rt, actor: Caller) -> dict:
              summary="Ask the provider about a recharge; credit it if paid / 查询支付结果")
 def query_recharge(recharge_id: PathId, rt: Rt, actor: Caller) -> dict:
     return recharge_json(recharges.query(rt.engine, rt.clock, actor, recharge_id,
-                                         rt.payment_gateways()))
+                                         rt.gateways))
 
 
 @router.get("/accounts/{uin}/recharges", summary="An account's recharges, newest first / 充值记录")
@@ -99,7 +99,7 @@ def list_notifications(rt: Rt, actor: Caller, recharge_id: QueryId = None,
 async def notify(channel: str, request: Request, rt: Rt) -> JSONResponse:
     """The provider's payment notification: 200 acknowledges it (the provider stops
     retrying), 400 refuses it (recorded, nothing credited)."""
-    gateway = rt.payment_gateways().get(channel) if channel in rules.CHANNELS else None
+    gateway = rt.gateways.get(channel) if channel in rules.CHANNELS else None
     if gateway is None:
         return JSONResponse({"code": "FAIL", "message": "unknown channel"}, status_code=404)
     body = await request.body()

@@ -311,10 +311,10 @@ def sandbox_recharge(rt: Runtime, uin: int) -> dict:
 
     made = recharges.create(rt.engine, rt.clock, DEMO_OPERATOR, uin,
                             recharges.NewRecharge(DEMO_RECHARGE_FEN, "wechat", "demo-payer"),
-                            rt.payment_gateways())
+                            rt.gateways)
     requests.post(made["code_url"], data={"action": "pay", "notify": "no"},
                   timeout=10).raise_for_status()
-    return recharges.query(rt.engine, rt.clock, DEMO_OPERATOR, made["id"], rt.payment_gateways())
+    return recharges.query(rt.engine, rt.clock, DEMO_OPERATOR, made["id"], rt.gateways)
 
 
 def run_demo(*, host: str, port: int, console: Console, simulated_days: int = SIMULATED_DAYS,

@@ -376,9 +376,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000, tls_cert: TlsCertOpt = None
           tls_key: TlsKeyOpt = None) -> None:
     """Serve the native REST API (/api/v1, /docs) and the compat endpoint (POST /),
     over HTTPS with --tls-cert and --tls-key."""
-    with _refusals(False):
+    with _refusals(False):  # a payment setting that cannot work refuses to start
         tls = _tls_files(tls_cert, tls_key)
-    serve_app(_runtime(), host, port, tls)
+        rt = _runtime()
+    serve_app(rt, host, port, tls)
 
 
 @app.command()

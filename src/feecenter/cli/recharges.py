@@ -44,7 +44,7 @@ def create(
         rt = _runtime()
         new = service.NewRecharge(amount=parse_yuan(amount, "amount"), channel=channel,
                                   payer=payer, intl_card=international_card)
-        row = service.create(rt.engine, rt.clock, _actor(), uin, new, rt.payment_gateways())
+        row = service.create(rt.engine, rt.clock, _actor(), uin, new, rt.gateways)
     _emit(as_json, recharge_json(row))
 
 
@@ -86,7 +86,7 @@ def query(recharge_id: IdArg, as_json: JsonOpt = False) -> None:
 
     with _refusals(as_json):
         rt = _runtime()
-        row = service.query(rt.engine, rt.clock, _actor(), recharge_id, rt.payment_gateways())
+        row = service.query(rt.engine, rt.clock, _actor(), recharge_id, rt.gateways)
     _emit(as_json, recharge_json(row))
 
 
@@ -97,7 +97,7 @@ def sync(as_json: JsonOpt = False) -> None:
 
     with _refusals(as_json):
         rt = _runtime()
-        counts = service.sync_pending(rt.engine, rt.clock, rt.payment_gateways())
+        counts = service.sync_pending(rt.engine, rt.clock, rt.gateways)
     _emit(as_json, counts)
 
 
@@ -108,6 +108,9 @@ def sandbox_pay_command(
         help="folder of the sandbox's keys (made if missing; default $FEECENTER_HOME/sandbox-pay)")] = None,
     notify_url: Annotated[str, typer.Option(
         help="where the merchant receives notifications")] = "http://127.0.0.1:8000/api/v1/recharges/notify/wechat",
+    public_key_mode: Annotated[bool, flag("--public-key-mode", help=(
+        "announce the WeChat Pay public key id (PUB_KEY_ID_…) instead of a platform "
+        "certificate serial / 微信支付公钥模式"))] = False,
 ) -> None:
     """Run the sandbox payment provider (WeChat Pay API v3 wire protocol)."""
     import uvicorn
@@ -119,6 +122,8 @@ def sandbox_pay_command(
     folder = keys or load_settings().home / "sandbox-pay"
     loaded = sandbox_keys.load_or_create(folder)
     typer.echo("# Point Fee Center at this sandbox / 商户配置:")
-    for name, value in sandbox_keys.merchant_env(loaded, f"http://{host}:{port}", notify_url).items():
+    for name, value in sandbox_keys.merchant_env(loaded, f"http://{host}:{port}", notify_url,
+                                                 public_key_mode).items():
         typer.echo(f"export {name}={value}")
-    uvicorn.run(create_app(loaded), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(loaded, public_key_mode=public_key_mode), host=host, port=port,
+                log_level="warning")

@@ -102,7 +102,7 @@ def recharge(request: Request, amount: Annotated[str, Form()] = "",
         new = recharges.NewRecharge(amount=parse_yuan(form["amount"], "amount"),
                                     channel=form["channel"], intl_card=form["intl"])
         made = recharges.create(rt.engine, rt.clock, actor, actor.uin, new,
-                                rt.payment_gateways())
+                                rt.gateways)
     except FeeCenterError as exc:
         found = _error(request, exc)
         return _form_page(request, current, found.pop("status"), form=form, **found)

@@ -1,8 +1,13 @@
 """The WeChat Pay API v3 adapter of the payment-gateway port (RCH-1), on the maintained
 ``wechatpayv3`` package: Native (QR) payments, JSAPI payments bound to a payer's
 openid (the mini-program, RCH-4), query, close, refund, and payment
-notifications verified with the platform certificate (SHA256-RSA2048) with their
-resource decrypted with the API v3 key (AEAD_AES_256_GCM).
+notifications verified (SHA256-RSA2048) with their resource decrypted with the
+API v3 key (AEAD_AES_256_GCM).
+
+Answers and notifications are verified with the WeChat Pay public key
+(``Wechatpay-Serial`` is its id ``PUB_KEY_ID_…``; what WeChat issues to new
+merchants), with the platform certificates of merchants that still have them, or
+with both while a merchant switches over (docs/recharge.md).
 
 Configuration comes from the environment (``WeChatPayConfig.from_env``); the
 private key and the API v3 key are never logged (the client gets no logger,
@@ -15,7 +20,6 @@ its gateway address, so the adapter sets the client's ``_core._gate_way``
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +28,7 @@ from pathlib import Path
 
 import requests
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from wechatpayv3 import WeChatPay, WeChatPayType
 
 from feecenter.clock import BUSINESS_TZ
@@ -53,15 +58,18 @@ class WeChatPayConfig:
     serial_no: str                      # the merchant API certificate's serial number
     private_key_path: str               # apiclient_key.pem
     apiv3_key: str = field(repr=False)  # 32 bytes
-    platform_cert_dir: str              # the platform certificate(s), *.pem
+    platform_cert_dir: str | None       # the platform certificate(s), *.pem
     notify_url: str
+    public_key_path: str | None = None  # the WeChat Pay public key (pub_key.pem)
+    public_key_id: str | None = None    # its id, PUB_KEY_ID_…
     base_url: str = PRODUCTION_URL
     timeout_s: tuple[float, float] = (5.0, 15.0)  # connect, read
     foreign_bank_types: tuple[str, ...] = FOREIGN_BANK_TYPES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> WeChatPayConfig | None:
-        """FEECENTER_WECHATPAY_*; None when FEECENTER_WECHATPAY_MCHID is unset."""
+        """FEECENTER_WECHATPAY_*; None when FEECENTER_WECHATPAY_MCHID is unset. One of
+        PLATFORM_CERT_DIR and PUBLIC_KEY_PATH (with PUBLIC_KEY_ID) is required."""
         if not env.get("FEECENTER_WECHATPAY_MCHID"):
             return None
 
@@ -72,12 +80,23 @@ class WeChatPayConfig:
                                  "FEECENTER_WECHATPAY_MCHID (docs/recharge.md)")
             return value
 
-        key = env.get("FEECENTER_WECHATPAY_APIV3_KEY") or Path(
-            need("APIV3_KEY_FILE")).read_text().strip()
+        key = env.get("FEECENTER_WECHATPAY_APIV3_KEY") or _read(
+            need("APIV3_KEY_FILE"), "APIV3_KEY_FILE").strip()
         foreign = env.get("FEECENTER_WECHATPAY_FOREIGN_BANK_TYPES")
+        public_key_path, public_key_id = (env.get("FEECENTER_WECHATPAY_PUBLIC_KEY_PATH"),
+                                          env.get("FEECENTER_WECHATPAY_PUBLIC_KEY_ID"))
+        if bool(public_key_path) != bool(public_key_id):
+            raise ValueError("FEECENTER_WECHATPAY_PUBLIC_KEY_PATH and "
+                             "FEECENTER_WECHATPAY_PUBLIC_KEY_ID must be set together")
+        cert_dir = env.get("FEECENTER_WECHATPAY_PLATFORM_CERT_DIR") or None
+        if not (cert_dir or public_key_path):
+            raise ValueError("FEECENTER_WECHATPAY_PUBLIC_KEY_PATH (with _PUBLIC_KEY_ID) or "
+                             "FEECENTER_WECHATPAY_PLATFORM_CERT_DIR must be set with "
+                             "FEECENTER_WECHATPAY_MCHID (docs/recharge.md)")
         return cls(mchid=need("MCHID"), appid=need("APPID"), serial_no=need("SERIAL_NO"),
                    private_key_path=need("PRIVATE_KEY_PATH"), apiv3_key=key,
-                   platform_cert_dir=need("PLATFORM_CERT_DIR"), notify_url=need("NOTIFY_URL"),
+                   platform_cert_dir=cert_dir, notify_url=need("NOTIFY_URL"),
+                   public_key_path=public_key_path, public_key_id=public_key_id,
                    base_url=env.get("FEECENTER_WECHATPAY_BASE_URL") or PRODUCTION_URL,
                    timeout_s=(float(env.get("FEECENTER_WECHATPAY_CONNECT_TIMEOUT_S") or 5),
                               float(env.get("FEECENTER_WECHATPAY_READ_TIMEOUT_S") or 15)),
@@ -91,12 +110,20 @@ class WeChatPayGateway:
 
     def __init__(self, config: WeChatPayConfig):
         self.config = config
-        self._platform_serials = _platform_serials(config.platform_cert_dir)
+        # the Wechatpay-Serial values a signature may name: the public key's id and the
+        # serials of the platform certificates on disk
+        self._platform_serials = (_platform_serials(config.platform_cert_dir)
+                                  if config.platform_cert_dir else frozenset())
+        public_key = (_read(config.public_key_path, "PUBLIC_KEY_PATH")
+                      if config.public_key_path else None)
+        if public_key:
+            _check_public_key(public_key)
         self._client = WeChatPay(
             wechatpay_type=WeChatPayType.NATIVE, mchid=config.mchid,
-            private_key=Path(config.private_key_path).read_text(), cert_serial_no=config.serial_no,
-            appid=config.appid, apiv3_key=config.apiv3_key, notify_url=config.notify_url,
-            cert_dir=config.platform_cert_dir, logger=None, timeout=config.timeout_s)
+            private_key=_read(config.private_key_path, "PRIVATE_KEY_PATH"),
+            cert_serial_no=config.serial_no, appid=config.appid, apiv3_key=config.apiv3_key,
+            notify_url=config.notify_url, cert_dir=config.platform_cert_dir, logger=None,
+            timeout=config.timeout_s, public_key=public_key, public_key_id=config.public_key_id)
         if config.base_url.rstrip("/") != PRODUCTION_URL:
             if not hasattr(self._client._core, "_gate_way"):  # never fall back to production
                 raise RuntimeError("wechatpayv3 no longer has _core._gate_way: "
@@ -148,8 +175,9 @@ class WeChatPayGateway:
             "Wechatpay-Signature", "Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Serial",
             "Wechatpay-Signature-Type")}
         self._check_fresh(wire["Wechatpay-Timestamp"], now)
-        serial = wire["Wechatpay-Serial"].upper()
-        if serial not in self._platform_serials:  # never let a forger make the client fetch
+        serial = wire["Wechatpay-Serial"]
+        if not (serial == self.config.public_key_id or serial.upper() in self._platform_serials):
+            # never let a forger make the client fetch certificates
             raise NotificationRefused("bad_signature", f"unknown platform serial {serial[:40]}")
         try:
             data = self._client.callback(wire, body)
@@ -219,6 +247,22 @@ def _json(body) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _read(path: str, variable: str) -> str:
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"FEECENTER_WECHATPAY_{variable}: cannot read {path} "
+                         f"({type(exc).__name__})") from exc
+
+
+def _check_public_key(pem: str) -> None:
+    """The package's own error for a bad key names no setting: name it first."""
+    try:
+        serialization.load_pem_public_key(pem.strip().encode())
+    except ValueError as exc:
+        raise ValueError("FEECENTER_WECHATPAY_PUBLIC_KEY_PATH: not a PEM public key") from exc
+
+
 def _platform_serials(cert_dir: str) -> frozenset[str]:
     """The serial numbers (upper-case hex, as Wechatpay-Serial carries them) of the
     platform certificates in ``cert_dir``."""
@@ -227,12 +271,7 @@ def _platform_serials(cert_dir: str) -> frozenset[str]:
         cert = x509.load_pem_x509_certificate(path.read_bytes())
         serials.add(f"{cert.serial_number:X}")
     if not serials:
-        raise ValueError(f"no platform certificate (*.pem) in {cert_dir}")
+        raise ValueError(f"FEECENTER_WECHATPAY_PLATFORM_CERT_DIR: no platform certificate "
+                         f"(*.pem) in {cert_dir}; a merchant without one sets "
+                         "FEECENTER_WECHATPAY_PUBLIC_KEY_PATH and _PUBLIC_KEY_ID")
     return frozenset(serials)
-
-
-@functools.lru_cache(maxsize=4)
-def gateway_for(config: WeChatPayConfig) -> WeChatPayGateway:
-    """One gateway per configuration and process (its keys loaded once)."""
-    return WeChatPayGateway(config)
-

@@ -1,7 +1,8 @@
 """The sandbox provider's ASGI app: WeChat Pay API v3 Native payments, JSAPI payments
 bound to a payer's openid (only that payer may pay them: RCH-4), query, close,
 refund and the platform certificates, each request's signature verified and each
-answer signed; a payer page where a payment is paid, fails with the provider's
+answer signed (by the platform key, announced by its certificate's serial or, in
+public-key mode, by its public key's id ``PUB_KEY_ID_…``); a payer page where a payment is paid, fails with the provider's
 reason or is abandoned; payment notifications sent asynchronously and retried
 with backoff until the merchant acknowledges them (2xx).
 
@@ -73,9 +74,12 @@ class Payment:
 
 
 class Provider:
-    def __init__(self, keys: SandboxKeys, retry_delays: tuple[float, ...] = RETRY_DELAYS_S):
+    def __init__(self, keys: SandboxKeys, retry_delays: tuple[float, ...] = RETRY_DELAYS_S,
+                 public_key_mode: bool = False):
         self.keys = keys
         self.retry_delays = retry_delays
+        # the Wechatpay-Serial of every answer and notification
+        self.serial = keys.public_key_id if public_key_mode else keys.platform_serial
         self.payments: dict[str, Payment] = {}
         self.refunds: dict[str, dict] = {}
         self.tasks: set[asyncio.Task] = set()
@@ -103,7 +107,7 @@ class Provider:
 
     def answer(self, status: int, payload: dict | None = None) -> Response:
         body = "" if payload is None else json.dumps(payload, ensure_ascii=False)
-        headers = protocol.signed_headers(self.keys.platform_key, self.keys.platform_serial, body)
+        headers = protocol.signed_headers(self.keys.platform_key, self.serial, body)
         return Response(body.encode(), status_code=status, headers=headers,
                         media_type="application/json" if body else None)
 
@@ -154,8 +158,7 @@ class Provider:
                 return
             body = protocol.notification_body(self.keys.apiv3_key, payment.transaction(),
                                               payment.notification_id)
-            headers = {**protocol.signed_headers(self.keys.platform_key,
-                                                 self.keys.platform_serial, body),
+            headers = {**protocol.signed_headers(self.keys.platform_key, self.serial, body),
                        "Content-Type": "application/json"}
             outcome = await asyncio.to_thread(_post, payment.order["notify_url"], body, headers)
             payment.attempts.append({"at": time.time(), **outcome})
@@ -173,8 +176,9 @@ def _post(url: str, body: str, headers: dict) -> dict:
     return {"status": response.status_code}
 
 
-def create_app(keys: SandboxKeys, retry_delays: tuple[float, ...] = RETRY_DELAYS_S) -> FastAPI:
-    provider = Provider(keys, retry_delays)
+def create_app(keys: SandboxKeys, retry_delays: tuple[float, ...] = RETRY_DELAYS_S,
+               public_key_mode: bool = False) -> FastAPI:
+    provider = Provider(keys, retry_delays, public_key_mode)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

@@ -1,7 +1,9 @@
 """The sandbox's keys, kept in a folder: the merchant's API key pair and serial, the
-platform key and its self-signed certificate, the API v3 key, the merchant and app
-ids. ``merchant_env`` gives the ``FEECENTER_WECHATPAY_*`` settings that point the
-real adapter at a sandbox (docs/recharge.md).
+platform key with its self-signed certificate and its public key (``pub_key.pem``,
+as WeChat Pay gives merchants in public-key mode, announced as ``PUB_KEY_ID_…``),
+the API v3 key, the merchant and app ids. ``merchant_env`` gives the
+``FEECENTER_WECHATPAY_*`` settings that point the real adapter at a sandbox
+(docs/recharge.md).
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ class SandboxKeys:
         return f"{self.platform_cert.serial_number:X}"
 
     @property
+    def public_key_id(self) -> str:
+        """The id the platform's public key is announced by in public-key mode."""
+        return f"PUB_KEY_ID_{self.platform_cert.serial_number % 10**28:028d}"
+
+    @property
+    def public_key_path(self) -> Path:
+        return self.folder / "pub_key.pem"
+
+    @property
     def merchant_key_path(self) -> Path:
         return self.folder / "apiclient_key.pem"
 
@@ -52,22 +63,30 @@ def load_or_create(folder: Path) -> SandboxKeys:
         _create(folder)
     meta = json.loads((folder / "sandbox.json").read_text())
     cert_path = folder / "platform_certs" / "platform_cert.pem"
+    platform_key = _private((folder / "platform_key.pem").read_bytes())
+    if not (folder / "pub_key.pem").exists():  # a folder made before public-key mode
+        _write(folder / "pub_key.pem", platform_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     return SandboxKeys(
         folder=folder, mchid=meta["mchid"], appid=meta["appid"],
         merchant_serial=meta["merchant_serial"], apiv3_key=meta["apiv3_key"],
         merchant_key=_private((folder / "apiclient_key.pem").read_bytes()),
-        platform_key=_private((folder / "platform_key.pem").read_bytes()),
+        platform_key=platform_key,
         platform_cert=x509.load_pem_x509_certificate(cert_path.read_bytes()))
 
 
-def merchant_env(keys: SandboxKeys, base_url: str, notify_url: str) -> dict[str, str]:
-    """The adapter's settings for a merchant of this sandbox."""
+def merchant_env(keys: SandboxKeys, base_url: str, notify_url: str,
+                 public_key_mode: bool = False) -> dict[str, str]:
+    """The adapter's settings for a merchant of this sandbox: with its platform
+    certificate, or in public-key mode with the public key and its id instead."""
+    verify = ({"FEECENTER_WECHATPAY_PUBLIC_KEY_PATH": str(keys.public_key_path),
+               "FEECENTER_WECHATPAY_PUBLIC_KEY_ID": keys.public_key_id} if public_key_mode
+              else {"FEECENTER_WECHATPAY_PLATFORM_CERT_DIR": str(keys.platform_cert_dir)})
     return {"FEECENTER_WECHATPAY_MCHID": keys.mchid, "FEECENTER_WECHATPAY_APPID": keys.appid,
             "FEECENTER_WECHATPAY_SERIAL_NO": keys.merchant_serial,
             "FEECENTER_WECHATPAY_PRIVATE_KEY_PATH": str(keys.merchant_key_path),
             "FEECENTER_WECHATPAY_APIV3_KEY_FILE": str(keys.folder / "apiv3.key"),
-            "FEECENTER_WECHATPAY_PLATFORM_CERT_DIR": str(keys.platform_cert_dir),
-            "FEECENTER_WECHATPAY_NOTIFY_URL": notify_url,
+            **verify, "FEECENTER_WECHATPAY_NOTIFY_URL": notify_url,
             "FEECENTER_WECHATPAY_BASE_URL": base_url}
 
 
