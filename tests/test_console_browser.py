@@ -59,6 +59,37 @@ def browser_page():
             browser.close()
 
 
+def watch_errors(page) -> list[str]:
+    """The page's console errors and uncaught exceptions, collected as they happen."""
+    problems: list[str] = []
+    page.on("console", lambda msg: msg.type == "error" and problems.append(msg.text))
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    return problems
+
+
+def shooter(page, request):
+    """``shot(name)``: a full-page screenshot in artifacts/screenshots/, per backend."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    backend = request.node.callspec.id
+
+    def shot(name: str) -> None:
+        path = ARTIFACTS / f"console-{name}-{backend}.png"
+        page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 0
+    return shot
+
+
+def log_in(page, address: str, account: str, path: str) -> None:
+    """Open ``path``, log in as the account's owner on the login page it leads to, and
+    arrive back at ``path``."""
+    page.goto(f"http://{address}{path}")
+    page.fill("input[name=account]", account)
+    page.fill("input[name=login]", account)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"http://{address}{path}")
+
+
 def test_log_in_read_the_overview_switch_language_log_out(live_server, browser_page, request):
     runtime, address = live_server
     uin = new_account(runtime, "browser-shop")

@@ -15,7 +15,8 @@ from feecenter.coupons import service as coupons
 from feecenter.db.engine import transaction
 from tests.helpers import OPS, add_cash, api_key, buy, load_sample_catalog, new_account
 from tests.rest_harness import HOST, Signed
-from tests.test_console_browser import ARTIFACTS, PASSWORD, browser_page  # noqa: F401 - fixture
+from tests.test_console_browser import (  # noqa: F401 - browser_page is a fixture
+    PASSWORD, browser_page, log_in, shooter, watch_errors)
 
 
 def test_select_two_orders_preview_with_a_coupon_pay_and_see_the_balance(
@@ -32,23 +33,9 @@ def test_select_two_orders_preview_with_a_coupon_pay_and_see_the_balance(
     ids = buy(runtime, uin) + buy(runtime, uin) + buy(runtime, uin)
     from playwright.sync_api import expect
 
-    page, problems = browser_page, []
-    page.on("console", lambda msg: msg.type == "error" and problems.append(msg.text))
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    backend = request.node.callspec.id
-
-    def shot(name: str) -> None:
-        path = ARTIFACTS / f"console-{name}-{backend}.png"
-        page.screenshot(path=str(path), full_page=True)
-        assert path.stat().st_size > 0
-
-    page.goto(f"http://{address}/console/orders")
-    page.fill("input[name=account]", "browser-orders")
-    page.fill("input[name=login]", "browser-orders")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"http://{address}/console/orders")
+    page = browser_page
+    problems, shot = watch_errors(page), shooter(page, request)
+    log_in(page, address, "browser-orders", "/console/orders")
     assert page.locator("h1").inner_text() == "订单"
     assert page.locator("tr[data-order]").count() == 3
     shot("orders")

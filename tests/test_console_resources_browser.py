@@ -17,7 +17,8 @@ from feecenter.db.engine import transaction
 from feecenter.orders import service as orders
 from tests.helpers import OPS, add_cash, api_key, buy, load_sample_catalog, new_account, pay
 from tests.rest_harness import HOST, Signed
-from tests.test_console_browser import ARTIFACTS, PASSWORD, browser_page  # noqa: F401 - fixture
+from tests.test_console_browser import (  # noqa: F401 - browser_page is a fixture
+    PASSWORD, browser_page, log_in, shooter, watch_errors)
 
 
 def test_see_resources_refund_one_with_the_preview_then_coupons_and_arrears(
@@ -39,23 +40,9 @@ def test_see_resources_refund_one_with_the_preview_then_coupons_and_arrears(
                  api_key(runtime, uin))
     from playwright.sync_api import expect
 
-    page, problems = browser_page, []
-    page.on("console", lambda msg: msg.type == "error" and problems.append(msg.text))
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    backend = request.node.callspec.id
-
-    def shot(name: str) -> None:
-        path = ARTIFACTS / f"console-{name}-{backend}.png"
-        page.screenshot(path=str(path), full_page=True)
-        assert path.stat().st_size > 0
-
-    page.goto(f"http://{address}/console/resources")
-    page.fill("input[name=account]", "browser-resources")
-    page.fill("input[name=login]", "browser-resources")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"http://{address}/console/resources")
+    page = browser_page
+    problems, shot = watch_errors(page), shooter(page, request)
+    log_in(page, address, "browser-resources", "/console/resources")
     assert page.locator("h1").inner_text() == "资源"
     row = page.locator(f'tr[data-resource="{resource_id}"]')
     expect(row.locator("[data-state]")).to_have_attribute("data-state", "running")
