@@ -42,6 +42,7 @@ from feecenter.arrears.policy import DEFAULT_POLICIES, ArrearsPolicy, PolicyTabl
 from feecenter.arrears.tables import account_events, arrears_cases
 from feecenter.catalog import service as catalog
 from feecenter.clock import Clock, business_time_text, db_time, from_db_time
+from feecenter.db.upsert import insert_if_absent
 from feecenter.errors import FeeCenterError, invalid
 from feecenter.ledger.tables import ledger_accounts, ledger_postings, ledger_transactions
 from feecenter.money import format_yuan
@@ -106,8 +107,9 @@ def _escalate(conn: Connection | None, clock: Clock, policies: PolicyTable, coun
             if uin in owing:
                 account_id, amount = owing[uin]
                 if case is None:
-                    case = _start_case(c, clock, uin, account_id, amount)
-                    counts["opened"] += 1
+                    opened = _start_case(c, clock, uin, account_id, amount)
+                    counts["opened"] += int(opened is not None)
+                    case = opened or _open_case(c, uin)  # another run opened it just now
                 for kind, n in _advance(c, clock, policies, case, amount).items():
                     counts[kind] += n
             elif case is not None:
@@ -140,13 +142,18 @@ def arrears_began(conn: Connection, account_id: int) -> datetime | None:
     return from_db_time(at) if at is not None else None
 
 
-def _start_case(conn: Connection, clock: Clock, uin: int, account_id: int, amount: int) -> dict:
+def _start_case(conn: Connection, clock: Clock, uin: int, account_id: int,
+                amount: int) -> dict | None:
+    """Open the account's arrears case and send the dunning notice; None if another
+    escalation run opened it at the same moment (one open case per account)."""
     now = clock.now()
     began = arrears_began(conn, account_id) or now
     began = min(began, now)
-    case_id = conn.execute(insert(arrears_cases).values(
+    case_id = conn.execute(insert_if_absent(conn, arrears_cases, ["open_uin"]).values(
         uin=uin, started_at=db_time(began), opened_at=db_time(now), ended_at=None, state="open",
-        open_uin=uin, arrears_at_open=amount).returning(_C.id)).scalar_one()
+        open_uin=uin, arrears_at_open=amount).returning(_C.id)).scalar()
+    if case_id is None:
+        return None
     key = f"arrears:{case_id}:dunning"
     notify(conn, clock, uin, _TEMPLATES["dunning"], {"amount": format_yuan(amount)}, key=key)
     _event(conn, clock, uin, case_id, "dunning", None,

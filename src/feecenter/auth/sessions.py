@@ -22,8 +22,6 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, Engine, delete, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import Actor, require_manage_user
@@ -32,6 +30,7 @@ from feecenter.audit.service import record_audit
 from feecenter.auth.tables import console_sessions, login_failures, user_passwords
 from feecenter.clock import Clock, db_time
 from feecenter.db.engine import transaction
+from feecenter.db.upsert import insert_if_absent
 from feecenter.errors import AuthFailed, invalid
 
 IDLE = timedelta(minutes=30)
@@ -156,8 +155,7 @@ def count_failure(conn: Connection, key: str, now: datetime) -> None:
     """One more failure of ``key``; the row is made first (concurrent first failures
     make one), then locked and counted."""
     fresh = {"key": key, "failures": 0, "window_start": now, "locked_until": None}
-    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    conn.execute(dialect_insert(login_failures).values(**fresh).on_conflict_do_nothing())
+    conn.execute(insert_if_absent(conn, login_failures).values(**fresh))
     row = conn.execute(select(login_failures).where(login_failures.c.key == key)
                        .with_for_update()).mappings().one()
     if row["window_start"] <= now - FAILURE_WINDOW:

@@ -38,6 +38,7 @@ from feecenter.audit.service import record_audit
 from feecenter.clock import Clock, db_time, from_db_time
 from feecenter.coupons import rules
 from feecenter.coupons.tables import coupon_code_batches, coupon_codes, coupon_uses, coupons
+from feecenter.db.upsert import insert_if_absent
 from feecenter.errors import (Conflict, IdempotencyConflict, LedgerInvariantBroken, NotFound,
                               invalid, not_found)
 from feecenter.funds import service as funds
@@ -206,22 +207,32 @@ def grant(conn: Connection, clock: Clock, actor: Actor, uin: int, terms: rules.T
     terms = rules.check_terms(terms)
     accounts.get_account(conn, SYSTEM, uin)
     full_key = f"{uin}:{_check_key(key)}" if key is not None else None
-    if full_key is not None:
-        earlier = conn.execute(select(_C.id, _C.kind, _C.face_amount, _C.discount_bp, _C.source)
-                               .where(_C.idempotency_key == full_key)).first()
-        if earlier is not None:
-            if (earlier.kind, earlier.face_amount, earlier.discount_bp, earlier.source) != (
-                    terms.kind, terms.face_amount, terms.discount_bp, campaign):
-                raise IdempotencyConflict(f"幂等键已用于不同的发券：{key}",
-                                          f"idempotency key already used for another grant: {key}",
-                                          field="idempotency_key")
-            return earlier.id
+    if full_key is not None and (earlier := _granted(conn, full_key, terms, campaign)):
+        return earlier
     values = _coupon_values(uin, terms, clock.now(), source_kind="campaign", source=campaign,
                             idempotency_key=full_key, created_by=actor.label)
-    coupon_id = conn.execute(insert(coupons).values(**values).returning(_C.id)).scalar_one()
+    coupon_id = conn.execute(insert_if_absent(conn, coupons, ["idempotency_key"])
+                             .values(**values).returning(_C.id)).scalar()
+    if coupon_id is None:  # the same grant sent twice at once: the other one committed first
+        return _granted(conn, full_key, terms, campaign)
     record_audit(conn, clock, actor, "grant_coupon", uin,
                  {"coupon_id": coupon_id, "campaign": campaign, **terms.to_json()})
     return coupon_id
+
+
+def _granted(conn: Connection, full_key: str, terms: rules.Terms, campaign: str) -> int | None:
+    """The coupon granted earlier under ``full_key``, if any; refused if it was another grant."""
+    earlier = conn.execute(select(_C.id, _C.kind, _C.face_amount, _C.discount_bp, _C.source)
+                           .where(_C.idempotency_key == full_key)).first()
+    if earlier is None:
+        return None
+    if (earlier.kind, earlier.face_amount, earlier.discount_bp, earlier.source) != (
+            terms.kind, terms.face_amount, terms.discount_bp, campaign):
+        key = full_key.split(":", 1)[1]
+        raise IdempotencyConflict(f"幂等键已用于不同的发券：{key}",
+                                  f"idempotency key already used for another grant: {key}",
+                                  field="idempotency_key")
+    return earlier.id
 
 
 def normalize_code(code: object) -> str:

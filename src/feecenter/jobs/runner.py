@@ -50,6 +50,7 @@ from feecenter.accounts.permissions import SYSTEM, Actor, require_operator
 from feecenter.audit.service import record_audit
 from feecenter.clock import Clock, FixedClock, db_time, from_db_time, to_utc
 from feecenter.db.engine import transaction
+from feecenter.db.upsert import insert_if_absent
 from feecenter.errors import invalid
 from feecenter.jobs.registry import Job, Registry
 from feecenter.jobs.tables import job_cursors, job_runs
@@ -84,13 +85,6 @@ def _is_pg(bind) -> bool:
     return bind.dialect.name == "postgresql"
 
 
-def _insert_if_absent(conn: Connection, table, index_elements: list[str]):
-    if _is_pg(conn):
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing(index_elements=index_elements)
-
 
 # ---------------------------------------------------------------- enqueue
 
@@ -120,7 +114,7 @@ def _cursor(conn: Connection, clock: Clock, spec: Job) -> datetime:
     if row is None:
         first = db_time(_start_of(spec, conn, clock))
         now = db_time(clock.now())
-        conn.execute(_insert_if_absent(conn, job_cursors, ["job"]).values(
+        conn.execute(insert_if_absent(conn, job_cursors, ["job"]).values(
             job=spec.name, cadence=spec.cadence, first_period_start=first,
             next_period_start=first, created_at=now, updated_at=now))
         row = conn.execute(select(c.cadence, c.next_period_start).where(c.job == spec.name)).one()
@@ -159,7 +153,7 @@ def enqueue_due(engine: Engine, clock: Clock, *, registry: Registry | None = Non
                      "period_start": db_time(p.start), "period_end": db_time(p.end),
                      "due_at": db_time(p.due_at(spec.lag)), "state": "pending", "attempts": 0,
                      "created_at": created} for p in due.periods]
-            stmt = _insert_if_absent(conn, job_runs, ["job", "period_key"])
+            stmt = insert_if_absent(conn, job_runs, ["job", "period_key"])
             inserted = conn.execute(stmt.returning(job_runs.c.id), rows).all()
             report.inserted[spec.name] = len(inserted)
             new_next = db_time(due.periods[-1].end)

@@ -22,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from feecenter.clock import Clock, db_time
 from feecenter.db import sending
 from feecenter.db.base import id_sequence
+from feecenter.db.upsert import insert_if_absent
 from feecenter.db.precompiled import Precompiled, wrap_error as _wrap
 from feecenter.errors import (Conflict, IdempotencyConflict, InsufficientBalance,
                               LedgerInvariantBroken, invalid, not_found)
@@ -103,11 +104,9 @@ def open_account(conn: Connection, clock: Clock, code: str, kind: str, *, uin: i
         return found
     # Two first uses at once (two deliveries of a new selling entity): the loser's
     # insert does nothing and it reads the winner's row.
-    dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
-    conn.execute(dialect_insert(ledger_accounts).values(
+    conn.execute(insert_if_absent(conn, ledger_accounts, ["code"]).values(
         code=code, kind=kind, uin=uin, min_balance=min_balance, max_balance=max_balance,
-        cached=cached, balance=0, created_at=db_time(clock.now()),
-    ).on_conflict_do_nothing(index_elements=[ledger_accounts.c.code]))
+        cached=cached, balance=0, created_at=db_time(clock.now())))
     return conn.execute(find).scalar_one()
 
 

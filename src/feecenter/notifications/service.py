@@ -26,12 +26,12 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import READ_PROFILE, Actor, require, require_operator
 from feecenter.clock import Clock, business_time_text, db_time
 from feecenter.db.engine import transaction
+from feecenter.db.upsert import insert_if_absent
 from feecenter.errors import IdempotencyConflict, InvalidInput, invalid, not_found
 from feecenter.notifications.recipients import addresses, readable_by
 from feecenter.notifications.senders import OutgoingMessage, PermanentSendError, Sender
@@ -80,11 +80,10 @@ def notify(conn: Connection, clock: Clock, uin: int, template: str, params: Mapp
         return first
     now = db_time(clock.now())
     message_id = conn.execute(
-        _insert_once(conn, _M).values(
+        insert_if_absent(conn, _M, ["idempotency_key"]).values(
             uin=uin, idempotency_key=key, template=template, title=title[:400], body=body,
             params=json.dumps(values, ensure_ascii=False, sort_keys=True, default=str),
             created_at=now)
-        .on_conflict_do_nothing(index_elements=[_M.c.idempotency_key])
         .returning(_M.c.id)).scalar()
     if message_id is None:  # a concurrent notify with the same key committed first
         return _existing(conn, key, uin, template)
@@ -100,11 +99,6 @@ def notify(conn: Connection, clock: Clock, uin: int, template: str, params: Mapp
         outbox_ids = list(conn.execute(
             insert(_O).returning(_O.c.id, sort_by_parameter_order=True), rows).scalars())
     return [message_id, *outbox_ids]
-
-
-def _insert_once(conn: Connection, table):
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
 
 
 def _existing(conn: Connection, key: str, uin: int, template: str) -> list[int] | None:

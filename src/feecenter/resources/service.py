@@ -14,6 +14,7 @@ from feecenter.audit.service import record_audit
 from feecenter.clock import Clock, db_time
 from feecenter.db import sending
 from feecenter.db.precompiled import Precompiled
+from feecenter.db.upsert import insert_if_absent
 from feecenter.errors import Conflict, invalid, not_found
 from feecenter.inputs import plain_text
 from feecenter.resources.tables import projects, resource_stops, resources
@@ -33,13 +34,15 @@ def _project_name(name: str) -> str:
 
 
 def default_project(conn: Connection, clock: Clock, uin: int) -> int:
-    found = conn.execute(select(projects.c.id).where(projects.c.uin == uin,
-                                                     projects.c.is_default.is_(True))).scalar()
+    """The account's default project, made on first use; two first uses at once
+    (two first purchases) both get the one the winner made."""
+    find = select(projects.c.id).where(projects.c.uin == uin, projects.c.is_default.is_(True))
+    found = conn.execute(find).scalar()
     if found is not None:
         return found
-    return conn.execute(insert(projects).values(uin=uin, name=DEFAULT_PROJECT, is_default=True,
-                                                created_at=db_time(clock.now()))
-                        .returning(projects.c.id)).scalar_one()
+    conn.execute(insert_if_absent(conn, projects, ["uin", "name"]).values(
+        uin=uin, name=DEFAULT_PROJECT, is_default=True, created_at=db_time(clock.now())))
+    return conn.execute(find).scalar_one()
 
 
 def create_project(conn: Connection, clock: Clock, actor: Actor, uin: int, name: str) -> int:

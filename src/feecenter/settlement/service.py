@@ -45,8 +45,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, and_, bindparam, case, func, insert, select, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from feecenter.accounts.permissions import FINANCE, Actor, require
 from feecenter.catalog import service as catalog
@@ -55,6 +53,7 @@ from feecenter.catalog.tables import billing_items, products, regions
 from feecenter.clock import (BUSINESS_TZ, BUSINESS_YEARS, Clock, add_months, business_date,
                              db_time, from_db_time, to_utc)
 from feecenter.db.engine import transaction
+from feecenter.db.upsert import insert_if_absent
 from feecenter.errors import Conflict, invalid
 from feecenter.funds import bulk
 from feecenter.funds import service as funds
@@ -184,12 +183,9 @@ def _settle_chunk(conn: Connection, clock: Clock, run: RunContext,
 def _mark_period(conn: Connection, clock: Clock, cycle: str, period: Period) -> None:
     """Mark the period settled, unless it is: insert-if-absent, so runs of one period
     finishing at once all succeed (the first mark stays; SET-8)."""
-    dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
-    conn.execute(dialect_insert(settled_periods).values(
+    conn.execute(insert_if_absent(conn, settled_periods, ["cycle", "period_key"]).values(
         cycle=cycle, period_key=period.key, period_start=db_time(period.start),
-        period_end=db_time(period.end), completed_at=db_time(clock.now()))
-        .on_conflict_do_nothing(index_elements=[settled_periods.c.cycle,
-                                                settled_periods.c.period_key]))
+        period_end=db_time(period.end), completed_at=db_time(clock.now())))
 
 
 # ---------------------------------------------------------------- late usage (SET-9)

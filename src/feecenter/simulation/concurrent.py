@@ -3,9 +3,11 @@ processes run each batch of operations at the same time, on a few hot accounts,
 so payments, refunds, top-ups, coupon grants, usage, the job runner's tick and
 settlement run again all race on the same rows.
 
-A worker retries an operation that hit a database conflict (a deadlock, a
-serialization or unique-key failure: the unit of work rolled back) or a
-``Conflict`` refusal, with the same idempotency key, as a client would. Crash
+A worker retries an operation that hit a database conflict (a deadlock or a
+serialization failure: the unit of work rolled back) or a ``Conflict``
+refusal, with the same idempotency key, as a client would. A raw unique-key
+error is not retried: it fails the run (every creation race is an
+insert-if-absent that hands the loser the winner's row, db/upsert.py). Crash
 injection works as in a sequential run: the worker forks the killed child.
 
 What the run cannot promise is the final state hash: which of two racing
@@ -29,7 +31,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from feecenter.clock import FixedClock, db_time
 from feecenter.db.engine import dispose, make_engine
@@ -202,6 +204,8 @@ def _work(job: tuple[str, tuple | None]) -> dict:
     for attempt in range(RETRIES):
         try:
             result = _retry(sim, op, execute(sim, op))
+        except IntegrityError:
+            raise  # a unique key raced: a bug in the service, not a client's retry
         except DBAPIError as exc:  # the unit of work rolled back: deadlock, serialization …
             conflicts += 1
             last = exc
