@@ -245,6 +245,8 @@ def import_transfers(conn: Connection, clock: Clock, operator: Actor,
     if not isinstance(transfers, Sequence) or len(transfers) > MAX_LINES:
         raise invalid("transfers", f"一次最多导入 {MAX_LINES} 行", f"at most {MAX_LINES} lines an import")
     for transfer in transfers:
+        if not isinstance(transfer, Transfer):
+            raise invalid("transfers", "导入的每一行须为一笔转账", "every line must be a Transfer")
         rules.check_transfer(transfer)
     unique, repeated = _unique_by_key(transfers)
     now = db_time(clock.now())
@@ -264,10 +266,7 @@ def import_transfers(conn: Connection, clock: Clock, operator: Actor,
         if row["state"] in PENDING:
             _notify(conn, clock, row)
     summary = _summarize(import_id, len(transfers), fresh, duplicates)
-    conn.execute(update(remittance_imports).where(remittance_imports.c.id == import_id).values(
-        credited=summary.credited, unassigned=summary.unassigned, pending=summary.pending,
-        held=summary.held, not_ours=summary.not_ours, duplicates=summary.duplicates,
-        new_fen=summary.new_fen, credited_fen=summary.credited_fen))
+    _store_counts(conn, summary)
     record_audit(conn, clock, operator, "remittance_import", None,
                  {"import_id": import_id, "source": source, "digest": digest,
                   "lines": len(transfers), "duplicates": summary.duplicates})
@@ -405,6 +404,14 @@ def _post_arrivals(conn: Connection, clock: Clock, fresh: list[dict]) -> None:
 def _platform_accounts(conn: Connection, clock: Clock) -> tuple[int, int]:
     return (funds.platform_account(conn, clock, BANK_ACCOUNT),
             funds.platform_account(conn, clock, SUSPENSE_ACCOUNT))
+
+
+def _store_counts(conn: Connection, summary: ImportSummary) -> None:
+    conn.execute(update(remittance_imports).where(
+        remittance_imports.c.id == summary.import_id).values(
+        credited=summary.credited, unassigned=summary.unassigned, pending=summary.pending,
+        held=summary.held, not_ours=summary.not_ours, duplicates=summary.duplicates,
+        new_fen=summary.new_fen, credited_fen=summary.credited_fen))
 
 
 def _summarize(import_id: int, lines: int, fresh: list[dict], duplicates: int) -> ImportSummary:
