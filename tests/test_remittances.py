@@ -243,6 +243,9 @@ def test_registering_the_payer_and_asking_again_credits_it(rt):
     rid = record(rt, "V1")["id"]
     failed = act(rt, remittances.request_reverification, me, uin, rid)
     assert failed["state"] == "review_failed" and "上海代付有限公司" in failed["reason"]
+    with rt.engine.connect() as conn:
+        assert remittances.pending_count(conn, uin) == 1
+        assert remittances.operator_queue(conn, OPS, "review_failed")["total"] == 1
     assert messages(rt, uin) == ["remittance_pending", "remittance_review_failed"]
     payer = act(rt, remittances.register_payer, me, uin, " 上海代付有限公司 ")
     assert (payer["signed_by"], payer["name"]) == (me.label, "上海代付有限公司")
@@ -292,6 +295,8 @@ def test_a_restricted_memo_is_held_until_an_operator_releases_it(rt):
     assert balance(rt, uin).cash == 0
     with pytest.raises(Conflict):  # the customer cannot push it through
         act(rt, remittances.request_reverification, owner(rt, uin), uin, h1["id"])
+    with rt.engine.connect() as conn:  # money on its way in (ACC-5)
+        assert remittances.pending_count(conn, uin) == 2
     released = act(rt, remittances.release, OPS, h1["id"])
     assert (released["state"], released["released_by"]) == ("credited", OPS.label)
     assert balance(rt, uin).cash == 500_00
@@ -301,6 +306,8 @@ def test_a_restricted_memo_is_held_until_an_operator_releases_it(rt):
     assert audited == [OPS.label]
     with pytest.raises(PermissionDenied):
         act(rt, remittances.release, owner(rt, uin), record(rt, "H2")["id"])
+    with rt.engine.connect() as conn:
+        assert remittances.pending_count(conn, uin) == 1
     assert_reconciled(rt)
 
 

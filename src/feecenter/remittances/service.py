@@ -82,7 +82,7 @@ _P = remittance_payers.c
 BANK_ACCOUNT = "bank"                        # platform: the money in the platform's bank accounts
 SUSPENSE_ACCOUNT = "remittance_suspense"     # platform: received, not yet credited
 MAX_LINES = 1_000_000                        # one import
-INSERT_CHUNK = 500                           # rows per INSERT statement
+INSERT_CHUNK = 100                           # rows per INSERT statement
 CODE_TRIES = 20                              # random codes tried before giving up
 MAX_PAGE = 200
 QUEUES = ("unassigned", "pending", "held", "review_failed", "flagged", "not_ours")
@@ -260,8 +260,10 @@ def import_transfers(conn: Connection, clock: Clock, operator: Actor,
     duplicates = repeated + _check_duplicates(conn, [r for r in rows if _key(r) not in new_ids])
     fresh = [{**r, "id": new_ids[_key(r)]} for r in rows if _key(r) in new_ids]
     _post_arrivals(conn, clock, fresh)
-    for row in sorted((r for r in fresh if r["state"] == CREDITED), key=lambda r: (r["uin"], r["id"])):
-        _credit(conn, clock, row)
+    credited = sorted((r for r in fresh if r["state"] == CREDITED), key=lambda r: (r["uin"], r["id"]))
+    suspense = _platform_accounts(conn, clock)[1] if credited else None
+    for row in credited:
+        _credit(conn, clock, row, suspense)
     for row in fresh:
         if row["state"] in PENDING:
             _notify(conn, clock, row)
@@ -360,14 +362,17 @@ def _key(row: Mapping) -> tuple[str, str]:
 
 
 def _insert_new(conn: Connection, rows: list[dict]) -> dict[tuple[str, str], int]:
-    """Insert the rows (in key order) unless their key exists; the ids of those inserted."""
-    inserted: dict[tuple[str, str], int] = {}
-    for start in range(0, len(rows), INSERT_CHUNK):
-        stmt = (_insert(conn, remittances).values(rows[start:start + INSERT_CHUNK])
-                .on_conflict_do_nothing(index_elements=[_R.receiving_account, _R.bank_reference])
-                .returning(_R.id, _R.receiving_account, _R.bank_reference))
-        inserted.update({(acc, ref): i for i, acc, ref in conn.execute(stmt)})
-    return inserted
+    """Insert the rows (in key order) unless their key exists; the ids of those inserted.
+
+    One executemany: SQLAlchemy sends it as multi-row INSERTs of one cached statement
+    ("insertmanyvalues"), in the order given, the keys returned with the ids."""
+    if not rows:
+        return {}
+    stmt = (_insert(conn, remittances)
+            .on_conflict_do_nothing(index_elements=[_R.receiving_account, _R.bank_reference])
+            .returning(_R.id, _R.receiving_account, _R.bank_reference))
+    return {(acc, ref): i for i, acc, ref in conn.execute(
+        stmt.execution_options(insertmanyvalues_page_size=INSERT_CHUNK), rows)}
 
 
 def _check_duplicates(conn: Connection, rows: list[dict]) -> int:
@@ -428,10 +433,11 @@ def _summarize(import_id: int, lines: int, fresh: list[dict], duplicates: int) -
 
 # ---------------------------------------------------------------- crediting (RMT-8) and telling
 
-def _credit(conn: Connection, clock: Clock, row: Mapping) -> None:
+def _credit(conn: Connection, clock: Clock, row: Mapping, suspense: int | None = None) -> None:
     """Credit a record this caller has claimed: suspense -> the customer's cash, then
     arrears and advances repaid as entries of their own (funds.receive, ARR-4)."""
-    _, suspense = _platform_accounts(conn, clock)
+    if suspense is None:
+        suspense = _platform_accounts(conn, clock)[1]
     movement = funds.receive(
         conn, clock, row["uin"], row["amount"], key=f"remittance:{row['id']}",
         source_account_id=suspense, action_type="recharge", pay_channel=rules.PAY_CHANNEL,
