@@ -33,6 +33,10 @@ Notifications (docs/notifications.md):
 
 Payment providers of online recharge: FEECENTER_WECHATPAY_* (read by
 ``gateways.wechatpay.WeChatPayConfig.from_env``; docs/recharge.md).
+
+Corporate remittance: FEECENTER_REMITTANCE_PAYEE, _PREFIXES, _BANKS and
+_RESTRICTED_KEYWORDS (read by ``remittances.service.Settings.from_env``, which
+documents each with its default; docs/remittance.md).
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ RECIPIENTS: dict[str, tuple[str, ...]] = {
     "resources_destroyed": _MONEY,
     "arrears_repaid_restored": _MONEY,
     "balance_low": _MONEY,                # the balance: ACC-2, finance only
+    "remittance_pending": _MONEY,         # RMT-4: the owner (and finance) told
+    "remittance_review_failed": _MONEY,   # RMT-5
 }
 
 

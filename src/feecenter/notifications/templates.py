@@ -193,6 +193,52 @@ TEMPLATES: dict[str, dict[str, Template]] = {
             sms="Account {uin}: available balance CNY {available}, below CNY {threshold}. "
                 "Please pay."),
     },
+    # RMT-4: a remittance waits for the payer to be registered (待签署 / 待确认)
+    "remittance_pending": {
+        "zh-CN": Template(
+            subject="【汇款待处理】账号 {uin} 收到汇款 {amount} 元，状态：{state_zh}",
+            body=("尊敬的 {account_name}：\n\n"
+                  "您的账号（UIN：{uin}）收到付款人「{payer_name}」的对公汇款 {amount} 元"
+                  "（银行流水号 {reference}），付款人与账号实名主体不一致，且未登记为付款人，"
+                  "暂未入账（状态：{state_zh} / {state_en}）。\n\n"
+                  "请在控制台「对公汇款」页面登记该付款人（签署第三方付款协议），然后申请重新审核；"
+                  "审核通过后将入账到您的账号。" + _SIGN_ZH),
+            sms="您的账号{uin}收到{payer_name}汇款{amount}元，{state_zh}：请登记付款人后申请重新审核。"),
+        "en": Template(
+            subject="[Remittance waiting] Account {uin} received CNY {amount}: {state_en}",
+            body=("Dear {account_name},\n\n"
+                  "Your account (UIN {uin}) received a corporate remittance of CNY {amount} "
+                  "from \"{payer_name}\" (bank reference {reference}). The payer is neither the "
+                  "account's verified entity nor a registered payer, so it is not credited yet "
+                  "(state: {state_en} / {state_zh}).\n\n"
+                  "Register the payer in the console (Corporate remittance: sign the "
+                  "third-party payment agreement), then ask for re-verification; it is "
+                  "credited once verified." + _SIGN_EN),
+            sms="Account {uin}: remittance of CNY {amount} from {payer_name} is {state_en}; "
+                "register the payer and ask for re-verification."),
+    },
+    # RMT-5: a re-verification failed (审核不通过); it can be asked again
+    "remittance_review_failed": {
+        "zh-CN": Template(
+            subject="【汇款审核不通过】账号 {uin} 的汇款 {amount} 元",
+            body=("尊敬的 {account_name}：\n\n"
+                  "您的账号（UIN：{uin}）来自付款人「{payer_name}」的对公汇款 {amount} 元"
+                  "（银行流水号 {reference}）审核不通过：银行侧付款人名称与账号实名主体及已登记的"
+                  "付款人名称均不一致。\n\n"
+                  "请核对并登记与银行流水一致的付款人名称后再次申请审核。" + _SIGN_ZH),
+            sms="您的账号{uin}收到{payer_name}的汇款{amount}元审核不通过，请核对付款人名称后重新提交。"),
+        "en": Template(
+            subject="[Remittance review failed] Account {uin}: remittance of CNY {amount}",
+            body=("Dear {account_name},\n\n"
+                  "The corporate remittance of CNY {amount} from \"{payer_name}\" to your "
+                  "account (UIN {uin}, bank reference {reference}) failed review: the payer "
+                  "name on the bank side matches neither the verified entity nor any "
+                  "registered payer name.\n\n"
+                  "Register the payer name exactly as the bank shows it, then ask for "
+                  "re-verification again." + _SIGN_EN),
+            sms="Account {uin}: review of the CNY {amount} remittance from {payer_name} failed; "
+                "check the payer name and resubmit."),
+    },
 }
 
 
