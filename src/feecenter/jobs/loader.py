@@ -20,6 +20,7 @@ JOB_MODULES: tuple[str, ...] = (
     "feecenter.arrears.jobs",  # arrears.escalate (ARR-3)
     "feecenter.coupons.jobs",  # coupons.expire (CPN-3)
     "feecenter.recharges.jobs",  # recharges.sync (RCH-5, RCH-6)
+    "feecenter.service_requests.jobs",  # service_requests.flag_overdue (SRV-2)
 )
 
 

@@ -24,6 +24,7 @@ RECIPIENTS: dict[str, tuple[str, ...]] = {
     "resources_destroyed": _MONEY,
     "arrears_repaid_restored": _MONEY,
     "balance_low": _MONEY,                # the balance: ACC-2, finance only
+    "service_request_update": _MONEY,     # SRV-2: each state change of a 工单 (billing)
 }
 
 
