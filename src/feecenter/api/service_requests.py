@@ -8,8 +8,6 @@ may do what; attachments are served as downloads of their sniffed type, never re
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import quote
-
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import Field
@@ -20,7 +18,11 @@ from feecenter.api.deps import caller, runtime
 from feecenter.api.strict import Limit, Offset, PathId, QueryId, StrictModel, Uin
 from feecenter.db.engine import transaction
 from feecenter.errors import invalid
-from feecenter.present.service_requests import attachment_json, request_json
+from feecenter.present.service_requests import (
+    attachment_json,
+    download_headers,
+    request_json,
+)
 from feecenter.runtime import Runtime
 from feecenter.service_requests import service as srv
 from feecenter.service_requests.rules import MAX_ATTACHMENT_BYTES
@@ -114,16 +116,9 @@ def download(request_id: PathId, attachment_id: PathId, rt: Rt, actor: Caller) -
 
 
 def attachment_response(row: dict) -> Response:
-    """The stored bytes as a download of their sniffed type: never rendered inline,
-    never re-sniffed by the browser."""
-    ascii_name = row["filename"].encode("ascii", "replace").decode().replace("?", "_")
-    disposition = (f'attachment; filename="{ascii_name}"; '
-                   f"filename*=UTF-8''{quote(row['filename'])}")
-    return Response(content=bytes(row["content"]), media_type=row["content_type"],
-                    headers={"Content-Disposition": disposition,
-                             "X-Content-Type-Options": "nosniff",
-                             "Content-Security-Policy": "default-src 'none'; sandbox",
-                             "Cache-Control": "private, no-store"})
+    headers = download_headers(row)
+    return Response(content=bytes(row["content"]), media_type=headers.pop("Content-Type"),
+                    headers=headers)
 
 
 # ---------------------------------------------------------------- operators

@@ -67,7 +67,7 @@ _BIG_BODIES = {"/api/v1/ops/usage": 64 * 1024 * 1024, "/api/v1/ops/catalog": 5_0
 
 # multipart uploads of one attachment (at most 5 MB, service_requests.rules) plus the form
 _UPLOADS = re.compile(r"^(/api/v1/service-requests/[0-9]+/attachments"
-                      r"|/console/service-requests(/new)?)$")
+                      r"|/console/service-requests/new|/console/service-requests/[0-9]+/attachments)$")
 _UPLOAD_LIMIT = 5 * 1024 * 1024 + 64 * 1024
 
 
