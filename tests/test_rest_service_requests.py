@@ -9,11 +9,10 @@ import httpx
 import pytest
 
 from feecenter.auth import tc3
+from feecenter.service_requests.tables import service_request_attachments, service_requests
 from tests.helpers import balance, row_counts
 from tests.rest_harness import HOST, rest_shop  # noqa: F401 - fixture
 from tests.test_service_requests import FEBRUARY, PDF, add_lines
-
-from feecenter.service_requests.tables import service_request_attachments, service_requests
 
 
 def upload(client, request_id: int, name: str, content: bytes,

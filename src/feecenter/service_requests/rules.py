@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
 from feecenter.clock import BUSINESS_TZ, business_date
-from feecenter.errors import invalid
+from feecenter.errors import InvalidInput, invalid
 from feecenter.inputs import plain_text
 from feecenter.money import parse_yuan
 from feecenter.workdays import add_working_days
@@ -133,7 +133,7 @@ def _text(field: Field, value: object) -> str:
         raise _wrong(field, "必须是文本", "must be text")
     try:
         text = plain_text(value, field.name, field.max_length).strip()
-    except Exception:  # noqa: BLE001 - re-raised naming the field in both languages
+    except InvalidInput:  # re-raised naming the field in both languages
         raise _wrong(field, f"不超过 {field.max_length} 个字符，不含控制字符",
                      f"at most {field.max_length} characters, no control characters") from None
     return text
@@ -154,9 +154,8 @@ def _amount(field: Field, value: object) -> int:
                      'must be a yuan string such as "12.30"')
     try:
         return parse_yuan(value, f"fields.{field.name}")
-    except Exception as exc:  # noqa: BLE001 - re-raised naming the field in both languages
-        raise _wrong(field, getattr(exc, "message_zh", "金额无效"),
-                     getattr(exc, "message_en", "invalid amount")) from None
+    except InvalidInput as exc:  # re-raised naming the field in both languages
+        raise _wrong(field, exc.message_zh, exc.message_en) from None
 
 
 def _date(field: Field, value: object) -> str:

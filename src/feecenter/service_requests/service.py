@@ -17,7 +17,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from feecenter.accounts.permissions import FINANCE, Actor, require, require_operator
+from feecenter.accounts.permissions import (
+    FINANCE,
+    SYSTEM,
+    Actor,
+    require,
+    require_operator,
+)
 from feecenter.audit.service import record_audit
 from feecenter.clock import Clock, db_time, from_db_time
 from feecenter.errors import Conflict, invalid, not_found
@@ -325,7 +331,6 @@ def flag_overdue(conn: Connection, clock: Clock) -> int:
     rows = conn.execute(update(service_requests).where(
         _R.state.in_(rules.OPEN_STATES), _R.due_at <= now, _R.overdue_at.is_(None))
         .values(overdue_at=now).returning(_R.id, _R.uin, _R.state)).mappings().all()
-    system = Actor(kind="system", name="system")
     for row in rows:
-        _event(conn, clock, row, "overdue", row["state"], system, None)
+        _event(conn, clock, row, "overdue", row["state"], SYSTEM, None)
     return len(rows)
