@@ -412,3 +412,49 @@ def test_every_event_is_in_the_history_in_order(rt, shop):
         txns = conn.execute(select(func.count()).select_from(ledger_transactions)
                             .where(ledger_transactions.c.uin == shop)).scalar()
     assert txns == 0
+
+
+# ---------------------------------------------------------------- a kind added by a test
+
+@pytest.mark.spec("SRV-1", "SRV-2")
+def test_a_new_kind_is_one_registration_and_its_action_runs_once(rt, monkeypatch):
+    """The framework with a kind of its own: required attachment, typed fields, an action
+    that sees the claimed request (amounts in fen) and the operator; what it returns is
+    stored; REST's rendering shows the amount as yuan."""
+    from feecenter.present.service_requests import request_json
+    from feecenter.service_requests import kinds
+
+    calls = []
+
+    def action(conn, clock, operator, request):
+        calls.append((operator.label, request["state"], request["fields"]))
+        return {"done": True}
+
+    kind = kinds.Kind(
+        code="test_refund", zh="测试退款", en="Test refund", due_working_days=15,
+        fields=(rules.Field("amount", "金额", "amount", rules.AMOUNT),
+                rules.Field("invoiced", "是否已开票", "invoiced", rules.BOOLEAN),
+                rules.Field("phone", "联系电话", "phone", rules.PHONE, required=False)),
+        attachments=kinds.Attachments(required=True, max_count=1), action=action)
+    monkeypatch.setitem(kinds.KINDS, kind.code, kind)
+    uin = new_account(rt, "kind-shop")
+    with transaction(rt.engine) as conn, pytest.raises(InvalidInput, match="needs an attachment"):
+        srv.file_request(conn, rt.clock, owner(uin), uin, "test_refund",  # a form without one
+                         {"amount": "12.30", "invoiced": False}, ())
+    with transaction(rt.engine) as conn:  # REST: the attachments follow
+        made = srv.file_request(conn, rt.clock, owner(uin), uin, "test_refund",
+                                {"amount": "12.30", "invoiced": False})
+    assert made["fields"] == {"amount": 1230, "invoiced": False}
+    assert request_json(made)["fields"]["amount"] == "12.30"
+    with pytest.raises(InvalidInput, match="required attachment"):
+        act(rt, "take", made["id"])
+    with transaction(rt.engine) as conn:
+        srv.add_attachment(conn, rt.clock, owner(uin), made["id"], srv.Upload("r.png", PNG))
+    act(rt, "take", made["id"])
+    done = act(rt, "resolve", made["id"], BOB)
+    with pytest.raises(Conflict):
+        act(rt, "resolve", made["id"], ALICE)
+    assert calls == [("operator:bob", "resolved", {"amount": 1230, "invoiced": False})]
+    assert done["result"] == {"done": True}
+    # 15 working days after Monday 2 March 2026 (3-6, 9-13, 16-20, 23): end of Monday 23 March
+    assert done["due_at"] == datetime(2026, 3, 23, 16, 0)

@@ -56,16 +56,20 @@ def list_kinds() -> list[dict]:
 # ---------------------------------------------------------------- filing
 
 def file_request(conn: Connection, clock: Clock, actor: Actor, uin: int, kind_code: object,
-                 raw_fields: object, uploads: tuple[Upload, ...] = ()) -> dict:
-    """File a request of ``kind_code`` for account ``uin``; ``uploads`` (the console's
-    form) are attached in the same transaction. Bad input writes nothing."""
+                 raw_fields: object, uploads: tuple[Upload, ...] | None = None) -> dict:
+    """File a request of ``kind_code`` for account ``uin``. ``uploads``: the files sent
+    with it (the console's form), attached in the same transaction, and a kind that
+    requires attachments needs one there; None: they follow one by one
+    (``add_attachment``, REST), and an operator takes the request only once a required
+    one is there. Bad input writes nothing."""
     kind = get_kind(kind_code)
     require(actor, uin, kind.permission)
     values = rules.validate_fields(kind.fields, raw_fields)
+    if uploads is not None and kind.attachments.required and not uploads:
+        raise invalid("attachment", "该类型工单必须上传附件", "this kind needs an attachment")
+    uploads = uploads or ()
     if len(uploads) > kind.attachments.max_count:
         raise _too_many(kind)
-    if kind.attachments.required and not uploads:
-        raise invalid("attachment", "该类型工单必须上传附件", "this kind needs an attachment")
     checked = [(rules.check_attachment(u.filename, u.content), u.content) for u in uploads]
     if kind.admit is not None:
         kind.admit(conn, clock, actor, uin, values)
