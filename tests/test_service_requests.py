@@ -393,10 +393,18 @@ def new_account_with_lines(rt, name: str) -> int:
     return uin
 
 
-def test_the_overdue_job_is_registered():
+def test_the_hourly_job_flags_overdue_requests(rt, shop):
     from feecenter.jobs.loader import load_all
+    from feecenter.periods import HOURLY, period_containing
 
-    assert "service_requests.flag_overdue" in load_all().names()
+    job = load_all().get("service_requests.flag_overdue")
+    request = file(rt, shop)
+    rt.clock.advance(days=8)
+    period = period_containing(HOURLY, rt.clock.now())
+    assert job.cadence == HOURLY
+    assert job.func(rt.engine, rt.clock, period) == {"flagged": 1}
+    assert job.func(rt.engine, rt.clock, period) == {"flagged": 0}  # a rerun changes nothing
+    assert read(rt, request["id"])["overdue_at"] is not None
 
 
 def test_every_event_is_in_the_history_in_order(rt, shop):
