@@ -35,7 +35,9 @@ ALL_PARAMS = {"uin": 100000000001, "account_name": "示例科技", "at": "2026-0
               "amount": "1,234.56", "stop_at": "2026-03-02 12:00:00",
               "destroy_at": "2026-03-09 12:00:00", "resources": "cvm-001 (广州)\ncvm-002",
               "available": "8.00", "threshold": "100.00", "payer_name": "示例付款有限公司",
-              "reference": "REF-0001", "state_zh": "待签署", "state_en": "pending signature"}
+              "reference": "REF-0001", "state_zh": "待签署", "state_en": "pending signature",
+              "request_id": 7, "kind_zh": "精度差异补偿",
+              "kind_en": "Precision difference compensation", "note": "-"}
 
 
 def free_port() -> int:
@@ -202,7 +204,7 @@ def test_notify_refuses_bad_input_and_writes_nothing(rt):
 RECEIVERS = {code: {"account", "owner", "finance"} for code in (
     "arrears_dunning", "arrears_stop_warning", "resources_stopped",
     "resources_destroy_warning", "resources_destroyed", "arrears_repaid_restored",
-    "balance_low", "remittance_pending", "remittance_review_failed")}
+    "balance_low", "remittance_pending", "remittance_review_failed", "service_request_update")}
 # who, with which email and phone; the owner's are the account's contacts (ACC-1)
 PEOPLE = {"fin": ("finance", "fin@example.cn", "13900000001"),
           "adm": ("admin", "adm@example.cn", "13900000002"),

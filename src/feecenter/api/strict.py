@@ -65,7 +65,15 @@ Rated = Annotated[str, Field(min_length=1, max_length=24, pattern=r"^[0-9]{1,13}
 _BIG_BODIES = {"/api/v1/ops/usage": 64 * 1024 * 1024, "/api/v1/ops/catalog": 5_000_000}
 
 
+# multipart uploads of one attachment (at most 5 MB, service_requests.rules) plus the form
+_UPLOADS = re.compile(r"^(/api/v1/service-requests/[0-9]+/attachments"
+                      r"|/console/service-requests/new|/console/service-requests/[0-9]+/attachments)$")
+_UPLOAD_LIMIT = 5 * 1024 * 1024 + 64 * 1024
+
+
 def body_limit(path: str) -> int:
+    if _UPLOADS.fullmatch(path):
+        return _UPLOAD_LIMIT if not path.startswith("/console") else 6 * _UPLOAD_LIMIT
     return _BIG_BODIES.get(path, inputs.MAX_BODY_BYTES)
 
 

@@ -27,6 +27,7 @@ MENU = (
     MenuItem("arrears", N_("Arrears"), "/console/arrears"),
     MenuItem("users", N_("Users and keys"), "/console/users"),
     MenuItem("messages", N_("Messages"), "/console/messages"),
+    MenuItem("service_requests", N_("Service requests"), "/console/service-requests"),
 )
 
 # how a user's role is shown (accounts.permissions.ROLES)

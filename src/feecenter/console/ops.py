@@ -39,6 +39,7 @@ OPS_MENU = (
     MenuItem("audit", N_("Audit log"), OPS + "/audit"),
     MenuItem("catalog", N_("Catalog"), OPS + "/catalog"),
     MenuItem("recharges", N_("Recharges"), OPS + "/recharges"),
+    MenuItem("service_requests", N_("Service requests"), OPS + "/service-requests"),
 )
 
 router = APIRouter(prefix=OPS, include_in_schema=False)
@@ -161,10 +162,16 @@ def logout(request: Request, csrf_token: Annotated[str, Form()] = "",
 def install(app: FastAPI) -> None:
     """Mount the operator pages (called by ``web.install`` before the console's
     catch-all 404 route)."""
-    from feecenter.console import ops_accounts, ops_platform, ops_recharges
+    from feecenter.console import (
+        ops_accounts,
+        ops_platform,
+        ops_recharges,
+        ops_service_requests,
+    )
 
     app.include_router(router)
     app.include_router(ops_accounts.router)
     app.include_router(ops_platform.router)
     app.include_router(ops_recharges.router)
+    app.include_router(ops_service_requests.router)
     app.add_exception_handler(OpsLoginRequired, _login_required)

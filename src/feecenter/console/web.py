@@ -305,6 +305,7 @@ def install(app: FastAPI) -> None:
     from feecenter.console import recharge as recharge_pages
     from feecenter.console import ops  # the operator console (its own session and menu)
     from feecenter.console import resources as resource_pages
+    from feecenter.console import service_requests as service_request_pages
     from feecenter.console import users as user_pages
 
     app.include_router(ledger.router)  # before ``router``, which ends with the catch-all
@@ -315,6 +316,7 @@ def install(app: FastAPI) -> None:
     app.include_router(user_pages.router)
     app.include_router(message_pages.router)
     app.include_router(recharge_pages.router)
+    app.include_router(service_request_pages.router)
     ops.install(app)
     app.include_router(router)
     app.add_exception_handler(LoginRequired, _login_required)

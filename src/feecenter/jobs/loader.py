@@ -21,6 +21,7 @@ JOB_MODULES: tuple[str, ...] = (
     "feecenter.coupons.jobs",  # coupons.expire (CPN-3)
     "feecenter.recharges.jobs",  # recharges.sync (RCH-5, RCH-6)
     "feecenter.remittances.jobs",  # remittances.flag_overdue (RMT-2)
+    "feecenter.service_requests.jobs",  # service_requests.flag_overdue (SRV-2)
 )
 
 

@@ -26,6 +26,7 @@ RECIPIENTS: dict[str, tuple[str, ...]] = {
     "balance_low": _MONEY,                # the balance: ACC-2, finance only
     "remittance_pending": _MONEY,         # RMT-4: the owner (and finance) told
     "remittance_review_failed": _MONEY,   # RMT-5
+    "service_request_update": _MONEY,     # SRV-2: each state change of a 工单 (billing)
 }
 
 

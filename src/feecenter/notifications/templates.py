@@ -239,6 +239,24 @@ TEMPLATES: dict[str, dict[str, Template]] = {
             sms="Account {uin}: review of the CNY {amount} remittance from {payer_name} failed; "
                 "check the payer name and resubmit."),
     },
+    # SRV-2: each state change of a service request (工单) is notified
+    "service_request_update": {
+        "zh-CN": Template(
+            subject="【工单通知】账号 {uin} 的工单 {request_id}（{kind_zh}）：{state_zh}",
+            body=("尊敬的 {account_name}：\n\n"
+                  "您的账号（UIN：{uin}）的工单 {request_id}（{kind_zh}）于 {at} 状态变为「{state_zh}」。\n"
+                  "说明：{note}\n（English: {kind_en} - {state_en}）\n\n"
+                  "请登录控制台，在「工单」页面查看详情。" + _SIGN_ZH),
+            sms="您的账号{uin}的工单{request_id}（{kind_zh}）状态：{state_zh}。"),
+        "en": Template(
+            subject="[Service request] Account {uin}, no. {request_id} ({kind_en}): {state_en}",
+            body=("Dear {account_name},\n\n"
+                  "Service request {request_id} ({kind_en}) of your account (UIN {uin}) became "
+                  "{state_en} at {at} (Beijing time).\nNote: {note}\n"
+                  "(中文：{kind_zh}，{state_zh})\n\n"
+                  "See the Service requests page of the console for details." + _SIGN_EN),
+            sms="Account {uin}: service request {request_id} ({kind_en}) is {state_en}."),
+    },
 }
 
 
