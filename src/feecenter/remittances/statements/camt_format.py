@@ -84,12 +84,25 @@ def read(stream: BinaryIO, version: str, totals_out: list[StatementTotals]) -> I
     reader = _Reader(ns, version)
     try:
         for _, element in events:
+            reader.last_line = element.sourceline or reader.last_line
             yield from reader.handle(element, totals_out)
     except etree.XMLSyntaxError as error:  # schema violations during iterparse arrive as this too
-        line = getattr(error, "lineno", 0) or (error.position[0] if getattr(error, "position", None) else 0)
-        message = str(error.msg if hasattr(error, "msg") else error)[:300]
-        raise StatementRefused(version, Where(line, "XSD"), f"XML 无效或不符合 {version}.xsd：{message}",
-                               f"invalid XML or not valid against {version}.xsd: {message}") from None
+        raise _invalid(error, version, reader.last_line) from None
+
+
+def _invalid(error: etree.XMLSyntaxError, version: str, last_line: int) -> StatementRefused:
+    """libxml2 gives schema violations met while streaming no line: name the
+    element from the message and the line of the last element handed to us
+    before it (the fault is at or after it; iterparse reads ahead in blocks)."""
+    message = re.sub(r"\{[^}]*\}", "", str(error))[:300]
+    line = getattr(error, "lineno", 0) or 0
+    named = re.search(r"Element '([^']+)'", message)
+    element = f"{named.group(1)}, XSD" if named else "XSD"
+    if not line and last_line:
+        message += f" (at or after line {last_line})"
+        line = last_line
+    return StatementRefused(version, Where(line, element), f"XML 无效或不符合 {version}.xsd：{message}",
+                            f"invalid XML or not valid against {version}.xsd: {message}")
 
 
 class _Reader:
@@ -97,6 +110,7 @@ class _Reader:
         self.ns, self.version = ns, version
         self.totals: StatementTotals | None = None
         self.currency: str | None = None
+        self.last_line = 0
 
     def q(self, path: str) -> str:
         return "/".join(self.ns + part if part not in (".", "..") else part for part in path.split("/"))

@@ -146,10 +146,11 @@ def _flush(message: _Message, *, final: bool) -> Iterator[Transfer]:
     if len(parsed) != len(numbers):
         raise StatementRefused(FMT, Where(message.line, ":20:"), f":61: 行数 {len(numbers)} 与解析结果 {len(parsed)} 不符",
                                f"{len(numbers)} :61: lines but {len(parsed)} parsed")
-    for tx, number in zip(parsed, numbers):
-        transfer = _transfer(tx.data, message, number)
-        if transfer is not None:
-            yield transfer
+    transfers = [_transfer(tx.data, message, number) for tx, number in zip(parsed, numbers)]
+    # A Transaction and its Transactions refer to each other: emptying the list breaks
+    # the cycle so the chunk is freed now, not whenever the cyclic collector runs.
+    parsed.transactions.clear()
+    yield from (transfer for transfer in transfers if transfer is not None)
 
 
 def _parse(text: str, first_line: int, numbers: list[int]):
