@@ -111,13 +111,16 @@ class _Reader:
         self.totals: StatementTotals | None = None
         self.currency: str | None = None
         self.last_line = 0
+        self._paths: dict[str, str] = {}
 
     def q(self, path: str) -> str:
-        return "/".join(self.ns + part if part not in (".", "..") else part for part in path.split("/"))
+        qualified = self._paths.get(path)
+        if qualified is None:
+            qualified = self._paths[path] = "/".join(self.ns + part for part in path.split("/"))
+        return qualified
 
     def text(self, element, path: str) -> str:
-        found = element.find(self.q(path))
-        return (found.text or "").strip() if found is not None else ""
+        return (element.findtext(self.q(path)) or "").strip()
 
     def handle(self, element, totals_out: list[StatementTotals]) -> Iterator[Transfer]:
         parent = element.getparent()
