@@ -112,6 +112,9 @@ class _Reader:
         self.currency: str | None = None
         self.last_line = 0
         self._paths: dict[str, str] = {}
+        v08 = version.endswith(".08")
+        self._payer_name_paths = ("Dbtr/Pty/Nm",) if v08 else ("Dbtr/Nm",)
+        self._bank_paths = ("BICFI" if v08 else "BIC", "Nm", "ClrSysMmbId/MmbId")
 
     def q(self, path: str) -> str:
         qualified = self._paths.get(path)
@@ -206,25 +209,37 @@ class _Reader:
                                    "a credit entry without a bank reference (AcctSvcrRef / NtryRef)")
         totals.credit_count += 1
         totals.credit_total += amount
-        party = "Dbtr/Pty/Nm" if self.version.endswith(".08") else "Dbtr/Nm"
-        get = (lambda path: self.text(tx, path)) if tx is not None else (lambda path: "")
-        payee = get("RltdPties/CdtrAcct/Id/IBAN") or get("RltdPties/CdtrAcct/Id/Othr/Id")
-        bank = (get("RltdAgts/DbtrAgt/FinInstnId/BICFI") or get("RltdAgts/DbtrAgt/FinInstnId/BIC")
-                or get("RltdAgts/DbtrAgt/FinInstnId/Nm")
-                or get("RltdAgts/DbtrAgt/FinInstnId/ClrSysMmbId/MmbId"))
-        memo = " ".join(u.text.strip() for u in tx.findall(self.q("RmtInf/Ustrd")) if u.text) if tx is not None else ""
+        parties = tx.find(self.q("RltdPties")) if tx is not None else None
+        agent = tx.find(self.q("RltdAgts/DbtrAgt/FinInstnId")) if tx is not None else None
+        memo = " ".join(u.text.strip() for u in tx.iterfind(self.q("RmtInf/Ustrd")) if u.text) if tx is not None else ""
         return Transfer(bank_reference=reference, receiving_account=totals.account,
-                        payee_account=payee or totals.account,
-                        payer_name=get(f"RltdPties/{party}") or get("RltdPties/Dbtr/Nm"),
-                        payer_account=get("RltdPties/DbtrAcct/Id/IBAN") or get("RltdPties/DbtrAcct/Id/Othr/Id"),
-                        payer_bank=bank, amount=amount, currency=self.currency, memo=memo,
+                        payee_account=self._account(parties, "CdtrAcct") or totals.account,
+                        payer_name=self._first(parties, self._payer_name_paths),
+                        payer_account=self._account(parties, "DbtrAcct"),
+                        payer_bank=self._first(agent, self._bank_paths),
+                        amount=amount, currency=self.currency, memo=memo,
                         value_date=self._value_date(ntry, where), line=ntry.sourceline)
 
+    def _first(self, element, paths: tuple[str, ...]) -> str:
+        if element is None:
+            return ""
+        for path in paths:
+            value = self.text(element, path)
+            if value:
+                return value
+        return ""
+
+    def _account(self, parties, which: str) -> str:
+        return self._first(parties, (f"{which}/Id/IBAN", f"{which}/Id/Othr/Id"))
+
     def _reference(self, ntry, tx) -> str:
-        candidates = [self.text(tx, "Refs/AcctSvcrRef") if tx is not None else "",
-                      self.text(ntry, "AcctSvcrRef"), self.text(ntry, "NtryRef"),
-                      self.text(tx, "Refs/EndToEndId") if tx is not None else ""]
-        return next((c for c in candidates if c and c.upper() != "NOTPROVIDED"), "")
+        candidates = ((tx, "Refs/AcctSvcrRef"), (ntry, "AcctSvcrRef"), (ntry, "NtryRef"),
+                      (tx, "Refs/EndToEndId"))
+        for element, path in candidates:
+            value = self.text(element, path) if element is not None else ""
+            if value and value.upper() != "NOTPROVIDED":
+                return value
+        return ""
 
     def _value_date(self, ntry, where: Where) -> date:
         text = (self.text(ntry, "ValDt/Dt") or self.text(ntry, "ValDt/DtTm")
