@@ -158,6 +158,17 @@ def test_platform_86_convention_and_free_text_fallback():
     assert free.payer_name == "北京示例科技有限公司" and "用途：充值" in free.memo
 
 
+def test_gbk_crlf_file_in_a_swift_envelope():
+    text = ("{1:F01BKCHCNBJAXXX0000000000}{2:O9401200261201BKCHCNBJAXXX00000000002612011200N}{4:\r\n"
+            + HEAD.replace("\n", "\r\n")
+            + ":61:2612011201C100,00NTRFNONREF//B9\r\n:86:/PAYER/广州示例贸易有限公司/MEMO/预付款\r\n"
+            + ":62F:C261201CNY200,00\r\n-}\r\n")
+    parsed, (transfer,) = read_all(text.encode("gbk"))
+    assert parsed.format == "mt940" and parsed.closing_balance == 20_000
+    assert transfer.payer_name == "广州示例贸易有限公司" and transfer.memo == "预付款"
+    assert transfer.bank_reference == "B9" and transfer.line == 6
+
+
 def test_a_credit_without_any_reference_is_refused():
     error = refused(mt940(":61:2612011201C100,00NTRFNONREF\n:86:x\n"))
     assert error.details["line"] == 5 and "reference" in error.message_en
