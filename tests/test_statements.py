@@ -223,6 +223,27 @@ def test_camt_balances_that_do_not_add_up(tmp_path):
     assert "do not add up" in error.message_en and error.details["element"] == "Stmt"
 
 
+@pytest.mark.parametrize("version, booked, pending", [
+    ("camt.053.001.02", "<Sts>BOOK</Sts>", "<Sts>PDNG</Sts>"),
+    ("camt.053.001.08", "<Sts><Cd>BOOK</Cd></Sts>", "<Sts><Cd>PDNG</Cd></Sts>")])
+def test_camt_pending_entries_are_neither_transfers_nor_in_the_balance(tmp_path, version, booked, pending):
+    path = tmp_path / "s.xml"
+    expected = statement_files.write_camt053(path, 4, version, debit_every=0)
+    text = path.read_text()
+    entries = text.split("<Ntry>")
+    extra = "<Ntry>" + entries[1].replace(booked, pending).replace("B000000000000", "P1")
+    parsed, transfers = read_all((text.replace("</Stmt>", extra.rstrip("\n") + "</Stmt>")).encode())
+    assert len(transfers) == expected.credit_count == 4
+    assert parsed.statements[0].extra == {"not_booked": 1}
+    assert parsed.credit_total == expected.credit_total
+
+
+def test_mt940_owner_information_after_the_closing_balance_is_not_a_memo():
+    data = mt940(":61:2612011201C100,00NTRFNONREF//B1\n:86:/MEMO/real\n") + b":86:statement note\n"
+    _, (transfer,) = read_all(data.replace(b"-\n:86:statement note\n", b":86:statement note\n-\n"))
+    assert transfer.memo == "real"
+
+
 def test_camt_zero_amount(tmp_path):
     path = tmp_path / "s.xml"
     statement_files.write_camt053(path, 3, "camt.053.001.08", debit_every=0)

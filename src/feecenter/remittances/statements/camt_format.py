@@ -113,6 +113,7 @@ class _Reader:
         self.last_line = 0
         self._paths: dict[str, str] = {}
         v08 = version.endswith(".08")
+        self._status_path = "Sts/Cd" if v08 else "Sts"
         self._payer_name_paths = ("Dbtr/Pty/Nm",) if v08 else ("Dbtr/Nm",)
         self._bank_paths = ("BICFI" if v08 else "BIC", "Nm", "ClrSysMmbId/MmbId")
 
@@ -192,6 +193,10 @@ class _Reader:
         if amount == 0:
             raise StatementRefused(self.version, where, "金额为零", "the amount is zero")
         totals = self.totals
+        status = self.text(ntry, self._status_path)
+        if status and status != "BOOK":  # pending or information only: not in the booked balances
+            totals.extra["not_booked"] = totals.extra.get("not_booked", 0) + 1
+            return None
         reversal = self.text(ntry, "RvslInd").lower() in ("true", "1")
         if amount < 0 or reversal:  # debits and reversals: counted in the balance, never transfers
             totals.debit_count += 1

@@ -86,6 +86,9 @@ def read(stream: BinaryIO, totals_out: list[StatementTotals]) -> Iterator[Transf
                 raise StatementRefused(FMT, Where(number, f":{tag}:"), f"标签 :{tag}: 位置错误",
                                        f"tag :{tag}: out of place")
             message.header.append(line)
+        elif tag == "86" and message.trailer:  # information for the account owner after :62F:
+            last_tag = "86-info"
+            continue
         elif tag in LINE_TAGS and not message.trailer:
             if tag == "61":
                 if len(message.pending_lines) >= CHUNK:
