@@ -186,6 +186,13 @@ def test_unknown_mt940_tag_is_refused():
     assert "unknown MT940 tag :99X:" in error.message_en and error.details["line"] == 6
 
 
+def test_mt940_line_after_the_closing_balance_is_refused():
+    data = mt940(":61:2612011201C100,00NTRFNONREF//B1\n").replace(
+        b"-\n", b":61:2612011201C5,00NTRFNONREF//B2\n-\n")
+    error = refused(data)
+    assert error.details == {"line": 7, "element": ":61:"} and "out of place" in error.message_en
+
+
 def test_mt940_balances_that_do_not_add_up():
     error = refused(mt940(":61:2612011201C99,99NTRFNONREF//B1\n:86:x\n"))
     assert "do not add up" in error.message_en and "opening 10000" in error.message_en

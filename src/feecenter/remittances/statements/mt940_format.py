@@ -81,7 +81,7 @@ def read(stream: BinaryIO, totals_out: list[StatementTotals]) -> Iterator[Transf
             raise StatementRefused(FMT, Where(number, f":{tag}:"), f"标签 :{tag}: 出现在 :20: 之前",
                                    f"tag :{tag}: before any :20:")
         last_tag = tag
-        if tag in HEADER_TAGS:
+        if tag in HEADER_TAGS or tag == "61" and message.trailer:
             if message.pending or message.trailer:
                 raise StatementRefused(FMT, Where(number, f":{tag}:"), f"标签 :{tag}: 位置错误",
                                        f"tag :{tag}: out of place")
