@@ -18,6 +18,7 @@ from feecenter.ledger.tables import (ledger_accounts, ledger_holds, ledger_posti
                                      ledger_transactions)
 from feecenter.money import RATE_PER_FEN, round_rated_to_fen
 from feecenter.orders.tables import orders, payments
+from feecenter.remittances.tables import remittances
 from feecenter.resources.tables import resources
 from feecenter.settlement.tables import bill_lines, settled_periods
 from feecenter.simulation.model import Model
@@ -297,5 +298,37 @@ _LINES_OF = _LINES(lambda column: column.is_not(None)).where(  # by resource or 
     _b.resource_id.in_(bindparam("rids", expanding=True))
     | _b.txn_id.in_(bindparam("txns", expanding=True)))
 
+def remittance_states(conn, model, now, uins) -> list[str]:
+    """RMT-2..6: each transfer is one record, in the state the model predicts (a
+    retried or duplicated import changed nothing); the money received and not yet
+    credited is exactly what the remittance suspense account holds."""
+    found, seen = [], set()
+    for ref, uin, state in _run(conn, _REMITTANCES, uins):
+        seen.add(ref)
+        expected = model.remittances.get(ref)
+        if expected is None or (expected.uin, expected.state) != (uin, state):
+            found.append(f"RMT remittance {ref} of {uin} is {state}, the model says "
+                         f"{expected and (expected.uin, expected.state)}")
+    mine = model.remittances if uins is None else {
+        ref: model.remittances[ref] for uin in uins for ref in model.remittances_of[uin]}
+    found += [f"RMT remittance {ref} of {m.uin} is missing" for ref, m in mine.items()
+              if ref not in seen]
+    if uins is None:
+        waiting = sum(m.fen for m in model.remittances.values() if m.state != "credited")
+        held = conn.execute(select(func.coalesce(func.sum(ledger_postings.c.amount), 0))
+                            .join(ledger_accounts)
+                            .where(ledger_accounts.c.code.like("platform:%:remittance_suspense"))
+                            ).scalar_one()
+        if held != waiting:
+            found.append(f"RMT suspense holds {held}, the model says {waiting} received "
+                         "and not credited")
+    return found
+
+
+_REMITTANCES = lambda where: select(  # noqa: E731
+    remittances.c.bank_reference, remittances.c.uin, remittances.c.state).where(
+    where(remittances.c.uin))
+
+
 CHECKS = {"balances": balances, "orders": order_states, "bills": bills, "keys": keys,
-          "created": created_once, "postings": postings_balance}
+          "created": created_once, "postings": postings_balance, "remittances": remittance_states}

@@ -54,6 +54,16 @@ class Order:
 
 
 @dataclass
+class Remittance:
+    """A bank transfer to an account's dedicated number (RMT-2..6), by its bank reference."""
+    uin: int
+    fen: int
+    payer: str   # "entity" (the account's verified name) or "stranger" (not registered)
+    memo: str    # "order" or "restricted" (保证金)
+    state: str   # what the rules say it must be now
+
+
+@dataclass
 class Resource:
     uin: int
     label: str
@@ -84,6 +94,8 @@ class Model:
     labels_of: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
     product_of: dict[str, str] = field(default_factory=dict)  # resource id -> product
     awaiting: set[int] = field(default_factory=set)  # paid orders awaiting manual delivery
+    remittances: dict[str, Remittance] = field(default_factory=dict)  # by bank reference
+    remittances_of: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
 
     @classmethod
     def opening(cls, world: World, uins: list[int]) -> Model:
@@ -168,6 +180,28 @@ class Model:
     def _adjust(self, op, result):
         self.money_in[op.uin] += op.args["fen"]
         self.keys.add(op.args["key"])
+
+    def _remit(self, op, result):
+        """RMT-3..6: a restricted memo is held for an operator; otherwise the account's
+        own verified name is credited at once and anyone else waits for signature."""
+        a = op.args
+        state = ("held" if a["memo"] == "restricted" else
+                 "credited" if a["payer"] == "entity" else "pending_signature")
+        self.remittances[a["ref"]] = Remittance(op.uin, a["fen"], a["payer"], a["memo"], state)
+        self.remittances_of[op.uin].append(a["ref"])
+        if state == "credited":
+            self.money_in[op.uin] += a["fen"]
+
+    def _reverify(self, op, result):
+        """RMT-5: the payer registered, a re-verification credits the waiting transfer."""
+        remittance = self.remittances[op.args["ref"]]
+        if remittance.state == "pending_signature":
+            remittance.state = "credited"
+            self.money_in[op.uin] += remittance.fen
+
+    def waiting_remittances(self, uin: int) -> list[str]:
+        return [ref for ref in self.remittances_of[uin]
+                if self.remittances[ref].state == "pending_signature"]
 
     def _buy(self, op, result):
         at = datetime.fromisoformat(op.args["at"])

@@ -21,7 +21,7 @@ from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import SYSTEM, operator
 from feecenter.arrears import service as arrears
 from feecenter.catalog import service as catalog
-from feecenter.clock import business_time_text
+from feecenter.clock import business_date, business_time_text
 from feecenter.coupons import rules as coupon_rules
 from feecenter.coupons import service as coupons
 from feecenter.db.engine import transaction
@@ -31,6 +31,10 @@ from feecenter.jobs import runner
 from feecenter.orders import service as orders
 from feecenter.orders.tables import orders as orders_table
 from feecenter.periods import DAILY, HOURLY, period_containing
+from feecenter.remittances import rules as remittance_rules
+from feecenter.remittances import service as remittances
+from feecenter.remittances.tables import remittances as remittance_records
+from feecenter.remittances.transfer import Transfer
 from feecenter.resources import postpaid
 from feecenter.resources import service as resources
 from feecenter.settlement import service as settlement
@@ -40,7 +44,7 @@ from feecenter.usage import service as usage
 OPS = operator("simulator")
 # safe to retry (crash-injected, duplicated): an idempotency key, event ids, a state claim
 KEYED = {"adjust", "buy", "pay", "renew", "upgrade", "refund", "downgrade", "coupon", "open",
-         "usage", "tick", "rerun", "deliver", "fail"}
+         "usage", "tick", "rerun", "deliver", "fail", "remit", "reverify"}
 CYCLES = {"hour": HOURLY, "day": DAILY}
 
 
@@ -195,6 +199,42 @@ def _usage(rt, uin, a):
             "rejected_ids": [r.event_id for r in result.rejections]}
 
 
+def _remit(rt, uin, a):
+    """One bank transfer to the account's dedicated number, imported as a one-line
+    statement; its bank reference makes a retry or a duplicate harmless (RMT-2)."""
+    with transaction(rt.engine) as conn:
+        number = remittances.receiving_details(conn, rt.clock, OPS, uin)["accounts"][0]["number"]
+        entity = accounts.get_account(conn, SYSTEM, uin)["entity_name"]
+        transfer = Transfer(
+            bank_reference=a["ref"], receiving_account=number[:15], payee_account=number,
+            payer_name=entity if a["payer"] == "entity" else f"代付公司 {a['ref']}",
+            payer_account="6222020200000000", payer_bank="模拟银行", amount=a["fen"],
+            currency="CNY", memo="保证金" if a["memo"] == "restricted" else "货款",
+            value_date=business_date(rt.clock.now()))
+        remittances.import_transfers(conn, rt.clock, OPS, [transfer], source="simulation",
+                                     digest=a["ref"])
+    return {"state": _remittance_state(rt, a["ref"])}
+
+
+def _reverify(rt, uin, a):
+    """RMT-5: the owner registers the payer and asks for re-verification; a retry
+    finds the transfer credited already and asks nothing."""
+    with transaction(rt.engine) as conn:
+        record = conn.execute(select(remittance_records.c.id, remittance_records.c.state,
+                                     remittance_records.c.payer_name)
+                              .where(remittance_records.c.bank_reference == a["ref"])).one()
+        remittances.register_payer(conn, rt.clock, OPS, uin, record.payer_name)
+        if record.state in remittance_rules.REVERIFIABLE:
+            remittances.request_reverification(conn, rt.clock, OPS, uin, record.id)
+    return {"state": _remittance_state(rt, a["ref"])}
+
+
+def _remittance_state(rt, ref: str) -> str:
+    with rt.engine.connect() as conn:
+        return conn.execute(select(remittance_records.c.state)
+                            .where(remittance_records.c.bank_reference == ref)).scalar_one()
+
+
 def _tick(rt, uin, a):
     """The job runner's pass at this hour: settlement, expiry, arrears, coupons."""
     report = runner.run_pass(rt.engine, rt.clock, worker_id="simulator")
@@ -216,7 +256,8 @@ def _rerun(rt, uin, a):
 
 _RUN = {"adjust": _adjust, "buy": _buy, "pay": _pay, "deliver": _deliver, "fail": _fail,
         "renew": _renew, "upgrade": _upgrade, "refund": _refund, "downgrade": _downgrade,
-        "coupon": _coupon, "open": _open, "usage": _usage, "tick": _tick, "rerun": _rerun}
+        "coupon": _coupon, "open": _open, "usage": _usage, "tick": _tick, "rerun": _rerun,
+        "remit": _remit, "reverify": _reverify}
 
 
 def hour_before(at: datetime) -> tuple[datetime, datetime]:

@@ -14,7 +14,7 @@ from feecenter.simulation.ops import Op
 # kind -> weight; "tick" (an hour passes, the job runner runs) is placed evenly by the driver
 WEIGHTS = {"adjust": 6, "buy": 8, "pay": 9, "deliver": 3, "fail": 1, "renew": 3, "upgrade": 2,
            "refund": 2, "downgrade": 2, "coupon": 2, "open": 5, "usage": 18, "late": 3,
-           "rerun": 2}
+           "rerun": 2, "remit": 2, "reverify": 1}
 KINDS, CUM = list(WEIGHTS), list(WEIGHTS.values())
 
 
@@ -97,6 +97,19 @@ def _refund(rng, model, uin, step, now):
              "key": f"refund:{step}"} if labels else None)
 
 
+def _remit(rng, model, uin, step, now):
+    """A transfer to the account's dedicated number: mostly from its own verified name,
+    some from a payer it has not registered, a few with a restricted memo (RMT-4/6)."""
+    return {"ref": f"rmt{step}", "fen": rng.choice([50_00, 300_00, 2_000_00]),
+            "payer": rng.choice(["entity", "entity", "stranger"]),
+            "memo": rng.choice(["order"] * 9 + ["restricted"])}
+
+
+def _reverify(rng, model, uin, step, now):
+    waiting = model.waiting_remittances(uin)
+    return {"ref": rng.choice(waiting)} if waiting else None
+
+
 def _coupon(rng, model, uin, step, now):
     return {"fen": rng.choice([5_00, 30_00, 200_00]), "key": f"coupon:{step}"}
 
@@ -160,4 +173,5 @@ def _rerun(rng, model, uin, step, now):
 _ARGS = {"adjust": _adjust, "buy": _buy, "pay": _pay, "deliver": _awaiting, "fail": _awaiting,
          "renew": _renew, "upgrade": _change(True), "refund": _refund,
          "downgrade": _change(False), "coupon": _coupon, "open": _open,
-         "usage": _usage(False), "late": _usage(True), "rerun": _rerun}
+         "usage": _usage(False), "late": _usage(True), "rerun": _rerun, "remit": _remit,
+         "reverify": _reverify}
