@@ -5,6 +5,7 @@ import re
 import pytest
 import requests
 from rich.console import Console
+from sqlalchemy import text as sql
 from starlette.testclient import TestClient
 
 from feecenter.api.app import create_app
@@ -76,6 +77,19 @@ def test_demo_seeds_accounts_orders_and_stays_reconciled(database_url, tmp_path,
             " JOIN statement_entries s ON s.txn_id = r.txn_id").fetchall()
     acme = int(logins[0][1])  # acme-cloud's owner is the first login printed
     assert [tuple(r) for r in recharged] == [(acme, 100_00, "paid", "recharge", "online")]
+    # a bank statement with one transfer of each outcome, imported twice (RMT-2..7)
+    assert re.search(r"Bank statement / 银行流水: \S+demo-statement.sta imported \(credited 1, "
+                     r"pending 1, held 1, unassigned 1, not ours 1\); imported again: "
+                     r"5 duplicates, nothing changed", text)
+    with rt.engine.connect() as conn:
+        remitted = dict(conn.exec_driver_sql(
+            "SELECT bank_reference, state FROM remittances").fetchall())
+        credited = conn.execute(sql(
+            "SELECT amount, deduct_mode FROM statement_entries WHERE uin = :uin"
+            " AND action_type = 'recharge' AND pay_channel = 'bank'"), {"uin": acme}).fetchall()
+    assert remitted == {"DEMO0001": "credited", "DEMO0002": "pending_signature",
+                        "DEMO0003": "held", "DEMO0004": "unassigned", "DEMO0005": "not_ours"}
+    assert [tuple(r) for r in credited] == [(5_000_00, "bank-enterprice")]
     http = TestClient(create_app(rt), base_url="https://127.0.0.1:8000", follow_redirects=False)
     account, _, login, _, password = logins[0]
     form = http.get("/console/login")

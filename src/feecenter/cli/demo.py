@@ -15,6 +15,10 @@ Online recharge (docs/recharge.md): the sandbox payment provider runs beside
 the server, in-process on a port of its own (``start_sandbox``), the app's
 WeChat Pay adapter (and QQ Wallet, online banking) pointed at it; one sandbox
 recharge of acme-cloud is paid and credited, so 收支明细 shows a ``recharge``.
+
+Corporate remittance (docs/remittance.md): ``demo_statement`` writes an MT940
+statement with one transfer of each outcome and imports it twice (the second
+time every line is a duplicate).
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ from feecenter.money import format_yuan
 from feecenter.orders import service as orders
 from feecenter.periods import DAILY, HOURLY, period_containing
 from feecenter.recharges import service as recharges
+from feecenter.remittances import service as remittances
+from feecenter.remittances import statements
 from feecenter.resources import service as resources
 from feecenter.resources.tables import resources as resources_table
 from feecenter.runtime import Runtime, open_runtime
@@ -255,6 +261,45 @@ def simulate_month(rt: Runtime, rows: list[dict], *, days: int = SIMULATED_DAYS,
             "seconds": round(time.monotonic() - started, 1)}
 
 
+# ---------------------------------------------------------------- a bank statement (RMT-2..7)
+
+def _statement_line(ref: str, fen: int, payee: str, payer: str, memo: str) -> str:
+    return (f":61:2612011201C{fen // 100},{fen % 100:02d}NTRFNONREF//{ref}\n"
+            f":86:/PAYEE/{payee}/PAYER/{payer}/PACC/6222020200112233/PBNK/中国工商银行上海分行"
+            f"/MEMO/{memo}\n")
+
+
+def demo_statement(rt: Runtime, rows: list[dict], home: Path) -> tuple[Path, list]:
+    """An MT940 statement with one transfer of each outcome — credited (acme-cloud's
+    own name), pending signature (a payer acme-cloud has not registered), held (the
+    restricted memo 保证金), unassigned (our prefix, an unknown code) and not ours —
+    imported, then imported again (every line a harmless duplicate). Returns the
+    file and both summaries."""
+    with transaction(rt.engine) as conn:
+        numbers = [remittances.receiving_details(conn, rt.clock, DEMO_OPERATOR, rows[i]["uin"])
+                   ["accounts"][0]["number"] for i in (1, 2)]
+    acme, zhang = numbers
+    lines = [("DEMO0001", 5_000_00, acme, "上海示例云计算有限公司", "12月云服务费"),
+             ("DEMO0002", 1_200_00, acme, "北京代付商贸有限公司", "代付 acme-cloud 货款"),
+             ("DEMO0003", 800_00, zhang, "张三", "保证金"),
+             ("DEMO0004", 300_00, acme[:15] + "0000000000", "杭州某某科技有限公司", "充值"),
+             ("DEMO0005", 99_00, "6222020200998877665", "深圳误转有限公司", "货款")]
+    opening, total = 100_000_00, sum(line[1] for line in lines)
+    text = (f":20:DEMO1201\n:25:{acme[:15]}\n:28C:1/1\n:60F:C261201CNY{opening // 100},00\n"
+            + "".join(_statement_line(*line) for line in lines)
+            + f":62F:C261201CNY{(opening + total) // 100},00\n-\n")
+    path = home / "demo-statement.sta"
+    path.write_text(text, encoding="utf-8")
+    summaries = []
+    for _ in range(2):
+        parsed = statements.parse(path)
+        with transaction(rt.engine) as conn:
+            summaries.append(remittances.import_transfers(
+                conn, rt.clock, DEMO_OPERATOR, list(parsed.transfers()), source=parsed.format,
+                digest=parsed.digest))
+    return path, summaries
+
+
 # ---------------------------------------------------------------- the sandbox provider
 
 DEMO_RECHARGE_FEN = 100_00
@@ -335,6 +380,7 @@ def run_demo(*, host: str, port: int, console: Console, simulated_days: int = SI
     sandbox, rt.gateways = start_sandbox(settings.home, host, sandbox_port,
                                          f"{scheme}://{host}:{port}/api/v1/recharges/notify/wechat")
     recharged = sandbox_recharge(rt, rows[1]["uin"])
+    statement, (imported, again) = demo_statement(rt, rows, settings.home)
     table = Table(title="演示账号与密钥 / demo accounts and API keys")
     for col in ("who", "uin", "secret_id", "secret_key"):
         table.add_column(col)
@@ -365,6 +411,7 @@ def run_demo(*, host: str, port: int, console: Console, simulated_days: int = SI
     console.print(f"""
 Web console / 控制台: {scheme}://{host}:{port}/console/  (log in with an account, user name and password above)
 Sandbox payment provider / 支付沙箱: {sandbox.url}  (WeChat Pay v3; 在线充值's QR codes open its payer page; acme-cloud's recharge {recharged['out_trade_no']} of {format_yuan(recharged['amount'])} yuan is {recharged['state']})
+Bank statement / 银行流水: {statement} imported (credited {imported.credited}, pending {imported.pending}, held {imported.held}, unassigned {imported.unassigned}, not ours {imported.not_ours}); imported again: {again.duplicates} duplicates, nothing changed (对公汇款 pages; docs/remittance.md)
 Operator console / 运营控制台: {scheme}://{host}:{port}/console/ops/  (operator {ops_login['name']}, password {ops_login['password']})
 Database / 数据库: {settings.database_url}  (a rerun replaces it and its keys / 重新运行会替换数据库与密钥)
 API: {scheme}://{host}:{port}/api/v1   OpenAPI: {scheme}://{host}:{port}/docs
