@@ -49,6 +49,7 @@ class SignedRequest:
     query: str
     headers: dict[str, str]  # lower-case names
     body: bytes
+    body_sha256: str | None = None  # instead of ``body``, for a body streamed to disk
 
 
 def _new_key() -> NewKey:
@@ -168,7 +169,8 @@ def authenticate(engine: Engine, clock: Clock, request: SignedRequest, *,
     row = _enabled_key(engine, parsed.secret_id)
     secret_key = cipher_for().decrypt(row.secret_enc.encode()).decode()
     canonical = tc3.canonical_request(request.method, request.path, request.query,
-                                      request.headers, parsed.signed_headers, request.body)
+                                      request.headers, parsed.signed_headers, request.body,
+                                      request.body_sha256)
     expected = tc3.signature(secret_key, parsed.date, parsed.service, timestamp, canonical)
     if not secrets.compare_digest(expected, parsed.signature):
         raise _fail("SignatureFailure", "签名验证失败", "signature verification failed")
