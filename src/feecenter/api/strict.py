@@ -74,6 +74,8 @@ _UPLOAD_LIMIT = 5 * 1024 * 1024 + 64 * 1024
 # a bank statement upload: the raw file as the body, which the route streams to a
 # temporary file (api/remittances.py) within the statement parser's limit
 _STREAMED = {"/api/v1/ops/remittance-imports": 200 * 1024 * 1024}
+# bodies the route parses and records itself, however malformed (the bank's signed push)
+_OWN_PARSERS = {"/api/v1/remittances/push"}
 
 
 def body_limit(path: str) -> int:
@@ -104,7 +106,8 @@ class BodyGuard:
             return await self.app(scope, receive, send)
         body, refused = await _read_body(scope, receive, limit)
         if refused is None and scope["path"].startswith("/api/"):
-            json_body = _is_api_json(scope) and scope["path"] not in _BIG_BODIES  # own parsers
+            json_body = (_is_api_json(scope) and scope["path"] not in _BIG_BODIES
+                         and scope["path"] not in _OWN_PARSERS)
             refused = _unstorable_refusal(scope, body if json_body else b"")
         if refused is not None:
             return await _reply(send, scope, *refused)
