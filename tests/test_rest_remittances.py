@@ -16,6 +16,7 @@ from feecenter.api import remittances as remittance_api
 from feecenter.api import strict
 from feecenter.api.app import create_app
 from feecenter.auth import service as auth
+from feecenter.db.engine import transaction
 from feecenter.remittances.service import Settings
 from feecenter.remittances.statements import DEFAULT_MAX_BYTES
 from feecenter.remittances.tables import remittance_imports, remittance_payers, remittances
@@ -317,3 +318,23 @@ def test_only_the_statement_route_takes_bodies_up_to_the_parsers_limit(shop, mon
     response = shop.upload(mt940([("L1", shop.number(), 100_00, ENTITY, "x")]))
     assert response.status_code == 413 and response.json()["error"]["field"] == "body"
     assert shop.counts() == before
+
+
+@pytest.mark.parametrize("role, allowed", [("finance", True), ("admin", False),
+                                           ("readonly", False)])
+def test_remittances_need_the_finance_role(shop, role, allowed):
+    from feecenter.accounts import service as accounts
+
+    with transaction(shop.rt.engine) as conn:
+        accounts.add_user(conn, shop.rt.clock, OPS, shop.uin, f"{role}-user", role, "subuser")
+        key = auth.create_api_key(conn, shop.rt.clock, OPS, shop.uin, f"{role}-user")
+    user = Signed(shop.rt, shop.customer.http, key)
+    before = shop.counts()
+    reads = [user.send("GET", f"/api/v1/accounts/{shop.uin}/{what}")
+             for what in ("remittance-details", "remittances", "remittance-payers")]
+    added = user.send("POST", f"/api/v1/accounts/{shop.uin}/remittance-payers", {"name": "代付方"})
+    if allowed:
+        assert [r.status_code for r in reads] == [200, 200, 200] and added.status_code == 201
+    else:
+        assert [r.status_code for r in reads + [added]] == [403] * 4
+        assert shop.counts() == before
