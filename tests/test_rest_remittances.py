@@ -338,3 +338,21 @@ def test_remittances_need_the_finance_role(shop, role, allowed):
     else:
         assert [r.status_code for r in reads + [added]] == [403] * 4
         assert shop.counts() == before
+
+
+def test_an_unsigned_upload_is_refused_before_its_body_is_stored(shop, monkeypatch):
+    async def never(request, spool):
+        raise AssertionError("the body was spooled before the headers were checked")
+
+    monkeypatch.setattr(remittance_api, "_spool", never)
+    url = f"http://{HOST}{IMPORTS}"
+    data = mt940([("U1", P1 + "0000000000", 100, ENTITY, "x")])
+    unsigned = shop.operator.http.post(url, content=data)
+    assert unsigned.status_code == 401
+    assert unsigned.json()["error"]["details"]["reason"] == "InvalidAuthorization"
+    wrong_key = shop.operator.http.post(url, content=data, headers={
+        "Authorization": "TC3-HMAC-SHA256 Credential=AKIDnone/2026-01-01/billing/tc3_request, "
+                         "SignedHeaders=content-type;host, Signature=" + "0" * 64,
+        "X-TC-Timestamp": str(int(shop.rt.clock.now().timestamp())),
+        "Content-Type": "application/octet-stream"})
+    assert wrong_key.status_code == 401

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from feecenter.accounts.permissions import Actor
 from feecenter.api.deps import caller, raw_path, runtime
 from feecenter.api.strict import Limit, Offset, PathId, StrictModel, Uin
-from feecenter.auth.service import SignedRequest, authenticate
+from feecenter.auth.service import SignedRequest, authenticate, check_headers
 from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError
 from feecenter.present.remittances import (import_json, payer_json, push_json, remittance_json,
@@ -124,14 +124,16 @@ async def import_file(request: Request, rt: Rt,
                           max_length=20, description="mt940 | camt.053 | camt.053.001.02 | "
                                                      "camt.053.001.08; default: detected")] = None,
                       ) -> dict:
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    window_s = rt.settings.signature_window_s
+    await run_in_threadpool(check_headers, rt.engine, rt.clock, headers, window_s=window_s)
     with tempfile.NamedTemporaryFile(prefix="feecenter-statement-") as spool:
         body_sha256 = await _spool(request, spool)
         signed = SignedRequest(method=request.method, path=raw_path(request.scope),
                                query=request.scope.get("query_string", b"").decode("latin-1"),
-                               headers={k.lower(): v for k, v in request.headers.items()},
-                               body=b"", body_sha256=body_sha256)
+                               headers=headers, body=b"", body_sha256=body_sha256)
         actor = await run_in_threadpool(authenticate, rt.engine, rt.clock, signed,
-                                        window_s=rt.settings.signature_window_s)
+                                        window_s=window_s)
 
         def run() -> dict:
             with transaction(rt.engine) as conn:

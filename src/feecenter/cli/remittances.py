@@ -60,14 +60,19 @@ class _progress:
         from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
                                    TimeRemainingColumn)
 
-        self.progress = Progress(TextColumn("读取 / reading"), BarColumn(), DownloadColumn(),
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                  TimeRemainingColumn(), console=err, disable=not shown,
                                  transient=False)
-        self.task = self.progress.add_task("statement", total=size)
+        self.task = self.progress.add_task("读取 / reading", total=size)
 
     def __enter__(self):
         self.progress.start()
-        return lambda done, total: self.progress.update(self.task, completed=done, total=total)
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        """Bytes read so far; once all is read the lines are being written."""
+        label = "写入 / writing" if done >= total else "读取 / reading"
+        self.progress.update(self.task, completed=done, total=total, description=label)
 
     def __exit__(self, *exc) -> None:
         self.progress.stop()
@@ -147,22 +152,27 @@ def assign(remittance_id: IdArg,
            uin: Annotated[int, typer.Argument(help="the account (UIN)", min=1)],
            as_json: JsonOpt = False) -> None:
     """Give an unassigned (or held) remittance to an account."""
-    _change(as_json, "assign", remittance_id, uin)
+    from feecenter.remittances import service
+
+    _emit(as_json, _in_transaction(as_json, lambda conn, rt: service.assign(
+        conn, rt.clock, _actor(), remittance_id, uin)))
 
 
 @remittance_app.command("release")
 def release(remittance_id: IdArg, as_json: JsonOpt = False) -> None:
     """Release a held CNY remittance to payer verification."""
-    _change(as_json, "release", remittance_id)
+    from feecenter.remittances import service
+
+    _emit(as_json, _in_transaction(as_json, lambda conn, rt: service.release(
+        conn, rt.clock, _actor(), remittance_id)))
 
 
-def _change(as_json: bool, action: str, remittance_id: int, *args) -> None:
+def _in_transaction(as_json: bool, change) -> dict:
+    """Run ``change(conn, rt)`` in one transaction; the record it returns, shown."""
     from feecenter.db.engine import transaction
     from feecenter.present.remittances import remittance_json
-    from feecenter.remittances import service
 
     with _refusals(as_json):
         rt = _runtime()
         with transaction(rt.engine) as conn:
-            row = getattr(service, action)(conn, rt.clock, _actor(), remittance_id, *args)
-    _emit(as_json, remittance_json(row))
+            return remittance_json(change(conn, rt))
