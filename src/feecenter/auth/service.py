@@ -49,6 +49,7 @@ class SignedRequest:
     query: str
     headers: dict[str, str]  # lower-case names
     body: bytes
+    body_sha256: str | None = None  # instead of ``body``, for a body streamed to disk
 
 
 def _new_key() -> NewKey:
@@ -155,20 +156,11 @@ def authenticate(engine: Engine, clock: Clock, request: SignedRequest, *,
     does (TC3 has no nonce); a request carrying a signed X-FC-Nonce is
     accepted once per key and nonce.
     """
-    parsed = tc3.parse_authorization(request.headers.get("authorization", ""))
-    if parsed is None:
-        raise _fail("InvalidAuthorization", "缺少或无法解析 Authorization 签名头",
-                    "missing or malformed Authorization header")
-    timestamp = _timestamp(request.headers.get("x-tc-timestamp", ""))
-    if abs(int(clock.now().timestamp()) - timestamp) > window_s:
-        raise _fail("SignatureExpire", "签名已过期，请检查本机时间",
-                    "signature expired: check the request timestamp")
-    tc3.check_scope(parsed, timestamp)
-    tc3.check_signed_headers(parsed, request.headers)
-    row = _enabled_key(engine, parsed.secret_id)
+    parsed, timestamp, row = _checked_headers(engine, clock, request.headers, window_s)
     secret_key = cipher_for().decrypt(row.secret_enc.encode()).decode()
     canonical = tc3.canonical_request(request.method, request.path, request.query,
-                                      request.headers, parsed.signed_headers, request.body)
+                                      request.headers, parsed.signed_headers, request.body,
+                                      request.body_sha256)
     expected = tc3.signature(secret_key, parsed.date, parsed.service, timestamp, canonical)
     if not secrets.compare_digest(expected, parsed.signature):
         raise _fail("SignatureFailure", "签名验证失败", "signature verification failed")
@@ -176,6 +168,29 @@ def authenticate(engine: Engine, clock: Clock, request: SignedRequest, *,
     if nonce is not None:
         _claim_nonce(engine, clock, parsed.secret_id, nonce, window_s)
     return _actor_for(engine, row)
+
+
+def check_headers(engine: Engine, clock: Clock, headers: dict[str, str], *,
+                  window_s: int = 300) -> None:
+    """What ``authenticate`` checks before the body: the Authorization header, the
+    timestamp window, the scope, the signed headers and an enabled key. A route
+    that streams a large body calls it first, so that an unsigned request is
+    refused before a byte of its body is stored (``headers``: lower-case names)."""
+    _checked_headers(engine, clock, headers, window_s)
+
+
+def _checked_headers(engine: Engine, clock: Clock, headers: dict[str, str], window_s: int):
+    parsed = tc3.parse_authorization(headers.get("authorization", ""))
+    if parsed is None:
+        raise _fail("InvalidAuthorization", "缺少或无法解析 Authorization 签名头",
+                    "missing or malformed Authorization header")
+    timestamp = _timestamp(headers.get("x-tc-timestamp", ""))
+    if abs(int(clock.now().timestamp()) - timestamp) > window_s:
+        raise _fail("SignatureExpire", "签名已过期，请检查本机时间",
+                    "signature expired: check the request timestamp")
+    tc3.check_scope(parsed, timestamp)
+    tc3.check_signed_headers(parsed, headers)
+    return parsed, timestamp, _enabled_key(engine, parsed.secret_id)
 
 
 def _timestamp(value: str) -> int:

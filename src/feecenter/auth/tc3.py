@@ -84,11 +84,13 @@ def check_signed_headers(parsed: ParsedAuthorization, headers: dict[str, str]) -
 
 
 def canonical_request(method: str, path: str, query: str, headers: dict[str, str],
-                      signed_headers: list[str], body: bytes) -> str:
+                      signed_headers: list[str], body: bytes,
+                      body_sha256: str | None = None) -> str:
+    """``body_sha256``: the body's hash when it was streamed to disk instead of held."""
     canonical_headers = "".join(f"{name}:{headers.get(name, '').strip()}\n"
                                 for name in signed_headers)
     return "\n".join([method.upper(), path or "/", query, canonical_headers,
-                      ";".join(signed_headers), hashlib.sha256(body).hexdigest()])
+                      ";".join(signed_headers), body_sha256 or hashlib.sha256(body).hexdigest()])
 
 
 def signature(secret_key: str, date: str, service: str, timestamp: int, canonical: str) -> str:

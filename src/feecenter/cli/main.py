@@ -32,6 +32,7 @@ from feecenter.cli.common import operator_actor as _actor, runtime as _runtime
 from feecenter.cli.jobs import jobs_app, worker_command
 from feecenter.cli.orders import orders_app
 from feecenter.cli.recharges import recharge_app, sandbox_pay_command
+from feecenter.cli.remittances import remittance_app, statement_app
 from feecenter.cli.simulate import simulate_command
 from feecenter.cli.usage import usage_app
 
@@ -45,7 +46,8 @@ db_app = typer.Typer(help="Database / 数据库", no_args_is_help=True)
 for sub, name in ((account_app, "account"), (apikey_app, "apikey"), (operator_app, "operator"),
                   (credit_app, "credit"), (db_app, "db"), (catalog_app, "catalog"),
                   (usage_app, "usage"), (jobs_app, "jobs"), (bills_app, "bills"),
-                  (orders_app, "orders"), (recharge_app, "recharge")):
+                  (orders_app, "orders"), (recharge_app, "recharge"),
+                  (statement_app, "statement"), (remittance_app, "remittance")):
     app.add_typer(sub, name=name)
 app.command("worker", help="Run due scheduled jobs on the wall clock / 定时任务执行器")(worker_command)
 app.command("simulate", help="Simulate a small cloud from a seed / 确定性模拟")(simulate_command)

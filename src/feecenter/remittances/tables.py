@@ -94,3 +94,20 @@ remittance_payers = Table(
     Column("removed_at", DateTime, nullable=True),
     UniqueConstraint("uin", "normalized", name="uq_remittance_payers_uin_normalized"),
 )
+
+# RMT-2: every signed push of one transfer as received, accepted or refused (forged,
+# replayed, late, malformed); ``nonce`` is set once the signature verified (the
+# claim: a second push with it is a replay), NULL for a refused forgery.
+remittance_pushes = Table(
+    "remittance_pushes", metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("received_at", DateTime, nullable=False),
+    Column("nonce", String(64), nullable=True, unique=True),      # claimed (signature valid)
+    Column("presented_nonce", String(80), nullable=False),        # as sent, cut to 80
+    Column("outcome", String(12), nullable=False),                # push_log.OUTCOMES
+    Column("reason", Text, nullable=True),
+    Column("body_digest", String(64), nullable=False),            # sha256 of the raw body
+    Column("bank_reference", String(64), nullable=True),
+    Column("remittance_id", IdType, ForeignKey("remittances.id"), nullable=True),
+    Index("ix_remittance_pushes_received", "received_at"),
+)

@@ -29,8 +29,8 @@ from feecenter.remittances.transfer import Transfer
 
 FORMATS = ("mt940", *camt_format.VERSIONS)
 
-__all__ = ["DEFAULT_MAX_BYTES", "FORMATS", "ParsedStatement", "StatementRefused", "StatementTotals",
-           "Where", "parse"]
+__all__ = ["DEFAULT_MAX_BYTES", "FORMATS", "ParsedStatement", "Source", "StatementRefused",
+           "StatementTotals", "Where", "parse"]
 
 
 @dataclass
@@ -64,6 +64,11 @@ class ParsedStatement:
             self.complete = True
         finally:
             self._stream.close()
+
+    @property
+    def bytes_read(self) -> int:
+        """How far reading has got (for a progress bar; the parsers read ahead a little)."""
+        return self.size if self._stream.closed else min(self._stream.tell(), self.size)
 
     def check(self) -> "ParsedStatement":
         """Read the whole file, discarding the transfers: a validation pass."""
