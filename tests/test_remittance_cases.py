@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 from feecenter.accounts.permissions import operator
 from feecenter.audit.tables import audit_log
 from feecenter.db.engine import transaction
-from feecenter.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from feecenter.errors import (Conflict, InsufficientBalance, InvalidInput, NotFound,
+                              PermissionDenied)
 from feecenter.funds import service as funds
 from feecenter.notifications.tables import in_site_messages
 from feecenter.remittances import cases
@@ -561,3 +562,60 @@ def test_a_customer_cannot_run_the_operators_actions(rt):
     with rt.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(
             remittance_legacy_transfers)).scalar() == 0
+
+
+@pytest.mark.spec("SRV-1")
+@pytest.mark.parametrize("value", ["0", "-3", "1.5", "１２", "9" * 20, "9" * 5000, True, 2 ** 63])
+def test_a_record_number_field_refuses_anything_but_a_positive_whole_number(value):
+    from feecenter.service_requests import rules
+
+    field = rules.Field("ref", "编号", "record", rules.RECORD_ID)
+    with pytest.raises(InvalidInput) as refused:
+        rules.validate_fields((field,), {"ref": value})
+    assert refused.value.field == "fields.ref" and refused.value.message_en.startswith("record")
+    assert rules.validate_fields((field,), {"ref": " 0042 "}) == {"ref": 42}
+
+
+@pytest.mark.spec("RMT-9", "BAL-5")
+def test_taking_cash_back_never_makes_arrears_and_a_replay_writes_nothing(rt):
+    uin, rec = pending_company(rt)
+    with transaction(rt.engine) as conn:
+        funds.adjust(conn, rt.clock, OPS, uin, sub_account="cash", amount=100_00, reason="t",
+                     key="top-up")
+        suspense = funds.platform_account(conn, rt.clock, "remittance_suspense")
+    before = row_counts(rt, remittances_table)
+
+    def take_back(amount, key="tb"):
+        with transaction(rt.engine) as conn:
+            return funds.take_back(conn, rt.clock, uin, amount, key=key,
+                                   destination_account_id=suspense, sub_type="remittance-claim")
+
+    with pytest.raises(InsufficientBalance):
+        take_back(100_01)
+    first = take_back(40_00)
+    again = take_back(40_00)
+    assert (first.created, again.created, again.txn_id) == (True, False, first.txn_id)
+    assert balance(rt, uin).cash == 60_00 and balance(rt, uin).arrears == 0
+    assert entries(rt, uin)[-1] == ("agentout", -40_00, None, "remittance-claim")
+    assert row_counts(rt, remittances_table) == before
+    assert_reconciled(rt)
+
+
+@pytest.mark.spec("RMT-10", "RMT-11")
+def test_operators_see_legacy_and_refunded_records_in_their_queues(rt):
+    uin, rec = pending_company(rt)
+    act(rt, cases.refund, ALICE, rec["id"], uin=uin, payout={
+        "holder": STRANGER, "bank_account": "6222020200112233", "bank": "中国银行"}, reason="误汇")
+    legacy = legacy_transfer(rt)
+    x = new_account(rt, "xco")
+    take_and_resolve(rt, file(rt, x, "legacy_remittance_form", form_fields("10.00"))["id"])
+    me = owner(rt, uin)
+    with rt.engine.connect() as conn:
+        refunded = remittances.operator_queue(conn, ALICE, "refunded")["items"]
+        legacies = remittances.operator_queue(conn, ALICE, "legacy")["items"]
+        with pytest.raises(PermissionDenied):
+            remittances.operator_queue(conn, me, "legacy")
+        mine = cases.refund_of(conn, me, rec["id"])
+    assert [r["id"] for r in refunded] == [rec["id"]]
+    assert [r["id"] for r in legacies] == [legacy["id"]]
+    assert mine["arrives_by"] == date(2026, 3, 23) and mine["uin"] == uin

@@ -187,8 +187,9 @@ def _boolean(field: Field, value: object) -> bool:
 def _record_id(field: Field, value: object) -> int:
     """The number of a record (a remittance, another request): a positive integer, as
     JSON or as the digits a form sends."""
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        value = int(value.strip())
+    digits = value.strip() if isinstance(value, str) else ""
+    if digits.isascii() and digits.isdigit() and len(digits) <= len(str(MAX_ID)):
+        value = int(digits)
     if type(value) is not int or not 0 < value <= MAX_ID:
         raise _wrong(field, "必须是正整数编号", "must be a positive whole number")
     return value
