@@ -25,7 +25,7 @@ from feecenter.remittances import service as remittances
 from feecenter.remittances.tables import remittance_legacy_transfers
 from feecenter.service_requests import service as srv
 from tests.helpers import assert_reconciled, balance, new_account, run_threads
-from tests.test_remittance_cases import (ENTITY_A, claim_fields, file, form_fields,
+from tests.test_remittance_cases import (ENTITY_A, USCC, claim_fields, file, form_fields,
                                          legacy_transfer, original, pending_company,
                                          refund_fields, take, two_companies)
 from tests.test_remittances import act, do_import, line, owner, platform_balance, record
@@ -117,4 +117,41 @@ def test_eight_legacy_forms_racing_on_one_transfer_never_over_credit_it(rt):
             remittance_legacy_transfers.c.remittance_id == rec["id"])).scalar_one()
     assert remaining == 100_00 and platform_balance(rt, "remittance_suspense") == 100_00
     assert count_txns(rt, kind="recharge") == 3
+    assert_reconciled(rt)
+
+
+@pytest.mark.spec("RMT-10", "RMT-3")
+def test_forms_racing_an_assignment_of_the_same_transfer_credit_it_once(rt):
+    """Four operators resolve legacy forms while four assign the transfer to an account:
+    whichever claims the record first decides; the money credited never passes it."""
+    rec = legacy_transfer(rt, amount=1000_00)
+    prepare_platform_accounts(rt)
+    target = new_account(rt, "assigned-to", enterprise_name="丙方实业有限公司", uscc=USCC)
+    accounts = [new_account(rt, f"legacy-{i}") for i in range(4)]
+    forms = [file(rt, uin, "legacy_remittance_form", form_fields("100.00")) for uin in accounts]
+    for form in forms:
+        take(rt, form["id"])
+    outcomes: list = [None] * THREADS
+
+    def work(i: int) -> None:
+        try:
+            with transaction(rt.engine) as conn:
+                if i < 4:
+                    srv.resolve(conn, rt.clock, operator(f"op{i}"), forms[i]["id"])
+                else:
+                    remittances.assign(conn, rt.clock, operator(f"op{i}"), rec["id"], target)
+            outcomes[i] = "done"
+        except Conflict:
+            outcomes[i] = "conflict"
+
+    assert run_threads(THREADS, work) == []
+    credited = sum(balance(rt, uin).cash for uin in [target, *accounts])
+    assigned = outcomes[4:].count("done")
+    assert assigned <= 1
+    if assigned:
+        assert outcomes[:4] == ["conflict"] * 4 and balance(rt, target).cash == 1000_00
+    else:
+        assert outcomes[:4] == ["done"] * 4 and credited == 400_00
+    assert credited <= 1000_00
+    assert platform_balance(rt, "remittance_suspense") == 1000_00 - credited
     assert_reconciled(rt)
