@@ -165,7 +165,7 @@ def test_bad_input_names_the_field_and_writes_nothing(rt, shop, fields, field, z
 
 def test_an_unknown_kind_is_refused(rt, shop):
     with transaction(rt.engine) as conn, pytest.raises(InvalidInput) as refused:
-        srv.file_request(conn, rt.clock, owner(shop), shop, "remittance_refund", {})
+        srv.file_request(conn, rt.clock, owner(shop), shop, "no_such_kind", {})
     assert refused.value.field == "kind"
 
 

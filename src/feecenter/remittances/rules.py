@@ -27,8 +27,11 @@ PENDING_CONFIRMATION = "pending_confirmation"  # 待确认: the account has no v
 REVIEW_FAILED = "review_failed"                # 审核不通过 (RMT-5), resubmittable
 HELD = "held"                                  # 待人工处理: restricted memo, foreign currency
 NOT_OURS = "not_ours"                          # 非本平台账号: recorded, reported, never credited
+REFUNDED = "refunded"                          # 已退款: refunded to the payer (RMT-11) or
+                                               # claimed by the rightful account (RMT-9)
+LEGACY = "legacy"                              # 按表单入账: a legacy transfer credited by forms (RMT-10)
 STATES = (CREDITED, UNASSIGNED, PENDING_SIGNATURE, PENDING_CONFIRMATION, REVIEW_FAILED,
-          HELD, NOT_OURS)
+          HELD, NOT_OURS, REFUNDED, LEGACY)
 STATE_NAMES = {
     CREDITED: ("已充值", "credited"),
     UNASSIGNED: ("待分配", "unassigned"),
@@ -37,6 +40,8 @@ STATE_NAMES = {
     REVIEW_FAILED: ("审核不通过", "review failed"),
     HELD: ("待人工处理", "held for an operator"),
     NOT_OURS: ("非本平台账号", "not ours"),
+    REFUNDED: ("已退款", "refunded"),
+    LEGACY: ("按表单入账", "credited by legacy forms"),
 }
 PENDING = (PENDING_SIGNATURE, PENDING_CONFIRMATION)
 REVERIFIABLE = (PENDING_SIGNATURE, PENDING_CONFIRMATION, REVIEW_FAILED)

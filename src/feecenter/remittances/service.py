@@ -29,7 +29,7 @@ Operators (require_operator; audited under the operator's name)
   assign(conn, clock, operator, remittance_id, uin) -> dict    unassigned/held -> the account
   release(conn, clock, operator, remittance_id) -> dict        held (CNY) -> verification
   operator_queue(conn, actor, queue, *, offset=0, limit=100) -> {"items", "total"}
-      queue: unassigned | pending | held | review_failed | flagged | not_ours
+      queue: unassigned | pending | held | review_failed | flagged | not_ours | legacy | refunded
   list_imports(conn, actor, *, offset=0, limit=50) -> list[dict]
 
 Others
@@ -85,7 +85,8 @@ MAX_LINES = 1_000_000                        # one import
 INSERT_CHUNK = 100                           # rows per INSERT statement
 CODE_TRIES = 20                              # random codes tried before giving up
 MAX_PAGE = 200
-QUEUES = ("unassigned", "pending", "held", "review_failed", "flagged", "not_ours")
+QUEUES = ("unassigned", "pending", "held", "review_failed", "flagged", "not_ours",
+          "legacy", "refunded")  # the last two: remittances/cases.py
 VERIFIED_REALNAME = ("personal", "enterprise")  # an entity name in these states is verified
 
 

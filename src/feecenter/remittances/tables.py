@@ -1,9 +1,13 @@
 """Tables owned by remittances: each account's receiving code (RMT-1), the statement
-imports, one record per incoming transfer with its state (RMT-2..8), and the payer
-names an account registered by signing the third-party payment agreement (RMT-4/5)."""
+imports, one record per incoming transfer with its state (RMT-2..8), the payer
+names an account registered by signing the third-party payment agreement (RMT-4/5),
+and the cases of remittances/cases.py: refunds to the payer (RMT-11), wrong-account
+claims (RMT-9) and legacy remittances credited by forms (RMT-10)."""
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
+    CheckConstraint,
     Column,
     Date,
     DateTime,
@@ -110,4 +114,64 @@ remittance_pushes = Table(
     Column("bank_reference", String(64), nullable=True),
     Column("remittance_id", IdType, ForeignKey("remittances.id"), nullable=True),
     Index("ix_remittance_pushes_received", "received_at"),
+)
+
+# RMT-11: a record refunded to the payer, once (the primary key), with where the
+# money goes, who confirmed it and the day it must arrive by (15 working days).
+remittance_refunds = Table(
+    "remittance_refunds", metadata,
+    Column("remittance_id", IdType, ForeignKey("remittances.id"), primary_key=True,
+           autoincrement=False),
+    Column("uin", BigInteger, nullable=True),             # None: unassigned money
+    Column("request_id", IdType, nullable=True),           # the service request, if any
+    Column("amount", BigInteger, nullable=False),          # minor units of currency
+    Column("currency", String(3), nullable=False),
+    Column("payout", Text, nullable=False),                # JSON: holder, account, bank, ...
+    Column("reason", Text, nullable=False),
+    Column("confirmed_by", String(200), nullable=False),
+    Column("confirmed_at", DateTime, nullable=False),
+    Column("arrives_by", Date, nullable=False),            # 15 working days after
+    Column("txn_id", IdType, ForeignKey("ledger_transactions.id"), nullable=True),
+)
+
+# RMT-9: a remittance that landed in another account, claimed by the rightful one:
+# the original record (refunded) and the claimant's new one (credited).
+remittance_claims = Table(
+    "remittance_claims", metadata,
+    Column("request_id", IdType, primary_key=True, autoincrement=False),
+    Column("remittance_id", IdType, ForeignKey("remittances.id"), nullable=False,
+           unique=True),
+    Column("from_uin", BigInteger, nullable=False),
+    Column("to_uin", BigInteger, nullable=False),
+    Column("claim_remittance_id", IdType, ForeignKey("remittances.id"), nullable=False),
+    Column("was_credited", Boolean, nullable=False),       # taken back from the other first
+    Column("taken_back_txn_id", IdType, ForeignKey("ledger_transactions.id"), nullable=True),
+    Column("credit_txn_id", IdType, ForeignKey("ledger_transactions.id"), nullable=False),
+    Column("operator", String(200), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+# RMT-10: a legacy transfer (paid to a bare 15-digit platform account) and what of it
+# forms have not credited yet; ``remaining`` only falls, by a conditional UPDATE.
+remittance_legacy_transfers = Table(
+    "remittance_legacy_transfers", metadata,
+    Column("remittance_id", IdType, ForeignKey("remittances.id"), primary_key=True,
+           autoincrement=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("remaining", BigInteger, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining_within"),
+)
+
+# RMT-10: one legacy form credited (its request), from which transfer, how much.
+remittance_legacy_credits = Table(
+    "remittance_legacy_credits", metadata,
+    Column("request_id", IdType, primary_key=True, autoincrement=False),
+    Column("remittance_id", IdType, ForeignKey("remittances.id"), nullable=False),
+    Column("uin", BigInteger, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("txn_id", IdType, ForeignKey("ledger_transactions.id"), nullable=False),
+    Column("operator", String(200), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_remittance_legacy_credits_remittance", "remittance_id"),
 )

@@ -4,7 +4,10 @@ one registry. Adding a kind = one ``register(Kind(...))`` with its action functi
 
 This module also holds the precision-difference compensation kind (SET-3): the
 customer claims a month's positive precision difference; resolving it credits that
-amount through ``funds.adjust`` under the operator's name, once per month.
+amount through ``funds.adjust`` under the operator's name, once per month. It
+registers the corporate-remittance kinds (RMT-9..11: remittance refund, wrong-account
+claim, legacy remittance form and its correction), whose fields and actions are in
+``remittance_kinds``.
 
 An action is a plain function ``(conn, clock, operator, request) -> dict`` run in the
 same transaction as the claim of the state change; what it returns is stored as the
@@ -17,13 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from feecenter.accounts.permissions import FINANCE, Actor
 from feecenter.clock import BUSINESS_TZ, Clock, db_time
+from feecenter.db.upsert import insert_if_absent
 from feecenter.errors import Conflict, invalid
 from feecenter.funds import service as funds
 from feecenter.money import format_yuan, round_rated_to_fen
+from feecenter.service_requests import remittance_kinds
 from feecenter.service_requests.rules import MONTH, TEXT, Field
 from feecenter.service_requests.tables import precision_compensations
 from feecenter.settlement import service as settlement
@@ -116,11 +120,10 @@ def compensate_precision(conn: Connection, clock: Clock, operator: Actor,
     uin, month = request["uin"], request["fields"]["month"]
     claim = _month_claim(conn, clock, operator, uin, month)
     key = f"srv:precision:{uin}:{month}"
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    inserted = conn.execute(dialect.insert(precision_compensations).values(
+    inserted = conn.execute(insert_if_absent(conn, precision_compensations).values(
         uin=uin, month=month, request_id=request["id"], amount=claim["amount"],
         difference=claim["difference"], txn_id=0, created_at=db_time(clock.now()))
-        .on_conflict_do_nothing().returning(precision_compensations.c.uin)).first()
+        .returning(precision_compensations.c.uin)).first()
     if inserted is None:
         raise Conflict(f"{month} 的精度差异已补偿过", f"the precision difference of {month} "
                        "was compensated already", field="fields.month")
@@ -142,3 +145,34 @@ register(Kind(
     due_working_days=5, action=compensate_precision,
     attachments=Attachments(required=False, max_count=3),
     subject=lambda values: values["month"], admit=_admit_compensation))
+
+
+# ---------------------------------------------------------------- corporate remittance (RMT-9..11)
+
+register(Kind(
+    code=remittance_kinds.REMITTANCE_REFUND, zh="汇款退款", en="Remittance refund",
+    fields=remittance_kinds.REFUND_FIELDS, due_working_days=15,
+    action=remittance_kinds.refund_remittance,
+    attachments=Attachments(required=True, max_count=3),  # the bank's receipt
+    subject=lambda values: str(values["remittance_id"]), admit=remittance_kinds.admit_refund))
+
+register(Kind(
+    code=remittance_kinds.WRONG_ACCOUNT_CLAIM, zh="汇错账号认领", en="Wrong-account claim",
+    fields=remittance_kinds.CLAIM_FIELDS, due_working_days=5,
+    action=remittance_kinds.claim_remittance,
+    attachments=Attachments(required=True, max_count=3),  # the payer's proof
+    subject=lambda values: f"{values['bank_reference']}:{values['amount']}"))
+
+register(Kind(
+    code=remittance_kinds.LEGACY_FORM, zh="旧账号汇款表单", en="Legacy remittance form",
+    fields=remittance_kinds.LEGACY_FIELDS, due_working_days=3,
+    action=remittance_kinds.credit_legacy,
+    attachments=Attachments(required=True, max_count=3)))  # the bank's receipt
+
+register(Kind(
+    code=remittance_kinds.LEGACY_CORRECTION, zh="旧账号汇款表单更正",
+    en="Legacy form correction", fields=remittance_kinds.CORRECTION_FIELDS,
+    due_working_days=3, action=remittance_kinds.correct_legacy_form,
+    attachments=Attachments(required=False, max_count=2),
+    subject=lambda values: str(values["wrong_request_id"]),
+    admit=remittance_kinds.admit_correction))

@@ -92,8 +92,9 @@ def is_overdue(state: str, due: datetime, now: datetime) -> bool:
 
 # ---------------------------------------------------------------- fields
 
-TEXT, AMOUNT, PHONE, BANK_ACCOUNT, DATE, MONTH, CHOICE, BOOLEAN = (
-    "text", "amount", "phone", "bank_account", "date", "month", "choice", "boolean")
+TEXT, AMOUNT, PHONE, BANK_ACCOUNT, DATE, MONTH, CHOICE, BOOLEAN, RECORD_ID = (
+    "text", "amount", "phone", "bank_account", "date", "month", "choice", "boolean", "id")
+MAX_ID = 2 ** 63 - 1
 _PHONE = re.compile(r"^(1[3-9][0-9]{9}|0[0-9]{2,3}-?[0-9]{7,8})$", re.ASCII)
 _BANK_ACCOUNT = re.compile(r"^[0-9]{8,30}$", re.ASCII)
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", re.ASCII)
@@ -183,6 +184,17 @@ def _boolean(field: Field, value: object) -> bool:
     return value
 
 
+def _record_id(field: Field, value: object) -> int:
+    """The number of a record (a remittance, another request): a positive integer, as
+    JSON or as the digits a form sends."""
+    digits = value.strip() if isinstance(value, str) else ""
+    if digits.isascii() and digits.isdigit() and len(digits) <= len(str(MAX_ID)):
+        value = int(digits)
+    if type(value) is not int or not 0 < value <= MAX_ID:
+        raise _wrong(field, "必须是正整数编号", "must be a positive whole number")
+    return value
+
+
 VALIDATORS = {
     TEXT: _text,
     AMOUNT: _amount,
@@ -193,6 +205,7 @@ VALIDATORS = {
     MONTH: _matching(_MONTH, "月份格式应为 YYYY-MM", "a month must be YYYY-MM"),
     CHOICE: _choice,
     BOOLEAN: _boolean,
+    RECORD_ID: _record_id,
 }
 
 

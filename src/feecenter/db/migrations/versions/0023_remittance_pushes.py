@@ -5,13 +5,13 @@ late, malformed), with the reason and the body's sha256; ``nonce`` is unique and
 set once the signature verified, so a replayed nonce is refused. docs/remittance.md.
 
 Revision ID: 0023
-Revises: 0021
+Revises: 0022
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0023'
-down_revision = '0021'
+down_revision = '0022'
 branch_labels = None
 depends_on = None
 
