@@ -159,7 +159,8 @@ def test_an_uploaded_statement_is_imported_and_summarized(rt, world, arrived):  
 
 
 @pytest.mark.spec("RMT-2")
-def test_the_same_statement_again_is_all_duplicates_and_credits_nothing(rt, world, arrived):  # noqa: F811
+def test_the_same_statement_again_is_all_duplicates_and_credits_nothing(
+        rt, world, arrived):  # noqa: F811
     own = numbers(rt, world)[0]
     again = upload(operator_client(rt), statement(
         ("R-PENDING", own, PAYER, 1_000_00, "货款"), ("R-CREDIT", own, ENTITY, 250_50, "充值"),
@@ -187,11 +188,15 @@ def test_a_refused_file_names_its_line_and_writes_nothing(rt, world, lang):  # n
     assert ("第 7 行" in notice) if lang == "zh-CN" else ("line 7" in notice)
     assert row_counts(rt, *WRITES) == before
     # balances that do not add up, an empty upload, a file that is no statement
-    for data, zh in ((good.replace(b":62F:C261201CNY200,00", b":62F:C261201CNY999,00"), None),
-                     (b"", "请选择对账单文件"), (b"hello\x00world", None)):
+    for data, field, shown in (
+            (good.replace(b":62F:C261201CNY200,00", b":62F:C261201CNY999,00"), "mt940",
+             ("第 1 行", "line 1")),
+            (b"", "statement", ("请选择对账单文件", "choose a statement file")),
+            (b"hello\x00world", "format", ("无法识别", "unrecognised"))):
         response = upload(http, data)
         assert response.status_code == 400, response.text
-        assert field_error(response.text) is not None
+        assert field_error(response.text) == field
+        assert shown[0 if lang == "zh-CN" else 1] in response.text
     assert row_counts(rt, *WRITES) == before
 
 
@@ -289,7 +294,7 @@ def test_a_bad_queue_or_page_is_a_field_error(rt, world, query, field):  # noqa:
     assert response.status_code == 400 and field_error(response.text) == field
 
 
-# ---------------------------------------------------------------- the customer's side (RMT-4, RMT-5)
+# ---------------------------------------------------------------- the customer's side (RMT-4/5)
 
 @pytest.mark.spec("RMT-4", "RMT-5")
 @pytest.mark.parametrize(("lang", "state", "reason"), [
@@ -309,7 +314,8 @@ def test_the_customer_sees_the_pending_record_with_its_state_and_reason(
 
 
 @pytest.mark.spec("RMT-4", "RMT-5", "RMT-8")
-def test_register_the_payer_then_reverification_credits_the_record(rt, world, arrived):  # noqa: F811
+def test_register_the_payer_then_reverification_credits_the_record(
+        rt, world, arrived):  # noqa: F811
     http = customer(rt)
     registered = post_form(http, "/console/remittance/payers", payer_name=PAYER, agree="1")
     assert registered.status_code == 303, registered.text
@@ -443,7 +449,8 @@ def test_a_readonly_user_is_refused_with_the_services_message(rt, world):  # noq
     assert row_counts(rt, *WRITES) == before
 
 
-def test_customer_posts_without_the_sessions_csrf_token_are_refused(rt, world, arrived):  # noqa: F811
+def test_customer_posts_without_the_sessions_csrf_token_are_refused(
+        rt, world, arrived):  # noqa: F811
     http = customer(rt)
     pending = record(rt, "R-PENDING")
     before = row_counts(rt, *WRITES)

@@ -35,7 +35,7 @@ router = APIRouter(prefix=OPS, include_in_schema=False)
 PATH = OPS + "/remittances"
 PER_PAGE = 50
 IMPORTS_SHOWN = 50
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # larger statements: `feecenter statement import` (api/strict.py)
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # also the body guard's limit (api/strict.py); bigger: the CLI
 QUEUE_LABELS = {"unassigned": N_("Unassigned"), "pending": N_("Pending"),
                 "held": N_("Held"), "review_failed": N_("Review failed"),
                 "flagged": N_("Flagged"), "not_ours": N_("Not ours")}
