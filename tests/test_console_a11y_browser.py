@@ -1,7 +1,8 @@
 """Accessibility of the console's main pages in a real browser (axe-core through
 axe-playwright-python, on Debian's chromium; skipped without it, except under
 CI=true): every customer page — login, 概览 (with its charts drawn), 收支明细,
-账单, 订单, one order, the payment page, 资源, 优惠券, 欠费, 用户与密钥, 消息 — and
+账单, 订单, one order, the payment page, 资源, 优惠券, 欠费, 用户与密钥, 消息, 对公汇款
+and 在线充值 — and
 every operator page has no serious or critical violation, and every form field
 has a label. Each page's screenshot goes to artifacts/screenshots/ (the
 overview's shows the Chinese web font's glyphs)."""
@@ -16,13 +17,27 @@ from feecenter.db.engine import transaction
 from feecenter.funds import service as funds
 from tests.helpers import OPS, add_cash, buy, load_sample_catalog, new_account, revenue
 from tests.test_console_browser import ARTIFACTS, PASSWORD, browser_page  # noqa: F401 - fixture
+from feecenter.remittances import service as remittances
+from feecenter.remittances import statements
 from tests.test_console_ledger import add_line
+from tests.test_console_remittance import numbers, statement, unknown_code_number
 
 SEVERE = {"serious", "critical"}
 UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
   .filter(el => el.labels.length === 0 && !el.getAttribute('aria-label')
                 && !el.getAttribute('aria-labelledby'))
   .map(el => el.outerHTML)"""
+
+
+def remittances_arrived(runtime, uin: int) -> None:
+    """A statement imported: one transfer to the account waiting for its payer, one
+    unassigned (the 对公汇款 page's re-verify button, the queue's assign form)."""
+    parsed = statements.parse(statement(
+        ("A11Y-1", numbers(runtime, uin)[0], "示例付款有限公司", 100_00, "货款"),
+        ("A11Y-2", unknown_code_number(runtime), "示例付款有限公司", 200_00, "货款")))
+    with transaction(runtime.engine) as conn:
+        remittances.import_transfers(conn, runtime.clock, OPS, list(parsed.transfers()),
+                                     source=parsed.format, digest=parsed.digest)
 
 
 def severe_violations(page) -> list[str]:
@@ -47,6 +62,7 @@ def test_every_page_passes_axe_and_labels_its_fields(live_server, browser_page, 
     for n in range(3):
         add_line(runtime, uin, n)
     order_id = buy(runtime, uin)[0]
+    remittances_arrived(runtime, uin)
     page, problems, found = browser_page, [], {}
     page.on("console", lambda msg: msg.type == "error" and problems.append(msg.text))
     page.on("pageerror", lambda exc: problems.append(str(exc)))
@@ -79,7 +95,8 @@ def test_every_page_passes_axe_and_labels_its_fields(live_server, browser_page, 
                        ("payment", f"/console/orders/pay?order_id={order_id}"),
                        ("resources", "/console/resources"), ("coupons", "/console/coupons"),
                        ("arrears", "/console/arrears"), ("users", "/console/users"),
-                       ("messages", "/console/messages")):
+                       ("messages", "/console/messages"), ("remittance", "/console/remittance"),
+                       ("recharge", "/console/recharge")):
         page.goto(f"http://{address}{path}")
         check(name)
     page.goto(f"http://{address}/console/ops/login")
@@ -95,7 +112,9 @@ def test_every_page_passes_axe_and_labels_its_fields(live_server, browser_page, 
                        ("ops-arrears", "/console/ops/arrears"), ("ops-jobs", "/console/ops/jobs"),
                        ("ops-reconcile", "/console/ops/reconcile"),
                        ("ops-audit", "/console/ops/audit"), ("ops-catalog", "/console/ops/catalog"),
-                       ("ops-product", "/console/ops/catalog/cvm")):
+                       ("ops-product", "/console/ops/catalog/cvm"),
+                       ("ops-remittances", "/console/ops/remittances?queue=unassigned"),
+                       ("ops-remittance-imports", "/console/ops/remittances/imports")):
         page.goto(f"http://{address}{path}")
         check(name)
     assert found == {name: [] for name in found}

@@ -12,6 +12,7 @@ HUGE = "9" * 5000
 
 
 @pytest.mark.parametrize("path", ["/console/coupons", "/console/messages", "/console/orders",
+                                  "/console/remittance",
                                   "/console/transactions", "/console/bills"])
 def test_a_page_number_thousands_of_digits_long_is_refused(rt, shop, path):  # noqa: F811
     http = logged_in(rt)

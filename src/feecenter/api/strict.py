@@ -62,7 +62,9 @@ Rated = Annotated[str, Field(min_length=1, max_length=24, pattern=r"^[0-9]{1,13}
 
 # ---------------------------------------------------------------- the body guard
 
-_BIG_BODIES = {"/api/v1/ops/usage": 64 * 1024 * 1024, "/api/v1/ops/catalog": 5_000_000}
+_BIG_BODIES = {"/api/v1/ops/usage": 64 * 1024 * 1024, "/api/v1/ops/catalog": 5_000_000,
+               # a statement upload (console/ops_remittances.MAX_UPLOAD_BYTES) and its form
+               "/console/ops/remittances/imports": 20 * 1024 * 1024 + 64 * 1024}
 
 
 # multipart uploads of one attachment (at most 5 MB, service_requests.rules) plus the form

@@ -19,6 +19,7 @@ class MenuItem:
 MENU = (
     MenuItem("overview", N_("Overview"), "/console/"),
     MenuItem("recharge", N_("Online recharge"), "/console/recharge"),
+    MenuItem("remittance", N_("Corporate remittance"), "/console/remittance"),
     MenuItem("transactions", N_("Transactions"), "/console/transactions"),
     MenuItem("bills", N_("Bills"), "/console/bills"),
     MenuItem("orders", N_("Orders"), "/console/orders"),

@@ -39,6 +39,7 @@ OPS_MENU = (
     MenuItem("audit", N_("Audit log"), OPS + "/audit"),
     MenuItem("catalog", N_("Catalog"), OPS + "/catalog"),
     MenuItem("recharges", N_("Recharges"), OPS + "/recharges"),
+    MenuItem("remittances", N_("Remittances"), OPS + "/remittances"),
     MenuItem("service_requests", N_("Service requests"), OPS + "/service-requests"),
 )
 
@@ -166,6 +167,7 @@ def install(app: FastAPI) -> None:
         ops_accounts,
         ops_platform,
         ops_recharges,
+        ops_remittances,
         ops_service_requests,
     )
 
@@ -173,5 +175,6 @@ def install(app: FastAPI) -> None:
     app.include_router(ops_accounts.router)
     app.include_router(ops_platform.router)
     app.include_router(ops_recharges.router)
+    app.include_router(ops_remittances.router)
     app.include_router(ops_service_requests.router)
     app.add_exception_handler(OpsLoginRequired, _login_required)

@@ -28,12 +28,14 @@ from feecenter.console.web import (
     page,
     render,
 )
+from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError, PermissionDenied, invalid
 from feecenter.funds import service as funds
 from feecenter.money import parse_yuan
 from feecenter.present.text import time_text
 from feecenter.recharges import rules
 from feecenter.recharges import service as recharges
+from feecenter.remittances import service as remittances
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 PER_PAGE = 20
@@ -71,6 +73,8 @@ def _form_page(request: Request, current: Page, status: int = 200, **extra) -> H
         with rt.engine.connect() as conn:
             listed = recharges.list_recharges(conn, actor, actor.uin, limit=RECENT)
         context["recent"] = [_shown(r) for r in listed["items"]]
+        with transaction(rt.engine) as conn:  # RMT-5 (the first look allocates the code)
+            context["details"] = remittances.receiving_details(conn, rt.clock, actor, actor.uin)
     except PermissionDenied as exc:
         found = _error(request, exc)
         status = found.pop("status")

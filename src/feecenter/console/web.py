@@ -303,6 +303,7 @@ def install(app: FastAPI) -> None:
     from feecenter.console import messages as message_pages
     from feecenter.console import orders as order_pages
     from feecenter.console import recharge as recharge_pages
+    from feecenter.console import remittance as remittance_pages
     from feecenter.console import ops  # the operator console (its own session and menu)
     from feecenter.console import resources as resource_pages
     from feecenter.console import service_requests as service_request_pages
@@ -316,6 +317,7 @@ def install(app: FastAPI) -> None:
     app.include_router(user_pages.router)
     app.include_router(message_pages.router)
     app.include_router(recharge_pages.router)
+    app.include_router(remittance_pages.router)
     app.include_router(service_request_pages.router)
     ops.install(app)
     app.include_router(router)
