@@ -282,7 +282,8 @@ def test_every_queue_lists_its_records(rt, world, arrived, queue):  # noqa: F811
     page = operator_client(rt).get(f"/console/ops/remittances?queue={queue}")
     assert page.status_code == 200, page.text
     expected = {"unassigned": ["R-UNKNOWN"], "pending": ["R-PENDING"], "held": ["R-HELD"],
-                "review_failed": [], "flagged": [], "not_ours": ["R-FOREIGN"]}[queue]
+                "review_failed": [], "flagged": [], "not_ours": ["R-FOREIGN"], "legacy": [],
+                "refunded": []}[queue]
     shown = re.findall(r"<td>(R-[A-Z]+)</td>", page.text)
     assert shown == expected
 

@@ -4,8 +4,8 @@ refusal with the line or element and the reason), the imports, and the queues �
 unassigned (assign to an account), pending, held (release), review failed,
 flagged, not ours.
 
-Thin adapters: the file is parsed by ``remittances.statements`` and imported by
-``remittances.service.import_transfers`` inside one database transaction, so a
+Thin adapters: the file is parsed and imported by
+``remittances.statement_import.import_statement`` inside one database transaction, so a
 file refused half-way (the parser raises while reading, docs/statements.md)
 leaves nothing behind; ``operator_queue``, ``list_imports``, ``assign`` and
 ``release`` check that the caller is an operator and audit under its name.
@@ -30,6 +30,7 @@ from feecenter.inputs import digits_id, page_number
 from feecenter.present.text import time_text
 from feecenter.remittances import service as remittances
 from feecenter.remittances import statements
+from feecenter.remittances import statement_import
 
 router = APIRouter(prefix=OPS, include_in_schema=False)
 PATH = OPS + "/remittances"
@@ -38,7 +39,8 @@ IMPORTS_SHOWN = 50
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # also the body guard's limit (api/strict.py); bigger: the CLI
 QUEUE_LABELS = {"unassigned": N_("Unassigned"), "pending": N_("Pending"),
                 "held": N_("Held"), "review_failed": N_("Review failed"),
-                "flagged": N_("Flagged"), "not_ours": N_("Not ours")}
+                "flagged": N_("Flagged"), "not_ours": N_("Not ours"),
+                "legacy": N_("Legacy remittances"), "refunded": N_("Refunded to the payer")}
 
 
 def _context(**extra) -> dict:
@@ -156,15 +158,14 @@ def _import(request: Request, form: FormData, data: bytes, filename: str) -> Res
             raise invalid("statement", f"文件超过 {MAX_UPLOAD_BYTES // 1048576} MB，请用命令行导入",
                           f"the file is over {MAX_UPLOAD_BYTES // 1048576} MB: import it "
                           "with the command line")
-        parsed = statements.parse(data)
+        fmt = statements.parse(data).format  # the header says which
         with transaction(rt.engine) as conn:  # a refusal while reading rolls it all back
-            summary = remittances.import_transfers(
-                conn, rt.clock, current.actor, list(parsed.transfers()), source=parsed.format,
-                digest=parsed.digest)
+            summary = statement_import.import_statement(conn, rt.clock, current.actor, data,
+                                                         fmt=fmt)
     except FeeCenterError as exc:
         return _imports_page(request, current, exc=exc, filename=_printable(filename))
     return _imports_page(request, current, summary=summary, filename=_printable(filename),
-                         format=parsed.format)
+                         format=fmt)
 
 
 def _printable(text: str) -> str:

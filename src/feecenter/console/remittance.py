@@ -34,7 +34,9 @@ STATE_LABELS = {rules.CREDITED: N_("Credited"), rules.UNASSIGNED: N_("Unassigned
                 rules.PENDING_SIGNATURE: N_("Pending signature"),
                 rules.PENDING_CONFIRMATION: N_("Pending confirmation"),
                 rules.REVIEW_FAILED: N_("Review failed"),
-                rules.HELD: N_("Held for an operator"), rules.NOT_OURS: N_("Not ours")}
+                rules.HELD: N_("Held for an operator"), rules.NOT_OURS: N_("Not ours"),
+                rules.REFUNDED: N_("Refunded to the payer"),
+                rules.LEGACY: N_("Credited by legacy forms")}
 
 
 def reason_text(reason: str | None, lang: str) -> str:
