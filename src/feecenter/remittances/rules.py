@@ -94,10 +94,13 @@ class Payee:
     code: str | None = None
 
 
+_SEPARATORS = str.maketrans("", "", " -\u3000")
+
+
 def read_payee(payee_account: str, prefixes: tuple[str, ...]) -> Payee:
     """Match the number paid to against the platform's prefixes. Spaces and hyphens,
     as banks print numbers, are ignored."""
-    digits = "".join(ch for ch in payee_account if ch not in " -\u3000")
+    digits = payee_account.translate(_SEPARATORS)
     if not (digits.isascii() and digits.isdigit()):
         return Payee(FOREIGN)
     prefix = digits[:PREFIX_DIGITS]

@@ -347,9 +347,7 @@ def _import_batch(conn: Connection, clock: Clock, cfg: Settings, batch: list[Tra
     duplicates = repeated + _check_duplicates(conn, [r for r in rows if _key(r) not in new_ids])
     fresh = [{**r, "id": new_ids[_key(r)]} for r in rows if _key(r) in new_ids]
     _post_arrivals(conn, clock, fresh)
-    for row in fresh:
-        if row["state"] in PENDING:
-            _notify(conn, clock, row)
+    notifications.notify_many(conn, clock, [_notice(r) for r in fresh if r["state"] in PENDING])
     tally.add(len(batch), fresh, duplicates)
 
 
@@ -539,13 +537,18 @@ def _credit(conn: Connection, clock: Clock, row: Mapping, suspense: int | None =
 
 def _notify(conn: Connection, clock: Clock, row: Mapping) -> None:
     """Tell the owner a remittance waits for them (RMT-4) or failed review (RMT-5)."""
+    notice = _notice(row)
+    notifications.notify(conn, clock, notice.uin, notice.template, notice.params, key=notice.key)
+
+
+def _notice(row: Mapping) -> notifications.Notice:
     failed = row["state"] == REVIEW_FAILED
     template = "remittance_review_failed" if failed else "remittance_pending"
     key = f"remittance:{row['id']}:" + (f"review_failed:{row['reviews']}" if failed else "pending")
-    notifications.notify(conn, clock, row["uin"], template, {
+    return notifications.Notice(row["uin"], template, {
         "amount": format_yuan(row["amount"]), "payer_name": row["payer_name"],
         "reference": row["bank_reference"], "state_zh": rules.STATE_NAMES[row["state"]][0],
-        "state_en": rules.STATE_NAMES[row["state"]][1]}, key=key)
+        "state_en": rules.STATE_NAMES[row["state"]][1]}, key)
 
 
 def _after_claim(conn: Connection, clock: Clock, row: Mapping) -> None:
