@@ -235,6 +235,8 @@ def measure(args, folder: Path, log) -> dict:
                 "parse_lines_per_s": round(args.lines / parse_s),
                 "import_lines_per_s": round(args.lines / import_s),
                 "ratio": round(parse_s / import_s, 3),
+                "parse_rss_mib": round(max(p["rss_kib"] for p in parses) / 1024),
+                "import_rss_mib": round(max(r["rss_kib"] for r in runs) / 1024),
                 "met": args.lines / import_s >= TARGET})
         path.unlink()
     for lines in args.rss:
@@ -259,10 +261,11 @@ def show(results: dict) -> None:
           f"{results['accounts']} accounts; target {TARGET:,} lines/s end to end; load average "
           f"{results['load_average_start'][0]} -> {results['load_average_end'][0]}")
     print(f"{'format':<17}{'backend':<12}{'text lines':>11}{'parse/s':>9}{'import/s':>10}"
-          f"{'import/parse':>13}  met")
+          f"{'import/parse':>13}{'RSS MiB parse/import':>22}  met")
     for r in results["rates"]:
         print(f"{r['format']:<17}{r['backend']:<12}{r['text_lines']:>11,}"
-              f"{r['parse_lines_per_s']:>9,}{r['import_lines_per_s']:>10,}{r['ratio']:>13.0%}  "
+              f"{r['parse_lines_per_s']:>9,}{r['import_lines_per_s']:>10,}{r['ratio']:>13.0%}"
+              f"{r['parse_rss_mib']:>15}/{r['import_rss_mib']:<6}  "
               f"{'yes' if r['met'] else 'no'}")
     for row in results["rss"]:
         print("peak RSS " + ", ".join(f"{k} {v}" for k, v in row.items()))

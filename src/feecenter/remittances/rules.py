@@ -7,6 +7,7 @@ what they need in sets, so a bulk import can call them line after line.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import unicodedata
 from dataclasses import dataclass
@@ -113,6 +114,7 @@ def read_payee(payee_account: str, prefixes: tuple[str, ...]) -> Payee:
 
 # ---------------------------------------------------------------- payer names (RMT-4)
 
+@functools.lru_cache(maxsize=8192)  # pure; an import compares the same names line after line
 def normalize_name(name: str) -> str:
     """A payer or entity name as compared: Unicode NFKC (full-width letters, digits and
     brackets become their ASCII forms: （） -> ()), every whitespace character removed,
