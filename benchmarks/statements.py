@@ -42,6 +42,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -182,6 +183,8 @@ def child_import(path: Path, fmt: str, url: str, accounts_count: int, batch: int
     with engine.connect() as conn:
         broken = reconcile(conn)
     dispose(engine)
+    if url == "sqlite":
+        shutil.rmtree(Path(engine.url.database).parent)
     return {"seconds": seconds, "rss_kib": rss, "reconciled": broken == [],
             "summary": {k: getattr(summary, k) for k in (
                 "lines", "credited", "pending", "unassigned", "held", "not_ours", "duplicates")}}

@@ -353,18 +353,16 @@ def _import_batch(conn: Connection, clock: Clock, cfg: Settings, batch: list[Tra
 
 
 def _credit_import(conn: Connection, clock: Clock, import_id: int, batch_size: int) -> None:
-    """Credit the import's credited records, read back in (UIN, id) order a batch at a
-    time (keyset on ix_remittances_uin_id): suspense -> cash, then arrears and advances
-    repaid (funds.bulk.receive_many, as funds.receive one by one)."""
-    after = (-1, -1)
+    """Credit the import's credited records: one query in (UIN, id) order, streamed a
+    batch at a time (a server-side cursor on PostgreSQL), each batch suspense -> cash,
+    then arrears and advances repaid (funds.bulk.receive_many, as funds.receive one
+    by one), then the records' ``txn_id`` set."""
+    result = conn.execute(  # statement options: Connection.execution_options would stick
+        select(_R.id, _R.uin, _R.amount, _R.bank_reference).where(
+            _R.import_id == import_id, _R.state == CREDITED).order_by(_R.uin, _R.id)
+        .execution_options(yield_per=batch_size))
     suspense = None
-    while True:
-        rows = conn.execute(select(_R.id, _R.uin, _R.amount, _R.bank_reference).where(
-            tuple_(_R.uin, _R.id) > tuple_(*after), _R.import_id == import_id,
-            _R.state == CREDITED, _R.txn_id.is_(None))
-            .order_by(_R.uin, _R.id).limit(batch_size)).all()
-        if not rows:
-            return
+    for rows in result.partitions():
         suspense = suspense or _platform_accounts(conn, clock)[1]
         locked = bulk.lock_accounts(conn, {r.uin for r in rows})
         results = bulk.receive_many(conn, clock, locked, [bulk.ReceiveRequest(
@@ -374,7 +372,6 @@ def _credit_import(conn: Connection, clock: Clock, import_id: int, batch_size: i
         conn.execute(update(remittances).where(_R.id == bindparam("rid"))
                      .values(txn_id=bindparam("tid")),
                      [{"rid": r.id, "tid": res.txn_id} for r, res in zip(rows, results)])
-        after = (rows[-1].uin, rows[-1].id)
 
 
 def _short_text(value: object, name: str, limit: int) -> str:
