@@ -24,8 +24,9 @@ Customers (FINANCE on ``uin``; operators too)
       RMT-5: pending/review_failed -> credited, or review_failed with the reason.
 
 Operators (require_operator; audited under the operator's name)
-  import_transfers(conn, clock, operator, transfers, *, source, digest, settings=None)
-      -> ImportSummary                                     RMT-2/3: all or nothing
+  import_transfers(conn, clock, operator, transfers, *, source, digest, settings=None,
+                   batch_size=2000) -> ImportSummary       RMT-2/3: all or nothing
+      ``transfers``: any iterable of Transfer (a parser's generator is streamed)
   assign(conn, clock, operator, remittance_id, uin) -> dict    unassigned/held -> the account
   release(conn, clock, operator, remittance_id) -> dict        held (CNY) -> verification
   operator_queue(conn, actor, queue, *, offset=0, limit=100) -> {"items", "total"}
@@ -44,7 +45,8 @@ state the action needs, ``details.state`` naming the state found), ``NotFound``,
 Money: a transfer to one of our prefixes in CNY is posted on arrival from the
 platform's ``bank`` account to ``remittance_suspense``; crediting moves it from
 suspense into the customer's cash through ``funds.receive`` (arrears, then
-advances, each its own entry: ARR-4, RMT-8). Every credit is claimed first: by
+advances, each its own entry: ARR-4, RMT-8; an import does the same in bulk with
+``funds.bulk.receive_many``). Every credit is claimed first: by
 the INSERT that wins the (receiving account, bank reference) key on import, or by
 a conditional UPDATE on the record's state whose row count decides.
 """
