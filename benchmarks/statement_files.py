@@ -6,7 +6,10 @@ statement of ``lines`` transactions (every ``debit_every``-th a debit, the rest
 credits to dedicated 25-digit numbers with the platform bank's :86: convention or
 camt RltdPties) whose balances add up, streaming to disk so that a million lines
 take constant memory. Both return a ``Expected`` with the figures a parser must
-find. Amounts and references are deterministic in ``seed``.
+find. Amounts and references are deterministic in ``seed``. ``party(index)``, when
+given, says who paid whom on a credit line: ``Party(payee, payer, memo)`` (the import
+benchmark mixes known accounts, unknown codes, other payers, holds and foreign
+numbers with it); by default ``default_party``.
 """
 
 from __future__ import annotations
@@ -46,8 +49,19 @@ def dedicated_number(index: int) -> str:
     return RECEIVING + f"{index % 10_000_000_000:010d}"
 
 
+@dataclass(frozen=True)
+class Party:
+    payee: str   # the number paid to
+    payer: str   # the payer's name
+    memo: str
+
+
+def default_party(index: int) -> Party:
+    return Party(dedicated_number(index), f"示例科技有限公司{index % 997}", f"充值 {index}")
+
+
 def write_mt940(path: Path, lines: int, *, debit_every: int = 10, seed: int = 7,
-                opening: int = 100_000_00) -> Expected:
+                opening: int = 100_000_00, party=default_party) -> Expected:
     counts = {"c": 0, "ct": 0, "d": 0, "dt": 0}
     with open(path, "w", encoding="utf-8", newline="\n") as out:
         out.write(f":20:STMT{seed}\n:25:{RECEIVING}\n:28C:1/1\n:60F:C261201CNY{_yuan(opening, ',')}\n")
@@ -57,9 +71,10 @@ def write_mt940(path: Path, lines: int, *, debit_every: int = 10, seed: int = 7,
             if fen > 0:
                 counts["c"] += 1
                 counts["ct"] += fen
-                out.write(f":86:/PAYEE/{dedicated_number(index)}/PAYER/示例科技有限公司{index % 997}"
+                who = party(index)
+                out.write(f":86:/PAYEE/{who.payee}/PAYER/{who.payer}"
                           f"/PACC/6222020200112233{index % 1000:03d}/PBNK/中国工商银行上海分行"
-                          f"/MEMO/充值 {index}\n")
+                          f"/MEMO/{who.memo}\n")
             else:
                 counts["d"] += 1
                 counts["dt"] += fen
@@ -70,7 +85,7 @@ def write_mt940(path: Path, lines: int, *, debit_every: int = 10, seed: int = 7,
 
 
 def write_camt053(path: Path, lines: int, version: str = "camt.053.001.08", *, debit_every: int = 10,
-                  seed: int = 7, opening: int = 100_000_00) -> Expected:
+                  seed: int = 7, opening: int = 100_000_00, party=default_party) -> Expected:
     v08 = version.endswith(".08")
     credit_total = debit_total = credits = debits = 0
     for _, fen in _movements(lines, debit_every, seed):  # balances first: they precede the entries
@@ -90,23 +105,24 @@ def write_camt053(path: Path, lines: int, version: str = "camt.053.001.08", *, d
                       f'</Bal>\n')
         status = "<Sts><Cd>BOOK</Cd></Sts>" if v08 else "<Sts>BOOK</Sts>"
         for index, fen in _movements(lines, debit_every, seed):
-            out.write(_entry(index, fen, status, v08))
+            out.write(_entry(index, fen, status, v08, party))
         out.write("</Stmt></BkToCstmrStmt></Document>\n")
     return Expected(lines, credits, credit_total, debits, debit_total, opening, closing)
 
 
-def _entry(index: int, fen: int, status: str, v08: bool) -> str:
+def _entry(index: int, fen: int, status: str, v08: bool, party=default_party) -> str:
     head = (f'<Ntry><NtryRef>N{index:012d}</NtryRef><Amt Ccy="CNY">{_yuan(fen, ".")}</Amt>'
             f'<CdtDbtInd>{"CRDT" if fen > 0 else "DBIT"}</CdtDbtInd>{status}'
             f'<BookgDt><Dt>{START}</Dt></BookgDt><ValDt><Dt>{START}</Dt></ValDt>'
             f'<AcctSvcrRef>B{index:012d}</AcctSvcrRef><BkTxCd><Prtry><Cd>TRF</Cd></Prtry></BkTxCd>')
     if fen < 0:
         return head + "</Ntry>\n"
-    name = f"示例科技有限公司{index % 997}"
+    who = party(index)
+    name = who.payer
     debtor = f"<Dbtr><Pty><Nm>{name}</Nm></Pty></Dbtr>" if v08 else f"<Dbtr><Nm>{name}</Nm></Dbtr>"
     bic = "BICFI" if v08 else "BIC"
     return (head + f"<NtryDtls><TxDtls><Refs><AcctSvcrRef>B{index:012d}</AcctSvcrRef></Refs>"
             f"<RltdPties>{debtor}<DbtrAcct><Id><Othr><Id>6222020200112233{index % 1000:03d}</Id></Othr></Id>"
-            f"</DbtrAcct><CdtrAcct><Id><Othr><Id>{dedicated_number(index)}</Id></Othr></Id></CdtrAcct>"
+            f"</DbtrAcct><CdtrAcct><Id><Othr><Id>{who.payee}</Id></Othr></Id></CdtrAcct>"
             f"</RltdPties><RltdAgts><DbtrAgt><FinInstnId><{bic}>ICBKCNBJSHI</{bic}></FinInstnId></DbtrAgt>"
-            f"</RltdAgts><RmtInf><Ustrd>充值 {index}</Ustrd></RmtInf></TxDtls></NtryDtls></Ntry>\n")
+            f"</RltdAgts><RmtInf><Ustrd>{who.memo}</Ustrd></RmtInf></TxDtls></NtryDtls></Ntry>\n")

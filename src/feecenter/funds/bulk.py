@@ -1,4 +1,5 @@
-"""Bulk postpaid spending: many accounts' deductions in one database transaction.
+"""Bulk postpaid spending and bulk receiving: many accounts' movements in one
+database transaction.
 
 Settlement deducts thousands of accounts per database transaction. Calling
 ``funds.service.spend`` for each would cost a dozen statements per
@@ -25,9 +26,15 @@ few set-based statements per batch:
    the entry is the coupon payment's own ledger transaction's, with the
    balances as they stand.
 
+4. ``receive_many(conn, clock, locked, requests)`` credits incoming money as
+   ``funds.service.receive`` does one by one (a statement import's credited
+   lines): the whole amount into cash as its own entry, then arrears and
+   unrepaid advances repaid from it, each its own transaction and entry
+   (ARR-4, RMT-8) — ``funds.rules.plan_incoming`` on running balances.
+
 Same keys, postings, request hashes, balances after and entries as ``spend``
-one by one (tests/test_settlement_bulk.py compares
-them). A key used before for the same request is not written again: its
+and ``receive`` one by one (tests/test_settlement_bulk.py and
+tests/test_funds_bulk_receive.py compare them). A key used before for the same request is not written again: its
 first result is returned (``created=False``); for another request it is an
 ``IdempotencyConflict``. A bad amount refuses the whole batch before anything
 is written.
@@ -149,6 +156,104 @@ def spend_postpaid(conn: Connection, clock: Clock, locked: LockedAccounts,
         results.append(SpendResult(next(deduct_ids), True, plan.gift, plan.cash, plan.credit,
                                    plan.arrears))
     return results
+
+
+@dataclass(frozen=True)
+class ReceiveRequest:
+    """One incoming amount, as ``funds.receive`` takes it."""
+
+    uin: int
+    amount: int  # fen, positive
+    key: str
+    source_account_id: int
+    action_type: str = "recharge"
+    pay_channel: str | None = None
+    sub_type: str | None = None   # the entry's SubPayType (``deduct_mode`` column)
+    memo: str | None = None
+    request: dict | None = None   # what the key stands for (None: receive's default)
+
+
+@dataclass(frozen=True)
+class ReceiveResult:
+    txn_id: int    # the transaction of the whole amount (receive's ``Movement.txn_id``)
+    created: bool  # False: the key was used before for this request; nothing written
+
+
+def receive_many(conn: Connection, clock: Clock, locked: LockedAccounts,
+                 requests: list[ReceiveRequest]) -> list[ReceiveResult]:
+    """Credit every request in order, each as ``funds.receive`` would; one result each."""
+    for request in requests:
+        if type(request.amount) is not int or request.amount <= 0:
+            raise invalid("amount", "入账金额必须为正数", "incoming amount must be positive")
+        if request.uin not in locked.ids:
+            raise invalid("uin", "入账前必须先锁定账号", "the account must be locked first")
+    if len({r.key for r in requests}) != len(requests):
+        raise invalid("key", "同一批次中幂等键重复", "duplicate idempotency key in batch")
+    bodies = [_receive_request_of(r) for r in requests]
+    hashes = [ledger.content_hash(body) for body in bodies]
+    earlier = _earlier_txns(conn, [r.key for r in requests], hashes)
+    now = db_time(clock.now())
+    specs: list[ledger.Transfer] = []
+    entries: list[dict] = []
+    firsts: dict[str, int] = {}  # key -> position of its first transfer in specs
+    for request, body, request_hash in zip(requests, bodies, hashes):
+        if request.key not in earlier:
+            firsts[request.key] = len(specs)
+            _plan_receive(locked, request, body, request_hash, now, specs, entries)
+    created = ledger.transfer_batch(conn, clock, specs)
+    for entry, result in zip(entries, created, strict=True):
+        entry["txn_id"] = result.txn_id
+    if entries:
+        conn.execute(insert(statement_entries), entries)
+    return [ReceiveResult(earlier[r.key], False) if r.key in earlier
+            else ReceiveResult(created[firsts[r.key]].txn_id, True) for r in requests]
+
+
+def _receive_request_of(request: ReceiveRequest) -> dict:
+    """The request ``funds.receive`` hashes for the key (its default when none is given)."""
+    return request.request or {"op": "receive", "uin": request.uin, "amount": request.amount,
+                               "type": request.action_type}
+
+
+def _plan_receive(locked: LockedAccounts, request: ReceiveRequest, body: dict,
+                  request_hash: str, now, specs: list, entries: list) -> None:
+    """Queue one receipt's transfers and entries, on the running balances."""
+    uin, amount, key = request.uin, request.amount, request.key
+    ids, bal = locked.ids[uin], locked.balances[uin]
+    plan = rules.plan_incoming(amount, arrears=-bal["arrears"], advances=-bal["advance"])
+    specs.append(ledger.Transfer(
+        idempotency_key=key, kind=request.action_type, uin=uin, memo=request.memo,
+        request_hash=request_hash,
+        postings=_legs([(request.source_account_id, -amount), (ids["cash"], amount)])))
+    bal["cash"] += amount
+    entries.append(_entry(uin, bal, now, request.action_type, amount, cash=amount,
+                          pay_channel=request.pay_channel, deduct_mode=request.sub_type,
+                          memo=request.memo))
+    for part, sub, action in ((plan.to_arrears, "arrears", "repayment"),
+                              (plan.to_advances, "advance", "repay")):
+        if part:
+            specs.append(_transfer(f"{key}:{sub}", action, uin, [body, sub],
+                                   [(ids["cash"], -part), (ids[sub], part)]))
+            bal["cash"] -= part
+            bal[sub] += part
+            entries.append(_entry(uin, bal, now, action, -part, cash=-part))
+
+
+def _earlier_txns(conn: Connection, keys: list[str], hashes: list[str]) -> dict[str, int]:
+    """Keys used before: their transaction (refusing a key used for another request)."""
+    t = ledger_transactions.c
+    found: dict[str, tuple[int, str]] = {}
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        rows = conn.execute(select(t.idempotency_key, t.id, t.request_hash).where(
+            t.idempotency_key.in_(keys[start:start + _KEYS_PER_QUERY])))
+        found.update({key: (txn_id, request_hash) for key, txn_id, request_hash in rows})
+    for key, request_hash in zip(keys, hashes):
+        if key in found and found[key][1] != request_hash:
+            raise IdempotencyConflict(
+                f"幂等键已用于不同的请求：{key}",
+                f"idempotency key already used for a different request: {key}",
+                field="idempotency_key")
+    return {key: txn_id for key, (txn_id, _) in found.items()}
 
 
 def _request_of(request: SpendRequest) -> dict:
@@ -288,4 +393,4 @@ def _earlier_results(conn: Connection, requests: list[SpendRequest],
 
 
 __all__ = ["SpendRequest", "SpendResult", "LockedAccounts", "lock_accounts", "spend_postpaid",
-           "record_coupon_paid", "MAX_ACCOUNTS"]
+           "record_coupon_paid", "ReceiveRequest", "ReceiveResult", "receive_many", "MAX_ACCOUNTS"]

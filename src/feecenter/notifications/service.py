@@ -5,6 +5,8 @@
   in-site message (both languages) and one outbox row per email / SMS
   address of the recipients the kind names (``recipients.RECIPIENTS``).
   Idempotent by key.
+- ``notify_many`` writes what ``notify`` writes for many events at once (a
+  statement import's pending lines), with one executemany per table.
 - ``list_messages`` / ``mark_read``: the customer's in-site messages, each
   user seeing the kinds addressed to its role.
 - ``deliver_pending`` sends the outbox: claim a row (short transaction), send
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
@@ -99,6 +102,85 @@ def notify(conn: Connection, clock: Clock, uin: int, template: str, params: Mapp
         outbox_ids = list(conn.execute(
             insert(_O).returning(_O.c.id, sort_by_parameter_order=True), rows).scalars())
     return [message_id, *outbox_ids]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One event to tell account ``uin`` about, as ``notify`` takes it."""
+
+    uin: int
+    template: str
+    params: Mapping
+    key: str
+
+
+_KEYS_PER_QUERY = 500
+
+
+def notify_many(conn: Connection, clock: Clock, notices: Sequence[Notice], *,
+                locale: str = DEFAULT_LOCALE) -> None:
+    """``notify`` for each notice, in order: the same in-site messages and outbox rows,
+    written with one executemany per table (each account's contacts read once). A
+    key used before for the same account and template writes nothing again; for
+    another one it is an ``IdempotencyConflict``. Everything is rendered before
+    anything is written."""
+    if len({n.key for n in notices}) != len(notices):
+        raise invalid("key", "同一批次中幂等键重复", "duplicate idempotency key in batch")
+    for notice in notices:
+        if not isinstance(notice.key, str) or not notice.key or len(notice.key) > MAX_KEY_CHARS:
+            raise invalid("key", f"幂等键必须为 1–{MAX_KEY_CHARS} 个字符",
+                          f"the idempotency key must be 1-{MAX_KEY_CHARS} characters")
+    earlier = _earlier_keys(conn, notices)
+    fresh = [n for n in notices if n.key not in earlier]
+    if not fresh:
+        return
+    people = {uin: accounts.contacts(conn, uin) for uin in sorted({n.uin for n in fresh})}
+    at = business_time_text(clock.now())
+    now = db_time(clock.now())
+    messages, outboxes = [], {}
+    for notice in fresh:
+        contacts = people[notice.uin]
+        values = {"uin": notice.uin, "account_name": contacts["name"], "at": at, **notice.params}
+        title, body = render_bilingual(notice.template, values)
+        rendered = render(notice.template, locale, values)
+        messages.append({"uin": notice.uin, "idempotency_key": notice.key,
+                         "template": notice.template, "title": title[:400], "body": body,
+                         "params": json.dumps(values, ensure_ascii=False, sort_keys=True,
+                                              default=str), "created_at": now})
+        outboxes[notice.key] = [
+            {"uin": notice.uin, "channel": channel, "recipient": recipient,
+             "idempotency_key": f"{notice.key}|{channel}|{recipient}",
+             "template": notice.template, "locale": locale,
+             "subject": rendered.subject[:400],
+             "body": rendered.body if channel == "email" else rendered.sms,
+             "state": "pending", "attempts": 0, "created_at": now, "next_attempt_at": now}
+            for channel, recipient in addresses(notice.template, contacts)]
+    # a concurrent notify with the same key may win one: it wrote that message's outbox
+    won = dict(conn.execute(insert_if_absent(conn, _M, ["idempotency_key"])
+                            .returning(_M.c.idempotency_key, _M.c.id), messages).all())
+    rows = [{**row, "message_id": won[m["idempotency_key"]]}
+            for m in messages if m["idempotency_key"] in won
+            for row in outboxes[m["idempotency_key"]]]
+    if rows:
+        conn.execute(insert(_O), rows)
+
+
+def _earlier_keys(conn: Connection, notices: Sequence[Notice]) -> set[str]:
+    """Keys used before (refusing one used for another account or template)."""
+    wanted = {n.key: (n.uin, n.template) for n in notices}
+    keys = list(wanted)
+    found = set()
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        for key, uin, template in conn.execute(select(_M.c.idempotency_key, _M.c.uin, _M.c.template)
+                                               .where(_M.c.idempotency_key.in_(
+                                                   keys[start:start + _KEYS_PER_QUERY]))):
+            if (uin, template) != wanted[key]:
+                raise IdempotencyConflict(
+                    f"幂等键 {key} 已用于另一通知（账号 {uin}，模板 {template}）",
+                    f"key {key} was used for another notification (account {uin}, "
+                    f"template {template})", field="key")
+            found.add(key)
+    return found
 
 
 def _existing(conn: Connection, key: str, uin: int, template: str) -> list[int] | None:

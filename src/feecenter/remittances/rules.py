@@ -7,6 +7,7 @@ what they need in sets, so a bulk import can call them line after line.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import unicodedata
 from dataclasses import dataclass
@@ -99,10 +100,13 @@ class Payee:
     code: str | None = None
 
 
+_SEPARATORS = str.maketrans("", "", " -\u3000")
+
+
 def read_payee(payee_account: str, prefixes: tuple[str, ...]) -> Payee:
     """Match the number paid to against the platform's prefixes. Spaces and hyphens,
     as banks print numbers, are ignored."""
-    digits = "".join(ch for ch in payee_account if ch not in " -\u3000")
+    digits = payee_account.translate(_SEPARATORS)
     if not (digits.isascii() and digits.isdigit()):
         return Payee(FOREIGN)
     prefix = digits[:PREFIX_DIGITS]
@@ -115,6 +119,7 @@ def read_payee(payee_account: str, prefixes: tuple[str, ...]) -> Payee:
 
 # ---------------------------------------------------------------- payer names (RMT-4)
 
+@functools.lru_cache(maxsize=8192)  # pure; an import compares the same names line after line
 def normalize_name(name: str) -> str:
     """A payer or entity name as compared: Unicode NFKC (full-width letters, digits and
     brackets become their ASCII forms: （） -> ()), every whitespace character removed,

@@ -24,8 +24,9 @@ Customers (FINANCE on ``uin``; operators too)
       RMT-5: pending/review_failed -> credited, or review_failed with the reason.
 
 Operators (require_operator; audited under the operator's name)
-  import_transfers(conn, clock, operator, transfers, *, source, digest, settings=None)
-      -> ImportSummary                                     RMT-2/3: all or nothing
+  import_transfers(conn, clock, operator, transfers, *, source, digest, settings=None,
+                   batch_size=2000) -> ImportSummary       RMT-2/3: all or nothing
+      ``transfers``: any iterable of Transfer (a parser's generator is streamed)
   assign(conn, clock, operator, remittance_id, uin) -> dict    unassigned/held -> the account
   release(conn, clock, operator, remittance_id) -> dict        held (CNY) -> verification
   operator_queue(conn, actor, queue, *, offset=0, limit=100) -> {"items", "total"}
@@ -44,7 +45,8 @@ state the action needs, ``details.state`` naming the state found), ``NotFound``,
 Money: a transfer to one of our prefixes in CNY is posted on arrival from the
 platform's ``bank`` account to ``remittance_suspense``; crediting moves it from
 suspense into the customer's cash through ``funds.receive`` (arrears, then
-advances, each its own entry: ARR-4, RMT-8). Every credit is claimed first: by
+advances, each its own entry: ARR-4, RMT-8; an import does the same in bulk with
+``funds.bulk.receive_many``). Every credit is claimed first: by
 the INSERT that wins the (receiving account, bank reference) key on import, or by
 a conditional UPDATE on the record's state whose row count decides.
 """
@@ -53,7 +55,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, bindparam, func, insert, select, tuple_, update
@@ -64,7 +66,9 @@ from feecenter.accounts.permissions import FINANCE, Actor, require, require_oper
 from feecenter.accounts.tables import customers
 from feecenter.audit.service import record_audit
 from feecenter.clock import Clock, db_time
+from feecenter.db.upsert import insert_if_absent
 from feecenter.errors import ConfigurationError, Conflict, invalid, not_found
+from feecenter.funds import bulk
 from feecenter.funds import service as funds
 from feecenter.inputs import plain_text
 from feecenter.ledger import service as ledger
@@ -83,6 +87,8 @@ BANK_ACCOUNT = "bank"                        # platform: the money in the platfo
 SUSPENSE_ACCOUNT = "remittance_suspense"     # platform: received, not yet credited
 MAX_LINES = 1_000_000                        # one import
 INSERT_CHUNK = 100                           # rows per INSERT statement
+IMPORT_BATCH = 2_000                         # lines held in memory and written at once
+_IMPORT_LOCK = 0x52E3172                     # pg advisory lock: one statement import at a time
 CODE_TRIES = 20                              # random codes tried before giving up
 MAX_PAGE = 200
 QUEUES = ("unassigned", "pending", "held", "review_failed", "flagged", "not_ours",
@@ -226,54 +232,149 @@ _COUNTED = {CREDITED: "credited", UNASSIGNED: "unassigned", rules.PENDING_SIGNAT
 
 
 def import_transfers(conn: Connection, clock: Clock, operator: Actor,
-                     transfers: Sequence[Transfer], *, source: str, digest: str,
-                     settings: Settings | None = None) -> ImportSummary:
+                     transfers: Iterable[Transfer], *, source: str, digest: str,
+                     settings: Settings | None = None,
+                     batch_size: int = IMPORT_BATCH) -> ImportSummary:
     """Record one remittance per transfer, match, verify and credit (RMT-2..8), in the
     caller's transaction: all or nothing.
 
+    ``transfers`` is any iterable (a parser's generator streams: at most
+    ``batch_size`` lines are held at once); a bad line, or an error the iterable
+    raises (``StatementRefused``), aborts the call and the caller's rollback
+    undoes every batch written before it.
+
     A transfer imported before (same receiving account and bank reference, same
     content) is a duplicate and changes nothing; the same key with other content
-    raises ``Conflict`` naming the reference. Lines are written in key order, so
-    two overlapping imports on PostgreSQL wait for each other instead of
-    deadlocking, and each transfer is credited once (the INSERT that wins the key
-    is the claim). Credits are made after every line is written, account by
-    account in UIN order (the balance rows' lock order).
+    raises ``Conflict`` naming the reference. Each batch is written in key order
+    with set-based statements; on PostgreSQL imports take a transaction-scoped
+    advisory lock first, so two overlapping imports run one after the other
+    instead of deadlocking across batches, and each transfer is credited once
+    (the INSERT that wins the key is the claim). Credits are made after every
+    line is written, read back in (UIN, id) order a batch at a time and made
+    with ``funds.bulk.receive_many`` (the balance rows' lock order).
     """
     require_operator(operator)
     cfg = _settings(settings)
     source = _short_text(source, "source", 40)
     digest = _short_text(digest, "digest", 64)
-    if not isinstance(transfers, Sequence) or len(transfers) > MAX_LINES:
+    if isinstance(transfers, (str, bytes, Mapping)) or not isinstance(transfers, Iterable):
+        raise invalid("transfers", "导入的每一行须为一笔转账", "every line must be a Transfer")
+    if isinstance(transfers, Sized) and len(transfers) > MAX_LINES:
         raise invalid("transfers", f"一次最多导入 {MAX_LINES} 行", f"at most {MAX_LINES} lines an import")
-    for transfer in transfers:
-        if not isinstance(transfer, Transfer):
-            raise invalid("transfers", "导入的每一行须为一笔转账", "every line must be a Transfer")
-        rules.check_transfer(transfer)
-    unique, repeated = _unique_by_key(transfers)
+    if type(batch_size) is not int or not 1 <= batch_size <= bulk.MAX_ACCOUNTS:
+        raise invalid("batch_size", f"批次大小须为 1–{bulk.MAX_ACCOUNTS}",
+                      f"batch_size must be 1-{bulk.MAX_ACCOUNTS}")
+    _one_import_at_a_time(conn)
     now = db_time(clock.now())
     import_id = conn.execute(insert(remittance_imports).values(
         source=source, digest=digest, operator=operator.label, imported_at=now,
-        lines=len(transfers), credited=0, unassigned=0, pending=0, held=0, not_ours=0,
+        lines=0, credited=0, unassigned=0, pending=0, held=0, not_ours=0,
         duplicates=0, new_fen=0, credited_fen=0).returning(remittance_imports.c.id)).scalar_one()
-    decisions = _decide_all(conn, unique, cfg)
-    rows = [_row(t, d, import_id, now) for t, d in zip(unique, decisions)]
-    new_ids = _insert_new(conn, rows)
-    duplicates = repeated + _check_duplicates(conn, [r for r in rows if _key(r) not in new_ids])
-    fresh = [{**r, "id": new_ids[_key(r)]} for r in rows if _key(r) in new_ids]
-    _post_arrivals(conn, clock, fresh)
-    credited = sorted((r for r in fresh if r["state"] == CREDITED), key=lambda r: (r["uin"], r["id"]))
-    suspense = _platform_accounts(conn, clock)[1] if credited else None
-    for row in credited:
-        _credit(conn, clock, row, suspense)
-    for row in fresh:
-        if row["state"] in PENDING:
-            _notify(conn, clock, row)
-    summary = _summarize(import_id, len(transfers), fresh, duplicates)
+    tally = _Tally(import_id)
+    for batch in _batches(transfers, batch_size):
+        _import_batch(conn, clock, cfg, batch, import_id, now, tally)
+    _credit_import(conn, clock, import_id, batch_size)
+    summary = tally.summary()
     _store_counts(conn, summary)
     record_audit(conn, clock, operator, "remittance_import", None,
                  {"import_id": import_id, "source": source, "digest": digest,
-                  "lines": len(transfers), "duplicates": summary.duplicates})
+                  "lines": summary.lines, "duplicates": summary.duplicates})
     return summary
+
+
+def _one_import_at_a_time(conn: Connection) -> None:
+    """PostgreSQL: wait for any other import to commit (a transaction-scoped advisory
+    lock). Batches are written in key order each, not across the file, so two
+    overlapping imports could otherwise wait for each other's keys in a cycle.
+    SQLite has one writer already."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(_IMPORT_LOCK)))
+
+
+def _batches(transfers: Iterable[Transfer], size: int) -> Iterator[list[Transfer]]:
+    """The checked lines in lists of ``size``; refuses a non-Transfer, a bad line and
+    more than MAX_LINES (when the last batch comes, not before: it streams)."""
+    batch: list[Transfer] = []
+    count = 0
+    for transfer in transfers:
+        if not isinstance(transfer, Transfer):
+            raise invalid("transfers", "导入的每一行须为一笔转账", "every line must be a Transfer")
+        count += 1
+        if count > MAX_LINES:
+            raise invalid("transfers", f"一次最多导入 {MAX_LINES} 行",
+                          f"at most {MAX_LINES} lines an import")
+        rules.check_transfer(transfer)
+        batch.append(transfer)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _Tally:
+    """The import's counts, added up batch by batch (only not-ours references kept)."""
+
+    def __init__(self, import_id: int):
+        self.import_id = import_id
+        self.lines = self.duplicates = self.new_fen = self.credited_fen = 0
+        self.counts = {name: 0 for name in set(_COUNTED.values())}
+        self.not_ours: list[str] = []
+
+    def add(self, lines: int, fresh: list[dict], duplicates: int) -> None:
+        self.lines += lines
+        self.duplicates += duplicates
+        for row in fresh:
+            self.counts[_COUNTED[row["state"]]] += 1
+            if row["currency"] == CNY:
+                self.new_fen += row["amount"]
+                self.credited_fen += row["amount"] if row["state"] == CREDITED else 0
+            if row["state"] == NOT_OURS:
+                self.not_ours.append(row["bank_reference"])
+
+    def summary(self) -> ImportSummary:
+        return ImportSummary(self.import_id, self.lines, duplicates=self.duplicates,
+                             **self.counts, new_fen=self.new_fen,
+                             credited_fen=self.credited_fen,
+                             not_ours_references=tuple(self.not_ours))
+
+
+def _import_batch(conn: Connection, clock: Clock, cfg: Settings, batch: list[Transfer],
+                  import_id: int, now, tally: _Tally) -> None:
+    """Decide, record (one INSERT … ON CONFLICT DO NOTHING RETURNING per chunk), post
+    the arrivals and tell the owners of pending ones, for one batch of lines. A key
+    an earlier batch of this import wrote counts as imported before."""
+    unique, repeated = _unique_by_key(batch)
+    decisions = _decide_all(conn, unique, cfg)
+    rows = [_row(t, d, import_id, now) for t, d in zip(unique, decisions)]
+    new_ids = _insert_new(conn, rows, import_id)
+    duplicates = repeated + _check_duplicates(conn, [r for r in rows if _key(r) not in new_ids])
+    fresh = [{**r, "id": new_ids[_key(r)]} for r in rows if _key(r) in new_ids]
+    _post_arrivals(conn, clock, fresh)
+    notifications.notify_many(conn, clock, [_notice(r) for r in fresh if r["state"] in PENDING])
+    tally.add(len(batch), fresh, duplicates)
+
+
+def _credit_import(conn: Connection, clock: Clock, import_id: int, batch_size: int) -> None:
+    """Credit the import's credited records: one query in (UIN, id) order, streamed a
+    batch at a time (a server-side cursor on PostgreSQL), each batch suspense -> cash,
+    then arrears and advances repaid (funds.bulk.receive_many, as funds.receive one
+    by one), then the records' ``txn_id`` set."""
+    result = conn.execute(  # statement options: Connection.execution_options would stick
+        select(_R.id, _R.uin, _R.amount, _R.bank_reference).where(
+            _R.import_id == import_id, _R.state == CREDITED).order_by(_R.uin, _R.id)
+        .execution_options(yield_per=batch_size))
+    suspense = None
+    for rows in result.partitions():
+        suspense = suspense or _platform_accounts(conn, clock)[1]
+        locked = bulk.lock_accounts(conn, {r.uin for r in rows})
+        results = bulk.receive_many(conn, clock, locked, [bulk.ReceiveRequest(
+            r.uin, r.amount, f"remittance:{r.id}", suspense, "recharge", rules.PAY_CHANNEL,
+            rules.SUB_PAY_TYPE, r.bank_reference[:200],
+            {"op": "remittance", "id": r.id, "amount": r.amount}) for r in rows])
+        conn.execute(update(remittances).where(_R.id == bindparam("rid"))
+                     .values(txn_id=bindparam("tid")),
+                     [{"rid": r.id, "tid": res.txn_id} for r, res in zip(rows, results)])
 
 
 def _short_text(value: object, name: str, limit: int) -> str:
@@ -362,18 +463,21 @@ def _key(row: Mapping) -> tuple[str, str]:
     return row["receiving_account"], row["bank_reference"]
 
 
-def _insert_new(conn: Connection, rows: list[dict]) -> dict[tuple[str, str], int]:
+def _insert_new(conn: Connection, rows: list[dict], import_id: int) -> dict[tuple[str, str], int]:
     """Insert the rows (in key order) unless their key exists; the ids of those inserted.
 
-    One executemany: SQLAlchemy sends it as multi-row INSERTs of one cached statement
-    ("insertmanyvalues"), in the order given, the keys returned with the ids."""
+    One plain executemany of ``INSERT … ON CONFLICT DO NOTHING`` (psycopg pipelines it
+    as one prepared statement; a multi-row INSERT … RETURNING of 26 columns costs more
+    to build than to run), then the ids read back: this import's rows above the
+    highest id before it (imports run one at a time, so they are this batch's)."""
     if not rows:
         return {}
-    stmt = (_insert(conn, remittances)
-            .on_conflict_do_nothing(index_elements=[_R.receiving_account, _R.bank_reference])
-            .returning(_R.id, _R.receiving_account, _R.bank_reference))
+    before = conn.execute(select(func.max(_R.id))).scalar() or 0
+    conn.execute(insert_if_absent(conn, remittances, [_R.receiving_account, _R.bank_reference]),
+                 rows)
     return {(acc, ref): i for i, acc, ref in conn.execute(
-        stmt.execution_options(insertmanyvalues_page_size=INSERT_CHUNK), rows)}
+        select(_R.id, _R.receiving_account, _R.bank_reference).where(
+            _R.id > before, _R.import_id == import_id))}
 
 
 def _check_duplicates(conn: Connection, rows: list[dict]) -> int:
@@ -415,21 +519,9 @@ def _platform_accounts(conn: Connection, clock: Clock) -> tuple[int, int]:
 def _store_counts(conn: Connection, summary: ImportSummary) -> None:
     conn.execute(update(remittance_imports).where(
         remittance_imports.c.id == summary.import_id).values(
-        credited=summary.credited, unassigned=summary.unassigned, pending=summary.pending,
+        lines=summary.lines, credited=summary.credited, unassigned=summary.unassigned, pending=summary.pending,
         held=summary.held, not_ours=summary.not_ours, duplicates=summary.duplicates,
         new_fen=summary.new_fen, credited_fen=summary.credited_fen))
-
-
-def _summarize(import_id: int, lines: int, fresh: list[dict], duplicates: int) -> ImportSummary:
-    counts = {name: 0 for name in set(_COUNTED.values())}
-    for row in fresh:
-        counts[_COUNTED[row["state"]]] += 1
-    cny = [r for r in fresh if r["currency"] == CNY]
-    return ImportSummary(
-        import_id, lines, duplicates=duplicates, **counts,
-        new_fen=sum(r["amount"] for r in cny),
-        credited_fen=sum(r["amount"] for r in cny if r["state"] == CREDITED),
-        not_ours_references=tuple(r["bank_reference"] for r in fresh if r["state"] == NOT_OURS))
 
 
 # ---------------------------------------------------------------- crediting (RMT-8) and telling
@@ -449,13 +541,18 @@ def _credit(conn: Connection, clock: Clock, row: Mapping, suspense: int | None =
 
 def _notify(conn: Connection, clock: Clock, row: Mapping) -> None:
     """Tell the owner a remittance waits for them (RMT-4) or failed review (RMT-5)."""
+    notice = _notice(row)
+    notifications.notify(conn, clock, notice.uin, notice.template, notice.params, key=notice.key)
+
+
+def _notice(row: Mapping) -> notifications.Notice:
     failed = row["state"] == REVIEW_FAILED
     template = "remittance_review_failed" if failed else "remittance_pending"
     key = f"remittance:{row['id']}:" + (f"review_failed:{row['reviews']}" if failed else "pending")
-    notifications.notify(conn, clock, row["uin"], template, {
+    return notifications.Notice(row["uin"], template, {
         "amount": format_yuan(row["amount"]), "payer_name": row["payer_name"],
         "reference": row["bank_reference"], "state_zh": rules.STATE_NAMES[row["state"]][0],
-        "state_en": rules.STATE_NAMES[row["state"]][1]}, key=key)
+        "state_en": rules.STATE_NAMES[row["state"]][1]}, key)
 
 
 def _after_claim(conn: Connection, clock: Clock, row: Mapping) -> None:
