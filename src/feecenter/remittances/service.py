@@ -59,8 +59,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, bindparam, func, insert, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from feecenter.accounts.permissions import FINANCE, Actor, require, require_operator
 from feecenter.accounts.tables import customers
@@ -171,10 +169,6 @@ def _settings(settings: Settings | None) -> Settings:
     return settings if settings is not None else Settings.from_env()
 
 
-def _insert(conn: Connection, table):
-    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
-
-
 # ---------------------------------------------------------------- receiving numbers (RMT-1, RMT-5)
 
 def receiving_details(conn: Connection, clock: Clock, actor: Actor, uin: int,
@@ -200,8 +194,8 @@ def _code_of(conn: Connection, clock: Clock, uin: int) -> str:
         if found is not None:
             return found
         code = rules.code_from(secrets.randbelow(rules.CODE_SPACE))
-        conn.execute(_insert(conn, remittance_codes).values(
-            uin=uin, code=code, created_at=db_time(clock.now())).on_conflict_do_nothing())
+        conn.execute(insert_if_absent(conn, remittance_codes).values(
+            uin=uin, code=code, created_at=db_time(clock.now())))
     raise RuntimeError(f"no free remittance code after {CODE_TRIES} tries")  # 1e9 codes
 
 
@@ -606,9 +600,8 @@ def register_payer(conn: Connection, clock: Clock, actor: Actor, uin: int, name:
         raise invalid("payer_name", "请填写付款人名称（不超过 200 个字符）",
                       "enter the payer's name (at most 200 characters)")
     now = db_time(clock.now())
-    conn.execute(_insert(conn, remittance_payers).values(
-        uin=uin, name=text, normalized=normalized, signed_by=actor.label, signed_at=now)
-        .on_conflict_do_nothing(index_elements=[_P.uin, _P.normalized]))
+    conn.execute(insert_if_absent(conn, remittance_payers, ["uin", "normalized"]).values(
+        uin=uin, name=text, normalized=normalized, signed_by=actor.label, signed_at=now))
     conn.execute(update(remittance_payers).where(
         _P.uin == uin, _P.normalized == normalized, _P.removed_at.is_not(None)).values(
         name=text, signed_by=actor.label, signed_at=now, removed_by=None, removed_at=None))

@@ -32,14 +32,16 @@ def import_statement(conn: Connection, clock: Clock, operator: Actor, source: So
     the line or element, or the service's errors; the caller rolls back)."""
     require_operator(operator)  # before reading a byte
     parsed = statements.parse(source, fmt=fmt)
-    transfers = []
-    for transfer in parsed.transfers():
-        transfers.append(transfer)
-        if on_progress is not None and len(transfers) % PROGRESS_EVERY == 0:
-            on_progress(parsed.bytes_read, parsed.size)
-    if on_progress is not None:
-        on_progress(parsed.size, parsed.size)
-    return service.import_transfers(conn, clock, operator, transfers,
+
+    def read():  # streamed: the service holds one batch at a time
+        for count, transfer in enumerate(parsed.transfers(), 1):
+            yield transfer
+            if on_progress is not None and count % PROGRESS_EVERY == 0:
+                on_progress(parsed.bytes_read, parsed.size)
+        if on_progress is not None:
+            on_progress(parsed.size, parsed.size)
+
+    return service.import_transfers(conn, clock, operator, read(),
                                     source=parsed.format, digest=parsed.digest,
                                     settings=settings)
 
