@@ -21,7 +21,7 @@ from feecenter.audit.service import record_audit
 from feecenter.clock import Clock, db_time, from_db_time
 from feecenter.db import sending
 from feecenter.db.precompiled import Precompiled, time_reader
-from feecenter.errors import AccountInArrears, InsufficientBalance, invalid, not_found
+from feecenter.errors import AccountInArrears, invalid, not_found
 from feecenter.funds import rules
 from feecenter.funds.tables import credit_lines, statement_entries
 from feecenter.ledger import service as ledger
@@ -226,32 +226,6 @@ def receive(conn: Connection, clock: Clock, uin: int, amount: int, *, key: str,
                                [(ids["cash"], -part), (ids[sub], part)])
             entries.append(_record(conn, clock, uin, result.txn_id, action, -part, cash=-part))
     return Movement(first.txn_id, True, tuple(entries))
-
-
-def take_back(conn: Connection, clock: Clock, uin: int, amount: int, *, key: str,
-              destination_account_id: int, sub_type: str, memo: str | None = None,
-              request: dict | None = None) -> Movement:
-    """Take ``amount`` of the account's cash (not frozen) back out to a platform
-    account: one ``agentout`` (资金转出) entry of − amount, all cash, with its
-    ``sub_type`` (e.g. ``remittance-claim``: a remittance credited here by mistake,
-    moved to the account that claimed it, RMT-9). Refused with
-    ``InsufficientBalance`` when the cash is short: it never makes arrears."""
-    if type(amount) is not int or not 0 < amount <= MAX_AMOUNT_FEN:
-        raise invalid("amount", "金额必须为正数", "the amount must be positive")
-    request = request or {"op": "take_back", "uin": uin, "amount": amount, "sub": sub_type}
-    ids, bal = _balances(conn, uin, lock=True)  # lock first: see _replayed
-    if (earlier := _replayed(conn, key, request)) is not None:
-        return earlier
-    if bal["cash"] < amount:
-        raise InsufficientBalance(
-            f"账号 {uin} 的可用现金（{format_yuan(bal['cash'])} 元）不足 {format_yuan(amount)} 元",
-            f"account {uin} has {format_yuan(bal['cash'])} yuan of cash, less than "
-            f"{format_yuan(amount)}", field="amount", cash=bal["cash"])
-    result = _transfer(conn, clock, key, request, "agentout", uin,
-                       [(ids["cash"], -amount), (destination_account_id, amount)], memo=memo)
-    entry = _record(conn, clock, uin, result.txn_id, "agentout", -amount, cash=-amount,
-                    deduct_mode=sub_type, memo=memo)
-    return Movement(result.txn_id, True, (entry,))
 
 
 # ---------------------------------------------------------------- spending

@@ -36,6 +36,7 @@ returned row decides; the ledger keys make a replay harmless.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import date
 
 from sqlalchemy import Connection, insert, select, update
@@ -45,16 +46,16 @@ from feecenter.accounts.tables import customers
 from feecenter.audit.service import record_audit
 from feecenter.clock import Clock, business_date, db_time
 from feecenter.db.upsert import insert_if_absent
-from feecenter.errors import Conflict, InsufficientBalance, invalid, not_found
+from feecenter.errors import Conflict, invalid, not_found
 from feecenter.funds import service as funds
 from feecenter.inputs import plain_text
 from feecenter.ledger import service as ledger
 from feecenter.money import format_yuan
-from feecenter.remittances import rules
+from feecenter.remittances import rules, service
 from feecenter.remittances.rules import (CNY, CREDITED, HELD, LEGACY, PENDING_CONFIRMATION,
                                          PENDING_SIGNATURE, REFUNDED, REVIEW_FAILED, UNASSIGNED)
-from feecenter.remittances.tables import (remittance_claims, remittance_legacy_credits,
-                                          remittance_legacy_transfers, remittance_payers,
+from feecenter.remittances.tables import (remittance_claims, remittance_codes,
+                                          remittance_legacy_credits, remittance_legacy_transfers, remittance_payers,
                                           remittance_refunds, remittances)
 from feecenter.workdays import add_working_days
 
@@ -66,9 +67,8 @@ REFUND_WORKING_DAYS = 15                     # RMT-11: the money arrives within 
 # RMT-11: what may be refunded: money received and not credited
 REFUNDABLE = (UNASSIGNED, PENDING_SIGNATURE, PENDING_CONFIRMATION, REVIEW_FAILED, HELD)
 # RMT-9: a record of another account that may be claimed (held ones: an operator first)
-CLAIMABLE = (CREDITED, PENDING_SIGNATURE, PENDING_CONFIRMATION, REVIEW_FAILED)
+CLAIMABLE = (PENDING_SIGNATURE, PENDING_CONFIRMATION, REVIEW_FAILED)  # not yet credited
 LEGACY_SUB_TYPE = "offline"                  # Tencent's SubPayType of a legacy remittance
-CLAIM_SUB_TYPE = "remittance-claim"          # the agentout entry of money claimed away
 CLAIM_ACCOUNT_PREFIX = "claim:"              # receiving_account of a claimant's record
 VERIFIED_REALNAME = ("personal", "enterprise")
 PAYOUT_FIELDS = {"holder": ("收款户名", "account holder", 200),
@@ -176,16 +176,20 @@ def _reason(reason: object) -> str:
 # ---------------------------------------------------------------- RMT-9 wrong-account claims
 
 def claim(conn: Connection, clock: Clock, operator: Actor, claimant: int, *,
-          bank_reference: str, amount: int, request_id: int) -> dict:
+          bank_reference: str, amount: int, request_id: int, evidence: Mapping) -> dict:
     """Move the remittance ``bank_reference`` of ``amount`` that landed in another
-    account to ``claimant`` (RMT-9). The bank-side payer must be the claimant's
-    verified entity or a registered payer (RMT-4). The other account's record becomes
-    ``refunded`` (claimed by the conditional UPDATE on its state); if it was credited
-    there, its cash is taken back first (an ``agentout`` entry, refused when the cash
-    is no longer there); then a record of the claimant is credited from suspense."""
+    account, not credited there, to ``claimant`` (RMT-9). What the claimant says of
+    it (``evidence``: payer_account, remitted_on, corrected_number) must be the bank's
+    record and the claimant's own receiving number, and the bank-side payer the
+    claimant's verified entity or a registered payer (RMT-4). The other account's
+    record becomes ``refunded`` (claimed by the conditional UPDATE on its state);
+    then a record of the claimant is credited from suspense. Money already credited
+    to the other account is refused: SPEC moves it by group fund allocation (GRP-1)
+    or that account's withdrawal (WDR), neither of which exists yet."""
     require_operator(operator)
     _require_account(conn, claimant)
     record = _claimable(conn, claimant, bank_reference, amount)
+    _check_evidence(conn, claimant, record, evidence)
     verdict, why = rules.verify_payer(record["payer_name"], _payers_of(conn, claimant))
     if verdict != CREDITED:
         raise Conflict(f"认领的汇款付款人须为本账号的实名主体或已登记的付款人：{why}",
@@ -198,32 +202,35 @@ def claim(conn: Connection, clock: Clock, operator: Actor, claimant: int, *,
                   f"(request {request_id})"})
     if claimed is None:
         raise _not_in_state(_load(conn, record["id"]), "认领", "claimed")
-    for uin in sorted((claimant, record["uin"])):  # the balance rows' lock order
-        funds.lock_balances(conn, uin)
     suspense = _platform_accounts(conn, clock)[1]
-    taken = _take_back(conn, clock, claimed, suspense) if record["state"] == CREDITED else None
     new_id = _claimant_record(conn, claimed, claimant, request_id, now)
     credit = _credit(conn, clock, new_id, claimant, claimed["amount"], claimed["bank_reference"],
                      suspense, rules.SUB_PAY_TYPE)
     conn.execute(insert(remittance_claims).values(
         request_id=request_id, remittance_id=record["id"], from_uin=record["uin"],
-        to_uin=claimant, claim_remittance_id=new_id, was_credited=taken is not None,
-        taken_back_txn_id=taken, credit_txn_id=credit, operator=operator.label, created_at=now))
+        to_uin=claimant, claim_remittance_id=new_id, credit_txn_id=credit,
+        operator=operator.label, created_at=now))
     record_audit(conn, clock, operator, "remittance_claim", claimant, {
         "remittance_id": record["id"], "from_uin": record["uin"], "claim_remittance_id": new_id,
         "bank_reference": record["bank_reference"], "amount": record["amount"],
-        "request_id": request_id, "taken_back": taken is not None})
-    return {"remittance_id": record["id"], "from_uin": record["uin"],
-            "claim_remittance_id": new_id, "amount": format_yuan(record["amount"]),
-            "taken_back_txn_id": taken, "txn_id": credit}
+        "request_id": request_id})
+    return {"remittance_id": record["id"], "claim_remittance_id": new_id,
+            "amount": format_yuan(record["amount"]), "txn_id": credit}
 
 
 def _claimable(conn: Connection, claimant: int, bank_reference: str, amount: int) -> dict:
-    """The one record of another account with this reference and amount, in CNY."""
-    rows = conn.execute(select(remittances).where(
-        _R.bank_reference == bank_reference, _R.amount == amount, _R.currency == CNY,
-        _R.uin.is_not(None), _R.uin != claimant, _R.state.in_(CLAIMABLE))
-        .order_by(_R.id).limit(2)).mappings().all()
+    """The one record of another account with this reference and amount, in CNY, not
+    credited there (credited: refused with the way SPEC moves it instead)."""
+    mine = [_R.bank_reference == bank_reference, _R.amount == amount, _R.currency == CNY,
+            _R.uin.is_not(None), _R.uin != claimant]
+    rows = conn.execute(select(remittances).where(*mine, _R.state.in_(CLAIMABLE))
+                        .order_by(_R.id).limit(2)).mappings().all()
+    if not rows and conn.execute(select(_R.id).where(*mine, _R.state == CREDITED)).first():
+        raise Conflict(
+            "该汇款已充值到另一账号：需由该账号通过集团资金调拨或提现转出（尚未提供），不能认领",
+            "the remittance was credited to the other account: that account has to move it by "
+            "group fund allocation or a withdrawal (neither exists yet); it cannot be claimed",
+            field="bank_reference", state=CREDITED)
     if len(rows) != 1:
         zh = "没有" if not rows else "有多笔"
         raise Conflict(f"{zh}可认领的汇款与该银行流水号和金额相符",
@@ -232,23 +239,22 @@ def _claimable(conn: Connection, claimant: int, bank_reference: str, amount: int
     return dict(rows[0])
 
 
-def _take_back(conn: Connection, clock: Clock, record: dict, suspense: int) -> int:
-    """The other account's cash back into suspense, or the claim refused: SPEC moves
-    money credited to the wrong account by group allocation (GRP-1) or a withdrawal
-    (WDR), neither of which exists yet."""
-    try:
-        return funds.take_back(
-            conn, clock, record["uin"], record["amount"], key=f"remittance:{record['id']}:claim",
-            destination_account_id=suspense, sub_type=CLAIM_SUB_TYPE,
-            memo=f"汇款认领转出 {record['bank_reference']}"[:200]).txn_id
-    except InsufficientBalance:
-        raise Conflict(
-            f"账号 {record['uin']} 的可用现金已不足 {format_yuan(record['amount'])} 元，无法收回；"
-            "需由该账号通过集团资金调拨或提现转出（尚未提供）",
-            f"account {record['uin']} no longer has {format_yuan(record['amount'])} yuan of "
-            "cash to take back; it would have to move it by group fund allocation or a "
-            "withdrawal, neither of which exists yet", field="amount",
-            state=CREDITED) from None
+def _check_evidence(conn: Connection, claimant: int, record: dict, evidence: Mapping) -> None:
+    """The claim's facts are the bank's record, and the corrected number is the
+    claimant's own: a claim cannot take a transfer on a payer name alone."""
+    numbers = {prefix + code for (code,) in conn.execute(
+        select(remittance_codes.c.code).where(remittance_codes.c.uin == claimant))
+        for prefix in (bank.prefix for bank in service.Settings.from_env().banks)}
+    facts = {"payer_account": (evidence.get("payer_account"), record["payer_account"]),
+             "remitted_on": (evidence.get("remitted_on"), record["value_date"])}
+    for field, (said, known) in facts.items():
+        if str(said) != str(known):
+            raise Conflict(f"认领信息与银行流水不符：{field}", f"the claim's {field} is not the "
+                           "bank's record of the transfer", field=field)
+    if evidence.get("corrected_number") not in numbers:
+        raise Conflict("正确的收款账号须为认领账号自己的 25 位收款账号",
+                       "the correct receiving number must be the claimant's own 25-digit number",
+                       field="corrected_number")
 
 
 def _claimant_record(conn: Connection, original: dict, claimant: int, request_id: int,

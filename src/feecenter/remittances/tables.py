@@ -6,7 +6,6 @@ claims (RMT-9) and legacy remittances credited by forms (RMT-10)."""
 
 from sqlalchemy import (
     BigInteger,
-    Boolean,
     CheckConstraint,
     Column,
     Date,
@@ -144,8 +143,6 @@ remittance_claims = Table(
     Column("from_uin", BigInteger, nullable=False),
     Column("to_uin", BigInteger, nullable=False),
     Column("claim_remittance_id", IdType, ForeignKey("remittances.id"), nullable=False),
-    Column("was_credited", Boolean, nullable=False),       # taken back from the other first
-    Column("taken_back_txn_id", IdType, ForeignKey("ledger_transactions.id"), nullable=True),
     Column("credit_txn_id", IdType, ForeignKey("ledger_transactions.id"), nullable=False),
     Column("operator", String(200), nullable=False),
     Column("created_at", DateTime, nullable=False),

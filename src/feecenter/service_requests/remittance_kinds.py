@@ -106,7 +106,7 @@ def claim_remittance(conn: Connection, clock: Clock, operator: Actor, request: d
     fields = request["fields"]
     return cases.claim(conn, clock, operator, request["uin"],
                        bank_reference=fields["bank_reference"], amount=fields["amount"],
-                       request_id=request["id"])
+                       request_id=request["id"], evidence=fields)
 
 
 # ---------------------------------------------------------------- RMT-10 legacy forms
