@@ -29,6 +29,8 @@ MAX_TIERS = 50
 MAX_MONTHS_LIST = 40
 DEFAULT_REFUND_WINDOW_DAYS = 5  # ORD-4: the no-reason refund window (五天无理由退款)
 MAX_REFUND_WINDOW_DAYS = 365
+DEFAULT_RECOVERY_DAYS = 7  # RNW-6: days an expired prepaid resource waits in the recycle bin
+DEFAULT_AUTO_RENEW_RETRY_DAYS = 3  # RNW-2: days after expiry a failed auto-renewal is retried
 
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,39}$", re.ASCII)
 _ITEM_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,59}$", re.ASCII)
@@ -132,6 +134,9 @@ class ProductSpec:
     items: list[ItemSpec]
     ref: Ref
     refund_window_days: int = DEFAULT_REFUND_WINDOW_DAYS
+    recovery_days: int = DEFAULT_RECOVERY_DAYS
+    auto_renew_retry_days: int = DEFAULT_AUTO_RENEW_RETRY_DAYS
+    renewal_managed: bool = True
 
 
 @dataclass
@@ -413,7 +418,8 @@ def _reference(reader: _Reader, fields: dict, key: str, path: str, available: se
 _PRODUCT_REQUIRED = ("code", "name_zh", "name_en", "entity", "tax_category", "pay_modes",
                      "class", "items")
 _PRODUCT_OPTIONAL = ("postpaid_cycle", "freeze_amount", "freeze_release", "delivery",
-                     "unpaid_order_days", "refund_window_days", "prepaid_months", "prices")
+                     "unpaid_order_days", "refund_window_days", "prepaid_months", "prices",
+                     "recovery_days", "auto_renew_retry_days", "renewal_managed")
 
 
 def _read_product(reader: _Reader, node, index: int, catalog: CatalogFile,
@@ -445,16 +451,22 @@ def _read_product(reader: _Reader, node, index: int, catalog: CatalogFile,
                                  default=rules.DEFAULT_UNPAID_ORDER_DAYS)
     refund_days = reader.integer(fields, "refund_window_days", path, low=0,
                                  high=MAX_REFUND_WINDOW_DAYS, default=DEFAULT_REFUND_WINDOW_DAYS)
+    recovery = reader.integer(fields, "recovery_days", path, low=0, high=90,
+                              default=DEFAULT_RECOVERY_DAYS)
+    retry = reader.integer(fields, "auto_renew_retry_days", path, low=0, high=30,
+                           default=DEFAULT_AUTO_RENEW_RETRY_DAYS)
+    managed = reader.boolean(fields, "renewal_managed", path, default=True)
     months = _months(reader, fields, path, pay_modes)
     items = _read_items(reader, fields.get("items"), path)
     scalars = (code, name_zh, name_en, entity, klass, tax, pay_modes, freeze, release, delivery,
-               unpaid_days, refund_days, months)
+               unpaid_days, refund_days, months, recovery, retry, managed)
     product_ok = all(v is not None for v in scalars) and (
         cycle is not None or "postpaid" not in (pay_modes or ()))
     if product_ok:
         catalog.products.append(ProductSpec(
             code, name_zh, name_en, entity, tax, pay_modes, klass, cycle, freeze, release,
-            delivery, unpaid_days, months, items, Ref(_line(node), path), refund_days))
+            delivery, unpaid_days, months, items, Ref(_line(node), path), refund_days,
+            recovery, retry, managed))
     if "prices" in fields:
         by_code = {item.code: item for item in items}
         raw: dict[tuple[str, str, str, str], list[Version]] = {}

@@ -60,6 +60,9 @@ class Product:
     unpaid_order_days: int       # ORD-2
     prepaid_months: tuple[int, ...]
     refund_window_days: int = 5  # ORD-4: days after the first payment with a full refund
+    recovery_days: int = 7       # RNW-6: days an expired resource waits in the recycle bin
+    auto_renew_retry_days: int = 3  # RNW-2: days after expiry a failed auto-renewal is retried
+    renewal_managed: bool = True  # RNW-7: listed in renewal management
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -227,6 +230,8 @@ def _plan_rows(conn: Connection, plan: _Plan) -> None:
         "postpaid_cycle": p.postpaid_cycle, "freeze_amount": p.freeze_amount,
         "freeze_release": p.freeze_release, "delivery_mode": p.delivery_mode,
         "unpaid_order_days": p.unpaid_order_days, "refund_window_days": p.refund_window_days,
+        "recovery_days": p.recovery_days, "auto_renew_retry_days": p.auto_renew_retry_days,
+        "renewal_managed": p.renewal_managed,
         "prepaid_months": ",".join(str(m) for m in p.prepaid_months)} for p in parsed.products])
     _diff(conn, plan, "items", billing_items, ("product_code", "code"), [{
         "product_code": p.code, "code": i.code, "name_zh": i.name_zh, "name_en": i.name_en,
@@ -358,7 +363,9 @@ def _product(row) -> Product:
                    row["tax_category"], tax.rate_bp, tax.name, tax.tax_code, modes,
                    row["product_class"], row["operable_balance"], row["postpaid_cycle"],
                    row["freeze_amount"], row["freeze_release"], row["delivery_mode"],
-                   row["unpaid_order_days"], months, row["refund_window_days"])
+                   row["unpaid_order_days"], months, row["refund_window_days"],
+                   row["recovery_days"], row["auto_renew_retry_days"],
+                   bool(row["renewal_managed"]))
 
 
 def get_product(conn: Connection, code: str) -> Product:

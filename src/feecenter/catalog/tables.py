@@ -66,6 +66,11 @@ products = Table(
     # ORD-4: days after the first payment in which a refund returns everything paid
     Column("refund_window_days", Integer, nullable=False, server_default=text("5")),
     Column("prepaid_months", String(200), nullable=False),  # allowed durations, "1,2,3,12"
+    # RNW-6: days in the recycle bin; RNW-2: days a failed auto-renewal is retried;
+    # RNW-7: shown in renewal management
+    Column("recovery_days", Integer, nullable=False, server_default=text("7")),
+    Column("auto_renew_retry_days", Integer, nullable=False, server_default=text("3")),
+    Column("renewal_managed", Boolean, nullable=False, server_default=text("true")),
     Column("updated_at", DateTime, nullable=False),
 )
 

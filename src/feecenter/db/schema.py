@@ -15,6 +15,7 @@ from feecenter.orders import tables as _orders  # noqa: F401
 from feecenter.packages import tables as _packages  # noqa: F401
 from feecenter.recharges import tables as _recharges  # noqa: F401
 from feecenter.remittances import tables as _remittances  # noqa: F401
+from feecenter.renewal import tables as _renewal  # noqa: F401
 from feecenter.resources import tables as _resources  # noqa: F401
 from feecenter.service_requests import tables as _service_requests  # noqa: F401
 from feecenter.settlement import tables as _settlement  # noqa: F401
