@@ -1,9 +1,11 @@
-"""Pure order rules: proration, refund split, order numbers and references. No database."""
+"""Pure order rules: proration (spec changes, RNW-5's extra days), refund split,
+order numbers and references. No database."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from fractions import Fraction
 
 from feecenter.clock import business_date
 from feecenter.errors import invalid
@@ -49,6 +51,16 @@ def prorated_change(monthly_old: int, monthly_new: int, remaining: timedelta) ->
     """
     seconds = max(int(remaining.total_seconds()), 0)
     return _fen_of((monthly_new - monthly_old) * seconds, int(MONTH.total_seconds()))
+
+
+def prorated_days(monthly: int, days_by_month: list[tuple[int, int]]) -> int:
+    """Fen for extra days of a prepaid resource (RNW-5's alignment): each day is
+    priced at ``monthly`` (1e-8 yuan) / the number of days of its calendar month.
+    ``days_by_month``: (days added in a month, days that month has) per month.
+    The exact sum is rounded once, half-up."""
+    fraction = sum((Fraction(monthly * days, month_days) for days, month_days in days_by_month),
+                   Fraction(0))
+    return _fen_of(fraction.numerator, fraction.denominator)
 
 
 def _fen_of(numerator: int, denominator: int) -> int:

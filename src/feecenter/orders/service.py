@@ -39,6 +39,7 @@ from feecenter.ledger.service import content_hash
 from feecenter.money import MAX_AMOUNT_FEN, format_yuan, round_rated_to_fen, split_proportionally
 from feecenter.orders import rules
 from feecenter.orders.tables import orders, payments
+from feecenter.renewal import alignment as unified
 from feecenter.resources import service as resources
 
 KINDS = ("new", "renew", "upgrade", "downgrade", "refund")
@@ -185,13 +186,17 @@ def create_purchase(conn: Connection, clock: Clock, actor: Actor, uin: int,
 def _priced(quote) -> dict:
     """The order's price columns; an order above the money cap is a typo or an attack."""
     list_amount = round_rated_to_fen(quote.list_amount)
-    if max(list_amount, round_rated_to_fen(quote.amount)) > MAX_AMOUNT_FEN:
-        raise invalid("amount", f"订单金额超过上限 {format_yuan(MAX_AMOUNT_FEN)} 元，请减少数量或时长",
-                      f"the order exceeds the cap of {format_yuan(MAX_AMOUNT_FEN)} yuan: "
-                      "buy fewer units or months")
+    _refuse_above_cap(list_amount, round_rated_to_fen(quote.amount))
     return {"price_kind": quote.price_kind, "unit_price": quote.unit_price,
             "list_amount": list_amount,
             "discount_bp": quote.discount_bp, "amount": round_rated_to_fen(quote.amount)}
+
+
+def _refuse_above_cap(list_amount: int, amount: int) -> None:
+    if max(list_amount, amount) > MAX_AMOUNT_FEN:
+        raise invalid("amount", f"订单金额超过上限 {format_yuan(MAX_AMOUNT_FEN)} 元，请减少数量或时长",
+                      f"the order exceeds the cap of {format_yuan(MAX_AMOUNT_FEN)} yuan: "
+                      "buy fewer units or months")
 
 
 def _live_resource(conn: Connection, uin: int, resource_id: str, *, lock: bool = False) -> dict:
@@ -213,32 +218,87 @@ def _refuse_released(resource: dict) -> dict:
 def create_renewal(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_id: str,
                    months: int, *, key: str | None = None) -> int:
     """A renewal is priced at the price in force now: a price change mid-term
-    applies to renewals only. The new term counts from the current expiry.
-    Renewal management (ACC-2: owner, admin); paying the order is FINANCE.
-    With ``key``, a repeat returns the order it made and writes nothing."""
+    applies to renewals only. The new term counts from the current expiry; with
+    the account's unified expiry day (RNW-5) it ends aligned to that day and the
+    extra days are charged too (``renewal_price``). Renewal management (ACC-2:
+    owner, admin); paying the order is FINANCE. With ``key``, a repeat returns
+    the order it made and writes nothing."""
     require(actor, uin, RENEWAL)
     stored_key = _claim_key(conn, uin, key)
     repeat = stored_key and _repeated(conn, uin, key, "renew", resource_id, months=months)
     if repeat:
         return repeat
-    _check_months(months)
     resource = _live_resource(conn, uin, resource_id)
-    product = catalog.get_product(conn, resource["product_code"])
-    catalog.check_prepaid_months(product, months)
-    accounts.purchase_gate(conn, clock, uin, product.operable_balance)
+    product, price = _renewal_price(conn, clock, uin, resource, months)
     project = _project(conn, clock, uin, resource["project_id"])
-    quote = catalog.quote(conn, uin, resource["product_code"], resource["spec_item"],
-                          resource["region"], "prepaid", resource["quantity"], clock.now(),
-                          months=months)
-    start = from_db_time(resource["period_end"])
     return _insert_order(
         conn, clock, actor, uin=uin, kind="renew", state="unpaid",
         product_code=resource["product_code"], region=resource["region"],
         spec_item=resource["spec_item"], quantity=resource["quantity"], months=months,
         resource_id=resource_id, project_id=project["id"], project_name=project["name"],
-        service_start=db_time(start), service_end=db_time(add_months(start, months)),
+        service_start=db_time(price.start), service_end=db_time(price.end),
+        unified_day=price.unified_day, unified_extra=price.unified_extra,
         expires_at=db_time(clock.now() + _unpaid_term(product, None)), promo=False,
-        idempotency_key=stored_key, **_priced(quote))
+        idempotency_key=stored_key, **price.columns)
+
+
+@dataclass(frozen=True)
+class RenewalPrice:
+    """A renewal's price and term (RNW-5): ``term_amount`` for the months asked,
+    ``unified_extra`` for the days up to the unified day (None without one), in
+    fen; the order's amount is their sum. ``columns``: the order's price columns."""
+
+    start: datetime
+    term_end: datetime
+    end: datetime
+    term_amount: int
+    unified_day: int | None
+    unified_extra: int | None
+    extra_days: int
+    columns: dict
+
+    @property
+    def amount(self) -> int:
+        return self.columns["amount"]
+
+
+def _renewal_price(conn: Connection, clock: Clock, uin: int, resource: dict, months: int
+                   ) -> tuple[catalog.Product, RenewalPrice]:
+    _check_months(months)
+    product = catalog.get_product(conn, resource["product_code"])
+    catalog.check_prepaid_months(product, months)
+    accounts.purchase_gate(conn, clock, uin, product.operable_balance)
+    start = from_db_time(resource["period_end"])
+
+    def priced(span: int):
+        return catalog.quote(conn, uin, resource["product_code"], resource["spec_item"],
+                             resource["region"], "prepaid", resource["quantity"], clock.now(),
+                             months=span)
+
+    quote = priced(months)
+    columns = _priced(quote)
+    term_amount = columns["amount"]
+    alignment = unified.renewal_alignment(conn, uin, start, months)
+    if alignment is None:
+        return product, RenewalPrice(start, add_months(start, months), add_months(start, months),
+                                     term_amount, None, None, 0, columns)
+    monthly = priced(1)  # the pricing rule's monthly price (ORD-5), per extra day
+    extra = rules.prorated_days(monthly.amount, list(alignment.days_by_month))
+    extra_list = rules.prorated_days(monthly.list_amount, list(alignment.days_by_month))
+    columns = {**columns, "amount": term_amount + extra,
+               "list_amount": columns["list_amount"] + extra_list}
+    _refuse_above_cap(columns["list_amount"], columns["amount"])
+    return product, RenewalPrice(start, alignment.term_end, alignment.end, term_amount,
+                                 alignment.day, extra, alignment.extra_days, columns)
+
+
+def quote_renewal(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_id: str,
+                  months: int) -> RenewalPrice:
+    """What ``create_renewal`` would charge now and the expiry it would give
+    (RNW-5's preview); writes nothing. Renewal management (ACC-2)."""
+    require(actor, uin, RENEWAL)
+    resource = _live_resource(conn, uin, resource_id)
+    return _renewal_price(conn, clock, uin, resource, months)[1]
 
 
 def _spec_change(conn, clock, uin, resource, new_spec) -> tuple[int, object]:
@@ -411,7 +471,8 @@ _REVENUE, _REVENUE_ON, _REVENUE_COLUMNS = funds.platform_account_join(products.c
 _PAYABLE_COLUMNS = (
     _O.id, _O.uin, _O.kind, _O.state, _O.product_code, _O.region, _O.spec_item, _O.quantity,
     _O.months, _O.resource_id, _O.resource_name, _O.tags, _O.project_id, _O.amount,
-    _O.created_at, _O.expires_at, _O.service_end, _O.promo, _O.from_spec_item,
+    _O.created_at, _O.expires_at, _O.service_start, _O.service_end, _O.unified_day, _O.promo,
+    _O.from_spec_item,
     products.c.delivery_mode, products.c.entity, product_classes.c.operable_balance,
     customers.c.status, customers.c.realname_state,
     coupons.held(_O.uin, coupon_rules.PREPAID).label("coupon_held"))
@@ -516,6 +577,7 @@ def _payable_rows(conn: Connection, clock: Clock, sent: sending.Sent, uin: int
             continue
         order["created_at"] = read_time(order["created_at"])
         order["expires_at"] = read_time(order["expires_at"])
+        order["service_start"] = read_time(order["service_start"])
         order["service_end"] = read_time(order["service_end"])
         order["revenue"] = (funds.platform_meta(conn, clock, order["entity"], "revenue",
                                                 row[width:])
@@ -785,8 +847,9 @@ def _apply_to_resource(conn: Connection, clock: Clock, order: dict) -> tuple[dat
     resource = _checked_resource(conn, order)
     now = clock.now()
     current_end = from_db_time(resource["period_end"])
-    if order["kind"] == "renew":
-        end = add_months(current_end, order["months"])  # counts from the old expiry (RNW-6)
+    if order["kind"] == "renew":  # counts from the old expiry (RNW-6); aligned: as priced
+        end = (add_months(current_end, order["months"]) if order["unified_day"] is None
+               else from_db_time(order["service_end"]))
         resources.update_resource(conn, order["resource_id"], period_end=end, state="running")
         return current_end, end
     resources.update_resource(conn, order["resource_id"], spec_item=order["spec_item"])
@@ -817,13 +880,16 @@ def _checked_resource(conn: Connection, order: dict) -> dict:
 def _stale(order: dict, resource: dict) -> bool:
     """Whether ``order`` was priced from another state of ``resource`` (read under its
     lock). A renewal is priced from the spec (its ``spec_item``); it counts from the
-    expiry at payment, so another renewal first does not change its worth. An
+    expiry at payment, so another renewal first does not change its worth, unless
+    it was aligned to a unified day (RNW-5): its extra days were priced from the
+    expiry it recorded (``service_start``), which must still be the resource's. An
     upgrade is priced from the spec and the time left up to the expiry it recorded
     (``from_spec_item``, and ``service_end`` until delivered): it is stale when
     either differs, whatever changed the resource meanwhile. One created before
     revision 0009 has no ``from_spec_item`` and is refused: its spec is unknown."""
     if order["kind"] == "renew":
-        return resource["spec_item"] != order["spec_item"]
+        return resource["spec_item"] != order["spec_item"] or (
+            order["unified_day"] is not None and resource["period_end"] != order["service_start"])
     return (order["from_spec_item"] is None or resource["spec_item"] != order["from_spec_item"]
             or resource["period_end"] != order["service_end"])
 

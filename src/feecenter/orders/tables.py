@@ -40,6 +40,10 @@ orders = Table(
     Column("service_start", DateTime, nullable=True),
     Column("service_end", DateTime, nullable=True),
     Column("promo", Boolean, nullable=False, default=False),
+    # a renewal aligned to the account's unified expiry day (RNW-5, revision 0027): the day,
+    # and the fen of the extra days in ``amount``; NULL: not aligned
+    Column("unified_day", Integer, nullable=True),
+    Column("unified_extra", BigInteger, nullable=True),
     Column("creator", String(120), nullable=False),
     Column("failure_reason", Text, nullable=True),
     # refunds and downgrades run at once: the customer's key makes a retry return this order
