@@ -19,6 +19,7 @@ from feecenter.api import orders as order_routes
 from feecenter.api import notifications as notification_routes
 from feecenter.api import recharges as recharge_routes
 from feecenter.api import remittances as remittance_routes
+from feecenter.api import renewal as renewal_routes
 from feecenter.api import service_requests as service_request_routes
 from feecenter.api import usage as usage_routes
 from feecenter.compat import endpoint as compat
@@ -28,7 +29,7 @@ from feecenter.runtime import Runtime
 ROUTERS = (routes.router, catalog_routes.router, order_routes.router, usage_routes.router,
            notification_routes.router, bill_routes.router, coupon_routes.router,
            arrears_routes.router, recharge_routes.router, service_request_routes.router,
-           remittance_routes.router, compat.router)
+           remittance_routes.router, renewal_routes.router, compat.router)
 
 
 def create_app(rt: Runtime) -> FastAPI:
