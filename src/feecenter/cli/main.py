@@ -33,6 +33,7 @@ from feecenter.cli.jobs import jobs_app, worker_command
 from feecenter.cli.orders import orders_app
 from feecenter.cli.recharges import recharge_app, sandbox_pay_command
 from feecenter.cli.remittances import remittance_app, statement_app
+from feecenter.cli.renewal import renewal_app
 from feecenter.cli.simulate import simulate_command
 from feecenter.cli.usage import usage_app
 
@@ -47,7 +48,8 @@ for sub, name in ((account_app, "account"), (apikey_app, "apikey"), (operator_ap
                   (credit_app, "credit"), (db_app, "db"), (catalog_app, "catalog"),
                   (usage_app, "usage"), (jobs_app, "jobs"), (bills_app, "bills"),
                   (orders_app, "orders"), (recharge_app, "recharge"),
-                  (statement_app, "statement"), (remittance_app, "remittance")):
+                  (statement_app, "statement"), (remittance_app, "remittance"),
+                  (renewal_app, "renewal")):
     app.add_typer(sub, name=name)
 app.command("worker", help="Run due scheduled jobs on the wall clock / 定时任务执行器")(worker_command)
 app.command("simulate", help="Simulate a small cloud from a seed / 确定性模拟")(simulate_command)
