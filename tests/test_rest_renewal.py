@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import pytest
 
+from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import SYSTEM
+from feecenter.auth import service as auth
+from feecenter.db.engine import transaction
 from feecenter.ledger.tables import ledger_transactions
 from feecenter.orders import service as orders
 from feecenter.orders.tables import orders as orders_table
 from feecenter.renewal.tables import renewal_accounts, renewal_settings
-from tests.helpers import assert_reconciled, buy, pay, row_counts
+from tests.helpers import OPS, assert_reconciled, buy, pay, row_counts
+from tests.rest_harness import Signed
 from tests.test_rest_strict_input import assert_refused
 
 
@@ -123,7 +127,8 @@ def test_batch_renewal_shows_the_merged_payment_then_the_pay_endpoint_pays(shop)
     assert response.status_code == 201, response.text
     created = response.json()
     assert [o["amount"] for o in created["orders"]] == ["223.94", "223.94"]
-    assert [o["unified_day"] for o in created["orders"]] == [10, 10]
+    assert [(o["unified_day"], o["unified_extra"])
+            for o in created["orders"]] == [(10, "45.94")] * 2
     assert created["payment_preview"]["totals"]["amount"] == "447.88"
     again = rest.customer.send("POST", _path(rest, "s/orders"),
                                {"resource_ids": [first, second], "idempotency_key": "b-1"}).json()
@@ -173,3 +178,33 @@ def test_bad_preview_queries_are_400_naming_the_parameter(shop, query, field):
     rest, (first, _, _) = shop
     query = {k: v.format(first=first) for k, v in query.items()}
     assert_refused(rest.customer.send("GET", _path(rest, "s/preview"), query=query), 400, field)
+
+
+@pytest.mark.spec("ACC-2")
+def test_renewal_management_is_the_owners_and_admins_paying_is_finances(shop):
+    rest, (first, second, _) = shop
+    rt = rest.rt
+    with transaction(rt.engine) as conn:
+        signed = {}
+        for login, role in (("adm", "admin"), ("fin", "finance"), ("ro", "readonly")):
+            accounts.add_user(conn, rt.clock, OPS, rest.uin, login, role)
+            signed[role] = Signed(rt, rest.customer.http,
+                                  auth.create_api_key(conn, rt.clock, OPS, rest.uin, login))
+    admin, finance, readonly = signed["admin"], signed["finance"], signed["readonly"]
+    for who in (finance, readonly):
+        assert who.send("GET", _path(rest, "s")).status_code == 403
+        assert who.send("PUT", _path(rest, "-settings"), {"unified_day": 3}).status_code == 403
+        assert who.send("POST", _path(rest, "s/orders"),
+                        {"resource_ids": [first]}).status_code == 403
+    assert readonly.send("GET", _path(rest, "-settings")).json()["unified_day"] is None
+    assert admin.send("PUT", _path(rest, "-settings"), {"unified_day": 3}).status_code == 200
+    made = admin.send("POST", _path(rest, "s/orders"), {"resource_ids": [first, second]})
+    assert made.status_code == 201 and made.json()["payment_preview"] is None
+    assert admin.send("POST", _path(rest, "s/orders"),
+                      {"resource_ids": [first], "pay": True, "idempotency_key": "adm-1"}
+                      ).status_code == 403
+    paid = finance.send("POST", f"/api/v1/accounts/{rest.uin}/payments",
+                        {"order_ids": [o["order_no"] for o in made.json()["orders"]],
+                         "idempotency_key": "fin-1"})
+    assert paid.status_code == 201, paid.text
+    assert_reconciled(rt, rest.uin)

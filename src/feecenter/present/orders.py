@@ -5,6 +5,7 @@ quantity in the item's unit, times in business time."""
 from __future__ import annotations
 
 from feecenter.catalog.rules import format_quantity
+from feecenter.money import format_yuan
 from feecenter.orders.rules import order_no
 from feecenter.present.text import rated, time_text, with_yuan
 
@@ -20,6 +21,8 @@ def order_json(order: dict) -> dict:
     # as the catalog renders them: yuan with 8 decimals, the item's unit
     out["unit_price"] = rated(order["unit_price"])
     out["quantity"] = format_quantity(order["quantity"])
+    extra = order.get("unified_extra")  # RNW-5: the extra days' part of the amount, if aligned
+    out["unified_extra"] = None if extra is None else format_yuan(extra)
     for key in ORDER_TIMES:
         out[key] = time_text(order.get(key))
     return out
