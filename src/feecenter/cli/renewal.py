@@ -183,31 +183,34 @@ def renew(
 def _render_list(data: dict) -> None:
     table = Table(title=f"续费管理 / Renewals — UIN {data['uin']} ({data['total']})")
     table.add_column("resource", no_wrap=True)
-    for column in ("product", "region", "project"):
-        table.add_column(column)
-    table.add_column("expires / 到期", no_wrap=True)
+    table.add_column("product")
+    table.add_column("project")
+    table.add_column("expires", no_wrap=True)
     table.add_column("days", justify="right")
-    table.add_column("auto / 自动续费")
+    table.add_column("auto")
     table.add_column("mo", justify="right")
     for i in data["items"]:
-        table.add_row(escape(i["resource_id"]), escape(f"{i['product_code']} {i['spec_item']}"),
-                      escape(i["region"]), escape(i["project_name"]), i["period_end"],
-                      str(i["days_left"]), "on" if i["auto_renew"] else "off", str(i["months"]))
+        table.add_row(escape(i["resource_id"]),
+                      escape(f"{i['product_code']} {i['spec_item']} {i['region']}"),
+                      escape(i["project_name"]), i["period_end"][:16], str(i["days_left"]),
+                      "on" if i["auto_renew"] else "off", str(i["months"]))
     out.print(table)
 
 
 def _render_preview(data: dict) -> None:
+    """Dates only: alignment keeps the time of day (docs/renewal.md)."""
     day = data["unified_day"]
     table = Table(title=f"续费预览 / Renewal preview — UIN {data['uin']}, "
                         f"统一到期日 / unified day: {day or '-'}")
-    for column in ("resource", "mo", "expires now", "new expiry", "days+"):
+    table.add_column("resource", no_wrap=True)
+    for column in ("expires", "new expiry"):
         table.add_column(column, no_wrap=True)
+    table.add_column("+days", justify="right")
     for column in ("term", "extra", "amount"):
         table.add_column(column, justify="right", no_wrap=True)
     for i in data["items"]:
-        table.add_row(escape(i["resource_id"]), str(i["months"]), i["current_expiry"],
-                      i["new_expiry"], str(i["extra_days"]), i["term_amount"],
-                      i["unified_extra"], i["amount"])
+        table.add_row(escape(i["resource_id"]), i["current_expiry"][:10], i["new_expiry"][:10],
+                      str(i["extra_days"]), i["term_amount"], i["unified_extra"], i["amount"])
     out.print(table)
     out.print(f"合计 / total: {data['total']}", markup=False)
 
