@@ -27,6 +27,8 @@ RECIPIENTS: dict[str, tuple[str, ...]] = {
     "remittance_pending": _MONEY,         # RMT-4: the owner (and finance) told
     "remittance_review_failed": _MONEY,   # RMT-5
     "service_request_update": _MONEY,     # SRV-2: each state change of a 工单 (billing)
+    "renewal_stopped": _MONEY,            # RNW-6: expired into the recycle bin
+    "renewal_released": _MONEY,           # RNW-6: released after the recovery period
 }
 
 
