@@ -126,8 +126,9 @@ def _record(conn: Connection, clock: Clock, row: dict, day: date, **values) -> N
     values = {"reason_code": None, "reason": None, "order_id": None, **values}
     inserted = conn.execute(insert_if_absent(conn, renewal_attempts, ["resource_id", "term_end"])
                             .values(resource_id=row["id"], term_end=term_end, uin=row["uin"],
-                                    tries=1, last_tried_on=day, updated_at=now, **values))
-    if inserted.rowcount:
+                                    tries=1, last_tried_on=day, updated_at=now, **values)
+                            .returning(_T.resource_id)).first()
+    if inserted is not None:
         return
     conn.execute(update(renewal_attempts).where(
         _T.resource_id == row["id"], _T.term_end == term_end, _T.state != "renewed").values(
