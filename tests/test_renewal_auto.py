@@ -246,7 +246,7 @@ def test_a_simulated_quarter(shop):
         for start in range(0, per_account, 100):
             count = min(100, per_account - start)
             order_ids = buy(rt, uin, *[("cvm", "S5.MEDIUM4", 1, "ap-guangzhou")] * count)
-            pay(rt, uin, order_ids)
+            pay(rt, uin, order_ids, key=f"quarter-{k}-{start}")
             with rt.engine.connect() as conn:
                 made += [o["resource_id"] for o in orders.get_orders(conn, SYSTEM, uin, order_ids)]
         owned[k] = made
