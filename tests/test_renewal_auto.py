@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -19,7 +18,7 @@ from feecenter.accounts.permissions import SYSTEM
 from feecenter.catalog import service as catalog
 from feecenter.clock import business_date, db_time
 from feecenter.db.engine import transaction
-from feecenter.errors import PermissionDenied
+from feecenter.errors import InvalidInput, PermissionDenied
 from feecenter.orders import service as orders
 from feecenter.orders.tables import orders as orders_table
 from feecenter.periods import DAILY, HOURLY, period_containing
@@ -166,6 +165,10 @@ def test_refusals_are_recorded_with_their_reason_and_readable_only_with_renewal(
     assert "实名" in attempt(rt, abnormal, ids[abnormal])["reason"]
     with rt.engine.connect() as conn, pytest.raises(PermissionDenied):
         auto.attempts(conn, finance, restricted, [ids[restricted]])
+    for bad in ("cvm-1", [], [None], ["x" * 41]):
+        with rt.engine.connect() as conn, pytest.raises(InvalidInput) as err:
+            auto.attempts(conn, SYSTEM, restricted, bad)
+        assert err.value.field in ("resource_ids", "resource_id")
 
 
 @pytest.mark.spec("RNW-1")

@@ -36,6 +36,7 @@ from feecenter.errors import FeeCenterError
 from feecenter.funds import service as funds
 from feecenter.orders import service as orders
 from feecenter.renewal import lifecycle, rules
+from feecenter.renewal.settings import _check_ids
 from feecenter.renewal.tables import renewal_attempts
 from feecenter.resources import service as resources
 
@@ -148,7 +149,7 @@ def attempts(conn: Connection, actor: Actor, uin: int, resource_ids: list[str]) 
     ``term_end`` (the expiry it renews past, aware UTC), ``tries`` (days),
     ``last_tried_on``, ``order_id``. Resources never tried are absent."""
     require(actor, uin, RENEWAL)
-    ids = [resources.resource_ref(r) for r in resource_ids]
+    ids = _check_ids(resource_ids)
     found: dict[str, dict] = {}
     for row in conn.execute(select(renewal_attempts).where(_T.uin == uin, _T.resource_id.in_(ids))
                             .order_by(_T.resource_id, _T.term_end)).mappings():
