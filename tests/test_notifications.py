@@ -37,7 +37,7 @@ ALL_PARAMS = {"uin": 100000000001, "account_name": "示例科技", "at": "2026-0
               "available": "8.00", "threshold": "100.00", "payer_name": "示例付款有限公司",
               "reference": "REF-0001", "state_zh": "待签署", "state_en": "pending signature",
               "request_id": 7, "kind_zh": "精度差异补偿",
-              "kind_en": "Precision difference compensation", "note": "-"}
+              "kind_en": "Precision difference compensation", "note": "-", "count": 2}
 
 
 def free_port() -> int:
@@ -204,7 +204,8 @@ def test_notify_refuses_bad_input_and_writes_nothing(rt):
 RECEIVERS = {code: {"account", "owner", "finance"} for code in (
     "arrears_dunning", "arrears_stop_warning", "resources_stopped",
     "resources_destroy_warning", "resources_destroyed", "arrears_repaid_restored",
-    "balance_low", "remittance_pending", "remittance_review_failed", "service_request_update")}
+    "balance_low", "remittance_pending", "remittance_review_failed", "service_request_update",
+    "renewal_stopped", "renewal_released")}
 # who, with which email and phone; the owner's are the account's contacts (ACC-1)
 PEOPLE = {"fin": ("finance", "fin@example.cn", "13900000001"),
           "adm": ("admin", "adm@example.cn", "13900000002"),

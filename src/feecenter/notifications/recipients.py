@@ -7,7 +7,9 @@ roles. ``addresses`` turns that into (channel, address) pairs from the people
 sees among the in-site messages (the notification rule, docs/notifications.md: an in-site message always).
 
 Every kind that exists today states money owed or the balance, which ACC-2
-keeps for the owner and finance users: admin and readonly users get none.
+keeps for the owner and finance users: admin and readonly users get none. The
+renewal notices (RNW-6: resources stopped at expiry, released) go to the same
+people: those who pay to restore them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ RECIPIENTS: dict[str, tuple[str, ...]] = {
     "remittance_pending": _MONEY,         # RMT-4: the owner (and finance) told
     "remittance_review_failed": _MONEY,   # RMT-5
     "service_request_update": _MONEY,     # SRV-2: each state change of a 工单 (billing)
+    "renewal_stopped": _MONEY,            # RNW-6: expired into the recycle bin
+    "renewal_released": _MONEY,           # RNW-6: released after the recovery period
 }
 
 

@@ -257,6 +257,46 @@ TEMPLATES: dict[str, dict[str, Template]] = {
                   "See the Service requests page of the console for details." + _SIGN_EN),
             sms="Account {uin}: service request {request_id} ({kind_en}) is {state_en}."),
     },
+    # RNW-6: a prepaid resource not renewed is stopped into the recycle bin ...
+    "renewal_stopped": {
+        "zh-CN": Template(
+            subject="【到期停服】您的账号 {uin} 有 {count} 个包年包月资源已到期停止服务",
+            body=("尊敬的 {account_name}：\n\n"
+                  "您的账号（UIN：{uin}）的以下包年包月资源已到期且未续费，已停止服务并放入回收站，"
+                  "配置与数据暂时保留（到期时间 → 释放时间）：\n{resources}\n\n"
+                  "在释放时间之前续费即可恢复，新的服务期从原到期时间起算；"
+                  "到达释放时间后，资源及其数据将被永久删除，无法恢复。" + _SIGN_ZH),
+            sms="您的账号{uin}有{count}个资源已到期停服，进入回收站，释放前续费可恢复，请登录控制台查看。"),
+        "en": Template(
+            subject="[Expired] Account {uin}: {count} prepaid resource(s) expired and stopped",
+            body=("Dear {account_name},\n\n"
+                  "These prepaid resources of your account (UIN {uin}) expired without being "
+                  "renewed: they were stopped and moved to the recycle bin; their configuration "
+                  "and data are kept for now (expiry → release time, Beijing time):\n"
+                  "{resources}\n\n"
+                  "Renewing one before its release time restores it, its new term counting from "
+                  "the original expiry; at the release time the resource and its data are "
+                  "deleted for good." + _SIGN_EN),
+            sms="Account {uin}: {count} resource(s) expired and stopped (recycle bin). Renew "
+                "before release to restore them."),
+    },
+    # ... and released with its data once its recovery period is over
+    "renewal_released": {
+        "zh-CN": Template(
+            subject="【资源释放通知】您的账号 {uin} 有 {count} 个到期资源已被释放",
+            body=("尊敬的 {account_name}：\n\n"
+                  "您的账号（UIN：{uin}）的以下到期未续费的资源回收期已满，已于 {at} 释放，"
+                  "资源及其数据已被永久删除（原到期时间）：\n{resources}" + _SIGN_ZH),
+            sms="您的账号{uin}有{count}个到期未续费的资源回收期已满，资源及数据已被释放。"),
+        "en": Template(
+            subject="[Released] Account {uin}: {count} expired resource(s) released",
+            body=("Dear {account_name},\n\n"
+                  "The recovery period of these expired, unrenewed resources of your account "
+                  "(UIN {uin}) is over: they were released at {at} (Beijing time) and their data "
+                  "deleted for good (original expiry):\n{resources}" + _SIGN_EN),
+            sms="Account {uin}: {count} expired resource(s) released after their recovery "
+                "period; their data is deleted."),
+    },
 }
 
 

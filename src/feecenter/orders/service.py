@@ -850,7 +850,11 @@ def _apply_to_resource(conn: Connection, clock: Clock, order: dict) -> tuple[dat
     if order["kind"] == "renew":  # counts from the old expiry (RNW-6); aligned: as priced
         end = (add_months(current_end, order["months"]) if order["unified_day"] is None
                else from_db_time(order["service_end"]))
-        resources.update_resource(conn, order["resource_id"], period_end=end, state="running")
+        if resource["state"] == "stopped":  # in the recycle bin: restored (RNW-6)
+            resources.end_stop(conn, order["resource_id"], now, period_end=end, state="running")
+        else:
+            resources.update_resource(conn, order["resource_id"], period_end=end,
+                                      state="running")
         return current_end, end
     resources.update_resource(conn, order["resource_id"], spec_item=order["spec_item"])
     return now, current_end
@@ -1101,6 +1105,7 @@ def downgrade(conn: Connection, clock: Clock, actor: Actor, uin: int, resource_i
     if (repeat := _repeated(conn, uin, key, "downgrade", resource_id, spec_item=new_spec)) is not None:
         return repeat
     _refuse_released(resource)
+    funds.require_operable(conn, clock, uin)  # RNW-6, ARR-1: no change while in arrears
     if new_spec == resource["spec_item"]:  # e.g. a concurrent downgrade to it came first
         raise Conflict(f"资源 {resource_id} 的配置已是 {new_spec}",
                        f"resource {resource_id} is already {new_spec}", field="spec_item",

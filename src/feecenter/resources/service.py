@@ -180,6 +180,52 @@ def end_stop(conn: Connection, resource_id: str, at: datetime, **values) -> None
                                               s.ended_at.is_(None)).values(ended_at=db_time(at)))
 
 
+def stop_many(conn: Connection, stops: dict[str, datetime], reason: str, *,
+              expired_by: datetime) -> list[str]:
+    """RNW-6: stop several running resources at once, each at its own time (``stops``:
+    resource id -> when), only those still running whose period ended by
+    ``expired_by`` (a renewal paid meanwhile moved it later). One conditional UPDATE
+    decides which are stopped here (a concurrent caller never stops one twice; on
+    PostgreSQL rows a payment holds locked are skipped, for a later run), then one
+    INSERT of their stops. Returns the ids stopped, in id order."""
+    if not stops:
+        return []
+    r = resources.c
+    due = select(r.id).where(r.id.in_(list(stops)), r.state == "running",
+                             r.period_end <= db_time(expired_by))
+    if conn.dialect.name == "postgresql":
+        due = due.order_by(r.id).with_for_update(skip_locked=True)
+    stopped = sorted(conn.execute(update(resources).where(r.id.in_(due), r.state == "running")
+                                  .values(state="stopped").returning(r.id, r.uin)).all())
+    if stopped:
+        conn.execute(insert(resource_stops), [
+            {"resource_id": row.id, "uin": row.uin, "reason": reason,
+             "stopped_at": db_time(stops[row.id])} for row in stopped])
+    return [row.id for row in stopped]
+
+
+def release_many(conn: Connection, resource_ids: list[str], reason: str, at: datetime) -> list[str]:
+    """RNW-6: release (state recycled, ``released_at``) resources still stopped for
+    ``reason``, their stop ended at ``at``; claimed by one conditional UPDATE (on
+    PostgreSQL skipping rows locked by a payment). Returns the ids released."""
+    if not resource_ids:
+        return []
+    r, s = resources.c, resource_stops.c
+    stopped_for = select(s.resource_id).where(s.resource_id.in_(resource_ids), s.reason == reason,
+                                              s.ended_at.is_(None))
+    due = select(r.id).where(r.id.in_(resource_ids), r.state == "stopped", r.id.in_(stopped_for))
+    if conn.dialect.name == "postgresql":
+        due = due.order_by(r.id).with_for_update(skip_locked=True)
+    when = db_time(at)
+    released = sorted(conn.execute(update(resources).where(r.id.in_(due), r.state == "stopped")
+                                   .values(state="recycled", released_at=when)
+                                   .returning(r.id)).scalars())
+    if released:
+        conn.execute(update(resource_stops).where(s.resource_id.in_(released),
+                                                  s.ended_at.is_(None)).values(ended_at=when))
+    return released
+
+
 def stop_spans(conn: Connection, resource_ids: list[str]) -> dict[str, list[tuple]]:
     """resource id -> its stops as (stopped_at, ended_at or None), naive UTC, in time order;
     only resources that were ever stopped."""

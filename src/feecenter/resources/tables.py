@@ -39,6 +39,7 @@ resources = Table(
     # a postpaid opening's key (revision 0016): a retry returns this resource
     Column("idempotency_key", String(200), nullable=True, unique=True),
     Index("ix_resources_uin_id", "uin", "id"),
+    Index("ix_resources_state_period_end", "state", "period_end"),  # expiry scans (RNW-6)
 )
 
 # A span a resource was stopped (ARR-3 isolation): [stopped_at, ended_at), ended_at NULL
@@ -48,8 +49,9 @@ resource_stops = Table(
     Column("id", IdType, primary_key=True, autoincrement=True),
     Column("resource_id", String(40), nullable=False),
     Column("uin", BigInteger, nullable=False),
-    Column("reason", String(20), nullable=False),  # arrears
+    Column("reason", String(20), nullable=False),  # arrears | expired (RNW-6)
     Column("stopped_at", DateTime, nullable=False),  # naive UTC
     Column("ended_at", DateTime, nullable=True),  # restarted or destroyed
     Index("ix_resource_stops_resource", "resource_id", "stopped_at"),
+    Index("ix_resource_stops_open", "reason", "ended_at", "stopped_at"),  # the recycle bin
 )

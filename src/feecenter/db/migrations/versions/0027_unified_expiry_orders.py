@@ -2,13 +2,13 @@
 and the fen its extra days add to the amount (RNW-5). docs/renewal.md.
 
 Revision ID: 0027
-Revises: 0024
+Revises: 0025
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0027'
-down_revision = '0024'
+down_revision = '0025'
 branch_labels = None
 depends_on = None
 
