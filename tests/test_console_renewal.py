@@ -155,7 +155,8 @@ def test_batch_auto_renew_on_and_off_and_the_period(rt, shop):
         "csrf_token": token, "resource_id": [second], "months": "3", "tab": "resources"})
     assert done.status_code == 303
     page = http.get("/console/renewal").text
-    assert cell(page, second, "data-months") == "3" and cell(page, second, "data-auto-renew") == "on"
+    assert cell(page, second, "data-months") == "3"
+    assert cell(page, second, "data-auto-renew") == "on"
     http.post("/console/renewal/auto-renew", data={
         "csrf_token": token, "resource_id": [first], "auto_renew": "off"})
     assert cell(http.get("/console/renewal").text, first, "data-auto-renew") == "off"

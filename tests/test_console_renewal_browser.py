@@ -18,7 +18,8 @@ from feecenter.orders import service as orders
 from feecenter.orders.tables import orders as orders_table
 from feecenter.present.text import time_text
 from feecenter.resources import service as resources
-from tests.helpers import OPS, add_cash, assert_reconciled, buy, load_sample_catalog, new_account, pay
+from tests.helpers import (OPS, add_cash, assert_reconciled, buy, load_sample_catalog, new_account,
+                           pay)
 from tests.test_console_browser import (  # noqa: F401 - browser_page is a fixture
     PASSWORD, browser_page, log_in, shooter, watch_errors)
 

@@ -82,7 +82,8 @@ def describe_renew_instances(rt: Runtime, actor: Actor, params: dict) -> dict:
         raise invalid("ExpireTimeEnd", "ExpireTimeEnd 不能早于 ExpireTimeStart",
                       "ExpireTimeEnd must not precede ExpireTimeStart")
     query = management.RenewalQuery(
-        auto_renew=wanted.pop() if len(wanted) == 1 else None, resource_ids=tuple(params.get("InstanceIdList") or ()),
+        auto_renew=wanted.pop() if len(wanted) == 1 else None,
+        resource_ids=tuple(params.get("InstanceIdList") or ()),
         expires_from=start, expires_to=end, latest_first=params.get("Reverse", False),
         offset=offset, limit=limit)
     try:
