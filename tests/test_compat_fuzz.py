@@ -98,6 +98,16 @@ def plausible(name: str, kind: str, ctx: Shop) -> st.SearchStrategy:
         "Status": st.integers(1, 8), "StatusSet": st.lists(st.integers(1, 8), max_size=3),
         "VoucherIds": st.lists(st.sampled_from(ctx.vouchers), min_size=1, max_size=1),
         "ResourceId": st.sampled_from(ctx.resources),
+        "InstanceId": st.sampled_from(ctx.resources),
+        "InstanceIdList": st.lists(st.sampled_from(ctx.resources), max_size=2, unique=True),
+        "RenewFlag": st.sampled_from(["NOTIFY_AND_AUTO_RENEW", "NOTIFY_AND_MANUAL_RENEW",
+                                      "DISABLE_NOTIFY_AND_MANUAL_RENEW"]),
+        "RenewFlagList": st.lists(st.sampled_from(["NOTIFY_AND_AUTO_RENEW",
+                                                   "NOTIFY_AND_MANUAL_RENEW"]), max_size=2),
+        "Period": st.integers(1, 3), "PeriodUnit": st.sampled_from(["m", "y"]),
+        "RenewPeriod": st.sampled_from(["1", "2", "12"]),
+        "RenewPeriodUnit": st.sampled_from(["m", "y"]),
+        "MaxResults": st.integers(1, 100),
         "OrderIds": st.lists(orders, min_size=1, max_size=3, unique=True),
         "BigDealIds": st.lists(orders, min_size=1, max_size=2, unique=True),
         "OrderId": orders, "BigDealId": orders, "PayerUin": st.just(str(ctx.uin)),
@@ -124,9 +134,12 @@ def hostile(kind: str, name: str, ctx: Shop) -> st.SearchStrategy:
     return st.one_of(typed, st.sampled_from(WRONG_TYPES), any_json)
 
 
+MOVES_MONEY = ("PayDeals", "RenewInstance", "RefundInstance")
 # what a request must carry to go past the first check (the SDK does not say)
 REQUIRED = {"DescribeBillList": ("StartTime", "EndTime"), "DescribeBillDetail": ("Month",),
-            "DescribeDealsByCond": ("StartTime", "EndTime"), "PayDeals": ("OrderIds",)}
+            "DescribeDealsByCond": ("StartTime", "EndTime"), "PayDeals": ("OrderIds",),
+            "SetRenewal": ("InstanceId", "RenewFlag"), "RenewInstance": ("InstanceId",),
+            "RefundInstance": ("InstanceId",)}
 
 
 def bodies(action: str, ctx: Shop) -> st.SearchStrategy[dict]:
@@ -157,7 +170,7 @@ def check_answer(shop: Shop, action: str, body: bytes, english: bool) -> dict:
         assert DOCUMENTED_CODES.match(error.get("Code", "")), (error, body)
         assert isinstance(error.get("Message"), str) and error["Message"], (error, body)
         assert shop.written() == before, (error, body)
-    elif action != "PayDeals":  # only PayDeals moves money
+    elif action not in MOVES_MONEY:
         assert shop.written() == before, (response, body)
     return response
 

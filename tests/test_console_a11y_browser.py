@@ -15,7 +15,9 @@ from feecenter.auth import operator_sessions, sessions
 from feecenter.auth import service as auth
 from feecenter.db.engine import transaction
 from feecenter.funds import service as funds
-from tests.helpers import OPS, add_cash, buy, load_sample_catalog, new_account, revenue
+from feecenter.orders import service as orders
+from feecenter.resources import service as resources
+from tests.helpers import OPS, add_cash, buy, load_sample_catalog, new_account, pay, revenue
 from tests.test_console_browser import ARTIFACTS, PASSWORD, browser_page  # noqa: F401 - fixture
 from feecenter.remittances import service as remittances
 from feecenter.remittances import statements
@@ -62,6 +64,11 @@ def test_every_page_passes_axe_and_labels_its_fields(live_server, browser_page, 
     for n in range(3):
         add_line(runtime, uin, n)
     order_id = buy(runtime, uin)[0]
+    renewable, binned = buy(runtime, uin) + buy(runtime, uin)  # 续费管理 and 回收站 each list one
+    pay(runtime, uin, [renewable, binned])
+    with transaction(runtime.engine) as conn:
+        binned_id = orders.get_order(conn, OPS, uin, binned)["resource_id"]
+        resources.stop_resource(conn, binned_id, runtime.clock.now(), "expired")
     remittances_arrived(runtime, uin)
     page, problems, found = browser_page, [], {}
     page.on("console", lambda msg: msg.type == "error" and problems.append(msg.text))
@@ -96,7 +103,8 @@ def test_every_page_passes_axe_and_labels_its_fields(live_server, browser_page, 
                        ("resources", "/console/resources"), ("coupons", "/console/coupons"),
                        ("arrears", "/console/arrears"), ("users", "/console/users"),
                        ("messages", "/console/messages"), ("remittance", "/console/remittance"),
-                       ("recharge", "/console/recharge")):
+                       ("recharge", "/console/recharge"), ("renewal", "/console/renewal"),
+                       ("recycle-bin", "/console/recycle-bin")):
         page.goto(f"http://{address}{path}")
         check(name)
     page.goto(f"http://{address}/console/ops/login")

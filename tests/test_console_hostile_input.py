@@ -12,7 +12,7 @@ HUGE = "9" * 5000
 
 
 @pytest.mark.parametrize("path", ["/console/coupons", "/console/messages", "/console/orders",
-                                  "/console/remittance",
+                                  "/console/remittance", "/console/renewal",
                                   "/console/transactions", "/console/bills"])
 def test_a_page_number_thousands_of_digits_long_is_refused(rt, shop, path):  # noqa: F811
     http = logged_in(rt)
@@ -36,3 +36,21 @@ def test_a_nul_byte_in_a_resource_path_or_form_is_a_field_error_not_a_500(rt, sh
     response = http.post("/console/resources/move", data={
         "csrf_token": token, "resource_id": "a\x00b", "project_id": "1"})
     assert response.status_code in (400, 404), response.status_code
+
+
+def test_a_nul_byte_in_the_renewal_forms_is_a_field_error_not_a_500(rt, shop):  # noqa: F811
+    http = logged_in(rt)
+    token = csrf_of(http.get("/console/renewal").text)
+    for path, data in (("/console/renewal/auto-renew", {"resource_id": "a\x00b",
+                                                         "auto_renew": "on"}),
+                       ("/console/renewal/period", {"resource_id": "a\x00b", "months": "1"}),
+                       ("/console/renewal/renew", {"resource_id": "a\x00b",
+                                                   "idempotency_key": "k\x00"}),
+                       ("/console/renewal/settings", {"auto_renew_default": "\x00",
+                                                      "unified_day": "\x00"}),
+                       ("/console/recycle-bin/a%00b/restore", {"months": "1",
+                                                               "idempotency_key": "k"})):
+        response = http.post(path, data={"csrf_token": token, **data})
+        assert response.status_code in (400, 404), (path, response.status_code)
+    for query in ("within=%00", "product=%00", "project=%00", "auto=%00", "tab=%00"):
+        assert http.get(f"/console/renewal?{query}").status_code == 400, query

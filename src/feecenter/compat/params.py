@@ -106,6 +106,20 @@ PARAMS: dict[str, dict[str, Int | Text | Bool | ListOf]] = {
         "OrderIds": ListOf(Text()), "AutoVoucher": Int(0, 1), "VoucherIds": ListOf(Text()),
         "BigDealIds": ListOf(Text()), "AgentPay": Int(0, 4), "CpsUin": Text(),
         "ClientToken": Text(64)},  # ClientToken: ours, the payment's idempotency key
+    "DescribeRenewInstances": {
+        "MaxResults": Int(1, 100), "NextToken": Text(64), "Reverse": Bool(),
+        "RenewFlagList": ListOf(Text(40), 10), "InstanceIdList": ListOf(Text(40), 100),
+        "ExpireTimeStart": Text(), "ExpireTimeEnd": Text()},
+    "SetRenewal": {
+        "ProductCode": Text(40), "RegionCode": Text(40), "InstanceId": Text(40),
+        "RenewFlag": Text(40), "RenewPeriod": Text(8), "RenewPeriodUnit": Text(8)},
+    "RenewInstance": {
+        "ClientToken": Text(64), "ProductCode": Text(40), "SubProductCode": Text(64),
+        "RegionCode": Text(40), "InstanceId": Text(40), "Period": Int(1, 36),
+        "PeriodUnit": Text(8)},
+    "RefundInstance": {
+        "ClientToken": Text(64), "ProductCode": Text(40), "SubProductCode": Text(64),
+        "InstanceId": Text(40), "RegionCode": Text(40)},
 }
 
 

@@ -24,6 +24,8 @@ MENU = (
     MenuItem("bills", N_("Bills"), "/console/bills"),
     MenuItem("orders", N_("Orders"), "/console/orders"),
     MenuItem("resources", N_("Resources"), "/console/resources"),
+    MenuItem("renewal", N_("Renewal management"), "/console/renewal"),
+    MenuItem("recycle_bin", N_("Recycle bin"), "/console/recycle-bin"),
     MenuItem("coupons", N_("Coupons"), "/console/coupons"),
     MenuItem("arrears", N_("Arrears"), "/console/arrears"),
     MenuItem("users", N_("Users and keys"), "/console/users"),

@@ -304,6 +304,7 @@ def install(app: FastAPI) -> None:
     from feecenter.console import orders as order_pages
     from feecenter.console import recharge as recharge_pages
     from feecenter.console import remittance as remittance_pages
+    from feecenter.console import renewal as renewal_pages
     from feecenter.console import ops  # the operator console (its own session and menu)
     from feecenter.console import resources as resource_pages
     from feecenter.console import service_requests as service_request_pages
@@ -312,6 +313,7 @@ def install(app: FastAPI) -> None:
     app.include_router(ledger.router)  # before ``router``, which ends with the catch-all
     app.include_router(order_pages.router)
     app.include_router(resource_pages.router)
+    app.include_router(renewal_pages.router)
     app.include_router(coupon_pages.router)
     app.include_router(arrears_pages.router)
     app.include_router(user_pages.router)

@@ -5,6 +5,8 @@
 - ``settings``: reading and changing those settings (RNW-1, RNW-4, RNW-5).
 - ``management``: the renewal-management lists (RNW-7) and the batch manual
   renewal paid in one merged payment.
+- ``recycle_bin``: the resources stopped for expiry, their release time, and
+  restoring one by a renewal order (RNW-6).
 
 Renewal orders themselves are orders (``orders.create_renewal``), paid like any
 other (ORD-1..5). docs/renewal.md.

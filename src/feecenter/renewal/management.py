@@ -11,7 +11,7 @@ package is renewed by hand in its product's console, not in the batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, false, func, select, true
 
@@ -38,6 +38,10 @@ class RenewalQuery:
     packages: bool = False  # the resource-package list instead
     offset: int = 0
     limit: int = 50
+    resource_ids: tuple[str, ...] = ()  # only these (none: all)
+    expires_from: datetime | None = None  # period end within [from, to], aware UTC
+    expires_to: datetime | None = None
+    latest_first: bool = False  # by expiry, latest first
 
 
 def _checked(query: RenewalQuery) -> RenewalQuery:
@@ -47,6 +51,8 @@ def _checked(query: RenewalQuery) -> RenewalQuery:
         raise invalid("auto_renew", "须为 true 或 false", "must be true or false")
     bounded_int(query.offset, "offset", 0, 10**9)
     bounded_int(query.limit, "limit", 1, MAX_PAGE)
+    if query.resource_ids:
+        _check_ids(list(query.resource_ids))
     return query
 
 
@@ -78,15 +84,23 @@ def _rows(conn: Connection, clock: Clock, uin: int, query: RenewalQuery,
         where.append(_R.product_code == query.product_code)
     if only is not None:
         where.append(_R.id.in_(only))
+    if query.resource_ids:
+        where.append(_R.id.in_(query.resource_ids))
+    if query.expires_from is not None:
+        where.append(_R.period_end >= db_time(query.expires_from))
+    if query.expires_to is not None:
+        where.append(_R.period_end <= db_time(query.expires_to))
     source = (resources.join(products, _P.code == _R.product_code)
               .join(projects, projects.c.id == _R.project_id)
               .outerjoin(renewal_settings, _S.resource_id == _R.id))
+    order = ((_R.period_end.desc(), _R.id.desc()) if query.latest_first
+             else (_R.period_end, _R.id))
     total = conn.execute(select(func.count()).select_from(source).where(and_(*where))).scalar_one()
     rows = conn.execute(
         select(_R.id, _R.name, _R.product_code, _P.name_zh, _P.name_en, _R.region,
                _R.spec_item, _R.project_id, projects.c.name.label("project_name"),
                _R.period_start, _R.period_end, flag.label("auto_renew"), _S.months)
-        .select_from(source).where(and_(*where)).order_by(_R.period_end, _R.id)
+        .select_from(source).where(and_(*where)).order_by(*order)
         .offset(query.offset).limit(query.limit)).mappings().all()
     now = clock.now()
     return {"total": total, "items": [_item(row, now) for row in rows]}
