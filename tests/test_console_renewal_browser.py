@@ -106,11 +106,12 @@ def test_batch_auto_renew_batch_renewal_and_restore_from_the_recycle_bin(
             orders_table.c.resource_id == binned, orders_table.c.kind == "renew")).mappings()]
     assert order["state"] == "delivered" and order["paid_at"] is not None  # paid, delivered
     assert expiry(runtime, uin, binned) == add_months(before[binned], 1)  # from the old expiry
-    # TODO(lead, after merging rnw-life's restore in orders delivery): also assert the
-    # resource is running again with its expiry stop ended, e.g.
-    #   resources.get_resource(...)["state"] == "running" and
-    #   resources.open_stops(conn, [binned]) == {}
-    # and that the recycle bin page no longer lists it.
+    with runtime.engine.connect() as conn:  # restored (RNW-6): running, its stop ended
+        assert resources.get_resource(conn, uin, binned)["state"] == "running"
+        assert resources.open_stops(conn, [binned]) == {}
+    page.goto(page.url.split("/console/")[0] + "/console/recycle-bin")
+    assert "回收站" in page.locator("h1").inner_text()
+    assert page.locator(f'tr[data-binned="{binned}"]').count() == 0
     shot("recycle-bin-restored")
     assert_reconciled(runtime, uin)
     assert problems == []  # no CSP violation, no script error
