@@ -22,6 +22,7 @@ JOB_MODULES: tuple[str, ...] = (
     "feecenter.recharges.jobs",  # recharges.sync (RCH-5, RCH-6)
     "feecenter.remittances.jobs",  # remittances.flag_overdue (RMT-2)
     "feecenter.service_requests.jobs",  # service_requests.flag_overdue (SRV-2)
+    "feecenter.renewal.reminder_jobs",  # renewal.remind, renewal.announce_prices (RNW-1/3/4)
 )
 
 

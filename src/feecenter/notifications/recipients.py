@@ -6,8 +6,10 @@ roles. ``addresses`` turns that into (channel, address) pairs from the people
 ``accounts.service.contacts`` lists; ``readable_by`` says which kinds a role
 sees among the in-site messages (the notification rule, docs/notifications.md: an in-site message always).
 
-Every kind that exists today states money owed or the balance, which ACC-2
-keeps for the owner and finance users: admin and readonly users get none.
+The kinds that state money owed or the balance go to the owner and finance
+users only (ACC-2); the renewal notices that state neither (expiry
+reminders, price changes: RNW-1, RNW-4) also reach admins, who manage
+renewals. Readonly users get none.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 ACCOUNT = "account"  # the account's own contact email and phone (ACC-1)
 _MONEY = (ACCOUNT, "owner", "finance")  # ARR-3: the owner and the finance sub-users
+_RENEWAL = (*_MONEY, "admin")  # renewal notices: also who manages renewals (ACC-2)
 
 RECIPIENTS: dict[str, tuple[str, ...]] = {
     "arrears_dunning": _MONEY,            # ARR-3 催缴通知
@@ -27,6 +30,11 @@ RECIPIENTS: dict[str, tuple[str, ...]] = {
     "remittance_pending": _MONEY,         # RMT-4: the owner (and finance) told
     "remittance_review_failed": _MONEY,   # RMT-5
     "service_request_update": _MONEY,     # SRV-2: each state change of a 工单 (billing)
+    # RNW-3: states the balance, so the money recipients only
+    "renewal_recharge_reminder": _MONEY,
+    # RNW-1/3/4: no balance; also the admins, who manage renewals (ACC-2)
+    "renewal_expiry_reminder": _RENEWAL,
+    "renewal_price_change": _RENEWAL,
 }
 
 
