@@ -101,9 +101,9 @@ def versions_to_announce(conn: Connection, day: date) -> list[Version]:
 
 
 def _tiers(conn: Connection, list_id: int) -> tuple[tuple[int, int | None, int], ...]:
-    return tuple(conn.execute(select(_T.lower_qty, _T.upper_qty, _T.unit_price)
-                              .where(_T.price_list_id == list_id)
-                              .order_by(_T.lower_qty)).tuples())
+    return tuple(tuple(row) for row in conn.execute(
+        select(_T.lower_qty, _T.upper_qty, _T.unit_price)
+        .where(_T.price_list_id == list_id).order_by(_T.lower_qty)))
 
 
 def price_text(tiers) -> str:
