@@ -18,7 +18,9 @@ from feecenter.orders import service as orders
 from feecenter.periods import DAILY, period_containing
 from feecenter.renewal import reminder_jobs, reminders, rules, settings
 from feecenter.resources import service as resources
-from tests.helpers import add_cash, buy, load_sample_catalog, new_account, pay
+from feecenter.errors import InsufficientBalance
+from feecenter.funds import service as funds
+from tests.helpers import OPS, add_cash, add_gift, buy, load_sample_catalog, new_account, pay, revenue
 
 CVM = ("cvm", "S5.MEDIUM4", 1, "ap-guangzhou")  # 178.00 yuan a month
 MONTH_FEN = 178_00
@@ -217,6 +219,7 @@ def test_stopped_for_expiry_is_reminded_with_its_release_time_other_stops_and_re
     (released_id,), _ = _bought(rt, released)
     with rt.engine.connect() as conn:
         end = from_db_time(resources.get_resource(conn, expired, expired_id)["period_end"])
+    _auto_renew(rt, expired, [expired_id])  # after a stop only a manual renewal recovers it
     with transaction(rt.engine) as conn:
         resources.stop_resource(conn, expired_id, end, reminders.STOP_REASON)
         resources.stop_resource(conn, arrears_id, end, "arrears")
@@ -246,3 +249,31 @@ def test_the_daily_job_sends_the_day_its_period_ends_into_and_skips_past_days(sh
     assert reminder_jobs.remind(rt.engine, rt.clock, period) == {
         "day": day.isoformat(), "skipped": "past"}
     assert len(_messages(rt, uin)) == 1
+
+
+def _spend_postpaid(rt, uin, fen, key):
+    revenue_id = revenue(rt)
+    with transaction(rt.engine) as conn:
+        funds.spend(conn, rt.clock, uin, fen, key=key, postpaid=True,
+                    revenue_account_id=revenue_id)
+
+
+@pytest.mark.spec("RNW-3")
+def test_the_balance_counted_is_exactly_what_a_payment_could_use(shop):
+    """gift + cash + unused credit, as ``funds.plan_payment`` plans a payment; nothing
+    for an account in arrears (its renewal would be refused)."""
+    rt = shop
+    mixed, owing = new_account(rt, "mixed"), new_account(rt, "owing")
+    add_cash(rt, mixed, 40_00)
+    add_gift(rt, mixed, 30_00)
+    with transaction(rt.engine) as conn:
+        for uin in (mixed, owing):
+            funds.grant_credit(conn, rt.clock, OPS, uin, credit_limit=100_00)
+    _spend_postpaid(rt, mixed, 90_00, "use-credit")  # gift, cash, then 20.00 of credit
+    _spend_postpaid(rt, owing, 150_00, "into-arrears")  # credit used up, 50.00 owed
+    with rt.engine.connect() as conn:
+        found = funds.spendable_many(conn, rt.clock, [mixed, owing, 999])
+        assert found == {mixed: 80_00, owing: 0}
+        funds.plan_payment(conn, rt.clock, mixed, [80_00])
+        with pytest.raises(InsufficientBalance):
+            funds.plan_payment(conn, rt.clock, mixed, [80_01])

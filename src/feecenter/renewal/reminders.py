@@ -169,11 +169,14 @@ def _priced(conn: Connection, book: PriceBook, due: list[Due]) -> list[Due]:
 
 
 def renewal_price(conn: Connection, book: PriceBook, due: Due) -> int | None:
+    product = book.products.get(due.product)
+    if product is None:
+        return None
     try:
-        catalog.check_prepaid_months(book.products[due.product], due.months)
+        catalog.check_prepaid_months(product, due.months)
         quote = book.quote(conn, due.uin, due.product, due.spec_item, due.region,
                            due.quantity, months=due.months)
-    except (InvalidInput, NotFound, KeyError):  # no renewal possible: an expiry matter
+    except (InvalidInput, NotFound):  # no renewal possible: an expiry matter
         return None
     return round_rated_to_fen(quote.amount)
 
