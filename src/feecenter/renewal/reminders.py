@@ -55,6 +55,7 @@ ACCOUNTS_PER_BATCH = 500  # one transaction, one notify_many
 MAX_LINES = 50  # resources named in one message; the rest counted
 EXPIRY, RECHARGE = "renewal_expiry_reminder", "renewal_recharge_reminder"
 STOP_REASON = "expired"  # the open stop of a resource stopped at expiry (RNW-6)
+_IDS_PER_QUERY = 1000
 
 _R, _S, _A = resources.c, renewal_settings.c, renewal_accounts.c
 
@@ -148,7 +149,10 @@ def _due(conn: Connection, day: date, uins: list[int]) -> list[Due]:
         .where(_candidates(day, _R.uin.in_(uins)))
         .order_by(_R.uin, _R.period_end, _R.id)).all()
     rows = [r for r in rows if rules.in_reminder_window(from_db_time(r.period_end), day)]
-    stops = resources_service.open_stops(conn, [r.id for r in rows if r.state == "stopped"])
+    stopped = [r.id for r in rows if r.state == "stopped"]
+    stops = {}
+    for start in range(0, len(stopped), _IDS_PER_QUERY):
+        stops.update(resources_service.open_stops(conn, stopped[start:start + _IDS_PER_QUERY]))
     found = []
     for r in rows:
         stop = stops.get(r.id)
