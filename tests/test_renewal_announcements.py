@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from feecenter.accounts.permissions import SYSTEM
 from feecenter.catalog import service as catalog
+from feecenter.cli import catalog as cli_catalog
 from feecenter.db.engine import transaction
 from feecenter.notifications.tables import in_site_messages
 from feecenter.orders import service as orders
@@ -111,13 +112,17 @@ def test_a_price_is_announced_from_thirty_days_before_it_applies(owners):
 
 
 @pytest.mark.spec("RNW-1")
-def test_a_price_loaded_to_apply_before_the_next_run_is_reported_and_announced_late(owners):
+def test_a_price_loaded_to_apply_before_the_next_run_is_reported_and_announced_late(owners,
+                                                                                  capsys):
     rt, uins, _ = owners
     rt.clock.set(rules.start_of_day(date(2026, 3, 10)) + timedelta(hours=9))
     summary = _load_price(rt, "2026-03-10 18:00:00", price="168.00")
     assert summary["late_prepaid_prices"] == [
         {"product": "cvm", "item": "S5.MEDIUM4", "region": "ap-guangzhou",
          "starts_at": "2026-03-10 18:00:00"}]
+    cli_catalog._render_summary(summary)  # what `feecenter catalog load` prints
+    printed = "".join(capsys.readouterr().out.split())  # rich wraps lines
+    assert "cvm/S5.MEDIUM4ap-guangzhou于2026-03-1018:00:00生效" in printed
     _announce(rt, date(2026, 3, 11))  # the first run after it: told, if late
     (message,) = _messages(rt, uins["affected"])
     assert (message["params"]["old_price"], message["params"]["new_price"]) == ("178.00", "168.00")
