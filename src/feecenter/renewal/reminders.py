@@ -81,7 +81,10 @@ class Due:
 
 
 def remind(engine: Engine, clock: Clock, day: date) -> dict:
-    """Send the reminders of business day ``day``; returns counts. Idempotent."""
+    """Send the reminders of business day ``day``. Idempotent. Returns counts: the
+    accounts with resources in the window, the auto-renewals the balance covers, and
+    the resources each kind of reminder names (a rerun counts them again but sends
+    nothing)."""
     with transaction(engine) as conn:
         uins = _accounts_with_due(conn, day)
         book = PriceBook.load(conn, clock.now(), "prepaid")
@@ -116,7 +119,7 @@ def remind_accounts(conn: Connection, clock: Clock, book: PriceBook, day: date,
                     uins: list[int]) -> dict:
     """The reminders of ``day`` for some accounts, in the caller's transaction."""
     due = _priced(conn, book, _due(conn, day, uins))
-    spendable = funds.spendable_many(conn, clock, sorted({d.uin for d in due if d.renewal}))
+    spendable = funds.spendable_many(conn, clock, sorted({d.uin for d in due if d.renewal is not None}))
     by_account: dict[int, list[Due]] = {}
     for item in due:
         by_account.setdefault(item.uin, []).append(item)
