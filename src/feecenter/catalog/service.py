@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import resources
 
 from sqlalchemy import Connection, and_, insert, or_, select, update
@@ -27,7 +27,8 @@ from feecenter.catalog.rules import BP_SCALE, Span, Tier, TierCharge, Version
 from feecenter.catalog.tables import (account_discounts, account_prices, billing_items,
                                       catalog_loads, price_lists, price_tiers, product_classes,
                                       products, regions, selling_entities)
-from feecenter.clock import Clock, business_time_text, db_time, from_db_time, to_utc
+from feecenter.clock import (BUSINESS_TZ, Clock, business_date, business_time_text, db_time,
+                             from_db_time, to_utc)
 from feecenter.errors import Conflict, InvalidInput, NotFound, invalid, not_found
 
 MAX_RATED_PRICE = 10**13 * 10**8  # 1e13 yuan per unit: above this a price is a typo
@@ -150,7 +151,7 @@ def load_catalog(conn: Connection, clock: Clock, actor: Actor, text: str, source
         raise _refused(source, problems)
     sha = hashlib.sha256(text.encode()).hexdigest()
     summary = {"source": source, "sha256": sha, "changed": plan.changed(), "load_id": None,
-               **plan.counts()}
+               **plan.counts(), "late_prepaid_prices": _late_prepaid(plan, clock.now())}
     if plan.changed():
         load_id = conn.execute(insert(catalog_loads).values(
             source=source, sha256=sha, actor=actor.label, loaded_at=now,
@@ -162,6 +163,18 @@ def load_catalog(conn: Connection, clock: Clock, actor: Actor, text: str, source
                  {k: summary[k] for k in ("source", "sha256", "changed", "load_id",
                                           "price_lists")})
     return summary
+
+
+def _late_prepaid(plan: _Plan, now: datetime) -> list[dict]:
+    """New prepaid versions starting before 00:00 of the next business day: the daily
+    price-change announcement (RNW-1, docs/renewal.md) cannot tell their owners
+    before they apply. Listed so the operator knows."""
+    next_day = business_date(now) + timedelta(days=1)
+    cutoff = db_time(datetime(next_day.year, next_day.month, next_day.day, tzinfo=BUSINESS_TZ))
+    return [{"product": product, "item": item, "region": region,
+             "starts_at": business_time_text(version.start)}
+            for (product, item, region, pay_mode), version in plan.new_versions
+            if pay_mode == "prepaid" and version.start < cutoff]
 
 
 def _refused(source: str, problems: list[CatalogProblem]) -> InvalidInput:

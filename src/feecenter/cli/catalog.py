@@ -57,6 +57,11 @@ def _render_summary(data: dict) -> None:
     table.add_row("price_lists", str(prices["added"]), f"{prices['closed']} closed",
                   str(prices["unchanged"]))
     out.print(table)
+    for late in data.get("late_prepaid_prices", []):
+        out.print(f"[yellow]包年包月新价格 {late['product']}/{late['item']} {late['region']} 于 "
+                  f"{late['starts_at']} 生效，早于下次调价通知，无法提前通知 / this prepaid price "
+                  "applies before the next price-change announcement: owners cannot be told "
+                  "in advance[/yellow]")
 
 
 @catalog_app.command("show")

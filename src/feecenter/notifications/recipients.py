@@ -6,10 +6,11 @@ roles. ``addresses`` turns that into (channel, address) pairs from the people
 ``accounts.service.contacts`` lists; ``readable_by`` says which kinds a role
 sees among the in-site messages (the notification rule, docs/notifications.md: an in-site message always).
 
-Every kind that exists today states money owed or the balance, which ACC-2
-keeps for the owner and finance users: admin and readonly users get none. The
-renewal notices (RNW-6: resources stopped at expiry, released) go to the same
-people: those who pay to restore them.
+The kinds that state money owed or the balance go to the owner and finance
+users only (ACC-2), and so do the renewal notices of resources stopped at
+expiry and released (RNW-6): those who pay to restore them. The renewal
+notices that state neither (expiry reminders, price changes: RNW-1, RNW-4)
+also reach admins, who manage renewals. Readonly users get none.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 ACCOUNT = "account"  # the account's own contact email and phone (ACC-1)
 _MONEY = (ACCOUNT, "owner", "finance")  # ARR-3: the owner and the finance sub-users
+_RENEWAL = (*_MONEY, "admin")  # renewal notices: also who manages renewals (ACC-2)
 
 RECIPIENTS: dict[str, tuple[str, ...]] = {
     "arrears_dunning": _MONEY,            # ARR-3 催缴通知
@@ -31,6 +33,11 @@ RECIPIENTS: dict[str, tuple[str, ...]] = {
     "service_request_update": _MONEY,     # SRV-2: each state change of a 工单 (billing)
     "renewal_stopped": _MONEY,            # RNW-6: expired into the recycle bin
     "renewal_released": _MONEY,           # RNW-6: released after the recovery period
+    # RNW-3: states the balance, so the money recipients only
+    "renewal_recharge_reminder": _MONEY,
+    # RNW-1/3/4: no balance; also the admins, who manage renewals (ACC-2)
+    "renewal_expiry_reminder": _RENEWAL,
+    "renewal_price_change": _RENEWAL,
 }
 
 

@@ -297,6 +297,79 @@ TEMPLATES: dict[str, dict[str, Template]] = {
             sms="Account {uin}: {count} expired resource(s) released after their recovery "
                 "period; their data is deleted."),
     },
+    # RNW-3/RNW-4: the expiry reminder (到期提醒) of resources without auto-renewal
+    "renewal_expiry_reminder": {
+        "zh-CN": Template(
+            subject="【到期提醒】您的账号 {uin} 有 {count} 个包年包月资源即将到期或已到期",
+            body=("尊敬的 {account_name}：\n\n"
+                  "截至 {day}，您的账号（UIN：{uin}）以下包年包月资源未开启自动续费，即将到期或已到期"
+                  "（资源 ID | 产品 | 地域 | 到期时间 | 释放时间，北京时间）：\n{resources}\n\n"
+                  "到期后资源将停止服务并进入回收站，回收站期满后资源及其数据将被释放且无法恢复。"
+                  "如需继续使用，请在控制台「续费管理」页面手动续费或开启自动续费。" + _SIGN_ZH),
+            sms="您的账号{uin}有{count}个包年包月资源即将到期或已到期，到期后将停服并按期释放，请及时续费。"),
+        "en": Template(
+            subject="[Expiry reminder] Account {uin}: {count} prepaid resources expire soon "
+                    "or have expired",
+            body=("Dear {account_name},\n\n"
+                  "As of {day}, these prepaid resources of your account (UIN {uin}) have no "
+                  "auto-renewal and expire soon or have expired (resource ID | product | "
+                  "region | expires | released, Beijing time):\n{resources}\n\n"
+                  "At expiry a resource stops and goes to the recycle bin; when that period "
+                  "ends, it is released with its data and cannot be recovered. To keep it, "
+                  "renew it or turn on auto-renewal on the Renewal management page of the "
+                  "console." + _SIGN_EN),
+            sms="Account {uin}: {count} prepaid resources expire soon or have expired; they "
+                "stop and are later released. Please renew."),
+    },
+    # RNW-3: the balance does not cover the auto-renewals due (提醒充值)
+    "renewal_recharge_reminder": {
+        "zh-CN": Template(
+            subject="【充值提醒】您的账号 {uin} 余额不足以自动续费 {count} 个资源",
+            body=("尊敬的 {account_name}：\n\n"
+                  "截至 {day}，您的账号（UIN：{uin}）可用于付款的余额为 {available} 元，"
+                  "不足以支付以下已开启自动续费的资源的续费（共 {amount} 元；资源 ID | 产品 | 地域 | "
+                  "到期时间 | 续费金额（元），北京时间）：\n{resources}\n\n"
+                  "自动续费在到期日进行；余额不足时资源将停止服务并进入回收站，期满后被释放。"
+                  "请及时充值。\n" + _HOW_TO_PAY_ZH + _SIGN_ZH),
+            sms="您的账号{uin}余额{available}元，不足以自动续费{count}个资源（需{amount}元），请及时充值。"),
+        "en": Template(
+            subject="[Recharge reminder] Account {uin}: the balance does not cover the "
+                    "auto-renewal of {count} resources",
+            body=("Dear {account_name},\n\n"
+                  "As of {day}, the balance your account (UIN {uin}) can pay with is CNY "
+                  "{available}, which does not cover the renewal of these resources with "
+                  "auto-renewal on (CNY {amount} in all; resource ID | product | region | "
+                  "expires | renewal in CNY, Beijing time):\n{resources}\n\n"
+                  "Auto-renewal happens on the expiry day; without enough balance the "
+                  "resources stop, go to the recycle bin and are released when it ends. "
+                  "Please recharge in time.\n" + _HOW_TO_PAY_EN + _SIGN_EN),
+            sms="Account {uin}: balance CNY {available} does not cover auto-renewing {count} "
+                "resources (CNY {amount}). Please recharge."),
+    },
+    # RNW-1: a prepaid price change is announced before it applies
+    "renewal_price_change": {
+        "zh-CN": Template(
+            subject="【价格调整通知】账号 {uin}：{product} {item}（{region}）包年包月价格将于 {starts_at} 调整",
+            body=("尊敬的 {account_name}：\n\n"
+                  "您的账号（UIN：{uin}）使用的 {product} {item}（地域 {region}）包年包月刊例价"
+                  "将自 {starts_at}（北京时间）起由每单位每月 {old_price} 元调整为 {new_price} 元。"
+                  "新价格适用于此后的新购与续费（含自动续费），当前周期不受影响；"
+                  "您的折扣或合同价按原约定执行。\n受影响的资源：\n{resources}" + _SIGN_ZH),
+            sms="您的账号{uin}的{product} {item}（{region}）包年包月价格将于{starts_at}由{old_price}元调整为"
+                "{new_price}元/单位/月。"),
+        "en": Template(
+            subject="[Price change] Account {uin}: prepaid price of {product} {item} ({region}) changes on "
+                    "{starts_at}",
+            body=("Dear {account_name},\n\n"
+                  "From {starts_at} (Beijing time), the prepaid list price of {product} {item} "
+                  "in region {region}, used by your account (UIN {uin}), changes from CNY "
+                  "{old_price} to CNY {new_price} per unit per month. The new price applies "
+                  "to purchases and renewals (auto-renewals too) from then on; current terms "
+                  "are not affected, and your discount or contract price applies as agreed.\n"
+                  "Resources affected:\n{resources}" + _SIGN_EN),
+            sms="Account {uin}: prepaid price of {product} {item} ({region}) changes from CNY "
+                "{old_price} to {new_price} per unit per month on {starts_at}."),
+    },
 }
 
 
