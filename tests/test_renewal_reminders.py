@@ -20,6 +20,7 @@ from feecenter.renewal import reminder_jobs, reminders, rules, settings
 from feecenter.resources import service as resources
 from feecenter.errors import InsufficientBalance
 from feecenter.funds import service as funds
+from feecenter.money import format_yuan
 from tests.helpers import OPS, add_cash, add_gift, buy, load_sample_catalog, new_account, pay, revenue
 
 CVM = ("cvm", "S5.MEDIUM4", 1, "ap-guangzhou")  # 178.00 yuan a month
@@ -105,6 +106,25 @@ def test_no_reminder_while_the_balance_covers_the_auto_renewal_else_a_recharge_r
     assert (message["params"]["amount"], message["params"]["available"]) == ("178.00", "177.99")
     assert "178.00" in message["params"]["resources"]
     assert "提醒" in message["title"] and "Recharge reminder" in message["title"]
+
+
+@pytest.mark.spec("RNW-3", "RNW-5")
+def test_the_auto_renewal_counted_includes_the_unified_days_extra_days(shop):
+    rt = shop
+    uin = new_account(rt)
+    (resource_id,), expiry_day = _bought(rt, uin)
+    _auto_renew(rt, uin, [resource_id])
+    with transaction(rt.engine) as conn:  # a day the renewal must reach past its term
+        settings.set_unified_day(conn, rt.clock, SYSTEM, uin, (expiry_day.day % 28) + 1)
+        price = orders.quote_renewal(conn, rt.clock, SYSTEM, uin, resource_id, 1)
+    assert price.unified_extra > 0
+    add_cash(rt, uin, MONTH_FEN)  # the term alone: short by the extra days
+    counts = _remind(rt, expiry_day - timedelta(days=3))
+    assert (counts["covered"], counts[reminders.RECHARGE]) == (0, 1)
+    (message,) = _messages(rt, uin)
+    assert message["params"]["amount"] == format_yuan(price.amount)
+    add_cash(rt, uin, price.amount - MONTH_FEN)  # now exactly what the renewal costs
+    assert _remind(rt, expiry_day - timedelta(days=2))["covered"] == 1
 
 
 @pytest.mark.spec("RNW-3")

@@ -46,7 +46,8 @@ from feecenter.funds import service as funds
 from feecenter.money import format_yuan, round_rated_to_fen
 from feecenter.notifications import service as notifications
 from feecenter.notifications.service import Notice
-from feecenter.renewal import rules
+from feecenter.orders import rules as order_rules
+from feecenter.renewal import alignment, rules
 from feecenter.renewal.tables import renewal_accounts, renewal_settings
 from feecenter.resources import service as resources_service
 from feecenter.resources.tables import resources
@@ -78,6 +79,7 @@ class Due:
     retry_days: int
     stopped_at: datetime | None = None  # stopped for expiry: when
     renewal: int | None = None  # fen: its auto-renewal, when it can be priced
+    unified_day: int | None = None  # RNW-5: the account's; the renewal pays the extra days
 
 
 def remind(engine: Engine, clock: Clock, day: date) -> dict:
@@ -145,7 +147,7 @@ def _due(conn: Connection, day: date, uins: list[int]) -> list[Due]:
         select(_R.id, _R.uin, _R.name, _R.product_code, _R.region, _R.spec_item, _R.quantity,
                _R.state, _R.period_end, flag.label("auto_renew"),
                func.coalesce(_S.months, 1).label("months"), products.c.recovery_days,
-               products.c.auto_renew_retry_days)
+               products.c.auto_renew_retry_days, _A.unified_day)
         .select_from(resources.join(products, products.c.code == _R.product_code)
                      .outerjoin(renewal_settings, _S.resource_id == _R.id)
                      .outerjoin(renewal_accounts, _A.uin == _R.uin))
@@ -164,7 +166,8 @@ def _due(conn: Connection, day: date, uins: list[int]) -> list[Due]:
         found.append(Due(r.id, r.uin, r.name, r.product_code, r.region, r.spec_item,
                          r.quantity, from_db_time(r.period_end), bool(r.auto_renew),
                          r.months or 1, r.recovery_days, r.auto_renew_retry_days,
-                         from_db_time(stop["stopped_at"]) if stop else None))
+                         from_db_time(stop["stopped_at"]) if stop else None,
+                         unified_day=r.unified_day))
     return found
 
 
@@ -183,9 +186,23 @@ def renewal_price(conn: Connection, book: PriceBook, due: Due) -> int | None:
         catalog.check_prepaid_months(product, due.months)
         quote = book.quote(conn, due.uin, due.product, due.spec_item, due.region,
                            due.quantity, months=due.months)
+        extra = _aligned_extra(conn, book, due)
     except (InvalidInput, NotFound):  # no renewal possible: an expiry matter
         return None
-    return round_rated_to_fen(quote.amount)
+    return round_rated_to_fen(quote.amount) + extra
+
+
+def _aligned_extra(conn: Connection, book: PriceBook, due: Due) -> int:
+    """Fen of the extra days a renewal aligned to the unified day adds (RNW-5), priced
+    as ``orders.create_renewal`` prices them; 0 without a unified day."""
+    if due.unified_day is None:
+        return 0
+    days = alignment.align(due.expiry, due.months, due.unified_day).days_by_month
+    if not days:
+        return 0
+    monthly = book.quote(conn, due.uin, due.product, due.spec_item, due.region, due.quantity,
+                         months=1)
+    return order_rules.prorated_days(monthly.amount, list(days))
 
 
 def split(items: list[Due], spendable: int) -> tuple[list[Due], list[Due], int]:
