@@ -191,10 +191,12 @@ def test_one_message_per_account_and_day_lists_all_its_resources(shop):
     _auto_renew(rt, uin, renewed)  # no money left: both short
     counts = _remind(rt, expiry_day)
     assert counts == {"accounts": 2, "covered": 0, reminders.RECHARGE: 2, reminders.EXPIRY: 2}
-    mine = _messages(rt, uin)
-    assert [m["template"] for m in mine] == [reminders.RECHARGE, reminders.EXPIRY]
-    assert sorted(_named(mine[0])) == sorted(renewed) and _named(mine[1]) == [ids[2]]
-    assert mine[0]["params"]["count"] == 2 and mine[0]["params"]["amount"] == "356.00"
+    (mine,) = _messages(rt, uin)  # one message: the recharge reminder carries the expiry list
+    assert mine["template"] == reminders.COMBINED
+    assert sorted(_named(mine)) == sorted(renewed)
+    assert ids[2] in mine["params"]["expiring"] and ids[2] not in mine["params"]["resources"]
+    assert mine["params"]["count"] == 2 and mine["params"]["amount"] == "356.00"
+    assert mine["params"]["expiring_count"] == 1
     assert [_named(m) for m in _messages(rt, other)] == [[other_id]]
 
 
@@ -226,7 +228,7 @@ def test_a_rerun_and_a_run_after_a_crash_send_nothing_twice(shop, monkeypatch):
     with rt.engine.connect() as conn:
         keys = conn.execute(select(in_site_messages.c.idempotency_key)).scalars().all()
         outbox = conn.execute(select(func.count()).select_from(notification_outbox)).scalar()
-    assert sorted(keys) == sorted(f"renewal.remind:expiry:{u}:{day.isoformat()}" for u in uins)
+    assert sorted(keys) == sorted(f"renewal.remind:{u}:{day.isoformat()}" for u in uins)
     assert outbox == sum(2 for _ in uins)  # each account's contact email and phone, once
 
 

@@ -35,6 +35,7 @@ RECIPIENTS: dict[str, tuple[str, ...]] = {
     "renewal_released": _MONEY,           # RNW-6: released after the recovery period
     # RNW-3: states the balance, so the money recipients only
     "renewal_recharge_reminder": _MONEY,
+    "renewal_reminder": _MONEY,  # RNW-3: the recharge reminder with the expiring ones
     # RNW-1/3/4: no balance; also the admins, who manage renewals (ACC-2)
     "renewal_expiry_reminder": _RENEWAL,
     "renewal_price_change": _RENEWAL,

@@ -346,6 +346,38 @@ TEMPLATES: dict[str, dict[str, Template]] = {
             sms="Account {uin}: balance CNY {available} does not cover auto-renewing {count} "
                 "resources (CNY {amount}). Please recharge."),
     },
+    # RNW-3: one reminder a day: the recharge reminder with the expiry reminder's list
+    "renewal_reminder": {
+        "zh-CN": Template(
+            subject="【续费提醒】您的账号 {uin} 余额不足以自动续费 {count} 个资源",
+            body=("尊敬的 {account_name}：\n\n"
+                  "截至 {day}，您的账号（UIN：{uin}）可用于付款的余额为 {available} 元，"
+                  "不足以支付以下已开启自动续费的资源的续费（共 {amount} 元；资源 ID | 产品 | 地域 | "
+                  "到期时间 | 续费金额（元），北京时间）：\n{resources}\n\n"
+                  "另有 {expiring_count} 个资源未开启自动续费或已停止，到期后停止服务并进入回收站，期满释放"
+                  "（资源 ID | 产品 | 地域 | 到期时间 | 释放时间，北京时间）：\n{expiring}\n\n"
+                  "自动续费在到期日进行；余额不足时资源将停止服务并进入回收站，期满后被释放。"
+                  "请及时充值。\n" + _HOW_TO_PAY_ZH + _SIGN_ZH),
+            sms="您的账号{uin}余额{available}元，不足以自动续费{count}个资源（需{amount}元），"
+                "另有{expiring_count}个资源即将到期，请及时充值或续费。"),
+        "en": Template(
+            subject="[Renewal reminder] Account {uin}: the balance does not cover the "
+                    "auto-renewal of {count} resources",
+            body=("Dear {account_name},\n\n"
+                  "As of {day}, the balance your account (UIN {uin}) can pay with is CNY "
+                  "{available}, which does not cover the renewal of these resources with "
+                  "auto-renewal on (CNY {amount} in all; resource ID | product | region | "
+                  "expires | renewal in CNY, Beijing time):\n{resources}\n\n"
+                  "Also, {expiring_count} resources have no auto-renewal or are stopped: they "
+                  "stop at expiry, go to the recycle bin and are released when it ends "
+                  "(resource ID | product | region | expires | released, Beijing time):\n"
+                  "{expiring}\n\n"
+                  "Auto-renewal happens on the expiry day; without enough balance the "
+                  "resources stop, go to the recycle bin and are released when it ends. "
+                  "Please recharge in time.\n" + _HOW_TO_PAY_EN + _SIGN_EN),
+            sms="Account {uin}: balance CNY {available} does not cover auto-renewing {count} "
+                "resources (CNY {amount}); {expiring_count} more expire. Please recharge or renew."),
+    },
     # RNW-1: a prepaid price change is announced before it applies
     "renewal_price_change": {
         "zh-CN": Template(

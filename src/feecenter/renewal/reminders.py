@@ -55,6 +55,7 @@ from feecenter.resources.tables import resources
 ACCOUNTS_PER_BATCH = 500  # one transaction, one notify_many
 MAX_LINES = 50  # resources named in one message; the rest counted
 EXPIRY, RECHARGE = "renewal_expiry_reminder", "renewal_recharge_reminder"
+COMBINED = "renewal_reminder"  # both on one day: one message
 STOP_REASON = "expired"  # the open stop of a resource stopped at expiry (RNW-6)
 _IDS_PER_QUERY = 1000
 
@@ -130,12 +131,12 @@ def remind_accounts(conn: Connection, clock: Clock, book: PriceBook, day: date,
     for uin, items in by_account.items():
         short, expiring, covered = split(items, spendable.get(uin, 0))
         counts["covered"] += covered
-        if short:
-            notices.append(_recharge_notice(uin, day, short, spendable.get(uin, 0)))
-            counts[RECHARGE] += len(short)
-        if expiring:
+        if short:  # one message a day: the expiring ones ride along (they share its key)
+            notices.append(_recharge_notice(uin, day, short, spendable.get(uin, 0), expiring))
+        elif expiring:
             notices.append(_expiry_notice(uin, day, expiring))
-            counts[EXPIRY] += len(expiring)
+        counts[RECHARGE] += len(short)
+        counts[EXPIRY] += len(expiring)
     notifications.notify_many(conn, clock, notices)
     return counts
 
@@ -222,9 +223,9 @@ def split(items: list[Due], spendable: int) -> tuple[list[Due], list[Due], int]:
     return short, expiring, covered
 
 
-def _key(template: str, uin: int, day: date) -> str:
-    kind = "recharge" if template == RECHARGE else "expiry"
-    return f"renewal.remind:{kind}:{uin}:{day.isoformat()}"
+def _key(uin: int, day: date) -> str:
+    """One reminder per account and day, whichever kind it is."""
+    return f"renewal.remind:{uin}:{day.isoformat()}"
 
 
 def _lines(items: list[Due], last_column) -> str:
@@ -248,13 +249,19 @@ def release_time(item: Due) -> datetime:
 def _expiry_notice(uin: int, day: date, items: list[Due]) -> Notice:
     text = _lines(items, lambda d: business_time_text(release_time(d)))
     return Notice(uin, EXPIRY, {"day": day.isoformat(), "count": len(items), "resources": text},
-                  _key(EXPIRY, uin, day))
+                  _key(uin, day))
 
 
-def _recharge_notice(uin: int, day: date, items: list[Due], spendable: int) -> Notice:
-    text = _lines(items, lambda d: format_yuan(d.renewal))
-    return Notice(uin, RECHARGE, {"day": day.isoformat(), "count": len(items), "resources": text,
-                                  "amount": format_yuan(sum(d.renewal for d in items)),
-                                  "available": format_yuan(spendable)},
-                  _key(RECHARGE, uin, day))
-
+def _recharge_notice(uin: int, day: date, items: list[Due], spendable: int,
+                     expiring: list[Due]) -> Notice:
+    """The recharge reminder; with resources expiring without auto-renewal too, the
+    combined reminder (one message per account and day)."""
+    params = {"day": day.isoformat(), "count": len(items),
+              "resources": _lines(items, lambda d: format_yuan(d.renewal)),
+              "amount": format_yuan(sum(d.renewal for d in items)),
+              "available": format_yuan(spendable)}
+    if not expiring:
+        return Notice(uin, RECHARGE, params, _key(uin, day))
+    params.update(expiring_count=len(expiring),
+                  expiring=_lines(expiring, lambda d: business_time_text(release_time(d))))
+    return Notice(uin, COMBINED, params, _key(uin, day))
