@@ -7,6 +7,7 @@ or crashes. A simulated quarter checks the whole lifecycle on many resources."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 
@@ -16,14 +17,17 @@ from sqlalchemy import select
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import SYSTEM
 from feecenter.catalog import service as catalog
-from feecenter.clock import business_date, db_time
+from feecenter.clock import db_time
 from feecenter.db.engine import transaction
 from feecenter.errors import InvalidInput, PermissionDenied
 from feecenter.orders import service as orders
 from feecenter.orders.tables import orders as orders_table
-from feecenter.periods import DAILY, HOURLY, period_containing
-from feecenter.renewal import auto, jobs, settings
-from feecenter.renewal.rules import start_of_day
+from feecenter.periods import HOURLY, period_containing
+from feecenter.jobs import runner
+from feecenter.jobs.loader import load_all
+from feecenter.jobs.registry import REGISTRY, Registry
+from feecenter.notifications.tables import in_site_messages
+from feecenter.renewal import auto, jobs, reminders, settings
 from tests.helpers import (OPS, add_cash, assert_reconciled, balance, buy, load_sample_catalog,
                            new_account, pay)
 from tests.test_renewal_lifecycle import bought, renew, resource, run_jobs, sh
@@ -213,21 +217,39 @@ def test_reruns_and_a_run_killed_half_way_renew_each_resource_once(shop, monkeyp
 
 # ---------------------------------------------------------------- a simulated quarter
 
+def quarter_registry() -> Registry:
+    """The renewal jobs with the daily reminders and price announcements."""
+    load_all()
+    registry = Registry()
+    for name in ("renewal.expiry", "renewal.release", "renewal.remind",
+                 "renewal.announce_prices"):
+        registry.add(REGISTRY.get(name))
+    return registry
+
+
 def simulate(rt, until, on_hour) -> None:
-    """Move the clock hour by hour to ``until``, running the renewal jobs for each hour
-    that ended (and the release job at each business midnight), as the runner would;
-    ``on_hour(now)`` first (the customers' actions)."""
+    """Move the clock hour by hour to ``until``; at each hour ``on_hour(now)`` (the
+    customers' actions), then the job runner runs what is due (the renewal jobs,
+    the reminders and the price announcements)."""
+    registry = quarter_registry()
     period = period_containing(HOURLY, rt.clock.now())
     while period.end <= until:
         rt.clock.set(period.end)
         on_hour(period.end)
-        jobs.expiry(rt.engine, rt.clock, period)
-        if period.end == start_of_day(business_date(period.end)):
-            jobs.release(rt.engine, rt.clock, period_containing(DAILY, period.start))
+        report = runner.run_until(rt.engine, rt.clock, period.end, registry=registry)
+        assert not [o for o in report.work.runs.outcomes if o.outcome != "done"]
         period = period.next()
 
 
-@pytest.mark.spec("RNW-1", "RNW-2", "RNW-6")
+def reminders_by_account_and_day(rt) -> Counter:
+    m = in_site_messages.c
+    with rt.engine.connect() as conn:
+        rows = conn.execute(select(m.uin, m.params).where(m.template.in_(
+            (reminders.RECHARGE, reminders.EXPIRY, reminders.COMBINED)))).all()
+    return Counter((uin, json.loads(params)["day"]) for uin, params in rows)
+
+
+@pytest.mark.spec("RNW-1", "RNW-2", "RNW-3", "RNW-6")
 def test_a_simulated_quarter(shop):
     """Eight accounts, one buying on each of eight days from 2 March: rich ones (0, 4),
     poor ones (1, 5), ones short at expiry that top up two days later and renew their
@@ -318,4 +340,8 @@ def test_a_simulated_quarter(shop):
         topped = per_account * MONTH * (5 if k % 4 == 2 else 1 if k % 4 == 1 else 3)
         assert balance(rt, uin).cash == topped - paid, k
         assert e1 == db_time(sh(2026, 4, 2 + k, 10, 0))
+    reminded = reminders_by_account_and_day(rt)
+    assert max(reminded.values()) == 1  # one reminder per account and day at most (RNW-3)
+    for k, uin in accounts_by_day.items():  # each account had resources to be reminded of
+        assert any(u == uin for u, _ in reminded), k
     assert_reconciled(rt)

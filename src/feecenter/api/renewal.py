@@ -13,7 +13,7 @@ from pydantic import Field
 
 from feecenter.accounts.permissions import FINANCE, Actor, holds
 from feecenter.api.deps import caller, runtime
-from feecenter.api.strict import BodyId, Code, Digits, Key, Offset, QueryId, StrictModel, Uin
+from feecenter.api.strict import BodyId, Digits, Key, Offset, QueryId, StrictModel, Uin
 from feecenter.db.engine import transaction
 from feecenter.errors import invalid
 from feecenter.money import format_yuan
