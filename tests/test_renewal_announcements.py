@@ -15,7 +15,9 @@ from feecenter.db.engine import transaction
 from feecenter.notifications.tables import in_site_messages
 from feecenter.orders import service as orders
 from feecenter.periods import DAILY, period_containing
-from feecenter.renewal import announcements, reminder_jobs, rules
+from feecenter.clock import business_date, from_db_time
+from feecenter.orders.tables import orders as orders_table
+from feecenter.renewal import announcements, auto, reminder_jobs, rules, settings
 from feecenter.resources import service as resources
 from tests.helpers import OPS, add_cash, buy, load_sample_catalog, new_account, pay
 
@@ -147,3 +149,25 @@ def test_the_daily_job_announces_and_skips_past_days(owners):
     rt.clock.set(rules.start_of_day(day + timedelta(days=1)))
     assert reminder_jobs.announce_prices(rt.engine, rt.clock, period)["skipped"] == "past"
     assert len(_messages(rt, uins["affected"])) == 1
+
+
+@pytest.mark.spec("RNW-1")
+def test_an_announced_price_is_the_one_the_auto_renewal_pays(owners):
+    """Announced before it applies, then applied: the auto-renewal on the expiry day
+    buys the term at the announced new price, not the price the resource was bought at."""
+    rt, uins, found = owners
+    uin, (resource_id, _) = uins["affected"], found["affected"]
+    with transaction(rt.engine) as conn:
+        settings.set_auto_renew(conn, rt.clock, SYSTEM, uin, [resource_id], auto_renew=True)
+        expiry = resources.get_resource(conn, uin, resource_id)["period_end"]
+    expiry_day = business_date(from_db_time(expiry))
+    _load_price(rt, (expiry_day - timedelta(days=3)).isoformat())
+    _announce(rt, expiry_day - timedelta(days=10))
+    (notice,) = _messages(rt, uin)
+    assert notice["params"]["new_price"] == "198.00" and resource_id in notice["params"]["resources"]
+    rt.clock.set(rules.start_of_day(expiry_day) + timedelta(hours=1))
+    assert auto.renew_due(rt.engine, rt.clock, expiry_day)["renewed"] >= 1
+    with rt.engine.connect() as conn:
+        renewal = conn.execute(select(orders_table).where(
+            orders_table.c.resource_id == resource_id, orders_table.c.kind == "renew")).mappings().one()
+    assert (renewal["state"], renewal["amount"]) == ("delivered", 198_00)
