@@ -83,3 +83,17 @@ def chunk_accounts(line_counts: list[tuple[int, int]], max_accounts: int,
     if current:
         chunks.append(current)
     return chunks
+
+
+def statistic_month(deducted_month: str, usage_month: str, switched_in: str | None) -> str:
+    """BIL-3: the bill month (YYYY-MM) of a line deducted in ``deducted_month`` for
+    usage in ``usage_month`` (a prepaid order: its deduction month), for an account
+    that switched to the usage-time period in ``switched_in`` (None: never; deduction
+    time). Months before the switch stay by deduction time; the switch month takes
+    what is deducted in it and its own usage deducted later (switched in July: June's
+    usage deducted 1 July and July's usage deducted 1 August are both July's); after
+    it, by usage time, usage from before the switch month deducted late going to the
+    switch month (earlier months never change)."""
+    if switched_in is None or deducted_month < switched_in:
+        return deducted_month
+    return max(usage_month, switched_in)
