@@ -146,7 +146,8 @@ def test_after_the_retry_days_it_stops_and_only_a_manual_renewal_recovers_it(sho
     add_cash(rt, uin, MONTH, key="cash-too-late")
     run_jobs(rt, sh(2026, 4, 8, 2, 0))
     assert resource(rt, uin, resource_id)["state"] == "stopped"  # auto-renewal no longer
-    assert renewals(rt, uin) == [] and attempt(rt, uin, resource_id)["tries"] == 4
+    # the 4 daily tries and a last one in the run that stopped it, none after
+    assert renewals(rt, uin) == [] and attempt(rt, uin, resource_id)["tries"] == 5
     renew(rt, uin, resource_id)
     restored = resource(rt, uin, resource_id)
     assert (restored["state"], restored["period_end"]) == ("running",
@@ -332,9 +333,9 @@ def test_a_simulated_quarter(shop):
                 assert now["state"] == "recycled", (k, i)
                 assert by_resource[resource_id] == 0
                 failed = attempt(rt, uin, resource_id)
-                if auto_of(i):  # tried on the expiry day and the 3 retry days
+                if auto_of(i):  # the expiry day, the 3 retry days, a last try at the stop
                     assert (failed["state"], failed["tries"], failed["reason_code"]) == (
-                        "failed", 4, "InsufficientBalance")
+                        "failed", 5, "InsufficientBalance")
                 else:
                     assert failed is None
             else:  # renewed twice automatically, or restored by hand for 2 months

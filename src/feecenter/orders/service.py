@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import (Connection, and_, bindparam, func, insert, literal_column, select,
-                        update)
+from sqlalchemy import (Connection, and_, bindparam, exists, func, insert, literal_column,
+                        select, update)
 
 from feecenter.accounts import rules as account_rules
 from feecenter.accounts import service as accounts
@@ -24,7 +24,7 @@ from feecenter.accounts.tables import customers
 from feecenter.catalog import service as catalog
 from feecenter.catalog.rules import QTY_SCALE
 from feecenter.catalog.tables import product_classes, products
-from feecenter.clock import Clock, add_months, db_time, from_db_time
+from feecenter.clock import Clock, add_months, business_time_text, db_time, from_db_time
 from feecenter.coupons import rules as coupon_rules
 from feecenter.coupons import service as coupons
 from feecenter.db import sending
@@ -40,6 +40,7 @@ from feecenter.money import MAX_AMOUNT_FEN, format_yuan, round_rated_to_fen, spl
 from feecenter.orders import rules
 from feecenter.orders.tables import orders, payments
 from feecenter.renewal import alignment as unified
+from feecenter.renewal import rules as renewal_rules
 from feecenter.resources import service as resources
 
 KINDS = ("new", "renew", "upgrade", "downgrade", "refund")
@@ -851,6 +852,7 @@ def _apply_to_resource(conn: Connection, clock: Clock, order: dict) -> tuple[dat
         end = (add_months(current_end, order["months"]) if order["unified_day"] is None
                else from_db_time(order["service_end"]))
         if resource["state"] == "stopped":  # in the recycle bin: restored (RNW-6)
+            _refuse_past_recovery(conn, resource, now)
             resources.end_stop(conn, order["resource_id"], now, period_end=end, state="running")
         else:
             resources.update_resource(conn, order["resource_id"], period_end=end,
@@ -858,6 +860,33 @@ def _apply_to_resource(conn: Connection, clock: Clock, order: dict) -> tuple[dat
         return current_end, end
     resources.update_resource(conn, order["resource_id"], spec_item=order["spec_item"])
     return now, current_end
+
+
+def _refuse_past_recovery(conn: Connection, resource: dict, now: datetime) -> None:
+    """A resource in the recycle bin is restored only before its release time (RNW-6),
+    even when the release job has not run yet."""
+    stop = resources.open_stops(conn, [resource["id"]]).get(resource["id"])
+    if stop is None or stop["reason"] != renewal_rules.EXPIRED:
+        return
+    recovery = catalog.get_product(conn, resource["product_code"]).recovery_days
+    release = renewal_rules.release_at(from_db_time(stop["stopped_at"]), recovery)
+    if now >= release:
+        raise Conflict(f"资源 {resource['id']} 已过回收期（{business_time_text(release)} 释放），不能恢复",
+                       f"resource {resource['id']} is past its recovery period (released at "
+                       f"{business_time_text(release)}): it cannot be restored",
+                       field="resource_id", state="released")
+
+
+def renewal_awaiting_delivery(resource_id):
+    """SQL condition: the resource has a renewal paid and not delivered yet (a product
+    delivered by hand, FRZ-3). Its next term is bought: it is not auto-renewed again,
+    nor stopped, nor released while it waits (RNW-6)."""
+    o = orders.c
+    return exists().where(o.resource_id == resource_id, o.kind == "renew", o.state == "paid")
+
+
+def awaits_renewal_delivery(conn: Connection, resource_id: str) -> bool:
+    return conn.execute(select(renewal_awaiting_delivery(resource_id))).scalar_one()
 
 
 def _create_resource(conn: Connection, clock: Clock, order: dict) -> tuple[datetime, datetime]:

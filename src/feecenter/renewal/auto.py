@@ -66,27 +66,37 @@ def _tried(conn: Connection, rows: list[dict]) -> dict[tuple[str, datetime], tup
     return {(f.resource_id, f.term_end): (f.state, f.last_tried_on) for f in found}
 
 
-def due_on(conn: Connection, rows: list[dict], day: date) -> list[dict]:
+def due_on(conn: Connection, rows: list[dict], day: date,
+           stopping_by: datetime | None = None) -> list[dict]:
     """Of running expired ``rows`` (``lifecycle.expired_running``): those to try on
-    ``day``: flag on, within the retry days, not renewed for this term, not tried today."""
+    ``day``: flag on, not renewed for this term, and either within the retry days and
+    not tried today, or about to be stopped in this run (stop time before
+    ``stopping_by``): a last try, so money that arrived since the day's try counts."""
     tried = _tried(conn, rows)
     due = []
     for row in rows:
         state, last = tried.get((row["id"], db_time(row["period_end"])), (None, None))
-        if (row["auto_renew"] and _within_retry(row, day) and state != "renewed"
-                and (last is None or last < day)):
+        if not row["auto_renew"] or state == "renewed":
+            continue
+        daily = _within_retry(row, day) and (last is None or last < day)
+        last_chance = stopping_by is not None and lifecycle.stop_time(row) < stopping_by
+        if daily or last_chance:
             due.append(row)
     return due
 
 
-def renew_due(engine: Engine, clock: Clock, day: date, *, batch: int = BATCH) -> dict:
-    """Try the auto-renewal of every resource due on business ``day``; counts."""
+def renew_due(engine: Engine, clock: Clock, day: date, *, batch: int = BATCH,
+              stopping_by: datetime | None = None) -> dict:
+    """Try the auto-renewal of every resource due on business ``day`` (and, with
+    ``stopping_by``, of those the same run will stop); counts."""
     counts = {"renewed": 0, "failed": 0, "skipped": 0}
     until, after = rules.start_of_day(day + timedelta(days=1)), ""
+    if stopping_by is not None:
+        until = max(until, stopping_by)
     while True:
         with engine.connect() as conn:
             rows = lifecycle.expired_running(conn, until, after, batch)
-            due = due_on(conn, rows, day)
+            due = due_on(conn, rows, day, stopping_by)
         for row in due:
             counts[renew_one(engine, clock, row, day)] += 1
         if len(rows) < batch:
@@ -113,6 +123,8 @@ def _renew(conn: Connection, clock: Clock, row: dict, day: date) -> str:
     funds.lock_balances(conn, uin)  # the claim: one renewal of this account at a time
     now = resources.get_resource(conn, uin, row["id"], lock=True)
     if now["state"] != "running" or from_db_time(now["period_end"]) != row["period_end"]:
+        return "skipped"
+    if orders.awaits_renewal_delivery(conn, row["id"]):  # bought by hand, delivered by hand
         return "skipped"
     order_id = orders.create_renewal(conn, clock, AUTO_RENEWAL, uin, row["id"], row["months"],
                                      key=key)

@@ -22,8 +22,9 @@ def expiry(engine: Engine, clock: Clock, period: Period) -> dict:
     resource and term, stops are conditional (a rerun finds them done)."""
     from feecenter.renewal import auto, lifecycle
 
-    counts = auto.renew_due(engine, clock, business_date(period.start))
-    return {**counts, "stopped": lifecycle.stop_due(engine, clock, period.end)}
+    counts = auto.renew_due(engine, clock, business_date(period.start), stopping_by=period.end)
+    return {**counts, "stopped": lifecycle.stop_due(engine, clock, period.end,
+                                                     since=period.start)}
 
 
 @job("renewal.release", DAILY, lease=timedelta(hours=1),

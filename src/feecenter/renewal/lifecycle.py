@@ -27,16 +27,19 @@ from feecenter.catalog.tables import products
 from feecenter.clock import Clock, business_time_text, db_time, from_db_time
 from feecenter.db.engine import transaction
 from feecenter.notifications.service import Notice, notify_many
+from feecenter.orders import service as orders
 from feecenter.renewal import rules
 from feecenter.renewal.tables import renewal_accounts, renewal_settings
 from feecenter.resources import service as resources
 from feecenter.resources.tables import resource_stops
 from feecenter.resources.tables import resources as resources_table
 
-REASON = "expired"  # the reason of a recycle-bin stop (resource_stops.reason)
+REASON = rules.EXPIRED  # the reason of a recycle-bin stop (resource_stops.reason)
 BATCH = 1000  # resources per transaction
 
 _R, _P, _S, _A = resources_table.c, products.c, renewal_settings.c, renewal_accounts.c
+# a renewal paid and awaiting delivery by hand: neither auto-renewed, stopped nor released
+_AWAITING = orders.renewal_awaiting_delivery(_R.id)
 
 
 def expired_running(conn: Connection, until: datetime, after: str, limit: int) -> list[dict]:
@@ -54,7 +57,7 @@ def expired_running(conn: Connection, until: datetime, after: str, limit: int) -
                _P.auto_renew_retry_days, _P.recovery_days)
         .select_from(source)
         .where(_R.state == "running", _R.pay_mode == "prepaid", _R.period_end < db_time(until),
-               _R.id > after)
+               _R.id > after, ~_AWAITING)
         .order_by(_R.id).limit(limit)).mappings().all()
     return [{**row, "auto_renew": bool(row["auto_renew"]),
              "period_end": from_db_time(row["period_end"])} for row in rows]
@@ -64,18 +67,29 @@ def stop_time(row: dict) -> datetime:
     return rules.stop_at(row["period_end"], row["auto_renew"], row["auto_renew_retry_days"])
 
 
+def _stopped_at(row: dict, since: datetime | None) -> datetime:
+    """When the stop is recorded: the rule's time, but never before the period being
+    run (``since``): a resource kept running past it (auto-renewal turned off during
+    its retry days) is stopped now, and its recovery period counts from now."""
+    return stop_time(row) if since is None else max(stop_time(row), since)
+
+
 # ---------------------------------------------------------------- stopping
 
-def stop_due(engine: Engine, clock: Clock, until: datetime, *, batch: int = BATCH) -> int:
+def stop_due(engine: Engine, clock: Clock, until: datetime, *, batch: int = BATCH,
+             since: datetime | None = None) -> int:
     """Stop every running prepaid resource whose stop time is before ``until``
-    (each stop recorded at its own stop time); returns how many were stopped."""
+    (each stop recorded at its own stop time, not before ``since``: the job's period
+    start); returns how many were stopped. A resource whose renewal is paid and
+    awaits delivery by hand is not stopped (its next term is bought)."""
     stopped, after = 0, ""
     while True:
         with transaction(engine) as conn:
             rows = expired_running(conn, until, after, batch)
             due = {row["id"]: row for row in rows if stop_time(row) < until}
-            done = resources.stop_many(conn, {rid: stop_time(row) for rid, row in due.items()},
-                                       REASON, expired_by=until)
+            done = resources.stop_many(
+                conn, {rid: _stopped_at(row, since) for rid, row in due.items()}, REASON,
+                expired_by=until, unless=_AWAITING)
             _notify(conn, clock, "renewal_stopped", [due[rid] for rid in done])
         stopped += len(done)
         if len(rows) < batch:
@@ -96,7 +110,8 @@ def _in_recycle_bin(conn: Connection, until: datetime, after: str, limit: int) -
         .select_from(resource_stops.join(resources_table, _R.id == s.resource_id)
                      .join(products, _P.code == _R.product_code))
         .where(s.reason == REASON, s.ended_at.is_(None), _R.state == "stopped",
-               s.stopped_at <= db_time(until - timedelta(days=shortest)), _R.id > after)
+               s.stopped_at <= db_time(until - timedelta(days=shortest)), _R.id > after,
+               ~_AWAITING)
         .order_by(_R.id).limit(limit)).mappings().all()
     return [{**row, "period_end": from_db_time(row["period_end"]),
              "stopped_at": from_db_time(row["stopped_at"])} for row in rows]
@@ -119,7 +134,8 @@ def release_due(engine: Engine, clock: Clock, until: datetime, *, batch: int = B
                     by_time[release_time(row)].append(row)
             done = []
             for at, group in sorted(by_time.items()):
-                ids = set(resources.release_many(conn, [r["id"] for r in group], REASON, at))
+                ids = set(resources.release_many(conn, [r["id"] for r in group], REASON, at,
+                                                 unless=_AWAITING))
                 done += [r for r in group if r["id"] in ids]
             _notify(conn, clock, "renewal_released", done)
         released += len(done)

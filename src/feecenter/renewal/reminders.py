@@ -56,7 +56,7 @@ ACCOUNTS_PER_BATCH = 500  # one transaction, one notify_many
 MAX_LINES = 50  # resources named in one message; the rest counted
 EXPIRY, RECHARGE = "renewal_expiry_reminder", "renewal_recharge_reminder"
 COMBINED = "renewal_reminder"  # both on one day: one message
-STOP_REASON = "expired"  # the open stop of a resource stopped at expiry (RNW-6)
+STOP_REASON = rules.EXPIRED  # the open stop of a resource stopped at expiry (RNW-6)
 _IDS_PER_QUERY = 1000
 
 _R, _S, _A = resources.c, renewal_settings.c, renewal_accounts.c

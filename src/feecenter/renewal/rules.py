@@ -22,6 +22,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from feecenter.clock import BUSINESS_TZ, business_date
 
+EXPIRED = "expired"  # the reason of a recycle-bin stop (resource_stops.reason)
 REMIND_BEFORE_DAYS = 7
 REMIND_AFTER_DAYS = 6
 

@@ -181,18 +181,21 @@ def end_stop(conn: Connection, resource_id: str, at: datetime, **values) -> None
 
 
 def stop_many(conn: Connection, stops: dict[str, datetime], reason: str, *,
-              expired_by: datetime) -> list[str]:
+              expired_by: datetime, unless=None) -> list[str]:
     """RNW-6: stop several running resources at once, each at its own time (``stops``:
     resource id -> when), only those still running whose period ended by
     ``expired_by`` (a renewal paid meanwhile moved it later). One conditional UPDATE
     decides which are stopped here (a concurrent caller never stops one twice; on
     PostgreSQL rows a payment holds locked are skipped, for a later run), then one
-    INSERT of their stops. Returns the ids stopped, in id order."""
+    INSERT of their stops. ``unless``: a SQL condition on ``resources`` sparing a row
+    (checked in the same UPDATE). Returns the ids stopped, in id order."""
     if not stops:
         return []
     r = resources.c
     due = select(r.id).where(r.id.in_(list(stops)), r.state == "running",
                              r.period_end <= db_time(expired_by))
+    if unless is not None:
+        due = due.where(~unless)
     if conn.dialect.name == "postgresql":
         due = due.order_by(r.id).with_for_update(skip_locked=True)
     stopped = sorted(conn.execute(update(resources).where(r.id.in_(due), r.state == "running")
@@ -204,7 +207,8 @@ def stop_many(conn: Connection, stops: dict[str, datetime], reason: str, *,
     return [row.id for row in stopped]
 
 
-def release_many(conn: Connection, resource_ids: list[str], reason: str, at: datetime) -> list[str]:
+def release_many(conn: Connection, resource_ids: list[str], reason: str, at: datetime, *,
+                 unless=None) -> list[str]:
     """RNW-6: release (state recycled, ``released_at``) resources still stopped for
     ``reason``, their stop ended at ``at``; claimed by one conditional UPDATE (on
     PostgreSQL skipping rows locked by a payment). Returns the ids released."""
@@ -214,6 +218,8 @@ def release_many(conn: Connection, resource_ids: list[str], reason: str, at: dat
     stopped_for = select(s.resource_id).where(s.resource_id.in_(resource_ids), s.reason == reason,
                                               s.ended_at.is_(None))
     due = select(r.id).where(r.id.in_(resource_ids), r.state == "stopped", r.id.in_(stopped_for))
+    if unless is not None:  # a SQL condition on ``resources`` sparing a row
+        due = due.where(~unless)
     if conn.dialect.name == "postgresql":
         due = due.order_by(r.id).with_for_update(skip_locked=True)
     when = db_time(at)
