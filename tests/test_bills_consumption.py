@@ -6,6 +6,7 @@ adjustments included), negative refunds and downgrades (BIL-5), the REST route."
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -206,6 +207,8 @@ def test_rest_renders_the_bill_in_yuan_and_names_a_bad_month(rt):
     assert body["by_product"][0]["resources"] == [
         {"resource_id": order["resource_id"], "prepaid": "172.20", "postpaid": "0.00",
          "total": "172.20"}]
+    note = body["why_not_line_by_line"]  # the console's explanation, Chinese first
+    assert "无法逐行对账" in note["zh"] and "do not reconcile line by line" in note["en"]
     bad = http.send("GET", f"/api/v1/accounts/{uin}/consumption-bills/2026-00")
     assert bad.status_code == 400, bad.text
     error = bad.json()["error"]
@@ -213,3 +216,13 @@ def test_rest_renders_the_bill_in_yuan_and_names_a_bad_month(rt):
     other = new_account(rt, "other")
     refused = http.send("GET", f"/api/v1/accounts/{other}/consumption-bills/2026-04")
     assert refused.status_code == 403, refused.text
+
+
+@pytest.mark.spec("BIL-4")
+def test_docs_quote_the_explanation_the_answers_carry():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "bills.md").read_text()
+    quote = [line[2:] for line in text.splitlines() if line.startswith("> ")]
+    zh = "".join(line for line in quote if not line.isascii())
+    en = " ".join(line for line in quote if line.isascii())
+    assert zh == consumption.WHY_NOT_LINE_BY_LINE["zh"]
+    assert en == consumption.WHY_NOT_LINE_BY_LINE["en"]

@@ -37,7 +37,8 @@ def consumption_bill(uin: Uin, month: str, rt: Rt, actor: Caller) -> dict:
             "by_product": [{"product": p["product"], **_yuan(p),
                             "resources": [{"resource_id": r["resource_id"], **_yuan(r)}
                                           for r in p["resources"]]}
-                           for p in bill["by_product"]]}
+                           for p in bill["by_product"]],
+            "why_not_line_by_line": bill["why_not_line_by_line"]}
 
 
 def _yuan(amounts: dict) -> dict:

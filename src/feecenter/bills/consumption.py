@@ -33,13 +33,31 @@ from feecenter.settlement.tables import bill_lines
 PREPAID_KINDS = ("new", "renew", "upgrade", "downgrade", "refund")
 # a delivered order, or one whose resource was refunded since (its fee was consumed until then)
 PREPAID_STATES = ("delivered", "refunded")
+# what the console shows beside the bill (docs/bills.md quotes it), Chinese first
+WHY_NOT_LINE_BY_LINE = {
+    "zh": "消耗账单按资源实际使用的时间统计费用：包年包月的费用平均分摊到服务期内的每一天，"
+          "按量计费的费用计入用量发生的月份。费用账单按扣费时间统计：包年包月的费用在扣费的月份"
+          "一次性全额计入。因此两者无法逐行对账。例如 3 月购买 3 个月的云服务器，费用账单在 3 月"
+          "显示全部费用，消耗账单则在 3 月至 6 月逐日分摊；整个服务期的合计相同。按量计费部分："
+          "当费用账单的统计周期为“按使用时间”时，同一月份的按量计费合计在两种账单中相同。",
+    "en": "A consumption bill counts fees by when resources were used: a prepaid (monthly or "
+          "yearly) fee is spread evenly over the days of its service period, and postpaid fees "
+          "count in the month the usage happened. A cost bill counts fees by when they were "
+          "deducted: a prepaid fee counts in full in the month it was paid. The two therefore "
+          "do not reconcile line by line. Buy three months of a CVM in March: the cost bill "
+          "shows the whole fee in March, the consumption bill spreads it day by day from March "
+          "to June; over the service period both total the same. For postpaid fees, when the "
+          "cost bill's statistic period is \"by usage time\", a month's postpaid total is the "
+          "same in both bills.",
+}
 
 
 def consumption_bill(conn: Connection, actor: Actor, uin: int, month: str) -> dict:
     """The account's consumption bill for ``month`` (YYYY-MM, business time; FINANCE):
     ``prepaid_total``, ``postpaid_total`` and ``total`` in fen, and ``by_product``
     (product code order), each product with its totals and its ``resources``
-    (resource id order). A malformed or out-of-range month is invalid input on
+    (resource id order), and ``why_not_line_by_line`` (zh, en), the console's
+    explanation of why it does not match the cost bill. A malformed or out-of-range month is invalid input on
     ``month``."""
     require(actor, uin, FINANCE)
     start, end = month_bounds(month)
@@ -95,11 +113,12 @@ def _bill(uin: int, month: str, fees: dict[tuple[str, str], dict]) -> dict:
     return {"uin": uin, "month": month,
             "prepaid_total": sum(p["prepaid"] for p in by_product),
             "postpaid_total": sum(p["postpaid"] for p in by_product),
-            "total": sum(p["total"] for p in by_product), "by_product": by_product}
+            "total": sum(p["total"] for p in by_product), "by_product": by_product,
+            "why_not_line_by_line": WHY_NOT_LINE_BY_LINE}
 
 
 def _totals(prepaid: int, postpaid: int) -> dict:
     return {"prepaid": prepaid, "postpaid": postpaid, "total": prepaid + postpaid}
 
 
-__all__ = ["consumption_bill", "PREPAID_KINDS", "PREPAID_STATES"]
+__all__ = ["consumption_bill", "WHY_NOT_LINE_BY_LINE", "PREPAID_KINDS", "PREPAID_STATES"]
