@@ -164,6 +164,25 @@ def test_a_refund_takes_back_the_days_it_returns(rt):
 
 
 @pytest.mark.spec("BIL-4", "BIL-5")
+def test_a_full_refund_leaves_the_returned_days_negative(rt):
+    uin, order = three_months_of_cvm(rt)
+    rt.clock.set(BOUGHT + timedelta(days=2))  # inside the 5-day no-reason window: all back
+    with rt.engine.begin() as conn:
+        refund_id = orders.refund_resource(conn, rt.clock, SYSTEM, uin, order["resource_id"],
+                                           key="full")
+    refund = get_order(rt, uin, refund_id)
+    assert refund["amount"] == -order["amount"]
+    months = prepaid_by_month(rt, uin)
+    # 2 and 3 March (used) stay positive; the 91 days from 4 March take back 534.00,
+    # 586 or 587 fen a day, against the 574 or 575 the order spreads on them
+    assert months["2026-04"] < 0 and months["2026-05"] < 0 and months["2026-06"] < 0
+    [cvm] = bill(rt, uin, "2026-04")["by_product"]
+    assert cvm["prepaid"] == cvm["resources"][0]["prepaid"] == months["2026-04"]
+    assert sum(months.values()) == 0
+    assert_reconciled(rt, uin)
+
+
+@pytest.mark.spec("BIL-4", "BIL-5")
 def test_a_downgrade_is_negative_over_the_rest_of_the_term(rt):
     uin, order = three_months_of_cvm(rt, spec="S5.LARGE8")
     before = prepaid_by_month(rt, uin)
@@ -188,6 +207,9 @@ def test_a_bad_month_or_another_accounts_bill_is_refused(rt):
         with pytest.raises(FeeCenterError) as err:
             bill(rt, uin, month)
         assert err.value.field == "month"
+    with pytest.raises(FeeCenterError) as err:
+        bill(rt, 987_654_321, "2026-03")
+    assert err.value.field == "uin"
     other = new_account(rt, "other")
     readonly = Actor(kind="user", name="ro", uin=uin, user_id=None, role="readonly")
     for actor in (Actor(kind="user", name="o", uin=other, role="owner"), readonly):

@@ -23,6 +23,7 @@ from datetime import date, datetime
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 
+from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import FINANCE, Actor, require
 from feecenter.bills import consumption_rules as rules
 from feecenter.clock import business_date, db_time, from_db_time
@@ -57,10 +58,11 @@ def consumption_bill(conn: Connection, actor: Actor, uin: int, month: str) -> di
     ``prepaid_total``, ``postpaid_total`` and ``total`` in fen, and ``by_product``
     (product code order), each product with its totals and its ``resources``
     (resource id order), and ``why_not_line_by_line`` (zh, en), the console's
-    explanation of why it does not match the cost bill. A malformed or out-of-range month is invalid input on
-    ``month``."""
+    explanation of why it does not match the cost bill. A malformed or out-of-range
+    month is invalid input on ``month``; an unknown account is not found."""
     require(actor, uin, FINANCE)
     start, end = month_bounds(month)
+    accounts.get_account(conn, accounts.SYSTEM_ACTOR, uin)  # a mistyped UIN is not "no fees"
     fees: dict[tuple[str, str], dict] = defaultdict(lambda: {"prepaid": 0, "postpaid": 0})
     for key, fen in _prepaid_in_month(conn, uin, start, end):
         fees[key]["prepaid"] += fen
