@@ -445,6 +445,12 @@ def _month_bounds(month: str) -> tuple[datetime, datetime]:
     return to_utc(start), to_utc(add_months(start, 1))
 
 
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """A bill month "YYYY-MM" (business time) as its ``[start, end)`` in aware UTC, the
+    one month parser every bill shares; anything else is invalid input on ``month``."""
+    return _month_bounds(month)
+
+
 def list_bill_lines(conn: Connection, actor: Actor, uin: int, filters: dict | None = None,
                     offset: int = 0, limit: int = 100, *, after_id: int | None = None,
                     before_id: int | None = None) -> dict:

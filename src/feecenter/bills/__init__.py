@@ -1,0 +1,1 @@
+"""Bills over the fees settlement and orders record (BIL-1..8): read-only views."""
