@@ -25,6 +25,7 @@ from feecenter.auth import tc3
 from feecenter.catalog import service as catalog
 from feecenter.clock import BUSINESS_TZ
 from feecenter.compat.endpoint import VERSION
+from feecenter.console import i18n
 from feecenter.db.engine import transaction
 from feecenter.errors import Conflict, InvalidInput, PermissionDenied
 from feecenter.periods import MONTHLY, period_containing
@@ -32,6 +33,7 @@ from feecenter.settlement import service as settlement
 from feecenter.settlement.tables import statistic_period_switches
 from tests.helpers import OPS, add_cash, api_key, assert_reconciled, new_account, run_threads
 from tests.rest_harness import Signed
+from tests.test_console import csrf_of, logged_in, shop  # noqa: F401 - shop is a fixture
 from tests.test_settlement import ingest, load, open_
 
 VERSION_SHOWN = settlement.ACKNOWLEDGEMENT_VERSION
@@ -254,3 +256,33 @@ def test_eight_concurrent_switches_make_one(rt):
     raised = run_threads(8, attempt)
     assert len(raised) == 7 and all(isinstance(e, Conflict) for e in raised), raised
     assert switches(rt, uin) == 1
+
+
+@pytest.mark.spec("BIL-3")
+def test_the_console_bills_page_switches_only_with_the_box_ticked(rt, shop):  # noqa: F811
+    http = logged_in(rt)
+    shown = http.get("/console/bills")
+    assert shown.status_code == 200
+    assert 'data-period-setting="deduction_time"' in shown.text
+    assert f'data-rules="{VERSION_SHOWN}"' in shown.text and "不可撤销" in shown.text
+    token = csrf_of(shown.text)
+    form = {"csrf_token": token, "acknowledgement_version": VERSION_SHOWN}
+    assert http.post("/console/bills/statistic-period", data=form).status_code == 400
+    assert switches(rt, shop) == 0
+    assert http.post("/console/bills/statistic-period",
+                     data={**form, "acknowledged": "on", "csrf_token": "forged"}
+                     ).status_code == 403
+    made = http.post("/console/bills/statistic-period", data={**form, "acknowledged": "on"})
+    assert made.status_code == 303 and made.headers["location"] == "/console/bills?switched=1"
+    after = http.get("/console/bills?switched=1")
+    month = rt.clock.now().astimezone(BUSINESS_TZ).strftime("%Y-%m")
+    assert f'data-switched-in="{month}"' in after.text and "data-switched" in after.text
+    again = http.post("/console/bills/statistic-period", data={**form, "acknowledged": "on"})
+    assert again.status_code == 409 and 'data-error-field="period"' in again.text
+    assert switches(rt, shop) == 1
+    readonly = logged_in(rt, "acme-readonly")
+    assert "data-period-setting" not in readonly.get("/console/bills").text
+    assert "自 " + month + " 起按使用时间统计" in after.text
+    http.cookies.set(i18n.COOKIE, "en")
+    english = http.get("/console/bills").text
+    assert f"By usage time since {month}" in english and "不可撤销" not in english
