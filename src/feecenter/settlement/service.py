@@ -550,8 +550,9 @@ def bill_detail_page(conn: Connection, actor: Actor, uin: int, query: BillDetail
     BIL-3), each with its billing item's name, unit and postpaid period, its
     product's and region's names and ``statistic_time`` (the time that puts it in
     the month), in that time's order, then id; the total count of the filtered
-    lines; and ``statistic_period``. A malformed or out-of-range month is invalid
-    input on ``month``; a ``query.period`` other than the account's on ``period``."""
+    lines; ``statistic_period`` (the month's: deduction time before the account's
+    switch month) and ``switched_in``. A malformed or out-of-range month is invalid
+    input on ``month``; a ``query.period`` other than the month's on ``period``."""
     require(actor, uin, FINANCE)
     chosen = _month_period(conn, uin, query.month)
     period = chosen.period
