@@ -286,3 +286,56 @@ def test_the_console_bills_page_switches_only_with_the_box_ticked(rt, shop):  # 
     http.cookies.set(i18n.COOKIE, "en")
     english = http.get("/console/bills").text
     assert f"By usage time since {month}" in english and "不可撤销" not in english
+
+
+@pytest.mark.spec("BIL-3")
+def test_every_months_sql_is_the_rule_at_the_months_edges(rt):
+    """Lines of every usage month U deducted in every month D >= U (at D's first and
+    last second, Beijing time): each month's query holds exactly the lines
+    rules.statistic_month puts in it, before and after a July switch."""
+    from feecenter.clock import db_time
+    from feecenter.settlement.rules import statistic_month
+    from feecenter.settlement.tables import bill_lines
+
+    uin, _ = monthly_cdn_shop(rt)
+    months = [f"2026-{m:02d}" for m in range(4, 11)]
+    expected: dict[str, set] = {}
+    with transaction(rt.engine) as conn:
+        for u, usage in enumerate(months):
+            for deducted in months[u:]:
+                first = at(int(deducted[5:]))
+                last = at(int(deducted[5:]) + 1) - timedelta(seconds=1)
+                for edge, when in (("first", first), ("last", last)):
+                    line_id = conn.execute(bill_lines.insert().values(
+                        uin=uin, resource_id=f"r-{usage}-{deducted}-{edge}", resource_name=None,
+                        product_code="cdn", region="mainland", billing_item="traffic",
+                        project_id=0, project_name="默认项目", cycle="month", period_key=usage,
+                        period_start=db_time(at(int(usage[5:]))),
+                        period_end=db_time(at(int(usage[5:]) + 1)), quantity=1,
+                        package_quantity=0, price_kind="list", unit_price=1, list_amount=1,
+                        discount_bp=10_000, discounted_amount=1_000_000, deducted=1,
+                        rounding_diff=0, voucher_paid=0, cash_paid=1, gift_paid=0,
+                        credit_paid=0, arrears=0, txn_id=None, deducted_at=db_time(when),
+                        kind="charge", sequence=0, adjusts_line_id=None, reason=None,
+                        stopped_quantity=0).returning(bill_lines.c.id)).scalar_one()
+                    expected.setdefault(usage + deducted, set()).add(line_id)
+
+    def listed(month: str) -> set:
+        return {line["id"] for line in lines(rt, uin, month)["items"]}
+
+    def wanted(month: str, switched_in: str | None) -> set:
+        return {i for key, ids in expected.items() for i in ids
+                if statistic_month(key[7:], key[:7], switched_in) == month}
+
+    for month in months:
+        assert listed(month) == wanted(month, None), month
+    rt.clock.set(at(7, 20))
+    switch(rt, uin)
+    for month in months:
+        assert listed(month) == wanted(month, "2026-07"), month
+        with rt.engine.connect() as conn:
+            chart = settlement.month_cost(conn, OPS, uin, month)
+            diff = settlement.monthly_precision_difference(conn, OPS, uin, month)
+        assert sum(d["deducted"] for d in chart["by_day"]) == len(wanted(month, "2026-07"))
+        assert diff["lines"] == len(wanted(month, "2026-07"))
+    assert wanted("2026-07", "2026-07") > wanted("2026-07", None)  # July absorbs
