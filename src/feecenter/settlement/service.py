@@ -636,7 +636,8 @@ def month_cost(conn: Connection, actor: Actor, uin: int, month: str) -> dict:
     names = {row.code: row for row in conn.execute(
         select(pr.code, pr.name_zh, pr.name_en).where(pr.code.in_(list(by_product))))}
     return {"month": month, "statistic_period": chosen.period,
-            "switched_in": chosen.switched_in, "by_day": [{"day": business_date(when).isoformat(), "deducted": by_day[n]}
+            "switched_in": chosen.switched_in,
+            "by_day": [{"day": business_date(when).isoformat(), "deducted": by_day[n]}
                        for n, when in enumerate(days)],
             "by_product": [{"product": code, "deducted": total,
                             "name_zh": names[code].name_zh if code in names else code,
