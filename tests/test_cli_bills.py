@@ -71,3 +71,27 @@ def test_bills_lines_refuses_a_bad_month(rt, run):
     assert json.loads(result.stdout)["error"]["field"] == "month"
     too_many = run("lines", "--uin", uin, "--limit", 5000)
     assert too_many.exit_code == 2
+
+
+@pytest.mark.spec("BIL-3")
+def test_bills_statistic_period_switches_once_with_the_acknowledgement(rt, run):
+    uin = new_account(rt)
+    shown = json.loads(run("statistic-period", "--uin", uin, "--json").stdout)
+    assert (shown["statistic_period"], shown["switched_in"]) == ("deduction_time", None)
+    assert shown["acknowledgement"]["version"]
+    no_ack = run("statistic-period", "--uin", uin, "--switch", "--request-note", "T-1", "--json")
+    assert no_ack.exit_code == 1
+    assert json.loads(no_ack.stdout)["error"]["field"] == "acknowledged"
+    no_note = run("statistic-period", "--uin", uin, "--switch", "--acknowledge", "--json")
+    assert json.loads(no_note.stdout)["error"]["field"] == "request_note"
+    done = run("statistic-period", "--uin", uin, "--switch", "--acknowledge",
+               "--request-note", "T-1", "--json")
+    assert done.exit_code == 0, done.stdout
+    switched = json.loads(done.stdout)
+    assert (switched["statistic_period"], switched["requested_by"]) == ("usage_time", "operator")
+    assert len(switched["switched_in"]) == 7
+    again = run("statistic-period", "--uin", uin, "--switch", "--acknowledge",
+                "--request-note", "T-2", "--json")
+    assert again.exit_code == 1 and json.loads(again.stdout)["error"]["field"] == "period"
+    table = run("statistic-period", "--uin", uin)
+    assert table.exit_code == 0 and "usage time since" in table.stdout

@@ -54,3 +54,13 @@ def test_a_nul_byte_in_the_renewal_forms_is_a_field_error_not_a_500(rt, shop):  
         assert response.status_code in (400, 404), (path, response.status_code)
     for query in ("within=%00", "product=%00", "project=%00", "auto=%00", "tab=%00"):
         assert http.get(f"/console/renewal?{query}").status_code == 400, query
+
+
+def test_a_nul_byte_in_the_statistic_period_form_is_a_field_error_not_a_500(rt, shop):  # noqa: F811
+    http = logged_in(rt)
+    token = csrf_of(http.get("/console/bills").text)
+    for data in ({"acknowledged": "\x00", "acknowledgement_version": "\x00"},
+                 {"acknowledged": "on", "acknowledgement_version": "x" * 5000}):
+        response = http.post("/console/bills/statistic-period", data={"csrf_token": token, **data})
+        assert response.status_code == 400, response.status_code
+        assert 'data-error-field="acknowledge' in response.text

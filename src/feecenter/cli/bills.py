@@ -1,4 +1,5 @@
-"""``feecenter bills …``: operators read an account's postpaid L3 bill lines (BIL-1).
+"""``feecenter bills …``: operators read an account's postpaid L3 bill lines (BIL-1),
+and read or switch its statistic period on the customer's request (BIL-3).
 
 Same contract as the rest of the CLI (docs/cli.md): ``--json`` prints exactly
 one JSON object; exit 0 done, 1 refused, 2 bad usage. Amounts as the native
@@ -13,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from feecenter.cli.common import JsonOpt, emit as _emit, out, refusals as _refusals
+from feecenter.cli.common import JsonOpt, emit as _emit, flag, out, refusals as _refusals
 from feecenter.cli.common import operator_actor as _actor, runtime as _runtime
 
 bills_app = typer.Typer(help="Bills (BIL-1) / 账单", no_args_is_help=True)
@@ -69,3 +70,48 @@ def _render_lines(data: dict) -> None:
     out.print(f"{shown} of {data['total']} lines (offset {data['offset']})", markup=False)
     for reason in sorted({line["not_charged_reason"] for line in data["items"]} - {None}):
         out.print(f"stopped = {reason}", markup=False)  # ARR-3: the stopped part is not charged
+
+
+@bills_app.command("statistic-period")
+def statistic_period(
+    uin: Annotated[int, typer.Option("--uin", help="the customer account")],
+    switch: Annotated[bool, flag("--switch", help=(
+        "switch to usage time on the customer's request (one way, never undone)"))] = False,
+    acknowledge: Annotated[bool, flag("--acknowledge", help=(
+        "the customer acknowledged the rules shown (required with --switch)"))] = False,
+    request_note: Annotated[Optional[str], typer.Option(
+        "--request-note", help="the customer's request, e.g. its ticket")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The account's bill statistic period (BIL-3) and the rules a switch acknowledges;
+    with --switch --acknowledge --request-note, switch it to usage time from this
+    business month (audited)."""
+    from feecenter.db.engine import transaction
+    from feecenter.errors import invalid
+    from feecenter.settlement import service as settlement
+
+    with _refusals(as_json):
+        rt = _runtime()
+        if switch:
+            if not acknowledge:
+                raise invalid("acknowledged", "切换须确认客户已阅读并同意切换规则（--acknowledge）",
+                              "a switch needs the customer's acknowledgement of the rules "
+                              "(--acknowledge)")
+            with transaction(rt.engine) as conn:
+                settlement.switch_statistic_period_for(
+                    conn, rt.clock, _actor(), uin, period="usage_time",
+                    request_note=request_note or "")
+        with rt.engine.connect() as conn:
+            payload = settlement.describe_statistic_period(conn, _actor(), uin)
+    _emit(as_json, payload, _render_period)
+
+
+def _render_period(data: dict) -> None:
+    if data["switched_in"]:
+        out.print(f"{data['uin']}: 按使用时间 / usage time since {data['switched_in']} "
+                  f"(switched {data['switched_at']:%Y-%m-%d %H:%M} UTC by {data['requested_by']})",
+                  markup=False)
+    else:
+        out.print(f"{data['uin']}: 按扣费时间 / deduction time (default)", markup=False)
+    ack = data["acknowledgement"]
+    out.print(f"rules {ack['version']}:\n{ack['text_zh']}\n{ack['text_en']}", markup=False)

@@ -1,4 +1,6 @@
-"""收支明细 (transactions, BAL-5) and 账单 (L3 bill lines, BIL-1) in the console.
+"""收支明细 (transactions, BAL-5) and 账单 (L3 bill lines, BIL-1) in the console, with
+the bills' statistic-period setting (BIL-3: the one-way switch to usage time, made
+only with the rules acknowledged; ``settlement.switch_statistic_period``).
 
 The pages call the services REST calls (``funds.list_transactions`` behind
 ``GET /accounts/{uin}/transactions``, ``settlement.list_bill_lines`` behind
@@ -18,15 +20,18 @@ import io
 from collections.abc import Iterator
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Header, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from feecenter.clock import parse_business_time
 from feecenter.console import i18n
 from feecenter.console.charts import PERIOD_LABELS
 from feecenter.console.i18n import N_
-from feecenter.console.web import PREFIX, Page, lang_of, message, page, render
-from feecenter.errors import InvalidInput, PermissionDenied
+from feecenter.console.web import PREFIX, Page, csrf_refused, lang_of, message, page, render
+from feecenter.db.engine import transaction
+from feecenter.errors import FeeCenterError, InvalidInput, PermissionDenied
 from feecenter.funds import service as funds
 from feecenter.inputs import plain_text
 from feecenter.money import format_yuan
@@ -316,12 +321,55 @@ def _bill_line(line: dict, lang: str) -> dict:
                                if line["stopped_quantity"] else None)}
 
 
+def _period_setting(current: Page) -> dict | None:
+    """The statistic-period block (BIL-3): the account's period, its switch, the rules
+    in the page's language; None for a user without the finance permission."""
+    actor, rt = current.session.actor, current.rt
+    try:
+        with rt.engine.connect() as conn:
+            shown = settlement.describe_statistic_period(conn, actor, actor.uin)
+    except PermissionDenied:
+        return None
+    ack = shown["acknowledgement"]
+    return {**shown, "rules": ack["text_zh"] if lang_of(current.request) == "zh-CN"
+            else ack["text_en"], "version": ack["version"],
+            "switched_at_text": time_text(shown["switched_at"]) if shown["switched_at"] else ""}
+
+
+def _bills_page(request: Request, status: int | None = None, **extra) -> HTMLResponse:
+    current = page(request)
+    context, shown = _bills(current)
+    return render(request, "bills.html", status=status or shown, session=current.session,
+                  active="bills", period_setting=_period_setting(current),
+                  switched=request.query_params.get("switched") == "1", **{**context, **extra})
+
+
 @router.get("/bills")
 def bills(request: Request) -> HTMLResponse:
+    return _bills_page(request)
+
+
+@router.post("/bills/statistic-period")
+def switch_statistic_period(request: Request, acknowledged: Annotated[str, Form()] = "",
+                            acknowledgement_version: Annotated[str, Form()] = "",
+                            csrf_token: Annotated[str, Form()] = "",
+                            x_csrf_token: Annotated[str | None, Header()] = None) -> Response:
+    """Switch the account's bills to usage time (BIL-3): once, with the rules
+    acknowledged (the checkbox), from this month; refusals shown next to the form."""
     current = page(request)
-    context, status = _bills(current)
-    return render(request, "bills.html", status=status, session=current.session,
-                  active="bills", **context)
+    if not current.session.csrf_ok(csrf_token or x_csrf_token):
+        return csrf_refused(request)
+    actor, rt = current.session.actor, current.rt
+    try:
+        with transaction(rt.engine) as conn:
+            settlement.switch_statistic_period(
+                conn, rt.clock, actor, actor.uin, period="usage_time",
+                acknowledged=acknowledged == "on",
+                acknowledgement_version=acknowledgement_version)
+    except FeeCenterError as exc:
+        return _bills_page(request, exc.http_status, period_error=message(exc, lang_of(request)),
+                           period_error_field=exc.field)
+    return RedirectResponse(f"{PREFIX}/bills?switched=1", 303)
 
 
 @router.get("/bills/table")

@@ -59,7 +59,7 @@ from feecenter.funds import bulk
 from feecenter.funds import service as funds
 from feecenter.periods import DAILY, HOURLY, MONTHLY, Period, period_containing
 from feecenter.resources.tables import resources
-from feecenter.settlement import corrections, extensions, rating, rules
+from feecenter.settlement import corrections, extensions, rating, rules, statistic
 from feecenter.settlement.model import RatedLine, RunContext
 from feecenter.settlement.posting import Posted, post_lines
 from feecenter.settlement.tables import bill_lines, settled_accounts, settled_periods
@@ -415,24 +415,45 @@ def _unbilled(conn: Connection, cycle: str, period: Period, uin: int,
 
 
 
-# BIL-3: the statistic periods and the time of a bill line each puts it in a month by
-STATISTIC_TIMES = {"deduction_time": "deducted_at", "usage_time": "period_start"}
-PERIOD_NAMES = {"deduction_time": ("按扣费时间", "deduction time"),
-                "usage_time": ("按使用时间", "usage time")}
+# BIL-3: the statistic periods (settlement.statistic owns the one-way switch)
+PERIOD_NAMES = statistic.PERIOD_NAMES
+ACKNOWLEDGEMENT_VERSION = statistic.ACKNOWLEDGEMENT_VERSION
+describe_statistic_period = statistic.describe
+switch_statistic_period = statistic.switch_by_customer
+switch_statistic_period_for = statistic.switch_by_operator
+
+
+def statistic_switch_month(conn: Connection, uin: int) -> str | None:
+    """BIL-3: the business month (YYYY-MM) the account switched to the usage-time
+    period; None while it is on deduction time (the default). A line's bill month is
+    ``rules.statistic_month(deduction month, usage month, this)``."""
+    return statistic.switch_month(conn, uin)
 
 
 def statistic_period(conn: Connection, uin: int) -> str:
-    """BIL-3: which time puts the account's bill lines in a month, "deduction_time"
-    (the default) or "usage_time". The one place that decides it: every account is
-    on deduction time until the one-way switch to usage time is built (docs/settlement.md)."""
-    return "deduction_time"
+    """BIL-3: the account's statistic period now, "deduction_time" (the default) or
+    "usage_time" (after its one-way switch; months before the switch month stay on
+    deduction time: ``_month_period``)."""
+    return statistic.current_period(statistic_switch_month(conn, uin))
 
 
-def _in_month(period: str, month: str) -> list:
-    """The conditions that put a bill line in ``month`` on ``period`` (BIL-3)."""
-    column = bill_lines.c[STATISTIC_TIMES[period]]
+@dataclass(frozen=True)
+class _Month:
+    """One month of an account's bill lines on its statistic period (BIL-3)."""
+
+    month: str
+    switched_in: str | None
+    period: str          # the month's period: deduction time before the switch month
+    where: list          # SQL conditions putting a line in the month
+    time: object         # SQL: the time that puts a line in the month
+
+
+def _month_period(conn: Connection, uin: int, month: str) -> _Month:
     start, end = _month_bounds(month)
-    return [column >= db_time(start), column < db_time(end)]
+    switched_in = statistic_switch_month(conn, uin)
+    return _Month(month, switched_in, statistic.period_of_month(switched_in, month),
+                  statistic.in_month(switched_in, month, start, end),
+                  statistic.statistic_time(switched_in, month, start, end))
 
 
 def _month_bounds(month: str) -> tuple[datetime, datetime]:
@@ -463,10 +484,13 @@ def list_bill_lines(conn: Connection, actor: Actor, uin: int, filters: dict | No
     filters = filters or {}
     _check_page(offset, limit)
     b = bill_lines.c
-    period = statistic_period(conn, uin)
-    where = [b.uin == uin]
     if filters.get("month"):
-        where += _in_month(period, filters["month"])
+        chosen = _month_period(conn, uin, filters["month"])
+        period, switched_in, where = chosen.period, chosen.switched_in, [b.uin == uin,
+                                                                          *chosen.where]
+    else:
+        switched_in = statistic_switch_month(conn, uin)
+        period, where = statistic.current_period(switched_in), [b.uin == uin]
     for name, column in (("product", b.product_code), ("resource_id", b.resource_id),
                          ("project_id", b.project_id), ("kind", b.kind)):
         if filters.get(name) is not None:
@@ -476,7 +500,8 @@ def list_bill_lines(conn: Connection, actor: Actor, uin: int, filters: dict | No
                         ).mappings().all()
     if before_id is not None:
         rows = rows[::-1]
-    return {"total": total, "items": [_line(row) for row in rows], "statistic_period": period}
+    return {"total": total, "items": [_line(row) for row in rows], "statistic_period": period,
+            "switched_in": switched_in}
 
 
 def _lines_page(conn: Connection, uin: int, where: list, offset: int, limit: int,
@@ -531,10 +556,12 @@ def bill_detail_page(conn: Connection, actor: Actor, uin: int, query: BillDetail
     BIL-3), each with its billing item's name, unit and postpaid period, its
     product's and region's names and ``statistic_time`` (the time that puts it in
     the month), in that time's order, then id; the total count of the filtered
-    lines; and ``statistic_period``. A malformed or out-of-range month is invalid
-    input on ``month``; a ``query.period`` other than the account's on ``period``."""
+    lines; ``statistic_period`` (the month's: deduction time before the account's
+    switch month) and ``switched_in``. A malformed or out-of-range month is invalid
+    input on ``month``; a ``query.period`` other than the month's on ``period``."""
     require(actor, uin, FINANCE)
-    period = statistic_period(conn, uin)
+    chosen = _month_period(conn, uin, query.month)
+    period = chosen.period
     if query.period is not None and query.period != period:
         zh, en = PERIOD_NAMES[period]
         raise invalid("period", f"统计周期须与账户的账单统计周期一致：{zh}",
@@ -544,8 +571,8 @@ def bill_detail_page(conn: Connection, actor: Actor, uin: int, query: BillDetail
                       "pay_mode must be prepaid or postpaid")
     _check_page(query.offset, query.limit)
     b = bill_lines.c
-    column = b[STATISTIC_TIMES[period]]
-    where = [b.uin == uin, *_in_month(period, query.month)]
+    column = chosen.time.label("statistic_time")
+    where = [b.uin == uin, *chosen.where]
     where += [b.product_code == code for code in query.product_codes]
     if query.resource_id is not None:
         where.append(b.resource_id == query.resource_id)
@@ -558,18 +585,19 @@ def bill_detail_page(conn: Connection, actor: Actor, uin: int, query: BillDetail
     bi, pr, rg = billing_items.c, products.c, regions.c
     stmt = (select(bill_lines, bi.name_zh.label("item_name"), bi.unit_zh.label("unit"),
                    bi.postpaid_period, pr.name_zh.label("product_name"),
-                   rg.name_zh.label("region_name"))
+                   rg.name_zh.label("region_name"), column)
             .join(billing_items, and_(bi.product_code == b.product_code,
                                       bi.code == b.billing_item))
             .join(products, pr.code == b.product_code)
             .outerjoin(regions, rg.code == b.region)
-            .where(*where).order_by(column, b.id).offset(query.offset).limit(query.limit))
+            .where(*where).order_by(chosen.time, b.id).offset(query.offset).limit(query.limit))
     rows = conn.execute(stmt).mappings().all()
     total = conn.execute(select(func.count()).select_from(bill_lines).where(*where)).scalar_one()
     items = [_line(row) for row in rows]
     for item in items:
-        item["statistic_time"] = item[STATISTIC_TIMES[period]]
-    return {"total": total, "items": items, "statistic_period": period}
+        item["statistic_time"] = from_db_time(item["statistic_time"])
+    return {"total": total, "items": items, "statistic_period": period,
+            "switched_in": chosen.switched_in}
 
 
 def monthly_precision_difference(conn: Connection, actor: Actor, uin: int, month: str) -> dict:
@@ -578,14 +606,15 @@ def monthly_precision_difference(conn: Connection, actor: Actor, uin: int, month
     positive = the customer paid more than the exact amount and may claim it back,
     negative = waived."""
     require(actor, uin, FINANCE)
-    period = statistic_period(conn, uin)
+    chosen = _month_period(conn, uin, month)
     b = bill_lines.c
     row = conn.execute(select(func.coalesce(func.sum(b.rounding_diff), 0),
                               func.coalesce(func.sum(b.discounted_amount), 0),
                               func.coalesce(func.sum(b.deducted), 0), func.count())
-                       .where(b.uin == uin, *_in_month(period, month))).one()
+                       .where(b.uin == uin, *chosen.where)).one()
     diff = int(row[0])
-    return {"uin": uin, "month": month, "statistic_period": period, "difference": diff,
+    return {"uin": uin, "month": month, "statistic_period": chosen.period,
+            "switched_in": chosen.switched_in, "difference": diff,
             "discounted_total": int(row[1]),
             "deducted_total": int(row[2]), "lines": int(row[3]),
             "meaning": rules.precision_meaning(diff)}
@@ -599,20 +628,21 @@ def month_cost(conn: Connection, actor: Actor, uin: int, month: str) -> dict:
     catalog has none). One pass over the month's lines, grouped by day and
     product, and the products' names."""
     require(actor, uin, FINANCE)
-    period = statistic_period(conn, uin)
+    chosen = _month_period(conn, uin, month)
     b, pr = bill_lines.c, products.c
     days = _business_days(*_month_bounds(month))
-    day = case(*[(b[STATISTIC_TIMES[period]] < db_time(bound), n)
+    day = case(*[(chosen.time < db_time(bound), n)
                  for n, bound in enumerate(days[1:])], else_=len(days) - 1).label("day")
     by_day, by_product = defaultdict(int), defaultdict(int)
     for n, code, deducted in conn.execute(
             select(day, b.product_code, func.sum(b.deducted))
-            .where(b.uin == uin, *_in_month(period, month)).group_by(day, b.product_code)):
+            .where(b.uin == uin, *chosen.where).group_by(day, b.product_code)):
         by_day[n] += int(deducted)
         by_product[code] += int(deducted)
     names = {row.code: row for row in conn.execute(
         select(pr.code, pr.name_zh, pr.name_en).where(pr.code.in_(list(by_product))))}
-    return {"month": month, "statistic_period": period,
+    return {"month": month, "statistic_period": chosen.period,
+            "switched_in": chosen.switched_in,
             "by_day": [{"day": business_date(when).isoformat(), "deducted": by_day[n]}
                        for n, when in enumerate(days)],
             "by_product": [{"product": code, "deducted": total,
@@ -636,6 +666,8 @@ def earliest_usage(conn: Connection, clock: Clock) -> datetime | None:
     return from_db_time(first) if first is not None else None
 
 
-__all__ = ["CYCLES", "settle_period", "settle_late_usage", "statistic_period", "list_bill_lines",
+__all__ = ["CYCLES", "settle_period", "settle_late_usage", "statistic_period",
+           "statistic_switch_month", "describe_statistic_period", "switch_statistic_period",
+           "switch_statistic_period_for", "list_bill_lines",
            "BillDetailQuery", "bill_detail_page", "monthly_precision_difference",
            "earliest_usage"]

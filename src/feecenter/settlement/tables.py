@@ -79,3 +79,18 @@ settled_periods = Table(
     Column("completed_at", DateTime, nullable=False),
     UniqueConstraint("cycle", "period_key", name="uq_settled_periods_once"),
 )
+
+# BIL-3: an account's one-way switch to the usage-time statistic period (one row at
+# most per account, never updated or deleted: the switch cannot be undone).
+statistic_period_switches = Table(
+    "statistic_period_switches", metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("uin", BigInteger, nullable=False),
+    Column("switched_in", String(7), nullable=False),  # YYYY-MM, business time
+    Column("switched_at", DateTime, nullable=False),  # naive UTC
+    Column("requested_by", String(10), nullable=False),  # customer | operator
+    Column("actor", String(200), nullable=False),  # who made it (Actor.label)
+    Column("acknowledgement_version", String(40), nullable=False),  # the rules shown
+    Column("request_note", Text, nullable=True),  # an operator's: the customer's request
+    UniqueConstraint("uin", name="uq_statistic_period_switches_uin"),
+)
