@@ -1,0 +1,5 @@
+"""Cost bills (费用账单, BIL-1, BIL-2, BIL-5, BIL-6): the L3 line detail of a month
+(postpaid lines from settlement, prepaid order lines from orders, read-only), the
+daily roll-ups (``bill_rollups``, ``bill_rollup_days``: owned here) and the L0
+overview, L1 summaries and L2 resource bills read from them, and the bill check
+of ``feecenter reconcile`` (L0 = Σ L1 = Σ L2 = Σ L3). docs/bills.md."""
