@@ -25,7 +25,7 @@ from feecenter.resources import service as resources
 from feecenter.settlement import service as settlement
 from feecenter.settlement.rules import statistic_month
 from tests.helpers import (OPS, add_cash, add_gift, api_key, assert_reconciled, buy,
-                           new_account, pay)
+                           new_account, pay, run_threads)
 from tests.rest_harness import Signed
 from tests.test_settlement import ingest, load, open_
 
@@ -220,6 +220,19 @@ def test_a_rerun_and_a_crashed_refresh_give_the_same_rollups(rt, month, monkeypa
     assert spec.func is jobs.refresh_rollups
     out = spec.func(rt.engine, rt.clock, period_containing(DAILY, at(3, 12)))
     assert out["day"] == "2026-03-03" and out["lines"] > 0
+    assert _rollup_rows(rt) == first
+    first_line = min(line["deducted_at"] for line in _l3(rt, month["uin"]))
+    with rt.engine.connect() as conn:  # the job's periods begin at the first line deducted
+        assert jobs._start(conn, rt.clock) == first_line
+
+
+@pytest.mark.postgres_only
+@pytest.mark.spec("BIL-2")
+def test_eight_concurrent_refreshes_of_a_day_leave_one_refresh_worth(rt, month):
+    _refresh_all(rt)
+    first = _rollup_rows(rt)
+    errors = run_threads(8, lambda i: rollups.refresh_day(rt.engine, rt.clock, DAYS[i % 2]))
+    assert errors == []
     assert _rollup_rows(rt) == first
 
 

@@ -1,8 +1,8 @@
 """The daily cost-bill roll-up job (BIL-2), registered with the job runner: each
 business day is refreshed T+1, at 03:00 the next day (after the daily and
 monthly settlement runs at 01:00 and 02:00, so their lines are in it). Periods
-begin at the earliest usage recorded, so history is covered. Rerunning a day
-recomputes it (bills.rollups)."""
+begin at the earliest line deducted (postpaid or prepaid), so history is
+covered. Rerunning a day recomputes it (bills.rollups)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ REFRESH_LAG = timedelta(hours=3)
 
 
 def _start(conn: Connection, clock: Clock):
-    from feecenter.settlement.service import earliest_usage
+    from feecenter.bills.lines import earliest_line
 
-    return earliest_usage(conn, clock)
+    return earliest_line(conn)
 
 
 @job("bills.refresh_rollups", DAILY, start=_start, lag=REFRESH_LAG,

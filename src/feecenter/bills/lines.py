@@ -80,6 +80,15 @@ def _postpaid_day(conn: Connection, day: date) -> Select | None:
                       i.region, i.resource_id))
 
 
+def earliest_line(conn: Connection) -> datetime | None:
+    """The earliest deduction time of any L3 line, postpaid or prepaid (None: none)."""
+    times = [conn.execute(select(func.min(bill_lines.c.deducted_at))).scalar(),
+             conn.execute(select(func.min(orders.c.closed_at)).where(
+                 orders.c.state.in_(DEDUCTED_STATES))).scalar()]
+    found = [t for t in times if t is not None]
+    return from_db_time(min(found)) if found else None
+
+
 def order_line_conditions(start: datetime, end: datetime) -> list:
     """Orders that are cost-bill lines deducted in [start, end) (naive UTC)."""
     o = orders.c

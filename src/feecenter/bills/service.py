@@ -162,16 +162,16 @@ def summary(conn: Connection, actor: Actor, uin: int, month: str, by: str,
                       "by must be product, project, region, pay_mode or tag")
     r = bill_rollups.c
     keys = [r[DIMENSIONS[by]]] + ([r.project_name] if by == "project" else [])
-    rows = conn.execute(select(*keys, *_sums())
+    rows = conn.execute(select(*keys, func.max(r.deducted_on).label("last_day"), *_sums())
                         .where(r.uin == uin, *_in_month(month, usage_time_switch_month(conn, uin)))
                         .group_by(*keys)).mappings().all()
     groups = defaultdict(lambda: dict.fromkeys(SUMS, 0))
     names = {}
-    for row in rows:  # a project renamed within the month: one group, its latest name
+    for row in sorted(rows, key=lambda row: str(row["last_day"])):
         key = row[DIMENSIONS[by]]
         for name in SUMS:
             groups[key][name] += int(row[name])
-        if by == "project":
+        if by == "project":  # renamed within the month: one group, the latest name
             names[key] = row["project_name"]
     out = [{by: key, **({"project_name": names[key]} if by == "project" else {}), **sums}
            for key, sums in groups.items()]
