@@ -309,3 +309,32 @@ def test_another_accounts_bill_is_refused(rt):
     rest = Signed(rt, TestClient(create_app(rt)), api_key(rt, other))
     answer = rest.send("GET", f"/api/v1/accounts/{owner}/bills/{MONTH}/overview")
     assert answer.status_code == 403, answer.text
+
+
+def test_l3_and_the_rollups_put_a_late_deducted_hour_in_the_same_month(rt, monkeypatch):
+    """February's last hour is deducted on 1 March: every level puts it where
+    statistic_month does, for an account never switched and switched in February
+    or March (the switch itself is another piece of work: simulated here)."""
+    last_hour = datetime(2026, 2, 28, 23, tzinfo=BUSINESS_TZ)
+    rt.clock.set(last_hour - timedelta(hours=1))
+    load(rt)
+    uin = new_account(rt, "late-hour")
+    add_cash(rt, uin, 100_00)
+    vm = open_(rt, uin)
+    hour = period_containing(HOURLY, last_hour)
+    rt.clock.set(hour.end + timedelta(minutes=5))
+    ingest(rt, [("late", uin, vm, "S5.MEDIUM4", "1", hour.start, hour.end)])
+    settlement.settle_period(rt.engine, rt.clock, "hour", hour)
+    rollups.refresh_day(rt.engine, rt.clock, date(2026, 3, 1))
+    for switched, home in ((None, "2026-03"), ("2026-02", "2026-02"), ("2026-03", "2026-03")):
+        monkeypatch.setattr(service, "usage_time_switch_month", lambda conn, uin, s=switched: s)
+        assert statistic_month("2026-03", "2026-02", switched) == home
+        for bill_month in ("2026-02", "2026-03"):
+            with rt.engine.connect() as conn:
+                found = service.month_lines(conn, OPS, uin, bill_month)
+                total = service.overview(conn, OPS, uin, bill_month)["total"]
+            expected = 1 if bill_month == home else 0
+            assert (len(found), total["lines"]) == (expected, expected), (switched, bill_month)
+            assert total["deducted"] == sum(line["deducted"] for line in found)
+        with rt.engine.connect() as conn:
+            assert check.check_bills(conn, uin) == []
