@@ -15,6 +15,7 @@ from feecenter.api import bills as bill_routes
 from feecenter.api import catalog as catalog_routes
 from feecenter.api import consumption as consumption_routes
 from feecenter.api import coupons as coupon_routes
+from feecenter.api import cost_bills as cost_bill_routes
 from feecenter.api import errors, routes, strict
 from feecenter.api import orders as order_routes
 from feecenter.api import notifications as notification_routes
@@ -31,6 +32,7 @@ ROUTERS = (routes.router, catalog_routes.router, order_routes.router, usage_rout
            notification_routes.router, bill_routes.router, coupon_routes.router,
            arrears_routes.router, recharge_routes.router, service_request_routes.router,
            remittance_routes.router, renewal_routes.router, consumption_routes.router,
+           cost_bill_routes.router,
            compat.router)
 
 

@@ -310,12 +310,14 @@ def credit_set(uin: Annotated[int, typer.Option()], limit: Annotated[str, typer.
 @app.command()
 def reconcile(uin: Annotated[Optional[int], typer.Option()] = None,
               as_json: JsonOpt = False) -> None:
-    """Recompute every balance from its postings; exit 0 only when all agree (BAL-6)."""
+    """Recompute every balance from its postings (BAL-6) and check the cost bills'
+    levels, L0 = Σ L1 = Σ L2 = Σ L3 (BIL-1); exit 0 only when all agree."""
+    from feecenter.bills.check import check_bills
     from feecenter.ledger.reconcile import reconcile as reconcile_ledger
 
     rt = _runtime()
     with rt.engine.connect() as conn:
-        differences = reconcile_ledger(conn, uin)
+        differences = reconcile_ledger(conn, uin) + check_bills(conn, uin)
     payload = {"clean": not differences, "differences": [d.to_dict() for d in differences]}
     if as_json:
         print(json.dumps(payload))
