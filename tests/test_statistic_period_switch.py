@@ -12,7 +12,7 @@ request; eight concurrent switches on PostgreSQL leave one.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -22,6 +22,8 @@ from feecenter.accounts.permissions import Actor
 from feecenter.api.app import create_app
 from feecenter.auth import service as auth
 from feecenter.auth import tc3
+from feecenter.bills import rollups
+from feecenter.bills import service as bills
 from feecenter.catalog import service as catalog
 from feecenter.clock import BUSINESS_TZ
 from feecenter.compat.endpoint import VERSION
@@ -153,6 +155,14 @@ def test_julys_switch_puts_junes_and_julys_usage_in_july_to_the_fen(rt):
     assert [d["BillMonth"] for d in june["DetailSet"]] == ["2026-06"]
     refused = detail(rt, rest.http, key, Month="2026-07", PeriodType="byPayTime")
     assert refused["Error"]["Message"].startswith("PeriodType")
+    day = date(2026, 6, 1)  # the cost bills' roll-ups follow the same switch (BIL-1, BIL-2)
+    while day <= date(2026, 9, 2):
+        rollups.refresh_day(rt.engine, rt.clock, day)
+        day += timedelta(days=1)
+    with rt.engine.connect() as conn:
+        for month, fen in (("2026-06", 10_50), ("2026-07", 59_00), ("2026-08", 57_00)):
+            assert bills.overview(conn, OPS, uin, month)["total"]["deducted"] == fen, month
+            assert sum(line["deducted"] for line in bills.month_lines(conn, OPS, uin, month)) == fen
     assert_reconciled(rt, uin)
 
 
