@@ -23,7 +23,7 @@ from feecenter.jobs import runner
 from feecenter.jobs.tables import job_runs
 from feecenter.orders.tables import orders
 from feecenter.renewal.tables import renewal_attempts
-from feecenter.resources.tables import resources
+from feecenter.resources.tables import resource_stops, resources
 from feecenter.settlement.tables import bill_lines
 from feecenter.simulation import checks, faults
 from feecenter.simulation.model import Model, start_of_day
@@ -81,6 +81,7 @@ class Summary:
     crashes: dict = field(default_factory=dict)
     duplicates: int = 0
     races: dict = field(default_factory=dict)  # concurrent runs: conflicts retried, …
+    renewal: dict = field(default_factory=dict)  # auto-renewed, failed, stopped, released, …
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -113,6 +114,7 @@ def run(url: str, config: Config, *, on_step=None) -> Summary:
         summary = Summary(asdict(config), "", config.ops)
         _steps(url, sim, model, config, summary, on_step)
         _finish(sim, model, config)
+        summary.renewal = renewal_counts(engine)
         summary.state_hash = state_hash(engine)
         summary.seconds = round(time.perf_counter() - started, 2)
         return summary
@@ -286,6 +288,24 @@ def _attempts(conn, since) -> dict:
         **r, "key": r["key"] and r["key"].split(":", 1)[1]} for r in rows}
 
 
+def renewal_counts(engine) -> dict:
+    """What the run's renewal jobs and operations did (RNW-1, RNW-2, RNW-6)."""
+    a, s, o = renewal_attempts.c, resource_stops.c, orders.c
+    with engine.connect() as conn:
+        tries = dict(conn.execute(select(a.state, func.count()).group_by(a.state)).all())
+        stops = conn.execute(select(func.count(), func.count(s.ended_at))
+                             .where(s.reason == "expired")).one()
+        released = conn.execute(select(func.count()).select_from(
+            resource_stops.join(resources, resources.c.id == s.resource_id))
+            .where(s.reason == "expired", resources.c.state == "recycled",
+                   s.ended_at == resources.c.released_at)).scalar_one()
+        aligned = conn.execute(select(func.count()).where(
+            o.kind == "renew", o.state == "delivered", o.unified_day.is_not(None))).scalar_one()
+    return {"auto_renewed": tries.get("renewed", 0), "auto_failed": tries.get("failed", 0),
+            "stopped": stops[0], "released": released, "restored": stops[1] - released,
+            "aligned_renewals": aligned}
+
+
 def _touched(sim) -> set[int]:
     """The accounts with a ledger transaction written since the last call."""
     t = ledger_transactions.c
@@ -310,7 +330,8 @@ def _check_step(sim, model, config, step, op, result, rng) -> None:
     found = [f"job failed: {f}" for f in result.get("failed", []) + result.get("retried", [])]
     found += [f"usage rejected: {r}" for r in result.get("rejected", [])]
     found += result.get("renewal", [])
-    touched = _touched(sim)
+    touched = _touched(sim) | model.renewal_touched  # and whose resources the jobs changed
+    model.renewal_touched = set()
     if (step + 1) % config.full_every == 0:
         found += checks.check(sim.engine, model, sim.clock.now())
     else:

@@ -121,6 +121,7 @@ class Model:
     prepaid_live: set[str] = field(default_factory=set)  # delivered, not released
     renewal_until: datetime | None = None  # renewal jobs followed up to here
     renewal_lagging: bool = False  # a renewal job of an earlier hour is not done yet
+    renewal_touched: set[int] = field(default_factory=set)  # accounts the jobs changed
 
     @classmethod
     def opening(cls, world: World, uins: list[int]) -> Model:
@@ -306,12 +307,14 @@ class Model:
                 found += self._auto_renewed(res, months, day, start, attempts)
             if res.expires < end and (stop := stop_time(res.expires, flag, retry)) < end:
                 res.state, res.stopped_at = "stopped", stop
+                self.renewal_touched.add(res.uin)
         return found
 
     def _auto_renewed(self, res, months, day, at, attempts) -> list[str]:
         key = (res.rid, res.expires.replace(tzinfo=None))
         row = attempts.get(key)
         self.tried[(res.label, res.expires)] = day
+        self.renewal_touched.add(res.uin)
         if row is None or row["last_tried_on"] != day:
             return [f"RNW-1 auto-renewal: {res.rid} (expires {res.expires}) not tried on {day}"]
         if row["state"] != "renewed":
@@ -340,6 +343,7 @@ class Model:
             if res.state == "stopped" and (at := release_time(
                     res.stopped_at, self.world.product(res.product).recovery_days)) <= end:
                 res.state, res.released_at, res.live = "recycled", at, False
+                self.renewal_touched.add(res.uin)
                 self.prepaid_live.discard(label)
 
     def _upgrade(self, op, result):
