@@ -26,6 +26,7 @@ The formulas are the rules' own, written here independently of the product's
 from __future__ import annotations
 
 import calendar
+import heapq
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -118,7 +119,10 @@ class Model:
     auto_default: dict[int, bool] = field(default_factory=dict)
     unified: dict[int, int | None] = field(default_factory=dict)
     tried: dict[tuple, date] = field(default_factory=dict)  # (label, expiry) -> day tried
-    prepaid_live: set[str] = field(default_factory=set)  # delivered, not released
+    # so that an hour costs the resources near their expiry, not all of them
+    by_expiry: list = field(default_factory=list)  # heap of (expiry, label), stale ones too
+    expiring: set[str] = field(default_factory=set)  # running, their expiry day has come
+    in_bin: set[str] = field(default_factory=set)  # stopped for expiry
     renewal_until: datetime | None = None  # renewal jobs followed up to here
     renewal_lagging: bool = False  # a renewal job of an earlier hour is not done yet
     renewal_touched: set[int] = field(default_factory=set)  # accounts the jobs changed
@@ -295,9 +299,12 @@ class Model:
         the model learns only whether the balance paid. Returns violations."""
         day, found = business_date(start), []
         next_day = start_of_day(day + timedelta(days=1))
-        for label in sorted(self.prepaid_live):
+        while self.by_expiry and self.by_expiry[0][0] < next_day:
+            self.expiring.add(heapq.heappop(self.by_expiry)[1])
+        for label in sorted(self.expiring):
             res = self.resources[label]
             if res.state != "running" or res.expires >= next_day:
+                self.expiring.discard(label)  # renewed, refunded or stopped meanwhile
                 continue
             flag, months = self.auto_flag(res)
             retry = self.world.product(res.product).retry_days
@@ -308,6 +315,8 @@ class Model:
             if res.expires < end and (stop := stop_time(res.expires, flag, retry)) < end:
                 res.state, res.stopped_at = "stopped", stop
                 self.renewal_touched.add(res.uin)
+                self.expiring.discard(label)
+                self.in_bin.add(label)
         return found
 
     def _auto_renewed(self, res, months, day, at, attempts) -> list[str]:
@@ -338,13 +347,15 @@ class Model:
 
     def release_day(self, end: datetime) -> None:
         """The renewal.release run of the business day ending at ``end`` (00:00)."""
-        for label in sorted(self.prepaid_live):
+        for label in sorted(self.in_bin):
             res = self.resources[label]
-            if res.state == "stopped" and (at := release_time(
-                    res.stopped_at, self.world.product(res.product).recovery_days)) <= end:
+            if res.state != "stopped":  # restored by a renewal
+                self.in_bin.discard(label)
+            elif (at := release_time(res.stopped_at,
+                                     self.world.product(res.product).recovery_days)) <= end:
                 res.state, res.released_at, res.live = "recycled", at, False
                 self.renewal_touched.add(res.uin)
-                self.prepaid_live.discard(label)
+                self.in_bin.discard(label)
 
     def _upgrade(self, op, result):
         res, at = self.resources[op.args["label"]], datetime.fromisoformat(op.args["at"])
@@ -372,11 +383,12 @@ class Model:
         if order.kind == "new":
             res.live, res.expires = True, add_months(at, order.months)
             order.start, order.end = at, res.expires
-            self.prepaid_live.add(res.label)
+            heapq.heappush(self.by_expiry, (res.expires, res.label))
         elif order.kind == "renew":  # aligned: to the end priced at creation (RNW-5)
             order.start = res.expires
             res.expires = order.aligned_end or add_months(res.expires, order.months)
             order.end, res.state, res.stopped_at = res.expires, "running", None
+            heapq.heappush(self.by_expiry, (res.expires, res.label))
         else:
             res.spec, order.start, order.end = order.spec, at, res.expires
 
@@ -408,7 +420,6 @@ class Model:
             state="refunded", paid_at=at, parts=parts,
             full=days > 0 and at - first_paid <= timedelta(days=days)))
         res.live, res.state, res.released_at = False, "recycled", at
-        self.prepaid_live.discard(res.label)
         for order_id in parts:
             self.orders[order_id].state = "refunded"
 
