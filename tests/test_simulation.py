@@ -31,14 +31,38 @@ def test_one_seed_gives_one_final_state_another_seed_another(database_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.spec("BAL-6", "FRZ-3", "ORD-3", "ORD-4", "SET-1", "SET-3", "SET-9", "ARR-3")
+@pytest.mark.spec("BAL-6", "FRZ-3", "ORD-3", "ORD-4", "SET-1", "SET-3", "SET-9", "ARR-3",
+                  "RNW-1", "RNW-2", "RNW-5", "RNW-6")
 def test_the_ci_run_keeps_every_invariant(database_factory):
     """The issue's size on both backends: 50 accounts, 5,000 operations, crashes on.
-    The driver's commits skip the flush to disk (a killed child's do not)."""
+    The driver's commits skip the flush to disk (a killed child's do not). Prepaid
+    resources bought two months before expire in it: auto-renewed (some aligned to a
+    unified day), failed for the balance, stopped, restored by a renewal and released,
+    each as the model predicts."""
     summary = run(database_factory(), Config(seed=19, accounts=50, ops=5000, hours=96,
                                              crash_rate=0.01, dup_rate=0.05,
                                              durable_commits=False))
     assert summary.crashes and summary.kinds["tick"] >= 90
+    done = summary.renewal
+    assert done["auto_renewed"] and done["auto_failed"] and done["stopped"]
+    assert done["released"] and done["restored"] and done["aligned_renewals"]
+    assert summary.kinds["auto_renew"] and summary.kinds["unified_day"]
+
+
+@pytest.mark.spec("RNW-6")
+def test_a_release_one_day_early_is_caught(database_factory, monkeypatch):
+    """The product's release rule broken (a resource leaves the recycle bin a day before
+    its recovery period ends): the model, with its own formula, says it is still there."""
+    from datetime import timedelta
+
+    from feecenter.renewal import rules
+
+    rule = rules.release_at
+    monkeypatch.setattr(rules, "release_at", lambda stopped_at, days: rule(
+        stopped_at, days) - timedelta(days=1))
+    with pytest.raises(SimulationFailure) as caught:
+        run(database_factory(), Config(seed=3, accounts=10, ops=300, hours=30))
+    assert "RNW-6" in str(caught.value) and "--seed 3" in str(caught.value)
 
 
 def test_a_broken_invariant_stops_the_run_and_shrinks(database_factory, monkeypatch):

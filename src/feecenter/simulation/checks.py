@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from datetime import timezone
 from functools import cache
 
 from sqlalchemy import bindparam, func, select
 
+from feecenter.catalog.tables import products
 from feecenter.ledger.reconcile import reconcile
 from feecenter.ledger.tables import (ledger_accounts, ledger_holds, ledger_postings,
                                      ledger_transactions)
 from feecenter.money import RATE_PER_FEN, round_rated_to_fen
 from feecenter.orders.tables import orders, payments
 from feecenter.remittances.tables import remittances
-from feecenter.resources.tables import resources
+from feecenter.resources.tables import resource_stops, resources
 from feecenter.settlement.tables import bill_lines, settled_periods
-from feecenter.simulation.model import Model
+from feecenter.simulation.model import Model, release_time
 
 MONEY_KINDS = ("cash", "gift", "income", "frozen_cash", "frozen_gift", "arrears", "advance")
 
@@ -246,6 +248,8 @@ def created_once(conn, model, now, uins) -> list[str]:
     creation made no second order set and no second resource."""
     found, made = [], defaultdict(int)
     for uin, key, kind, order_id in _run(conn, _KEYED_ORDERS, uins):
+        if model.renewal_lagging and key and ":auto-renew:" in key:
+            continue  # made by a renewal hour the model follows once the earlier one is done
         if kind in ("new", "renew", "upgrade"):
             if order_id not in model.orders:
                 found.append(f"ORD-1 idempotency: order {order_id} ({kind}) of {uin} is not "
@@ -330,5 +334,71 @@ _REMITTANCES = lambda where: select(  # noqa: E731
     where(remittances.c.uin))
 
 
+def resource_states(conn, model, now, uins) -> list[str]:
+    """RNW-6: each prepaid resource the model follows is in the state it predicts
+    (running, stopped in the recycle bin, recycled) with its expiry, stop and release
+    times; skipped while a renewal job of an earlier hour waits for its rerun (the
+    model follows only the hours the runner completed)."""
+    if model.renewal_until is None or model.renewal_lagging:
+        return []
+    found = []
+    for r in _run(conn, _PREPAID, uins):
+        label = model.label_of.get(r.id)
+        res = model.resources.get(label) if label else None
+        if res is None or res.expires is None:
+            continue
+        got = (r.state, r.period_end, r.stopped_at if r.state == "stopped" else None,
+               r.released_at if r.stopped_at is not None and r.state == "recycled" else None)
+        expected = (res.state, _naive(res.expires),
+                    _naive(res.stopped_at) if res.state == "stopped" else None,
+                    _naive(res.released_at) if res.stopped_at and res.state == "recycled"
+                    else None)
+        if got != expected:
+            found.append(f"RNW-6 resource {r.id} ({label}) is (state, expiry, stopped, released)"
+                         f" {got}, the model says {expected}")
+    return found
+
+
+def _naive(at):
+    return None if at is None else at.replace(tzinfo=None)
+
+
+def renewals_once(conn, model, now, uins) -> list[str]:
+    """RNW-1/RNW-6: no term renewed twice (at most one delivered renewal order per
+    resource and the expiry it renews from: a paid one awaiting delivery still shows the
+    expiry at its creation); a released resource stayed in the recycle bin its
+    product's full recovery period (released no earlier than 00:00 after its last day)."""
+    found, terms = [], defaultdict(list)
+    for r in _run(conn, _RENEWALS, uins):
+        terms[(r.resource_id, r.service_start)].append(r.id)
+    found += [f"RNW-1 term renewed twice: {rid} from {start} by orders {ids}"
+              for (rid, start), ids in terms.items() if len(ids) > 1]
+    for r in _run(conn, _RELEASED, uins):
+        stopped = r.stopped_at.replace(tzinfo=timezone.utc)
+        if r.released_at.replace(tzinfo=timezone.utc) < release_time(stopped, r.recovery_days):
+            found.append(f"RNW-6 released early: {r.id} stopped {r.stopped_at}, released "
+                         f"{r.released_at} ({r.recovery_days} recovery days)")
+    return found
+
+
+_rs, _st = resources.c, resource_stops.c
+_PREPAID = lambda where: (  # noqa: E731
+    select(_rs.id, _rs.state, _rs.period_end, _rs.released_at, _st.stopped_at, _st.reason)
+    .select_from(resources.outerjoin(resource_stops, (_st.resource_id == _rs.id)
+                                     & (_st.reason == "expired")
+                                     & (_st.ended_at.is_(None)
+                                        | (_st.ended_at == _rs.released_at))))
+    .where(_rs.pay_mode == "prepaid", where(_rs.uin)))
+_RENEWALS = lambda where: select(_o.id, _o.resource_id, _o.service_start).where(  # noqa: E731
+    _o.kind == "renew", _o.state.in_(("delivered", "refunded")), where(_o.uin))
+_RELEASED = lambda where: (  # noqa: E731
+    select(_rs.id, _rs.released_at, _st.stopped_at, products.c.recovery_days)
+    .select_from(resources.join(resource_stops, _st.resource_id == _rs.id)
+                 .join(products, products.c.code == _rs.product_code))
+    .where(_rs.state == "recycled", _st.reason == "expired", _st.ended_at == _rs.released_at,
+           where(_rs.uin)))
+
+
 CHECKS = {"balances": balances, "orders": order_states, "bills": bills, "keys": keys,
-          "created": created_once, "postings": postings_balance, "remittances": remittance_states}
+          "created": created_once, "postings": postings_balance, "remittances": remittance_states,
+          "resources": resource_states, "renewals": renewals_once}

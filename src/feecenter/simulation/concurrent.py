@@ -160,6 +160,9 @@ def _racing(op: Op, batch: list[Op], rng: random.Random, model: Model) -> Op:
     resource another one of the batch acts on becomes a top-up, unless both are
     payments or both delivery claims. A third of the payments pay the orders of an
     earlier payment in the batch again, under a key of their own (a second client)."""
+    if op.kind in ("auto_renew", "unified_day"):  # a renewal's price would race with them
+        return Op(op.step, "adjust", op.uin, {"sub": "cash", "fen": 100_00,
+                                              "key": f"adj:{op.step}", "at": op.args["at"]})
     if op.kind == "pay" and rng.random() < 1 / 3:
         earlier = [o for o in batch if o.kind == "pay" and o.uin == op.uin]
         if earlier:

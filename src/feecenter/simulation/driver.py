@@ -12,23 +12,25 @@ import random
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import event, func, select
 
-from feecenter.clock import FixedClock
+from feecenter.clock import FixedClock, business_date, from_db_time
 from feecenter.db.engine import dispose, make_engine
 from feecenter.ledger.tables import ledger_transactions
-from feecenter.orders.tables import orders
-from feecenter.resources.tables import resources
-from feecenter.settlement.tables import bill_lines
 from feecenter.jobs import runner
+from feecenter.jobs.tables import job_runs
+from feecenter.orders.tables import orders
+from feecenter.renewal.tables import renewal_attempts
+from feecenter.resources.tables import resource_stops, resources
+from feecenter.settlement.tables import bill_lines
 from feecenter.simulation import checks, faults
-from feecenter.simulation.model import Model
+from feecenter.simulation.model import Model, start_of_day
 from feecenter.simulation.ops import KEYED, Op, execute, setup
 from feecenter.simulation.plan import next_op
 from feecenter.simulation.state import state_hash
-from feecenter.simulation.world import START, generate
+from feecenter.simulation.world import HISTORY_START, START, generate
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class Summary:
     crashes: dict = field(default_factory=dict)
     duplicates: int = 0
     races: dict = field(default_factory=dict)  # concurrent runs: conflicts retried, …
+    renewal: dict = field(default_factory=dict)  # auto-renewed, failed, stopped, released, …
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -103,13 +106,15 @@ def run(url: str, config: Config, *, on_step=None) -> Summary:
     if not config.durable_commits:
         _fast_commits(engine)
     try:
-        sim = _Sim(engine, FixedClock(START))
+        sim = _Sim(engine, FixedClock(HISTORY_START))
         world = generate(config.seed, config.accounts)
         model = Model.opening(world, setup(sim, world))
         model.rerun_settled = config.rerun_settled
+        _history(sim, model, world)
         summary = Summary(asdict(config), "", config.ops)
         _steps(url, sim, model, config, summary, on_step)
         _finish(sim, model, config)
+        summary.renewal = renewal_counts(engine)
         summary.state_hash = state_hash(engine)
         summary.seconds = round(time.perf_counter() - started, 2)
         return summary
@@ -149,6 +154,7 @@ def _steps(url, sim, model, config, summary, on_step) -> None:
         model.apply(op, result)
         if op.kind == "tick":
             _refresh(sim, model)
+            result = {**result, "renewal": _follow_renewal(sim, model, op)}
         _check_step(sim, model, config, step, op, result, check_rng)
         if on_step is not None:
             on_step(step, op, result)
@@ -197,6 +203,109 @@ def _refresh(sim, model: Model) -> None:
             res.live = state[res.rid] == "running"
 
 
+HISTORY_STEP = 9_000_000  # the steps of the history's operations (resource ids, keys)
+
+
+def _history(sim, model, world) -> None:
+    """The prepaid resources bought a month before the run (``world.history``): each
+    bought and paid, its auto-renew flag or the account's default set, and sometimes the
+    account's unified day, as operations the model learns from like any other."""
+    for n, bought in enumerate(world.history):
+        uin, step = model.uins[bought.account], HISTORY_STEP + 10 * n
+        at = HISTORY_START + timedelta(minutes=bought.minutes)
+        made = _history_op(sim, model, Op(step, "buy", uin, {
+            "items": [[bought.product, bought.spec, bought.count, 2, f"h{n}"]],
+            "key": f"buy:{step}", "at": at.isoformat()}))
+        if "refused" in made:
+            continue
+        paid = _history_op(sim, model, Op(step + 1, "pay", uin, {
+            "order_ids": made["order_ids"], "key": f"pay:{step + 1}", "at": at.isoformat()}))
+        later = (at + timedelta(minutes=1)).isoformat()
+        if bought.auto is not None and "refused" not in paid:
+            rid = None if bought.auto == "default" else made["rids"][0]
+            _history_op(sim, model, Op(step + 2, "auto_renew", uin, {
+                "label": f"h{n}", "rid": rid, "on": bought.auto != "off", "months": None,
+                "at": later}))
+        if bought.unified_day is not None:
+            _history_op(sim, model, Op(step + 3, "unified_day", uin, {
+                "day": bought.unified_day, "at": later}))
+
+
+def _history_op(sim, model, op: Op) -> dict:
+    result = execute(sim, op)
+    model.apply(op, result)
+    return result
+
+
+_RENEWAL_JOBS = ("renewal.expiry", "renewal.release")
+
+
+def _follow_renewal(sim, model: Model, tick: Op) -> list[str]:
+    """After a tick: the model follows each hour of the renewal jobs that the runner has
+    completed, in order, up to the first one not done (a run killed keeps its lease and
+    is rerun at a later tick; until then the model is ``renewal_lagging`` and the
+    resource states are not compared). Auto-renewals' outcomes come from
+    ``renewal_attempts``; the model checks they were due and their orders."""
+    at = datetime.fromisoformat(tick.args["at"])
+    j = job_runs.c
+    with sim.engine.connect() as conn:
+        runs = conn.execute(select(j.job, j.period_start, j.state)
+                            .where(j.job.in_(_RENEWAL_JOBS))).all()
+        if not runs:
+            return []
+        undone = [from_db_time(r.period_start) for r in runs if r.state != "done"]
+        until = min([at, *undone])
+        if model.renewal_until is None:
+            model.renewal_until = min(from_db_time(r.period_start) for r in runs
+                                      if r.job == "renewal.expiry")
+        attempts = _attempts(conn, business_date(model.renewal_until))
+    found, hour, first = [], model.renewal_until, business_date(model.renewal_until)
+    while hour + timedelta(hours=1) <= until:
+        end = hour + timedelta(hours=1)
+        found += model.expiry_hour(hour, end, attempts)
+        if end == start_of_day(business_date(end)):
+            model.release_day(end)
+        hour = end
+    model.renewal_until, model.renewal_lagging = hour, until < at
+    if not model.renewal_lagging:  # no try the model did not predict
+        for (rid, term_end), row in attempts.items():
+            day = model.tried.get((model.label_of.get(rid), term_end.replace(tzinfo=timezone.utc)))
+            if row["last_tried_on"] >= first and row["last_tried_on"] != day:
+                found.append(f"RNW-1 auto-renewal of {rid} (expires {term_end}) tried on "
+                             f"{row['last_tried_on']}, the model says {day}")
+    return found
+
+
+def _attempts(conn, since) -> dict:
+    """(resource id, expiry naive UTC) -> the attempt tried since ``since`` with its order."""
+    a, o = renewal_attempts.c, orders.c
+    rows = conn.execute(select(a.resource_id, a.term_end, a.state, a.reason_code,
+                               a.last_tried_on, a.order_id, o.idempotency_key.label("key"),
+                               o.service_start, o.service_end)
+                        .select_from(renewal_attempts.outerjoin(orders, o.id == a.order_id))
+                        .where(a.last_tried_on >= since)).mappings().all()
+    return {(r["resource_id"], r["term_end"]): {
+        **r, "key": r["key"] and r["key"].split(":", 1)[1]} for r in rows}
+
+
+def renewal_counts(engine) -> dict:
+    """What the run's renewal jobs and operations did (RNW-1, RNW-2, RNW-6)."""
+    a, s, o = renewal_attempts.c, resource_stops.c, orders.c
+    with engine.connect() as conn:
+        tries = dict(conn.execute(select(a.state, func.count()).group_by(a.state)).all())
+        stops = conn.execute(select(func.count(), func.count(s.ended_at))
+                             .where(s.reason == "expired")).one()
+        released = conn.execute(select(func.count()).select_from(
+            resource_stops.join(resources, resources.c.id == s.resource_id))
+            .where(s.reason == "expired", resources.c.state == "recycled",
+                   s.ended_at == resources.c.released_at)).scalar_one()
+        aligned = conn.execute(select(func.count()).where(
+            o.kind == "renew", o.state == "delivered", o.unified_day.is_not(None))).scalar_one()
+    return {"auto_renewed": tries.get("renewed", 0), "auto_failed": tries.get("failed", 0),
+            "stopped": stops[0], "released": released, "restored": stops[1] - released,
+            "aligned_renewals": aligned}
+
+
 def _touched(sim) -> set[int]:
     """The accounts with a ledger transaction written since the last call."""
     t = ledger_transactions.c
@@ -220,7 +329,9 @@ def _check_step(sim, model, config, step, op, result, rng) -> None:
     every ``full_every`` steps, everything."""
     found = [f"job failed: {f}" for f in result.get("failed", []) + result.get("retried", [])]
     found += [f"usage rejected: {r}" for r in result.get("rejected", [])]
-    touched = _touched(sim)
+    found += result.get("renewal", [])
+    touched = _touched(sim) | model.renewal_touched  # and whose resources the jobs changed
+    model.renewal_touched = set()
     if (step + 1) % config.full_every == 0:
         found += checks.check(sim.engine, model, sim.clock.now())
     else:
@@ -238,6 +349,8 @@ def _finish(sim, model, config) -> None:
     """Two more days on the job runner, so every period is settled; then check all."""
     runner.run_until(sim.engine, sim.clock, sim.clock.now() + timedelta(days=2),
                      worker_id="simulator")
-    found = checks.check(sim.engine, model, sim.clock.now(), final=True)
+    found = [] if config.workers > 1 else _follow_renewal(  # concurrent: not followed
+        sim, model, Op(config.ops, "tick", 0, {"at": sim.clock.now().isoformat()}))
+    found += checks.check(sim.engine, model, sim.clock.now(), final=True)
     if found:
         raise SimulationFailure(config, config.ops, None, found)

@@ -8,7 +8,16 @@ state (ORD-1..4), the amount of every upgrade and downgrade (the prorated
 difference for the remaining time) and what every refund and downgrade gives back
 to gift, cash and coupons (ORD-4), and the exact rated amount of every settled
 (resource, billing item, period) from the usage it reported (SET-2: quantity x
-price). ``checks`` compares these with the database.
+price). For prepaid resources it follows expiry (RNW-1..6, docs/renewal.md):
+each resource's auto-renew flag and term and each account's default and
+unified day; at each hour the job runner completed, which resources must have
+been auto-renewed (flag on, on the expiry day or a retry day; the outcome is
+learned from ``renewal_attempts`` and its order checked), which stopped (at
+expiry without auto-renewal, after the retry days with it) and which released
+(00:00 after the recovery period's last day); and each renewal's amount and new
+expiry (from the original expiry, aligned to the unified day with the extra days
+prorated per calendar month, rounded once). ``checks`` compares these with the
+database.
 
 The formulas are the rules' own, written here independently of the product's
 (``orders.rules``): exact fractions, rounded once at the end.
@@ -16,13 +25,15 @@ The formulas are the rules' own, written here independently of the product's
 
 from __future__ import annotations
 
+import calendar
+import heapq
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from fractions import Fraction
 
-from feecenter.clock import add_months
+from feecenter.clock import BUSINESS_TZ, add_months, business_date
 from feecenter.money import RATE_PER_FEN, round_rated_to_fen
 from feecenter.periods import DAILY, HOURLY, MONTHLY, period_containing
 from feecenter.simulation.world import World
@@ -32,6 +43,8 @@ PERIODS = {"hour": HOURLY, "day": DAILY, "month": MONTHLY}
 UNPAID_DAYS = 15  # ORD-2: an unpaid order's term
 MONTH = timedelta(days=30)  # upgrades and downgrades prorate over a 30-day month (orders.md)
 PAYING = ("new", "renew", "upgrade", "downgrade")  # a resource's orders a refund looks at
+# why an auto-renewal may fail in the world (no restricted accounts, no real-name issues)
+RENEWAL_REFUSALS = ("InsufficientBalance", "AccountInArrears", "PurchaseRefused")
 
 
 @dataclass
@@ -51,6 +64,7 @@ class Order:
     end: datetime | None = None
     parts: tuple[int, ...] = ()  # refund, downgrade: the resource's paying orders then
     full: bool = False  # refund: inside the no-reason window (ORD-4)
+    aligned_end: datetime | None = None  # renewal: the unified day's expiry, fixed at creation
 
 
 @dataclass
@@ -75,6 +89,9 @@ class Resource:
     live: bool = True
     expires: datetime | None = None
     since: datetime | None = None  # when it was created: usage may not start earlier
+    state: str = "running"  # prepaid: running | stopped (recycle bin) | recycled
+    stopped_at: datetime | None = None  # in the recycle bin since (RNW-6)
+    released_at: datetime | None = None
 
 
 @dataclass
@@ -93,9 +110,22 @@ class Model:
     orders_of: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
     labels_of: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
     product_of: dict[str, str] = field(default_factory=dict)  # resource id -> product
+    label_of: dict[str, str] = field(default_factory=dict)  # resource id -> label
     awaiting: set[int] = field(default_factory=set)  # paid orders awaiting manual delivery
     remittances: dict[str, Remittance] = field(default_factory=dict)  # by bank reference
     remittances_of: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
+    # renewal (RNW-1..6): settings, and the hours of renewal jobs the model has followed
+    auto_own: dict[str, tuple[bool, int]] = field(default_factory=dict)  # label -> flag, months
+    auto_default: dict[int, bool] = field(default_factory=dict)
+    unified: dict[int, int | None] = field(default_factory=dict)
+    tried: dict[tuple, date] = field(default_factory=dict)  # (label, expiry) -> day tried
+    # so that an hour costs the resources near their expiry, not all of them
+    by_expiry: list = field(default_factory=list)  # heap of (expiry, label), stale ones too
+    expiring: set[str] = field(default_factory=set)  # running, their expiry day has come
+    in_bin: set[str] = field(default_factory=set)  # stopped for expiry
+    renewal_until: datetime | None = None  # renewal jobs followed up to here
+    renewal_lagging: bool = False  # a renewal job of an earlier hour is not done yet
+    renewal_touched: set[int] = field(default_factory=set)  # accounts the jobs changed
 
     @classmethod
     def opening(cls, world: World, uins: list[int]) -> Model:
@@ -221,13 +251,111 @@ class Model:
         self.resources[res.label] = res
         self.labels_of[res.uin].append(res.label)
         self.product_of[res.rid] = res.product
+        self.label_of[res.rid] = res.label
 
     def _renew(self, op, result):
         res = self.resources[op.args["label"]]
-        self._order(result["order_ids"][0], Order(
-            op.uin, "renew", res.product, res.spec, res.count, op.args["months"],
-            self.prepaid_amount(res.product, res.spec, res.count, op.args["months"]),
-            res.label, datetime.fromisoformat(op.args["at"])))
+        self._order(result["order_ids"][0], self.renewal(res, op.args["months"],
+                                                         datetime.fromisoformat(op.args["at"])))
+
+    def renewal(self, res: Resource, months: int, at: datetime) -> Order:
+        """RNW-5/6: a renewal order of ``res`` now: the term from the current expiry at
+        the price in force, and with the account's unified day the extra days to it."""
+        amount = self.prepaid_amount(res.product, res.spec, res.count, months)
+        day, end = self.unified.get(res.uin), None
+        if day is not None:
+            monthly = self.world.product(res.product).item(res.spec).prepaid * res.count
+            term_end = add_months(res.expires, months)
+            end = aligned_end(term_end, day)
+            amount += _fen(sum((Fraction(monthly * days, month_days) for days, month_days
+                                in days_by_month(term_end, end)), Fraction(0)))
+        return Order(res.uin, "renew", res.product, res.spec, res.count, months, amount,
+                     res.label, at, aligned_end=end)
+
+    # ---------------------------------------------------------------- renewal settings
+
+    def _auto_renew(self, op, result):
+        a = op.args
+        if a.get("rid") is None:
+            self.auto_default[op.uin] = a["on"]
+            return
+        _flag, months = self.auto_flag(self.resources[a["label"]])
+        self.auto_own[a["label"]] = (a["on"], a.get("months") or months)
+
+    def _unified_day(self, op, result):
+        self.unified[op.uin] = op.args["day"]
+
+    def auto_flag(self, res: Resource) -> tuple[bool, int]:
+        """The flag and term in force: the resource's own, else the account's default, 1."""
+        return self.auto_own.get(res.label, (self.auto_default.get(res.uin, False), 1))
+
+    # ---------------------------------------------------------------- the expiry lifecycle
+
+    def expiry_hour(self, start: datetime, end: datetime, attempts: dict) -> list[str]:
+        """The renewal.expiry run of the hour [start, end): auto-renewals of its business
+        day (RNW-1/2: flag on, the expiry day or a retry day, once a day), then the stops
+        due before ``end`` (RNW-6). ``attempts``: (resource id, expiry naive UTC) -> the
+        product's ``renewal_attempts`` row with its order (amount, times, key), from which
+        the model learns only whether the balance paid. Returns violations."""
+        day, found = business_date(start), []
+        next_day = start_of_day(day + timedelta(days=1))
+        while self.by_expiry and self.by_expiry[0][0] < next_day:
+            self.expiring.add(heapq.heappop(self.by_expiry)[1])
+        for label in sorted(self.expiring):
+            res = self.resources[label]
+            if res.state != "running" or res.expires >= next_day:
+                self.expiring.discard(label)  # renewed, refunded or stopped meanwhile
+                continue
+            flag, months = self.auto_flag(res)
+            retry = self.world.product(res.product).retry_days
+            first = business_date(res.expires)
+            if flag and first <= day <= first + timedelta(days=retry) \
+                    and self.tried.get((label, res.expires)) != day:
+                found += self._auto_renewed(res, months, day, start, attempts)
+            if res.expires < end and (stop := stop_time(res.expires, flag, retry)) < end:
+                res.state, res.stopped_at = "stopped", stop
+                self.renewal_touched.add(res.uin)
+                self.expiring.discard(label)
+                self.in_bin.add(label)
+        return found
+
+    def _auto_renewed(self, res, months, day, at, attempts) -> list[str]:
+        key = (res.rid, res.expires.replace(tzinfo=None))
+        row = attempts.get(key)
+        self.tried[(res.label, res.expires)] = day
+        self.renewal_touched.add(res.uin)
+        if row is None or row["last_tried_on"] != day:
+            return [f"RNW-1 auto-renewal: {res.rid} (expires {res.expires}) not tried on {day}"]
+        if row["state"] != "renewed":
+            return ([] if row["reason_code"] in RENEWAL_REFUSALS else
+                    [f"RNW-2 auto-renewal of {res.rid} failed: {row['reason_code']}"])
+        order = self.renewal(res, months, at)
+        order.state, order.paid_at = "delivered", at
+        expected_key = f"auto-renew:{res.rid}:{res.expires.strftime('%Y%m%dT%H%M%S')}"
+        self.keys.add(expected_key)
+        self._order(row["order_id"], order)
+        self._delivered(order, at)
+        found = []
+        if row["key"] != expected_key:
+            found.append(f"RNW-1 auto-renewal key of {res.rid}: {row['key']}, the model "
+                         f"says {expected_key}")
+        if (row["service_start"], row["service_end"]) != (order.start.replace(tzinfo=None),
+                                                          order.end.replace(tzinfo=None)):
+            found.append(f"RNW-6 auto-renewal term of {res.rid}: {row['service_start']} to "
+                         f"{row['service_end']}, the model says {order.start} to {order.end}")
+        return found
+
+    def release_day(self, end: datetime) -> None:
+        """The renewal.release run of the business day ending at ``end`` (00:00)."""
+        for label in sorted(self.in_bin):
+            res = self.resources[label]
+            if res.state != "stopped":  # restored by a renewal
+                self.in_bin.discard(label)
+            elif (at := release_time(res.stopped_at,
+                                     self.world.product(res.product).recovery_days)) <= end:
+                res.state, res.released_at, res.live = "recycled", at, False
+                self.renewal_touched.add(res.uin)
+                self.in_bin.discard(label)
 
     def _upgrade(self, op, result):
         res, at = self.resources[op.args["label"]], datetime.fromisoformat(op.args["at"])
@@ -255,9 +383,12 @@ class Model:
         if order.kind == "new":
             res.live, res.expires = True, add_months(at, order.months)
             order.start, order.end = at, res.expires
-        elif order.kind == "renew":
-            order.start, res.expires = res.expires, add_months(res.expires, order.months)
-            order.end = res.expires
+            heapq.heappush(self.by_expiry, (res.expires, res.label))
+        elif order.kind == "renew":  # aligned: to the end priced at creation (RNW-5)
+            order.start = res.expires
+            res.expires = order.aligned_end or add_months(res.expires, order.months)
+            order.end, res.state, res.stopped_at = res.expires, "running", None
+            heapq.heappush(self.by_expiry, (res.expires, res.label))
         else:
             res.spec, order.start, order.end = order.spec, at, res.expires
 
@@ -288,7 +419,7 @@ class Model:
             op.uin, "refund", res.product, res.spec, res.count, None, None, res.label, at,
             state="refunded", paid_at=at, parts=parts,
             full=days > 0 and at - first_paid <= timedelta(days=days)))
-        res.live = False
+        res.live, res.state, res.released_at = False, "recycled", at
         for order_id in parts:
             self.orders[order_id].state = "refunded"
 
@@ -329,6 +460,48 @@ class Model:
         if order.state == "unpaid" and now >= order.created + timedelta(days=UNPAID_DAYS):
             return {"unpaid", "expired"}
         return {order.state}
+
+
+def start_of_day(day: date) -> datetime:
+    """00:00 of a business day (Asia/Shanghai), aware UTC."""
+    return datetime(day.year, day.month, day.day, tzinfo=BUSINESS_TZ).astimezone(timezone.utc)
+
+
+def stop_time(expiry: datetime, auto_renew: bool, retry_days: int) -> datetime:
+    """RNW-6: without auto-renewal at the expiry; with it, at 00:00 after the last retry
+    day (the expiry day + ``retry_days``)."""
+    if not auto_renew or retry_days <= 0:
+        return expiry
+    return start_of_day(business_date(expiry) + timedelta(days=retry_days + 1))
+
+
+def release_time(stopped_at: datetime, recovery_days: int) -> datetime:
+    """RNW-6: 00:00 of the day after the day on which ``recovery_days`` have passed."""
+    return start_of_day(business_date(stopped_at + timedelta(days=recovery_days))
+                        + timedelta(days=1))
+
+
+def aligned_end(term_end: datetime, day: int) -> datetime:
+    """RNW-5: the first ``day`` of a month on or after the term end's business date, at
+    the term end's time of day."""
+    local = term_end.astimezone(BUSINESS_TZ)
+    if local.day > day:
+        year, month = divmod(local.year * 12 + local.month, 12)
+        local = local.replace(year=year, month=month + 1, day=day)
+    else:
+        local = local.replace(day=day)
+    return local.astimezone(timezone.utc)
+
+
+def days_by_month(term_end: datetime, end: datetime) -> list[tuple[int, int]]:
+    """The extra days from the term end to the aligned end, per calendar month of each
+    day: (days, days that month has)."""
+    first = term_end.astimezone(BUSINESS_TZ).date()
+    count: dict[tuple[int, int], int] = defaultdict(int)
+    for n in range((end.astimezone(BUSINESS_TZ).date() - first).days):
+        d = first + timedelta(days=n)
+        count[(d.year, d.month)] += 1
+    return [(days, calendar.monthrange(y, m)[1]) for (y, m), days in sorted(count.items())]
 
 
 def _us(span: timedelta) -> int:

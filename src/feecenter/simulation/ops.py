@@ -35,6 +35,7 @@ from feecenter.remittances import rules as remittance_rules
 from feecenter.remittances import service as remittances
 from feecenter.remittances.tables import remittances as remittance_records
 from feecenter.remittances.transfer import Transfer
+from feecenter.renewal import settings as renewal_settings
 from feecenter.resources import postpaid
 from feecenter.resources import service as resources
 from feecenter.settlement import service as settlement
@@ -44,7 +45,8 @@ from feecenter.usage import service as usage
 OPS = operator("simulator")
 # safe to retry (crash-injected, duplicated): an idempotency key, event ids, a state claim
 KEYED = {"adjust", "buy", "pay", "renew", "upgrade", "refund", "downgrade", "coupon", "open",
-         "usage", "tick", "rerun", "deliver", "fail", "remit", "reverify"}
+         "usage", "tick", "rerun", "deliver", "fail", "remit", "reverify", "auto_renew",
+         "unified_day"}
 CYCLES = {"hour": HOURLY, "day": DAILY}
 
 
@@ -153,6 +155,22 @@ def _renew(rt, uin, a):
                                                     a["months"], key=a["key"])]}
 
 
+def _auto_renew(rt, uin, a):
+    """RNW-1/RNW-4: a resource's auto-renew flag (and term), or the account's default."""
+    with transaction(rt.engine) as conn:
+        if a.get("rid") is None:
+            renewal_settings.set_account_default(conn, rt.clock, SYSTEM, uin, a["on"])
+        else:
+            renewal_settings.set_auto_renew(conn, rt.clock, SYSTEM, uin, [a["rid"]],
+                                            auto_renew=a["on"], months=a.get("months"))
+
+
+def _unified_day(rt, uin, a):
+    """RNW-5: the account's unified expiry day, or none."""
+    with transaction(rt.engine) as conn:
+        renewal_settings.set_unified_day(conn, rt.clock, SYSTEM, uin, a["day"])
+
+
 def _upgrade(rt, uin, a):
     with transaction(rt.engine) as conn:
         return {"order_ids": [orders.create_upgrade(conn, rt.clock, SYSTEM, uin, a["rid"],
@@ -257,7 +275,8 @@ def _rerun(rt, uin, a):
 _RUN = {"adjust": _adjust, "buy": _buy, "pay": _pay, "deliver": _deliver, "fail": _fail,
         "renew": _renew, "upgrade": _upgrade, "refund": _refund, "downgrade": _downgrade,
         "coupon": _coupon, "open": _open, "usage": _usage, "tick": _tick, "rerun": _rerun,
-        "remit": _remit, "reverify": _reverify}
+        "remit": _remit, "reverify": _reverify, "auto_renew": _auto_renew,
+        "unified_day": _unified_day}
 
 
 def hour_before(at: datetime) -> tuple[datetime, datetime]:

@@ -14,7 +14,7 @@ from feecenter.simulation.ops import Op
 # kind -> weight; "tick" (an hour passes, the job runner runs) is placed evenly by the driver
 WEIGHTS = {"adjust": 6, "buy": 8, "pay": 9, "deliver": 3, "fail": 1, "renew": 3, "upgrade": 2,
            "refund": 2, "downgrade": 2, "coupon": 2, "open": 5, "usage": 18, "late": 3,
-           "rerun": 2, "remit": 2, "reverify": 1}
+           "rerun": 2, "remit": 2, "reverify": 1, "auto_renew": 2, "unified_day": 1}
 KINDS, CUM = list(WEIGHTS), list(WEIGHTS.values())
 
 
@@ -63,21 +63,25 @@ def _awaiting(rng, model, uin, step, now):
     return {"order_id": rng.choice(paid)} if paid else None
 
 
-def _prepaid(model, uin, product=None):
+def _prepaid(model, uin, product=None, now=None, states=("running",)):
+    """The account's delivered prepaid resources in ``states``; with ``now``, only
+    those not expired yet (an expired one waits for its renewal or its stop)."""
     return sorted(label for label in model.labels_of[uin]
                   if (r := model.resources[label]).pay_mode == "prepaid" and r.live
-                  and product in (None, r.product))
+                  and r.state in states and product in (None, r.product)
+                  and (now is None or r.expires > now))
 
 
 def _renew(rng, model, uin, step, now):
-    labels = _prepaid(model, uin)
+    """A manual renewal of a running resource, or of one in the recycle bin (RNW-6)."""
+    labels = _prepaid(model, uin, states=("running", "stopped"))
     return {"label": (label := rng.choice(labels)), "rid": model.resources[label].rid,
             "months": rng.choice([1, 2]), "key": f"renew:{step}"} if labels else None
 
 
 def _change(up: bool):
     def choose(rng, model, uin, step, now):
-        labels = _prepaid(model, uin, "vm")
+        labels = _prepaid(model, uin, "vm", now)
         if not labels:
             return None
         res = model.resources[label := rng.choice(labels)]
@@ -92,9 +96,26 @@ def _change(up: bool):
 
 
 def _refund(rng, model, uin, step, now):
-    labels = _prepaid(model, uin)
+    labels = _prepaid(model, uin, now=now)
     return ({"label": (label := rng.choice(labels)), "rid": model.resources[label].rid,
              "key": f"refund:{step}"} if labels else None)
+
+
+def _auto_renew(rng, model, uin, step, now):
+    """A resource's flag on or off, sometimes with a term of 1 or 2 months (RNW-1), or
+    the account's default (a quarter of the time)."""
+    labels = _prepaid(model, uin, states=("running", "stopped"))
+    on = rng.random() < 0.7
+    if not labels or rng.random() < 0.25:
+        return {"on": on, "rid": None}
+    label = rng.choice(labels)
+    return {"label": label, "rid": model.resources[label].rid, "on": on,
+            "months": rng.choice([None, None, 1, 2])}
+
+
+def _unified_day(rng, model, uin, step, now):
+    """RNW-5: a unified expiry day (1-28) or none."""
+    return {"day": rng.choice([None, 1, 5, 10, 15, 28])}
 
 
 def _remit(rng, model, uin, step, now):
@@ -174,4 +195,4 @@ _ARGS = {"adjust": _adjust, "buy": _buy, "pay": _pay, "deliver": _awaiting, "fai
          "renew": _renew, "upgrade": _change(True), "refund": _refund,
          "downgrade": _change(False), "coupon": _coupon, "open": _open,
          "usage": _usage(False), "late": _usage(True), "rerun": _rerun, "remit": _remit,
-         "reverify": _reverify}
+         "reverify": _reverify, "auto_renew": _auto_renew, "unified_day": _unified_day}

@@ -18,7 +18,8 @@ from feecenter.arrears.tables import arrears_cases
 from feecenter.coupons.tables import coupons
 from feecenter.ledger.tables import ledger_accounts, ledger_postings, ledger_transactions
 from feecenter.orders.tables import orders
-from feecenter.resources.tables import resources
+from feecenter.renewal.tables import renewal_accounts, renewal_attempts, renewal_settings
+from feecenter.resources.tables import resource_stops, resources
 from feecenter.settlement.tables import bill_lines
 
 _DIGITS = re.compile(r"\d+")
@@ -54,6 +55,15 @@ def snapshot(engine) -> dict:
             "coupons": sorted((r.uin, r.kind, r.face_amount, r.state) for r in
                               conn.execute(select(coupons))),
             "arrears": sorted((r.uin, r.state) for r in conn.execute(select(arrears_cases))),
+            "stops": sorted((label_of(label, r.resource_id), r.reason, str(r.stopped_at),
+                             str(r.ended_at)) for r in conn.execute(select(resource_stops))),
+            "renewal_settings": sorted((label_of(label, r.resource_id), r.auto_renew, r.months)
+                                       for r in conn.execute(select(renewal_settings))),
+            "renewal_accounts": sorted((r.uin, r.auto_renew_default, r.unified_day)
+                                       for r in conn.execute(select(renewal_accounts))),
+            "renewal_attempts": sorted((label_of(label, r.resource_id), str(r.term_end), r.state,
+                                        r.reason_code, r.tries, str(r.last_tried_on))
+                                       for r in conn.execute(select(renewal_attempts))),
         }
 
 

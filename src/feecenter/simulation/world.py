@@ -1,6 +1,8 @@
 """The simulated cloud, generated from a seed: its catalog (hourly, daily and
 monthly postpaid products, prepaid products, a resource package), its accounts
-(personal and enterprise, some with credit lines) and their opening money.
+(personal and enterprise, some with credit lines), their opening money, and the
+prepaid resources some of them bought a month before the run (``history``), so
+that expiry, auto-renewal, the recycle bin and release happen within it.
 
 Pure: plain values and the catalog's YAML text; the same seed gives the same
 world. Prices are integers in 1e-8 yuan (prepaid: per unit per month).
@@ -10,13 +12,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from feecenter.money import RATE_PER_FEN, format_yuan
 
 START = datetime(2026, 3, 28, 0, 0, tzinfo=timezone.utc)  # 08:00 in Shanghai; April is near
 REGION = "ap-guangzhou"
 PACK_QUANTITY = 100  # GB of obj.store each package covers per day
+HISTORY_START = datetime(2026, 1, 28, 0, 0, tzinfo=timezone.utc)  # + 2 months: in the run
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class Product:
     manual: bool = False  # delivered by an operator (else on payment)
     covers: str | None = None  # resource package: the obj item it covers
     refund_days: int = 5  # ORD-4 no-reason refund window (catalog refund_window_days)
+    recovery_days: int = 1  # RNW-6: days in the recycle bin (catalog recovery_days)
+    retry_days: int = 1  # RNW-2: auto-renewal retry days (catalog auto_renew_retry_days)
 
     def item(self, code: str) -> Item:
         return next(i for i in self.items if i.code == code)
@@ -57,10 +62,25 @@ class Account:
 
 
 @dataclass(frozen=True)
+class Bought:
+    """A prepaid resource bought (and paid) before the run, ``minutes`` after
+    HISTORY_START, for two months; ``auto``: its auto-renew flag ("on", "off", or
+    "default": the account's default turned on), ``unified_day``: the account's."""
+    account: int  # index into World.accounts
+    product: str
+    spec: str
+    count: int
+    minutes: int
+    auto: str | None
+    unified_day: int | None
+
+
+@dataclass(frozen=True)
 class World:
     seed: int
     products: tuple[Product, ...]
     accounts: tuple[Account, ...]
+    history: tuple[Bought, ...] = ()
 
     def product(self, code: str) -> Product:
         return next(p for p in self.products if p.code == code)
@@ -73,7 +93,26 @@ def _yuan(rated: int) -> str:
 
 def generate(seed: int, accounts: int) -> World:
     rng = random.Random(seed)
-    return World(seed, _products(rng), tuple(_account(rng, n) for n in range(accounts)))
+    products = _products(rng)
+    people = tuple(_account(rng, n) for n in range(accounts))
+    return World(seed, products, people, _history(random.Random(f"{seed}:history"), products,
+                                                    accounts))
+
+
+def _history(rng: random.Random, products, accounts: int) -> tuple[Bought, ...]:
+    """Most accounts bought a prepaid ``vm`` or ``objpack`` (some two) for two months
+    between 28 January 00:30 and 31 January 00:00 (UTC): they expire between the run's
+    start (28 March) and 31 March 00:00, so that auto-renewals, retries, stops, restores
+    and releases (1-2 recovery days) all fall within a CI run of 96 hours."""
+    out = []
+    for n in [n for n in range(accounts) for _ in range(rng.choice([0, 1, 1, 2]))]:
+        code = rng.choice(["vm", "vm", "objpack"])
+        product = next(p for p in products if p.code == code)
+        out.append(Bought(n, product.code, rng.choice(product.specs), rng.choice([1, 1, 2]),
+                          rng.randint(30, 3 * 24 * 60), rng.choice(["on", "on", "off", "default",
+                                                                None]),
+                          rng.choice([None, None, None, 1, 10, 28])))
+    return tuple(out)
 
 
 def _price(rng: random.Random, low_fen: int, high_fen: int, decimals: int = 2) -> int:
@@ -89,7 +128,7 @@ def _products(rng: random.Random) -> tuple[Product, ...]:
     return (
         Product("vm", ("prepaid", "postpaid"), "hour",
                 (*specs, Item("net", False, None, _price(rng, 40, 90, 4), None)),
-                refund_days=1),
+                refund_days=1, recovery_days=1, retry_days=1),
         Product("disk", ("postpaid",), "hour",
                 (Item("hdd", True, "hour", _price(rng, 0, 1, 4), None),)),
         Product("db", ("postpaid",), "hour",
@@ -100,10 +139,11 @@ def _products(rng: random.Random) -> tuple[Product, ...]:
         Product("lic", ("postpaid",), "month",
                 (Item("seat", True, "month", _price(rng, 500, 3000), None),)),
         Product("cert", ("prepaid",), None,
-                (Item("ov", True, None, None, _price(rng, 10000, 80000)),), manual=True),
+                (Item("ov", True, None, None, _price(rng, 10000, 80000)),), manual=True,
+                retry_days=0, recovery_days=2),
         Product("objpack", ("prepaid",), None,
                 (Item("p100", True, None, None, _price(rng, 500, 2000)),), covers="store",
-                refund_days=0),
+                refund_days=0, retry_days=2),
     )
 
 
@@ -137,6 +177,8 @@ def _product_yaml(p: Product) -> list[str]:
     if "prepaid" in p.pay_modes:
         out.append("    prepaid_months: [1, 2, 3, 6, 12]")
         out.append(f"    refund_window_days: {p.refund_days}")
+        out.append(f"    recovery_days: {p.recovery_days}")
+        out.append(f"    auto_renew_retry_days: {p.retry_days}")
     if p.freeze:
         out += [f'    freeze_amount: "{format_yuan(p.freeze)}"',
                 "    freeze_release: immediate"]
