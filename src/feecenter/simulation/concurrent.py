@@ -236,10 +236,16 @@ def _learn(batch, outcomes, model, kinds, refused, crashes, races) -> list[str]:
     found = []
     for op in batch:
         results = [o["result"] for o in by_step[op.step]]
-        result = results[0]
-        if len(results) > 1 and op.kind not in ("tick", "rerun", "usage") and (
-                results[0] != results[1]):
+        # a refusal stores nothing under the key: when another operation of the batch
+        # changed the account between the two copies (a top-up), one may be refused
+        # and the other take effect; the effect is what the model applies, once
+        effects = [r for r in results if "refused" not in r]
+        result = effects[0] if effects else results[0]
+        if len(effects) > 1 and op.kind not in ("tick", "rerun", "usage") and (
+                effects[0] != effects[1]):
             found.append(f"idempotency: one request sent twice at once got {results}")
+        elif len(effects) == 1 and len(results) > 1:
+            races["a copy refused, the other took effect"] += 1
         kinds[op.kind] += 1
         if "refused" in result:
             refused[f"{op.kind}:{result['refused']}"] += 1

@@ -309,11 +309,15 @@ class Model:
             flag, months = self.auto_flag(res)
             retry = self.world.product(res.product).retry_days
             first = business_date(res.expires)
-            if flag and first <= day <= first + timedelta(days=retry) \
-                    and self.tried.get((label, res.expires)) != day:
+            stop = stop_time(res.expires, flag, retry)
+            stopping = res.expires < end and stop < end  # this run stops it: a last try first
+            if flag and (stopping or first <= day <= first + timedelta(days=retry)
+                         and self.tried.get((label, res.expires)) != day):
                 found += self._auto_renewed(res, months, day, start, attempts)
-            if res.expires < end and (stop := stop_time(res.expires, flag, retry)) < end:
-                res.state, res.stopped_at = "stopped", stop
+                if res.state != "running" or res.expires >= next_day:
+                    continue  # renewed: not stopped
+            if stopping:  # never recorded before the hour being run
+                res.state, res.stopped_at = "stopped", max(stop, start)
                 self.renewal_touched.add(res.uin)
                 self.expiring.discard(label)
                 self.in_bin.add(label)
