@@ -264,7 +264,9 @@ def run_backend(backend: str, n: int, accounts_count: int, pg_url: str, log) -> 
     dbs = Databases(backend, pg_url, None)
     try:
         log(f"[{backend}] setup: {n} resources expiring on one day…")
+        began = time.perf_counter()
         world = build_world(dbs.engine, n, min(accounts_count, n), log)
+        setup_s = time.perf_counter() - began
         tables = schema(dbs.engine)
         before = snapshot(dbs.engine, tables)
         dispose(dbs.engine)  # the thread's held connection too: SQLite checkpoints its WAL
@@ -304,7 +306,7 @@ def run_backend(backend: str, n: int, accounts_count: int, pg_url: str, log) -> 
     finally:
         dbs.close()
     return {"backend": backend, "n": n, "accounts": min(accounts_count, n),
-            "expiry": expiry.isoformat(), "phases": results,
+            "expiry": expiry.isoformat(), "setup_s": round(setup_s, 1), "phases": results,
             "load_average": round(os.getloadavg()[0], 2)}
 
 
