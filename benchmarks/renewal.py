@@ -137,9 +137,8 @@ def schema(engine) -> list[Table]:
 
 
 def _read(conn, table: Table):
-    cols = ", ".join(f'"{c}"' for c in table.columns)
-    return conn.exec_driver_sql(f'SELECT {cols} FROM "{table.name}" ORDER BY '
-                                + ", ".join(f'"{c}"' for c in table.key))
+    return conn.exec_driver_sql(f'SELECT {_names(table.columns, "")} FROM "{table.name}"'
+                                f' ORDER BY {_names(table.key, "")}')
 
 
 def snapshot(engine, tables: list[Table]) -> dict[str, dict[tuple, int]]:
@@ -173,6 +172,10 @@ def written(engine, tables: list[Table], before: dict) -> tuple[Writes, dict]:
 
 # ------------------------------------------------------------------ the raw side
 
+def _names(columns: list[str], suffix: str, sep: str = ", ") -> str:
+    return sep.join(f'"{c}"{suffix}' for c in columns)
+
+
 def plan(tables: list[Table], writes: Writes, commits: int, mark: str,
          commit_uins: list[int] | None = None) -> list[list[tuple[str, list]]]:
     """The statements of each commit: every added table's rows split evenly, in
@@ -182,7 +185,7 @@ def plan(tables: list[Table], writes: Writes, commits: int, mark: str,
     for t in tables:
         rows = writes.added.get(t.name)
         if rows:
-            sql = (f'INSERT INTO "{t.name}" ({", ".join(f"{chr(34)}{c}{chr(34)}" for c in t.columns)})'
+            sql = (f'INSERT INTO "{t.name}" ({_names(t.columns, "")})'
                    f' VALUES ({", ".join([mark] * len(t.columns))})')
             for i, part in enumerate(orders_bench._split(rows, commits)):
                 if part:
@@ -192,8 +195,8 @@ def plan(tables: list[Table], writes: Writes, commits: int, mark: str,
         if not rows:
             continue
         rest = [c for c in t.columns if c not in t.key]
-        sql = (f'UPDATE "{t.name}" SET {", ".join(f"{chr(34)}{c}{chr(34)} = {mark}" for c in rest)}'
-               f' WHERE {" AND ".join(f"{chr(34)}{c}{chr(34)} = {mark}" for c in t.key)}')
+        sql = (f'UPDATE "{t.name}" SET {_names(rest, f" = {mark}")}'
+               f' WHERE {_names(t.key, f" = {mark}", " AND ")}')
         params = [(*(r[t.columns.index(c)] for c in rest), *(r[t.columns.index(c)] for c in t.key))
                   for r in rows]
         if t.name in BY_ACCOUNT and commit_uins:
