@@ -82,7 +82,7 @@ BY_ACCOUNT = {"ledger_accounts"}  # changed rows written at each commit of their
 
 def build_world(engine, n: int, accounts_count: int, log) -> dict:
     """Funded accounts with one real purchase each, the rest of N resources copied
-    from it in bulk, auto-renewal on for 9 accounts in 10. Returns the expiry."""
+    from it in bulk, auto-renewal on for 9 accounts in 10. Returns the expiry and the accounts."""
     clock = FixedClock(orders_bench.START)
     log(f"  {accounts_count} accounts, one real purchase each…")
     placed = orders_bench._prepare(engine, clock, accounts_count, accounts_count)
@@ -206,7 +206,8 @@ def plan(tables: list[Table], writes: Writes, commits: int, mark: str,
             uin_at, mine = t.columns.index("uin"), defaultdict(list)
             for row, p in zip(rows, params):
                 mine[row[uin_at]].append(p)
-            everywhere = [p for u, ps in mine.items() if u not in set(commit_uins) for p in ps]
+            known = set(commit_uins)
+            everywhere = [p for u, ps in mine.items() if u not in known for p in ps]
             groups = [mine.get(u, []) + everywhere for u in commit_uins]
         else:
             groups = orders_bench._split(params, commits)
