@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from feecenter.accounts.permissions import SYSTEM, Actor
 from feecenter.api.app import create_app
 from feecenter.bills import consumption
-from feecenter.clock import BUSINESS_TZ, business_time_text, from_db_time
+from feecenter.clock import BUSINESS_TZ, business_time_text
 from feecenter.errors import FeeCenterError, PermissionDenied
 from feecenter.orders import service as orders
 from feecenter.settlement import rules as settlement_rules
