@@ -15,13 +15,15 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('products') as batch_op:
-        batch_op.add_column(sa.Column('recovery_days', sa.Integer(), nullable=False,
-                                      server_default=sa.text('7')))
-        batch_op.add_column(sa.Column('auto_renew_retry_days', sa.Integer(), nullable=False,
-                                      server_default=sa.text('3')))
-        batch_op.add_column(sa.Column('renewal_managed', sa.Boolean(), nullable=False,
-                                      server_default=sa.text('true')))
+    # plain ALTER TABLE … ADD COLUMN, not a batch: on SQLite a batch may recreate
+    # ``products``, which billing items and others reference (a foreign-key failure
+    # once rows exist)
+    op.add_column('products', sa.Column('recovery_days', sa.Integer(), nullable=False,
+                                        server_default=sa.text('7')))
+    op.add_column('products', sa.Column('auto_renew_retry_days', sa.Integer(), nullable=False,
+                                        server_default=sa.text('3')))
+    op.add_column('products', sa.Column('renewal_managed', sa.Boolean(), nullable=False,
+                                        server_default=sa.text('true')))
     op.create_table(
         'renewal_settings',
         sa.Column('resource_id', sa.String(length=40), nullable=False),
@@ -46,7 +48,7 @@ def downgrade() -> None:
     op.drop_table('renewal_accounts')
     op.drop_index('ix_renewal_settings_uin', table_name='renewal_settings')
     op.drop_table('renewal_settings')
-    with op.batch_alter_table('products') as batch_op:
-        batch_op.drop_column('renewal_managed')
-        batch_op.drop_column('auto_renew_retry_days')
-        batch_op.drop_column('recovery_days')
+    # not a batch: on SQLite that recreates ``products``, which billing items and
+    # others reference (a foreign-key failure); SQLite 3.35+ drops a plain column
+    for column in ('renewal_managed', 'auto_renew_retry_days', 'recovery_days'):
+        op.drop_column('products', column)
