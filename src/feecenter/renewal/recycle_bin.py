@@ -27,7 +27,7 @@ from feecenter.resources import service as resources
 from feecenter.resources.tables import projects, resource_stops
 from feecenter.resources.tables import resources as resource_table
 
-EXPIRED = "expired"  # the stop reason of a resource not renewed by its expiry
+EXPIRED = rules.EXPIRED  # the stop reason of a resource not renewed by its expiry
 MAX_PAGE = 200
 _R, _P, _S = resource_table.c, products.c, resource_stops.c
 
