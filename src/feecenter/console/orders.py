@@ -18,10 +18,10 @@ from fastapi import APIRouter, Form, Header, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from feecenter.console.i18n import N_
-from feecenter.console.web import PREFIX, Page, csrf_refused, lang_of, message, page, render
+from feecenter.console.web import (PREFIX, Page, form_key, lang_of, message, page, render,
+                                   submit)
 from feecenter.coupons import rules as coupon_rules
 from feecenter.coupons import service as coupons
-from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError, PermissionDenied, invalid
 from feecenter.inputs import page_number
 from feecenter.orders import service as orders
@@ -145,28 +145,23 @@ def pay(request: Request, order_id: Annotated[list[str], Form()] = [],  # noqa: 
         idempotency_key: Annotated[str, Form()] = "",
         csrf_token: Annotated[str, Form()] = "",
         x_csrf_token: Annotated[str | None, Header()] = None) -> Response:
-    current = page(request)
-    if not current.session.csrf_ok(csrf_token or x_csrf_token):
-        return csrf_refused(request)
-    actor, rt = current.session.actor, current.rt
-    try:
-        if not idempotency_key:
-            raise invalid("idempotency_key", "表单缺少幂等键，请重新打开支付页面",
-                          "the form has no idempotency key; open the payment page again")
+    def change(conn, clock, actor, uin):
+        key = form_key(idempotency_key, "支付页面", "the payment page")
         ids, chosen = _order_ids(order_id), _coupon_choice(coupons_mode, coupon_id)
-        with transaction(rt.engine) as conn:
-            result = orders.pay(conn, rt.clock, actor, actor.uin, ids, key=idempotency_key,
-                                coupon_ids=chosen)
-    except FeeCenterError as exc:
+        result = orders.pay(conn, clock, actor, uin, ids, key=key, coupon_ids=chosen)
+        return result, [_shown(orders.get_order(conn, actor, uin, i)) for i in result["order_ids"]]
+
+    def refused(current: Page, exc: FeeCenterError) -> HTMLResponse:
         try:
             context = _payment_context(current, order_id, coupons_mode, coupon_id)
         except FeeCenterError:  # the form itself is wrong: the message of the payment's error
             context = {"order_refs": order_id, "mode": coupons_mode, "picked": set(coupon_id),
                        "plan": None, "selected": [], "coupons": []}
         return _error_page(request, current, exc, "payment.html", **context)
-    with rt.engine.connect() as conn:
-        paid = [_shown(orders.get_order(conn, actor, actor.uin, i)) for i in result["order_ids"]]
-    return _page(request, current, "paid.html", result=result, paid=paid)
+
+    def done(current: Page, made: tuple) -> HTMLResponse:
+        return _page(request, current, "paid.html", result=made[0], paid=made[1])
+    return submit(request, csrf_token or x_csrf_token, change, refused, done)
 
 
 # ---------------------------------------------------------------- one order, void
@@ -187,21 +182,17 @@ def order_detail(request: Request, order_ref: str) -> HTMLResponse:
 @router.post("/orders/{order_ref}/void")
 def void(request: Request, order_ref: str, csrf_token: Annotated[str, Form()] = "",
          x_csrf_token: Annotated[str | None, Header()] = None) -> Response:
-    current = page(request)
-    if not current.session.csrf_ok(csrf_token or x_csrf_token):
-        return csrf_refused(request)
-    actor, rt = current.session.actor, current.rt
-    try:
-        order_id = parse_order_ref(order_ref, "order")
-        with transaction(rt.engine) as conn:
-            orders.void_order(conn, rt.clock, actor, actor.uin, order_id)
-    except FeeCenterError as exc:
-        order = None
+    def change(conn, clock, actor, uin):
+        orders.void_order(conn, clock, actor, uin, parse_order_ref(order_ref, "order"))
+
+    def refused(current: Page, exc: FeeCenterError) -> HTMLResponse:
+        actor = current.session.actor
         try:
-            with rt.engine.connect() as conn:
+            with current.rt.engine.connect() as conn:
                 order = _shown(orders.get_order(conn, actor, actor.uin,
                                                 parse_order_ref(order_ref, "order")))
         except FeeCenterError:
             order = None  # the order cannot be shown: the page has the void's message alone
         return _error_page(request, current, exc, "order.html", order=order)
-    return RedirectResponse(f"{PREFIX}/orders/{order_ref}", 303)
+    return submit(request, csrf_token or x_csrf_token, change, refused,
+                  lambda *_: RedirectResponse(f"{PREFIX}/orders/{order_ref}", 303))

@@ -23,9 +23,8 @@ from feecenter.console.web import (
     PREFIX,
     Page,
     csrf_refused,
-    lang_of,
-    message,
     page,
+    page_error,
     render,
 )
 from feecenter.db.engine import transaction
@@ -53,11 +52,6 @@ def _page(request: Request, current: Page, template: str, status: int = 200,
                   state_labels=STATE_LABELS, channel_labels=CHANNEL_LABELS, **context)
 
 
-def _error(request: Request, exc: FeeCenterError) -> dict:
-    return {"error": message(exc, lang_of(request)), "field": exc.field,
-            "denied": isinstance(exc, PermissionDenied), "status": exc.http_status}
-
-
 def _shown(row: dict) -> dict:
     return {**row, **{k: time_text(row.get(k)) for k in TIMES}}
 
@@ -76,7 +70,7 @@ def _form_page(request: Request, current: Page, status: int = 200, **extra) -> H
         with transaction(rt.engine) as conn:  # RMT-5 (the first look allocates the code)
             context["details"] = remittances.receiving_details(conn, rt.clock, actor, actor.uin)
     except PermissionDenied as exc:
-        found = _error(request, exc)
+        found = page_error(request, exc)
         status = found.pop("status")
         context.update(found)
     return _page(request, current, "recharge.html", status, **{**context, **extra})
@@ -108,7 +102,7 @@ def recharge(request: Request, amount: Annotated[str, Form()] = "",
         made = recharges.create(rt.engine, rt.clock, actor, actor.uin, new,
                                 rt.gateways)
     except FeeCenterError as exc:
-        found = _error(request, exc)
+        found = page_error(request, exc)
         return _form_page(request, current, found.pop("status"), form=form, **found)
     return RedirectResponse(f"{PREFIX}/recharges/{made['id']}", 303)
 
@@ -144,7 +138,7 @@ def _detail(request: Request, recharge_id: str, template: str) -> HTMLResponse:
     try:
         context = _status(current, recharge_id)
     except FeeCenterError as exc:
-        found = _error(request, exc)
+        found = page_error(request, exc)
         return _page(request, current, "recharge_made.html", found.pop("status"),
                      recharge=None, **found)
     code_url = context["recharge"]["code_url"]
@@ -180,7 +174,7 @@ def recharge_records(request: Request, state: str = "", page_number: str = "1") 
         context.update(items=[_shown(r) for r in listed["items"]], total=listed["total"],
                        page_number=number, pages=max(1, -(-listed["total"] // PER_PAGE)))
     except FeeCenterError as exc:
-        found = _error(request, exc)
+        found = page_error(request, exc)
         status = found.pop("status")
         context.update(found)
     return _page(request, current, "recharges.html", status, states=rules.STATES, **context)

@@ -19,9 +19,10 @@ from fastapi import APIRouter, Form, Header, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from feecenter.console.i18n import N_
-from feecenter.console.web import PREFIX, Page, csrf_refused, lang_of, message, page, render
+from feecenter.console.web import (PREFIX, Page, lang_of, page, page_error, render,
+                                   submit)
 from feecenter.db.engine import transaction
-from feecenter.errors import FeeCenterError, PermissionDenied, invalid
+from feecenter.errors import FeeCenterError, invalid
 from feecenter.inputs import digits_id, page_number
 from feecenter.present.text import time_text
 from feecenter.remittances import rules
@@ -54,11 +55,6 @@ def shown(row: dict, lang: str) -> dict:
                                                    "flagged_at")}}
 
 
-def _error(request: Request, exc: FeeCenterError) -> dict:
-    return {"error": message(exc, lang_of(request)), "field": exc.field,
-            "denied": isinstance(exc, PermissionDenied), "status": exc.http_status}
-
-
 # ---------------------------------------------------------------- the page
 
 def _page(request: Request, current: Page, status: int = 200, number: int = 1,
@@ -80,7 +76,7 @@ def _page(request: Request, current: Page, status: int = 200, number: int = 1,
                        items=[shown(r, lang) for r in listed["items"]], total=listed["total"],
                        pages=max(1, -(-listed["total"] // PER_PAGE)))
     except FeeCenterError as exc:
-        found = _error(request, exc)
+        found = page_error(request, exc)
         status = found.pop("status")
         context.update(found)
     context.update(extra)
@@ -100,7 +96,7 @@ def remittance_page(request: Request) -> HTMLResponse:
         checked = query.get("checked")
         result = _checked(current, digits_id(checked, "checked")) if checked else None
     except FeeCenterError as exc:
-        found = _error(request, exc)
+        found = page_error(request, exc)
         return _page(request, current, found.pop("status"), **found)
     return _page(request, current, number=number, result=result)
 
@@ -114,26 +110,28 @@ def _checked(current: Page, remittance_id: int) -> dict:
 
 # ---------------------------------------------------------------- payer names (RMT-4/5)
 
+def _refused(request: Request, **kept):
+    """A refusal: the page again with the message (and what was typed, ``kept``)."""
+    def refused(current: Page, exc: FeeCenterError) -> HTMLResponse:
+        found = page_error(request, exc)
+        return _page(request, current, found.pop("status"), **kept, **found)
+    return refused
+
+
 @router.post("/remittance/payers")
 def register(request: Request, payer_name: Annotated[str, Form()] = "",
              agree: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "",
              x_csrf_token: Annotated[str | None, Header()] = None) -> Response:
     """Register a payer name: the user signs the third-party payment agreement by
     ticking its box; without the tick nothing is written."""
-    current = page(request)
-    if not current.session.csrf_ok(csrf_token or x_csrf_token):
-        return csrf_refused(request)
-    actor, rt = current.session.actor, current.rt
-    try:
+    def change(conn, clock, actor, uin):
         if agree != "1":
             raise invalid("agree", "请阅读并同意第三方付款协议",
                           "read and accept the third-party payment agreement")
-        with transaction(rt.engine) as conn:
-            remittances.register_payer(conn, rt.clock, actor, actor.uin, payer_name)
-    except FeeCenterError as exc:
-        found = _error(request, exc)
-        return _page(request, current, found.pop("status"), payer_name=_kept(payer_name), **found)
-    return RedirectResponse(f"{PATH}#payers", 303)
+        remittances.register_payer(conn, clock, actor, uin, payer_name)
+    return submit(request, csrf_token or x_csrf_token, change,
+                  _refused(request, payer_name=_kept(payer_name)),
+                  lambda *_: RedirectResponse(f"{PATH}#payers", 303))
 
 
 def _kept(text: str) -> str:
@@ -144,18 +142,10 @@ def _kept(text: str) -> str:
 @router.post("/remittance/payers/{payer_id}/remove")
 def remove(request: Request, payer_id: str, csrf_token: Annotated[str, Form()] = "",
            x_csrf_token: Annotated[str | None, Header()] = None) -> Response:
-    current = page(request)
-    if not current.session.csrf_ok(csrf_token or x_csrf_token):
-        return csrf_refused(request)
-    actor, rt = current.session.actor, current.rt
-    try:
-        number = digits_id(payer_id, "payer_id")
-        with transaction(rt.engine) as conn:
-            remittances.remove_payer(conn, rt.clock, actor, actor.uin, number)
-    except FeeCenterError as exc:
-        found = _error(request, exc)
-        return _page(request, current, found.pop("status"), **found)
-    return RedirectResponse(f"{PATH}#payers", 303)
+    def change(conn, clock, actor, uin):
+        remittances.remove_payer(conn, clock, actor, uin, digits_id(payer_id, "payer_id"))
+    return submit(request, csrf_token or x_csrf_token, change, _refused(request),
+                  lambda *_: RedirectResponse(f"{PATH}#payers", 303))
 
 
 # ---------------------------------------------------------------- re-verification (RMT-5)
@@ -165,15 +155,9 @@ def reverify(request: Request, remittance_id: str, csrf_token: Annotated[str, Fo
              x_csrf_token: Annotated[str | None, Header()] = None) -> Response:
     """Ask for re-verification; the page then shows the record's result: credited, or
     review failed with the reason."""
-    current = page(request)
-    if not current.session.csrf_ok(csrf_token or x_csrf_token):
-        return csrf_refused(request)
-    actor, rt = current.session.actor, current.rt
-    try:
+    def change(conn, clock, actor, uin):
         number = digits_id(remittance_id, "remittance_id")
-        with transaction(rt.engine) as conn:
-            remittances.request_reverification(conn, rt.clock, actor, actor.uin, number)
-    except FeeCenterError as exc:
-        found = _error(request, exc)
-        return _page(request, current, found.pop("status"), **found)
-    return RedirectResponse(f"{PATH}?checked={number}", 303)
+        remittances.request_reverification(conn, clock, actor, uin, number)
+        return number
+    return submit(request, csrf_token or x_csrf_token, change, _refused(request),
+                  lambda _, number: RedirectResponse(f"{PATH}?checked={number}", 303))

@@ -30,9 +30,9 @@ from fastapi import APIRouter, Form, Header, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from feecenter.catalog import service as catalog
-from feecenter.console.web import PREFIX, Page, csrf_refused, lang_of, message, page, render
+from feecenter.console.web import PREFIX, Page, form_key, page, page_error, render, submit
 from feecenter.db.engine import transaction
-from feecenter.errors import FeeCenterError, PermissionDenied, invalid
+from feecenter.errors import FeeCenterError, invalid
 from feecenter.inputs import page_number, plain_text
 from feecenter.present.text import time_text
 from feecenter.renewal import management, recycle_bin, settings
@@ -49,12 +49,6 @@ def _page(request: Request, current: Page, template: str, status: int = 200,
           **context) -> HTMLResponse:
     return render(request, template, status=status, session=current.session,
                   active=context.pop("active", "renewal"), **context)
-
-
-def _error(request: Request, exc: FeeCenterError) -> dict:
-    """The service's message in the page's language, the field it names, its status."""
-    return {"error": message(exc, lang_of(request)), "field": exc.field,
-            "denied": isinstance(exc, PermissionDenied), "status": exc.http_status}
 
 
 def _whole(text: str, field: str) -> int:
@@ -127,7 +121,7 @@ def _list_page(request: Request, current: Page, filters: dict, status: int = 200
         context.update(_listing(current, filters))
     except FeeCenterError as exc:
         if "error" not in extra:  # the listing's own refusal, unless the POST's is shown
-            found = _error(request, exc)
+            found = page_error(request, exc)
             status = found.pop("status")
             context.update(found)
     return _page(request, current, "renewal.html", status, filters=filters,
@@ -146,20 +140,15 @@ def _back(tab: str) -> str:
 
 def _batch(request: Request, csrf: str, tab: str, change) -> Response:
     """Run a change of the ticked resources; on a refusal the list again with its message."""
-    current = page(request)
-    if not current.session.csrf_ok(csrf):
-        return csrf_refused(request)
-    actor, rt = current.session.actor, current.rt
     tab = tab if tab in TABS else "resources"
-    try:
-        with transaction(rt.engine) as conn:
-            target = change(conn, rt.clock, actor, actor.uin)
-    except FeeCenterError as exc:
-        found = _error(request, exc)
+
+    def refused(current: Page, exc: FeeCenterError) -> HTMLResponse:
+        found = page_error(request, exc)
         filters = {"tab": tab, "within": "", "auto": "", "project": "", "product": "",
                    "page": ""}
         return _list_page(request, current, filters, found.pop("status"), **found)
-    return RedirectResponse(target or _back(tab), 303)
+    return submit(request, csrf, change, refused,
+                  lambda _, target: RedirectResponse(target or _back(tab), 303))
 
 
 @router.post("/renewal/auto-renew")
@@ -196,12 +185,10 @@ def renew(request: Request, resource_id: Annotated[list[str], Form()] = [],  # n
     """The batch manual renewal: renewal orders for the ticked resources, then their
     merged payment on the orders' payment page (preview, then pay)."""
     def change(conn, clock, actor, uin):
-        if not idempotency_key:
-            raise invalid("idempotency_key", "表单缺少幂等键，请重新打开续费管理页面",
-                          "the form has no idempotency key; open renewal management again")
+        key = form_key(idempotency_key, "续费管理页面", "renewal management")
         order_ids = management.renew_batch(
             conn, clock, actor, uin, resource_id, _optional_whole(renew_months, "months"),
-            key=f"console-renew:{idempotency_key[:100]}")
+            key=f"console-renew:{key[:100]}")
         return f"{PREFIX}/orders/pay?" + urlencode([("order_id", i) for i in order_ids])
     return _batch(request, csrf_token or x_csrf_token, "resources", change)
 
@@ -248,7 +235,7 @@ def _bin_page(request: Request, current: Page, status: int = 200, **extra) -> HT
         context.update(_bin(current))
     except FeeCenterError as exc:
         if "error" not in extra:
-            found = _error(request, exc)
+            found = page_error(request, exc)
             status = found.pop("status")
             context.update(found)
     return _page(request, current, "recycle_bin.html", status, active="recycle_bin",
@@ -266,19 +253,13 @@ def restore(request: Request, resource_id: str, months: Annotated[str, Form()] =
             csrf_token: Annotated[str, Form()] = "",
             x_csrf_token: Annotated[str | None, Header()] = None) -> Response:
     """恢复: a renewal order for the resource, then its payment page."""
-    current = page(request)
-    if not current.session.csrf_ok(csrf_token or x_csrf_token):
-        return csrf_refused(request)
-    actor, rt = current.session.actor, current.rt
-    try:
-        if not idempotency_key:
-            raise invalid("idempotency_key", "表单缺少幂等键，请重新打开回收站页面",
-                          "the form has no idempotency key; open the recycle bin again")
-        key = f"console-restore:{idempotency_key[:100]}:{resource_id}"  # one per resource
-        with transaction(rt.engine) as conn:
-            order_id = recycle_bin.restore(conn, rt.clock, actor, actor.uin, resource_id,
-                                           _whole(months, "months"), key=key)
-    except FeeCenterError as exc:
-        found = _error(request, exc)
+    def change(conn, clock, actor, uin):
+        key = form_key(idempotency_key, "回收站页面", "the recycle bin")
+        return recycle_bin.restore(conn, clock, actor, uin, resource_id, _whole(months, "months"),
+                                   key=f"console-restore:{key[:100]}:{resource_id}")  # per resource
+
+    def refused(current: Page, exc: FeeCenterError) -> HTMLResponse:
+        found = page_error(request, exc)
         return _bin_page(request, current, found.pop("status"), **found)
-    return RedirectResponse(f"{PREFIX}/orders/pay?order_id={order_id}", 303)
+    return submit(request, csrf_token or x_csrf_token, change, refused,
+                  lambda _, order_id: RedirectResponse(f"{PREFIX}/orders/pay?order_id={order_id}", 303))

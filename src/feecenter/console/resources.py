@@ -23,9 +23,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from feecenter.catalog import service as catalog
 from feecenter.console.i18n import N_
 from feecenter.console.orders import STATE_LABELS as ORDER_STATES
-from feecenter.console.web import PREFIX, Page, csrf_refused, lang_of, message, page, render
+from feecenter.console.web import PREFIX, Page, form_key, page, page_error, render, submit
 from feecenter.db.engine import transaction
-from feecenter.errors import FeeCenterError, PermissionDenied, invalid, not_found
+from feecenter.errors import FeeCenterError, invalid, not_found
 from feecenter.orders import service as orders
 from feecenter.present.orders import order_json
 from feecenter.present.resources import resource_json
@@ -45,12 +45,6 @@ def _page(request: Request, current: Page, template: str, status: int = 200,
     return render(request, template, status=status, session=current.session, active="resources",
                   state_labels=STATE_LABELS, pay_modes=PAY_MODES, stop_reasons=STOP_REASONS,
                   **context)
-
-
-def _error(request: Request, exc: FeeCenterError) -> dict:
-    """The service's message in the page's language, the field it names, its status."""
-    return {"error": message(exc, lang_of(request)), "field": exc.field,
-            "denied": isinstance(exc, PermissionDenied), "status": exc.http_status}
 
 
 def _whole(text: str, field: str) -> int:
@@ -85,7 +79,7 @@ def _list_page(request: Request, current: Page, project_text: str, status: int =
     try:
         context.update(_listing(current, project_text))
     except FeeCenterError as exc:
-        found = _error(request, exc)
+        found = page_error(request, exc)
         status = found.pop("status")
         context.update(found)
     return _page(request, current, "resources.html", status, **{**context, **extra})
@@ -101,18 +95,16 @@ def move(request: Request, resource_id: Annotated[list[str], Form()] = [],  # no
          project_id: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "",
          x_csrf_token: Annotated[str | None, Header()] = None) -> Response:
     """Move the ticked resources to a project (SET-7: later charges belong to it)."""
-    current = page(request)
-    if not current.session.csrf_ok(csrf_token or x_csrf_token):
-        return csrf_refused(request)
-    actor, rt = current.session.actor, current.rt
-    try:
+    def change(conn, clock, actor, uin):
         target = _whole(project_id.strip(), "project_id")
-        with transaction(rt.engine) as conn:
-            resources.move_resources(conn, rt.clock, actor, actor.uin, resource_id, target)
-    except FeeCenterError as exc:
-        found = _error(request, exc)
+        resources.move_resources(conn, clock, actor, uin, resource_id, target)
+        return target
+
+    def refused(current: Page, exc: FeeCenterError) -> HTMLResponse:
+        found = page_error(request, exc)
         return _list_page(request, current, "", found.pop("status"), moving=True, **found)
-    return RedirectResponse(f"{PREFIX}/resources?project={target}", 303)
+    return submit(request, csrf_token or x_csrf_token, change, refused,
+                  lambda _, target: RedirectResponse(f"{PREFIX}/resources?project={target}", 303))
 
 
 # ---------------------------------------------------------------- one resource: renew, upgrade
@@ -141,7 +133,7 @@ def _detail_page(request: Request, current: Page, resource_id: str, status: int 
     try:
         context.update(_resource(current, resource_id))
     except FeeCenterError as exc:
-        found = _error(request, exc)
+        found = page_error(request, exc)
         status = found.pop("status")
         context.update(found)
     return _page(request, current, "resource.html", status, **{**context, **extra})
@@ -154,18 +146,15 @@ def resource_detail(request: Request, resource_id: str) -> HTMLResponse:
 
 def _order_action(request: Request, resource_id: str, csrf: str, create) -> Response:
     """Create a renewal or an upgrade order and go to its page, where it is paid."""
-    current = page(request)
-    if not current.session.csrf_ok(csrf):
-        return csrf_refused(request)
-    actor, rt = current.session.actor, current.rt
-    try:
-        with transaction(rt.engine) as conn:
-            order_id = create(conn, rt.clock, actor, actor.uin)
-            number = order_json(orders.get_order(conn, actor, actor.uin, order_id))["order_no"]
-    except FeeCenterError as exc:
-        found = _error(request, exc)
+    def change(conn, clock, actor, uin):
+        order_id = create(conn, clock, actor, uin)
+        return order_json(orders.get_order(conn, actor, uin, order_id))["order_no"]
+
+    def refused(current: Page, exc: FeeCenterError) -> HTMLResponse:
+        found = page_error(request, exc)
         return _detail_page(request, current, resource_id, found.pop("status"), **found)
-    return RedirectResponse(f"{PREFIX}/orders/{number}", 303)
+    return submit(request, csrf, change, refused,
+                  lambda _, number: RedirectResponse(f"{PREFIX}/orders/{number}", 303))
 
 
 @router.post("/resources/{resource_id}/renew")
@@ -205,7 +194,7 @@ def _refund_page(request: Request, current: Page, resource_id: str, status: int 
         context.update(_preview(current, resource_id))
     except FeeCenterError as exc:
         if "error" not in extra:  # the preview's own refusal, unless the POST's is shown
-            found = _error(request, exc)
+            found = page_error(request, exc)
             status = found.pop("status")
             context.update(found)
     return _page(request, current, "refund.html", status, **{**context, **extra})
@@ -221,23 +210,19 @@ def refund_form(request: Request, resource_id: str) -> HTMLResponse:
 def refund(request: Request, resource_id: str, idempotency_key: Annotated[str, Form()] = "",
            csrf_token: Annotated[str, Form()] = "",
            x_csrf_token: Annotated[str | None, Header()] = None) -> Response:
-    current = page(request)
-    if not current.session.csrf_ok(csrf_token or x_csrf_token):
-        return csrf_refused(request)
-    actor, rt = current.session.actor, current.rt
-    try:
-        if not idempotency_key:
-            raise invalid("idempotency_key", "表单缺少幂等键，请重新打开退订页面",
-                          "the form has no idempotency key; open the refund page again")
-        with transaction(rt.engine) as conn:
-            refund_id = orders.refund_resource(conn, rt.clock, actor, actor.uin, resource_id,
-                                               key=idempotency_key)
-        with rt.engine.connect() as conn:
-            made = orders.get_order(conn, actor, actor.uin, refund_id)
-    except FeeCenterError as exc:
-        found = _error(request, exc)
+    def change(conn, clock, actor, uin):
+        refund_id = orders.refund_resource(
+            conn, clock, actor, uin, resource_id,
+            key=form_key(idempotency_key, "退订页面", "the refund page"))
+        return orders.get_order(conn, actor, uin, refund_id)
+
+    def refused(current: Page, exc: FeeCenterError) -> HTMLResponse:
+        found = page_error(request, exc)
         return _refund_page(request, current, resource_id, found.pop("status"), **found)
-    money = ("amount", "paid_coupon", "refunded_gift", "refunded_cash")
-    return _page(request, current, "refunded.html",
-                 order={**order_json(made), "fen": {k: made[k] or 0 for k in money}},
-                 order_states=ORDER_STATES)
+
+    def done(current: Page, made: dict) -> HTMLResponse:
+        money = ("amount", "paid_coupon", "refunded_gift", "refunded_cash")
+        return _page(request, current, "refunded.html",
+                     order={**order_json(made), "fen": {k: made[k] or 0 for k in money}},
+                     order_states=ORDER_STATES)
+    return submit(request, csrf_token or x_csrf_token, change, refused, done)

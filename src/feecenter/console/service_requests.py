@@ -21,13 +21,12 @@ from feecenter.console.web import (
     PREFIX,
     Page,
     csrf_refused,
-    lang_of,
-    message,
     page,
+    page_error,
     render,
 )
 from feecenter.db.engine import transaction
-from feecenter.errors import FeeCenterError, PermissionDenied, invalid
+from feecenter.errors import FeeCenterError, invalid
 from feecenter.present.service_requests import download_headers, request_json
 from feecenter.service_requests import rules
 from feecenter.service_requests import service as srv
@@ -47,11 +46,6 @@ def _page(request: Request, current: Page, template: str, status: int = 200,
     return render(request, template, status=status, session=current.session,
                   active="service_requests", states=rules.STATES,
                   state_names=rules.STATE_NAMES, event_labels=EVENT_LABELS, **context)
-
-
-def _error(request: Request, exc: FeeCenterError) -> dict:
-    return {"error": message(exc, lang_of(request)), "field": exc.field,
-            "denied": isinstance(exc, PermissionDenied), "status": exc.http_status}
 
 
 def whole(text: str, field: str) -> int:
@@ -76,7 +70,7 @@ def request_list(request: Request, state: str = "", page_number: str = "1") -> H
         context.update(items=[request_json(r) for r in listed["items"]], total=listed["total"],
                        page_number=number, pages=max(1, -(-listed["total"] // PER_PAGE)))
     except FeeCenterError as exc:
-        found = _error(request, exc)
+        found = page_error(request, exc)
         status = found.pop("status")
         context.update(found)
     return _page(request, current, "service_requests.html", status, **context)
@@ -124,7 +118,7 @@ def _file(request: Request, form: FormData, uploads: list[srv.Upload]) -> Respon
             made = srv.file_request(conn, rt.clock, actor, actor.uin, kind_code, values,
                                     tuple(uploads))
     except FeeCenterError as exc:
-        found = _error(request, exc)
+        found = page_error(request, exc)
         return _form_page(request, current, kind_code, found.pop("status"), values=values,
                           **found)
     return RedirectResponse(f"{PREFIX}/service-requests/{made['id']}", 303)
@@ -151,7 +145,7 @@ def _detail(request: Request, current: Page, request_id: str, status: int = 200,
         with rt.engine.connect() as conn:
             found = srv.get_request(conn, rt.clock, actor, whole(request_id, "request_id"))
     except FeeCenterError as exc:
-        error = _error(request, exc)
+        error = page_error(request, exc)
         return _page(request, current, "service_request.html", error.pop("status"), item=None,
                      **error)
     kind = KINDS.get(found["kind"])
@@ -193,7 +187,7 @@ def _act(request: Request, form: FormData, request_id: str,
             else:
                 srv.add_attachment(conn, rt.clock, actor, number, upload)
     except FeeCenterError as exc:
-        found = _error(request, exc)
+        found = page_error(request, exc)
         return _detail(request, current, request_id, found.pop("status"), **found)
     return RedirectResponse(f"{PREFIX}/service-requests/{number}", 303)
 
@@ -207,7 +201,7 @@ def download(request: Request, request_id: str, attachment_id: str) -> Response:
             row = srv.get_attachment(conn, actor, whole(request_id, "request_id"),
                                      whole(attachment_id, "attachment_id"))
     except FeeCenterError as exc:
-        found = _error(request, exc)
+        found = page_error(request, exc)
         return _page(request, current, "service_request.html", found.pop("status"), item=None,
                      **found)
     headers = download_headers(row)

@@ -28,7 +28,7 @@ from feecenter.console import i18n
 from feecenter.console.charts import business_month, cost_charts
 from feecenter.console.menu import MENU, ROLE_LABELS
 from feecenter.db.engine import transaction
-from feecenter.errors import AuthFailed, PermissionDenied
+from feecenter.errors import AuthFailed, FeeCenterError, PermissionDenied, invalid
 from feecenter.funds import service as funds
 from feecenter.notifications import service as notifications
 from feecenter.present.text import time_text
@@ -152,6 +152,38 @@ def _came_from(request: Request) -> str:
 
 def csrf_refused(request: Request) -> HTMLResponse:
     return render(request, "error.html", status=403)
+
+
+def page_error(request: Request, exc: FeeCenterError) -> dict:
+    """A refusal shown on its page: the service's message in the page's language, the
+    field it names, whether it is a permission refusal, its status (400, 403, 409 …)."""
+    return {"error": message(exc, lang_of(request)), "field": exc.field,
+            "denied": isinstance(exc, PermissionDenied), "status": exc.http_status}
+
+
+def form_key(key: str, page_zh: str, page_en: str) -> str:
+    """The idempotency key a form carries (made when its page was rendered, so a
+    second submit repeats the first), or the refusal naming the field."""
+    if not key:
+        raise invalid("idempotency_key", f"表单缺少幂等键，请重新打开{page_zh}",
+                      f"the form has no idempotency key; open {page_en} again")
+    return key
+
+
+def submit(request: Request, csrf: str | None, change, refused, done) -> Response:
+    """A console form's POST: the CSRF token checked, then ``change(conn, clock, actor,
+    uin)`` in one transaction; a refusal (FeeCenterError) rolls it back and is answered
+    by ``refused(current, exc)``, success by ``done(current, result)``."""
+    current = page(request)
+    if not current.session.csrf_ok(csrf):
+        return csrf_refused(request)
+    actor, rt = current.session.actor, current.rt
+    try:
+        with transaction(rt.engine) as conn:
+            result = change(conn, rt.clock, actor, actor.uin)
+    except FeeCenterError as exc:
+        return refused(current, exc)
+    return done(current, result)
 
 
 def _login_required(request: Request, exc: LoginRequired) -> Response:
