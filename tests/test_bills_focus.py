@@ -26,8 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def exported(rt):
     uin = seed_focus_month(rt)
     with rt.engine.connect() as conn:
-        lines = service.month_lines(conn, OPS, uin, MONTH)
+        lines = focus.focus_lines(conn, OPS, uin, MONTH)
         context = focus.focus_context(conn, uin, MONTH)
+        assert [dict(line, quantity=None) for line in lines] == [
+            dict(line, quantity=None) for line in service.month_lines(conn, OPS, uin, MONTH)]
     out = io.StringIO()
     count = focus.write_focus_csv(iter(lines), context, out)
     text = out.getvalue()
@@ -116,6 +118,22 @@ def test_categories_classes_and_tags(exported):
     assert all(r["Tags"] == "" for r in rows if not r["SkuId"].startswith("cbs."))
     assert {r["ContractApplied"] for r in rows} == {""}
     assert {r["AllocatedMethodId"] for r in rows} == {""}
+
+
+@pytest.mark.spec("BIL-7")
+def test_usage_rows_carry_the_metered_quantity_and_unit(exported):
+    by_id = {r["x_LineId"]: r for r in exported["rows"]}
+    usage = [ln for ln in exported["lines"] if ln["pay_mode"] == "postpaid"]
+    assert usage and all(isinstance(ln["quantity"], int) for ln in usage)
+    for line in usage:
+        row = by_id[line["line_id"]]
+        assert Decimal(row["ConsumedQuantity"]) == Decimal(line["quantity"]) / 10**6
+        assert row["ConsumedUnit"] == {"traffic": "GB", "premium": "GB"}.get(line["item"],
+                                                                            "instance")
+    disk = [r for r in exported["rows"] if r["x_BillingItem"] == "premium"]
+    assert [r["ConsumedQuantity"] for r in disk] == ["100.000000"]
+    assert all(r["ConsumedQuantity"] == r["ConsumedUnit"] == "" for r in exported["rows"]
+               if r["ChargeCategory"] == "Purchase")
 
 
 @pytest.mark.spec("BIL-7")

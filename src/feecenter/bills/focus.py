@@ -1,7 +1,8 @@
 """The FinOps FOCUS 1.3 cost-and-usage dataset of the L3 bill lines (BIL-7): the column
 list (``FOCUS_COLUMNS``), what a month's export needs from the database besides the
-lines (``focus_context``: the billing account, the billing period, names from the
-catalog, the resources' tags), and the streaming CSV writer (``write_focus_csv``).
+lines (``focus_context``: the billing account, the billing period, names and units from
+the catalog, the resources' tags), the month's L3 lines with their metered quantity
+(``focus_lines``), and the streaming CSV writer (``write_focus_csv``).
 
 Amounts are decimal strings made from the integers (fen, 1e-8 yuan): never floats.
 docs/focus.md gives the mapping column by column and why.
@@ -18,12 +19,15 @@ from typing import TextIO
 
 from sqlalchemy import Connection, select
 
+from feecenter.accounts.permissions import Actor
 from feecenter.accounts.tables import customers
 from feecenter.bills.lines import month_start
-from feecenter.catalog.tables import products, regions, selling_entities
+from feecenter.bills.service import month_lines
+from feecenter.catalog.tables import billing_items, products, regions, selling_entities
 from feecenter.clock import BUSINESS_TZ, add_months
 from feecenter.money import format_rated, format_yuan
 from feecenter.resources.tables import resources
+from feecenter.settlement.tables import bill_lines
 
 FOCUS_VERSION = "1.3"
 PROVIDER_NAME = "Fee Center"  # the platform: provider, publisher, service and host provider
@@ -36,13 +40,13 @@ FOCUS_DEFINED = [
     "BilledCost", "BillingAccountId", "BillingAccountName", "BillingCurrency",
     "BillingPeriodEnd", "BillingPeriodStart",
     "ChargeCategory", "ChargeClass", "ChargeDescription", "ChargeFrequency",
-    "ChargePeriodEnd", "ChargePeriodStart",
+    "ChargePeriodEnd", "ChargePeriodStart", "ConsumedQuantity", "ConsumedUnit",
     "ContractApplied", "ContractedCost", "ContractedUnitPrice", "EffectiveCost",
     "HostProviderName", "InvoiceId", "InvoiceIssuerName", "ListCost", "ListUnitPrice",
     "PricingCategory", "PricingQuantity", "PricingUnit", "ProviderName", "PublisherName",
     "RegionId", "RegionName", "ResourceId", "ResourceName", "ResourceType",
     "ServiceCategory", "ServiceName", "ServiceProviderName", "ServiceSubcategory",
-    "SkuId", "SkuPriceId", "SubAccountId", "SubAccountName", "Tags",
+    "SkuId", "SkuMeter", "SkuPriceDetails", "SkuPriceId", "SubAccountId", "SubAccountName", "Tags",
 ]
 # Our own fields, x_-prefixed (FOCUS custom columns).
 CUSTOM = [
@@ -84,6 +88,8 @@ class FocusContext:
     invoice_issuer_name: str = PROVIDER_NAME
     products: Mapping[str, Product] = field(default_factory=dict)
     region_names: Mapping[str, str] = field(default_factory=dict)
+    # (product, billing item) -> (its English name, its quantity's unit)
+    items: Mapping[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     tags: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # resource id -> tags
 
 
@@ -111,6 +117,9 @@ def focus_context(conn: Connection, uin: int, month: str) -> FocusContext:
         products=found,
         region_names={code: name_en for code, name_en in conn.execute(
             select(regions.c.code, regions.c.name_en))},
+        items={(row.product_code, row.code): (row.name_en, row.unit_en) for row in conn.execute(
+            select(billing_items.c.product_code, billing_items.c.code, billing_items.c.name_en,
+                   billing_items.c.unit_en))},
         tags=_tags(conn, uin))
 
 
@@ -132,6 +141,21 @@ def _tags(conn: Connection, uin: int) -> dict[str, dict[str, str]]:
         if isinstance(value, dict) and value:
             found[rid] = {str(k): str(v) for k, v in value.items()}
     return found
+
+
+def focus_lines(conn: Connection, actor: Actor, uin: int, month: str) -> list[dict]:
+    """``bills.service.month_lines`` (FINANCE checked there), each postpaid line with its
+    metered ``quantity`` (1e-6 units) for ConsumedQuantity; prepaid lines: None."""
+    lines = month_lines(conn, actor, uin, month)
+    ids = [int(line["line_id"].split(":")[1]) for line in lines if line["pay_mode"] == "postpaid"]
+    quantities = {}
+    for chunk in range(0, len(ids), 1000):
+        quantities.update(conn.execute(select(bill_lines.c.id, bill_lines.c.quantity).where(
+            bill_lines.c.id.in_(ids[chunk:chunk + 1000]))).all())
+    for line in lines:
+        line["quantity"] = quantities.get(int(line["line_id"].split(":")[1])) \
+            if line["pay_mode"] == "postpaid" else None
+    return lines
 
 
 def write_focus_csv(lines: Iterable[dict], context: FocusContext, out: TextIO) -> int:
@@ -158,6 +182,9 @@ def focus_row(line: dict, context: FocusContext) -> dict[str, str | None]:
     correction = postpaid and line["kind"] == "adjustment" and \
         utc_text(line["usage_start"]) < context.billing_period_start
     tags = context.tags.get(line["resource_id"])
+    item_name, unit = context.items.get((line["product_code"], line["item"]),
+                                        (line["item"], None))
+    consumed = line.get("quantity") if postpaid else None
     return {
         "AllocatedMethodDetails": None, "AllocatedMethodId": None,
         "AllocatedResourceId": None, "AllocatedResourceName": None, "AllocatedTags": None,
@@ -172,6 +199,9 @@ def focus_row(line: dict, context: FocusContext) -> dict[str, str | None]:
         "ChargeDescription": f"{product.name} {line['item']} ({line['kind']})",
         "ChargeFrequency": "Usage-Based" if postpaid else "One-Time",
         "ChargePeriodEnd": utc_text(end), "ChargePeriodStart": utc_text(start),
+        # the metered quantity (focus_lines); null on purchases and when not given
+        "ConsumedQuantity": None if consumed is None else _micro_units(consumed),
+        "ConsumedUnit": None if consumed is None else (unit or line["item"]),
         "ContractApplied": None,  # no contract commitments on our lines
         "ContractedCost": format_rated(contracted),
         "ContractedUnitPrice": format_rated(abs(contracted)),
@@ -193,11 +223,20 @@ def focus_row(line: dict, context: FocusContext) -> dict[str, str | None]:
         "ServiceProviderName": product.entity,
         "ServiceSubcategory": product.service_subcategory,
         "SkuId": f"{line['product_code']}.{line['item']}",
+        "SkuMeter": item_name,
+        "SkuPriceDetails": None,
         "SkuPriceId": f"{line['product_code']}.{line['item']}.{line['pay_mode']}."
                       f"{line['price_kind']}",
         "SubAccountId": f"project-{line['project_id']}", "SubAccountName": line["project_name"],
         "Tags": json.dumps(tags, ensure_ascii=False, sort_keys=True) if tags else None,
         **_custom(line)}
+
+
+def _micro_units(micro: int) -> str:
+    """1e-6 units -> a decimal string with 6 decimals."""
+    sign = "-" if micro < 0 else ""
+    whole, part = divmod(abs(micro), 1_000_000)
+    return f"{sign}{whole}.{part:06d}"
 
 
 def _charge_period(line: dict) -> tuple[datetime, datetime]:
@@ -233,4 +272,4 @@ def _custom(line: dict) -> dict[str, str | None]:
 
 
 __all__ = ["FOCUS_COLUMNS", "FOCUS_VERSION", "FocusContext", "Product", "focus_context",
-           "focus_row", "write_focus_csv"]
+           "focus_lines", "focus_row", "write_focus_csv"]
