@@ -231,8 +231,9 @@ def test_the_chain_splits_usage_price_and_discount_and_rounds_once():
     # usage 50 × 0.09 = 4.50; price 150 × 0.02 × 0.9 = 2.70; discount 150 × 0.12 × 0.1 = 1.80
     assert parts == {"usage_growth": 4_50, "price_changes": 2_70, "expired_discounts": 1_80,
                      "precision_difference": 0}
-    # 3 units at 0.333 deducted 1.00 -> 4 units deducted 1.33: usage 1.332 -> 1.33; the fen
-    # rounding of the deductions (0.001 + 0.002 ... ) lands in the precision difference
+    # 3 units at 0.333 (0.999, deducted 1.00) -> 4 units (1.332, deducted 1.34): usage
+    # 0.333 -> 0.33 fen-rounded once; the other fen of the 0.34 deducted more is the
+    # rounding of the deductions themselves: the precision difference
     small = rules.item_parts(_usage(3, 99_900_000, 99_900_000, 1_00),
                              _usage(4, 133_200_000, 133_200_000, 1_34), True)
     assert small == {"usage_growth": 33, "price_changes": 0, "expired_discounts": 0,

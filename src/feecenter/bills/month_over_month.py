@@ -50,9 +50,12 @@ def explain(conn: Connection, actor: Actor, uin: int, month: str, previous: str 
 def _require_finance(actor: Actor, uin: int) -> None:
     try:
         require(actor, uin, FINANCE)
-    except PermissionDenied as denied:  # the account asked for is the field refused
-        raise PermissionDenied(denied.message_zh, denied.message_en,
-                               field=denied.field or "uin", **denied.details) from denied
+    except PermissionDenied as denied:
+        if denied.field or actor.uin == uin:
+            raise
+        # another account's bills: the account asked for is the field refused
+        raise PermissionDenied(denied.message_zh, denied.message_en, field="uin",
+                               **denied.details) from denied
 
 
 def month_before(month: str) -> str:
