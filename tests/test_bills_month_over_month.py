@@ -98,6 +98,46 @@ def months(rt):
     return {"uin": uin, "p1": p1, "p2": p2, "a": vm_a, "b": disk_b, "c": vm_c, "d": vm_d}
 
 
+@pytest.mark.spec("BIL-8")
+def test_a_repeated_renewal_splits_into_price_change_and_expired_discount(rt):
+    """Renewed in November at 90% (178.00 × 0.9 = 160.20) and in December at the list
+    price raised to 200.00 on 1 December: 39.80 more, 160.20 × 22/178 = 19.80 of
+    price change at the old discount and 200.00 - 180.00 = 20.00 of expired
+    discount; nothing left under renewals (the same unit-months)."""
+    rt.clock.set(local(10, 20, 9))
+    raised = ('      - {item: S5.MEDIUM4,   pay_mode: prepaid,  regions: *regions3, '
+              'from: 2026-12-01, price: "200.00"}\n')
+    text = catalog.sample_catalog_text()
+    anchor = next(line for line in text.splitlines(keepends=True)
+                  if "item: S5.MEDIUM4" in line and "prepaid" in line)
+    load(rt, text.replace(anchor, anchor + raised, 1))
+    uin = new_account(rt, "repeated-renewal")
+    add_cash(rt, uin, 10_000_00)
+    with transaction(rt.engine) as conn:
+        catalog.set_discount(conn, rt.clock, OPS, uin, 9000, product="cvm",
+                             start=local(11, 1, 0), end=local(12, 1, 0))
+    rt.clock.set(local(10, 20, 10))
+    (bought,) = buy(rt, uin)
+    pay(rt, uin, [bought])
+    with rt.engine.connect() as conn:
+        vm = orders.get_order(conn, SYSTEM, uin, bought)["resource_id"]
+    amounts = []
+    for month in (11, 12):
+        rt.clock.set(local(month, 15))
+        with transaction(rt.engine) as conn:
+            renewal = orders.create_renewal(conn, rt.clock, SYSTEM, uin, vm, 1)
+        amounts.append(pay(rt, uin, [renewal])["amount"])
+    assert amounts == [160_20, 200_00]
+    out = _explain(rt, uin)
+    cats = _by_category(out)
+    assert out["difference"] == 39_80
+    assert _resources(cats["price_changes"]) == {vm: 19_80}
+    assert _resources(cats["expired_discounts"]) == {vm: 20_00}
+    assert cats["renewals"]["amount"] == 0 and _resources(cats["renewals"]) == {}
+    assert "precision_difference" not in cats
+    assert sum(c["amount"] for c in out["categories"]) == out["difference"]
+
+
 def _explain(rt, uin, month=MONTH, previous=None, actor=SYSTEM):
     with rt.engine.connect() as conn:
         return mom.explain(conn, actor, uin, month, previous)
@@ -245,6 +285,23 @@ def test_the_chain_splits_usage_price_and_discount_and_rounds_once():
 
 
 @pytest.mark.spec("BIL-8")
+@pytest.mark.spec("BIL-8")
+def test_repeated_renewals_compare_their_terms():
+    # November: 1 unit-month at 100 (list 1:1) for 90.00; December: 2 unit-months at 110
+    # for 220.00 (discount gone). renewals (more unit-months) 90.00; price 2 × 10 × 0.9
+    # = 18.00; discount 220.00 - 198.00 = 22.00
+    before = rules.OrderSums(renew=90_00, renew_units=1, renew_list=100)
+    after = rules.OrderSums(renew=220_00 + 30_00, unified_extra=30_00, renew_units=2,
+                            renew_list=220)
+    assert rules.renewal_parts(before, after) == {
+        "renewals": 90_00, "price_changes": 18_00, "expired_discounts": 22_00,
+        "precision_difference": 0}
+    # a fixed-price renewal (no list) or a renewal in one month only: all renewals
+    assert rules.renewal_parts(before, rules.OrderSums(renew=99_00, renew_units=1)) == {
+        "renewals": 9_00}
+    assert rules.renewal_parts(rules.OrderSums(), after) == {"renewals": 220_00}
+
+
 def test_new_gone_and_unexplainable_items():
     nothing = rules.UsageSums()
     used = _usage(10, 5 * 10**6, 5 * 10**6, 5)
@@ -269,7 +326,8 @@ def test_the_resources_of_a_category_are_capped_largest_first():
 money = st.integers(-10**12, 10**12)
 usage_sums = st.builds(rules.UsageSums, st.integers(-10**9, 10**9), money, money,
                        st.integers(-10**6, 10**6))
-order_sums = st.builds(rules.OrderSums, *[st.integers(-10**7, 10**7)] * 5)
+order_sums = st.builds(rules.OrderSums, *[st.integers(-10**7, 10**7)] * 5,
+                       st.integers(-10**9, 10**9), st.integers(-10**15, 10**15))
 resource_ids = st.sampled_from(["r1", "r2", "r3", "r4"])
 month_aggregates = st.builds(
     rules.MonthAggregates,

@@ -5,9 +5,9 @@ from another's. Read-only; owns no table.
 (``bills.service.month_lines``: the lines the statistic period puts in the
 month, BIL-3) into per-resource aggregates (``month_aggregates``: prepaid
 orders by kind with their unified-expiry extra days, postpaid lines by
-resource and billing item with their charged quantity), and hands both to the
-pure ``month_over_month_rules.decompose``, which owns the method
-(docs/bills.md, "Month over month").
+resource and billing item with their charged quantity; renewals with their
+terms), and hands both to the pure ``month_over_month_rules.decompose``,
+which owns the method (docs/bills.md, "Month over month").
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def month_aggregates(conn: Connection, actor: Actor, uin: int, month: str) -> _M
     ids = {mode: [int(line["line_id"].split(":")[1]) for line in lines
                   if line["pay_mode"] == mode] for mode in ("prepaid", "postpaid")}
     charged = _charged_quantities(conn, ids["postpaid"])
-    extras = _unified_extras(conn, ids["prepaid"])
+    facts = _order_facts(conn, ids["prepaid"])
     prepaid: dict[str, dict] = defaultdict(lambda: defaultdict(int))
     postpaid: dict[tuple, dict] = defaultdict(lambda: defaultdict(int))
     resources = {}
@@ -106,7 +106,8 @@ def month_aggregates(conn: Connection, actor: Actor, uin: int, month: str) -> _M
         if line["pay_mode"] == "prepaid":
             kind = line["kind"] if line["kind"] in ("new", "renew", "upgrade") else "refund_downgrade"
             prepaid[rid][kind] += line["deducted"]
-            prepaid[rid]["unified_extra"] += extras.get(line_id) or 0
+            if kind == "renew":
+                _add_renewal(prepaid[rid], facts[line_id])
         else:
             sums = postpaid[(rid, line["item"])]
             sums["quantity"] += charged[line_id]
@@ -114,6 +115,9 @@ def month_aggregates(conn: Connection, actor: Actor, uin: int, month: str) -> _M
                                   else line["discounted_cost"])  # BIL-6: no list price
             sums["discounted_cost"] += line["discounted_cost"]
             sums["deducted"] += line["deducted"]
+    for sums in prepaid.values():
+        if sums.pop("fixed", 0):  # a renewal at a fixed price: not compared
+            sums["renew_list"] = 0
     return _Month(rules.MonthAggregates(
         orders={rid: rules.OrderSums(**sums) for rid, sums in prepaid.items()},
         usage={key: rules.UsageSums(**sums) for key, sums in postpaid.items()}), resources)
@@ -131,13 +135,26 @@ def _charged_quantities(conn: Connection, ids: list[int]) -> dict[int, int]:
     return found
 
 
-def _unified_extras(conn: Connection, ids: list[int]) -> dict[int, int | None]:
-    """Order id -> the fen of its unified-expiry extra days (RNW-5; None: not aligned)."""
+def _add_renewal(sums: dict, order) -> None:
+    """A renewal's unified-expiry extra days (RNW-5) and its term (unit-months, unit
+    price × unit-months) for comparing repeated renewals."""
+    sums["unified_extra"] += order.unified_extra or 0
+    units = order.quantity * (order.months or 0)
+    sums["renew_units"] += units
+    if order.price_kind == "fixed" or order.unit_price is None:
+        sums["fixed"] = 1
+    else:
+        sums["renew_list"] += order.unit_price * units
+
+
+def _order_facts(conn: Connection, ids: list[int]) -> dict[int, object]:
+    """Order id -> its unified_extra, quantity, months, price kind and unit price."""
     o = orders.c
     found = {}
     for at in range(0, len(ids), CHUNK):
-        rows = conn.execute(select(o.id, o.unified_extra).where(o.id.in_(ids[at:at + CHUNK])))
-        found.update((order_id, extra) for order_id, extra in rows)
+        rows = conn.execute(select(o.id, o.unified_extra, o.quantity, o.months, o.price_kind,
+                                   o.unit_price).where(o.id.in_(ids[at:at + CHUNK])))
+        found.update((row.id, row) for row in rows)
     return found
 
 

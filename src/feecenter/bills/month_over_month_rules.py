@@ -13,6 +13,12 @@ of its resources' amounts.
   previous month's negative), and postpaid resources with no cost at all in
   the previous month (their whole cost).
 - ``renewals``: prepaid ``renew`` orders without their unified-expiry extra days.
+  A resource renewed in both months (repeated renewals) is compared by the
+  chain below over its renewals' terms — unit-months (quantity × months),
+  unit price × unit-months, amount: more or fewer unit-months renewed stay
+  ``renewals``, the unit price's change goes to ``price_changes`` and the
+  discount's to ``expired_discounts`` (a renewal at a fixed price is not
+  compared: its whole change stays ``renewals``).
 - ``unified_expiry``: the extra days' amounts of renewals aligned to the
   unified expiry day (RNW-5, the orders' ``unified_extra``).
 - ``upgrades`` and ``refunds_downgrades``: those prepaid orders (refunds and
@@ -40,7 +46,8 @@ discount = D1 − L1 × D0 / L0. They add up to D1 − D0 exactly.
 **The one rounding.** Each effect of one (resource, item) is rounded to fen
 once, half-up (halves away from zero, ``money.round_rated_to_fen``'s rule on
 the exact value); the item's deducted difference minus those rounded effects
-is its ``precision_difference``. Prepaid amounts are fen already: no rounding.
+is its ``precision_difference``; repeated renewals likewise. Other prepaid
+amounts are fen already: no rounding.
 """
 
 from __future__ import annotations
@@ -60,18 +67,6 @@ RESOURCE_CAP = 20  # resources listed per category (the count says how many ther
 
 
 @dataclass(frozen=True)
-class OrderSums:
-    """One resource's prepaid order lines of a month, fen by kind; ``unified_extra``:
-    the part of ``renew`` that paid the unified-expiry extra days."""
-
-    new: int = 0
-    renew: int = 0
-    unified_extra: int = 0
-    upgrade: int = 0
-    refund_downgrade: int = 0
-
-
-@dataclass(frozen=True)
 class UsageSums:
     """One (resource, billing item)'s postpaid lines of a month: charged quantity
     (1e-6 units), list cost and discounted cost (1e-8 yuan), deducted fen."""
@@ -84,6 +79,33 @@ class UsageSums:
     @property
     def empty(self) -> bool:
         return not (self.quantity or self.list_cost or self.discounted_cost or self.deducted)
+
+
+@dataclass(frozen=True)
+class OrderSums:
+    """One resource's prepaid order lines of a month, fen by kind; ``unified_extra``:
+    the part of ``renew`` that paid the unified-expiry extra days."""
+
+    new: int = 0
+    renew: int = 0
+    unified_extra: int = 0
+    upgrade: int = 0
+    refund_downgrade: int = 0
+    # the renewals' terms, to compare repeated renewals: Σ quantity × months, and Σ unit
+    # price × quantity × months (any fixed scale); 0 when some renewal has no unit price
+    # per unit (a fixed price) — then they are not compared
+    renew_units: int = 0
+    renew_list: int = 0
+
+    @property
+    def renew_term(self) -> int:
+        """The renewals' amount without the unified-expiry extra days (fen)."""
+        return self.renew - self.unified_extra
+
+    def renewal_usage(self) -> UsageSums:
+        """The renewals as a usage aggregate for the chain (their terms' amounts)."""
+        return UsageSums(self.renew_units, self.renew_list, self.renew_term * RATE_PER_FEN,
+                         self.renew_term)
 
 
 @dataclass
@@ -129,10 +151,28 @@ def usage_chain(before: UsageSums, after: UsageSums) -> dict[str, Fraction] | No
 
 def _order_parts(before: OrderSums, after: OrderSums) -> dict[str, int]:
     return {"new_purchases": after.new - before.new,
-            "renewals": (after.renew - after.unified_extra) - (before.renew - before.unified_extra),
+            **renewal_parts(before, after),
             "unified_expiry": after.unified_extra - before.unified_extra,
             "upgrades": after.upgrade - before.upgrade,
             "refunds_downgrades": after.refund_downgrade - before.refund_downgrade}
+
+
+def renewal_parts(before: OrderSums, after: OrderSums) -> dict[str, int]:
+    """A resource's renewals (without unified-expiry days): renewed in both months
+    (repeated renewals, each month's terms positive), the chain splits the change
+    into more or fewer unit-months renewed (``renewals``), the unit price
+    (``price_changes``) and the discount (``expired_discounts``), rounded once
+    like postpaid items; else the whole change is ``renewals``."""
+    change = after.renew_term - before.renew_term
+    chain = None
+    if before.renew_term > 0 and after.renew_term > 0 and after.renew_list > 0:
+        chain = usage_chain(before.renewal_usage(), after.renewal_usage())
+    if chain is None:
+        return {"renewals": change}
+    parts = {"renewals" if name == "usage_growth" else name: fraction_to_fen(effect)
+             for name, effect in chain.items()}
+    parts["precision_difference"] = change - sum(parts.values())
+    return parts
 
 
 def item_parts(before: UsageSums, after: UsageSums, resource_had_cost: bool) -> dict[str, int]:

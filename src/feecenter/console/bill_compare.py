@@ -23,12 +23,15 @@ CATEGORY_LABELS = {
     "new_purchases": (N_("New purchases"),
                       N_("Prepaid purchases, and postpaid resources without cost the month "
                          "before")),
-    "renewals": (N_("Renewals"), N_("Prepaid renewals, without the unified expiry days")),
+    "renewals": (N_("Renewals"),
+                 N_("Prepaid renewals without the unified expiry days; a resource renewed "
+                    "in both months: the change in what was renewed")),
     "unified_expiry": (N_("Unified expiry"),
                        N_("The extra days renewals paid to end on the unified expiry day")),
     "expired_discounts": (N_("Expired discounts"),
-                          N_("The same usage with a smaller discount or none")),
-    "price_changes": (N_("Price changes"), N_("The same usage at a changed unit price")),
+                          N_("The same usage or renewal with a smaller discount or none")),
+    "price_changes": (N_("Price changes"),
+                      N_("The same usage or renewal at a changed unit price")),
     "usage_growth": (N_("Usage growth"),
                      N_("More or less postpaid usage at the earlier price; resources gone "
                         "count negative")),
