@@ -30,6 +30,7 @@ from feecenter.renewal import settings as renewal_settings
 from feecenter.settlement import service as settlement
 from tests.helpers import OPS, add_cash, api_key, buy, new_account, pay
 from tests.rest_harness import Signed
+from tests.test_console import logged_in, shop  # noqa: F401 - shop is a fixture
 from tests.test_settlement import ingest, load, open_
 
 PREVIOUS, MONTH = "2026-11", "2026-12"
@@ -349,3 +350,19 @@ def test_the_parts_always_sum_to_the_difference(previous, current):
         assert category["amount"] == sum(by_resource.values())
         assert category["resource_count"] == len(by_resource)
         assert len(category["resources"]) == min(2, len(by_resource))
+
+
+# ---------------------------------------------------------------- the console page
+
+def test_the_console_page_refuses_a_readonly_user_and_names_a_bad_month(rt, shop):  # noqa: F811
+    http = logged_in(rt)  # the owner
+    assert 'href="/console/bills/compare"' in http.get("/console/bills").text  # linked
+    page = http.get("/console/bills/compare")
+    assert page.status_code == 200 and "data-total=\"difference\"" in page.text
+    bad = http.get("/console/bills/compare?month=2026-13")
+    assert bad.status_code == 400 and 'data-error-field="month"' in bad.text
+    after = http.get("/console/bills/compare?month=2026-03&previous=2026-04")
+    assert after.status_code == 400 and 'data-error-field="previous"' in after.text
+    readonly = logged_in(rt, "acme-readonly").get("/console/bills/compare")
+    assert readonly.status_code == 403 and "data-category" not in readonly.text
+    assert "缺少" in readonly.text  # the service's refusal, in the page's language

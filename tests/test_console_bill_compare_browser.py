@@ -3,8 +3,8 @@ Playwright; skipped without it, except under CI=true): a customer whose
 December holds a new purchase, a renewal onto the unified expiry day and grown
 postpaid usage at a raised price picks November and December and sees each
 category with its amount and its resources; a previous month after the month
-is refused on the page, naming the field. Screenshots go to
-artifacts/screenshots/.
+is refused on the page, naming the field. The page passes axe (serious and
+critical) with every field labelled. Screenshots go to artifacts/screenshots/.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from feecenter.auth import sessions
 from feecenter.db.engine import transaction
 from tests.helpers import OPS
 from tests.test_bills_month_over_month import MONTH, PREVIOUS, months  # noqa: F401 - a fixture
+from tests.test_console_a11y_browser import UNLABELLED, severe_violations
 from tests.test_console_browser import (  # noqa: F401 - browser_page is a fixture
     PASSWORD, browser_page, log_in, shooter, watch_errors)
 
@@ -61,6 +62,7 @@ def test_a_customer_sees_each_category_with_its_amount(
                         ).first.inner_text() == "web"  # the name the customer gave
     assert page.locator('section[data-category="other"]').count() == 0
     shot("bill-compare")
+    assert severe_violations(page) == [] and page.evaluate(UNLABELLED) == []  # axe, labels
     assert problems == []  # no CSP violation, no script error
 
     page.fill("input[name=previous]", "2027-01")
