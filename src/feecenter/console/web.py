@@ -330,6 +330,7 @@ def install(app: FastAPI) -> None:
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     # the pages' own modules import this one (render, page), so they are imported here
     from feecenter.console import arrears as arrears_pages
+    from feecenter.console import bill_compare as bill_compare_pages
     from feecenter.console import coupons as coupon_pages
     from feecenter.console import ledger
     from feecenter.console import messages as message_pages
@@ -342,6 +343,7 @@ def install(app: FastAPI) -> None:
     from feecenter.console import service_requests as service_request_pages
     from feecenter.console import users as user_pages
 
+    app.include_router(bill_compare_pages.router)  # /bills/compare before any /bills/…
     app.include_router(ledger.router)  # before ``router``, which ends with the catch-all
     app.include_router(order_pages.router)
     app.include_router(resource_pages.router)
