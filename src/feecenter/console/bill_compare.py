@@ -13,8 +13,8 @@ from fastapi.responses import HTMLResponse
 from feecenter.bills import month_over_month
 from feecenter.console.charts import business_month
 from feecenter.console.i18n import N_
-from feecenter.console.web import PREFIX, message, page, lang_of, render
-from feecenter.errors import FeeCenterError, PermissionDenied
+from feecenter.console.web import PREFIX, page, page_error, render
+from feecenter.errors import FeeCenterError
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -56,10 +56,9 @@ def compare(request: Request) -> HTMLResponse:
         with rt.engine.connect() as conn:
             out = month_over_month.explain(conn, actor, actor.uin, month, previous)
     except FeeCenterError as exc:
-        return render(request, "bill_compare.html", status=exc.http_status,
-                      session=current.session, active="bills", result=None,
-                      error=message(exc, lang_of(request)), field=exc.field,
-                      denied=isinstance(exc, PermissionDenied), **context)
+        found = page_error(request, exc)
+        return render(request, "bill_compare.html", status=found.pop("status"),
+                      session=current.session, active="bills", result=None, **found, **context)
     return render(request, "bill_compare.html", session=current.session, active="bills",
                   result=out, error=None, field=None, denied=False,
                   **{**context, "previous": out["previous"]})
