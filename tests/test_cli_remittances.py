@@ -1,4 +1,5 @@
-"""``feecenter statement import|imports`` and ``feecenter remittance queue|assign|release``
+"""``feecenter statement import|imports`` and ``feecenter remittance queue|assign|release|
+refund-unassigned``
 through Typer's CliRunner on both backends (RMT-2, RMT-3): the summary table and
 --json, a refused file naming its line with exit 1 and nothing imported."""
 
@@ -121,6 +122,30 @@ def test_an_operator_works_a_queue_from_the_cli(rt, run, company, tmp_path):
     assert not_held.exit_code == 1 and "released" in not_held.stderr
     bad_queue = run("remittance", "queue", "everything")
     assert bad_queue.exit_code == 1 and "unknown queue" in bad_queue.stderr
+
+
+@pytest.mark.spec("RMT-11")
+def test_an_operator_refunds_unassigned_money_to_its_payer_from_the_cli(rt, run, company,
+                                                                     tmp_path):
+    _, number = company
+    run("statement", "import", statement(tmp_path, number))
+    [item] = json.loads(run("remittance", "queue", "unassigned", "--json").stdout)["items"]
+    payout = ("--holder", ENTITY, "--bank", "招商银行", "--reason", "无法识别收款账号")
+    bad = run("remittance", "refund-unassigned", item["id"], *payout, "--bank-account", "12ab")
+    assert bad.exit_code == 1 and "bank account" in bad.stderr
+    with rt.engine.connect() as conn:
+        state = conn.execute(select(remittances_table.c.state).where(
+            remittances_table.c.id == item["id"])).scalar_one()
+    assert state == "unassigned"  # the refused refund wrote nothing
+    done = run("remittance", "refund-unassigned", item["id"], *payout,
+               "--bank-account", "6225880112345678", "--json")
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout)
+    assert (result["state"], result["amount"]) == ("refunded", "30.00")
+    again = run("remittance", "refund-unassigned", item["id"], *payout,
+                "--bank-account", "6225880112345678")
+    assert again.exit_code == 1  # refunded once only
+    assert json.loads(run("remittance", "queue", "unassigned", "--json").stdout)["total"] == 0
 
 
 def test_import_progress_is_reported_by_bytes_read_up_to_the_size(rt, tmp_path):

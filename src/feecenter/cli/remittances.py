@@ -167,6 +167,30 @@ def release(remittance_id: IdArg, as_json: JsonOpt = False) -> None:
         conn, rt.clock, _actor(), remittance_id)))
 
 
+@remittance_app.command("refund-unassigned")
+def refund_unassigned(
+    remittance_id: IdArg,
+    holder: Annotated[str, typer.Option(help="收款户名 / the payer's account holder")],
+    bank_account: Annotated[str, typer.Option(help="收款银行账号 / bank account, 8-30 digits")],
+    bank: Annotated[str, typer.Option(help="开户银行 / the bank")],
+    reason: Annotated[str, typer.Option(help="原因 / why it is refunded")],
+    branch: Annotated[str, typer.Option(help="开户支行 / branch")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Refund money of no account (unassigned, or held before any account was known)
+    to its payer (RMT-11), with the payout details the operator collected."""
+    from feecenter.db.engine import transaction
+    from feecenter.remittances import cases
+
+    payout = {"holder": holder, "bank_account": bank_account, "bank": bank, "branch": branch}
+    with _refusals(as_json):
+        rt = _runtime()
+        with transaction(rt.engine) as conn:
+            done = cases.refund_unassigned(conn, rt.clock, _actor(), remittance_id,
+                                           payout=payout, reason=reason)
+    _emit(as_json, done)
+
+
 def _in_transaction(as_json: bool, change) -> dict:
     """Run ``change(conn, rt)`` in one transaction; the record it returns, shown."""
     from feecenter.db.engine import transaction
