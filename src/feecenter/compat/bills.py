@@ -162,12 +162,14 @@ def _overview_item(sums: dict, total: dict, month: str) -> dict:
 
 
 class _Names:
-    """Product and region names (Chinese, as Tencent's console shows them)."""
+    """Product, region and billing-item names (Chinese, as Tencent's console shows them),
+    read while the connection is open."""
 
     def __init__(self, conn):
         self.products = {p.code: p.name_zh for p in catalog.list_products(conn)}
         self.regions = {r["code"]: r["name_zh"] for r in catalog.list_regions(conn)}
-        self.conn, self.items = conn, {}
+        self.items = {code: {i["code"]: i for i in catalog.list_items(conn, code)}
+                      for code in self.products}
 
     def product(self, code: str) -> str:
         return self.products.get(code, code)
@@ -176,12 +178,7 @@ class _Names:
         return self.regions.get(code, code)
 
     def item(self, product: str, code: str) -> dict:
-        if product not in self.items:
-            try:
-                self.items[product] = {i["code"]: i for i in catalog.list_items(self.conn, product)}
-            except FeeCenterError:
-                self.items[product] = {}
-        return self.items[product].get(code, {"name_zh": code, "unit_zh": ""})
+        return self.items.get(product, {}).get(code, {"name_zh": code, "unit_zh": ""})
 
 
 # ---------------------------------------------------------------- L1: DescribeBillSummaryBy*
@@ -644,7 +641,8 @@ def _cost_detail(line: dict, uin: int, names: _Names) -> dict:
         original = line["original_cost"] if listed else None
     component = {
         "ComponentCodeName": item["name_zh"], "ItemCodeName": item["name_zh"],
-        "SinglePrice": _rated(line["unit_price"]) if listed else "-",
+        "SinglePrice": _rated(line["unit_price"]) if listed and line["unit_price"] is not None
+        else "-",
         "PriceUnit": (f"元/{item['unit_zh']}/月" if prepaid else f"元/{item['unit_zh']}")
         if item["unit_zh"] else "元",
         "UsedAmount": _quantity(line["quantity"]), "UsedAmountUnit": "天" if prepaid
