@@ -26,7 +26,6 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentClo
 
 from feecenter.bills import consumption, rollups, service
 from feecenter.clock import business_time_text
-from tests.compat_harness import compat_shop  # noqa: F401 - the fixture
 from tests.helpers import OPS, buy, pay
 from tests.test_bills_rollup import DAYS, MONTH, at, month  # noqa: F401 - the fixture
 from tests.test_compat_sdk import make_key, sdk
@@ -402,14 +401,14 @@ def test_bad_input_is_a_tencent_error_naming_the_parameter(billed):
 def test_a_raw_body_is_checked_to_the_nested_field(compat_shop):
     """What the SDK would not send (it drops unknown model fields): refused by name."""
     this = business_time_text(compat_shop.now)[:7]
-    month = {"BeginTime": this, "EndTime": this}
+    both = {"BeginTime": this, "EndTime": this}
     for body, code, field in (
-            ({**month, "Conditions": {"Colour": "red"}}, "UnknownParameter", "Conditions.Colour"),
-            ({**month, "Conditions": {"RegionIds": ["4"]}}, "InvalidParameter",
+            ({**both, "Conditions": {"Colour": "red"}}, "UnknownParameter", "Conditions.Colour"),
+            ({**both, "Conditions": {"RegionIds": ["4"]}}, "InvalidParameter",
              "Conditions.RegionIds"),
-            ({**month, "Conditions": []}, "InvalidParameter", "Conditions"),
-            ({**month, "Limit": 0}, "InvalidParameterValue", "Limit")):
+            ({**both, "Conditions": []}, "InvalidParameter", "Conditions"),
+            ({**both, "Limit": 0}, "InvalidParameterValue", "Limit")):
         error = compat_shop.call("DescribeCostSummaryByResource", body)["Error"]
         assert (error["Code"], error["Message"].split(":")[0]) == (code, field), error
-    fine = compat_shop.call("DescribeCostSummaryByResource", {**month, "Conditions": {}})
+    fine = compat_shop.call("DescribeCostSummaryByResource", {**both, "Conditions": {}})
     assert "Error" not in fine and fine["RecordNum"] is None
