@@ -6,6 +6,12 @@ checks FINANCE on the account. A line belongs to the month ``settlement.rules.
 statistic_month`` gives it (BIL-3), with the account's switch month from
 ``usage_time_switch_month``.
 
+For the Tencent-compatible views (XTR-5) it also gives, additively, L1 groups by
+product (``summary_with_products``), a page of L2 with its lines' kinds and times
+(``resource_bill_page``), the month's lines on the refreshed days
+(``refreshed_lines``) and the consumption bill (BIL-4) line by line
+(``consumption_lines``, ``consumption_summary``).
+
 Tags are the resource's tags at query time (the roll-ups are kept per resource;
 a tag changed today regroups the past months' L1 by tag); the project is the
 one at deduction time (SET-7), stored on each line.

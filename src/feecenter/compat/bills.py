@@ -261,7 +261,7 @@ def describe_bill_summary_by_tag(rt: Runtime, actor: Actor, params: dict) -> dic
     if not params.get("TagKey"):
         raise invalid("TagKey", "缺少参数 TagKey", "missing parameter TagKey")
     month, total, groups, _ = _l1(rt, actor, params, "tag", params["TagKey"])
-    if params.get("TagValue") is not None and "TagValue" in params:
+    if "TagValue" in params:
         groups = [g for g in groups if g["tag_value"] == params["TagValue"]]
     return {"Ready": 1,
             "SummaryOverview": [{"TagValue": g["tag_value"],
@@ -384,8 +384,8 @@ def _resource(item: dict, uin: int, month: str, names: _Names) -> dict:
 
 # ---------------------------------------------------------------- consumption: DescribeCost*
 
-def _consumption(rt: Runtime, actor: Actor, params: dict, by: str):
-    """The month's consumption lines grouped ``by``, and last month's groups (the trend)."""
+def _consumption(rt: Runtime, actor: Actor, params: dict):
+    """The month's consumption lines, and last month's (for the trend)."""
     uin = _customer_uin(actor)
     _own_payer(params, uin)
     month = _one_month(params)
@@ -438,7 +438,7 @@ def _total(lines: list[dict]) -> dict:
 
 
 def describe_cost_summary_by_product(rt: Runtime, actor: Actor, params: dict) -> dict:
-    month, lines, earlier, names = _consumption(rt, actor, params, "product")
+    month, lines, earlier, names = _consumption(rt, actor, params)
     before = {g["product_code"]: g["consumed"] for g in bills.consumption_summary(earlier, "product")}
     groups = bills.consumption_summary(lines, "product")
     data = [{"BusinessCode": g["product_code"], "BusinessCodeName": names.product(g["product_code"]),
@@ -457,7 +457,7 @@ def _within(earlier: list[dict], by: str) -> tuple[dict, dict]:
 
 
 def describe_cost_summary_by_project(rt: Runtime, actor: Actor, params: dict) -> dict:
-    month, lines, earlier, names = _consumption(rt, actor, params, "project")
+    month, lines, earlier, names = _consumption(rt, actor, params)
     before, before_products = _within(earlier, "project")
     data = [{"ProjectId": str(g["project_id"]), "ProjectName": g["project_name"],
              "Trend": _trend(g["consumed"], before.get(g["project_id"])),
@@ -468,7 +468,7 @@ def describe_cost_summary_by_project(rt: Runtime, actor: Actor, params: dict) ->
 
 
 def describe_cost_summary_by_region(rt: Runtime, actor: Actor, params: dict) -> dict:
-    month, lines, earlier, names = _consumption(rt, actor, params, "region")
+    month, lines, earlier, names = _consumption(rt, actor, params)
     before, before_products = _within(earlier, "region")
     data = []
     for g in bills.consumption_summary(lines, "region"):
@@ -503,7 +503,7 @@ def describe_cost_summary_by_resource(rt: Runtime, actor: Actor, params: dict) -
         if mode not in PAY_MODE_OF:
             raise invalid("Conditions.PayModes", "付费模式只能为 prePay 或 postPay",
                           "PayModes must be prePay or postPay")
-    month, lines, _, names = _consumption(rt, actor, params, "resource")
+    month, lines, _, names = _consumption(rt, actor, params)
     groups = bills.consumption_summary(lines, "resource")
     condition_value = _condition_value(groups, names) if params.get("NeedConditionValue") == 1 \
         else None
