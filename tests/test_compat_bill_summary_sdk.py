@@ -24,6 +24,7 @@ from tencentcloud.billing.v20180709 import models
 from tencentcloud.common import abstract_client
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
+from feecenter.accounts import service as accounts
 from feecenter.bills import consumption, rollups, service
 from feecenter.clock import business_time_text
 from tests.helpers import OPS, buy, pay
@@ -412,3 +413,38 @@ def test_a_raw_body_is_checked_to_the_nested_field(compat_shop):
         assert (error["Code"], error["Message"].split(":")[0]) == (code, field), error
     fine = compat_shop.call("DescribeCostSummaryByResource", {**both, "Conditions": {}})
     assert "Error" not in fine and fine["RecordNum"] is None
+
+
+@pytest.mark.spec("XTR-5", "BIL-4")
+def test_cost_trend_compares_with_last_month(billed):
+    rt, uin, client = billed.rt, billed.uin, billed.client
+    with rt.engine.connect() as conn:
+        march, april = (consumption.consumption_bill(conn, OPS, uin, m)
+                        for m in (MONTH, "2026-04"))
+    before = {p["product"]: p["total"] for p in march["by_product"]}
+    found = call(client, "DescribeCostSummaryByProduct", BeginTime="2026-04", EndTime="2026-04",
+                 Offset=0, Limit=100)
+    assert fen(found.Total.RealTotalCost) == april["total"]
+    for item in found.Data:  # the prepaid months' rest: less than March
+        now, then = fen(item.RealTotalCost), before[item.BusinessCode]
+        assert item.Trend.Type == "downward" and now < then
+        change = (Decimal(then - now) * 100 / then).quantize(Decimal("0.01"))
+        assert Decimal(item.Trend.Value) == change
+        assert fen(item.LeftRealTotalCost) >= 0
+
+
+@pytest.mark.spec("XTR-5", "ACC-2")
+def test_a_user_without_the_finance_permission_reads_no_summary(billed, live_server_on_test_clock):
+    rt, uin = billed.rt, billed.uin
+    _, address = live_server_on_test_clock
+    with rt.engine.begin() as conn:
+        accounts.add_user(conn, rt.clock, OPS, uin, "viewer", "readonly")
+    key = make_key(rt, uin, "viewer")
+    viewer = sdk(address, key.secret_id, key.secret_key)
+    for action, params in (("DescribeBillSummaryByProduct", months()),
+                           ("DescribeBillSummary", {"Month": MONTH, "GroupType": "business"}),
+                           ("DescribeBillResourceSummary", {"Month": MONTH, "Offset": 0,
+                                                            "Limit": 10}),
+                           ("DescribeCostSummaryByRegion", months()),
+                           ("DescribeCostDetail", {"Month": MONTH, "Offset": 0, "Limit": 10})):
+        assert refused(viewer, action, **params).get_code() == "UnauthorizedOperation", action
