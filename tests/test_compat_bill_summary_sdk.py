@@ -292,6 +292,9 @@ def test_cost_summaries_answer_the_consumption_bill(billed):
     shanghai = call(client, "DescribeCostSummaryByResource", **page,
                     Conditions={"RegionIds": [4], "PayModes": ["prePay"]})
     assert [d.RegionId for d in shanghai.Data] == ["ap-shanghai"]
+    one = call(client, "DescribeCostSummaryByResource", **page,
+               Conditions={"RegionId": 4, "BusinessCode": "cvm"})
+    assert [d.ResourceId for d in one.Data] == [d.ResourceId for d in shanghai.Data]
     asc = call(client, "DescribeCostSummaryByResource", **page,
                Conditions={"OrderByCost": "asc", "HideFreeCost": 1})
     costs = [fen(d.RealTotalCost) for d in asc.Data]

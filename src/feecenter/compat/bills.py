@@ -488,9 +488,15 @@ CONDITIONS = ("ResourceKeyword", "ProjectIds", "RegionIds", "PayModes", "HideFre
 def describe_cost_summary_by_resource(rt: Runtime, actor: Actor, params: dict) -> dict:
     """Per resource (and pay mode) consumption; ``Conditions`` filter on ResourceKeyword
     (id or name contains), ProjectIds, RegionIds (Tencent's numeric ids), PayModes,
-    BusinessCodes, HideFreeCost and order by OrderByCost (desc default); ``TagKey`` /
+    BusinessCodes (or one ProjectId, RegionId, PayMode, BusinessCode), HideFreeCost and
+    order by OrderByCost (desc default); ``TagKey`` /
     ``TagValue`` keep the resources with that tag value now ("" for without the key)."""
-    conditions = params.get("Conditions") or {}
+    conditions = dict(params.get("Conditions") or {})
+    for one, many in (("ProjectId", "ProjectIds"), ("RegionId", "RegionIds"),
+                      ("PayMode", "PayModes"), ("BusinessCode", "BusinessCodes")):
+        if conditions.get(one) not in (None, ""):  # a single value: a list of one
+            conditions[many] = [*(conditions.get(many) or []), conditions.pop(one)]
+        conditions.pop(one, None)
     for name in conditions:
         if name not in CONDITIONS:
             raise invalid(f"Conditions.{name}", "不支持该过滤条件",
