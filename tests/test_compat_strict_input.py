@@ -10,14 +10,18 @@ X-TC-Language, and nothing is written.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from tencentcloud.billing.v20180709 import models
 
-from feecenter.compat.params import PARAMS, Bool, Int, ListOf, Text
+from feecenter.compat.params import PARAMS, Bool, Int, ListOf, Obj, Text
 from feecenter.errors import InvalidInput
 from feecenter.orders.rules import parse_order_ref
 from tests.compat_harness import Shop
 from tests.test_compat_fuzz import sdk_parameters
+
+_MODEL_FIELD = re.compile(r":type (\w+): ")
 
 pytestmark = pytest.mark.spec("XTR-5")
 
@@ -236,5 +240,10 @@ def test_every_sdk_parameter_is_declared_with_its_documented_type(action):
         if kind.startswith("list of "):
             assert isinstance(param, ListOf), (name, kind)
             param, kind = param.item, kind.removeprefix("list of ")
+        if kind.startswith(":class:"):  # a model as a parameter: an object of its fields
+            assert isinstance(param, Obj), (name, kind)
+            model = getattr(models, kind.rstrip("`").rsplit(".", 1)[1])
+            assert set(param.fields) == set(_MODEL_FIELD.findall(model.__init__.__doc__))
+            continue
         assert isinstance(param, KINDS[kind]), (name, kind)
     assert hasattr(models, f"{action}Request")

@@ -6,6 +6,12 @@ checks FINANCE on the account. A line belongs to the month ``settlement.rules.
 statistic_month`` gives it (BIL-3), with the account's switch month from
 ``usage_time_switch_month``.
 
+For the Tencent-compatible views (XTR-5) it also gives, additively, L1 groups by
+product (``summary_with_products``), a page of L2 with its lines' kinds and times
+(``resource_bill_page``), the month's lines on the refreshed days
+(``refreshed_lines``) and the consumption bill (BIL-4) line by line
+(``consumption_lines``, ``consumption_summary``).
+
 Tags are the resource's tags at query time (the roll-ups are kept per resource;
 a tag changed today regroups the past months' L1 by tag); the project is the
 one at deduction time (SET-7), stored on each line.
@@ -16,18 +22,23 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from datetime import date
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, func, or_, select
 
 from feecenter.accounts.permissions import FINANCE, Actor, require
-from feecenter.bills.lines import month_start, postpaid_lines, prepaid_lines
+from feecenter.bills import consumption_rules as rules
+from feecenter.bills.consumption import PREPAID_KINDS, PREPAID_STATES
+from feecenter.bills.lines import _prepaid, month_start, postpaid_lines, prepaid_lines
 from feecenter.bills.tables import bill_rollup_days, bill_rollups
-from feecenter.clock import BUSINESS_TZ, BUSINESS_YEARS, add_months, business_date, db_time
+from feecenter.clock import (BUSINESS_TZ, BUSINESS_YEARS, add_months, business_date, db_time,
+                             from_db_time, to_utc)
 from feecenter.errors import invalid
+from feecenter.orders.tables import orders
 from feecenter.resources.tables import resources
 from feecenter.settlement import service as settlement
 from feecenter.settlement.rules import statistic_month
+from feecenter.settlement.tables import bill_lines
 
 DIMENSIONS = {"product": "product_code", "project": "project_id", "region": "region",
               "pay_mode": "pay_mode"}
@@ -240,5 +251,272 @@ def tag_keys(conn: Connection, uin: int, month: str) -> list[str]:
     return sorted({key for found in tags.values() for key in found})
 
 
+
+# ---------------------------------------------------------------- views for the compat API (XTR-5)
+# Additive: L1 groups broken down by product, a page of L2 resources with the times and
+# kinds of their lines, the month's lines on the refreshed days (the breakdowns the
+# roll-ups do not keep), and the consumption bill (BIL-4) line by line.
+
+PAY_TYPES = ("consume", "refund", "adjustment")  # L0's categories: 消费, 退款, 调账
+
+
+def pay_type(line: dict) -> str:
+    """A line's L0 category: a refund or a downgrade is a refund (BIL-5), a postpaid
+    adjustment (SET-9) an adjustment, everything else consumption."""
+    if line["pay_mode"] == "prepaid" and line["kind"] in ("refund", "downgrade"):
+        return "refund"
+    return "adjustment" if line["kind"] == "adjustment" else "consume"
+
+
+def refreshed_lines(conn: Connection, actor: Actor, uin: int, month: str) -> list[dict]:
+    """The month's L3 lines deducted on business days the roll-ups hold (refreshed): the
+    lines L0–L2 add up (the bill check keeps them equal), for the breakdowns the
+    roll-ups do not keep (order kind, L0 category, a resource's times)."""
+    require(actor, uin, FINANCE)
+    check_month(month)
+    lines = _lines_of_month(conn, uin, month, usage_time_switch_month(conn, uin))
+    days = sorted({line["deducted_on"] for line in lines})
+    refreshed = set()
+    for chunk in range(0, len(days), 500):
+        refreshed |= {as_date(day) for day in conn.execute(select(bill_rollup_days.c.day).where(
+            bill_rollup_days.c.day.in_(days[chunk:chunk + 500]))).scalars()}
+    return [line for line in lines if line["deducted_on"] in refreshed]
+
+
+def sum_lines(lines: list[dict], key) -> dict:
+    """``key(line)`` -> the sums (SUMS) of the lines with that key, in first-seen order."""
+    groups: dict = {}
+    for line in lines:
+        sums = groups.setdefault(key(line), dict.fromkeys(SUMS, 0))
+        for name in SUMS:
+            if name == "lines":
+                sums[name] += 1
+            elif name == "original_cost":  # BIL-6: a contract line counts at its discounted cost
+                sums[name] += (line["original_cost"] if line["original_cost"] is not None
+                               else line["discounted_cost"])
+            else:
+                sums[name] += line[name]
+    return groups
+
+
+def summary_with_products(conn: Connection, actor: Actor, uin: int, month: str, by: str,
+                          tag_key: str | None = None) -> list[dict]:
+    """L1 groups as ``summary`` gives them, each with ``products``: the group's sums per
+    product code, largest deduction first (the roll-ups)."""
+    groups = summary(conn, actor, uin, month, by, tag_key)  # checks FINANCE, month and by
+    r = bill_rollups.c
+    where = [r.uin == uin, *_in_month(month, usage_time_switch_month(conn, uin))]
+    column = r.resource_id if by == "tag" else r[DIMENSIONS[by]]
+    rows = conn.execute(select(column, r.product_code, *_sums()).where(*where)
+                        .group_by(column, r.product_code)).mappings().all()
+    tags = _tags(conn, sorted({row["resource_id"] for row in rows})) if by == "tag" else {}
+    products: dict = defaultdict(lambda: defaultdict(lambda: dict.fromkeys(SUMS, 0)))
+    for row in rows:
+        key = (tags.get(row["resource_id"], {}).get(tag_key, UNTAGGED) if by == "tag"
+               else row[DIMENSIONS[by]])
+        for name in SUMS:
+            products[key][row["product_code"]][name] += int(row[name])
+    key_of = "tag_value" if by == "tag" else by
+    for group in groups:
+        found = products[group[key_of]]
+        group["products"] = sorted(({"product": code, **sums} for code, sums in found.items()),
+                                   key=lambda g: (-g["deducted"], g["product"]))
+    return groups
+
+
+def resource_bill_page(conn: Connection, actor: Actor, uin: int, month: str, *,
+                       pay_mode: str | None = None, product_code: str | None = None,
+                       resource_id: str | None = None, kinds: tuple[str, ...] | None = None,
+                       tag: tuple[str, str] | None = None, offset: int = 0,
+                       limit: int = 100) -> dict:
+    """A page of L2 (``{items, total}``, largest deduction first): per resource the
+    roll-ups' sums with its product, region, pay mode, project (of its latest line,
+    SET-7), name where the customer set one and tags now; and from its lines on the
+    refreshed days ``kinds`` (the order kinds, or charge/adjustment), ``items`` (billing
+    items), ``first_usage``, ``last_usage_end`` and ``last_deducted_at``. Filters: pay
+    mode, product, resource, a line kind among ``kinds``, a tag (key, value; "" for
+    resources without the key)."""
+    require(actor, uin, FINANCE)
+    check_month(month)
+    r = bill_rollups.c
+    where = [r.uin == uin, *_in_month(month, usage_time_switch_month(conn, uin))]
+    where += [r.pay_mode == pay_mode] if pay_mode else []
+    where += [r.product_code == product_code] if product_code else []
+    where += [r.resource_id == resource_id] if resource_id else []
+    rows = conn.execute(select(r.resource_id, r.product_code, r.region, r.pay_mode, *_sums())
+                        .where(*where).group_by(r.resource_id, r.product_code, r.region,
+                                                r.pay_mode)).mappings().all()
+    lines_of = defaultdict(list)
+    for line in refreshed_lines(conn, actor, uin, month):
+        lines_of[line["resource_id"]].append(line)
+    tags = _tags(conn, sorted({row["resource_id"] for row in rows}))
+    items = []
+    for row in rows:
+        rid, own = row["resource_id"], lines_of[row["resource_id"]]
+        if kinds is not None and not any(line["kind"] in kinds for line in own):
+            continue
+        if tag is not None and tags.get(rid, {}).get(tag[0], UNTAGGED) != tag[1]:
+            continue
+        items.append({"resource_id": rid, "product_code": row["product_code"],
+                      "region": row["region"], "pay_mode": row["pay_mode"],
+                      "tags": tags.get(rid, {}), **_amounts(row), **_line_facts(own)})
+    items.sort(key=lambda g: (-g["deducted"], g["resource_id"]))
+    page = items[offset:offset + limit]
+    _with_project(conn, uin, month, page)
+    names = dict(conn.execute(select(resources.c.id, resources.c.name).where(
+        resources.c.id.in_([item["resource_id"] for item in page]))).all()) if page else {}
+    for item in page:
+        item["resource_name"] = names.get(item["resource_id"])
+    return {"items": page, "total": len(items)}
+
+
+def _line_facts(lines: list[dict]) -> dict:
+    ends = [line["usage_end"] for line in lines if line["usage_end"] is not None]
+    return {"kinds": sorted({line["kind"] for line in lines}),
+            "price_kinds": sorted({line["price_kind"] for line in lines}),
+            "items": sorted({line["item"] for line in lines if line["item"]}),
+            "first_usage": min((line["usage_start"] for line in lines), default=None),
+            "last_usage_end": max(ends, default=None),
+            "last_deducted_at": max((line["deducted_at"] for line in lines), default=None)}
+
+
+def _with_project(conn: Connection, uin: int, month: str, page: list[dict]) -> None:
+    """Each item's project: the one of its latest roll-up row (frozen per line, SET-7)."""
+    if not page:
+        return
+    r = bill_rollups.c
+    rows = conn.execute(select(r.resource_id, r.deducted_on, r.project_id, r.project_name)
+                        .where(r.uin == uin, r.resource_id.in_([i["resource_id"] for i in page]),
+                               *_in_month(month, usage_time_switch_month(conn, uin))))
+    latest = {}
+    for rid, day, project_id, project_name in sorted(rows, key=lambda row: str(row[1])):
+        latest[rid] = (project_id, project_name)
+    for item in page:
+        item["project_id"], item["project_name"] = latest.get(item["resource_id"], (0, ""))
+
+
+# ---------------------------------------------------------------- consumption bill lines (BIL-4)
+
+def consumption_lines(conn: Connection, actor: Actor, uin: int, month: str,
+                      first_day: date | None = None, stop_day: date | None = None) -> list[dict]:
+    """The consumption bill (BIL-4, ``bills.consumption``) line by line: each prepaid
+    order whose service days meet the month's days ``first_day`` .. ``stop_day`` (default:
+    the whole month) with the fen those days get (``consumed``) and of it what voucher
+    and gift paid (each spread by the same rule; cash is the rest), ``left`` the fen its
+    later days still get (待分摊), ``days`` the days in range; and each postpaid L3
+    line whose usage began in those days, whole. Summed, the month's lines are
+    ``consumption_bill``'s totals."""
+    require(actor, uin, FINANCE)
+    start, end = settlement.month_bounds(month)
+    first, stop = business_date(start), business_date(end)
+    first_day, stop_day = max(first_day or first, first), min(stop_day or stop, stop)
+    out = [_consumed_order(row, first_day, stop_day)
+           for row in conn.execute(_consumed_orders(uin, first_day, stop_day)).mappings()]
+    far = db_time(month_start(f"{BUSINESS_YEARS.stop - 1}-12"))
+    lo, hi = _day_start(first_day), _day_start(stop_day)
+    for line in postpaid_lines(conn, uin, db_time(lo), far, db_time(hi), db_time(lo)):
+        voucher, gift = line["voucher_paid"], line["gift_paid"]
+        out.append({**line, "consumed": line["deducted"], "voucher": voucher, "gift": gift,
+                    "cash": line["deducted"] - voucher - gift, "left": 0, "days": 1,
+                    "fee_begin": line["usage_start"], "fee_end": line["usage_end"],
+                    "order_id": None, "order_created_at": None})
+    _with_quantities(conn, out)
+    tags = _tags(conn, sorted({line["resource_id"] for line in out}))
+    for line in out:
+        line["tags"] = tags.get(line["resource_id"], {})
+    out.sort(key=lambda line: (line["fee_begin"], line["line_id"]))
+    return out
+
+
+def _with_quantities(conn: Connection, lines: list[dict]) -> None:
+    """A postpaid line's charged quantity (1e-6 units: metered less what packages covered
+    and what was used while stopped); a prepaid line's is its days in range."""
+    ids = [int(line["line_id"].split(":")[1]) for line in lines if line["pay_mode"] == "postpaid"]
+    b, charged = bill_lines.c, {}
+    for chunk in range(0, len(ids), 500):
+        charged.update({f"postpaid:{row[0]}": int(row[1]) for row in conn.execute(
+            select(b.id, b.quantity - b.package_quantity - b.stopped_quantity)
+            .where(b.id.in_(ids[chunk:chunk + 500])))})
+    for line in lines:
+        line["quantity"] = charged.get(line["line_id"], line["days"] * 1_000_000)
+
+
+def _day_start(day: date) -> datetime:
+    return to_utc(datetime(day.year, day.month, day.day, tzinfo=BUSINESS_TZ))
+
+
+def _consumed_orders(uin: int, first_day: date, stop_day: date):
+    o = orders.c
+    lo, hi = db_time(_day_start(first_day)), db_time(_day_start(stop_day))
+    return (select(orders).where(
+        o.uin == uin, o.kind.in_(PREPAID_KINDS), o.state.in_(PREPAID_STATES),
+        o.service_start.is_not(None), o.service_end.is_not(None), o.service_start < hi,
+        or_(o.service_end > lo, and_(o.service_end <= o.service_start, o.service_start >= lo)))
+        .order_by(o.service_start, o.id))
+
+
+def _consumed_order(row, first_day: date, stop_day: date) -> dict:
+    s, e = from_db_time(row["service_start"]), from_db_time(row["service_end"])
+    begin, days = rules.service_days(s, e)
+
+    def share(fen: int) -> int:
+        return rules.share_in_range(int(fen), s, e, first_day, stop_day)
+
+    line = _prepaid(row)
+    consumed = share(row["amount"])
+    line["original_share"] = share(row["list_amount"]) if row["price_kind"] == "list" else None
+    voucher, gift = share(line["voucher_paid"]), share(line["gift_paid"])
+    in_range = max(0, (min(stop_day, begin + timedelta(days=days)) - max(first_day, begin)).days)
+    return {**line, "consumed": consumed, "voucher": voucher, "gift": gift,
+            "cash": consumed - voucher - gift,
+            "left": int(row["amount"]) - rules.share_in_range(int(row["amount"]), s, e, begin,
+                                                              stop_day),
+            "days": in_range, "fee_begin": max(s, _day_start(first_day)),
+            "fee_end": min(e, _day_start(stop_day)) if e > s else s,
+            "order_id": row["id"], "order_created_at": from_db_time(row["created_at"])}
+
+
+CONSUMPTION_SUMS = ("consumed", "voucher", "gift", "cash", "left")
+CONSUMPTION_KEYS = {"product": ("product_code",), "project": ("project_id",),
+                    "region": ("region",), "resource": ("resource_id", "pay_mode")}
+
+
+def consumption_summary(lines: list[dict], by: str) -> list[dict]:
+    """``consumption_lines`` grouped by product, project, region or resource (with pay
+    mode), each group with its sums, ``products`` (the same per product code) and its
+    descriptive fields of the latest line; largest consumption first."""
+    keys = CONSUMPTION_KEYS[by]
+    groups: dict = {}
+    for line in lines:
+        key = tuple(line[k] for k in keys)
+        group = groups.setdefault(key, {**{k: line[k] for k in keys}, "days": 0,
+                                        **dict.fromkeys(CONSUMPTION_SUMS, 0), "products": {}})
+        group.update({k: line[k] for k in ("project_name", "region", "product_code",
+                                           "resource_name", "project_id", "pay_mode", "tags")
+                      if k not in keys})
+        product = group["products"].setdefault(line["product_code"],
+                                               dict.fromkeys(CONSUMPTION_SUMS, 0))
+        for name in CONSUMPTION_SUMS:
+            group[name] += line[name]
+            product[name] += line[name]
+        group["days"] = max(group["days"], line["days"])
+        group.setdefault("fee_begin", line["fee_begin"])
+        group["fee_begin"] = min(group["fee_begin"], line["fee_begin"])
+        group["fee_end"] = max(group.get("fee_end") or line["fee_end"], line["fee_end"])
+        group["last_deducted_at"] = max(group.get("last_deducted_at") or line["deducted_at"],
+                                        line["deducted_at"])
+        group.setdefault("items", set()).add(line["item"])
+    out = []
+    for group in groups.values():
+        group["products"] = sorted(({"product": code, **sums}
+                                    for code, sums in group["products"].items()),
+                                   key=lambda g: (-g["consumed"], g["product"]))
+        group["items"] = sorted(i for i in group["items"] if i)
+        out.append(group)
+    return sorted(out, key=lambda g: (-g["consumed"], tuple(str(g[k]) for k in keys)))
+
+
 __all__ = ["DIMENSIONS", "SUMS", "usage_time_switch_month", "check_month", "month_lines",
            "overview", "summary", "resource_bills", "tag_keys"]
+__all__ += ["PAY_TYPES", "pay_type", "refreshed_lines", "sum_lines", "summary_with_products",
+            "resource_bill_page", "consumption_lines", "consumption_summary"]

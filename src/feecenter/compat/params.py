@@ -123,6 +123,60 @@ PARAMS: dict[str, dict[str, Int | Text | Bool | ListOf]] = {
 }
 
 
+@dataclass(frozen=True)
+class Obj:
+    """A JSON object of documented fields (an SDK model as a parameter, e.g. Conditions);
+    an unknown field is named with its parent (``Conditions.Colour``)."""
+    fields: dict
+    zh, en = "对象", "a JSON object"
+
+    def check(self, name: str, value: object) -> None:
+        if not isinstance(value, dict):
+            raise _wrong_type(name, self.zh, self.en)
+        for key, item in value.items():
+            if key not in self.fields:
+                raise UnknownParameter("接口没有这个参数", "the action has no such parameter",
+                                       f"{name}.{key}"[:64])
+            self.fields[key].check(f"{name}.{key}", item)
+
+
+# Bill summaries and the consumption bill (compat.bills)
+_MONTHS = {"BeginTime": Text(), "EndTime": Text(), "PayerUin": Text()}
+_COST_PAGE = {**_MONTHS, "Limit": Int(1, 100), "Offset": OFFSET, "NeedRecordNum": Int(0, 1)}
+CONDITIONS = Obj({
+    "TimeRange": Int(0, 12), "BusinessCode": Text(), "ProjectId": Int(), "RegionId": Int(),
+    "PayMode": Text(), "ResourceKeyword": Text(), "BusinessCodes": ListOf(Text()),
+    "ProductCodes": ListOf(Text()), "RegionIds": ListOf(Int()), "ProjectIds": ListOf(Int()),
+    "PayModes": ListOf(Text(), 2), "ActionTypes": ListOf(Text()), "HideFreeCost": Int(0, 1),
+    "OrderByCost": Text(8), "BillIds": ListOf(Text()), "ComponentCodes": ListOf(Text()),
+    "FileIds": ListOf(Text()), "FileTypes": ListOf(Text()), "Status": ListOf(Int())})
+PARAMS.update({
+    "DescribeBillSummaryByProduct": {**_MONTHS, "PayType": Text(16)},
+    "DescribeBillSummaryByProject": dict(_MONTHS),
+    "DescribeBillSummaryByRegion": dict(_MONTHS),
+    "DescribeBillSummaryByPayMode": dict(_MONTHS),
+    "DescribeBillSummaryByTag": {**_MONTHS, "TagKey": Text(127), "TagValue": Text()},
+    "DescribeBillSummary": {
+        "Month": Text(), "GroupType": Text(16), "TagKey": ListOf(Text(127), 20),
+        "OperateUin": Text(), "PayerUin": Text()},
+    "DescribeBillResourceSummary": {
+        "Offset": OFFSET, "Limit": Int(1, 1000), "Month": Text(), "PeriodType": Text(),
+        "NeedRecordNum": Int(0, 1), "ActionType": Text(), "ResourceId": Text(),
+        "PayMode": Text(), "BusinessCode": Text(), "PayerUin": Text(), "TagKey": Text(127),
+        "TagValue": Text()},
+    "DescribeCostSummaryByProduct": dict(_COST_PAGE),
+    "DescribeCostSummaryByProject": dict(_COST_PAGE),
+    "DescribeCostSummaryByRegion": dict(_COST_PAGE),
+    "DescribeCostSummaryByResource": {
+        **_COST_PAGE, "NeedConditionValue": Int(0, 1), "Conditions": CONDITIONS,
+        "TagKey": Text(127), "TagValue": Text()},
+    "DescribeCostDetail": {
+        "Limit": Int(1, 100), "Offset": OFFSET, "BeginTime": Text(), "EndTime": Text(),
+        "NeedRecordNum": Int(0, 1), "Month": Text(), "ProductCode": Text(), "PayMode": Text(),
+        "ResourceId": Text(), "BusinessCode": Text(), "ProjectId": Text(), "RegionId": Text()},
+})
+
+
 def parse_body(action: str, body: bytes) -> dict:
     """The body of ``action`` as a dict whose every value has its documented type."""
     try:
