@@ -26,7 +26,7 @@ def _days(rt, uin, bill_month=MONTH, actor=OPS) -> list[dict]:
 
 
 @pytest.mark.spec("BIL-1")
-def test_each_day_holds_its_lines_and_the_days_add_up_to_the_overview(rt, month):
+def test_each_day_holds_its_lines_and_the_days_add_up_to_the_overview(rt, month):  # noqa: F811
     uin = month["uin"]
     assert _days(rt, uin) == []  # T+1: nothing rolled up yet
     _refresh_all(rt)
@@ -48,7 +48,7 @@ def test_each_day_holds_its_lines_and_the_days_add_up_to_the_overview(rt, month)
     assert _days(rt, uin, "2026-04") == []
 
 
-def test_the_month_is_chosen_as_the_other_levels_choose_it(rt, month, monkeypatch):
+def test_the_month_is_chosen_as_the_other_levels_choose_it(rt, month, monkeypatch):  # noqa: F811
     """Switched in March: March's usage deducted on 1 April is March's (a day after
     the month); April's own usage is April's."""
     uin = month["uin"]
