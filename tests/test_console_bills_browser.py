@@ -2,7 +2,9 @@
 without it, except under CI=true): a customer with prepaid and postpaid lines opens
 账单概览, sees the month's totals and the three charts drawn by the vendored ECharts
 with data, switches to 汇总 (by product), goes through 资源 to a refunded resource's
-lines and sees the refund negative. Screenshots go to artifacts/screenshots/.
+lines and sees the refund negative, then 消耗账单 with its explanation; axe-core finds
+no serious or critical violation on each page and every field has a label.
+Screenshots go to artifacts/screenshots/.
 
 The server runs on the test's clock (5 March 2026), the account is
 tests/test_bills_rollup.py's March, rolled up.
@@ -17,6 +19,7 @@ from feecenter.bills import service
 from feecenter.db.engine import transaction
 from tests.helpers import OPS
 from tests.test_bills_rollup import MONTH, _order, _refresh_all, month  # noqa: F401 - a fixture
+from tests.test_console_a11y_browser import UNLABELLED, severe_violations
 from tests.test_console_bills_pages import ACCOUNT, shown_yuan
 from tests.test_console_browser import (  # noqa: F401 - browser_page is a fixture
     PASSWORD, browser_page, log_in, shooter, watch_errors)
@@ -52,6 +55,7 @@ def test_read_the_overview_and_its_charts_the_product_summary_and_a_refund(
     assert drawn == [[1, 31], [1, len(by_product)], [1, 1]]  # days, products, one project
     assert page.locator("#chart-by-day canvas").bounding_box()["height"] > 100
     shot("bills-overview")
+    assert (severe_violations(page), page.evaluate(UNLABELLED)) == ([], [])
 
     page.click('nav.bill-tabs a[data-tab="summary"]')
     page.wait_for_url(f"http://{address}/console/bills/summary?month={MONTH}")
@@ -63,6 +67,7 @@ def test_read_the_overview_and_its_charts_the_product_summary_and_a_refund(
     expect(groups.first.locator('td[data-col="deducted"]')).to_have_text(
         shown_yuan(by_product[0]["deducted"]))
     shot("bills-summary")
+    assert (severe_violations(page), page.evaluate(UNLABELLED)) == ([], [])
 
     page.click('nav.bill-tabs a[data-tab="resources"]')
     page.wait_for_selector(f'tr[data-resource="{refunded}"]')
@@ -76,4 +81,12 @@ def test_read_the_overview_and_its_charts_the_product_summary_and_a_refund(
     expect(refund.locator('td[data-col="deducted"]')).to_have_css("color", "rgb(26, 127, 55)")
     expect(page.locator('tr[data-kind="new"] td[data-col="deducted"]')).to_have_text("¥178.00")
     shot("bills-lines")
+    assert (severe_violations(page), page.evaluate(UNLABELLED)) == ([], [])
+
+    page.click('nav.bill-tabs a[data-tab="consumption"]')
+    page.wait_for_selector("[data-why-not-line-by-line]")
+    assert page.locator("h1").inner_text() == "消耗账单"
+    expect(page.locator("[data-why-not-line-by-line]")).to_contain_text("无法逐行对账")
+    shot("bills-consumption")
+    assert (severe_violations(page), page.evaluate(UNLABELLED)) == ([], [])
     assert problems == []  # no CSP violation, no script error
