@@ -145,6 +145,8 @@ def test_each_summary_tab_shows_the_l1_groups(rt, billed, by):
         assert cells["discounted_cost"] == format_rated(group["discounted_cost"])
         assert cells["lines"] == str(group["lines"])
     assert re.search(rf'data-by="{by}" class="active" aria-current="page"', page.text)
+    if by == "pay_mode":
+        assert shown["prepaid"]["group"] == "包年包月" and shown["postpaid"]["group"] == "按量计费"
 
 
 @pytest.mark.spec("BIL-1")
@@ -338,7 +340,8 @@ def test_a_readonly_user_gets_the_services_refusal(rt, billed):
 def test_each_page_shows_its_messages_in_the_pages_language_only(rt, billed):
     entries = [m for m in catalog().values() if m.string != m.id and "%(" not in m.id]
     paths = [f"{path}?month={MONTH}" for path in PAGES] + [
-        f"/console/bills/summary?month={MONTH}&by=tag", "/console/bills/overview?month=2026-13"]
+        f"/console/bills/summary?month={MONTH}&by=tag", f"/console/bills/summary?month={MONTH}&by=pay_mode",
+        f"/console/bills/summary?month={MONTH}&by=tag&tag_key=env", "/console/bills/overview?month=2026-13"]
     for lang, foreign in (("zh-CN", lambda m: m.id), ("en", lambda m: m.string)):
         http = owner(rt, lang)
         for path in paths:

@@ -170,27 +170,31 @@ def summary(request: Request) -> HTMLResponse:
 def _summary(conn: Connection, actor: Actor, uin: int, month: str, context: dict) -> dict:
     query = context["query"]
     by, tag_key = query.get("by") or "product", query.get("tag_key")
-    shown: dict = {}
+    known_keys = []
     if by == "tag":
-        resources = bills.resource_bills(conn, actor, uin, month)  # FINANCE, the month
-        shown["known_keys"] = sorted({key for r in resources for key in r["tags"]})
+        found = bills.resource_bills(conn, actor, uin, month)  # FINANCE, the month
+        known_keys = sorted({key for resource in found for key in resource["tags"]})
         if tag_key is None:  # the tab just opened: choose a key first
-            return {**shown, "groups": None}
+            return {"known_keys": known_keys, "groups": None}
         plain_text(tag_key, "tag_key", MAX_TEXT)
     groups = bills.summary(conn, actor, uin, month, by, tag_key)
     names = _product_names(conn, context["lang"]) if by == "product" else {}
-    return {**shown, "groups": [{**_sums_text(group), "label": _group_label(by, group, names)}
-                                for group in groups]}
+    gettext = i18n.translations(context["lang"]).gettext
+    return {"known_keys": known_keys, "groups": [
+        {**_sums_text(group), "label": _group_label(by, group, names, gettext)}
+        for group in groups]}
 
 
-def _group_label(by: str, group: dict, names: dict[str, str]) -> str | None:
-    """What a group is called; None for the resources without the tag key."""
+def _group_label(by: str, group: dict, names: dict[str, str], gettext) -> str | None:
+    """What a group is called, in the page's language; None for the resources without
+    the tag key."""
     if by == "product":
         return names.get(group["product"], group["product"])
     if by == "project":
         return group["project_name"]
     if by == "pay_mode":
-        return PAY_MODES.get(group["pay_mode"], group["pay_mode"])
+        return gettext(PAY_MODES[group["pay_mode"]]) if group["pay_mode"] in PAY_MODES \
+            else group["pay_mode"]
     if by == "tag":
         return group["tag_value"] or None
     return group[by]
