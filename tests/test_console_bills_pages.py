@@ -347,3 +347,15 @@ def test_each_page_shows_its_messages_in_the_pages_language_only(rt, billed):
         for path in paths:
             texts = shown_texts(http.get(path).text)
             assert sorted(foreign(m) for m in entries if foreign(m) in texts) == [], (lang, path)
+
+
+def test_the_by_day_chart_has_every_day_of_the_month_and_a_later_deduction_day():
+    """On usage time a month may hold its last usage deducted on the next month's first
+    day (BIL-3): that day follows the month's own days."""
+    from datetime import date
+
+    chart = bill_pages._by_day_chart("2026-02", [{"day": date(2026, 2, 3), "deducted": 7},
+                                                 {"day": date(2026, 3, 1), "deducted": -2}], "费用")
+    assert chart["labels"][:3] == ["02-01", "02-02", "02-03"] and len(chart["labels"]) == 29
+    assert chart["labels"][-1] == "03-01" and chart["values"][-1] == -2
+    assert chart["values"][2] == 7 and sum(chart["values"]) == 5
