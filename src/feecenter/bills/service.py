@@ -1,6 +1,6 @@
 """Cost bills of a month (BIL-1): the L3 lines (``month_lines``, near real time, read
 from settlement's and orders' tables), and from the daily roll-ups the L0
-overview (``overview``), L1 summaries (``summary`` by product, project, region,
+overview (``overview``, with ``daily_totals`` by day), L1 summaries (``summary`` by product, project, region,
 pay mode or one tag key) and L2 resource bills (``resource_bills``); each
 checks FINANCE on the account. A line belongs to the month ``settlement.rules.
 statistic_month`` gives it (BIL-3), with the account's switch month from
@@ -150,6 +150,19 @@ def overview(conn: Connection, actor: Actor, uin: int, month: str) -> dict:
             "by_pay_mode": [{"pay_mode": mode, **by_mode[mode]} for mode in sorted(by_mode)],
             "precision_difference": total["precision_diff"],
             "refreshed_through": as_date(last)}
+
+
+def daily_totals(conn: Connection, actor: Actor, uin: int, month: str) -> list[dict]:
+    """The month's roll-ups by business day of deduction (the cost-by-day chart):
+    ``{"day": date, **SUMS}`` for each day with lines, in day order. On usage time
+    (BIL-3) a month may hold days deducted after it (its usage billed later)."""
+    require(actor, uin, FINANCE)
+    check_month(month)
+    r = bill_rollups.c
+    rows = conn.execute(select(r.deducted_on, *_sums())
+                        .where(r.uin == uin, *_in_month(month, usage_time_switch_month(conn, uin)))
+                        .group_by(r.deducted_on).order_by(r.deducted_on)).mappings()
+    return [{"day": as_date(row["deducted_on"]), **_amounts(row)} for row in rows]
 
 
 def as_date(value) -> date | None:
@@ -517,6 +530,6 @@ def consumption_summary(lines: list[dict], by: str) -> list[dict]:
 
 
 __all__ = ["DIMENSIONS", "SUMS", "usage_time_switch_month", "check_month", "month_lines",
-           "overview", "summary", "resource_bills", "tag_keys"]
-__all__ += ["PAY_TYPES", "pay_type", "refreshed_lines", "sum_lines", "summary_with_products",
-            "resource_bill_page", "consumption_lines", "consumption_summary"]
+           "overview", "daily_totals", "summary", "resource_bills", "tag_keys",
+           "PAY_TYPES", "pay_type", "refreshed_lines", "sum_lines", "summary_with_products",
+           "resource_bill_page", "consumption_lines", "consumption_summary"]
