@@ -329,3 +329,21 @@ def test_lines_as_focus(rt, month, settings):
         rows = list(csv.reader(f))
     assert row["file_name"].endswith("-focus.csv")
     assert row["lines_written"] == len(rows) - 1 == len(lines)
+
+
+@pytest.mark.spec("BIL-7")
+def test_the_hourly_job_runs_queued_exports(rt, month, settings, monkeypatch):
+    from feecenter.jobs.loader import load_all
+    from feecenter.periods import HOURLY, period_containing
+    from tests.conftest import MASTER_KEY
+
+    monkeypatch.setenv("FEECENTER_EXPORT_DIR", str(settings.directory))
+    monkeypatch.setenv("FEECENTER_MASTER_KEY", MASTER_KEY)
+    job = load_all().get("bills.process_exports")
+    period = period_containing(HOURLY, rt.clock.now())
+    assert job.func(rt.engine, rt.clock, period) == {"done": 0, "failed": 0, "expired": 0}
+    with transaction(rt.engine) as conn:
+        row = exports.request_export(conn, rt.clock, OPS, month["uin"], MONTH, "region", "xlsx")
+    assert job.func(rt.engine, rt.clock, period) == {"done": 1, "failed": 0, "expired": 0}
+    assert job.func(rt.engine, rt.clock, period)["done"] == 0  # a rerun: nothing more
+    assert (settings.directory / stored(rt, row["id"])["file_name"]).is_file()

@@ -165,6 +165,14 @@ def list_exports(conn: Connection, actor: Actor, uin: int, limit: int = 50) -> l
 
 # ---------------------------------------------------------------- processing
 
+def has_work(engine: Engine, clock: Clock) -> bool:
+    """Is any export to run or to expire? (The job looks before reading its settings.)"""
+    e = bill_exports.c
+    due = or_(_claimable(clock), and_(e.state == "done", e.expires_at <= db_time(clock.now())))
+    with engine.connect() as conn:
+        return conn.execute(select(e.id).where(due).limit(1)).first() is not None
+
+
 def process_pending(engine: Engine, clock: Clock, settings: ExportSettings) -> dict:
     """Run the queued exports (and those whose run was lost), oldest first, at most
     MAX_PER_PASS; then expire the old ones. Idempotent: each export is claimed once."""
@@ -495,6 +503,6 @@ def open_download(conn: Connection, clock: Clock, export_id: int, expires: str,
 
 
 __all__ = ["LEVELS", "FORMATS", "STATES", "ExportSettings", "export_settings", "LinkExpired",
-           "request_export", "get_export", "list_exports", "process_pending", "process_export",
+           "request_export", "get_export", "list_exports", "has_work", "process_pending", "process_export",
            "expire_exports", "download_url", "open_download", "media_type", "LINK_TTL", "write_csv", "write_xlsx",
            "line_row"]

@@ -38,7 +38,9 @@ def refresh_rollups(engine: Engine, clock: Clock, period: Period) -> dict:
 @job("bills.process_exports", HOURLY,
      description="BIL-7: write the queued bill exports, delete those past their retention")
 def process_exports(engine: Engine, clock: Clock, period: Period) -> dict:
-    from feecenter.bills.exports import export_settings, process_pending
+    from feecenter.bills.exports import export_settings, has_work, process_pending
     from feecenter.config import load_settings
 
+    if not has_work(engine, clock):
+        return {"done": 0, "failed": 0, "expired": 0}
     return process_pending(engine, clock, export_settings(load_settings()))
