@@ -51,9 +51,10 @@ def request_export(uin: Uin, body: ExportRequest, rt: Rt, actor: Caller, tasks: 
 
 @router.get("/accounts/{uin}/bill-exports", summary="BIL-7: the account's bill exports / 下载中心")
 def list_exports(uin: Uin, rt: Rt, actor: Caller) -> dict:
-    settings = exports.export_settings(rt.settings)
     with rt.engine.connect() as conn:
         rows = exports.list_exports(conn, actor, uin)
+    settings = (exports.export_settings(rt.settings)
+                if any(row["state"] == "done" for row in rows) else None)
     return {"items": [_with_link(row, rt, settings) for row in rows]}
 
 
@@ -62,10 +63,11 @@ def list_exports(uin: Uin, rt: Rt, actor: Caller) -> dict:
 def get_export(uin: Uin, export_id: PathId, rt: Rt, actor: Caller) -> dict:
     with rt.engine.connect() as conn:
         row = exports.get_export(conn, actor, uin, export_id)
-    return _with_link(row, rt, exports.export_settings(rt.settings))
+    settings = exports.export_settings(rt.settings) if row["state"] == "done" else None
+    return _with_link(row, rt, settings)
 
 
-def _with_link(row: dict, rt: Runtime, settings: exports.ExportSettings) -> dict:
+def _with_link(row: dict, rt: Runtime, settings: exports.ExportSettings | None) -> dict:
     link = (exports.download_url(row, exports.LINK_TTL, now=rt.clock.now(), settings=settings)
             if row["state"] == "done" else None)
     return export_json(row, link)

@@ -46,7 +46,8 @@ from feecenter.clock import Clock, business_date, db_time, from_db_time
 from feecenter.config import Settings, master_key
 from feecenter.db.engine import is_sqlite, transaction
 from feecenter.db.upsert import insert_if_absent
-from feecenter.errors import FeeCenterError, IdempotencyConflict, PermissionDenied, invalid, not_found
+from feecenter.errors import (ConfigurationError, FeeCenterError, IdempotencyConflict,
+                              PermissionDenied, invalid, not_found)
 from feecenter.money import format_rated, format_yuan
 from feecenter.present.text import time_text
 
@@ -76,6 +77,9 @@ class ExportSettings:
 def export_settings(settings: Settings) -> ExportSettings:
     """The export directory (FEECENTER_EXPORT_DIR, default $FEECENTER_HOME/exports), the
     retention and the links' key (derived from the master key, never stored)."""
+    if settings.export_dir is None and settings.home is None:
+        raise ConfigurationError("未配置账单导出目录", "no export directory is configured",
+                                 field="FEECENTER_EXPORT_DIR")
     directory = settings.export_dir or Path(settings.home) / "exports"
     key = hmac.new(master_key(settings).encode(), b"feecenter bill-export download links",
                    hashlib.sha256).digest()

@@ -298,6 +298,7 @@ def install(app: FastAPI) -> None:
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     # the pages' own modules import this one (render, page), so they are imported here
     from feecenter.console import arrears as arrears_pages
+    from feecenter.console import bill_exports as bill_export_pages
     from feecenter.console import coupons as coupon_pages
     from feecenter.console import ledger
     from feecenter.console import messages as message_pages
@@ -310,6 +311,7 @@ def install(app: FastAPI) -> None:
     from feecenter.console import service_requests as service_request_pages
     from feecenter.console import users as user_pages
 
+    app.include_router(bill_export_pages.router)  # /bills/downloads, before the bill pages
     app.include_router(ledger.router)  # before ``router``, which ends with the catch-all
     app.include_router(order_pages.router)
     app.include_router(resource_pages.router)
