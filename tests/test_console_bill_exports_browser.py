@@ -26,7 +26,7 @@ from tests.test_console_browser import (  # noqa: F401 - browser_page is a fixtu
 
 
 @pytest.mark.spec("BIL-7")
-def test_request_a_csv_of_the_month_see_it_finish_and_download_it(live_server, browser_page,
+def test_request_a_csv_of_the_month_see_it_finish_and_download_it(live_server, browser_page,  # noqa: F811
                                                                   request, tmp_path):
     runtime, address = live_server
     runtime.settings = dataclasses.replace(runtime.settings, export_dir=tmp_path / "exports")
