@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 from datetime import timedelta
 
 import pytest
@@ -19,9 +20,11 @@ from starlette.testclient import TestClient
 from feecenter.api.app import create_app
 from feecenter.bills import exports, service
 from feecenter.bills.tables import bill_exports
+from feecenter.clock import BUSINESS_TZ
 from feecenter.db.engine import transaction
 from feecenter.errors import IdempotencyConflict, InvalidInput, PermissionDenied
 from feecenter.money import parse_rated, parse_yuan
+from tests.compat_harness import compat_shop  # noqa: F401 - a fixture
 from tests.helpers import OPS, api_key, new_account
 from tests.rest_harness import Signed
 from tests.test_bills_rollup import MONTH, _refresh_all, at
@@ -347,3 +350,35 @@ def test_the_hourly_job_runs_queued_exports(rt, month, settings, monkeypatch):
     assert job.func(rt.engine, rt.clock, period) == {"done": 1, "failed": 0, "expired": 0}
     assert job.func(rt.engine, rt.clock, period)["done"] == 0  # a rerun: nothing more
     assert (settings.directory / stored(rt, row["id"])["file_name"]).is_file()
+
+
+@pytest.mark.spec("BIL-7", "XTR-5")
+def test_describe_bill_download_url_gives_the_link_once_ready(compat_shop, tmp_path):  # noqa: F811
+    import time as wall
+
+    shop = compat_shop
+    shop.rt.settings = dataclasses.replace(shop.rt.settings, export_dir=tmp_path / "exports")
+    month = shop.rt.clock.now().astimezone(BUSINESS_TZ).strftime("%Y-%m")
+    body = {"FileType": "billDetail", "Month": month, "ChildUin": [str(shop.uin)]}
+    answer = shop.call("DescribeBillDownloadUrl", body)
+    for _ in range(100):  # the export is written beside the answers
+        if answer.get("Ready") == 1:
+            break
+        assert answer["Ready"] == 0 and answer["DownloadUrl"] is None, answer
+        wall.sleep(0.1)
+        answer = shop.call("DescribeBillDownloadUrl", body)
+    assert answer["Ready"] == 1, answer
+    assert export_count(shop.rt) == 1  # every call of the day found the same export
+    got = shop.client.get(answer["DownloadUrl"])
+    assert got.status_code == 200, got.text
+    rows = list(csv.DictReader(io.StringIO(got.content.decode("utf-8-sig"))))
+    with shop.rt.engine.connect() as conn:
+        lines = service.month_lines(conn, OPS, shop.uin, month)
+    assert [r["明细 ID Line ID"] for r in rows] == [line["line_id"] for line in lines] != []
+    for body, code in (({"FileType": "billPack", "Month": month}, "InvalidParameterValue"),
+                       ({"FileType": "billDetail", "Month": "2026-13"}, "InvalidParameterValue"),
+                       ({"FileType": "billDetail", "Month": month, "ChildUin": ["1"]},
+                        "UnauthorizedOperation")):
+        error = shop.call("DescribeBillDownloadUrl", body)["Error"]
+        assert error["Code"] == code, error
+    assert export_count(shop.rt) == 1

@@ -14,7 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from feecenter.accounts.permissions import Actor
 from feecenter.catalog.rules import div_half_up, format_quantity
 from feecenter.clock import business_time_text, parse_business_time
-from feecenter.compat import renewal
+from feecenter.compat import bill_exports, renewal
 from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError, PermissionDenied, invalid
 from feecenter.funds import service as funds
@@ -384,4 +384,5 @@ ACTIONS = {
     "DescribeDealsByCond": describe_deals_by_cond,
     "PayDeals": pay_deals,
     **renewal.ACTIONS,  # DescribeRenewInstances, SetRenewal, RenewInstance, RefundInstance
+    **bill_exports.ACTIONS,  # DescribeBillDownloadUrl (BIL-7)
 }
