@@ -19,6 +19,11 @@ which starts afresh at exec) is its own:
   formatted (yuan strings, 8-decimal costs, "-" for contract lines) and written
   (CSV: the stdlib writer; XLSX: XlsxWriter in constant_memory mode), with the
   progress updates;
+- stream: ours's formatting and writing (``exports.line_row``, ``write_csv`` /
+  ``write_xlsx``) fed by the same lines streamed from one cursor in
+  ``bills.lines``'s row shape — a stand-in for the streaming
+  ``iter_month_lines`` (today's reader, ``month_lines``, holds the whole month
+  in memory, so "ours" is not flat until that lands);
 - raw: the plain driver (sqlite3 / psycopg, a server-side cursor on PostgreSQL)
   selecting the same rows in the same order, written unformatted by
   ``csv.writer`` (CSV) or XlsxWriter constant_memory ``write_row`` (XLSX).
@@ -170,6 +175,46 @@ def child_ours(url: str, fmt: str, out_dir: str) -> dict:
             "lines": done["lines_written"], "bytes": done["size_bytes"]}
 
 
+def child_stream(url: str, fmt: str, out_dir: str) -> dict:
+    """Ours's formatting and writing (``line_row``, ``write_csv`` / ``write_xlsx``) fed
+    by the same lines streamed from one cursor (``bills.lines``'s row shape): a
+    stand-in for the streaming ``iter_month_lines`` another change brings, to
+    measure the writer apart from today's reader, which holds the month in memory."""
+    from feecenter.bills import exports
+    from feecenter.bills.lines import _postpaid
+    from feecenter.clock import BUSINESS_TZ, business_date, db_time
+    from feecenter.db.engine import make_engine
+    from feecenter.settlement.tables import bill_lines
+
+    engine = make_engine(url)
+    b = bill_lines.c
+    start = db_time(datetime(2026, 3, 1, tzinfo=BUSINESS_TZ))
+    end = db_time(datetime(2026, 4, 1, tzinfo=BUSINESS_TZ))
+    path = Path(out_dir) / f"stream.{fmt}"
+    rss_start = current_resident_bytes()
+    began = time.perf_counter()
+
+    def lines(conn):
+        rows = conn.execution_options(stream_results=True, yield_per=2000).execute(
+            sa.select(bill_lines).where(b.uin == UIN, b.deducted_at >= start,
+                                        b.deducted_at < end).order_by(b.deducted_at, b.id))
+        for row in rows.mappings():
+            line = _postpaid(row)
+            line["deducted_on"] = business_date(line["deducted_at"])
+            line["usage_month"] = line["bill_month"] = MONTH
+            yield exports.line_row(line)
+
+    with engine.connect() as conn:
+        header = list(exports.LINE_COLUMNS)
+        written = (exports.write_xlsx(path, header, lines(conn), sheet=MONTH) if fmt == "xlsx"
+                   else exports.write_csv(path, header, lines(conn)))
+    seconds = time.perf_counter() - began
+    size = path.stat().st_size
+    path.unlink()
+    return {"seconds": seconds, "peak": peak_resident_bytes(), "rss_start": rss_start,
+            "lines": written, "bytes": size}
+
+
 def child_raw(url: str, fmt: str, out_dir: str) -> dict:
     import csv
 
@@ -227,7 +272,8 @@ def measure(side: str, url: str, fmt: str, out_dir: str) -> dict:
 
 # ---------------------------------------------------------------- driver
 
-def run(backend: str, sizes: list[int], formats: list[str], pg_url: str) -> list[dict]:
+def run(backend: str, sizes: list[int], formats: list[str], pg_url: str,
+        sides: tuple[str, ...]) -> list[dict]:
     results = []
     with tempfile.TemporaryDirectory(prefix="fc-bench-exports-") as tmp:
         for n in sizes:
@@ -236,11 +282,13 @@ def run(backend: str, sizes: list[int], formats: list[str], pg_url: str) -> list
                 loaded = setup(url, n)
                 print(f"# {backend}: {n:,} lines loaded in {loaded:.1f} s", file=sys.stderr)
                 for fmt in formats:
-                    ours = measure("ours", url, fmt, tmp)
+                    ours = measure("ours", url, fmt, tmp) if "ours" in sides else None
+                    stream = measure("stream", url, fmt, tmp)
                     raw = measure("raw", url, fmt, tmp)
-                    assert ours["lines"] == raw["lines"] == n, (ours, raw)
+                    assert stream["lines"] == raw["lines"] == n, (stream, raw)
+                    assert ours is None or ours["lines"] == n, ours
                     results.append({"backend": backend, "format": fmt, "lines": n,
-                                    "ours": ours, "raw": raw})
+                                    "ours": ours, "stream": stream, "raw": raw})
                     print(_line(results[-1]), file=sys.stderr)
             finally:
                 drop()
@@ -248,35 +296,41 @@ def run(backend: str, sizes: list[int], formats: list[str], pg_url: str) -> list
 
 
 def _line(r: dict) -> str:
-    ours, raw = r["ours"], r["raw"]
-    return (f"{r['backend']:10} {r['format']:4} {r['lines']:>9,} lines: ours "
-            f"{ours['seconds']:7.2f} s ({r['lines'] / ours['seconds']:9,.0f} /s), raw "
-            f"{raw['seconds']:6.2f} s, ours/raw {ours['seconds'] / raw['seconds']:5.2f}x; "
-            f"peak ours {ours['peak'] / MIB:6.1f} MiB (+{(ours['peak'] - ours['rss_start']) / MIB:.1f}), "
-            f"raw {raw['peak'] / MIB:6.1f} MiB; file {ours['bytes'] / MIB:.1f} MiB")
+    raw = r["raw"]
+    out = [f"{r['backend']:10} {r['format']:4} {r['lines']:>9,} lines: raw "
+           f"{raw['seconds']:7.2f} s, peak {raw['peak'] / MIB:6.1f} MiB"]
+    for side in ("ours", "stream"):
+        m = r[side]
+        if m is not None:
+            out.append(f"{side:6} {m['seconds']:7.2f} s ({r['lines'] / m['seconds']:8,.0f} /s, "
+                       f"{m['seconds'] / raw['seconds']:5.2f}x raw), peak "
+                       f"{m['peak'] / MIB:6.1f} MiB (+{(m['peak'] - m['rss_start']) / MIB:.1f}); "
+                       f"file {m['bytes'] / MIB:.1f} MiB")
+    return "\n    ".join(out)
 
 
 def verdicts(results: list[dict]) -> list[str]:
     out = []
-    for r in results:
-        if r["lines"] == 1_000_000:
-            target = TARGET_SECONDS[r["format"]]
-            out.append(f"{r['backend']} {r['format']} 1M: {r['ours']['seconds']:.1f} s "
-                       f"(target ≤ {target:.0f} s): "
-                       f"{'met' if r['ours']['seconds'] <= target else 'NOT met'}")
-        out.append(f"{r['backend']} {r['format']} {r['lines']:,}: peak "
-                   f"{r['ours']['peak'] / MIB:.1f} MiB (target < 200 MiB): "
-                   f"{'met' if r['ours']['peak'] < TARGET_PEAK else 'NOT met'}")
-    for backend in {r["backend"] for r in results}:
-        for fmt in {r["format"] for r in results}:
-            runs = sorted((r for r in results if r["backend"] == backend and r["format"] == fmt),
-                          key=lambda r: r["lines"])
-            if len(runs) > 1:
-                grow = [r["ours"]["peak"] - r["ours"]["rss_start"] for r in runs]
-                flat = grow[-1] - grow[0] <= FLAT_SLACK
-                out.append(f"{backend} {fmt} flat {runs[0]['lines']:,} -> {runs[-1]['lines']:,}: "
-                           f"growth {grow[0] / MIB:.1f} -> {grow[-1] / MIB:.1f} MiB: "
-                           f"{'met' if flat else 'NOT met'}")
+    for side in ("ours", "stream"):
+        for r in (r for r in results if r[side] is not None):
+            m, what = r[side], f"{side} {r['backend']} {r['format']} {r['lines']:,}"
+            if r["lines"] == 1_000_000:
+                target = TARGET_SECONDS[r["format"]]
+                out.append(f"{what}: {m['seconds']:.1f} s (target ≤ {target:.0f} s): "
+                           f"{'met' if m['seconds'] <= target else 'NOT met'}")
+            out.append(f"{what}: peak {m['peak'] / MIB:.1f} MiB (target < 200 MiB): "
+                       f"{'met' if m['peak'] < TARGET_PEAK else 'NOT met'}")
+        for backend in {r["backend"] for r in results}:
+            for fmt in {r["format"] for r in results}:
+                runs = sorted((r for r in results if r["backend"] == backend
+                               and r["format"] == fmt and r[side] is not None),
+                              key=lambda r: r["lines"])
+                if len(runs) > 1:
+                    grow = [r[side]["peak"] - r[side]["rss_start"] for r in runs]
+                    flat = grow[-1] - grow[0] <= FLAT_SLACK
+                    out.append(f"{side} {backend} {fmt} flat {runs[0]['lines']:,} -> "
+                               f"{runs[-1]['lines']:,}: growth {grow[0] / MIB:.1f} -> "
+                               f"{grow[-1] / MIB:.1f} MiB: {'met' if flat else 'NOT met'}")
     return out
 
 
@@ -284,7 +338,8 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         side, url, fmt, out_dir = sys.argv[2:6]
         sys.path.insert(0, str(ROOT / "src"))
-        print(json.dumps((child_ours if side == "ours" else child_raw)(url, fmt, out_dir)))
+        child = {"ours": child_ours, "stream": child_stream, "raw": child_raw}[side]
+        print(json.dumps(child(url, fmt, out_dir)))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "all"), default="sqlite")
@@ -292,12 +347,16 @@ def main() -> None:
     parser.add_argument("--formats", default="csv,xlsx")
     parser.add_argument("--pg-url", default=os.environ.get(
         "FEECENTER_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--sides", default="ours,stream",
+                        help="ours (the export as it runs today) and/or stream (its writer fed "
+                             "by a streaming cursor); raw always runs")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     backends = ("sqlite", "postgresql") if args.backend == "all" else (args.backend,)
     sizes = [int(s) for s in args.sizes.split(",")]
     formats = args.formats.split(",")
-    results = [r for b in backends for r in run(b, sizes, formats, args.pg_url)]
+    sides = tuple(args.sides.split(","))
+    results = [r for b in backends for r in run(b, sizes, formats, args.pg_url, sides)]
     if args.json:
         print(json.dumps(results, indent=2))
         return
