@@ -382,3 +382,19 @@ def test_describe_bill_download_url_gives_the_link_once_ready(compat_shop, tmp_p
         error = shop.call("DescribeBillDownloadUrl", body)["Error"]
         assert error["Code"] == code, error
     assert export_count(shop.rt) == 1
+
+
+@pytest.mark.spec("BIL-7")
+def test_a_run_lost_for_an_hour_is_run_again(rt, month, settings):
+    from sqlalchemy import update
+
+    from feecenter.clock import db_time
+
+    with transaction(rt.engine) as conn:
+        row = exports.request_export(conn, rt.clock, OPS, month["uin"], MONTH, "product", "csv")
+        conn.execute(update(bill_exports).values(state="running", started_at=db_time(
+            rt.clock.now() - timedelta(minutes=59))))
+    assert exports.process_pending(rt.engine, rt.clock, settings)["done"] == 0  # still running
+    rt.clock.advance(minutes=2)  # its worker is gone
+    assert exports.process_pending(rt.engine, rt.clock, settings)["done"] == 1
+    assert stored(rt, row["id"])["state"] == "done"

@@ -206,10 +206,10 @@ def process_export(engine: Engine, clock: Clock, export_id: int,
         if claimed.rowcount != 1:
             return None
         export = _row(conn, e.id == export_id)
-    settings.directory.mkdir(parents=True, exist_ok=True)
     name = _file_name(export)
     part = settings.directory / f"{name}.part"
     try:
+        settings.directory.mkdir(parents=True, exist_ok=True)
         written = _write(engine, export, part)
         os.replace(part, settings.directory / name)
     except Exception as exc:  # recorded on the export, which the user sees failed
