@@ -73,8 +73,13 @@ def _with_link(row: dict, rt: Runtime, settings: exports.ExportSettings | None) 
     return export_json(row, link)
 
 
-@router.get("/bill-exports/{export_id}/download",
-            summary="BIL-7: download an export through its signed link (no login)")
+@router.get("/bill-exports/{export_id}/download", response_class=FileResponse,
+            summary="BIL-7: download an export through its signed link (no login)",
+            responses={200: {"description": "the file / 文件", "content": {
+                media: {} for media in exports.MEDIA_TYPES.values()}},
+                410: {"description": "the link or the export has expired / 链接或导出已过期",
+                      "content": {"application/json": {"schema": {
+                          "$ref": "#/components/schemas/ErrorBody"}}}}})
 def download(export_id: PathId, rt: Rt,
              expires: Annotated[str, Query(max_length=20)] = "",
              signature: Annotated[str, Query(max_length=128)] = "") -> FileResponse:

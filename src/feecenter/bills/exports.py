@@ -68,7 +68,7 @@ DASH = "-"  # BIL-6: no list price, discount or original cost
 
 @dataclass(frozen=True)
 class ExportSettings:
-    directory: Path
+    directory: Path | None  # None: neither FEECENTER_EXPORT_DIR nor FEECENTER_HOME set
     retention: timedelta
     link_key: bytes  # HMAC key of the download links
 
@@ -76,13 +76,19 @@ class ExportSettings:
 def export_settings(settings: Settings) -> ExportSettings:
     """The export directory (FEECENTER_EXPORT_DIR, default $FEECENTER_HOME/exports), the
     retention and the links' key (derived from the master key, never stored)."""
-    if settings.export_dir is None and settings.home is None:
-        raise ConfigurationError("未配置账单导出目录", "no export directory is configured",
-                                 field="FEECENTER_EXPORT_DIR")
-    directory = settings.export_dir or Path(settings.home) / "exports"
+    directory = settings.export_dir or (Path(settings.home) / "exports" if settings.home
+                                        else None)
     key = hmac.new(master_key(settings).encode(), b"feecenter bill-export download links",
                    hashlib.sha256).digest()
-    return ExportSettings(Path(directory), timedelta(days=settings.export_retention_days), key)
+    return ExportSettings(directory and Path(directory),
+                          timedelta(days=settings.export_retention_days), key)
+
+
+def _directory(settings: ExportSettings) -> Path:
+    if settings.directory is None:
+        raise ConfigurationError("未配置账单导出目录", "no export directory is configured",
+                                 field="FEECENTER_EXPORT_DIR")
+    return settings.directory
 
 
 class LinkExpired(FeeCenterError):
@@ -206,21 +212,23 @@ def process_export(engine: Engine, clock: Clock, export_id: int,
         if claimed.rowcount != 1:
             return None
         export = _row(conn, e.id == export_id)
-    name = _file_name(export)
-    part = settings.directory / f"{name}.part"
+    name, part = _file_name(export), None
     try:
-        settings.directory.mkdir(parents=True, exist_ok=True)
+        directory = _directory(settings)
+        directory.mkdir(parents=True, exist_ok=True)
+        part = directory / f"{name}.part"
         written = _write(engine, export, part)
-        os.replace(part, settings.directory / name)
+        os.replace(part, directory / name)
     except Exception as exc:  # recorded on the export, which the user sees failed
         log.exception("bill export %s failed", export_id)
-        part.unlink(missing_ok=True)
+        if part is not None:
+            part.unlink(missing_ok=True)
         _finish(engine, export_id, state="failed", error=_reason(exc),
                 finished_at=db_time(clock.now()))
         return "failed"
     now = clock.now()
     _finish(engine, export_id, state="done", lines_written=written, lines_total=written,
-            file_name=name, size_bytes=(settings.directory / name).stat().st_size,
+            file_name=name, size_bytes=(directory / name).stat().st_size,
             finished_at=db_time(now), expires_at=db_time(now + settings.retention))
     return "done"
 
@@ -449,7 +457,7 @@ def expire_exports(engine: Engine, clock: Clock, settings: ExportSettings) -> in
                                                            e.expires_at <= now)).all()
     for export_id, name in due:
         if name:
-            (settings.directory / name).unlink(missing_ok=True)
+            (_directory(settings) / name).unlink(missing_ok=True)
         with transaction(engine) as conn:
             conn.execute(update(bill_exports).where(e.id == export_id, e.state == "done")
                          .values(state="expired"))
@@ -496,7 +504,7 @@ def open_download(conn: Connection, clock: Clock, export_id: int, expires: str,
     if int(expires) < clock.now().timestamp():
         raise LinkExpired("下载链接已过期，请重新获取", "the download link has expired; get a new one",
                           field="expires")
-    path = settings.directory / (export["file_name"] or "")
+    path = _directory(settings) / (export["file_name"] or "")
     if export["state"] != "done" or not export["file_name"] or not path.is_file():
         raise LinkExpired("该导出文件已过期或不存在", "the export's file has expired or does not "
                           "exist", field="id")
