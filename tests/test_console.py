@@ -377,7 +377,8 @@ def test_english_errors_in_english(rt, shop):
 def test_the_menu_links_only_pages_that_exist(rt, shop):
     http = logged_in(rt)
     page = http.get("/console/").text
-    labels_zh = {"overview": "概览", "recharge": "在线充值", "remittance": "对公汇款", "transactions": "收支明细", "bills": "账单", "orders": "订单",
+    labels_zh = {"overview": "概览", "recharge": "在线充值", "remittance": "对公汇款", "transactions": "收支明细", "bills": "账单",
+                 "bill_downloads": "下载中心", "orders": "订单",
                  "resources": "资源", "renewal": "续费管理", "recycle_bin": "回收站",
                  "coupons": "优惠券", "arrears": "欠费",
                  "users": "用户与密钥", "messages": "消息", "service_requests": "工单"}

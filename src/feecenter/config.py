@@ -31,6 +31,10 @@ Notifications (docs/notifications.md):
 - FEECENTER_SMS_LOG: file the "log" SMS sender appends to (default $FEECENTER_HOME/sms.log)
 - FEECENTER_NOTIFY_MAX_ATTEMPTS: sending attempts before an outbox row fails (default 5)
 
+Bill exports (the download center, BIL-7; docs/bills.md):
+- FEECENTER_EXPORT_DIR: where export files are written (default $FEECENTER_HOME/exports)
+- FEECENTER_EXPORT_RETENTION_DAYS: how long a finished export is kept (default 7)
+
 Payment providers of online recharge: FEECENTER_WECHATPAY_* (read by
 ``gateways.wechatpay.WeChatPayConfig.from_env``; docs/recharge.md).
 
@@ -63,6 +67,8 @@ class Settings:
     sms_sender: str = "log"
     sms_log_path: Path | None = None  # None: $FEECENTER_HOME/sms.log
     notify_max_attempts: int = 5
+    export_dir: Path | None = None  # None: $FEECENTER_HOME/exports
+    export_retention_days: int = 7
 
 
 def load_settings() -> Settings:
@@ -85,6 +91,9 @@ def load_settings() -> Settings:
         sms_log_path=Path(os.environ["FEECENTER_SMS_LOG"]) if os.environ.get("FEECENTER_SMS_LOG")
         else None,
         notify_max_attempts=int(os.environ.get("FEECENTER_NOTIFY_MAX_ATTEMPTS") or "5"),
+        export_dir=Path(os.environ["FEECENTER_EXPORT_DIR"]) if os.environ.get(
+            "FEECENTER_EXPORT_DIR") else None,
+        export_retention_days=int(os.environ.get("FEECENTER_EXPORT_RETENTION_DAYS") or "7"),
     )
 
 

@@ -12,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 from feecenter import __version__
 from feecenter.api import arrears as arrears_routes
 from feecenter.api import bill_compare as bill_compare_routes
+from feecenter.api import bill_exports as bill_export_routes
 from feecenter.api import bills as bill_routes
 from feecenter.api import catalog as catalog_routes
 from feecenter.api import consumption as consumption_routes
@@ -33,7 +34,7 @@ ROUTERS = (routes.router, catalog_routes.router, order_routes.router, usage_rout
            notification_routes.router, bill_routes.router, coupon_routes.router,
            arrears_routes.router, recharge_routes.router, service_request_routes.router,
            remittance_routes.router, renewal_routes.router, consumption_routes.router,
-           cost_bill_routes.router, bill_compare_routes.router,
+           cost_bill_routes.router, bill_compare_routes.router, bill_export_routes.router,
            compat.router)
 
 

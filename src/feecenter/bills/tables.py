@@ -1,6 +1,8 @@
-"""Tables owned by bills: the daily cost-bill roll-ups (BIL-2) and the days refreshed."""
+"""Tables owned by bills: the daily cost-bill roll-ups (BIL-2), the days refreshed, and
+the bill exports of the download center (BIL-7)."""
 
-from sqlalchemy import (BigInteger, Column, Date, DateTime, Index, Integer, String, Table)
+from sqlalchemy import (BigInteger, Column, Date, DateTime, Index, Integer, String, Table, Text,
+                        UniqueConstraint)
 
 from feecenter.db.base import IdType, metadata
 
@@ -39,4 +41,32 @@ bill_rollup_days = Table(
     Column("day", Date, primary_key=True),
     Column("lines", BigInteger, nullable=False),
     Column("refreshed_at", DateTime, nullable=False),
+)
+
+# One export of an account's bill (BIL-7, bills.exports): requested once per
+# (uin, request_key); state queued -> running -> done | failed, a done one expired
+# (its file deleted) after the retention period.
+bill_exports = Table(
+    "bill_exports", metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("uin", BigInteger, nullable=False),
+    Column("request_key", String(64), nullable=False),  # idempotency key of the request
+    Column("month", String(7), nullable=False),  # YYYY-MM
+    Column("level", String(20), nullable=False),  # overview | product | … | lines
+    Column("fmt", String(10), nullable=False),  # csv | xlsx | focus
+    Column("tag_key", String(127), nullable=True),  # level "tag" only
+    Column("requested_by", String(200), nullable=False),  # the actor's label
+    Column("state", String(10), nullable=False),  # queued | running | done | failed | expired
+    Column("lines_written", BigInteger, nullable=False),
+    Column("lines_total", BigInteger, nullable=True),  # None: not known yet
+    Column("file_name", String(200), nullable=True),  # inside the export directory
+    Column("size_bytes", BigInteger, nullable=True),
+    Column("error", Text, nullable=True),  # why it failed
+    Column("created_at", DateTime, nullable=False),
+    Column("started_at", DateTime, nullable=True),
+    Column("finished_at", DateTime, nullable=True),
+    Column("expires_at", DateTime, nullable=True),  # done: finished_at + retention
+    UniqueConstraint("uin", "request_key", name="uq_bill_exports_uin_request_key"),
+    Index("ix_bill_exports_state", "state"),
+    Index("ix_bill_exports_uin_created", "uin", "created_at"),
 )

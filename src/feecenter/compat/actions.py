@@ -14,7 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from feecenter.accounts.permissions import Actor
 from feecenter.catalog.rules import div_half_up, format_quantity
 from feecenter.clock import business_time_text, parse_business_time
-from feecenter.compat import bills, renewal
+from feecenter.compat import bill_exports, bills, renewal
 from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError, PermissionDenied, invalid
 from feecenter.funds import service as funds
@@ -385,4 +385,5 @@ ACTIONS = {
     "PayDeals": pay_deals,
     **renewal.ACTIONS,  # DescribeRenewInstances, SetRenewal, RenewInstance, RefundInstance
     **bills.ACTIONS,  # DescribeBillSummary*, DescribeBillResourceSummary, DescribeCost*
+    **bill_exports.ACTIONS,  # DescribeBillDownloadUrl (BIL-7)
 }

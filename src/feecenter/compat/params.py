@@ -117,6 +117,8 @@ PARAMS: dict[str, dict[str, Int | Text | Bool | ListOf]] = {
         "ClientToken": Text(64), "ProductCode": Text(40), "SubProductCode": Text(64),
         "RegionCode": Text(40), "InstanceId": Text(40), "Period": Int(1, 36),
         "PeriodUnit": Text(8)},
+    "DescribeBillDownloadUrl": {
+        "FileType": Text(20), "Month": Text(20), "ChildUin": ListOf(Text(20), 100)},
     "RefundInstance": {
         "ClientToken": Text(64), "ProductCode": Text(40), "SubProductCode": Text(64),
         "InstanceId": Text(40), "RegionCode": Text(40)},

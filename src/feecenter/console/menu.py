@@ -22,6 +22,7 @@ MENU = (
     MenuItem("remittance", N_("Corporate remittance"), "/console/remittance"),
     MenuItem("transactions", N_("Transactions"), "/console/transactions"),
     MenuItem("bills", N_("Bills"), "/console/bills"),
+    MenuItem("bill_downloads", N_("Download center"), "/console/bills/downloads"),
     MenuItem("orders", N_("Orders"), "/console/orders"),
     MenuItem("resources", N_("Resources"), "/console/resources"),
     MenuItem("renewal", N_("Renewal management"), "/console/renewal"),

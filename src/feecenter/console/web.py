@@ -331,6 +331,7 @@ def install(app: FastAPI) -> None:
     # the pages' own modules import this one (render, page), so they are imported here
     from feecenter.console import arrears as arrears_pages
     from feecenter.console import bill_compare as bill_compare_pages
+    from feecenter.console import bill_exports as bill_export_pages
     from feecenter.console import bills as bill_pages
     from feecenter.console import coupons as coupon_pages
     from feecenter.console import ledger
@@ -345,6 +346,7 @@ def install(app: FastAPI) -> None:
     from feecenter.console import users as user_pages
 
     app.include_router(bill_compare_pages.router)  # /bills/compare before any /bills/…
+    app.include_router(bill_export_pages.router)  # /bills/downloads, before the bill pages
     app.include_router(ledger.router)  # before ``router``, which ends with the catch-all
     app.include_router(bill_pages.router)
     app.include_router(order_pages.router)
