@@ -15,6 +15,7 @@ from feecenter.accounts.permissions import Actor
 from feecenter.catalog.rules import div_half_up, format_quantity
 from feecenter.clock import business_time_text, parse_business_time
 from feecenter.compat import bill_exports, bills, renewal
+from feecenter.compat.params import one_month_range
 from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError, PermissionDenied, invalid
 from feecenter.funds import service as funds
@@ -220,17 +221,9 @@ PAY_MODES = {None: None, "prePay": "prepaid", "postPay": "postpaid"}
 
 def _detail_month(params: dict) -> str:
     """Month (YYYY-MM), or BeginTime/EndTime of one month (the whole month is returned)."""
-    begin, end = params.get("BeginTime"), params.get("EndTime")
-    if begin or end:
-        if not (begin and end):
-            raise invalid("BeginTime", "BeginTime 与 EndTime 须一起传",
-                          "BeginTime and EndTime go together")
-        start = parse_business_time(begin, "BeginTime")
-        stop = parse_business_time(end, "EndTime")
-        if stop < start or business_time_text(start)[:7] != business_time_text(stop)[:7]:
-            raise invalid("EndTime", "BeginTime 与 EndTime 须在同一月份，且不早于开始时间",
-                          "BeginTime and EndTime must be in the same month, in order")
-        return business_time_text(start)[:7]
+    times = one_month_range(params)
+    if times is not None:
+        return business_time_text(times[0])[:7]
     month = params.get("Month")
     if not month:
         raise invalid("Month", "Month 与 BeginTime/EndTime 必须传一个",

@@ -20,7 +20,12 @@ from feecenter.bills import service as bills
 from feecenter.bills.lines import month_start
 from feecenter.catalog import service as catalog
 from feecenter.catalog.rules import format_quantity
-from feecenter.clock import BUSINESS_TZ, add_months, business_time_text, parse_business_time
+from feecenter.clock import (
+    BUSINESS_TZ,
+    add_months,
+    business_time_text,
+)
+from feecenter.compat.params import one_month_range
 from feecenter.errors import FeeCenterError, PermissionDenied, invalid
 from feecenter.inputs import digits_id
 from feecenter.money import format_rated, format_yuan
@@ -587,16 +592,9 @@ def _consumed_resource(g: dict, uin: int, names: _Names) -> dict:
 
 def _detail_days(params: dict):
     """Month, or BeginTime/EndTime (business times of one month; the days they touch)."""
-    begin, end = params.get("BeginTime"), params.get("EndTime")
-    if begin or end:
-        if not (begin and end):
-            raise invalid("BeginTime", "BeginTime 与 EndTime 须一起传",
-                          "BeginTime and EndTime go together")
-        start = parse_business_time(begin, "BeginTime")
-        stop = parse_business_time(end, "EndTime")
-        if stop < start or business_time_text(start)[:7] != business_time_text(stop)[:7]:
-            raise invalid("EndTime", "BeginTime 与 EndTime 须在同一月份，且不早于开始时间",
-                          "BeginTime and EndTime must be in the same month, in order")
+    times = one_month_range(params)
+    if times is not None:
+        start, stop = times
         first, last = (start.astimezone(BUSINESS_TZ).date(), stop.astimezone(BUSINESS_TZ).date())
         return _month_text({"BeginTime": business_time_text(start)[:7]}, "BeginTime"), first, \
             last + timedelta(days=1)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from feecenter import inputs
+from feecenter.clock import business_time_text, parse_business_time
 from feecenter.errors import InvalidInput, invalid
 
 
@@ -194,3 +195,20 @@ def parse_body(action: str, body: bytes) -> dict:
                                    name[:64])
         declared[name].check(name, value)
     return params
+
+
+def one_month_range(params: dict):
+    """BeginTime and EndTime (business times, in order, within one month) as aware
+    datetimes, or None when neither is passed; one without the other is refused."""
+    begin, end = params.get("BeginTime"), params.get("EndTime")
+    if not (begin or end):
+        return None
+    if not (begin and end):
+        raise invalid("BeginTime", "BeginTime 与 EndTime 须一起传",
+                      "BeginTime and EndTime go together")
+    start = parse_business_time(begin, "BeginTime")
+    stop = parse_business_time(end, "EndTime")
+    if stop < start or business_time_text(start)[:7] != business_time_text(stop)[:7]:
+        raise invalid("EndTime", "BeginTime 与 EndTime 须在同一月份，且不早于开始时间",
+                      "BeginTime and EndTime must be in the same month, in order")
+    return start, stop

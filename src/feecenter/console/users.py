@@ -24,7 +24,8 @@ from feecenter.accounts.permissions import ROLES, may_manage_user
 from feecenter.auth import service as auth
 from feecenter.auth import sessions
 from feecenter.console.i18n import N_
-from feecenter.console.web import PREFIX, Page, csrf_refused, lang_of, message, page, render
+from feecenter.console.web import (PREFIX, Page, csrf_refused, lang_of, message, page, render,
+                                   submit)
 from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError, PermissionDenied, invalid
 from feecenter.inputs import plain_text
@@ -95,18 +96,11 @@ def users_page(request: Request) -> HTMLResponse:
 
 
 def _change(request: Request, csrf: str | None, form: dict, act) -> Response:
-    """Check the CSRF token, run ``act(conn, actor, uin)`` in one transaction, go back to
+    """Run ``act(conn, actor, uin)`` as a form's change (``web.submit``), then back to
     the page; a refusal shows the page with the service's message and its status."""
-    current = page(request)
-    if not current.session.csrf_ok(csrf):
-        return csrf_refused(request)
-    actor, rt = current.session.actor, current.rt
-    try:
-        with transaction(rt.engine) as conn:
-            act(conn, actor, actor.uin)
-    except FeeCenterError as exc:
-        return _show(current, exc.http_status, error=exc, form=form)
-    return RedirectResponse(PATH, 303)
+    return submit(request, csrf, lambda conn, clock, actor, uin: act(conn, actor, uin),
+                  lambda current, exc: _show(current, exc.http_status, error=exc, form=form),
+                  lambda *_: RedirectResponse(PATH, 303))
 
 
 @router.post("/users")
