@@ -1,5 +1,6 @@
 """Cost bills of a month (BIL-1): the L3 lines (``month_lines``, near real time, read
-from settlement's and orders' tables), and from the daily roll-ups the L0
+from settlement's and orders' tables; ``month_lines_page`` paged in SQL and
+``iter_month_lines`` streamed, for REST and exports), and from the daily roll-ups the L0
 overview (``overview``), L1 summaries (``summary`` by product, project, region,
 pay mode or one tag key) and L2 resource bills (``resource_bills``); each
 checks FINANCE on the account. A line belongs to the month ``settlement.rules.
@@ -21,7 +22,8 @@ from datetime import date
 from sqlalchemy import Connection, func, select
 
 from feecenter.accounts.permissions import FINANCE, Actor, require
-from feecenter.bills.lines import month_start, postpaid_lines, prepaid_lines
+from feecenter.bills.lines import (line_of, line_order, lines_query, month_start, ordered,
+                                  postpaid_lines, prepaid_lines)
 from feecenter.bills.tables import bill_rollup_days, bill_rollups
 from feecenter.clock import BUSINESS_TZ, BUSINESS_YEARS, add_months, business_date, db_time
 from feecenter.errors import invalid
@@ -74,17 +76,71 @@ def _lines_of_month(conn: Connection, uin: int, month: str, switched: str | None
             found += postpaid_lines(conn, uin, start, end, usage_before, usage_from)
         if prepaid:
             found += prepaid_lines(conn, uin, start, end)
-    lines = []
-    for line in found:
-        line["deducted_on"] = business_date(line["deducted_at"])
-        deducted_month = line["deducted_on"].strftime("%Y-%m")
-        line["usage_month"] = (deducted_month if line["pay_mode"] == "prepaid"
-                               else line["usage_start"].astimezone(BUSINESS_TZ).strftime("%Y-%m"))
-        line["bill_month"] = statistic_month(deducted_month, line["usage_month"], switched)
-        if line["bill_month"] == month:
-            lines.append(line)
-    lines.sort(key=lambda line: (line["deducted_at"], line["line_id"]))
+    lines = [line for line in (_with_months(line, switched) for line in found)
+             if line["bill_month"] == month]
+    lines.sort(key=lambda line: (line["deducted_at"], *line_order(line)))
     return lines
+
+
+def month_lines_page(conn: Connection, actor: Actor, uin: int, month: str, offset: int,
+                     limit: int) -> tuple[int, list[dict]]:
+    """BIL-1: (the number of L3 lines of ``month``, the ``limit`` lines from ``offset``),
+    the lines of ``month_lines`` in its order, counted, ordered and paged in SQL."""
+    require(actor, uin, FINANCE)
+    check_month(month)
+    switched = usage_time_switch_month(conn, uin)
+    query = _month_query(uin, month, switched)
+    total = conn.execute(select(func.count()).select_from(query)).scalar_one()
+    rows = conn.execute(ordered(query).offset(offset).limit(limit)).mappings()
+    return total, [_with_months(line_of(row), switched) for row in rows]
+
+
+STREAM_CHUNK = 1000  # rows fetched at a time by iter_month_lines
+
+
+def iter_month_lines(conn: Connection, actor: Actor, uin: int, month: str):
+    """BIL-1: the lines of ``month_lines``, in its order, streamed with bounded memory
+    (a server-side cursor on PostgreSQL, ``STREAM_CHUNK`` rows at a time), for exports.
+    The permission and the month are checked at the call, before the first line."""
+    require(actor, uin, FINANCE)
+    check_month(month)
+    switched = usage_time_switch_month(conn, uin)
+    result = conn.execute(ordered(_month_query(uin, month, switched))
+                          .execution_options(yield_per=STREAM_CHUNK))
+    return _streamed(result.mappings(), switched)
+
+
+def _streamed(rows, switched: str | None):
+    try:
+        for row in rows:
+            yield _with_months(line_of(row), switched)
+    finally:
+        rows.close()
+
+
+def _with_months(line: dict, switched: str | None) -> dict:
+    """``deducted_on``, ``usage_month`` and ``bill_month`` of a line (as ``month_lines``)."""
+    line["deducted_on"] = business_date(line["deducted_at"])
+    deducted_month = line["deducted_on"].strftime("%Y-%m")
+    line["usage_month"] = (deducted_month if line["pay_mode"] == "prepaid"
+                           else line["usage_start"].astimezone(BUSINESS_TZ).strftime("%Y-%m"))
+    line["bill_month"] = statistic_month(deducted_month, line["usage_month"], switched)
+    return line
+
+
+def _month_query(uin: int, month: str, switched: str | None):
+    """The account's lines ``statistic_month`` puts in ``month``, as SQL conditions
+    equivalent to ``_line_windows`` + ``statistic_month`` (a prepaid line is always in
+    its deduction month; a postpaid line, see the cases)."""
+    start, end = db_time(month_start(month)), db_time(month_start(_next(month)))
+    far = db_time(month_start(f"{BUSINESS_YEARS.stop - 1}-12"))
+    if switched is None or month < switched:  # by deduction time
+        postpaid = (start, end, None, None)
+    elif month == switched:  # deducted in it or later, for usage up to it
+        postpaid = (start, far, None, end)
+    else:  # after the switch: deducted since the switch, for usage in the month
+        postpaid = (db_time(month_start(switched)), far, start, end)
+    return lines_query(uin, postpaid, (start, end))
 
 
 def _line_windows(month: str, switched: str | None):
@@ -241,4 +297,5 @@ def tag_keys(conn: Connection, uin: int, month: str) -> list[str]:
 
 
 __all__ = ["DIMENSIONS", "SUMS", "usage_time_switch_month", "check_month", "month_lines",
+           "month_lines_page", "iter_month_lines",
            "overview", "summary", "resource_bills", "tag_keys"]

@@ -52,6 +52,7 @@ bill_lines = Table(
     Column("stopped_quantity", BigInteger, nullable=False, server_default=text("0")),
     Index("ix_bill_lines_uin_period", "uin", "period_start"),
     Index("ix_bill_lines_uin_deducted", "uin", "deducted_at"),
+    Index("ix_bill_lines_deducted", "deducted_at"),  # a day's lines: the bills roll-up (0031)
 )
 
 # One row per account settled for a period (written in the account's transaction):
