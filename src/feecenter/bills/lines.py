@@ -13,10 +13,11 @@ manual delivery holds a freeze, not a deduction: it shows once delivered.
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import (BigInteger, Connection, DateTime, Select, String, case, func, literal,
-                        null, select, union_all)
+from sqlalchemy import (BigInteger, Connection, DateTime, Select, String, bindparam, case, func,
+                        literal, null, select, union_all)
 
 from feecenter.clock import BUSINESS_TZ, add_months, db_time, from_db_time, to_utc
 from feecenter.orders.tables import orders
@@ -235,28 +236,42 @@ def _prepaid_columns():
             literal(0, BigInteger).label("precision_diff")]
 
 
-def lines_query(uin: int, postpaid: tuple, prepaid: tuple):
-    """One account's L3 lines as a subquery in the one line shape: postpaid lines
-    deducted in [postpaid[0], postpaid[1]) whose usage began from postpaid[2] (None:
-    any) and before postpaid[3] (None: any), UNION ALL prepaid order lines deducted in
-    [prepaid[0], prepaid[1]) (naive UTC). Served by the indexes on bill_lines (uin,
-    deducted_at) and orders (uin, closed_at)."""
-    b = bill_lines.c
+@functools.cache  # four statements: usage bounded from / before, or not
+def _lines_query(usage_from: bool, usage_before: bool):
+    b, o = bill_lines.c, orders.c
+    where = [b.uin == bindparam("uin"), b.deducted_at >= bindparam("deducted_from"),
+             b.deducted_at < bindparam("deducted_before")]
+    if usage_from:
+        where.append(b.period_start >= bindparam("usage_from"))
+    if usage_before:
+        where.append(b.period_start < bindparam("usage_before"))
+    prepaid = [o.uin == bindparam("uin"), o.state.in_(DEDUCTED_STATES), o.kind.in_(ORDER_KINDS),
+               o.closed_at.is_not(None), o.closed_at >= bindparam("prepaid_from"),
+               o.closed_at < bindparam("prepaid_before")]
+    query = union_all(select(*_postpaid_columns()).where(*where),
+                      select(*_prepaid_columns()).where(*prepaid)).subquery("l3")
+    ordered = select(query).order_by(query.c.deducted_at, query.c.pay_mode, query.c.number)
+    return (select(func.count()).select_from(query), ordered,
+            ordered.offset(bindparam("offset")).limit(bindparam("limit")))
+
+
+def lines_query(uin: int, postpaid: tuple, prepaid: tuple) -> tuple[dict, tuple]:
+    """One account's L3 lines in the one line shape: postpaid lines deducted in
+    [postpaid[0], postpaid[1]) whose usage began from postpaid[2] (None: any) and
+    before postpaid[3] (None: any), UNION ALL prepaid order lines deducted in
+    [prepaid[0], prepaid[1]) (naive UTC). Returns (parameters, (count statement,
+    every line in L3 order — deduction time, pay mode, id —, a page of them: the
+    ``offset`` and ``limit`` parameters)); the statements are built once and
+    cached. Served by the indexes on bill_lines (uin, deducted_at) and orders
+    (uin, closed_at)."""
     deducted_from, deducted_before, usage_from, usage_before = postpaid
-    where = [b.uin == uin, b.deducted_at >= deducted_from, b.deducted_at < deducted_before]
+    params = {"uin": uin, "deducted_from": deducted_from, "deducted_before": deducted_before,
+              "prepaid_from": prepaid[0], "prepaid_before": prepaid[1]}
     if usage_from is not None:
-        where.append(b.period_start >= usage_from)
+        params["usage_from"] = usage_from
     if usage_before is not None:
-        where.append(b.period_start < usage_before)
-    return union_all(select(*_postpaid_columns()).where(*where),
-                     select(*_prepaid_columns()).where(orders.c.uin == uin,
-                                                       *order_line_conditions(*prepaid))
-                     ).subquery("l3")
-
-
-def ordered(query) -> Select:
-    """The lines of ``lines_query`` in L3 order: deduction time, pay mode, id."""
-    return select(query).order_by(query.c.deducted_at, query.c.pay_mode, query.c.number)
+        params["usage_before"] = usage_before
+    return params, _lines_query(usage_from is not None, usage_before is not None)
 
 
 def line_of(row) -> dict:

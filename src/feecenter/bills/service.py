@@ -22,7 +22,7 @@ from datetime import date
 from sqlalchemy import Connection, func, select
 
 from feecenter.accounts.permissions import FINANCE, Actor, require
-from feecenter.bills.lines import (line_of, line_order, lines_query, month_start, ordered,
+from feecenter.bills.lines import (line_of, line_order, lines_query, month_start,
                                   postpaid_lines, prepaid_lines)
 from feecenter.bills.tables import bill_rollup_days, bill_rollups
 from feecenter.clock import BUSINESS_TZ, BUSINESS_YEARS, add_months, business_date, db_time
@@ -89,9 +89,9 @@ def month_lines_page(conn: Connection, actor: Actor, uin: int, month: str, offse
     require(actor, uin, FINANCE)
     check_month(month)
     switched = usage_time_switch_month(conn, uin)
-    query = _month_query(uin, month, switched)
-    total = conn.execute(select(func.count()).select_from(query)).scalar_one()
-    rows = conn.execute(ordered(query).offset(offset).limit(limit)).mappings()
+    params, (count, _, page) = _month_query(uin, month, switched)
+    total = conn.execute(count, params).scalar_one()
+    rows = conn.execute(page, {**params, "offset": offset, "limit": limit}).mappings()
     return total, [_with_months(line_of(row), switched) for row in rows]
 
 
@@ -105,8 +105,8 @@ def iter_month_lines(conn: Connection, actor: Actor, uin: int, month: str):
     require(actor, uin, FINANCE)
     check_month(month)
     switched = usage_time_switch_month(conn, uin)
-    result = conn.execute(ordered(_month_query(uin, month, switched))
-                          .execution_options(yield_per=STREAM_CHUNK))
+    params, (_, every, _) = _month_query(uin, month, switched)
+    result = conn.execute(every, params, execution_options={"yield_per": STREAM_CHUNK})
     return _streamed(result.mappings(), switched)
 
 
