@@ -23,7 +23,7 @@ month: ours is ``bills.rollups.refresh_day`` (one transaction: claim the day,
 delete its roll-ups, INSERT … SELECT … GROUP BY of the day's lines); the raw
 ceiling is the same DELETE and one hand-written ``INSERT … SELECT … GROUP BY``
 (usage month by the database's own date functions) in one transaction on the same
-engine. Both must leave the same roll-ups. Printed: the day's lines per second of
+engine (on PostgreSQL with ours's ``work_mem``). Both must leave the same roll-ups. Printed: the day's lines per second of
 each (median of the rounds), the ratio, the target (≥ 1,000,000 lines/s, absolute).
 
 L3 page: ``--pages`` requests of a random account's month at a random page
@@ -128,13 +128,13 @@ def _sql_dialect(backend: str) -> dict:
                                           f" || '.000000'")}
 
 
-def _postpaid_sql(backend: str, accounts: int, per_resource: int) -> str:
-    """Line n: account n % accounts, its k-th line (k = n / accounts), resource k % 4,
-    the hour of its (k / 4)-th slot of the month."""
+def _postpaid_sql(backend: str, accounts: int, per_hour: int) -> str:
+    """Line n, in deduction-time order as a live table grows: hour n / per_hour of the
+    month, account n % accounts, its resource (n / accounts) % 4 — one line per
+    resource and hour (per_hour ≤ 4 × accounts)."""
     d = _sql_dialect(backend)
-    a, k = f"(n % {accounts})", f"(n / {accounts})"
-    r, slot = f"({k} % {RESOURCES})", f"({k} / {RESOURCES})"
-    hour = f"(({slot} * {HOURS} / {per_resource} + {a}) % {HOURS})"  # accounts' hours differ
+    a, r = f"(n % {accounts})", f"((n / {accounts}) % {RESOURCES})"
+    hour = slot = f"(n / {per_hour})"
     product = "CASE {r} WHEN 0 THEN '{0}' WHEN 1 THEN '{1}' WHEN 2 THEN '{2}' ELSE '{3}' END"
     contract = "(n % 50 = 7)"
     deducted = "(50 + n % 7)"
@@ -154,11 +154,12 @@ def _postpaid_sql(backend: str, accounts: int, per_resource: int) -> str:
             f"'charge', 0, NULL, NULL FROM {d['numbers']}")
 
 
-def _orders_sql(backend: str, accounts: int) -> str:
-    """Order n: account n % accounts, delivered in an hour of the month; a tenth refunds."""
+def _orders_sql(backend: str, accounts: int, total: int) -> str:
+    """Order n: account n % accounts, delivered in hour n × hours / total (in time
+    order); a tenth are refunds."""
     d = _sql_dialect(backend)
     a, k = f"(n % {accounts})", f"(n / {accounts})"
-    hour = f"(({k} * 37 + {a}) % {HOURS})"
+    hour = f"(n * {HOURS} / {total})"
     refund = "(n % 10 = 0)"
     amount = f"CASE WHEN {refund} THEN -300 ELSE 1000 END"
     return ("INSERT INTO orders (uin, kind, state, product_code, region, spec_item, quantity, "
@@ -177,15 +178,17 @@ def _orders_sql(backend: str, accounts: int) -> str:
 def seed(db: Database, lines: int, accounts: int, log) -> dict:
     prepaid = lines // PREPAID_EVERY
     postpaid = lines - prepaid
-    per_resource = max(1, -(-postpaid // (accounts * RESOURCES)))
+    per_hour = max(1, -(-postpaid // HOURS))
+    if per_hour > accounts * RESOURCES:
+        raise SystemExit("more lines an hour than resources: raise --accounts")
     loader = sa.create_engine(db.url) if db.backend == "postgresql" else db.engine
     indexes = [i for t in (bill_lines, orders) for i in t.indexes]
     with loader.begin() as conn:
         for index in indexes:
             index.drop(conn)
     for table, total, sql in (("bill_lines", postpaid,
-                               _postpaid_sql(db.backend, accounts, per_resource)),
-                              ("orders", prepaid, _orders_sql(db.backend, accounts))):
+                               _postpaid_sql(db.backend, accounts, per_hour)),
+                              ("orders", prepaid, _orders_sql(db.backend, accounts, prepaid))):
         started = time.perf_counter()
         for lo in range(0, total, CHUNK):
             with loader.begin() as conn:
@@ -239,6 +242,8 @@ def _raw_refresh_sql(backend: str) -> str:
 def _raw_refresh(engine, backend: str) -> None:
     start, end = day_bounds(DAY)
     with engine.begin() as conn:
+        if backend == "postgresql":  # the same setting as ours (bills.rollups.WORK_MEM)
+            conn.exec_driver_sql(f"SET LOCAL work_mem = '{rollups.WORK_MEM}'")
         conn.execute(sa.delete(bill_rollups).where(bill_rollups.c.deducted_on == DAY))
         conn.execute(sa.text(_raw_refresh_sql(backend)).bindparams(
             sa.bindparam("day", type_=sa.Date), sa.bindparam("start", type_=sa.DateTime),
