@@ -16,6 +16,7 @@ from feecenter.api.app import create_app
 from feecenter.bills import service
 from feecenter.clock import BUSINESS_TZ, db_time
 from feecenter.db.engine import transaction
+from feecenter.errors import InvalidInput
 from feecenter.orders.tables import orders
 from feecenter.settlement.tables import bill_lines
 from tests.helpers import OPS, api_key, new_account
@@ -157,3 +158,11 @@ def test_another_accounts_lines_are_refused(rt, seeded):
     rest = Signed(rt, TestClient(create_app(rt)), api_key(rt, other))
     answer = rest.send("GET", f"/api/v1/accounts/{seeded}/bills/2026-03/summary?by=lines")
     assert answer.status_code == 403, answer.text
+
+
+@pytest.mark.parametrize("offset, limit, field", [(-1, 20, "offset"), (0, 0, "limit"),
+                                                  (0, 1001, "limit"), ("3", 20, "offset")])
+def test_a_bad_page_is_refused_naming_the_field(rt, seeded, offset, limit, field):
+    with rt.engine.connect() as conn, pytest.raises(InvalidInput) as refused:
+        service.month_lines_page(conn, OPS, seeded, "2026-03", offset, limit)
+    assert refused.value.field == field

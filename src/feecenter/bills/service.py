@@ -88,6 +88,7 @@ def month_lines_page(conn: Connection, actor: Actor, uin: int, month: str, offse
     the lines of ``month_lines`` in its order, counted, ordered and paged in SQL."""
     require(actor, uin, FINANCE)
     check_month(month)
+    _check_page(offset, limit)
     switched = usage_time_switch_month(conn, uin)
     params, (count, _, page) = _month_query(uin, month, switched)
     total = conn.execute(count, params).scalar_one()
@@ -95,6 +96,16 @@ def month_lines_page(conn: Connection, actor: Actor, uin: int, month: str, offse
     return total, [_with_months(line_of(row), switched) for row in rows]
 
 
+def _check_page(offset, limit) -> None:
+    """offset ≥ 0 and 1 ≤ limit ≤ MAX_PAGE (integers), else 400 naming the field."""
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise invalid("offset", "offset 须为非负整数", "offset must be a non-negative integer")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise invalid("limit", f"limit 须为 1–{MAX_PAGE} 的整数",
+                      f"limit must be an integer from 1 to {MAX_PAGE}")
+
+
+MAX_PAGE = 1000  # lines a page at most (REST allows 100)
 STREAM_CHUNK = 1000  # rows fetched at a time by iter_month_lines
 
 
