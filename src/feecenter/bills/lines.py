@@ -250,9 +250,43 @@ def _lines_query(usage_from: bool, usage_before: bool):
                o.closed_at < bindparam("prepaid_before")]
     query = union_all(select(*_postpaid_columns()).where(*where),
                       select(*_prepaid_columns()).where(*prepaid)).subquery("l3")
-    ordered = select(query).order_by(query.c.deducted_at, query.c.pay_mode, query.c.number)
-    return (select(func.count()).select_from(query), ordered,
-            ordered.offset(bindparam("offset")).limit(bindparam("limit")))
+    # the keys alone: on bill_lines an index-only scan of (uin, deducted_at, id)
+    keys = union_all(select(_POSTPAID, b.id.label("number"), b.deducted_at).where(*where),
+                     select(_PREPAID, o.id.label("number"), o.closed_at.label("deducted_at"))
+                     .where(*prepaid)).subquery("l3_keys")
+    page = (select(keys.c.pay_mode, keys.c.number)
+            .order_by(keys.c.deducted_at, keys.c.pay_mode, keys.c.number)
+            .offset(bindparam("offset")).limit(bindparam("limit")))
+    return (select(func.count()).select_from(keys), _ordered(query), page)
+
+
+_POSTPAID = literal("postpaid", String).label("pay_mode")
+_PREPAID = literal("prepaid", String).label("pay_mode")
+
+
+def _ordered(query) -> Select:
+    return select(query).order_by(query.c.deducted_at, query.c.pay_mode, query.c.number)
+
+
+@functools.cache
+def _lines_by_id():
+    b, o = bill_lines.c, orders.c
+    query = union_all(
+        select(*_postpaid_columns()).where(b.id.in_(bindparam("postpaid", expanding=True))),
+        select(*_prepaid_columns()).where(o.id.in_(bindparam("prepaid", expanding=True)))
+    ).subquery("l3_page")
+    return _ordered(query)
+
+
+def page_rows(conn: Connection, page: Select, params: dict, offset: int, limit: int) -> list:
+    """The rows of one page of ``lines_query``, late: the page's keys first (sorting
+    and skipping the account's month on the index alone), then those lines' rows."""
+    keys = conn.execute(page, {**params, "offset": offset, "limit": limit}).all()
+    if not keys:
+        return []
+    ids = {"postpaid": [n for mode, n in keys if mode == "postpaid"],
+           "prepaid": [n for mode, n in keys if mode == "prepaid"]}
+    return conn.execute(_lines_by_id(), ids).mappings().all()
 
 
 def lines_query(uin: int, postpaid: tuple, prepaid: tuple) -> tuple[dict, tuple]:
@@ -260,10 +294,10 @@ def lines_query(uin: int, postpaid: tuple, prepaid: tuple) -> tuple[dict, tuple]
     [postpaid[0], postpaid[1]) whose usage began from postpaid[2] (None: any) and
     before postpaid[3] (None: any), UNION ALL prepaid order lines deducted in
     [prepaid[0], prepaid[1]) (naive UTC). Returns (parameters, (count statement,
-    every line in L3 order — deduction time, pay mode, id —, a page of them: the
-    ``offset`` and ``limit`` parameters)); the statements are built once and
-    cached. Served by the indexes on bill_lines (uin, deducted_at) and orders
-    (uin, closed_at)."""
+    every line in L3 order — deduction time, pay mode, id —, the keys of a page of
+    them for ``page_rows``: the ``offset`` and ``limit`` parameters)); the
+    statements are built once and cached. Served by the indexes on bill_lines
+    (uin, deducted_at, id) and orders (uin, closed_at)."""
     deducted_from, deducted_before, usage_from, usage_before = postpaid
     params = {"uin": uin, "deducted_from": deducted_from, "deducted_before": deducted_before,
               "prepaid_from": prepaid[0], "prepaid_before": prepaid[1]}

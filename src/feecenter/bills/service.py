@@ -22,7 +22,7 @@ from datetime import date
 from sqlalchemy import Connection, func, select
 
 from feecenter.accounts.permissions import FINANCE, Actor, require
-from feecenter.bills.lines import (line_of, line_order, lines_query, month_start,
+from feecenter.bills.lines import (line_of, line_order, lines_query, month_start, page_rows,
                                   postpaid_lines, prepaid_lines)
 from feecenter.bills.tables import bill_rollup_days, bill_rollups
 from feecenter.clock import BUSINESS_TZ, BUSINESS_YEARS, add_months, business_date, db_time
@@ -92,7 +92,7 @@ def month_lines_page(conn: Connection, actor: Actor, uin: int, month: str, offse
     switched = usage_time_switch_month(conn, uin)
     params, (count, _, page) = _month_query(uin, month, switched)
     total = conn.execute(count, params).scalar_one()
-    rows = conn.execute(page, {**params, "offset": offset, "limit": limit}).mappings()
+    rows = page_rows(conn, page, params, offset, limit)
     return total, [_with_months(line_of(row), switched) for row in rows]
 
 
