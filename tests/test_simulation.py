@@ -65,6 +65,20 @@ def test_a_release_one_day_early_is_caught(database_factory, monkeypatch):
     assert "RNW-6" in str(caught.value) and "--seed 3" in str(caught.value)
 
 
+@pytest.mark.spec("BIL-2")
+def test_a_rollup_that_drops_prepaid_lines_is_caught(database_factory, monkeypatch):
+    """The daily roll-up refresh broken (a day's prepaid order lines left out of
+    L0-L2): the bill-level invariant finds L0 != Σ L3 once the tick refreshed a day."""
+    from feecenter.bills import lines, rollups
+
+    monkeypatch.setattr(rollups, "day_aggregates", lambda conn, day: (
+        lines._postpaid_day(conn, day) if lines._postpaid_day(conn, day) is not None
+        else lines._prepaid_day(day).where(lines.orders.c.id < 0)))
+    with pytest.raises(SimulationFailure) as caught:
+        run(database_factory(), Config(seed=3, accounts=10, ops=300, hours=30))
+    assert "BIL-2 bill levels" in str(caught.value) and "L3 deducted" in str(caught.value)
+
+
 def test_a_broken_invariant_stops_the_run_and_shrinks(database_factory, monkeypatch):
     """A deliberately wrong model (a top-up counted twice) is caught at once, named
     with its seed and step, and shrunk to fewer accounts and operations."""

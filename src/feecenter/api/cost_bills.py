@@ -46,10 +46,9 @@ def summary(uin: Uin, month: str, rt: Rt, actor: Caller, by: str = "product",
         raise invalid("by", "by 须为 " + "、".join(LEVELS), "by must be one of " + ", ".join(LEVELS))
     with rt.engine.connect() as conn:
         if by == "lines":
-            lines = bills.month_lines(conn, actor, uin, month)
-            return {"uin": uin, "month": month, "by": by, "total": len(lines),
-                    "offset": offset, "limit": limit,
-                    "items": [line_json(line) for line in lines[offset:offset + limit]]}
+            total, lines = bills.month_lines_page(conn, actor, uin, month, offset, limit)
+            return {"uin": uin, "month": month, "by": by, "total": total,
+                    "offset": offset, "limit": limit, "items": [line_json(line) for line in lines]}
         if by == "resources":
             groups = bills.resource_bills(conn, actor, uin, month)
         else:

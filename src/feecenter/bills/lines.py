@@ -1,7 +1,8 @@
 """The L3 cost-bill lines (BIL-1, BIL-5, BIL-6) as bills reads them, read-only, from
 the tables of settlement (postpaid ``bill_lines``) and orders (prepaid ``orders``),
 in one shape; and the set-based day aggregate of those lines that the roll-ups
-store (``day_aggregates``) and the bill check recomputes.
+store (``day_aggregates``) and the bill check recomputes; ``lines_query``: one
+account's lines as one SQL query in L3 order, for paging and streaming.
 
 Which orders are cost-bill lines: those whose money was deducted — a new
 purchase, renewal or upgrade once delivered (its freeze deducted; ``closed_at``
@@ -12,9 +13,11 @@ manual delivery holds a freeze, not a deduction: it shows once delivered.
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Connection, Select, case, func, literal, select, union_all
+from sqlalchemy import (BigInteger, Connection, DateTime, Select, String, bindparam, case, func,
+                        literal, null, select, union_all)
 
 from feecenter.clock import BUSINESS_TZ, add_months, db_time, from_db_time, to_utc
 from feecenter.orders.tables import orders
@@ -195,3 +198,133 @@ def _prepaid(row) -> dict:
         "voucher_paid": row["paid_coupon"],
         "cash_paid": row["paid_cash"] + row["paid_credit"] - row["refunded_cash"],
         "gift_paid": row["paid_gift"] - row["refunded_gift"], "precision_diff": 0}
+
+
+# ---------------------------------------------------------------- L3 lines in SQL order
+
+def line_order(line: dict) -> tuple:
+    """The L3 order after the deduction time: postpaid before prepaid, then the line's
+    numeric id (the order ``lines_query`` sorts by in SQL)."""
+    pay_mode, number = line["line_id"].split(":")
+    return pay_mode, int(number)
+
+
+def _postpaid_columns():
+    b = bill_lines.c
+    return [literal("postpaid", String).label("pay_mode"), b.id.label("number"),
+            b.billing_item.label("item"), b.kind, b.price_kind, b.product_code, b.region,
+            b.project_id, b.project_name, b.resource_id, b.resource_name, b.deducted_at,
+            b.period_start.label("usage_start"), b.period_end.label("usage_end"),
+            b.unit_price, b.discount_bp, b.list_amount.label("original_cost"),
+            b.discounted_amount.label("discounted_cost"), b.deducted, b.voucher_paid,
+            (b.cash_paid + b.credit_paid).label("cash_paid"), b.gift_paid,
+            b.rounding_diff.label("precision_diff")]
+
+
+def _prepaid_columns():
+    o = orders.c
+    return [literal("prepaid", String).label("pay_mode"), o.id.label("number"),
+            o.spec_item.label("item"), o.kind, o.price_kind, o.product_code, o.region,
+            o.project_id, o.project_name, o.resource_id, o.resource_name,
+            o.closed_at.label("deducted_at"), o.closed_at.label("usage_start"),
+            null().cast(DateTime).label("usage_end"), o.unit_price, o.discount_bp,
+            (o.list_amount * RATED_PER_FEN).label("original_cost"),
+            (o.amount * RATED_PER_FEN).label("discounted_cost"), o.amount.label("deducted"),
+            o.paid_coupon.label("voucher_paid"),
+            (o.paid_cash + o.paid_credit - o.refunded_cash).label("cash_paid"),
+            (o.paid_gift - o.refunded_gift).label("gift_paid"),
+            literal(0, BigInteger).label("precision_diff")]
+
+
+@functools.cache  # four statements: usage bounded from / before, or not
+def _lines_query(usage_from: bool, usage_before: bool):
+    b, o = bill_lines.c, orders.c
+    where = [b.uin == bindparam("uin"), b.deducted_at >= bindparam("deducted_from"),
+             b.deducted_at < bindparam("deducted_before")]
+    if usage_from:
+        where.append(b.period_start >= bindparam("usage_from"))
+    if usage_before:
+        where.append(b.period_start < bindparam("usage_before"))
+    prepaid = [o.uin == bindparam("uin"), o.state.in_(DEDUCTED_STATES), o.kind.in_(ORDER_KINDS),
+               o.closed_at.is_not(None), o.closed_at >= bindparam("prepaid_from"),
+               o.closed_at < bindparam("prepaid_before")]
+    query = union_all(select(*_postpaid_columns()).where(*where),
+                      select(*_prepaid_columns()).where(*prepaid)).subquery("l3")
+    # the keys alone: on bill_lines an index-only scan of (uin, deducted_at, id)
+    keys = union_all(select(_POSTPAID, b.id.label("number"), b.deducted_at).where(*where),
+                     select(_PREPAID, o.id.label("number"), o.closed_at.label("deducted_at"))
+                     .where(*prepaid)).subquery("l3_keys")
+    page = (select(keys.c.pay_mode, keys.c.number)
+            .order_by(keys.c.deducted_at, keys.c.pay_mode, keys.c.number)
+            .offset(bindparam("offset")).limit(bindparam("limit")))
+    return (select(func.count()).select_from(keys), _ordered(query), page)
+
+
+_POSTPAID = literal("postpaid", String).label("pay_mode")
+_PREPAID = literal("prepaid", String).label("pay_mode")
+
+
+def _ordered(query) -> Select:
+    return select(query).order_by(query.c.deducted_at, query.c.pay_mode, query.c.number)
+
+
+@functools.cache
+def _lines_by_id():
+    b, o = bill_lines.c, orders.c
+    query = union_all(
+        select(*_postpaid_columns()).where(b.id.in_(bindparam("postpaid", expanding=True))),
+        select(*_prepaid_columns()).where(o.id.in_(bindparam("prepaid", expanding=True)))
+    ).subquery("l3_page")
+    return _ordered(query)
+
+
+def page_rows(conn: Connection, page: Select, params: dict, offset: int, limit: int) -> list:
+    """The rows of one page of ``lines_query``, late: the page's keys first (sorting
+    and skipping the account's month on the index alone), then those lines' rows."""
+    keys = conn.execute(page, {**params, "offset": offset, "limit": limit}).all()
+    if not keys:
+        return []
+    ids = {"postpaid": [n for mode, n in keys if mode == "postpaid"],
+           "prepaid": [n for mode, n in keys if mode == "prepaid"]}
+    return conn.execute(_lines_by_id(), ids).mappings().all()
+
+
+def lines_query(uin: int, postpaid: tuple, prepaid: tuple) -> tuple[dict, tuple]:
+    """One account's L3 lines in the one line shape: postpaid lines deducted in
+    [postpaid[0], postpaid[1]) whose usage began from postpaid[2] (None: any) and
+    before postpaid[3] (None: any), UNION ALL prepaid order lines deducted in
+    [prepaid[0], prepaid[1]) (naive UTC). Returns (parameters, (count statement,
+    every line in L3 order — deduction time, pay mode, id —, the keys of a page of
+    them for ``page_rows``: the ``offset`` and ``limit`` parameters)); the
+    statements are built once and cached. Served by the indexes on bill_lines
+    (uin, deducted_at, id) and orders (uin, closed_at)."""
+    deducted_from, deducted_before, usage_from, usage_before = postpaid
+    params = {"uin": uin, "deducted_from": deducted_from, "deducted_before": deducted_before,
+              "prepaid_from": prepaid[0], "prepaid_before": prepaid[1]}
+    if usage_from is not None:
+        params["usage_from"] = usage_from
+    if usage_before is not None:
+        params["usage_before"] = usage_before
+    return params, _lines_query(usage_from is not None, usage_before is not None)
+
+
+def line_of(row) -> dict:
+    """A row of ``lines_query`` as the L3 line dict (the shape of ``postpaid_lines``
+    and ``prepaid_lines``; BIL-6: no list price, discount or original cost off the
+    list price)."""
+    listed = row["price_kind"] == "list"
+    deducted_at = from_db_time(row["deducted_at"])
+    return {
+        "line_id": f"{row['pay_mode']}:{row['number']}", "pay_mode": row["pay_mode"],
+        "item": row["item"], "kind": row["kind"], "price_kind": row["price_kind"],
+        "product_code": row["product_code"], "region": row["region"],
+        "project_id": row["project_id"], "project_name": row["project_name"],
+        "resource_id": row["resource_id"], "resource_name": row["resource_name"],
+        "deducted_at": deducted_at, "usage_start": from_db_time(row["usage_start"]),
+        "usage_end": from_db_time(row["usage_end"]) if row["usage_end"] is not None else None,
+        "unit_price": row["unit_price"] if listed else None,
+        "discount_bp": row["discount_bp"] if listed else None,
+        "original_cost": row["original_cost"] if listed else None,
+        "discounted_cost": row["discounted_cost"], "deducted": row["deducted"],
+        "voucher_paid": row["voucher_paid"], "cash_paid": row["cash_paid"],
+        "gift_paid": row["gift_paid"], "precision_diff": row["precision_diff"]}

@@ -8,6 +8,8 @@ run one after the other), delete the day's roll-ups, insert the day's aggregates
 with one set-based INSERT … SELECT … GROUP BY. It touches that day's lines only
 (incremental), and a rerun — after a success or a crash at any point —
 recomputes the same rows (idempotent, crash-safe: the jobs registry contract).
+On PostgreSQL the transaction raises ``work_mem`` (``WORK_MEM``) so that the
+day's GROUP BY is a hash aggregate in memory rather than a sort spilled to disk.
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ from feecenter.clock import Clock, db_time
 from feecenter.db.engine import transaction
 from feecenter.db.upsert import insert_if_absent
 
+WORK_MEM = "256MB"  # PostgreSQL: memory for the day's aggregate, this transaction only
+
 
 def refresh_day(engine: Engine, clock: Clock, day: date) -> dict:
     """Recompute the roll-ups of business day ``day``; returns rows and lines written."""
     with transaction(engine) as conn:
+        if conn.dialect.name == "postgresql":  # the day's GROUP BY hashed in memory
+            conn.exec_driver_sql(f"SET LOCAL work_mem = '{WORK_MEM}'")
         now = db_time(clock.now())
         conn.execute(insert_if_absent(conn, bill_rollup_days, ["day"])
                      .values(day=day, lines=0, refreshed_at=now))

@@ -1,5 +1,6 @@
 """Cost bills of a month (BIL-1): the L3 lines (``month_lines``, near real time, read
-from settlement's and orders' tables), and from the daily roll-ups the L0
+from settlement's and orders' tables; ``month_lines_page`` paged in SQL and
+``iter_month_lines`` streamed, for REST and exports), and from the daily roll-ups the L0
 overview (``overview``, with ``daily_totals`` by day), L1 summaries (``summary`` by product, project, region,
 pay mode or one tag key) and L2 resource bills (``resource_bills``); each
 checks FINANCE on the account. A line belongs to the month ``settlement.rules.
@@ -22,7 +23,6 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import Connection, and_, func, or_, select
@@ -30,7 +30,8 @@ from sqlalchemy import Connection, and_, func, or_, select
 from feecenter.accounts.permissions import FINANCE, Actor, require
 from feecenter.bills import consumption_rules as rules
 from feecenter.bills.consumption import PREPAID_KINDS, PREPAID_STATES
-from feecenter.bills.lines import _prepaid, month_start, postpaid_lines, prepaid_lines
+from feecenter.bills.lines import (_prepaid, line_of, line_order, lines_query, month_start,
+                                  page_rows, postpaid_lines, prepaid_lines)
 from feecenter.bills.tables import bill_rollup_days, bill_rollups
 from feecenter.clock import (BUSINESS_TZ, BUSINESS_YEARS, add_months, business_date, db_time,
                              from_db_time, to_utc)
@@ -78,11 +79,6 @@ def month_lines(conn: Connection, actor: Actor, uin: int, month: str) -> list[di
     return _lines_of_month(conn, uin, month, usage_time_switch_month(conn, uin))
 
 
-def iter_month_lines(conn: Connection, actor: Actor, uin: int, month: str) -> Iterator[dict]:
-    """The lines of ``month_lines``, one at a time, in deduction order (the exports)."""
-    yield from month_lines(conn, actor, uin, month)  # replaced by the streaming reader
-
-
 def _lines_of_month(conn: Connection, uin: int, month: str, switched: str | None) -> list[dict]:
     found = []
     for start, end, usage_before, usage_from, postpaid, prepaid in _line_windows(month,
@@ -91,17 +87,82 @@ def _lines_of_month(conn: Connection, uin: int, month: str, switched: str | None
             found += postpaid_lines(conn, uin, start, end, usage_before, usage_from)
         if prepaid:
             found += prepaid_lines(conn, uin, start, end)
-    lines = []
-    for line in found:
-        line["deducted_on"] = business_date(line["deducted_at"])
-        deducted_month = line["deducted_on"].strftime("%Y-%m")
-        line["usage_month"] = (deducted_month if line["pay_mode"] == "prepaid"
-                               else line["usage_start"].astimezone(BUSINESS_TZ).strftime("%Y-%m"))
-        line["bill_month"] = statistic_month(deducted_month, line["usage_month"], switched)
-        if line["bill_month"] == month:
-            lines.append(line)
-    lines.sort(key=lambda line: (line["deducted_at"], line["line_id"]))
+    lines = [line for line in (_with_months(line, switched) for line in found)
+             if line["bill_month"] == month]
+    lines.sort(key=lambda line: (line["deducted_at"], *line_order(line)))
     return lines
+
+
+def month_lines_page(conn: Connection, actor: Actor, uin: int, month: str, offset: int,
+                     limit: int) -> tuple[int, list[dict]]:
+    """BIL-1: (the number of L3 lines of ``month``, the ``limit`` lines from ``offset``),
+    the lines of ``month_lines`` in its order, counted, ordered and paged in SQL."""
+    require(actor, uin, FINANCE)
+    check_month(month)
+    _check_page(offset, limit)
+    switched = usage_time_switch_month(conn, uin)
+    params, (count, _, page) = _month_query(uin, month, switched)
+    total = conn.execute(count, params).scalar_one()
+    rows = page_rows(conn, page, params, offset, limit)
+    return total, [_with_months(line_of(row), switched) for row in rows]
+
+
+def _check_page(offset, limit) -> None:
+    """offset ≥ 0 and 1 ≤ limit ≤ MAX_PAGE (integers), else 400 naming the field."""
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise invalid("offset", "offset 须为非负整数", "offset must be a non-negative integer")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise invalid("limit", f"limit 须为 1–{MAX_PAGE} 的整数",
+                      f"limit must be an integer from 1 to {MAX_PAGE}")
+
+
+MAX_PAGE = 1000  # lines a page at most (REST allows 100)
+STREAM_CHUNK = 1000  # rows fetched at a time by iter_month_lines
+
+
+def iter_month_lines(conn: Connection, actor: Actor, uin: int, month: str):
+    """BIL-1: the lines of ``month_lines``, in its order, streamed with bounded memory
+    (a server-side cursor on PostgreSQL, ``STREAM_CHUNK`` rows at a time), for exports.
+    The permission and the month are checked at the call, before the first line."""
+    require(actor, uin, FINANCE)
+    check_month(month)
+    switched = usage_time_switch_month(conn, uin)
+    params, (_, every, _) = _month_query(uin, month, switched)
+    result = conn.execute(every, params, execution_options={"yield_per": STREAM_CHUNK})
+    return _streamed(result.mappings(), switched)
+
+
+def _streamed(rows, switched: str | None):
+    try:
+        for row in rows:
+            yield _with_months(line_of(row), switched)
+    finally:
+        rows.close()
+
+
+def _with_months(line: dict, switched: str | None) -> dict:
+    """``deducted_on``, ``usage_month`` and ``bill_month`` of a line (as ``month_lines``)."""
+    line["deducted_on"] = business_date(line["deducted_at"])
+    deducted_month = line["deducted_on"].strftime("%Y-%m")
+    line["usage_month"] = (deducted_month if line["pay_mode"] == "prepaid"
+                           else line["usage_start"].astimezone(BUSINESS_TZ).strftime("%Y-%m"))
+    line["bill_month"] = statistic_month(deducted_month, line["usage_month"], switched)
+    return line
+
+
+def _month_query(uin: int, month: str, switched: str | None):
+    """The account's lines ``statistic_month`` puts in ``month``, as SQL conditions
+    equivalent to ``_line_windows`` + ``statistic_month`` (a prepaid line is always in
+    its deduction month; a postpaid line, see the cases)."""
+    start, end = db_time(month_start(month)), db_time(month_start(_next(month)))
+    far = db_time(month_start(f"{BUSINESS_YEARS.stop - 1}-12"))
+    if switched is None or month < switched:  # by deduction time
+        postpaid = (start, end, None, None)
+    elif month == switched:  # deducted in it or later, for usage up to it
+        postpaid = (start, far, None, end)
+    else:  # after the switch: deducted since the switch, for usage in the month
+        postpaid = (db_time(month_start(switched)), far, start, end)
+    return lines_query(uin, postpaid, (start, end))
 
 
 def _line_windows(month: str, switched: str | None):
@@ -536,6 +597,6 @@ def consumption_summary(lines: list[dict], by: str) -> list[dict]:
 
 
 __all__ = ["DIMENSIONS", "SUMS", "usage_time_switch_month", "check_month", "month_lines",
-           "iter_month_lines", "overview", "daily_totals", "summary", "resource_bills", "tag_keys",
+           "month_lines_page", "iter_month_lines", "overview", "daily_totals", "summary", "resource_bills", "tag_keys",
            "PAY_TYPES", "pay_type", "refreshed_lines", "sum_lines", "summary_with_products",
            "resource_bill_page", "consumption_lines", "consumption_summary"]

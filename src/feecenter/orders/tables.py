@@ -54,6 +54,9 @@ orders = Table(
     Column("closed_at", DateTime, nullable=True),  # delivered, failed, refunded, expired, voided
     Index("ix_orders_uin_created", "uin", "created_at"),
     Index("ix_orders_resource", "resource_id"),
+    # cost-bill lines by deduction (delivery) time: an account's month, a day (0031)
+    Index("ix_orders_uin_closed", "uin", "closed_at"),
+    Index("ix_orders_closed", "closed_at"),
     # the expiry job's (ORD-2); a paid order leaves it (revision 0008)
     Index("ix_orders_unpaid_expires", "expires_at", postgresql_where=text("state = 'unpaid'"),
           sqlite_where=text("state = 'unpaid'")),

@@ -51,7 +51,9 @@ bill_lines = Table(
     # of ``quantity``, what was used while the resource was stopped (ARR-3): not charged
     Column("stopped_quantity", BigInteger, nullable=False, server_default=text("0")),
     Index("ix_bill_lines_uin_period", "uin", "period_start"),
-    Index("ix_bill_lines_uin_deducted", "uin", "deducted_at"),
+    # with id: an account's L3 page is sorted on the index alone (bills, migration 0031)
+    Index("ix_bill_lines_uin_deducted", "uin", "deducted_at", "id"),
+    Index("ix_bill_lines_deducted", "deducted_at"),  # a day's lines: the bills roll-up (0031)
 )
 
 # One row per account settled for a period (written in the account's transaction):

@@ -14,6 +14,7 @@ from functools import cache
 
 from sqlalchemy import bindparam, func, select
 
+from feecenter.bills.check import check_bills
 from feecenter.catalog.tables import products
 from feecenter.ledger.reconcile import reconcile
 from feecenter.ledger.tables import (ledger_accounts, ledger_holds, ledger_postings,
@@ -399,6 +400,18 @@ _RELEASED = lambda where: (  # noqa: E731
            where(_rs.uin)))
 
 
+def bill_levels(conn, model, now, uins) -> list[str]:
+    """BIL-1/BIL-2, at the checks of every account (every 500 steps and the end): the
+    bill check of ``feecenter reconcile`` holds — for every account and month the
+    roll-ups hold, L0 = Σ L1 = Σ L2 = Σ L3 over the days the daily job
+    ``bills.refresh_rollups`` (run by the tick, killed and rerun like any job)
+    refreshed. Not per step: it reads every level of every account's month."""
+    if uins is not None:
+        return []
+    return [f"BIL-2 bill levels: {d.subject}: L0 {d.expected}, found {d.actual}"
+            for d in check_bills(conn)]
+
+
 CHECKS = {"balances": balances, "orders": order_states, "bills": bills, "keys": keys,
           "created": created_once, "postings": postings_balance, "remittances": remittance_states,
-          "resources": resource_states, "renewals": renewals_once}
+          "resources": resource_states, "renewals": renewals_once, "bill_levels": bill_levels}
