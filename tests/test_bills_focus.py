@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def exported(rt):
     uin = seed_focus_month(rt)
     with rt.engine.connect() as conn:
-        lines = focus.focus_lines(conn, OPS, uin, MONTH)
+        lines = list(focus.focus_lines(conn, OPS, uin, MONTH))
         context = focus.focus_context(conn, uin, MONTH)
         assert [dict(line, quantity=None) for line in lines] == [
             dict(line, quantity=None) for line in service.month_lines(conn, OPS, uin, MONTH)]

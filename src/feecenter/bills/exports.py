@@ -280,19 +280,26 @@ def _write(engine: Engine, export: dict, path: Path) -> int:
         header, rows, total = _table(conn, export)
         if total is not None:
             progress(0, total)
-        counted = _counting(rows, progress)
-        if export["fmt"] == "xlsx":
-            return write_xlsx(path, header, counted, sheet=f"{export['month']} {export['level']}")
-        return write_csv(path, header, counted)
+        with contextlib.closing(_counting(rows, progress)) as counted:  # a failure ends the read
+            if export["fmt"] == "xlsx":
+                return write_xlsx(path, header, counted,
+                                  sheet=f"{export['month']} {export['level']}")
+            return write_csv(path, header, counted)
 
 
 def _counting(rows: Iterable, progress: Callable[[int, int | None], None]) -> Iterator:
+    """``rows`` with the progress recorded every PROGRESS_EVERY; closed, it closes
+    ``rows`` too (a streamed read's cursor)."""
     written = 0
-    for row in rows:
-        yield row
-        written += 1
-        if written % PROGRESS_EVERY == 0:
-            progress(written, None)
+    try:
+        for row in rows:
+            yield row
+            written += 1
+            if written % PROGRESS_EVERY == 0:
+                progress(written, None)
+    finally:
+        if hasattr(rows, "close"):
+            rows.close()
 
 
 def write_csv(path: Path, header: list[str], rows: Iterable[list[str]]) -> int:
@@ -338,9 +345,8 @@ def _write_focus(conn: Connection, export: dict, path: Path, progress) -> int:
     from feecenter.bills import focus
 
     context = focus.focus_context(conn, export["uin"], export["month"])
-    lines = _counting(bills.iter_month_lines(conn, SYSTEM, export["uin"], export["month"]),
-                      progress)
-    with open(path, "w", encoding="utf-8", newline="") as out:
+    lines = _counting(focus.focus_lines(conn, SYSTEM, export["uin"], export["month"]), progress)
+    with contextlib.closing(lines), open(path, "w", encoding="utf-8", newline="") as out:
         return focus.write_focus_csv(lines, context, out)
 
 
@@ -377,9 +383,7 @@ def _table(conn: Connection, export: dict) -> tuple[list[str], Iterable[list[str
     """(header, rows, number of rows if known) of the export's level."""
     uin, month, level = export["uin"], export["month"], export["level"]
     if level == "lines":
-        return (list(LINE_COLUMNS),
-                (line_row(line) for line in bills.iter_month_lines(conn, SYSTEM, uin, month)),
-                _expected_lines(conn, uin, month))
+        return list(LINE_COLUMNS), _line_rows(conn, uin, month), _expected_lines(conn, uin, month)
     header = [*GROUP_COLUMNS[level], *(title for title, _, _ in SUM_COLUMNS)]
     if level == "overview":
         found = bills.overview(conn, SYSTEM, uin, month)
@@ -396,6 +400,14 @@ def _table(conn: Connection, export: dict) -> tuple[list[str], Iterable[list[str
             level, (level,))
         rows = [[str(g[k]) for k in keys] + _sums(g) for g in groups]
     return header, rows, len(rows)
+
+
+def _line_rows(conn: Connection, uin: int, month: str) -> Iterator[list[str]]:
+    """The L3 lines as rows, streamed (``bills.service.iter_month_lines``)."""
+    lines = bills.iter_month_lines(conn, SYSTEM, uin, month)
+    with contextlib.closing(lines):
+        for line in lines:
+            yield line_row(line)
 
 
 def _expected_lines(conn: Connection, uin: int, month: str) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TextIO
@@ -22,12 +22,14 @@ from sqlalchemy import Connection, select
 from feecenter.accounts.permissions import Actor
 from feecenter.accounts.tables import customers
 from feecenter.bills.lines import month_start
-from feecenter.bills.service import month_lines
+from feecenter.bills.service import iter_month_lines
 from feecenter.catalog.tables import billing_items, products, regions, selling_entities
 from feecenter.clock import BUSINESS_TZ, add_months
 from feecenter.money import format_rated, format_yuan
 from feecenter.resources.tables import resources
 from feecenter.settlement.tables import bill_lines
+
+QUANTITY_CHUNK = 1000  # streamed lines whose metered quantities are read at once
 
 FOCUS_VERSION = "1.3"
 PROVIDER_NAME = "Fee Center"  # the platform: provider, publisher, service and host provider
@@ -143,15 +145,23 @@ def _tags(conn: Connection, uin: int) -> dict[str, dict[str, str]]:
     return found
 
 
-def focus_lines(conn: Connection, actor: Actor, uin: int, month: str) -> list[dict]:
-    """``bills.service.month_lines`` (FINANCE checked there), each postpaid line with its
-    metered ``quantity`` (1e-6 units) for ConsumedQuantity; prepaid lines: None."""
-    lines = month_lines(conn, actor, uin, month)
+def focus_lines(conn: Connection, actor: Actor, uin: int, month: str) -> Iterator[dict]:
+    """``bills.service.iter_month_lines`` (FINANCE checked there), streamed, each
+    postpaid line with its metered ``quantity`` (1e-6 units) for ConsumedQuantity,
+    looked up 1,000 lines at a time; prepaid lines: None."""
+    chunk: list[dict] = []
+    for line in iter_month_lines(conn, actor, uin, month):
+        chunk.append(line)
+        if len(chunk) == QUANTITY_CHUNK:
+            yield from _with_quantities(conn, chunk)
+            chunk = []
+    yield from _with_quantities(conn, chunk)
+
+
+def _with_quantities(conn: Connection, lines: list[dict]) -> list[dict]:
     ids = [int(line["line_id"].split(":")[1]) for line in lines if line["pay_mode"] == "postpaid"]
-    quantities = {}
-    for chunk in range(0, len(ids), 1000):
-        quantities.update(conn.execute(select(bill_lines.c.id, bill_lines.c.quantity).where(
-            bill_lines.c.id.in_(ids[chunk:chunk + 1000]))).all())
+    quantities = dict(conn.execute(select(bill_lines.c.id, bill_lines.c.quantity).where(
+        bill_lines.c.id.in_(ids))).all()) if ids else {}
     for line in lines:
         line["quantity"] = quantities.get(int(line["line_id"].split(":")[1])) \
             if line["pay_mode"] == "postpaid" else None
