@@ -177,10 +177,10 @@ def prepaid_lines(conn: Connection, uin: int, start: datetime, end: datetime) ->
     o = orders.c
     rows = conn.execute(select(orders).where(o.uin == uin, *order_line_conditions(start, end))
                         .order_by(o.closed_at, o.id))
-    return [_prepaid(row) for row in rows.mappings()]
+    return [prepaid_line(row) for row in rows.mappings()]
 
 
-def _prepaid(row) -> dict:
+def prepaid_line(row) -> dict:
     listed = row["price_kind"] == "list"
     deducted_at = from_db_time(row["closed_at"])
     return {

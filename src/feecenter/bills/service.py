@@ -30,7 +30,7 @@ from sqlalchemy import Connection, and_, func, or_, select
 from feecenter.accounts.permissions import FINANCE, Actor, require
 from feecenter.bills import consumption_rules as rules
 from feecenter.bills.consumption import PREPAID_KINDS, PREPAID_STATES
-from feecenter.bills.lines import (_prepaid, line_of, line_order, lines_query, month_start,
+from feecenter.bills.lines import (line_of, line_order, lines_query, month_start, prepaid_line,
                                   page_rows, postpaid_lines, prepaid_lines)
 from feecenter.bills.tables import bill_rollup_days, bill_rollups
 from feecenter.clock import (BUSINESS_TZ, BUSINESS_YEARS, add_months, business_date, db_time,
@@ -542,7 +542,7 @@ def _consumed_order(row, first_day: date, stop_day: date) -> dict:
     def share(fen: int) -> int:
         return rules.share_in_range(int(fen), s, e, first_day, stop_day)
 
-    line = _prepaid(row)
+    line = prepaid_line(row)
     consumed = share(row["amount"])
     line["original_share"] = share(row["list_amount"]) if row["price_kind"] == "list" else None
     voucher, gift = share(line["voucher_paid"]), share(line["gift_paid"])
