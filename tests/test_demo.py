@@ -57,6 +57,11 @@ def test_demo_seeds_accounts_orders_and_stays_reconciled(database_url, tmp_path,
             " AND deduct_mode IS NOT NULL GROUP BY deduct_mode").fetchall())
         in_arrears = conn.exec_driver_sql(
             "SELECT count(*) FROM bill_lines WHERE arrears > 0").scalar_one()
+        # the simulated days' cost-bill roll-ups (BIL-2): every line of a day before
+        # today is in them, so 账单概览 shows the month
+        rolled, refreshed = conn.exec_driver_sql(
+            "SELECT (SELECT coalesce(sum(lines), 0) FROM bill_rollups),"
+            " (SELECT count(*) FROM bill_rollup_days)").one()
         names = [row[0] for row in conn.exec_driver_sql(
             "SELECT name FROM customers c WHERE EXISTS (SELECT 1 FROM bill_lines b"
             " WHERE b.uin = c.uin AND b.arrears > 0)").fetchall()]
@@ -67,6 +72,7 @@ def test_demo_seeds_accounts_orders_and_stays_reconciled(database_url, tmp_path,
     assert cycles["hour"] >= 8 * 3 and cycles["day"] >= 7 * 3
     assert deductions.get("hour_h") and deductions.get("hour_d")
     assert in_arrears > 0 and names == ["new-startup"]
+    assert refreshed >= 7 and rolled > 0  # and reconcile's bill check held on those days
     assert resource_states.get("running", 0) >= 4  # acme-cloud's keep running
     # the sandbox payment provider runs beside the server; acme-cloud's recharge was paid
     assert f"Sandbox payment provider / 支付沙箱: {sandbox.url}" in text

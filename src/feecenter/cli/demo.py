@@ -208,6 +208,19 @@ def _usage_lines(opened: list, running: set[str], rng: random.Random, start: dat
     return out
 
 
+def _refresh_bill_rollups(rt: Runtime, clock: FixedClock, start: datetime, end: datetime) -> None:
+    """The cost-bill roll-ups (BIL-2) of the simulated days before ``end``'s day. The
+    daily job starts at the day of the first line it saw, which was today's prepaid
+    orders, made before this month was simulated into the past."""
+    from feecenter.bills.rollups import refresh_day
+    from feecenter.clock import business_date
+
+    day, last = business_date(start), business_date(end)
+    while day < last:
+        refresh_day(rt.engine, clock, day)
+        day += timedelta(days=1)
+
+
 def simulate_month(rt: Runtime, rows: list[dict], *, days: int = SIMULATED_DAYS,
                    now: datetime | None = None) -> dict:
     """Open postpaid resources ``days`` back (from the business midnight before), feed
@@ -250,6 +263,7 @@ def simulate_month(rt: Runtime, rows: list[dict], *, days: int = SIMULATED_DAYS,
         # hours, the day itself, arrears), never past the real now
         run_until(rt.engine, clock, min(stop + METERING_GRACE["day"], now))
         day = period_containing(DAILY, day.end)
+    _refresh_bill_rollups(rt, clock, start, end)
     with rt.engine.connect() as conn:
         lines, fen = conn.exec_driver_sql(
             "SELECT count(*), coalesce(sum(deducted), 0) FROM bill_lines").one()
