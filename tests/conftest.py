@@ -415,7 +415,7 @@ def _serve(runtime, tls=None):
                                            ssl_keyfile=key))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # a loaded machine (CI beside other work) is slow to start it
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
     assert server.started, "server did not start"
