@@ -31,11 +31,12 @@ def _settle_hour(rt, start: datetime) -> None:
     settlement.settle_period(rt.engine, rt.clock, "hour", period_containing(HOURLY, start))
 
 
-def seed_focus_month(rt) -> int:
-    """Seed March 2026 of a new account on ``rt`` (a FixedClock runtime); its UIN."""
-    rt.clock.set(at(2, 28, 22))
+def postpaid_account(rt, name: str) -> tuple[int, str, str]:
+    """A funded account (5,000 cash, 100 gift) with a contract price on cvm traffic
+    (0.33 / GB), a postpaid CVM named web-1 and a postpaid premium disk tagged
+    env=prod: (uin, vm, disk). Loads the sample catalog first."""
     load(rt)
-    uin = new_account(rt, "focus-export")
+    uin = new_account(rt, name)
     add_cash(rt, uin, 5_000_00)
     add_gift(rt, uin, 100_00)
     with transaction(rt.engine) as conn:
@@ -45,6 +46,13 @@ def seed_focus_month(rt) -> int:
     disk = open_(rt, uin, product="cbs", spec="premium")
     with transaction(rt.engine) as conn:
         resources.rename_resource(conn, rt.clock, OPS, uin, disk, None, {"env": "prod"})
+    return uin, vm, disk
+
+
+def seed_focus_month(rt) -> int:
+    """Seed March 2026 of a new account on ``rt`` (a FixedClock runtime); its UIN."""
+    rt.clock.set(at(2, 28, 22))
+    uin, vm, disk = postpaid_account(rt, "focus-export")
 
     # February's last hour, deducted on 1 March; its late usage an adjustment in March
     last_feb = period_containing(HOURLY, at(2, 28, 23, 30))

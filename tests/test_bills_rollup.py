@@ -15,17 +15,16 @@ from starlette.testclient import TestClient
 from feecenter.api.app import create_app
 from feecenter.bills import check, jobs, rollups, service
 from feecenter.bills.tables import bill_rollups
-from feecenter.catalog import service as catalog
 from feecenter.clock import BUSINESS_TZ
 from feecenter.db.engine import transaction
 from feecenter.jobs.loader import load_all
 from feecenter.orders import service as orders
 from feecenter.periods import DAILY, HOURLY, period_containing
-from feecenter.resources import service as resources
 from feecenter.settlement import service as settlement
 from feecenter.settlement.rules import statistic_month
-from tests.helpers import (OPS, add_cash, add_gift, api_key, assert_reconciled, buy,
+from tests.helpers import (OPS, add_cash, api_key, assert_reconciled, buy,
                            new_account, pay, run_threads)
+from tests.focus_seed import postpaid_account
 from tests.rest_harness import Signed
 from tests.test_settlement import ingest, load, open_
 
@@ -43,17 +42,7 @@ def month(rt):
     line and a contract-price line; a prepaid CVM bought, upgraded and downgraded;
     a second prepaid CVM bought and refunded; a named postpaid disk tagged env=prod."""
     rt.clock.set(at(2, 9))
-    load(rt)
-    uin = new_account(rt, "bills-rollup")
-    add_cash(rt, uin, 5_000_00)
-    add_gift(rt, uin, 100_00)
-    with transaction(rt.engine) as conn:
-        catalog.set_contract_price(conn, rt.clock, OPS, uin, product="cvm", item="traffic",
-                                   pay_mode="postpaid", unit_price=33_000_000)  # 0.33 / GB
-    vm = open_(rt, uin, name="web-1")
-    disk = open_(rt, uin, product="cbs", spec="premium")
-    with transaction(rt.engine) as conn:
-        resources.rename_resource(conn, rt.clock, OPS, uin, disk, None, {"env": "prod"})
+    uin, vm, disk = postpaid_account(rt, "bills-rollup")
     (bought,) = buy(rt, uin)
     pay(rt, uin, [bought])
     prepaid_vm = _order(rt, uin, bought)["resource_id"]
