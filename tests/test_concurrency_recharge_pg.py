@@ -37,7 +37,7 @@ def test_eight_notifications_and_a_query_credit_one_recharge_once(pay):  # noqa:
     with rt.engine.begin() as conn:  # the clearing account exists before the race
         funds.platform_account(conn, rt.clock, "gateway_wechat")
     recharge = pay.create(321_00)
-    requests.post(recharge["code_url"], data={"action": "pay", "notify": "no"}, timeout=10)
+    requests.post(recharge["code_url"], data={"action": "pay", "notify": "no"}, timeout=60)
     headers, body = pay.signed_notification(paid_transaction(pay, recharge))
     outcomes: list = [None] * (THREADS + 1)
 

@@ -135,7 +135,7 @@ class Pay:
                                 self.rt.gateways)
 
     def payer_acts(self, recharge: dict, action: str = "pay", **form) -> requests.Response:
-        response = requests.post(recharge["code_url"], data={"action": action, **form}, timeout=10)
+        response = requests.post(recharge["code_url"], data={"action": action, **form}, timeout=60)
         assert response.status_code == 200, response.text
         return response
 
@@ -241,7 +241,7 @@ def test_an_abandoned_recharge_is_closed_after_its_term_at_the_provider_too(pay)
     assert pay.row(recharge["id"])["state"] == "closed"
     assert pay.provider.payments[recharge["out_trade_no"]].trade_state == "CLOSED"
     # the payer comes back too late: the sandbox refuses the payment
-    late = requests.post(recharge["code_url"], data={"action": "pay"}, timeout=10)
+    late = requests.post(recharge["code_url"], data={"action": "pay"}, timeout=60)
     assert late.status_code == 409
     assert balance(pay.rt, pay.uin).cash == 0
 
@@ -257,7 +257,7 @@ def test_a_missed_notification_is_recovered_by_querying_the_provider(pay):
     assert counts["credited"] == 1 and balance(pay.rt, pay.uin).cash == 88_00
     # the provider comes back and notifies after all: acknowledged, nothing more credited
     pay.rt.clock.set(datetime.now(UTC))
-    requests.post(f"{pay.url}/sandbox/payments/{recharge['out_trade_no']}/notify", timeout=10)
+    requests.post(f"{pay.url}/sandbox/payments/{recharge['out_trade_no']}/notify", timeout=60)
     deadline = time.monotonic() + 10
     while not pay.provider.payments[recharge["out_trade_no"]].acknowledged:
         assert time.monotonic() < deadline
@@ -353,7 +353,7 @@ def test_a_merchant_in_public_key_mode_is_credited_once_and_refuses_another_key(
     out_trade_no = recharge["out_trade_no"]
     pay.wait_acknowledged(out_trade_no)
     requests.post(f"{pay.url}/sandbox/payments/{out_trade_no}/notify",  # WeChat sends it again
-                  timeout=10).raise_for_status()
+                  timeout=60).raise_for_status()
     pay.wait_acknowledged(out_trade_no)
     assert [n["outcome"] for n in pay.notifications()][-1] == "duplicate"
     assert balance(pay.rt, pay.uin).cash == 88_00
@@ -657,7 +657,7 @@ def test_cli_create_query_show_list(pay, cli, monkeypatch):
     code, created = cli.json("recharge", "create", "--uin", str(pay.uin), "--amount", "5.00",
                              "--payer", "cli-payer")
     assert code == 0 and created["state"] == "pending"
-    requests.post(created["code_url"], data={"action": "pay", "notify": "no"}, timeout=10)
+    requests.post(created["code_url"], data={"action": "pay", "notify": "no"}, timeout=60)
     code, queried = cli.json("recharge", "query", str(created["id"]))
     assert code == 0 and queried["state"] == "paid"
     code, shown = cli.json("recharge", "show", str(created["id"]))
@@ -770,7 +770,7 @@ def test_feecenter_sandbox_pay_runs_as_its_own_service(tmp_path, options):
         gateway = WeChatPayGateway(WeChatPayConfig.from_env(env))
         code_url = gateway.create_payment("FCSUBPROCESS1", 1_00, "test",
                                           datetime.now(UTC) + timedelta(minutes=5))
-        requests.post(code_url, data={"action": "pay", "notify": "no"}, timeout=10)
+        requests.post(code_url, data={"action": "pay", "notify": "no"}, timeout=60)
         assert gateway.query("FCSUBPROCESS1").state == "paid"
     finally:
         process.terminate()
@@ -800,7 +800,7 @@ def test_a_sandbox_killed_between_paying_and_notifying_is_credited_once_when_bac
         assert counts["credited"] == 1 and balance(pay.rt, pay.uin).cash == 42_00
         pay.rt.clock.set(datetime.now(UTC))
         requests.post(f"http://127.0.0.1:{port}/sandbox/payments/{recharge['out_trade_no']}/notify",
-                      timeout=10)
+                      timeout=60)
         deadline = time.monotonic() + 15
         while not requests.get(f"http://127.0.0.1:{port}/sandbox/payments/"
                                f"{recharge['out_trade_no']}", timeout=5).json()["acknowledged"]:

@@ -172,6 +172,6 @@ def test_openapi_is_served(live_server_on_test_clock):
     import urllib.request
 
     _, address = live_server_on_test_clock
-    with urllib.request.urlopen(f"http://{address}/openapi.json", timeout=10) as resp:
+    with urllib.request.urlopen(f"http://{address}/openapi.json", timeout=60) as resp:
         spec = json.loads(resp.read())
     assert "/api/v1/accounts/{uin}/balance" in spec["paths"]

@@ -43,7 +43,7 @@ def tc3_headers(key, *, method: str, host: str, path: str, body: bytes = b"",
 
 def send(address: str, method: str, target: str, headers: dict, body: bytes = b""):
     """One raw HTTP request: the target goes on the wire exactly as given."""
-    conn = http.client.HTTPConnection(address, timeout=10)
+    conn = http.client.HTTPConnection(address, timeout=60)
     try:
         conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
         for name, value in headers.items():

@@ -9,6 +9,7 @@ from feecenter.catalog import tables as _catalog  # noqa: F401
 from feecenter.coupons import tables as _coupons  # noqa: F401
 from feecenter.db.base import metadata
 from feecenter.funds import tables as _funds  # noqa: F401
+from feecenter.invoices import tables as _invoices  # noqa: F401
 from feecenter.jobs import tables as _jobs  # noqa: F401
 from feecenter.ledger import tables as _ledger  # noqa: F401
 from feecenter.notifications import tables as _notifications  # noqa: F401
