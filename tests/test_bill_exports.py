@@ -385,6 +385,22 @@ def test_describe_bill_download_url_gives_the_link_once_ready(compat_shop, tmp_p
 
 
 @pytest.mark.spec("BIL-7")
+def test_links_are_absolute_with_a_public_address(rt, month, settings):
+    from urllib.parse import urlsplit
+
+    public = dataclasses.replace(settings, public_url="https://billing.example.com")
+    with transaction(rt.engine) as conn:
+        row = exports.request_export(conn, rt.clock, OPS, month["uin"], MONTH, "product", "csv")
+    exports.process_pending(rt.engine, rt.clock, public)
+    done = stored(rt, row["id"])
+    link = exports.download_url(done, exports.LINK_TTL, now=rt.clock.now(), settings=public)
+    path = exports.download_url(done, exports.LINK_TTL, now=rt.clock.now(), settings=settings)
+    parts = urlsplit(link)
+    assert (parts.scheme, parts.netloc) == ("https", "billing.example.com")
+    assert link == "https://billing.example.com" + path and path.startswith("/api/v1/")
+
+
+@pytest.mark.spec("BIL-7")
 def test_a_run_lost_for_an_hour_is_run_again(rt, month, settings):
     from sqlalchemy import update
 

@@ -69,6 +69,7 @@ class Settings:
     notify_max_attempts: int = 5
     export_dir: Path | None = None  # None: $FEECENTER_HOME/exports
     export_retention_days: int = 7
+    public_url: str | None = None  # the address customers reach us at (absolute links)
 
 
 def load_settings() -> Settings:
@@ -94,6 +95,7 @@ def load_settings() -> Settings:
         export_dir=Path(os.environ["FEECENTER_EXPORT_DIR"]) if os.environ.get(
             "FEECENTER_EXPORT_DIR") else None,
         export_retention_days=int(os.environ.get("FEECENTER_EXPORT_RETENTION_DAYS") or "7"),
+        public_url=(os.environ.get("FEECENTER_PUBLIC_URL") or "").rstrip("/") or None,
     )
 
 

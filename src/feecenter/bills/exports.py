@@ -71,17 +71,20 @@ class ExportSettings:
     directory: Path | None  # None: neither FEECENTER_EXPORT_DIR nor FEECENTER_HOME set
     retention: timedelta
     link_key: bytes  # HMAC key of the download links
+    public_url: str | None = None  # FEECENTER_PUBLIC_URL: links absolute; None: a path
 
 
 def export_settings(settings: Settings) -> ExportSettings:
     """The export directory (FEECENTER_EXPORT_DIR, default $FEECENTER_HOME/exports), the
-    retention and the links' key (derived from the master key, never stored)."""
+    retention, the links' key (derived from the master key, never stored) and the
+    public address the links start with (FEECENTER_PUBLIC_URL)."""
     directory = settings.export_dir or (Path(settings.home) / "exports" if settings.home
                                         else None)
     key = hmac.new(master_key(settings).encode(), b"feecenter bill-export download links",
                    hashlib.sha256).digest()
     return ExportSettings(directory and Path(directory),
-                          timedelta(days=settings.export_retention_days), key)
+                          timedelta(days=settings.export_retention_days), key,
+                          settings.public_url)
 
 
 def _directory(settings: ExportSettings) -> Path:
@@ -484,15 +487,16 @@ def media_type(file_name: str) -> str:
 
 def download_url(export: dict, ttl: timedelta, *, now: datetime,
                  settings: ExportSettings) -> str:
-    """The export's signed download path, valid ``ttl`` from ``now`` (at most its
-    retention's end and MAX_LINK_TTL)."""
+    """The export's signed download link, valid ``ttl`` from ``now`` (at most its
+    retention's end and MAX_LINK_TTL): absolute when FEECENTER_PUBLIC_URL is set (as
+    Tencent's DescribeBillDownloadUrl gives it), else a path on this server."""
     if export["state"] != "done":
         raise invalid("id", "导出尚未完成，无下载链接", "the export is not done: no link yet")
     until = min(now + min(ttl, MAX_LINK_TTL), from_db_time(export["expires_at"]))
     expires = int(until.timestamp())
     query = urlencode({"expires": expires,
                        "signature": _signature(settings, export["id"], export["uin"], expires)})
-    return f"/api/v1/bill-exports/{export['id']}/download?{query}"
+    return f"{settings.public_url or ''}/api/v1/bill-exports/{export['id']}/download?{query}"
 
 
 def _signature(settings: ExportSettings, export_id: int, uin: int, expires: int) -> str:

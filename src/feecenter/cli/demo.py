@@ -23,6 +23,7 @@ time every line is a duplicate).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -393,6 +394,8 @@ def run_demo(*, host: str, port: int, console: Console, simulated_days: int = SI
     month = simulate_month(rt, rows, days=simulated_days)
     sandbox, rt.gateways = start_sandbox(settings.home, host, sandbox_port,
                                          f"{scheme}://{host}:{port}/api/v1/recharges/notify/wechat")
+    if rt.settings.public_url is None:  # download links (DescribeBillDownloadUrl) absolute
+        rt.settings = dataclasses.replace(rt.settings, public_url=f"{scheme}://{host}:{port}")
     recharged = sandbox_recharge(rt, rows[1]["uin"])
     statement, (imported, again) = demo_statement(rt, rows, settings.home)
     table = Table(title="演示账号与密钥 / demo accounts and API keys")
