@@ -183,6 +183,29 @@ def test_an_operator_works_the_queues(shop):
     assert twice.status_code == 409
 
 
+@pytest.mark.spec("RMT-11")
+def test_an_operator_refunds_money_of_no_account_to_its_payer(shop):
+    shop.upload(day_of_transfers(shop))
+    [unassigned] = queue(shop, "unassigned")
+    path = f"/api/v1/ops/remittances/{unassigned['id']}/refund"
+    payout = {"holder": "北京某某有限公司", "bank_account": "6222020200001234567",
+              "bank": "中国工商银行"}
+    before = shop.counts()
+    bad = shop.operator.send("POST", path, {"payout": {**payout, "bank_account": "12ab5678"},
+                                            "reason": "错号"})
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "bank_account"
+    assert shop.customer.send("POST", path, {"payout": payout, "reason": "错号"}).status_code == 403
+    assert shop.counts() == before
+    done = shop.operator.send("POST", path, {"payout": payout, "reason": "错号"})
+    assert done.status_code == 200, done.text
+    assert (done.json()["state"], done.json()["amount"]) == ("refunded", "300.00")
+    assert done.json()["arrives_by"]  # 15 working days (RMT-11)
+    assert queue(shop, "unassigned") == []
+    again = shop.operator.send("POST", path, {"payout": payout, "reason": "错号"})
+    assert again.status_code == 409
+    assert shop.operator.send("GET", "/api/v1/ops/reconcile").json()["clean"] is True
+
+
 def test_customers_cannot_import_work_queues_or_see_others_records(shop):
     shop.upload(day_of_transfers(shop))
     credited = by_reference(shop, "R-CREDIT")

@@ -25,7 +25,7 @@ from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError
 from feecenter.present.remittances import (import_json, payer_json, push_json, remittance_json,
                                            summary_json)
-from feecenter.remittances import push_log
+from feecenter.remittances import cases, push_log
 from feecenter.remittances import service as remittances
 from feecenter.remittances.statement_import import import_statement
 from feecenter.remittances.statements import DEFAULT_MAX_BYTES
@@ -113,6 +113,20 @@ class Assignment(StrictModel):
     uin: int = Field(ge=1, le=2**63 - 1, description="the account the remittance belongs to")
 
 
+class Payout(StrictModel):
+    holder: str = Field(min_length=1, max_length=200, description="收款户名 / account holder")
+    bank_account: str = Field(min_length=8, max_length=30,
+                              description="收款银行账号 / bank account, 8-30 digits")
+    bank: str = Field(min_length=1, max_length=200, description="开户银行 / bank")
+    branch: str = Field(default="", max_length=200, description="开户支行 / branch")
+    location: str = Field(default="", max_length=200, description="开户行所在地 / location")
+
+
+class UnassignedRefund(StrictModel):
+    payout: Payout
+    reason: str = Field(min_length=1, max_length=500, description="原因 / why it is refunded")
+
+
 @router.post(IMPORTS, status_code=201,
              summary="Import a bank statement (MT940 or camt.053; the raw file as the body, at "
                      "most 200 MB; all or nothing, RMT-2) / 导入银行对账单",
@@ -187,6 +201,16 @@ def assign(remittance_id: PathId, body: Assignment, rt: Rt, actor: Caller) -> di
 def release(remittance_id: PathId, rt: Rt, actor: Caller) -> dict:
     with transaction(rt.engine) as conn:
         return remittance_json(remittances.release(conn, rt.clock, actor, remittance_id))
+
+
+@router.post("/ops/remittances/{remittance_id}/refund",
+             summary="Refund money of no account to its payer, with the payout details the "
+                     "operator collected (RMT-11) / 无主汇款退款")
+def refund_unassigned(remittance_id: PathId, body: UnassignedRefund, rt: Rt,
+                      actor: Caller) -> dict:
+    with transaction(rt.engine) as conn:
+        return cases.refund_unassigned(conn, rt.clock, actor, remittance_id,
+                                       payout=body.payout.model_dump(), reason=body.reason)
 
 
 @router.get("/ops/remittance-pushes",
