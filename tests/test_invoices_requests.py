@@ -5,7 +5,7 @@ afterwards, resolved with the operator's scan), through the service-request fram
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 import pytest
 
