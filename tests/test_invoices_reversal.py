@@ -12,15 +12,16 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, insert, select
 
-from feecenter.accounts.permissions import Actor, operator
+from feecenter.accounts.permissions import SYSTEM, Actor, operator
 from feecenter.audit.tables import audit_log
-from feecenter.clock import db_time
+from feecenter.clock import business_date, db_time, from_db_time
 from feecenter.db.engine import transaction
 from feecenter.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from feecenter.invoices import reversals
+from feecenter.invoices import invoiceable, issuing, reversals, verification
 from feecenter.invoices.tables import invoice_lines, invoice_reversals, invoices
 from feecenter.notifications.tables import in_site_messages
-from tests.helpers import new_account, row_counts
+from tests.helpers import load_sample_catalog, new_account, row_counts
+from tests.invoice_seed import CVM_MONTH, apply, cash_purchase, enterprise, enterprise_title
 
 ALICE = operator("alice")
 LINES = (("cloud_service", "信息技术服务*云服务费", "3040205", 600, 106_000, 100_000, 6_000),
@@ -282,3 +283,48 @@ def test_the_queue_is_operators_only_oldest_first_with_overdue(rt, shop):
         act(rt, "release", first["id"], actor=owner(shop))
     with pytest.raises(NotFound):
         act(rt, "release", 999_999)
+
+
+# ---------------------------------------------------------------- with applying and issuing (CORE)
+
+@pytest.mark.spec("INV-5", "INV-6", "INV-8")
+def test_applied_issued_reversed_and_the_red_invoice_issued_end_to_end(rt):
+    """apply -> issuing job -> reversal -> release: invoiceable again at once; the
+    issuing job numbers the red invoice; both verify (the blue one as reversed)."""
+    load_sample_catalog(rt)
+    uin = enterprise(rt)
+    enterprise_title(rt, uin)
+    cash_purchase(rt, uin)
+    (blue,) = apply(rt, uin)["invoices"]
+    with pytest.raises(Conflict, match="cannot stop an invoice being issued"):
+        submit(rt, uin, blue["id"])
+    assert issuing.issue_pending(rt.engine, rt.clock, rt.settings)["issued"] == 1
+
+    def available() -> int:
+        with rt.engine.connect() as conn:
+            return invoiceable.invoiceable(conn, SYSTEM, uin)["amount"]
+
+    assert available() == 0
+    made = submit(rt, uin, blue["id"], treatment="deducted", red_letter_no=None)
+    with transaction(rt.engine) as conn:
+        reversals.set_red_letter_no(conn, rt.clock, owner(uin), uin, made["id"],
+                                    "4403262511000012345")
+    released = act(rt, "release", made["id"])
+    assert available() == CVM_MONTH  # back to invoiceable at once, before the red is issued
+    assert issuing.issue_pending(rt.engine, rt.clock, rt.settings)["issued"] == 1
+    rt.clock.advance(days=1)
+    with rt.engine.connect() as conn:
+        rows = {r["id"]: r for r in conn.execute(select(invoices)).mappings()}
+    red = rows[released["red_invoice_id"]]
+    assert (red["state"], red["amount"], len(red["invoice_number"])) == ("issued", -CVM_MONTH, 20)
+
+    def check(row, amount):
+        with transaction(rt.engine) as conn:
+            return verification.verify(
+                conn, rt.clock, "192.0.2.9", invoice_code=row["invoice_code"],
+                invoice_number=row["invoice_number"],
+                issued_on=business_date(from_db_time(row["issued_at"])).isoformat(),
+                amount=amount, check_last6=row["check_code"][-6:])
+
+    assert check(rows[blue["id"]], "178.00")["state"] == "reversed"
+    assert check(red, "-178.00")["state"] == "issued"
