@@ -112,6 +112,17 @@ def test_submit_a_booked_invoice_waits_for_the_operators_due_in_three_working_da
 
 
 @pytest.mark.spec("INV-6")
+def test_the_due_time_counts_cn_working_days_across_the_spring_festival():
+    # Thursday 12 February 2026: Friday 13, make-up Saturday 14 (调休), then the holiday
+    # until Monday 23; the third working day is Tuesday 24, due at its end (Shanghai)
+    assert reversals.due_at(datetime(2026, 2, 12, 2, 0, tzinfo=timezone.utc)) == datetime(
+        2026, 2, 24, 16, 0, tzinfo=timezone.utc)
+    # late on Friday evening Shanghai time is still Friday's business date
+    assert reversals.due_at(datetime(2026, 3, 6, 15, 59, tzinfo=timezone.utc)) == datetime(
+        2026, 3, 11, 16, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.spec("INV-6")
 def test_a_deducted_invoice_without_its_number_waits_as_red_letter_pending(rt, shop):
     blue = issued_invoice(rt, shop)
     made = submit(rt, shop, blue["id"], treatment="deducted", red_letter_no=None)
@@ -199,6 +210,17 @@ def test_only_the_accounts_finance_may_submit_and_only_its_own_invoices(rt, shop
     with pytest.raises(InvalidInput):
         submit(rt, shop, "1")
     assert not hasattr(reversals, "withdraw")  # INV-6: never withdrawn once submitted
+
+
+def test_an_operator_submitting_for_the_customer_is_audited(rt, shop):
+    made = submit(rt, shop, issued_invoice(rt, shop)["id"], actor=ALICE)
+    assert made["submitted_by"] == "operator:alice"
+    submit(rt, shop, issued_invoice(rt, shop)["id"])  # the customer's own: not audited
+    with rt.engine.connect() as conn:
+        assert conn.execute(select(audit_log.c.action, audit_log.c.detail).where(
+            audit_log.c.action.like("invoice_reversal.%"))).all() == [
+            ("invoice_reversal.submit",
+             f'{{"invoice_id": {made["invoice_id"]}, "reversal_id": {made["id"]}}}')]
 
 
 # ---------------------------------------------------------------- operators
