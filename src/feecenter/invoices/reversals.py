@@ -103,8 +103,9 @@ def _initial_state(treatment: str, red_letter_no: str | None) -> str:
 def submit(conn: Connection, clock: Clock, actor: Actor, uin: int, invoice_id: int, *,
            treatment: object, red_letter_no: object, reason: object,
            explanation: object) -> dict:
-    """Ask to reverse issued blue invoice ``invoice_id``: at most one reversal per
-    invoice (the unique key decides a race), never withdrawn once submitted."""
+    """Ask to reverse issued blue invoice ``invoice_id``: at most one open (or released)
+    reversal per invoice — the partial unique index decides a race; after a rejection
+    a corrected one may follow — never withdrawn once submitted."""
     require(actor, uin, FINANCE)
     treatment = _choice(treatment, TREATMENTS, "treatment", "处理方式", "treatment")
     number = _red_letter_no(red_letter_no)
@@ -113,7 +114,7 @@ def submit(conn: Connection, clock: Clock, actor: Actor, uin: int, invoice_id: i
     state = _initial_state(treatment, number)
     invoice = _reversible_invoice(conn, uin, invoice_id)
     now = clock.now()
-    row = conn.execute(insert_if_absent(conn, invoice_reversals, ["invoice_id"]).values(
+    row = conn.execute(insert_if_absent(conn, invoice_reversals).values(
         uin=uin, invoice_id=invoice["id"], state=state, treatment=treatment,
         red_letter_no=number, reason=reason, explanation=explanation,
         submitted_by=actor.label, submitted_at=db_time(now))
@@ -147,7 +148,8 @@ def _reversible_invoice(conn: Connection, uin: int, invoice_id: object) -> dict:
 
 
 def _already_submitted(conn: Connection, invoice_id: int) -> Conflict:
-    earlier = conn.execute(select(_V.id, _V.state).where(_V.invoice_id == invoice_id)).one()
+    earlier = conn.execute(select(_V.id, _V.state).where(
+        _V.invoice_id == invoice_id, _V.state != REJECTED)).one()
     zh, en = STATE_NAMES[earlier.state]
     return Conflict(f"该发票已提交过退票申请（编号 {earlier.id}，{zh}），不能再次提交",
                     f"a reversal of this invoice was submitted already (no. {earlier.id}, "

@@ -2,7 +2,7 @@
 (negative) invoice has negative amounts. Every table carries the account's ``uin``."""
 
 from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, String, Table, Text,
-                        UniqueConstraint)
+                        UniqueConstraint, text)
 
 from feecenter.db.base import IdType, metadata
 
@@ -125,7 +125,8 @@ invoice_counters = Table(
     Column("next_value", BigInteger, nullable=False),
 )
 
-# A reversal (退票, INV-6) of an issued blue invoice, at most one per invoice:
+# A reversal (退票, INV-6) of an issued blue invoice, at most one open or released per
+# invoice (a rejected one may be followed by a corrected one):
 # submitted | red_letter_pending (deducted, waiting for its red-letter confirmation
 # number) -> released (the red invoice made) | rejected (with the reason).
 invoice_reversals = Table(
@@ -144,7 +145,8 @@ invoice_reversals = Table(
     Column("decided_at", DateTime, nullable=True),
     Column("reject_reason", Text, nullable=True),
     Column("red_invoice_id", BigInteger, nullable=True),
-    UniqueConstraint("invoice_id", name="uq_invoice_reversals_invoice_id"),
+    Index("uq_invoice_reversals_invoice_id", "invoice_id", unique=True,
+          sqlite_where=text("state <> 'rejected'"), postgresql_where=text("state <> 'rejected'")),
     Index("ix_invoice_reversals_state", "state"),
     Index("ix_invoice_reversals_uin", "uin"),
 )

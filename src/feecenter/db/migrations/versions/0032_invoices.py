@@ -77,10 +77,12 @@ def upgrade() -> None:
     sa.Column('reject_reason', sa.Text(), nullable=True),
     sa.Column('red_invoice_id', sa.BigInteger(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_invoice_reversals')),
-    sa.UniqueConstraint('invoice_id', name='uq_invoice_reversals_invoice_id')
     )
     with op.batch_alter_table('invoice_reversals', schema=None) as batch_op:
         batch_op.create_index('ix_invoice_reversals_state', ['state'], unique=False)
+        batch_op.create_index('uq_invoice_reversals_invoice_id', ['invoice_id'], unique=True,
+                              sqlite_where=sa.text("state <> 'rejected'"),
+                              postgresql_where=sa.text("state <> 'rejected'"))
         batch_op.create_index('ix_invoice_reversals_uin', ['uin'], unique=False)
 
     op.create_table('invoice_settings',
@@ -159,6 +161,7 @@ def downgrade() -> None:
     with op.batch_alter_table('invoice_reversals', schema=None) as batch_op:
         batch_op.drop_index('ix_invoice_reversals_uin')
         batch_op.drop_index('ix_invoice_reversals_state')
+        batch_op.drop_index('uq_invoice_reversals_invoice_id')
 
     op.drop_table('invoice_reversals')
     with op.batch_alter_table('invoice_lines', schema=None) as batch_op:
