@@ -13,6 +13,8 @@ from tests.helpers import add_cash, buy, new_account, pay
 USCC_A = "91310115MA1K4LXK21"
 _B_BASE = "91110108MA01ABCDE"
 USCC_B = _B_BASE + uscc.calc_check_digit(_B_BASE)
+_C_BASE = "91110108592366240"
+USCC_C = _C_BASE + uscc.calc_check_digit(_C_BASE)
 COMPANY_A = "示例甲公司"
 CVM_MONTH = 178_00  # cvm S5.MEDIUM4, one month, ap-guangzhou (sample catalog)
 SPECIAL = {"address": "北京市海淀区示例路 1 号", "phone": "010-12345678", "bank": "示例银行北京分行",
