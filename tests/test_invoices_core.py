@@ -139,6 +139,8 @@ def test_titles_not_equal_to_the_verified_entity_are_refused(shop):
     assert _refused(shop, company, {**base, "bank_account": "12-34"}).field == "bank_account"
     assert _refused(shop, company, {**base, "address": "x\x00y"}).field == "address"
     assert _refused(shop, company, {**base, "bank": "x"}).field == "bank"
+    unprintable = _refused(shop, company, {**base, "address": "北京市🏢大厦"})  # no glyph
+    assert unprintable.field == "address" and "🏢" in unprintable.message_zh
     assert _refused(shop, company, {**base, "color": "red"}).field == "color"
     person = personal(shop)
     assert _refused(shop, person, {**base, "title": "张三"}).field == "title_kind"

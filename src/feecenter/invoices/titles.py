@@ -28,6 +28,7 @@ from feecenter.clock import Clock, db_time, from_db_time
 from feecenter.db.upsert import insert_if_absent
 from feecenter.errors import Conflict, invalid, not_found
 from feecenter.inputs import digits_id
+from feecenter.invoices.documents import missing_glyphs
 from feecenter.invoices.rules import KINDS
 from feecenter.invoices.tables import invoice_emails, invoice_settings, invoice_titles
 
@@ -188,6 +189,10 @@ def _text(value: object, field: str, max_len: int, zh: str, en: str, low: int = 
     if text is None or not low <= len(text) <= max_len or _CONTROL.search(text):
         raise invalid(field, f"{zh}须为 {low}–{max_len} 个字符，不含控制字符",
                       f"{en} must be {low}-{max_len} characters without control characters")
+    missing = "".join(sorted(missing_glyphs(text)))
+    if missing:  # printed on the invoice PDF: a character the font lacks would vanish
+        raise invalid(field, f"{zh}含发票字体无法显示的字符：{missing}",
+                      f"{en} has characters the invoice font cannot print: {missing}")
     return text
 
 
