@@ -208,7 +208,8 @@ RECEIVERS = {code: {"account", "owner", "finance"} for code in (
     "arrears_dunning", "arrears_stop_warning", "resources_stopped",
     "resources_destroy_warning", "resources_destroyed", "arrears_repaid_restored",
     "balance_low", "remittance_pending", "remittance_review_failed", "service_request_update",
-    "renewal_stopped", "renewal_released", "renewal_recharge_reminder", "renewal_reminder")}
+    "renewal_stopped", "renewal_released", "renewal_recharge_reminder", "renewal_reminder",
+    "invoice_reversal_update")}
 RECEIVERS.update({code: {"account", "owner", "finance", "admin"} for code in (
     "renewal_expiry_reminder", "renewal_price_change")})
 # who, with which email and phone; the owner's are the account's contacts (ACC-1)

@@ -84,6 +84,14 @@ class PurchaseRefused(FeeCenterError):
     http_status = 403
 
 
+class TooManyRequests(FeeCenterError):
+    """A caller went over a rate limit (public invoice verification, INV-8); adapters
+    answer 429. ``retry_after_s``: when the next attempt may succeed."""
+
+    code = "TooManyRequests"
+    http_status = 429
+
+
 class AuthFailed(FeeCenterError):
     """Authentication failed; ``reason`` picks the Tencent error code."""
 

@@ -31,6 +31,7 @@ RECIPIENTS: dict[str, tuple[str, ...]] = {
     "remittance_pending": _MONEY,         # RMT-4: the owner (and finance) told
     "remittance_review_failed": _MONEY,   # RMT-5
     "service_request_update": _MONEY,     # SRV-2: each state change of a 工单 (billing)
+    "invoice_reversal_update": _MONEY,    # INV-6: a reversal submitted, released, rejected
     "renewal_stopped": _MONEY,            # RNW-6: expired into the recycle bin
     "renewal_released": _MONEY,           # RNW-6: released after the recovery period
     # RNW-3: states the balance, so the money recipients only

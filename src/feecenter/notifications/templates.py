@@ -257,6 +257,26 @@ TEMPLATES: dict[str, dict[str, Template]] = {
                   "See the Service requests page of the console for details." + _SIGN_EN),
             sms="Account {uin}: service request {request_id} ({kind_en}) is {state_en}."),
     },
+    # INV-6: a reversal (退票) submitted, released (the red invoice made) or rejected
+    "invoice_reversal_update": {
+        "zh-CN": Template(
+            subject="【退票通知】账号 {uin} 的退票申请 {reversal_id}：{state_zh}",
+            body=("尊敬的 {account_name}：\n\n"
+                  "您的账号（UIN：{uin}）对发票 {invoice_number}（金额 {amount} 元）的退票申请 "
+                  "{reversal_id} 于 {at} 状态变为「{state_zh}」。\n说明：{note}\n"
+                  "（English: {state_en}）\n\n"
+                  "请登录控制台，在「发票管理」页面查看详情。" + _SIGN_ZH),
+            sms="您的账号{uin}的退票申请{reversal_id}（发票{invoice_number}）状态：{state_zh}。"),
+        "en": Template(
+            subject="[Invoice reversal] Account {uin}, reversal {reversal_id}: {state_en}",
+            body=("Dear {account_name},\n\n"
+                  "Reversal {reversal_id} of invoice {invoice_number} (CNY {amount}) of your "
+                  "account (UIN {uin}) became {state_en} at {at} (Beijing time).\n"
+                  "Note: {note}\n(中文：{state_zh})\n\n"
+                  "See the Invoices page of the console for details." + _SIGN_EN),
+            sms="Account {uin}: reversal {reversal_id} of invoice {invoice_number} is "
+                "{state_en}."),
+    },
     # RNW-6: a prepaid resource not renewed is stopped into the recycle bin ...
     "renewal_stopped": {
         "zh-CN": Template(

@@ -7,7 +7,8 @@ customer claims a month's positive precision difference; resolving it credits th
 amount through ``funds.adjust`` under the operator's name, once per month. It
 registers the corporate-remittance kinds (RMT-9..11: remittance refund, wrong-account
 claim, legacy remittance form and its correction), whose fields and actions are in
-``remittance_kinds``.
+``remittance_kinds``, and the invoice kinds (SRV-1 paper invoice copy, INV-9
+commercial invoice), whose fields and actions are in ``invoices.requests``.
 
 An action is a plain function ``(conn, clock, operator, request) -> dict`` run in the
 same transaction as the claim of the state change; what it returns is stored as the
@@ -26,6 +27,7 @@ from feecenter.clock import BUSINESS_TZ, Clock, db_time
 from feecenter.db.upsert import insert_if_absent
 from feecenter.errors import Conflict, invalid
 from feecenter.funds import service as funds
+from feecenter.invoices import requests as invoice_requests
 from feecenter.money import format_yuan, round_rated_to_fen
 from feecenter.service_requests import remittance_kinds
 from feecenter.service_requests.rules import MONTH, TEXT, Field
@@ -176,3 +178,21 @@ register(Kind(
     attachments=Attachments(required=False, max_count=2),
     subject=lambda values: str(values["wrong_request_id"]),
     admit=remittance_kinds.admit_correction))
+
+
+# ---------------------------------------------------------------- invoices (SRV-1, INV-9)
+
+register(Kind(
+    code=invoice_requests.PAPER_INVOICE_COPY, zh="纸质发票复印件", en="Paper invoice copy",
+    fields=invoice_requests.PAPER_COPY_FIELDS,
+    due_working_days=invoice_requests.DUE_WORKING_DAYS, action=invoice_requests.post_paper_copy,
+    attachments=Attachments(required=False, max_count=2),
+    admit=invoice_requests.admit_paper_copy))
+
+register(Kind(
+    code=invoice_requests.COMMERCIAL_INVOICE, zh="商业发票（境外客户）",
+    en="Commercial invoice (outside the mainland)", fields=invoice_requests.COMMERCIAL_FIELDS,
+    due_working_days=invoice_requests.DUE_WORKING_DAYS,
+    action=invoice_requests.send_commercial_invoice,
+    attachments=Attachments(required=False, max_count=3),  # the operator's scan
+    admit=invoice_requests.admit_commercial))

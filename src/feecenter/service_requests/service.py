@@ -109,12 +109,14 @@ def _refuse_duplicate(conn: Connection, kind: Kind, uin: int, subject: str) -> N
 
 def add_attachment(conn: Connection, clock: Clock, actor: Actor, request_id: int,
                    upload: Upload) -> dict:
-    """Attach a file to the caller's submitted request; its type is sniffed from the
-    bytes (PDF, PNG, JPEG), never taken from the client. The request row is locked
+    """Attach a file to the caller's submitted request, or (an operator) to an open one
+    — the scan a commercial invoice is resolved with (INV-9); its type is sniffed from
+    the bytes (PDF, PNG, JPEG), never taken from the client. The request row is locked
     while counting, so concurrent uploads cannot pass the kind's maximum."""
     request = _load(conn, request_id, lock=True)
     require(actor, request["uin"], FINANCE)
-    if request["state"] != rules.SUBMITTED:
+    open_to = rules.OPEN_STATES if actor.kind in ("operator", "system") else (rules.SUBMITTED,)
+    if request["state"] not in open_to:
         raise _state_conflict(request["state"])
     filename, content_type = rules.check_attachment(upload.filename, upload.content)
     kind = get_kind(request["kind"])
