@@ -27,7 +27,7 @@ from feecenter.errors import invalid
 from feecenter.invoices import (documents, invoiceable, issuing, reversals, service, titles,
                                 verification)
 from feecenter.present.invoices import (invoice_json, invoiceable_json, preview_json,
-                                        reversal_json, title_json)
+                                        reversal_json, title_json, verification_json)
 from feecenter.present.service_requests import download_headers
 from feecenter.runtime import Runtime
 
@@ -300,4 +300,5 @@ class VerificationBody(StrictModel):
 def verify(body: VerificationBody, request: Request, rt: Rt) -> dict:
     client = request.client.host if request.client else "unknown"
     with transaction(rt.engine) as conn:
-        return verification.verify(conn, rt.clock, client, **body.model_dump())
+        return verification_json(verification.verify(conn, rt.clock, client,
+                                                      **body.model_dump()))

@@ -49,9 +49,14 @@ def preview_json(preview: dict) -> dict:
 
 
 def reversal_json(view: dict) -> dict:
-    out = dict(view)
+    out = with_yuan(view, ("amount",)) if view.get("amount") is not None else dict(view)
     out.update({name: _time(view.get(name)) for name in REVERSAL_TIMES if name in view})
     return out
+
+
+def verification_json(result: dict) -> dict:
+    """A verification's answer: amounts (fen) as yuan when the invoice matched."""
+    return with_yuan(result, [k for k in INVOICE_MONEY if k in result])
 
 
 def title_json(view: dict | None) -> dict | None:
