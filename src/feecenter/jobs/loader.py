@@ -26,6 +26,7 @@ JOB_MODULES: tuple[str, ...] = (
     "feecenter.renewal.reminder_jobs",  # renewal.remind, renewal.announce_prices (RNW-1/3/4)
     "feecenter.bills.jobs",  # bills.refresh_rollups (BIL-2)
     "feecenter.invoices.jobs",  # invoices.issue, invoices.auto_issue (INV-5)
+    "feecenter.invoices.delivery_jobs",  # invoices.deliver (INV-5)
 )
 
 
