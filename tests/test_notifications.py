@@ -40,7 +40,8 @@ ALL_PARAMS = {"uin": 100000000001, "account_name": "示例科技", "at": "2026-0
               "kind_en": "Precision difference compensation", "note": "-",
               "day": "2026-03-02", "count": 2, "product": "cvm", "item": "S2.SMALL",
               "region": "ap-guangzhou", "starts_at": "2026-04-01 00:00:00",
-              "old_price": "100.00", "new_price": "120.00", "expiring_count": 1, "expiring": "cvm-x"}
+              "old_price": "100.00", "new_price": "120.00", "expiring_count": 1, "expiring": "cvm-x",
+              "reversal_id": 3, "invoice_number": "26110000000000000001"}
 
 
 def free_port() -> int:

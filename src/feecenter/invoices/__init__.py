@@ -10,6 +10,7 @@
 - ``service``: applying (INV-2, INV-4), reading invoices.
 - ``issuing``: the issuing job, applied -> issuing -> issued, numbered once (INV-5).
 - ``reversals``: 退票 and the red invoice (INV-6); ``verification``: public checks (INV-8).
+- ``requests``: the paper-copy and commercial-invoice service-request kinds (SRV-1, INV-9).
 - ``documents``: the PDF and XML of an issued invoice; ``delivery``: the email.
 
 docs/invoices.md.

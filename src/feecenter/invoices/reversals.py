@@ -120,6 +120,9 @@ def submit(conn: Connection, clock: Clock, actor: Actor, uin: int, invoice_id: i
         .returning(*invoice_reversals.c)).mappings().first()
     if row is None:
         raise _already_submitted(conn, invoice["id"])
+    if actor.kind in ("operator", "system"):  # on the customer's behalf: audited
+        record_audit(conn, clock, actor, "invoice_reversal.submit", uin,
+                     {"reversal_id": row["id"], "invoice_id": invoice["id"]})
     _notify(conn, clock, row, invoice, "submitted", None)
     return view(row, clock, invoice)
 
