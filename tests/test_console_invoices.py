@@ -15,9 +15,10 @@ from feecenter.auth import operator_sessions, sessions
 from feecenter.auth import service as auth
 from feecenter.db.engine import transaction
 from feecenter.invoices.tables import invoice_applications, invoice_reversals, invoices
-from tests.helpers import OPS, add_cash, buy, load_sample_catalog, new_account, pay, row_counts
+from tests.helpers import (OPS, add_cash, buy, load_sample_catalog, new_account, pay, row_counts,
+                           run_threads)
 from tests.test_console_ops import (CUSTOMER_PASSWORD, PASSWORD, USCC, client, csrf_of,
-                                    customer_client, operator_client)
+                                    customer_client, operator_client, with_cookie)
 
 ENTITY = "上海示例云计算有限公司"
 TITLE = {"title_kind": "enterprise", "title": ENTITY, "tax_id": USCC,
@@ -222,3 +223,36 @@ def test_the_public_verification_page_needs_no_login(rt, world):
         "issued_on": "2026-01-01", "amount": "10.60", "check_last6": "123456"})
     assert bad.status_code == 400 and 'data-error-field="invoice_code"' in bad.text
     assert public.post("/invoice-verification", data={"csrf_token": "x"}).status_code == 403
+    issued_on = re.search(r"<dt>已开具</dt><dd>(\d{4}-\d{2}-\d{2})", detail)
+    code = re.search(r"<dt>发票代码</dt><dd>(\d{12})</dd>", detail).group(1)
+    check = re.search(r"<dt>校验码</dt><dd>(\d{20})</dd>", detail).group(1)
+    form = public.get("/invoice-verification")  # a new token with its cookie
+    good = public.post("/invoice-verification", data={
+        "csrf_token": csrf_of(form.text), "invoice_code": code, "invoice_number": number,
+        "issued_on": issued_on.group(1), "amount": "10.60", "check_last6": check[-6:]})
+    assert good.status_code == 200 and 'data-valid="yes"' in good.text, good.text
+
+
+@pytest.mark.postgres_only
+@pytest.mark.spec("INV-5")
+def test_eight_concurrent_confirms_of_one_preview_apply_once_and_issue_once(rt, world):
+    http = customer_client(rt)
+    _set_title(http)
+    preview = _post(http, "/console/invoices/preview", "/console/invoices", kind="ordinary",
+                    amount="2.12", email="contact@example.com")
+    key = re.search(r'name="request_key" value="([^"]+)"', preview.text).group(1)
+    confirm = {"csrf_token": csrf_of(preview.text), "request_key": key, "kind": "ordinary",
+               "amount": "2.12", "email": "contact@example.com"}
+    cookie = http.cookies.get("fc_session")
+    answers = []
+
+    def submit(_):
+        response = with_cookie(rt, "fc_session", cookie).post("/console/invoices/apply",
+                                                              data=confirm)
+        answers.append((response.status_code, response.headers.get("location")))
+
+    assert run_threads(8, submit) == []
+    assert len(set(answers)) == 1 and answers[0][0] == 303
+    assert written(rt)[:2] == (1, 1)
+    html = http.get("/console/invoices").text
+    assert html.count('<tr data-invoice="') == 1 and 'data-state="issued"' in html
