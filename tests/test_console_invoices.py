@@ -256,3 +256,25 @@ def test_eight_concurrent_confirms_of_one_preview_apply_once_and_issue_once(rt, 
     assert written(rt)[:2] == (1, 1)
     html = http.get("/console/invoices").text
     assert html.count('<tr data-invoice="') == 1 and 'data-state="issued"' in html
+
+
+@pytest.mark.spec("INV-7")
+def test_invoice_debt_is_shown_first_saying_it_blocks_withdrawal(rt, world):
+    from feecenter.accounts.permissions import SYSTEM
+    from feecenter.orders import service as orders
+    from feecenter.resources import service as resources
+
+    http = customer_client(rt)
+    _apply(http, amount="")  # all of it
+    rt.clock.advance(days=1)  # inside the no-reason refund window
+    with rt.engine.connect() as conn:
+        [resource] = resources.list_resources(conn, SYSTEM, world)
+    with transaction(rt.engine) as conn:
+        orders.refund_resource(conn, rt.clock, SYSTEM, world, resource["id"],
+                               key="refund")
+    http = customer_client(rt)  # a day later: a new session
+    html = http.get("/console/invoices").text
+    assert "data-invoice-debt=" in html and "将阻止提现" in html
+    assert html.index("data-invoice-debt") < html.index("data-invoiceable")
+    http.cookies.set("fc_lang", "en", path="/console")
+    assert "blocks withdrawal" in http.get("/console/invoices").text
