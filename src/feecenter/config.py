@@ -35,6 +35,11 @@ Bill exports (the download center, BIL-7; docs/bills.md):
 - FEECENTER_EXPORT_DIR: where export files are written (default $FEECENTER_HOME/exports)
 - FEECENTER_EXPORT_RETENTION_DAYS: how long a finished export is kept (default 7)
 
+Invoices (docs/invoices.md):
+- FEECENTER_INVOICE_SELLER_TAX_IDS: the selling entities' taxpayer IDs printed on
+  invoices, "cn-cloud=9111…,cn-software=9144…" (unset: a placeholder of 18 zeros;
+  read by ``invoices.documents.seller_tax_ids``)
+
 Payment providers of online recharge: FEECENTER_WECHATPAY_* (read by
 ``gateways.wechatpay.WeChatPayConfig.from_env``; docs/recharge.md).
 
