@@ -49,10 +49,9 @@ def _key(body_key: str | None, header_key: str | None) -> str:
     return key
 
 
-def _issue_later(tasks: BackgroundTasks, rt: Runtime, invoice_ids) -> None:
+def _issue_later(tasks: BackgroundTasks, rt: Runtime, invoice_ids: list[int]) -> None:
     """Issue the new invoices right after the answer (INV-5); the job takes any left."""
-    for invoice_id in invoice_ids:
-        tasks.add_task(issuing.issue_one, rt.engine, rt.clock, rt.settings, invoice_id)
+    tasks.add_task(issuing.issue_invoices, rt.engine, rt.clock, rt.settings, invoice_ids)
 
 
 # ---------------------------------------------------------------- invoiceable, title, emails
@@ -171,7 +170,7 @@ def apply(uin: Uin, body: ApplyBody, rt: Rt, actor: Caller, tasks: BackgroundTas
     with transaction(rt.engine) as conn:
         result = service.apply(conn, rt.clock, actor, uin, kind=body.kind, amount=body.amount,
                                email=body.email, request_key=key)
-    _issue_later(tasks, rt, [i["id"] for i in result["invoices"] if i["state"] == "applied"])
+    _issue_later(tasks, rt, [i["id"] for i in result["invoices"]])
     return {"application_id": result["application_id"],
             "invoices": [invoice_json(i) for i in result["invoices"]]}
 

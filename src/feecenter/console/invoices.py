@@ -178,10 +178,8 @@ def apply(request: Request, tasks: BackgroundTasks, kind: Annotated[str, Form()]
 
     def done(current: Page, result: dict) -> Response:
         rt = current.rt
-        for invoice in result["invoices"]:
-            if invoice["state"] == "applied":
-                tasks.add_task(issuing.issue_one, rt.engine, rt.clock, rt.settings,
-                               invoice["id"])
+        tasks.add_task(issuing.issue_invoices, rt.engine, rt.clock, rt.settings,
+                       [invoice["id"] for invoice in result["invoices"]])
         return RedirectResponse(f"{PATH}?applied={result['application_id']}", 303)
     return submit(request, csrf_token or x_csrf_token, change, refused, done)
 

@@ -97,6 +97,6 @@ def decide(request: Request, tasks: BackgroundTasks, reversal_id: str, action: s
     except FeeCenterError as exc:
         return _reversal_page(request, current, state, exc)
     if view.get("red_invoice_id"):
-        tasks.add_task(issuing.issue_one, rt.engine, rt.clock, rt.settings,
-                       view["red_invoice_id"])
+        tasks.add_task(issuing.issue_invoices, rt.engine, rt.clock, rt.settings,
+                       [view["red_invoice_id"]])
     return RedirectResponse(f"{OPS}/invoice-reversals?state={state}", 303)
