@@ -238,3 +238,20 @@ def test_the_openapi_document_lists_the_invoice_routes_and_the_429(inv):
     assert "429" in paths["/api/v1/invoice-verifications"]["post"]["responses"]
     assert "/api/v1/accounts/{uin}/invoices/{invoice_id}/download" in paths
     assert "/api/v1/ops/invoice-reversals/{reversal_id}/release" in paths
+
+
+@pytest.mark.spec("ACC-2")
+def test_a_readonly_user_is_refused_and_an_operator_reads_the_account(inv):
+    from feecenter.accounts import service as accounts
+    from feecenter.db.engine import transaction
+
+    with transaction(inv.rt.engine) as conn:
+        accounts.add_user(conn, inv.rt.clock, OPS, inv.uin, "inv-readonly", "readonly")
+        key = auth.create_api_key(conn, inv.rt.clock, OPS, inv.uin, "inv-readonly")
+    readonly = Signed(inv.rt, inv.customer.http, key)
+    for method, tail, body in (("GET", "invoiceable", None), ("GET", "invoices", None),
+                               ("PUT", "invoice-title", SPECIAL),
+                               ("POST", "invoices", {"kind": "ordinary", "request_key": "r"})):
+        assert_refused(readonly.send(method, _path(inv, tail), body), 403, None)
+    assert written(inv.rt) == (0, 0, 0)
+    assert ok(inv.operator.send("GET", _path(inv, "invoiceable")))["amount"] != "0.00"
