@@ -12,6 +12,7 @@ operator. Every form carries the operator session's CSRF token.
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, BackgroundTasks, Form, Header, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -99,4 +100,5 @@ def decide(request: Request, tasks: BackgroundTasks, reversal_id: str, action: s
     if view.get("red_invoice_id"):
         tasks.add_task(issuing.issue_invoices, rt.engine, rt.clock, rt.settings,
                        [view["red_invoice_id"]])
-    return RedirectResponse(f"{OPS}/invoice-reversals?state={state}", 303)
+    back = urlencode({"state": state}) if state in REVERSAL_STATE_LABELS else ""
+    return RedirectResponse(f"{OPS}/invoice-reversals?{back}", 303)
