@@ -19,6 +19,7 @@ from feecenter.api import consumption as consumption_routes
 from feecenter.api import coupons as coupon_routes
 from feecenter.api import cost_bills as cost_bill_routes
 from feecenter.api import errors, routes, strict
+from feecenter.api import invoices as invoice_routes
 from feecenter.api import orders as order_routes
 from feecenter.api import notifications as notification_routes
 from feecenter.api import recharges as recharge_routes
@@ -35,7 +36,7 @@ ROUTERS = (routes.router, catalog_routes.router, order_routes.router, usage_rout
            arrears_routes.router, recharge_routes.router, service_request_routes.router,
            remittance_routes.router, renewal_routes.router, consumption_routes.router,
            cost_bill_routes.router, bill_compare_routes.router, bill_export_routes.router,
-           compat.router)
+           invoice_routes.router, compat.router)
 
 
 def create_app(rt: Runtime) -> FastAPI:

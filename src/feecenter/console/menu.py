@@ -29,6 +29,7 @@ MENU = (
     MenuItem("recycle_bin", N_("Recycle bin"), "/console/recycle-bin"),
     MenuItem("coupons", N_("Coupons"), "/console/coupons"),
     MenuItem("arrears", N_("Arrears"), "/console/arrears"),
+    MenuItem("invoices", N_("Invoices"), "/console/invoices"),
     MenuItem("users", N_("Users and keys"), "/console/users"),
     MenuItem("messages", N_("Messages"), "/console/messages"),
     MenuItem("service_requests", N_("Service requests"), "/console/service-requests"),

@@ -41,6 +41,8 @@ OPS_MENU = (
     MenuItem("recharges", N_("Recharges"), OPS + "/recharges"),
     MenuItem("remittances", N_("Remittances"), OPS + "/remittances"),
     MenuItem("service_requests", N_("Service requests"), OPS + "/service-requests"),
+    MenuItem("invoices", N_("Invoice queue"), OPS + "/invoices"),
+    MenuItem("invoice_reversals", N_("Invoice reversals"), OPS + "/invoice-reversals"),
 )
 
 router = APIRouter(prefix=OPS, include_in_schema=False)
@@ -165,6 +167,7 @@ def install(app: FastAPI) -> None:
     catch-all 404 route)."""
     from feecenter.console import (
         ops_accounts,
+        ops_invoices,
         ops_platform,
         ops_recharges,
         ops_remittances,
@@ -177,4 +180,5 @@ def install(app: FastAPI) -> None:
     app.include_router(ops_recharges.router)
     app.include_router(ops_remittances.router)
     app.include_router(ops_service_requests.router)
+    app.include_router(ops_invoices.router)
     app.add_exception_handler(OpsLoginRequired, _login_required)

@@ -334,6 +334,7 @@ def install(app: FastAPI) -> None:
     from feecenter.console import bill_exports as bill_export_pages
     from feecenter.console import bills as bill_pages
     from feecenter.console import coupons as coupon_pages
+    from feecenter.console import invoices as invoice_pages
     from feecenter.console import ledger
     from feecenter.console import messages as message_pages
     from feecenter.console import orders as order_pages
@@ -359,6 +360,8 @@ def install(app: FastAPI) -> None:
     app.include_router(recharge_pages.router)
     app.include_router(remittance_pages.router)
     app.include_router(service_request_pages.router)
+    app.include_router(invoice_pages.router)
+    app.include_router(invoice_pages.public_router)  # /invoice-verification, no login
     ops.install(app)
     app.include_router(router)
     app.add_exception_handler(LoginRequired, _login_required)
