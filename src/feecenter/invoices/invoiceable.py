@@ -8,7 +8,7 @@ The amount is kept per bucket, (selling entity, tax category) (INV-4):
   of its catalog entity and tax category (the product's current ones);
 - invoiced: Σ invoice_lines.amount of the account's invoices in any state, blue
   (applied, issuing, issued, reversed) positive and red negative;
-- available = max(consumed − invoiced, 0); debt = max(invoiced − consumed, 0): a
+- available = max(consumed - invoiced, 0); debt = max(invoiced - consumed, 0): a
   refund or downgrade of invoiced consumption (INV-7). A bucket's debt does not
   reduce another bucket's available amount.
 

@@ -38,7 +38,7 @@ CHECK_CODE_CONTEXT = b"feecenter.invoices.check_code.v1"
 def split_tax(amount_fen: int, rate_bp: int) -> tuple[int, int]:
     """(net, tax) of a tax-inclusive amount at ``rate_bp`` (600 = 6 %): tax =
     round_half_up(amount × rate / (10000 + rate)), halves away from zero (a red, negative
-    amount splits as the negative of its blue one), net = amount − tax. Integers only.
+    amount splits as the negative of its blue one), net = amount - tax. Integers only.
     1,060.00 at 6 % -> (1,000.00, 60.00); 1,130.00 at 13 % -> (1,000.00, 130.00)."""
     if isinstance(amount_fen, bool) or not isinstance(amount_fen, int):
         raise TypeError("amount_fen must be an int (fen)")
