@@ -14,8 +14,6 @@ can always download it; docs/invoices.md, "Email").
 from __future__ import annotations
 
 import logging
-import smtplib
-import ssl
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -27,6 +25,7 @@ from feecenter.config import Settings
 from feecenter.db.engine import transaction
 from feecenter.invoices import documents
 from feecenter.invoices.tables import invoices
+from feecenter.notifications.senders import smtp_sender
 
 log = logging.getLogger("feecenter.invoices")
 
@@ -139,16 +138,5 @@ def _body(view: dict, seller: dict) -> str:
 
 
 def send_email(settings: Settings, email: EmailMessage) -> None:
-    """Hand ``email`` to the configured SMTP server (STARTTLS/SMTPS and login as set)."""
-    context = ssl.create_default_context()
-    if settings.smtp_ssl:
-        smtp = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port,
-                                timeout=settings.smtp_timeout_s, context=context)
-    else:
-        smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_s)
-    with smtp:
-        if settings.smtp_starttls and not settings.smtp_ssl:
-            smtp.starttls(context=context)
-        if settings.smtp_user:
-            smtp.login(settings.smtp_user, settings.smtp_password or "")
-        smtp.send_message(email)
+    """Hand ``email`` to the project's SMTP server (notifications' sender and settings)."""
+    smtp_sender(settings).deliver(email)

@@ -93,21 +93,23 @@ class SmtpEmailSender:
         email.set_content(message.body, charset="utf-8", cte="base64")
         return email
 
-    def send(self, message: OutgoingMessage) -> None:
-        email = self.build(message)
+    def deliver(self, email: EmailMessage) -> None:
+        """Hand a built ``email`` (with attachments, if any) to the SMTP server."""
         context = ssl.create_default_context()
+        if self.use_ssl:
+            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout_s, context=context)
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout_s)
+        with smtp:
+            if self.starttls and not self.use_ssl:
+                smtp.starttls(context=context)
+            if self.user:
+                smtp.login(self.user, self._password or "")
+            smtp.send_message(email)
+
+    def send(self, message: OutgoingMessage) -> None:
         try:
-            if self.use_ssl:
-                smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout_s,
-                                        context=context)
-            else:
-                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout_s)
-            with smtp:
-                if self.starttls and not self.use_ssl:
-                    smtp.starttls(context=context)
-                if self.user:
-                    smtp.login(self.user, self._password or "")
-                smtp.send_message(email)
+            self.deliver(self.build(message))
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             text = "; ".join(f"{addr}: {code} {msg.decode(errors='replace')}"
@@ -161,7 +163,8 @@ def registered_senders() -> list[tuple[str, str]]:
     return sorted(_FACTORIES)
 
 
-def _smtp_from_settings(settings: Settings) -> Sender | None:
+def smtp_sender(settings: Settings) -> SmtpEmailSender | None:
+    """The project's SMTP sender from its settings; None when no SMTP host is set."""
     if not settings.smtp_host:
         return None  # email disabled: email rows stay pending
     return SmtpEmailSender(settings.smtp_host, settings.smtp_port, user=settings.smtp_user,
@@ -175,7 +178,7 @@ def _sms_log_from_settings(settings: Settings) -> Sender:
     return LogSmsSender(path)
 
 
-register_sender("email", "smtp", _smtp_from_settings)
+register_sender("email", "smtp", smtp_sender)
 register_sender("sms", "log", _sms_log_from_settings)
 register_sender("sms", "none", lambda _settings: None)
 
