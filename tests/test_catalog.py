@@ -246,6 +246,25 @@ def test_a_file_with_one_bad_part_writes_nothing_at_all(rt):
         assert "ap-beijing" not in {r["code"] for r in catalog.list_regions(conn)}
 
 
+@pytest.mark.spec("INV-4")
+def test_a_products_entity_and_tax_category_never_change(rt):
+    load(rt, vm_catalog(V1))
+    before = counts(rt)
+    for old, new, field in (("entity: cn-cloud", "entity: cn-software", "entity"),
+                            ("tax_category: cloud_service", "tax_category: software",
+                             "tax_category")):
+        moved = vm_catalog(V1).replace(f"    {old}\n", f"    {new}\n")
+        assert moved != vm_catalog(V1)
+        if field == "entity":  # the other entity must exist for the file to parse
+            moved = moved.replace("entities:\n", "entities:\n  - {code: cn-software, "
+                                  "name_zh: 软件公司, name_en: Software Co}\n")
+        with pytest.raises(InvalidInput) as err:
+            load(rt, moved, "moved.yaml")
+        assert any(f"products[vm].{field}: " in line and "cannot change" in line
+                   for line in err.value.details["errors"]), err.value.details
+        assert counts(rt) == before
+
+
 @pytest.mark.spec("ORD-5")
 def test_price_change_mid_year_applies_from_its_start_and_history_stays(rt):
     uin = new_account(rt)

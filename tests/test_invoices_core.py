@@ -21,6 +21,7 @@ from feecenter.funds import service as funds
 from feecenter.invoices import invoiceable, rules, service, titles
 from feecenter.invoices.tables import (invoice_applications, invoice_emails, invoice_lines,
                                        invoice_settings, invoice_titles, invoices)
+from feecenter.money import format_yuan
 from feecenter.orders import service as orders
 from feecenter.settlement.tables import bill_lines
 from tests.helpers import OPS, add_gift, load_sample_catalog, new_account, row_counts
@@ -431,6 +432,34 @@ def test_refunding_invoiced_consumption_leaves_invoice_debt(shop):
     cash_purchase(shop, uin, top_up=CVM_MONTH)  # later consumption clears it (INV-7)
     with shop.engine.connect() as conn:
         assert invoiceable.invoice_debt(conn, uin) == 0
+    assert _invoiceable(shop, uin)["amount"] == 0
+
+
+@pytest.mark.spec("INV-1", "INV-7")
+def test_debt_in_one_bucket_lowers_what_another_may_give(shop):
+    """Invoice cloud consumption, refund it, spend the cash on software: Σ consumed -
+    Σ invoiced is what may be invoiced, not the software bucket alone."""
+    uin = enterprise(shop)
+    enterprise_title(shop, uin)
+    (order_id,) = cash_purchase(shop, uin, top_up=CVM_MONTH)
+    apply(shop, uin)
+    shop.clock.advance(days=1)
+    resource_id = order_row(shop, uin, order_id)["resource_id"]
+    with transaction(shop.engine) as conn:
+        orders.refund_resource(conn, shop.clock, SYSTEM, uin, resource_id, key="refund")
+    (ssl,) = cash_purchase(shop, uin, ("ssl", "OV.single", 12, "mainland"), top_up=SSL_YEAR)
+    with transaction(shop.engine) as conn:
+        orders.deliver(conn, shop.clock, OPS, ssl)
+    found = _invoiceable(shop, uin)
+    by_category = {b["tax_category"]: b for b in found["buckets"]}
+    assert (by_category["cloud_service"]["debt"], by_category["software"]["available"]) == (
+        CVM_MONTH, SSL_YEAR)
+    assert (found["amount"], found["debt"]) == (SSL_YEAR - CVM_MONTH, 0)
+    with pytest.raises(InvalidInput) as refused:
+        apply(shop, uin, amount=format_yuan(SSL_YEAR), key="too-much")
+    assert refused.value.field == "amount"
+    made = apply(shop, uin, key="the-rest")
+    assert sum(i["amount"] for i in made["invoices"]) == SSL_YEAR - CVM_MONTH
     assert _invoiceable(shop, uin)["amount"] == 0
 
 

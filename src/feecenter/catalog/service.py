@@ -147,6 +147,7 @@ def load_catalog(conn: Connection, clock: Clock, actor: Actor, text: str, source
     _plan_rows(conn, plan)
     _plan_prices(conn, plan, now, problems)
     _check_covers(conn, parsed, problems)
+    _check_invoice_identity(conn, parsed, problems)
     if problems:
         raise _refused(source, problems)
     sha = hashlib.sha256(text.encode()).hexdigest()
@@ -267,6 +268,24 @@ def _check_covers(conn: Connection, parsed, problems: list[CatalogProblem]) -> N
                 problems.append(CatalogProblem(
                     i.ref.line, f"{i.ref.field}.covers", f"资源包覆盖的计费项不存在：{what}",
                     f"the package covers an unknown billing item: {what}"))
+
+
+def _check_invoice_identity(conn: Connection, parsed, problems: list[CatalogProblem]) -> None:
+    """A product's selling entity and tax category never change (INV-1, INV-4): its past
+    consumption is invoiced by them, so moving it would free invoiced money to invoice
+    again under the new ones. Another entity or category is another product code."""
+    stored = {row.code: row for row in conn.execute(
+        select(products.c.code, products.c.entity, products.c.tax_category))}
+    for p in parsed.products:
+        before = stored.get(p.code)
+        for field, now in (("entity", p.entity), ("tax_category", p.tax_category)):
+            if before is not None and getattr(before, field) != now:
+                problems.append(CatalogProblem(
+                    p.ref.line, f"{p.ref.field}.{field}",
+                    f"产品 {p.code} 的{'签约主体' if field == 'entity' else '税收分类'}不能修改"
+                    f"（{getattr(before, field)} → {now}）：已消耗的金额按原值开票，请使用新的产品编码",
+                    f"the {field} of product {p.code} cannot change ({getattr(before, field)} -> "
+                    f"{now}): its consumption is invoiced by it; use a new product code"))
 
 
 def _covers_columns(covers) -> dict:

@@ -9,8 +9,12 @@ The amount is kept per bucket, (selling entity, tax category) (INV-4):
 - invoiced: Σ invoice_lines.amount of the account's invoices in any state, blue
   (applied, issuing, issued, reversed) positive and red negative;
 - available = max(consumed - invoiced, 0); debt = max(invoiced - consumed, 0): a
-  refund or downgrade of invoiced consumption (INV-7). A bucket's debt does not
-  reduce another bucket's available amount.
+  refund or downgrade of invoiced consumption (INV-7).
+
+For the account (``net_invoiceable``): the invoiceable amount is Σ consumed -
+Σ invoiced when positive (an application takes it from the buckets' available
+amounts), and its negative part is the invoice debt: a bucket's debt lowers what
+the other buckets may give.
 
 Money transferred in and not yet consumed (agents, groups) would be taken off; no
 transfers exist yet, so that part is 0 (docs/invoices.md, "Gaps").
@@ -92,13 +96,23 @@ def invoiceable(conn: Connection, actor: Actor, uin: int) -> dict:
     require(actor, uin, FINANCE)
     accounts.get_account(conn, SYSTEM, uin)  # an unknown UIN: NotFound, not "nothing"
     found = buckets(conn, uin)
-    return {"amount": sum(b["available"] for b in found), "debt": sum(b["debt"] for b in found),
+    net = net_invoiceable(found)
+    return {"amount": max(net, 0), "debt": max(-net, 0),
             "consumed": sum(b["consumed"] for b in found),
             "invoiced": sum(b["invoiced"] for b in found), "transferred_unspent": 0,
             "in_arrears": owed(conn, uin) > 0, "buckets": found}
 
 
+def net_invoiceable(found: list[dict]) -> int:
+    """INV-1 for the whole account: Σ consumed - Σ invoiced over the buckets. What may be
+    invoiced is this when positive — never the sum of the buckets' available amounts
+    while another bucket is in debt (a refunded cloud invoice does not free the same
+    money to be invoiced again as software) — and its negative part is the invoice
+    debt (INV-7)."""
+    return sum(b["consumed"] - b["invoiced"] for b in found)
+
+
 def invoice_debt(conn: Connection, uin: int) -> int:
     """INV-7: the account's invoice debt in fen (0: none); blocks withdrawal (#26)."""
-    return sum(b["debt"] for b in buckets(conn, uin))
+    return max(-net_invoiceable(buckets(conn, uin)), 0)
 

@@ -85,9 +85,9 @@ def _refuse_if_owed(conn: Connection, uin: int) -> None:
 
 def _plan(conn: Connection, uin: int, amount: int | None) -> tuple[int, list[dict]]:
     """(the amount, the invoices it makes), or InvalidInput on ``amount``."""
-    available = {(b["entity"], b["tax_category"]): b["available"]
-                 for b in amounts.buckets(conn, uin)}
-    total = sum(available.values())
+    found = amounts.buckets(conn, uin)
+    available = {(b["entity"], b["tax_category"]): b["available"] for b in found}
+    total = max(amounts.net_invoiceable(found), 0)  # ≤ Σ available: the buckets can give it
     if total <= 0:
         raise invalid("amount", "当前没有可开票金额", "there is no invoiceable amount")
     amount = total if amount is None else amount
