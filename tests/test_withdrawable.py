@@ -19,7 +19,7 @@ from feecenter.withdrawals import rules, service
 from tests.helpers import OPS, add_cash, add_gift, api_key, load_sample_catalog, new_account
 from tests.invoice_seed import (CVM_MONTH, apply, cash_purchase, enterprise, enterprise_title,
                                 order_row)
-from tests.rest_harness import HOST, Signed
+from tests.rest_harness import Signed
 from tests.test_console import client, logged_in, set_password
 
 P = rules.WithdrawableParts
