@@ -149,7 +149,6 @@ def test_an_unknown_account_is_not_found(shop):
         _withdrawable(shop, 999_999_999)
 
 
-@pytest.mark.spec("WDR-1")
 def test_another_accounts_withdrawable_amount_is_refused(shop):
     mine, theirs = new_account(shop, "mine"), new_account(shop, "theirs")
     with pytest.raises(PermissionDenied):
