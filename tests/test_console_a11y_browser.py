@@ -1,8 +1,8 @@
 """Accessibility of the console's main pages in a real browser (axe-core through
 axe-playwright-python, on Debian's chromium; skipped without it, except under
 CI=true): every customer page — login, 概览 (with its charts drawn), 收支明细,
-账单, 订单, one order, the payment page, 资源, 优惠券, 欠费, 用户与密钥, 消息, 对公汇款
-and 在线充值 — and
+账单, 订单, one order, the payment page, 资源, 优惠券, 欠费, 用户与密钥, 消息, 对公汇款,
+在线充值 and 提现 — and
 every operator page has no serious or critical violation, and every form field
 has a label. Each page's screenshot goes to artifacts/screenshots/ (the
 overview's shows the Chinese web font's glyphs)."""
@@ -104,7 +104,8 @@ def test_every_page_passes_axe_and_labels_its_fields(live_server, browser_page, 
                        ("arrears", "/console/arrears"), ("users", "/console/users"),
                        ("messages", "/console/messages"), ("remittance", "/console/remittance"),
                        ("recharge", "/console/recharge"), ("renewal", "/console/renewal"),
-                       ("recycle-bin", "/console/recycle-bin")):
+                       ("recycle-bin", "/console/recycle-bin"),
+                       ("withdrawals", "/console/withdrawals")):
         page.goto(f"http://{address}{path}")
         check(name)
     page.goto(f"http://{address}/console/ops/login")

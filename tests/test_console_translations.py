@@ -118,6 +118,7 @@ def test_pages_show_each_message_in_the_page_language(rt, shop):  # noqa: F811
              f"/console/orders/{order_id}", f"/console/orders/pay?order_id={order_id}",
              "/console/remittance", "/console/renewal", "/console/renewal?tab=packages",
              "/console/recycle-bin", "/console/invoices", "/console/invoices/title",
+             "/console/withdrawals",
              "/console/no-such-page")
     for lang, foreign in (("zh-CN", lambda m: m.id), ("en", lambda m: m.string)):
         http.cookies.set(i18n.COOKIE, lang, path="/console")

@@ -27,6 +27,7 @@ from feecenter.api import remittances as remittance_routes
 from feecenter.api import renewal as renewal_routes
 from feecenter.api import service_requests as service_request_routes
 from feecenter.api import usage as usage_routes
+from feecenter.api import withdrawals as withdrawal_routes
 from feecenter.compat import endpoint as compat
 from feecenter.console import web as console
 from feecenter.runtime import Runtime
@@ -36,7 +37,7 @@ ROUTERS = (routes.router, catalog_routes.router, order_routes.router, usage_rout
            arrears_routes.router, recharge_routes.router, service_request_routes.router,
            remittance_routes.router, renewal_routes.router, consumption_routes.router,
            cost_bill_routes.router, bill_compare_routes.router, bill_export_routes.router,
-           invoice_routes.router, compat.router)
+           invoice_routes.router, withdrawal_routes.router, compat.router)
 
 
 def create_app(rt: Runtime) -> FastAPI:

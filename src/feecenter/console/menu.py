@@ -30,6 +30,7 @@ MENU = (
     MenuItem("coupons", N_("Coupons"), "/console/coupons"),
     MenuItem("arrears", N_("Arrears"), "/console/arrears"),
     MenuItem("invoices", N_("Invoices"), "/console/invoices"),
+    MenuItem("withdrawals", N_("Withdrawals"), "/console/withdrawals"),
     MenuItem("users", N_("Users and keys"), "/console/users"),
     MenuItem("messages", N_("Messages"), "/console/messages"),
     MenuItem("service_requests", N_("Service requests"), "/console/service-requests"),

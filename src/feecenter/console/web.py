@@ -345,6 +345,7 @@ def install(app: FastAPI) -> None:
     from feecenter.console import resources as resource_pages
     from feecenter.console import service_requests as service_request_pages
     from feecenter.console import users as user_pages
+    from feecenter.console import withdrawals as withdrawal_pages
 
     app.include_router(bill_compare_pages.router)  # /bills/compare before any /bills/…
     app.include_router(bill_export_pages.router)  # /bills/downloads, before the bill pages
@@ -361,6 +362,7 @@ def install(app: FastAPI) -> None:
     app.include_router(remittance_pages.router)
     app.include_router(service_request_pages.router)
     app.include_router(invoice_pages.router)
+    app.include_router(withdrawal_pages.router)
     app.include_router(invoice_pages.public_router)  # /invoice-verification, no login
     ops.install(app)
     app.include_router(router)
