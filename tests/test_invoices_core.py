@@ -184,9 +184,11 @@ def test_invoice_emails_default_to_the_contact_email(shop):
     with pytest.raises(Conflict) as dup, transaction(shop.engine) as conn:
         titles.add_email(conn, shop.clock, SYSTEM, uin, "B@acme.example")
     assert dup.value.field == "email"
-    with pytest.raises(InvalidInput) as bad, transaction(shop.engine) as conn:
-        titles.add_email(conn, shop.clock, SYSTEM, uin, "not-an-email")
-    assert bad.value.field == "email"
+    for wrong in ("not-an-email", "a,b@acme.example", "a@b@acme.example", "<x>@acme.example",
+                  "用户@例子.中国", "x@-acme.example", "x@acme"):  # one deliverable address
+        with pytest.raises(InvalidInput) as bad, transaction(shop.engine) as conn:
+            titles.add_email(conn, shop.clock, SYSTEM, uin, wrong)
+        assert bad.value.field == "email", wrong
     with pytest.raises(NotFound) as gone, transaction(shop.engine) as conn:
         titles.remove_email(conn, shop.clock, SYSTEM, uin, second["id"] + 100)
     assert gone.value.field == "email_id"
@@ -368,9 +370,15 @@ def test_apply_is_idempotent_per_request_key(shop):
     first = apply(shop, uin, amount="10.00", key="same")
     assert apply(shop, uin, amount="10.00", key="same") == first
     assert apply(shop, uin, amount=None, key="same") == first
-    with pytest.raises(IdempotencyConflict) as caught:
-        apply(shop, uin, amount="11.00", key="same")
-    assert caught.value.field == "request_key"
+    for other in ({"amount": "11.00"}, {"email": "other@acme.example"}):
+        with pytest.raises(IdempotencyConflict) as caught:
+            apply(shop, uin, **({"amount": "10.00"} | other), key="same")
+        assert caught.value.field == "request_key"
+    owner = Actor(kind="user", name="owner", uin=uin, role="owner")
+    with pytest.raises(InvalidInput) as reserved, transaction(shop.engine) as conn:
+        service.apply(conn, shop.clock, owner, uin, kind="ordinary", amount="1.00", email=None,
+                      request_key="auto:2026-12-08")  # automatic issuing's key for that day
+    assert reserved.value.field == "request_key"
     assert row_counts(shop, invoice_applications, invoices) == (1, 1)
 
 

@@ -23,6 +23,13 @@ _ASCII_DIGITS = re.compile(r"^[0-9]{1,19}$", re.ASCII)
 _UNSTORABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
+# An email address one SMTP server can deliver to: ASCII, one address (no "," ";" "<"
+# or quotes that would make a header name several recipients), a dotted domain.
+EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}"
+                   r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                   r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$", re.ASCII)
+
+
 class _Duplicate(ValueError):
     def __init__(self, key: str):
         super().__init__(key)

@@ -19,13 +19,12 @@ from feecenter.audit.service import record_audit
 from feecenter.clock import Clock, db_time
 from feecenter.errors import Conflict, invalid, not_found
 from feecenter.funds import service as funds
-from feecenter.inputs import plain_text
+from feecenter.inputs import EMAIL, plain_text
 
 FIRST_UIN = 100000000001
 SYSTEM_ACTOR = SYSTEM
 DEFAULT_STOREFRONT = ("console", "云控制台 / Cloud console")
 _NAME = re.compile(r"^[\w\-. @\u4e00-\u9fff]{2,100}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+?[0-9][0-9\- ]{5,28}$")
 
 
@@ -60,7 +59,7 @@ def _validate(new: NewAccount) -> dict:
 
 
 def _check_contacts(email: str | None, phone: str | None) -> None:
-    if email and not _EMAIL.match(email):
+    if email and not EMAIL.match(email):
         raise invalid("email", f"邮箱格式错误：{email}", f"malformed email: {email}")
     if phone and not _PHONE.match(phone):
         raise invalid("phone", f"手机号格式错误：{phone}", f"malformed phone: {phone}")

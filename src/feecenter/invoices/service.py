@@ -118,6 +118,9 @@ def preview(conn: Connection, actor: Actor, uin: int, *, kind: object, amount: o
                          for inv in planned]}
 
 
+AUTO_KEY_PREFIX = "auto:"  # automatic issuing's request keys (invoices.jobs), system only
+
+
 def apply(conn: Connection, clock: Clock, actor: Actor, uin: int, *, kind: object,
           amount: object, email: object, request_key: object) -> dict:
     """申请开票: the invoices of ``amount`` (None: all available) of ``kind``, sent to
@@ -127,11 +130,14 @@ def apply(conn: Connection, clock: Clock, actor: Actor, uin: int, *, kind: objec
     require(actor, uin, FINANCE)
     kind, wanted = check_kind(kind), _check_amount(amount)
     key = _check_request_key(request_key)
+    if key.startswith(AUTO_KEY_PREFIX) and actor.kind != "system":
+        raise invalid("request_key", "请求键不能以 auto: 开头（自动开票专用）",
+                      "request_key cannot start with auto: (kept for automatic issuing)")
     address = None if email is None else titles.check_email(email)
     titles.lock_account(conn, clock, uin)  # the claim: everything below is read under it
     earlier = _application(conn, uin, key)
     if earlier is not None:
-        return _repeat(conn, earlier, kind, wanted)
+        return _repeat(conn, earlier, kind, wanted, address)
     title = _title_for(conn, uin, kind)
     _refuse_if_owed(conn, uin)
     total, planned = _plan(conn, uin, wanted)
@@ -169,8 +175,10 @@ def _application(conn: Connection, uin: int, key: str) -> dict | None:
     return dict(row) if row else None
 
 
-def _repeat(conn: Connection, earlier: dict, kind: str, wanted: int | None) -> dict:
-    if earlier["kind"] != kind or (wanted is not None and wanted != earlier["amount"]):
+def _repeat(conn: Connection, earlier: dict, kind: str, wanted: int | None,
+            address: str | None) -> dict:
+    if (earlier["kind"] != kind or (wanted is not None and wanted != earlier["amount"])
+            or (address is not None and address != earlier["email"])):
         raise IdempotencyConflict("该请求键已用于另一笔开票申请",
                                   "request_key was used for another application",
                                   field="request_key")

@@ -27,7 +27,7 @@ from feecenter.audit.service import record_audit
 from feecenter.clock import Clock, db_time, from_db_time
 from feecenter.db.upsert import insert_if_absent
 from feecenter.errors import Conflict, invalid, not_found
-from feecenter.inputs import digits_id
+from feecenter.inputs import EMAIL, digits_id
 from feecenter.invoices.documents import missing_glyphs
 from feecenter.invoices.rules import KINDS
 from feecenter.invoices.tables import invoice_emails, invoice_settings, invoice_titles
@@ -35,7 +35,6 @@ from feecenter.invoices.tables import invoice_emails, invoice_settings, invoice_
 TITLE_FIELDS = ("title_kind", "title", "tax_id", "address", "phone", "bank", "bank_account")
 SPECIAL_FIELDS = ("tax_id", "address", "phone", "bank", "bank_account")
 MAX_EMAILS = 10  # kept per account
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+?[0-9][0-9\- ]{5,28}$")
 _BANK_ACCOUNT = re.compile(r"^[0-9]{8,32}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
@@ -235,7 +234,7 @@ def default_email(conn: Connection, uin: int) -> str | None:
 
 def check_email(value: object, field: str = "email") -> str:
     text = value.strip() if isinstance(value, str) else None
-    if text is None or len(text) > 200 or not _EMAIL.match(text) or _CONTROL.search(text):
+    if text is None or len(text) > 200 or not EMAIL.match(text) or _CONTROL.search(text):
         raise invalid(field, f"邮箱格式错误：{value!r}", f"malformed email: {value!r}")
     return text
 
