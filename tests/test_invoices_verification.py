@@ -121,4 +121,13 @@ def test_ten_attempts_a_minute_per_client_then_429(rt, blue):
     with rt.engine.connect() as conn:
         rows = conn.execute(select(invoice_verifications.c.client, invoice_verifications.c.attempts)
                             .order_by(invoice_verifications.c.client)).all()
-    assert rows == [("192.0.2.1", 1), (CLIENT, 1)]  # the client's older minute is gone
+    assert rows == [(CLIENT, 1)]  # every client's past minutes are gone
+
+
+@pytest.mark.spec("INV-8")
+def test_an_ipv6_network_counts_as_one_client(rt, blue):
+    for host in range(verification.MAX_ATTEMPTS_PER_MINUTE):  # rotating inside one /64
+        assert check(rt, blue, client=f"2001:db8:1:2::{host + 1:x}")["valid"] is True
+    with pytest.raises(TooManyRequests):
+        check(rt, blue, client="2001:db8:1:2:ffff::1")
+    assert check(rt, blue, client="2001:db8:1:3::1")["valid"] is True  # another network

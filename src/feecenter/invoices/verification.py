@@ -17,6 +17,7 @@ attempts cannot pass the limit); beyond it ``TooManyRequests`` (HTTP 429).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import date, datetime
 
@@ -86,10 +87,21 @@ def _matches(invoice, wanted: dict, today: date) -> bool:
 # ---------------------------------------------------------------- input
 
 def _client(value: object) -> str:
+    """The rate limit's key: the client as given, but an IPv6 address counts by its /64
+    (one subscriber's network: rotating addresses inside it gains nothing)."""
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_CLIENT_CHARS:
         raise invalid("client", f"客户端标识必须是 1–{MAX_CLIENT_CHARS} 个字符",
                       f"the client must be 1-{MAX_CLIENT_CHARS} characters")
-    return value.strip()
+    text = value.strip()
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    if address.version == 4:
+        return str(address)
+    if address.ipv4_mapped is not None:  # ::ffff:192.0.2.1 is 192.0.2.1
+        return str(address.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{address}/64", strict=False))
 
 
 def _matching(value: object, pattern: re.Pattern, field: str, zh: str, en: str, rule_zh: str,
@@ -115,10 +127,11 @@ def _date(value: object) -> date:
 
 def _claim_attempt(conn: Connection, clock: Clock, client: str) -> None:
     """Count one attempt in the client's current minute: INSERT, or on the existing row
-    UPDATE attempts + 1 only while under the limit; no row back = over the limit. The
-    client's older minutes are deleted first, so its rows stay one."""
+    UPDATE attempts + 1 only while under the limit; no row back = over the limit.
+    Every client's past minutes are deleted first, so the table holds the current
+    minute's clients only."""
     minute = _minute(clock.now())
-    conn.execute(delete(invoice_verifications).where(_T.client == client, _T.minute < minute))
+    conn.execute(delete(invoice_verifications).where(_T.minute < minute))
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(invoice_verifications).values(client=client, minute=minute, attempts=1)
     stmt = stmt.on_conflict_do_update(
