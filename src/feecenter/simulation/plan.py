@@ -14,7 +14,8 @@ from feecenter.simulation.ops import Op
 # kind -> weight; "tick" (an hour passes, the job runner runs) is placed evenly by the driver
 WEIGHTS = {"adjust": 6, "buy": 8, "pay": 9, "deliver": 3, "fail": 1, "renew": 3, "upgrade": 2,
            "refund": 2, "downgrade": 2, "coupon": 2, "open": 5, "usage": 18, "late": 3,
-           "rerun": 2, "remit": 2, "reverify": 1, "auto_renew": 2, "unified_day": 1}
+           "rerun": 2, "remit": 2, "reverify": 1, "auto_renew": 2, "unified_day": 1,
+           "invoice_title": 1, "invoice": 3, "issue": 1, "reverse": 1}
 KINDS, CUM = list(WEIGHTS), list(WEIGHTS.values())
 
 
@@ -191,8 +192,55 @@ def _rerun(rng, model, uin, step, now):
     return {"job": job, "period_at": (now - back).isoformat()}
 
 
+def _invoice_title(rng, model, uin, step, now):
+    """INV-3: the verified entity as title, an enterprise's sometimes with the special
+    details (INV-2); now and then a title that is not the verified entity."""
+    return {"special": rng.random() < 0.5, "wrong": rng.random() < 0.1}
+
+
+def _invoice(rng, model, uin, step, now):
+    """An application: all available or a part of what the model last saw available
+    (sometimes more); special when the title allows it (now and then when it does not);
+    a tenth of the time an earlier application's request key again (INV-1, INV-2)."""
+    earlier = model.invoice_requests.get(uin)
+    if earlier and rng.random() < 0.1:
+        return dict(rng.choice(earlier))
+    title = model.titles.get(uin)
+    if title is None and rng.random() < 0.9:
+        return None
+    special = title is not None and title[1] and rng.random() < 0.4
+    kind = "special" if special or rng.random() < 0.05 else "ordinary"
+    seen, roll = model.available_seen.get(uin, 0), rng.random()
+    if seen <= 0 or roll < 0.4:
+        amount = None
+    elif roll < 0.9:
+        amount = max(seen * rng.randint(1, 100) // 100, 1)
+    else:
+        amount = seen + rng.choice([1, 100, 10_000])
+    return {"kind": kind, "key": f"inv:{step}",
+            "amount": None if amount is None else f"{amount // 100}.{amount % 100:02d}"}
+
+
+def _issue(rng, model, uin, step, now):
+    return {}
+
+
+def _reverse(rng, model, uin, step, now):
+    """INV-6: a reversal of an invoice the model knows issued and not reversed; the
+    operator releases it (three times in five) or rejects it."""
+    issued = model.reversible(uin)
+    if not issued:
+        return None
+    return {"invoice_id": rng.choice(issued), "key": f"rev:{step}",
+            "treatment": rng.choice(["none", "booked", "deducted"]),
+            "reason": rng.choice(["wrong_details", "invoice_debt"]),
+            "decision": "release" if rng.random() < 0.6 else "reject"}
+
+
 _ARGS = {"adjust": _adjust, "buy": _buy, "pay": _pay, "deliver": _awaiting, "fail": _awaiting,
          "renew": _renew, "upgrade": _change(True), "refund": _refund,
          "downgrade": _change(False), "coupon": _coupon, "open": _open,
          "usage": _usage(False), "late": _usage(True), "rerun": _rerun, "remit": _remit,
-         "reverify": _reverify, "auto_renew": _auto_renew, "unified_day": _unified_day}
+         "reverify": _reverify, "auto_renew": _auto_renew, "unified_day": _unified_day,
+         "invoice_title": _invoice_title, "invoice": _invoice, "issue": _issue,
+         "reverse": _reverse}
