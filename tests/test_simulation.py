@@ -137,3 +137,65 @@ def test_a_broken_invariant_stops_a_concurrent_run(database_factory, monkeypatch
 def test_concurrent_workers_need_postgresql(tmp_path):
     with pytest.raises(ValueError, match="PostgreSQL"):
         run(f"sqlite:///{tmp_path / 'x.db'}", Config(seed=1, workers=2))
+
+
+# a few accounts, many applications: most top-ups become invoice operations
+INVOICING = Config(seed=12, accounts=4, ops=400, hours=30)
+
+
+@pytest.fixture
+def invoicing(monkeypatch):
+    from feecenter.simulation import plan
+
+    monkeypatch.setattr(plan, "INVOICE_SHARE", 0.8)
+
+
+@pytest.mark.spec("INV-1", "INV-5", "INV-6")
+def test_invoices_keep_their_invariants(database_factory, invoicing):
+    """Titles, applications (some repeating a request key, some over the available
+    amount or special without the details), issuing and reversals released or
+    rejected: the model's invoiced amounts, numbers and red invoices hold."""
+    summary = run(database_factory(), INVOICING)
+    assert summary.kinds["invoice"] > 5 and summary.kinds["issue"] and summary.kinds["reverse"]
+
+
+@pytest.mark.spec("INV-1")
+def test_an_application_over_the_available_amount_is_caught(database_factory, monkeypatch,
+                                                           invoicing):
+    """applying broken (the available amount taken from consumption alone, what was
+    invoiced before forgotten): an account's second application takes more than is
+    left, and the model, with its own invoiced amounts, refuses to accept it."""
+    from feecenter.errors import invalid
+    from feecenter.invoices import invoiceable, rules, service
+
+    def forgetful(conn, uin, amount):
+        available = {(b["entity"], b["tax_category"]): max(b["consumed"], 0)
+                     for b in invoiceable.buckets(conn, uin)}
+        total = sum(available.values())
+        amount = total if amount is None else amount
+        if not 0 < amount <= total:
+            raise invalid("amount", "超过可开票金额", "over the invoiceable amount")
+        return amount, rules.invoices_of(rules.allocate(amount, available))
+
+    monkeypatch.setattr(service, "_plan", forgetful)
+    with pytest.raises(SimulationFailure) as caught:
+        run(database_factory(), INVOICING)
+    assert "INV-1" in str(caught.value) and "--seed 12" in str(caught.value)
+
+
+@pytest.mark.spec("INV-5")
+def test_a_skipped_invoice_number_is_caught(database_factory, monkeypatch, invoicing):
+    """issuing broken (the counter moved on twice, so every other number is never
+    used): the numbers of an entity's year are no longer 1..n."""
+    from feecenter.invoices import issuing
+
+    sequence = issuing.next_sequence
+
+    def skipping(conn, entity, year):
+        sequence(conn, entity, year)
+        return sequence(conn, entity, year)
+
+    monkeypatch.setattr(issuing, "next_sequence", skipping)
+    with pytest.raises(SimulationFailure) as caught:
+        run(database_factory(), INVOICING)
+    assert "INV-5 numbers of" in str(caught.value)

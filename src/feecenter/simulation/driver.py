@@ -110,6 +110,7 @@ def run(url: str, config: Config, *, on_step=None) -> Summary:
         world = generate(config.seed, config.accounts)
         model = Model.opening(world, setup(sim, world))
         model.rerun_settled = config.rerun_settled
+        model.invoice_rng = random.Random(f"{config.seed}:invoices")
         _history(sim, model, world)
         summary = Summary(asdict(config), "", config.ops)
         _steps(url, sim, model, config, summary, on_step)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import calendar
 import heapq
 import math
+import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -154,6 +155,7 @@ class Model:
     available_seen: dict[int, int] = field(default_factory=dict)  # the plan's hint only
     invoice_findings: list[str] = field(default_factory=list)  # found while applying
     invoices_dirty: bool = False  # numbers may have changed since the last check
+    invoice_rng: random.Random | None = None  # the plan's invoice operations (None: none)
 
     @classmethod
     def opening(cls, world: World, uins: list[int]) -> Model:

@@ -14,9 +14,12 @@ from feecenter.simulation.ops import Op
 # kind -> weight; "tick" (an hour passes, the job runner runs) is placed evenly by the driver
 WEIGHTS = {"adjust": 6, "buy": 8, "pay": 9, "deliver": 3, "fail": 1, "renew": 3, "upgrade": 2,
            "refund": 2, "downgrade": 2, "coupon": 2, "open": 5, "usage": 18, "late": 3,
-           "rerun": 2, "remit": 2, "reverify": 1, "auto_renew": 2, "unified_day": 1,
-           "invoice_title": 1, "invoice": 3, "issue": 1, "reverse": 1}
+           "rerun": 2, "remit": 2, "reverify": 1, "auto_renew": 2, "unified_day": 1}
 KINDS, CUM = list(WEIGHTS), list(WEIGHTS.values())
+# Invoices move no money: they take the place of some top-ups, chosen with the model's
+# own ``invoice_rng``, so the other operations come in the order they always did
+INVOICE_SHARE = 0.3  # of the top-ups
+INVOICE_WEIGHTS = {"invoice_title": 1, "invoice": 4, "issue": 1, "reverse": 2}
 
 
 def next_op(rng: random.Random, model: Model, step: int, now: datetime,
@@ -29,6 +32,8 @@ def next_op(rng: random.Random, model: Model, step: int, now: datetime,
     if args is None:
         kind, args = "adjust", _adjust(rng, model, uin, step, now)
     kind = "usage" if kind == "late" else kind
+    if kind == "adjust" and model.invoice_rng is not None:
+        kind, args = _invoicing(model.invoice_rng, model, uin, step, now) or (kind, args)
     return Op(step, kind, uin, {**args, "at": now.isoformat()})
 
 
@@ -190,6 +195,15 @@ def _rerun(rng, model, uin, step, now):
     else:
         back = timedelta(hours=1) if job == "hour" else timedelta(days=1)
     return {"job": job, "period_at": (now - back).isoformat()}
+
+
+def _invoicing(rng, model, uin, step, now) -> tuple[str, dict] | None:
+    """An invoice operation instead of a top-up, INVOICE_SHARE of the time."""
+    if rng.random() >= INVOICE_SHARE:
+        return None
+    kind = rng.choices(list(INVOICE_WEIGHTS), list(INVOICE_WEIGHTS.values()))[0]
+    args = _ARGS[kind](rng, model, uin, step, now)
+    return None if args is None else (kind, args)
 
 
 def _invoice_title(rng, model, uin, step, now):
