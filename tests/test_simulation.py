@@ -139,7 +139,7 @@ def test_concurrent_workers_need_postgresql(tmp_path):
         run(f"sqlite:///{tmp_path / 'x.db'}", Config(seed=1, workers=2))
 
 
-# a few accounts, many applications: most top-ups become invoice operations
+# a few accounts, many applications: an invoice operation after 30 % of the steps
 INVOICING = Config(seed=12, accounts=4, ops=400, hours=30)
 
 
@@ -147,7 +147,7 @@ INVOICING = Config(seed=12, accounts=4, ops=400, hours=30)
 def invoicing(monkeypatch):
     from feecenter.simulation import plan
 
-    monkeypatch.setattr(plan, "INVOICE_SHARE", 0.8)
+    monkeypatch.setattr(plan, "INVOICE_SHARE", 0.3)
 
 
 @pytest.mark.spec("INV-1", "INV-5", "INV-6")

@@ -29,7 +29,7 @@ import calendar
 import heapq
 import math
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from fractions import Fraction
@@ -154,6 +154,7 @@ class Model:
     must_issue: set[int] = field(default_factory=set)  # waiting when an `issue` op ran
     available_seen: dict[int, int] = field(default_factory=dict)  # the plan's hint only
     invoice_findings: list[str] = field(default_factory=list)  # found while applying
+    invoice_counts: Counter = field(default_factory=Counter)  # for the summary
     invoices_dirty: bool = False  # numbers may have changed since the last check
     invoice_rng: random.Random | None = None  # the plan's invoice operations (None: none)
 
@@ -534,6 +535,7 @@ class Model:
         expected = "released" if op.args["decision"] == "release" else "rejected"
         if result["state"] != expected:
             self.invoice_findings.append(f"INV-6 reversal {result}, the model says {expected}")
+        self.invoice_counts[f"reversal {expected}"] += 1
         if expected == "released" and result["red_invoice_id"] is not None:
             blue.red_id = result["red_invoice_id"]
             for category, fen in blue.lines.items():
@@ -559,6 +561,7 @@ class Model:
         a, uin = op.args, op.uin
         first = self.applications.get((uin, a["key"]))
         if first is not None:  # (d): one application per request key
+            self.invoice_counts["key repeated"] += 1
             got = "refused" not in result and _made(result)
             return [] if got == first else [
                 f"INV request key {a['key']} of {uin} repeated gave {result}, the first {first}"]
@@ -567,8 +570,12 @@ class Model:
         total = sum(available.values())
         wanted = total if a["amount"] is None else _yuan_fen(a["amount"])
         title = self.titles.get(uin)
-        allowed = (title is not None and (a["kind"] == "ordinary" or title[1])
-                   and owed <= 0 and 0 < wanted <= total)
+        why = ("no title" if title is None else
+               "special without details" if a["kind"] == "special" and not title[1] else
+               "owed" if owed > 0 else "nothing available" if total <= 0 else
+               "over available" if wanted > total else None)
+        allowed = why is None
+        self.invoice_counts[f"refused: {why}" if why else "applied"] += 1
         if "refused" in result:
             return [] if not allowed else [
                 f"INV-1 application {a} of {uin} refused ({result['refused']}), the model "

@@ -16,9 +16,9 @@ WEIGHTS = {"adjust": 6, "buy": 8, "pay": 9, "deliver": 3, "fail": 1, "renew": 3,
            "refund": 2, "downgrade": 2, "coupon": 2, "open": 5, "usage": 18, "late": 3,
            "rerun": 2, "remit": 2, "reverify": 1, "auto_renew": 2, "unified_day": 1}
 KINDS, CUM = list(WEIGHTS), list(WEIGHTS.values())
-# Invoices move no money: they take the place of some top-ups, chosen with the model's
-# own ``invoice_rng``, so the other operations come in the order they always did
-INVOICE_SHARE = 0.3  # of the top-ups
+# Invoices move no money: an invoice operation follows some steps' operation, chosen
+# with the model's own ``invoice_rng``, so every other operation is what it would be
+INVOICE_SHARE = 0.06  # of the steps
 INVOICE_WEIGHTS = {"invoice_title": 1, "invoice": 4, "issue": 1, "reverse": 2}
 
 
@@ -32,8 +32,6 @@ def next_op(rng: random.Random, model: Model, step: int, now: datetime,
     if args is None:
         kind, args = "adjust", _adjust(rng, model, uin, step, now)
     kind = "usage" if kind == "late" else kind
-    if kind == "adjust" and model.invoice_rng is not None:
-        kind, args = _invoicing(model.invoice_rng, model, uin, step, now) or (kind, args)
     return Op(step, kind, uin, {**args, "at": now.isoformat()})
 
 
@@ -197,13 +195,16 @@ def _rerun(rng, model, uin, step, now):
     return {"job": job, "period_at": (now - back).isoformat()}
 
 
-def _invoicing(rng, model, uin, step, now) -> tuple[str, dict] | None:
-    """An invoice operation instead of a top-up, INVOICE_SHARE of the time."""
-    if rng.random() >= INVOICE_SHARE:
+def invoice_op(model: Model, step: int, now: datetime) -> Op | None:
+    """After INVOICE_SHARE of the steps, an invoice operation on a random account, at
+    the step's time, from ``model.invoice_rng`` alone (None: no invoice operations)."""
+    rng = model.invoice_rng
+    if rng is None or rng.random() >= INVOICE_SHARE:
         return None
+    uin = rng.choice(model.uins)
     kind = rng.choices(list(INVOICE_WEIGHTS), list(INVOICE_WEIGHTS.values()))[0]
     args = _ARGS[kind](rng, model, uin, step, now)
-    return None if args is None else (kind, args)
+    return None if args is None else Op(step, kind, uin, {**args, "at": now.isoformat()})
 
 
 def _invoice_title(rng, model, uin, step, now):
@@ -225,6 +226,8 @@ def _invoice(rng, model, uin, step, now):
     special = title is not None and title[1] and rng.random() < 0.4
     kind = "special" if special or rng.random() < 0.05 else "ordinary"
     seen, roll = model.available_seen.get(uin, 0), rng.random()
+    if seen <= 0 and rng.random() < 0.7:
+        return None  # mostly refused: nothing was available when last seen
     if seen <= 0 or roll < 0.4:
         amount = None
     elif roll < 0.9:
