@@ -186,7 +186,7 @@ def _perform(url, sim, op, config, fault_rng, crashes, summary) -> dict:
     if op.kind in KEYED and roll < config.crash_rate + config.dup_rate:
         summary.duplicates += 1
         again = _retry(sim, op, execute(sim, op))
-        if op.kind not in ("tick", "rerun", "usage") and again != _retry(sim, op, result):
+        if op.kind not in ("tick", "rerun", "usage", "issue") and again != _retry(sim, op, result):
             raise SimulationFailure(config, op.step, op, [
                 f"idempotency: a repeat returned {again}, the first {result}"])
     return result
