@@ -150,13 +150,37 @@ def invoicing(monkeypatch):
     monkeypatch.setattr(plan, "INVOICE_SHARE", 0.3)
 
 
-@pytest.mark.spec("INV-1", "INV-5", "INV-6")
-def test_invoices_keep_their_invariants(database_factory, invoicing):
+@pytest.mark.spec("INV-1", "INV-3", "INV-5", "INV-6")
+def test_invoices_keep_their_invariants_and_move_no_money(database_factory, monkeypatch,
+                                                          invoicing):
     """Titles, applications (some repeating a request key, some over the available
-    amount or special without the details), issuing and reversals released or
-    rejected: the model's invoiced amounts, numbers and red invoices hold."""
-    summary = run(database_factory(), INVOICING)
-    assert summary.kinds["invoice"] > 5 and summary.kinds["issue"] and summary.kinds["reverse"]
+    amount, with nothing available or special without the details), issuing and
+    reversals released or rejected, with crashes: the model's invoiced amounts, numbers
+    and red invoices hold. The same run without invoice operations ends in the same
+    state but for the invoices: they moved no money and changed no other outcome."""
+    from feecenter.db.engine import dispose, make_engine
+    from feecenter.simulation import plan
+    from feecenter.simulation.state import snapshot
+
+    def final_state(config):
+        url = database_factory()
+        summary = run(url, config)
+        engine = make_engine(url)
+        try:
+            return summary, snapshot(engine)
+        finally:
+            dispose(engine)
+
+    config = Config(**{**INVOICING.__dict__, "crash_rate": 0.05})
+    summary, with_invoices = final_state(config)
+    done = summary.invoices
+    assert done["applied"] > 5 and done["key repeated"] and done["refused: over available"]
+    assert done["reversal released"] and done["reversal rejected"] and done["red issued"]
+    assert summary.crashes
+    monkeypatch.setattr(plan, "INVOICE_SHARE", 0.0)
+    _, without = final_state(config)
+    assert with_invoices.pop("invoices") and not without.pop("invoices")
+    assert with_invoices == without
 
 
 @pytest.mark.spec("INV-1")

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from feecenter.arrears.tables import arrears_cases
 from feecenter.coupons.tables import coupons
+from feecenter.invoices.tables import invoice_applications, invoices
 from feecenter.ledger.tables import ledger_accounts, ledger_postings, ledger_transactions
 from feecenter.orders.tables import orders
 from feecenter.renewal.tables import renewal_accounts, renewal_attempts, renewal_settings
@@ -64,7 +65,20 @@ def snapshot(engine) -> dict:
             "renewal_attempts": sorted((label_of(label, r.resource_id), str(r.term_end), r.state,
                                         r.reason_code, r.tries, str(r.last_tried_on))
                                        for r in conn.execute(select(renewal_attempts))),
+            "invoices": _invoices(conn),
         }
+
+
+def _invoices(conn) -> list:
+    """Each invoice by its application's request key (red ones by their blue one's), with
+    its entity, kind, state, amount and number; surrogate ids and check codes left out."""
+    a = invoice_applications.c
+    key = dict(conn.execute(select(a.id, a.request_key)).all())
+    rows = conn.execute(select(invoices)).all()
+    blue = {r.id: key.get(r.application_id) for r in rows}
+    return sorted((r.uin, key.get(r.application_id) or f"red of {blue.get(r.original_id)}",
+                   r.entity, r.kind, r.state, r.amount, r.tax_amount, r.invoice_number or "")
+                  for r in rows)
 
 
 def label_of(label: dict, resource_id: str) -> str:
