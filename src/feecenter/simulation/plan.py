@@ -18,7 +18,7 @@ WEIGHTS = {"adjust": 6, "buy": 8, "pay": 9, "deliver": 3, "fail": 1, "renew": 3,
 KINDS, CUM = list(WEIGHTS), list(WEIGHTS.values())
 # Invoices move no money: an invoice operation follows some steps' operation, chosen
 # with the model's own ``invoice_rng``, so every other operation is what it would be
-INVOICE_SHARE = 0.06  # of the steps
+INVOICE_SHARE = 0.1  # of the steps
 INVOICE_WEIGHTS = {"invoice_title": 1, "invoice": 4, "issue": 1, "reverse": 2}
 
 
@@ -203,6 +203,8 @@ def invoice_op(model: Model, step: int, now: datetime) -> Op | None:
         return None
     uin = rng.choice(model.uins)
     kind = rng.choices(list(INVOICE_WEIGHTS), list(INVOICE_WEIGHTS.values()))[0]
+    if kind == "invoice" and uin not in model.titles and rng.random() < 0.9:
+        kind = "invoice_title"  # a title first (a tenth of the time: applied without)
     args = _ARGS[kind](rng, model, uin, step, now)
     return None if args is None else Op(step, kind, uin, {**args, "at": now.isoformat()})
 
@@ -221,8 +223,6 @@ def _invoice(rng, model, uin, step, now):
     if earlier and rng.random() < 0.1:
         return dict(rng.choice(earlier))
     title = model.titles.get(uin)
-    if title is None and rng.random() < 0.9:
-        return None
     special = title is not None and title[1] and rng.random() < 0.4
     kind = "special" if special or rng.random() < 0.05 else "ordinary"
     seen, roll = model.available_seen.get(uin, 0), rng.random()
