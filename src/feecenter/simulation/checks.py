@@ -468,6 +468,8 @@ def _invoiceable_agrees(conn, model, uin, consumed) -> list[str]:
                                               b["debt"])
            for b in shown["buckets"] if b["consumed"] or b["invoiced"]}
     model.available_seen[uin] = sum(v[2] for v in expected.values())
+    if any(v[3] for v in expected.values()):
+        model.invoice_counts[f"in invoice debt: {uin}"] = 1  # INV-7, for the summary
     found = []
     if got != expected:
         found.append(f"INV-1 invoiceable of {uin}: (consumed, invoiced, available, debt) "

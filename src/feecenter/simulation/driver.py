@@ -20,6 +20,7 @@ from feecenter.clock import FixedClock, business_date, from_db_time
 from feecenter.db.engine import dispose, make_engine
 from feecenter.ledger.tables import ledger_transactions
 from feecenter.jobs import runner
+from feecenter.invoices.invoiceable import invoice_debt
 from feecenter.invoices.tables import invoices
 from feecenter.jobs.tables import job_runs
 from feecenter.orders.tables import orders
@@ -326,8 +327,12 @@ def invoice_counts(engine, model: Model) -> dict:
     with engine.connect() as conn:
         states = conn.execute(select(i.kind, i.state, func.count())
                               .group_by(i.kind, i.state)).all()
-    return {**dict(sorted(model.invoice_counts.items())),
-            **{f"{kind} {state}": n for kind, state, n in sorted(states)}}
+        debts = [invoice_debt(conn, uin) for uin in sorted(model.titles)]
+    counts = {k: n for k, n in model.invoice_counts.items() if not k.startswith("in invoice")}
+    counts["accounts ever in invoice debt"] = len(model.invoice_counts) - len(counts)
+    return {**dict(sorted(counts.items())),
+            **{f"{kind} {state}": n for kind, state, n in sorted(states)},
+            "accounts in invoice debt at the end": sum(d > 0 for d in debts)}
 
 
 def _touched(sim) -> set[int]:
