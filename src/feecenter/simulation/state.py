@@ -25,6 +25,8 @@ from feecenter.settlement.tables import bill_lines
 
 _DIGITS = re.compile(r"\d+")
 _DIGEST = re.compile(r":adj(\d+):[0-9a-f]{12}")  # late-usage keys hash their resource ids
+# coupon confirmations and returns hash their reference or key, which hold surrogate ids
+_CONFIRM = re.compile(r"(coupon:(?:confirm|return):\d+:)[0-9a-f]{40}")
 
 
 def snapshot(engine) -> dict:
@@ -34,7 +36,9 @@ def snapshot(engine) -> dict:
 
         def canon(text):
             text = rid.sub(lambda m: label[m.group(0)] or "?", text) if rid and text else text
-            return _DIGITS.sub("#", _DIGEST.sub(r":adj\1:", text)) if text else text
+            if not text:
+                return text
+            return _DIGITS.sub("#", _DIGEST.sub(r":adj\1:", _CONFIRM.sub(r"\1", text)))
 
         t, a, p = ledger_transactions.c, ledger_accounts.c, ledger_postings.c
         key = dict(conn.execute(select(t.id, t.idempotency_key)).all())
