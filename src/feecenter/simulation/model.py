@@ -16,8 +16,12 @@ learned from ``renewal_attempts`` and its order checked), which stopped (at
 expiry without auto-renewal, after the retry days with it) and which released
 (00:00 after the recovery period's last day); and each renewal's amount and new
 expiry (from the original expiry, aligned to the unified day with the extra days
-prorated per calendar month, rounded once). ``checks`` compares these with the
-database.
+prorated per calendar month, rounded once). For invoices (INV-1..7) it keeps
+each account's title, what it invoiced per bucket (its own allocation of each
+accepted application, less the reversals released), which applications each
+request key made, and which invoices were reversed; it judges each application
+against the consumption the checks read (``judge_applications``). ``checks``
+compares these with the database.
 
 The formulas are the rules' own, written here independently of the product's
 (``orders.rules``): exact fractions, rounded once at the end.
