@@ -65,7 +65,7 @@ def test_a_release_one_day_early_is_caught(database_factory, monkeypatch):
     assert "RNW-6" in str(caught.value) and "--seed 3" in str(caught.value)
 
 
-@pytest.mark.spec("BIL-2")
+@pytest.mark.spec("BIL-2", "INV-1")
 def test_a_rollup_that_drops_prepaid_lines_is_caught(database_factory, monkeypatch):
     """The daily roll-up refresh broken (a day's prepaid order lines left out of
     L0-L2): the bill-level invariant finds L0 != Σ L3 once the tick refreshed a day."""
@@ -74,6 +74,14 @@ def test_a_rollup_that_drops_prepaid_lines_is_caught(database_factory, monkeypat
     monkeypatch.setattr(rollups, "day_aggregates", lambda conn, day: (
         lines._postpaid_day(conn, day) if lines._postpaid_day(conn, day) is not None
         else lines._prepaid_day(day).where(lines.orders.c.id < 0)))
+    with pytest.raises(SimulationFailure) as caught:
+        run(database_factory(), Config(seed=3, accounts=10, ops=300, hours=30))
+    # first, at the step after the roll-up: invoices' consumed (from the roll-ups) is not
+    # the cash of the bill lines and orders the simulation reads itself (INV-1)
+    assert "INV-1 invoiceable" in str(caught.value)
+    from feecenter.simulation import checks
+
+    monkeypatch.delitem(checks.CHECKS, "invoices")
     with pytest.raises(SimulationFailure) as caught:
         run(database_factory(), Config(seed=3, accounts=10, ops=300, hours=30))
     assert "BIL-2 bill levels" in str(caught.value) and "L3 deducted" in str(caught.value)
@@ -137,3 +145,89 @@ def test_a_broken_invariant_stops_a_concurrent_run(database_factory, monkeypatch
 def test_concurrent_workers_need_postgresql(tmp_path):
     with pytest.raises(ValueError, match="PostgreSQL"):
         run(f"sqlite:///{tmp_path / 'x.db'}", Config(seed=1, workers=2))
+
+
+# a few accounts, many applications: an invoice operation after 30 % of the steps
+INVOICING = Config(seed=12, accounts=4, ops=400, hours=30)
+
+
+@pytest.fixture
+def invoicing(monkeypatch):
+    from feecenter.simulation import plan
+
+    monkeypatch.setattr(plan, "INVOICE_SHARE", 0.3)
+
+
+@pytest.mark.spec("INV-1", "INV-3", "INV-5", "INV-6")
+def test_invoices_keep_their_invariants_and_move_no_money(database_factory, monkeypatch,
+                                                          invoicing):
+    """Titles, applications (some repeating a request key, some over the available
+    amount, with nothing available or special without the details), issuing and
+    reversals released or rejected, with crashes: the model's invoiced amounts, numbers
+    and red invoices hold. The same run without invoice operations ends in the same
+    state but for the invoices: they moved no money and changed no other outcome."""
+    from feecenter.db.engine import dispose, make_engine
+    from feecenter.simulation import plan
+    from feecenter.simulation.state import snapshot
+
+    def final_state(config):
+        url = database_factory()
+        summary = run(url, config)
+        engine = make_engine(url)
+        try:
+            return summary, snapshot(engine)
+        finally:
+            dispose(engine)
+
+    config = Config(**{**INVOICING.__dict__, "crash_rate": 0.05})
+    summary, with_invoices = final_state(config)
+    done = summary.invoices
+    assert done["applied"] > 5 and done["key repeated"] and done["refused: over available"]
+    assert done["reversal released"] and done["reversal rejected"] and done["red issued"]
+    assert summary.crashes
+    monkeypatch.setattr(plan, "INVOICE_SHARE", 0.0)
+    _, without = final_state(config)
+    assert with_invoices.pop("invoices") and not without.pop("invoices")
+    assert with_invoices == without
+
+
+@pytest.mark.spec("INV-1")
+def test_an_application_over_the_available_amount_is_caught(database_factory, monkeypatch,
+                                                           invoicing):
+    """applying broken (the available amount taken from consumption alone, what was
+    invoiced before forgotten): an account's second application takes more than is
+    left, and the model, with its own invoiced amounts, refuses to accept it."""
+    from feecenter.errors import invalid
+    from feecenter.invoices import invoiceable, rules, service
+
+    def forgetful(conn, uin, amount):
+        available = {(b["entity"], b["tax_category"]): max(b["consumed"], 0)
+                     for b in invoiceable.buckets(conn, uin)}
+        total = sum(available.values())
+        amount = total if amount is None else amount
+        if not 0 < amount <= total:
+            raise invalid("amount", "超过可开票金额", "over the invoiceable amount")
+        return amount, rules.invoices_of(rules.allocate(amount, available))
+
+    monkeypatch.setattr(service, "_plan", forgetful)
+    with pytest.raises(SimulationFailure) as caught:
+        run(database_factory(), INVOICING)
+    assert "INV-1" in str(caught.value) and "--seed 12" in str(caught.value)
+
+
+@pytest.mark.spec("INV-5")
+def test_a_skipped_invoice_number_is_caught(database_factory, monkeypatch, invoicing):
+    """issuing broken (the counter moved on twice, so every other number is never
+    used): the numbers of an entity's year are no longer 1..n."""
+    from feecenter.invoices import issuing
+
+    sequence = issuing.next_sequence
+
+    def skipping(conn, entity, year):
+        sequence(conn, entity, year)
+        return sequence(conn, entity, year)
+
+    monkeypatch.setattr(issuing, "next_sequence", skipping)
+    with pytest.raises(SimulationFailure) as caught:
+        run(database_factory(), INVOICING)
+    assert "INV-5 numbers of" in str(caught.value)

@@ -15,7 +15,11 @@ from functools import cache
 from sqlalchemy import bindparam, func, select
 
 from feecenter.bills.check import check_bills
+from feecenter.accounts.permissions import SYSTEM
 from feecenter.catalog.tables import products
+from feecenter.clock import BUSINESS_TZ
+from feecenter.invoices.invoiceable import invoiceable
+from feecenter.invoices.tables import invoice_lines, invoices
 from feecenter.ledger.reconcile import reconcile
 from feecenter.ledger.tables import (ledger_accounts, ledger_holds, ledger_postings,
                                      ledger_transactions)
@@ -412,6 +416,154 @@ def bill_levels(conn, model, now, uins) -> list[str]:
             for d in check_bills(conn)]
 
 
+def invoice_amounts(conn, model, now, uins) -> list[str]:
+    """INV-1..7 (docs/simulation.md, "Invoices"): the applications of the step judged
+    against the model's prediction; the service's invoiceable amount per bucket agrees
+    with the model (invoiced = Σ its applied blue amounts − released reversals; consumed
+    − invoiced = available − debt); issued invoices numbered once, per entity and year
+    1..n without a gap; a released reversal's red invoice the negative of its blue one."""
+    found, model.invoice_findings = model.invoice_findings, []
+    scope = uins if uins is not None else model.uins
+    consumed, owed = _cash_consumed(conn, model, uins), _owed(conn, uins)
+    for uin in scope:
+        found += model.judge_applications(uin, consumed.get(uin, {}), owed.get(uin, 0))
+    for uin in scope:
+        found += _invoiceable_agrees(conn, model, uin, consumed.get(uin, {}))
+    if uins is None or model.invoices_dirty:
+        found += _numbers(conn, model)
+        model.invoices_dirty = False
+    return found + _reds(conn, model, scope)
+
+
+def _cash_consumed(conn, model, uins) -> dict:
+    """uin -> bucket -> cash consumed, read NOT as ``invoices.invoiceable`` reads it
+    (``bills.service.cash_consumed_by_product``: roll-ups plus the unrolled days' lines
+    and orders by ``closed_at``): every L3 bill line (deducted − voucher − gift), and
+    every delivered or refunded order's cash and credit part (paid_cash + paid_credit;
+    refunds and downgrades −refunded_cash), mapped to buckets by the world's catalog."""
+    out = defaultdict(lambda: defaultdict(int))
+    for uin, code, fen in _run(conn, _LINE_CASH, uins):
+        out[uin][model.world.product(code).bucket] += int(fen or 0)
+    for r in _run(conn, _ORDER_CASH, uins):
+        cash = (-r.refunded_cash if r.kind in ("refund", "downgrade")
+                else r.paid_cash + r.paid_credit)
+        out[r.uin][model.world.product(r.product_code).bucket] += cash
+    return out
+
+
+def _owed(conn, uins) -> dict:
+    """Arrears and unrepaid credit advances (both ≤ 0 in the ledger): applying waits."""
+    return {uin: -int(total) for uin, total in _run(conn, _OWED, uins)}
+
+
+def _invoiceable_agrees(conn, model, uin, consumed) -> list[str]:
+    shown = invoiceable(conn, SYSTEM, uin)
+    mine = model.invoiced[uin]
+    expected = {}
+    for bucket in set(consumed) | set(mine):
+        c, i = consumed.get(bucket, 0), mine.get(bucket, 0)
+        if c or i:
+            expected[bucket] = (c, i, max(c - i, 0), max(i - c, 0))
+    got = {(b["entity"], b["tax_category"]): (b["consumed"], b["invoiced"], b["available"],
+                                              b["debt"])
+           for b in shown["buckets"] if b["consumed"] or b["invoiced"]}
+    model.available_seen[uin] = sum(v[2] for v in expected.values())
+    if any(v[3] for v in expected.values()):
+        model.invoice_counts[f"in invoice debt: {uin}"] = 1  # INV-7, for the summary
+    found = []
+    if got != expected:
+        found.append(f"INV-1 invoiceable of {uin}: (consumed, invoiced, available, debt) "
+                     f"{got}, the model says {expected}")
+    if (shown["consumed"] - shown["invoiced"] != shown["amount"] - shown["debt"]
+            or shown["amount"] != sum(v[2] for v in expected.values())):
+        found.append(f"INV-1/7 invoiceable of {uin}: amount {shown['amount']} debt "
+                     f"{shown['debt']} consumed {shown['consumed']} invoiced "
+                     f"{shown['invoiced']}")
+    return found
+
+
+def _numbers(conn, model) -> list[str]:
+    """INV-5: an invoice is numbered exactly when it is issued (or reversed after), each
+    number once, and per (entity, year) the sequences are 1..n; one number block per
+    entity; every invoice waiting when an ``issue`` op ran is issued. The model learns
+    which of its invoices are issued (its reversals pick from them)."""
+    found, numbers, sequences, blocks = [], defaultdict(list), defaultdict(list), {}
+    for r in conn.execute(_INVOICES):
+        numbered = (r.invoice_number, r.invoice_code, r.check_code)
+        done = r.state in ("issued", "reversed")
+        if done != all(numbered) or (not done and any(numbered)):
+            found.append(f"INV-5 invoice {r.id} is {r.state} with number {numbered}")
+            continue
+        if r.kind != "red":
+            blue = model.blue.get(r.id)
+            if blue is None:
+                found.append(f"INV invoice {r.id} of {r.uin} is not one the model applied for")
+                continue
+            blue.issued = blue.issued or done
+            if (r.state == "reversed") != (blue.red_id is not None):
+                found.append(f"INV-6 invoice {r.id} is {r.state}, the model "
+                             f"{'reversed' if blue.red_id else 'did not reverse'} it")
+        if not done:
+            if r.id in model.must_issue:
+                found.append(f"INV-5 invoice {r.id} still {r.state} after issuing ran")
+            continue
+        model.must_issue.discard(r.id)
+        numbers[r.invoice_number].append(r.id)
+        year = r.issued_at.replace(tzinfo=timezone.utc).astimezone(BUSINESS_TZ).year
+        if r.invoice_number[:2] != f"{year % 100:02d}":
+            found.append(f"INV-5 number {r.invoice_number} of invoice {r.id}: not year {year}")
+        sequences[(r.entity, year)].append(int(r.invoice_number[-12:]))
+        blocks.setdefault(r.entity, set()).add(r.invoice_number[5:8])
+    found += [f"INV-5 number {n} given to invoices {ids}" for n, ids in numbers.items()
+              if len(ids) > 1]
+    for (entity, year), seq in sequences.items():
+        if sorted(seq) != list(range(1, len(seq) + 1)):
+            found.append(f"INV-5 numbers of {entity} in {year} are not 1..{len(seq)}: "
+                         f"{sorted(seq)[:5]}…{sorted(seq)[-5:]}")
+    used = [b for entity_blocks in blocks.values() for b in entity_blocks]
+    if any(len(b) != 1 for b in blocks.values()) or len(used) != len(set(used)):
+        found.append(f"INV-5 number blocks per entity: {blocks}")
+    return found
+
+
+def _reds(conn, model, scope) -> list[str]:
+    """INV-6: the red invoice of each reversal the model released: kind red, the blue
+    one's negative in amount and in every line, pointing at it."""
+    mine = {b.red_id: (i, b) for i, b in model.blue.items()
+            if b.red_id is not None and b.uin in set(scope)}
+    if not mine:
+        return []
+    rows = {r.id: r for r in conn.execute(select(invoices).where(invoices.c.id.in_(mine)))}
+    lines = defaultdict(dict)
+    for r in conn.execute(select(invoice_lines).where(invoice_lines.c.invoice_id.in_(mine))):
+        lines[r.invoice_id][r.tax_category] = r.amount
+    found = []
+    for red_id, (blue_id, blue) in mine.items():
+        row = rows.get(red_id)
+        negated = {c: -f for c, f in blue.lines.items()}
+        if row is None or (row.kind, row.original_id, row.amount, row.uin) != (
+                "red", blue_id, -blue.amount, blue.uin) or lines[red_id] != negated:
+            found.append(f"INV-6 red invoice {red_id} of blue {blue_id}: "
+                         f"{row and (row.kind, row.original_id, row.amount)} lines "
+                         f"{lines[red_id]}, the model says amount {-blue.amount} {negated}")
+    return found
+
+
+_i = invoices.c
+_INVOICES = select(_i.id, _i.uin, _i.kind, _i.state, _i.entity, _i.invoice_number,
+                   _i.invoice_code, _i.check_code, _i.issued_at).order_by(_i.id)
+_LINE_CASH = lambda where: (  # noqa: E731
+    select(_b.uin, _b.product_code, func.sum(_b.deducted - _b.voucher_paid - _b.gift_paid))
+    .where(where(_b.uin)).group_by(_b.uin, _b.product_code))
+_ORDER_CASH = lambda where: select(  # noqa: E731
+    _o.uin, _o.kind, _o.product_code, _o.paid_cash, _o.paid_credit, _o.refunded_cash).where(
+    _o.state.in_(("delivered", "refunded")), where(_o.uin))
+_OWED = lambda where: (  # noqa: E731
+    select(_la.uin, func.sum(_la.balance))
+    .where(_la.kind.in_(("arrears", "advance")), where(_la.uin)).group_by(_la.uin))
+
+
 CHECKS = {"balances": balances, "orders": order_states, "bills": bills, "keys": keys,
           "created": created_once, "postings": postings_balance, "remittances": remittance_states,
-          "resources": resource_states, "renewals": renewals_once, "bill_levels": bill_levels}
+          "resources": resource_states, "renewals": renewals_once, "bill_levels": bill_levels,
+          "invoices": invoice_amounts}

@@ -20,6 +20,8 @@ from feecenter.clock import FixedClock, business_date, from_db_time
 from feecenter.db.engine import dispose, make_engine
 from feecenter.ledger.tables import ledger_transactions
 from feecenter.jobs import runner
+from feecenter.invoices.invoiceable import invoice_debt
+from feecenter.invoices.tables import invoices
 from feecenter.jobs.tables import job_runs
 from feecenter.orders.tables import orders
 from feecenter.renewal.tables import renewal_attempts
@@ -28,7 +30,7 @@ from feecenter.settlement.tables import bill_lines
 from feecenter.simulation import checks, faults
 from feecenter.simulation.model import Model, start_of_day
 from feecenter.simulation.ops import KEYED, Op, execute, setup
-from feecenter.simulation.plan import next_op
+from feecenter.simulation.plan import invoice_op, next_op
 from feecenter.simulation.state import state_hash
 from feecenter.simulation.world import HISTORY_START, START, generate
 
@@ -82,6 +84,7 @@ class Summary:
     duplicates: int = 0
     races: dict = field(default_factory=dict)  # concurrent runs: conflicts retried, …
     renewal: dict = field(default_factory=dict)  # auto-renewed, failed, stopped, released, …
+    invoices: dict = field(default_factory=dict)  # applied, refused (why), issued, reversed
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -110,11 +113,13 @@ def run(url: str, config: Config, *, on_step=None) -> Summary:
         world = generate(config.seed, config.accounts)
         model = Model.opening(world, setup(sim, world))
         model.rerun_settled = config.rerun_settled
+        model.invoice_rng = random.Random(f"{config.seed}:invoices")
         _history(sim, model, world)
         summary = Summary(asdict(config), "", config.ops)
         _steps(url, sim, model, config, summary, on_step)
         _finish(sim, model, config)
         summary.renewal = renewal_counts(engine)
+        summary.invoices = invoice_counts(engine, model)
         summary.state_hash = state_hash(engine)
         summary.seconds = round(time.perf_counter() - started, 2)
         return summary
@@ -138,6 +143,7 @@ def _fast_commits(engine) -> None:
 def _steps(url, sim, model, config, summary, on_step) -> None:
     plan_rng, fault_rng, check_rng = (random.Random(f"{config.seed}:{part}")
                                       for part in ("plan", "faults", "checks"))
+    invoice_rngs = [random.Random(f"{config.seed}:invoice-{part}") for part in ("faults", "checks")]
     per_hour = max(config.ops // max(config.hours, 1), 1)
     kinds, refused, crashes = Counter(), Counter(), Counter()
     for step in range(config.ops):
@@ -158,6 +164,14 @@ def _steps(url, sim, model, config, summary, on_step) -> None:
         _check_step(sim, model, config, step, op, result, check_rng)
         if on_step is not None:
             on_step(step, op, result)
+        extra = invoice_op(model, step, now) if op.kind != "tick" else None
+        if extra is not None:  # its faults and sample from streams of its own
+            result = _perform(url, sim, extra, config, invoice_rngs[0], crashes, summary)
+            kinds[extra.kind] += 1
+            if "refused" in result:
+                refused[f"{extra.kind}:{result['refused']}"] += 1
+            model.apply(extra, result)
+            _check_step(sim, model, config, step, extra, result, invoice_rngs[1])
     summary.kinds, summary.refused, summary.crashes = dict(kinds), dict(refused), dict(crashes)
 
 
@@ -173,7 +187,7 @@ def _perform(url, sim, op, config, fault_rng, crashes, summary) -> dict:
     if op.kind in KEYED and roll < config.crash_rate + config.dup_rate:
         summary.duplicates += 1
         again = _retry(sim, op, execute(sim, op))
-        if op.kind not in ("tick", "rerun", "usage") and again != _retry(sim, op, result):
+        if op.kind not in ("tick", "rerun", "usage", "issue") and again != _retry(sim, op, result):
             raise SimulationFailure(config, op.step, op, [
                 f"idempotency: a repeat returned {again}, the first {result}"])
     return result
@@ -304,6 +318,21 @@ def renewal_counts(engine) -> dict:
     return {"auto_renewed": tries.get("renewed", 0), "auto_failed": tries.get("failed", 0),
             "stopped": stops[0], "released": released, "restored": stops[1] - released,
             "aligned_renewals": aligned}
+
+
+def invoice_counts(engine, model: Model) -> dict:
+    """What the run's invoice operations did: applications (refused, by the reason the
+    model predicted), request keys repeated, reversals, and invoices by kind and state."""
+    i = invoices.c
+    with engine.connect() as conn:
+        states = conn.execute(select(i.kind, i.state, func.count())
+                              .group_by(i.kind, i.state)).all()
+        debts = [invoice_debt(conn, uin) for uin in sorted(model.titles)]
+    counts = {k: n for k, n in model.invoice_counts.items() if not k.startswith("in invoice")}
+    counts["accounts ever in invoice debt"] = len(model.invoice_counts) - len(counts)
+    return {**dict(sorted(counts.items())),
+            **{f"{kind} {state}": n for kind, state, n in sorted(states)},
+            "accounts in invoice debt at the end": sum(d > 0 for d in debts)}
 
 
 def _touched(sim) -> set[int]:

@@ -16,8 +16,12 @@ learned from ``renewal_attempts`` and its order checked), which stopped (at
 expiry without auto-renewal, after the retry days with it) and which released
 (00:00 after the recovery period's last day); and each renewal's amount and new
 expiry (from the original expiry, aligned to the unified day with the extra days
-prorated per calendar month, rounded once). ``checks`` compares these with the
-database.
+prorated per calendar month, rounded once). For invoices (INV-1..7) it keeps
+each account's title, what it invoiced per bucket (its own allocation of each
+accepted application, less the reversals released), which applications each
+request key made, and which invoices were reversed; it judges each application
+against the consumption the checks read (``judge_applications``). ``checks``
+compares these with the database.
 
 The formulas are the rules' own, written here independently of the product's
 (``orders.rules``): exact fractions, rounded once at the end.
@@ -28,7 +32,8 @@ from __future__ import annotations
 import calendar
 import heapq
 import math
-from collections import defaultdict
+import random
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from fractions import Fraction
@@ -75,6 +80,22 @@ class Remittance:
     payer: str   # "entity" (the account's verified name) or "stranger" (not registered)
     memo: str    # "order" or "restricted" (保证金)
     state: str   # what the rules say it must be now
+
+
+@dataclass
+class BlueInvoice:
+    """An invoice the model applied for: its account, entity and amount per tax
+    category (the model's own allocation); issued once the product shows it issued,
+    reversed (with its red invoice) when a reversal was released (INV-5, INV-6)."""
+    uin: int
+    entity: str
+    lines: dict[str, int]
+    issued: bool = False
+    red_id: int | None = None
+
+    @property
+    def amount(self) -> int:
+        return sum(self.lines.values())
 
 
 @dataclass
@@ -126,6 +147,20 @@ class Model:
     renewal_until: datetime | None = None  # renewal jobs followed up to here
     renewal_lagging: bool = False  # a renewal job of an earlier hour is not done yet
     renewal_touched: set[int] = field(default_factory=set)  # accounts the jobs changed
+    # invoices (INV-1..7, docs/invoices.md): what the model applied, issued and reversed
+    titles: dict[int, tuple[str, bool]] = field(default_factory=dict)  # kind, special ready
+    invoiced: dict[int, dict] = field(default_factory=lambda: defaultdict(
+        lambda: defaultdict(int)))  # uin -> bucket -> fen invoiced (blue - released red)
+    applications: dict[tuple, tuple] = field(default_factory=dict)  # (uin, key) -> made
+    invoice_requests: dict[int, list] = field(default_factory=lambda: defaultdict(list))
+    pending_invoices: dict[int, list] = field(default_factory=lambda: defaultdict(list))
+    blue: dict[int, BlueInvoice] = field(default_factory=dict)  # by invoice id
+    must_issue: set[int] = field(default_factory=set)  # waiting when an `issue` op ran
+    available_seen: dict[int, int] = field(default_factory=dict)  # the plan's hint only
+    invoice_findings: list[str] = field(default_factory=list)  # found while applying
+    invoice_counts: Counter = field(default_factory=Counter)  # for the summary
+    invoices_dirty: bool = False  # numbers may have changed since the last check
+    invoice_rng: random.Random | None = None  # the plan's invoice operations (None: none)
 
     @classmethod
     def opening(cls, world: World, uins: list[int]) -> Model:
@@ -198,6 +233,11 @@ class Model:
     # ---------------------------------------------------------------- learning from results
 
     def apply(self, op, result: dict) -> None:
+        if op.kind in ("invoice", "reverse", "issue", "tick"):
+            self.invoices_dirty = True
+        if op.kind in ("invoice", "reverse", "invoice_title"):  # refusals are predicted
+            getattr(self, f"_{op.kind}")(op, result)
+            return
         if "refused" in result:
             return
         if "key" in op.args:  # every keyed operation that took effect (checks.created_once)
@@ -458,12 +498,154 @@ class Model:
             self.quantity[key] += micro
             self.rated[key] += self.line_amount(product[rid], item, micro)
 
+    # ---------------------------------------------------------------- invoices
+
+    def _invoice_title(self, op, result):
+        """INV-3: every simulated account is verified; its entity as title is taken (an
+        enterprise's special-ready with the details), any other title refused."""
+        enterprise = self.world.accounts[self.uins.index(op.uin)].enterprise
+        if op.args.get("wrong"):
+            if "refused" not in result:
+                self.invoice_findings.append(
+                    f"INV-3 title: {op.uin} took a title that is not its verified entity")
+            return
+        expected = ("enterprise" if enterprise else "personal",
+                    enterprise and bool(op.args.get("special")))
+        if "refused" in result or (result["title_kind"], result["special_ready"]) != expected:
+            self.invoice_findings.append(f"INV-3 title: {op.uin} got {result}, the model "
+                                         f"says (kind, special ready) {expected}")
+            return
+        self.titles[op.uin] = expected
+
+    def _invoice(self, op, result):
+        """Judged by ``checks.invoices`` right after the step, when the consumption the
+        application was decided on is read (it cannot change within the step)."""
+        self.pending_invoices[op.uin].append((op, result))
+
+    def _issue(self, op, result):
+        """INV-5: the sweeper issues every invoice waiting when it runs."""
+        self.must_issue.update(i for i, b in self.blue.items() if not b.issued)
+        self.must_issue.update(b.red_id for b in self.blue.values()
+                               if b.red_id is not None and b.red_id > 0)
+
+    def _reverse(self, op, result):
+        """INV-6: a reversal of an invoice the model knows issued is accepted; released,
+        the blue invoice's amount is invoiceable again (its red lines count negative)."""
+        blue = self.blue[op.args["invoice_id"]]
+        if "refused" in result:
+            self.invoice_findings.append(f"INV-6 reversal of issued invoice "
+                                         f"{op.args['invoice_id']} refused: {result}")
+            return
+        expected = "released" if op.args["decision"] == "release" else "rejected"
+        if result["state"] != expected:
+            self.invoice_findings.append(f"INV-6 reversal {result}, the model says {expected}")
+        self.invoice_counts[f"reversal {expected}"] += 1
+        if expected == "released" and result["red_invoice_id"] is not None:
+            blue.red_id = result["red_invoice_id"]
+            for category, fen in blue.lines.items():
+                self.invoiced[op.uin][(blue.entity, category)] -= fen
+
+    def reversible(self, uin: int) -> list[int]:
+        return sorted(i for i, b in self.blue.items()
+                      if b.uin == uin and b.issued and b.red_id is None)
+
+    def judge_applications(self, uin: int, consumed: dict, owed: int) -> list[str]:
+        """Each application attempt of ``uin`` since the last check, against the
+        model's own prediction from ``consumed`` (per bucket, read independently of
+        invoices) and what it invoiced before: accepted exactly when a title allows
+        the kind, nothing is owed and the amount is at most what is available; then
+        split over the buckets in their fixed order, one invoice per entity, each
+        line's tax half-up (INV-1, INV-2, INV-4); a repeated key the first one."""
+        found = []
+        for op, result in self.pending_invoices.pop(uin, []):
+            found += self._judge(op, result, consumed, owed)
+        return found
+
+    def _judge(self, op, result, consumed, owed) -> list[str]:
+        a, uin = op.args, op.uin
+        first = self.applications.get((uin, a["key"]))
+        if first is not None:  # (d): one application per request key
+            self.invoice_counts["key repeated"] += 1
+            got = "refused" not in result and _made(result)
+            return [] if got == first else [
+                f"INV request key {a['key']} of {uin} repeated gave {result}, the first {first}"]
+        available = {b: max(consumed.get(b, 0) - self.invoiced[uin][b], 0)
+                     for b in set(consumed) | set(self.invoiced[uin])}
+        total = sum(available.values())
+        wanted = total if a["amount"] is None else _yuan_fen(a["amount"])
+        title = self.titles.get(uin)
+        why = ("no title" if title is None else
+               "special without details" if a["kind"] == "special" and not title[1] else
+               "owed" if owed > 0 else "nothing available" if total <= 0 else
+               "over available" if wanted > total else None)
+        allowed = why is None
+        self.invoice_counts[f"refused: {why}" if why else "applied"] += 1
+        if "refused" in result:
+            return [] if not allowed else [
+                f"INV-1 application {a} of {uin} refused ({result['refused']}), the model "
+                f"says {total} available, title {title}, owed {owed}"]
+        if not allowed:  # (b): never more than available, never without a title
+            return [f"INV-1/2 application {a} of {uin} accepted ({result['application_id']}), "
+                    f"the model says {total} available, title {title}, owed {owed}"]
+        predicted = invoices_of(allocate(wanted, available))
+        got = [(i["entity"], sorted((c, f, t) for c, f, t in i["lines"]))
+               for i in result["invoices"]]
+        self.applications[(uin, a["key"])] = _made(result)
+        self.invoice_requests[uin].append(dict(a))
+        for invoice in result["invoices"]:
+            self.blue[invoice["id"]] = BlueInvoice(uin, invoice["entity"], {
+                c: f for c, f, _t in invoice["lines"]})
+        for (entity, lines) in predicted:  # the model's own amounts, whatever was written
+            for category, fen, _tax in lines:
+                self.invoiced[uin][(entity, category)] += fen
+        if got != predicted:
+            return [f"INV-4 application {result['application_id']} of {uin} ({a}) made "
+                    f"{got}, the model says {predicted} from available {available}"]
+        return []
+
     def expect_state(self, order: Order, now: datetime) -> set[str]:
         """The states an order may be in now: an unpaid one past its term may have
         been expired by the hourly job (ORD-2)."""
         if order.state == "unpaid" and now >= order.created + timedelta(days=UNPAID_DAYS):
             return {"unpaid", "expired"}
         return {order.state}
+
+
+CATEGORY_ORDER = ("cloud_service", "software")  # docs/invoices.md: buckets' fixed order
+RATE_BP = {"cloud_service": 600, "software": 1300}  # INV-4: 6 %, 13 %
+
+
+def allocate(amount: int, available: dict) -> list[tuple[tuple[str, str], int]]:
+    """``amount`` taken from the buckets in order (entity code, then cloud services
+    before software), each as far as it is available."""
+    takes, left = [], amount
+    for bucket in sorted(available, key=lambda b: (b[0], CATEGORY_ORDER.index(b[1]))):
+        take = min(left, available[bucket])
+        if take > 0:
+            takes.append((bucket, take))
+            left -= take
+    return takes
+
+
+def invoices_of(takes) -> list[tuple[str, list]]:
+    """One invoice per entity, one line per category: (category, amount, tax), tax =
+    amount x rate / (1 + rate) rounded half-up once."""
+    by_entity: dict[str, list] = defaultdict(list)
+    for (entity, category), fen in takes:
+        rate = RATE_BP[category]
+        by_entity[entity].append((category, fen, _fen(Fraction(fen * rate * RATE_PER_FEN,
+                                                                10_000 + rate))))
+    return [(entity, sorted(lines)) for entity, lines in sorted(by_entity.items())]
+
+
+def _made(result: dict) -> tuple:
+    return (result["application_id"], tuple((i["id"], i["entity"], i["amount"])
+                                            for i in result["invoices"]))
+
+
+def _yuan_fen(text: str) -> int:
+    whole, _, cents = text.partition(".")
+    return int(whole) * 100 + int(cents.ljust(2, "0"))
 
 
 def start_of_day(day: date) -> datetime:

@@ -27,6 +27,11 @@ from feecenter.coupons import service as coupons
 from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError
 from feecenter.funds import service as funds
+from feecenter.invoices import issuing as invoice_issuing
+from feecenter.invoices import reversals as invoice_reversals
+from feecenter.invoices import service as invoice_service
+from feecenter.invoices import titles as invoice_titles
+from feecenter.invoices.tables import invoice_reversals as reversal_rows
 from feecenter.jobs import runner
 from feecenter.orders import service as orders
 from feecenter.orders.tables import orders as orders_table
@@ -46,7 +51,7 @@ OPS = operator("simulator")
 # safe to retry (crash-injected, duplicated): an idempotency key, event ids, a state claim
 KEYED = {"adjust", "buy", "pay", "renew", "upgrade", "refund", "downgrade", "coupon", "open",
          "usage", "tick", "rerun", "deliver", "fail", "remit", "reverify", "auto_renew",
-         "unified_day"}
+         "unified_day", "invoice_title", "invoice", "issue", "reverse"}
 CYCLES = {"hour": HOURLY, "day": DAILY}
 
 
@@ -253,6 +258,76 @@ def _remittance_state(rt, ref: str) -> str:
                             .where(remittance_records.c.bank_reference == ref)).scalar_one()
 
 
+def _invoice_title(rt, uin, a):
+    """INV-3: the account's title, equal to its verified entity (an enterprise's with its
+    USCC, and with ``special`` the special-invoice details, INV-2); with ``wrong``, a
+    title that is not the verified entity (refused: company A cannot invoice company B)."""
+    with transaction(rt.engine) as conn:
+        account = accounts.get_account(conn, SYSTEM, uin)
+        name = account["entity_name"] + (" 另一家" if a.get("wrong") else "")
+        fields = {"title_kind": account["realname_state"], "title": name}
+        if account["realname_state"] == "enterprise":
+            fields["tax_id"] = account["uscc"]
+            if a.get("special"):
+                fields.update(address="上海市浦东新区模拟路 1 号", phone="021-55550000",
+                              bank="模拟银行上海分行", bank_account="6222020200001234")
+        view = invoice_titles.set_title(conn, rt.clock, SYSTEM, uin, fields)
+        if not invoice_titles.list_emails(conn, SYSTEM, uin):  # no contact email either
+            invoice_titles.add_email(conn, rt.clock, SYSTEM, uin, f"{uin}@invoice.example",
+                                     make_default=True)
+    return {"title_kind": view["title_kind"], "special_ready": view["special_ready"]}
+
+
+def _invoice(rt, uin, a):
+    """申请开票 (INV-1, INV-2, INV-4): ``amount`` (yuan text, None: all available) of
+    ``kind`` under the request key ``key``; a repeat of the key returns the first."""
+    with transaction(rt.engine) as conn:
+        made = invoice_service.apply(conn, rt.clock, OPS, uin, kind=a["kind"],
+                                     amount=a["amount"], email=None, request_key=a["key"])
+    return {"application_id": made["application_id"],
+            "invoices": [{"id": i["id"], "entity": i["entity"], "amount": i["amount"],
+                          "lines": [[line["tax_category"], line["amount"], line["tax_amount"]]
+                                    for line in i["lines"]]} for i in made["invoices"]]}
+
+
+def _issue(rt, uin, a):
+    """INV-5: the issuing sweeper run now (what the hourly job does)."""
+    from feecenter.config import load_settings
+
+    return {"issued": invoice_issuing.issue_pending(rt.engine, rt.clock,
+                                                   load_settings())["issued"]}
+
+
+def _reverse(rt, uin, a):
+    """INV-6: a reversal of an issued invoice submitted (treatment ``none``, ``booked``
+    with its red-letter number, or ``deducted`` waiting for it, then given), and an
+    operator's release or rejection, in one unit of work. The product has no request
+    key for reversals: the explanation carries the op's ``key``, and a retry that finds
+    its reversal returns it instead of submitting another."""
+    with transaction(rt.engine) as conn:
+        explanation = f"模拟退票 {a['key']}"
+        found = conn.execute(select(reversal_rows.c.id, reversal_rows.c.state,
+                                    reversal_rows.c.red_invoice_id)
+                             .where(reversal_rows.c.uin == uin,
+                                    reversal_rows.c.explanation == explanation)).first()
+        if found is not None:
+            return {"reversal_id": found.id, "state": found.state,
+                    "red_invoice_id": found.red_invoice_id}
+        number = f"RL{a['key'].split(':')[-1]:0>10}"
+        row = invoice_reversals.submit(
+            conn, rt.clock, SYSTEM, uin, a["invoice_id"], treatment=a["treatment"],
+            red_letter_no=number if a["treatment"] == "booked" else None,
+            reason=a["reason"], explanation=explanation)
+        if row["state"] == invoice_reversals.RED_LETTER_PENDING:
+            invoice_reversals.set_red_letter_no(conn, rt.clock, SYSTEM, uin, row["id"], number)
+        if a["decision"] == "release":
+            row = invoice_reversals.release(conn, rt.clock, OPS, row["id"])
+        else:
+            row = invoice_reversals.reject(conn, rt.clock, OPS, row["id"], "模拟驳回：信息不符")
+    return {"reversal_id": row["id"], "state": row["state"],
+            "red_invoice_id": row["red_invoice_id"]}
+
+
 def _tick(rt, uin, a):
     """The job runner's pass at this hour: settlement, expiry, arrears, coupons."""
     report = runner.run_pass(rt.engine, rt.clock, worker_id="simulator")
@@ -276,7 +351,8 @@ _RUN = {"adjust": _adjust, "buy": _buy, "pay": _pay, "deliver": _deliver, "fail"
         "renew": _renew, "upgrade": _upgrade, "refund": _refund, "downgrade": _downgrade,
         "coupon": _coupon, "open": _open, "usage": _usage, "tick": _tick, "rerun": _rerun,
         "remit": _remit, "reverify": _reverify, "auto_renew": _auto_renew,
-        "unified_day": _unified_day}
+        "unified_day": _unified_day, "invoice_title": _invoice_title, "invoice": _invoice,
+        "issue": _issue, "reverse": _reverse}
 
 
 def hour_before(at: datetime) -> tuple[datetime, datetime]:

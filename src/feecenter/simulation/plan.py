@@ -16,6 +16,10 @@ WEIGHTS = {"adjust": 6, "buy": 8, "pay": 9, "deliver": 3, "fail": 1, "renew": 3,
            "refund": 2, "downgrade": 2, "coupon": 2, "open": 5, "usage": 18, "late": 3,
            "rerun": 2, "remit": 2, "reverify": 1, "auto_renew": 2, "unified_day": 1}
 KINDS, CUM = list(WEIGHTS), list(WEIGHTS.values())
+# Invoices move no money: an invoice operation follows some steps' operation, chosen
+# with the model's own ``invoice_rng``, so every other operation is what it would be
+INVOICE_SHARE = 0.1  # of the steps
+INVOICE_WEIGHTS = {"invoice_title": 1, "invoice": 4, "issue": 1, "reverse": 2}
 
 
 def next_op(rng: random.Random, model: Model, step: int, now: datetime,
@@ -191,8 +195,69 @@ def _rerun(rng, model, uin, step, now):
     return {"job": job, "period_at": (now - back).isoformat()}
 
 
+def invoice_op(model: Model, step: int, now: datetime) -> Op | None:
+    """After INVOICE_SHARE of the steps, an invoice operation on a random account, at
+    the step's time, from ``model.invoice_rng`` alone (None: no invoice operations)."""
+    rng = model.invoice_rng
+    if rng is None or rng.random() >= INVOICE_SHARE:
+        return None
+    uin = rng.choice(model.uins)
+    kind = rng.choices(list(INVOICE_WEIGHTS), list(INVOICE_WEIGHTS.values()))[0]
+    if kind == "invoice" and uin not in model.titles and rng.random() < 0.9:
+        kind = "invoice_title"  # a title first (a tenth of the time: applied without)
+    args = _ARGS[kind](rng, model, uin, step, now)
+    return None if args is None else Op(step, kind, uin, {**args, "at": now.isoformat()})
+
+
+def _invoice_title(rng, model, uin, step, now):
+    """INV-3: the verified entity as title, an enterprise's sometimes with the special
+    details (INV-2); now and then a title that is not the verified entity."""
+    return {"special": rng.random() < 0.5, "wrong": rng.random() < 0.1}
+
+
+def _invoice(rng, model, uin, step, now):
+    """An application: all available or a part of what the model last saw available
+    (sometimes more); special when the title allows it (now and then when it does not);
+    a tenth of the time an earlier application's request key again (INV-1, INV-2)."""
+    earlier = model.invoice_requests.get(uin)
+    if earlier and rng.random() < 0.1:
+        return dict(rng.choice(earlier))
+    title = model.titles.get(uin)
+    special = title is not None and title[1] and rng.random() < 0.4
+    kind = "special" if special or rng.random() < 0.05 else "ordinary"
+    seen, roll = model.available_seen.get(uin, 0), rng.random()
+    if seen <= 0 and rng.random() < 0.7:
+        return None  # mostly refused: nothing was available when last seen
+    if seen <= 0 or roll < 0.4:
+        amount = None
+    elif roll < 0.9:
+        amount = max(seen * rng.randint(1, 100) // 100, 1)
+    else:
+        amount = seen + rng.choice([1, 100, 10_000])
+    return {"kind": kind, "key": f"inv:{step}",
+            "amount": None if amount is None else f"{amount // 100}.{amount % 100:02d}"}
+
+
+def _issue(rng, model, uin, step, now):
+    return {}
+
+
+def _reverse(rng, model, uin, step, now):
+    """INV-6: a reversal of an invoice the model knows issued and not reversed; the
+    operator releases it (three times in five) or rejects it."""
+    issued = model.reversible(uin)
+    if not issued:
+        return None
+    return {"invoice_id": rng.choice(issued), "key": f"rev:{step}",
+            "treatment": rng.choice(["none", "booked", "deducted"]),
+            "reason": rng.choice(["wrong_details", "invoice_debt"]),
+            "decision": "release" if rng.random() < 0.6 else "reject"}
+
+
 _ARGS = {"adjust": _adjust, "buy": _buy, "pay": _pay, "deliver": _awaiting, "fail": _awaiting,
          "renew": _renew, "upgrade": _change(True), "refund": _refund,
          "downgrade": _change(False), "coupon": _coupon, "open": _open,
          "usage": _usage(False), "late": _usage(True), "rerun": _rerun, "remit": _remit,
-         "reverify": _reverify, "auto_renew": _auto_renew, "unified_day": _unified_day}
+         "reverify": _reverify, "auto_renew": _auto_renew, "unified_day": _unified_day,
+         "invoice_title": _invoice_title, "invoice": _invoice, "issue": _issue,
+         "reverse": _reverse}

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from feecenter.arrears.tables import arrears_cases
 from feecenter.coupons.tables import coupons
+from feecenter.invoices.tables import invoice_applications, invoices
 from feecenter.ledger.tables import ledger_accounts, ledger_postings, ledger_transactions
 from feecenter.orders.tables import orders
 from feecenter.renewal.tables import renewal_accounts, renewal_attempts, renewal_settings
@@ -24,6 +25,8 @@ from feecenter.settlement.tables import bill_lines
 
 _DIGITS = re.compile(r"\d+")
 _DIGEST = re.compile(r":adj(\d+):[0-9a-f]{12}")  # late-usage keys hash their resource ids
+# coupon confirmations and returns hash their reference or key, which hold surrogate ids
+_CONFIRM = re.compile(r"(coupon:(?:confirm|return):\d+:)[0-9a-f]{40}")
 
 
 def snapshot(engine) -> dict:
@@ -33,7 +36,9 @@ def snapshot(engine) -> dict:
 
         def canon(text):
             text = rid.sub(lambda m: label[m.group(0)] or "?", text) if rid and text else text
-            return _DIGITS.sub("#", _DIGEST.sub(r":adj\1:", text)) if text else text
+            if not text:
+                return text
+            return _DIGITS.sub("#", _DIGEST.sub(r":adj\1:", _CONFIRM.sub(r"\1", text)))
 
         t, a, p = ledger_transactions.c, ledger_accounts.c, ledger_postings.c
         key = dict(conn.execute(select(t.id, t.idempotency_key)).all())
@@ -64,7 +69,20 @@ def snapshot(engine) -> dict:
             "renewal_attempts": sorted((label_of(label, r.resource_id), str(r.term_end), r.state,
                                         r.reason_code, r.tries, str(r.last_tried_on))
                                        for r in conn.execute(select(renewal_attempts))),
+            "invoices": _invoices(conn),
         }
+
+
+def _invoices(conn) -> list:
+    """Each invoice by its application's request key (red ones by their blue one's), with
+    its entity, kind, state, amount and number; surrogate ids and check codes left out."""
+    a = invoice_applications.c
+    key = dict(conn.execute(select(a.id, a.request_key)).all())
+    rows = conn.execute(select(invoices)).all()
+    blue = {r.id: key.get(r.application_id) for r in rows}
+    return sorted((r.uin, key.get(r.application_id) or f"red of {blue.get(r.original_id)}",
+                   r.entity, r.kind, r.state, r.amount, r.tax_amount, r.invoice_number or "")
+                  for r in rows)
 
 
 def label_of(label: dict, resource_id: str) -> str:

@@ -43,6 +43,13 @@ class Product:
     refund_days: int = 5  # ORD-4 no-reason refund window (catalog refund_window_days)
     recovery_days: int = 1  # RNW-6: days in the recycle bin (catalog recovery_days)
     retry_days: int = 1  # RNW-2: auto-renewal retry days (catalog auto_renew_retry_days)
+    entity: str = "sim"  # the selling entity (INV-4: invoices are split by it)
+    tax_category: str = "cloud_service"  # INV-4: cloud_service (6 %) or software (13 %)
+
+    @property
+    def bucket(self) -> tuple[str, str]:
+        """The invoiceable bucket its consumption falls in (docs/invoices.md)."""
+        return self.entity, self.tax_category
 
     def item(self, code: str) -> Item:
         return next(i for i in self.items if i.code == code)
@@ -132,15 +139,17 @@ def _products(rng: random.Random) -> tuple[Product, ...]:
         Product("disk", ("postpaid",), "hour",
                 (Item("hdd", True, "hour", _price(rng, 0, 1, 4), None),)),
         Product("db", ("postpaid",), "hour",
-                (Item("m1", True, "hour", _price(rng, 30, 90, 2), None),), freeze=2000),
+                (Item("m1", True, "hour", _price(rng, 30, 90, 2), None),), freeze=2000,
+                entity="simsw"),
         Product("obj", ("postpaid",), "day",
                 (Item("store", False, "day", _price(rng, 0, 1, 4), None),
                  Item("req", False, None, _price(rng, 1, 2, 2), None))),
         Product("lic", ("postpaid",), "month",
-                (Item("seat", True, "month", _price(rng, 500, 3000), None),)),
+                (Item("seat", True, "month", _price(rng, 500, 3000), None),),
+                entity="simsw", tax_category="software"),
         Product("cert", ("prepaid",), None,
                 (Item("ov", True, None, None, _price(rng, 10000, 80000)),), manual=True,
-                retry_days=0, recovery_days=2),
+                retry_days=0, recovery_days=2, tax_category="software"),
         Product("objpack", ("prepaid",), None,
                 (Item("p100", True, None, None, _price(rng, 500, 2000)),), covers="store",
                 refund_days=0, retry_days=2),
@@ -159,6 +168,7 @@ def catalog_yaml(world: World) -> str:
     """The world's catalog in the catalog format (docs/catalog.md)."""
     lines = [f'version: "sim-{world.seed}"', "entities:",
              "  - {code: sim, name_zh: 模拟云, name_en: Simulated Cloud}",
+             "  - {code: simsw, name_zh: 上海模拟软件, name_en: Simulated Software Shanghai}",
              "product_classes:",
              '  - {code: any, name_zh: 模拟, name_en: Simulated, operable_balance: "0.00"}',
              "regions:", f"  - {{code: {REGION}, name_zh: 广州, name_en: Guangzhou}}",
@@ -170,7 +180,7 @@ def catalog_yaml(world: World) -> str:
 
 def _product_yaml(p: Product) -> list[str]:
     out = [f"  - code: {p.code}", f"    name_zh: {p.code}", f"    name_en: {p.code}",
-           "    entity: sim", "    tax_category: cloud_service",
+           f"    entity: {p.entity}", f"    tax_category: {p.tax_category}",
            f"    pay_modes: [{', '.join(p.pay_modes)}]", "    class: any"]
     if p.cycle:
         out.append(f"    postpaid_cycle: {p.cycle}")
