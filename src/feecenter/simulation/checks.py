@@ -467,15 +467,16 @@ def _invoiceable_agrees(conn, model, uin, consumed) -> list[str]:
     got = {(b["entity"], b["tax_category"]): (b["consumed"], b["invoiced"], b["available"],
                                               b["debt"])
            for b in shown["buckets"] if b["consumed"] or b["invoiced"]}
-    model.available_seen[uin] = sum(v[2] for v in expected.values())
-    if any(v[3] for v in expected.values()):
+    net = sum(v[0] - v[1] for v in expected.values())  # INV-1 for the account
+    model.available_seen[uin] = max(net, 0)
+    if net < 0:
         model.invoice_counts[f"in invoice debt: {uin}"] = 1  # INV-7, for the summary
     found = []
     if got != expected:
         found.append(f"INV-1 invoiceable of {uin}: (consumed, invoiced, available, debt) "
                      f"{got}, the model says {expected}")
     if (shown["consumed"] - shown["invoiced"] != shown["amount"] - shown["debt"]
-            or shown["amount"] != sum(v[2] for v in expected.values())):
+            or (shown["amount"], shown["debt"]) != (max(net, 0), max(-net, 0))):
         found.append(f"INV-1/7 invoiceable of {uin}: amount {shown['amount']} debt "
                      f"{shown['debt']} consumed {shown['consumed']} invoiced "
                      f"{shown['invoiced']}")

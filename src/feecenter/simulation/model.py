@@ -569,9 +569,10 @@ class Model:
             got = "refused" not in result and _made(result)
             return [] if got == first else [
                 f"INV request key {a['key']} of {uin} repeated gave {result}, the first {first}"]
-        available = {b: max(consumed.get(b, 0) - self.invoiced[uin][b], 0)
-                     for b in set(consumed) | set(self.invoiced[uin])}
-        total = sum(available.values())
+        buckets = set(consumed) | set(self.invoiced[uin])
+        available = {b: max(consumed.get(b, 0) - self.invoiced[uin][b], 0) for b in buckets}
+        # INV-1 for the account: Σ consumed - Σ invoiced (a bucket's debt lowers the rest)
+        total = max(sum(consumed.get(b, 0) - self.invoiced[uin][b] for b in buckets), 0)
         wanted = total if a["amount"] is None else _yuan_fen(a["amount"])
         title = self.titles.get(uin)
         why = ("no title" if title is None else
