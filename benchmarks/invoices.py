@@ -337,52 +337,50 @@ def seed_invoices(engine, uins: list[int], count: int, state: str, at: datetime,
 
 # ------------------------------------------------------------------ 1. invoiceable amount
 
-RAW_LAST_DAY = "SELECT max(day) FROM bill_rollup_days"
-RAW_ROLLUPS = ("SELECT product_code, sum(cash_paid) FROM bill_rollups WHERE uin = :uin "
-               "GROUP BY product_code")
-RAW_POSTPAID = ("SELECT product_code, sum(cash_paid + credit_paid) FROM bill_lines "
-                "WHERE uin = :uin AND deducted_at >= :after GROUP BY product_code")
-RAW_PREPAID = ("SELECT product_code, sum(paid_cash + paid_credit - refunded_cash) FROM orders "
-               "WHERE uin = :uin AND state IN ('delivered', 'refunded') AND kind IN ('new', "
-               "'renew', 'upgrade', 'downgrade', 'refund') AND closed_at IS NOT NULL AND "
-               "closed_at >= :after GROUP BY product_code")
+RAW_DAYS = "SELECT min(day), max(day), count(*) FROM bill_rollup_days"
+RAW_ROLLUPS = ("SELECT product_code, sum(deducted - voucher_paid - gift_paid) FROM bill_rollups "
+               "WHERE uin = :uin GROUP BY product_code")
+RAW_POSTPAID = ("SELECT product_code, sum(deducted - voucher_paid - gift_paid) FROM bill_lines "
+                "WHERE uin = :uin AND (deducted_at < :first OR deducted_at >= :after) "
+                "GROUP BY product_code")
+RAW_PREPAID = ("SELECT product_code, sum(amount - paid_coupon - paid_gift + refunded_gift) "
+               "FROM orders WHERE uin = :uin AND state IN ('delivered', 'refunded') AND kind IN "
+               "('new', 'renew', 'upgrade', 'downgrade', 'refund') AND closed_at IS NOT NULL AND "
+               "(closed_at < :first OR closed_at >= :after) GROUP BY product_code")
 RAW_INVOICED = ("SELECT entity, tax_category, sum(amount) FROM invoice_lines WHERE uin = :uin "
                 "GROUP BY entity, tax_category")
 RAW_PRODUCTS = "SELECT code, entity, tax_category FROM products"
+RAW_OWED = ("SELECT sum(balance) FROM ledger_accounts WHERE uin = :uin AND kind IN "
+            "('arrears', 'advance')")
+_WINDOW = [sa.bindparam("first", type_=sa.DateTime), sa.bindparam("after", type_=sa.DateTime)]
 
 
 def raw_invoiceable(conn, uin: int) -> dict:
-    """The same sums by hand: consumed cash by (entity, tax category) from the roll-ups
-    and the L3 lines after the last refreshed day, minus the invoiced amounts."""
-    last = conn.execute(sa.text(RAW_LAST_DAY)).scalar()
-    if isinstance(last, str):
-        last = date.fromisoformat(last)
-    after = rollups_end(last)
-    typed = sa.text(RAW_POSTPAID).bindparams(sa.bindparam("after", type_=sa.DateTime))
-    typed_orders = sa.text(RAW_PREPAID).bindparams(sa.bindparam("after", type_=sa.DateTime))
+    """The same sums by hand: cash consumed (deducted − vouchers − gift) by (entity,
+    tax category) from the roll-ups and the L3 lines outside the refreshed days (which
+    here have no gaps: checked), minus the invoiced amounts; and what the account owes."""
+    first, last, days = conn.execute(sa.text(RAW_DAYS)).one()
+    first, last = (date.fromisoformat(d) if isinstance(d, str) else d for d in (first, last))
+    if (last - first).days + 1 != days:
+        raise SystemExit("the raw side expects the refreshed days without gaps")
+    window = {"uin": uin, "first": day_bounds(first)[0], "after": day_bounds(last)[1]}
     by_product: dict[str, int] = {}
     for rows in (conn.execute(sa.text(RAW_ROLLUPS), {"uin": uin}),
-                 conn.execute(typed, {"uin": uin, "after": after}),
-                 conn.execute(typed_orders, {"uin": uin, "after": after})):
+                 conn.execute(sa.text(RAW_POSTPAID).bindparams(*_WINDOW), window),
+                 conn.execute(sa.text(RAW_PREPAID).bindparams(*_WINDOW), window)):
         for product, cash in rows:
             by_product[product] = by_product.get(product, 0) + int(cash)
     bucket_of = {code: (entity, category)
                  for code, entity, category in conn.execute(sa.text(RAW_PRODUCTS))}
     consumed: dict[tuple, int] = {}
     for product, cash in by_product.items():
-        key = bucket_of[product]
-        consumed[key] = consumed.get(key, 0) + cash
+        consumed[bucket_of[product]] = consumed.get(bucket_of[product], 0) + cash
     invoiced = {(e, c): int(s) for e, c, s in conn.execute(sa.text(RAW_INVOICED), {"uin": uin})}
-    keys = set(consumed) | set(invoiced)
-    left = {k: consumed.get(k, 0) - invoiced.get(k, 0) for k in keys}
+    owed = -int(conn.execute(sa.text(RAW_OWED), {"uin": uin}).scalar() or 0)
+    left = {k: consumed.get(k, 0) - invoiced.get(k, 0) for k in set(consumed) | set(invoiced)}
     return {"consumed": sum(consumed.values()), "invoiced": sum(invoiced.values()),
             "amount": sum(max(v, 0) for v in left.values()),
-            "debt": sum(-min(v, 0) for v in left.values())}
-
-
-def rollups_end(last: date | None) -> datetime:
-    """The first instant (naive UTC) after the last refreshed business day."""
-    return day_bounds(last or FIRST_DAY - timedelta(days=1))[1]
+            "debt": sum(-min(v, 0) for v in left.values()), "in_arrears": owed > 0}
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -407,7 +405,7 @@ def measure_invoiceable(db: Database, uin: int, requests: int, log) -> dict:
             theirs = raw_invoiceable(conn, uin)
             raw_spent = time.perf_counter() - began
             conn.rollback()
-            got = {k: mine[k] for k in ("consumed", "invoiced", "amount", "debt")}
+            got = {k: mine[k] for k in ("consumed", "invoiced", "amount", "debt", "in_arrears")}
             if got != theirs:
                 raise SystemExit(f"ours and raw invoiceable differ: {got} != {theirs}")
             if n >= WARMUP:
