@@ -30,8 +30,9 @@ from sqlalchemy import Connection, and_, func, or_, select
 from feecenter.accounts.permissions import FINANCE, Actor, require
 from feecenter.bills import consumption_rules as rules
 from feecenter.bills.consumption import PREPAID_KINDS, PREPAID_STATES
-from feecenter.bills.lines import (line_of, line_order, lines_query, month_start, prepaid_line,
-                                  page_rows, postpaid_lines, prepaid_lines)
+from feecenter.bills.lines import (DEDUCTED_STATES, ORDER_KINDS, day_bounds, line_of, line_order,
+                                  lines_query, month_start, prepaid_line, page_rows,
+                                  postpaid_lines, prepaid_lines)
 from feecenter.bills.tables import bill_rollup_days, bill_rollups
 from feecenter.clock import (BUSINESS_TZ, BUSINESS_YEARS, add_months, business_date, db_time,
                              from_db_time, to_utc)
@@ -599,4 +600,69 @@ def consumption_summary(lines: list[dict], by: str) -> list[dict]:
 __all__ = ["DIMENSIONS", "SUMS", "usage_time_switch_month", "check_month", "month_lines",
            "month_lines_page", "iter_month_lines", "overview", "daily_totals", "summary", "resource_bills", "tag_keys",
            "PAY_TYPES", "pay_type", "refreshed_lines", "sum_lines", "summary_with_products",
-           "resource_bill_page", "consumption_lines", "consumption_summary"]
+           "resource_bill_page", "consumption_lines", "consumption_summary",
+           "cash_consumed_by_product"]
+
+
+# ---------------------------------------------------------------- cash consumed (INV-1, for invoices)
+
+def cash_consumed_by_product(conn: Connection, uin: int) -> dict[str, int]:
+    """The account's cash consumption per product code, in fen, all time: what its
+    cost-bill lines were paid with other than vouchers and gift (``deducted −
+    voucher_paid − gift_paid``: cash, credit, and postpaid arrears, which only
+    repaid cash clears); refunds and downgrades negative (BIL-5). Read from the
+    roll-ups for the business days they hold and from the L3 lines of the other days
+    (since the last refresh, or a day never refreshed), so a request reads the
+    account's roll-up rows and a day or two of lines, never its whole line history.
+
+    The prepaid lines are orders in ``lines.DEDUCTED_STATES`` (delivered, or
+    refunded after delivery): paid and delivered; a paid order waiting for a
+    manual delivery holds a freeze and is no line yet (INV-1: paid and delivered
+    before invoiced). Postpaid lines are deductions already made."""
+    r = bill_rollups.c
+    totals: dict[str, int] = defaultdict(int)
+    for code, fen in conn.execute(
+            select(r.product_code, func.sum(r.deducted - r.voucher_paid - r.gift_paid))
+            .where(r.uin == uin).group_by(r.product_code)):
+        totals[code] += int(fen or 0)
+    for start, end in _unrefreshed_windows(conn):
+        for code, fen in _lines_cash(conn, uin, start, end):
+            totals[code] += int(fen or 0)
+    return {code: fen for code, fen in sorted(totals.items()) if fen != 0}
+
+
+def _unrefreshed_windows(conn: Connection) -> list[tuple[datetime | None, datetime | None]]:
+    """[start, end) windows (naive UTC, None: open) not covered by a refreshed business
+    day: before the first, the gaps, after the last (one row per day: a short read)."""
+    days = [as_date(d) for d in conn.execute(
+        select(bill_rollup_days.c.day).order_by(bill_rollup_days.c.day)).scalars()]
+    if not days:
+        return [(None, None)]
+    windows, since = [], None
+    for day in days:
+        start, end = day_bounds(day)
+        if since is None or start > since:
+            windows.append((since, start))
+        since = end
+    windows.append((since, None))
+    return [(s, e) for s, e in windows if s is None or e is None or s < e]
+
+
+def _lines_cash(conn: Connection, uin: int, start: datetime | None, end: datetime | None):
+    """(product, cash fen) of the account's L3 lines deducted in [start, end)."""
+    b, o = bill_lines.c, orders.c
+    postpaid = [b.uin == uin]
+    prepaid = [o.uin == uin, o.state.in_(DEDUCTED_STATES), o.kind.in_(ORDER_KINDS),
+               o.closed_at.is_not(None)]
+    if start is not None:
+        postpaid.append(b.deducted_at >= start)
+        prepaid.append(o.closed_at >= start)
+    if end is not None:
+        postpaid.append(b.deducted_at < end)
+        prepaid.append(o.closed_at < end)
+    yield from conn.execute(select(b.product_code, func.sum(b.deducted - b.voucher_paid
+                                                            - b.gift_paid))
+                            .where(*postpaid).group_by(b.product_code))
+    yield from conn.execute(select(o.product_code, func.sum(
+        o.amount - o.paid_coupon - o.paid_gift + o.refunded_gift))
+        .where(*prepaid).group_by(o.product_code))

@@ -25,6 +25,7 @@ JOB_MODULES: tuple[str, ...] = (
     "feecenter.renewal.jobs",  # renewal.expiry, renewal.release (RNW-1, RNW-2, RNW-6)
     "feecenter.renewal.reminder_jobs",  # renewal.remind, renewal.announce_prices (RNW-1/3/4)
     "feecenter.bills.jobs",  # bills.refresh_rollups (BIL-2)
+    "feecenter.invoices.jobs",  # invoices.issue, invoices.auto_issue (INV-5)
 )
 
 
