@@ -282,6 +282,19 @@ def refresh_rollups(db: Database, clock, days: int, log) -> dict:
     return {"days_rolled_up": days - 1, "rollup_rows": rows, "refresh_s": round(seconds, 1)}
 
 
+def account_rows(engine, uin: int, days: int) -> dict:
+    """What a request of the account reads: its roll-up rows and its L3 lines of the
+    day not rolled up."""
+    start = day_bounds(FIRST_DAY + timedelta(days=days - 1))[0]
+    with engine.connect() as conn:
+        return {"account_rollup_rows": conn.execute(sa.text(
+                    "SELECT count(*) FROM bill_rollups WHERE uin = :uin"), {"uin": uin}).scalar(),
+                "account_lines_not_rolled_up": conn.execute(sa.text(
+                    "SELECT count(*) FROM bill_lines WHERE uin = :uin AND deducted_at >= :start")
+                    .bindparams(sa.bindparam("start", type_=sa.DateTime)),
+                    {"uin": uin, "start": start}).scalar()}
+
+
 def _tax(amount: int, rate_bp: int) -> int:
     """round_half_up(amount × rate / (10000 + rate)), amount ≥ 0 (the contract's split)."""
     return (2 * amount * rate_bp + 10000 + rate_bp) // (2 * (10000 + rate_bp))
@@ -581,6 +594,7 @@ def run_backend(backend: str, args, log) -> dict:
         uins = _make_accounts(db.engine, clock, args.accounts + 1)
         shape = seed_lines(db, args, uins, log)
         shape.update(refresh_rollups(db, clock, args.days, log))
+        shape.update(account_rows(db.engine, uins[0], args.days))
         seed_invoices(db.engine, uins[:1], args.invoiced, "issued",
                       clock.now() - timedelta(days=1), 1)
         db.analyze()
