@@ -59,7 +59,7 @@ def invoiced_by_bucket(conn: Connection, uin: int) -> dict[tuple[str, str], int]
 def buckets(conn: Connection, uin: int) -> list[dict]:
     """Every bucket with consumption or invoices, in ``rules.bucket_order``."""
     consumed, invoiced = consumed_by_bucket(conn, uin), invoiced_by_bucket(conn, uin)
-    names = dict(conn.execute(select(selling_entities.c.code, selling_entities.c.name_zh)))
+    names = dict(conn.execute(select(selling_entities.c.code, selling_entities.c.name_zh)).all())
     out = []
     for key in sorted(set(consumed) | set(invoiced), key=bucket_order):
         entity, category = key

@@ -99,7 +99,7 @@ def _plan(conn: Connection, uin: int, amount: int | None) -> tuple[int, list[dic
 
 
 def _entity_names(conn: Connection) -> dict[str, str]:
-    return dict(conn.execute(select(selling_entities.c.code, selling_entities.c.name_zh)))
+    return dict(conn.execute(select(selling_entities.c.code, selling_entities.c.name_zh)).all())
 
 
 def preview(conn: Connection, actor: Actor, uin: int, *, kind: object, amount: object) -> dict:
@@ -177,15 +177,18 @@ def _repeat(conn: Connection, earlier: dict, kind: str, wanted: int | None) -> d
 
 
 def application_view(conn: Connection, application_id: int) -> dict:
-    rows = _rows(conn, [invoices.c.application_id == application_id])
+    """An application's invoices in entity order (as they were made)."""
+    rows = _rows(conn, [invoices.c.application_id == application_id], newest_first=False)
     return {"application_id": application_id, "invoices": _views(conn, rows)}
 
 
 # ---------------------------------------------------------------- views
 
-def _rows(conn: Connection, where: list, *, offset: int = 0, limit: int | None = None) -> list:
-    stmt = select(invoices).where(*where).order_by(invoices.c.applied_at.desc(),
-                                                   invoices.c.id.desc())
+def _rows(conn: Connection, where: list, *, offset: int = 0, limit: int | None = None,
+          newest_first: bool = True) -> list:
+    order = ((invoices.c.applied_at.desc(), invoices.c.id.desc()) if newest_first
+             else (invoices.c.id,))
+    stmt = select(invoices).where(*where).order_by(*order)
     if limit is not None:
         stmt = stmt.offset(offset).limit(limit)
     return [dict(r) for r in conn.execute(stmt).mappings()]
