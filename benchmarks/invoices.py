@@ -165,7 +165,8 @@ def _dialect(backend: str) -> dict:
     """The numbers lo..hi-1 as ``s(n)``; a timestamp ``hours`` hours and ``minutes``
     minutes after 1 August 00:00 Shanghai (naive UTC, as stored)."""
     if backend == "postgresql":
-        return {"numbers": "generate_series(:lo, :hi - 1) AS s(n)", "with": "",
+        return {"numbers": "generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint) - 1) AS s(n)",
+                "with": "",
                 "false": "false",
                 "at": lambda hours, minutes: (f"(timestamp '{START_UTC}' + ({hours}) * "
                                               f"interval '1 hour' + interval '{minutes} minutes')")}
@@ -246,13 +247,14 @@ def seed_lines(db: Database, args, uins: list[int], log) -> dict:
     """The account's lines and orders, the other accounts' lines, in bulk."""
     hours = args.days * 24
     per_hour = -(-args.lines // hours)  # resources of the account: one line per hour each
+    # line n in hour n × hours / lines (every hour to the last), resource n % per_hour
     main, others = uins[0], uins[1:]
     loader = sa.create_engine(db.url) if db.backend == "postgresql" else db.engine
     indexes = [i for t in (bill_lines, orders) for i in t.indexes]
     with loader.begin() as conn:
         for index in indexes:
             index.drop(conn)
-        _generate(db, conn, _lines_sql(db.backend, str(main), f"(n / {per_hour})",
+        _generate(db, conn, _lines_sql(db.backend, str(main), f"(n * {hours} / {args.lines})",
                                        f"(n % {per_hour})"), args.lines, "account's lines", log)
         if others and args.other_lines:
             count = len(others)
