@@ -45,13 +45,15 @@ measured here), then ours: ``invoices.issuing.issue_pending(engine, clock,
 settings)``, called until it issues nothing more, timed as a whole. Its results
 (number, code, check code, times) are read back (not timed), the invoices set back
 to ``applied`` and the number counters to their state before (not timed), and the
-raw ceiling issues them again with the plain DB-API driver (sqlite3 / psycopg): the
-pending ids read in batches, then per invoice, one commit each, the claim
-``UPDATE … SET state = 'issuing' WHERE id = ? AND state = 'applied'``, the
-counter's ``UPDATE … SET next_value = next_value + 1 … RETURNING``, and the
-``UPDATE`` that writes ours's number, code and check code and the state
-``issued`` — with the values ours computed, so the raw side does no number or HMAC
-work. Both must leave the same rows. Printed: invoices a second of each, the ratio,
+raw ceiling issues them again with the plain DB-API driver (sqlite3 / psycopg) in
+ours's two units of work an invoice (``issuing``'s design: the claim is committed
+before the number is taken): the pending ids read in batches of 500, then per
+invoice the claim ``UPDATE … SET state = 'issuing' WHERE id = ? AND state =
+'applied'``, committed; then the invoice's row read (``FOR UPDATE`` on PostgreSQL),
+the counter's ``UPDATE … SET next_value = next_value + 1 … RETURNING`` and the
+``UPDATE`` that writes the number, code and check code and the state ``issued``,
+committed — with the values ours computed, so the raw side does no number or HMAC
+work (the counter rows are created once, up front). Both must leave the same rows. Printed: invoices a second of each, the ratio,
 the commits and statements ours sent; no target (the issue asks for a figure).
 
 The machine is shared: absolute figures vary with the load (the load average is
