@@ -28,12 +28,14 @@ account (rows written straight into the invoices tables), then ``ANALYZE``
 1. Invoiceable amount (INV-1; target p95 ≤ 50 ms, no full scan per request):
 ``--requests`` requests (after 10 not counted), ours
 ``invoices.invoiceable.invoiceable(conn, owner, uin)`` as the account's owner, raw
-the same sums in hand-written SQL fetched as tuples — the roll-ups' cash by product
-(``bill_rollups``, the account's rows), the last refreshed day, the cash of the
-account's postpaid lines and prepaid order lines deducted after it, the invoiced
-amounts by (entity, tax category) (``invoice_lines``), the products' entity and tax
-category — combined in Python; alternating request by request on one connection.
-Both must give the same consumed, invoiced and available amounts. Printed: p50 and
+the same sums in hand-written SQL fetched as tuples — the refreshed days' first and
+last (checked to have no gaps), the cash consumed (deducted − vouchers − gift) by
+product of the account's roll-ups (``bill_rollups``) and of its postpaid lines and
+prepaid order lines deducted outside the refreshed days, the invoiced amounts by
+(entity, tax category) (``invoice_lines``), the products' entity and tax category,
+what the account owes (its arrears and credit ledger balances) — combined in
+Python; alternating request by request on one connection. Both must give the same
+consumed, invoiced, available and debt amounts and arrears flag. Printed: p50 and
 p95 (ms) of each, the SQL statements ours sends a request, the ratio raw p95 ÷ ours
 p95, the target and whether it is met.
 
