@@ -8,7 +8,6 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import SYSTEM, Actor
 from feecenter.bills import service as bills
 from feecenter.bills.rollups import refresh_day
@@ -21,7 +20,7 @@ from feecenter.invoices import invoiceable, rules, service, titles
 from feecenter.invoices.tables import (invoice_applications, invoice_emails, invoice_lines,
                                        invoice_settings, invoice_titles, invoices)
 from feecenter.orders import service as orders
-from tests.helpers import OPS, add_gift, buy, load_sample_catalog, pay, revenue, row_counts
+from tests.helpers import OPS, add_gift, load_sample_catalog, new_account, row_counts
 from tests.invoice_seed import (COMPANY_A, CVM_MONTH, SPECIAL, USCC_A, USCC_B, apply,
                                 cash_purchase, enterprise, enterprise_title, order_row, personal,
                                 personal_title)
@@ -143,16 +142,10 @@ def test_titles_not_equal_to_the_verified_entity_are_refused(shop):
     assert _refused(shop, person, {"title_kind": "personal", "title": "李四"}).field == "title"
     assert _refused(shop, person, {"title_kind": "personal", "title": "张三",
                                    "tax_id": USCC_A}).field == "tax_id"
-    unverified = shop and accounts_none(shop)
+    unverified = new_account(shop, "nobody")
     assert _refused(shop, unverified, {"title_kind": "personal", "title": "x"}
                     ).field == "title_kind"
     assert personal_title(shop, person)["title"] == "张三"
-
-
-def accounts_none(rt) -> int:
-    from tests.helpers import new_account
-
-    return new_account(rt, "nobody")
 
 
 # ---------------------------------------------------------------- emails and settings (INV-5)
@@ -457,7 +450,7 @@ def test_a_partial_refund_leaves_debt_of_the_refunded_cash_only(shop):
 
 
 @pytest.mark.spec("INV-1")
-def test_unknown_accounts_and_bad_ids(shop):
+def test_unknown_invoices_and_bad_ids(shop):
     uin = enterprise(shop)
     with shop.engine.connect() as conn:
         with pytest.raises(NotFound):
@@ -469,6 +462,22 @@ def test_unknown_accounts_and_bad_ids(shop):
             service.list_invoices(conn, SYSTEM, uin, limit=0)
         assert caught.value.field == "limit"
         assert conn.execute(select(func.count()).select_from(invoices)).scalar() == 0
-    with pytest.raises(NotFound), shop.engine.connect() as conn:
-        accounts.get_account(conn, SYSTEM, uin + 999)
-    _ = (buy, pay, revenue)  # the shop helpers this module shares with the others
+
+
+@pytest.mark.spec("INV-1", "INV-2")
+def test_an_unknown_account_is_not_found_and_nothing_is_written(shop):
+    missing = enterprise(shop) + 999
+    tables = (invoice_settings, invoice_emails, invoice_applications)
+    with shop.engine.connect() as conn:
+        for read in (lambda: invoiceable.invoiceable(conn, SYSTEM, missing),
+                     lambda: titles.get_title(conn, SYSTEM, missing),
+                     lambda: service.preview(conn, SYSTEM, missing, kind="ordinary", amount=None)):
+            with pytest.raises(NotFound) as caught:
+                read()
+            assert caught.value.field == "uin"
+    for write in (lambda conn: titles.add_email(conn, shop.clock, SYSTEM, missing, "a@b.example"),
+                  lambda conn: service.apply(conn, shop.clock, SYSTEM, missing, kind="ordinary",
+                                             amount=None, email=None, request_key="k")):
+        with pytest.raises(NotFound), transaction(shop.engine) as conn:
+            write(conn)
+    assert row_counts(shop, *tables) == (0, 0, 0)

@@ -22,7 +22,8 @@ from collections import defaultdict
 
 from sqlalchemy import Connection, func, select
 
-from feecenter.accounts.permissions import FINANCE, Actor, require
+from feecenter.accounts import service as accounts
+from feecenter.accounts.permissions import FINANCE, SYSTEM, Actor, require
 from feecenter.bills.service import cash_consumed_by_product
 from feecenter.catalog.rules import TAX_CATEGORIES
 from feecenter.catalog.tables import products, selling_entities
@@ -89,6 +90,7 @@ def invoiceable(conn: Connection, actor: Actor, uin: int) -> dict:
     account owes arrears or unrepaid credit: applying is refused) and the
     ``buckets``."""
     require(actor, uin, FINANCE)
+    accounts.get_account(conn, SYSTEM, uin)  # an unknown UIN: NotFound, not "nothing"
     found = buckets(conn, uin)
     return {"amount": sum(b["available"] for b in found), "debt": sum(b["debt"] for b in found),
             "consumed": sum(b["consumed"] for b in found),

@@ -108,6 +108,7 @@ def preview(conn: Connection, actor: Actor, uin: int, *, kind: object, amount: o
     refused as ``apply`` refuses (title, special invoice details, owed money, amount)."""
     require(actor, uin, FINANCE)
     kind, wanted = check_kind(kind), _check_amount(amount)
+    accounts.get_account(conn, SYSTEM, uin)
     _title_for(conn, uin, kind)
     _refuse_if_owed(conn, uin)
     total, planned = _plan(conn, uin, wanted)

@@ -46,6 +46,7 @@ def lock_account(conn: Connection, clock: Clock, uin: int) -> dict:
     """The account's invoice settings row, created if absent and locked FOR UPDATE
     (PostgreSQL) until the transaction ends: applications and email changes of one
     account run one after the other. On SQLite the unit of work is one writer."""
+    accounts.get_account(conn, SYSTEM, uin)  # an unknown UIN: NotFound, nothing written
     conn.execute(insert_if_absent(conn, invoice_settings, ["uin"]).values(
         uin=uin, auto_issue=False, auto_issue_kind="ordinary", updated_at=db_time(clock.now())))
     stmt = select(invoice_settings).where(invoice_settings.c.uin == uin)
@@ -78,6 +79,7 @@ def title_row(conn: Connection, uin: int) -> dict | None:
 def get_title(conn: Connection, actor: Actor, uin: int) -> dict | None:
     """The account's title with ``special_ready``, None when none is set."""
     require(actor, uin, FINANCE)
+    accounts.get_account(conn, SYSTEM, uin)
     row = title_row(conn, uin)
     return _title_view(row) if row else None
 
