@@ -28,9 +28,10 @@ account (rows written straight into the invoices tables), then ``ANALYZE``
 1. Invoiceable amount (INV-1; target p95 ≤ 50 ms, no full scan per request):
 ``--requests`` requests (after 10 not counted), ours
 ``invoices.invoiceable.invoiceable(conn, owner, uin)`` as the account's owner, raw
-the same sums in hand-written SQL fetched as tuples — the refreshed days' first and
-last (checked to have no gaps), the cash consumed (deducted − vouchers − gift) by
-product of the account's roll-ups (``bill_rollups``) and of its postpaid lines and
+the same sums in hand-written SQL fetched as tuples — the account's row (it
+exists), the refreshed days' first and last (checked to have no gaps), the cash
+consumed (deducted − vouchers − gift) by product of the account's roll-ups
+(``bill_rollups``) and of its postpaid lines and
 prepaid order lines deducted outside the refreshed days, the invoiced amounts by
 (entity, tax category) (``invoice_lines``), the products' entity and tax category,
 what the account owes (its arrears and credit ledger balances) — combined in
@@ -356,6 +357,7 @@ def seed_invoices(engine, uins: list[int], count: int, state: str, at: datetime,
 
 # ------------------------------------------------------------------ 1. invoiceable amount
 
+RAW_ACCOUNT = "SELECT uin FROM customers WHERE uin = :uin"  # the account exists
 RAW_DAYS = "SELECT min(day), max(day), count(*) FROM bill_rollup_days"
 RAW_ROLLUPS = ("SELECT product_code, sum(deducted - voucher_paid - gift_paid) FROM bill_rollups "
                "WHERE uin = :uin GROUP BY product_code")
@@ -378,6 +380,8 @@ def raw_invoiceable(conn, uin: int) -> dict:
     """The same sums by hand: cash consumed (deducted − vouchers − gift) by (entity,
     tax category) from the roll-ups and the L3 lines outside the refreshed days (which
     here have no gaps: checked), minus the invoiced amounts; and what the account owes."""
+    if conn.execute(sa.text(RAW_ACCOUNT), {"uin": uin}).first() is None:
+        raise SystemExit(f"no account {uin}")
     first, last, days = conn.execute(sa.text(RAW_DAYS)).one()
     first, last = (date.fromisoformat(d) if isinstance(d, str) else d for d in (first, last))
     if (last - first).days + 1 != days:
