@@ -5,13 +5,15 @@ refund of invoiced consumption leaves."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from feecenter.accounts.permissions import SYSTEM, Actor
 from feecenter.bills import service as bills
 from feecenter.bills.rollups import refresh_day
-from feecenter.clock import business_date
+from feecenter.clock import business_date, db_time
 from feecenter.db.engine import transaction
 from feecenter.errors import (AccountInArrears, Conflict, IdempotencyConflict, InvalidInput,
                               NotFound, PermissionDenied)
@@ -20,6 +22,7 @@ from feecenter.invoices import invoiceable, rules, service, titles
 from feecenter.invoices.tables import (invoice_applications, invoice_emails, invoice_lines,
                                        invoice_settings, invoice_titles, invoices)
 from feecenter.orders import service as orders
+from feecenter.settlement.tables import bill_lines
 from tests.helpers import OPS, add_gift, load_sample_catalog, new_account, row_counts
 from tests.invoice_seed import (COMPANY_A, CVM_MONTH, SPECIAL, USCC_A, USCC_B, apply,
                                 cash_purchase, enterprise, enterprise_title, order_row, personal,
@@ -481,3 +484,50 @@ def test_an_unknown_account_is_not_found_and_nothing_is_written(shop):
         with pytest.raises(NotFound), transaction(shop.engine) as conn:
             write(conn)
     assert row_counts(shop, *tables) == (0, 0, 0)
+
+
+def _postpaid_line(uin: int, when, *, deducted, voucher=0, gift=0, cash=0, credit=0, arrears=0):
+    assert deducted == voucher + gift + cash + credit + arrears  # as settlement splits it
+    return {"uin": uin, "resource_id": f"ins-{uin}-{deducted}", "product_code": "cdn",
+            "region": "ap-guangzhou", "billing_item": "traffic", "project_id": 0,
+            "project_name": "默认项目", "cycle": "day", "period_key": f"{when:%Y%m%d}",
+            "period_start": db_time(when), "period_end": db_time(when + timedelta(days=1)),
+            "quantity": 1_000_000, "price_kind": "list", "unit_price": 1, "list_amount": 1,
+            "discount_bp": 10000, "discounted_amount": deducted * 1_000_000,
+            "deducted": deducted, "rounding_diff": 0, "voucher_paid": voucher,
+            "cash_paid": cash, "gift_paid": gift, "credit_paid": credit, "arrears": arrears,
+            "deducted_at": db_time(when), "kind": "charge", "sequence": 0}
+
+
+@pytest.mark.spec("INV-1")
+def test_postpaid_cash_credit_and_repaid_arrears_count_vouchers_and_gift_do_not(shop):
+    uin = enterprise(shop)
+    when = shop.clock.now()
+    with transaction(shop.engine) as conn:
+        conn.execute(insert(bill_lines), [
+            _postpaid_line(uin, when, deducted=100_00, voucher=10_00, gift=20_00, cash=70_00),
+            _postpaid_line(uin, when, deducted=50_00, credit=30_00, arrears=20_00)])
+    with shop.engine.connect() as conn:
+        assert bills.cash_consumed_by_product(conn, uin) == {"cdn": 70_00 + 30_00 + 20_00}
+    refresh_day(shop.engine, shop.clock, business_date(when))
+    found = _invoiceable(shop, uin)
+    assert (found["consumed"], found["amount"]) == (120_00, 120_00)
+    assert [(b["entity"], b["tax_category"]) for b in found["buckets"]] == [
+        ("cn-cloud", "cloud_service")]
+
+
+@pytest.mark.spec("INV-7")
+def test_a_downgrade_of_invoiced_consumption_leaves_invoice_debt(shop):
+    uin = enterprise(shop)
+    enterprise_title(shop, uin)
+    (order_id,) = cash_purchase(shop, uin, ("cvm", "S5.LARGE8", 12, "ap-guangzhou"))
+    placed = order_row(shop, uin, order_id)
+    apply(shop, uin)
+    shop.clock.advance(days=30)
+    with transaction(shop.engine) as conn:
+        down_id = orders.downgrade(conn, shop.clock, SYSTEM, uin, placed["resource_id"],
+                                   "S5.MEDIUM4", key="down")
+    down = order_row(shop, uin, down_id)
+    assert down["amount"] < 0 and down["refunded_cash"] == -down["amount"]
+    with shop.engine.connect() as conn:
+        assert invoiceable.invoice_debt(conn, uin) == down["refunded_cash"]

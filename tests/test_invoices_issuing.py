@@ -72,6 +72,18 @@ def test_issue_pending_numbers_each_invoice_once(shop):
 
 
 @pytest.mark.spec("INV-5")
+def test_the_invoices_of_an_application_are_issued_right_after_it(shop):
+    uin = _ready(shop)
+    other = apply(shop, uin, amount="8.00", key="left")["invoices"][0]["id"]
+    made = apply(shop, uin, key="now")
+    ids = [i["id"] for i in made["invoices"]]
+    assert issuing.issue_invoices(shop.engine, shop.clock, shop.settings, ids) == 1
+    assert issuing.issue_invoices(shop.engine, shop.clock, shop.settings, ids) == 0
+    assert _invoice(shop, ids[0])["state"] == "issued"
+    assert _invoice(shop, other)["state"] == "applied"  # left to the sweeper
+
+
+@pytest.mark.spec("INV-5")
 def test_each_selling_entity_has_its_own_block_of_numbers(shop):
     uin = _ready(shop)
     (ssl,) = cash_purchase(shop, uin, ("ssl", "OV.single", 12, "mainland"), top_up=0)

@@ -58,6 +58,14 @@ def issue_one(engine: Engine, clock: Clock, settings: Settings, invoice_id: int)
         return finish(conn, clock, master_key(settings), invoice_id)
 
 
+def issue_invoices(engine: Engine, clock: Clock, settings: Settings,
+                   invoice_ids: list[int]) -> int:
+    """Issue the invoices an application just made (the adapters call it after the
+    application's unit of work committed, with ``[i["id"] for i in made["invoices"]]``);
+    how many this call issued. The hourly sweeper issues whatever it leaves."""
+    return sum(issue_one(engine, clock, settings, invoice_id) for invoice_id in invoice_ids)
+
+
 def finish(conn: Connection, clock: Clock, key: str, invoice_id: int) -> bool:
     """issuing -> issued with its number, code and check code, in the caller's unit."""
     stmt = select(invoices).where(invoices.c.id == invoice_id, invoices.c.state == "issuing")

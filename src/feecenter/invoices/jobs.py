@@ -2,8 +2,9 @@
 
 - ``invoices.issue`` (hourly): the sweeper of ``issuing.issue_pending``, which flags
   invoices not issued 30 minutes after applying and issues every one waiting. The
-  REST and console adapters also call ``issue_pending`` right after an application,
-  so invoices are normally issued at once; the sweeper catches what they left.
+  REST and console adapters call ``issuing.issue_invoices`` right after an
+  application, so invoices are normally issued at once; the sweeper catches what
+  they left.
 - ``invoices.auto_issue`` (daily, 04:00 the next day, after the cost-bill roll-up at
   03:00): 自动开票. For each account with automatic issuing on, applies for its whole
   available amount when that is at least ``AUTO_ISSUE_MIN`` (100.00 yuan), or any
