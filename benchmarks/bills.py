@@ -88,14 +88,14 @@ REFRESH_TARGET = 1_000_000  # lines a second
 class Database:
     """A fresh migrated database for one backend, removed by ``close``."""
 
-    def __init__(self, backend: str, pg_url: str, sqlite_dir: str | None):
+    def __init__(self, backend: str, pg_url: str, sqlite_dir: str | None, label: str = "bills"):
         self.backend, self._admin, self.name = backend, None, None
-        self._tmp = tempfile.mkdtemp(prefix="fc-bench-bills-", dir=sqlite_dir)
+        self.tmp = tempfile.mkdtemp(prefix=f"fc-bench-{label}-", dir=sqlite_dir)
         if backend == "sqlite":
-            self.url = f"sqlite:///{self._tmp}/bills.db"
+            self.url = f"sqlite:///{self.tmp}/{label}.db"
         else:
             self._admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
-            self.name = f"fc_bench_bills_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+            self.name = f"fc_bench_{label}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
             with self._admin.connect() as conn:
                 conn.exec_driver_sql(f'CREATE DATABASE "{self.name}"')
             self.url = sa.engine.make_url(pg_url).set(database=self.name).render_as_string(
@@ -109,7 +109,7 @@ class Database:
             with self._admin.connect() as conn:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
             self._admin.dispose()
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ seeding (not timed)

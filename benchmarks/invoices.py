@@ -72,12 +72,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -93,14 +90,16 @@ from feecenter.catalog import service as catalog
 from feecenter.catalog.rules import TAX_CATEGORIES
 from feecenter.clock import FixedClock, db_time
 from feecenter.config import Settings
-from feecenter.db.engine import make_engine, transaction
-from feecenter.db.migrate import upgrade
+from feecenter.db.engine import transaction
 from feecenter.invoices import issuing, service, titles
 from feecenter.invoices.invoiceable import invoiceable
 from feecenter.invoices.tables import (invoice_applications, invoice_counters, invoice_lines,
                                        invoices)
 from feecenter.orders.tables import orders
 from feecenter.settlement.tables import bill_lines
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bills as bills_bench  # noqa: E402  (benchmarks/bills.py: its Database)
 
 DEFAULT_PG_URL = os.environ.get("FEECENTER_BENCH_PG_URL",
                                 "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -119,23 +118,11 @@ ORDER_KINDS = ("new", "renew", "upgrade", "downgrade", "refund")
 
 # ------------------------------------------------------------------ databases
 
-class Database:
-    """A fresh migrated database for one backend, removed by ``close``."""
+class Database(bills_bench.Database):
+    """benchmarks/bills.py's fresh migrated database, plus statistics refreshed."""
 
     def __init__(self, backend: str, pg_url: str, sqlite_dir: str | None):
-        self.backend, self._admin, self.name = backend, None, None
-        self.tmp = tempfile.mkdtemp(prefix="fc-bench-invoices-", dir=sqlite_dir)
-        if backend == "sqlite":
-            self.url = f"sqlite:///{self.tmp}/invoices.db"
-        else:
-            self._admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
-            self.name = f"fc_bench_invoices_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-            with self._admin.connect() as conn:
-                conn.exec_driver_sql(f'CREATE DATABASE "{self.name}"')
-            self.url = sa.engine.make_url(pg_url).set(database=self.name).render_as_string(
-                hide_password=False)
-        self.engine = make_engine(self.url)
-        upgrade(self.engine)
+        super().__init__(backend, pg_url, sqlite_dir, label="invoices")
 
     def analyze(self) -> None:
         if self.backend == "postgresql":
@@ -144,14 +131,6 @@ class Database:
         else:
             with self.engine.begin() as conn:
                 conn.exec_driver_sql("ANALYZE")
-
-    def close(self) -> None:
-        self.engine.dispose()
-        if self._admin is not None:
-            with self._admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-            self._admin.dispose()
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class Statements:
