@@ -36,6 +36,9 @@ def test_demo_seeds_accounts_orders_and_stays_reconciled(database_url, tmp_path,
     assert f'cat {tls.ca} >> "$(TCCLI_VENV/bin/python -m certifi)"' in text
     assert "tccli billing DescribeAccountBalance --endpoint 127.0.0.1:8000" in text
     assert "Simulated month / 模拟一个月 (8 days)" in text
+    # an issued invoice for the 发票 page (INV-5)
+    assert re.search(r"Invoice / 发票: acme-cloud's ordinary invoice of [0-9]+\.[0-9]{2} yuan "
+                     r"issued, number [0-9]{20}", text), text
     # the web console: its URL and a login of each demo user that works
     assert "Web console / 控制台: https://127.0.0.1:8000/console/" in text
     logins = re.findall(r"│ (acme-cloud|zhang-san|new-startup) +│ (\d+) +│ ([\w-]+) +│ (\w+) +│ (\S+) +│",

@@ -284,6 +284,33 @@ def _statement_line(ref: str, fen: int, payee: str, payer: str, memo: str) -> st
             f"/MEMO/{memo}\n")
 
 
+def demo_invoice(rt: Runtime, uin: int) -> dict | None:
+    """acme-cloud's invoice title (its verified company, with the special-invoice
+    details) and one ordinary invoice of everything it may invoice, issued: the
+    console's 发票 page shows it with its PDF and XML (docs/invoices.md). None when
+    the simulated month left nothing invoiceable or the account owing money."""
+    from feecenter.invoices import invoiceable, issuing, service, titles
+
+    with transaction(rt.engine) as conn:
+        company = accounts.get_account(conn, DEMO_OPERATOR, uin)
+        titles.set_title(conn, rt.clock, DEMO_OPERATOR, uin, {
+            "title_kind": "enterprise", "title": company["entity_name"],
+            "tax_id": company["uscc"], "address": "上海市浦东新区示例路 88 号",
+            "phone": "021-12345678", "bank": "示例银行上海分行",
+            "bank_account": "6222020200098765432"})
+        found = invoiceable.invoiceable(conn, DEMO_OPERATOR, uin)
+        if found["amount"] <= 0 or found["in_arrears"]:
+            return None
+        made = service.apply(conn, rt.clock, DEMO_OPERATOR, uin, kind="ordinary", amount=None,
+                             email=None, request_key="demo:invoice")
+    ids = [invoice["id"] for invoice in made["invoices"]]
+    issuing.issue_invoices(rt.engine, rt.clock, rt.settings, ids)
+    with rt.engine.connect() as conn:
+        return {"amount": sum(i["amount"] for i in made["invoices"]),
+                "numbers": [service.get_invoice(conn, DEMO_OPERATOR, uin, i)["invoice_number"]
+                            for i in ids]}
+
+
 def demo_statement(rt: Runtime, rows: list[dict], home: Path) -> tuple[Path, list]:
     """An MT940 statement with one transfer of each outcome — credited (acme-cloud's
     own name), pending signature (a payer acme-cloud has not registered), held (the
@@ -398,6 +425,10 @@ def run_demo(*, host: str, port: int, console: Console, simulated_days: int = SI
         rt.settings = dataclasses.replace(rt.settings, public_url=f"{scheme}://{host}:{port}")
     recharged = sandbox_recharge(rt, rows[1]["uin"])
     statement, (imported, again) = demo_statement(rt, rows, settings.home)
+    invoiced = demo_invoice(rt, rows[1]["uin"])
+    invoice_text = (f"acme-cloud's ordinary invoice of {format_yuan(invoiced['amount'])} yuan "
+                    f"issued, number {', '.join(invoiced['numbers'])} (发票 page: PDF and XML)"
+                    if invoiced else "acme-cloud has nothing to invoice after the month")
     table = Table(title="演示账号与密钥 / demo accounts and API keys")
     for col in ("who", "uin", "secret_id", "secret_key"):
         table.add_column(col)
@@ -429,6 +460,7 @@ def run_demo(*, host: str, port: int, console: Console, simulated_days: int = SI
 Web console / 控制台: {scheme}://{host}:{port}/console/  (log in with an account, user name and password above)
 Sandbox payment provider / 支付沙箱: {sandbox.url}  (WeChat Pay v3; 在线充值's QR codes open its payer page; acme-cloud's recharge {recharged['out_trade_no']} of {format_yuan(recharged['amount'])} yuan is {recharged['state']})
 Bank statement / 银行流水: {statement} imported (credited {imported.credited}, pending {imported.pending}, held {imported.held}, unassigned {imported.unassigned}, not ours {imported.not_ours}); imported again: {again.duplicates} duplicates, nothing changed (对公汇款 pages; docs/remittance.md)
+Invoice / 发票: {invoice_text}
 Operator console / 运营控制台: {scheme}://{host}:{port}/console/ops/  (operator {ops_login['name']}, password {ops_login['password']})
 Database / 数据库: {settings.database_url}  (a rerun replaces it and its keys / 重新运行会替换数据库与密钥)
 API: {scheme}://{host}:{port}/api/v1   OpenAPI: {scheme}://{host}:{port}/docs
