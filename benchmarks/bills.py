@@ -381,6 +381,17 @@ def run_backend(backend: str, args, log) -> dict:
             "load_average_1m_at_end": round(os.getloadavg()[0], 2)}
 
 
+def run_backends(args, run_backend) -> tuple[list[dict], float]:
+    """``run_backend(backend, args, log)`` for ``args.backend`` (or both), progress on
+    stderr, a warning when other work loads the machine; (results, load at start)."""
+    log = (lambda message: print(message, file=sys.stderr, flush=True))
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        log(f"load average {load:.2f}: other work on this machine skews the figures")
+    backends = ["sqlite", "postgresql"] if args.backend == "all" else [args.backend]
+    return [run_backend(b, args, log) for b in backends], load
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "all"], default="all")
@@ -396,12 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.lines, args.accounts, args.pages, args.limit, args.rounds) < 1 or \
             args.lines < args.accounts * PREPAID_EVERY:
         parser.error("positive sizes, and at least 50 lines an account")
-    log = (lambda message: print(message, file=sys.stderr, flush=True))
-    load = os.getloadavg()[0]
-    if load > 0.5:
-        log(f"load average {load:.2f}: other work on this machine skews the figures")
-    backends = ["sqlite", "postgresql"] if args.backend == "all" else [args.backend]
-    results = [run_backend(b, args, log) for b in backends]
+    results, load = run_backends(args, run_backend)
     if args.json:
         print(json.dumps({"cpus": os.cpu_count(), "load_average_1m_at_start": round(load, 2),
                           "results": results}, indent=2))

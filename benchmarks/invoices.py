@@ -659,12 +659,7 @@ def main(argv: list[str] | None = None) -> int:
                                                   args.invoiced, args.requests, args.issue,
                                                   args.apply) < 0:
         parser.error("positive sizes, at least two days (--requests 0, --issue 0: skip)")
-    log = (lambda message: print(message, file=sys.stderr, flush=True))
-    load = os.getloadavg()[0]
-    if load > 0.5:
-        log(f"load average {load:.2f}: other work on this machine skews the figures")
-    backends = ["sqlite", "postgresql"] if args.backend == "all" else [args.backend]
-    results = [run_backend(b, args, log) for b in backends]
+    results, load = bills_bench.run_backends(args, run_backend)
     if args.json:
         print(json.dumps({"cpus": os.cpu_count(), "load_average_1m_at_start": round(load, 2),
                           "results": results}, indent=2, default=str))
