@@ -9,13 +9,20 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 
 from feecenter.accounts.permissions import FINANCE, Actor, require
 from feecenter.clock import Clock
 from feecenter.funds import service as funds
 from feecenter.invoices.invoiceable import invoice_debt
 from feecenter.withdrawals import rules
+from feecenter.withdrawals.tables import withdrawal_legs, withdrawals
+
+WITHDRAWAL_STATES = ("in_progress", "failed", "paid", "returned")  # failed = needs review
+UNFINISHED_STATES = ("in_progress", "failed")
+LEG_STATES = ("pending", "sending", "queued", "batched", "paid", "failed", "returned")
+ROUTES = ("original", "offline")
+SOURCES = ("recharge", "remittance", "bank")
 
 
 def parts_of(conn: Connection, clock: Clock, actor: Actor, uin: int) -> rules.WithdrawableParts:
@@ -34,3 +41,23 @@ def withdrawable(conn: Connection, clock: Clock, actor: Actor, uin: int) -> dict
     raw = rules.withdrawable(parts)
     return {"raw": raw, "takeable": rules.takeable(raw),
             "parts": {**asdict(parts), "frozen_cash": rules.frozen_cash(parts)}}
+
+
+def in_progress(conn: Connection, uin: int) -> list[dict]:
+    """The account's withdrawals not finished (in progress or failed — needs review),
+    oldest first: ``[{"id", "amount", "state", "applied_at"}]``. No permission check:
+    for other domains (cancellation, arrears) deciding on the account."""
+    rows = conn.execute(
+        select(withdrawals.c.id, withdrawals.c.amount, withdrawals.c.state,
+               withdrawals.c.applied_at)
+        .where(withdrawals.c.uin == uin, withdrawals.c.state.in_(UNFINISHED_STATES))
+        .order_by(withdrawals.c.id)).mappings()
+    return [dict(row) for row in rows]
+
+
+def owed(conn: Connection, uin: int) -> int:
+    """Fen held in the account's failed legs (a failed payout keeps its money held,
+    WDR-5): what an operator may set off (ARR-6). No permission check."""
+    return int(conn.execute(
+        select(func.coalesce(func.sum(withdrawal_legs.c.amount), 0))
+        .where(withdrawal_legs.c.uin == uin, withdrawal_legs.c.state == "failed")).scalar_one())
