@@ -128,7 +128,8 @@ def parse_result(csv_text: object) -> list[tuple[int, str, str | None]]:
     rows = list(csv.reader(io.StringIO(csv_text.lstrip("\ufeff"))))
     if not rows or tuple(c.strip() for c in rows[0]) != RESULT_COLUMNS:
         raise invalid("csv", f"结果文件第 1 行须为表头 {','.join(RESULT_COLUMNS)}",
-                      f"line 1 of the result file must be the header {','.join(RESULT_COLUMNS)}")
+                      f"line 1 of the result file must be the header {','.join(RESULT_COLUMNS)}",
+                      line=1)
     if len(rows) - 1 > MAX_RESULT_ROWS:
         raise invalid("csv", f"结果文件至多 {MAX_RESULT_ROWS} 行", f"at most {MAX_RESULT_ROWS} rows")
     parsed, seen = [], set()
