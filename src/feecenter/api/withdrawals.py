@@ -112,8 +112,11 @@ from feecenter.withdrawals import payouts  # noqa: E402
 
 
 class ResultBody(StrictModel):
-    csv: Annotated[str, Field(min_length=1, max_length=2_000_000,
-                              description="the bank's result: leg_id,result,reason")]
+    """The bank's result CSV as its lines (JSON strings carry no line breaks)."""
+
+    lines: Annotated[list[Annotated[str, Field(max_length=1000)]],
+                     Field(min_length=1, max_length=payouts.MAX_RESULT_ROWS + 1,
+                           description="the CSV's lines: leg_id,result,reason then one per leg")]
 
 
 class ReasonBody(StrictModel):
@@ -142,7 +145,8 @@ def export_batch(rt: Rt, actor: Caller) -> dict:
              summary="WDR-3/5: import the bank's result of a batch / 导入打款结果")
 def import_batch_result(batch_id: PathId, body: ResultBody, rt: Rt, actor: Caller) -> dict:
     with transaction(rt.engine) as conn:
-        return payouts.import_batch_result(conn, rt.clock, actor, batch_id, body.csv)
+        return payouts.import_batch_result(conn, rt.clock, actor, batch_id,
+                                           "\n".join(body.lines))
 
 
 @router.get("/ops/withdrawals/failed", summary="WDR-5: failed withdrawals to review / 打款失败待审核")
