@@ -311,7 +311,7 @@ def test_an_offline_withdrawal_the_bank_refuses_fails_held_and_notified(pay):  #
 
 # ---------------------------------------------------------------- the failed-payout request (SRV-1)
 
-@pytest.mark.spec("WDR-5", "SRV-1", "SRV-2")
+@pytest.mark.spec("WDR-5", "SRV-1")
 def test_a_failed_payout_request_with_proof_is_resolved_by_paying_offline(pay):  # noqa: F811
     from feecenter.accounts.permissions import Actor
     from feecenter.service_requests import service as srv

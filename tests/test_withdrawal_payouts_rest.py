@@ -99,3 +99,36 @@ def test_operators_return_a_failed_withdrawal_to_cash_over_rest(shop):
     assert balance(shop.rt, shop.uin).cash - before == 12_00
     assert shop.operator.send("POST", path, {"reason": "again"}).status_code == 409
     assert_reconciled(shop.rt)
+
+
+@pytest.mark.spec("WDR-2", "WDR-5")
+def test_a_remittance_leg_is_paid_to_the_remitter_and_a_rerouted_leg_to_the_bank_given(rt):
+    """One withdrawal: a recharge leg that fails and is paid offline, and a remittance
+    leg; the batch pays each to its own payee."""
+    import csv
+    import io
+
+    from sqlalchemy import select
+
+    from feecenter.remittances.tables import remittances
+    from feecenter.withdrawals import payouts
+    from tests.helpers import OPS
+    from tests.test_remittances import company, do_import, line
+
+    uin, number, _ = company(rt)
+    do_import(rt, [line("R1", number, 200_00)])
+    rt.clock.advance(days=1)
+    paid_recharge(rt, uin, 50_00)
+    made = withdraw(rt, uin, 120_00)
+    sending.send_pending(rt.engine, rt.clock, {"wechat": Closed()}, withdrawal_id=made["id"])
+    with transaction(rt.engine) as conn:
+        entity = conn.execute(select(customers.c.entity_name).where(customers.c.uin == uin)).scalar()
+        remitter = conn.execute(select(remittances.c.payer_name, remittances.c.payer_account)
+                                .where(remittances.c.uin == uin)).one()
+        payouts.pay_offline(conn, rt.clock, OPS, made["id"], {**BANK, "holder": entity},
+                            reason="原账户已注销")
+        batch = payouts.export_batch(conn, rt.clock, OPS)
+    rows = {r["amount"]: (r["holder"], r["account_no"])
+            for r in csv.DictReader(io.StringIO(batch["csv"]))}
+    assert rows == {"70.00": tuple(remitter), "50.00": (entity, BANK["account_no"])}
+    assert_reconciled(rt)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, case, func, insert, literal, select, update
 
 from feecenter.accounts.permissions import Actor, require_operator
 from feecenter.audit.service import record_audit
@@ -43,12 +43,15 @@ MAX_REASON = 500
 # ---------------------------------------------------------------- reading
 
 def _payee_columns() -> tuple:
-    """The payee of a bank leg: the withdrawal's bank account (offline route), else
-    the remitter's account the remittance came from."""
-    return (func.coalesce(_W.bank_holder, remittances.c.payer_name).label("holder"),
-            func.coalesce(_W.bank_account_no, remittances.c.payer_account).label("account_no"),
-            func.coalesce(_W.bank_name, remittances.c.payer_bank).label("bank"),
-            func.coalesce(_W.bank_branch, "").label("branch"))
+    """The payee of a bank leg: a remittance goes back to the remitter's account it
+    came from; a ``bank`` leg to the withdrawal's bank account (offline route, or the
+    one an operator gave when paying a failed leg offline)."""
+    def by_source(remitter, bank, name: str):
+        return case((_L.source == "remittance", remitter), else_=bank).label(name)
+    return (by_source(remittances.c.payer_name, _W.bank_holder, "holder"),
+            by_source(remittances.c.payer_account, _W.bank_account_no, "account_no"),
+            by_source(remittances.c.payer_bank, _W.bank_name, "bank"),
+            by_source(literal(""), _W.bank_branch, "branch"))
 
 
 def _bank_legs(conn: Connection, *where) -> list[dict]:
