@@ -36,7 +36,8 @@ from feecenter.withdrawals.tables import withdrawal_legs, withdrawals
 
 WITHDRAWAL_STATES = ("in_progress", "failed", "paid", "returned")  # failed = needs review
 UNFINISHED_STATES = ("in_progress", "failed")
-LEG_STATES = ("pending", "sending", "queued", "batched", "paid", "failed", "returned")
+LEG_STATES = ("pending", "sending", "queued", "batched", "paid", "failed", "returned",
+              "rerouted")
 ROUTES = ("original", "offline")
 SOURCES = ("recharge", "remittance", "bank")
 MAX_PICKED = 50
