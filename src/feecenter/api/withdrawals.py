@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query
 from pydantic import Field
 
 from feecenter.accounts.permissions import Actor
@@ -19,9 +19,10 @@ from feecenter.api.strict import BodyId, Key, Limit, Offset, PathId, StrictModel
 from feecenter.db.engine import transaction
 from feecenter.errors import invalid
 from feecenter.money import format_yuan, parse_yuan
-from feecenter.present.withdrawals import preview_json, withdrawable_json, withdrawal_json
+from feecenter.present.withdrawals import (payout_leg_json, preview_json, withdrawable_json,
+                                           withdrawal_json)
 from feecenter.runtime import Runtime
-from feecenter.withdrawals import service
+from feecenter.withdrawals import payouts, sending, service
 
 router = APIRouter(prefix="/api/v1")
 Rt = Annotated[Runtime, Depends(runtime)]
@@ -77,14 +78,19 @@ def preview(uin: Uin, body: PreviewBody, rt: Rt, actor: Caller) -> dict:
 
 @router.post("/accounts/{uin}/withdrawals", status_code=201,
              summary="WDR-1..4: apply for a withdrawal, the money held at once / 申请提现")
-def apply(uin: Uin, body: ApplyBody, rt: Rt, actor: Caller,
+def apply(uin: Uin, body: ApplyBody, rt: Rt, actor: Caller, background: BackgroundTasks,
           idempotency_key: Annotated[str | None, Header(max_length=128)] = None) -> dict:
+    """The online legs are sent to their provider right after the answer (the hourly
+    ``withdrawals.pay_out`` job picks up whatever that attempt leaves)."""
     key = _key(body.key, idempotency_key)
     with transaction(rt.engine) as conn:
-        return withdrawal_json(service.apply(
+        withdrawal = service.apply(
             conn, rt.clock, actor, uin, amount=parse_yuan(body.amount, "amount"),
             route=body.route, key=key, recharge_ids=body.recharge_ids,
-            bank=None if body.bank is None else body.bank.model_dump()))
+            bank=None if body.bank is None else body.bank.model_dump())
+    background.add_task(sending.send_pending, rt.engine, rt.clock, rt.gateways,
+                        withdrawal_id=withdrawal["id"])
+    return withdrawal_json(withdrawal)
 
 
 @router.get("/accounts/{uin}/withdrawals", summary="WDR: the account's withdrawals / 提现记录")
@@ -107,8 +113,6 @@ def get_withdrawal(withdrawal_id: PathId, rt: Rt, actor: Caller) -> dict:
 # the bank's result CSV in), failed withdrawals and their two ways out. The services
 # check require_operator and audit every step.
 
-from feecenter.present.withdrawals import payout_leg_json  # noqa: E402
-from feecenter.withdrawals import payouts  # noqa: E402
 
 
 class ResultBody(StrictModel):
