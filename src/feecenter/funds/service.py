@@ -337,6 +337,12 @@ def freeze(conn: Connection, clock: Clock, uin: int, amount: int, *, key: str,
     return hold_id
 
 
+def freeze_transaction(conn: Connection, hold_id: int) -> int:
+    """The ledger transaction that took a freeze (its 收支明细 entry's, BAL-5)."""
+    return conn.execute(select(ledger.ledger_holds.c.hold_txn_id)
+                        .where(ledger.ledger_holds.c.id == hold_id)).scalar_one()
+
+
 def plan_payment(conn: Connection, clock: Clock, uin: int, amounts: list[int],
                  coupons: list[int] | None = None) -> list[rules.Allocation]:
     """Preview (writes nothing): what coupons, gift, cash and credit pay of each amount."""
