@@ -347,6 +347,63 @@ def test_the_hourly_cycle_of_a_monthly_freeze_product_is_still_settled_once(froz
     assert period_containing(HOURLY, MARCH[-1][0]).key == "2026-03-31T23"
 
 
+def send(rt, uin, rid, start, quantity, revision, event):
+    """A (re)metered record of the hour at ``start`` (SET-9 corrections)."""
+    import json
+
+    from feecenter.clock import business_time_text
+    from feecenter.usage import service as usage
+    from tests.helpers import OPS
+
+    text = json.dumps({"event_id": event, "uin": uin, "resource_id": rid, "billing_item": VM,
+                       "quantity": quantity, "usage_start": business_time_text(start),
+                       "usage_end": business_time_text(start + timedelta(hours=1)),
+                       "revision": revision})
+    assert usage.ingest(rt.engine, rt.clock, OPS, text).rejected == 0
+
+
+@pytest.mark.spec("FRZ-5", "SET-9")
+def test_late_usage_and_corrections_of_an_open_month_change_its_cost_not_the_balance(rt):
+    begin(rt, monthly_catalog())
+    uin = new_account(rt)
+    rid = open_(rt, uin)
+    add_cash(rt, uin, 10_00)
+    first, second = shanghai(3, 10, 9), shanghai(3, 10, 10)
+    use_hours(rt, uin, rid, [(first, "2")], tag="a-")  # 1.00 frozen, event a-{uin}-0
+    send(rt, uin, rid, first, "1", 1, f"a-{uin}-0")    # corrected down to 0.50
+    # and traffic of that hour that arrives late (0.80 yuan a GB)
+    ingest(rt, [("late", uin, rid, "traffic", "1", first, first + timedelta(hours=1))])
+    use_hours(rt, uin, rid, [(second, "1")], tag="b-")  # its late pass bills both
+    with rt.engine.connect() as conn:
+        b = bill_lines.c
+        adjusted = sorted(conn.execute(select(b.deducted).where(
+            b.uin == uin, b.kind == "adjustment")).scalars())
+        [status] = monthly_freeze.monthly_freeze_status(conn, SYSTEM, uin)
+    assert adjusted == [-50, 80]
+    assert (status["cost"], status["frozen"], status["cycles"]) == (100 - 50 + 80 + 50, 230, 3)
+    view = balance(rt, uin)
+    assert (view.cash, view.frozen) == (10_00, 230)  # nothing given back, nothing deducted
+    assert deductions(rt, uin) == []
+    rt.clock.set(shanghai(4, 3, 3))
+    assert due(rt, date(2026, 4, 3))["deducted_fen"] == 180 == line_total(rt, uin)
+    view = balance(rt, uin)
+    assert (view.cash, view.frozen) == (10_00 - 180, 0)
+    assert_reconciled(rt)
+
+
+@pytest.mark.spec("FRZ-5", "SET-9")
+def test_a_correction_after_the_month_is_settled_gives_money_back_at_once(frozen_month):
+    rt, uin, rid = frozen_month
+    rt.clock.set(shanghai(4, 3, 3))
+    due(rt, date(2026, 4, 3))
+    cash = balance(rt, uin).cash
+    send(rt, uin, rid, MARCH[3][0], "1", 1, f"{uin}-3")  # 2 hours corrected to 1
+    use_hours(rt, uin, rid, [(shanghai(4, 3, 4), "1")], tag="april-")  # April: frozen
+    view = balance(rt, uin)
+    assert view.cash == cash + 50 and view.frozen == 50  # 0.50 back, April's 0.50 frozen
+    assert_reconciled(rt)
+
+
 # ---------------------------------------------------------------- concurrency (PostgreSQL)
 
 @pytest.mark.postgres_only

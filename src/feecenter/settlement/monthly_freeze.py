@@ -2,14 +2,15 @@
 ``monthly_freeze_settlements``.
 
 A legacy per-product option (catalog ``monthly_freeze``, off by default). For
-such a product a settlement cycle's charge (``settle_period``, kind "charge") is
-not deducted: its cost (after postpaid coupons) is frozen, gift then cash
+such a product a settlement charge (a cycle's, or a late adjustment's, SET-9)
+is not deducted: its cost (after postpaid coupons) is frozen, gift then cash
 (``funds.freeze``, FRZ-1), and one ``monthly_freezes`` row records it under the
 business month of its period. When gift and cash cannot cover it, what they
 hold is frozen and the rest recorded as the row's shortfall (the deduction on
-the settlement day takes it, as arrears if need be). Late adjustments (SET-9)
-are deducted at once, as for any product; so is a charge whose month is
-already settled (a cycle that ran after its month's settlement day).
+the settlement day takes it, as arrears if need be). A correction down
+(``corrections``) lowers the month's cost by a negative row instead of giving
+money back (``lower_month``). Once a month is settled, its later charges and
+corrections move money at once, as for any product.
 
 On the settlement day of the next month (``config.monthly_freeze_day``, the
 3rd by default) ``settle_due`` releases every freeze of the month
@@ -27,7 +28,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date
 
-from sqlalchemy import Connection, Engine, exists, func, insert, select
+from sqlalchemy import Connection, Engine, case, exists, func, insert, select
 
 from feecenter.accounts.permissions import FINANCE, Actor, require
 from feecenter.catalog import service as catalog
@@ -54,11 +55,9 @@ def month_of(period: Period) -> str:
 
 def to_freeze(conn: Connection, run: RunContext, charges: list[ProductCharge]
               ) -> list[ProductCharge]:
-    """The charges of ``run`` that are frozen instead of deducted: a charge run, a
-    monthly-freeze product, something for the balances to pay, its month not settled.
-    Call it with the accounts' balances locked."""
-    if run.kind != "charge":
-        return []
+    """The charges of ``run`` that are frozen instead of deducted: a monthly-freeze
+    product, something for the balances to pay, its month not settled. Call it with
+    the accounts' balances locked."""
     wanted = [c for c in charges
               if c.due > 0 and run.book.products[c.product].monthly_freeze]
     if not wanted:
@@ -67,6 +66,26 @@ def to_freeze(conn: Connection, run: RunContext, charges: list[ProductCharge]
     settled = set(conn.execute(select(s.uin, s.product_code).where(
         s.month == month_of(run.period), s.uin.in_(sorted({c.uin for c in wanted})))).all())
     return [c for c in wanted if (c.uin, c.product) not in settled]
+
+
+def month_open(conn: Connection, run: RunContext, uin: int, product: str) -> bool:
+    """Is ``product`` on monthly freeze and the month of ``run``'s period not settled
+    for ``uin``? Call it with the account's balances locked."""
+    if not run.book.products[product].monthly_freeze:
+        return False
+    s = monthly_freeze_settlements.c
+    return conn.execute(select(s.id).where(s.uin == uin, s.product_code == product,
+                                           s.month == month_of(run.period))).first() is None
+
+
+def lower_month(conn: Connection, clock: Clock, run: RunContext, charge: ProductCharge,
+                amount: int) -> None:
+    """A correction down (SET-9) of an open month: ``amount`` fen off the month's cost,
+    nothing given back now (nothing was deducted); the settlement day deducts less."""
+    conn.execute(insert(monthly_freezes).values(
+        uin=charge.uin, product_code=charge.product, month=month_of(run.period),
+        cycle=run.cycle, period_key=run.period.key, kind="correction", charge_key=charge.key,
+        cost=-amount, frozen=0, shortfall=0, hold_id=None, created_at=db_time(clock.now())))
 
 
 def freeze_charges(conn: Connection, clock: Clock, run: RunContext,
@@ -92,7 +111,8 @@ def freeze_charges(conn: Connection, clock: Clock, run: RunContext,
             _follow(bal, gift, cash)
         taken[id(charge)] = bulk.SpendResult(txn_id, True, gift, cash, 0, charge.due - amount)
         rows.append({"uin": charge.uin, "product_code": charge.product, "month": month,
-                     "cycle": run.cycle, "period_key": run.period.key, "cost": charge.due,
+                     "cycle": run.cycle, "period_key": run.period.key, "kind": run.kind,
+                     "charge_key": charge.key, "cost": charge.due,
                      "frozen": amount, "shortfall": charge.due - amount, "hold_id": hold_id,
                      "created_at": now})
     if rows:
@@ -167,8 +187,9 @@ def _settle_account(conn: Connection, clock: Clock, uin: int, pairs: list[tuple[
 
 
 def _settle_one(conn: Connection, clock: Clock, uin: int, product: str, month: str,
-                revenue_account_id: int) -> tuple[int, int, int]:
-    """Release the month's freezes, deduct its cost: (released, deducted, txn id)."""
+                revenue_account_id: int) -> tuple[int, int, int | None]:
+    """Release the month's freezes, deduct its cost: (released, deducted, txn id; None
+    when corrections brought the cost to 0)."""
     f = monthly_freezes.c
     rows = conn.execute(select(f.hold_id, f.frozen, f.cost).where(
         f.uin == uin, f.product_code == product, f.month == month).order_by(f.id)).all()
@@ -179,6 +200,10 @@ def _settle_one(conn: Connection, clock: Clock, uin: int, product: str, month: s
                            memo=f"按月冻结解冻 {month} / monthly freeze released {month}")
             released += row.frozen
     cost = sum(row.cost for row in rows)
+    if cost < 0:  # a correction gives back at most what its period was charged
+        raise ValueError(f"monthly freeze {uin} {product} {month}: cost {cost} below 0")
+    if cost == 0:
+        return released, 0, None
     movement = funds.spend(conn, clock, uin, cost, key=f"monthly_freeze:{uin}:{product}:{month}",
                            postpaid=True, revenue_account_id=revenue_account_id,
                            deduct_mode=DEDUCT_MODE, product_code=product,
@@ -190,13 +215,14 @@ def _settle_one(conn: Connection, clock: Clock, uin: int, product: str, month: s
 
 def monthly_freeze_status(conn: Connection, actor: Actor, uin: int) -> list[dict]:
     """An account's monthly freezes by product and month (FINANCE), newest month first:
-    the cost so far, what is frozen, the shortfall, and whether (and what) the
-    settlement day deducted."""
+    the cost so far (corrections taken off), what is frozen, the shortfall, the
+    charges frozen, and whether (and what) the settlement day deducted."""
     require(actor, uin, FINANCE)
     f, s = monthly_freezes.c, monthly_freeze_settlements.c
     rows = conn.execute(
         select(f.product_code, f.month, func.sum(f.cost), func.sum(f.frozen),
-               func.sum(f.shortfall), func.count())
+               func.sum(f.shortfall),
+               func.sum(case((f.kind == "correction", 0), else_=1)))
         .where(f.uin == uin).group_by(f.product_code, f.month)
         .order_by(f.month.desc(), f.product_code)).all()
     settled = {(r.product_code, r.month): r for r in conn.execute(

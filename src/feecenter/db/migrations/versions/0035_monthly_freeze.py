@@ -29,14 +29,15 @@ def upgrade() -> None:
         sa.Column('month', sa.String(length=7), nullable=False),
         sa.Column('cycle', sa.String(length=10), nullable=False),
         sa.Column('period_key', sa.String(length=20), nullable=False),
+        sa.Column('kind', sa.String(length=12), nullable=False),
+        sa.Column('charge_key', sa.String(length=200), nullable=False),
         sa.Column('cost', sa.BigInteger(), nullable=False),
         sa.Column('frozen', sa.BigInteger(), nullable=False),
         sa.Column('shortfall', sa.BigInteger(), nullable=False),
         sa.Column('hold_id', sa.BigInteger(), nullable=True),
         sa.Column('created_at', sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_monthly_freezes')),
-        sa.UniqueConstraint('uin', 'product_code', 'cycle', 'period_key',
-                            name='uq_monthly_freezes_once'),
+        sa.UniqueConstraint('charge_key', name='uq_monthly_freezes_charge_key'),
     )
     op.create_index('ix_monthly_freezes_month', 'monthly_freezes', ['month', 'uin'])
     op.create_table(
@@ -47,7 +48,7 @@ def upgrade() -> None:
         sa.Column('month', sa.String(length=7), nullable=False),
         sa.Column('cost', sa.BigInteger(), nullable=False),
         sa.Column('released', sa.BigInteger(), nullable=False),
-        sa.Column('txn_id', sa.BigInteger(), nullable=False),
+        sa.Column('txn_id', sa.BigInteger(), nullable=True),
         sa.Column('settled_at', sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_monthly_freeze_settlements')),
         sa.UniqueConstraint('uin', 'product_code', 'month',
