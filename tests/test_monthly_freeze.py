@@ -404,6 +404,42 @@ def test_a_correction_after_the_month_is_settled_gives_money_back_at_once(frozen
     assert_reconciled(rt)
 
 
+@pytest.mark.spec("FRZ-5", "SET-8")
+def test_a_crash_mid_run_then_a_rerun_deducts_each_account_once(rt, monkeypatch):
+    """The second account's transaction fails after its freezes were released: it rolls
+    back whole (still frozen, nothing deducted), the first stays settled; the rerun
+    settles only the second."""
+    from feecenter.funds import service as funds
+
+    begin(rt, monthly_catalog())
+    first, second = new_account(rt, name="one"), new_account(rt, name="two")
+    vms = {uin: open_(rt, uin) for uin in (first, second)}
+    for uin in vms:
+        add_cash(rt, uin, 10_00)
+    for uin, rid in vms.items():
+        use_hours(rt, uin, rid, MARCH[1:3], tag=f"{uin}-")
+    spend = funds.spend
+
+    def crash_on_second(conn, clock, uin, *args, **kwargs):
+        if uin == second:
+            raise RuntimeError("the worker died")
+        return spend(conn, clock, uin, *args, **kwargs)
+
+    monkeypatch.setattr(funds, "spend", crash_on_second)
+    rt.clock.set(shanghai(4, 3, 3))
+    with pytest.raises(RuntimeError):
+        due(rt, date(2026, 4, 3))
+    assert (balance(rt, first).frozen, balance(rt, second).frozen) == (0, 67)
+    assert (deductions(rt, first), deductions(rt, second)) == ([-67], [])
+    monkeypatch.setattr(funds, "spend", spend)
+    assert due(rt, date(2026, 4, 3))["settled"] == 1
+    for uin in vms:
+        view = balance(rt, uin)
+        assert (view.cash, view.frozen) == (10_00 - 67, 0)
+        assert deductions(rt, uin) == [-67]
+    assert_reconciled(rt)
+
+
 # ---------------------------------------------------------------- concurrency (PostgreSQL)
 
 @pytest.mark.postgres_only
