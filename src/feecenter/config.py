@@ -40,6 +40,11 @@ Invoices (docs/invoices.md):
   invoices, "cn-cloud=9111…,cn-software=9144…" (unset: a placeholder of 18 zeros;
   read by ``invoices.documents.seller_tax_ids``)
 
+Settlement (docs/settlement.md):
+- FEECENTER_MONTHLY_FREEZE_DAY: the day of the next month (1-28, default 3) on which
+  a monthly-freeze product's month is settled: its freezes released and its actual
+  cost deducted (FRZ-5; read by ``monthly_freeze_day``)
+
 Payment providers of online recharge: FEECENTER_WECHATPAY_* (read by
 ``gateways.wechatpay.WeChatPayConfig.from_env``; docs/recharge.md).
 
@@ -135,6 +140,20 @@ def postgres_timeouts() -> PostgresTimeouts:
                                     default.idle_in_transaction_ms),
         tcp_user_ms=read("FEECENTER_PG_TCP_USER_TIMEOUT_MS", default.tcp_user_ms),
     )
+
+
+DEFAULT_MONTHLY_FREEZE_DAY = 3
+
+
+def monthly_freeze_day() -> int:
+    """FRZ-5: the settlement day of the next month (1-28, default 3) from
+    FEECENTER_MONTHLY_FREEZE_DAY; anything else is refused naming the variable."""
+    text = (os.environ.get("FEECENTER_MONTHLY_FREEZE_DAY") or "").strip()
+    if not text:
+        return DEFAULT_MONTHLY_FREEZE_DAY
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 28):
+        raise ValueError(f"FEECENTER_MONTHLY_FREEZE_DAY must be a day 1-28, not {text!r}")
+    return int(text)
 
 
 def _flag(value: str | None) -> bool:

@@ -88,6 +88,15 @@ def _first_of_next_month(day: date) -> date:
     return date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
+def monthly_settlement_day(when: datetime, day: int) -> datetime:
+    """FRZ-5: 00:00 (business time, as aware UTC) on ``day`` (1-28) of the month after
+    the business month of ``when``: when that month's monthly freezes are settled."""
+    if not 1 <= day <= 28:
+        raise ValueError(f"a monthly settlement day is 1-28, not {day!r}")
+    local = to_utc(when).astimezone(BUSINESS_TZ).date()
+    return _local_midnight(_first_of_next_month(local).replace(day=day))
+
+
 def period_containing(cadence: str, when: datetime) -> Period:
     """The period of ``cadence`` that contains the instant ``when`` (aware)."""
     check_cadence(cadence)

@@ -253,10 +253,9 @@ def _apply(conn: Connection, clock: Clock, r: dict, kind: str, facts) -> None:
     elif kind == rules.DESTROYED:
         values: dict = {"state": "recycled", "released_at": now}
         if r.get("freeze_hold_id"):
-            # as release_postpaid does: at once, or at the next settlement boundary;
-            # resources.release_due_freezes (hourly) releases it then.
-            immediate = facts is None or facts.freeze_release == "immediate"
-            release_at = now if immediate else postpaid.next_settlement(facts.postpaid_cycle, now)
+            # as release_postpaid does: at once, at the next settlement boundary, or on
+            # the monthly settlement day (FRZ-5); resources.release_due_freezes releases it.
+            release_at = now if facts is None else postpaid.freeze_release_after(facts, now)
             values["freeze_release_at"] = db_time(release_at)
         resources.end_stop(conn, r["id"], now, **values)
         r["state"] = "recycled"

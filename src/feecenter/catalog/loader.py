@@ -137,6 +137,7 @@ class ProductSpec:
     recovery_days: int = DEFAULT_RECOVERY_DAYS
     auto_renew_retry_days: int = DEFAULT_AUTO_RENEW_RETRY_DAYS
     renewal_managed: bool = True
+    monthly_freeze: bool = False  # FRZ-5: legacy monthly freeze settlement (postpaid only)
 
 
 @dataclass
@@ -419,7 +420,18 @@ _PRODUCT_REQUIRED = ("code", "name_zh", "name_en", "entity", "tax_category", "pa
                      "class", "items")
 _PRODUCT_OPTIONAL = ("postpaid_cycle", "freeze_amount", "freeze_release", "delivery",
                      "unpaid_order_days", "refund_window_days", "prepaid_months", "prices",
-                     "recovery_days", "auto_renew_retry_days", "renewal_managed")
+                     "recovery_days", "auto_renew_retry_days", "renewal_managed",
+                     "monthly_freeze")
+
+
+def _monthly_freeze(reader: _Reader, fields, path: str, pay_modes) -> bool | None:
+    """FRZ-5: ``monthly_freeze`` (default false), only for a postpaid product."""
+    monthly = reader.boolean(fields, "monthly_freeze", path, default=False)
+    if monthly and pay_modes and "postpaid" not in pay_modes:
+        reader.problem(fields["monthly_freeze"], f"{path}.monthly_freeze",
+                       "仅后付费产品可按月冻结结算", "only postpaid products may use monthly_freeze")
+        return None
+    return monthly
 
 
 def _read_product(reader: _Reader, node, index: int, catalog: CatalogFile,
@@ -456,17 +468,18 @@ def _read_product(reader: _Reader, node, index: int, catalog: CatalogFile,
     retry = reader.integer(fields, "auto_renew_retry_days", path, low=0, high=30,
                            default=DEFAULT_AUTO_RENEW_RETRY_DAYS)
     managed = reader.boolean(fields, "renewal_managed", path, default=True)
+    monthly = _monthly_freeze(reader, fields, path, pay_modes)
     months = _months(reader, fields, path, pay_modes)
     items = _read_items(reader, fields.get("items"), path)
     scalars = (code, name_zh, name_en, entity, klass, tax, pay_modes, freeze, release, delivery,
-               unpaid_days, refund_days, months, recovery, retry, managed)
+               unpaid_days, refund_days, months, recovery, retry, managed, monthly)
     product_ok = all(v is not None for v in scalars) and (
         cycle is not None or "postpaid" not in (pay_modes or ()))
     if product_ok:
         catalog.products.append(ProductSpec(
             code, name_zh, name_en, entity, tax, pay_modes, klass, cycle, freeze, release,
             delivery, unpaid_days, months, items, Ref(_line(node), path), refund_days,
-            recovery, retry, managed))
+            recovery, retry, managed, monthly))
     if "prices" in fields:
         by_code = {item.code: item for item in items}
         raw: dict[tuple[str, str, str, str], list[Version]] = {}

@@ -64,6 +64,7 @@ class Product:
     recovery_days: int = 7       # RNW-6: days an expired resource waits in the recycle bin
     auto_renew_retry_days: int = 3  # RNW-2: days after expiry a failed auto-renewal is retried
     renewal_managed: bool = True  # RNW-7: listed in renewal management
+    monthly_freeze: bool = False  # FRZ-5: cycles frozen, the month deducted on the 3rd
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -245,7 +246,7 @@ def _plan_rows(conn: Connection, plan: _Plan) -> None:
         "freeze_release": p.freeze_release, "delivery_mode": p.delivery_mode,
         "unpaid_order_days": p.unpaid_order_days, "refund_window_days": p.refund_window_days,
         "recovery_days": p.recovery_days, "auto_renew_retry_days": p.auto_renew_retry_days,
-        "renewal_managed": p.renewal_managed,
+        "renewal_managed": p.renewal_managed, "monthly_freeze": p.monthly_freeze,
         "prepaid_months": ",".join(str(m) for m in p.prepaid_months)} for p in parsed.products])
     _diff(conn, plan, "items", billing_items, ("product_code", "code"), [{
         "product_code": p.code, "code": i.code, "name_zh": i.name_zh, "name_en": i.name_en,
@@ -397,7 +398,7 @@ def _product(row) -> Product:
                    row["freeze_amount"], row["freeze_release"], row["delivery_mode"],
                    row["unpaid_order_days"], months, row["refund_window_days"],
                    row["recovery_days"], row["auto_renew_retry_days"],
-                   bool(row["renewal_managed"]))
+                   bool(row["renewal_managed"]), bool(row["monthly_freeze"]))
 
 
 def get_product(conn: Connection, code: str) -> Product:

@@ -71,6 +71,8 @@ products = Table(
     Column("recovery_days", Integer, nullable=False, server_default=text("7")),
     Column("auto_renew_retry_days", Integer, nullable=False, server_default=text("3")),
     Column("renewal_managed", Boolean, nullable=False, server_default=text("true")),
+    # FRZ-5: legacy monthly freeze settlement (cycles frozen, the month deducted on the 3rd)
+    Column("monthly_freeze", Boolean, nullable=False, server_default=text("false")),
     Column("updated_at", DateTime, nullable=False),
 )
 

@@ -346,6 +346,12 @@ def freeze(conn: Connection, clock: Clock, uin: int, amount: int, *, key: str,
     return hold_id
 
 
+def freeze_transaction(conn: Connection, hold_id: int) -> int:
+    """The ledger transaction that took a freeze (its 收支明细 entry's, BAL-5)."""
+    return conn.execute(select(ledger.ledger_holds.c.hold_txn_id)
+                        .where(ledger.ledger_holds.c.id == hold_id)).scalar_one()
+
+
 # ---------------------------------------------------------------- withdrawals (WDR-4)
 
 WITHDRAWALS_IN_FLIGHT = "withdrawals_in_flight"
@@ -395,8 +401,6 @@ def return_withdrawal(conn: Connection, clock: Clock, uin: int, hold_id: int, *,
     entries += _repay_from(conn, clock, uin, ids, bal, held.amount, f"withdrawal-return:{hold_id}",
                            {"op": "return_withdrawal", "hold": hold_id})
     return Movement(result.txn_id, True, tuple(entries))
-
-
 def plan_payment(conn: Connection, clock: Clock, uin: int, amounts: list[int],
                  coupons: list[int] | None = None) -> list[rules.Allocation]:
     """Preview (writes nothing): what coupons, gift, cash and credit pay of each amount."""

@@ -16,7 +16,7 @@ JOB_MODULES: tuple[str, ...] = (
     "feecenter.orders.jobs",  # orders.expire_unpaid (ORD-2)
     "feecenter.resources.jobs",  # resources.release_due_freezes (FRZ-3)
     "feecenter.notifications.jobs",  # notifications.deliver
-    "feecenter.settlement.jobs",  # settlement.hourly / daily / monthly (SET-1, SET-4)
+    "feecenter.settlement.jobs",  # settlement.hourly / daily / monthly (SET-1, SET-4), monthly_freeze (FRZ-5)
     "feecenter.arrears.jobs",  # arrears.escalate (ARR-3)
     "feecenter.coupons.jobs",  # coupons.expire (CPN-3)
     "feecenter.recharges.jobs",  # recharges.sync (RCH-5, RCH-6)

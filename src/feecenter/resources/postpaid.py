@@ -3,7 +3,8 @@
 Opening checks the same purchase gate as prepaid orders and freezes the
 product's configured amount from gift and cash. Releasing a resource
 releases that freeze following the product's rule: at once, or at the next
-settlement boundary of its cycle, which is stored on the resource so the
+settlement boundary of its cycle (a monthly-freeze product: the settlement day
+of the next month, FRZ-5), which is stored on the resource so the
 console can say when (``release_due_freezes`` does it then).
 """
 
@@ -18,9 +19,11 @@ from feecenter.accounts.permissions import MANAGE_RESOURCES, Actor, require
 from feecenter.catalog import service as catalog
 from feecenter.catalog.rules import QTY_SCALE
 from feecenter.clock import BUSINESS_TZ, Clock, add_months, db_time, from_db_time
+from feecenter.config import monthly_freeze_day
 from feecenter.errors import Conflict, invalid
 from feecenter.funds import service as funds
 from feecenter.inputs import account_key
+from feecenter.periods import monthly_settlement_day
 from feecenter.resources import service as resources
 from feecenter.resources.tables import resources as resources_table
 
@@ -95,6 +98,17 @@ def next_settlement(cycle: str | None, when: datetime) -> datetime:
     return boundary.astimezone(when.tzinfo)
 
 
+def freeze_release_after(facts: catalog.Product, released_at: datetime) -> datetime:
+    """When a released resource's opening freeze is released (FRZ-3): at once, at the
+    next settlement boundary, or for a monthly-freeze product on the settlement day of
+    the next month, with the month's other freezes (FRZ-5)."""
+    if facts.monthly_freeze:
+        return monthly_settlement_day(released_at, monthly_freeze_day())
+    if facts.freeze_release == "immediate":
+        return released_at
+    return next_settlement(facts.postpaid_cycle, released_at)
+
+
 def release_postpaid(conn: Connection, clock: Clock, actor: Actor, uin: int,
                      resource_id: str) -> dict:
     """Release (destroy) a postpaid resource; its freeze follows the product's rule."""
@@ -109,8 +123,7 @@ def release_postpaid(conn: Connection, clock: Clock, actor: Actor, uin: int,
                        field="resource_id", state="recycled")
     now = clock.now()
     facts = catalog.get_product(conn, resource["product_code"])
-    release_at = now if facts.freeze_release == "immediate" else next_settlement(
-        facts.postpaid_cycle, now)
+    release_at = freeze_release_after(facts, now)
     resources.update_resource(conn, resource_id, state="recycled", released_at=now,
                               freeze_release_at=release_at if resource["freeze_hold_id"] else None)
     if resource["freeze_hold_id"] and release_at <= now:

@@ -27,6 +27,8 @@ of a record with a lower quantity. ``credit_back`` writes, per line, a new
 - its 收支明细 ``return`` entry counts what the cash coupons got back in
   ``amount`` and ``coupon_amount`` (BAL-5); when only coupons get money back the
   entry is on their ``coupon_return`` transaction (``funds.record_coupon_only``).
+- a monthly-freeze product's month not yet settled (FRZ-5) gives nothing back: what
+  the balances would get is taken off the month's cost (``monthly_freeze.lower_month``).
   The lines' ``txn_id`` names the entry's transaction (None when nothing moved).
 """
 
@@ -37,7 +39,7 @@ from sqlalchemy import Connection, bindparam, func, select
 from feecenter.clock import Clock
 from feecenter.funds import service as funds
 from feecenter.money import RATE_PER_FEN, split_proportionally
-from feecenter.settlement import extensions, rating, rules
+from feecenter.settlement import extensions, monthly_freeze, rating, rules
 from feecenter.settlement.model import ProductCharge, RatedLine, RunContext
 from feecenter.settlement.posting import Stamp, only_item, charges_of, insert_lines
 from feecenter.settlement.tables import bill_lines
@@ -99,7 +101,11 @@ def _give_back(conn: Connection, clock: Clock, run: RunContext, charge: ProductC
     entry = {"deduct_mode": run.deduct_mode, "product_code": charge.product,
              "billing_item": only_item(charge), "memo": run.memo}
     txn_id = None
-    if gift + cash + credit + arrears:  # one return entry, the coupons' share in it (BAL-5)
+    lowered = gift + cash + credit + arrears
+    if lowered and monthly_freeze.month_open(conn, run, charge.uin, charge.product):
+        monthly_freeze.lower_month(conn, clock, run, charge, lowered)  # FRZ-5: nothing paid yet
+        lowered = 0
+    if lowered:  # one return entry, the coupons' share in it (BAL-5)
         txn_id = funds.return_postpaid(
             conn, clock, charge.uin, key=charge.key, gift=gift, cash=cash + credit,
             arrears=arrears, coupon=coupon,

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from sqlalchemy import Connection, Engine
 
-from feecenter.clock import Clock
+from feecenter.clock import Clock, business_date
 from feecenter.jobs.registry import DAILY, HOURLY, MONTHLY, job
 from feecenter.periods import Period
 
@@ -54,3 +54,19 @@ def settle_daily(engine: Engine, clock: Clock, period: Period) -> dict:
      description="SET-1/4: settle monthly postpaid usage at 02:00 on the 1st of the next month")
 def settle_monthly(engine: Engine, clock: Clock, period: Period) -> dict:
     return _settle("month", engine, clock, period)
+
+
+# FRZ-5: the run of business day D is due at 03:00 on D + 1 (after the monthly
+# settlement at 02:00) and settles as of D + 1: on the settlement day of the next
+# month (the 3rd by default, FEECENTER_MONTHLY_FREEZE_DAY) the month's freezes are
+# released and its cost deducted; a later day's run settles a month a missed run left.
+MONTHLY_FREEZE_LAG = timedelta(hours=3)
+
+
+@job("settlement.monthly_freeze", DAILY, lag=MONTHLY_FREEZE_LAG,
+     description="FRZ-5: on the settlement day (3rd) release last month's monthly freezes "
+                 "and deduct its actual cost")
+def settle_monthly_freezes(engine: Engine, clock: Clock, period: Period) -> dict:
+    from feecenter.settlement.monthly_freeze import settle_due
+
+    return settle_due(engine, clock, business_date(period.end))

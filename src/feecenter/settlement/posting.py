@@ -5,7 +5,8 @@ product in one period, key ``settle:{cycle}:{period}:{uin}:{product}`` (a late
 adjustment's: ``settle:{cycle}:{period}:{uin}:adj{n}:{digest}:{product}``). Its exact
 discounted total (1e-8 yuan) is rounded half-up to fen once and shared over
 its lines (``rules.round_transaction``). Postpaid coupons may pay part of it
-(SET-6, ``extensions``); the balances pay the rest — ``funds.bulk``, with
+(SET-6, ``extensions``); the balances pay the rest (a monthly-freeze product's charge is
+frozen instead, ``monthly_freeze``, FRZ-5; its lines show the freeze) — ``funds.bulk``, with
 ``funds.spend(postpaid=True)``'s semantics, for every charge of the chunk at
 once. Its 收支明细 entry shows the whole of it and what coupons paid of it (BAL-5;
 a charge coupons paid in full has the coupon payment's entry, ``record_coupon_paid``).
@@ -26,7 +27,7 @@ from feecenter.clock import Clock, db_time
 from feecenter.db.precompiled import Precompiled
 from feecenter.funds import bulk
 from feecenter.periods import Period
-from feecenter.settlement import extensions, rules
+from feecenter.settlement import extensions, monthly_freeze, rules
 from feecenter.settlement.model import ProductCharge, RatedLine, RunContext
 from feecenter.settlement.tables import bill_lines
 
@@ -73,13 +74,16 @@ def post_lines(conn: Connection, clock: Clock, run: RunContext, lines: list[Rate
     for charge in charges:
         if not 0 <= charge.voucher <= charge.total:
             raise ValueError(f"a coupon paid {charge.voucher} fen of {charge.total}")
-    owing = [charge for charge in charges if charge.due > 0]
+    frozen = monthly_freeze.to_freeze(conn, run, charges)  # FRZ-5: frozen, not deducted
+    held = {id(charge) for charge in frozen}
+    owing = [charge for charge in charges if charge.due > 0 and id(charge) not in held]
     results = bulk.spend_postpaid(conn, clock, locked,
                                   [_request(run, charge) for charge in owing])
     bulk.record_coupon_paid(conn, clock, locked, [
         (charge.voucher_txn, _request(run, charge)) for charge in charges
         if charge.due == 0 < charge.total])
     paid = {id(charge): result for charge, result in zip(owing, results)}
+    paid.update(monthly_freeze.freeze_charges(conn, clock, run, frozen, locked))
     posted = Posted()
     rows: list[tuple] = []
     stamp = Stamp(conn, run.period, clock.now())

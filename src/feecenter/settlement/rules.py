@@ -13,6 +13,7 @@ positive means the customer paid more than the exact amount.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import NamedTuple
 
 from feecenter.money import RATE_PER_FEN, round_rated_to_fen, split_proportionally
@@ -97,3 +98,14 @@ def statistic_month(deducted_month: str, usage_month: str, switched_in: str | No
     if switched_in is None or deducted_month < switched_in:
         return deducted_month
     return max(usage_month, switched_in)
+
+
+def monthly_freeze_due(today: date, day: int) -> str:
+    """FRZ-5: the latest month (YYYY-MM) whose monthly freezes are due by business date
+    ``today`` when they are settled on ``day`` (1-28) of the next month: last month
+    from that day on, the month before it until then."""
+    if not (isinstance(day, int) and not isinstance(day, bool) and 1 <= day <= 28):
+        raise ValueError(f"a monthly settlement day is 1-28, not {day!r}")
+    back = 1 if today.day >= day else 2
+    index = today.year * 12 + today.month - 1 - back
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"

@@ -96,3 +96,43 @@ statistic_period_switches = Table(
     Column("request_note", Text, nullable=True),  # an operator's: the customer's request
     UniqueConstraint("uin", name="uq_statistic_period_switches_uin"),
 )
+
+# FRZ-5, monthly freeze settlement (settlement/monthly_freeze.py): one row per charge
+# (a cycle's, or a late adjustment's) of a monthly-freeze product, whose cost was frozen
+# (hold) instead of deducted, what the balances could not cover being the shortfall;
+# and one per correction down (SET-9), a negative cost, nothing frozen. The month's
+# rows are released and their cost deducted on the settlement day of the next month.
+monthly_freezes = Table(
+    "monthly_freezes", metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("uin", BigInteger, nullable=False),
+    Column("product_code", String(40), nullable=False),
+    Column("month", String(7), nullable=False),  # YYYY-MM of the period, business time
+    Column("cycle", String(10), nullable=False),  # hour | day | month
+    Column("period_key", String(20), nullable=False),
+    Column("kind", String(12), nullable=False),  # charge | adjustment | correction
+    Column("charge_key", String(200), nullable=False),  # the settlement transaction's key
+    # fen the charge came to (after coupons); a correction: minus what it lowered
+    Column("cost", BigInteger, nullable=False),
+    Column("frozen", BigInteger, nullable=False),  # fen frozen (gift, then cash)
+    Column("shortfall", BigInteger, nullable=False),  # cost - frozen: the balances were short
+    Column("hold_id", BigInteger, nullable=True),  # the freeze; None when nothing was frozen
+    Column("created_at", DateTime, nullable=False),
+    UniqueConstraint("charge_key", name="uq_monthly_freezes_charge_key"),
+    Index("ix_monthly_freezes_month", "month", "uin"),
+)
+
+# FRZ-5: one row per (account, product, month) settled: its freezes released and its
+# cost deducted, written in the same transaction (a rerun skips it).
+monthly_freeze_settlements = Table(
+    "monthly_freeze_settlements", metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("uin", BigInteger, nullable=False),
+    Column("product_code", String(40), nullable=False),
+    Column("month", String(7), nullable=False),
+    Column("cost", BigInteger, nullable=False),  # fen deducted: the month's actual cost
+    Column("released", BigInteger, nullable=False),  # fen of freezes released
+    Column("txn_id", BigInteger, nullable=True),  # the deduction's; None: the cost was 0
+    Column("settled_at", DateTime, nullable=False),
+    UniqueConstraint("uin", "product_code", "month", name="uq_monthly_freeze_settlements_once"),
+)
