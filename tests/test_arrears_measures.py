@@ -299,3 +299,47 @@ def test_the_measures_taken_are_listed_newest_first(rt):
     assert [m["measure"] for m in mine] == ["offline", "damages"] == [
         m["measure"] for m in every]
     assert mine[0]["reason"] == "停服" and mine[0]["operator"] == OPS.label
+
+
+# ---------------------------------------------------------------- REST
+
+@pytest.mark.spec("ARR-6")
+def test_rest_operator_endpoints_take_measures_and_refuse_customers_and_bad_input(rest_shop):
+    ops, customer, uin = rest_shop.operator.send, rest_shop.customer.send, rest_shop.uin
+    base = f"/api/v1/ops/accounts/{uin}/arrears-measures"
+    before = row_counts(rest_shop.rt, *WRITES)
+    refusals = [
+        (customer, "damages", {"amount": "1.00", "reason": "x", "idempotency_key": "d1"}, 403,
+         None),
+        (ops, "damages", {"amount": "0", "reason": "x", "idempotency_key": "d1"}, 400, "amount"),
+        (ops, "damages", {"amount": "-5.00", "reason": "x", "idempotency_key": "d1"}, 400,
+         "amount"),
+        (ops, "damages", {"amount": "1.00", "reason": "x"}, 400, "idempotency_key"),
+        (ops, "offline", {"reason": "x", "idempotency_key": "o1"}, 409, "uin"),
+        (ops, "set-off", {"idempotency_key": "s1"}, 409, "uin"),
+    ]
+    for send, measure, body, status, field in refusals:
+        response = send("POST", f"{base}/{measure}", body)
+        assert response.status_code == status, (measure, response.text)
+        error = response.json()["error"]
+        assert error.get("field") == field and error["message_zh"] and error["message_en"]
+    missing = ops("POST", "/api/v1/ops/accounts/999/arrears-measures/damages",
+                  {"amount": "1.00", "reason": "x", "idempotency_key": "d1"})
+    assert missing.status_code == 404 and missing.json()["error"]["field"] == "uin"
+    assert row_counts(rest_shop.rt, *WRITES) == before
+
+    body = {"amount": "100001.00", "reason": "违约 / breach", "idempotency_key": "d-1"}
+    made = ops("POST", f"{base}/damages", body)
+    assert made.status_code == 201, made.text
+    shown = made.json()
+    assert (shown["amount"], shown["cash"], shown["arrears"], shown["created"]) == (
+        "100001.00", "100000.00", "1.00", True)
+    again = ops("POST", f"{base}/damages", body).json()
+    assert again["id"] == shown["id"] and again["created"] is False
+    no_cash = ops("POST", f"{base}/set-off", {"idempotency_key": "s-1"})
+    assert no_cash.status_code == 409 and no_cash.json()["error"]["field"] == "cash"
+    listed = ops("GET", base).json()["items"]
+    assert [(m["measure"], m["amount"]) for m in listed] == [("damages", "100001.00")]
+    assert ops("GET", "/api/v1/ops/arrears-measures").json()["items"] == listed
+    assert customer("GET", base).status_code == 403
+    assert_reconciled(rest_shop.rt)
