@@ -4,6 +4,7 @@ each audited, notified, idempotent by its key, refused with the field named."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -25,6 +26,7 @@ from feecenter.notifications.tables import in_site_messages
 from feecenter.resources import postpaid
 from feecenter.resources import service as resources
 from feecenter.resources.tables import resource_stops
+from tests.test_console_ops import csrf_of, operator_client, world  # noqa: F401 - world: a fixture
 from tests.helpers import (OPS, add_cash, assert_reconciled, balance, buy, load_sample_catalog,
                            new_account, pay, row_counts)
 
@@ -343,3 +345,66 @@ def test_rest_operator_endpoints_take_measures_and_refuse_customers_and_bad_inpu
     assert ops("GET", "/api/v1/ops/arrears-measures").json()["items"] == listed
     assert customer("GET", base).status_code == 403
     assert_reconciled(rest_shop.rt)
+
+
+# ---------------------------------------------------------------- the operator console
+
+def measure_form(http, uin) -> dict:
+    page = http.get(f"/console/ops/accounts/{uin}/arrears-measures")
+    assert page.status_code == 200, page.text
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', page.text).group(1)
+    return {"idempotency_key": key, "csrf_token": csrf_of(page.text)}
+
+
+@pytest.mark.spec("ARR-6")
+def test_console_damages_are_confirmed_then_taken_once_and_listed(rt, world):  # noqa: F811
+    http = operator_client(rt)
+    http.cookies.set("fc_lang", "zh-CN", path="/console")
+    assert "欠费处置" in http.get("/console/ops/").text  # the menu
+    form = measure_form(http, world)
+    before = row_counts(rt, *WRITES)
+    review = http.get(f"/console/ops/accounts/{world}/arrears-measures/confirm", params={
+        "measure": "damages", "amount": "80.00", "reason": "违约",
+        "idempotency_key": form["idempotency_key"]})
+    assert review.status_code == 200 and "确认处置" in review.text and "¥80.00" in review.text
+    assert row_counts(rt, *WRITES) == before  # the confirmation writes nothing
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', review.text))
+    made = http.post(f"/console/ops/accounts/{world}/arrears-measures", data=fields)
+    assert made.status_code == 200 and "data-repeat" not in made.text, made.text
+    again = http.post(f"/console/ops/accounts/{world}/arrears-measures", data=fields)
+    assert again.status_code == 200 and "data-repeat" in again.text
+    view = balance(rt, world)
+    assert (view.cash, view.arrears) == (0, 30_00)  # 50.00 cash, 30.00 became arrears
+    assert len(entries(rt, world, "adj_deduct")) == 1
+    listed = http.get("/console/ops/arrears-measures", params={"uin": str(world)})
+    assert listed.status_code == 200 and 'data-measure="damages"' in listed.text
+    assert "收取违约金" in listed.text and "违约" in listed.text
+    assert 'data-measure="damages"' in http.get(
+        f"/console/ops/accounts/{world}/arrears-measures").text
+
+
+@pytest.mark.spec("ARR-6")
+def test_console_refuses_bad_measures_next_to_the_field_and_without_csrf(rt, world):  # noqa: F811
+    http = operator_client(rt)
+    form = measure_form(http, world)
+    before = row_counts(rt, *WRITES)
+    cases = [({"measure": "damages", "amount": "0", "reason": "x"}, "amount", 400),
+             ({"measure": "damages", "amount": "1.00", "reason": " "}, "reason", 400),
+             ({"measure": "nuke", "reason": "x"}, "measure", 400),
+             ({"measure": "offline", "reason": "x"}, "uin", 409),  # not in arrears
+             ({"measure": "set_off"}, "uin", 409)]
+    for change, field, status in cases:
+        fields = {"idempotency_key": form["idempotency_key"], **change}
+        posted = http.post(f"/console/ops/accounts/{world}/arrears-measures",
+                           data={**fields, "csrf_token": form["csrf_token"]})
+        assert posted.status_code == status, (change, posted.text)
+        assert f'data-error-field="{field}"' in posted.text, change
+    assert http.get(f"/console/ops/accounts/{world}/arrears-measures/confirm", params={
+        "measure": "damages", "amount": "abc", "reason": "x",
+        "idempotency_key": form["idempotency_key"]}).status_code == 400
+    refused = http.post(f"/console/ops/accounts/{world}/arrears-measures", data={
+        "measure": "damages", "amount": "1.00", "reason": "x",
+        "idempotency_key": form["idempotency_key"], "csrf_token": "stale"})
+    assert refused.status_code == 403
+    assert http.get("/console/ops/accounts/999/arrears-measures").status_code == 404
+    assert row_counts(rt, *WRITES) == before
