@@ -26,7 +26,7 @@ from feecenter.notifications.tables import in_site_messages
 from feecenter.resources import postpaid
 from feecenter.resources import service as resources
 from feecenter.resources.tables import resource_stops
-from tests.test_console_ops import csrf_of, operator_client, world  # noqa: F401 - world: a fixture
+from tests.test_console_ops import csrf_of, customer_client, operator_client, world  # noqa: F401 - world: a fixture
 from tests.helpers import (OPS, add_cash, assert_reconciled, balance, buy, load_sample_catalog,
                            new_account, pay, row_counts)
 
@@ -381,6 +381,10 @@ def test_console_damages_are_confirmed_then_taken_once_and_listed(rt, world):  #
     assert "收取违约金" in listed.text and "违约" in listed.text
     assert 'data-measure="damages"' in http.get(
         f"/console/ops/accounts/{world}/arrears-measures").text
+    customer = customer_client(rt)  # the customer's 欠费 page shows it among the case's events
+    customer.cookies.set("fc_lang", "zh-CN", path="/console")
+    page = customer.get("/console/arrears")
+    assert 'data-event="measure_damages"' in page.text and "运营处置：已收取违约金" in page.text
 
 
 @pytest.mark.spec("ARR-6")
