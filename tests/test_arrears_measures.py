@@ -26,9 +26,13 @@ from feecenter.notifications.tables import in_site_messages
 from feecenter.resources import postpaid
 from feecenter.resources import service as resources
 from feecenter.resources.tables import resource_stops
-from tests.test_console_ops import csrf_of, customer_client, operator_client, world  # noqa: F401 - world: a fixture
+from feecenter.withdrawals import service as withdrawals
+from tests import helpers
 from tests.helpers import (OPS, add_cash, assert_reconciled, balance, buy, load_sample_catalog,
-                           new_account, pay, row_counts)
+                           new_account, row_counts)
+from tests.test_console_ops import csrf_of, customer_client, operator_client, world  # noqa: F401 - world: a fixture
+from tests.test_recharges import pay, sandbox  # noqa: F401 - fixtures
+from tests.test_withdrawal_payouts import Money
 
 WRITES = (account_events, audit_log, ledger_transactions, statement_entries, in_site_messages,
           resource_stops)
@@ -41,7 +45,7 @@ def owing_with_resources(rt):
     uin = new_account(rt, "owing-co")
     add_cash(rt, uin, 2_000_00)
     order_ids = buy(rt, uin)
-    pay(rt, uin, order_ids)
+    helpers.pay(rt, uin, order_ids)
     ids = {}
     with transaction(rt.engine) as conn:
         ids["prepaid"] = resources.list_resources(conn, SYSTEM, uin)[0]["id"]
@@ -412,3 +416,28 @@ def test_console_refuses_bad_measures_next_to_the_field_and_without_csrf(rt, wor
     assert refused.status_code == 403
     assert http.get("/console/ops/accounts/999/arrears-measures").status_code == 404
     assert row_counts(rt, *WRITES) == before
+
+
+# ---------------------------------------------------------------- set-off of payouts due
+
+@pytest.mark.spec("ARR-6", "ARR-4", "WDR-5")
+def test_set_off_returns_failed_withdrawals_to_cash_which_repays_the_arrears(pay):  # noqa: F811
+    money = Money(pay)
+    done = money.failed(40_00)  # a payout due: the withdrawal failed, its 40.00 held
+    rt, uin = money.rt, money.uin
+    overdraw(rt, uin, 30_00)
+    with rt.engine.connect() as conn:
+        assert withdrawals.owed(conn, uin) == 40_00
+    made = run(rt, measures.set_off, uin, key="so-wdr")
+    assert (made["withdrawals"], made["returned"], made["arrears"], made["owed_after"]) == (
+        [done["id"]], 40_00, 30_00, 0)
+    view = balance(rt, uin)
+    assert (view.cash, view.arrears) == (10_00, 0)
+    with rt.engine.connect() as conn:
+        assert withdrawals.owed(conn, uin) == 0
+        assert withdrawals.get(conn, SYSTEM, done["id"])["state"] == "returned"
+    assert money.entries()[-2:] == [("cash", 40_00), ("repayment", -30_00)]  # 提现退回, ARR-4
+    assert len(audited(rt, "withdrawal.return_to_cash")) == 1
+    again = run(rt, measures.set_off, uin, key="so-wdr")
+    assert not again["created"] and again["returned"] == 40_00
+    assert_reconciled(rt)

@@ -59,7 +59,7 @@ def outlook(uin: Uin, rt: Rt, actor: Caller) -> dict:
 # ---------------------------------------------------------------- operators' measures (ARR-6)
 
 MEASURES = "/ops/accounts/{uin}/arrears-measures"
-_MONEY = ("amount", "cash", "arrears", "owed_after", "advances", "refund")
+_MONEY = ("amount", "cash", "arrears", "owed_after", "advances", "refund", "returned")
 Limit = Annotated[int, Digits, Query(ge=1, le=measures.MAX_LIST)]
 
 

@@ -35,6 +35,8 @@ from feecenter.money import MAX_AMOUNT_FEN, format_yuan
 from feecenter.notifications.service import notify
 from feecenter.resources import service as resources
 from feecenter.usage import service as usage
+from feecenter.withdrawals import payouts, settling
+from feecenter.withdrawals import service as withdrawals
 
 _E = account_events.c
 # measure -> (event kind, notification template, audit action)
@@ -120,32 +122,72 @@ def charge_damages(conn: Connection, clock: Clock, operator: Actor, uin: int, *,
 
 def set_off(conn: Connection, clock: Clock, operator: Actor, uin: int, *, key: str) -> dict:
     """Set what the account owes (arrears, then unrepaid advances: ARR-4) off against
-    money the platform owes it: the cash it holds while owing, e.g. a refund or a
-    released freeze credited while in arrears (``funds.set_off_arrears``). Payouts
-    due on failed withdrawals are not set off here yet (docs/arrears.md)."""
+    money the platform owes it: first its payouts due — each failed withdrawal is
+    returned to cash (``withdrawals.payouts.return_to_cash``: incoming money, so it
+    repays arrears and advances first) —, then the cash it holds while owing, e.g. a
+    refund or a released freeze credited while in arrears (``funds.set_off_arrears``).
+    Refused (field ``uin``) when the account owes nothing."""
+    failed: list[int] = []
 
     def act(now, stored: str) -> tuple[dict, dict]:
-        done = funds.set_off_arrears(conn, clock, uin, key=f"setoff:{stored}")
-        owed = _owed(conn, clock, operator, uin, required=False)
-        total = done["arrears"] + done["advances"]
-        result = {"amount": total, "arrears": done["arrears"], "advances": done["advances"],
-                  "owed_after": owed, "txn_ids": done["txn_ids"]}
-        return result, {"amount": format_yuan(total), "repaid": format_yuan(done["arrears"]),
-                        "advances": format_yuan(done["advances"]), "arrears": format_yuan(owed)}
+        before = funds.balance_view(conn, clock, operator, uin)
+        if before.arrears + before.advances <= 0:
+            raise Conflict(f"账号 {uin} 没有欠费或未回款的垫付，无可抵扣",
+                           f"account {uin} owes no arrears or advances: nothing to set off",
+                           field="uin", state="normal")
+        returned = sum(payouts.return_to_cash(conn, clock, operator, withdrawal_id,
+                                              reason=SET_OFF_REASON)["returned"]
+                       for withdrawal_id in failed)
+        txn_ids = _set_off_cash(conn, clock, uin, f"setoff:{stored}", returned > 0)
+        after = funds.balance_view(conn, clock, operator, uin)
+        repaid, advances = before.arrears - after.arrears, before.advances - after.advances
+        result = {"amount": repaid + advances, "arrears": repaid, "advances": advances,
+                  "withdrawals": failed, "returned": returned, "owed_after": after.arrears,
+                  "txn_ids": txn_ids}
+        return result, {"amount": format_yuan(repaid + advances), "repaid": format_yuan(repaid),
+                        "advances": format_yuan(advances), "arrears": format_yuan(after.arrears)}
 
-    return _measure(conn, clock, operator, uin, "set_off", {}, key, act)
+    return _measure(conn, clock, operator, uin, "set_off", {}, key, act,
+                    before=lambda: failed.extend(_lock_failed_withdrawals(conn, uin)))
+
+
+SET_OFF_REASON = "欠费抵扣：退回现金以偿还欠款 / set off against arrears (ARR-6)"
+
+
+def _lock_failed_withdrawals(conn: Connection, uin: int) -> list[int]:
+    """The account's failed withdrawals (payouts due, held: WDR-5), locked in id order
+    before the balances — the withdrawals' own order (``return_to_cash`` locks the
+    withdrawal, then moves money through the balances); those still failed once locked."""
+    ids = [w["id"] for w in withdrawals.in_progress(conn, uin) if w["state"] == "failed"]
+    return [w["id"] for w in (settling.lock_withdrawal(conn, i) for i in ids)
+            if w["state"] == "failed"]
+
+
+def _set_off_cash(conn: Connection, clock: Clock, uin: int, key: str,
+                  returned_some: bool) -> list[int]:
+    """The cash part of a set-off; its refusal (nothing owed or no cash left) stands
+    only when no withdrawal was returned either (nothing is written before it)."""
+    try:
+        return funds.set_off_arrears(conn, clock, uin, key=key)["txn_ids"]
+    except Conflict:
+        if not returned_some:
+            raise
+        return []
 
 
 # ---------------------------------------------------------------- the common path
 
 def _measure(conn: Connection, clock: Clock, operator: Actor, uin: int, measure: str,
-             request: dict, key: str, act: Callable) -> dict:
+             request: dict, key: str, act: Callable, *, before: Callable | None = None) -> dict:
     """Claim the key, act, then record the event, the audit entry and the notice.
 
     A repeat of the key returns the first result (``created`` False) and writes
-    nothing; the key used for another measure or other input: IdempotencyConflict."""
+    nothing; the key used for another measure or other input: IdempotencyConflict.
+    ``before``: locks taken ahead of the balances (their owners' order)."""
     require_operator(operator)
     stored = account_key(uin, key)
+    if before is not None:
+        before()
     funds.lock_balances(conn, uin)  # NotFound (uin) for an unknown account; serializes
     step_key = "measure:" + hashlib.sha256(stored.encode()).hexdigest()[:48]
     request = {"measure": measure, **request}
