@@ -2,7 +2,8 @@
 
 8 real threads take the same measure at once: liquidated damages with one key are
 charged once (the others get the first result back), set-offs with eight keys repay
-once (the others find nothing left to set off), and taking the services offline
+once (the others find nothing left to set off) — a failed withdrawal among them
+returned to cash once —, and taking the services offline
 stops each resource once. Each measure locks the account's balance rows first, so
 the winner commits before a loser reads the key or the balances. SQLite serialises
 writers, so this runs on PostgreSQL only.
@@ -24,6 +25,8 @@ from feecenter.notifications.tables import in_site_messages
 from feecenter.resources.tables import resource_stops
 from tests.helpers import OPS, add_cash, assert_reconciled, balance, new_account, run_threads
 from tests.test_arrears_measures import owing_with_resources, overdraw
+from tests.test_recharges import pay, sandbox  # noqa: F401 - fixtures
+from tests.test_withdrawal_payouts import Money
 
 pytestmark = pytest.mark.postgres_only
 
@@ -103,4 +106,22 @@ def test_eight_take_offline_stop_each_resource_once(rt):
     assert len(won) == 1 and sorted(won[0]["resources"]) == sorted(ids.values())
     assert count(rt, resource_stops, resource_stops.c.uin == uin) == len(ids)
     assert count(rt, account_events, account_events.c.kind == "measure_offline") == 1
+    assert_reconciled(rt)
+
+
+@pytest.mark.spec("ARR-6", "WDR-5")
+def test_eight_set_offs_return_a_failed_withdrawal_once(pay):  # noqa: F811
+    money = Money(pay)
+    done = money.failed(40_00)
+    rt, uin = money.rt, money.uin
+    overdraw(rt, uin, 30_00)
+    results, errors = race(rt, measures.set_off, uin=uin, key=lambda i: f"wdr-set-off-{i}")
+    assert errors == []
+    won = [r for r in results if isinstance(r, dict)]
+    assert len(won) == 1 and won[0]["withdrawals"] == [done["id"]]
+    assert all(r.field == "uin" for r in results if isinstance(r, Conflict))
+    view = balance(rt, uin)
+    assert (view.cash, view.arrears) == (10_00, 0)
+    assert money.entries()[-2:] == [("cash", 40_00), ("repayment", -30_00)]
+    assert count(rt, audit_log, audit_log.c.action == "withdrawal.return_to_cash") == 1
     assert_reconciled(rt)
