@@ -7,10 +7,11 @@ lifecycle (``arrears.tables.account_events``, kinds ``measure_*``) whose unique
 ``step_key`` is made from the request's idempotency key — the claim that makes a
 repeat (even a concurrent one) return the first result — plus an audit entry and a
 notice to the account. Money moves through ``funds`` (``charge_damages``,
-``set_off_arrears``), resources through ``resources`` (``stop_all``,
-``release_all``). Every measure runs in the caller's unit of work and locks the
-account's balance rows first (the claim order, docs/architecture.md), then the
-arrears case, then the resources. docs/arrears.md, "Operators' measures".
+``set_off_arrears``) and, for payouts due, ``withdrawals.payouts.return_to_cash``;
+resources through ``resources`` (``stop_all``, ``release_all``). Every measure runs
+in the caller's unit of work and locks the account's balance rows first (the claim
+order, docs/architecture.md; a set-off its failed withdrawals before them), then
+the arrears case, then the resources. docs/arrears.md, "Operators' measures".
 """
 
 from __future__ import annotations

@@ -44,8 +44,8 @@ EFFECTS = {"offline": N_("Every running resource, prepaid and postpaid, is stopp
                          "is deleted for good. Prepaid resources get no refund."),
            "damages": N_("The amount is taken from cash; what cash does not cover becomes "
                          "arrears."),
-           "set_off": N_("The cash the account holds repays its arrears, then its unrepaid "
-                         "advances.")}
+           "set_off": N_("Failed withdrawals are returned to cash, then the cash the account "
+                         "holds repays its arrears, then its unrepaid advances.")}
 LIST_SIZE = 100
 
 
