@@ -119,6 +119,11 @@ def test_every_page_passes_axe_and_labels_its_fields(live_server, browser_page, 
                        ("ops-adjust", f"/console/ops/accounts/{uin}/adjust?sub_account=cash"
                                       "&amount=100.00&reason=a11y&idempotency_key=a11y-1"),
                        ("ops-arrears", "/console/ops/arrears"), ("ops-jobs", "/console/ops/jobs"),
+                       ("ops-arrears-measures", f"/console/ops/arrears-measures?uin={uin}"),
+                       ("ops-account-measures", f"/console/ops/accounts/{uin}/arrears-measures"),
+                       ("ops-measure-confirm", f"/console/ops/accounts/{uin}/arrears-measures/"
+                                               "confirm?measure=damages&amount=1.00&reason=a11y"
+                                               "&idempotency_key=a11y-2"),
                        ("ops-reconcile", "/console/ops/reconcile"),
                        ("ops-audit", "/console/ops/audit"), ("ops-catalog", "/console/ops/catalog"),
                        ("ops-product", "/console/ops/catalog/cvm"),

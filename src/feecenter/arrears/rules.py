@@ -16,6 +16,10 @@ STOPPED = "stopped"
 DESTROY_WARNING = "destroy_warning"
 DESTROYED = "destroyed"
 RESOURCE_STEPS = (STOP_WARNING, STOPPED, DESTROY_WARNING, DESTROYED)
+# ARR-6: the stop reasons of the operators' measures (resources.resource_stops.reason);
+# a case closing restarts what MEASURE_STOP stopped, as it restarts its own stops
+MEASURE_STOP = "arrears_measure"
+MEASURE_RECLAIM = "arrears_reclaim"
 
 
 @dataclass(frozen=True)

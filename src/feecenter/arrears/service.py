@@ -253,12 +253,31 @@ def _apply(conn: Connection, clock: Clock, r: dict, kind: str, facts) -> None:
     elif kind == rules.DESTROYED:
         values: dict = {"state": "recycled", "released_at": now}
         if r.get("freeze_hold_id"):
-            # as release_postpaid does: at once, at the next settlement boundary, or on
-            # the monthly settlement day (FRZ-5); resources.release_due_freezes releases it.
-            release_at = now if facts is None else postpaid.freeze_release_after(facts, now)
-            values["freeze_release_at"] = db_time(release_at)
+            values["freeze_release_at"] = db_time(freeze_release_time(facts, now))
         resources.end_stop(conn, r["id"], now, **values)
         r["state"] = "recycled"
+
+
+def freeze_release_time(facts, now: datetime) -> datetime:
+    """When a destroyed postpaid resource's freeze is released (FRZ-3), as
+    release_postpaid does: at once, at the next settlement boundary, or on the monthly
+    settlement day for a monthly-freeze product (FRZ-5); ``resources.release_due_freezes``
+    (hourly) releases it then; ``facts`` None (the product left the catalog): at once."""
+    return now if facts is None else postpaid.freeze_release_after(facts, now)
+
+
+def ensure_open_case(conn: Connection, clock: Clock, uin: int) -> dict | None:
+    """The account's open arrears case (locked on PostgreSQL), opened now with its
+    dunning notice if the account is in arrears and the hourly job has not opened it
+    yet (ARR-6 measures belong to a case); None when the account owes nothing."""
+    case = _open_case(conn, uin)
+    if case is not None:
+        return case
+    found = conn.execute(select(ledger_accounts.c.id, ledger_accounts.c.balance).where(
+        ledger_accounts.c.uin == uin, ledger_accounts.c.kind == "arrears")).first()
+    if found is None or found.balance >= 0:
+        return None
+    return _start_case(conn, clock, uin, found.id, -found.balance) or _open_case(conn, uin)
 
 
 def _repaid_amount(conn: Connection, uin: int, since) -> int:
@@ -283,6 +302,10 @@ def _close_case(conn: Connection, clock: Clock, case: dict) -> int:
                                       resources_table.c.uin == uin,
                                       resources_table.c.state == "stopped")
         .order_by(resources_table.c.id)).mappings()] if stopped_ids else []
+    # and what an operator's measure took offline (ARR-6): the arrears are paid
+    known = {r["id"] for r in restart}
+    restart += [r for r in resources.stopped_for(conn, uin, rules.MEASURE_STOP)
+                if r["id"] not in known]
     key = f"arrears:{case_id}:restored"
     amount = _repaid_amount(conn, uin, case["started_at"]) or case["arrears_at_open"]
     now = clock.now()

@@ -30,6 +30,11 @@ EVENT_LABELS = {
     "destroyed": N_("Resource destroyed (released with its data)"),
     "restarted": N_("Resource restarted"),
     "restored": N_("Arrears repaid: service restored"),
+    # ARR-6: the operators' measures (arrears.measures)
+    "measure_offline": N_("Operator's measure: all services taken offline"),
+    "measure_reclaim": N_("Operator's measure: all resources reclaimed, data deleted"),
+    "measure_damages": N_("Operator's measure: liquidated damages charged"),
+    "measure_set_off": N_("Operator's measure: arrears set off against cash"),
 }
 CASE_STATES = {"open": N_("Open"), "closed": N_("Closed")}
 NEXT_STEPS = {"stopped": N_("Protection period: keeps running and being charged; "

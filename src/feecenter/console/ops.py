@@ -34,6 +34,7 @@ LOGIN_CSRF_COOKIE = "fc_ops_login_csrf"
 OPS_MENU = (
     MenuItem("accounts", N_("Accounts"), OPS + "/"),
     MenuItem("arrears", N_("Arrears cases"), OPS + "/arrears"),
+    MenuItem("arrears_measures", N_("Arrears measures"), OPS + "/arrears-measures"),
     MenuItem("jobs", N_("Jobs"), OPS + "/jobs"),
     MenuItem("reconcile", N_("Reconciliation"), OPS + "/reconcile"),
     MenuItem("audit", N_("Audit log"), OPS + "/audit"),
@@ -167,6 +168,7 @@ def install(app: FastAPI) -> None:
     catch-all 404 route)."""
     from feecenter.console import (
         ops_accounts,
+        ops_arrears_measures,
         ops_invoices,
         ops_platform,
         ops_recharges,
@@ -176,6 +178,7 @@ def install(app: FastAPI) -> None:
 
     app.include_router(router)
     app.include_router(ops_accounts.router)
+    app.include_router(ops_arrears_measures.router)
     app.include_router(ops_platform.router)
     app.include_router(ops_recharges.router)
     app.include_router(ops_remittances.router)

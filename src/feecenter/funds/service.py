@@ -21,7 +21,7 @@ from feecenter.audit.service import record_audit
 from feecenter.clock import Clock, db_time, from_db_time
 from feecenter.db import sending
 from feecenter.db.precompiled import Precompiled, time_reader
-from feecenter.errors import AccountInArrears, invalid, not_found
+from feecenter.errors import AccountInArrears, Conflict, IdempotencyConflict, invalid, not_found
 from feecenter.funds import rules
 from feecenter.funds.tables import credit_lines, statement_entries
 from feecenter.ledger import service as ledger
@@ -828,6 +828,93 @@ def _adjust_simple(conn, clock, uin, sub_account, amount, reason, key, request, 
     parts = {"cash": amount} if sub_account == "cash" else {"gift": amount}
     entry = _record(conn, clock, uin, result.txn_id, action, amount, memo=reason, **parts)
     return Movement(result.txn_id, True, (entry,))
+
+
+# ---------------------------------------------------------------- arrears measures (ARR-6)
+
+DAMAGES_ACCOUNT = "liquidated_damages"
+
+
+def charge_damages(conn: Connection, clock: Clock, uin: int, amount: int, *, key: str,
+                   memo: str) -> dict:
+    """Liquidated damages (违约金, ARR-6) as an adjustment: taken from cash, the rest
+    becoming arrears, paid to the platform account ``liquidated_damages``: one
+    ``adj_deduct`` transaction and its 收支明细 entry (gift, frozen money and credit
+    are not touched). Idempotent by ``key``. Returns {"txn_id", "created", "entry_id",
+    "cash", "arrears"}: what cash paid and what became arrears."""
+    if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount <= MAX_AMOUNT_FEN:
+        raise invalid("amount", "违约金金额必须为正数", "the liquidated damages must be a positive amount")
+    request = {"op": "damages", "uin": uin, "amount": amount, "memo": memo}
+    ids, bal = _balances(conn, uin, lock=True)  # lock first: see _replayed
+    if (earlier := _replayed(conn, key, request)) is not None:
+        return _charged(conn, earlier.txn_id, created=False)
+    from_cash = min(amount, max(bal["cash"], 0))
+    counterpart = platform_account(conn, clock, DAMAGES_ACCOUNT)
+    result = _transfer(conn, clock, key, request, "adj_deduct", uin,
+                       [(ids["cash"], -from_cash), (ids["arrears"], -(amount - from_cash)),
+                        (counterpart, amount)], memo=memo)
+    _record(conn, clock, uin, result.txn_id, "adj_deduct", -amount, cash=-from_cash, memo=memo)
+    return _charged(conn, result.txn_id, created=True)
+
+
+def _charged(conn: Connection, txn_id: int, *, created: bool) -> dict:
+    s = statement_entries.c
+    entry = conn.execute(select(s.id, s.amount, s.cash_amount).where(s.txn_id == txn_id)).one()
+    return {"txn_id": txn_id, "created": created, "entry_id": entry.id,
+            "cash": -entry.cash_amount, "arrears": entry.cash_amount - entry.amount}
+
+
+_SET_OFF = (("arrears", "repayment"), ("advance", "repay"))
+
+
+def set_off_arrears(conn: Connection, clock: Clock, uin: int, *, key: str) -> dict:
+    """ARR-6 set-off: cash the account holds while it owes (a refund or a released freeze
+    credited while in arrears) repays what it owes as incoming money would (ARR-4):
+    arrears, then unrepaid advances; a ``repayment`` and a ``repay`` transaction with
+    their 收支明细 entries, keys ``{key}:arrears`` and ``{key}:advance``. Idempotent
+    by ``key``: a repeat returns what the first did (``created`` False), however the
+    balances moved since. Refused (Conflict) when the account owes nothing (field
+    ``uin``) or holds no cash (field ``cash``). Returns {"arrears", "advances",
+    "txn_ids", "entry_ids", "created"}."""
+    ids, bal = _balances(conn, uin, lock=True)  # lock first: see _replayed
+    keys = {f"{key}:{sub}": sub for sub, _ in _SET_OFF}
+    t = ledger_transactions.c
+    done = conn.execute(select(t.id, t.uin, t.idempotency_key).where(
+        t.idempotency_key.in_(list(keys))).order_by(t.id)).all()
+    if done:
+        if any(row.uin != uin for row in done):
+            raise IdempotencyConflict("幂等键已用于其他账号", "idempotency key already used "
+                                      "for another account", field="idempotency_key")
+        return _set_off_result(conn, [row.id for row in done], created=False)
+    owed = -bal["arrears"] - bal["advance"]
+    if owed <= 0:
+        raise Conflict(f"账号 {uin} 没有欠费或未回款的垫付，无可抵扣",
+                       f"account {uin} owes no arrears or advances: nothing to set off",
+                       field="uin", state="normal")
+    if bal["cash"] <= 0:
+        raise Conflict(f"账号 {uin} 没有可用于抵扣的现金余额",
+                       f"account {uin} holds no cash to set off against what it owes",
+                       field="cash")
+    plan = rules.plan_incoming(bal["cash"], arrears=-bal["arrears"], advances=-bal["advance"])
+    memo = "欠费抵扣 / arrears set off"
+    txn_ids = []
+    for (sub, action), part in zip(_SET_OFF, (plan.to_arrears, plan.to_advances)):
+        if part:
+            request = {"op": "set_off", "uin": uin, "sub": sub, "amount": part}
+            result = _transfer(conn, clock, f"{key}:{sub}", request, action, uin,
+                               [(ids["cash"], -part), (ids[sub], part)], memo=memo)
+            _record(conn, clock, uin, result.txn_id, action, -part, cash=-part, memo=memo)
+            txn_ids.append(result.txn_id)
+    return _set_off_result(conn, txn_ids, created=True)
+
+
+def _set_off_result(conn: Connection, txn_ids: list[int], *, created: bool) -> dict:
+    s = statement_entries.c
+    rows = conn.execute(select(s.id, s.action_type, s.amount).where(s.txn_id.in_(txn_ids))
+                        .order_by(s.id)).all()
+    parts = {action: -row.amount for row in rows for action in [row.action_type]}
+    return {"arrears": parts.get("repayment", 0), "advances": parts.get("repay", 0),
+            "txn_ids": list(txn_ids), "entry_ids": [row.id for row in rows], "created": created}
 
 
 def grant_credit(conn: Connection, clock: Clock, actor: Actor, uin: int, *, credit_limit: int,

@@ -27,6 +27,10 @@ RECIPIENTS: dict[str, tuple[str, ...]] = {
     "resources_destroy_warning": _MONEY,  # ARR-3: a warning before destruction
     "resources_destroyed": _MONEY,
     "arrears_repaid_restored": _MONEY,
+    "arrears_measure_offline": _MONEY,    # ARR-6: the operators' measures, each notified
+    "arrears_measure_reclaim": _MONEY,
+    "arrears_measure_damages": _MONEY,
+    "arrears_measure_set_off": _MONEY,
     "balance_low": _MONEY,                # the balance: ACC-2, finance only
     "remittance_pending": _MONEY,         # RMT-4: the owner (and finance) told
     "remittance_review_failed": _MONEY,   # RMT-5

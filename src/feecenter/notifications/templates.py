@@ -175,6 +175,89 @@ TEMPLATES: dict[str, dict[str, Template]] = {
                   "Thank you." + _SIGN_EN),
             sms="Account {uin}: arrears of CNY {amount} paid; stopped resources restored."),
     },
+    # ARR-6: the operators' arrears measures, each notified to the account
+    "arrears_measure_offline": {
+        "zh-CN": Template(
+            subject="【欠费处置】您的账号 {uin} 因欠费，全部服务已停止",
+            body=("尊敬的 {account_name}：\n\n"
+                  "由于您的账号（UIN：{uin}）欠费 {amount} 元，平台已于 {at} 停止该账号的全部服务"
+                  "（包年包月与按量计费资源），停服期间不计费，配置与数据暂时保留：\n{resources}\n\n"
+                  "原因：{reason}\n"
+                  "结清欠款后资源将自动恢复服务；按量计费资源仍按其欠费策略的隔离期处理。\n\n"
+                  + _HOW_TO_PAY_ZH + _SIGN_ZH),
+            sms="您的账号{uin}欠费{amount}元，平台已停止该账号全部服务，结清欠款后自动恢复。"),
+        "en": Template(
+            subject="[Arrears measure] Account {uin}: all services taken offline for arrears",
+            body=("Dear {account_name},\n\n"
+                  "Because your account (UIN {uin}) owes CNY {amount}, the platform took all of "
+                  "its services offline at {at} (Beijing time), prepaid and pay-as-you-go; "
+                  "nothing is charged while they are stopped, and their configuration and data "
+                  "are kept for now:\n{resources}\n\n"
+                  "Reason: {reason}\n"
+                  "Paying the arrears restarts them automatically; pay-as-you-go resources "
+                  "still follow their arrears policy's isolation period.\n\n"
+                  + _HOW_TO_PAY_EN + _SIGN_EN),
+            sms="Account {uin} owes CNY {amount}: all its services were taken offline. Paying "
+                "restores them."),
+    },
+    "arrears_measure_reclaim": {
+        "zh-CN": Template(
+            subject="【欠费处置】您的账号 {uin} 因欠费，全部资源已被回收",
+            body=("尊敬的 {account_name}：\n\n"
+                  "由于您的账号（UIN：{uin}）欠费 {amount} 元，平台已于 {at} 回收该账号的全部资源，"
+                  "资源及其数据已被永久删除，不进入回收站，且无法恢复；包年包月资源的剩余时长不予退费：\n"
+                  "{resources}\n\n"
+                  "原因：{reason}\n"
+                  "欠款仍需结清。\n" + _HOW_TO_PAY_ZH + _SIGN_ZH),
+            sms="您的账号{uin}欠费{amount}元，平台已回收全部资源，数据已删除，请尽快结清欠款。"),
+        "en": Template(
+            subject="[Arrears measure] Account {uin}: all resources reclaimed for arrears",
+            body=("Dear {account_name},\n\n"
+                  "Because your account (UIN {uin}) owes CNY {amount}, the platform reclaimed all "
+                  "of its resources at {at} (Beijing time): they and their data were deleted for "
+                  "good, without the recycle bin, and cannot be recovered; the unused time of "
+                  "prepaid resources is not refunded:\n{resources}\n\n"
+                  "Reason: {reason}\n"
+                  "The arrears are still owed.\n" + _HOW_TO_PAY_EN + _SIGN_EN),
+            sms="Account {uin} owes CNY {amount}: all its resources were reclaimed and their "
+                "data deleted. Please pay."),
+    },
+    "arrears_measure_damages": {
+        "zh-CN": Template(
+            subject="【违约金】您的账号 {uin} 被收取违约金 {amount} 元",
+            body=("尊敬的 {account_name}：\n\n"
+                  "平台已于 {at} 向您的账号（UIN：{uin}）收取违约金 {amount} 元："
+                  "现金余额支付 {cash} 元，其余计入欠费。当前欠费金额为 {arrears} 元。\n\n"
+                  "原因：{reason}\n" + _HOW_TO_PAY_ZH + _SIGN_ZH),
+            sms="您的账号{uin}被收取违约金{amount}元，当前欠费{arrears}元，请登录控制台查看。"),
+        "en": Template(
+            subject="[Liquidated damages] Account {uin}: CNY {amount} charged",
+            body=("Dear {account_name},\n\n"
+                  "At {at} (Beijing time) the platform charged your account (UIN {uin}) "
+                  "liquidated damages of CNY {amount}: CNY {cash} from the cash balance, the "
+                  "rest as arrears. The amount owed is now CNY {arrears}.\n\n"
+                  "Reason: {reason}\n" + _HOW_TO_PAY_EN + _SIGN_EN),
+            sms="Account {uin}: liquidated damages of CNY {amount} charged; CNY {arrears} owed "
+                "now."),
+    },
+    "arrears_measure_set_off": {
+        "zh-CN": Template(
+            subject="【欠费抵扣】您的账号 {uin} 已用现金余额抵扣欠款 {amount} 元",
+            body=("尊敬的 {account_name}：\n\n"
+                  "平台已于 {at} 将您的账号（UIN：{uin}）中平台应付给您的款项（现金余额，"
+                  "如欠费期间的退款）{amount} 元用于抵扣欠款：偿还欠费 {repaid} 元，"
+                  "偿还垫付 {advances} 元。当前欠费金额为 {arrears} 元。" + _SIGN_ZH),
+            sms="您的账号{uin}已用现金余额抵扣欠款{amount}元，当前欠费{arrears}元。"),
+        "en": Template(
+            subject="[Arrears set off] Account {uin}: CNY {amount} set off against arrears",
+            body=("Dear {account_name},\n\n"
+                  "At {at} (Beijing time) the platform set CNY {amount} it owed your account "
+                  "(UIN {uin}) — its cash balance, such as a refund credited while in arrears — "
+                  "off against what the account owes: CNY {repaid} repaid arrears, CNY "
+                  "{advances} repaid advances. The amount owed is now CNY {arrears}." + _SIGN_EN),
+            sms="Account {uin}: CNY {amount} of its cash set off against arrears; CNY "
+                "{arrears} owed now."),
+    },
     "balance_low": {
         "zh-CN": Template(
             subject="【余额预警】您的账号 {uin} 可用余额低于 {threshold} 元",

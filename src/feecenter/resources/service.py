@@ -232,6 +232,59 @@ def release_many(conn: Connection, resource_ids: list[str], reason: str, at: dat
     return released
 
 
+def stop_all(conn: Connection, uin: int, reason: str, at: datetime) -> list[dict]:
+    """ARR-6: stop every running resource of the account (prepaid and postpaid) at ``at``
+    for ``reason``: one conditional UPDATE claims them (rows locked in id order on
+    PostgreSQL, waiting for a payment that holds one: the caller holds the account's
+    balances first, the claim order), then one INSERT of their stops. Returns the
+    stopped resources (id, name, product_code, region, pay_mode), in id order."""
+    r = resources.c
+    due = select(r.id).where(r.uin == uin, r.state == "running")
+    if conn.dialect.name == "postgresql":
+        due = due.order_by(r.id).with_for_update()
+    stopped = sorted((dict(row) for row in conn.execute(
+        update(resources).where(r.id.in_(due), r.state == "running").values(state="stopped")
+        .returning(r.id, r.name, r.product_code, r.region, r.pay_mode)).mappings()),
+        key=lambda row: row["id"])
+    if stopped:
+        conn.execute(insert(resource_stops), [
+            {"resource_id": row["id"], "uin": uin, "reason": reason, "stopped_at": db_time(at)}
+            for row in stopped])
+    return stopped
+
+
+def release_all(conn: Connection, uin: int, at: datetime) -> list[dict]:
+    """ARR-6: release (state recycled, ``released_at``) every resource of the account not
+    released yet, running or stopped for any reason (the recycle bin included), its
+    open stop ended at ``at``; claimed by one conditional UPDATE as ``stop_all``.
+    Returns the released resources (id, name, product_code, region, pay_mode,
+    freeze_hold_id), in id order."""
+    r, s = resources.c, resource_stops.c
+    due = select(r.id).where(r.uin == uin, r.state != "recycled")
+    if conn.dialect.name == "postgresql":
+        due = due.order_by(r.id).with_for_update()
+    when = db_time(at)
+    released = sorted((dict(row) for row in conn.execute(
+        update(resources).where(r.id.in_(due), r.state != "recycled")
+        .values(state="recycled", released_at=when)
+        .returning(r.id, r.name, r.product_code, r.region, r.pay_mode,
+                   r.freeze_hold_id)).mappings()), key=lambda row: row["id"])
+    if released:
+        conn.execute(update(resource_stops).where(
+            s.resource_id.in_([row["id"] for row in released]), s.ended_at.is_(None))
+            .values(ended_at=when))
+    return released
+
+
+def stopped_for(conn: Connection, uin: int, reason: str) -> list[dict]:
+    """The account's resources stopped now for ``reason`` (an open stop), in id order."""
+    r, s = resources.c, resource_stops.c
+    return [dict(row) for row in conn.execute(
+        select(resources).where(r.uin == uin, r.state == "stopped", r.id.in_(
+            select(s.resource_id).where(s.uin == uin, s.reason == reason, s.ended_at.is_(None))))
+        .order_by(r.id)).mappings()]
+
+
 def stop_spans(conn: Connection, resource_ids: list[str]) -> dict[str, list[tuple]]:
     """resource id -> its stops as (stopped_at, ended_at or None), naive UTC, in time order;
     only resources that were ever stopped."""
