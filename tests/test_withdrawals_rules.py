@@ -103,3 +103,20 @@ def test_bank_estimates_skip_the_national_holidays():
     # working day is 15 October, the 15th is 27 October
     assert (start, end) == (datetime(2026, 10, 15, 2, 0, tzinfo=UTC),
                             datetime(2026, 10, 27, 2, 0, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("FEECENTER_WITHDRAWAL_WINDOWS", "wechat=400"),
+    ("FEECENTER_WITHDRAWAL_WINDOWS", "nonsense"),
+    ("FEECENTER_MONTHLY_FREEZE_DAY", "31"),
+])
+def test_a_wrong_domain_setting_stops_the_start(monkeypatch, variable, value):
+    """A wrong withdrawal window or monthly-freeze day is refused when the runtime
+    opens, naming the variable, instead of failing each request later."""
+    from feecenter.errors import ConfigurationError
+    from feecenter.runtime import open_runtime
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError) as err:
+        open_runtime()  # refused before any settings or database are opened
+    assert variable in err.value.message_en

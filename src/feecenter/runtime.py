@@ -30,6 +30,7 @@ def open_runtime(settings: Settings | None = None, clock: Clock | None = None) -
     from feecenter.gateways import configured
 
     gateways = configured()
+    _check_domain_settings()
     settings = settings or load_settings()
     configure_master_key(master_key(settings))
     engine = make_engine(settings.database_url)
@@ -38,6 +39,23 @@ def open_runtime(settings: Settings | None = None, clock: Clock | None = None) -
     _opened_gateways.update(gateways)
     return Runtime(engine=engine, clock=clock or SystemClock(), settings=settings,
                    gateways=gateways)
+
+
+def _check_domain_settings() -> None:
+    """Settings the domains read from the environment when they act, checked once before
+    anything is served, so a wrong one stops the start (naming the variable) rather
+    than failing requests: the withdrawal windows (WDR-2) and the monthly freeze's
+    settlement day (FRZ-5)."""
+    from feecenter.config import monthly_freeze_day
+    from feecenter.errors import ConfigurationError
+    from feecenter.withdrawals.service import windows_from_env
+
+    windows_from_env()
+    try:
+        monthly_freeze_day()
+    except ValueError as exc:
+        raise ConfigurationError("FEECENTER_MONTHLY_FREEZE_DAY 设置有误：须为 1–28 的日期",
+                                 str(exc)) from None
 
 
 def payment_gateways() -> dict:
