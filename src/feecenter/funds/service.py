@@ -766,6 +766,21 @@ def _adjust_simple(conn, clock, uin, sub_account, amount, reason, key, request, 
     return Movement(result.txn_id, True, (entry,))
 
 
+def forfeit_gift(conn: Connection, clock: Clock, uin: int, *, key: str, reason: str) -> Movement | None:
+    """ACC-5: the gift balance left (not frozen) is forfeited to the platform account
+    ``forfeited_gift`` as an ``adj_deduct`` entry; None when there is none. The caller
+    (an account's cancellation) has checked who may; the balances are locked here."""
+    ids, bal = _balances(conn, uin, lock=True)
+    request = {"op": "forfeit_gift", "uin": uin}
+    if (earlier := _replayed(conn, key, request)) is not None:
+        return earlier
+    if bal["gift"] <= 0:
+        return None
+    counterpart = platform_account(conn, clock, "forfeited_gift")
+    return _adjust_simple(conn, clock, uin, "gift", -bal["gift"], reason, key, request,
+                          counterpart)
+
+
 def grant_credit(conn: Connection, clock: Clock, actor: Actor, uin: int, *, credit_limit: int,
                  temp_credit: int = 0, temp_credit_end: datetime | None = None) -> BalanceView:
     """Set an account's credit amount and temporary credit (BAL-7), audited."""
