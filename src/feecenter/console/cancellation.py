@@ -52,6 +52,7 @@ def _page(request: Request, current: Page, status: int = 200, **extra) -> HTMLRe
         context.update(page_error(request, exc))
         status = exc.http_status
     context.update(extra)
+    status = context.pop("status", status)
     return render(request, "cancellation.html", status=status, session=current.session,
                   active="cancellation", **context)
 
@@ -74,7 +75,7 @@ def cancel(request: Request, confirm: Annotated[str, Form()] = "",
         return service.cancel(conn, clock, actor, uin, key=f"console:{key[:64]}")
 
     def refused(current: Page, exc: FeeCenterError) -> HTMLResponse:
-        return _page(request, current, exc.http_status, **page_error(request, exc))
+        return _page(request, current, **page_error(request, exc))
 
     def done(current: Page, result: dict) -> Response:
         response = render(request, "cancellation_done.html", result=result,
