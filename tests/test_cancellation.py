@@ -7,6 +7,8 @@ cancel; the cancellation-help request kind; REST and the console's 注销 page."
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import date, timedelta
 
 import pytest
@@ -35,7 +37,7 @@ from feecenter.resources import service as resources
 from feecenter.service_requests import service as srv
 from feecenter.withdrawals.tables import withdrawals
 from tests.helpers import (OPS, add_cash, add_gift, api_key, assert_reconciled, balance,
-                           new_account, row_counts)
+                           new_account, row_counts, run_threads)
 from tests.rest_harness import Signed
 from tests.test_console import PASSWORD, client, csrf_of, log_in, logged_in, set_password
 
@@ -430,3 +432,132 @@ def test_console_page_offers_no_button_to_a_finance_user(rt):
     shown = logged_in(rt, "fin").get("/console/cancellation")
     assert shown.status_code == 200
     assert "data-owner-only" in shown.text and "data-cancel-form" not in shown.text
+
+
+# ---------------------------------------------------------------- concurrency (PostgreSQL)
+
+def _platforms(rt) -> None:
+    """The platform accounts the races use exist before them (opening one is no race)."""
+    with transaction(rt.engine) as conn:
+        for purpose in ("forfeited_gift", "gateway_wechat"):
+            funds.platform_account(conn, rt.clock, purpose)
+
+
+@pytest.mark.postgres_only
+def test_eight_concurrent_cancels_make_one_cancellation(rt):
+    uin = new_account(rt)
+    add_gift(rt, uin, 7_00)
+    api_key(rt, uin)
+    _platforms(rt)
+    actor = owner(rt, uin)
+    results: list = [None] * 8
+
+    def work(i: int) -> None:
+        with transaction(rt.engine) as conn:
+            results[i] = service.cancel(conn, rt.clock, actor, uin, key=f"k{i % 2}")
+
+    assert run_threads(8, work) == []
+    assert sorted(r["created"] for r in results) == [False] * 7 + [True]
+    assert sum(r["gift_forfeited"] for r in results) == 7_00
+    assert status_of(rt, uin) == "cancelled" and balance(rt, uin).gift == 0
+    with rt.engine.connect() as conn:
+        forfeits = conn.execute(select(func.count()).select_from(ledger_transactions).where(
+            ledger_transactions.c.idempotency_key == f"cancel:{uin}:gift")).scalar()
+        audits = conn.execute(select(func.count()).select_from(audit_log).where(
+            audit_log.c.action == "cancel_account")).scalar()
+        notices = conn.execute(select(func.count()).select_from(messages).where(
+            messages.c.template == "account_cancelled")).scalar()
+    assert (forfeits, audits, notices) == (1, 1, 1)
+    assert_reconciled(rt)
+
+
+def _late_payment(rt, recharge_id: int) -> str:
+    with transaction(rt.engine) as conn:
+        row = recharges.get(conn, SYSTEM, recharge_id)
+        return recharges.apply_payment(conn, rt.clock, row, ProviderPayment(
+            row["out_trade_no"], "paid", 100_00, provider_txn_id=f"t{recharge_id}"))
+
+
+def _in_thread(target) -> tuple[threading.Thread, list]:
+    out: list = []
+
+    def run():
+        try:
+            out.append(target())
+        except Exception as exc:  # noqa: BLE001 - returned to the test
+            out.append(exc)
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, out
+
+
+@pytest.mark.postgres_only
+def test_a_credit_waits_for_a_cancellation_holding_the_lock_and_is_not_credited(rt):
+    """Lock order: the balance rows first, in both. A cancellation holding them makes
+    the late payment's credit wait; it then finds the account cancelled."""
+    uin = new_account(rt)
+    recharge_id = _recharge(rt, uin, "closed")
+    _platforms(rt)
+    actor = owner(rt, uin)
+    with transaction(rt.engine) as conn:
+        service.cancel(conn, rt.clock, actor, uin, key="k")
+        thread, out = _in_thread(lambda: _late_payment(rt, recharge_id))
+        time.sleep(1.0)
+        assert thread.is_alive() and out == []  # waiting on the balance rows
+    thread.join(timeout=30)
+    assert out == ["account_cancelled"]
+    assert status_of(rt, uin) == "cancelled" and balance(rt, uin).cash == 0
+    assert_reconciled(rt)
+
+
+@pytest.mark.postgres_only
+def test_a_cancellation_waits_for_a_credit_holding_the_lock_and_is_refused(rt):
+    uin = new_account(rt)
+    recharge_id = _recharge(rt, uin, "closed")
+    _platforms(rt)
+    actor = owner(rt, uin)
+
+    def cancel_now():
+        with transaction(rt.engine) as conn:
+            return service.cancel(conn, rt.clock, actor, uin, key="k")
+
+    with transaction(rt.engine) as conn:
+        row = recharges.get(conn, SYSTEM, recharge_id)
+        assert recharges.apply_payment(conn, rt.clock, row, ProviderPayment(
+            row["out_trade_no"], "paid", 100_00, provider_txn_id="t")) == "credited"
+        thread, out = _in_thread(cancel_now)
+        time.sleep(1.0)
+        assert thread.is_alive() and out == []
+    thread.join(timeout=30)
+    assert isinstance(out[0], Conflict) and out[0].details["blockers"] == ["cash"]
+    assert status_of(rt, uin) == "normal" and balance(rt, uin).cash == 100_00
+
+
+@pytest.mark.postgres_only
+def test_cancels_racing_late_payments_never_leave_a_cancelled_account_with_cash(rt):
+    _platforms(rt)
+    accounts_ = []
+    for n in range(4):
+        uin = new_account(rt, f"race-{n}")
+        accounts_.append((uin, _recharge(rt, uin, "closed"), owner(rt, uin)))
+    outcomes: dict = {}
+
+    def work(i: int) -> None:
+        uin, recharge_id, actor = accounts_[i // 2]
+        if i % 2:
+            outcomes[i] = _late_payment(rt, recharge_id)
+            return
+        try:
+            with transaction(rt.engine) as conn:
+                outcomes[i] = service.cancel(conn, rt.clock, actor, uin, key="k")["created"]
+        except Conflict as exc:
+            outcomes[i] = exc.details["blockers"]
+
+    assert run_threads(8, work) == []
+    for n, (uin, _, _) in enumerate(accounts_):
+        cancelled, credit = outcomes[2 * n], outcomes[2 * n + 1]
+        if status_of(rt, uin) == "cancelled":
+            assert (cancelled, credit, balance(rt, uin).cash) == (True, "account_cancelled", 0)
+        else:
+            assert (cancelled, credit, balance(rt, uin).cash) == (["cash"], "credited", 100_00)
+    assert_reconciled(rt)
