@@ -382,7 +382,8 @@ def test_the_menu_links_only_pages_that_exist(rt, shop):
                  "resources": "资源", "renewal": "续费管理", "recycle_bin": "回收站",
                  "coupons": "优惠券", "arrears": "欠费", "invoices": "发票",
                  "withdrawals": "提现",
-                 "users": "用户与密钥", "messages": "消息", "service_requests": "工单"}
+                 "users": "用户与密钥", "messages": "消息", "service_requests": "工单",
+                 "cancellation": "账号注销"}
     assert [item.key for item in MENU] == list(labels_zh)
     for item in MENU:
         label = labels_zh[item.key]

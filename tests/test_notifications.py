@@ -43,7 +43,7 @@ ALL_PARAMS = {"uin": 100000000001, "account_name": "示例科技", "at": "2026-0
               "old_price": "100.00", "new_price": "120.00", "expiring_count": 1, "expiring": "cvm-x",
               "reversal_id": 3, "invoice_number": "26110000000000000001", "withdrawal_id": 5,
               "reason": "多次催缴未付", "cash": "34.56", "arrears": "1,200.00", "repaid": "1,000.00",
-              "advances": "234.56"}
+              "advances": "234.56", "gift": "7.00"}
 
 
 def free_port() -> int:
@@ -213,7 +213,8 @@ RECEIVERS = {code: {"account", "owner", "finance"} for code in (
     "balance_low", "remittance_pending", "remittance_review_failed", "service_request_update",
     "renewal_stopped", "renewal_released", "renewal_recharge_reminder", "renewal_reminder",
     "invoice_reversal_update", "withdrawal_failed", "arrears_measure_offline",
-    "arrears_measure_reclaim", "arrears_measure_damages", "arrears_measure_set_off")}
+    "arrears_measure_reclaim", "arrears_measure_damages", "arrears_measure_set_off",
+    "account_cancelled")}
 RECEIVERS.update({code: {"account", "owner", "finance", "admin"} for code in (
     "renewal_expiry_reminder", "renewal_price_change")})
 # who, with which email and phone; the owner's are the account's contacts (ACC-1)

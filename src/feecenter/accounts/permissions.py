@@ -85,6 +85,17 @@ def require(actor: Actor, uin: int, permission: str) -> None:
                                role=actor.role)
 
 
+def require_owner(actor: Actor, uin: int) -> None:
+    """Raise PermissionDenied unless ``actor`` is the owner of account ``uin`` (or an
+    operator, or the system): what only the owner may do, such as cancelling (ACC-5)."""
+    if actor.kind in ("system", "operator") or (actor.uin == uin and actor.role == "owner"):
+        return
+    if actor.uin != uin:
+        raise PermissionDenied("无权访问其他账号的数据", "no access to another account's data")
+    raise PermissionDenied("仅主账号可执行此操作", "only the account owner may do this",
+                           role=actor.role)
+
+
 def require_operator(actor: Actor) -> None:
     if actor.kind not in ("system", "operator"):
         raise PermissionDenied("仅平台运营人员可执行此操作", "only platform operators may do this")

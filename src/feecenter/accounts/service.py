@@ -149,6 +149,20 @@ def set_status(conn: Connection, clock: Clock, actor: Actor, uin: int, status: s
     record_audit(conn, clock, actor, "set_status", uin, {"status": status})
 
 
+def mark_cancelled(conn: Connection, uin: int) -> bool:
+    """ACC-4/5: the account becomes cancelled. The conditional UPDATE decides: True when
+    this call changed it, False when it was cancelled already. The caller
+    (``cancellation.service``) checks who may and what blocks it, under the balance lock."""
+    return conn.execute(update(customers).where(
+        customers.c.uin == uin, customers.c.status != "cancelled")
+        .values(status="cancelled")).rowcount == 1
+
+
+def is_cancelled(conn: Connection, uin: int) -> bool:
+    """ACC-4: is account ``uin`` cancelled? (An unknown UIN raises NotFound.)"""
+    return get_account(conn, SYSTEM, uin)["status"] == "cancelled"
+
+
 def set_realname(conn: Connection, clock: Clock, actor: Actor, uin: int, state: str) -> None:
     """Operators mark real-name abnormal (or restore it); ACC-1."""
     require_operator(actor)

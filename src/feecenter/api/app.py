@@ -14,6 +14,7 @@ from feecenter.api import arrears as arrears_routes
 from feecenter.api import bill_compare as bill_compare_routes
 from feecenter.api import bill_exports as bill_export_routes
 from feecenter.api import bills as bill_routes
+from feecenter.api import cancellation as cancellation_routes
 from feecenter.api import catalog as catalog_routes
 from feecenter.api import consumption as consumption_routes
 from feecenter.api import coupons as coupon_routes
@@ -37,7 +38,8 @@ ROUTERS = (routes.router, catalog_routes.router, order_routes.router, usage_rout
            arrears_routes.router, recharge_routes.router, service_request_routes.router,
            remittance_routes.router, renewal_routes.router, consumption_routes.router,
            cost_bill_routes.router, bill_compare_routes.router, bill_export_routes.router,
-           invoice_routes.router, withdrawal_routes.router, compat.router)
+           invoice_routes.router, withdrawal_routes.router, cancellation_routes.router,
+           compat.router)
 
 
 def create_app(rt: Runtime) -> FastAPI:

@@ -23,10 +23,10 @@ from sqlalchemy.exc import IntegrityError
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import (Actor, may_manage_user, require_manage_user,
                                             require_operator)
-from feecenter.accounts.tables import users
+from feecenter.accounts.tables import customers, users
 from feecenter.audit.service import record_audit
 from feecenter.auth import tc3
-from feecenter.auth.tables import api_keys, operators, used_signatures
+from feecenter.auth.tables import api_keys, console_sessions, operators, used_signatures
 from feecenter.clock import Clock, db_time
 from feecenter.db.engine import transaction
 from feecenter.errors import AuthFailed, Conflict, PermissionDenied, invalid, not_found
@@ -110,6 +110,21 @@ def list_api_keys(conn: Connection, actor: Actor, uin: int) -> list[dict]:
                                                                api_keys.c.secret_id))
     return [{k: v for k, v in r._mapping.items() if k != "role"} for r in rows
             if may_manage_user(actor, uin, r.role, r.user_id)]
+
+
+def end_account_access(conn: Connection, clock: Clock, actor: Actor, uin: int) -> dict:
+    """ACC-5: a cancelled account's access ends: every API key of its users disabled,
+    every console session of its users ended. The caller (``cancellation.service``)
+    checked who may. Returns ``{"keys_disabled", "sessions_ended"}``; audited."""
+    keys = conn.execute(update(api_keys).where(api_keys.c.uin == uin,
+                                               api_keys.c.state == "enabled")
+                        .values(state="disabled")).rowcount
+    user_ids = select(users.c.id).where(users.c.uin == uin).scalar_subquery()
+    ended = conn.execute(delete(console_sessions).where(
+        console_sessions.c.user_id.in_(user_ids))).rowcount
+    record_audit(conn, clock, actor, "end_account_access", uin,
+                 {"keys_disabled": keys, "sessions_ended": ended})
+    return {"keys_disabled": keys, "sessions_ended": ended}
 
 
 def _require_account_user(actor: Actor, uin: int) -> None:
@@ -205,9 +220,18 @@ def _enabled_key(engine: Engine, secret_id: str):
         row = conn.execute(select(api_keys).where(api_keys.c.secret_id == secret_id)).first()
     if row is None:
         raise _fail("SecretIdNotFound", "密钥不存在", "SecretId not found")
+    if row.uin is not None and _cancelled(engine, row.uin):
+        raise _fail("UnauthorizedOperation", f"账号 {row.uin} 已注销，不能再调用 API",
+                    f"account {row.uin} is cancelled: its API calls are refused")
     if row.state != "enabled":
         raise _fail("SecretIdNotFound", "密钥已停用", "the key is disabled")
     return row
+
+
+def _cancelled(engine: Engine, uin: int) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(select(customers.c.status).where(
+            customers.c.uin == uin)).scalar() == "cancelled"
 
 
 def _claim_nonce(engine: Engine, clock: Clock, secret_id: str, nonce: str,

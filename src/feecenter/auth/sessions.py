@@ -106,6 +106,7 @@ def log_in(engine: Engine, clock: Clock, account: str, login: str, password: str
         stored = user and conn.execute(select(user_passwords.c.password_hash).where(
             user_passwords.c.user_id == user["id"])).scalar()
         if stored and verify_password(stored, password):
+            refuse_if_cancelled(user)
             if HASHER.check_needs_rehash(stored):
                 conn.execute(update(user_passwords).where(
                     user_passwords.c.user_id == user["id"]).values(
@@ -141,7 +142,15 @@ def _find(conn: Connection, account: str, login: str) -> dict | None:
     row = conn.execute(select(users, customers.c.status).join(
         customers, customers.c.uin == users.c.uin).where(where, users.c.login == login)
     ).mappings().first()
-    return dict(row) if row is not None and row["status"] != "cancelled" else None
+    return dict(row) if row is not None else None
+
+
+def refuse_if_cancelled(user: dict) -> None:
+    """ACC-5: a cancelled account's users may not log in; said only to whoever gave the
+    right password (anyone else gets ``LoginFailed``, which tells nothing)."""
+    if user["status"] == "cancelled":
+        raise AuthFailed("AccountCancelled", "该账号已注销，不能登录",
+                         "this account is cancelled and cannot log in")
 
 
 def verify_password(stored: str, password: str) -> bool:
@@ -190,13 +199,13 @@ def current_session(engine: Engine, clock: Clock, token: str | None) -> ConsoleS
     now, sid = db_time(clock.now()), token_digest(token)
     with transaction(engine) as conn:
         row = conn.execute(select(console_sessions, users.c.login, users.c.uin, users.c.role,
-                                  customers.c.name.label("account_name"))
+                                  customers.c.name.label("account_name"), customers.c.status)
                            .join(users, users.c.id == console_sessions.c.user_id)
                            .join(customers, customers.c.uin == users.c.uin)
                            .where(console_sessions.c.id == sid)).mappings().first()
         if row is None:
             return None
-        if row["expires_at"] <= now or row["last_seen_at"] <= now - IDLE:
+        if row["status"] == "cancelled" or row["expires_at"] <= now or row["last_seen_at"] <= now - IDLE:
             conn.execute(delete(console_sessions).where(console_sessions.c.id == sid))
             return None
         if now - row["last_seen_at"] >= TOUCH_AFTER:

@@ -34,6 +34,7 @@ MENU = (
     MenuItem("users", N_("Users and keys"), "/console/users"),
     MenuItem("messages", N_("Messages"), "/console/messages"),
     MenuItem("service_requests", N_("Service requests"), "/console/service-requests"),
+    MenuItem("cancellation", N_("Account cancellation"), "/console/cancellation"),
 )
 
 # how a user's role is shown (accounts.permissions.ROLES)

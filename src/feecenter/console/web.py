@@ -333,6 +333,7 @@ def install(app: FastAPI) -> None:
     from feecenter.console import bill_compare as bill_compare_pages
     from feecenter.console import bill_exports as bill_export_pages
     from feecenter.console import bills as bill_pages
+    from feecenter.console import cancellation as cancellation_pages
     from feecenter.console import coupons as coupon_pages
     from feecenter.console import invoices as invoice_pages
     from feecenter.console import ledger
@@ -363,6 +364,7 @@ def install(app: FastAPI) -> None:
     app.include_router(service_request_pages.router)
     app.include_router(invoice_pages.router)
     app.include_router(withdrawal_pages.router)
+    app.include_router(cancellation_pages.router)
     app.include_router(invoice_pages.public_router)  # /invoice-verification, no login
     ops.install(app)
     app.include_router(router)

@@ -915,6 +915,19 @@ def _set_off_result(conn: Connection, txn_ids: list[int], *, created: bool) -> d
     parts = {action: -row.amount for row in rows for action in [row.action_type]}
     return {"arrears": parts.get("repayment", 0), "advances": parts.get("repay", 0),
             "txn_ids": list(txn_ids), "entry_ids": [row.id for row in rows], "created": created}
+def forfeit_gift(conn: Connection, clock: Clock, uin: int, *, key: str, reason: str) -> Movement | None:
+    """ACC-5: the gift balance left (not frozen) is forfeited to the platform account
+    ``forfeited_gift`` as an ``adj_deduct`` entry; None when there is none. The caller
+    (an account's cancellation) has checked who may; the balances are locked here."""
+    ids, bal = _balances(conn, uin, lock=True)
+    request = {"op": "forfeit_gift", "uin": uin}
+    if (earlier := _replayed(conn, key, request)) is not None:
+        return earlier
+    if bal["gift"] <= 0:
+        return None
+    counterpart = platform_account(conn, clock, "forfeited_gift")
+    return _adjust_simple(conn, clock, uin, "gift", -bal["gift"], reason, key, request,
+                          counterpart)
 
 
 def grant_credit(conn: Connection, clock: Clock, actor: Actor, uin: int, *, credit_limit: int,

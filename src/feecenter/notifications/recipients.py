@@ -45,6 +45,7 @@ RECIPIENTS: dict[str, tuple[str, ...]] = {
     # RNW-1/3/4: no balance; also the admins, who manage renewals (ACC-2)
     "renewal_expiry_reminder": _RENEWAL,
     "renewal_price_change": _RENEWAL,
+    "account_cancelled": _MONEY,          # ACC-5: the owner (and finance) told
 }
 
 

@@ -531,6 +531,25 @@ TEMPLATES: dict[str, dict[str, Template]] = {
             sms="Account {uin}: prepaid price of {product} {item} ({region}) changes from CNY "
                 "{old_price} to {new_price} per unit per month on {starts_at}."),
     },
+    # ACC-5: the account was cancelled (注销)
+    "account_cancelled": {
+        "zh-CN": Template(
+            subject="【账号注销】账号 {uin} 已注销",
+            body=("尊敬的 {account_name}：\n\n"
+                  "您的账号（UIN：{uin}）已于 {at} 注销。账号的登录与 API 调用已停止，"
+                  "全部 API 密钥已停用。赠送金余额 {gift} 元已按规则作废。\n"
+                  "如非本人操作，请立即联系平台客服。" + _SIGN_ZH),
+            sms="您的账号{uin}已注销，登录与API调用已停止。如非本人操作请联系客服。"),
+        "en": Template(
+            subject="[Account cancelled] Account {uin} is cancelled",
+            body=("Dear {account_name},\n\n"
+                  "Your account (UIN {uin}) was cancelled at {at} (Beijing time). Its logins "
+                  "and API calls are stopped and every API key is disabled. The gift balance "
+                  "of {gift} yuan is forfeited.\n"
+                  "If you did not do this, contact the platform's customer service at once."
+                  + _SIGN_EN),
+            sms="Account {uin} is cancelled: logins and API calls are stopped."),
+    },
 }
 
 

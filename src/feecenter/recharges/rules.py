@@ -28,6 +28,8 @@ STATES = (PENDING, PAID, FAILED, CLOSED)
 QR, MINI_PROGRAM = "qr", "mini_program"  # where a recharge was created (RCH-4)
 SOURCES = (QR, MINI_PROGRAM)
 PAYER_MISMATCH = "账号不一致，请核实后重试"  # a mini-program code paid by another identity (RCH-4)
+# a payment for a cancelled account (ACC-5): not credited, to be refunded to the payer
+ACCOUNT_CANCELLED = "账号已注销，款项须原路退回 / the account is cancelled: refund the payer"
 PAYMENT_TERM = timedelta(minutes=30)   # a pending recharge is closed after this (RCH-6)
 RECOVERY_AFTER = timedelta(minutes=2)  # a pending recharge this old is queried (missed notice)
 

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
+from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import FINANCE, Actor, require, require_operator
 from feecenter.clock import BUSINESS_TZ, Clock, db_time, from_db_time
 from feecenter.db.engine import transaction
@@ -117,6 +118,9 @@ def _admit(conn: Connection, clock: Clock, actor: Actor, uin: int, new: NewRecha
     """Check RCH-2/RCH-3 and write the pending recharge; None: the WeChat QR code is
     blocked (the block itself is written and committed)."""
     funds.lock_balances(conn, uin)  # one admission per account at a time (RCH-3)
+    if accounts.is_cancelled(conn, uin):  # ACC-5, read under the balance lock
+        raise rules.RechargeRefused("账号已注销，不能充值", "the account is cancelled and cannot "
+                                    "be recharged", field="uin")
     _lock_payer(conn, payer)        # one per payer at a time (RCH-2 counts per payer)
     now = clock.now()
     if channel == WECHAT and _blocked(conn, uin, now):
@@ -204,6 +208,16 @@ def apply_payment(conn: Connection, clock: Clock, recharge: dict,
 
 
 def _claim_paid(conn: Connection, clock: Clock, recharge: dict, payment: ProviderPayment) -> str:
+    """The claim, under the account's balance lock taken first (the lock order of
+    ACC-5: balances, then the recharge), so that a cancellation and a credit of
+    the same account are serialized: a payment for a cancelled account is not
+    credited; the recharge fails with the reason, to be refunded to the payer."""
+    funds.lock_balances(conn, recharge["uin"])
+    if accounts.is_cancelled(conn, recharge["uin"]):
+        conn.execute(update(recharges).where(_R.id == recharge["id"], _R.state != PAID)
+                     .values(state=FAILED, fail_reason=rules.ACCOUNT_CANCELLED,
+                             ended_at=db_time(clock.now())))
+        return "account_cancelled"
     now = clock.now()
     claimed = conn.execute(update(recharges).where(_R.id == recharge["id"], _R.state != PAID)
                            .values(state=PAID, paid_at=db_time(now), fail_reason=None,
@@ -259,7 +273,8 @@ def handle_notification(engine: Engine, clock: Clock, gateway: PaymentGateway,
         row = conn.execute(select(recharges).where(
             _R.out_trade_no == payment.out_trade_no)).mappings().first()
         outcome = "unknown_payment" if row is None else apply_payment(conn, clock, dict(row), payment)
-        refused = outcome in ("unknown_payment", "amount_mismatch", "payer_mismatch")
+        refused = outcome in ("unknown_payment", "amount_mismatch", "payer_mismatch",
+                              "account_cancelled")
         _log(conn, clock, gateway.channel, raw, "refused" if refused else outcome,
              outcome if refused else None, notification_id=note.notification_id[:64],
              out_trade_no=payment.out_trade_no[:64], recharge_id=row["id"] if row else None)

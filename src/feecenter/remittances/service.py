@@ -794,6 +794,15 @@ def pending_count(conn: Connection, uin: int) -> int:
         _R.uin == uin, _R.state.in_(rules.IN_PROGRESS))).scalar_one()
 
 
+def in_progress(conn: Connection, uin: int) -> list[dict]:
+    """ACC-5: the account's remittances still in progress, oldest first, each
+    ``{"id", "state", "amount", "currency", "bank_reference", "arrived_at"}``."""
+    rows = conn.execute(select(_R.id, _R.state, _R.amount, _R.currency, _R.bank_reference,
+                               _R.arrived_at).where(_R.uin == uin, _R.state.in_(rules.IN_PROGRESS))
+                        .order_by(_R.id)).mappings()
+    return [dict(r) for r in rows]
+
+
 # ---------------------------------------------------------------- the job (RMT-2)
 
 def flag_overdue(conn: Connection, clock: Clock) -> int:

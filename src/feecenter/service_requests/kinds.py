@@ -8,8 +8,9 @@ amount through ``funds.adjust`` under the operator's name, once per month. It
 registers the corporate-remittance kinds (RMT-9..11: remittance refund, wrong-account
 claim, legacy remittance form and its correction), whose fields and actions are in
 ``remittance_kinds``, and the invoice kinds (SRV-1 paper invoice copy, INV-9
-commercial invoice), whose fields and actions are in ``invoices.requests``, and the
-failed-payout kind (WDR-5), whose fields and action are in ``withdrawals.requests``.
+commercial invoice), whose fields and actions are in ``invoices.requests``, the
+failed-payout kind (WDR-5), whose fields and action are in ``withdrawals.requests``, and
+the cancellation-help kind (ACC-5), whose fields and action are in ``cancellation.requests``.
 
 An action is a plain function ``(conn, clock, operator, request) -> dict`` run in the
 same transaction as the claim of the state change; what it returns is stored as the
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, update
 
 from feecenter.accounts.permissions import FINANCE, Actor
+from feecenter.cancellation import requests as cancellation_requests
 from feecenter.clock import BUSINESS_TZ, Clock, db_time
 from feecenter.db.upsert import insert_if_absent
 from feecenter.errors import Conflict, invalid
@@ -209,3 +211,12 @@ register(Kind(
     # proof: closure certificate, console screenshot, recharge voucher
     attachments=Attachments(required=True, max_count=5),
     subject=lambda values: str(values["withdrawal_id"]), admit=withdrawal_requests.admit))
+
+
+# ---------------------------------------------------------------- cancellation help (ACC-5)
+
+register(Kind(
+    code=cancellation_requests.CANCELLATION_HELP, zh="账号注销协助", en="Cancellation help",
+    fields=cancellation_requests.FIELDS,
+    due_working_days=cancellation_requests.DUE_WORKING_DAYS,
+    action=cancellation_requests.resolve, admit=cancellation_requests.admit))
