@@ -109,7 +109,7 @@ def test_an_invoiced_refund_leaves_debt_the_withdrawable_amount_subtracts(shop):
     uin, debt, before = _invoiced_and_refunded(shop)
     assert before == {"raw": 322_00, "takeable": 322_00, "parts": {
         "cash": 322_00, "invoice_debt": 0, "unrepaid_advances": 0, "frozen": 0, "gift": 0,
-        "income": 0, "transferred_in_unspent": 0, "frozen_cash": 0}}
+        "income": 0, "transferred_in_unspent": 0, "arrears": 0, "frozen_cash": 0}}
     assert debt == CVM_MONTH
     after = _withdrawable(shop, uin)
     assert after["parts"]["cash"] == 500_00  # the refund gave the cash back ...
@@ -128,7 +128,8 @@ def test_frozen_cash_comes_off_frozen_gift_does_not(shop):
     shown = _withdrawable(shop, uin)
     assert shown["parts"] == {"cash": 100_00, "invoice_debt": 0, "unrepaid_advances": 0,
                               "frozen": 50_00, "gift": 20_00, "income": 0,
-                              "transferred_in_unspent": 0, "frozen_cash": 30_00}
+                              "transferred_in_unspent": 0, "arrears": 0,
+                              "frozen_cash": 30_00}
     assert shown["raw"] == shown["takeable"] == 70_00
 
 
@@ -168,7 +169,7 @@ def test_rest_shows_every_part_in_yuan_and_refuses_another_account(shop):
     assert response.json() == {"raw": "322.00", "takeable": "322.00", "parts": {
         "cash": "500.00", "invoice_debt": "178.00", "unrepaid_advances": "0.00",
         "frozen": "0.00", "gift": "0.00", "income": "0.00", "transferred_in_unspent": "0.00",
-        "frozen_cash": "0.00"}}
+        "arrears": "0.00", "frozen_cash": "0.00"}}
     refused = signed.send("GET", f"/api/v1/accounts/{other}/withdrawable")
     assert refused.status_code == 403, refused.text
 

@@ -391,3 +391,37 @@ def test_a_leg_returned_to_cash_repays_arrears_first_and_only_once(rt):
             funds.return_withdrawal(conn, rt.clock, uin, hold_id)
     assert balance(rt, uin).cash == 70_00
     assert_reconciled(rt)
+
+
+@pytest.mark.spec("WDR-1", "ARR-4")
+def test_cash_that_must_repay_arrears_is_not_withdrawable(rt):
+    """A freeze released while the account is in arrears puts cash back beside the
+    arrears (found by review: all of it could be withdrawn, the arrears left unpaid).
+    The arrears are a part of the formula, the raw value may go negative, and the
+    withdrawal may take only what is left after them."""
+    uin = new_account(rt, "arrears-co")
+    paid_recharge(rt, uin, 100_00)
+    with transaction(rt.engine) as conn:
+        hold = funds.freeze(conn, rt.clock, uin, 100_00, key="fz")
+        funds.spend(conn, rt.clock, uin, 50_00, key="sp", postpaid=True,
+                    revenue_account_id=funds.platform_account(conn, rt.clock, "revenue"))
+        funds.unfreeze(conn, rt.clock, uin, hold)
+    with rt.engine.connect() as conn:
+        view = service.withdrawable(conn, rt.clock, SYSTEM, uin)
+    assert view["parts"]["cash"] == 100_00 and view["parts"]["arrears"] == 50_00
+    assert (view["raw"], view["takeable"]) == (50_00, 50_00)
+    with pytest.raises(InvalidInput) as refused:
+        withdraw(rt, uin, 50_01)
+    assert refused.value.field == "amount"
+    assert withdraw(rt, uin, 50_00, key="w2")["amount"] == 50_00
+    with rt.engine.connect() as conn:
+        after = funds.balance_view(conn, rt.clock, SYSTEM, uin)
+    assert (after.cash, after.arrears) == (50_00, 50_00)  # enough left to repay them
+    assert_reconciled(rt)
+
+
+@pytest.mark.spec("WDR-1")
+def test_arrears_beyond_cash_make_the_raw_value_negative():
+    parts = rules.WithdrawableParts(cash=30_00, invoice_debt=0, unrepaid_advances=0, frozen=0,
+                                    gift=0, income=0, arrears=80_00)
+    assert rules.withdrawable(parts) == -50_00 and rules.takeable(-50_00) == 0

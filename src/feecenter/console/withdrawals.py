@@ -21,6 +21,7 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 PARTS = (("cash", "", N_("Cash")),
          ("invoice_debt", "−", N_("Invoice debt")),
          ("unrepaid_advances", "−", N_("Unrepaid advances")),
+         ("arrears", "−", N_("Arrears")),
          ("frozen_cash", "−", N_("Frozen money not covered by gift and income")),
          ("transferred_in_unspent", "−", N_("Transferred in by an agent or group admin")))
 BRACKET = (("frozen", N_("Frozen")), ("gift", N_("Gift")), ("income", N_("Income transfers")))

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from feecenter.present.text import time_text, with_yuan
 
-PART_MONEY = ("cash", "invoice_debt", "unrepaid_advances", "frozen", "gift", "income",
-              "transferred_in_unspent", "frozen_cash")
+PART_MONEY = ("cash", "invoice_debt", "unrepaid_advances", "arrears", "frozen", "gift",
+              "income", "transferred_in_unspent", "frozen_cash")
 LEG_TIMES = ("estimate_from", "estimate_to", "settled_at")
 WITHDRAWAL_TIMES = ("applied_at", "finished_at")
 

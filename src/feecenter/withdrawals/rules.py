@@ -2,7 +2,7 @@
 (WDR-1, WDR-7), the original route's windows and its LIFO plan (WDR-2), and when
 each leg's money is expected (WDR-2, WDR-3). Amounts are integers of fen.
 
-WDR-1: withdrawable = cash − invoice debt − unrepaid advances
+WDR-1: withdrawable = cash − invoice debt − unrepaid advances − arrears
                       − (frozen − gift − income)
 
 How the bracket is read (docs/withdrawal.md): it is the frozen money that gift and
@@ -13,6 +13,12 @@ When gift and income cover all of it the bracket is 0, never negative: a negativ
 bracket would add gift and income to the withdrawable amount, and promotional
 gift money is never paid out. WDR-7: money an agent or group admin transferred in
 and not yet spent is taken off too (0 until agents and groups exist).
+
+Arrears are not in the SPEC's text because at the reference platform arrears are
+negative cash; here cash never goes below 0 and arrears are a sub-balance of their
+own, so "cash" in the formula is cash − arrears. Cash can be positive while arrears
+are owed (a freeze released or a refund while in arrears), and that money repays the
+arrears (ARR-4) before any of it may leave.
 
 The raw value is shown as computed, even negative; a withdrawal may take only
 ``takeable(raw)``, its positive part.
@@ -39,6 +45,7 @@ class WithdrawableParts:
     gift: int                 # 赠送账户, frozen gift included
     income: int               # 分成账户 / 收益转入
     transferred_in_unspent: int = 0  # WDR-7: agents and groups do not exist yet
+    arrears: int = 0          # 欠费金额: the reference's negative cash (see above)
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -56,8 +63,8 @@ def frozen_cash(parts: WithdrawableParts) -> int:
 
 def withdrawable(parts: WithdrawableParts) -> int:
     """WDR-1's raw value, fen; negative when debts and frozen cash exceed cash."""
-    return (parts.cash - parts.invoice_debt - parts.unrepaid_advances - frozen_cash(parts)
-            - parts.transferred_in_unspent)
+    return (parts.cash - parts.invoice_debt - parts.unrepaid_advances - parts.arrears
+            - frozen_cash(parts) - parts.transferred_in_unspent)
 
 
 def takeable(raw: int) -> int:

@@ -56,7 +56,8 @@ def parts_of(conn: Connection, clock: Clock, actor: Actor, uin: int) -> rules.Wi
     view = funds.balance_view(conn, clock, actor, uin)
     return rules.WithdrawableParts(
         cash=view.cash, invoice_debt=invoice_debt(conn, uin), unrepaid_advances=view.advances,
-        frozen=view.frozen, gift=view.gift, income=view.income, transferred_in_unspent=0)
+        frozen=view.frozen, gift=view.gift, income=view.income, transferred_in_unspent=0,
+        arrears=view.arrears)
 
 
 def withdrawable(conn: Connection, clock: Clock, actor: Actor, uin: int) -> dict:
@@ -77,7 +78,7 @@ def _takeable_now(conn: Connection, clock: Clock, actor: Actor, uin: int,
     view = withdrawable(conn, clock, actor, uin)
     parts = view["parts"]
     exact = unfrozen_cash - parts["invoice_debt"] - parts["unrepaid_advances"] \
-        - parts["transferred_in_unspent"]
+        - parts["arrears"] - parts["transferred_in_unspent"]
     return view, max(min(view["raw"], exact), 0)
 
 
