@@ -73,3 +73,30 @@ def test_eight_applications_with_one_key_make_one_withdrawal(funded):
     assert _held(rt) == (1, 150_00, 150_00)
     assert balance(rt, uin).cash == 50_00
     assert_reconciled(rt)
+
+
+@pytest.mark.spec("WDR-1", "INV-7")
+def test_a_withdrawal_waits_for_an_invoice_application_under_way(rt):
+    """Review: the invoice debt was read outside the lock invoice applications take, so
+    a withdrawal could take refunded cash while an invoice of the same consumption was
+    being committed. The withdrawal now takes the account's invoice settings row first."""
+    import threading
+    import time
+
+    from feecenter.invoices import titles
+
+    uin = new_account(rt, "waits-co")
+    paid_recharge(rt, uin, 100_00)
+    application = rt.engine.connect()
+    trans = application.begin()
+    titles.lock_account(application, rt.clock, uin)  # an invoice application holds it
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (withdraw(rt, uin, 10_00), done.set()))
+    worker.start()
+    time.sleep(1.0)
+    assert not done.is_set()  # waits for the application ...
+    trans.commit()
+    application.close()
+    worker.join(timeout=30)
+    assert done.is_set()  # ... then goes ahead
+    assert_reconciled(rt)

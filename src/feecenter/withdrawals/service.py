@@ -27,6 +27,7 @@ from feecenter.accounts.permissions import FINANCE, Actor, require
 from feecenter.clock import Clock, business_date, db_time, from_db_time
 from feecenter.errors import ConfigurationError, IdempotencyConflict, invalid, not_found
 from feecenter.funds import service as funds
+from feecenter.invoices import titles as invoice_titles
 from feecenter.invoices.invoiceable import invoice_debt
 from feecenter.money import MAX_AMOUNT_FEN, format_yuan
 from feecenter.recharges.tables import recharges
@@ -294,7 +295,11 @@ def apply(conn: Connection, clock: Clock, actor: Actor, uin: int, *, amount: obj
     picked = _check_picked(recharge_ids, route)
     account = _check_bank(conn, actor, uin, bank, route)
     digest = _digest(amount, route, picked, account)
-    balances = funds.withdrawal_balances(conn, uin, lock=True)  # the claim: all below under it
+    # the claim, all below under it: the account's invoice settings row first, so an
+    # invoice application under way (it holds that row) commits before the invoice
+    # debt is read here, then the balance rows
+    invoice_titles.lock_account(conn, clock, uin)
+    balances = funds.withdrawal_balances(conn, uin, lock=True)
     earlier = conn.execute(select(_W.id, _W.request_digest).where(
         _W.uin == uin, _W.request_key == key)).first()
     if earlier is not None:
