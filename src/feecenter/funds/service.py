@@ -272,6 +272,17 @@ def spend(conn: Connection, clock: Clock, uin: int, amount: int, *, key: str, po
     return Movement(result.txn_id, True, tuple(entries))
 
 
+def spend_split(conn: Connection, txn_id: int) -> tuple[int, int, int, int]:
+    """What paid a ``spend`` deduction (fen), from its 收支明细 entry: (gift, cash not
+    counting what credit advanced, credit, arrears)."""
+    s = statement_entries.c
+    entry = conn.execute(select(s.amount, s.cash_amount, s.gift_amount, s.credit_amount)
+                         .where(s.txn_id == txn_id)).one()
+    gift, credit = -entry.gift_amount, -entry.credit_amount
+    cash = -entry.cash_amount - credit
+    return gift, cash, credit, -entry.amount - gift - cash - credit
+
+
 def _credit_left(conn: Connection, clock: Clock, uin: int, bal: dict[str, int]) -> int:
     _, _, credit_amount = _credit(conn, uin, clock.now())
     return rules.credit_left(credit_amount, advances=-bal["advance"])

@@ -27,8 +27,10 @@ of a record with a lower quantity. ``credit_back`` writes, per line, a new
 - its 收支明细 ``return`` entry counts what the cash coupons got back in
   ``amount`` and ``coupon_amount`` (BAL-5); when only coupons get money back the
   entry is on their ``coupon_return`` transaction (``funds.record_coupon_only``).
-- a monthly-freeze product's month not yet settled (FRZ-5) gives nothing back: what
-  the balances would get is taken off the month's cost (``monthly_freeze.lower_month``).
+- a frozen cycle of a month not yet settled (FRZ-5) gives nothing back: what the
+  balances would get is taken off the month's cost (``monthly_freeze.month_open``,
+  ``lower_month``); a frozen cycle of a settled month gives the balances' share back
+  as the settlement day's deduction was paid (``monthly_freeze.settled_split``).
   The lines' ``txn_id`` names the entry's transaction (None when nothing moved).
 """
 
@@ -94,7 +96,7 @@ def _give_back(conn: Connection, clock: Clock, run: RunContext, charge: ProductC
                for k in range(len(SOURCES))]
     total = sum(credits)
     parts = split_proportionally(total, weights) if total else [0] * len(SOURCES)
-    voucher, gift, cash, credit, arrears = parts
+    voucher, gift, cash, credit, arrears = parts = _as_settled(conn, run, charge, parts)
     returned = (extensions.return_to_postpaid_coupons(conn, clock, run, charge, voucher)
                 if voucher else None)
     coupon = returned.amount if returned is not None else 0
@@ -102,7 +104,7 @@ def _give_back(conn: Connection, clock: Clock, run: RunContext, charge: ProductC
              "billing_item": only_item(charge), "memo": run.memo}
     txn_id = None
     lowered = gift + cash + credit + arrears
-    if lowered and monthly_freeze.month_open(conn, run, charge.uin, charge.product):
+    if lowered and monthly_freeze.month_open(conn, run, charge.uin, charge.product, lowered):
         monthly_freeze.lower_month(conn, clock, run, charge, lowered)  # FRZ-5: nothing paid yet
         lowered = 0
     if lowered:  # one return entry, the coupons' share in it (BAL-5)
@@ -119,6 +121,17 @@ def _give_back(conn: Connection, clock: Clock, run: RunContext, charge: ProductC
     split = rules.split_payment(credits, parts)
     return [_row(run, line, fen, line_parts, txn_id, stamp)
             for line, fen, line_parts in zip(charge.lines, credits, split)]
+
+
+def _as_settled(conn: Connection, run: RunContext, charge: ProductCharge,
+                parts: list[int]) -> list[int]:
+    """FRZ-5: a frozen cycle of a settled month gives the balances' share back as the
+    settlement day's deduction took it (its lines show the freeze's split)."""
+    split = monthly_freeze.settled_split(conn, run, charge.uin, charge.product)
+    balances = sum(parts[1:])
+    if split is None or not balances:
+        return parts
+    return [parts[0], *split_proportionally(balances, list(split))]
 
 
 def _row(run: RunContext, line: RatedLine, fen: int, parts: list[int], txn_id: int | None,

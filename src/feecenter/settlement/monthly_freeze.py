@@ -8,9 +8,12 @@ is not deducted: its cost (after postpaid coupons) is frozen, gift then cash
 business month of its period. When gift and cash cannot cover it, what they
 hold is frozen and the rest recorded as the row's shortfall (the deduction on
 the settlement day takes it, as arrears if need be). A correction down
-(``corrections``) lowers the month's cost by a negative row instead of giving
-money back (``lower_month``). Once a month is settled, its later charges and
-corrections move money at once, as for any product.
+(``corrections``) of a cycle that was itself frozen lowers the month's cost by
+a negative row instead of giving money back (``month_open``, ``lower_month``);
+a cycle deducted before the option was turned on is given back at once. Once a
+month is settled, its later charges and corrections move money at once, as for
+any product; a correction of a frozen cycle then gives back in the proportions
+the settlement deduction was paid (``settled_split``).
 
 On the settlement day of the next month (``config.monthly_freeze_day``, the
 3rd by default) ``settle_due`` releases every freeze of the month
@@ -18,13 +21,16 @@ On the settlement day of the next month (``config.monthly_freeze_day``, the
 costs (``funds.spend(postpaid=True)``), one database transaction per account:
 the balances are locked first, then each (account, product, month) is
 claimed by finding no ``monthly_freeze_settlements`` row (written in the same
-transaction, unique), so reruns and concurrent runs deduct it once.
+transaction, unique), so reruns and concurrent runs deduct it once. An
+account whose transaction fails is rolled back, logged, counted (``failed``)
+and retried by the next run; the other accounts are settled.
 Freezes are not tied to resources: a resource released during the month keeps
 its cycles' freezes until that day.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from datetime import date
 
@@ -42,6 +48,8 @@ from feecenter.periods import Period
 from feecenter.settlement import rules
 from feecenter.settlement.model import ProductCharge, RunContext
 from feecenter.settlement.tables import monthly_freeze_settlements, monthly_freezes
+
+log = logging.getLogger(__name__)
 
 DEDUCT_MODE = "hour_m"  # 收支明细: the month's deduction is a monthly settlement (按月结)
 
@@ -68,14 +76,39 @@ def to_freeze(conn: Connection, run: RunContext, charges: list[ProductCharge]
     return [c for c in wanted if (c.uin, c.product) not in settled]
 
 
-def month_open(conn: Connection, run: RunContext, uin: int, product: str) -> bool:
-    """Is ``product`` on monthly freeze and the month of ``run``'s period not settled
-    for ``uin``? Call it with the account's balances locked."""
-    if not run.book.products[product].monthly_freeze:
+def month_open(conn: Connection, run: RunContext, uin: int, product: str, amount: int
+               ) -> bool:
+    """May a correction of ``amount`` fen of ``run``'s cycle lower its month's cost
+    (``lower_month``) instead of giving money back? Only when that cycle itself was
+    frozen (its own ``monthly_freezes`` rows, whatever the product's flag is now: a
+    cycle deducted before a catalog reload turned the option on was not), what its
+    rows still count covers ``amount`` (so a month's cost never goes below 0), and its
+    month is not settled. Call it with the account's balances locked."""
+    f, s = monthly_freezes.c, monthly_freeze_settlements.c
+    month = month_of(run.period)
+    if conn.execute(select(s.id).where(s.uin == uin, s.product_code == product,
+                                       s.month == month)).first() is not None:
         return False
-    s = monthly_freeze_settlements.c
-    return conn.execute(select(s.id).where(s.uin == uin, s.product_code == product,
-                                           s.month == month_of(run.period))).first() is None
+    counted = conn.execute(select(func.count(), func.coalesce(func.sum(f.cost), 0)).where(
+        f.uin == uin, f.product_code == product, f.month == month, f.cycle == run.cycle,
+        f.period_key == run.period.key)).one()
+    return counted[0] > 0 and int(counted[1]) >= amount
+
+
+def settled_split(conn: Connection, run: RunContext, uin: int, product: str
+                  ) -> tuple[int, int, int, int] | None:
+    """When ``run``'s cycle was frozen and its month is settled with a deduction: what
+    paid that deduction (gift, cash, credit, arrears; ``funds.spend_split``). Its lines
+    show the freeze's split, but the settlement day drew gift first afresh, so a later
+    correction gives back in these proportions. None otherwise."""
+    f, s = monthly_freezes.c, monthly_freeze_settlements.c
+    month = month_of(run.period)
+    frozen = conn.execute(select(f.id).where(
+        f.uin == uin, f.product_code == product, f.month == month, f.cycle == run.cycle,
+        f.period_key == run.period.key)).first()
+    txn_id = None if frozen is None else conn.execute(select(s.txn_id).where(
+        s.uin == uin, s.product_code == product, s.month == month)).scalar()
+    return None if txn_id is None else funds.spend_split(conn, txn_id)
 
 
 def lower_month(conn: Connection, clock: Clock, run: RunContext, charge: ProductCharge,
@@ -134,7 +167,8 @@ def settle_due(engine: Engine, clock: Clock, today: date, day: int | None = None
     """Settle every month whose settlement day (``day``, default the configured one)
     has come by business date ``today`` and is not settled: per account, in one
     transaction each, release the month's freezes and deduct its actual cost.
-    Idempotent and crash-safe: a settled (account, product, month) is skipped."""
+    Idempotent and crash-safe: a settled (account, product, month) is skipped; a
+    failed account is counted in ``failed`` and left for the next run."""
     day = monthly_freeze_day() if day is None else day
     last = rules.monthly_freeze_due(today, day)
     with engine.connect() as conn:
@@ -144,12 +178,28 @@ def settle_due(engine: Engine, clock: Clock, today: date, day: int | None = None
         for code in sorted({product for pairs in pending.values() for product, _ in pairs}):
             entity = catalog.get_product(conn, code).entity
             revenue[code] = funds.platform_account(conn, clock, "revenue", entity)
-    totals = {"through": last, "settled": 0, "skipped": 0, "released_fen": 0,
+    totals = {"through": last, "settled": 0, "skipped": 0, "failed": 0, "released_fen": 0,
               "deducted_fen": 0}
     for uin, pairs in sorted(pending.items()):
-        with transaction(engine) as conn:
-            _settle_account(conn, clock, uin, pairs, revenue, totals)
+        _settle_isolated(engine, clock, uin, pairs, revenue, totals)
     return totals
+
+
+def _settle_isolated(engine: Engine, clock: Clock, uin: int, pairs: list[tuple[str, str]],
+                     revenue: dict[str, int], totals: dict) -> None:
+    """One account's transaction; its failure rolls it back whole (still frozen, not
+    settled: the next run retries it), is logged with its traceback and counted in
+    ``failed``, and does not stop the other accounts."""
+    counted = dict(totals)
+    try:
+        with transaction(engine) as conn:
+            _settle_account(conn, clock, uin, pairs, revenue, counted)
+    except Exception:
+        log.exception("monthly freeze settlement of account %s failed (%s); retried next run",
+                      uin, ", ".join(f"{product} {month}" for product, month in pairs))
+        totals["failed"] += 1
+        return
+    totals.update(counted)
 
 
 def _pending(conn: Connection, last: str) -> dict[int, list[tuple[str, str]]]:
