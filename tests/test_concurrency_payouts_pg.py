@@ -1,6 +1,7 @@
 """Nothing paid twice under concurrency (WDR-5, PostgreSQL): 8 operators at once
-return the same failed withdrawal to cash, pay it offline, or import the same
-payout batch result, and 8 sender runs work the same online leg. Exactly one of
+return the same failed withdrawal to cash, pay it offline, import the same payout
+batch result, or fail the same stuck online leg, and 8 sender runs work the same
+online leg. Exactly one of
 them moves the money (the withdrawal row locked, then a conditional UPDATE of the
 legs on their state whose row count decides); the others get a 409 or find the leg
 settled, and reconcile is clean. SQLite serialises writers, so this runs on
@@ -17,6 +18,7 @@ from sqlalchemy import func, select
 from feecenter.db.engine import transaction
 from feecenter.errors import Conflict
 from feecenter.ledger.tables import ledger_holds, ledger_transactions
+from feecenter.notifications.tables import in_site_messages as messages
 from feecenter.withdrawals import payouts
 from feecenter.withdrawals.tables import withdrawal_legs
 from tests.helpers import OPS, assert_reconciled, balance, run_threads
@@ -120,3 +122,36 @@ def test_eight_sender_runs_refund_one_leg_once(pay):  # noqa: F811
     leg = money.get(made["id"])["legs"][0]
     assert leg["state"] == "paid" and len(money.refunds(leg["out_refund_no"])) == 1
     assert_reconciled(money.rt)
+
+
+@pytest.mark.spec("WDR-5")
+def test_eight_operators_failing_one_stuck_leg_fail_it_once(rt):
+    """A leg of a channel without a gateway: 8 operators fail it at once; the claim
+    (a conditional UPDATE of its turn) lets one through, the leg is failed and
+    notified once, and the money is still held."""
+    from tests.helpers import new_account
+    from tests.withdrawal_seed import paid_recharge, withdraw
+
+    uin = new_account(rt, "stuck-race")
+    paid_recharge(rt, uin, 18_00, channel="qq")
+    made = withdraw(rt, uin, 18_00)
+    outcomes: list = [None] * THREADS
+
+    def work(i: int) -> None:
+        try:
+            outcomes[i] = payouts.fail_online_leg(rt.engine, rt.clock, OPS, made["id"],
+                                                  made["legs"][0]["id"], reason="渠道已下线",
+                                                  gateways={})["state"]
+        except Conflict:
+            outcomes[i] = "conflict"
+
+    assert run_threads(THREADS, work) == []
+    assert Counter(outcomes) == Counter({"failed": 1, "conflict": THREADS - 1})
+    with rt.engine.connect() as conn:
+        states = conn.execute(select(withdrawal_legs.c.state).where(
+            withdrawal_legs.c.withdrawal_id == made["id"])).scalars().all()
+        notices = conn.execute(select(func.count()).select_from(messages).where(
+            messages.c.uin == uin, messages.c.template == "withdrawal_failed")).scalar()
+    assert states == ["failed"] and notices == 1
+    assert balance(rt, uin).cash == 0
+    assert_reconciled(rt)

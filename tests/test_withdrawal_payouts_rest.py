@@ -132,3 +132,39 @@ def test_a_remittance_leg_is_paid_to_the_remitter_and_a_rerouted_leg_to_the_bank
             for r in csv.DictReader(io.StringIO(batch["csv"]))}
     assert rows == {"70.00": tuple(remitter), "50.00": (entity, BANK["account_no"])}
     assert_reconciled(rt)
+
+
+@pytest.mark.spec("WDR-5")
+def test_operators_fail_a_stuck_online_leg_over_rest_then_return_it(shop):
+    """A leg of a channel with no gateway never moves; the operator fails it (nothing
+    was ever sent) and returns the money; a leg the provider shows refunded is not
+    returned to cash but settled as paid (409)."""
+    paid_recharge(shop.rt, shop.uin, 9_00, channel="qq")
+    made = withdraw(shop.rt, shop.uin, 9_00, key="rest-stuck")
+    leg_id = made["legs"][0]["id"]
+    path = f"/api/v1/ops/withdrawals/{made['id']}/legs/{leg_id}/fail"
+    assert shop.customer.send("POST", path, {"reason": "x"}).status_code == 403
+    assert shop.operator.send("POST", path, {}).status_code == 400
+    failed = shop.operator.send("POST", path, {"reason": "渠道已下线"})
+    assert failed.status_code == 200, failed.text
+    assert (failed.json()["state"], failed.json()["legs"][0]["state"]) == ("failed", "failed")
+    assert shop.operator.send("POST", path, {"reason": "again"}).status_code == 409
+    back = shop.operator.send("POST", f"/api/v1/ops/withdrawals/{made['id']}/return",
+                              {"reason": "退回余额"})
+    assert back.status_code == 200, back.text
+
+    refunded = failed_withdrawal(shop, 7_00, "rest-late")
+
+    class Refunded(Closed):
+        def query_refund(self, out_refund_no):
+            return ProviderRefund(out_refund_no, f"R-{out_refund_no}", "SUCCESS", None)
+
+    shop.rt.gateways["wechat"] = Refunded()
+    before = balance(shop.rt, shop.uin).cash
+    late = shop.operator.send("POST", f"/api/v1/ops/withdrawals/{refunded['id']}/return",
+                              {"reason": "退回余额"})
+    assert (late.status_code, late.json()["error"]["field"]) == (409, "leg_id"), late.text
+    assert balance(shop.rt, shop.uin).cash == before
+    assert shop.customer.send("GET", f"/api/v1/withdrawals/{refunded['id']}").json()[
+        "state"] == "paid"
+    assert_reconciled(shop.rt)

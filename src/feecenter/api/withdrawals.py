@@ -4,7 +4,9 @@ held at once), the account's withdrawals and one withdrawal.
 
 Thin adapter: each route calls one service of ``feecenter.withdrawals``, which checks
 the FINANCE permission (operators pass) and the input; amounts are yuan strings in
-and out (``present.withdrawals``)."""
+and out (``present.withdrawals``). Paying a failed withdrawal offline or returning it
+first asks the provider about its failed online legs
+(``payouts.check_failed_with_provider``, outside the action's transaction)."""
 
 from __future__ import annotations
 
@@ -162,6 +164,9 @@ def failed_reviews(rt: Rt, actor: Caller) -> dict:
 @router.post("/ops/withdrawals/{withdrawal_id}/pay-offline",
              summary="WDR-5: pay a failed withdrawal to a bank account / 改为线下打款")
 def pay_offline(withdrawal_id: PathId, body: PayOfflineBody, rt: Rt, actor: Caller) -> dict:
+    """A failed online leg is first checked with its provider (a refund found paid is
+    settled as paid and the call refused: 409)."""
+    payouts.check_failed_with_provider(rt.engine, rt.clock, actor, withdrawal_id, rt.gateways)
     with transaction(rt.engine) as conn:
         return withdrawal_json(payouts.pay_offline(conn, rt.clock, actor, withdrawal_id,
                                                    body.bank.model_dump(), reason=body.reason))
@@ -170,6 +175,20 @@ def pay_offline(withdrawal_id: PathId, body: PayOfflineBody, rt: Rt, actor: Call
 @router.post("/ops/withdrawals/{withdrawal_id}/return",
              summary="WDR-5: return a failed withdrawal to cash / 退回现金余额")
 def return_to_cash(withdrawal_id: PathId, body: ReasonBody, rt: Rt, actor: Caller) -> dict:
+    """Checked with the provider first, as paying offline is."""
+    payouts.check_failed_with_provider(rt.engine, rt.clock, actor, withdrawal_id, rt.gateways)
     with transaction(rt.engine) as conn:
         done = payouts.return_to_cash(conn, rt.clock, actor, withdrawal_id, reason=body.reason)
     return {**withdrawal_json(done), "returned": format_yuan(done["returned"])}
+
+
+@router.post("/ops/withdrawals/{withdrawal_id}/legs/{leg_id}/fail",
+             summary="WDR-5: fail a stuck online payout after querying its provider / "
+                     "核实后将卡住的在线打款标记失败")
+def fail_online_leg(withdrawal_id: PathId, leg_id: PathId, body: ReasonBody, rt: Rt,
+                    actor: Caller) -> dict:
+    """409 when the provider says the refund succeeded (then settled as paid) or is
+    still processing, or the leg is being sent right now."""
+    return withdrawal_json(payouts.fail_online_leg(rt.engine, rt.clock, actor, withdrawal_id,
+                                                   leg_id, reason=body.reason,
+                                                   gateways=rt.gateways))

@@ -2,7 +2,10 @@
 queue of bank legs (remittances paid back, offline withdrawals), payout batches
 exported as CSV and settled by importing the bank's result, the failed withdrawals
 to review, and their two ways out — pay offline to a bank account, or return the
-money to cash. Owns no table (it moves rows of ``withdrawals.tables``).
+money to cash; and an online leg stuck under way failed by an operator after the
+provider is queried (``fail_online_leg``; ``check_failed_with_provider`` before a
+failed online leg's money goes out another way). Owns no table (it moves rows of
+``withdrawals.tables``).
 
 Every step is operator-only, audited (``audit.service.record_audit``) in the same
 transaction, and moves money only through the ledger: a leg's hold is posted
@@ -15,16 +18,20 @@ from __future__ import annotations
 import csv
 import io
 
-from sqlalchemy import Connection, case, func, insert, literal, select, update
+from collections.abc import Mapping
+
+from sqlalchemy import Connection, Engine, case, func, insert, literal, select, update
 
 from feecenter.accounts.permissions import Actor, require_operator
 from feecenter.audit.service import record_audit
-from feecenter.clock import Clock, db_time
+from feecenter.clock import Clock, db_time, from_db_time
+from feecenter.db.engine import transaction
 from feecenter.errors import Conflict, invalid, not_found
 from feecenter.funds import service as funds
 from feecenter.money import format_yuan
+from feecenter.recharges.gateway import REFUND_SUCCESS, PaymentGateway, ProviderRefund
 from feecenter.remittances.tables import remittances
-from feecenter.withdrawals import rules, service, settling
+from feecenter.withdrawals import rules, sending, service, settling
 from feecenter.withdrawals.tables import payout_batches, withdrawal_legs, withdrawals
 
 _L = withdrawal_legs.c
@@ -303,3 +310,161 @@ def return_to_cash(conn: Connection, clock: Clock, actor: Actor, withdrawal_id: 
         "withdrawal_id": withdrawal["id"], "reason": reason, "amount": total,
         "legs": [leg["id"] for leg in legs], "txn_ids": txns})
     return {**service.get(conn, actor, withdrawal["id"]), "returned": total}
+
+
+# ---------------------------------------------------------------- stuck online legs (WDR-5)
+# These talk to the provider, so they take the engine: the provider is asked outside
+# any transaction, then the leg is settled in a short one (as ``sending`` does).
+
+def fail_online_leg(engine: Engine, clock: Clock, actor: Actor, withdrawal_id: object,
+                    leg_id: object, *, reason: object,
+                    gateways: Mapping[str, PaymentGateway]) -> dict:
+    """Mark a stuck online leg (``pending`` or ``sending``) failed, so the withdrawal
+    is "failed — needs review" and ``pay_offline`` / ``return_to_cash`` apply. The
+    leg's turn is claimed first (a conditional UPDATE: no sender run may work it
+    meanwhile; one being worked right now is refused), then the provider is queried:
+    unknown to it, ABNORMAL or CLOSED -> failed, audited, notified; SUCCESS -> the leg
+    is settled as paid and the call refused (409); PROCESSING -> refused (409). A leg
+    sent before whose channel has no gateway cannot be checked: refused (409).
+    Returns ``service.get``."""
+    require_operator(actor)
+    reason = _reason(reason)
+    leg = _claim_online(engine, clock, withdrawal_id, leg_id, gateways)
+    gateway = gateways.get(leg["channel"])
+    answer = None if gateway is None else sending.query(gateway, leg["out_refund_no"])
+    status = None if answer is None else answer.status
+    if status not in (None, REFUND_SUCCESS, *sending.FAILED_STATUSES):
+        raise Conflict(f"服务商显示打款 {leg['id']} 仍在处理中（{status}），不能标记失败",
+                       f"the provider says leg {leg['id']} is still processing ({status}): "
+                       "it cannot be failed", field="leg_id", state=status)
+    with transaction(engine) as conn:
+        done = _settle_online(conn, clock, actor, leg, answer, reason)
+    if status == REFUND_SUCCESS:
+        raise Conflict(f"服务商显示打款 {leg['id']} 已退款成功：已按已打款结清，未标记失败",
+                       f"the provider says leg {leg['id']} was refunded: it was settled as "
+                       "paid, not failed", field="leg_id", state="paid")
+    return done
+
+
+def _online_leg(conn: Connection, withdrawal_id: object, leg_id: object) -> dict:
+    for name, value in (("withdrawal_id", withdrawal_id), ("leg_id", leg_id)):
+        if type(value) is not int:
+            raise invalid(name, f"{name} 必须是整数", f"{name} must be an integer")
+    row = conn.execute(select(withdrawal_legs).where(
+        _L.id == leg_id, _L.withdrawal_id == withdrawal_id)).mappings().first()
+    if row is None:
+        raise not_found("leg_id", "提现打款", "withdrawal leg", leg_id)
+    return dict(row)
+
+
+def _claim_online(engine: Engine, clock: Clock, withdrawal_id: object, leg_id: object,
+                  gateways: Mapping[str, PaymentGateway]) -> dict:
+    """The leg, its turn taken (``next_attempt_at`` moved on by a conditional UPDATE
+    from the state, attempts and turn read): a sender run can neither be working it
+    (its turn would not have come) nor claim it until this call has settled."""
+    with engine.connect() as conn:
+        leg = _online_leg(conn, withdrawal_id, leg_id)
+    now = clock.now()
+    if leg["source"] != "recharge" or leg["state"] not in ("pending", "sending"):
+        raise Conflict(f"打款 {leg['id']} 不是进行中的原路在线打款（当前：{leg['state']}）",
+                       f"leg {leg['id']} is not an online payout under way "
+                       f"(it is {leg['source']}, {leg['state']})", field="leg_id",
+                       state=leg["state"])
+    if leg["attempts"] > 0 and leg["channel"] not in gateways:
+        raise Conflict(f"渠道 {leg['channel']} 未配置支付网关，无法向服务商核实已发送的打款",
+                       f"channel {leg['channel']} has no gateway configured: a leg sent "
+                       "before cannot be checked with the provider", field="channel")
+    turn = leg["next_attempt_at"]
+    if turn is not None and from_db_time(turn) > now:
+        raise Conflict(f"打款 {leg['id']} 正在发送中，请 1 分钟后再试",
+                       f"leg {leg['id']} is being sent right now: try again in a minute",
+                       field="leg_id", state=leg["state"])
+    claimed = db_time(now + sending.RETRY_AFTER)
+    with transaction(engine) as conn:
+        won = conn.execute(update(withdrawal_legs).where(
+            _L.id == leg["id"], _L.state == leg["state"], _L.attempts == leg["attempts"],
+            _L.next_attempt_at.is_(None) if turn is None else _L.next_attempt_at == turn)
+            .values(next_attempt_at=claimed)).rowcount == 1
+    if not won:
+        raise Conflict(f"打款 {leg['id']} 刚被处理，请刷新后再试",
+                       f"leg {leg['id']} was just worked on: look again", field="leg_id")
+    return {**leg, "next_attempt_at": claimed}
+
+
+def _settle_online(conn: Connection, clock: Clock, actor: Actor, leg: dict,
+                   answer: ProviderRefund | None, reason: str) -> dict:
+    """Paid (SUCCESS) or failed, conditional on the claim still standing."""
+    withdrawal = settling.lock_withdrawal(conn, leg["withdrawal_id"])
+    ours = (_L.attempts == leg["attempts"], _L.next_attempt_at == leg["next_attempt_at"])
+    said = "无此退款 / unknown to the provider" if answer is None else answer.status
+    extra = {} if answer is None or not answer.refund_id else {
+        "provider_refund_id": answer.refund_id}
+    if answer is not None and answer.status == REFUND_SUCCESS:
+        done = settling.mark_paid(conn, clock, leg["id"], (leg["state"],),
+                                  settling.gateway_account(conn, clock, leg["channel"]),
+                                  also=ours, **extra)
+    else:
+        done = settling.mark_failed(conn, clock, leg["id"], (leg["state"],),
+                                    f"运营核实后标记失败 / failed by an operator ({said})：{reason}",
+                                    also=ours, **extra)
+    if done is None:
+        raise Conflict(f"打款 {leg['id']} 刚被处理，请刷新后再试",
+                       f"leg {leg['id']} was just worked on: look again", field="leg_id")
+    if settling.refresh(conn, clock, withdrawal, done["reason"]) == "failed" \
+            and done["state"] == "failed":
+        settling.notify_failed(conn, clock, withdrawal, done)
+    action = "withdrawal.leg.fail" if done["state"] == "failed" else "withdrawal.leg.paid"
+    record_audit(conn, clock, actor, action, withdrawal["uin"], {
+        "withdrawal_id": withdrawal["id"], "leg_id": leg["id"], "provider": said,
+        "reason": reason, "amount": leg["amount"]})
+    return service.get(conn, actor, withdrawal["id"])
+
+
+def check_failed_with_provider(engine: Engine, clock: Clock, actor: Actor,
+                               withdrawal_id: object,
+                               gateways: Mapping[str, PaymentGateway]) -> None:
+    """Before a failed withdrawal is paid offline or returned to cash (the adapters
+    call this first): each failed online leg whose channel has a gateway is queried,
+    outside any transaction. SUCCESS -> the leg is settled as paid (audited) and the
+    call refused (409); PROCESSING or another word -> refused (409); unknown to the
+    provider, ABNORMAL or CLOSED -> nothing to do."""
+    require_operator(actor)
+    if type(withdrawal_id) is not int:
+        return  # the action itself refuses it, naming the field
+    with engine.connect() as conn:
+        legs = [dict(row) for row in conn.execute(select(withdrawal_legs).where(
+            _L.withdrawal_id == withdrawal_id, _L.source == "recharge", _L.state == "failed",
+            _L.channel.in_(sorted(gateways))).order_by(_L.seq)).mappings()]
+    for leg in legs:
+        answer = sending.query(gateways[leg["channel"]], leg["out_refund_no"])
+        if answer is None or answer.status in sending.FAILED_STATUSES:
+            continue
+        if answer.status == REFUND_SUCCESS:
+            with transaction(engine) as conn:
+                settled = _settle_failed_as_paid(conn, clock, actor, leg, answer)
+            raise Conflict(f"服务商显示打款 {leg['id']} 已退款成功" + (
+                "：已按已打款结清" if settled else "，但该打款已被另行处理，请核查"),
+                f"the provider says leg {leg['id']} was refunded" + (
+                    ": it was settled as paid" if settled else
+                    ", but the leg was settled otherwise meanwhile: check it"),
+                field="leg_id", state="paid")
+        raise Conflict(f"服务商显示打款 {leg['id']} 仍在处理中（{answer.status}），请稍后再处理",
+                       f"the provider says leg {leg['id']} is still processing "
+                       f"({answer.status}): try again later", field="leg_id",
+                       state=answer.status)
+
+
+def _settle_failed_as_paid(conn: Connection, clock: Clock, actor: Actor, leg: dict,
+                           answer: ProviderRefund) -> bool:
+    withdrawal = settling.lock_withdrawal(conn, leg["withdrawal_id"])
+    done = settling.mark_paid(conn, clock, leg["id"], ("failed",),
+                              settling.gateway_account(conn, clock, leg["channel"]),
+                              provider_refund_id=answer.refund_id or None)
+    if done is None:
+        return False  # settled meanwhile (returned, rerouted or paid by another call)
+    settling.refresh(conn, clock, withdrawal)
+    record_audit(conn, clock, actor, "withdrawal.leg.paid", withdrawal["uin"], {
+        "withdrawal_id": withdrawal["id"], "leg_id": leg["id"], "provider": answer.status,
+        "reason": "退回或改线下前核实：服务商已退款 / checked before returning: refunded",
+        "amount": leg["amount"]})
+    return True

@@ -10,7 +10,9 @@ verified entity (its details in the request), or returned to cash. Due in 5
 working days. The operator reviews the proof and resolves: the action runs that
 choice (``payouts.pay_offline`` or ``payouts.return_to_cash``) under the operator's
 name; a withdrawal the operator already settled from the failed-review queue is
-resolved as it stands; one still under way is refused (reject it with the finding).
+resolved as it stands; one still under way is refused (reject it with the finding,
+or first fail its stuck online leg, ``payouts.fail_online_leg``). Resolving does not
+query the provider (docs/withdrawal.md, "Known gaps").
 """
 
 from __future__ import annotations
@@ -84,9 +86,11 @@ def resolve(conn: Connection, clock: Clock, operator: Actor, request: dict) -> d
     if state in ("paid", "returned"):
         return {"withdrawal_id": withdrawal_id, "resolution": "settled_before", "state": state}
     if state != "failed":
-        raise Conflict("该提现仍在打款中：请核实后驳回工单并说明情况，或待其失败后再解决",
+        raise Conflict("该提现仍在打款中：请核实后驳回工单并说明情况，或待其失败后再解决"
+                       "（卡住的在线打款可向服务商核实后标记失败）",
                        "the withdrawal is still being paid out: reject the request with what "
-                       "was found, or resolve it once the payout failed", field="state",
+                       "was found, or resolve it once the payout failed (a stuck online leg "
+                       "can be failed after querying its provider)", field="state",
                        state=state)
     reason = f"工单 {request['id']}：{dict((v, zh) for v, zh, _ in RESOLUTIONS)[resolution]}"
     if resolution == "offline":

@@ -11,11 +11,18 @@ One leg at a time, never holding a database transaction across the provider:
    refunds idempotent by it, so nothing is paid twice);
 3. settle in a new transaction (``settling``): SUCCESS -> paid, the hold posted to
    the channel's clearing account; PROCESSING -> stays sending, asked again next
-   run; ABNORMAL or CLOSED (the payer's account closed or frozen) or a refusal ->
-   failed, the money held, the withdrawal "failed — needs review", notified.
-A timeout (``GatewayUnavailable``) leaves the leg sending for the next run. The
-settling UPDATE is conditional on ``sending``: a leg is settled once even if the
-provider answers twice.
+   run; ABNORMAL or CLOSED (the payer's account closed or frozen), or a refusal of
+   the FIRST attempt -> failed, the money held, the withdrawal "failed — needs
+   review", notified.
+A timeout (``GatewayUnavailable``) leaves the leg sending for the next run, and so
+does a refusal of a retry (the first attempt with the same ``out_refund_no`` may
+still be succeeding: only an operator fails such a leg, after querying,
+``payouts.fail_online_leg``). The settling UPDATE is conditional on ``sending``: a
+leg is settled once even if the provider answers twice.
+
+Only legs of channels with a gateway are due (a leg of an unconfigured channel is
+never claimed, so it cannot starve the others); due legs are taken oldest turn
+first (never sent, then the longest waiting), so legs kept sending rotate.
 """
 
 from __future__ import annotations
@@ -52,43 +59,60 @@ FAILED_STATUSES = {REFUND_ABNORMAL: "收款账户异常（已注销或冻结） 
 def send_pending(engine: Engine, clock: Clock, gateways: Mapping[str, PaymentGateway], *,
                  withdrawal_id: int | None = None, limit: int = 100) -> dict:
     """Send (or ask about) every online leg that is due; returns counts by outcome:
-    paid, processing, failed, unreachable (a timeout or no provider: tried again next
-    run), skipped (another runner had it), duplicate (settled by another)."""
+    paid, processing, failed, unreachable (a timeout, or a retry refused: tried again
+    next run), skipped (another runner had it), duplicate (settled by another). Legs
+    of channels without a gateway in ``gateways`` are left alone (not due)."""
     counts = dict.fromkeys(("paid", "processing", "failed", "unreachable", "skipped",
                             "duplicate"), 0)
-    for leg in _due(engine, clock, withdrawal_id, limit):
+    for leg in _due(engine, clock, sorted(gateways), withdrawal_id, limit):
         counts[_work(engine, clock, gateways, leg)] += 1
     return counts
 
 
-def _due(engine: Engine, clock: Clock, withdrawal_id: int | None, limit: int) -> list[dict]:
+def _due(engine: Engine, clock: Clock, channels: list[str], withdrawal_id: int | None,
+         limit: int) -> list[dict]:
+    """Due legs of ``channels``, never sent first, then by the oldest turn."""
+    if not channels:
+        return []
     now = db_time(clock.now())
     where = [_L.source == "recharge", _L.state.in_(("pending", "sending")),
+             _L.channel.in_(channels),
              or_(_L.next_attempt_at.is_(None), _L.next_attempt_at <= now)]
     if withdrawal_id is not None:
         where.append(_L.withdrawal_id == withdrawal_id)
     stmt = (select(*withdrawal_legs.c, recharges.c.out_trade_no,
                    recharges.c.amount.label("recharge_amount"))
             .join(recharges, recharges.c.id == _L.recharge_id)
-            .where(*where).order_by(_L.id).limit(limit))
+            .where(*where)
+            .order_by(_L.next_attempt_at.is_not(None), _L.next_attempt_at, _L.id).limit(limit))
     with engine.connect() as conn:
         return [dict(row) for row in conn.execute(stmt).mappings()]
 
 
 def _work(engine: Engine, clock: Clock, gateways: Mapping[str, PaymentGateway],
           leg: dict) -> str:
-    gateway = gateways.get(leg["channel"])
-    if gateway is None:
-        return "unreachable"
     if not _claim(engine, clock, leg):
         return "skipped"
     try:
-        refund = _ask(gateway, leg)
+        refund = _ask(gateways[leg["channel"]], leg)
     except GatewayUnavailable:
         return "unreachable"
     except GatewayRefused as refused:
-        return _settle(engine, clock, leg, None, f"{refused.message_zh} / {refused.message_en}")
+        text = f"{refused.message_zh} / {refused.message_en}"
+        if leg["attempts"] > 0:  # sent before: that first attempt may still succeed
+            return _refused_retry(engine, leg, text)
+        return _settle(engine, clock, leg, None, text)
     return _settle(engine, clock, leg, refund, None)
+
+
+def _refused_retry(engine: Engine, leg: dict, text: str) -> str:
+    """A retry refused proves nothing about the first attempt with the same number:
+    the leg stays sending (queried again next run), the refusal noted on it."""
+    with transaction(engine) as conn:
+        conn.execute(update(withdrawal_legs).where(_L.id == leg["id"], _L.state == "sending")
+                     .values(reason=f"重试被服务商拒绝，下次先查询 / a retry was refused, "
+                                    f"queried again next run: {text}"[:2000]))
+    return "unreachable"
 
 
 def _claim(engine: Engine, clock: Clock, leg: dict) -> bool:
@@ -108,14 +132,20 @@ def _ask(gateway: PaymentGateway, leg: dict) -> ProviderRefund:
     """A leg sent before is queried first; refunded (again) only if the provider does
     not know it, always with the leg's own out_refund_no."""
     if leg["state"] == "sending":
-        try:
-            found = gateway.query_refund(leg["out_refund_no"])
-        except GatewayRefused as refused:  # a query refused says nothing of the refund
-            raise GatewayUnavailable(refused.message_zh, refused.message_en) from refused
+        found = query(gateway, leg["out_refund_no"])
         if found is not None:
             return found
     return gateway.refund(leg["out_trade_no"], leg["out_refund_no"], leg["amount"],
                           leg["recharge_amount"], REFUND_REASON)
+
+
+def query(gateway: PaymentGateway, out_refund_no: str) -> ProviderRefund | None:
+    """The provider's word on a refund (None: unknown to it). A refused query says
+    nothing of the refund: raised as ``GatewayUnavailable`` (ask again later)."""
+    try:
+        return gateway.query_refund(out_refund_no)
+    except GatewayRefused as refused:
+        raise GatewayUnavailable(refused.message_zh, refused.message_en) from refused
 
 
 def _settle(engine: Engine, clock: Clock, leg: dict, refund: ProviderRefund | None,

@@ -170,10 +170,17 @@ def _digest(amount: int, route: str, picked: list[int] | None, bank: dict | None
 
 # ---------------------------------------------------------------- sources and the plan
 
+# legs whose money did not leave by their source: returned to cash, or rerouted (a
+# new bank leg took over the hold); their source's amount is free to refund again
+SOURCE_FREED = ("returned", "rerouted")
+
+
 def _left_by_source(conn: Connection, uin: int, column) -> dict[int, int]:
-    """Per source id, what the account's legs not returned took of it."""
+    """Per source id, what the account's legs took of it (those in ``SOURCE_FREED``
+    aside; a failed leg still counts: it may yet be settled as paid)."""
     rows = conn.execute(select(column, func.sum(_L.amount)).where(
-        _L.uin == uin, column.is_not(None), _L.state != "returned").group_by(column)).all()
+        _L.uin == uin, column.is_not(None), _L.state.not_in(SOURCE_FREED))
+        .group_by(column)).all()
     return {ref: int(total) for ref, total in rows}
 
 

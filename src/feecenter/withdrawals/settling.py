@@ -47,12 +47,14 @@ def lock_withdrawal(conn: Connection, withdrawal_id: int) -> dict:
 
 
 def mark_paid(conn: Connection, clock: Clock, leg_id: int, from_states: tuple[str, ...],
-              destination_account_id: int, **values) -> dict | None:
+              destination_account_id: int, *, also: tuple = (), **values) -> dict | None:
     """from_states -> paid and the leg's hold posted to ``destination_account_id``
     (no customer entry: the money left when the withdrawal was applied). None: the
-    leg was not in ``from_states`` (settled already), nothing written."""
+    leg was not in ``from_states`` (settled already) or failed a condition of
+    ``also`` (e.g. a claim's turn), nothing written."""
     now = db_time(clock.now())
-    leg = conn.execute(update(withdrawal_legs).where(_L.id == leg_id, _L.state.in_(from_states))
+    leg = conn.execute(update(withdrawal_legs).where(_L.id == leg_id, _L.state.in_(from_states),
+                                                     *also)
                        .values(state="paid", settled_at=now, next_attempt_at=None, **values)
                        .returning(*withdrawal_legs.c)).mappings().first()
     if leg is None:
@@ -63,9 +65,11 @@ def mark_paid(conn: Connection, clock: Clock, leg_id: int, from_states: tuple[st
 
 
 def mark_failed(conn: Connection, clock: Clock, leg_id: int, from_states: tuple[str, ...],
-                reason: str, **values) -> dict | None:
-    """from_states -> failed with the reason; the money stays held. None: settled already."""
-    leg = conn.execute(update(withdrawal_legs).where(_L.id == leg_id, _L.state.in_(from_states))
+                reason: str, *, also: tuple = (), **values) -> dict | None:
+    """from_states -> failed with the reason; the money stays held. None: settled
+    already (or a condition of ``also`` failed)."""
+    leg = conn.execute(update(withdrawal_legs).where(_L.id == leg_id, _L.state.in_(from_states),
+                                                     *also)
                        .values(state="failed", reason=reason[:2000], next_attempt_at=None,
                                **values)
                        .returning(*withdrawal_legs.c)).mappings().first()
