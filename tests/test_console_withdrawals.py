@@ -14,14 +14,32 @@ import re
 
 import pytest
 
+from feecenter.auth import operator_sessions, sessions
+from feecenter.auth import service as auth
+from feecenter.db.engine import transaction
 from feecenter.withdrawals import service
 from feecenter.withdrawals.tables import withdrawal_legs, withdrawals
-from tests.helpers import OPS, assert_reconciled, balance, row_counts, run_threads
-from tests.test_console_ops import (client, csrf_of, customer_client,  # noqa: F401 - world
-                                    operator_client, with_cookie, world)
+from tests.helpers import (OPS, add_cash, assert_reconciled, balance, new_account, row_counts,
+                           run_threads)
+from tests.test_console_ops import (CUSTOMER_PASSWORD, PASSWORD, USCC, client, csrf_of,
+                                    customer_client, operator_client, with_cookie)
 
 BANK = {"holder": "上海示例云计算有限公司", "account_no": "6222020200000000001",
         "bank": "中国工商银行", "branch": "上海浦东支行"}
+
+
+@pytest.fixture
+def world(rt):
+    """Operator alice and acme-cloud (enterprise, ¥50.00 cash added by an operator, so
+    only an offline withdrawal can take it), both with console passwords."""
+    with transaction(rt.engine) as conn:
+        auth.create_operator(conn, rt.clock, OPS, "alice")
+        operator_sessions.set_password(conn, rt.clock, OPS, "alice", PASSWORD)
+    uin = new_account(rt, "acme-cloud", enterprise_name="上海示例云计算有限公司", uscc=USCC)
+    add_cash(rt, uin, 50_00)
+    with transaction(rt.engine) as conn:
+        sessions.set_password(conn, rt.clock, OPS, uin, None, CUSTOMER_PASSWORD)
+    return uin
 
 
 def written(rt):
