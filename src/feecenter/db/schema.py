@@ -22,5 +22,6 @@ from feecenter.resources import tables as _resources  # noqa: F401
 from feecenter.service_requests import tables as _service_requests  # noqa: F401
 from feecenter.settlement import tables as _settlement  # noqa: F401
 from feecenter.usage import tables as _usage  # noqa: F401
+from feecenter.withdrawals import tables as _withdrawals  # noqa: F401
 
 __all__ = ["metadata"]

@@ -337,6 +337,41 @@ def freeze(conn: Connection, clock: Clock, uin: int, amount: int, *, key: str,
     return hold_id
 
 
+# ---------------------------------------------------------------- withdrawals (WDR-4)
+
+WITHDRAWALS_IN_FLIGHT = "withdrawals_in_flight"
+
+
+def withdrawal_balances(conn: Connection, uin: int, *, lock: bool) -> dict[str, int]:
+    """The sub-account balances by kind (``cash`` is the unfrozen cash) a withdrawal
+    decides from; with ``lock`` the balance rows are locked first (the claim order's
+    balances step) and the balances are those under the lock."""
+    _, bal = _balances(conn, uin, lock=lock)
+    return bal
+
+
+def hold_for_withdrawal(conn: Connection, clock: Clock, uin: int,
+                        legs: list[tuple[str, int, str]], *, key: str, route: str,
+                        memo: str | None = None) -> tuple[list[int], int]:
+    """Hold a withdrawal's money (WDR-4): each (hold key, amount, reference) one pending
+    ledger hold from cash to the platform account "withdrawals_in_flight", all in one
+    transaction with one 收支明细 entry ``cash`` (提现, − the total; ``deduct_mode`` =
+    the route). Cash drops at once: neither spendable nor withdrawable again. A repeat
+    of ``key`` returns the first holds. Returns (hold ids in order, transaction id)."""
+    ids, _ = _balances(conn, uin, lock=True)
+    escrow = platform_account(conn, clock, WITHDRAWALS_IN_FLIGHT)
+    hold_ids, txn_id = ledger.create_holds(
+        conn, clock, key, [(hold_key, [ledger.HoldLeg(ids["cash"], escrow, amount)], ref)
+                           for hold_key, amount, ref in legs], kind="cash", uin=uin, memo=memo)
+    recorded = conn.execute(select(statement_entries.c.id)
+                            .where(statement_entries.c.txn_id == txn_id)).scalar()
+    if recorded is None:
+        total = sum(amount for _, amount, _ in legs)
+        _record(conn, clock, uin, txn_id, "cash", -total, cash=-total, deduct_mode=route,
+                memo=memo)
+    return hold_ids, txn_id
+
+
 def plan_payment(conn: Connection, clock: Clock, uin: int, amounts: list[int],
                  coupons: list[int] | None = None) -> list[rules.Allocation]:
     """Preview (writes nothing): what coupons, gift, cash and credit pay of each amount."""
