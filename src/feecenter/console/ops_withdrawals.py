@@ -9,7 +9,7 @@
   customer's request gives) or return to cash, both with a reason and a
   confirmation checkbox.
 
-Thin adapters: ``withdrawals.service`` ``payout_queue``, ``export_batch``,
+Thin adapters: ``withdrawals.payouts`` ``payout_queue``, ``export_batch``,
 ``import_batch_result``, ``failed_reviews``, ``pay_offline``, ``return_to_cash``
 check that the caller is an operator, audit under its name and claim each change
 atomically. Every form carries the operator session's CSRF token.
@@ -31,7 +31,7 @@ from feecenter.console.withdrawals import (CHANNEL_LABELS, LEG_STATE_LABELS, ROU
 from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError, invalid
 from feecenter.inputs import digits_id
-from feecenter.withdrawals import service
+from feecenter.withdrawals import payouts as bank_payouts
 
 router = APIRouter(prefix=OPS, include_in_schema=False)
 PAYOUTS = OPS + "/payouts"
@@ -50,7 +50,7 @@ def _payouts_page(request: Request, current: OpsPage, exc: FeeCenterError | None
     context = {"active": "payouts", "rows": [], "result": None, **LABELS, **extra}
     try:
         with current.rt.engine.connect() as conn:
-            rows = service.payout_queue(conn, current.actor)
+            rows = bank_payouts.payout_queue(conn, current.actor)
     except FeeCenterError as error:
         return refused(request, current, "ops/payouts.html", error, **context)
     context["rows"] = [shown_leg(r) for r in rows]
@@ -74,7 +74,7 @@ def export(request: Request, csrf_token: FormText = "",
     rt = current.rt
     try:
         with transaction(rt.engine) as conn:
-            batch = service.export_batch(conn, rt.clock, current.actor)
+            batch = bank_payouts.export_batch(conn, rt.clock, current.actor)
     except FeeCenterError as exc:
         return _payouts_page(request, current, exc)
     name = f"payout-batch-{batch['batch_id']}.csv"
@@ -106,7 +106,7 @@ def _import_result(request: Request, form: FormData, data: bytes) -> Response:
         batch_id = digits_id(_field(form, "batch_id"), "batch_id")
         text = _csv_text(data)
         with transaction(rt.engine) as conn:
-            result = service.import_batch_result(conn, rt.clock, current.actor, batch_id, text)
+            result = bank_payouts.import_batch_result(conn, rt.clock, current.actor, batch_id, text)
     except FeeCenterError as exc:
         return _payouts_page(request, current, exc, batch_id=_field(form, "batch_id")[:20])
     return _payouts_page(request, current, result=result, batch_id=batch_id)
@@ -132,7 +132,7 @@ def _failed_page(request: Request, current: OpsPage, exc: FeeCenterError | None 
                "form": {}, **LABELS, **extra}
     try:
         with current.rt.engine.connect() as conn:
-            rows = service.failed_reviews(conn, current.actor)
+            rows = bank_payouts.failed_reviews(conn, current.actor)
     except FeeCenterError as error:
         return refused(request, current, "ops/withdrawals_failed.html", error, **context)
     context["rows"] = [shown_withdrawal(r) for r in rows]
@@ -163,10 +163,10 @@ def decide(request: Request, withdrawal_id: str, action: str, reason: FormText =
         _confirmed(confirm, reason)
         with transaction(rt.engine) as conn:
             if action == "pay-offline":
-                service.pay_offline(conn, rt.clock, current.actor, number, details,
+                bank_payouts.pay_offline(conn, rt.clock, current.actor, number, details,
                                     reason=reason.strip())
             elif action == "return":
-                service.return_to_cash(conn, rt.clock, current.actor, number,
+                bank_payouts.return_to_cash(conn, rt.clock, current.actor, number,
                                        reason=reason.strip())
             else:
                 raise invalid("action", "不支持的操作", "unknown action")

@@ -56,7 +56,9 @@ STATE_LABELS = {"in_progress": N_("Withdrawal under way"), "failed": N_("Failed,
 LEG_STATE_LABELS = {"pending": N_("Waiting to be sent"), "sending": N_("Sending"),
                     "queued": N_("Waiting for the bank payout"),
                     "batched": N_("Sent to the bank"), "paid": N_("Paid out"),
-                    "failed": N_("Failed"), "returned": N_("Returned to cash")}
+                    "failed": N_("Failed"), "returned": N_("Returned to cash"),
+                    "rerouted": N_("Paid offline instead")}
+FINISHED_LEGS = ("paid", "returned", "rerouted")  # their money is no longer held here
 CHANNEL_LABELS = {**RECHARGE_CHANNELS, "remittance": N_("Corporate remittance"),
                   "intl_card": N_("International card"), "bank": N_("Bank account"),
                   "offline": N_("Bank account")}
@@ -104,13 +106,21 @@ def _overview(current: Page) -> dict:
     actor, rt = current.session.actor, current.rt
     with rt.engine.connect() as conn:
         view = service.withdrawable(conn, rt.clock, actor, actor.uin)  # checks FINANCE
-        under_way = service.in_progress(conn, actor.uin)
+        under_way = [service.get(conn, actor, w["id"])
+                     for w in service.in_progress(conn, actor.uin)]
         records = service.list_withdrawals(conn, actor, actor.uin, limit=RECORDS_SHOWN)
         paid = recharges.list_recharges(conn, actor, actor.uin, state="paid", limit=PICKABLE)
-    return {"view": view, "held": sum(w["amount"] for w in under_way),
+    return {"view": view, "held": held(under_way),
             "records": [shown_withdrawal(w) for w in records],
             "pickable": [{**r, "paid_text": time_text(r.get("paid_at"))}
                          for r in paid["items"]]}
+
+
+def held(under_way: list[dict]) -> int:
+    """WDR-4: the money of unfinished withdrawals still held (legs neither paid nor
+    returned; a leg paid offline instead holds on in its new bank leg)."""
+    return sum(leg["amount"] for w in under_way for leg in w["legs"]
+               if leg["state"] not in FINISHED_LEGS)
 
 
 def _main_page(request: Request, current: Page, status: int = 200, **extra) -> HTMLResponse:
