@@ -99,5 +99,7 @@ def test_estimates_online_two_hours_others_7_to_15_working_days():
 def test_bank_estimates_skip_the_national_holidays():
     applied = datetime(2026, 9, 30, 2, 0, tzinfo=UTC)  # the day before National Day
     start, end = rules.estimate("bank", False, applied)
-    assert start.date() >= date(2026, 10, 14)  # 1-8 October are not working days
-    assert (end - start).days >= 8
+    # 1-7 October off, Saturday 10 October a make-up working day (调休): the 7th
+    # working day is 15 October, the 15th is 27 October
+    assert (start, end) == (datetime(2026, 10, 15, 2, 0, tzinfo=UTC),
+                            datetime(2026, 10, 27, 2, 0, tzinfo=UTC))
