@@ -41,7 +41,7 @@ ALL_PARAMS = {"uin": 100000000001, "account_name": "示例科技", "at": "2026-0
               "day": "2026-03-02", "count": 2, "product": "cvm", "item": "S2.SMALL",
               "region": "ap-guangzhou", "starts_at": "2026-04-01 00:00:00",
               "old_price": "100.00", "new_price": "120.00", "expiring_count": 1, "expiring": "cvm-x",
-              "reversal_id": 3, "invoice_number": "26110000000000000001"}
+              "reversal_id": 3, "invoice_number": "26110000000000000001", "withdrawal_id": 5}
 
 
 def free_port() -> int:
@@ -210,7 +210,7 @@ RECEIVERS = {code: {"account", "owner", "finance"} for code in (
     "resources_destroy_warning", "resources_destroyed", "arrears_repaid_restored",
     "balance_low", "remittance_pending", "remittance_review_failed", "service_request_update",
     "renewal_stopped", "renewal_released", "renewal_recharge_reminder", "renewal_reminder",
-    "invoice_reversal_update")}
+    "invoice_reversal_update", "withdrawal_failed")}
 RECEIVERS.update({code: {"account", "owner", "finance", "admin"} for code in (
     "renewal_expiry_reminder", "renewal_price_change")})
 # who, with which email and phone; the owner's are the account's contacts (ACC-1)

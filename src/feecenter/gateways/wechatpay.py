@@ -1,6 +1,6 @@
 """The WeChat Pay API v3 adapter of the payment-gateway port (RCH-1), on the maintained
 ``wechatpayv3`` package: Native (QR) payments, JSAPI payments bound to a payer's
-openid (the mini-program, RCH-4), query, close, refund, and payment
+openid (the mini-program, RCH-4), query, close, refund and its query (WDR-2), and payment
 notifications verified (SHA256-RSA2048) with their resource decrypted with the
 API v3 key (AEAD_AES_256_GCM).
 
@@ -165,9 +165,22 @@ class WeChatPayGateway:
         status, body = self._call(
             "refund", self._client.refund, out_refund_no=out_refund_no, out_trade_no=out_trade_no,
             amount={"refund": amount, "total": total, "currency": "CNY"}, reason=reason[:80])
-        data = self._ok(status, body)
-        return ProviderRefund(out_refund_no, str(data.get("refund_id", "")),
-                              str(data.get("status", "")))
+        return self._refund(out_refund_no, self._ok(status, body))
+
+    def query_refund(self, out_refund_no: str) -> ProviderRefund | None:
+        """GET /v3/refund/domestic/refunds/{out_refund_no}; None: WeChat does not know
+        the refund (RESOURCE_NOT_EXISTS), so it was never taken."""
+        status, body = self._call("query_refund", self._client.query_refund,
+                                  out_refund_no=out_refund_no)
+        if status == 404 and _json(body).get("code") == "RESOURCE_NOT_EXISTS":
+            return None
+        return self._refund(out_refund_no, self._ok(status, body))
+
+    @staticmethod
+    def _refund(out_refund_no: str, data: dict) -> ProviderRefund:
+        return ProviderRefund(str(data.get("out_refund_no") or out_refund_no),
+                              str(data.get("refund_id", "")), str(data.get("status", "")),
+                              (data.get("amount") or {}).get("refund"))
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes,
                            now: datetime) -> ProviderNotification:

@@ -27,6 +27,7 @@ JOB_MODULES: tuple[str, ...] = (
     "feecenter.bills.jobs",  # bills.refresh_rollups (BIL-2)
     "feecenter.invoices.delivery_jobs",  # invoices.deliver (INV-5)
     "feecenter.invoices.jobs",  # invoices.issue, invoices.auto_issue (INV-5)
+    "feecenter.withdrawals.jobs",  # withdrawals.pay_out (WDR-2, WDR-5)
 )
 
 

@@ -32,6 +32,7 @@ RECIPIENTS: dict[str, tuple[str, ...]] = {
     "remittance_review_failed": _MONEY,   # RMT-5
     "service_request_update": _MONEY,     # SRV-2: each state change of a 工单 (billing)
     "invoice_reversal_update": _MONEY,    # INV-6: a reversal submitted, released, rejected
+    "withdrawal_failed": _MONEY,          # WDR-5: a payout failed, money held
     "renewal_stopped": _MONEY,            # RNW-6: expired into the recycle bin
     "renewal_released": _MONEY,           # RNW-6: released after the recovery period
     # RNW-3: states the balance, so the money recipients only

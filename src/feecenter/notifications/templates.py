@@ -257,6 +257,32 @@ TEMPLATES: dict[str, dict[str, Template]] = {
                   "See the Service requests page of the console for details." + _SIGN_EN),
             sms="Account {uin}: service request {request_id} ({kind_en}) is {state_en}."),
     },
+    # WDR-5: a payout failed; its money stays held until an operator pays it another
+    # way or returns it to cash
+    "withdrawal_failed": {
+        "zh-CN": Template(
+            subject="【提现通知】账号 {uin} 的提现 {withdrawal_id} 打款失败，待审核",
+            body=("尊敬的 {account_name}：\n\n"
+                  "您的账号（UIN：{uin}）的提现申请 {withdrawal_id} 于 {at} 有 {amount} 元打款失败，"
+                  "原因：{note}。\n该笔款项仍为冻结状态，不会丢失，也不会重复打款。\n\n"
+                  "请登录控制台，在「工单」页面提交「提现打款失败」工单，并上传证明材料（销户证明、"
+                  "控制台截图、充值凭证）；审核后平台将改为线下打款到您指定的银行账户，或退回现金余额。"
+                  + _SIGN_ZH),
+            sms="您的账号{uin}的提现{withdrawal_id}有{amount}元打款失败，款项已冻结，请在控制台提交工单处理。"),
+        "en": Template(
+            subject="[Withdrawal] Account {uin}: payout of withdrawal {withdrawal_id} failed, "
+                    "under review",
+            body=("Dear {account_name},\n\n"
+                  "CNY {amount} of withdrawal {withdrawal_id} of your account (UIN {uin}) could not "
+                  "be paid out at {at} (Beijing time). Reason: {note}.\nThe money stays held: it is "
+                  "neither lost nor paid twice.\n\n"
+                  "File a \"failed payout\" service request in the console with proof (account "
+                  "closure certificate, console screenshot, recharge voucher); after review the "
+                  "platform pays it to a bank account you name or returns it to your cash balance."
+                  + _SIGN_EN),
+            sms="Account {uin}: CNY {amount} of withdrawal {withdrawal_id} failed to pay out and "
+                "is held; file a service request in the console."),
+    },
     # INV-6: a reversal (退票) submitted, released (the red invoice made) or rejected
     "invoice_reversal_update": {
         "zh-CN": Template(

@@ -38,11 +38,20 @@ class ProviderNotification:
     payment: ProviderPayment
 
 
+REFUND_SUCCESS, REFUND_PROCESSING, REFUND_ABNORMAL, REFUND_CLOSED = (
+    "SUCCESS", "PROCESSING", "ABNORMAL", "CLOSED")  # WeChat Pay's refund statuses
+
+
 @dataclass(frozen=True)
 class ProviderRefund:
+    """A refund as the provider reports it: SUCCESS (the money reached the payer),
+    PROCESSING (not yet), ABNORMAL (the payer's account is closed or frozen: it never
+    arrives), CLOSED (the provider gave up)."""
+
     out_refund_no: str
     refund_id: str
     status: str                     # the provider's word, e.g. SUCCESS, PROCESSING
+    amount: int | None = None       # fen refunded (None: not reported)
 
 
 class NotificationRefused(Exception):
@@ -87,7 +96,12 @@ class PaymentGateway(Protocol):
 
     def refund(self, out_trade_no: str, out_refund_no: str, amount: int, total: int,
                reason: str) -> ProviderRefund:
-        """Refund ``amount`` of a paid payment of ``total``."""
+        """Refund ``amount`` of a paid payment of ``total``; idempotent by
+        ``out_refund_no`` (a repeat answers the first refund)."""
+
+    def query_refund(self, out_refund_no: str) -> ProviderRefund | None:
+        """The refund as the provider knows it; None: the provider does not know it
+        (it was never taken, so it may be asked again with the same number)."""
 
     def parse_notification(self, headers: Mapping[str, str], body: bytes,
                            now: datetime) -> ProviderNotification:

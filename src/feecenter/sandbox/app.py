@@ -1,10 +1,16 @@
 """The sandbox provider's ASGI app: WeChat Pay API v3 Native payments, JSAPI payments
 bound to a payer's openid (only that payer may pay them: RCH-4), query, close,
-refund and the platform certificates, each request's signature verified and each
+refund (with its query) and the platform certificates, each request's signature verified and each
 answer signed (by the platform key, announced by its certificate's serial or, in
 public-key mode, by its public key's id ``PUB_KEY_ID_…``); a payer page where a payment is paid, fails with the provider's
 reason or is abandoned; payment notifications sent asynchronously and retried
 with backoff until the merchant acknowledges them (2xx).
+
+A payer's channel account can be closed (``POST /sandbox/payers/{payer}/close``):
+refunds to it then end ``ABNORMAL``, WeChat's word for a refund to a closed or
+frozen account (WDR-5); ``…/slow`` leaves that payer's refunds ``PROCESSING`` until
+``POST /sandbox/refunds/{out_refund_no}/finish`` ends them, ``…/open`` undoes both.
+Refunds are idempotent by ``out_refund_no``: a repeat answers the first refund.
 
 State is kept in ``state.json`` in the keys folder, written after every change,
 so a sandbox killed between a payment and its notification still knows the
@@ -82,19 +88,22 @@ class Provider:
         self.serial = keys.public_key_id if public_key_mode else keys.platform_serial
         self.payments: dict[str, Payment] = {}
         self.refunds: dict[str, dict] = {}
+        self.payer_accounts: dict[str, str] = {}  # payer -> closed | slow (else open)
         self.tasks: set[asyncio.Task] = set()
         self.state_path = keys.folder / "state.json"
         if self.state_path.exists():
             state = json.loads(self.state_path.read_text())
             self.payments = {no: Payment(**p) for no, p in state["payments"].items()}
             self.refunds = state["refunds"]
+            self.payer_accounts = state.get("payer_accounts", {})
 
     def save(self) -> None:
         """Write the state (a new file renamed over the old: never half-written)."""
         temporary = self.state_path.with_suffix(".tmp")
         temporary.write_text(json.dumps({
             "payments": {no: asdict(p) for no, p in self.payments.items()},
-            "refunds": self.refunds}, ensure_ascii=False))
+            "refunds": self.refunds, "payer_accounts": self.payer_accounts},
+            ensure_ascii=False))
         os.replace(temporary, self.state_path)
 
     def resume(self) -> None:
@@ -262,18 +271,34 @@ def _api_routes(app: FastAPI, provider: Provider) -> None:
             return provider.error(400, "PARAM_ERROR", "参数错误")
         if payment.trade_state not in ("SUCCESS", "REFUND"):
             return provider.error(400, "INVALID_REQUEST", "订单未支付")
+        if data["out_refund_no"] in provider.refunds:  # idempotent: the first refund
+            return provider.answer(200, provider.refunds[data["out_refund_no"]])
         refunded = sum(r["amount"]["refund"] for r in provider.refunds.values()
-                       if r["out_trade_no"] == data["out_trade_no"])
+                       if r["out_trade_no"] == data["out_trade_no"]
+                       and r["status"] not in ("ABNORMAL", "CLOSED"))
         if not 0 < amount <= payment.order["amount"]["total"] - refunded:
             return provider.error(400, "INVALID_REQUEST", "退款金额超出可退金额")
-        record = provider.refunds.setdefault(data["out_refund_no"], {
-            "refund_id": f"5030{secrets.randbelow(10**24):024d}", "status": "SUCCESS",
+        account = provider.payer_accounts.get(payment.payer or "", "open")
+        status = {"closed": "ABNORMAL", "slow": "PROCESSING"}.get(account, "SUCCESS")
+        record = provider.refunds[data["out_refund_no"]] = {
+            "refund_id": f"5030{secrets.randbelow(10**24):024d}", "status": status,
             "out_refund_no": data["out_refund_no"], "out_trade_no": data["out_trade_no"],
-            "transaction_id": payment.transaction_id,
+            "transaction_id": payment.transaction_id, "channel": "ORIGINAL",
+            "user_received_account": "支付用户零钱" if status != "ABNORMAL" else "",
             "amount": {"refund": amount, "total": payment.order["amount"]["total"],
-                       "currency": "CNY"}})
+                       "currency": "CNY"}}
         payment.trade_state = "REFUND"
         provider.save()
+        return provider.answer(200, record)
+
+    @app.get("/v3/refund/domestic/refunds/{no}")
+    async def query_refund(no: str, request: Request) -> Response:
+        _, refused = await provider.authenticate(request)
+        if refused:
+            return refused
+        record = provider.refunds.get(no)
+        if record is None:
+            return provider.error(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
         return provider.answer(200, record)
 
     @app.get("/v3/certificates")
@@ -330,6 +355,38 @@ def _payer_routes(app: FastAPI, provider: Provider) -> None:
             return JSONResponse({"error": "unknown"}, status_code=404)
         return JSONResponse({**payment.transaction(), "attempts": payment.attempts,
                              "acknowledged": payment.acknowledged})
+
+    @app.post("/sandbox/payers/{payer}/{state}")
+    async def payer_account(payer: str, state: str) -> JSONResponse:
+        """``close``: the payer's channel account is closed, refunds to it end ABNORMAL;
+        ``slow``: its refunds stay PROCESSING until finished; ``open``: neither."""
+        if state not in ("close", "slow", "open"):
+            return JSONResponse({"error": "state: close | slow | open"}, status_code=404)
+        if state == "open":
+            provider.payer_accounts.pop(payer, None)
+        else:
+            provider.payer_accounts[payer] = "closed" if state == "close" else "slow"
+        provider.save()
+        return JSONResponse({"payer": payer, "account": provider.payer_accounts.get(payer, "open")})
+
+    @app.get("/sandbox/refunds/{no}")
+    async def inspect_refund(no: str) -> JSONResponse:
+        record = provider.refunds.get(no)
+        if record is None:
+            return JSONResponse({"error": "unknown"}, status_code=404)
+        return JSONResponse(record)
+
+    @app.post("/sandbox/refunds/{no}/finish")
+    async def finish_refund(no: str, status: Annotated[str, Form()] = "SUCCESS") -> JSONResponse:
+        """End a PROCESSING refund: SUCCESS, ABNORMAL or CLOSED."""
+        record = provider.refunds.get(no)
+        if record is None or record["status"] != "PROCESSING" or status not in (
+                "SUCCESS", "ABNORMAL", "CLOSED"):
+            return JSONResponse({"error": "not a processing refund, or a bad status"},
+                                status_code=409)
+        record["status"] = status
+        provider.save()
+        return JSONResponse(record)
 
     @app.post("/sandbox/payments/{no}/notify")
     async def renotify(no: str) -> JSONResponse:

@@ -8,7 +8,8 @@ amount through ``funds.adjust`` under the operator's name, once per month. It
 registers the corporate-remittance kinds (RMT-9..11: remittance refund, wrong-account
 claim, legacy remittance form and its correction), whose fields and actions are in
 ``remittance_kinds``, and the invoice kinds (SRV-1 paper invoice copy, INV-9
-commercial invoice), whose fields and actions are in ``invoices.requests``.
+commercial invoice), whose fields and actions are in ``invoices.requests``, and the
+failed-payout kind (WDR-5), whose fields and action are in ``withdrawals.requests``.
 
 An action is a plain function ``(conn, clock, operator, request) -> dict`` run in the
 same transaction as the claim of the state change; what it returns is stored as the
@@ -33,6 +34,7 @@ from feecenter.service_requests import remittance_kinds
 from feecenter.service_requests.rules import MONTH, TEXT, Field
 from feecenter.service_requests.tables import precision_compensations
 from feecenter.settlement import service as settlement
+from feecenter.withdrawals import requests as withdrawal_requests
 
 Action = Callable[[Connection, Clock, Actor, dict], dict]
 Admit = Callable[[Connection, Clock, Actor, int, dict], None]
@@ -196,3 +198,14 @@ register(Kind(
     action=invoice_requests.send_commercial_invoice,
     attachments=Attachments(required=False, max_count=3),  # the operator's scan
     admit=invoice_requests.admit_commercial))
+
+
+# ---------------------------------------------------------------- withdrawals (WDR-5)
+
+register(Kind(
+    code=withdrawal_requests.FAILED_PAYOUT, zh="提现打款失败", en="Failed payout",
+    fields=withdrawal_requests.FIELDS, due_working_days=withdrawal_requests.DUE_WORKING_DAYS,
+    action=withdrawal_requests.resolve,
+    # proof: closure certificate, console screenshot, recharge voucher
+    attachments=Attachments(required=True, max_count=5),
+    subject=lambda values: str(values["withdrawal_id"]), admit=withdrawal_requests.admit))
