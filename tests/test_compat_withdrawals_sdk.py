@@ -34,7 +34,8 @@ def withdraw(rt, uin: int, fen: int, key: str) -> dict:
 @pytest.mark.spec("BAL-5", "WDR-4")
 def test_a_withdrawal_is_a_cash_entry_with_its_route_in_describe_bill_list(live_server):
     rt, address = live_server
-    uin = new_account(rt, "sdk-withdraw")
+    uin = new_account(rt, "sdk-withdraw", enterprise_name=BANK["holder"],
+                      uscc="91110108551385082Q")
     add_cash(rt, uin, 100_00)
     withdraw(rt, uin, 30_00, "sdk-wdr-1")
     key = make_key(rt, uin)

@@ -85,6 +85,7 @@ class Summary:
     races: dict = field(default_factory=dict)  # concurrent runs: conflicts retried, …
     renewal: dict = field(default_factory=dict)  # auto-renewed, failed, stopped, released, …
     invoices: dict = field(default_factory=dict)  # applied, refused (why), issued, reversed
+    withdrawals: dict = field(default_factory=dict)  # applied (route), refused (why), paid, …
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -121,6 +122,7 @@ def run(url: str, config: Config, *, on_step=None) -> Summary:
         _finish(sim, model, config)
         summary.renewal = renewal_counts(engine)
         summary.invoices = invoice_counts(engine, model)
+        summary.withdrawals = dict(sorted(model.withdrawal_counts.items()))
         summary.state_hash = state_hash(engine)
         summary.seconds = round(time.perf_counter() - started, 2)
         return summary
