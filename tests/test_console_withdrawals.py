@@ -211,7 +211,9 @@ def test_a_failed_payout_is_returned_to_cash_after_review(rt, world):
     assert 'data-state="failed"' in html and "失败待审核" in html and 'data-held="2000"' in html
     link = re.search(r'href="([^"]+)" data-file-request', html).group(1)
     assert f"withdrawal_id={number}" in link
-    assert http.get(link.replace("&amp;", "&")).status_code == 200
+    form = http.get(link.replace("&amp;", "&"))
+    assert form.status_code == 200 and 'data-kind="failed_payout"' in form.text
+    assert f'name="field_withdrawal_id" value="{number}"' in form.text  # filled in
 
     review = ops.get("/console/ops/withdrawals/failed")
     assert f'data-withdrawal="{number}"' in review.text
@@ -260,3 +262,23 @@ def test_the_operator_pages_are_in_the_menu_and_empty_at_first(rt, world):
     failed = ops.get("/console/ops/withdrawals/failed")
     assert failed.status_code == 200 and "提现失败审核" in failed.text
     assert client(rt).get("/console/ops/payouts").status_code == 303  # not logged in
+    nothing = ops.post("/console/ops/payouts/batches", data={"csrf_token": csrf_of(page.text)})
+    assert nothing.status_code == 409 and "data-error" in nothing.text  # no queued payout
+
+
+@pytest.mark.spec("WDR-3")
+def test_a_bad_result_file_is_refused_naming_the_line_and_nothing_is_settled(rt, world):
+    http = customer_client(rt)
+    _apply(http)
+    ops = operator_client(rt)
+    page = ops.get("/console/ops/payouts")
+    exported = ops.post("/console/ops/payouts/batches", data={"csrf_token": csrf_of(page.text)})
+    batch_id = re.search(r"payout-batch-(\d+)\.csv", exported.headers["content-disposition"])[1]
+    for body in (b"leg_id,result,reason\n999999,paid,\n", b"leg,outcome\n", b""):
+        answer = ops.post("/console/ops/payouts/result",
+                          data={"csrf_token": csrf_of(page.text), "batch_id": batch_id},
+                          files={"result": ("result.csv", body, "text/csv")})
+        assert answer.status_code == 400, answer.text
+        assert re.search(r'data-error-field="(csv|result)"', answer.text)
+    html = http.get("/console/withdrawals").text
+    assert 'data-state="in_progress"' in html and 'data-held="2000"' in html
