@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import SYSTEM, Actor
 from feecenter.db.engine import transaction
-from feecenter.errors import (IdempotencyConflict, InsufficientBalance, InvalidInput, NotFound,
+from feecenter.errors import (Conflict, IdempotencyConflict, InsufficientBalance, InvalidInput, NotFound,
                               PermissionDenied)
 from feecenter.funds import service as funds
 from feecenter.funds.tables import statement_entries
@@ -362,3 +362,32 @@ def test_list_in_progress_and_owed(rt):
     with rt.engine.connect() as conn:
         assert service.owed(conn, uin) == 20_00
         assert conn.execute(select(func.count()).select_from(withdrawals)).scalar() == 2
+
+
+@pytest.mark.spec("ARR-4", "BAL-5")
+def test_a_leg_returned_to_cash_repays_arrears_first_and_only_once(rt):
+    uin = new_account(rt)
+    paid_recharge(rt, uin, 100_00)
+    (leg,) = withdraw(rt, uin, 100_00)["legs"]
+    revenue_id = revenue(rt)
+    with transaction(rt.engine) as conn:  # postpaid usage while the money is held
+        funds.spend(conn, rt.clock, uin, 30_00, key="usage", postpaid=True,
+                    revenue_account_id=revenue_id)
+    assert balance(rt, uin).arrears == 30_00
+    with rt.engine.connect() as conn:
+        hold_id = conn.execute(select(withdrawal_legs.c.hold_id).where(
+            withdrawal_legs.c.id == leg["id"])).scalar_one()
+    with transaction(rt.engine) as conn:
+        funds.return_withdrawal(conn, rt.clock, uin, hold_id, memo="returned")
+    view = balance(rt, uin)
+    assert (view.cash, view.arrears) == (70_00, 0) and in_flight(rt) == 0
+    e = statement_entries.c
+    with rt.engine.connect() as conn:
+        last = [tuple(r) for r in conn.execute(select(e.action_type, e.amount, e.cash_after)
+                                               .where(e.uin == uin).order_by(e.id.desc()).limit(2))]
+    assert last == [("repayment", -30_00, 70_00), ("cash", 100_00, 100_00)]
+    with pytest.raises(Conflict):
+        with transaction(rt.engine) as conn:
+            funds.return_withdrawal(conn, rt.clock, uin, hold_id)
+    assert balance(rt, uin).cash == 70_00
+    assert_reconciled(rt)

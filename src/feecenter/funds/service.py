@@ -218,6 +218,15 @@ def receive(conn: Connection, clock: Clock, uin: int, amount: int, *, key: str,
                       [(source_account_id, -amount), (ids["cash"], amount)], memo=memo)
     entries = [_record(conn, clock, uin, first.txn_id, action_type, amount, cash=amount,
                        pay_channel=pay_channel, deduct_mode=sub_type, memo=memo)]
+    entries += _repay_from(conn, clock, uin, ids, bal, amount, key, request)
+    return Movement(first.txn_id, True, tuple(entries))
+
+
+def _repay_from(conn: Connection, clock: Clock, uin: int, ids: dict[str, int],
+                bal: dict[str, int], amount: int, key: str, request) -> list[int]:
+    """ARR-4: ``amount`` just came into cash; it repays arrears, then advances (``bal``:
+    the balances read under the lock before it came in). The repayment entries."""
+    entries = []
     plan = rules.plan_incoming(amount, arrears=-bal["arrears"], advances=-bal["advance"])
     for part, sub, action in ((plan.to_arrears, "arrears", "repayment"),
                               (plan.to_advances, "advance", "repay")):
@@ -225,7 +234,7 @@ def receive(conn: Connection, clock: Clock, uin: int, amount: int, *, key: str,
             result = _transfer(conn, clock, f"{key}:{sub}", [request, sub], action, uin,
                                [(ids["cash"], -part), (ids[sub], part)])
             entries.append(_record(conn, clock, uin, result.txn_id, action, -part, cash=-part))
-    return Movement(first.txn_id, True, tuple(entries))
+    return entries
 
 
 # ---------------------------------------------------------------- spending
@@ -370,6 +379,22 @@ def hold_for_withdrawal(conn: Connection, clock: Clock, uin: int,
         _record(conn, clock, uin, txn_id, "cash", -total, cash=-total, deduct_mode=route,
                 memo=memo)
     return hold_ids, txn_id
+
+
+def return_withdrawal(conn: Connection, clock: Clock, uin: int, hold_id: int, *,
+                      memo: str | None = None) -> Movement:
+    """A withdrawal leg's held money back to cash (提现退回, WDR-5): its hold voided
+    (claimed once: a second call is a Conflict), a 收支明细 entry ``cash`` of
+    +amount, then, as incoming money, it repays arrears and advances first (ARR-4),
+    each an entry of its own."""
+    ids, bal = _balances(conn, uin, lock=True)
+    held = _hold_for(conn, uin, hold_id)
+    result = ledger.void_hold(conn, clock, hold_id, kind="cash", memo=memo)
+    entries = [_record(conn, clock, uin, result.txn_id, "cash", held.amount, cash=held.amount,
+                       memo=memo)]
+    entries += _repay_from(conn, clock, uin, ids, bal, held.amount, f"withdrawal-return:{hold_id}",
+                           {"op": "return_withdrawal", "hold": hold_id})
+    return Movement(result.txn_id, True, tuple(entries))
 
 
 def plan_payment(conn: Connection, clock: Clock, uin: int, amounts: list[int],
