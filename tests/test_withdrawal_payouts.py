@@ -307,3 +307,48 @@ def test_an_offline_withdrawal_the_bank_refuses_fails_held_and_notified(pay):  #
     assert (done["state"], done["legs"][0]["reason"]) == ("failed", "户名不符")
     assert balance(money.rt, money.uin).cash == 0 and money.notices().count("withdrawal_failed") == 1
     assert_reconciled(money.rt)
+
+
+# ---------------------------------------------------------------- the failed-payout request (SRV-1)
+
+@pytest.mark.spec("WDR-5", "SRV-1")
+def test_a_failed_payout_request_with_proof_is_resolved_by_paying_offline(pay):  # noqa: F811
+    from feecenter.accounts.permissions import Actor
+    from feecenter.service_requests import service as srv
+
+    money = Money(pay)
+    customer = Actor(kind="user", name=f"owner-{money.uin}", uin=money.uin, role="owner")
+    money.recharge(18_00)
+    under_way = money.withdraw(8_00, route="offline", bank=BANK)  # queued, not missing yet
+    done = money.failed(10_00)
+    fields = {"withdrawal_id": done["id"], "resolution": "offline", **BANK,
+              "description": "微信账户已注销"}
+    with transaction(money.rt.engine) as conn:
+        for wrong, field in (({**fields, "withdrawal_id": under_way["id"]}, "fields.withdrawal_id"),
+                             ({**fields, "holder": "李四"}, "fields.holder"),
+                             ({**fields, "account_no": ""}, "fields.account_no")):
+            with pytest.raises(InvalidInput) as refused:
+                srv.file_request(conn, money.rt.clock, customer, money.uin, "failed_payout", wrong)
+            assert refused.value.field == field
+        with pytest.raises(InvalidInput) as no_proof:
+            srv.file_request(conn, money.rt.clock, customer, money.uin, "failed_payout", fields,
+                             uploads=())
+        assert no_proof.value.field == "attachment"
+        filed = srv.file_request(conn, money.rt.clock, customer, money.uin, "failed_payout",
+                                 fields, uploads=(srv.Upload("销户证明.pdf",
+                                                             b"%PDF-1.7\n%%EOF\n"),))
+    assert filed["due_at"] is not None
+    with transaction(money.rt.engine) as conn:
+        srv.take(conn, money.rt.clock, OPS, filed["id"])
+        resolved = srv.resolve(conn, money.rt.clock, OPS, filed["id"], note="证明材料齐全")
+    assert resolved["state"] == "resolved"
+    assert resolved["result"]["resolution"] == "offline"
+    legs = money.get(done["id"])["legs"]
+    assert [leg["state"] for leg in legs] == ["rerouted", "queued"]
+    assert money.get(done["id"])["bank"] == BANK
+    money.rt.clock.advance(days=15)  # the other one, still under way, may now be filed
+    with transaction(money.rt.engine) as conn:
+        late = srv.file_request(conn, money.rt.clock, customer, money.uin, "failed_payout",
+                                {"withdrawal_id": under_way["id"], "resolution": "cash"})
+    assert late["state"] == "submitted"
+    assert_reconciled(money.rt)

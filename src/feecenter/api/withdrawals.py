@@ -18,7 +18,7 @@ from feecenter.api.deps import caller, runtime
 from feecenter.api.strict import BodyId, Key, Limit, Offset, PathId, StrictModel, Text, Uin, Yuan
 from feecenter.db.engine import transaction
 from feecenter.errors import invalid
-from feecenter.money import parse_yuan
+from feecenter.money import format_yuan, parse_yuan
 from feecenter.present.withdrawals import preview_json, withdrawable_json, withdrawal_json
 from feecenter.runtime import Runtime
 from feecenter.withdrawals import service
@@ -100,3 +100,72 @@ def list_withdrawals(uin: Uin, rt: Rt, actor: Caller, state: State = None, offse
 def get_withdrawal(withdrawal_id: PathId, rt: Rt, actor: Caller) -> dict:
     with rt.engine.connect() as conn:
         return withdrawal_json(service.get(conn, actor, withdrawal_id))
+
+
+# ---------------------------------------------------------------- operators: paying out (WDR-2..5)
+# One block of its own (branch wdr-payout): the payout queue, payout batches (CSV out,
+# the bank's result CSV in), failed withdrawals and their two ways out. The services
+# check require_operator and audit every step.
+
+from feecenter.present.withdrawals import payout_leg_json  # noqa: E402
+from feecenter.withdrawals import payouts  # noqa: E402
+
+
+class ResultBody(StrictModel):
+    """The bank's result CSV as its lines (JSON strings carry no line breaks)."""
+
+    lines: Annotated[list[Annotated[str, Field(max_length=1000)]],
+                     Field(min_length=1, max_length=payouts.MAX_RESULT_ROWS + 1,
+                           description="the CSV's lines: leg_id,result,reason then one per leg")]
+
+
+class ReasonBody(StrictModel):
+    reason: Text
+
+
+class PayOfflineBody(ReasonBody):
+    bank: BankBody
+
+
+@router.get("/ops/payouts", summary="WDR-3/5: bank payouts waiting for a batch / 待打款")
+def payout_queue(rt: Rt, actor: Caller) -> dict:
+    with rt.engine.connect() as conn:
+        return {"items": [payout_leg_json(leg) for leg in payouts.payout_queue(conn, actor)]}
+
+
+@router.post("/ops/payout-batches", status_code=201,
+             summary="WDR-3/5: export the queued bank payouts as a batch (CSV) / 导出打款批次")
+def export_batch(rt: Rt, actor: Caller) -> dict:
+    with transaction(rt.engine) as conn:
+        batch = payouts.export_batch(conn, rt.clock, actor)
+    return {**batch, "amount_yuan": format_yuan(batch["amount"])}
+
+
+@router.post("/ops/payout-batches/{batch_id}/result",
+             summary="WDR-3/5: import the bank's result of a batch / 导入打款结果")
+def import_batch_result(batch_id: PathId, body: ResultBody, rt: Rt, actor: Caller) -> dict:
+    with transaction(rt.engine) as conn:
+        return payouts.import_batch_result(conn, rt.clock, actor, batch_id,
+                                           "\n".join(body.lines))
+
+
+@router.get("/ops/withdrawals/failed", summary="WDR-5: failed withdrawals to review / 打款失败待审核")
+def failed_reviews(rt: Rt, actor: Caller) -> dict:
+    with rt.engine.connect() as conn:
+        return {"items": [withdrawal_json(w) for w in payouts.failed_reviews(conn, actor)]}
+
+
+@router.post("/ops/withdrawals/{withdrawal_id}/pay-offline",
+             summary="WDR-5: pay a failed withdrawal to a bank account / 改为线下打款")
+def pay_offline(withdrawal_id: PathId, body: PayOfflineBody, rt: Rt, actor: Caller) -> dict:
+    with transaction(rt.engine) as conn:
+        return withdrawal_json(payouts.pay_offline(conn, rt.clock, actor, withdrawal_id,
+                                                   body.bank.model_dump(), reason=body.reason))
+
+
+@router.post("/ops/withdrawals/{withdrawal_id}/return",
+             summary="WDR-5: return a failed withdrawal to cash / 退回现金余额")
+def return_to_cash(withdrawal_id: PathId, body: ReasonBody, rt: Rt, actor: Caller) -> dict:
+    with transaction(rt.engine) as conn:
+        done = payouts.return_to_cash(conn, rt.clock, actor, withdrawal_id, reason=body.reason)
+    return {**withdrawal_json(done), "returned": format_yuan(done["returned"])}

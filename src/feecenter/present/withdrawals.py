@@ -34,3 +34,9 @@ def withdrawal_json(view: dict) -> dict:
     out = _times(with_yuan(view, ("amount",)), WITHDRAWAL_TIMES)
     out["legs"] = [leg_json(leg) for leg in view["legs"]]
     return out
+
+
+def payout_leg_json(leg: dict) -> dict:
+    """A bank leg in the operators' payout queue, with its payee."""
+    return {**leg_json({k: v for k, v in leg.items() if k != "next_attempt_at"}),
+            "hold_id": leg["hold_id"]}

@@ -15,14 +15,13 @@ from __future__ import annotations
 import csv
 import io
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, case, func, insert, literal, select, update
 
 from feecenter.accounts.permissions import Actor, require_operator
 from feecenter.audit.service import record_audit
 from feecenter.clock import Clock, db_time
 from feecenter.errors import Conflict, invalid, not_found
 from feecenter.funds import service as funds
-from feecenter.ledger import service as ledger
 from feecenter.money import format_yuan
 from feecenter.remittances.tables import remittances
 from feecenter.withdrawals import rules, service, settling
@@ -31,7 +30,6 @@ from feecenter.withdrawals.tables import payout_batches, withdrawal_legs, withdr
 _L = withdrawal_legs.c
 _W = withdrawals.c
 _B = payout_batches.c
-RETURNED_ACCOUNT = "withdrawals_returned"  # the platform account returned money passes through
 RETURN_MEMO = "提现退回"
 EXPORT_COLUMNS = ("leg_id", "withdrawal_id", "uin", "holder", "account_no", "bank", "branch",
                   "amount", "reference")
@@ -43,12 +41,15 @@ MAX_REASON = 500
 # ---------------------------------------------------------------- reading
 
 def _payee_columns() -> tuple:
-    """The payee of a bank leg: the withdrawal's bank account (offline route), else
-    the remitter's account the remittance came from."""
-    return (func.coalesce(_W.bank_holder, remittances.c.payer_name).label("holder"),
-            func.coalesce(_W.bank_account_no, remittances.c.payer_account).label("account_no"),
-            func.coalesce(_W.bank_name, remittances.c.payer_bank).label("bank"),
-            func.coalesce(_W.bank_branch, "").label("branch"))
+    """The payee of a bank leg: a remittance goes back to the remitter's account it
+    came from; a ``bank`` leg to the withdrawal's bank account (offline route, or the
+    one an operator gave when paying a failed leg offline)."""
+    def by_source(remitter, bank, name: str):
+        return case((_L.source == "remittance", remitter), else_=bank).label(name)
+    return (by_source(remittances.c.payer_name, _W.bank_holder, "holder"),
+            by_source(remittances.c.payer_account, _W.bank_account_no, "account_no"),
+            by_source(remittances.c.payer_bank, _W.bank_name, "bank"),
+            by_source(literal(""), _W.bank_branch, "branch"))
 
 
 def _bank_legs(conn: Connection, *where) -> list[dict]:
@@ -128,7 +129,8 @@ def parse_result(csv_text: object) -> list[tuple[int, str, str | None]]:
     rows = list(csv.reader(io.StringIO(csv_text.lstrip("\ufeff"))))
     if not rows or tuple(c.strip() for c in rows[0]) != RESULT_COLUMNS:
         raise invalid("csv", f"结果文件第 1 行须为表头 {','.join(RESULT_COLUMNS)}",
-                      f"line 1 of the result file must be the header {','.join(RESULT_COLUMNS)}")
+                      f"line 1 of the result file must be the header {','.join(RESULT_COLUMNS)}",
+                      line=1)
     if len(rows) - 1 > MAX_RESULT_ROWS:
         raise invalid("csv", f"结果文件至多 {MAX_RESULT_ROWS} 行", f"at most {MAX_RESULT_ROWS} rows")
     parsed, seen = [], set()
@@ -279,29 +281,25 @@ def _bank_of(withdrawal: dict) -> dict | None:
 
 def return_to_cash(conn: Connection, clock: Clock, actor: Actor, withdrawal_id: object, *,
                    reason: object) -> dict:
-    """Give a failed withdrawal's failed legs back to the customer (WDR-5): each hold
-    is posted to the platform account "withdrawals_returned", and from there the
-    total comes in as incoming money (``funds.receive``, ARR-4: arrears and advances
-    repaid first) — a 收支明细 entry "cash" of +amount (提现退回) and its repayments.
-    Returns ``service.get`` with ``returned`` (fen)."""
+    """Give a failed withdrawal's failed legs back to the customer (WDR-5): each leg's
+    hold is voided back to cash by ``funds.return_withdrawal`` — a 收支明细 entry
+    "cash" of +amount (提现退回), then, as incoming money, arrears and advances repaid
+    first (ARR-4). Returns ``service.get`` with ``returned`` (fen)."""
     require_operator(actor)
     reason = _reason(reason)
     withdrawal, legs = _claim_failed(conn, withdrawal_id, "returned")
-    passage = funds.platform_account(conn, clock, RETURNED_ACCOUNT)
     now = db_time(clock.now())
+    txns = []
     for leg in legs:
-        ledger.post_hold(conn, clock, leg["hold_id"], passage, kind="withdrawal_return",
-                         memo=f"{RETURN_MEMO} / withdrawal returned {leg['out_refund_no']}")
+        movement = funds.return_withdrawal(
+            conn, clock, withdrawal["uin"], leg["hold_id"],
+            memo=f"{RETURN_MEMO} / withdrawal returned {leg['out_refund_no']}")
+        txns.append(movement.txn_id)
         conn.execute(update(withdrawal_legs).where(_L.id == leg["id"]).values(
             settled_at=now, reason=f"{leg['reason'] or '-'}；{RETURN_MEMO}：{reason}"[:2000]))
     total = sum(leg["amount"] for leg in legs)
-    movement = funds.receive(
-        conn, clock, withdrawal["uin"], total, key=f"withdrawal-return:{legs[0]['id']}",
-        source_account_id=passage, action_type="cash", memo=f"{RETURN_MEMO} {withdrawal['id']}",
-        request={"op": "withdrawal_return", "withdrawal_id": withdrawal["id"],
-                 "legs": [leg["id"] for leg in legs], "amount": total})
     settling.refresh(conn, clock, withdrawal)
     record_audit(conn, clock, actor, "withdrawal.return_to_cash", withdrawal["uin"], {
         "withdrawal_id": withdrawal["id"], "reason": reason, "amount": total,
-        "legs": [leg["id"] for leg in legs], "txn_id": movement.txn_id})
+        "legs": [leg["id"] for leg in legs], "txn_ids": txns})
     return {**service.get(conn, actor, withdrawal["id"]), "returned": total}
