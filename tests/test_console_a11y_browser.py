@@ -128,7 +128,9 @@ def test_every_page_passes_axe_and_labels_its_fields(live_server, browser_page, 
                        ("ops-audit", "/console/ops/audit"), ("ops-catalog", "/console/ops/catalog"),
                        ("ops-product", "/console/ops/catalog/cvm"),
                        ("ops-remittances", "/console/ops/remittances?queue=unassigned"),
-                       ("ops-remittance-imports", "/console/ops/remittances/imports")):
+                       ("ops-remittance-imports", "/console/ops/remittances/imports"),
+                       ("ops-payouts", "/console/ops/payouts"),
+                       ("ops-withdrawals-failed", "/console/ops/withdrawals/failed")):
         page.goto(f"http://{address}{path}")
         check(name)
     assert found == {name: [] for name in found}

@@ -156,6 +156,8 @@ def invoicing(monkeypatch):
     from feecenter.simulation import plan
 
     monkeypatch.setattr(plan, "INVOICE_SHARE", 0.3)
+    # withdrawals move money and decide on the invoice debt: none in the invoice runs
+    monkeypatch.setattr(plan, "WITHDRAWAL_SHARE", 0.0)
 
 
 @pytest.mark.spec("INV-1", "INV-3", "INV-5", "INV-6")
@@ -231,3 +233,44 @@ def test_a_skipped_invoice_number_is_caught(database_factory, monkeypatch, invoi
     with pytest.raises(SimulationFailure) as caught:
         run(database_factory(), INVOICING)
     assert "INV-5 numbers of" in str(caught.value)
+
+
+# a few accounts, many withdrawals: a withdrawal operation after 30 % of the steps
+WITHDRAWING = Config(seed=21, accounts=4, ops=300, hours=24, crash_rate=0.05)
+
+
+@pytest.fixture
+def withdrawing(monkeypatch):
+    from feecenter.simulation import plan
+
+    monkeypatch.setattr(plan, "WITHDRAWAL_SHARE", 0.3)
+
+
+@pytest.mark.spec("WDR-1", "WDR-3", "WDR-4", "WDR-5")
+def test_withdrawals_keep_their_invariants(database_factory, withdrawing):
+    """Withdrawals by the original route (remittances paid back) and offline, some
+    above the takeable amount, some repeating a key, with crashes; payout steps paying
+    some legs and failing others, failed ones returned to cash or paid offline: the
+    model's money and held money, the legs in flight and the pending holds agree."""
+    summary = run(database_factory(), WITHDRAWING)
+    done = summary.withdrawals
+    assert done["applied offline"] and done["applied original"], done
+    assert done["refused: over takeable"] and done["legs paid"], done
+    assert done["returned to cash"] and done["paid offline instead"], done
+
+
+@pytest.mark.spec("WDR-4")
+def test_a_hold_short_of_its_withdrawal_is_caught(database_factory, monkeypatch, withdrawing):
+    """The hold broken (a fen less than the withdrawal's leg): the legs in flight, the
+    pending holds and the model's held money no longer agree."""
+    from feecenter.funds import service as funds
+
+    hold = funds.hold_for_withdrawal
+
+    def short(conn, clock, uin, legs, **kw):
+        return hold(conn, clock, uin, [(k, amount - 1 if amount > 1 else amount, ref)
+                                       for k, amount, ref in legs], **kw)
+    monkeypatch.setattr(funds, "hold_for_withdrawal", short)
+    with pytest.raises(SimulationFailure) as caught:
+        run(database_factory(), Config(**{**WITHDRAWING.__dict__, "crash_rate": 0.0}))
+    assert "WDR-4 held" in str(caught.value)

@@ -44,6 +44,8 @@ OPS_MENU = (
     MenuItem("service_requests", N_("Service requests"), OPS + "/service-requests"),
     MenuItem("invoices", N_("Invoice queue"), OPS + "/invoices"),
     MenuItem("invoice_reversals", N_("Invoice reversals"), OPS + "/invoice-reversals"),
+    MenuItem("payouts", N_("Withdrawal payouts"), OPS + "/payouts"),
+    MenuItem("withdrawals_failed", N_("Failed withdrawals"), OPS + "/withdrawals/failed"),
 )
 
 router = APIRouter(prefix=OPS, include_in_schema=False)
@@ -174,6 +176,7 @@ def install(app: FastAPI) -> None:
         ops_recharges,
         ops_remittances,
         ops_service_requests,
+        ops_withdrawals,
     )
 
     app.include_router(router)
@@ -184,4 +187,5 @@ def install(app: FastAPI) -> None:
     app.include_router(ops_remittances.router)
     app.include_router(ops_service_requests.router)
     app.include_router(ops_invoices.router)
+    app.include_router(ops_withdrawals.router)
     app.add_exception_handler(OpsLoginRequired, _login_required)

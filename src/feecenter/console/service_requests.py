@@ -88,7 +88,12 @@ def _form_page(request: Request, current: Page, kind_code: str, status: int = 20
 
 @router.get("/service-requests/new")
 def new_request_form(request: Request, kind: str = "") -> HTMLResponse:
-    return _form_page(request, page(request), kind)
+    """The form; a field of the kind named in the query is filled in (the 提现 page's
+    link to a failed payout's request names its withdrawal)."""
+    known = KINDS.get(kind)
+    values = {f.name: request.query_params[f.name][:200] for f in known.fields
+              if f.name in request.query_params} if known else {}
+    return _form_page(request, page(request), kind, values=values)
 
 
 @router.post("/service-requests/new")

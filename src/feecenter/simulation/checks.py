@@ -12,7 +12,7 @@ from collections import defaultdict
 from datetime import timezone
 from functools import cache
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, exists, func, select
 
 from feecenter.bills.check import check_bills
 from feecenter.accounts.permissions import SYSTEM
@@ -29,6 +29,7 @@ from feecenter.remittances.tables import remittances
 from feecenter.resources.tables import resource_stops, resources
 from feecenter.settlement.tables import bill_lines, settled_periods
 from feecenter.simulation.model import Model, release_time
+from feecenter.withdrawals.tables import withdrawal_legs
 
 MONEY_KINDS = ("cash", "gift", "income", "frozen_cash", "frozen_gift", "arrears", "advance")
 
@@ -286,7 +287,9 @@ def postings_balance(conn, model, now, uins) -> list[str]:
 _la, _hd, _o, _b = ledger_accounts.c, ledger_holds.c, orders.c, bill_lines.c
 _BALANCES = lambda where: select(_la.uin, _la.kind, _la.balance).where(where(_la.uin))  # noqa: E731
 _HOLDS = lambda where: (select(_hd.uin, func.sum(_hd.amount))  # noqa: E731
-                        .where(_hd.state == "pending", where(_hd.uin)).group_by(_hd.uin))
+                        .where(_hd.state == "pending", where(_hd.uin),
+                               ~exists().where(withdrawal_legs.c.hold_id == _hd.id))
+                        .group_by(_hd.uin))  # a withdrawal's hold is no freeze (WDR-4)
 _DEDUCTED = lambda where: (select(_b.uin, func.sum(_b.deducted))  # noqa: E731
                            .where(where(_b.uin)).group_by(_b.uin))
 _ORDER_MONEY = lambda where: select(  # noqa: E731
@@ -564,7 +567,48 @@ _OWED = lambda where: (  # noqa: E731
     .where(_la.kind.in_(("arrears", "advance")), where(_la.uin)).group_by(_la.uin))
 
 
+def withdrawals_held(conn, model, now, uins) -> list[str]:
+    """WDR-1..5 (docs/simulation.md, "Withdrawals"): each withdrawal judged as the model
+    predicts (never more than the takeable amount read before it, nor by the original
+    route more than the remittances have left); per account, the money in flight — Σ
+    legs neither paid, returned nor paid another way — is the model's held money and
+    Σ the pending ledger holds of those legs; overall the platform account
+    "withdrawals_in_flight" holds exactly the pending withdrawal holds."""
+    found, model.withdrawal_findings = model.withdrawal_findings, []
+    legs = dict(_run(conn, _LEGS_HELD, uins).all())
+    holds = dict(_run(conn, _WITHDRAWAL_HOLDS, uins).all())
+    for uin in (uins if uins is not None else model.uins):
+        in_legs, in_holds = int(legs.get(uin) or 0), int(holds.get(uin) or 0)
+        if not in_legs == in_holds == model.held[uin]:
+            found.append(f"WDR-4 held: {uin} legs in flight {in_legs}, pending holds "
+                         f"{in_holds}, the model says {model.held[uin]}")
+    if uins is None:
+        found += _in_flight_account(conn)
+    return found
+
+
+def _in_flight_account(conn) -> list[str]:
+    balance = int(conn.execute(select(func.coalesce(func.sum(ledger_postings.c.amount), 0))
+                               .join(ledger_accounts, _la.id == ledger_postings.c.account_id)
+                               .where(_la.kind == "withdrawals_in_flight")).scalar_one())
+    pending = int(conn.execute(select(func.coalesce(func.sum(_hd.amount), 0)).where(
+        _hd.state == "pending", exists().where(withdrawal_legs.c.hold_id == _hd.id))
+    ).scalar_one())
+    return [] if balance == pending else [
+        f"WDR-4 withdrawals_in_flight holds {balance}, the pending withdrawal holds {pending}"]
+
+
+_wl = withdrawal_legs.c
+_LEGS_HELD = lambda where: (select(_wl.uin, func.sum(_wl.amount))  # noqa: E731
+                            .where(_wl.state.not_in(("paid", "returned", "rerouted")),
+                                   where(_wl.uin)).group_by(_wl.uin))
+_WITHDRAWAL_HOLDS = lambda where: (select(_hd.uin, func.sum(_hd.amount))  # noqa: E731
+                                   .where(_hd.state == "pending", where(_hd.uin),
+                                          exists().where(_wl.hold_id == _hd.id))
+                                   .group_by(_hd.uin))
+
+
 CHECKS = {"balances": balances, "orders": order_states, "bills": bills, "keys": keys,
           "created": created_once, "postings": postings_balance, "remittances": remittance_states,
           "resources": resource_states, "renewals": renewals_once, "bill_levels": bill_levels,
-          "invoices": invoice_amounts}
+          "invoices": invoice_amounts, "withdrawals": withdrawals_held}

@@ -30,7 +30,7 @@ from feecenter.settlement.tables import bill_lines
 from feecenter.simulation import checks, faults
 from feecenter.simulation.model import Model, start_of_day
 from feecenter.simulation.ops import KEYED, Op, execute, setup
-from feecenter.simulation.plan import invoice_op, next_op
+from feecenter.simulation.plan import invoice_op, next_op, withdrawal_op
 from feecenter.simulation.state import state_hash
 from feecenter.simulation.world import HISTORY_START, START, generate
 
@@ -85,6 +85,7 @@ class Summary:
     races: dict = field(default_factory=dict)  # concurrent runs: conflicts retried, …
     renewal: dict = field(default_factory=dict)  # auto-renewed, failed, stopped, released, …
     invoices: dict = field(default_factory=dict)  # applied, refused (why), issued, reversed
+    withdrawals: dict = field(default_factory=dict)  # applied (route), refused (why), paid, …
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -114,12 +115,14 @@ def run(url: str, config: Config, *, on_step=None) -> Summary:
         model = Model.opening(world, setup(sim, world))
         model.rerun_settled = config.rerun_settled
         model.invoice_rng = random.Random(f"{config.seed}:invoices")
+        model.withdrawal_rng = random.Random(f"{config.seed}:withdrawals")
         _history(sim, model, world)
         summary = Summary(asdict(config), "", config.ops)
         _steps(url, sim, model, config, summary, on_step)
         _finish(sim, model, config)
         summary.renewal = renewal_counts(engine)
         summary.invoices = invoice_counts(engine, model)
+        summary.withdrawals = dict(sorted(model.withdrawal_counts.items()))
         summary.state_hash = state_hash(engine)
         summary.seconds = round(time.perf_counter() - started, 2)
         return summary
@@ -144,6 +147,8 @@ def _steps(url, sim, model, config, summary, on_step) -> None:
     plan_rng, fault_rng, check_rng = (random.Random(f"{config.seed}:{part}")
                                       for part in ("plan", "faults", "checks"))
     invoice_rngs = [random.Random(f"{config.seed}:invoice-{part}") for part in ("faults", "checks")]
+    withdrawal_rngs = [random.Random(f"{config.seed}:withdrawal-{part}")
+                       for part in ("faults", "checks")]
     per_hour = max(config.ops // max(config.hours, 1), 1)
     kinds, refused, crashes = Counter(), Counter(), Counter()
     for step in range(config.ops):
@@ -172,6 +177,14 @@ def _steps(url, sim, model, config, summary, on_step) -> None:
                 refused[f"{extra.kind}:{result['refused']}"] += 1
             model.apply(extra, result)
             _check_step(sim, model, config, step, extra, result, invoice_rngs[1])
+        extra = withdrawal_op(model, step, now) if op.kind != "tick" else None
+        if extra is not None:  # like invoices: streams of its own
+            result = _perform(url, sim, extra, config, withdrawal_rngs[0], crashes, summary)
+            kinds[extra.kind] += 1
+            if "refused" in result:
+                refused[f"{extra.kind}:{result['refused']}"] += 1
+            model.apply(extra, result)
+            _check_step(sim, model, config, step, extra, result, withdrawal_rngs[1])
     summary.kinds, summary.refused, summary.crashes = dict(kinds), dict(refused), dict(crashes)
 
 
@@ -187,10 +200,17 @@ def _perform(url, sim, op, config, fault_rng, crashes, summary) -> dict:
     if op.kind in KEYED and roll < config.crash_rate + config.dup_rate:
         summary.duplicates += 1
         again = _retry(sim, op, execute(sim, op))
-        if op.kind not in ("tick", "rerun", "usage", "issue") and again != _retry(sim, op, result):
+        if op.kind not in ("tick", "rerun", "usage", "issue") and (
+                _answer(again) != _answer(_retry(sim, op, result))):
             raise SimulationFailure(config, op.step, op, [
                 f"idempotency: a repeat returned {again}, the first {result}"])
     return result
+
+
+def _answer(result: dict) -> dict:
+    """What a repeat must answer alike: a withdrawal's takeable amount read before it
+    and whether its key had been used are what the step saw, not what it answered."""
+    return {k: v for k, v in result.items() if k not in ("takeable", "replayed")}
 
 
 def _retry(sim, op: Op, result: dict) -> dict:

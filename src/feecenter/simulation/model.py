@@ -161,6 +161,16 @@ class Model:
     invoice_counts: Counter = field(default_factory=Counter)  # for the summary
     invoices_dirty: bool = False  # numbers may have changed since the last check
     invoice_rng: random.Random | None = None  # the plan's invoice operations (None: none)
+    # withdrawals (WDR-1..5, docs/withdrawal.md): what each key made, the money each
+    # account has held in withdrawals under way, what its remittances gave back already
+    withdrawal_rng: random.Random | None = None  # the plan's withdrawal operations
+    withdrawals_made: dict[tuple, tuple] = field(default_factory=dict)  # (uin, key) -> id, fen
+    withdraw_requests: dict[int, list] = field(default_factory=lambda: defaultdict(list))
+    held: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # fen in flight
+    remitted_out: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    takeable_seen: dict[int, int] = field(default_factory=dict)  # the plan's hint only
+    withdrawal_findings: list[str] = field(default_factory=list)
+    withdrawal_counts: Counter = field(default_factory=Counter)  # for the summary
 
     @classmethod
     def opening(cls, world: World, uins: list[int]) -> Model:
@@ -235,7 +245,7 @@ class Model:
     def apply(self, op, result: dict) -> None:
         if op.kind in ("invoice", "reverse", "issue", "tick"):
             self.invoices_dirty = True
-        if op.kind in ("invoice", "reverse", "invoice_title"):  # refusals are predicted
+        if op.kind in ("invoice", "reverse", "invoice_title", "withdraw"):  # predicted refusals
             getattr(self, f"_{op.kind}")(op, result)
             return
         if "refused" in result:
@@ -544,6 +554,77 @@ class Model:
             blue.red_id = result["red_invoice_id"]
             for category, fen in blue.lines.items():
                 self.invoiced[op.uin][(blue.entity, category)] -= fen
+
+    # ---------------------------------------------------------------- withdrawals (WDR)
+
+    def routable(self, uin: int) -> int:
+        """WDR-2 in this world: the original route takes back only credited remittances
+        (no online recharges), less what earlier withdrawals took of them and did not
+        give back; every remittance of a run is inside its 360-day window."""
+        credited = sum(self.remittances[ref].fen for ref in self.remittances_of[uin]
+                       if self.remittances[ref].state == "credited")
+        return credited - self.remitted_out[uin]
+
+    def _withdraw(self, op, result):
+        """WDR-1..4: accepted exactly when the amount is at most the takeable amount
+        read just before and, by the original route, what the remittances have left;
+        then the money is held (it leaves the account's cash at once). A key again:
+        the first withdrawal."""
+        a, uin = op.args, op.uin
+        made = self.withdrawals_made.get((uin, a["key"]))
+        if made is not None:
+            if result.get("id") != made[0]:
+                self.withdrawal_findings.append(f"WDR idempotency: key {a['key']} of {uin} "
+                                                f"answered {result}, it made {made[0]}")
+            self.withdrawal_counts["key repeated"] += 1
+            return
+        predicted = self._withdraw_refusal(uin, a, result["takeable"])
+        if result.get("replayed"):  # a killed attempt committed it: judged on its own read
+            predicted = None
+        if "refused" in result:
+            if predicted is None:
+                self.withdrawal_findings.append(
+                    f"WDR-1 withdrawal {a} of {uin} refused ({result['refused']}), the model "
+                    f"says it fits (takeable {result['takeable']}, routable {self.routable(uin)})")
+            self.withdrawal_counts[f"refused: {predicted}"] += 1
+            return
+        if predicted is not None:
+            self.withdrawal_findings.append(
+                f"WDR-1 withdrawal {a} of {uin} accepted, more than {predicted} "
+                f"(takeable {result['takeable']}, routable {self.routable(uin)})")
+        if result["amount"] != a["fen"]:
+            self.withdrawal_findings.append(f"WDR withdrawal {result['id']} holds "
+                                            f"{result['amount']}, asked {a['fen']}")
+        self.withdrawals_made[(uin, a["key"])] = (result["id"], a["fen"])
+        self.withdraw_requests[uin].append({k: v for k, v in a.items() if k != "at"})
+        self.keys.add(a["key"])
+        self.money_in[uin] -= a["fen"]
+        self.held[uin] += a["fen"]
+        self.remitted_out[uin] += sum(fen for source, fen in result["legs"]
+                                      if source == "remittance")
+        self.withdrawal_counts[f"applied {a['route']}"] += 1
+
+    def _withdraw_refusal(self, uin: int, a: dict, takeable: int) -> str | None:
+        if a["fen"] > takeable:
+            return "over takeable"
+        if a["route"] == "original" and a["fen"] > self.routable(uin):
+            return "over the original route"
+        return None
+
+    def _payout(self, op, result):
+        """WDR-3/5: a bank leg paid leaves the held money; a failed withdrawal returned
+        to cash brings its failed legs' money back (and what they took of remittances
+        may go back that way again); paid offline instead, it stays held."""
+        for uin, fen in result["paid"]:
+            self.held[uin] -= fen
+        for _id, uin, fen, remitted in result["returned"]:
+            self.held[uin] -= fen
+            self.money_in[uin] += fen
+            self.remitted_out[uin] -= remitted
+        counts = self.withdrawal_counts
+        counts["legs paid"] += len(result["paid"])
+        counts["returned to cash"] += len(result["returned"])
+        counts["paid offline instead"] += len(result["rerouted"])
 
     def reversible(self, uin: int) -> list[int]:
         return sorted(i for i, b in self.blue.items()

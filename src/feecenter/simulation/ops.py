@@ -8,6 +8,8 @@ result. A refusal (a domain error) is a result too: ``{"refused": code}``.
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import json
 from contextlib import contextmanager
@@ -33,6 +35,7 @@ from feecenter.invoices import service as invoice_service
 from feecenter.invoices import titles as invoice_titles
 from feecenter.invoices.tables import invoice_reversals as reversal_rows
 from feecenter.jobs import runner
+from feecenter.money import parse_yuan
 from feecenter.orders import service as orders
 from feecenter.orders.tables import orders as orders_table
 from feecenter.periods import DAILY, HOURLY, period_containing
@@ -46,12 +49,16 @@ from feecenter.resources import service as resources
 from feecenter.settlement import service as settlement
 from feecenter.simulation.world import REGION, World, catalog_yaml
 from feecenter.usage import service as usage
+from feecenter.withdrawals import payouts as withdrawal_payouts
+from feecenter.withdrawals import sending as withdrawal_sending
+from feecenter.withdrawals import service as withdrawals
+from feecenter.withdrawals.tables import withdrawals as withdrawal_rows
 
 OPS = operator("simulator")
 # safe to retry (crash-injected, duplicated): an idempotency key, event ids, a state claim
 KEYED = {"adjust", "buy", "pay", "renew", "upgrade", "refund", "downgrade", "coupon", "open",
          "usage", "tick", "rerun", "deliver", "fail", "remit", "reverify", "auto_renew",
-         "unified_day", "invoice_title", "invoice", "issue", "reverse"}
+         "unified_day", "invoice_title", "invoice", "issue", "reverse", "withdraw"}
 CYCLES = {"hour": HOURLY, "day": DAILY}
 
 
@@ -328,6 +335,75 @@ def _reverse(rt, uin, a):
             "red_invoice_id": row["red_invoice_id"]}
 
 
+def _withdraw(rt, uin, a):
+    """提现 (WDR-1..4): ``fen`` by ``route`` (offline: to a bank account in the verified
+    entity's name) under the key ``key``, with the takeable amount read just before
+    (one step runs alone) so the model judges it; ``replayed``: the key had made the
+    withdrawal before (a retry after a killed attempt that committed)."""
+    with rt.engine.connect() as conn:
+        takeable = withdrawals.withdrawable(conn, rt.clock, OPS, uin)["takeable"]
+        replayed = conn.execute(select(withdrawal_rows.c.id).where(
+            withdrawal_rows.c.uin == uin, withdrawal_rows.c.request_key == a["key"])
+        ).scalar() is not None
+    try:
+        with transaction(rt.engine) as conn:
+            bank = None
+            if a["route"] == "offline":
+                bank = {"holder": accounts.get_account(conn, SYSTEM, uin)["entity_name"],
+                        "account_no": "6222020200009999", "bank": "模拟银行",
+                        "branch": "模拟支行"}
+            made = withdrawals.apply(conn, rt.clock, OPS, uin, amount=a["fen"],
+                                     route=a["route"], key=a["key"], bank=bank)
+    except FeeCenterError as exc:
+        return {"refused": exc.code, "takeable": takeable}
+    return {"id": made["id"], "amount": made["amount"], "takeable": takeable,
+            "replayed": replayed, "legs": [[leg["source"], leg["amount"]] for leg in made["legs"]]}
+
+
+def _payout(rt, uin, a):
+    """WDR-2/3/5, the operators' side: the sending job's pass (online refunds: none in
+    this world, whose money comes from adjustments and remittances), every queued bank
+    leg exported as a payout batch and the bank's answer imported (a leg whose id is a
+    multiple of ``fail_every`` failed), then each failed withdrawal reviewed: returned
+    to cash, or paid offline when its id's parity is ``offline_parity``."""
+    withdrawal_sending.send_pending(rt.engine, rt.clock, {})
+    out = {"paid": [], "returned": [], "rerouted": []}
+    with transaction(rt.engine) as conn:
+        if withdrawal_payouts.payout_queue(conn, OPS):
+            batch = withdrawal_payouts.export_batch(conn, rt.clock, OPS)
+            rows = list(csv.DictReader(io.StringIO(batch["csv"])))
+            lines = ["leg_id,result,reason"] + [
+                f"{r['leg_id']},failed,模拟：收款账户已销户" if int(r["leg_id"]) % a["fail_every"] == 0
+                else f"{r['leg_id']},paid," for r in rows]
+            withdrawal_payouts.import_batch_result(conn, rt.clock, OPS, batch["batch_id"],
+                                                   "\n".join(lines))
+            out["paid"] = [[int(r["uin"]), parse_yuan(r["amount"])] for r in rows
+                           if int(r["leg_id"]) % a["fail_every"]]
+        for failed in withdrawal_payouts.failed_reviews(conn, OPS):
+            out[_review(rt, conn, failed, a["offline_parity"])].append(
+                [failed["id"], failed["uin"], *_failed_amounts(failed)])
+    return out
+
+
+def _failed_amounts(withdrawal: dict) -> tuple[int, int]:
+    """(fen in failed legs, of which from remittances: the original route's to give back)."""
+    failed = [leg for leg in withdrawal["legs"] if leg["state"] == "failed"]
+    return (sum(leg["amount"] for leg in failed),
+            sum(leg["amount"] for leg in failed if leg["source"] == "remittance"))
+
+
+def _review(rt, conn, withdrawal: dict, offline_parity: int) -> str:
+    if withdrawal["id"] % 2 == offline_parity:
+        entity = accounts.get_account(conn, SYSTEM, withdrawal["uin"])["entity_name"]
+        withdrawal_payouts.pay_offline(conn, rt.clock, OPS, withdrawal["id"], {
+            "holder": entity, "account_no": "6222020200008888", "bank": "模拟银行",
+            "branch": "模拟二支行"}, reason="模拟：客户提供新账户")
+        return "rerouted"
+    withdrawal_payouts.return_to_cash(conn, rt.clock, OPS, withdrawal["id"],
+                                      reason="模拟：原路账户已注销，退回现金")
+    return "returned"
+
+
 def _tick(rt, uin, a):
     """The job runner's pass at this hour: settlement, expiry, arrears, coupons."""
     report = runner.run_pass(rt.engine, rt.clock, worker_id="simulator")
@@ -352,7 +428,7 @@ _RUN = {"adjust": _adjust, "buy": _buy, "pay": _pay, "deliver": _deliver, "fail"
         "coupon": _coupon, "open": _open, "usage": _usage, "tick": _tick, "rerun": _rerun,
         "remit": _remit, "reverify": _reverify, "auto_renew": _auto_renew,
         "unified_day": _unified_day, "invoice_title": _invoice_title, "invoice": _invoice,
-        "issue": _issue, "reverse": _reverse}
+        "issue": _issue, "reverse": _reverse, "withdraw": _withdraw, "payout": _payout}
 
 
 def hour_before(at: datetime) -> tuple[datetime, datetime]:

@@ -20,6 +20,10 @@ KINDS, CUM = list(WEIGHTS), list(WEIGHTS.values())
 # with the model's own ``invoice_rng``, so every other operation is what it would be
 INVOICE_SHARE = 0.1  # of the steps
 INVOICE_WEIGHTS = {"invoice_title": 1, "invoice": 4, "issue": 1, "reverse": 2}
+# Withdrawals (WDR) likewise follow some steps, from ``model.withdrawal_rng``: an
+# application (original route or offline), or the operators' payout step
+WITHDRAWAL_SHARE = 0.04  # of the steps
+WITHDRAWAL_WEIGHTS = {"withdraw": 3, "payout": 1}
 
 
 def next_op(rng: random.Random, model: Model, step: int, now: datetime,
@@ -207,6 +211,41 @@ def invoice_op(model: Model, step: int, now: datetime) -> Op | None:
         kind = "invoice_title"  # a title first (a tenth of the time: applied without)
     args = _ARGS[kind](rng, model, uin, step, now)
     return None if args is None else Op(step, kind, uin, {**args, "at": now.isoformat()})
+
+
+def withdrawal_op(model: Model, step: int, now: datetime) -> Op | None:
+    """After WITHDRAWAL_SHARE of the steps, a withdrawal or a payout step at the step's
+    time, from ``model.withdrawal_rng`` alone (None: no withdrawal operations)."""
+    rng = model.withdrawal_rng
+    if rng is None or rng.random() >= WITHDRAWAL_SHARE:
+        return None
+    uin = rng.choice(model.uins)
+    kind = rng.choices(list(WITHDRAWAL_WEIGHTS), list(WITHDRAWAL_WEIGHTS.values()))[0]
+    if kind == "payout":
+        return Op(step, "payout", 0, {"fail_every": rng.choice([2, 3, 5]),
+                                      "offline_parity": rng.randint(0, 1),
+                                      "at": now.isoformat()})
+    return Op(step, "withdraw", uin, {**_withdraw(rng, model, uin, step), "at": now.isoformat()})
+
+
+def _withdraw(rng, model, uin, step):
+    """WDR-1..3: a part of what the model last saw takeable (sometimes all of it, now
+    and then more: refused), by the original route (the remittances it came from) or
+    offline; a tenth of the time an earlier application's key again (the same request)."""
+    earlier = model.withdraw_requests.get(uin)
+    if earlier and rng.random() < 0.1:
+        return dict(rng.choice(earlier))
+    seen, roll = model.takeable_seen.get(uin, 0), rng.random()
+    if seen <= 0 or roll < 0.1:
+        fen = rng.choice([1_00, 50_00, 500_00])
+    elif roll < 0.8:
+        fen = max(seen * rng.randint(1, 60) // 100, 1)
+    elif roll < 0.9:
+        fen = seen
+    else:
+        fen = seen + rng.choice([1, 100, 10_000])
+    route = "original" if rng.random() < 0.4 else "offline"
+    return {"route": route, "fen": fen, "key": f"wdr:{step}"}
 
 
 def _invoice_title(rng, model, uin, step, now):
