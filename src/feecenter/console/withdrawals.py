@@ -27,6 +27,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Header, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.background import BackgroundTask
 
 from feecenter.console.i18n import N_
 from feecenter.console.recharge import CHANNEL_LABELS as RECHARGE_CHANNELS
@@ -37,7 +38,7 @@ from feecenter.inputs import digits_id
 from feecenter.money import parse_yuan
 from feecenter.present.text import time_text
 from feecenter.recharges import service as recharges
-from feecenter.withdrawals import service
+from feecenter.withdrawals import sending, service
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 PATH = f"{PREFIX}/withdrawals"
@@ -213,5 +214,8 @@ def apply(request: Request, amount: FormText = "", route: FormText = "original",
         return _main_page(request, current, found.pop("status"), form=form, **found)
 
     def done(current: Page, result: dict) -> Response:
-        return RedirectResponse(f"{PATH}?applied={result['id']}", 303)
+        rt = current.rt  # the online legs go to their provider right after the answer
+        send = BackgroundTask(sending.send_pending, rt.engine, rt.clock, rt.gateways,
+                              withdrawal_id=result["id"])
+        return RedirectResponse(f"{PATH}?applied={result['id']}", 303, background=send)
     return submit(request, csrf_token or x_csrf_token, change, refused, done)
