@@ -120,3 +120,17 @@ def test_a_wrong_domain_setting_stops_the_start(monkeypatch, variable, value):
     with pytest.raises(ConfigurationError) as err:
         open_runtime()  # refused before any settings or database are opened
     assert variable in err.value.message_en
+
+
+@pytest.mark.spec("WDR-7")
+def test_money_transferred_in_and_unspent_is_never_withdrawable():
+    """The rule's part for WDR-7: cash an agent or group admin transferred in and the
+    account has not spent comes off, to the fen, even when it is all the cash (the
+    service passes 0 until agents and groups exist: docs/withdrawal.md)."""
+    def raw(cash: int, transferred: int) -> int:
+        return rules.withdrawable(rules.WithdrawableParts(
+            cash=cash, invoice_debt=0, unrepaid_advances=0, frozen=0, gift=0, income=0,
+            transferred_in_unspent=transferred))
+    assert raw(300_00, 120_50) == 179_50
+    assert raw(120_50, 120_50) == 0
+    assert rules.takeable(raw(100_00, 120_50)) == 0
