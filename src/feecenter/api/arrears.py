@@ -95,20 +95,22 @@ def measure_json(m: dict) -> dict:
              summary="ARR-6: take all of an account's services offline (operator, audited) / 全部停服")
 def take_offline(uin: Uin, body: MeasureRequest, rt: Rt, actor: Caller,
                  idempotency_key: Annotated[str | None, Header()] = None) -> dict:
-    key = _key(body.idempotency_key, idempotency_key)
-    with transaction(rt.engine) as conn:
-        return measure_json(measures.take_offline(conn, rt.clock, actor, uin,
-                                                  reason=body.reason, key=key))
+    return _resource_measure(measures.take_offline, uin, body, rt, actor, idempotency_key)
 
 
 @router.post(MEASURES + "/reclaim", status_code=201,
              summary="ARR-6: reclaim all of an account's resources, data not kept (operator) / 全部回收")
 def reclaim_all(uin: Uin, body: MeasureRequest, rt: Rt, actor: Caller,
                 idempotency_key: Annotated[str | None, Header()] = None) -> dict:
-    key = _key(body.idempotency_key, idempotency_key)
+    return _resource_measure(measures.reclaim_all, uin, body, rt, actor, idempotency_key)
+
+
+def _resource_measure(measure, uin: int, body: MeasureRequest, rt: Runtime, actor: Actor,
+                      header_key: str | None) -> dict:
+    """Take offline or reclaim: the same input (a reason and a key), one transaction."""
+    key = _key(body.idempotency_key, header_key)
     with transaction(rt.engine) as conn:
-        return measure_json(measures.reclaim_all(conn, rt.clock, actor, uin,
-                                                 reason=body.reason, key=key))
+        return measure_json(measure(conn, rt.clock, actor, uin, reason=body.reason, key=key))
 
 
 @router.post(MEASURES + "/damages", status_code=201,
