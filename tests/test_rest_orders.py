@@ -32,10 +32,11 @@ SSL = {"product": "ssl", "region": "mainland", "spec_item": "OV.single", "months
 
 
 class Client(FeeCenterClient):
-    """Signs every request with the time of the test's clock (the server's)."""
+    """Signs every request with the time of the test's clock (the server's); waits up to
+    60 s for an answer, as the other live-server tests do (a loaded CI machine)."""
 
     def __init__(self, rt, *args):
-        super().__init__(*args, clock=lambda: rt.clock.now().timestamp())
+        super().__init__(*args, clock=lambda: rt.clock.now().timestamp(), timeout_s=60)
 
 
 @pytest.fixture

@@ -80,9 +80,17 @@ _STREAMED = {"/api/v1/ops/remittance-imports": 200 * 1024 * 1024}
 _OWN_PARSERS = {"/api/v1/remittances/push"}
 
 
+# the bank's payout result as JSON lines (api/withdrawals.py: at most 5,001 lines of 1,000
+# characters, each up to 6 bytes escaped)
+_PAYOUT_RESULTS = re.compile(r"^/api/v1/ops/payout-batches/[0-9]+/result$")
+_PAYOUT_RESULT_LIMIT = 32 * 1024 * 1024
+
+
 def body_limit(path: str) -> int:
     if path in _STREAMED:
         return _STREAMED[path]
+    if _PAYOUT_RESULTS.fullmatch(path):
+        return _PAYOUT_RESULT_LIMIT
     if _UPLOADS.fullmatch(path):
         return _UPLOAD_LIMIT if not path.startswith("/console") else 6 * _UPLOAD_LIMIT
     return _BIG_BODIES.get(path, inputs.MAX_BODY_BYTES)

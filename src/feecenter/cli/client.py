@@ -31,8 +31,10 @@ class ApiError(Exception):
 
 class FeeCenterClient:
     def __init__(self, base_url: str, secret_id: str, secret_key: str, *,
-                 clock=time.time, nonce=lambda: secrets.token_hex(16), cafile: str | None = None):
+                 clock=time.time, nonce=lambda: secrets.token_hex(16), cafile: str | None = None,
+                 timeout_s: float = 30):
         self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
         self.secret_id = secret_id
         self.secret_key = secret_key
         self._clock = clock
@@ -62,7 +64,7 @@ class FeeCenterClient:
         request = urllib.request.Request(url, data=data if method != "GET" else None,
                                          headers=signed, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=30, context=self._tls) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout_s, context=self._tls) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
             raise ApiError(exc.code, json.loads(exc.read() or b"{}")) from None
