@@ -5,18 +5,15 @@ PayType ``recharge`` and SubPayType ``bank-enterprice`` finds it, ``offline`` do
 
 from __future__ import annotations
 
-import json
-from datetime import date, timedelta
+from datetime import date
 
 import pytest
-from tencentcloud.billing.v20180709 import models
 
-from feecenter.clock import business_time_text
 from feecenter.db.engine import transaction
 from feecenter.remittances import service as remittances
 from feecenter.remittances.transfer import Transfer
 from tests.helpers import OPS, add_cash, new_account
-from tests.test_compat_sdk import make_key, sdk
+from tests.test_compat_sdk import bill_lister
 
 ENTITY = "北京示例科技有限公司"
 
@@ -38,15 +35,7 @@ def test_a_remittance_credit_is_a_bank_enterprice_recharge_in_describe_bill_list
     uin = new_account(rt, "sdk-remit", enterprise_name=ENTITY, uscc="91110108551385082Q")
     add_cash(rt, uin, 10_00)  # an operator's adjustment beside it: not a remittance
     remit(rt, uin, 888_88)
-    key = make_key(rt, uin)
-    client = sdk(address, key.secret_id, key.secret_key)
-    since = business_time_text(rt.clock.now() - timedelta(days=1))
-    until = business_time_text(rt.clock.now() + timedelta(days=1))
-
-    def listing(**filters):
-        req = models.DescribeBillListRequest()
-        req.from_json_string(json.dumps({"StartTime": since, "EndTime": until, **filters}))
-        return client.DescribeBillList(req)
+    listing = bill_lister(rt, address, uin)
 
     everything = listing()
     remittance = next(t for t in everything.TransactionList if t.DeductMode == "bank-enterprice")

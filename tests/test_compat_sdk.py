@@ -1,5 +1,8 @@
 """The official Tencent Cloud Billing SDK against `feecenter` served for real (XTR-5)."""
 
+import json
+from datetime import timedelta
+
 import pytest
 from tencentcloud.billing.v20180709 import billing_client, models
 from tencentcloud.common import credential
@@ -8,6 +11,7 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 
 from feecenter.auth import service as auth
+from feecenter.clock import business_time_text
 from tests.helpers import OPS, add_cash, add_gift, new_account
 
 
@@ -20,6 +24,21 @@ def sdk(address: str, secret_id: str, secret_key: str):
 def make_key(rt, uin, login=None):
     with rt.engine.begin() as conn:
         return auth.create_api_key(conn, rt.clock, OPS, uin, login)
+
+
+def bill_lister(rt, address: str, uin: int):
+    """DescribeBillList of ``uin`` through the official SDK over the day either side of
+    the test clock's now: a function of the extra filters, answering the response."""
+    key = make_key(rt, uin)
+    client = sdk(address, key.secret_id, key.secret_key)
+    window = {"StartTime": business_time_text(rt.clock.now() - timedelta(days=1)),
+              "EndTime": business_time_text(rt.clock.now() + timedelta(days=1))}
+
+    def listing(**filters):
+        req = models.DescribeBillListRequest()
+        req.from_json_string(json.dumps({**window, **filters}))
+        return client.DescribeBillList(req)
+    return listing
 
 
 @pytest.mark.spec("BAL-1", "BAL-2", "XTR-5")

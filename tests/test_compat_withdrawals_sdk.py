@@ -7,19 +7,15 @@ returned to cash after a failed payout is a ``cash`` entry of +amount (提现退
 
 from __future__ import annotations
 
-import json
-from datetime import timedelta
 
 import pytest
-from tencentcloud.billing.v20180709 import models
 
-from feecenter.clock import business_time_text
 from feecenter.console import i18n
 from feecenter.console.ledger import TYPE_LABELS
 from feecenter.db.engine import transaction
 from feecenter.withdrawals import service
 from tests.helpers import OPS, add_cash, new_account
-from tests.test_compat_sdk import make_key, sdk
+from tests.test_compat_sdk import bill_lister
 
 BANK = {"holder": "北京示例科技有限公司", "account_no": "6222020200112233",
         "bank": "中国银行", "branch": "北京海淀支行"}
@@ -38,15 +34,7 @@ def test_a_withdrawal_is_a_cash_entry_with_its_route_in_describe_bill_list(live_
                       uscc="91110108551385082Q")
     add_cash(rt, uin, 100_00)
     withdraw(rt, uin, 30_00, "sdk-wdr-1")
-    key = make_key(rt, uin)
-    client = sdk(address, key.secret_id, key.secret_key)
-    since = business_time_text(rt.clock.now() - timedelta(days=1))
-    until = business_time_text(rt.clock.now() + timedelta(days=1))
-
-    def listing(**filters):
-        req = models.DescribeBillListRequest()
-        req.from_json_string(json.dumps({"StartTime": since, "EndTime": until, **filters}))
-        return client.DescribeBillList(req)
+    listing = bill_lister(rt, address, uin)
 
     everything = listing()
     held = next(t for t in everything.TransactionList if t.ActionType == "cash")
