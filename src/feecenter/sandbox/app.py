@@ -234,24 +234,29 @@ def _api_routes(app: FastAPI, provider: Provider) -> None:
         /pay/{out_trade_no} too)."""
         return await create(request, bound=True)
 
-    @app.get("/v3/pay/transactions/out-trade-no/{no}")
-    async def query(no: str, request: Request) -> Response:
+    async def signed_lookup(request: Request, records: dict, no: str, code: str,
+                            message: str) -> tuple[object, Response | None]:
+        """An authenticated call about record ``no``: (the record, None), or (None, the
+        refusal: the signature's, or 404 with the provider's ``code``)."""
         _, refused = await provider.authenticate(request)
         if refused:
-            return refused
-        payment = provider.payments.get(no)
-        if payment is None:
-            return provider.error(404, "ORDER_NOT_EXIST", "订单不存在")
-        return provider.answer(200, payment.transaction())
+            return None, refused
+        if no not in records:
+            return None, provider.error(404, code, message)
+        return records[no], None
+
+    @app.get("/v3/pay/transactions/out-trade-no/{no}")
+    async def query(no: str, request: Request) -> Response:
+        payment, refused = await signed_lookup(request, provider.payments, no,
+                                               "ORDER_NOT_EXIST", "订单不存在")
+        return refused if refused is not None else provider.answer(200, payment.transaction())
 
     @app.post("/v3/pay/transactions/out-trade-no/{no}/close")
     async def close(no: str, request: Request) -> Response:
-        _, refused = await provider.authenticate(request)
+        payment, refused = await signed_lookup(request, provider.payments, no,
+                                               "ORDER_NOT_EXIST", "订单不存在")
         if refused:
             return refused
-        payment = provider.payments.get(no)
-        if payment is None:
-            return provider.error(404, "ORDER_NOT_EXIST", "订单不存在")
         if payment.trade_state == "SUCCESS":
             return provider.error(400, "ORDERPAID", "订单已支付")
         payment.trade_state, payment.trade_state_desc = "CLOSED", "订单已关闭"
@@ -293,13 +298,9 @@ def _api_routes(app: FastAPI, provider: Provider) -> None:
 
     @app.get("/v3/refund/domestic/refunds/{no}")
     async def query_refund(no: str, request: Request) -> Response:
-        _, refused = await provider.authenticate(request)
-        if refused:
-            return refused
-        record = provider.refunds.get(no)
-        if record is None:
-            return provider.error(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
-        return provider.answer(200, record)
+        record, refused = await signed_lookup(request, provider.refunds, no,
+                                              "RESOURCE_NOT_EXISTS", "退款单不存在")
+        return refused if refused is not None else provider.answer(200, record)
 
     @app.get("/v3/certificates")
     async def certificates(request: Request) -> Response:
