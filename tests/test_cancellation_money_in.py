@@ -42,7 +42,7 @@ from tests.rest_harness import HOST, Signed
 from tests.test_cancellation import BLOCKERS, owner, status_of
 from tests.test_coupons import terms
 from tests.test_remittance_cases import (ALICE, PDF, claim_fields, form_fields, legacy_transfer,
-                                         money, number_of, original)
+                                         money, number_of, original, refund_fields)
 from tests.test_remittances import (ENTITY, P1, SETTINGS, USCC, act, company, do_import,
                                     entries, line, record)
 
@@ -169,6 +169,19 @@ def test_a_statement_line_to_a_cancelled_account_is_held_then_refunded(rt):
     with rt.engine.connect() as conn:
         imported = conn.execute(select(remittance_imports)).mappings().one()
     assert (imported["credited"], imported["held"], imported["credited_fen"]) == (0, 2, 0)
+    assert_reconciled(rt)
+
+
+@pytest.mark.spec("ACC-5", "RMT-11")
+def test_an_operator_files_the_refund_request_on_a_cancelled_accounts_behalf(rt):
+    uin, number = cancelled_company(rt)
+    do_import(rt, [line("C1", number, 1000_00)])
+    rec = record(rt, "C1")
+    request = _file(rt, uin, "remittance_refund", refund_fields(
+        rec, reason="other", detail="账号已注销 / the account is cancelled", holder=ENTITY))
+    done = _resolve(rt, request["id"])
+    assert done["state"] == "resolved" and record(rt, "C1")["state"] == "refunded"
+    assert money(rt)[1] == 0 and balance(rt, uin).cash == 0
     assert_reconciled(rt)
 
 
