@@ -96,9 +96,8 @@ def test_account_states(rt):
         assert accounts.account_state(conn, rt.clock, uin) == "normal"
         accounts.set_status(conn, rt.clock, OPS, uin, "restricted")
         assert accounts.account_state(conn, rt.clock, uin) == "restricted"
-        accounts.set_status(conn, rt.clock, OPS, uin, "cancelled")
-        assert accounts.account_state(conn, rt.clock, uin) == "cancelled"
         accounts.set_status(conn, rt.clock, OPS, uin, "normal")
+        assert accounts.account_state(conn, rt.clock, uin) == "normal"
         funds.spend(conn, rt.clock, uin, 100, key="usage", postpaid=True,
                     revenue_account_id=funds.platform_account(conn, rt.clock, "revenue"))
         assert accounts.account_state(conn, rt.clock, uin) == "arrears"

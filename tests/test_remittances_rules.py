@@ -89,6 +89,20 @@ def test_one_decision_per_transfer():
         rules.Decision(rules.CREDITED, 7, None)
 
 
+@pytest.mark.spec("ACC-5")
+def test_a_transfer_to_a_cancelled_account_is_held_never_credited():
+    ours = Payee(rules.OURS, PREFIXES[0], "0000000422")
+    gone = replace(ENTITY, cancelled=True)
+    cancelled = rules.Decision(rules.HELD, 7, rules.ACCOUNT_CANCELLED_REASON)
+    assert rules.decide(ours, 7, None, gone, "北京示例科技有限公司") == cancelled
+    assert rules.decide(ours, 7, "held!", gone, "x") == cancelled  # the reason that decides
+    assert rules.decide(Payee(rules.FOREIGN), 7, None, gone, "x").state == rules.NOT_OURS
+    assert rules.verify_account("北京示例科技有限公司", gone) == (
+        rules.HELD, rules.ACCOUNT_CANCELLED_REASON)
+    assert rules.verify_account("北京示例科技有限公司", ENTITY) == (rules.CREDITED, None)
+    assert "注销" in rules.ACCOUNT_CANCELLED_REASON and "cancelled" in rules.ACCOUNT_CANCELLED_REASON
+
+
 def transfer(**kw) -> Transfer:
     base = dict(bank_reference="R1", receiving_account=PREFIXES[0], payee_account=PREFIXES[0],
                 payer_name="p", payer_account="1", payer_bank="b", amount=100, currency="CNY",

@@ -139,13 +139,32 @@ def purchase_gate(conn: Connection, clock: Clock, uin: int, operable_balance_fen
     funds.require_operable(conn, clock, uin, operable_balance_fen)
 
 
+OPERATOR_STATES = ("normal", "restricted")
+
+
 def set_status(conn: Connection, clock: Clock, actor: Actor, uin: int, status: str) -> None:
+    """Operators restrict an account or lift the restriction (ACC-4): ``normal`` or
+    ``restricted`` only. Cancelling is ``cancellation.service.cancel`` alone (the owner,
+    or an operator on its behalf through the cancellation-help request: the same
+    blockers, under the balance lock), so ``cancelled`` is refused here naming
+    ``status``; and a cancelled account's state is final: the conditional UPDATE
+    (``status <> 'cancelled'``) decides, and a cancelled account is refused (409,
+    ``status``). Nothing is written on a refusal."""
     require_operator(actor)
-    if status not in ("normal", "restricted", "cancelled"):
-        raise invalid("status", "状态只能为 normal / restricted / cancelled",
-                      "status must be normal, restricted or cancelled")
+    if status == "cancelled":
+        raise invalid("status", "账号注销须通过注销流程（账号注销页面或注销协助工单），并先清除全部注销障碍，不能直接设置状态",
+                      "an account is cancelled only through the cancellation (the 注销 page or "
+                      "a cancellation-help request), once nothing blocks it; its status cannot "
+                      "be set to cancelled")
+    if status not in OPERATOR_STATES:
+        raise invalid("status", "状态只能为 normal / restricted", "status must be normal or restricted")
     get_account(conn, actor, uin)
-    conn.execute(update(customers).where(customers.c.uin == uin).values(status=status))
+    changed = conn.execute(update(customers).where(
+        customers.c.uin == uin, customers.c.status != "cancelled").values(status=status)).rowcount
+    if changed != 1:
+        raise Conflict(f"账号 {uin} 已注销，状态不能再更改",
+                       f"account {uin} is cancelled; its status cannot be changed any more",
+                       field="status", state="cancelled")
     record_audit(conn, clock, actor, "set_status", uin, {"status": status})
 
 

@@ -200,12 +200,13 @@ def grant(conn: Connection, clock: Clock, actor: Actor, uin: int, terms: rules.T
           campaign: str, key: str | None = None) -> int:
     """Give an account a coupon from a campaign (operator, audited); returns its id.
 
-    A repeat with the same ``key`` for the account returns the first coupon.
+    A repeat with the same ``key`` for the account returns the first coupon. A
+    cancelled account gets none (ACC-5, 409 naming ``uin``).
     """
     require_operator(actor)
     campaign = _check_campaign(campaign)
     terms = rules.check_terms(terms)
-    accounts.get_account(conn, SYSTEM, uin)
+    _refuse_cancelled(accounts.get_account(conn, SYSTEM, uin))
     full_key = f"{uin}:{_check_key(key)}" if key is not None else None
     if full_key is not None and (earlier := _granted(conn, full_key, terms, campaign)):
         return earlier
@@ -218,6 +219,14 @@ def grant(conn: Connection, clock: Clock, actor: Actor, uin: int, terms: rules.T
     record_audit(conn, clock, actor, "grant_coupon", uin,
                  {"coupon_id": coupon_id, "campaign": campaign, **terms.to_json()})
     return coupon_id
+
+
+def _refuse_cancelled(account: dict) -> None:
+    """ACC-5: a cancelled account gets no coupon (nobody could use it)."""
+    if account["status"] == "cancelled":
+        raise Conflict(f"账号 {account['uin']} 已注销，不能发放或兑换优惠券",
+                       f"account {account['uin']} is cancelled: no coupon can be granted or "
+                       "redeemed to it", field="uin", state="cancelled")
 
 
 def _granted(conn: Connection, full_key: str, terms: rules.Terms, campaign: str) -> int | None:
@@ -311,10 +320,11 @@ def create_codes(conn: Connection, clock: Clock, actor: Actor, terms: rules.Term
 # ---------------------------------------------------------------- customers
 
 def redeem(conn: Connection, clock: Clock, actor: Actor, uin: int, code: str) -> int:
-    """Redeem a code into a coupon of the account (once); returns the coupon id."""
+    """Redeem a code into a coupon of the account (once); returns the coupon id. A
+    cancelled account redeems none (ACC-5, 409 naming ``uin``): the code stays unused."""
     require(actor, uin, FINANCE)
     normalized = normalize_code(code)
-    accounts.get_account(conn, SYSTEM, uin)
+    _refuse_cancelled(accounts.get_account(conn, SYSTEM, uin))
     row = conn.execute(_lock(conn, select(coupon_codes, _B.campaign, _B.terms, _B.redeem_until)
                              .join(coupon_code_batches, _B.id == _K.batch_id)
                              .where(_K.code_hash == _code_hash(normalized)),

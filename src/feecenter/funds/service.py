@@ -17,6 +17,7 @@ from sqlalchemy import (BigInteger, Connection, String, and_, bindparam, exists,
                         func, insert, literal_column, select, tuple_)
 
 from feecenter.accounts.permissions import FINANCE, Actor, require, require_operator
+from feecenter.accounts.tables import customers
 from feecenter.audit.service import record_audit
 from feecenter.clock import Clock, db_time, from_db_time
 from feecenter.db import sending
@@ -806,7 +807,9 @@ def adjust(conn: Connection, clock: Clock, actor: Actor, uin: int, *, sub_accoun
     """Operator adjustment of cash or gift (signed fen), audited.
 
     A positive cash adjustment is incoming money (ARR-4: arrears and advances
-    first); a negative one may not take a sub-balance below zero.
+    first); a negative one may not take a sub-balance below zero. A positive one for
+    a cancelled account is refused (ACC-5: a cancelled account holds no cash nor
+    gift; 409 naming ``uin``), read under the balance lock the cancellation takes.
     """
     require_operator(actor)
     if sub_account not in ("cash", "gift"):
@@ -820,6 +823,8 @@ def adjust(conn: Connection, clock: Clock, actor: Actor, uin: int, *, sub_accoun
     _balances(conn, uin, lock=True)  # lock first: see _replayed
     if (earlier := _replayed(conn, key, request)) is not None:
         return earlier
+    if amount > 0:
+        refuse_cancelled(conn, uin)
     counterpart = platform_account(conn, clock, "adjustments")
     if sub_account == "cash" and amount > 0:
         movement = receive(conn, clock, uin, amount, key=key, source_account_id=counterpart,
@@ -839,6 +844,18 @@ def _adjust_simple(conn, clock, uin, sub_account, amount, reason, key, request, 
     parts = {"cash": amount} if sub_account == "cash" else {"gift": amount}
     entry = _record(conn, clock, uin, result.txn_id, action, amount, memo=reason, **parts)
     return Movement(result.txn_id, True, (entry,))
+
+
+def refuse_cancelled(conn: Connection, uin: int) -> None:
+    """ACC-5: no money comes into a cancelled account. Read the account's state (call
+    it after the balance lock, which the cancellation takes too, so a cancellation
+    that committed is seen and one that comes later waits and then finds the money);
+    cancelled: a ``Conflict`` naming ``uin``, before anything is written."""
+    if conn.execute(select(customers.c.status).where(
+            customers.c.uin == uin)).scalar() == "cancelled":
+        raise Conflict(f"账号 {uin} 已注销，不能再入账（现金、赠送金或信用额度）",
+                       f"account {uin} is cancelled: no cash, gift or credit can be given to it",
+                       field="uin", state="cancelled")
 
 
 # ---------------------------------------------------------------- arrears measures (ARR-6)
@@ -943,7 +960,8 @@ def forfeit_gift(conn: Connection, clock: Clock, uin: int, *, key: str, reason: 
 
 def grant_credit(conn: Connection, clock: Clock, actor: Actor, uin: int, *, credit_limit: int,
                  temp_credit: int = 0, temp_credit_end: datetime | None = None) -> BalanceView:
-    """Set an account's credit amount and temporary credit (BAL-7), audited."""
+    """Set an account's credit amount and temporary credit (BAL-7), audited. A cancelled
+    account gets no credit (ACC-5, 409 naming ``uin``); setting it to zero is allowed."""
     require_operator(actor)
     _account_ids(conn, uin)
     for name, value in (("credit_limit", credit_limit), ("temp_credit", temp_credit)):
@@ -951,6 +969,8 @@ def grant_credit(conn: Connection, clock: Clock, actor: Actor, uin: int, *, cred
             raise invalid(name, "信用额度必须为非负金额", "credit must be a non-negative amount")
     if temp_credit and temp_credit_end is None:
         raise invalid("temp_credit_end", "临时额度必须有结束时间", "temporary credit needs an end time")
+    if credit_limit or temp_credit:
+        refuse_cancelled(conn, uin)
     values = {"credit_limit": credit_limit, "temp_credit": temp_credit,
               "temp_credit_end": db_time(temp_credit_end) if temp_credit_end else None,
               "updated_at": db_time(clock.now())}

@@ -185,9 +185,11 @@ def claim(conn: Connection, clock: Clock, operator: Actor, claimant: int, *,
     record becomes ``refunded`` (claimed by the conditional UPDATE on its state);
     then a record of the claimant is credited from suspense. Money already credited
     to the other account is refused: SPEC moves it by group fund allocation (GRP-1)
-    or that account's withdrawal (WDR), neither of which exists yet."""
+    or that account's withdrawal (WDR), neither of which exists yet. A cancelled
+    claimant is refused (ACC-5, 409 naming ``uin``): nothing is credited to it."""
     require_operator(operator)
     _require_account(conn, claimant)
+    _refuse_cancelled(conn, claimant)
     record = _claimable(conn, claimant, bank_reference, amount)
     _check_evidence(conn, claimant, record, evidence)
     verdict, why = rules.verify_payer(record["payer_name"], _payers_of(conn, claimant))
@@ -282,9 +284,10 @@ def credit_legacy_form(conn: Connection, clock: Clock, operator: Actor, uin: int
     ``legacy`` (no longer assignable or refundable), then its remaining amount falls by
     a conditional UPDATE (``remaining >= amount``): the forms never credit more than
     the transfer, and it is credited once in total. A ``recharge`` entry, sub-type
-    ``offline``. Audited."""
+    ``offline``. Audited. A cancelled account is refused (ACC-5, 409 naming ``uin``)."""
     require_operator(operator)
     _require_account(conn, uin)
+    _refuse_cancelled(conn, uin)
     record = _legacy_match(conn, payer_name, value_date, bank_reference)
     now = db_time(clock.now())
     if _claim(conn, record["id"], [_R.state.in_((UNASSIGNED, LEGACY)), _R.uin.is_(None)], {
@@ -402,6 +405,19 @@ def _not_in_state(record: dict | None, zh_action: str, en_action: str) -> Confli
 def _require_account(conn: Connection, uin: int) -> None:
     if conn.execute(select(customers.c.uin).where(customers.c.uin == uin)).scalar() is None:
         raise not_found("uin", "账号", "account", uin)
+
+
+def _refuse_cancelled(conn: Connection, uin: int) -> None:
+    """ACC-5: nothing is credited to a cancelled account. The account's balance rows
+    are locked first (the cancellation's lock order), then its state read: a
+    cancellation that committed before is seen; one that comes after waits, then
+    finds the cash."""
+    funds.lock_balances(conn, uin)
+    if conn.execute(select(customers.c.status).where(
+            customers.c.uin == uin)).scalar() == "cancelled":
+        raise Conflict(f"账号 {uin} 已注销，不能入账：汇款须退款给付款人",
+                       f"account {uin} is cancelled and cannot be credited: the remittance "
+                       "has to be refunded to the payer", field="uin", state="cancelled")
 
 
 def _payers_of(conn: Connection, uin: int) -> rules.AccountPayers:

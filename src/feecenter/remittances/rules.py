@@ -135,6 +135,7 @@ class AccountPayers:
 
     entity_name: str | None
     payer_names: frozenset[str]
+    cancelled: bool = False  # ACC-5: the account is cancelled; nothing is credited to it
 
 
 def verify_payer(payer_name: str, account: AccountPayers) -> tuple[str, str | None]:
@@ -179,6 +180,19 @@ def hold_reason(currency: str, memo: str, keywords: tuple[str, ...]) -> str | No
     return None
 
 
+ACCOUNT_CANCELLED_REASON = (
+    "收款账号已注销，汇款不入账，待人工处理：须原路退款给付款人 / the account paid to is cancelled: "
+    "the remittance is never credited; it waits for an operator to refund the payer")
+
+
+def verify_account(payer_name: str, account: AccountPayers) -> tuple[str, str | None]:
+    """The state a transfer of a known account moves to: held (an operator refunds
+    it, RMT-11) when the account is cancelled (ACC-5), else ``verify_payer``."""
+    if account.cancelled:
+        return HELD, ACCOUNT_CANCELLED_REASON
+    return verify_payer(payer_name, account)
+
+
 # ---------------------------------------------------------------- one transfer's decision
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +210,14 @@ UNASSIGNED_REASON = ("收款账号的10位识别码缺失或无法识别，待�
 
 def decide(payee: Payee, uin: int | None, hold: str | None,
            account: AccountPayers | None, payer_name: str) -> Decision:
-    """What happens to one transfer (RMT-3..7): not ours; held (an operator decides,
-    whoever it is for); unassigned (ours, no known code); then payer verification of
-    the account ``uin`` (``account``: its names)."""
+    """What happens to one transfer (RMT-3..7): not ours; held for a cancelled account
+    (ACC-5: refunded, never credited); held (an operator decides, whoever it is
+    for); unassigned (ours, no known code); then payer verification of the account
+    ``uin`` (``account``: its names)."""
     if payee.kind != OURS:
         return Decision(NOT_OURS, None, NOT_OURS_REASON)
+    if uin is not None and account is not None and account.cancelled:
+        return Decision(HELD, uin, ACCOUNT_CANCELLED_REASON)
     if hold is not None:
         return Decision(HELD, uin, hold)
     if uin is None or account is None:

@@ -49,6 +49,13 @@ advances, each its own entry: ARR-4, RMT-8; an import does the same in bulk with
 ``funds.bulk.receive_many``). Every credit is claimed first: by
 the INSERT that wins the (receiving account, bank reference) key on import, or by
 a conditional UPDATE on the record's state whose row count decides.
+
+A cancelled account (ACC-5) is never credited: a transfer to its number is held
+with ``rules.ACCOUNT_CANCELLED_REASON`` (an operator refunds the payer, RMT-11),
+and so is one assigned to it or re-verified; releasing one is refused. Each
+credit locks the account's balance rows before it reads the account's state (the
+cancellation's lock order): a credit first makes the cancellation find the cash;
+a cancellation first makes the credit find the account cancelled.
 """
 
 from __future__ import annotations
@@ -267,7 +274,7 @@ def import_transfers(conn: Connection, clock: Clock, operator: Actor,
     tally = _Tally(import_id)
     for batch in _batches(transfers, batch_size):
         _import_batch(conn, clock, cfg, batch, import_id, now, tally)
-    _credit_import(conn, clock, import_id, batch_size)
+    tally.held_at_credit(_credit_import(conn, clock, import_id, batch_size))
     summary = tally.summary()
     _store_counts(conn, summary)
     record_audit(conn, clock, operator, "remittance_import", None,
@@ -326,6 +333,16 @@ class _Tally:
             if row["state"] == NOT_OURS:
                 self.not_ours.append(row["bank_reference"])
 
+    def held_at_credit(self, moved: list[Mapping]) -> None:
+        """Records decided credited or pending, then held because their account was
+        found cancelled under the balance lock (a cancellation that committed
+        between the decision and the credit)."""
+        for row in moved:
+            self.counts[_COUNTED[row["state"]]] -= 1
+            self.counts["held"] += 1
+            if row["state"] == CREDITED:
+                self.credited_fen -= row["amount"]
+
     def summary(self) -> ImportSummary:
         return ImportSummary(self.import_id, self.lines, duplicates=self.duplicates,
                              **self.counts, new_fen=self.new_fen,
@@ -349,19 +366,38 @@ def _import_batch(conn: Connection, clock: Clock, cfg: Settings, batch: list[Tra
     tally.add(len(batch), fresh, duplicates)
 
 
-def _credit_import(conn: Connection, clock: Clock, import_id: int, batch_size: int) -> None:
+def _credit_import(conn: Connection, clock: Clock, import_id: int,
+                   batch_size: int) -> list[Mapping]:
     """Credit the import's credited records: one query in (UIN, id) order, streamed a
     batch at a time (a server-side cursor on PostgreSQL), each batch suspense -> cash,
     then arrears and advances repaid (funds.bulk.receive_many, as funds.receive one
-    by one), then the records' ``txn_id`` set."""
+    by one), then the records' ``txn_id`` set.
+
+    The query also reads the import's pending records of known accounts. Under the
+    batch's balance lock the accounts' state is read again (ACC-5): a record,
+    credited or pending, of an account cancelled since its decision is held with
+    ``rules.ACCOUNT_CANCELLED_REASON`` instead. Returns those records (their state
+    before), so the import's counts follow."""
     result = conn.execute(  # statement options: Connection.execution_options would stick
-        select(_R.id, _R.uin, _R.amount, _R.bank_reference).where(
-            _R.import_id == import_id, _R.state == CREDITED).order_by(_R.uin, _R.id)
+        select(_R.id, _R.uin, _R.state, _R.amount, _R.bank_reference).where(
+            _R.import_id == import_id, _R.uin.is_not(None),
+            _R.state.in_((CREDITED, *PENDING))).order_by(_R.uin, _R.id)
         .execution_options(yield_per=batch_size))
     suspense = None
+    held: list[Mapping] = []
     for rows in result.partitions():
-        suspense = suspense or _platform_accounts(conn, clock)[1]
         locked = bulk.lock_accounts(conn, {r.uin for r in rows})
+        cancelled = _cancelled_among(conn, locked.ids)
+        gone = [r for r in rows if r.uin in cancelled]
+        if gone:
+            conn.execute(update(remittances).where(_R.id.in_([r.id for r in gone])).values(
+                state=HELD, reason=rules.ACCOUNT_CANCELLED_REASON, credited_at=None,
+                updated_at=db_time(clock.now())))
+            held += [r._mapping for r in gone]
+        rows = [r for r in rows if r.state == CREDITED and r.uin not in cancelled]
+        if not rows:
+            continue
+        suspense = suspense or _platform_accounts(conn, clock)[1]
         results = bulk.receive_many(conn, clock, locked, [bulk.ReceiveRequest(
             r.uin, r.amount, f"remittance:{r.id}", suspense, "recharge", rules.PAY_CHANNEL,
             rules.SUB_PAY_TYPE, r.bank_reference[:200],
@@ -369,6 +405,13 @@ def _credit_import(conn: Connection, clock: Clock, import_id: int, batch_size: i
         conn.execute(update(remittances).where(_R.id == bindparam("rid"))
                      .values(txn_id=bindparam("tid")),
                      [{"rid": r.id, "tid": res.txn_id} for r, res in zip(rows, results)])
+    return held
+
+
+def _cancelled_among(conn: Connection, uins: Iterable[int]) -> set[int]:
+    """ACC-5: which of these accounts are cancelled (read after their balance lock)."""
+    return set(conn.execute(select(customers.c.uin).where(
+        customers.c.uin.in_(sorted(uins)), customers.c.status == "cancelled")).scalars())
 
 
 def _short_text(value: object, name: str, limit: int) -> str:
@@ -424,7 +467,8 @@ def _uins_of_codes(conn: Connection, codes: set[str]) -> dict[str, int]:
 
 
 def _account_payers(conn: Connection, uins: Iterable[int]) -> dict[int, rules.AccountPayers]:
-    """Each account's verified entity name and registered (not removed) payer names."""
+    """Each account's verified entity name, registered (not removed) payer names, and
+    whether it is cancelled (ACC-5)."""
     ordered = sorted(set(uins))
     result: dict[int, rules.AccountPayers] = {}
     for start in range(0, len(ordered), INSERT_CHUNK):
@@ -433,11 +477,12 @@ def _account_payers(conn: Connection, uins: Iterable[int]) -> dict[int, rules.Ac
         for uin, normalized in conn.execute(select(_P.uin, _P.normalized).where(
                 _P.uin.in_(chunk), _P.removed_at.is_(None))):
             names[uin].add(normalized)
-        for uin, state, entity in conn.execute(select(
-                customers.c.uin, customers.c.realname_state, customers.c.entity_name)
-                .where(customers.c.uin.in_(chunk))):
+        for uin, state, entity, status in conn.execute(select(
+                customers.c.uin, customers.c.realname_state, customers.c.entity_name,
+                customers.c.status).where(customers.c.uin.in_(chunk))):
             verified = entity if state in VERIFIED_REALNAME and entity else None
-            result[uin] = rules.AccountPayers(verified, frozenset(names[uin]))
+            result[uin] = rules.AccountPayers(verified, frozenset(names[uin]),
+                                              cancelled=status == "cancelled")
     return result
 
 
@@ -636,14 +681,17 @@ def request_reverification(conn: Connection, clock: Clock, actor: Actor, uin: in
                            remittance_id: int) -> dict:
     """RMT-5: check the bank-side payer again against the verified entity and the
     registered payers: credited, or review_failed with the reason (notified; it can
-    be asked again after registering the right name). Returns the record."""
+    be asked again after registering the right name). A cancelled account's record
+    is held for an operator to refund instead (ACC-5). Returns the record."""
     require(actor, uin, FINANCE)
     record = _owned(conn, actor, uin, remittance_id)
     if record["state"] not in rules.REVERIFIABLE:
         raise _not_in_state(record, remittance_id, "重新审核")
-    state, _ = rules.verify_payer(record["payer_name"], _account_payers(conn, [uin])[uin])
-    reason = None if state == CREDITED else rules.review_failed_reason(record["payer_name"])
-    state = CREDITED if state == CREDITED else REVIEW_FAILED
+    funds.lock_balances(conn, uin)  # ACC-5: before the account's state is read
+    state, reason = rules.verify_account(record["payer_name"],
+                                         _account_payers(conn, [uin])[uin])
+    if state not in (CREDITED, HELD):
+        state, reason = REVIEW_FAILED, rules.review_failed_reason(record["payer_name"])
     claimed = _claim(conn, remittance_id, [_R.uin == uin, _R.state.in_(rules.REVERIFIABLE)],
                      {**_moved_to(state, reason, db_time(clock.now())),
                       "reviews": _R.reviews + 1})
@@ -666,18 +714,21 @@ def assign(conn: Connection, clock: Clock, operator: Actor, remittance_id: int,
            uin: int) -> dict:
     """Give an unassigned record (or a held one nobody's yet) to account ``uin``: an
     unassigned one is then verified (credited, or pending and the owner told); a held
-    one stays held for the operator. Audited. Returns the record."""
+    one stays held for the operator. Given to a cancelled account (ACC-5), it is held
+    with ``rules.ACCOUNT_CANCELLED_REASON``: an operator refunds the payer. Audited.
+    Returns the record."""
     require_operator(operator)
     _require_account(conn, uin)
     record = _load(conn, remittance_id)
     if record["state"] not in (UNASSIGNED, HELD) or record["uin"] is not None:
         raise _not_in_state(record, remittance_id, "分配")
+    funds.lock_balances(conn, uin)  # ACC-5: before the account's state is read
+    account = _account_payers(conn, [uin])[uin]
     now = db_time(clock.now())
-    if record["state"] == HELD:
+    if record["state"] == HELD and not account.cancelled:
         values = {"updated_at": now}
     else:
-        state, reason = rules.verify_payer(record["payer_name"], _account_payers(conn, [uin])[uin])
-        values = _moved_to(state, reason, now)
+        values = _moved_to(*rules.verify_account(record["payer_name"], account), now)
     claimed = _claim(conn, remittance_id, [_R.state == record["state"], _R.uin.is_(None)],
                      {**values, "uin": uin, "assigned_by": operator.label})
     if claimed is None:
@@ -692,7 +743,8 @@ def assign(conn: Connection, clock: Clock, operator: Actor, remittance_id: int,
 def release(conn: Connection, clock: Clock, operator: Actor, remittance_id: int) -> dict:
     """An operator lets a held CNY record of a known account through: the payer is
     verified as for any other (credited, or pending and the owner told). A foreign
-    currency one is never credited; it stays held for a refund. Audited."""
+    currency one, or one of a cancelled account (ACC-5), is never credited; it stays
+    held for a refund (409). Audited."""
     require_operator(operator)
     record = _load(conn, remittance_id)
     if record["state"] != HELD:
@@ -704,8 +756,14 @@ def release(conn: Connection, clock: Clock, operator: Actor, remittance_id: int)
     if record["uin"] is None:
         raise Conflict("请先将汇款记录分配给账号", "assign the remittance to an account first",
                        field="uin", state=HELD)
-    state, reason = rules.verify_payer(record["payer_name"],
-                                       _account_payers(conn, [record["uin"]])[record["uin"]])
+    funds.lock_balances(conn, record["uin"])  # ACC-5: before the account's state is read
+    account = _account_payers(conn, [record["uin"]])[record["uin"]]
+    if account.cancelled:
+        raise Conflict(f"账号 {record['uin']} 已注销，汇款不能入账，只能退款给付款人",
+                       f"account {record['uin']} is cancelled: the remittance is never "
+                       "credited; it can only be refunded to the payer", field="uin",
+                       state=HELD)
+    state, reason = rules.verify_payer(record["payer_name"], account)
     claimed = _claim(conn, remittance_id, [_R.state == HELD, _R.uin == record["uin"]],
                      {**_moved_to(state, reason, db_time(clock.now())),
                       "released_by": operator.label})
