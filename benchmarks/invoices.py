@@ -34,7 +34,9 @@ consumed (deducted − vouchers − gift) by product of the account's roll-ups
 (``bill_rollups``) and of its postpaid lines and
 prepaid order lines deducted outside the refreshed days, the invoiced amounts by
 (entity, tax category) (``invoice_lines``), the products' entity and tax category,
-what the account owes (its arrears and credit ledger balances) — combined in
+the amounts of its open and resolved commercial-invoice requests (``service_requests``,
+INV-9; none here, the query is still sent), what the account owes (its arrears and
+credit ledger balances) — combined in
 Python; alternating request by request on one connection. Both must give the same
 consumed, invoiced, available and debt amounts and arrears flag. Printed: p50 and
 p95 (ms) of each, the SQL statements ours sends a request, the ratio raw p95 ÷ ours
@@ -362,13 +364,16 @@ RAW_INVOICED = ("SELECT entity, tax_category, sum(amount) FROM invoice_lines WHE
 RAW_PRODUCTS = "SELECT code, entity, tax_category FROM products"
 RAW_OWED = ("SELECT sum(balance) FROM ledger_accounts WHERE uin = :uin AND kind IN "
             "('arrears', 'advance')")
+RAW_COMMERCIAL = ("SELECT fields FROM service_requests WHERE kind = 'commercial_invoice' AND "
+                  "uin = :uin AND state IN ('submitted', 'processing', 'resolved')")
 _WINDOW = [sa.bindparam("first", type_=sa.DateTime), sa.bindparam("after", type_=sa.DateTime)]
 
 
 def raw_invoiceable(conn, uin: int) -> dict:
     """The same sums by hand: cash consumed (deducted − vouchers − gift) by (entity,
     tax category) from the roll-ups and the L3 lines outside the refreshed days (which
-    here have no gaps: checked), minus the invoiced amounts; and what the account owes."""
+    here have no gaps: checked), minus the invoiced amounts and the commercial-invoice
+    requests'; and what the account owes."""
     if conn.execute(sa.text(RAW_ACCOUNT), {"uin": uin}).first() is None:
         raise SystemExit(f"no account {uin}")
     first, last, days = conn.execute(sa.text(RAW_DAYS)).one()
@@ -388,11 +393,13 @@ def raw_invoiceable(conn, uin: int) -> dict:
     for product, cash in by_product.items():
         consumed[bucket_of[product]] = consumed.get(bucket_of[product], 0) + cash
     invoiced = {(e, c): int(s) for e, c, s in conn.execute(sa.text(RAW_INVOICED), {"uin": uin})}
+    commercial = sum(json.loads(fields)["amount"]
+                     for (fields,) in conn.execute(sa.text(RAW_COMMERCIAL), {"uin": uin}))
     owed = -int(conn.execute(sa.text(RAW_OWED), {"uin": uin}).scalar() or 0)
-    left = {k: consumed.get(k, 0) - invoiced.get(k, 0) for k in set(consumed) | set(invoiced)}
+    net = sum(consumed.values()) - sum(invoiced.values()) - commercial
     return {"consumed": sum(consumed.values()), "invoiced": sum(invoiced.values()),
-            "amount": sum(max(v, 0) for v in left.values()),
-            "debt": sum(-min(v, 0) for v in left.values()), "in_arrears": owed > 0}
+            "commercial": commercial, "amount": max(net, 0), "debt": max(-net, 0),
+            "in_arrears": owed > 0}
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -416,7 +423,8 @@ def measure_invoiceable(db: Database, uin: int, requests: int, log) -> dict:
             theirs = raw_invoiceable(conn, uin)
             raw_spent = time.perf_counter() - began
             conn.rollback()
-            got = {k: mine[k] for k in ("consumed", "invoiced", "amount", "debt", "in_arrears")}
+            got = {k: mine[k] for k in ("consumed", "invoiced", "commercial", "amount", "debt",
+                                        "in_arrears")}
             if got != theirs:
                 raise SystemExit(f"ours and raw invoiceable differ: {got} != {theirs}")
             if n >= WARMUP:

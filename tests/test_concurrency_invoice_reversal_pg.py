@@ -2,8 +2,8 @@
 threads (INV-6, INV-8, INV-9, PostgreSQL): the conditional UPDATE on the reversal's
 state decides one release (one red invoice, the blue one reversed once) and one winner
 between releases and rejections; the unique key decides one reversal per invoice; the
-verification upsert stops at the per-minute limit exactly; the account row lock lets
-one first commercial-invoice title in."""
+verification upsert stops at the per-minute limit exactly; the account's invoice lock
+(``titles.lock_account``) lets one first commercial-invoice title in."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from feecenter.invoices.requests import COMMERCIAL_INVOICE
 from feecenter.invoices.tables import invoice_lines, invoice_reversals, invoices
 from feecenter.service_requests import service as srv
 from feecenter.service_requests.tables import service_requests
-from tests.helpers import new_account, run_threads
+from tests.helpers import load_sample_catalog, new_account, run_threads
+from tests.test_invoices_requests import consuming
 from tests.test_invoices_reversal import issued_invoice, owner, submit
 
 pytestmark = pytest.mark.postgres_only
@@ -132,7 +133,8 @@ def test_concurrent_verifications_stop_exactly_at_the_limit(rt):
 
 @pytest.mark.spec("INV-9")
 def test_concurrent_first_commercial_invoice_requests_keep_one_title(rt):
-    uin = new_account(rt, "race-title")
+    load_sample_catalog(rt)
+    uin = consuming(rt, "race-title")  # ¥178.00 invoiceable: the amount passes
     outcomes: list = [None] * THREADS
 
     def work(i: int) -> None:

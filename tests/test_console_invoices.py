@@ -85,6 +85,23 @@ def test_the_page_shows_the_invoiceable_amount_its_parts_and_buckets(rt, world):
     assert 'href="/console/invoices"' in html  # the menu item
 
 
+@pytest.mark.spec("INV-9", "INV-1")
+def test_the_page_shows_commercial_invoices_as_their_own_part(rt, world):
+    from feecenter.accounts.permissions import SYSTEM
+    from feecenter.service_requests import service as srv
+
+    with transaction(rt.engine) as conn:  # ¥178.00 consumed, ¥100.00 requested
+        srv.file_request(conn, rt.clock, SYSTEM, world, "commercial_invoice", {
+            "account_id": str(world), "amount": "100.00", "title": "Acme Trading Limited",
+            "address": "1 Queen's Road Central, Hong Kong", "region": "HK"})
+    http = customer_client(rt)
+    html = http.get("/console/invoices").text
+    assert re.search(r'<dt>商业发票</dt><dd data-part="commercial">¥100\.00</dd>', html), html
+    assert 'data-invoiceable="7800"' in html
+    http.cookies.set("fc_lang", "en", path="/console")
+    assert "<dt>Commercial invoices</dt>" in http.get("/console/invoices").text
+
+
 @pytest.mark.spec("INV-4", "INV-5")
 def test_apply_through_the_preview_once_and_download_the_issued_pdf(rt, world):
     http = customer_client(rt)

@@ -1,7 +1,8 @@
 """The invoice service-request kinds on SQLite and PostgreSQL: the paper invoice copy
 (SRV-1: the account's issued invoices, recipient, address, phone; due 7 working days)
 and the commercial invoice (INV-9: outside the mainland only, the title never changed
-afterwards, resolved with the operator's scan), through the service-request framework."""
+afterwards, resolved with the operator's scan), through the service-request framework.
+The amount a commercial invoice takes from the invoiceable amount: test_invoices_commercial.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from feecenter.errors import Conflict, InvalidInput
 from feecenter.invoices.requests import COMMERCIAL_INVOICE, PAPER_INVOICE_COPY, invoice_numbers
 from feecenter.service_requests import service as srv
 from feecenter.service_requests.tables import service_requests
-from tests.helpers import new_account, row_counts
+from tests.helpers import load_sample_catalog, new_account, row_counts
+from tests.invoice_seed import cash_purchase, enterprise
 from tests.test_invoices_reversal import ALICE, issued_invoice, owner
 
 PDF = b"%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -36,13 +38,22 @@ def attach(rt, request_id, actor):
 
 
 def commercial(uin, **overrides):
-    return {"account_id": str(uin), "amount": "5000.00", "title": "Acme Trading Limited",
+    return {"account_id": str(uin), "amount": "100.00", "title": "Acme Trading Limited",
             "address": "1 Queen's Road Central, Hong Kong", "region": "HK"} | overrides
+
+
+def consuming(rt, name: str) -> int:
+    """An enterprise account that paid a month of cvm with cash: ¥178.00 invoiceable
+    (the sample catalog must be loaded)."""
+    uin = enterprise(rt, name)
+    cash_purchase(rt, uin)
+    return uin
 
 
 @pytest.fixture
 def shop(rt):
-    return new_account(rt, "copy-shop")
+    load_sample_catalog(rt)
+    return consuming(rt, "copy-shop")
 
 
 @pytest.mark.spec("SRV-1", "INV-9")
@@ -107,7 +118,7 @@ def test_only_issued_invoices_of_the_account_are_copied(rt, shop):
 def test_customers_outside_the_mainland_request_a_commercial_invoice(rt, shop, region):
     made = file(rt, shop, COMMERCIAL_INVOICE, commercial(shop, region=region))
     assert (made["state"], made["fields"]["amount"], made["fields"]["region"]) == (
-        "submitted", 500_000, region)
+        "submitted", 100_00, region)
 
 
 @pytest.mark.spec("INV-9")
@@ -115,7 +126,8 @@ def test_customers_outside_the_mainland_request_a_commercial_invoice(rt, shop, r
     ({"region": "CN"}, "fields.region"), ({"region": "hk"}, "fields.region"),
     ({"region": "XX"}, "fields.region"), ({"region": "EU"}, "fields.region"),
     ({"region": "HKG"}, "fields.region"), ({"account_id": "100000000999"}, "fields.account_id"),
-    ({"amount": "12.345"}, "fields.amount"), ({"title": ""}, "fields.title"),
+    ({"amount": "12.345"}, "fields.amount"), ({"amount": "178.01"}, "fields.amount"),
+    ({"title": ""}, "fields.title"),
     ({"address": None}, "fields.address")])
 def test_bad_commercial_requests_are_refused_naming_the_field(rt, shop, overrides, field):
     with pytest.raises(InvalidInput) as refused:
@@ -133,7 +145,7 @@ def test_the_title_cannot_be_changed_afterwards(rt, shop):
     again = file(rt, shop, COMMERCIAL_INVOICE, commercial(shop, title="acme  trading limited",
                                                           amount="10.00"))
     assert again["state"] == "submitted"  # the same title, spacing and case aside
-    other = new_account(rt, "other-hk")  # another account has its own title
+    other = consuming(rt, "other-hk")  # another account has its own title
     assert file(rt, other, COMMERCIAL_INVOICE, commercial(other, title="Other Co Ltd"))
     act(rt, "reject", first["id"], "金额有误")
     act(rt, "reject", again["id"], "金额有误")
@@ -155,7 +167,7 @@ def test_the_operator_resolves_it_by_attaching_the_scan(rt, shop):
     done = act(rt, "resolve", made["id"], "已发送扫描件")
     assert done["state"] == "resolved"
     assert done["result"] == {"scan_attachment_ids": [scan["id"]], "title": "Acme Trading Limited",
-                              "amount": "5000.00", "region": "HK"}
+                              "amount": "100.00", "region": "HK"}
     with rt.engine.connect() as conn:  # the customer downloads the scan
         assert bytes(srv.get_attachment(conn, owner(shop), made["id"], scan["id"])["content"]) == PDF
     assert [e["event"] for e in done["events"]] == [

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from feecenter.api.app import create_app
 from feecenter.auth import service as auth
 from feecenter.invoices.tables import invoice_applications, invoice_reversals, invoices
+from feecenter.service_requests.tables import service_requests
 from tests.helpers import OPS, add_cash, buy, load_sample_catalog, new_account, pay, row_counts
 from tests.rest_harness import HOST, RestShop, Signed
 from tests.test_rest_strict_input import assert_refused
@@ -68,10 +69,27 @@ def test_the_invoiceable_amount_is_the_cash_consumed_with_its_parts_and_buckets(
     shown = ok(inv.customer.send("GET", _path(inv, "invoiceable")))
     assert shown["amount"] == shown["consumed"] != "0.00"
     assert shown["invoiced"] == shown["debt"] == shown["transferred_unspent"] == "0.00"
+    assert shown["commercial"] == "0.00"
     assert len(shown["buckets"]) == 1
     bucket = shown["buckets"][0]
     assert bucket["rate_bp"] == 600 and bucket["available"] == shown["amount"]
     assert bucket["item_name"] == "信息技术服务*云服务费"
+
+
+@pytest.mark.spec("INV-9", "INV-1")
+def test_a_commercial_invoice_request_is_its_own_part_never_above_the_amount(inv):
+    path = _path(inv, "service-requests")
+    fields = {"account_id": str(inv.uin), "amount": "178.01", "title": "Acme Trading Limited",
+              "address": "1 Queen's Road Central, Hong Kong", "region": "HK"}
+    error = assert_refused(inv.customer.send("POST", path, {
+        "kind": "commercial_invoice", "fields": fields}), 400, "fields.amount")
+    assert "178.00" in error["message_zh"] and "178.00" in error["message_en"]
+    assert row_counts(inv.rt, service_requests) == (0,)
+    ok(inv.customer.send("POST", path, {"kind": "commercial_invoice",
+                                        "fields": {**fields, "amount": "100.00"}}), 201)
+    shown = ok(inv.customer.send("GET", _path(inv, "invoiceable")))
+    assert (shown["amount"], shown["commercial"], shown["consumed"], shown["debt"]) == (
+        "78.00", "100.00", "178.00", "0.00")
 
 
 def test_the_title_emails_and_settings_round_trip(inv):

@@ -1,7 +1,7 @@
 """发票 (invoices, INV-1..9) in the console.
 
 - /console/invoices: the invoiceable amount with its parts (consumed, invoiced,
-  transfers, invoice debt) and buckets (selling entity × tax category); the
+  commercial invoices, transfers, invoice debt) and buckets (selling entity × tax category); the
   invoice debt (欠票) shown first when there is one, since it blocks withdrawal;
   the application form (kind, amount, email) leading to its preview (invoices,
   lines and tax), confirmed by a second form; the invoices with their state and

@@ -11,10 +11,16 @@ The amount is kept per bucket, (selling entity, tax category) (INV-4):
 - available = max(consumed - invoiced, 0); debt = max(invoiced - consumed, 0): a
   refund or downgrade of invoiced consumption (INV-7).
 
+Commercial invoices (商业发票, INV-9) are no VAT invoice and belong to no bucket: the
+amounts of the account's commercial-invoice requests that are open or resolved
+(``commercial_requested``; rejected and withdrawn ones give theirs back) are their own
+part, taken off the account's amount.
+
 For the account (``net_invoiceable``): the invoiceable amount is Σ consumed -
-Σ invoiced when positive (an application takes it from the buckets' available
-amounts), and its negative part is the invoice debt: a bucket's debt lowers what
-the other buckets may give.
+Σ invoiced - commercial when positive (an application takes it from the buckets'
+available amounts), and its negative part is the invoice debt: a bucket's debt lowers
+what the other buckets may give, and consumption refunded after a commercial invoice
+is a debt as well.
 
 Money transferred in and not yet consumed (agents, groups) would be taken off; no
 transfers exist yet, so that part is 0 (docs/invoices.md, "Gaps").
@@ -22,6 +28,7 @@ transfers exist yet, so that part is 0 (docs/invoices.md, "Gaps").
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
 from sqlalchemy import Connection, func, select
@@ -34,6 +41,11 @@ from feecenter.catalog.tables import products, selling_entities
 from feecenter.invoices.rules import bucket_order
 from feecenter.invoices.tables import invoice_lines
 from feecenter.ledger.tables import ledger_accounts
+from feecenter.service_requests.rules import OPEN_STATES, RESOLVED
+from feecenter.service_requests.tables import service_requests
+
+COMMERCIAL_INVOICE = "commercial_invoice"  # the service-request kind (invoices.requests)
+COMMERCIAL_TAKING = (*OPEN_STATES, RESOLVED)  # the states whose amount is taken
 
 
 def consumed_by_bucket(conn: Connection, uin: int) -> dict[tuple[str, str], int]:
@@ -59,6 +71,15 @@ def invoiced_by_bucket(conn: Connection, uin: int) -> dict[tuple[str, str], int]
     return {(entity, category): int(total) for entity, category, total in conn.execute(
         select(i.entity, i.tax_category, func.sum(i.amount)).where(i.uin == uin)
         .group_by(i.entity, i.tax_category))}
+
+
+def commercial_requested(conn: Connection, uin: int) -> int:
+    """INV-9: Σ amount (fen) of the account's commercial-invoice requests that are open
+    or resolved; rejected and withdrawn ones take nothing."""
+    r = service_requests.c
+    found = conn.execute(select(r.fields).where(
+        r.uin == uin, r.kind == COMMERCIAL_INVOICE, r.state.in_(COMMERCIAL_TAKING))).scalars()
+    return sum(int(json.loads(fields)["amount"]) for fields in found)
 
 
 def buckets(conn: Connection, uin: int) -> list[dict]:
@@ -89,30 +110,37 @@ def owed(conn: Connection, uin: int) -> int:
 
 
 def invoiceable(conn: Connection, actor: Actor, uin: int) -> dict:
-    """INV-1: ``amount`` (Σ available), ``debt`` (Σ debt, INV-7), ``consumed``,
-    ``invoiced``, ``transferred_unspent`` (0: no transfers yet), ``in_arrears`` (the
-    account owes arrears or unrepaid credit: applying is refused) and the
-    ``buckets``."""
+    """INV-1: ``amount`` (what may be invoiced now), ``debt`` (INV-7), ``consumed``,
+    ``invoiced``, ``commercial`` (open and resolved commercial-invoice requests, INV-9),
+    ``transferred_unspent`` (0: no transfers yet), ``in_arrears`` (the account owes
+    arrears or unrepaid credit: applying is refused) and the ``buckets``."""
     require(actor, uin, FINANCE)
     accounts.get_account(conn, SYSTEM, uin)  # an unknown UIN: NotFound, not "nothing"
     found = buckets(conn, uin)
-    net = net_invoiceable(found)
+    commercial = commercial_requested(conn, uin)
+    net = net_invoiceable(found, commercial=commercial)
     return {"amount": max(net, 0), "debt": max(-net, 0),
             "consumed": sum(b["consumed"] for b in found),
-            "invoiced": sum(b["invoiced"] for b in found), "transferred_unspent": 0,
-            "in_arrears": owed(conn, uin) > 0, "buckets": found}
+            "invoiced": sum(b["invoiced"] for b in found), "commercial": commercial,
+            "transferred_unspent": 0, "in_arrears": owed(conn, uin) > 0, "buckets": found}
 
 
-def net_invoiceable(found: list[dict]) -> int:
-    """INV-1 for the whole account: Σ consumed - Σ invoiced over the buckets. What may be
-    invoiced is this when positive — never the sum of the buckets' available amounts
-    while another bucket is in debt (a refunded cloud invoice does not free the same
-    money to be invoiced again as software) — and its negative part is the invoice
-    debt (INV-7)."""
-    return sum(b["consumed"] - b["invoiced"] for b in found)
+def net_invoiceable(found: list[dict], *, commercial: int) -> int:
+    """INV-1 for the whole account: Σ consumed - Σ invoiced over the buckets, less the
+    ``commercial`` requests' amount (INV-9). What may be invoiced is this when positive —
+    never the sum of the buckets' available amounts while another bucket is in debt (a
+    refunded cloud invoice does not free the same money to be invoiced again as
+    software) — and its negative part is the invoice debt (INV-7)."""
+    return sum(b["consumed"] - b["invoiced"] for b in found) - commercial
+
+
+def available_now(conn: Connection, uin: int) -> int:
+    """What the account may invoice now, VAT or commercial, in fen (0: nothing). Read it
+    under ``titles.lock_account`` to take from it."""
+    return max(net_invoiceable(buckets(conn, uin), commercial=commercial_requested(conn, uin)), 0)
 
 
 def invoice_debt(conn: Connection, uin: int) -> int:
     """INV-7: the account's invoice debt in fen (0: none); blocks withdrawal (#26)."""
-    return max(-net_invoiceable(buckets(conn, uin)), 0)
-
+    return max(-net_invoiceable(buckets(conn, uin), commercial=commercial_requested(conn, uin)),
+               0)

@@ -9,9 +9,12 @@ REST and console pages offer them. Owns no table: the requests are service reque
 - ``commercial_invoice`` (商业发票, INV-9): for customers outside the mainland (HK,
   Macau, Taiwan or another country, an ISO 3166 code; CN refused): account ID, RMB
   amount, title and address; the title cannot be changed afterwards — a request with
-  another title than the account's earlier (open or resolved) ones is refused. Due 7
-  working days; the operator attaches the scan (PDF, PNG or JPEG) and resolves it: the
-  action refuses to resolve without an operator's attachment.
+  another title than the account's earlier (open or resolved) ones is refused. The
+  amount is taken from what the account may invoice (INV-1: ``invoiceable``, where open
+  and resolved requests are their own part), never more than it, under the lock VAT
+  applications take. Due 7 working days; the operator attaches the scan (PDF, PNG or
+  JPEG) and resolves it: the action refuses to resolve without an operator's
+  attachment.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from babel import Locale
 from sqlalchemy import Connection, select
 
 from feecenter.accounts.permissions import Actor
-from feecenter.accounts.tables import customers
 from feecenter.clock import Clock
-from feecenter.errors import Conflict, invalid
+from feecenter.errors import AccountInArrears, Conflict, invalid
+from feecenter.invoices import invoiceable, titles
+from feecenter.invoices.invoiceable import COMMERCIAL_INVOICE
 from feecenter.invoices.tables import invoices
 from feecenter.money import format_yuan
 from feecenter.service_requests.rules import (AMOUNT, OPEN_STATES, PHONE, RECORD_ID, RESOLVED,
@@ -33,7 +37,6 @@ from feecenter.service_requests.rules import (AMOUNT, OPEN_STATES, PHONE, RECORD
 from feecenter.service_requests.tables import service_request_attachments, service_requests
 
 PAPER_INVOICE_COPY = "paper_invoice_copy"
-COMMERCIAL_INVOICE = "commercial_invoice"
 DUE_WORKING_DAYS = 7  # SRV-1 / INV-9: 5-7 working days, due at the latest
 MAX_COPIES = 10
 COPYABLE_STATES = ("issued", "reversed")
@@ -108,10 +111,13 @@ def _same_title(a: str, b: str) -> bool:
 
 def admit_commercial(conn: Connection, clock: Clock, actor: Actor, uin: int,
                      values: dict) -> None:
-    """The account ID is the account's, the region is outside the mainland, and the
-    title equals the account's earlier commercial-invoice title. The account row is
-    locked first (PostgreSQL; SQLite's writers are serialised), so two first requests
-    with different titles cannot both pass."""
+    """The account ID is the account's, the region is outside the mainland, the title
+    equals the account's earlier commercial-invoice title, and the amount is at most
+    what the account may invoice now (INV-1; refused while it owes money, as VAT
+    applications are). Everything is read under ``titles.lock_account``, the lock VAT
+    applications and withdrawals take (PostgreSQL; SQLite's writers are serialised):
+    two first requests with different titles cannot both pass, and a request racing a
+    VAT application cannot take the same money."""
     if values["account_id"] != uin:
         raise invalid("fields.account_id", "账号 ID：须为本账号的 ID", "account ID: must be this account's")
     region = values["region"]
@@ -121,12 +127,25 @@ def admit_commercial(conn: Connection, clock: Clock, actor: Actor, uin: int,
     if region not in REGIONS:
         raise invalid("fields.region", "国家或地区：应为两位大写的国家或地区代码，如 HK、MO、TW",
                       "region: a two-letter upper-case country or region code such as HK, MO, TW")
-    conn.execute(select(customers.c.uin).where(customers.c.uin == uin).with_for_update())
+    titles.lock_account(conn, clock, uin)  # the claim: everything below is read under it
     title = earlier_title(conn, uin)
     if title is not None and not _same_title(title, values["title"]):
         raise invalid("fields.title", f"抬头：提交后不可更改，本账号的商业发票抬头为「{title}」",
                       f"title: it cannot be changed; this account's commercial-invoice title "
                       f"is \"{title}\"", title=title)
+    owed = invoiceable.owed(conn, uin)
+    if owed > 0:
+        text = format_yuan(owed)
+        raise AccountInArrears(f"账号欠费或有未还的信用额度 {text} 元，结清后才能申请商业发票",
+                               f"the account owes {text} yuan (arrears or credit not repaid): "
+                               "pay it before requesting a commercial invoice", field="uin",
+                               owed=text)
+    available = invoiceable.available_now(conn, uin)
+    if values["amount"] > available:
+        text = format_yuan(available)
+        raise invalid("fields.amount", f"金额（人民币元）：超过可开票金额 {text} 元",
+                      f"amount (RMB): above the invoiceable amount {text} yuan",
+                      available=text)
 
 
 def earlier_title(conn: Connection, uin: int) -> str | None:

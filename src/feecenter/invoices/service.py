@@ -87,7 +87,9 @@ def _plan(conn: Connection, uin: int, amount: int | None) -> tuple[int, list[dic
     """(the amount, the invoices it makes), or InvalidInput on ``amount``."""
     found = amounts.buckets(conn, uin)
     available = {(b["entity"], b["tax_category"]): b["available"] for b in found}
-    total = max(amounts.net_invoiceable(found), 0)  # ≤ Σ available: the buckets can give it
+    # less the commercial invoices' part (INV-9): ≤ Σ available, the buckets can give it
+    total = max(amounts.net_invoiceable(
+        found, commercial=amounts.commercial_requested(conn, uin)), 0)
     if total <= 0:
         raise invalid("amount", "当前没有可开票金额", "there is no invoiceable amount")
     amount = total if amount is None else amount

@@ -10,7 +10,8 @@ from feecenter.money import format_yuan
 from feecenter.present.text import time_text, with_yuan
 
 INVOICE_MONEY = ("amount", "net_amount", "tax_amount")
-INVOICEABLE_MONEY = ("amount", "debt", "consumed", "invoiced", "transferred_unspent")
+INVOICEABLE_MONEY = ("amount", "debt", "consumed", "invoiced", "commercial",
+                     "transferred_unspent")
 BUCKET_MONEY = ("consumed", "invoiced", "available", "debt")
 INVOICE_TIMES = ("applied_at", "issued_at")
 REVERSAL_TIMES = ("submitted_at", "due_at", "decided_at")
