@@ -102,7 +102,7 @@ class business_month(FunctionElement):
 
 
 _SQLITE_TIME = {business_datetime: "datetime", business_date: "date",
-                business_month: "strftime"}
+                business_month: "month"}
 _PG_TIME = {business_datetime: "YYYY-MM-DD HH24:MI:SS", business_date: "YYYY-MM-DD",
             business_month: "YYYY-MM"}
 
@@ -129,16 +129,18 @@ def _offset_sql(x: str, literal_of: Callable[[datetime], str],
 @compiles(business_date, "sqlite")
 @compiles(business_month, "sqlite")
 def _business_time_sqlite(element, compiler, **kw) -> str:
-    # stored as "YYYY-MM-DD HH:MM:SS.ffffff": cut to the second first (datetime()
-    # rounds .9995 s up to the next second; Python's isoformat truncates); text
-    # compares in time order, so the spans' bounds are text literals
-    x = f"substr({compiler.process(list(element.clauses)[0], **kw)}, 1, 19)"
-    offset = _offset_sql(x, lambda when: f"'{when.isoformat(' ')}'",
+    # stored as "YYYY-MM-DD HH:MM:SS.ffffff", text that compares in time order: the
+    # spans' bounds are text literals compared with it as stored; the value is cut
+    # to the second before datetime() (which rounds .9995 s up to the next second,
+    # where Python's isoformat truncates)
+    stored = compiler.process(list(element.clauses)[0], **kw)
+    offset = _offset_sql(stored, lambda when: f"'{when.isoformat(' ')}'",
                          lambda hours: f"'+{hours} hours'")
     function = _SQLITE_TIME[type(element)]
-    if function == "strftime":
-        return f"strftime('%Y-%m', {x}, {offset})"
-    return f"{function}({x}, {offset})"
+    value = f"substr({stored}, 1, 19)"
+    if function == "month":
+        return f"substr(date({value}, {offset}), 1, 7)"
+    return f"{function}({value}, {offset})"
 
 
 @compiles(business_datetime, "postgresql")
