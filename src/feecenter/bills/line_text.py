@@ -113,8 +113,9 @@ def _hours(offset: timedelta) -> int:
 
 def _offset_sql(x: str, literal_of: Callable[[datetime], str],
                 hours_of: Callable[[int], str]) -> str:
-    """SQL: the business-time offset of timestamp ``x`` (its spans off +8 h first
-    ruled out by two comparisons, so a line of today pays for two)."""
+    """SQL: the business-time offset of timestamp ``x``: +8 h outside the spans of
+    ``offset_changes`` (tested first: a line of today costs one comparison), the
+    span's offset inside one."""
     spans = offset_changes()
     if not spans:
         return hours_of(_hours(BASE_OFFSET))
