@@ -9,7 +9,7 @@ file, and the L3 lines also as FinOps FOCUS (``focus``, written by
 - ``process_export`` runs one (``queued`` → ``running`` → ``done`` | ``failed``,
   progress in ``lines_written`` / ``lines_total``); ``process_pending`` runs the
   queued ones (the job ``bills.process_exports``, bills.jobs). Files are written
-  row by row (CSV: the stdlib writer, records ending "\n"; XLSX: XlsxWriter in
+  row by row (CSV: the stdlib writer, records ending in LF; XLSX: XlsxWriter in
   ``constant_memory`` mode), to a ``.part`` file renamed when complete: memory
   stays flat in the line count. The L3 lines (level ``lines``) come from the
   database already as text (``bills.line_text``); on PostgreSQL their CSV is
@@ -345,7 +345,7 @@ def csv_header_bytes(header: list[str]) -> bytes:
 
 def write_csv(path: Path, header: list[str], rows: Iterable[list[str]]) -> int:
     """UTF-8 with a BOM (Excel opens the Chinese headers right), one row at a time,
-    records ending "\n"."""
+    records ending in LF (as PostgreSQL's COPY writes them)."""
     written = 0
     with open(path, "w", encoding="utf-8-sig", newline="") as out:
         writer = csv.writer(out, lineterminator=CSV_LINE_END)
