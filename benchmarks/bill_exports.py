@@ -4,7 +4,8 @@ exported as CSV and XLSX, time and peak memory, beside the raw ceiling of the sa
 rows measured in the same run.
 
     .venv/bin/python benchmarks/bill_exports.py [--backend sqlite|postgresql|all]
-        [--sizes 100000,1000000] [--formats csv,xlsx] [--pg-url URL] [--json]
+        [--sizes 100000,1000000] [--formats csv,xlsx] [--sides ours,python,raw]
+        [--pg-url URL] [--json]
 
 Setup (not timed), per backend and size, on a fresh migrated database: N postpaid
 ``bill_lines`` rows of one account, bulk-inserted directly (10,000 a statement),
@@ -15,21 +16,21 @@ Each measurement runs in a fresh subprocess, so its peak resident set (``VmHWM``
 which starts afresh at exec) is its own:
 
 - ours: ``exports.request_export`` + ``exports.process_export`` of level
-  ``lines`` — the lines read through ``bills.service.iter_month_lines``, each
-  formatted (yuan strings, 8-decimal costs, "-" for contract lines) and written
-  (CSV: the stdlib writer; XLSX: XlsxWriter in constant_memory mode), with the
-  progress updates;
-- stream: ours's formatting and writing (``exports.line_row``, ``write_csv`` /
-  ``write_xlsx``) fed by the same lines streamed from one cursor in
-  ``bills.lines``'s row shape — a stand-in for the streaming
-  ``iter_month_lines`` (today's reader, ``month_lines``, holds the whole month
-  in memory, so "ours" is not flat until that lands);
+  ``lines``, the export as it runs — the lines formatted as text by the database
+  (``bills.line_text``: yuan strings, 8-decimal costs, "-" for contract lines,
+  business times) and written (CSV on PostgreSQL: the server's COPY; CSV on
+  SQLite: the stdlib writer over the text rows; XLSX: XlsxWriter in
+  constant_memory mode), with the progress updates;
+- python (optional): the same lines formatted in Python — ``exports.line_row``
+  of each line of ``bills.service.iter_month_lines`` into ``write_csv`` /
+  ``write_xlsx`` (the export's path before ``bills.line_text``; the reference
+  the tests compare the database's text with);
 - raw: the plain driver (sqlite3 / psycopg, a server-side cursor on PostgreSQL)
   selecting the same rows in the same order, written unformatted by
   ``csv.writer`` (CSV) or XlsxWriter constant_memory ``write_row`` (XLSX).
 
-Printed per (backend, format, size): seconds for ours and raw, ours / raw, peak
-RSS of each (and ours's growth over its RSS after imports), against the targets:
+Printed per (backend, format, size): seconds for each side, side / raw, peak
+RSS of each (and a side's growth over its RSS after imports), against the targets:
 CSV 1M lines ≤ 10 s, XLSX 1M ≤ 90 s, peak < 200 MiB, flat between sizes (ours's
 growth at the largest size at most 32 MiB above the smallest's).
 
@@ -59,6 +60,7 @@ TARGET_SECONDS = {"csv": 10.0, "xlsx": 90.0}  # at 1,000,000 lines
 TARGET_PEAK = 200 * 2**20
 FLAT_SLACK = 32 * 2**20
 MIB = 2**20
+SIDES = ("ours", "python", "raw")  # raw last: the ceiling the others are compared with
 
 
 # ---------------------------------------------------------------- setup
@@ -175,33 +177,21 @@ def child_ours(url: str, fmt: str, out_dir: str) -> dict:
             "lines": done["lines_written"], "bytes": done["size_bytes"]}
 
 
-def child_stream(url: str, fmt: str, out_dir: str) -> dict:
-    """Ours's formatting and writing (``line_row``, ``write_csv`` / ``write_xlsx``) fed
-    by the same lines streamed from one cursor (``bills.lines``'s row shape): a
-    stand-in for the streaming ``iter_month_lines`` another change brings, to
-    measure the writer apart from today's reader, which holds the month in memory."""
-    from feecenter.bills import exports
-    from feecenter.bills.lines import _postpaid
-    from feecenter.clock import BUSINESS_TZ, business_date, db_time
+def child_python(url: str, fmt: str, out_dir: str) -> dict:
+    """The lines formatted in Python: ``exports.line_row`` of each line of
+    ``bills.service.iter_month_lines`` (streamed) into ``write_csv`` / ``write_xlsx``
+    — the export's path before ``bills.line_text``, without the progress updates."""
+    from feecenter.accounts.permissions import SYSTEM
+    from feecenter.bills import exports, service
     from feecenter.db.engine import make_engine
-    from feecenter.settlement.tables import bill_lines
 
     engine = make_engine(url)
-    b = bill_lines.c
-    start = db_time(datetime(2026, 3, 1, tzinfo=BUSINESS_TZ))
-    end = db_time(datetime(2026, 4, 1, tzinfo=BUSINESS_TZ))
-    path = Path(out_dir) / f"stream.{fmt}"
+    path = Path(out_dir) / f"python.{fmt}"
     rss_start = current_resident_bytes()
     began = time.perf_counter()
 
     def lines(conn):
-        rows = conn.execution_options(stream_results=True, yield_per=2000).execute(
-            sa.select(bill_lines).where(b.uin == UIN, b.deducted_at >= start,
-                                        b.deducted_at < end).order_by(b.deducted_at, b.id))
-        for row in rows.mappings():
-            line = _postpaid(row)
-            line["deducted_on"] = business_date(line["deducted_at"])
-            line["usage_month"] = line["bill_month"] = MONTH
+        for line in service.iter_month_lines(conn, SYSTEM, UIN, MONTH):
             yield exports.line_row(line)
 
     with engine.connect() as conn:
@@ -282,13 +272,13 @@ def run(backend: str, sizes: list[int], formats: list[str], pg_url: str,
                 loaded = setup(url, n)
                 print(f"# {backend}: {n:,} lines loaded in {loaded:.1f} s", file=sys.stderr)
                 for fmt in formats:
-                    ours = measure("ours", url, fmt, tmp) if "ours" in sides else None
-                    stream = measure("stream", url, fmt, tmp)
-                    raw = measure("raw", url, fmt, tmp)
-                    assert stream["lines"] == raw["lines"] == n, (stream, raw)
-                    assert ours is None or ours["lines"] == n, ours
+                    measured = {side: measure(side, url, fmt, tmp) if side in sides else None
+                                for side in SIDES}
+                    measured["raw"] = measured["raw"] or measure("raw", url, fmt, tmp)
+                    for side, m in measured.items():
+                        assert m is None or m["lines"] == n, (side, m)
                     results.append({"backend": backend, "format": fmt, "lines": n,
-                                    "ours": ours, "stream": stream, "raw": raw})
+                                    **measured})
                     print(_line(results[-1]), file=sys.stderr)
             finally:
                 drop()
@@ -299,7 +289,7 @@ def _line(r: dict) -> str:
     raw = r["raw"]
     out = [f"{r['backend']:10} {r['format']:4} {r['lines']:>9,} lines: raw "
            f"{raw['seconds']:7.2f} s, peak {raw['peak'] / MIB:6.1f} MiB"]
-    for side in ("ours", "stream"):
+    for side in SIDES[:-1]:
         m = r[side]
         if m is not None:
             out.append(f"{side:6} {m['seconds']:7.2f} s ({r['lines'] / m['seconds']:8,.0f} /s, "
@@ -311,7 +301,7 @@ def _line(r: dict) -> str:
 
 def verdicts(results: list[dict]) -> list[str]:
     out = []
-    for side in ("ours", "stream"):
+    for side in SIDES[:-1]:
         for r in (r for r in results if r[side] is not None):
             m, what = r[side], f"{side} {r['backend']} {r['format']} {r['lines']:,}"
             if r["lines"] == 1_000_000:
@@ -338,7 +328,7 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         side, url, fmt, out_dir = sys.argv[2:6]
         sys.path.insert(0, str(ROOT / "src"))
-        child = {"ours": child_ours, "stream": child_stream, "raw": child_raw}[side]
+        child = {"ours": child_ours, "python": child_python, "raw": child_raw}[side]
         print(json.dumps(child(url, fmt, out_dir)))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -347,9 +337,9 @@ def main() -> None:
     parser.add_argument("--formats", default="csv,xlsx")
     parser.add_argument("--pg-url", default=os.environ.get(
         "FEECENTER_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
-    parser.add_argument("--sides", default="ours,stream",
-                        help="ours (the export as it runs today) and/or stream (its writer fed "
-                             "by a streaming cursor); raw always runs")
+    parser.add_argument("--sides", default="ours,raw",
+                        help="ours (the export as it runs), python (the lines formatted by "
+                             "exports.line_row), raw (the plain cursor; always runs)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     backends = ("sqlite", "postgresql") if args.backend == "all" else (args.backend,)

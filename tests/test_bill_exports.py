@@ -167,40 +167,54 @@ def test_the_same_request_key_gives_the_same_export(rt, month, settings):
 
 
 @pytest.mark.spec("BIL-7")
-def test_progress_is_recorded_while_the_lines_are_written(rt, month, settings, monkeypatch):
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_progress_is_recorded_while_the_lines_are_written(rt, month, settings, monkeypatch,
+                                                          fmt):
     uin = month["uin"]
     _refresh_all(rt)
     monkeypatch.setattr(exports, "PROGRESS_EVERY", 2)
     seen = []
-    real_row = exports.line_row
+    real_finish = exports._finish
 
-    def watching(line):
-        with rt.engine.connect() as conn:
-            seen.append(conn.execute(select(bill_exports.c.state, bill_exports.c.lines_written,
-                                            bill_exports.c.lines_total)).one())
-        return real_row(line)
+    def watching(engine, export_id, **values):
+        with rt.engine.connect() as conn:  # the export as others see it meanwhile
+            seen.append((conn.execute(select(bill_exports.c.state)).scalar_one(), values))
+        real_finish(engine, export_id, **values)
 
-    monkeypatch.setattr(exports, "line_row", watching)
-    row = export(rt, settings, uin, "lines")
+    monkeypatch.setattr(exports, "_finish", watching)
+    row = export(rt, settings, uin, "lines", fmt)
     total = row["lines_total"]
     assert total == row["lines_written"] >= 6
-    assert {state for state, _, _ in seen} == {"running"}
-    assert all(expected == total for _, _, expected in seen)  # the roll-ups' count, known
-    assert [written for _, written, _ in seen] == [
-        (i // 2) * 2 for i in range(total)]  # every second line
+    *during, last = seen
+    assert {state for state, _ in during} == {"running"} and last[1]["state"] == "done"
+    assert during[0][1] == {"lines_written": 0, "lines_total": total}  # the roll-ups' count
+    assert [values for _, values in during[1:]] == [
+        {"lines_written": n} for n in range(2, total + 1, 2)]  # every second line
 
 
 @pytest.mark.spec("BIL-7")
-def test_a_failed_export_is_marked_failed_and_leaves_no_file(rt, month, settings, monkeypatch):
-    def broken(line):
-        raise RuntimeError("disk full")
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_a_failed_export_is_marked_failed_and_leaves_no_file(rt, month, settings, monkeypatch,
+                                                             fmt):
+    monkeypatch.setattr(exports, "PROGRESS_EVERY", 2)
+    real_progress = exports._progress
 
-    monkeypatch.setattr(exports, "line_row", broken)
+    def failing(engine, export_id):
+        record = real_progress(engine, export_id)
+
+        def progress(written, total):
+            if written >= 4:  # the disk fills while the lines are written
+                raise RuntimeError("disk full")
+            record(written, total)
+        return progress
+
+    monkeypatch.setattr(exports, "_progress", failing)
     with transaction(rt.engine) as conn:
-        row = exports.request_export(conn, rt.clock, OPS, month["uin"], MONTH, "lines", "csv")
+        row = exports.request_export(conn, rt.clock, OPS, month["uin"], MONTH, "lines", fmt)
     assert exports.process_export(rt.engine, rt.clock, row["id"], settings) == "failed"
     failed = stored(rt, row["id"])
     assert failed["state"] == "failed" and "disk full" in failed["error"]
+    assert failed["lines_written"] == 2
     assert list(settings.directory.iterdir()) == []
 
 

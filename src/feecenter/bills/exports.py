@@ -9,9 +9,12 @@ file, and the L3 lines also as FinOps FOCUS (``focus``, written by
 - ``process_export`` runs one (``queued`` → ``running`` → ``done`` | ``failed``,
   progress in ``lines_written`` / ``lines_total``); ``process_pending`` runs the
   queued ones (the job ``bills.process_exports``, bills.jobs). Files are written
-  row by row (CSV: the stdlib writer; XLSX: XlsxWriter in ``constant_memory``
-  mode), to a ``.part`` file renamed when complete: memory stays flat in the
-  line count.
+  row by row (CSV: the stdlib writer, records ending in LF; XLSX: XlsxWriter in
+  ``constant_memory`` mode), to a ``.part`` file renamed when complete: memory
+  stays flat in the line count. The L3 lines (level ``lines``) come from the
+  database already as text (``bills.line_text``); on PostgreSQL their CSV is
+  written by the server's COPY, byte for byte the file ``csv.writer`` makes of
+  the same rows.
 - ``expire_exports`` deletes the files of exports past their retention (default
   7 days) and marks them ``expired``.
 - ``download_url`` signs a link (HMAC-SHA256 over export id, account and expiry,
@@ -28,6 +31,7 @@ import contextlib
 import csv
 import hashlib
 import hmac
+import io
 import logging
 import os
 import uuid
@@ -40,6 +44,7 @@ from urllib.parse import urlencode
 from sqlalchemy import Connection, Engine, and_, or_, select, update
 
 from feecenter.accounts.permissions import FINANCE, SYSTEM, Actor, require
+from feecenter.bills import line_text
 from feecenter.bills import service as bills
 from feecenter.bills.tables import bill_exports
 from feecenter.clock import BUSINESS_TZ, Clock, business_date, db_time, from_db_time
@@ -280,6 +285,8 @@ def _write(engine: Engine, export: dict, path: Path) -> int:
     with _reading(engine) as conn:
         if export["fmt"] == "focus":
             return _write_focus(conn, export, path, progress)
+        if export["level"] == "lines":
+            return _write_lines(conn, export, path, progress)
         header, rows, total = _table(conn, export)
         if total is not None:
             progress(0, total)
@@ -305,11 +312,43 @@ def _counting(rows: Iterable, progress: Callable[[int, int | None], None]) -> It
             rows.close()
 
 
+def _write_lines(conn: Connection, export: dict, path: Path, progress) -> int:
+    """Level ``lines``: the L3 lines as text from the database (``bills.line_text``),
+    the progress's total the roll-ups' count. CSV on PostgreSQL: BOM and header
+    written here, the records by the server's COPY; elsewhere the text rows into
+    ``write_csv`` / ``write_xlsx``."""
+    uin, month = export["uin"], export["month"]
+    progress(0, _expected_lines(conn, uin, month))
+    if export["fmt"] == "csv" and conn.dialect.name == "postgresql":
+        with open(path, "wb") as out:
+            out.write(csv_header_bytes(list(LINE_COLUMNS)))
+            return line_text.copy_line_csv(conn, SYSTEM, uin, month, out,
+                                           lambda written: progress(written, None),
+                                           PROGRESS_EVERY)
+    rows = line_text.iter_line_text(conn, SYSTEM, uin, month)
+    with contextlib.closing(_counting(rows, progress)) as counted:  # a failure ends the read
+        if export["fmt"] == "xlsx":
+            return write_xlsx(path, list(LINE_COLUMNS), counted,
+                              sheet=f"{export['month']} {export['level']}")
+        return write_csv(path, list(LINE_COLUMNS), counted)
+
+
+CSV_LINE_END = "\n"  # what PostgreSQL's COPY ends a record with: one ending in every CSV
+
+
+def csv_header_bytes(header: list[str]) -> bytes:
+    """The BOM and the header record, as ``write_csv`` begins a file."""
+    text = io.StringIO()
+    csv.writer(text, lineterminator=CSV_LINE_END).writerow(header)
+    return ("\ufeff" + text.getvalue()).encode("utf-8")
+
+
 def write_csv(path: Path, header: list[str], rows: Iterable[list[str]]) -> int:
-    """UTF-8 with a BOM (Excel opens the Chinese headers right), one row at a time."""
+    """UTF-8 with a BOM (Excel opens the Chinese headers right), one row at a time,
+    records ending in LF (as PostgreSQL's COPY writes them)."""
     written = 0
     with open(path, "w", encoding="utf-8-sig", newline="") as out:
-        writer = csv.writer(out)
+        writer = csv.writer(out, lineterminator=CSV_LINE_END)
         writer.writerow(header)
         for row in rows:
             writer.writerow(row)
@@ -385,8 +424,6 @@ def _sums(group: dict) -> list[str]:
 def _table(conn: Connection, export: dict) -> tuple[list[str], Iterable[list[str]], int | None]:
     """(header, rows, number of rows if known) of the export's level."""
     uin, month, level = export["uin"], export["month"], export["level"]
-    if level == "lines":
-        return list(LINE_COLUMNS), _line_rows(conn, uin, month), _expected_lines(conn, uin, month)
     header = [*GROUP_COLUMNS[level], *(title for title, _, _ in SUM_COLUMNS)]
     if level == "overview":
         found = bills.overview(conn, SYSTEM, uin, month)
@@ -403,14 +440,6 @@ def _table(conn: Connection, export: dict) -> tuple[list[str], Iterable[list[str
             level, (level,))
         rows = [[str(g[k]) for k in keys] + _sums(g) for g in groups]
     return header, rows, len(rows)
-
-
-def _line_rows(conn: Connection, uin: int, month: str) -> Iterator[list[str]]:
-    """The L3 lines as rows, streamed (``bills.service.iter_month_lines``)."""
-    lines = bills.iter_month_lines(conn, SYSTEM, uin, month)
-    with contextlib.closing(lines):
-        for line in lines:
-            yield line_row(line)
 
 
 def _expected_lines(conn: Connection, uin: int, month: str) -> int:
@@ -448,7 +477,8 @@ LINE_COLUMNS = (
 
 def line_row(x: dict) -> list[str]:
     """An L3 line as the export's cells, in LINE_COLUMNS order (BIL-6: "-" where no list
-    price applies). One function, no per-cell calls: it runs once per line."""
+    price applies), formatted in Python: the reference the database's formatting
+    (``bills.line_text``, which the export uses) is tested against."""
     unit, original = x["unit_price"], x["original_cost"]
     return [x["line_id"], _time(x["deducted_at"]), x["deducted_on"].isoformat(),
             x["bill_month"], x["usage_month"], x["pay_mode"], x["kind"], x["product_code"],

@@ -133,6 +133,18 @@ def iter_month_lines(conn: Connection, actor: Actor, uin: int, month: str):
     return _streamed(result.mappings(), switched)
 
 
+def month_lines_statement(conn: Connection, actor: Actor, uin: int, month: str):
+    """BIL-1: (the statement, its parameters) of every L3 line of ``month`` in
+    ``month_lines``'s order — ``iter_month_lines``'s query, for a caller that
+    selects its own columns from it (``bills.line_text``: the lines as export text,
+    formatted by the database). Its rows are exactly the lines ``statistic_month``
+    puts in ``month`` (``_month_query``). FINANCE and the month checked here."""
+    require(actor, uin, FINANCE)
+    check_month(month)
+    params, (_, every, _) = _month_query(uin, month, usage_time_switch_month(conn, uin))
+    return every, params
+
+
 def _streamed(rows, switched: str | None):
     try:
         for row in rows:
@@ -598,7 +610,7 @@ def consumption_summary(lines: list[dict], by: str) -> list[dict]:
 
 
 __all__ = ["DIMENSIONS", "SUMS", "usage_time_switch_month", "check_month", "month_lines",
-           "month_lines_page", "iter_month_lines", "overview", "daily_totals", "summary", "resource_bills", "tag_keys",
+           "month_lines_page", "iter_month_lines", "month_lines_statement", "overview", "daily_totals", "summary", "resource_bills", "tag_keys",
            "PAY_TYPES", "pay_type", "refreshed_lines", "sum_lines", "summary_with_products",
            "resource_bill_page", "consumption_lines", "consumption_summary",
            "cash_consumed_by_product"]
