@@ -23,8 +23,8 @@ from feecenter.api.strict import Limit, Offset, PathId, StrictModel, Uin
 from feecenter.auth.service import SignedRequest, authenticate, check_headers
 from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError
-from feecenter.present.remittances import (import_json, payer_json, push_json, remittance_json,
-                                           summary_json)
+from feecenter.present.remittances import (import_json, legacy_json, payer_json, push_json,
+                                           remittance_json, summary_json)
 from feecenter.remittances import cases, push_log
 from feecenter.remittances import service as remittances
 from feecenter.remittances.statement_import import import_statement
@@ -211,6 +211,24 @@ def refund_unassigned(remittance_id: PathId, body: UnassignedRefund, rt: Rt,
     with transaction(rt.engine) as conn:
         return cases.refund_unassigned(conn, rt.clock, actor, remittance_id,
                                        payout=body.payout.model_dump(), reason=body.reason)
+
+
+@router.get("/ops/remittances/{remittance_id}/legacy",
+            summary="A legacy transfer: what legacy forms credited, what is left, the refund "
+                    "of the remainder (RMT-10, RMT-11) / 旧账号汇款")
+def legacy_transfer(remittance_id: PathId, rt: Rt, actor: Caller) -> dict:
+    with rt.engine.connect() as conn:
+        return legacy_json(cases.legacy_transfer(conn, actor, remittance_id))
+
+
+@router.post("/ops/remittances/{remittance_id}/refund-remainder",
+             summary="Refund to its payer what no legacy form claimed of a legacy transfer, "
+                     "once (RMT-10, RMT-11) / 旧账号汇款剩余款项退款")
+def refund_legacy_remainder(remittance_id: PathId, body: UnassignedRefund, rt: Rt,
+                            actor: Caller) -> dict:
+    with transaction(rt.engine) as conn:
+        return cases.refund_legacy_remainder(conn, rt.clock, actor, remittance_id,
+                                             payout=body.payout.model_dump(), reason=body.reason)
 
 
 @router.get("/ops/remittance-pushes",
