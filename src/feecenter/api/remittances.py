@@ -246,19 +246,26 @@ def list_pushes(rt: Rt, actor: Caller, outcome: str | None = Query(default=None,
 async def bank_push(request: Request, rt: Rt) -> JSONResponse:
     """One transfer pushed by the platform bank (docs/remittance.md): 200 accepted (or a
     harmless duplicate), 401 forged or late, 409 replayed, 400 malformed or refused,
-    503 when no secret is configured. Every push is recorded."""
+    429 when the address sent too many failed pushes this minute (not recorded), 503
+    when no secret is configured. Every other push is recorded."""
     secret = push_log.push_secret()  # PushNotConfigured -> 503
     body = await request.body()
     timestamp, nonce, signature = (request.headers.get(name, "") for name in PUSH_HEADERS)
+    client = request.client.host if request.client else "unknown"
     result = await run_in_threadpool(push_log.receive_push, rt.engine, rt.clock, body,
-                                     timestamp=timestamp, nonce=nonce, signature=signature,
-                                     secret=secret)
+                                     client=client, timestamp=timestamp, nonce=nonce,
+                                     signature=signature, secret=secret)
     if result.accepted:
         return JSONResponse({"code": "SUCCESS", "push_id": result.push_id,
                              "outcome": result.outcome,
                              "remittance": remittance_json(result.remittance)})
     error = result.error.to_dict()
-    status = 409 if result.outcome == push_log.REPLAYED else result.error.http_status
+    # forged is 401 also when the unverified body was refused first (too large)
+    status = {push_log.REPLAYED: 409, push_log.FORGED: 401}.get(result.outcome,
+                                                                result.error.http_status)
+    retry = result.error.details.get("retry_after_s") if result.outcome == push_log.LIMITED \
+        else None
     return JSONResponse({"code": "FAIL", "push_id": result.push_id, "outcome": result.outcome,
-                         "error": error}, status_code=status)
+                         "error": error}, status_code=status,
+                        headers={"Retry-After": str(retry)} if retry is not None else None)
 
