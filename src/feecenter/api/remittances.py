@@ -1,9 +1,11 @@
 """/api/v1 corporate-remittance routes (RMT-1..8): customers read their receiving
 details, their remittance records, manage payer names and ask for re-verification;
 operators upload a bank statement (the raw file as the body, streamed to a
-temporary file), list imports and pushes, work the queues, assign and release;
+temporary file), list imports and pushes, work the queues, assign and release,
+refund money of no account and the remainder of a legacy transfer (RMT-10/11);
 the platform bank pushes one transfer at a time, signed with a shared secret
-instead of TC3 (remittances.push_log records every push, RMT-2).
+instead of TC3 (remittances.push_log records every push, RMT-2, and limits
+failed ones per client address: 429).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """How corporate remittances are shown (REST and CLI): a record (amount in its
 currency's units as a decimal string, "12.30" yuan for CNY; state with its zh/en
-names; times in business time), an import's summary and record, a payer name,
-the receiving details and a received push."""
+names; times in business time; operators' labels only when the row carries them),
+an import's summary and record, a payer name, a legacy transfer with its forms and
+refund, and a received push."""
 
 from __future__ import annotations
 
