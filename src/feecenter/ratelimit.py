@@ -18,8 +18,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, Integer, String, Table, delete
-from sqlalchemy import Connection
+from sqlalchemy import Column, Connection, DateTime, Integer, String, Table, delete
 from sqlalchemy.dialects import postgresql, sqlite
 
 from feecenter.clock import Clock, db_time
