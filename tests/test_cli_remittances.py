@@ -1,5 +1,5 @@
 """``feecenter statement import|imports`` and ``feecenter remittance queue|assign|release|
-refund-unassigned``
+refund-unassigned|refund-remainder``
 through Typer's CliRunner on both backends (RMT-2, RMT-3): the summary table and
 --json, a refused file naming its line with exit 1 and nothing imported."""
 
@@ -163,3 +163,30 @@ def test_import_progress_is_reported_by_bytes_read_up_to_the_size(rt, tmp_path):
     assert len(seen) == 3 and seen[-1] == (size, size)
     assert all(total == size for _, total in seen)
     assert 0 < seen[0][0] < seen[1][0] < size  # grows while reading
+
+
+@pytest.mark.spec("RMT-10", "RMT-11")
+def test_an_operator_refunds_the_remainder_of_a_legacy_transfer_from_the_cli(rt, run, tmp_path):
+    from datetime import date
+
+    from feecenter.remittances import cases
+    path = tmp_path / "legacy.sta"
+    path.write_bytes(mt940([("L-1", P1, 100_00, "丙方实业有限公司", "货款")]))
+    run("statement", "import", path)
+    [item] = json.loads(run("remittance", "queue", "unassigned", "--json").stdout)["items"]
+    form_co = new_account(rt, "form-co")
+    with transaction(rt.engine) as conn:
+        cases.credit_legacy_form(conn, rt.clock, OPS, form_co, request_id=1,
+                                 amount=60_00, payer_name="丙方实业有限公司",
+                                 value_date=date(2026, 12, 1))
+    payout = ("--holder", "丙方实业有限公司", "--bank", "招商银行", "--reason", "多付")
+    bad = run("remittance", "refund-remainder", item["id"], *payout, "--bank-account", "12ab")
+    assert bad.exit_code == 1 and "bank account" in bad.stderr
+    done = run("remittance", "refund-remainder", item["id"], *payout,
+               "--bank-account", "6225880112345678", "--json")
+    assert done.exit_code == 0, done.output
+    assert (json.loads(done.stdout)["amount"], json.loads(done.stdout)["state"]) == (
+        "40.00", "legacy")
+    again = run("remittance", "refund-remainder", item["id"], *payout,
+                "--bank-account", "6225880112345678")
+    assert again.exit_code == 1  # refunded once only

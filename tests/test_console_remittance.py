@@ -459,3 +459,58 @@ def test_customer_posts_without_the_sessions_csrf_token_are_refused(
                        (f"/console/remittance/records/{pending['id']}/reverify", {})):
         assert http.post(path, data={"csrf_token": "stale", **data}).status_code == 403
     assert row_counts(rt, *WRITES) == before
+
+
+# ---------------------------------------------------------------- what customers see of operators
+
+def test_the_customer_page_never_names_the_operator_who_released_or_signed(rt, world, arrived):  # noqa: F811
+    http = operator_client(rt)
+    held = record(rt, "R-HELD")
+    assert post_form(http, f"/console/ops/remittances/{held['id']}/release",
+                     "/console/ops/remittances?queue=held", queue="held").status_code == 303
+    assert record(rt, "R-HELD")["released_by"] == "operator:alice"
+    with transaction(rt.engine) as conn:  # an operator registered a payer for the account
+        remittances.register_payer(conn, rt.clock, OPS, world, PAYER)
+    for lang, shown in (("zh-CN", "平台运营人员"), ("en", "Platform operator")):
+        page = customer(rt, lang).get("/console/remittance")
+        assert page.status_code == 200, page.text
+        assert "operator:" not in page.text and "alice" not in page.text
+        assert f'<td data-col="signed-by">{shown}</td>' in page.text
+
+
+# ---------------------------------------------------------------- legacy remainder (RMT-10, RMT-11)
+
+@pytest.mark.spec("RMT-10", "RMT-11")
+def test_an_operator_refunds_what_the_legacy_forms_left_from_the_legacy_queue(rt, world):  # noqa: F811
+    from datetime import date
+
+    from feecenter.remittances import cases
+    prefix = remittances.Settings.from_env().prefixes[0]
+    upload(operator_client(rt), statement(("R-LEGACY", prefix, PAYER, 1_000_00, "货款")))
+    legacy = record(rt, "R-LEGACY")
+    with transaction(rt.engine) as conn:
+        cases.credit_legacy_form(conn, rt.clock, OPS, world, request_id=1, amount=700_00,
+                                 payer_name=PAYER, value_date=date(2026, 12, 1))
+    http = operator_client(rt)
+    queue = http.get("/console/ops/remittances?queue=legacy").text
+    assert f'action="/console/ops/remittances/{legacy["id"]}/refund-remainder"' in queue
+    assert "¥300.00" in queue and "data-remaining" in queue
+    path = f"/console/ops/remittances/{legacy['id']}/refund-remainder"
+    good = {"holder": PAYER, "bank_account": "6222020200112233", "bank": "中国银行",
+            "reason": "多付"}
+    before = row_counts(rt, *WRITES)
+    for change, field in (({"bank_account": "12ab"}, "bank_account"), ({"bank": ""}, "bank"),
+                          ({"reason": " "}, "reason"), ({"holder": HUGE}, "holder")):
+        response = post_form(http, path, "/console/ops/remittances?queue=legacy",
+                             **{**good, **change})
+        assert response.status_code == 400, (change, response.text)
+        assert field_error(response.text) == field
+    assert row_counts(rt, *WRITES) == before
+    done = post_form(http, path, "/console/ops/remittances?queue=legacy", **good)
+    assert done.status_code == 303, done.text
+    queue = http.get("/console/ops/remittances?queue=legacy").text
+    assert "data-remainder-refunded" in queue and 'refund-remainder"' not in queue
+    again = post_form(http, path, "/console/ops/remittances?queue=legacy", **good)
+    assert again.status_code == 409 and field_error(again.text) == "remittance_id"
+    assert balance(rt, world).cash == 50_00 + 700_00
+    assert_reconciled(rt)

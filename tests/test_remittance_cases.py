@@ -599,3 +599,96 @@ def test_operators_see_legacy_and_refunded_records_in_their_queues(rt):
     assert [r["id"] for r in refunded] == [rec["id"]]
     assert [r["id"] for r in legacies] == [legacy["id"]]
     assert mine["arrives_by"] == date(2026, 3, 23) and mine["uin"] == uin
+
+
+# ---------------------------------------------------------------- RMT-10/11: the remainder
+
+REMAINDER_PAYOUT = {"holder": PAYER_C, "bank_account": "6222020200112233", "bank": "中国银行",
+                    "branch": "北京分行", "location": "北京市"}
+
+
+def credit_form(rt, uin, amount: str) -> dict:
+    return take_and_resolve(rt, file(rt, uin, "legacy_remittance_form", form_fields(amount))["id"])
+
+
+@pytest.mark.spec("RMT-10", "RMT-11")
+def test_what_no_form_claims_of_a_legacy_transfer_is_refunded_once_to_its_payer(rt):
+    rec = legacy_transfer(rt, amount=1000_00)
+    x = new_account(rt, "xco")
+    credit_form(rt, x, "600.00")
+    bank0, suspense0 = money(rt)
+    assert suspense0 == 400_00
+    done = act(rt, cases.refund_legacy_remainder, ALICE, rec["id"], payout=REMAINDER_PAYOUT,
+               reason="付款人要求退回多付部分")
+    assert (done["amount"], done["state"], done["arrives_by"]) == ("400.00", "legacy",
+                                                                    "2026-03-23")
+    assert money(rt) == (bank0 + 400_00, 0)
+    with rt.engine.connect() as conn:
+        view = cases.legacy_transfer(conn, ALICE, rec["id"])
+        refund = conn.execute(select(remittance_refunds)).mappings().one()
+    assert (view["remaining"], view["refund"]["amount"], view["state"]) == (0, 400_00, "legacy")
+    assert (refund["uin"], refund["confirmed_by"], refund["txn_id"]) == (
+        None, "operator:alice", done["txn_id"])
+    assert "400.00" in record(rt, "L1")["reason"]
+    assert audits(rt, "remittance_refund") == [("operator:alice", None)]
+    # once: a second refund finds nothing left; a later form finds nothing to credit
+    with pytest.raises(Conflict) as again:
+        act(rt, cases.refund_legacy_remainder, OPS, rec["id"], payout=REMAINDER_PAYOUT,
+            reason="again")
+    assert again.value.field == "remittance_id"
+    y = new_account(rt, "yco")
+    late = file(rt, y, "legacy_remittance_form", form_fields("0.01"))
+    take(rt, late["id"])
+    with pytest.raises(Conflict) as refused:
+        resolve(rt, late["id"])
+    assert refused.value.field == "amount"
+    assert (balance(rt, x).cash, balance(rt, y).cash) == (600_00, 0)
+    assert row_counts(rt, remittance_refunds) == (1,)
+    assert_reconciled(rt)
+
+
+@pytest.mark.spec("RMT-10")
+def test_a_remainder_is_refunded_only_of_a_legacy_transfer_with_something_left(rt):
+    whole = legacy_transfer(rt, "L1", 500_00)
+    with pytest.raises(Conflict) as refused:  # no form yet: refund_unassigned refunds it whole
+        act(rt, cases.refund_legacy_remainder, ALICE, whole["id"], payout=REMAINDER_PAYOUT,
+            reason="x")
+    assert (refused.value.field, refused.value.details["state"]) == ("remittance_id",
+                                                                      "unassigned")
+    uin, pending = pending_company(rt)
+    with pytest.raises(Conflict):
+        act(rt, cases.refund_legacy_remainder, ALICE, pending["id"], payout=REMAINDER_PAYOUT,
+            reason="x")
+    x = new_account(rt, "xco")
+    take_and_resolve(rt, file(rt, x, "legacy_remittance_form",
+                              form_fields("500.00", bank_reference="L1"))["id"])
+    with pytest.raises(Conflict) as empty:  # the forms took it all
+        act(rt, cases.refund_legacy_remainder, ALICE, whole["id"], payout=REMAINDER_PAYOUT,
+            reason="x")
+    assert empty.value.details["remaining"] == 0
+    with pytest.raises(PermissionDenied):
+        act(rt, cases.refund_legacy_remainder, owner(rt, uin), whole["id"],
+            payout=REMAINDER_PAYOUT, reason="x")
+    assert row_counts(rt, remittance_refunds) == (0,)
+    assert_reconciled(rt)
+
+
+@pytest.mark.spec("RMT-11")
+@pytest.mark.parametrize("payout, reason, field", [
+    ({**REMAINDER_PAYOUT, "holder": " "}, "r", "holder"),
+    ({**REMAINDER_PAYOUT, "bank_account": "12ab"}, "r", "bank_account"),
+    ({**REMAINDER_PAYOUT, "bank": ""}, "r", "bank"),
+    ("not an object", "r", "payout"),
+    (REMAINDER_PAYOUT, "  ", "reason"),
+])
+def test_a_remainder_refund_with_bad_details_names_the_field_and_writes_nothing(
+        rt, payout, reason, field):
+    rec = legacy_transfer(rt, amount=1000_00)
+    credit_form(rt, new_account(rt, "xco"), "600.00")
+    before = money(rt)
+    with pytest.raises(InvalidInput) as refused:
+        act(rt, cases.refund_legacy_remainder, ALICE, rec["id"], payout=payout, reason=reason)
+    assert refused.value.field == field
+    assert money(rt) == before and row_counts(rt, remittance_refunds) == (0,)
+    with rt.engine.connect() as conn:
+        assert cases.legacy_transfer(conn, ALICE, rec["id"])["remaining"] == 400_00

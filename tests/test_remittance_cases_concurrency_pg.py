@@ -3,7 +3,9 @@
 Eight operators resolve at once: one refund request (the payout leg written once),
 one wrong-account claim (taken back and credited once), and eight legacy forms of
 several accounts on one transfer whose sum exceeds it (credited only while the
-transfer's remaining amount covers the form: never more than the transfer). The
+transfer's remaining amount covers the form: never more than the transfer); and
+legacy forms racing refunds of the same transfer's remainder (refunded once, forms
+and the refund never both take the same fen). The
 conditional UPDATEs decide; the losers get a 409; reconcile stays clean. SQLite
 serialises writers, so this runs on PostgreSQL only.
 """
@@ -21,8 +23,9 @@ from feecenter.errors import Conflict
 from feecenter.funds import service as funds
 from feecenter.funds.tables import statement_entries
 from feecenter.ledger.tables import ledger_transactions
+from feecenter.remittances import cases
 from feecenter.remittances import service as remittances
-from feecenter.remittances.tables import remittance_legacy_transfers
+from feecenter.remittances.tables import remittance_legacy_transfers, remittance_refunds
 from feecenter.service_requests import service as srv
 from tests.helpers import assert_reconciled, balance, new_account, run_threads
 from tests.test_remittance_cases import (ENTITY_A, USCC, claim_fields, file, form_fields,
@@ -153,4 +156,50 @@ def test_forms_racing_an_assignment_of_the_same_transfer_credit_it_once(rt):
         assert outcomes[:4] == ["done"] * 4 and credited == 400_00
     assert credited <= 1000_00
     assert platform_balance(rt, "remittance_suspense") == 1000_00 - credited
+    assert_reconciled(rt)
+
+
+@pytest.mark.spec("RMT-10", "RMT-11")
+def test_legacy_forms_racing_refunds_of_the_remainder_never_take_the_same_money(rt):
+    """Six operators resolve legacy forms of 200 yuan while two refund what the forms
+    leave of the transfer (1000 yuan, 100 credited before): one refund, of exactly
+    what no form took; the forms that came after it find nothing left."""
+    rec = legacy_transfer(rt, amount=1000_00)
+    prepare_platform_accounts(rt)
+    first = new_account(rt, "legacy-first")
+    form = file(rt, first, "legacy_remittance_form", form_fields("100.00"))
+    take(rt, form["id"])
+    assert race_resolves(rt, [form["id"]]) == ["resolved"]  # the transfer is now ``legacy``
+    accounts = [new_account(rt, f"legacy-{i}") for i in range(6)]
+    forms = [file(rt, uin, "legacy_remittance_form", form_fields("200.00")) for uin in accounts]
+    for f in forms:
+        take(rt, f["id"])
+    bank = platform_balance(rt, "bank")
+    payout = {"holder": "丙方实业有限公司", "bank_account": "6222020200112233", "bank": "中国银行"}
+    outcomes: list = [None] * THREADS
+
+    def work(i: int) -> None:
+        try:
+            with transaction(rt.engine) as conn:
+                if i < 6:
+                    srv.resolve(conn, rt.clock, operator(f"op{i}"), forms[i]["id"])
+                else:
+                    cases.refund_legacy_remainder(conn, rt.clock, operator(f"op{i}"), rec["id"],
+                                                  payout=payout, reason="退回剩余款项")
+            outcomes[i] = "done"
+        except Conflict:
+            outcomes[i] = "conflict"
+
+    assert run_threads(THREADS, work) == []
+    assert sorted(outcomes[6:]) == ["conflict", "done"]  # refunded once
+    credited = sum(balance(rt, uin).cash for uin in accounts)
+    assert credited == 200_00 * outcomes[:6].count("done") and credited <= 800_00
+    with rt.engine.connect() as conn:
+        refunded = conn.execute(select(remittance_refunds.c.amount)).scalar_one()
+        remaining = conn.execute(select(remittance_legacy_transfers.c.remaining).where(
+            remittance_legacy_transfers.c.remittance_id == rec["id"])).scalar_one()
+    assert 100_00 + credited + refunded == 1000_00 and remaining == 0
+    assert platform_balance(rt, "bank") == bank + refunded
+    assert platform_balance(rt, "remittance_suspense") == 0
+    assert count_txns(rt, kind="remittance_refund") == 1
     assert_reconciled(rt)

@@ -1,8 +1,9 @@
 """The bank's signed push of one transfer over HTTP (RMT-2 "pushed one by one"), on
 both backends: an accepted push is imported and credited, a repeat of its bank
 reference is a harmless duplicate; forged, replayed (even well signed), late and
-malformed pushes are refused AND recorded, nothing credited; with no secret the
-endpoint answers 503 saying so."""
+malformed pushes are refused AND recorded, nothing credited, up to the limit of
+failed pushes per address and minute (then 429, not recorded), only a bounded
+part of each stored; with no secret the endpoint answers 503 saying so."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from starlette.testclient import TestClient
 from feecenter.api.app import create_app
 from feecenter.auth import service as auth
 from feecenter.db.engine import transaction
+from feecenter.remittances import push_log
 from feecenter.remittances import service as remittances
 from feecenter.remittances.service import Settings
 from feecenter.remittances.statements import push
@@ -192,3 +194,56 @@ def test_operators_list_the_pushes_customers_cannot(bank):
     assert only.json()["total"] == 1
     denied = Signed(bank.rt, bank.http, customer_key).send("GET", "/api/v1/ops/remittance-pushes")
     assert denied.status_code == 403
+
+
+# ---------------------------------------------------------------- a flood of failed pushes
+
+def forge(bank: Bank, http: TestClient | None = None, body: bytes | None = None):
+    body = bank.body() if body is None else body
+    return (http or bank.http).post(f"http://{HOST}{PUSH}", content=body,
+                                    headers=bank.headers(body, secret="f" * 40))
+
+
+def test_failed_pushes_beyond_the_limit_per_address_are_429_and_not_recorded(bank):
+    limit = push_log.MAX_FAILED_PER_MINUTE
+    late = bank.body()
+    assert bank.send(late, bank.headers(late, late_s=push.WINDOW_S + 60)).status_code == 401
+    malformed = bank.body(amount="12,30")
+    assert bank.send(malformed, bank.headers(malformed)).status_code == 400
+    for _ in range(limit - 2):  # late, malformed and forged all count
+        assert forge(bank).status_code == 401
+    assert len(pushes(bank.rt)) == limit
+    flooded = forge(bank)
+    assert flooded.status_code == 429, flooded.text
+    assert flooded.json()["outcome"] == "limited" and flooded.json()["push_id"] is None
+    assert flooded.json()["error"]["code"] == "TooManyRequests"
+    assert int(flooded.headers["Retry-After"]) > 0
+    replayed = bank.send(late, bank.headers(late, nonce="nonce-0000000000000001"))
+    assert replayed.status_code == 429  # a replay is a failure too
+    assert len(pushes(bank.rt)) == limit  # nothing more written
+    # the bank's good push from the same address is never limited
+    good = bank.body()
+    assert bank.send(good, bank.headers(good)).json()["outcome"] == "accepted"
+    # another address has its own count; the next minute the first one's starts again
+    other = TestClient(create_app(bank.rt), base_url=f"http://{HOST}",
+                       client=("198.51.100.7", 40000))
+    assert forge(bank, other).status_code == 401
+    bank.rt.clock.advance(minutes=1)
+    assert forge(bank).status_code == 401
+    assert len(pushes(bank.rt)) == limit + 3
+    assert balance(bank.rt, bank.uin).cash == 1234_56
+
+
+def test_what_is_stored_of_a_refused_push_is_bounded(bank):
+    huge = b'{"memo": "' + b"x" * (900 * 1024) + b'"}'  # under the 1 MB guard
+    assert forge(bank, body=huge).status_code == 401
+    long_amount = bank.body(amount="1" * 250)
+    refused = bank.send(long_amount, bank.headers(long_amount))
+    assert refused.status_code == 400 and refused.json()["outcome"] == "malformed"
+    with bank.rt.engine.connect() as conn:
+        rows = conn.execute(select(remittance_pushes)).mappings().all()
+    assert len(rows) == 2
+    for row in rows:
+        stored = sum(len(str(v)) for v in row.values() if v is not None)
+        assert stored < push_log.MAX_REASON + 400, row
+        assert len(row["body_digest"]) == 64 and len(row["reason"] or "") <= push_log.MAX_REASON

@@ -26,6 +26,7 @@ from tests.test_remittance_push import pushes, records
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.spec("RMT-2")]
 THREADS = 8
+BANK_ADDRESS = "192.0.2.10"
 SECRET = b"c" * 40
 ENTITY = "北京示例科技有限公司"
 
@@ -49,19 +50,39 @@ def test_eight_identical_or_repeated_pushes_credit_one_transfer_once(rt):
     outcomes: list = [None] * THREADS
 
     def same(i: int) -> None:
-        outcomes[i] = push_log.receive_push(rt.engine, rt.clock, body, secret=SECRET,
-                                            **headers).outcome
+        outcomes[i] = push_log.receive_push(rt.engine, rt.clock, body, client=BANK_ADDRESS,
+                                            secret=SECRET, **headers).outcome
 
     assert run_threads(THREADS, same) == []
     assert Counter(outcomes) == {"accepted": 1, "replayed": THREADS - 1}
 
     def fresh(i: int) -> None:
         raw, signed_headers = signed(rt, number, "RACE-2", f"race-nonce-1{i:015d}")
-        outcomes[i] = push_log.receive_push(rt.engine, rt.clock, raw, secret=SECRET,
-                                            **signed_headers).outcome
+        outcomes[i] = push_log.receive_push(rt.engine, rt.clock, raw, client=BANK_ADDRESS,
+                                            secret=SECRET, **signed_headers).outcome
 
     assert run_threads(THREADS, fresh) == []
     assert Counter(outcomes) == {"accepted": 1, "duplicate": THREADS - 1}
     assert records(rt) == 2 and balance(rt, uin).cash == 2 * 100_00
     assert len(pushes(rt)) == 2 * THREADS
     assert_reconciled(rt)
+
+
+def test_eight_forgers_at_once_are_recorded_only_up_to_the_limit(rt):
+    """Failed pushes of one address are counted by the shared limiter's conditional
+    upsert: 8 threads sending 3 forged pushes each record exactly the limit, the rest
+    are limited (429, nothing written)."""
+    body = b'{"bank_reference": "FORGED"}'
+    outcomes: list = [None] * THREADS
+
+    def forge(i: int) -> None:
+        outcomes[i] = [push_log.receive_push(
+            rt.engine, rt.clock, body, client="2001:db8:7:7::" + f"{i + 1:x}", secret=SECRET,
+            timestamp=str(int(rt.clock.now().timestamp())), nonce=f"forged-nonce-{i:04d}-{n:04d}",
+            signature="0" * 64).outcome for n in range(3)]
+
+    assert run_threads(THREADS, forge) == []
+    counted = Counter(o for per_thread in outcomes for o in per_thread)
+    assert counted == {"forged": push_log.MAX_FAILED_PER_MINUTE,
+                       "limited": 3 * THREADS - push_log.MAX_FAILED_PER_MINUTE}
+    assert len(pushes(rt)) == push_log.MAX_FAILED_PER_MINUTE

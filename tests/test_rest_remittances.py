@@ -7,6 +7,7 @@ and mixed-currency statements (nothing imported), and permissions."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import pytest
 from sqlalchemy import func, select
@@ -17,6 +18,7 @@ from feecenter.api import strict
 from feecenter.api.app import create_app
 from feecenter.auth import service as auth
 from feecenter.db.engine import transaction
+from feecenter.remittances import cases
 from feecenter.remittances.service import Settings
 from feecenter.remittances.statements import DEFAULT_MAX_BYTES
 from feecenter.remittances.tables import remittance_imports, remittance_payers, remittances
@@ -204,6 +206,71 @@ def test_an_operator_refunds_money_of_no_account_to_its_payer(shop):
     again = shop.operator.send("POST", path, {"payout": payout, "reason": "错号"})
     assert again.status_code == 409
     assert shop.operator.send("GET", "/api/v1/ops/reconcile").json()["clean"] is True
+
+
+@pytest.mark.spec("RMT-10", "RMT-11")
+def test_an_operator_refunds_what_no_legacy_form_claimed_once(shop):
+    shop.upload(mt940([("R-LEGACY", P1, 1000_00, "丙方实业有限公司", "货款")]))
+    [legacy] = queue(shop, "unassigned")
+    with transaction(shop.rt.engine) as conn:  # a legacy form credited 600 of it
+        cases.credit_legacy_form(conn, shop.rt.clock, OPS, shop.other, request_id=1,
+                                 amount=600_00, payer_name="丙方实业有限公司",
+                                 value_date=date(2026, 12, 1))
+    view = f"/api/v1/ops/remittances/{legacy['id']}/legacy"
+    shown = shop.operator.send("GET", view).json()
+    assert (shown["state"], shown["amount"], shown["remaining"], shown["refund"]) == (
+        "legacy", "1000.00", "400.00", None)
+    assert [c["amount"] for c in shown["credits"]] == ["600.00"]
+    assert shop.customer.send("GET", view).status_code == 403
+    path = f"/api/v1/ops/remittances/{legacy['id']}/refund-remainder"
+    payout = {"holder": "丙方实业有限公司", "bank_account": "6222020200001234567",
+              "bank": "中国工商银行"}
+    before = shop.counts()
+    bad = shop.operator.send("POST", path, {"payout": {**payout, "bank_account": "12ab5678"},
+                                            "reason": "多付"})
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "bank_account"
+    assert shop.customer.send("POST", path, {"payout": payout, "reason": "多付"}).status_code == 403
+    assert shop.counts() == before and shop.operator.send("GET", view).json()["remaining"] == "400.00"
+    done = shop.operator.send("POST", path, {"payout": payout, "reason": "多付"})
+    assert done.status_code == 200, done.text
+    assert (done.json()["state"], done.json()["amount"]) == ("legacy", "400.00")
+    assert done.json()["arrives_by"]
+    again = shop.operator.send("POST", path, {"payout": payout, "reason": "多付"})
+    assert again.status_code == 409 and again.json()["error"]["field"] == "remittance_id"
+    shown = shop.operator.send("GET", view).json()
+    assert (shown["remaining"], shown["refund"]["amount"]) == ("0.00", "400.00")
+    assert shown["refund"]["confirmed_by"] == "operator:remittance-ops"
+    assert shop.operator.send("GET", "/api/v1/ops/reconcile").json()["clean"] is True
+
+
+def test_customers_see_that_a_record_was_assigned_or_released_never_by_whom(shop):
+    shop.upload(day_of_transfers(shop))
+    [unassigned] = queue(shop, "unassigned")
+    shop.operator.send("POST", f"/api/v1/ops/remittances/{unassigned['id']}/assign",
+                       {"uin": shop.uin})
+    [held] = queue(shop, "held")
+    shop.operator.send("POST", f"/api/v1/ops/remittances/{held['id']}/release")
+    listing = shop.customer.send("GET", f"/api/v1/accounts/{shop.uin}/remittances").text
+    one = shop.customer.send("GET", f"/api/v1/remittances/{held['id']}").json()
+    assert "remittance-ops" not in listing and "operator:" not in listing
+    for record in [*shop.customer.send("GET", f"/api/v1/accounts/{shop.uin}/remittances")
+                   .json()["items"], one]:
+        assert "assigned_by" not in record and "released_by" not in record
+    items = {r["bank_reference"]: r for r in shop.customer.send(
+        "GET", f"/api/v1/accounts/{shop.uin}/remittances").json()["items"]}
+    assert (items["R-UNASSIGNED"]["assigned"], items["R-UNASSIGNED"]["released"]) == (True, False)
+    assert (items["R-HELD"]["assigned"], items["R-HELD"]["released"]) == (False, True)
+    assert (items["R-CREDIT"]["assigned"], items["R-CREDIT"]["released"]) == (False, False)
+    # operators still see who did it
+    seen = shop.operator.send("GET", f"/api/v1/remittances/{held['id']}").json()
+    assert (seen["released_by"], seen["released"]) == ("operator:remittance-ops", True)
+    # a payer name an operator registered for the account: the customer sees "operator"
+    payers = f"/api/v1/accounts/{shop.uin}/remittance-payers"
+    assert shop.operator.send("POST", payers, {"name": "上海代付有限公司"}).status_code == 201
+    [payer] = shop.customer.send("GET", payers).json()["items"]
+    assert payer["signed_by"] == "operator"
+    assert shop.operator.send("GET", payers).json()["items"][0]["signed_by"] == \
+        "operator:remittance-ops"
 
 
 def test_customers_cannot_import_work_queues_or_see_others_records(shop):

@@ -1,9 +1,11 @@
 """/api/v1 corporate-remittance routes (RMT-1..8): customers read their receiving
 details, their remittance records, manage payer names and ask for re-verification;
 operators upload a bank statement (the raw file as the body, streamed to a
-temporary file), list imports and pushes, work the queues, assign and release;
+temporary file), list imports and pushes, work the queues, assign and release,
+refund money of no account and the remainder of a legacy transfer (RMT-10/11);
 the platform bank pushes one transfer at a time, signed with a shared secret
-instead of TC3 (remittances.push_log records every push, RMT-2).
+instead of TC3 (remittances.push_log records every push, RMT-2, and limits
+failed ones per client address: 429).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from feecenter.api.strict import Limit, Offset, PathId, StrictModel, Uin
 from feecenter.auth.service import SignedRequest, authenticate, check_headers
 from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError
-from feecenter.present.remittances import (import_json, payer_json, push_json, remittance_json,
-                                           summary_json)
+from feecenter.present.remittances import (import_json, legacy_json, payer_json, push_json,
+                                           remittance_json, summary_json)
 from feecenter.remittances import cases, push_log
 from feecenter.remittances import service as remittances
 from feecenter.remittances.statement_import import import_statement
@@ -213,6 +215,24 @@ def refund_unassigned(remittance_id: PathId, body: UnassignedRefund, rt: Rt,
                                        payout=body.payout.model_dump(), reason=body.reason)
 
 
+@router.get("/ops/remittances/{remittance_id}/legacy",
+            summary="A legacy transfer: what legacy forms credited, what is left, the refund "
+                    "of the remainder (RMT-10, RMT-11) / 旧账号汇款")
+def legacy_transfer(remittance_id: PathId, rt: Rt, actor: Caller) -> dict:
+    with rt.engine.connect() as conn:
+        return legacy_json(cases.legacy_transfer(conn, actor, remittance_id))
+
+
+@router.post("/ops/remittances/{remittance_id}/refund-remainder",
+             summary="Refund to its payer what no legacy form claimed of a legacy transfer, "
+                     "once (RMT-10, RMT-11) / 旧账号汇款剩余款项退款")
+def refund_legacy_remainder(remittance_id: PathId, body: UnassignedRefund, rt: Rt,
+                            actor: Caller) -> dict:
+    with transaction(rt.engine) as conn:
+        return cases.refund_legacy_remainder(conn, rt.clock, actor, remittance_id,
+                                             payout=body.payout.model_dump(), reason=body.reason)
+
+
 @router.get("/ops/remittance-pushes",
             summary="The bank's pushes as received, accepted or refused (RMT-2) / 银行推送记录")
 def list_pushes(rt: Rt, actor: Caller, outcome: str | None = Query(default=None, max_length=20),
@@ -228,19 +248,26 @@ def list_pushes(rt: Rt, actor: Caller, outcome: str | None = Query(default=None,
 async def bank_push(request: Request, rt: Rt) -> JSONResponse:
     """One transfer pushed by the platform bank (docs/remittance.md): 200 accepted (or a
     harmless duplicate), 401 forged or late, 409 replayed, 400 malformed or refused,
-    503 when no secret is configured. Every push is recorded."""
+    429 when the address sent too many failed pushes this minute (not recorded), 503
+    when no secret is configured. Every other push is recorded."""
     secret = push_log.push_secret()  # PushNotConfigured -> 503
     body = await request.body()
     timestamp, nonce, signature = (request.headers.get(name, "") for name in PUSH_HEADERS)
+    client = request.client.host if request.client else "unknown"
     result = await run_in_threadpool(push_log.receive_push, rt.engine, rt.clock, body,
-                                     timestamp=timestamp, nonce=nonce, signature=signature,
-                                     secret=secret)
+                                     client=client, timestamp=timestamp, nonce=nonce,
+                                     signature=signature, secret=secret)
     if result.accepted:
         return JSONResponse({"code": "SUCCESS", "push_id": result.push_id,
                              "outcome": result.outcome,
                              "remittance": remittance_json(result.remittance)})
     error = result.error.to_dict()
-    status = 409 if result.outcome == push_log.REPLAYED else result.error.http_status
+    # forged is 401 also when the unverified body was refused first (too large)
+    status = {push_log.REPLAYED: 409, push_log.FORGED: 401}.get(result.outcome,
+                                                                result.error.http_status)
+    retry = result.error.details.get("retry_after_s") if result.outcome == push_log.LIMITED \
+        else None
     return JSONResponse({"code": "FAIL", "push_id": result.push_id, "outcome": result.outcome,
-                         "error": error}, status_code=status)
+                         "error": error}, status_code=status,
+                        headers={"Retry-After": str(retry)} if retry is not None else None)
 

@@ -191,6 +191,30 @@ def refund_unassigned(
     _emit(as_json, done)
 
 
+@remittance_app.command("refund-remainder")
+def refund_remainder(
+    remittance_id: IdArg,
+    holder: Annotated[str, typer.Option(help="收款户名 / the payer's account holder")],
+    bank_account: Annotated[str, typer.Option(help="收款银行账号 / bank account, 8-30 digits")],
+    bank: Annotated[str, typer.Option(help="开户银行 / the bank")],
+    reason: Annotated[str, typer.Option(help="原因 / why it is refunded")],
+    branch: Annotated[str, typer.Option(help="开户支行 / branch")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Refund to its payer what no legacy form claimed of a legacy transfer, once
+    (RMT-10, RMT-11), with the payout details the operator collected."""
+    from feecenter.db.engine import transaction
+    from feecenter.remittances import cases
+
+    payout = {"holder": holder, "bank_account": bank_account, "bank": bank, "branch": branch}
+    with _refusals(as_json):
+        rt = _runtime()
+        with transaction(rt.engine) as conn:
+            done = cases.refund_legacy_remainder(conn, rt.clock, _actor(), remittance_id,
+                                                 payout=payout, reason=reason)
+    _emit(as_json, done)
+
+
 def _in_transaction(as_json: bool, change) -> dict:
     """Run ``change(conn, rt)`` in one transaction; the record it returns, shown."""
     from feecenter.db.engine import transaction

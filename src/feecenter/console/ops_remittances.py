@@ -2,13 +2,15 @@
 import a bank statement (MT940 or camt.053 upload -> the import's summary, or the
 refusal with the line or element and the reason), the imports, and the queues —
 unassigned (assign to an account), pending, held (release), review failed,
-flagged, not ours.
+flagged, not ours, legacy (RMT-10: what forms left of each transfer, and the
+refund of that remainder to the payer, RMT-11), refunded.
 
 Thin adapters: the file is parsed and imported by
 ``remittances.statement_import.import_statement`` inside one database transaction, so a
 file refused half-way (the parser raises while reading, docs/statements.md)
 leaves nothing behind; ``operator_queue``, ``list_imports``, ``assign`` and
-``release`` check that the caller is an operator and audit under its name.
+``release`` (and ``cases.legacy_remainders`` / ``cases.refund_legacy_remainder``)
+check that the caller is an operator and audit under its name.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from feecenter.db.engine import transaction
 from feecenter.errors import FeeCenterError, invalid
 from feecenter.inputs import digits_id, page_number
 from feecenter.present.text import time_text
+from feecenter.remittances import cases
 from feecenter.remittances import service as remittances
 from feecenter.remittances import statements
 from feecenter.remittances import statement_import
@@ -63,10 +66,13 @@ def _queue_page(request: Request, current: OpsPage, name: str, page: str = "1",
         with current.rt.engine.connect() as conn:
             listed = remittances.operator_queue(conn, current.actor, name,
                                                 offset=(number - 1) * PER_PAGE, limit=PER_PAGE)
+            legacy = cases.legacy_remainders(conn, current.actor, [
+                r["id"] for r in listed["items"] if r["state"] == "legacy"])
     except FeeCenterError as error:
         return refused(request, current, "ops/remittances.html", error, **context)
     lang = lang_of(request)
-    context.update(rows=[shown(r, lang) for r in listed["items"]], total=listed["total"],
+    context.update(rows=[{**shown(r, lang), "legacy": legacy.get(r["id"])}
+                         for r in listed["items"]], total=listed["total"],
                    page_number=number, pages=max(1, -(-listed["total"] // PER_PAGE)))
     if exc is not None:
         return refused(request, current, "ops/remittances.html", exc, **context)
@@ -88,6 +94,32 @@ def release(request: Request, remittance_id: str,
             x_csrf_token: Annotated[str | None, Header()] = None) -> Response:
     """Let a held CNY record of a known account go on to payer verification."""
     return _act(request, remittance_id, queue, csrf_token, x_csrf_token, None)
+
+
+@router.post("/remittances/{remittance_id}/refund-remainder")
+def refund_remainder(request: Request, remittance_id: str,
+                     holder: Annotated[str, Form()] = "", bank_account: Annotated[str, Form()] = "",
+                     bank: Annotated[str, Form()] = "", branch: Annotated[str, Form()] = "",
+                     location: Annotated[str, Form()] = "", reason: Annotated[str, Form()] = "",
+                     csrf_token: Annotated[str, Form()] = "",
+                     x_csrf_token: Annotated[str | None, Header()] = None) -> Response:
+    """Refund to its payer what no legacy form claimed of a legacy transfer (RMT-10,
+    RMT-11), with the payout details the operator collected; the queue shows the
+    refusal (the field named) or the transfer with nothing left."""
+    current = ops_page(request)
+    if not posted(current, csrf_token, x_csrf_token):
+        return csrf_refused(request)
+    rt = current.rt
+    try:
+        number = digits_id(remittance_id, "remittance_id")
+        with transaction(rt.engine) as conn:
+            cases.refund_legacy_remainder(
+                conn, rt.clock, current.actor, number, reason=reason,
+                payout={"holder": holder, "bank_account": bank_account, "bank": bank,
+                        "branch": branch, "location": location})
+    except FeeCenterError as exc:
+        return _queue_page(request, current, "legacy", exc=exc, failed=remittance_id)
+    return RedirectResponse(f"{PATH}?queue=legacy&done={number}", 303)
 
 
 def _act(request: Request, remittance_id: str, queue_name: str, csrf_token: str,

@@ -4,6 +4,7 @@
 from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, String, Table, Text,
                         UniqueConstraint, text)
 
+from feecenter import ratelimit
 from feecenter.db.base import IdType, metadata
 
 # The one valid title of an account (INV-3): equal to its verified entity; an
@@ -152,9 +153,6 @@ invoice_reversals = Table(
 )
 
 # Public verification attempts (INV-8), counted per client and minute for the rate limit.
-invoice_verifications = Table(
-    "invoice_verifications", metadata,
-    Column("client", String(64), primary_key=True),  # e.g. the remote address
-    Column("minute", DateTime, primary_key=True),
-    Column("attempts", Integer, nullable=False),
-)
+# INV-8's attempts per client and minute: the shared limiter's table (feecenter.ratelimit
+# owns it; named for its first user, migration 0032)
+invoice_verifications = ratelimit.invoice_verifications

@@ -1,5 +1,6 @@
-"""Public invoice verification (发票查验, INV-8): owns the rows of
-``invoice_verifications`` (the attempts counted per client and minute).
+"""Public invoice verification (发票查验, INV-8); its attempts are counted per client
+and minute by the shared limiter (``feecenter.ratelimit``, table
+``invoice_verifications``, keys without a scope).
 
 Anyone may check an invoice this system issued from its 12-digit code, 20-digit
 number, issue date, amount (tax-inclusive, yuan) and the last 6 digits of its check
@@ -17,20 +18,18 @@ attempts cannot pass the limit); beyond it ``TooManyRequests`` (HTTP 429).
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from datetime import date, datetime
+from datetime import date
 
-from sqlalchemy import Connection, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, select
 
-from feecenter.clock import Clock, business_date, db_time, from_db_time
-from feecenter.errors import TooManyRequests, invalid
-from feecenter.invoices.tables import invoice_verifications, invoices
+from feecenter import ratelimit
+from feecenter.clock import Clock, business_date, from_db_time
+from feecenter.errors import invalid
+from feecenter.invoices.tables import invoices
 from feecenter.money import parse_yuan
 
 _I = invoices.c
-_T = invoice_verifications.c
 
 MAX_ATTEMPTS_PER_MINUTE = 10
 MAX_CLIENT_CHARS = 64
@@ -87,21 +86,8 @@ def _matches(invoice, wanted: dict, today: date) -> bool:
 # ---------------------------------------------------------------- input
 
 def _client(value: object) -> str:
-    """The rate limit's key: the client as given, but an IPv6 address counts by its /64
-    (one subscriber's network: rotating addresses inside it gains nothing)."""
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_CLIENT_CHARS:
-        raise invalid("client", f"客户端标识必须是 1–{MAX_CLIENT_CHARS} 个字符",
-                      f"the client must be 1-{MAX_CLIENT_CHARS} characters")
-    text = value.strip()
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return text
-    if address.version == 4:
-        return str(address)
-    if address.ipv4_mapped is not None:  # ::ffff:192.0.2.1 is 192.0.2.1
-        return str(address.ipv4_mapped)
-    return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    """The rate limit's key (``ratelimit.client_key``: an IPv6 address counts by its /64)."""
+    return ratelimit.client_key(value, max_chars=MAX_CLIENT_CHARS)
 
 
 def _matching(value: object, pattern: re.Pattern, field: str, zh: str, en: str, rule_zh: str,
@@ -126,25 +112,10 @@ def _date(value: object) -> date:
 # ---------------------------------------------------------------- the rate limit
 
 def _claim_attempt(conn: Connection, clock: Clock, client: str) -> None:
-    """Count one attempt in the client's current minute: INSERT, or on the existing row
-    UPDATE attempts + 1 only while under the limit; no row back = over the limit.
-    Every client's past minutes are deleted first, so the table holds the current
-    minute's clients only."""
-    minute = _minute(clock.now())
-    conn.execute(delete(invoice_verifications).where(_T.minute < minute))
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(invoice_verifications).values(client=client, minute=minute, attempts=1)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[_T.client, _T.minute],
-        set_={"attempts": invoice_verifications.c.attempts + 1},
-        where=invoice_verifications.c.attempts < MAX_ATTEMPTS_PER_MINUTE)
-    claimed = conn.execute(stmt.returning(_T.attempts)).first()
-    if claimed is None:
-        raise TooManyRequests(
-            f"查验过于频繁：每分钟最多 {MAX_ATTEMPTS_PER_MINUTE} 次，请稍后再试",
-            f"too many verifications: at most {MAX_ATTEMPTS_PER_MINUTE} a minute; try again "
-            "later", field="client", retry_after_s=60 - clock.now().second)
-
-
-def _minute(now: datetime) -> datetime:
-    return db_time(now).replace(second=0, microsecond=0)
+    """Count one attempt in the client's current minute (``ratelimit.claim_attempt``):
+    beyond ``MAX_ATTEMPTS_PER_MINUTE``, ``TooManyRequests``."""
+    ratelimit.claim_attempt(
+        conn, clock, client, limit=MAX_ATTEMPTS_PER_MINUTE,
+        message_zh=f"查验过于频繁：每分钟最多 {MAX_ATTEMPTS_PER_MINUTE} 次，请稍后再试",
+        message_en=f"too many verifications: at most {MAX_ATTEMPTS_PER_MINUTE} a minute; try "
+                   "again later")

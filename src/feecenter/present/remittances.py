@@ -1,7 +1,8 @@
 """How corporate remittances are shown (REST and CLI): a record (amount in its
 currency's units as a decimal string, "12.30" yuan for CNY; state with its zh/en
-names; times in business time), an import's summary and record, a payer name,
-the receiving details and a received push."""
+names; times in business time; operators' labels only when the row carries them),
+an import's summary and record, a payer name, a legacy transfer with its forms and
+refund, and a received push."""
 
 from __future__ import annotations
 
@@ -28,8 +29,16 @@ def amount_text(minor: int, currency: str) -> str:
     return str(Decimal(minor).scaleb(-digits)) if digits else str(minor)
 
 
+OPERATOR_LABELS = {"assigned_by": "assigned", "released_by": "released"}
+
+
 def remittance_json(row: dict) -> dict:
-    out = {k: row.get(k) for k in RECORD_FIELDS}
+    """A record; one as a customer sees it (``service.as_seen_by``: no ``assigned_by``
+    / ``released_by``) keeps them out, and every record says ``assigned`` and
+    ``released`` (bool)."""
+    out = {k: row.get(k) for k in RECORD_FIELDS if k in row or k not in OPERATOR_LABELS}
+    for label, done in OPERATOR_LABELS.items():
+        out[done] = bool(row[done]) if done in row else row.get(label) is not None
     out["amount"] = amount_text(row["amount"], row["currency"])
     out["value_date"] = row["value_date"].isoformat() if row.get("value_date") else None
     out["state_zh"], out["state_en"] = STATE_NAMES.get(row["state"], (row["state"], row["state"]))
@@ -37,6 +46,25 @@ def remittance_json(row: dict) -> dict:
     for name in RECORD_TIMES:
         out[name] = time_text(row.get(name))
     return out
+
+
+def legacy_json(view: dict) -> dict:
+    """``cases.legacy_transfer``: a legacy transfer, what no form credited yet, the forms
+    credited from it and the refund of its remainder (RMT-10, RMT-11)."""
+    currency = view["currency"]
+    refund = view["refund"]
+    return {"remittance_id": view["remittance_id"], "state": view["state"],
+            "currency": currency, "amount": amount_text(view["amount"], currency),
+            "remaining": amount_text(view["remaining"], currency),
+            "credits": [{"request_id": c["request_id"], "uin": c["uin"],
+                         "amount": amount_text(c["amount"], currency), "txn_id": c["txn_id"],
+                         "operator": c["operator"], "created_at": time_text(c["created_at"])}
+                        for c in view["credits"]],
+            "refund": None if refund is None else {
+                "amount": amount_text(refund["amount"], refund["currency"]),
+                "reason": refund["reason"], "confirmed_by": refund["confirmed_by"],
+                "confirmed_at": time_text(refund["confirmed_at"]),
+                "arrives_by": refund["arrives_by"].isoformat(), "txn_id": refund["txn_id"]}}
 
 
 def summary_json(summary) -> dict:

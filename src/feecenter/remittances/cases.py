@@ -19,12 +19,15 @@ Public API (docs/remittance.md, "Refunds, claims and legacy remittances"):
       RMT-11: the record -> refunded; remittance_suspense -> bank; arrives_by recorded
   refund_unassigned(conn, clock, operator, remittance_id, *, payout, reason) -> dict
       RMT-11 for money of no account (unassigned, or held without an account)
+  refund_legacy_remainder(conn, clock, operator, remittance_id, *, payout, reason) -> dict
+      RMT-10/11: what no legacy form claimed of a legacy transfer -> back to its payer, once
   claim(conn, clock, operator, claimant, *, bank_reference, amount, request_id) -> dict
       RMT-9: the other account's record -> refunded, the claimant's new one credited
   credit_legacy_form(conn, clock, operator, uin, *, request_id, amount, payer_name,
                      value_date, bank_reference=None) -> dict
       RMT-10: credit a form's amount from the one legacy transfer it names
-  legacy_transfer(conn, actor, remittance_id) -> dict    amount, remaining, credits
+  legacy_transfer(conn, actor, remittance_id) -> dict    amount, remaining, credits, refund
+  legacy_remainders(conn, actor, remittance_ids) -> {id: {"remaining", "refunded"}}
   refund_of(conn, actor, remittance_id) -> dict | None   the refund of a record
   is_legacy_number(payee_account) -> bool                paid to a bare 15-digit account
 
@@ -135,8 +138,62 @@ def refund_unassigned(conn: Connection, clock: Clock, operator: Actor, remittanc
                   reason=reason)
 
 
+def refund_legacy_remainder(conn: Connection, clock: Clock, operator: Actor,
+                            remittance_id: int, *, payout: dict, reason: str) -> dict:
+    """Refund to its payer the part of a legacy transfer (RMT-10) that no legacy form
+    claimed (RMT-11), with the payout details the operator collected; once per
+    transfer. Taken in the forms' lock order: the record's row first (the same
+    conditional UPDATE on ``legacy`` forms use), then ``remaining`` set to 0 by a
+    conditional UPDATE on the amount just read (``remaining = :left``, ``> 0``): a
+    form and the refund never both take the same fen, and a form resolved after the
+    refund finds nothing left (409). The record stays ``legacy`` (its forms'
+    credits stand); the payout leg is ``remittance_suspense`` -> ``bank`` of the
+    remainder, key ``remittance:{id}:refund``, and the ``remittance_refunds`` row (one
+    per record) holds the amount and the day it must arrive by (15 working days).
+    An ``unassigned`` legacy transfer no form touched yet is refunded whole by
+    ``refund_unassigned``. Audited (``remittance_refund``, ``part``)."""
+    require_operator(operator)
+    payout = _checked_payout(payout)
+    reason = _reason(reason)
+    record = _load(conn, remittance_id)
+    now = clock.now()
+    locked = _claim(conn, remittance_id, [_R.state == LEGACY, _R.uin.is_(None)],
+                    {"updated_at": db_time(now)})
+    if locked is None:
+        raise _not_in_state(record, "退还剩余款项", "refunded in part (only a legacy transfer "
+                            "credited by forms has a remainder)")
+    left = conn.execute(select(_L.remaining).where(_L.remittance_id == remittance_id)).scalar()
+    taken = None if not left else conn.execute(update(remittance_legacy_transfers).where(
+        _L.remittance_id == remittance_id, _L.remaining == left, _L.remaining > 0)
+        .values(remaining=0, updated_at=db_time(now)).returning(_L.remittance_id)).scalar()
+    if taken is None:
+        raise Conflict("该笔旧账号汇款已没有未入账的剩余款项可退",
+                       "nothing of this legacy transfer is left to refund: the forms credited "
+                       "it all, or its remainder was refunded", field="remittance_id",
+                       state=LEGACY, remaining=left or 0)
+    txn_id = _post_refund(conn, clock, {**locked, "amount": left})
+    arrives_by = add_working_days(business_date(now), REFUND_WORKING_DAYS)
+    conn.execute(insert(remittance_refunds).values(
+        remittance_id=remittance_id, uin=None, request_id=None, amount=left,
+        currency=locked["currency"], payout=json.dumps(payout, ensure_ascii=False,
+                                                       sort_keys=True),
+        reason=reason, confirmed_by=operator.label, confirmed_at=db_time(now),
+        arrives_by=arrives_by, txn_id=txn_id))
+    conn.execute(update(remittances).where(_R.id == remittance_id).values(
+        reason=f"{rules.STATE_NAMES[LEGACY][0]}；未被表单认领的 {format_yuan(left)} 元已退款给付款人"
+               f" / {rules.STATE_NAMES[LEGACY][1]}; the {format_yuan(left)} yuan no form "
+               f"claimed was refunded to the payer: {reason}"))
+    record_audit(conn, clock, operator, "remittance_refund", None, {
+        "remittance_id": remittance_id, "bank_reference": locked["bank_reference"],
+        "amount": left, "currency": locked["currency"], "part": "legacy_remainder",
+        "arrives_by": arrives_by.isoformat()})
+    return {"remittance_id": remittance_id, "state": LEGACY, "amount": format_yuan(left),
+            "currency": locked["currency"], "arrives_by": arrives_by.isoformat(),
+            "txn_id": txn_id}
+
+
 def _post_refund(conn: Connection, clock: Clock, record: dict) -> int | None:
-    """The payout leg: suspense -> bank, once per record (its key)."""
+    """The payout leg of ``record["amount"]``: suspense -> bank, once per record (its key)."""
     if record["currency"] != CNY:
         return None  # never posted on arrival: not fen
     bank, suspense = _platform_accounts(conn, clock)
@@ -200,8 +257,7 @@ def claim(conn: Connection, clock: Clock, operator: Actor, claimant: int, *,
     now = db_time(clock.now())
     claimed = _claim(conn, record["id"], [_R.state == record["state"], _R.uin == record["uin"]], {
         "state": REFUNDED, "updated_at": now,
-        "reason": f"已由账号 {claimant} 认领（工单 {request_id}）/ claimed by account {claimant} "
-                  f"(request {request_id})"})
+        "reason": "已由其他账号认领 / claimed by another account"})
     if claimed is None:
         raise _not_in_state(_load(conn, record["id"]), "认领", "claimed")
     suspense = _platform_accounts(conn, clock)[1]
@@ -266,8 +322,7 @@ def _claimant_record(conn: Connection, original: dict, claimant: int, request_id
     finds the original (a duplicate) and never this one."""
     row = {k: v for k, v in original.items() if k != "id"}
     row.update(receiving_account=f"{CLAIM_ACCOUNT_PREFIX}{request_id}", uin=claimant,
-               state=CREDITED, reason=f"认领自账号 {original['uin']} / claimed from account "
-               f"{original['uin']}", reviews=0, flagged_at=None, assigned_by=None,
+               state=CREDITED, reason="认领自其他账号 / claimed from another account", reviews=0, flagged_at=None, assigned_by=None,
                released_by=None, credited_at=now, arrival_txn_id=None, txn_id=None,
                updated_at=now)
     return conn.execute(insert(remittances).values(**row).returning(_R.id)).scalar_one()
@@ -351,8 +406,8 @@ def is_legacy_number(payee_account: str) -> bool:
 
 
 def legacy_transfer(conn: Connection, actor: Actor, remittance_id: int) -> dict:
-    """A legacy transfer (operators): its amount, what forms have not credited yet, and
-    each form credited from it."""
+    """A legacy transfer (operators): its amount, what forms have not credited yet, each
+    form credited from it, and the refund of its remainder (None: not refunded)."""
     require_operator(actor)
     record = _load(conn, remittance_id)
     row = conn.execute(select(remittance_legacy_transfers).where(
@@ -360,9 +415,27 @@ def legacy_transfer(conn: Connection, actor: Actor, remittance_id: int) -> dict:
     credits = conn.execute(select(remittance_legacy_credits).where(
         remittance_legacy_credits.c.remittance_id == remittance_id)
         .order_by(remittance_legacy_credits.c.request_id)).mappings().all()
-    return {"remittance_id": remittance_id, "amount": record["amount"],
+    refund_row = conn.execute(select(remittance_refunds).where(
+        remittance_refunds.c.remittance_id == remittance_id)).mappings().first()
+    return {"remittance_id": remittance_id, "state": record["state"],
+            "amount": record["amount"], "currency": record["currency"],
             "remaining": row["remaining"] if row else record["amount"],
-            "credits": [dict(c) for c in credits]}
+            "credits": [dict(c) for c in credits],
+            "refund": dict(refund_row) if refund_row else None}
+
+
+def legacy_remainders(conn: Connection, actor: Actor, remittance_ids: list[int]) -> dict:
+    """Operators: per legacy transfer among ``remittance_ids`` (the queue's page), what
+    forms have not credited yet and whether it was refunded: ``{id: {"remaining",
+    "refunded"}}``; ids without a legacy row are left out."""
+    require_operator(actor)
+    if not remittance_ids:
+        return {}
+    refunded = set(conn.execute(select(remittance_refunds.c.remittance_id).where(
+        remittance_refunds.c.remittance_id.in_(remittance_ids))).scalars())
+    return {rid: {"remaining": left, "refunded": rid in refunded} for rid, left in
+            conn.execute(select(_L.remittance_id, _L.remaining).where(
+                _L.remittance_id.in_(remittance_ids)))}
 
 
 # ---------------------------------------------------------------- shared
@@ -436,8 +509,9 @@ def _platform_accounts(conn: Connection, clock: Clock) -> tuple[int, int]:
 
 
 def refund_of(conn: Connection, actor: Actor, remittance_id: int) -> dict | None:
-    """The refund of a record (its payout details, who confirmed it, the day the money
-    arrives by), or None; for the account (FINANCE) or operators."""
+    """The refund of a record (its payout details, the day the money arrives by, and
+    for operators who confirmed it), or None; for the account (FINANCE) or operators.
+    A customer never sees the operator's name (``confirmed_by`` left out)."""
     record = _load(conn, remittance_id)
     if record["uin"] is None:
         require_operator(actor)
@@ -445,9 +519,12 @@ def refund_of(conn: Connection, actor: Actor, remittance_id: int) -> dict | None
         require(actor, record["uin"], FINANCE)
     row = conn.execute(select(remittance_refunds).where(
         remittance_refunds.c.remittance_id == remittance_id)).mappings().first()
-    return dict(row) if row else None
+    if row is None:
+        return None
+    return {k: v for k, v in row.items() if k != "confirmed_by" or actor.kind != "user"}
 
 
 __all__ = ["CLAIMABLE", "REFUNDABLE", "REFUND_WORKING_DAYS", "claim", "credit_legacy_form",
-           "is_legacy_number", "legacy_transfer", "refund", "refund_of", "refund_unassigned",
+           "is_legacy_number", "legacy_remainders", "legacy_transfer", "refund",
+           "refund_legacy_remainder", "refund_of", "refund_unassigned",
            "refundable_record"]

@@ -15,7 +15,19 @@ The nonce of a push whose signature verified is claimed by the unique
 identical pushes at once, the INSERT that wins the nonce imports, the other is
 recorded as replayed. A refusal is recorded in a transaction of its own.
 
-    receive_push(engine, clock, body, timestamp=…, nonce=…, signature=…) -> PushResult
+Failed pushes are limited per client address (``ratelimit``, the limiter invoice
+verification uses, scope ``push ``): each refusal counts one attempt of its
+client in the current minute, in the transaction that records it; beyond
+``MAX_FAILED_PER_MINUTE`` the push is ``limited`` — answered 429, **not
+recorded** — so a flood of forged, late or replayed pushes writes at most that
+many rows a minute per address (an IPv6 address counts by its /64). A push
+that verifies and imports is never limited. What is stored of a refused push
+is bounded: the sha256 of its body (never the body), the nonce as presented cut
+to 80 characters, the bank reference cut to 64, the reason cut to
+``MAX_REASON`` characters.
+
+    receive_push(engine, clock, body, client=…, timestamp=…, nonce=…, signature=…)
+        -> PushResult
     list_pushes(conn, actor, *, outcome=None, offset=0, limit=50) -> {"items", "total"}
 """
 
@@ -28,11 +40,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, func, select, update
 
+from feecenter import ratelimit
 from feecenter.accounts.permissions import Actor, require_operator
 from feecenter.clock import Clock, db_time
 from feecenter.db.engine import transaction
 from feecenter.db.upsert import insert_if_absent
-from feecenter.errors import AuthFailed, FeeCenterError, invalid
+from feecenter.errors import AuthFailed, FeeCenterError, TooManyRequests, invalid
 from feecenter.remittances import service
 from feecenter.remittances.statements import push
 from feecenter.remittances.statements.common import StatementRefused
@@ -41,9 +54,13 @@ from feecenter.remittances.tables import remittance_pushes, remittances
 _T = remittance_pushes.c
 ACCEPTED, DUPLICATE, FORGED, LATE, REPLAYED, MALFORMED, REFUSED = (
     "accepted", "duplicate", "forged", "late", "replayed", "malformed", "refused")
-OUTCOMES = (ACCEPTED, DUPLICATE, FORGED, LATE, REPLAYED, MALFORMED, REFUSED)
+OUTCOMES = (ACCEPTED, DUPLICATE, FORGED, LATE, REPLAYED, MALFORMED, REFUSED)  # recorded
+LIMITED = "limited"  # over the failed-push limit: answered 429, not recorded
 BANK = Actor(kind="operator", name="bank-push")  # whom the import and its audit name
 SOURCE = "push"
+MAX_FAILED_PER_MINUTE = 10   # refused pushes recorded per client address and minute
+LIMIT_SCOPE = "push "        # the limiter's key prefix (invoice verification: none)
+MAX_REASON = 500             # characters of a refusal's reason stored
 
 
 class PushNotConfigured(FeeCenterError):
@@ -55,7 +72,7 @@ class PushNotConfigured(FeeCenterError):
 
 @dataclass(frozen=True)
 class PushResult:
-    push_id: int
+    push_id: int | None                     # None: limited, not recorded
     outcome: str
     reason: str | None = None
     remittance: dict | None = None          # the record, when accepted or a duplicate
@@ -77,13 +94,16 @@ def push_secret(environ: Mapping[str, str] | None = None) -> bytes:
             field=push.SECRET_ENV) from error
 
 
-def receive_push(engine: Engine, clock: Clock, body: bytes, *, timestamp: str, nonce: str,
-                 signature: str, secret: bytes | None = None,
+def receive_push(engine: Engine, clock: Clock, body: bytes, *, client: str, timestamp: str,
+                 nonce: str, signature: str, secret: bytes | None = None,
                  settings: service.Settings | None = None) -> PushResult:
-    """Verify, record and (when accepted) import one pushed transfer."""
+    """Verify, record and (when accepted) import one pushed transfer. ``client``: the
+    address it came from, whose failed pushes are limited (``LIMITED``: not
+    recorded, the error a ``TooManyRequests``)."""
     secret = push_secret() if secret is None else secret
     digest = hashlib.sha256(body).hexdigest()
-    seen = _Received(clock, digest, (nonce or "")[:80])
+    seen = _Received(clock, digest, (nonce or "")[:80],
+                     ratelimit.client_key(client, max_chars=ratelimit.KEY_CHARS - len(LIMIT_SCOPE)))
     try:
         pushed = push.verify_push(body, timestamp=timestamp, nonce=nonce, signature=signature,
                                   secret=secret, clock=clock)
@@ -118,6 +138,7 @@ class _Received:
     clock: Clock
     digest: str
     presented: str
+    client: str     # the limiter's key of the address
 
 
 class _Replayed(Exception):
@@ -144,13 +165,23 @@ def _claim(conn: Connection, seen: _Received, nonce: str | None, outcome: str,
 
 def _refused(engine: Engine, seen: _Received, outcome: str, error: FeeCenterError,
              nonce: str | None, bank_reference: str | None = None) -> PushResult:
-    """Record a refusal; a spent nonce is claimed too (a later replay of it is refused),
-    unless another push holds it already."""
-    with transaction(engine) as conn:
-        push_id = _claim(conn, seen, nonce, outcome, error.message, bank_reference)
-        if push_id is None:
-            push_id = _claim(conn, seen, None, outcome, error.message, bank_reference)
-    return PushResult(push_id, outcome, reason=error.message, error=error)
+    """Record a refusal, counted against its client's failed pushes first (beyond the
+    limit: ``LIMITED``, nothing recorded); a spent nonce is claimed too (a later
+    replay of it is refused), unless another push holds it already."""
+    reason = error.message[:MAX_REASON]
+    try:
+        with transaction(engine) as conn:
+            ratelimit.claim_attempt(
+                conn, seen.clock, seen.client, scope=LIMIT_SCOPE, limit=MAX_FAILED_PER_MINUTE,
+                message_zh=f"失败的推送过多：每个地址每分钟最多 {MAX_FAILED_PER_MINUTE} 次，请稍后再试",
+                message_en=f"too many failed pushes: at most {MAX_FAILED_PER_MINUTE} a minute "
+                           "per address; try again later")
+            push_id = _claim(conn, seen, nonce, outcome, reason, bank_reference)
+            if push_id is None:
+                push_id = _claim(conn, seen, None, outcome, reason, bank_reference)
+    except TooManyRequests as limited:
+        return PushResult(None, LIMITED, reason=limited.message, error=limited)
+    return PushResult(push_id, outcome, reason=reason, error=error)
 
 
 def _import(conn: Connection, clock: Clock, transfer, digest: str,
@@ -182,5 +213,5 @@ def list_pushes(conn: Connection, actor: Actor, *, outcome: str | None = None,
     return {"items": [dict(r) for r in rows], "total": total}
 
 
-__all__ = ["OUTCOMES", "PushNotConfigured", "PushResult", "list_pushes", "push_secret",
+__all__ = ["LIMITED", "MAX_FAILED_PER_MINUTE", "OUTCOMES", "PushNotConfigured", "PushResult", "list_pushes", "push_secret",
            "receive_push"]

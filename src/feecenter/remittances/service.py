@@ -17,7 +17,11 @@ Customers (FINANCE on ``uin``; operators too)
       allocates the account's code on first use (so it writes: use a transaction).
   list_remittances(conn, actor, uin, *, state=None, offset=0, limit=20) -> {"items", "total"}
   get_remittance(conn, actor, remittance_id) -> dict
+      a customer (a user) gets records without the operators' labels: ``assigned`` and
+      ``released`` (bool) instead of ``assigned_by`` / ``released_by`` (``as_seen_by``)
   register_payer(conn, clock, actor, uin, name) -> dict       RMT-4/5: signs the agreement
+      (payer rows as a user sees them name an operator who signed or removed one by
+      the kind only, "operator")
   remove_payer(conn, clock, actor, uin, payer_id) -> dict
   list_payers(conn, actor, uin, *, include_removed=False) -> list[dict]
   request_reverification(conn, clock, actor, uin, remittance_id) -> dict
@@ -653,7 +657,7 @@ def register_payer(conn: Connection, clock: Clock, actor: Actor, uin: int, name:
     row = conn.execute(select(remittance_payers).where(
         _P.uin == uin, _P.normalized == normalized)).mappings().one()
     record_audit(conn, clock, actor, "remittance_payer_register", uin, {"name": text})
-    return dict(row)
+    return _payer_as_seen_by(actor, row)
 
 
 def remove_payer(conn: Connection, clock: Clock, actor: Actor, uin: int, payer_id: int) -> dict:
@@ -665,7 +669,7 @@ def remove_payer(conn: Connection, clock: Clock, actor: Actor, uin: int, payer_i
     if row is None:
         raise not_found("payer_id", "付款人", "payer", payer_id)
     record_audit(conn, clock, actor, "remittance_payer_remove", uin, {"name": row["name"]})
-    return dict(row)
+    return _payer_as_seen_by(actor, row)
 
 
 def list_payers(conn: Connection, actor: Actor, uin: int, *,
@@ -674,7 +678,7 @@ def list_payers(conn: Connection, actor: Actor, uin: int, *,
     stmt = select(remittance_payers).where(_P.uin == uin).order_by(_P.id)
     if not include_removed:
         stmt = stmt.where(_P.removed_at.is_(None))
-    return [dict(r) for r in conn.execute(stmt).mappings()]
+    return [_payer_as_seen_by(actor, r) for r in conn.execute(stmt).mappings()]
 
 
 def request_reverification(conn: Connection, clock: Clock, actor: Actor, uin: int,
@@ -698,7 +702,7 @@ def request_reverification(conn: Connection, clock: Clock, actor: Actor, uin: in
     if claimed is None:
         raise _not_in_state(_load(conn, remittance_id), remittance_id, "重新审核")
     _after_claim(conn, clock, claimed)
-    return _load(conn, remittance_id)
+    return as_seen_by(actor, _load(conn, remittance_id))
 
 
 def _owned(conn: Connection, actor: Actor, uin: int, remittance_id: int) -> dict:
@@ -798,7 +802,7 @@ def list_remittances(conn: Connection, actor: Actor, uin: int, *, state: str | N
     total = conn.execute(select(func.count()).select_from(remittances).where(*where)).scalar_one()
     rows = conn.execute(select(remittances).where(*where).order_by(_R.id.desc())
                         .offset(offset).limit(limit)).mappings()
-    return {"items": [dict(r) for r in rows], "total": total}
+    return {"items": [as_seen_by(actor, r) for r in rows], "total": total}
 
 
 def get_remittance(conn: Connection, actor: Actor, remittance_id: int) -> dict:
@@ -809,7 +813,33 @@ def get_remittance(conn: Connection, actor: Actor, remittance_id: int) -> dict:
         require_operator(actor)
     else:
         require(actor, record["uin"], FINANCE)
-    return record
+    return as_seen_by(actor, record)
+
+
+OPERATOR_LABELS = {"assigned_by": "assigned", "released_by": "released"}
+
+
+def as_seen_by(actor: Actor, record: Mapping) -> dict:
+    """A record as ``actor`` may see it: operators and the system see who assigned or
+    released it; a customer (a user) sees only that it was (``assigned``,
+    ``released``: bool), never an operator's name."""
+    row = dict(record)
+    if actor.kind == "user":
+        for label, done in OPERATOR_LABELS.items():
+            row[done] = row.pop(label, None) is not None
+    return row
+
+
+def _payer_as_seen_by(actor: Actor, row: Mapping) -> dict:
+    """A payer row as ``actor`` may see it: to a user, an operator (or the system) who
+    signed or removed it is named by its kind only."""
+    out = dict(row)
+    if actor.kind == "user":
+        for name in ("signed_by", "removed_by"):
+            label = out.get(name)
+            if label and not label.startswith("user:"):
+                out[name] = label.split(":", 1)[0]
+    return out
 
 
 def _queue_filter(queue: str) -> list:
@@ -873,6 +903,6 @@ def flag_overdue(conn: Connection, clock: Clock) -> int:
 
 
 __all__ = ["ImportSummary", "QUEUES", "ReceivingBank", "Settings", "assign",
-           "flag_overdue", "get_remittance", "import_transfers", "list_imports", "list_payers",
+           "as_seen_by", "flag_overdue", "get_remittance", "import_transfers", "list_imports", "list_payers",
            "list_remittances", "operator_queue", "pending_count", "receiving_details",
            "register_payer", "release", "remove_payer", "request_reverification"]
