@@ -167,42 +167,36 @@ def release(remittance_id: IdArg, as_json: JsonOpt = False) -> None:
         conn, rt.clock, _actor(), remittance_id)))
 
 
+HolderOpt = Annotated[str, typer.Option(help="收款户名 / the payer's account holder")]
+BankAccountOpt = Annotated[str, typer.Option(help="收款银行账号 / bank account, 8-30 digits")]
+BankOpt = Annotated[str, typer.Option(help="开户银行 / the bank")]
+ReasonOpt = Annotated[str, typer.Option(help="原因 / why it is refunded")]
+BranchOpt = Annotated[str, typer.Option(help="开户支行 / branch")]
+
+
 @remittance_app.command("refund-unassigned")
-def refund_unassigned(
-    remittance_id: IdArg,
-    holder: Annotated[str, typer.Option(help="收款户名 / the payer's account holder")],
-    bank_account: Annotated[str, typer.Option(help="收款银行账号 / bank account, 8-30 digits")],
-    bank: Annotated[str, typer.Option(help="开户银行 / the bank")],
-    reason: Annotated[str, typer.Option(help="原因 / why it is refunded")],
-    branch: Annotated[str, typer.Option(help="开户支行 / branch")] = "",
-    as_json: JsonOpt = False,
-) -> None:
+def refund_unassigned(remittance_id: IdArg, holder: HolderOpt, bank_account: BankAccountOpt,
+                      bank: BankOpt, reason: ReasonOpt, branch: BranchOpt = "",
+                      as_json: JsonOpt = False) -> None:
     """Refund money of no account (unassigned, or held before any account was known)
     to its payer (RMT-11), with the payout details the operator collected."""
-    from feecenter.db.engine import transaction
-    from feecenter.remittances import cases
-
-    payout = {"holder": holder, "bank_account": bank_account, "bank": bank, "branch": branch}
-    with _refusals(as_json):
-        rt = _runtime()
-        with transaction(rt.engine) as conn:
-            done = cases.refund_unassigned(conn, rt.clock, _actor(), remittance_id,
-                                           payout=payout, reason=reason)
-    _emit(as_json, done)
+    _refund("refund_unassigned", remittance_id, holder, bank_account, bank, branch, reason,
+            as_json)
 
 
 @remittance_app.command("refund-remainder")
-def refund_remainder(
-    remittance_id: IdArg,
-    holder: Annotated[str, typer.Option(help="收款户名 / the payer's account holder")],
-    bank_account: Annotated[str, typer.Option(help="收款银行账号 / bank account, 8-30 digits")],
-    bank: Annotated[str, typer.Option(help="开户银行 / the bank")],
-    reason: Annotated[str, typer.Option(help="原因 / why it is refunded")],
-    branch: Annotated[str, typer.Option(help="开户支行 / branch")] = "",
-    as_json: JsonOpt = False,
-) -> None:
+def refund_remainder(remittance_id: IdArg, holder: HolderOpt, bank_account: BankAccountOpt,
+                     bank: BankOpt, reason: ReasonOpt, branch: BranchOpt = "",
+                     as_json: JsonOpt = False) -> None:
     """Refund to its payer what no legacy form claimed of a legacy transfer, once
     (RMT-10, RMT-11), with the payout details the operator collected."""
+    _refund("refund_legacy_remainder", remittance_id, holder, bank_account, bank, branch,
+            reason, as_json)
+
+
+def _refund(action: str, remittance_id: int, holder: str, bank_account: str, bank: str,
+            branch: str, reason: str, as_json: bool) -> None:
+    """Run ``remittances.cases.<action>`` with the payout details, in one transaction."""
     from feecenter.db.engine import transaction
     from feecenter.remittances import cases
 
@@ -210,8 +204,8 @@ def refund_remainder(
     with _refusals(as_json):
         rt = _runtime()
         with transaction(rt.engine) as conn:
-            done = cases.refund_legacy_remainder(conn, rt.clock, _actor(), remittance_id,
-                                                 payout=payout, reason=reason)
+            done = getattr(cases, action)(conn, rt.clock, _actor(), remittance_id,
+                                          payout=payout, reason=reason)
     _emit(as_json, done)
 
 
