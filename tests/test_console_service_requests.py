@@ -3,17 +3,21 @@ new-request form rendered from the kind's fields, filing with an attachment, fie
 in both languages with nothing written, HTML disguised as PDF refused, the detail with
 history and attachments (downloaded as attachments with nosniff), withdrawing, the
 readonly user refused, CSRF; the operator queue (kind, overdue filters), take, resolve
-(the month credited) and reject."""
+(the month credited) and reject; the customer's pages never name the operator who filed,
+took, attached or resolved (平台运营人员 / Platform operator), the operator's do."""
 
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 
 import pytest
 
+from feecenter.accounts.permissions import operator
 from feecenter.auth import operator_sessions
 from feecenter.auth import service as auth
 from feecenter.db.engine import transaction
+from feecenter.service_requests import service as srv
 from feecenter.service_requests.tables import service_request_attachments, service_requests
 from tests.helpers import OPS, balance, row_counts
 from tests.test_console import csrf_of, logged_in, shop  # noqa: F401 - shop is a fixture
@@ -171,3 +175,51 @@ def test_the_operator_rejects_with_a_reason_and_overdue_shows(rt, claimable, ops
     assert ops_post(ops_http, number, "reject", "资料不全").status_code == 303
     assert "资料不全" in logged_in(rt).get(f"/console/service-requests/{number}").text
     assert logged_in(rt).get("/console/ops/service-requests").status_code in (303, 307)
+
+
+# ---------------------------------------------------------------- what customers see of operators
+
+OPS_NAME = "zhou-ops-7"
+
+
+@pytest.mark.spec("SRV-1", "SRV-2")
+def test_the_customer_pages_never_name_the_operator_the_operator_pages_do(rt, claimable):
+    with transaction(rt.engine) as conn:
+        auth.create_operator(conn, rt.clock, OPS, OPS_NAME)
+        operator_sessions.set_password(conn, rt.clock, OPS, OPS_NAME, PASSWORD)
+    ops_http = client(rt)
+    assert ops_log_in(ops_http, name=OPS_NAME).status_code == 303
+    ops_label, staff = f"operator:{OPS_NAME}", operator(OPS_NAME)
+    customer = logged_in(rt)
+    number = request_id_of(file_form(customer, files={"attachments": ("账单.pdf", PDF,
+                                                                      "application/pdf")}))
+    assert ops_post(ops_http, number, "take").status_code == 303
+    with transaction(rt.engine) as conn:
+        srv.add_attachment(conn, rt.clock, staff, number, srv.Upload("核对.pdf", PDF))
+    assert ops_post(ops_http, number, "resolve", "已核对").status_code == 303
+    add_lines(rt, claimable, [1_800_000, 900_000], datetime(2026, 1, 12, 4, tzinfo=timezone.utc))
+    with transaction(rt.engine) as conn:  # an operator files one for the customer
+        on_behalf = srv.file_request(conn, rt.clock, staff, claimable, "precision_compensation",
+                                     {"month": "2026-01"})["id"]
+
+    ops_page = ops_http.get(f"/console/ops/service-requests/{number}")
+    assert ops_page.status_code == 200 and ops_page.text.count(ops_label) == 3  # take, attach, resolve
+    assert ops_label in ops_http.get(f"/console/ops/service-requests/{on_behalf}").text
+    for lang, shown in (("zh-CN", "平台运营人员"), ("en", "Platform operator")):
+        customer.cookies.set("fc_lang", lang, path="/console")
+        pages = {path: customer.get(path) for path in (
+            f"/console/service-requests/{number}", f"/console/service-requests/{on_behalf}",
+            "/console/service-requests")}
+        for path, page_ in pages.items():
+            assert page_.status_code == 200, (path, page_.text)
+            assert OPS_NAME not in page_.text and "operator:" not in page_.text, (lang, path)
+        worked = pages[f"/console/service-requests/{number}"].text
+        assert worked.count(f'<td data-col="by">{shown}</td>') == 3  # take, attach, resolve
+        assert "账单.pdf" in worked and "核对.pdf" in worked and "已核对" in worked
+        assert "data-result-amount" in worked
+        by = re.findall(r'<tr data-event="(\w+)">.*?<td data-col="by">([^<]+)</td>', worked)
+        assert [event for event, _ in by] == ["submitted", "taken", "attached", "resolved"]
+        assert by[0][1].startswith("user:")  # the customer's own user stays named
+        assert [who for _, who in by[1:]] == [shown] * 3
+        filed_for = pages[f"/console/service-requests/{on_behalf}"].text
+        assert re.findall(r'<td data-col="by">([^<]+)</td>', filed_for) == [shown]

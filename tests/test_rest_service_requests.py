@@ -1,9 +1,12 @@
 """Service requests over the native REST API (SRV-1..2, SET-3): the kinds, filing with
 bad input refused naming the field, multipart attachment upload (type sniffed, never the
 client's word), downloads served as attachments with nosniff, the operators' queue,
-take, resolve (credits the month once) and reject."""
+take, resolve (credits the month once) and reject; a customer never sees an operator's
+name on a request, its history or its attachments, operators do."""
 
 from __future__ import annotations
+
+from datetime import datetime, timezone
 
 import httpx
 import pytest
@@ -136,3 +139,60 @@ def test_html_disguised_as_pdf_and_oversize_files_are_refused(filed):
                                        {"file": "x"})
     assert not_multipart.status_code == 400 and not_multipart.json()["error"]["field"] == "file"
     assert row_counts(shop.rt, service_request_attachments) == (0,)
+
+
+# ---------------------------------------------------------------- what customers see of operators
+
+OPS_NAME = "rest-shop-ops"  # the operator's key (tests.rest_harness)
+JANUARY = datetime(2026, 1, 12, 4, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.spec("SRV-1", "SRV-2")
+def test_a_customer_never_sees_the_operators_name_operators_do(filed):
+    shop, own = filed
+    ops_label = f"operator:{OPS_NAME}"
+    add_lines(shop.rt, shop.uin, [1_800_000, 900_000], JANUARY)
+    on_behalf = shop.operator.send(  # an operator files a request for the customer
+        "POST", f"/api/v1/accounts/{shop.uin}/service-requests",
+        {"kind": "precision_compensation", "fields": {"month": "2026-01"}})
+    assert on_behalf.status_code == 201, on_behalf.text
+    assert on_behalf.json()["created_by"] == ops_label
+    rid = on_behalf.json()["id"]
+    assert shop.operator.send("POST", f"/api/v1/ops/service-requests/{rid}/take").status_code == 200
+    scan = upload(shop.operator, rid, "核对.pdf", PDF)
+    assert scan.status_code == 201 and scan.json()["created_by"] == ops_label
+    done = shop.operator.send("POST", f"/api/v1/ops/service-requests/{rid}/resolve",
+                              {"note": "已核对"})
+    assert done.status_code == 200 and done.json()["ended_by"] == ops_label
+    mine = upload(shop.customer, own["id"], "账单.pdf", PDF)  # the customer's own user
+    assert mine.status_code == 201
+    user_label = own["created_by"]
+    assert user_label.startswith("user:") and mine.json()["created_by"] == user_label
+
+    ops_view = shop.operator.send("GET", f"/api/v1/service-requests/{rid}").json()
+    assert (ops_view["created_by"], ops_view["taken_by"], ops_view["ended_by"]) == (
+        ops_label, ops_label, ops_label)
+    assert {e["actor"] for e in ops_view["events"]} == {ops_label}
+    assert [a["created_by"] for a in ops_view["attachments"]] == [ops_label]
+    queue = shop.operator.send("GET", "/api/v1/ops/service-requests", query={"state": "resolved"})
+    assert [r["taken_by"] for r in queue.json()["items"]] == [ops_label]
+
+    seen = shop.customer.send("GET", f"/api/v1/service-requests/{rid}")
+    listed = shop.customer.send("GET", f"/api/v1/accounts/{shop.uin}/service-requests")
+    assert seen.status_code == 200 and listed.status_code == 200
+    for response in (seen, listed):
+        assert OPS_NAME not in response.text and "operator:" not in response.text
+    got = seen.json()
+    assert (got["created_by"], got["taken_by"], got["ended_by"]) == (
+        "operator", "operator", "operator")
+    assert [(e["event"], e["actor"]) for e in got["events"]] == [
+        ("submitted", "operator"), ("taken", "operator"), ("attached", "operator"),
+        ("resolved", "operator")]
+    assert [a["created_by"] for a in got["attachments"]] == ["operator"]
+    assert got["reason"] == "已核对" and got["result"]["amount"] == "0.03"
+    by_id = {r["id"]: r for r in listed.json()["items"]}
+    assert by_id[rid]["created_by"] == "operator" and by_id[rid]["taken_by"] == "operator"
+    assert by_id[own["id"]]["created_by"] == user_label  # the customer's users stay named
+    own_seen = shop.customer.send("GET", f"/api/v1/service-requests/{own['id']}").json()
+    assert {e["actor"] for e in own_seen["events"]} == {user_label}
+    assert [a["created_by"] for a in own_seen["attachments"]] == [user_label]

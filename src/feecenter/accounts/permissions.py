@@ -8,10 +8,13 @@ Every permission below guards actions that exist; each is checked where its
 action happens (``require`` / ``holds`` in the services).
 Managing users and their API keys follows ``may_manage_user``: nobody gains,
 through a user or a key, a right it does not hold itself.
+What a customer sees of who did something follows ``labels_seen_by``: operators'
+names stay with operators (a user sees "operator" or "system", never the name).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from feecenter.errors import PermissionDenied
@@ -99,6 +102,27 @@ def require_owner(actor: Actor, uin: int) -> None:
 def require_operator(actor: Actor) -> None:
     if actor.kind not in ("system", "operator"):
         raise PermissionDenied("仅平台运营人员可执行此操作", "only platform operators may do this")
+
+
+# ---------------------------------------------------------------- who did it, as seen
+
+def label_seen_by(viewer: Actor, label: str | None) -> str | None:
+    """An ``Actor.label`` as ``viewer`` may see it: operators and the system see every
+    label; a customer (a user) sees users' labels as they are and an operator's or the
+    system's by its kind only ("operator", "system"), never an operator's name."""
+    if viewer.kind != "user" or not label or label.startswith("user:"):
+        return label
+    return label.split(":", 1)[0]
+
+
+def labels_seen_by(viewer: Actor, row: Mapping, names: Iterable[str]) -> dict:
+    """A copy of ``row`` whose columns ``names`` (actor labels) are as ``viewer`` may
+    see them (``label_seen_by``); columns the row lacks stay absent."""
+    out = dict(row)
+    for name in names:
+        if name in out:
+            out[name] = label_seen_by(viewer, out[name])
+    return out
 
 
 # ---------------------------------------------------------------- users and their keys

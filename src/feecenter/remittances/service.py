@@ -71,7 +71,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, bindparam, func, insert, select, tuple_, update
 
-from feecenter.accounts.permissions import FINANCE, Actor, require, require_operator
+from feecenter.accounts.permissions import (FINANCE, Actor, labels_seen_by, require,
+                                            require_operator)
 from feecenter.accounts.tables import customers
 from feecenter.audit.service import record_audit
 from feecenter.clock import Clock, db_time
@@ -833,13 +834,7 @@ def as_seen_by(actor: Actor, record: Mapping) -> dict:
 def _payer_as_seen_by(actor: Actor, row: Mapping) -> dict:
     """A payer row as ``actor`` may see it: to a user, an operator (or the system) who
     signed or removed it is named by its kind only."""
-    out = dict(row)
-    if actor.kind == "user":
-        for name in ("signed_by", "removed_by"):
-            label = out.get(name)
-            if label and not label.startswith("user:"):
-                out[name] = label.split(":", 1)[0]
-    return out
+    return labels_seen_by(actor, row, ("signed_by", "removed_by"))
 
 
 def _queue_filter(queue: str) -> list:

@@ -7,6 +7,12 @@ Every state change is a conditional UPDATE on the state whose row count decides
 request at once, one wins and the kind's action runs once, in the same transaction,
 under the winner's name in the audit log. Each change is recorded as an event and
 notified to the account (notifications.service.notify).
+
+Operators' names stay with operators: what a customer (a user) reads — a request,
+its history, its attachments — names an operator (or the system) who filed, took,
+resolved, rejected, attached or flagged by its kind only, "operator" / "system"
+(``accounts.permissions.labels_seen_by``, as remittances do); the account's own
+users' labels are shown as they are.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from feecenter.accounts.permissions import (
     FINANCE,
     SYSTEM,
     Actor,
+    labels_seen_by,
     require,
     require_operator,
 )
@@ -40,6 +47,10 @@ _R = service_requests.c
 _E = service_request_events.c
 _A = service_request_attachments.c
 NOTIFY_TEMPLATE = "service_request_update"
+# the columns naming who did something, an ``Actor.label`` each
+REQUEST_LABELS = ("created_by", "taken_by", "ended_by")
+EVENT_LABELS = ("actor",)
+ATTACHMENT_LABELS = ("created_by",)
 
 
 @dataclass(frozen=True)
@@ -127,7 +138,7 @@ def add_attachment(conn: Connection, clock: Clock, actor: Actor, request_id: int
     attachment = _store_attachment(conn, clock, actor, request_id, request["uin"], filename,
                                    content_type, upload.content)
     _event(conn, clock, request, "attached", request["state"], actor, filename)
-    return attachment
+    return labels_seen_by(actor, attachment, ATTACHMENT_LABELS)
 
 
 def _store_attachment(conn, clock, actor, request_id, uin, filename, content_type,
@@ -149,29 +160,32 @@ def get_attachment(conn: Connection, actor: Actor, request_id: int,
     if row is None:
         raise not_found("attachment_id", "附件", "attachment", attachment_id)
     require(actor, row["uin"], FINANCE)
-    return dict(row)
+    return labels_seen_by(actor, row, ATTACHMENT_LABELS)
 
 
 # ---------------------------------------------------------------- reading
 
 def get_request(conn: Connection, clock: Clock, actor: Actor, request_id: int) -> dict:
-    """One request with its history (oldest first) and its attachments (no bytes)."""
+    """One request with its history (oldest first) and its attachments (no bytes), as
+    ``actor`` may see them (a customer: no operator's name)."""
     request = _load(conn, request_id)
     require(actor, request["uin"], FINANCE)
     events = conn.execute(select(service_request_events).where(_E.request_id == request_id)
                           .order_by(_E.id)).mappings().all()
     files = conn.execute(select(*[c for c in service_request_attachments.c if c.name != "content"])
                          .where(_A.request_id == request_id).order_by(_A.id)).mappings().all()
-    return {**_view(request, clock), "events": [dict(e) for e in events],
-            "attachments": [dict(f) for f in files]}
+    return {**_seen_by(actor, _view(request, clock)),
+            "events": [labels_seen_by(actor, e, EVENT_LABELS) for e in events],
+            "attachments": [labels_seen_by(actor, f, ATTACHMENT_LABELS) for f in files]}
 
 
 def list_requests(conn: Connection, clock: Clock, actor: Actor, uin: int, *,
                   state: str | None = None, kind: str | None = None, offset: int = 0,
                   limit: int = 20) -> dict:
-    """An account's requests, newest first."""
+    """An account's requests, newest first, as ``actor`` may see them."""
     require(actor, uin, FINANCE)
-    return _page(conn, clock, [_R.uin == uin], state, kind, offset, limit)
+    page = _page(conn, clock, [_R.uin == uin], state, kind, offset, limit)
+    return {**page, "items": [_seen_by(actor, r) for r in page["items"]]}
 
 
 def queue(conn: Connection, clock: Clock, actor: Actor, *, kind: str | None = None,
@@ -215,6 +229,11 @@ def _load(conn: Connection, request_id: int, lock: bool = False) -> dict:
     if row is None:
         raise not_found("request_id", "工单", "service request", request_id)
     return dict(row)
+
+
+def _seen_by(actor: Actor, request: dict) -> dict:
+    """A request row as ``actor`` may see who filed, took and ended it."""
+    return labels_seen_by(actor, request, REQUEST_LABELS)
 
 
 def _view(row, clock: Clock) -> dict:
