@@ -465,3 +465,46 @@ def test_remittances_racing_cancellations_never_leave_a_cancelled_account_with_c
             assert cancelled == ["cash"] and balance(rt, uin).cash == 100_00
             assert rec["state"] == rules.CREDITED and (summary.credited, summary.held) == (1, 0)
     assert_reconciled(rt)
+
+
+@pytest.mark.spec("ACC-5")
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("grant", ["credit", "coupon"])
+def test_a_credit_line_or_coupon_granted_during_a_cancellation_waits_and_is_refused(rt, grant):
+    """The grant reads the account's state after the balance lock the cancellation
+    holds: it waits for the cancellation to commit, then finds it cancelled."""
+    uin = new_account(rt)
+    give = {"credit": lambda c: funds.grant_credit(c, rt.clock, OPS, uin, credit_limit=100_00),
+            "coupon": lambda c: coupons.grant(c, rt.clock, OPS, uin, terms(),
+                                              campaign="spring", key="c1")}[grant]
+
+    def in_own_transaction():
+        with transaction(rt.engine) as conn:
+            return give(conn)
+    with transaction(rt.engine) as conn:
+        service.cancel(conn, rt.clock, owner(rt, uin), uin, key="k")
+        thread, out = _in_thread(in_own_transaction)
+        time.sleep(1.0)
+        assert thread.is_alive() and out == []  # waiting on the balance rows
+    thread.join(timeout=30)
+    assert isinstance(out[0], Conflict) and out[0].field == "uin"
+    with rt.engine.connect() as conn:
+        assert conn.execute(select(func.coalesce(func.max(credit_lines.c.credit_limit), 0))
+                            .where(credit_lines.c.uin == uin)).scalar() == 0
+        assert conn.execute(select(func.count()).select_from(coupon_rows)
+                            .where(coupon_rows.c.uin == uin)).scalar() == 0
+
+
+@pytest.mark.spec("ACC-5")
+def test_a_cancellation_ends_the_credit_line(rt):
+    uin = new_account(rt)
+    with transaction(rt.engine) as conn:
+        funds.grant_credit(conn, rt.clock, OPS, uin, credit_limit=500_00)
+    cancel(rt, uin)
+    with rt.engine.connect() as conn:
+        row = conn.execute(select(credit_lines.c.credit_limit, credit_lines.c.temp_credit)
+                           .where(credit_lines.c.uin == uin)).one()
+        assert tuple(row) == (0, 0)
+        audit = conn.execute(select(audit_log.c.detail).where(
+            audit_log.c.action == "cancel_account", audit_log.c.uin == uin)).scalar()
+    assert json.loads(audit)["credit_limit_ended"] == 500_00

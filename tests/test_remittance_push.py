@@ -247,3 +247,12 @@ def test_what_is_stored_of_a_refused_push_is_bounded(bank):
         stored = sum(len(str(v)) for v in row.values() if v is not None)
         assert stored < push_log.MAX_REASON + 400, row
         assert len(row["body_digest"]) == 64 and len(row["reason"] or "") <= push_log.MAX_REASON
+
+
+def test_a_client_address_that_is_not_an_ip_address_opens_no_bucket_of_its_own():
+    """Free text (a forwarded-address header a client writes) is one shared key: a
+    flood under ever new names is limited as one client."""
+    from feecenter import ratelimit
+    assert {ratelimit.client_key(f"x{i}") for i in range(50)} == {ratelimit.OTHER}
+    assert ratelimit.client_key("198.51.100.7") == "198.51.100.7"
+    assert ratelimit.client_key("2001:db8:1:2::9") == "2001:db8:1:2::/64"

@@ -36,11 +36,16 @@ invoice_verifications = Table(
 _T = invoice_verifications.c
 
 
+OTHER = "other"  # the one key of every client whose address is not an IP address
+
+
 def client_key(value: object, *, max_chars: int = KEY_CHARS) -> str:
-    """The rate limit's key of a client: as given (1..``max_chars`` characters, else
-    ``InvalidInput`` naming ``client``), but an IPv4-mapped address counts as its IPv4
-    address and an IPv6 address by its /64 (rotating addresses inside it gains
-    nothing)."""
+    """The rate limit's key of a client address (1..``max_chars`` characters, else
+    ``InvalidInput`` naming ``client``): an IPv4 address as it is, an IPv4-mapped one
+    as its IPv4 address, an IPv6 address by its /64 (rotating addresses inside it
+    gains nothing), and anything that is not an IP address (a test client's name, a
+    forwarded-address header's free text) as one shared key ``OTHER``: text a client
+    chooses never opens a bucket of its own."""
     if not isinstance(value, str) or not value.strip() or len(value) > max_chars:
         raise invalid("client", f"客户端标识必须是 1–{max_chars} 个字符",
                       f"the client must be 1-{max_chars} characters")
@@ -48,7 +53,7 @@ def client_key(value: object, *, max_chars: int = KEY_CHARS) -> str:
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
-        return text
+        return OTHER
     if address.version == 4:
         return str(address)
     if address.ipv4_mapped is not None:  # ::ffff:192.0.2.1 is 192.0.2.1

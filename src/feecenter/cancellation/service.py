@@ -150,9 +150,11 @@ def cancel(conn: Connection, clock: Clock, actor: Actor, uin: int, *, key: str) 
     gift = funds.balance_view(conn, clock, actor, uin).gift  # nothing frozen: not blocked
     funds.forfeit_gift(conn, clock, uin, key=f"cancel:{uin}:gift",
                        reason="账号注销，赠送金作废 / gift forfeited on cancellation")
+    credit_ended = funds.end_credit_line(conn, clock, uin)
     access = auth.end_account_access(conn, clock, actor, uin)
     record_audit(conn, clock, actor, "cancel_account", uin,
-                 {"key": key, "gift_forfeited": gift, **access})
+                 {"key": key, "gift_forfeited": gift, "credit_limit_ended": credit_ended,
+                  **access})
     notify(conn, clock, uin, NOTIFY_TEMPLATE, {"gift": format_yuan(gift)},
            key=f"cancel:{uin}")
     return {"uin": uin, "cancelled": True, "created": True, "gift_forfeited": gift, **access}

@@ -206,6 +206,7 @@ def grant(conn: Connection, clock: Clock, actor: Actor, uin: int, terms: rules.T
     require_operator(actor)
     campaign = _check_campaign(campaign)
     terms = rules.check_terms(terms)
+    funds.lock_balances(conn, uin)  # a cancellation (which takes it too) is seen or waits
     _refuse_cancelled(accounts.get_account(conn, SYSTEM, uin))
     full_key = f"{uin}:{_check_key(key)}" if key is not None else None
     if full_key is not None and (earlier := _granted(conn, full_key, terms, campaign)):
@@ -324,6 +325,7 @@ def redeem(conn: Connection, clock: Clock, actor: Actor, uin: int, code: str) ->
     cancelled account redeems none (ACC-5, 409 naming ``uin``): the code stays unused."""
     require(actor, uin, FINANCE)
     normalized = normalize_code(code)
+    funds.lock_balances(conn, uin)  # a cancellation (which takes it too) is seen or waits
     _refuse_cancelled(accounts.get_account(conn, SYSTEM, uin))
     row = conn.execute(_lock(conn, select(coupon_codes, _B.campaign, _B.terms, _B.redeem_until)
                              .join(coupon_code_batches, _B.id == _K.batch_id)

@@ -963,7 +963,7 @@ def grant_credit(conn: Connection, clock: Clock, actor: Actor, uin: int, *, cred
     """Set an account's credit amount and temporary credit (BAL-7), audited. A cancelled
     account gets no credit (ACC-5, 409 naming ``uin``); setting it to zero is allowed."""
     require_operator(actor)
-    _account_ids(conn, uin)
+    _balances(conn, uin, lock=True)  # a cancellation (which takes it too) is seen or waits
     for name, value in (("credit_limit", credit_limit), ("temp_credit", temp_credit)):
         if value < 0 or value > MAX_AMOUNT_FEN:
             raise invalid(name, "信用额度必须为非负金额", "credit must be a non-negative amount")
@@ -982,6 +982,17 @@ def grant_credit(conn: Connection, clock: Clock, actor: Actor, uin: int, *, cred
                  {k: str(v) for k, v in values.items()})
     _, bal = _balances(conn, uin, lock=False)
     return _view(conn, clock, uin, bal)
+
+
+def end_credit_line(conn: Connection, clock: Clock, uin: int) -> int:
+    """ACC-5: a cancelled account's credit line ends (its limit and temporary credit
+    set to 0); the credit limit it had. The caller (the cancellation) holds the
+    balance lock."""
+    had = conn.execute(select(credit_lines.c.credit_limit).where(
+        credit_lines.c.uin == uin)).scalar() or 0
+    conn.execute(credit_lines.update().where(credit_lines.c.uin == uin).values(
+        credit_limit=0, temp_credit=0, temp_credit_end=None, updated_at=db_time(clock.now())))
+    return int(had)
 
 
 # ---------------------------------------------------------------- transaction list
