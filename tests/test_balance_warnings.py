@@ -23,8 +23,9 @@ from feecenter.errors import InvalidInput, PermissionDenied
 from feecenter.notifications.tables import in_site_messages
 from feecenter.periods import DAILY, period_containing
 from feecenter.settlement.tables import bill_lines
-from tests.helpers import OPS, add_cash, new_account
+from tests.helpers import OPS, add_cash, new_account, run_threads
 from tests.rest_harness import HOST, Signed
+from tests.test_console import csrf_of, logged_in, shop  # noqa: F401 - shop is a fixture
 
 # ---------------------------------------------------------------- rules (no database)
 
@@ -268,3 +269,63 @@ def test_rest_reads_and_changes_the_settings_and_refuses_bad_input(rt):
     off = owner.send("PUT", path, {"days": None, "amount": None}).json()
     assert off["days"] is None and off["amount"] is None and off["days_left"] == 2
     assert _settings_rows(rt) == 1
+
+
+# ---------------------------------------------------------------- console (概览)
+
+
+@pytest.mark.spec("XTR-2")
+def test_the_overview_shows_the_estimate_and_the_owner_changes_the_settings(rt, shop):  # noqa: F811 - the fixture
+    uin = shop
+    _line(rt, uin, 500_000_00, rt.clock.now() - timedelta(hours=2))
+    with rt.engine.connect() as conn:
+        left = service.estimate(conn, rt.clock, SYSTEM, uin)["days_left"]
+    assert left == 2  # 1,234,467.89 available at 500,000.00 a day
+    http = logged_in(rt)
+    page = http.get("/console/").text
+    assert f'data-days-left="{left}"' in page
+    assert "按近24小时消耗（¥500,000.00），余额约可用 2 天。" in page
+    assert "data-warning-now" in page  # 2 days < 5
+    token = csrf_of(page)
+    done = http.post("/console/balance-warning", data={"csrf_token": token, "days": "2",
+                                                        "amount": "100.50"})
+    assert done.status_code == 303
+    with rt.engine.connect() as conn:
+        assert service.settings_of(conn, uin) == service.WarningSettings(2, 100_50)
+    page = http.get("/console/").text
+    assert '<option value="2" selected>' in page and 'value="100.50"' in page
+    assert "data-warning-now" not in page
+    for data, field in (({"days": "0"}, "days"), ({"days": "x"}, "days"),
+                        ({"days": "5", "amount": "1.234"}, "amount")):
+        bad = http.post("/console/balance-warning", data={"csrf_token": token, **data})
+        assert bad.status_code == 400 and f'data-error-field="{field}"' in bad.text, data
+    assert http.post("/console/balance-warning", data={"csrf_token": "forged",
+                                                       "days": "off"}).status_code == 403
+    off = http.post("/console/balance-warning", data={"csrf_token": token, "days": "off"})
+    assert off.status_code == 303
+    with rt.engine.connect() as conn:
+        assert service.settings_of(conn, uin) == service.WarningSettings(None, None)
+    finance = logged_in(rt, "acme-finance")
+    page = finance.get("/console/").text
+    assert 'data-days-left="2"' in page and 'action="/console/balance-warning"' not in page
+    refused = finance.post("/console/balance-warning",
+                           data={"csrf_token": csrf_of(page), "days": "3"})
+    assert refused.status_code == 403
+    with rt.engine.connect() as conn:
+        assert service.settings_of(conn, uin) == service.WarningSettings(None, None)
+    assert "data-balance-warning" not in logged_in(rt, "acme-admin").get("/console/").text
+
+
+@pytest.mark.postgres_only
+@pytest.mark.spec("XTR-2")
+def test_eight_concurrent_runs_send_each_warning_once(rt):
+    uins = [new_account(rt, f"conc{i}") for i in range(4)]
+    period = period_containing(DAILY, rt.clock.now())
+    end = period.end + jobs.LAG
+    for uin in uins:
+        _line(rt, uin, 10_00, end - timedelta(hours=5))
+    rt.clock.set(end + timedelta(minutes=5))
+    day = business_date(period.end)
+    errors = run_threads(8, lambda i: service.warn(rt.engine, rt.clock, day, end))
+    assert errors == []
+    assert [len(_messages(rt, u)) for u in uins] == [1, 1, 1, 1]
