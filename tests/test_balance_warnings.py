@@ -42,13 +42,13 @@ def test_days_left_is_the_available_balance_over_a_days_spending_floored(availab
 @pytest.mark.spec("XTR-2")
 def test_warn_under_the_threshold_days_and_under_the_owners_amount_separately():
     # default 5 days: 499.99 yuan at 100.00 a day is 4 whole days, under 5
-    assert rules.decide(499_99, 100_00) == rules.Warning(4, True, False)
-    assert rules.decide(500_00, 100_00) == rules.Warning(5, False, False)
+    assert rules.decide(499_99, 100_00) == rules.Verdict(4, True, False)
+    assert rules.decide(500_00, 100_00) == rules.Verdict(5, False, False)
     assert rules.decide(500_00, 100_00, days=6).by_days
     assert not rules.decide(0, 100_00, days=None).warn  # days warning off
-    assert rules.decide(10_00, 0) == rules.Warning(None, False, False)  # nothing spent
+    assert rules.decide(10_00, 0) == rules.Verdict(None, False, False)  # nothing spent
     # the amount: strictly under it, to the fen, with or without spending
-    assert rules.decide(99_99, 0, amount=100_00) == rules.Warning(None, False, True)
+    assert rules.decide(99_99, 0, amount=100_00) == rules.Verdict(None, False, True)
     assert not rules.decide(100_00, 0, amount=100_00).warn
     both = rules.decide(99_99, 100_00, amount=100_00)
     assert both.by_days and both.by_amount and both.days_left == 0

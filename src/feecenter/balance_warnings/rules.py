@@ -18,7 +18,7 @@ MIN_DAYS, MAX_DAYS = 1, 30
 
 
 @dataclass(frozen=True)
-class Warning:
+class Verdict:
     days_left: int | None  # None: nothing spent in the last 24 hours, no estimate
     by_days: bool  # the days left are under the threshold
     by_amount: bool  # the available balance is under the owner's amount
@@ -38,11 +38,11 @@ def days_left(available: int, spent: int) -> int | None:
 
 
 def decide(available: int, spent: int, *, days: int | None = DEFAULT_DAYS,
-           amount: int | None = None) -> Warning:
+           amount: int | None = None) -> Verdict:
     """The warning for an account with ``available`` fen and ``spent`` fen of postpaid
     spending in the last 24 hours; ``days``: the threshold (None: off), ``amount``:
     the owner's warning amount in fen (None: none)."""
     left = days_left(available, spent)
     by_days = days is not None and left is not None and left < days
     by_amount = amount is not None and available < amount
-    return Warning(left, by_days, by_amount)
+    return Verdict(left, by_days, by_amount)

@@ -28,8 +28,8 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, func, select, update
 
-from feecenter.accounts.tables import customers
 from feecenter.accounts.permissions import FINANCE, Actor, require, require_owner
+from feecenter.accounts.tables import customers
 from feecenter.audit.service import record_audit
 from feecenter.balance_warnings import rules
 from feecenter.balance_warnings.tables import balance_warning_settings as _T
@@ -188,7 +188,7 @@ def warn_accounts(conn: Connection, clock: Clock, day: date, uins: list[int],
 DASH = "—"  # not set / no estimate
 
 
-def notice_params(day: date, available: int, spent: int, decided: rules.Warning,
+def notice_params(day: date, available: int, spent: int, decided: rules.Verdict,
                   mine: WarningSettings) -> dict:
     return {"day": day.isoformat(), "available": format_yuan(available),
             "spent": format_yuan(spent),
