@@ -329,3 +329,16 @@ def test_eight_concurrent_runs_send_each_warning_once(rt):
     errors = run_threads(8, lambda i: service.warn(rt.engine, rt.clock, day, end))
     assert errors == []
     assert [len(_messages(rt, u)) for u in uins] == [1, 1, 1, 1]
+
+
+@pytest.mark.spec("XTR-2")
+def test_the_job_reads_the_available_balance_the_overview_shows(rt, shop):  # noqa: F811
+    """Cash, gift, a freeze and credit (the console's shop): ``funds.available_many``
+    is BAL-2's available balance, as ``balance_view`` gives it."""
+    from feecenter.funds import service as funds
+
+    uin = shop
+    with rt.engine.connect() as conn:
+        view = funds.balance_view(conn, rt.clock, SYSTEM, uin)
+        assert funds.available_many(conn, [uin, 999_999_999]) == {uin: view.available}
+    assert view.frozen > 0 and view.gift > 0 and view.credit_amount > 0
