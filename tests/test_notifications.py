@@ -43,7 +43,8 @@ ALL_PARAMS = {"uin": 100000000001, "account_name": "示例科技", "at": "2026-0
               "old_price": "100.00", "new_price": "120.00", "expiring_count": 1, "expiring": "cvm-x",
               "reversal_id": 3, "invoice_number": "26110000000000000001", "withdrawal_id": 5,
               "reason": "多次催缴未付", "cash": "34.56", "arrears": "1,200.00", "repaid": "1,000.00",
-              "advances": "234.56", "gift": "7.00"}
+              "advances": "234.56", "gift": "7.00", "spent": "100.00", "days": 3,
+              "threshold_days": 5}
 
 
 def free_port() -> int:
@@ -210,7 +211,7 @@ def test_notify_refuses_bad_input_and_writes_nothing(rt):
 RECEIVERS = {code: {"account", "owner", "finance"} for code in (
     "arrears_dunning", "arrears_stop_warning", "resources_stopped",
     "resources_destroy_warning", "resources_destroyed", "arrears_repaid_restored",
-    "balance_low", "remittance_pending", "remittance_review_failed", "service_request_update",
+    "balance_low", "balance_warning", "remittance_pending", "remittance_review_failed", "service_request_update",
     "renewal_stopped", "renewal_released", "renewal_recharge_reminder", "renewal_reminder",
     "invoice_reversal_update", "withdrawal_failed", "arrears_measure_offline",
     "arrears_measure_reclaim", "arrears_measure_damages", "arrears_measure_set_off",

@@ -11,6 +11,7 @@ from fastapi_offline import FastAPIOffline
 
 from feecenter import __version__
 from feecenter.api import arrears as arrears_routes
+from feecenter.api import balance_warnings as balance_warning_routes
 from feecenter.api import bill_compare as bill_compare_routes
 from feecenter.api import bill_exports as bill_export_routes
 from feecenter.api import bills as bill_routes
@@ -39,6 +40,7 @@ ROUTERS = (routes.router, catalog_routes.router, order_routes.router, usage_rout
            remittance_routes.router, renewal_routes.router, consumption_routes.router,
            cost_bill_routes.router, bill_compare_routes.router, bill_export_routes.router,
            invoice_routes.router, withdrawal_routes.router, cancellation_routes.router,
+           balance_warning_routes.router,
            compat.router)
 
 

@@ -22,6 +22,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from feecenter.accounts import service as accounts
 from feecenter.arrears import service as arrears
 from feecenter.auth import sessions
+from feecenter.balance_warnings import rules as balance_rules
+from feecenter.balance_warnings import service as balance_warnings
 from feecenter.auth.sessions import ConsoleSession
 from feecenter.clock import business_time_text
 from feecenter.console import i18n
@@ -265,6 +267,11 @@ def overview(request: Request) -> HTMLResponse:
                   **_overview(current))
 
 
+def overview_context(current: Page) -> dict:
+    """What the overview page shows (its forms' refusals render it again)."""
+    return _overview(current)
+
+
 @router.get("/overview/balances")
 def overview_balances(request: Request) -> HTMLResponse:
     """The balances panel alone, for htmx's refresh."""
@@ -287,13 +294,17 @@ def _overview(current: Page, with_charts: bool = True) -> dict:
         except PermissionDenied as exc:  # ACC-2: the service refuses, the page says why
             return {"account": account, "balance": None, "denied": message(exc, lang),
                     "latest_messages": latest}
+        warning = balance_warnings.estimate(conn, rt.clock, actor, actor.uin) \
+            if with_charts else None
         ahead = (arrears.earliest_ahead(conn, rt.clock, actor, actor.uin)
                  if view.arrears > 0 else None)
         cost = settlement.month_cost(conn, actor, actor.uin, business_month(rt.clock.now())) \
             if with_charts else None
     return {"account": account, "balance": view, "denied": denied, "latest_messages": latest,
             "charts": cost and cost_charts(cost, lang, i18n.translations(lang).gettext),
-            "ahead": ahead and {**ahead, "at_text": business_time_text(ahead["at"])}}
+            "ahead": ahead and {**ahead, "at_text": business_time_text(ahead["at"])},
+            "warning": warning, "warning_days": range(balance_rules.MIN_DAYS,
+                                                      balance_rules.MAX_DAYS + 1)}
 
 
 @router.get("/{unknown:path}")
@@ -330,6 +341,7 @@ def install(app: FastAPI) -> None:
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     # the pages' own modules import this one (render, page), so they are imported here
     from feecenter.console import arrears as arrears_pages
+    from feecenter.console import balance_warning as balance_warning_pages
     from feecenter.console import bill_compare as bill_compare_pages
     from feecenter.console import bill_exports as bill_export_pages
     from feecenter.console import bills as bill_pages
@@ -365,6 +377,7 @@ def install(app: FastAPI) -> None:
     app.include_router(invoice_pages.router)
     app.include_router(withdrawal_pages.router)
     app.include_router(cancellation_pages.router)
+    app.include_router(balance_warning_pages.router)
     app.include_router(invoice_pages.public_router)  # /invoice-verification, no login
     ops.install(app)
     app.include_router(router)

@@ -4,6 +4,7 @@ from feecenter.accounts import tables as _accounts  # noqa: F401
 from feecenter.arrears import tables as _arrears  # noqa: F401
 from feecenter.audit import tables as _audit  # noqa: F401
 from feecenter.auth import tables as _auth  # noqa: F401
+from feecenter.balance_warnings import tables as _balance_warnings  # noqa: F401
 from feecenter.bills import tables as _bills  # noqa: F401
 from feecenter.catalog import tables as _catalog  # noqa: F401
 from feecenter.coupons import tables as _coupons  # noqa: F401

@@ -449,6 +449,22 @@ def spendable_many(conn: Connection, clock: Clock, uins: list[int]) -> dict[int,
     return found
 
 
+def available_many(conn: Connection, uins: list[int]) -> dict[int, int]:
+    """uin -> the available balance (BAL-2, as ``balance_view`` gives it: cash + income
+    + gift - frozen - arrears), in fen, read without locks; a few queries per 500
+    accounts; unknown accounts are left out."""
+    found: dict[int, int] = {}
+    wanted = sorted(set(uins))
+    for start in range(0, len(wanted), _SPENDABLE_PER_QUERY):
+        chunk = wanted[start:start + _SPENDABLE_PER_QUERY]
+        for uin, total in conn.execute(
+                select(_LA.uin, func.sum(_LA.balance)).where(
+                    _LA.uin.in_(chunk), _LA.kind.in_(("cash", "income", "gift", "arrears")))
+                .group_by(_LA.uin)):
+            found[uin] = int(total)
+    return found
+
+
 def freeze_for_payment(conn: Connection, clock: Clock, uin: int,
                        orders: list[tuple[str, int, str | None]], *, key: str,
                        operable_balance: int = 0, memo: str | None = None

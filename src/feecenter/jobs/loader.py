@@ -28,6 +28,7 @@ JOB_MODULES: tuple[str, ...] = (
     "feecenter.invoices.delivery_jobs",  # invoices.deliver (INV-5)
     "feecenter.invoices.jobs",  # invoices.issue, invoices.auto_issue (INV-5)
     "feecenter.withdrawals.jobs",  # withdrawals.pay_out (WDR-2, WDR-5)
+    "feecenter.balance_warnings.jobs",  # balance_warnings.warn (XTR-2)
 )
 
 

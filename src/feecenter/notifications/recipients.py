@@ -32,6 +32,7 @@ RECIPIENTS: dict[str, tuple[str, ...]] = {
     "arrears_measure_damages": _MONEY,
     "arrears_measure_set_off": _MONEY,
     "balance_low": _MONEY,                # the balance: ACC-2, finance only
+    "balance_warning": _MONEY,            # XTR-2: the daily balance warning
     "remittance_pending": _MONEY,         # RMT-4: the owner (and finance) told
     "remittance_review_failed": _MONEY,   # RMT-5
     "service_request_update": _MONEY,     # SRV-2: each state change of a 工单 (billing)

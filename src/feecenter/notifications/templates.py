@@ -276,6 +276,35 @@ TEMPLATES: dict[str, dict[str, Template]] = {
             sms="Account {uin}: available balance CNY {available}, below CNY {threshold}. "
                 "Please pay."),
     },
+    # XTR-2: the daily balance warning: days left under the threshold, or the available
+    # balance under the owner's amount ("—": not set, or no estimate)
+    "balance_warning": {
+        "zh-CN": Template(
+            subject="【余额预警】您的账号 {uin} 可用余额 {available} 元，约可用 {days} 天",
+            body=("尊敬的 {account_name}：\n\n"
+                  "截至 {at}，您的账号（UIN：{uin}）可用余额为 {available} 元。"
+                  "按近24小时按量计费消耗 {spent} 元估算，余额约可用 {days} 天。\n"
+                  "您的预警设置：可用天数少于 {threshold_days} 天，或可用余额低于 {threshold} 元"
+                  "时提醒（“—”表示未设置或无法估算），已触发。"
+                  "余额耗尽后按量计费资源将产生欠费，请及时充值。\n\n" + _HOW_TO_PAY_ZH
+                  + "\n可在控制台「概览」页修改预警设置。" + _SIGN_ZH),
+            sms="您的账号{uin}可用余额{available}元，按近24小时消耗约可用{days}天，请及时充值。"),
+        "en": Template(
+            subject="[Balance warning] Account {uin}: available balance CNY {available}, "
+                    "about {days} days left",
+            body=("Dear {account_name},\n\n"
+                  "At {at} (Beijing time) the available balance of your account (UIN {uin}) "
+                  "was CNY {available}. At the last 24 hours' pay-as-you-go spending of CNY "
+                  "{spent}, it lasts about {days} days.\n"
+                  "Your warning settings: fewer than {threshold_days} days left, or an "
+                  "available balance below CNY {threshold} (\"—\": not set, or no estimate); "
+                  "one of them is met. Pay-as-you-go resources run into arrears when the "
+                  "balance runs out; please recharge in time.\n\n" + _HOW_TO_PAY_EN
+                  + "\nThe warning settings are on the Overview page of the console."
+                  + _SIGN_EN),
+            sms="Account {uin}: available balance CNY {available}, about {days} days left "
+                "at the last 24 hours' spending. Please recharge."),
+    },
     # RMT-4: a remittance waits for the payer to be registered (待签署 / 待确认)
     "remittance_pending": {
         "zh-CN": Template(
