@@ -79,13 +79,14 @@ def shooter(page, request):
     return shot
 
 
-def log_in(page, address: str, account: str, path: str) -> None:
-    """Open ``path``, log in as the account's owner on the login page it leads to, and
-    arrive back at ``path``."""
+def log_in(page, address: str, account: str, path: str, *, login: str | None = None,
+           password: str = PASSWORD) -> None:
+    """Open ``path``, log in as the account's owner (or its user ``login``) on the login
+    page it leads to, and arrive back at ``path``."""
     page.goto(f"http://{address}{path}")
     page.fill("input[name=account]", account)
-    page.fill("input[name=login]", account)
-    page.fill("input[name=password]", PASSWORD)
+    page.fill("input[name=login]", login or account)
+    page.fill("input[name=password]", password)
     page.click("button[type=submit]")
     page.wait_for_url(f"http://{address}{path}")
 
