@@ -88,7 +88,7 @@ def test_the_owner_sets_the_warning_on_the_overview_and_finance_only_reads_it(
         page.click(SAVE)
         error = section.locator("[data-error]")
         expect(error).to_have_attribute("data-error-field", "days")
-        expect(error).to_have_text("预警天数须为 1–30 的整数，或 null 关闭")
+        expect(error).to_have_text("预警天数须为 1–30 的整数，或留空（关闭）")
         expect(days).to_have_attribute("aria-invalid", "true")
         expect(days).to_have_value("2")  # the page shows what is saved
         assert (settings(), audited()) == (saved, changes)

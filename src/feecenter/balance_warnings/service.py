@@ -72,18 +72,18 @@ def settings_of(conn: Connection, uin: int) -> WarningSettings:
 def _check_days(days: object) -> int | None:
     if days is not None and (not isinstance(days, int) or isinstance(days, bool)
                              or not rules.MIN_DAYS <= days <= rules.MAX_DAYS):
-        raise invalid("days", f"预警天数须为 {rules.MIN_DAYS}–{rules.MAX_DAYS} 的整数，或 null 关闭",
+        raise invalid("days", f"预警天数须为 {rules.MIN_DAYS}–{rules.MAX_DAYS} 的整数，或留空（关闭）",
                       f"days must be a whole number {rules.MIN_DAYS}-{rules.MAX_DAYS}, "
-                      "or null to turn it off")
+                      "or empty (null) to turn it off")
     return days
 
 
 def _check_amount(amount: object) -> int | None:
     if amount is not None and (not isinstance(amount, int) or isinstance(amount, bool)
                                or not 0 < amount <= MAX_AMOUNT_FEN):
-        raise invalid("amount", "预警金额须大于 0 元且不超过上限，或 null 不设置",
-                      "the warning amount must be above 0 yuan and within the limit, or null "
-                      "for none")
+        raise invalid("amount", "预警金额须大于 0 元且不超过上限，或留空（不设置）",
+                      "the warning amount must be above 0 yuan and within the limit, or empty "
+                      "(null) for none")
     return amount
 
 
