@@ -669,7 +669,8 @@ def _judge_warning(conn, model, r, params) -> list[str]:
         found.append(f"{where}: states (spent, days left, days, amount) {stated}, the model "
                      f"says {expected}")
     model.warning_counts["notices judged"] += 1
-    model.warning_counts["by days" if by_days else "by amount only"] += 1
+    if by_days or by_amount:
+        model.warning_counts["by days" if by_days else "by amount only"] += 1
     return found
 
 
