@@ -274,3 +274,58 @@ def test_a_hold_short_of_its_withdrawal_is_caught(database_factory, monkeypatch,
     with pytest.raises(SimulationFailure) as caught:
         run(database_factory(), Config(**{**WITHDRAWING.__dict__, "crash_rate": 0.0}))
     assert "WDR-4 held" in str(caught.value)
+
+
+# a few accounts, many warning operations: one after 20 % of the steps
+WARNING = Config(seed=31, accounts=5, ops=300, hours=40, crash_rate=0.05)
+
+
+@pytest.fixture
+def warning_often(monkeypatch):
+    from feecenter.simulation import plan
+
+    monkeypatch.setattr(plan, "WARNING_SHARE", 0.2)
+
+
+@pytest.mark.spec("XTR-2")
+def test_balance_warnings_keep_their_invariants(database_factory, warning_often):
+    """Warning settings set (some invalid: refused as the model predicts, nothing
+    written) and the day's warning run again after the job's, with crashes: settings as
+    the model says, one notice per account and day, each one due by the rules
+    recomputed from the bill lines and the model's settings."""
+    summary = run(database_factory(), WARNING)
+    done = summary.warnings
+    assert done["settings set"] and done["refused: days"] and done["refused: amount"], done
+    assert done["notices judged"] and done["run warned"], done
+    assert summary.crashes
+
+
+@pytest.mark.spec("XTR-2")
+def test_a_second_warning_on_a_day_is_caught(database_factory, monkeypatch, warning_often):
+    """The notice key broken (a counter in it): a second run on a day warns again."""
+    import itertools
+
+    from feecenter.balance_warnings import service
+
+    runs = itertools.count()
+    monkeypatch.setattr(service, "key", lambda uin, day: (
+        f"balance_warning:{uin}:{day.isoformat()}:{next(runs)}"))
+    with pytest.raises(SimulationFailure) as caught:
+        run(database_factory(), Config(**{**WARNING.__dict__, "crash_rate": 0.0}))
+    assert "XTR-2 one notice a day" in str(caught.value)
+
+
+@pytest.mark.spec("XTR-2")
+def test_a_warning_not_due_is_caught(database_factory, monkeypatch, warning_often):
+    """The rule broken (the days threshold taken 10 days higher): an account with
+    enough balance for its threshold is warned, and the check, recomputing the spending
+    from the bill lines with the model's settings, finds the notice was not due."""
+    from feecenter.balance_warnings import service
+
+    decide = service.rules.decide
+    monkeypatch.setattr(service.rules, "decide", lambda available, spent, *, days=5,
+                        amount=None: decide(available, spent, amount=amount,
+                                            days=None if days is None else days + 10))
+    with pytest.raises(SimulationFailure) as caught:
+        run(database_factory(), Config(**{**WARNING.__dict__, "crash_rate": 0.0}))
+    assert "not due" in str(caught.value)

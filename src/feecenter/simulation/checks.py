@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import timezone
+from datetime import date, datetime, timedelta, timezone
 from functools import cache
 
 from sqlalchemy import bindparam, exists, func, select
 
 from feecenter.bills.check import check_bills
 from feecenter.accounts.permissions import SYSTEM
+from feecenter.balance_warnings.tables import balance_warning_settings
 from feecenter.catalog.tables import products
 from feecenter.clock import BUSINESS_TZ
 from feecenter.invoices.invoiceable import invoiceable
@@ -23,7 +24,8 @@ from feecenter.invoices.tables import invoice_lines, invoices
 from feecenter.ledger.reconcile import reconcile
 from feecenter.ledger.tables import (ledger_accounts, ledger_holds, ledger_postings,
                                      ledger_transactions)
-from feecenter.money import RATE_PER_FEN, round_rated_to_fen
+from feecenter.money import RATE_PER_FEN, format_yuan, parse_yuan, round_rated_to_fen
+from feecenter.notifications.tables import in_site_messages
 from feecenter.orders.tables import orders, payments
 from feecenter.remittances.tables import remittances
 from feecenter.resources.tables import resource_stops, resources
@@ -611,7 +613,81 @@ _WITHDRAWAL_HOLDS = lambda where: (select(_hd.uin, func.sum(_hd.amount))  # noqa
                                    .group_by(_hd.uin))
 
 
+def balance_warnings(conn, model, now, uins) -> list[str]:
+    """XTR-2 (docs/simulation.md, "Balance warnings"): each account's settings row is
+    the model's (a refused change wrote nothing); at most one ``balance_warning`` notice
+    per account and business day, sent on that day from 02:00; and each notice not
+    judged yet was due: the spending of the 24 hours before 02:00 recomputed here from
+    the bill lines, the settings the model says were in effect then, and the notice's
+    own available balance give a warning by days or by amount, and the notice states
+    them (days left = ⌊available ÷ spending⌋ in integers, no rules module)."""
+    found, model.warning_findings = model.warning_findings, []
+    rows = {r.uin: r for r in _run(conn, _WARNING_SETTINGS, uins)}
+    for uin in (uins if uins is not None else model.uins):
+        expected = model.warning_at(uin, now)
+        row = rows.get(uin)
+        got = ((row.days if row.days_on else None, row.amount) if row is not None
+               else (5, None))
+        if got != expected:
+            found.append(f"XTR-2 settings of {uin}: (days, amount) {got}, the model says "
+                         f"{expected}")
+    per_day = defaultdict(list)
+    for r in _run(conn, _WARNING_NOTICES, uins):
+        params = json.loads(r.params)
+        per_day[(r.uin, params["day"])].append(r.id)
+        if r.id not in model.warnings_judged:  # once: its verdict does not change later
+            model.warnings_judged.add(r.id)
+            found += _judge_warning(conn, model, r, params)
+    return found + [f"XTR-2 one notice a day: {uin} got {len(ids)} on {day} ({ids})"
+                    for (uin, day), ids in sorted(per_day.items()) if len(ids) > 1]
+
+
+def _judge_warning(conn, model, r, params) -> list[str]:
+    day = date.fromisoformat(params["day"])
+    end = datetime.combine(day, datetime.min.time(), BUSINESS_TZ) + timedelta(hours=2)
+    sent = r.created_at.replace(tzinfo=timezone.utc)
+    where = f"XTR-2 notice {r.id} of {r.uin} for {day}"
+    if not end <= sent < end + timedelta(hours=22):
+        return [f"{where}: sent at {sent}, not on that day from 02:00"]
+    spent = int(conn.execute(select(func.coalesce(func.sum(_b.deducted - _b.voucher_paid), 0))
+                             .where(_b.uin == r.uin, _b.cycle.in_(("hour", "day")),
+                                    _b.deducted_at >= _naive_utc(end - timedelta(days=1)),
+                                    _b.deducted_at < _naive_utc(end))).scalar_one())
+    days, amount = model.warning_at(r.uin, sent)
+    available = parse_yuan(params["available"], allow_negative=True, allow_zero=True)
+    left = None if spent <= 0 else 0 if available <= 0 else available // spent
+    by_days = days is not None and left is not None and available < days * spent
+    by_amount = amount is not None and available < amount
+    stated = (params["spent"], params["days"], params["threshold_days"], params["threshold"])
+    expected = (format_yuan(max(spent, 0)), "—" if left is None else left,
+                "—" if days is None else days, "—" if amount is None else format_yuan(amount))
+    found = []
+    if not (by_days or by_amount):
+        found.append(f"{where}: not due (available {available}, spent {spent}, settings "
+                     f"{days, amount})")
+    if stated != expected:
+        found.append(f"{where}: states (spent, days left, days, amount) {stated}, the model "
+                     f"says {expected}")
+    model.warning_counts["notices judged"] += 1
+    if by_days or by_amount:
+        model.warning_counts["by days" if by_days else "by amount only"] += 1
+    return found
+
+
+def _naive_utc(at: datetime) -> datetime:
+    return at.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+_bw, _msg = balance_warning_settings.c, in_site_messages.c
+_WARNING_SETTINGS = lambda where: select(  # noqa: E731
+    _bw.uin, _bw.days_on, _bw.days, _bw.amount).where(where(_bw.uin))
+_WARNING_NOTICES = lambda where: select(  # noqa: E731
+    _msg.id, _msg.uin, _msg.params, _msg.created_at).where(
+    _msg.template == "balance_warning", where(_msg.uin)).order_by(_msg.id)
+
+
 CHECKS = {"balances": balances, "orders": order_states, "bills": bills, "keys": keys,
           "created": created_once, "postings": postings_balance, "remittances": remittance_states,
           "resources": resource_states, "renewals": renewals_once, "bill_levels": bill_levels,
-          "invoices": invoice_amounts, "withdrawals": withdrawals_held}
+          "invoices": invoice_amounts, "withdrawals": withdrawals_held,
+          "balance_warnings": balance_warnings}

@@ -30,7 +30,7 @@ from feecenter.settlement.tables import bill_lines
 from feecenter.simulation import checks, faults
 from feecenter.simulation.model import Model, start_of_day
 from feecenter.simulation.ops import KEYED, Op, execute, setup
-from feecenter.simulation.plan import invoice_op, next_op, withdrawal_op
+from feecenter.simulation.plan import invoice_op, next_op, warning_op, withdrawal_op
 from feecenter.simulation.state import state_hash
 from feecenter.simulation.world import HISTORY_START, START, generate
 
@@ -86,6 +86,7 @@ class Summary:
     renewal: dict = field(default_factory=dict)  # auto-renewed, failed, stopped, released, …
     invoices: dict = field(default_factory=dict)  # applied, refused (why), issued, reversed
     withdrawals: dict = field(default_factory=dict)  # applied (route), refused (why), paid, …
+    warnings: dict = field(default_factory=dict)  # settings set / refused, notices (XTR-2)
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -116,6 +117,7 @@ def run(url: str, config: Config, *, on_step=None) -> Summary:
         model.rerun_settled = config.rerun_settled
         model.invoice_rng = random.Random(f"{config.seed}:invoices")
         model.withdrawal_rng = random.Random(f"{config.seed}:withdrawals")
+        model.warning_rng = random.Random(f"{config.seed}:warnings")
         _history(sim, model, world)
         summary = Summary(asdict(config), "", config.ops)
         _steps(url, sim, model, config, summary, on_step)
@@ -123,6 +125,7 @@ def run(url: str, config: Config, *, on_step=None) -> Summary:
         summary.renewal = renewal_counts(engine)
         summary.invoices = invoice_counts(engine, model)
         summary.withdrawals = dict(sorted(model.withdrawal_counts.items()))
+        summary.warnings = dict(sorted(model.warning_counts.items()))
         summary.state_hash = state_hash(engine)
         summary.seconds = round(time.perf_counter() - started, 2)
         return summary
@@ -149,6 +152,7 @@ def _steps(url, sim, model, config, summary, on_step) -> None:
     invoice_rngs = [random.Random(f"{config.seed}:invoice-{part}") for part in ("faults", "checks")]
     withdrawal_rngs = [random.Random(f"{config.seed}:withdrawal-{part}")
                        for part in ("faults", "checks")]
+    warning_rngs = [random.Random(f"{config.seed}:warning-{part}") for part in ("faults", "checks")]
     per_hour = max(config.ops // max(config.hours, 1), 1)
     kinds, refused, crashes = Counter(), Counter(), Counter()
     for step in range(config.ops):
@@ -177,14 +181,16 @@ def _steps(url, sim, model, config, summary, on_step) -> None:
                 refused[f"{extra.kind}:{result['refused']}"] += 1
             model.apply(extra, result)
             _check_step(sim, model, config, step, extra, result, invoice_rngs[1])
-        extra = withdrawal_op(model, step, now) if op.kind != "tick" else None
-        if extra is not None:  # like invoices: streams of its own
-            result = _perform(url, sim, extra, config, withdrawal_rngs[0], crashes, summary)
+        for extra_op, rngs in ((withdrawal_op, withdrawal_rngs), (warning_op, warning_rngs)):
+            extra = extra_op(model, step, now) if op.kind != "tick" else None
+            if extra is None:  # like invoices: streams of their own
+                continue
+            result = _perform(url, sim, extra, config, rngs[0], crashes, summary)
             kinds[extra.kind] += 1
             if "refused" in result:
                 refused[f"{extra.kind}:{result['refused']}"] += 1
             model.apply(extra, result)
-            _check_step(sim, model, config, step, extra, result, withdrawal_rngs[1])
+            _check_step(sim, model, config, step, extra, result, rngs[1])
     summary.kinds, summary.refused, summary.crashes = dict(kinds), dict(refused), dict(crashes)
 
 

@@ -39,7 +39,7 @@ from datetime import date, datetime, timedelta, timezone
 from fractions import Fraction
 
 from feecenter.clock import BUSINESS_TZ, add_months, business_date
-from feecenter.money import RATE_PER_FEN, round_rated_to_fen
+from feecenter.money import MAX_AMOUNT_FEN, RATE_PER_FEN, round_rated_to_fen
 from feecenter.periods import DAILY, HOURLY, MONTHLY, period_containing
 from feecenter.simulation.world import World
 
@@ -171,6 +171,13 @@ class Model:
     takeable_seen: dict[int, int] = field(default_factory=dict)  # the plan's hint only
     withdrawal_findings: list[str] = field(default_factory=list)
     withdrawal_counts: Counter = field(default_factory=Counter)  # for the summary
+    # balance warnings (XTR-2, docs/balance-warning.md): each account's settings as they
+    # changed, [(from, days or None, amount or None)], none: the default (5 days, no amount)
+    warning_rng: random.Random | None = None  # the plan's warning operations (None: none)
+    warning_settings: dict[int, list] = field(default_factory=lambda: defaultdict(list))
+    warnings_judged: set[int] = field(default_factory=set)  # balance_warning notices (ids)
+    warning_findings: list[str] = field(default_factory=list)
+    warning_counts: Counter = field(default_factory=Counter)  # for the summary
 
     @classmethod
     def opening(cls, world: World, uins: list[int]) -> Model:
@@ -245,7 +252,8 @@ class Model:
     def apply(self, op, result: dict) -> None:
         if op.kind in ("invoice", "reverse", "issue", "tick"):
             self.invoices_dirty = True
-        if op.kind in ("invoice", "reverse", "invoice_title", "withdraw"):  # predicted refusals
+        if op.kind in ("invoice", "reverse", "invoice_title", "withdraw",
+                       "balance_warning"):  # predicted refusals
             getattr(self, f"_{op.kind}")(op, result)
             return
         if "refused" in result:
@@ -611,6 +619,35 @@ class Model:
             return "over the original route"
         return None
 
+    def _balance_warning(self, op, result):
+        """XTR-2 settings: refused exactly when days is not None or a whole number 1-30,
+        or the amount not None or 1 fen up to the limit (days checked first: the field
+        named); otherwise the given ones change from the op's time on."""
+        a, uin = op.args, op.uin
+        bad_days = "days" in a and not _valid(a["days"], WARN_MIN_DAYS, WARN_MAX_DAYS)
+        bad_amount = "amount" in a and not _valid(a["amount"], 1, MAX_AMOUNT_FEN)
+        field_ = "days" if bad_days else "amount" if bad_amount else None
+        if result.get("field") != field_ or ("refused" in result) != (field_ is not None):
+            self.warning_findings.append(f"XTR-2 settings {a} of {uin}: answered {result}, "
+                                         f"the model says refused for {field_}")
+        for name, n in (result.get("run") or {}).items():
+            self.warning_counts[f"run {name}"] += n
+        if field_ is not None:
+            self.warning_counts[f"refused: {field_}"] += 1
+            return
+        days, amount = self.warning_at(uin, datetime.max.replace(tzinfo=timezone.utc))
+        self.warning_settings[uin].append((datetime.fromisoformat(a["at"]),
+                                           a.get("days", days), a.get("amount", amount)))
+        self.warning_counts["settings set"] += 1
+
+    def warning_at(self, uin: int, at: datetime) -> tuple[int | None, int | None]:
+        """(days, amount) of ``uin``'s warning settings in effect at ``at``."""
+        found = (WARN_DEFAULT_DAYS, None)
+        for since, days, amount in self.warning_settings.get(uin, ()):
+            if since <= at:
+                found = (days, amount)
+        return found
+
     def _payout(self, op, result):
         """WDR-3/5: a bank leg paid leaves the held money; a failed withdrawal returned
         to cash brings its failed legs' money back (and what they took of remittances
@@ -728,6 +765,14 @@ def _made(result: dict) -> tuple:
 def _yuan_fen(text: str) -> int:
     whole, _, cents = text.partition(".")
     return int(whole) * 100 + int(cents.ljust(2, "0"))
+
+
+WARN_DEFAULT_DAYS, WARN_MIN_DAYS, WARN_MAX_DAYS = 5, 1, 30  # docs/balance-warning.md
+
+
+def _valid(value, low: int, high: int) -> bool:
+    """None, or a whole number (not a bool) from ``low`` to ``high``."""
+    return value is None or (type(value) is int and low <= value <= high)
 
 
 def start_of_day(day: date) -> datetime:

@@ -22,8 +22,10 @@ from stdnum.cn import uscc
 from feecenter.accounts import service as accounts
 from feecenter.accounts.permissions import SYSTEM, operator
 from feecenter.arrears import service as arrears
+from feecenter.balance_warnings import jobs as warning_jobs
+from feecenter.balance_warnings import service as warning_service
 from feecenter.catalog import service as catalog
-from feecenter.clock import business_date, business_time_text
+from feecenter.clock import BUSINESS_TZ, business_date, business_time_text
 from feecenter.coupons import rules as coupon_rules
 from feecenter.coupons import service as coupons
 from feecenter.db.engine import transaction
@@ -58,7 +60,8 @@ OPS = operator("simulator")
 # safe to retry (crash-injected, duplicated): an idempotency key, event ids, a state claim
 KEYED = {"adjust", "buy", "pay", "renew", "upgrade", "refund", "downgrade", "coupon", "open",
          "usage", "tick", "rerun", "deliver", "fail", "remit", "reverify", "auto_renew",
-         "unified_day", "invoice_title", "invoice", "issue", "reverse", "withdraw"}
+         "unified_day", "invoice_title", "invoice", "issue", "reverse", "withdraw",
+         "balance_warning"}
 CYCLES = {"hour": HOURLY, "day": DAILY}
 
 
@@ -404,6 +407,27 @@ def _review(rt, conn, withdrawal: dict, offline_parity: int) -> str:
     return "returned"
 
 
+def _balance_warning(rt, uin, a):
+    """XTR-2: the owner's warning settings (``days`` 1-30 or None: off, ``amount`` fen or
+    None; a key left out: kept), sometimes invalid (refused, nothing written), then the
+    daily warning run for today once its 02:00 has passed (what the job does; notices
+    keyed by account and day, so the job's own run sends nothing twice)."""
+    out = {}
+    try:
+        with transaction(rt.engine) as conn:
+            made = warning_service.update_settings(conn, rt.clock, SYSTEM, uin, **{
+                k: a[k] for k in ("days", "amount") if k in a})
+        out.update(made.to_dict())
+    except FeeCenterError as exc:
+        out.update(refused=exc.code, field=exc.field)
+    now = rt.clock.now()
+    day = business_date(now)
+    end = datetime.combine(day, datetime.min.time(), BUSINESS_TZ) + warning_jobs.LAG
+    if now >= end:
+        out["run"] = warning_service.warn(rt.engine, rt.clock, day, end)
+    return out
+
+
 def _tick(rt, uin, a):
     """The job runner's pass at this hour: settlement, expiry, arrears, coupons."""
     report = runner.run_pass(rt.engine, rt.clock, worker_id="simulator")
@@ -428,7 +452,8 @@ _RUN = {"adjust": _adjust, "buy": _buy, "pay": _pay, "deliver": _deliver, "fail"
         "coupon": _coupon, "open": _open, "usage": _usage, "tick": _tick, "rerun": _rerun,
         "remit": _remit, "reverify": _reverify, "auto_renew": _auto_renew,
         "unified_day": _unified_day, "invoice_title": _invoice_title, "invoice": _invoice,
-        "issue": _issue, "reverse": _reverse, "withdraw": _withdraw, "payout": _payout}
+        "issue": _issue, "reverse": _reverse, "withdraw": _withdraw, "payout": _payout,
+        "balance_warning": _balance_warning}
 
 
 def hour_before(at: datetime) -> tuple[datetime, datetime]:

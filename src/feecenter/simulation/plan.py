@@ -24,6 +24,11 @@ INVOICE_WEIGHTS = {"invoice_title": 1, "invoice": 4, "issue": 1, "reverse": 2}
 # application (original route or offline), or the operators' payout step
 WITHDRAWAL_SHARE = 0.04  # of the steps
 WITHDRAWAL_WEIGHTS = {"withdraw": 3, "payout": 1}
+# Balance warnings (XTR-2) likewise, from ``model.warning_rng``: the owner's settings
+# (now and then invalid) and the day's warning run
+WARNING_SHARE = 0.02  # of the steps
+WARNING_DAYS = [None, 1, 5, 5, 10, 30, 0, 31, "5"]  # the last three refused
+WARNING_AMOUNTS = [None, None, 100_00, 5_000_00, 1_000_000_00, 0, -1_00]  # 0, -1.00 refused
 
 
 def next_op(rng: random.Random, model: Model, step: int, now: datetime,
@@ -226,6 +231,21 @@ def withdrawal_op(model: Model, step: int, now: datetime) -> Op | None:
                                       "offline_parity": rng.randint(0, 1),
                                       "at": now.isoformat()})
     return Op(step, "withdraw", uin, {**_withdraw(rng, model, uin, step), "at": now.isoformat()})
+
+
+def warning_op(model: Model, step: int, now: datetime) -> Op | None:
+    """After WARNING_SHARE of the steps, an account's warning settings (each of days and
+    amount given 3 times in 5, kept otherwise) and the day's warning run, at the
+    step's time, from ``model.warning_rng`` alone (None: no warning operations)."""
+    rng = model.warning_rng
+    if rng is None or rng.random() >= WARNING_SHARE:
+        return None
+    uin, args = rng.choice(model.uins), {"at": now.isoformat()}
+    if rng.random() < 0.6:
+        args["days"] = rng.choice(WARNING_DAYS)
+    if rng.random() < 0.6:
+        args["amount"] = rng.choice(WARNING_AMOUNTS)
+    return Op(step, "balance_warning", uin, args)
 
 
 def _withdraw(rng, model, uin, step):
