@@ -11,7 +11,6 @@ refused for the cash) or held after it, with the lock held both ways and 8 threa
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
@@ -39,7 +38,7 @@ from feecenter.service_requests import service as srv
 from tests.helpers import (OPS, assert_reconciled, balance, new_account, row_counts,
                            run_threads)
 from tests.rest_harness import HOST, Signed
-from tests.test_cancellation import BLOCKERS, owner, status_of
+from tests.test_cancellation import BLOCKERS, _in_thread, owner, status_of
 from tests.test_coupons import terms
 from tests.test_remittance_cases import (ALICE, PDF, claim_fields, form_fields, legacy_transfer,
                                          money, number_of, original, refund_fields)
@@ -349,19 +348,6 @@ def _platforms(rt) -> None:
     with transaction(rt.engine) as conn:
         for purpose in ("forfeited_gift", "bank", "remittance_suspense"):
             funds.platform_account(conn, rt.clock, purpose)
-
-
-def _in_thread(target) -> tuple[threading.Thread, list]:
-    out: list = []
-
-    def run():
-        try:
-            out.append(target())
-        except Exception as exc:  # noqa: BLE001 - returned to the test
-            out.append(exc)
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, out
 
 
 @pytest.mark.spec("ACC-5")
